@@ -1,0 +1,134 @@
+import type { TypedArray } from "../tensor/dtype.js";
+import { erf } from "./special.js";
+
+/**
+ * Elementwise kernels are generated from an expression once per (expression, dtype), so that every
+ * generated loop only ever sees one typed-array class and stays monomorphic in V8: a single loop fed
+ * both Float32Array and Float64Array slows down several-fold.
+ *
+ * Broadcasting is expressed with strides: an operand's stride is 0 along a broadcast dimension, and
+ * the innermost dimension runs as a tight loop. `aStrides === null` means "same shape as out".
+ */
+export type BinaryKernel = (
+  a: TypedArray,
+  b: TypedArray,
+  out: TypedArray,
+  outShape: readonly number[],
+  aStrides: readonly number[] | null,
+  bStrides: readonly number[] | null,
+) => void;
+export type UnaryKernel = (a: TypedArray, out: TypedArray) => void;
+
+const binaryCache = new Map<string, BinaryKernel>();
+const unaryCache = new Map<string, UnaryKernel>();
+
+function binarySource(expr: string): string {
+  return `
+  const n = out.length;
+  if (aStrides === null && bStrides === null) {
+    for (let i = 0; i < n; i++) { const x = a[i], y = b[i]; out[i] = ${expr}; }
+    return;
+  }
+  if (aStrides === null && b.length === 1) {
+    const y = b[0];
+    for (let i = 0; i < n; i++) { const x = a[i]; out[i] = ${expr}; }
+    return;
+  }
+  if (bStrides === null && a.length === 1) {
+    const x = a[0];
+    for (let i = 0; i < n; i++) { const y = b[i]; out[i] = ${expr}; }
+    return;
+  }
+  const nd = outShape.length;
+  if (n === 0) return;
+  if (nd === 0) { const x = a[0], y = b[0]; out[0] = ${expr}; return; }
+  const as = aStrides === null ? contiguousStrides(outShape) : aStrides;
+  const bs = bStrides === null ? contiguousStrides(outShape) : bStrides;
+  const inner = outShape[nd - 1], sa = as[nd - 1], sb = bs[nd - 1];
+  const idx = new Int32Array(nd);
+  let ia = 0, ib = 0;
+  for (let o = 0; o < n; o += inner) {
+    for (let j = 0; j < inner; j++) { const x = a[ia + j * sa], y = b[ib + j * sb]; out[o + j] = ${expr}; }
+    for (let d = nd - 2; d >= 0; d--) {
+      idx[d]++; ia += as[d]; ib += bs[d];
+      if (idx[d] < outShape[d]) break;
+      ia -= as[d] * outShape[d]; ib -= bs[d] * outShape[d]; idx[d] = 0;
+    }
+  }`;
+}
+
+function contiguousStrides(shape: readonly number[]): number[] {
+  const s = new Array<number>(shape.length);
+  let acc = 1;
+  for (let i = shape.length - 1; i >= 0; i--) {
+    s[i] = acc;
+    acc *= shape[i]!;
+  }
+  return s;
+}
+
+/** Kernel computing `out = expr(x, y)` with broadcasting; `expr` is JavaScript over `x` and `y`. */
+export function binaryKernel(expr: string, dtype: string): BinaryKernel {
+  const key = `${dtype}:${expr}`;
+  let k = binaryCache.get(key);
+  if (k === undefined) {
+    const make = new Function("contiguousStrides", `return function binary(a, b, out, outShape, aStrides, bStrides) {${binarySource(expr)}\n}`);
+    k = make(contiguousStrides) as BinaryKernel;
+    binaryCache.set(key, k);
+  }
+  return k;
+}
+
+/** Kernel computing `out[i] = expr(x)` with `x = a[i]`. */
+export function unaryKernel(expr: string, dtype: string): UnaryKernel {
+  const key = `${dtype}:${expr}`;
+  let k = unaryCache.get(key);
+  if (k === undefined) {
+    k = new Function(
+      "erf",
+      `return function unary(a, out) { const n = out.length; for (let i = 0; i < n; i++) { const x = a[i]; out[i] = ${expr}; } }`,
+    )(erf) as UnaryKernel;
+    unaryCache.set(key, k);
+  }
+  return k;
+}
+
+/** Converts between element types (bool as 0/1, float to int truncates toward zero as in PyTorch). */
+export function castInto(src: TypedArray, dst: TypedArray): void {
+  if (dst instanceof Int32Array && !(src instanceof Int32Array) && !(src instanceof Uint8Array)) {
+    for (let i = 0; i < src.length; i++) dst[i] = Math.trunc(src[i]!);
+  } else if (dst instanceof Uint8Array && !(src instanceof Uint8Array)) {
+    for (let i = 0; i < src.length; i++) dst[i] = src[i] !== 0 ? 1 : 0;
+  } else {
+    dst.set(src);
+  }
+}
+
+export type StridedCopyKernel = (src: TypedArray, srcOffset: number, dst: TypedArray, shape: readonly number[], srcStrides: readonly number[]) => void;
+const copyCache = new Map<string, StridedCopyKernel>();
+
+/** Copies a strided view of `src` (any strides, 0 for broadcast) into contiguous `dst` of `shape`. */
+export function stridedCopyKernel(dtype: string): StridedCopyKernel {
+  let k = copyCache.get(dtype);
+  if (k === undefined) {
+    k = new Function(`return function stridedCopy(src, off, dst, shape, ss) {
+      const n = dst.length, nd = shape.length;
+      if (n === 0) return;
+      if (nd === 0) { dst[0] = src[off]; return; }
+      const inner = shape[nd - 1], si = ss[nd - 1];
+      const idx = new Int32Array(nd);
+      let is = off;
+      for (let o = 0; o < n; o += inner) {
+        if (si === 1) { for (let j = 0; j < inner; j++) dst[o + j] = src[is + j]; }
+        else { for (let j = 0; j < inner; j++) dst[o + j] = src[is + j * si]; }
+        for (let d = nd - 2; d >= 0; d--) {
+          idx[d]++; is += ss[d];
+          if (idx[d] < shape[d]) break;
+          is -= ss[d] * shape[d]; idx[d] = 0;
+        }
+      }
+    }`)() as StridedCopyKernel;
+    copyCache.set(dtype, k);
+  }
+  return k;
+}

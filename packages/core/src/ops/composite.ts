@@ -1,0 +1,41 @@
+import { normDims } from "../tensor/shape.js";
+import type { Tensor } from "../tensor/tensor.js";
+import { abs, add, div, erf, exp, mul, pow, sqrt, sub, tanh } from "./elementwise.js";
+import { defineOp } from "./op.js";
+import { type Dims, logsumexp, max, mean, sum } from "./reduce.js";
+
+// Composites are built from primitives, so their gradients (of any order) come for free.
+
+/** GELU: x·Φ(x) exactly, or PyTorch's tanh approximation with `approximate: 'tanh'`. */
+export const gelu = defineOp("gelu", (x: Tensor, opts: { approximate?: "none" | "tanh" } = {}): Tensor => {
+  if (opts.approximate === "tanh") {
+    const inner = mul(add(x, mul(pow(x, 3), 0.044715)), Math.sqrt(2 / Math.PI));
+    return mul(mul(x, 0.5), add(tanh(inner), 1));
+  }
+  return mul(mul(x, 0.5), add(erf(mul(x, Math.SQRT1_2)), 1));
+});
+
+export const logSoftmax = defineOp("logSoftmax", (x: Tensor, dim = -1): Tensor => sub(x, logsumexp(x, dim, true)));
+
+export const softmax = defineOp("softmax", (x: Tensor, dim = -1): Tensor => exp(logSoftmax(x, dim)));
+
+/** Variance with Bessel's `correction` (1 by default, as in PyTorch). */
+export const variance = defineOp("var", (x: Tensor, dims?: Dims, opts: { correction?: number; keepdim?: boolean } = {}): Tensor => {
+  const d = normDims(dims, x.ndim, "var");
+  const n = d.reduce((a, i) => a * x.shape[i]!, 1);
+  const centred = sub(x, mean(x, d, true));
+  return div(sum(mul(centred, centred), d, opts.keepdim ?? false), Math.max(0, n - (opts.correction ?? 1)));
+});
+
+export const std = defineOp("std", (x: Tensor, dims?: Dims, opts: { correction?: number; keepdim?: boolean } = {}): Tensor =>
+  sqrt(variance(x, dims, opts)),
+);
+
+/** Vector p-norm over `dims` (all by default): p = 2, 1, Infinity or any positive number. */
+export const norm = defineOp("norm", (x: Tensor, p = 2, dims?: Dims, keepdim = false): Tensor => {
+  if (p === Infinity) return max(abs(x), dims, keepdim);
+  if (p === 2) return sqrt(sum(mul(x, x), dims, keepdim));
+  if (p === 1) return sum(abs(x), dims, keepdim);
+  if (!(p > 0)) throw new Error(`norm: p must be positive, got ${p}`);
+  return pow(sum(pow(abs(x), p), dims, keepdim), 1 / p);
+});

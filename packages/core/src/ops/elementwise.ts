@@ -1,0 +1,193 @@
+import { binaryKernel, unaryKernel } from "../kernels/elementwise.js";
+import { type DType, arrayFor, getDefaultDtype, isFloat, promoteTypes } from "../tensor/dtype.js";
+import { broadcastShapes, broadcastStrides, numelOf, shapeEq } from "../tensor/shape.js";
+import { Tensor } from "../tensor/tensor.js";
+import { type TensorLike, dataAs, defineOp, floatDtypeOf, operands, record, toTensor } from "./op.js";
+import { sumTo } from "./reduce.js";
+import { broadcastData } from "./shape.js";
+
+/** Runs a generated broadcasting kernel: inputs are converted to `dtype`, the result has `outDtype`. */
+export function broadcastBinary(name: string, expr: string, x: Tensor, y: Tensor, dtype: DType, outDtype: DType = dtype): Tensor {
+  const shape = shapeEq(x.shape, y.shape) ? x.shape : broadcastShapes(x.shape, y.shape, name);
+  const out = arrayFor(outDtype, numelOf(shape));
+  const k = binaryKernel(expr, `${dtype}->${outDtype}`);
+  const xs = shapeEq(x.shape, shape) ? null : broadcastStrides(x.shape, shape);
+  const ys = shapeEq(y.shape, shape) ? null : broadcastStrides(y.shape, shape);
+  k(dataAs(x, dtype), dataAs(y, dtype), out, shape, xs, ys);
+  return new Tensor(out, shape);
+}
+
+export function mapUnary(expr: string, x: Tensor, dtype: DType, outDtype: DType = dtype): Tensor {
+  const out = arrayFor(outDtype, x.numel);
+  unaryKernel(expr, `${dtype}->${outDtype}`)(dataAs(x, dtype), out);
+  return new Tensor(out, x.shape);
+}
+
+/** Gradient of one operand of a broadcast op, summed back to its shape and cast to its dtype. */
+const back = (g: Tensor, x: Tensor): Tensor => {
+  const s = sumTo(g, x.shape);
+  return s.dtype === x.dtype ? s : to(s, x.dtype);
+};
+
+export const add = defineOp("add", (a: TensorLike, b: TensorLike, alpha = 1): Tensor => {
+  const [x, y0] = operands(a, b, "add");
+  const y = alpha === 1 ? y0 : mul(y0, alpha);
+  const out = broadcastBinary("add", "x + y", x, y, promoteTypes(x.dtype, y.dtype));
+  return record(out, "add", [x, y], (g, n) => [n[0] ? back(g, x) : null, n[1] ? back(g, y) : null]);
+});
+
+export const sub = defineOp("sub", (a: TensorLike, b: TensorLike, alpha = 1): Tensor => {
+  const [x, y0] = operands(a, b, "sub");
+  const y = alpha === 1 ? y0 : mul(y0, alpha);
+  const out = broadcastBinary("sub", "x - y", x, y, promoteTypes(x.dtype, y.dtype));
+  return record(out, "sub", [x, y], (g, n) => [n[0] ? back(g, x) : null, n[1] ? back(neg(g), y) : null]);
+});
+
+// d(a·b) = b·da + a·db
+export const mul = defineOp("mul", (a: TensorLike, b: TensorLike): Tensor => {
+  const [x, y] = operands(a, b, "mul");
+  const out = broadcastBinary("mul", "x * y", x, y, promoteTypes(x.dtype, y.dtype));
+  return record(out, "mul", [x, y], (g, n) => [n[0] ? back(mul(g, y), x) : null, n[1] ? back(mul(g, x), y) : null], [x, y]);
+});
+
+// d(a/b) = da/b - a·db/b²; integer division is true division, as in PyTorch.
+export const div = defineOp("div", (a: TensorLike, b: TensorLike): Tensor => {
+  const [x, y] = operands(a, b, "div");
+  let dtype = promoteTypes(x.dtype, y.dtype);
+  if (!isFloat(dtype)) dtype = getDefaultDtype();
+  const out = broadcastBinary("div", "x / y", x, y, dtype);
+  return record(
+    out,
+    "div",
+    [x, y],
+    (g, n) => [n[0] ? back(div(g, y), x) : null, n[1] ? back(neg(div(mul(g, x), mul(y, y))), y) : null],
+    [x, y],
+  );
+});
+
+// d(a^b) = b·a^(b-1)·da + a^b·ln(a)·db
+export const pow = defineOp("pow", (a: TensorLike, b: TensorLike): Tensor => {
+  const [x, y] = operands(a, b, "pow");
+  const out = broadcastBinary("pow", "x ** y", x, y, promoteTypes(x.dtype, y.dtype));
+  return record(
+    out,
+    "pow",
+    [x, y],
+    (g, n) => [
+      n[0] ? back(mul(g, mul(y, pow(x, sub(y, 1)))), x) : null,
+      n[1] ? back(mul(g, mul(pow(x, y), log(where(x.gt(0), x, 1)))), y) : null,
+    ],
+    [x, y],
+  );
+});
+
+export const neg = defineOp("neg", (a: TensorLike): Tensor => {
+  const x = toTensor(a, "neg");
+  return record(mapUnary("-x", x, x.dtype), "neg", [x], (g) => [neg(g)]);
+});
+
+function floatUnary(name: string, expr: string, a: TensorLike, grad: (g: Tensor, x: Tensor, out: Tensor) => Tensor): Tensor {
+  const x = toTensor(a, name);
+  const dtype = floatDtypeOf(x);
+  const out = mapUnary(expr, x, dtype);
+  return record(out, name, [x], (g) => [grad(g, x, out)], [x]);
+}
+
+export const exp = defineOp("exp", (a: TensorLike) => floatUnary("exp", "Math.exp(x)", a, (g, _x, out) => mul(g, out)));
+export const log = defineOp("log", (a: TensorLike) => floatUnary("log", "Math.log(x)", a, (g, x) => div(g, x)));
+export const log1p = defineOp("log1p", (a: TensorLike) => floatUnary("log1p", "Math.log1p(x)", a, (g, x) => div(g, add(x, 1))));
+export const sqrt = defineOp("sqrt", (a: TensorLike) => floatUnary("sqrt", "Math.sqrt(x)", a, (g, _x, out) => div(g, mul(out, 2))));
+export const tanh = defineOp("tanh", (a: TensorLike) =>
+  floatUnary("tanh", "Math.tanh(x)", a, (g, _x, out) => mul(g, sub(1, mul(out, out)))),
+);
+export const sigmoid = defineOp("sigmoid", (a: TensorLike) =>
+  floatUnary("sigmoid", "x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) / (1 + Math.exp(x))", a, (g, _x, out) =>
+    mul(g, mul(out, sub(1, out))),
+  ),
+);
+// d erf(x) = 2/sqrt(pi) · exp(-x²)
+export const erf = defineOp("erf", (a: TensorLike) =>
+  floatUnary("erf", "erf(x)", a, (g, x) => mul(g, mul(exp(neg(mul(x, x))), 1.1283791670955126))),
+);
+
+export const abs = defineOp("abs", (a: TensorLike): Tensor => {
+  const x = toTensor(a, "abs");
+  return record(mapUnary("Math.abs(x)", x, x.dtype), "abs", [x], (g) => [mul(g, sign(x))], [x]);
+});
+
+/** Sign as -1, 0 or 1 (not differentiable: its gradient is zero almost everywhere). */
+export function sign(a: TensorLike): Tensor {
+  const x = toTensor(a, "sign");
+  return mapUnary("x > 0 ? 1 : x < 0 ? -1 : x", x, x.dtype);
+}
+
+export const relu = defineOp("relu", (a: TensorLike): Tensor => {
+  const x = toTensor(a, "relu");
+  return record(mapUnary("x <= 0 ? 0 : x", x, x.dtype), "relu", [x], (g) => [mul(g, x.gt(0))], [x]);
+});
+
+/** log(1 + exp(beta·x)) / beta, linear above `threshold` as in PyTorch; d/dx = sigmoid(beta·x). */
+export const softplus = defineOp("softplus", (a: TensorLike, beta = 1, threshold = 20): Tensor => {
+  const x = toTensor(a, "softplus");
+  const expr = `(x * ${beta} > ${threshold}) ? x : (Math.max(x * ${beta}, 0) + Math.log1p(Math.exp(-Math.abs(x * ${beta})))) / ${beta}`;
+  const out = mapUnary(expr, x, floatDtypeOf(x));
+  return record(out, "softplus", [x], (g) => [mul(g, sigmoid(mul(x, beta)))], [x]);
+});
+
+// Ties send half of the gradient to each side, as PyTorch does.
+function extremum(name: "maximum" | "minimum", a: TensorLike, b: TensorLike): Tensor {
+  const [x, y] = operands(a, b, name);
+  const expr = name === "maximum" ? "(x > y || x !== x) ? x : y" : "(x < y || x !== x) ? x : y";
+  const out = broadcastBinary(name, expr, x, y, promoteTypes(x.dtype, y.dtype));
+  return record(
+    out,
+    name,
+    [x, y],
+    (g, n) => {
+      const wins = name === "maximum" ? x.gt(y) : x.lt(y);
+      const wx = add(wins, mul(x.eq(y), 0.5));
+      return [n[0] ? back(mul(g, wx), x) : null, n[1] ? back(mul(g, sub(1, wx)), y) : null];
+    },
+    [x, y],
+  );
+}
+export const maximum = defineOp("maximum", (a: TensorLike, b: TensorLike) => extremum("maximum", a, b));
+export const minimum = defineOp("minimum", (a: TensorLike, b: TensorLike) => extremum("minimum", a, b));
+
+/** Clamps into [min, max] (either may be omitted); the gradient passes where min <= x <= max. */
+export const clamp = defineOp("clamp", (a: TensorLike, min?: number | null, max?: number | null): Tensor => {
+  const x = toTensor(a, "clamp");
+  if ((min === undefined || min === null) && (max === undefined || max === null)) {
+    throw new Error("clamp: at least one of min and max must be given");
+  }
+  const lo = min ?? -Infinity, hi = max ?? Infinity;
+  const out = mapUnary(`x < ${lo} ? ${lo} : x > ${hi} ? ${hi} : x`, x, x.dtype);
+  return record(out, "clamp", [x], (g) => [mul(g, mapUnary(`x >= ${lo} && x <= ${hi} ? 1 : 0`, x, x.dtype))], [x]);
+});
+
+/** Picks from `a` where `cond` is true, else from `b`, with broadcasting over all three. */
+export const where = defineOp("where", (cond: Tensor, a: TensorLike, b: TensorLike): Tensor => {
+  const [x, y] = operands(a, b, "where");
+  const dtype = promoteTypes(x.dtype, y.dtype);
+  const shape = broadcastShapes(broadcastShapes(cond.shape, x.shape, "where"), y.shape, "where");
+  const c = cond.dtype === "bool" ? cond : cond.ne(0);
+  const cd = broadcastData(c, shape), xd = broadcastData(x, shape, dtype), yd = broadcastData(y, shape, dtype);
+  const out = arrayFor(dtype, numelOf(shape));
+  for (let i = 0; i < out.length; i++) out[i] = cd[i] !== 0 ? xd[i]! : yd[i]!;
+  return record(new Tensor(out, shape), "where", [x, y], (g, n) => [
+    n[0] ? back(where(c, g, 0), x) : null,
+    n[1] ? back(where(c, 0, g), y) : null,
+  ]);
+});
+
+/** Converts to another dtype; differentiable between float types. */
+export const to = defineOp("to", (a: Tensor, dtype: DType): Tensor => {
+  if (a.dtype === dtype) return a;
+  const out = new Tensor(dataAs(a, dtype), a.shape);
+  if (!isFloat(dtype)) return out;
+  return record(out, "to", [a], (g) => [to(g, a.dtype)]);
+});
+
+export const clone = defineOp("clone", (a: Tensor): Tensor => {
+  return record(new Tensor(a.data.slice(), a.shape), "clone", [a], (g) => [g]);
+});

@@ -1,0 +1,67 @@
+/** Element types a tensor can hold. `bool` is stored as one byte per element. */
+export type DType = "float32" | "float64" | "int32" | "bool";
+export type FloatDType = "float32" | "float64";
+export type TypedArray = Float32Array | Float64Array | Int32Array | Uint8Array;
+export type FloatArray = Float32Array | Float64Array;
+
+const RANK: Record<DType, number> = { bool: 0, int32: 1, float32: 2, float64: 3 };
+
+let defaultDtype: FloatDType = "float32";
+
+/** Sets the floating dtype used for new float tensors, as `torch.set_default_dtype`. */
+export function setDefaultDtype(dtype: FloatDType): void {
+  if (dtype !== "float32" && dtype !== "float64") {
+    throw new Error(`setDefaultDtype: only float32 or float64, got ${String(dtype)}`);
+  }
+  defaultDtype = dtype;
+}
+
+export function getDefaultDtype(): FloatDType {
+  return defaultDtype;
+}
+
+export function isFloat(dtype: DType): dtype is FloatDType {
+  return dtype === "float32" || dtype === "float64";
+}
+
+/** PyTorch's promotion between two tensors of the same category order: bool < int < float32 < float64. */
+export function promoteTypes(a: DType, b: DType): DType {
+  return RANK[a] >= RANK[b] ? a : b;
+}
+
+/**
+ * Result dtype of a tensor combined with a plain JavaScript number. As in PyTorch, a scalar only
+ * lifts the category (bool -> int -> float), never the width within floats.
+ */
+export function promoteWithScalar(t: DType, value: number | boolean): DType {
+  if (typeof value === "boolean") return t;
+  if (isFloat(t)) return t;
+  if (!Number.isInteger(value)) return defaultDtype;
+  return t === "bool" ? "int32" : t;
+}
+
+export function arrayFor(dtype: DType, n: number): TypedArray {
+  switch (dtype) {
+    case "float32":
+      return new Float32Array(n);
+    case "float64":
+      return new Float64Array(n);
+    case "int32":
+      return new Int32Array(n);
+    case "bool":
+      return new Uint8Array(n);
+  }
+}
+
+export function dtypeOf(array: TypedArray): DType {
+  if (array instanceof Float32Array) return "float32";
+  if (array instanceof Float64Array) return "float64";
+  if (array instanceof Int32Array) return "int32";
+  if (array instanceof Uint8Array) return "bool";
+  throw new Error(`tensor: unsupported typed array ${Object.prototype.toString.call(array)}`);
+}
+
+export function checkDtype(dtype: string): DType {
+  if (dtype === "float32" || dtype === "float64" || dtype === "int32" || dtype === "bool") return dtype;
+  throw new Error(`tensor: unknown dtype '${dtype}' (expected float32, float64, int32 or bool)`);
+}
