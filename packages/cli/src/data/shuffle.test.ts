@@ -1,0 +1,59 @@
+import { describe, expect, it } from "vitest";
+import { mulberry32, shuffledIndices, splitDataset } from "./shuffle.js";
+import { sharedFloat32, sharedInt32, type Dataset } from "./types.js";
+
+function toy(length: number): Dataset {
+  const x = sharedFloat32(length * 2);
+  const y = sharedInt32(length);
+  for (let i = 0; i < length; i++) {
+    x[2 * i] = i;
+    x[2 * i + 1] = -i;
+    y[i] = i % 3;
+  }
+  return { name: "toy", x, y, length, features: 2, task: "classification", numClasses: 3 };
+}
+
+describe("mulberry32", () => {
+  it("gives the same stream for the same seed, in [0, 1)", () => {
+    const a = mulberry32(42);
+    const b = mulberry32(42);
+    expect([a(), b()]).toEqual([0.6011037519201636, 0.6011037519201636]);
+    for (let i = 0; i < 1000; i++) {
+      const v = a();
+      expect(v).toBe(b());
+      expect(v >= 0 && v < 1).toBe(true);
+    }
+  });
+});
+
+describe("shuffledIndices", () => {
+  it("is a seeded permutation", () => {
+    expect(Array.from(shuffledIndices(5, 1))).toEqual([4, 2, 1, 0, 3]);
+    const order = Array.from(shuffledIndices(100, 7)).sort((a, b) => a - b);
+    expect(order).toEqual(Array.from({ length: 100 }, (_, i) => i));
+  });
+});
+
+describe("splitDataset", () => {
+  it("puts round(length * testSplit) rows in test and keeps every row once, features with labels", () => {
+    const { train, test } = splitDataset(toy(10), 0.25, 3);
+    expect([train.length, test.length]).toEqual([7, 3]);
+    expect(train.name).toBe("toy (train)");
+    const seen = [...train.x.filter((_, i) => i % 2 === 0), ...test.x.filter((_, i) => i % 2 === 0)];
+    expect(seen.sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    for (const part of [train, test]) {
+      for (let r = 0; r < part.length; r++) {
+        expect(part.x[2 * r + 1]).toBe(-part.x[2 * r]);
+        expect(part.y[r]).toBe(part.x[2 * r] % 3);
+      }
+      expect(part.x.buffer).toBeInstanceOf(SharedArrayBuffer);
+      expect(part.y.buffer).toBeInstanceOf(SharedArrayBuffer);
+    }
+  });
+
+  it("rejects a test fraction outside [0, 1)", () => {
+    expect(() => splitDataset(toy(4), 1, 0)).toThrow(/split: testSplit must be in \[0, 1\), got 1/);
+    expect(() => splitDataset(toy(4), -0.1, 0)).toThrow(/got -0.1/);
+    expect(() => splitDataset(toy(1), 0.9, 0)).toThrow(/leaves no training rows out of 1 in toy/);
+  });
+});

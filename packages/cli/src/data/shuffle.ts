@@ -1,0 +1,67 @@
+import { sharedFloat32, sharedInt32, type DataSplit, type Dataset } from "./types.js";
+
+/**
+ * mulberry32: a 32-bit seeded PRNG returning floats in [0, 1). Splits must not depend on
+ * Math.random, so the same seed gives the same train/test split on every machine.
+ * @example const rand = mulberry32(42); rand(); // 0.6011...
+ */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** A seeded Fisher–Yates permutation of 0..n-1. @example shuffledIndices(5, 1) // [4, 2, 1, 0, 3] */
+export function shuffledIndices(n: number, seed: number): Int32Array {
+  const order = new Int32Array(n);
+  for (let i = 0; i < n; i++) order[i] = i;
+  const rand = mulberry32(seed);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    const tmp = order[i];
+    order[i] = order[j];
+    order[j] = tmp;
+  }
+  return order;
+}
+
+/** Copies the given rows, in that order, into a new data set on fresh shared buffers. */
+export function takeRows(ds: Dataset, rows: Int32Array, name: string): Dataset {
+  const { features } = ds;
+  const x = sharedFloat32(rows.length * features);
+  const y = ds.y instanceof Int32Array ? sharedInt32(rows.length) : sharedFloat32(rows.length);
+  const lineNumbers = ds.lineNumbers ? new Int32Array(rows.length) : undefined;
+  rows.forEach((row, i) => {
+    x.set(ds.x.subarray(row * features, (row + 1) * features), i * features);
+    y[i] = ds.y[row];
+    if (lineNumbers && ds.lineNumbers) lineNumbers[i] = ds.lineNumbers[row];
+  });
+  const taken: Dataset = { ...ds, name, x, y, length: rows.length };
+  if (lineNumbers) taken.lineNumbers = lineNumbers;
+  return taken;
+}
+
+/**
+ * Shuffles rows with `seed` and puts round(length * testSplit) of them in the test set.
+ * @example splitDataset(all, 0.2, 0) // 80% train, 20% test, the same rows every run
+ */
+export function splitDataset(ds: Dataset, testSplit: number, seed: number): DataSplit {
+  if (!(testSplit >= 0 && testSplit < 1)) {
+    throw new Error(`split: testSplit must be in [0, 1), got ${testSplit}`);
+  }
+  if (!Number.isInteger(seed)) throw new Error(`split: seed must be an integer, got ${seed}`);
+  const numTest = Math.round(ds.length * testSplit);
+  if (numTest >= ds.length) {
+    throw new Error(`split: testSplit ${testSplit} leaves no training rows out of ${ds.length} in ${ds.name}`);
+  }
+  const order = shuffledIndices(ds.length, seed);
+  return {
+    train: takeRows(ds, order.subarray(numTest), `${ds.name} (train)`),
+    test: takeRows(ds, order.subarray(0, numTest), `${ds.name} (test)`),
+  };
+}

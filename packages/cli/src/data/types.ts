@@ -1,0 +1,37 @@
+// Row-major data sets on shared memory. Worker threads receive x and y and take their shard of rows
+// with subarray(), so both must sit on a SharedArrayBuffer: an ArrayBuffer would be copied into
+// every worker instead of shared.
+
+export type Task = "classification" | "regression";
+
+/** One table of samples: row i is x[i*features .. (i+1)*features) with target y[i]. */
+export interface Dataset {
+  /** Shown in error messages, e.g. `fashion-mnist (train)`. */
+  name: string;
+  x: Float32Array;
+  /** Class index (Int32Array) for classification, one target per row (Float32Array) for regression. */
+  y: Int32Array | Float32Array;
+  length: number;
+  features: number;
+  task: Task;
+  /** 0 for regression. */
+  numClasses: number;
+  classNames?: string[];
+  /** CSV sets only: the file line each row came from (header = line 1), so later errors can point into the file. */
+  lineNumbers?: Int32Array;
+}
+
+export interface DataSplit {
+  train: Dataset;
+  test: Dataset;
+}
+
+/** A zeroed Float32Array of `n` elements backed by a SharedArrayBuffer, e.g. `sharedFloat32(rows * features)`. */
+export function sharedFloat32(n: number): Float32Array {
+  return new Float32Array(new SharedArrayBuffer(n * Float32Array.BYTES_PER_ELEMENT));
+}
+
+/** A zeroed Int32Array of `n` elements backed by a SharedArrayBuffer, e.g. `sharedInt32(rows)`. */
+export function sharedInt32(n: number): Int32Array {
+  return new Int32Array(new SharedArrayBuffer(n * Int32Array.BYTES_PER_ELEMENT));
+}

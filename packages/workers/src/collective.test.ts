@@ -1,0 +1,136 @@
+import fc from "fast-check";
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { SharedArena, planArena } from "./arena.js";
+import { reduceSlices } from "./collective.js";
+import { ERROR } from "./control.js";
+import { segment } from "./shard.js";
+import {
+  assertBuilt,
+  liveWorkerCount,
+  outcome,
+  seededValues,
+  spawnRank,
+  terminateAll,
+  type Outcome,
+} from "./fixtures/harness.mjs";
+
+interface Round {
+  op: "allReduce" | "reduceScatter" | "allGather" | "broadcast";
+  n: number;
+  seed: number;
+  isShared: boolean;
+  root?: number;
+}
+interface RoundReport {
+  contributed: Float32Array;
+  result: Float32Array;
+}
+
+/** Index of the first element whose bits differ, or -1: `===` would equate 0 and -0 and miss NaN. */
+function firstBitDifference(actual: Float32Array, expected: Float32Array): number {
+  if (actual.length !== expected.length) return Math.min(actual.length, expected.length);
+  const a = new Uint32Array(actual.buffer, actual.byteOffset, actual.length);
+  const b = new Uint32Array(expected.buffer, expected.byteOffset, expected.length);
+  return a.findIndex((bits, i) => bits !== b[i]);
+}
+
+function sumOf(slices: Float32Array[]): Float32Array {
+  const out = new Float32Array(slices[0]!.length);
+  reduceSlices(slices, out, 0, out.length);
+  return out;
+}
+
+async function runRanks(ranks: number, rounds: Round[], extra: object = {}): Promise<{ arena: SharedArena; outcomes: Outcome[] }> {
+  const maxLength = Math.max(16, ...rounds.map((round) => round.n));
+  const arena = SharedArena.create(planArena({ paramSizes: [maxLength], ranks, stateBuffers: 0 }));
+  const workers = Array.from({ length: ranks }, (_, rank) =>
+    spawnRank("./collective-rank.mjs", { handle: arena.handle(), rank, rounds, spinIterations: 100, ...extra }),
+  );
+  const outcomes = await Promise.all(workers.map(outcome));
+  for (const { error, exitCode } of outcomes) {
+    expect(error).toBeUndefined();
+    expect(exitCode).toBe(0);
+  }
+  expect(Atomics.load(arena.control, ERROR)).toBe(0);
+  return { arena, outcomes };
+}
+
+// Sizes around the segment alignment, below the rank count, and random ones.
+const sizes = [0, 1, 2, 15, 16, 17, 33, 100, ...fc.sample(fc.integer({ min: 0, max: 5000 }), { numRuns: 6, seed: 7 })];
+
+beforeAll(assertBuilt);
+
+afterEach(async () => {
+  await terminateAll();
+  expect(liveWorkerCount()).toBe(0);
+});
+
+describe("reduceSlices", () => {
+  it("adds slices left to right in float32, so order is visible", () => {
+    const slices = [[1e8], [-1e8], [1]].map((v) => Float32Array.from(v));
+    expect(sumOf(slices)[0]).toBe(1); // (1e8 - 1e8) + 1
+    expect(sumOf([slices[1]!, slices[2]!, slices[0]!])[0]).toBe(0); // -1e8 + 1 rounds back to -1e8
+  });
+
+  it("sums into the first slice in place over a sub-range only", () => {
+    const a = Float32Array.from([1, 2, 3, 4]);
+    reduceSlices([a, Float32Array.from([10, 20, 30, 40])], a, 1, 3);
+    expect([...a]).toEqual([1, 22, 33, 4]);
+  });
+});
+
+describe.each([1, 2, 3])("SharedMemoryCollective with %i worker threads", (ranks) => {
+  it("allReduce and reduceScatter equal the single-thread sum bit for bit, in place or staged", async () => {
+    const rounds: Round[] = sizes.flatMap((n, i) => [
+      { op: "allReduce", n, seed: i, isShared: true },
+      { op: "allReduce", n, seed: i + 100, isShared: false },
+      { op: "reduceScatter", n, seed: i + 200, isShared: i % 2 === 0 },
+    ]);
+    const { outcomes } = await runRanks(ranks, rounds);
+    rounds.forEach((round, i) => {
+      const reports = outcomes.map(({ messages }) => messages[i] as RoundReport);
+      const sum = sumOf(reports.map((report) => report.contributed));
+      reports.forEach(({ result }, rank) => {
+        const [start, end] = round.op === "reduceScatter" ? segment(round.n, ranks, rank) : [0, round.n];
+        expect(firstBitDifference(result, sum.slice(start, end)), `${round.op} n=${round.n} rank ${rank}`).toBe(-1);
+      });
+    });
+  });
+
+  it("allGather assembles every rank's segment and broadcast copies the root's buffer", async () => {
+    const rounds: Round[] = sizes.flatMap((n, i) => [
+      { op: "allGather", n, seed: i, isShared: i % 2 === 0 },
+      { op: "broadcast", n, seed: i + 100, isShared: i % 2 === 1, root: i % ranks },
+    ]);
+    const { outcomes } = await runRanks(ranks, rounds);
+    rounds.forEach((round, i) => {
+      const reports = outcomes.map(({ messages }) => messages[i] as RoundReport);
+      const expected = new Float32Array(round.n);
+      if (round.op === "broadcast") expected.set(reports[round.root!]!.contributed);
+      for (let rank = 0; rank < ranks && round.op === "allGather"; rank++) {
+        const [start, end] = segment(round.n, ranks, rank);
+        expected.set(reports[rank]!.contributed.subarray(start, end), start);
+      }
+      reports.forEach(({ result }, rank) => {
+        expect(firstBitDifference(result, expected), `${round.op} n=${round.n} rank ${rank}`).toBe(-1);
+      });
+    });
+  });
+
+  it("allReduce over a planned arena leaves each parameter's sum in slice 0 and padding at zero", async () => {
+    const paramSizes = [5, 37, 1, 300];
+    const layout = planArena({ paramSizes, ranks, stateBuffers: 2 });
+    const arena = SharedArena.create(layout);
+    const workers = Array.from({ length: ranks }, (_, rank) =>
+      spawnRank("./collective-rank.mjs", { handle: arena.handle(), rank, rounds: [], paramRound: true }),
+    );
+    for (const { error } of await Promise.all(workers.map(outcome))) expect(error).toBeUndefined();
+    const reduced = arena.grads(0);
+    paramSizes.forEach((size, i) => {
+      const contributions = Array.from({ length: ranks }, (_, rank) => seededValues(size, 1000 * i + rank));
+      expect(firstBitDifference(arena.paramIn(reduced, i), sumOf(contributions)), `parameter ${i}`).toBe(-1);
+      const paddingEnd = layout.paramOffsets[i + 1] ?? layout.paddedLength;
+      expect(reduced.subarray(layout.paramOffsets[i]! + size, paddingEnd).every((v) => v === 0)).toBe(true);
+    });
+  });
+});

@@ -1,0 +1,156 @@
+import type { SharedArena } from "./arena.js";
+import { Barrier, type BarrierOptions } from "./barrier.js";
+import { segment } from "./shard.js";
+
+/**
+ * Collective operations among `size` ranks; every rank calls the same operations in the same order
+ * with equally long buffers. Segments are `segment(buf.length, size, rank)`.
+ * Sum order: every reduced element is `((g0 + g1) + g2) + ...` rounded to float32 after each add,
+ * ranks in order 0..size-1, exactly what reduceSlices computes on one thread; results are
+ * therefore bit-identical whatever the timing, and tests compare them bit for bit.
+ */
+export interface Collective {
+  readonly rank: number;
+  readonly size: number;
+  /** Returns once every rank has called barrier(). */
+  barrier(): void;
+  /**
+   * Sums every rank's `buf`; on return this rank's segment of the returned array holds the sum.
+   * The returned array may be `buf` or shared memory: read the result from it. Other ranks may
+   * still be reading `buf`, so do not write to it before the next barrier.
+   */
+  reduceScatter(buf: Float32Array): Float32Array;
+  /** Sums every rank's `buf`; on return all of the returned array holds the sum (may be `buf` or shared). */
+  allReduce(buf: Float32Array): Float32Array;
+  /** Each rank fills its own segment of `buf`; on return every rank's `buf` holds all segments. */
+  allGather(buf: Float32Array): void;
+  /** On return every rank's `buf` holds what rank `root` had in its `buf`. */
+  broadcast(buf: Float32Array, root: number): void;
+}
+
+/**
+ * Single-thread reference sum over [start, end): `out[i] = ((slices[0][i] + slices[1][i]) + ...)`
+ * in float32, adding slices in index order. `out` may be `slices[0]`.
+ * @example reduceSlices([a, b, c], a, 0, a.length) // a now holds a + b + c
+ */
+export function reduceSlices(slices: readonly Float32Array[], out: Float32Array, start: number, end: number): void {
+  const first = slices[0];
+  if (first === undefined) throw new RangeError("reduceSlices: needs at least one slice");
+  if (start < 0 || end < start || slices.some((s) => s.length < end) || out.length < end) {
+    throw new RangeError(`reduceSlices: range [${start}, ${end}) exceeds a slice or out`);
+  }
+  // One pass per slice streams through memory. A float64 sum of two float32 values is exact, so
+  // the store's rounding makes each pass an exact float32 add, the same as a per-element loop.
+  const outIsFirst = out.buffer === first.buffer && out.byteOffset === first.byteOffset;
+  if (!outIsFirst) out.set(first.subarray(start, end), start);
+  for (let s = 1; s < slices.length; s++) {
+    const slice = slices[s]!;
+    for (let i = start; i < end; i++) out[i] = out[i]! + slice[i]!;
+  }
+}
+
+/**
+ * Collective over an arena's gradient slices. A `buf` that is this rank's slice (or a prefix of
+ * it) is used in place; any other `buf` must be private to this rank and is staged through the
+ * slice with extra copies and barriers. Memory that all ranks already share (params) needs no
+ * collective, only barrier().
+ * Reductions land in slice 0: rank r sums segment r of every slice, in rank order, into slice 0's
+ * segment r. That needs no extra P floats and is free for one rank; the price is that slice 0
+ * holds the sum afterwards, so rank 0 must not clear it until every rank has used its segment
+ * (the barrier that ends the step).
+ * @example
+ * const collective = new SharedMemoryCollective(arena, rank);
+ * const sum = collective.reduceScatter(arena.grads(rank)); // own segment final; barrier before rewriting grads
+ */
+export class SharedMemoryCollective implements Collective {
+  readonly size: number;
+  private readonly slices: Float32Array[];
+  private readonly sync: Barrier;
+
+  constructor(
+    arena: SharedArena,
+    readonly rank: number,
+    options: BarrierOptions = {},
+  ) {
+    this.size = arena.layout.ranks;
+    this.slices = Array.from({ length: this.size }, (_, r) => arena.grads(r));
+    this.sync = new Barrier(arena.control, this.size, rank, { name: "collective", ...options });
+  }
+
+  barrier(): void {
+    this.sync.wait();
+  }
+
+  reduceScatter(buf: Float32Array): Float32Array {
+    const n = this.checkLength("reduceScatter", buf);
+    const inPlace = this.isOwnSlice(buf);
+    if (!inPlace) this.own.set(buf);
+    this.sync.wait(); // every rank's contribution is written
+    const [start, end] = segment(n, this.size, this.rank);
+    reduceSlices(this.inputs(n), this.slices[0]!, start, end);
+    if (inPlace) return this.slices[0]!.subarray(0, n);
+    buf.set(this.slices[0]!.subarray(start, end), start);
+    this.sync.wait(); // peers are done reading our slice before we stage into it again
+    return buf;
+  }
+
+  allReduce(buf: Float32Array): Float32Array {
+    const n = this.checkLength("allReduce", buf);
+    if (this.size === 1) return buf;
+    const inPlace = this.isOwnSlice(buf);
+    if (!inPlace) this.own.set(buf);
+    this.sync.wait(); // every rank's contribution is written
+    const [start, end] = segment(n, this.size, this.rank);
+    reduceSlices(this.inputs(n), this.slices[0]!, start, end);
+    this.sync.wait(); // every segment of slice 0 is reduced
+    if (inPlace) return this.slices[0]!.subarray(0, n);
+    buf.set(this.slices[0]!.subarray(0, n));
+    this.sync.wait(); // everyone copied slice 0 out before rank 0 stages into it again
+    return buf;
+  }
+
+  allGather(buf: Float32Array): void {
+    const n = this.checkLength("allGather", buf);
+    const [start, end] = segment(n, this.size, this.rank);
+    if (!this.isOwnSlice(buf)) this.own.set(buf.subarray(start, end), start);
+    this.sync.wait(); // every rank's segment is in its slice
+    for (let s = 0; s < this.size; s++) {
+      if (s === this.rank) continue;
+      const [from, to] = segment(n, this.size, s);
+      buf.set(this.slices[s]!.subarray(from, to), from);
+    }
+    this.sync.wait(); // no rank rewrites its segment while a peer still copies it
+  }
+
+  broadcast(buf: Float32Array, root: number): void {
+    const n = this.checkLength("broadcast", buf);
+    if (!Number.isInteger(root) || root < 0 || root >= this.size) {
+      throw new RangeError(`SharedMemoryCollective.broadcast: root must be in [0, ${this.size}), got ${root}`);
+    }
+    if (this.rank === root && !this.isOwnSlice(buf)) this.own.set(buf);
+    this.sync.wait(); // root's data is in its slice
+    if (this.rank !== root) buf.set(this.slices[root]!.subarray(0, n));
+    this.sync.wait(); // root does not rewrite its slice while a peer still copies it
+  }
+
+  private get own(): Float32Array {
+    return this.slices[this.rank]!;
+  }
+
+  private inputs(n: number): Float32Array[] {
+    return this.slices.map((slice) => slice.subarray(0, n));
+  }
+
+  private isOwnSlice(buf: Float32Array): boolean {
+    return buf.buffer === this.own.buffer && buf.byteOffset === this.own.byteOffset;
+  }
+
+  private checkLength(where: string, buf: Float32Array): number {
+    if (buf.length > this.own.length) {
+      throw new RangeError(
+        `SharedMemoryCollective.${where}: buffer has ${buf.length} elements, the slices hold ${this.own.length}`,
+      );
+    }
+    return buf.length;
+  }
+}
