@@ -24,3 +24,4 @@ export { gather, scatterAdd, indexSelect, indexAdd } from "./ops/indexing.js";
 export { mm, matmul, dot, outer } from "./ops/linalg.js";
 export { eq, ne, lt, le, gt, ge, logicalAnd, logicalOr } from "./ops/compare.js";
 export * as nn from "./nn/index.js";
+export * as F from "./nn/functional.js";

@@ -2,6 +2,7 @@ import { arrayFor } from "../tensor/dtype.js";
 import { fmtShape, normDim, stridesOf } from "../tensor/shape.js";
 import { Tensor } from "../tensor/tensor.js";
 import { defineOp, record } from "./op.js";
+import { slice } from "./shape.js";
 
 function checkIndex(index: Tensor, op: string): void {
   if (index.dtype !== "int32") throw new Error(`${op}: index must be an int32 tensor, got ${index.dtype}`);
@@ -45,9 +46,15 @@ export const gather = defineOp("gather", (x: Tensor, dim: number, index: Tensor)
 });
 
 /** A copy of `self` with `src` added at the positions `index` names along `dim`. */
-export const scatterAdd = defineOp("scatterAdd", (self: Tensor, dim: number, index: Tensor, src: Tensor): Tensor => {
+export const scatterAdd = defineOp("scatterAdd", (self: Tensor, dim: number, index: Tensor, src0: Tensor): Tensor => {
   checkIndex(index, "scatterAdd");
   const d = normDim(dim, self.ndim, "scatterAdd");
+  if (index.ndim !== self.ndim || src0.ndim !== index.ndim || index.shape.some((v, k) => v > src0.shape[k]!)) {
+    throw new Error(`scatterAdd: index ${fmtShape(index.shape)} must have the same number of dimensions as self ${fmtShape(self.shape)} and be no larger than src ${fmtShape(src0.shape)}`);
+  }
+  // Only the leading index-shaped block of src is read (as in PyTorch); slicing it keeps flat
+  // positions of index and src aligned, and slice's backward pads the gradient back with zeros.
+  const src = index.shape.reduce((t, v, k) => (t.shape[k] === v ? t : slice(t, k, 0, v)), src0);
   const out = self.data.slice();
   forEachScatter(self.shape, index, d, "scatterAdd", (t, i) => (out[t] += src.data[i]!));
   return record(new Tensor(out, self.shape), "scatterAdd", [self, src], (g, needs) => [
@@ -90,7 +97,7 @@ export const indexAdd = defineOp("indexAdd", (self: Tensor, dim: number, index: 
   const d = normDim(dim, self.ndim, "indexAdd");
   const [outer, size, inner] = blocks(self.shape, d);
   const n = index.numel;
-  if (source.ndim !== self.ndim || source.shape[d] !== n) {
+  if (source.ndim !== self.ndim || source.shape.some((v, k) => (k === d ? v !== n : v !== self.shape[k]))) {
     throw new Error(`indexAdd: source ${fmtShape(source.shape)} must match self ${fmtShape(self.shape)} with ${n} entries along dim ${d}`);
   }
   const out = self.data.slice();

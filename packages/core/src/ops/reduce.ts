@@ -2,8 +2,8 @@ import { reduceKernel } from "../kernels/reduce.js";
 import { type DType, arrayFor, isFloat } from "../tensor/dtype.js";
 import { broadcastStrides, fmtShape, normDims, numelOf, shapeEq } from "../tensor/shape.js";
 import { Tensor } from "../tensor/tensor.js";
-import { div, exp, mul, sub } from "./elementwise.js";
-import { defineOp, record } from "./op.js";
+import { div, exp, mul, sub, to } from "./elementwise.js";
+import { defineOp, floatDtypeOf, record } from "./op.js";
 import { broadcastData, broadcastTo, reshape } from "./shape.js";
 
 export type Dims = number | readonly number[] | undefined;
@@ -14,11 +14,15 @@ export function reducedShapes(shape: readonly number[], dims: number[], keepdim:
   return [kept, keepdim ? kept : shape.filter((_, i) => !dims.includes(i))];
 }
 
+const LOWEST: Record<DType, number> = { float32: -Infinity, float64: -Infinity, int32: -2147483648, bool: 0 };
+const HIGHEST: Record<DType, number> = { float32: Infinity, float64: Infinity, int32: 2147483647, bool: 1 };
+
 // float32 sums accumulate in float64 and round once at the end, so long sums do not drift.
 function rawReduce(op: "sum" | "max" | "min", x: Tensor, keptShape: number[]): Tensor {
   const accType: DType = op === "sum" && x.dtype === "float32" ? "float64" : op === "sum" && !isFloat(x.dtype) ? "int32" : x.dtype;
   const acc = arrayFor(accType, numelOf(keptShape));
-  if (op !== "sum") acc.fill(op === "max" ? -Infinity : Infinity);
+  // Integer arrays cannot hold ±Infinity (they would store 0): start from the type's own extremes.
+  if (op !== "sum") acc.fill(op === "max" ? LOWEST[accType] : HIGHEST[accType]);
   const src = accType === x.dtype ? x.data : op === "sum" && accType === "float64" ? x.data : Int32Array.from(x.data);
   reduceKernel(op, accType)(src, acc, x.shape, broadcastStrides(keptShape, x.shape));
   const outType: DType = op === "sum" && !isFloat(x.dtype) ? "int32" : x.dtype;
@@ -31,7 +35,9 @@ function rawReduce(op: "sum" | "max" | "min", x: Tensor, keptShape: number[]): T
 export const sumTo = defineOp("sumTo", (g: Tensor, shape: readonly number[]): Tensor => {
   if (shapeEq(g.shape, shape)) return g;
   const lead = g.ndim - shape.length;
-  if (lead < 0) throw new Error(`sumTo: cannot sum ${fmtShape(g.shape)} down to ${fmtShape(shape)}`);
+  if (lead < 0 || shape.some((d, i) => d !== 1 && d !== g.shape[i + lead])) {
+    throw new Error(`sumTo: cannot sum ${fmtShape(g.shape)} down to ${fmtShape(shape)}`);
+  }
   const kept = g.shape.map((d, i) => (i < lead ? 1 : shape[i - lead] === 1 ? 1 : d));
   const out = new Tensor(rawReduce("sum", g, kept).data, shape);
   return record(out, "sumTo", [g], (gg) => [broadcastTo(gg, g.shape)]);
@@ -59,7 +65,8 @@ function extremum(op: "max" | "min", x: Tensor, dims: Dims, keepdim: boolean): T
   const [kept, shape] = reducedShapes(x.shape, d, keepdim);
   const out = rawReduce(op, x, kept);
   return record(new Tensor(out.data, shape), op, [x], (g) => {
-    const mask = x.eq(new Tensor(broadcastData(out, x.shape), x.shape));
+    // In x's float dtype: a bool mask divided by the count would give 1/3 rounded to float32.
+    const mask = to(x.eq(new Tensor(broadcastData(out, x.shape), x.shape)), floatDtypeOf(x));
     const count = sum(mask, d, true);
     return [mul(broadcastTo(reshape(g, kept), x.shape), div(mask, count))];
   }, [x]);

@@ -126,7 +126,10 @@ function randomFill(shape: Shape, opts: RandomOptions, op: string, draw: (g: Gen
   return finish(t, opts);
 }
 
-export const rand = (shape: Shape, opts: RandomOptions = {}) => randomFill(shape, opts, "rand", (g) => g.random());
+// The largest float32 below 1: a 53-bit draw above it would round up to 1 in a Float32Array.
+const BELOW_ONE_F32 = 1 - 2 ** -24;
+export const rand = (shape: Shape, opts: RandomOptions = {}) =>
+  randomFill(shape, opts, "rand", (opts.dtype ?? getDefaultDtype()) === "float32" ? (g) => Math.min(g.random(), BELOW_ONE_F32) : (g) => g.random());
 export const randn = (shape: Shape, opts: RandomOptions = {}) => randomFill(shape, opts, "randn", (g) => g.normal());
 export const randLike = (t: Tensor, opts: RandomOptions = {}) => rand(t.shape, { dtype: t.dtype, ...opts });
 export const randnLike = (t: Tensor, opts: RandomOptions = {}) => randn(t.shape, { dtype: t.dtype, ...opts });

@@ -1,3 +1,4 @@
+import { getDefaultDtype } from "./dtype.js";
 import type { Tensor } from "./tensor.js";
 
 /** Renders a tensor the way PyTorch prints one: `tensor([[1., 2.]], requires_grad=True)`. */
@@ -30,7 +31,8 @@ export function formatTensor(t: Tensor): string {
     return `[${Array.from({ length: n }, (_, i) => build(dim + 1, offset + i * stride)).join(sep)}]`;
   };
   const extras: string[] = [];
-  if (t.dtype === "float64" || t.dtype === "int32") extras.push(`dtype=${t.dtype}`);
+  // As PyTorch: the dtype is shown unless it is the default float dtype (or bool).
+  if (t.dtype === "int32" || ((t.dtype === "float32" || t.dtype === "float64") && t.dtype !== getDefaultDtype())) extras.push(`dtype=${t.dtype}`);
   if (t.numel === 0) extras.unshift(`size=(${t.shape.join(", ")})`);
   if (t.gradFn !== null) extras.push(`grad_fn=${t.gradFn.toString()}`);
   else if (t.requiresGrad) extras.push("requires_grad=True");

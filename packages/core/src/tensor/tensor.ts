@@ -144,7 +144,8 @@ export class Tensor {
     }
     if (this._grad === null) {
       // A fresh copy: the incoming gradient may be shared with another leaf or with the caller.
-      this._grad = keepGraph ? g : new Tensor(g.data.slice(), g.shape);
+      // Keeping g itself is safe only when later accumulation is out of place (g has a graph).
+      this._grad = keepGraph && g.requiresGrad ? g : new Tensor(g.data.slice(), g.shape);
     } else if (keepGraph || this._grad.requiresGrad) {
       this._grad = (this._grad as Tensor & { add(o: Tensor): Tensor }).add(g);
     } else {

@@ -1,0 +1,73 @@
+import { Tensor } from "../tensor/tensor.js";
+import { fmtShape } from "../tensor/shape.js";
+import { defaultGenerator, getSampleContext } from "../tensor/random.js";
+import { add, mul, relu, sigmoid, tanh, softplus } from "../ops/elementwise.js";
+import { gelu, softmax, logSoftmax } from "../ops/composite.js";
+import { mm } from "../ops/linalg.js";
+import { indexSelect } from "../ops/indexing.js";
+import { reshape } from "../ops/shape.js";
+import { mean } from "../ops/reduce.js";
+
+export * from "../losses/losses.js";
+export { relu, sigmoid, tanh, softplus, gelu, softmax, logSoftmax };
+
+/** x·Wᵀ + b for x of shape [..., in]; W is [out, in]. Uses a transposed matmul, never a copy of W. */
+export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): Tensor {
+  const inF = weight.shape[1]!;
+  if (x.shape[x.ndim - 1] !== inF) {
+    throw new Error(`linear: input has ${x.shape[x.ndim - 1]} features but the weight ${fmtShape(weight.shape)} expects ${inF} (input shape ${fmtShape(x.shape)})`);
+  }
+  const flat = x.ndim === 2 ? x : reshape(x, [-1, inF]);
+  let y = mm(flat, weight, false, true);
+  if (bias) y = add(y, bias);
+  return x.ndim === 2 ? y : reshape(y, [...x.shape.slice(0, -1), weight.shape[0]!]);
+}
+
+/**
+ * Inverted dropout. Inside a trainer's sample context the mask of row i is drawn from the
+ * counter-based generator keyed by (step, first sample + i, call number, element), so it does not
+ * depend on which worker runs the row; otherwise it comes from the default generator.
+ */
+export function dropout(x: Tensor, p = 0.5, training = true): Tensor {
+  if (!(p >= 0 && p <= 1)) throw new Error(`dropout: probability has to be between 0 and 1, but got ${p}`);
+  if (!training || p === 0) return x;
+  const mask = Tensor.empty(x.shape, x.dtype === "float64" ? "float64" : "float32");
+  const scale = p === 1 ? 0 : 1 / (1 - p);
+  const ctx = getSampleContext();
+  const m = mask.data;
+  if (ctx !== null) {
+    const stream = ctx.stream++;
+    const rows = x.ndim === 0 ? 1 : x.shape[0]!;
+    const per = rows === 0 ? 0 : x.numel / rows;
+    for (let r = 0; r < rows; r++) {
+      for (let k = 0; k < per; k++) m[r * per + k] = ctx.generator.uniform(ctx.step, ctx.firstSample + r, stream, k) < p ? 0 : scale;
+    }
+  } else {
+    for (let i = 0; i < m.length; i++) m[i] = defaultGenerator.random() < p ? 0 : scale;
+  }
+  return mul(x, mask);
+}
+
+export function embedding(indices: Tensor, weight: Tensor, paddingIdx: number | null = null): Tensor {
+  if (indices.dtype !== "int32") throw new Error(`embedding: indices must be int32, got ${indices.dtype}`);
+  const flat = reshape(indices, [-1]);
+  let out = indexSelect(weight, 0, flat);
+  if (paddingIdx !== null) out = mul(out, reshape(flat.ne(paddingIdx), [-1, 1]));
+  return reshape(out, [...indices.shape, weight.shape[1]!]);
+}
+
+export function layerNorm(x: Tensor, normalizedShape: readonly number[], weight: Tensor | null = null, bias: Tensor | null = null, eps = 1e-5): Tensor {
+  const k = normalizedShape.length;
+  const tail = x.shape.slice(x.ndim - k);
+  if (tail.join() !== normalizedShape.join()) {
+    throw new Error(`layerNorm: input shape ${fmtShape(x.shape)} does not end with normalizedShape ${fmtShape(normalizedShape)}`);
+  }
+  const dims = normalizedShape.map((_, i) => x.ndim - k + i);
+  const mu = mean(x, dims, true);
+  const centred = x.sub(mu);
+  const v = mean(mul(centred, centred), dims, true);
+  let y = centred.div(v.add(eps).sqrt());
+  if (weight) y = mul(y, weight);
+  if (bias) y = add(y, bias);
+  return y;
+}

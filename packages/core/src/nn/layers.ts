@@ -1,0 +1,135 @@
+import { Tensor } from "../tensor/tensor.js";
+import { empty } from "./util.js";
+import { Module, Parameter } from "./module.js";
+import * as F from "./functional.js";
+import * as init from "./init.js";
+
+/** y = x·Wᵀ + b with W of shape [out, in], initialised as PyTorch's Linear. */
+export class Linear extends Module {
+  weight: Tensor;
+  bias: Tensor | null;
+
+  constructor(readonly inFeatures: number, readonly outFeatures: number, opts: { bias?: boolean; dtype?: "float32" | "float64" } = {}) {
+    super();
+    if (!(Number.isInteger(inFeatures) && inFeatures > 0 && Number.isInteger(outFeatures) && outFeatures > 0)) {
+      throw new Error(`Linear: feature sizes must be positive integers, got (${inFeatures}, ${outFeatures})`);
+    }
+    this.weight = Parameter(empty([outFeatures, inFeatures], opts.dtype));
+    this.bias = opts.bias === false ? null : Parameter(empty([outFeatures], opts.dtype));
+    this.resetParameters();
+  }
+
+  /** kaiming_uniform(a=√5) for the weight, which gives U(-1/√in, 1/√in); the same bound for the bias. */
+  resetParameters(): void {
+    init.kaimingUniform_(this.weight, { a: Math.sqrt(5) });
+    const bound = 1 / Math.sqrt(this.inFeatures);
+    if (this.bias) init.uniform_(this.bias, -bound, bound);
+  }
+
+  forward(x: Tensor): Tensor {
+    return F.linear(x, this.weight, this.bias);
+  }
+
+  override extraRepr(): string {
+    return `in_features=${this.inFeatures}, out_features=${this.outFeatures}, bias=${this.bias ? "True" : "False"}`;
+  }
+}
+
+/** Runs its layers in order. */
+export class Sequential extends Module {
+  layers: Module[];
+
+  constructor(...layers: Module[]) {
+    super();
+    this.layers = layers;
+  }
+
+  forward(x: Tensor): Tensor {
+    let h = x;
+    for (const layer of this.layers) h = (layer.forward as (x: Tensor) => Tensor)(h);
+    return h;
+  }
+
+  override *namedChildren(): Generator<[string, Module]> {
+    for (const [i, m] of this.layers.entries()) yield [String(i), m];
+  }
+
+  get length(): number {
+    return this.layers.length;
+  }
+
+  at(i: number): Module {
+    const m = this.layers.at(i);
+    if (m === undefined) throw new Error(`Sequential: index ${i} is out of range for ${this.layers.length} layers`);
+    return m;
+  }
+}
+
+export class ReLU extends Module {
+  forward(x: Tensor): Tensor { return x.relu(); }
+}
+export class Tanh extends Module {
+  forward(x: Tensor): Tensor { return x.tanh(); }
+}
+export class Sigmoid extends Module {
+  forward(x: Tensor): Tensor { return x.sigmoid(); }
+}
+export class Identity extends Module {
+  forward(x: Tensor): Tensor { return x; }
+}
+
+export class GELU extends Module {
+  constructor(readonly approximate: "none" | "tanh" = "none") { super(); }
+  forward(x: Tensor): Tensor { return x.gelu({ approximate: this.approximate }); }
+  override extraRepr(): string { return this.approximate === "none" ? "" : `approximate='${this.approximate}'`; }
+}
+
+export class Softplus extends Module {
+  constructor(readonly beta = 1, readonly threshold = 20) { super(); }
+  forward(x: Tensor): Tensor { return x.softplus(this.beta, this.threshold); }
+  override extraRepr(): string { return `beta=${this.beta}, threshold=${this.threshold}`; }
+}
+
+/** Zeroes elements with probability p in training and scales the rest by 1/(1-p). */
+export class Dropout extends Module {
+  constructor(readonly p = 0.5) {
+    super();
+    if (!(p >= 0 && p <= 1)) throw new Error(`Dropout: dropout probability has to be between 0 and 1, but got ${p}`);
+  }
+  forward(x: Tensor): Tensor { return F.dropout(x, this.p, this.training); }
+  override extraRepr(): string { return `p=${this.p}`; }
+}
+
+export class Flatten extends Module {
+  constructor(readonly startDim = 1, readonly endDim = -1) { super(); }
+  forward(x: Tensor): Tensor { return x.flatten(this.startDim, this.endDim); }
+  override extraRepr(): string { return `start_dim=${this.startDim}, end_dim=${this.endDim}`; }
+}
+
+/** A lookup table of `numEmbeddings` vectors, N(0, 1) initialised; the padding row stays zero. */
+export class Embedding extends Module {
+  weight: Tensor;
+  constructor(readonly numEmbeddings: number, readonly embeddingDim: number, readonly paddingIdx: number | null = null) {
+    super();
+    this.weight = Parameter(empty([numEmbeddings, embeddingDim]));
+    init.normal_(this.weight);
+    if (paddingIdx !== null) this.weight.data.fill(0, paddingIdx * embeddingDim, (paddingIdx + 1) * embeddingDim);
+  }
+  forward(indices: Tensor): Tensor { return F.embedding(indices, this.weight, this.paddingIdx); }
+  override extraRepr(): string { return `${this.numEmbeddings}, ${this.embeddingDim}`; }
+}
+
+/** Normalises over the trailing `normalizedShape` dims, then applies an elementwise affine map. */
+export class LayerNorm extends Module {
+  weight: Tensor | null;
+  bias: Tensor | null;
+  readonly normalizedShape: number[];
+  constructor(normalizedShape: number | number[], readonly eps = 1e-5, elementwiseAffine = true) {
+    super();
+    this.normalizedShape = typeof normalizedShape === "number" ? [normalizedShape] : normalizedShape;
+    this.weight = elementwiseAffine ? Parameter(init.ones_(empty(this.normalizedShape))) : null;
+    this.bias = elementwiseAffine ? Parameter(init.zeros_(empty(this.normalizedShape))) : null;
+  }
+  forward(x: Tensor): Tensor { return F.layerNorm(x, this.normalizedShape, this.weight, this.bias, this.eps); }
+  override extraRepr(): string { return `(${this.normalizedShape.join(", ")},), eps=${this.eps}, elementwise_affine=${this.weight ? "True" : "False"}`; }
+}
