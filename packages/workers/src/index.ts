@@ -16,3 +16,9 @@ export {
   type WaitOptions,
 } from "./control.js";
 export { SEGMENT_ALIGN, segment, shardRange } from "./shard.js";
+export { DataParallel, type TrainerOptions, type FitOptions, type StepInfo, type EvalResult, type Progress, type OptimizerConfig } from "./trainer.js";
+export { type ModelSpec, type LossSpec, type LossFn, buildMlp, buildModel, buildLoss } from "./spec.js";
+export { type DatasetLike, type SharedDataset, toSharedDataset } from "./dataset.js";
+export { availableWorkers, resolveWorkers } from "./threads.js";
+export { writeCheckpoint, readCheckpoint, storeTensor, loadTensor, CHECKPOINT_FORMAT, type StoredTensor } from "./checkpoint.js";
+export { epochOrder } from "./step-math.js";

@@ -1,7 +1,7 @@
 import { Tensor } from "../tensor/tensor.js";
 import { fmtShape } from "../tensor/shape.js";
 import { defaultGenerator, getSampleContext } from "../tensor/random.js";
-import { add, mul, relu, sigmoid, tanh, softplus } from "../ops/elementwise.js";
+import { add, mul, relu, sigmoid, tanh, softplus, where } from "../ops/elementwise.js";
 import { gelu, softmax, logSoftmax } from "../ops/composite.js";
 import { mm } from "../ops/linalg.js";
 import { indexSelect } from "../ops/indexing.js";
@@ -48,11 +48,18 @@ export function dropout(x: Tensor, p = 0.5, training = true): Tensor {
   return mul(x, mask);
 }
 
+/**
+ * Rows of `weight` at `indices`. As in PyTorch, rows looked up at `paddingIdx` (which may be
+ * negative, counted from the end) are returned as they are but pass no gradient to the weight.
+ */
 export function embedding(indices: Tensor, weight: Tensor, paddingIdx: number | null = null): Tensor {
   if (indices.dtype !== "int32") throw new Error(`embedding: indices must be int32, got ${indices.dtype}`);
   const flat = reshape(indices, [-1]);
   let out = indexSelect(weight, 0, flat);
-  if (paddingIdx !== null) out = mul(out, reshape(flat.ne(paddingIdx), [-1, 1]));
+  if (paddingIdx !== null) {
+    const pad = paddingIdx < 0 ? paddingIdx + weight.shape[0]! : paddingIdx;
+    out = where(reshape(flat.ne(pad), [-1, 1]), out, out.detach());
+  }
   return reshape(out, [...indices.shape, weight.shape[1]!]);
 }
 

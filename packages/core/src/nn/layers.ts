@@ -4,6 +4,18 @@ import { Module, Parameter } from "./module.js";
 import * as F from "./functional.js";
 import * as init from "./init.js";
 
+/** A float as Python's repr writes it (`0.5`, `1.0`, `1e-05`), so toString matches PyTorch. */
+function pyFloat(v: number): string {
+  if (!Number.isFinite(v)) return Number.isNaN(v) ? "nan" : v > 0 ? "inf" : "-inf";
+  const exp = v === 0 ? 0 : Math.floor(Math.log10(Math.abs(v)));
+  if (exp < -4 || exp >= 16) {
+    const [mantissa, e] = v.toExponential().split("e") as [string, string];
+    const n = Number(e);
+    return `${mantissa}e${n < 0 ? "-" : "+"}${String(Math.abs(n)).padStart(2, "0")}`;
+  }
+  return Number.isInteger(v) ? `${v}.0` : String(v);
+}
+
 /** y = x·Wᵀ + b with W of shape [out, in], initialised as PyTorch's Linear. */
 export class Linear extends Module {
   weight: Tensor;
@@ -87,7 +99,7 @@ export class GELU extends Module {
 export class Softplus extends Module {
   constructor(readonly beta = 1, readonly threshold = 20) { super(); }
   forward(x: Tensor): Tensor { return x.softplus(this.beta, this.threshold); }
-  override extraRepr(): string { return `beta=${this.beta}, threshold=${this.threshold}`; }
+  override extraRepr(): string { return `beta=${pyFloat(this.beta)}, threshold=${pyFloat(this.threshold)}`; }
 }
 
 /** Zeroes elements with probability p in training and scales the rest by 1/(1-p). */
@@ -97,7 +109,7 @@ export class Dropout extends Module {
     if (!(p >= 0 && p <= 1)) throw new Error(`Dropout: dropout probability has to be between 0 and 1, but got ${p}`);
   }
   forward(x: Tensor): Tensor { return F.dropout(x, this.p, this.training); }
-  override extraRepr(): string { return `p=${this.p}`; }
+  override extraRepr(): string { return `p=${pyFloat(this.p)}, inplace=False`; }
 }
 
 export class Flatten extends Module {
@@ -109,14 +121,22 @@ export class Flatten extends Module {
 /** A lookup table of `numEmbeddings` vectors, N(0, 1) initialised; the padding row stays zero. */
 export class Embedding extends Module {
   weight: Tensor;
-  constructor(readonly numEmbeddings: number, readonly embeddingDim: number, readonly paddingIdx: number | null = null) {
+  /** Non-negative: a negative index given to the constructor counts from the end, as in PyTorch. */
+  readonly paddingIdx: number | null;
+  constructor(readonly numEmbeddings: number, readonly embeddingDim: number, paddingIdx: number | null = null) {
     super();
+    if (paddingIdx !== null && !(Number.isInteger(paddingIdx) && paddingIdx >= -numEmbeddings && paddingIdx < numEmbeddings)) {
+      throw new Error(`Embedding: paddingIdx must be an integer in [${-numEmbeddings}, ${numEmbeddings}), got ${paddingIdx}`);
+    }
+    this.paddingIdx = paddingIdx !== null && paddingIdx < 0 ? paddingIdx + numEmbeddings : paddingIdx;
     this.weight = Parameter(empty([numEmbeddings, embeddingDim]));
     init.normal_(this.weight);
-    if (paddingIdx !== null) this.weight.data.fill(0, paddingIdx * embeddingDim, (paddingIdx + 1) * embeddingDim);
+    if (this.paddingIdx !== null) this.weight.data.fill(0, this.paddingIdx * embeddingDim, (this.paddingIdx + 1) * embeddingDim);
   }
   forward(indices: Tensor): Tensor { return F.embedding(indices, this.weight, this.paddingIdx); }
-  override extraRepr(): string { return `${this.numEmbeddings}, ${this.embeddingDim}`; }
+  override extraRepr(): string {
+    return `${this.numEmbeddings}, ${this.embeddingDim}${this.paddingIdx === null ? "" : `, padding_idx=${this.paddingIdx}`}`;
+  }
 }
 
 /** Normalises over the trailing `normalizedShape` dims, then applies an elementwise affine map. */
@@ -131,5 +151,6 @@ export class LayerNorm extends Module {
     this.bias = elementwiseAffine ? Parameter(init.zeros_(empty(this.normalizedShape))) : null;
   }
   forward(x: Tensor): Tensor { return F.layerNorm(x, this.normalizedShape, this.weight, this.bias, this.eps); }
-  override extraRepr(): string { return `(${this.normalizedShape.join(", ")},), eps=${this.eps}, elementwise_affine=${this.weight ? "True" : "False"}`; }
+  override extraRepr(): string { const shape = this.normalizedShape.length === 1 ? `(${this.normalizedShape[0]},)` : `(${this.normalizedShape.join(", ")})`;
+    return `${shape}, eps=${pyFloat(this.eps)}, elementwise_affine=${this.weight ? "True" : "False"}`; }
 }

@@ -136,10 +136,12 @@ export abstract class Module {
   }
 
   toString(): string {
-    const children = [...this.namedChildren()];
-    const head = `${this.constructor.name}(${this.extraRepr()}`;
-    if (children.length === 0) return `${head})`;
-    const lines = children.map(([name, m]) => `  (${name}): ${m.toString().split("\n").join("\n  ")}`);
-    return `${head}\n${lines.join("\n")}\n)`;
+    // As PyTorch's Module.__repr__: settings inline when there are no children, else one line
+    // each for the settings and every child, indented two spaces per level.
+    const extra = this.extraRepr();
+    const children = [...this.namedChildren()].map(([name, m]) => `(${name}): ${m.toString()}`);
+    if (children.length === 0) return `${this.constructor.name}(${extra})`;
+    const lines = [...(extra ? extra.split("\n") : []), ...children].map((l) => `  ${l.split("\n").join("\n  ")}`);
+    return `${this.constructor.name}(\n${lines.join("\n")}\n)`;
   }
 }

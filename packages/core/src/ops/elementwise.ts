@@ -131,7 +131,11 @@ export const softplus = defineOp("softplus", (a: TensorLike, beta = 1, threshold
   const x = toTensor(a, "softplus");
   const expr = `(x * ${beta} > ${threshold}) ? x : (Math.max(x * ${beta}, 0) + Math.log1p(Math.exp(-Math.abs(x * ${beta})))) / ${beta}`;
   const out = mapUnary(expr, x, floatDtypeOf(x));
-  return record(out, "softplus", [x], (g) => [mul(g, sigmoid(mul(x, beta)))], [x]);
+  // Above the threshold the forward is the identity, so the gradient there is exactly 1.
+  return record(out, "softplus", [x], (g) => {
+    const bx = mul(x, beta);
+    return [mul(g, where(bx.gt(threshold), 1, sigmoid(bx)))];
+  }, [x]);
 });
 
 // Ties send half of the gradient to each side, as PyTorch does.

@@ -14,7 +14,7 @@ export type GradHook = (grad: Tensor) => Tensor | void;
  */
 export class Tensor {
   readonly [TENSOR_BRAND] = true;
-  readonly data: TypedArray;
+  private _data: TypedArray;
   readonly shape: readonly number[];
   readonly dtype: DType;
   /** The node that produced this tensor; null for leaves. */
@@ -31,10 +31,27 @@ export class Tensor {
     if (data.length !== numelOf(shape)) {
       throw new Error(`tensor: ${data.length} values do not fill shape ${fmtShape(shape)} (${numelOf(shape)} elements)`);
     }
-    this.data = data;
+    this._data = data;
     this.shape = Object.freeze([...shape]);
     this.dtype = dtypeOf(data);
     this._version = version ?? { value: 0 };
+  }
+
+  /** The elements, row-major, exactly `numel` of them. */
+  get data(): TypedArray {
+    return this._data;
+  }
+
+  /**
+   * Moves this tensor onto `array` (same dtype and length) without copying: how a trainer places a
+   * model's parameters in shared memory after building it. The caller fills the array.
+   */
+  setStorage(array: TypedArray): void {
+    if (array.length !== this._data.length || dtypeOf(array) !== this.dtype) {
+      throw new Error(`setStorage: array holds ${array.length} ${dtypeOf(array)} values, tensor needs ${this.numel} ${this.dtype}`);
+    }
+    this._data = array;
+    this._bumpVersion();
   }
 
   get ndim(): number {

@@ -1,0 +1,75 @@
+#!/usr/bin/env node
+// Compiles packages/core/assembly/kernels.ts (AssemblyScript) into packages/core/dist/kernels.wasm.
+// Runs before `tsc -b` in every build, so it skips the compile when the output is newer than its
+// sources; `--force` rebuilds anyway, `--wat` also writes dist/kernels.wat for reading.
+//
+// Flags, and why:
+//   --enable simd                 the kernels are written with v128 (f32x4, f64x2)
+//   --enable threads              needed to declare a shared memory
+//   --importMemory --sharedMemory one WebAssembly.Memory shared by every thread's instance
+//   --initialMemory 1 --maximumMemory 65536
+//                                 the smallest and largest memories an import may have: the JS side
+//                                 picks the real size (an import's limits must lie inside these)
+//   --runtime stub                no GC; the kernels allocate nothing anyway
+//   -O3 --noAssert                speed; assertions would need abort messages, i.e. static data
+//   --use abort=                  no abort import, no message strings
+// The module must hold no data segments and no start function: instantiating it on a memory that
+// other threads already use would re-run them. The check below fails the build if either appears.
+import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import asc from "assemblyscript/dist/asc.js";
+
+const root = new URL("../", import.meta.url);
+const source = fileURLToPath(new URL("assembly/kernels.ts", root));
+const outDir = fileURLToPath(new URL("dist/", root));
+const outFile = fileURLToPath(new URL("dist/kernels.wasm", root));
+const textFile = fileURLToPath(new URL("dist/kernels.wat", root));
+const args = new Set(process.argv.slice(2));
+
+const mtime = (path) => { try { return statSync(path).mtimeMs; } catch { return -1; } };
+const inputs = [source, fileURLToPath(import.meta.url)];
+if (!args.has("--force") && !args.has("--wat") && inputs.every((p) => mtime(p) < mtime(outFile))) {
+  process.exit(0);
+}
+
+const started = performance.now();
+mkdirSync(outDir, { recursive: true });
+const { error, stderr } = await asc.main([
+  source,
+  "--outFile", outFile,
+  ...(args.has("--wat") ? ["--textFile", textFile] : []),
+  "--enable", "simd", "--enable", "threads",
+  "--importMemory", "--sharedMemory", "--initialMemory", "1", "--maximumMemory", "65536",
+  "--runtime", "stub",
+  "--optimizeLevel", "3", "--shrinkLevel", "0", "--noAssert",
+  "--use", "abort=",
+]);
+if (error) {
+  process.stderr.write(stderr.toString());
+  console.error(`build-wasm: asc failed: ${error.message}`);
+  process.exit(1);
+}
+checkNoStaticState(readFileSync(outFile));
+const ms = Math.round(performance.now() - started);
+console.log(`build-wasm: wrote ${fileURLToPath(new URL("dist/kernels.wasm", root))} in ${ms} ms`);
+
+// Walks the module's sections: data (11), data count (12) and start (8) must be absent.
+function checkNoStaticState(bytes) {
+  let pos = 8;
+  const uleb = () => {
+    let result = 0, shift = 0, byte;
+    do { byte = bytes[pos++]; result += (byte & 0x7f) * 2 ** shift; shift += 7; } while (byte & 0x80);
+    return result;
+  };
+  const names = { 8: "a start function", 11: "data segments", 12: "a data count section" };
+  while (pos < bytes.length) {
+    const id = bytes[pos++];
+    const size = uleb();
+    if (id in names) {
+      writeFileSync(outFile, new Uint8Array(0));
+      console.error(`build-wasm: kernels.wasm has ${names[id]}; the module must own no static data (see assembly/kernels.ts)`);
+      process.exit(1);
+    }
+    pos += size;
+  }
+}

@@ -1,0 +1,85 @@
+import { existsSync, readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+
+// Where kernels.wasm is looked for, relative to this file: from dist/kernels/wasm/loader.js it is
+// dist/kernels.wasm; from src/kernels/wasm/loader.ts (vitest runs the sources) the built file is
+// in ../../../dist/. scripts/build-wasm.mjs writes it before `tsc -b`.
+const CANDIDATES = ["../../kernels.wasm", "../../../dist/kernels.wasm"];
+
+/** Raw exports of kernels.wasm. Pointers are byte offsets into the shared memory; counts are floats. */
+export interface KernelExports {
+  matmulPackBytes(m: number, k: number, n: number): number;
+  matmul(aPtr: number, bPtr: number, cPtr: number, m: number, k: number, n: number,
+    transA: boolean | number, transB: boolean | number, packPtr: number): void;
+  addBias(cPtr: number, biasPtr: number, m: number, n: number): void;
+  reluForward(x: number, out: number, n: number): void;
+  reluBackward(g: number, x: number, out: number, n: number): void;
+  axpy(x: number, y: number, alpha: number, n: number): void;
+  scale(x: number, out: number, alpha: number, n: number): void;
+  adamUpdate(p: number, g: number, m: number, v: number, start: number, end: number, lr: number,
+    beta1: number, beta2: number, eps: number, bc1: number, bc2: number, weightDecay: number): void;
+  sumSlices(basePtr: number, strideBytes: number, ranks: number, outPtr: number, start: number, end: number): void;
+}
+
+// A () -> v128 function doing i8x16.splat and i8x16.popcnt: valid only where SIMD is.
+const SIMD_PROBE = new Uint8Array([
+  0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 10, 1, 8, 0, 65, 0, 253, 15, 253, 98, 11,
+]);
+
+let simdSupported: boolean | undefined;
+
+/**
+ * True when this runtime has WebAssembly SIMD and shared WebAssembly memories.
+ * @example if (isWasmSimdSupported()) setKernelBackend("wasm");
+ */
+export function isWasmSimdSupported(): boolean {
+  if (simdSupported === undefined) {
+    try {
+      new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
+      simdSupported = WebAssembly.validate(SIMD_PROBE);
+    } catch {
+      simdSupported = false;
+    }
+  }
+  return simdSupported;
+}
+
+/** Path of the built kernels.wasm, or undefined when it has not been built. */
+export function findKernelsWasm(): string | undefined {
+  for (const rel of CANDIDATES) {
+    const path = fileURLToPath(new URL(rel, import.meta.url));
+    if (existsSync(path)) return path;
+  }
+  return undefined;
+}
+
+let compiled: WebAssembly.Module | undefined;
+
+/**
+ * The compiled kernels module (read and compiled synchronously once per thread).
+ * @example const module = kernelsModule(); // then new WebAssembly.Instance(module, { env: { memory } })
+ */
+export function kernelsModule(): WebAssembly.Module {
+  if (compiled === undefined) {
+    const path = findKernelsWasm();
+    if (path === undefined) {
+      const tried = CANDIDATES.map((rel) => fileURLToPath(new URL(rel, import.meta.url))).join(", ");
+      throw new Error(`wasm kernels: kernels.wasm not found (tried ${tried}); run \`node packages/core/scripts/build-wasm.mjs\``);
+    }
+    compiled = new WebAssembly.Module(readFileSync(path));
+  }
+  return compiled;
+}
+
+/**
+ * Instantiates the kernels on a shared memory. Cheap (the module owns no data and no start
+ * function), so every thread makes its own instance on the same memory.
+ * @example const exports = instantiateKernels(new WebAssembly.Memory({ initial: 16, maximum: 16, shared: true }));
+ */
+export function instantiateKernels(memory: WebAssembly.Memory): KernelExports {
+  if (!(memory.buffer instanceof SharedArrayBuffer)) {
+    throw new TypeError("wasm kernels: the memory must be shared (new WebAssembly.Memory({ ..., shared: true }))");
+  }
+  const instance = new WebAssembly.Instance(kernelsModule(), { env: { memory } });
+  return instance.exports as unknown as KernelExports;
+}

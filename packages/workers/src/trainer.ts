@@ -1,0 +1,372 @@
+import { MessageChannel, type MessagePort } from "node:worker_threads";
+import { fileURLToPath } from "node:url";
+import { existsSync } from "node:fs";
+import { Piscina } from "piscina";
+import { type nn, manualSeed } from "@threadgrad/core";
+import { type OptimizerName, type ScheduleConfig, combineNorms, lrAt, resolveFlatOptions, stateBuffers } from "@threadgrad/optim";
+import { SharedArena, planArena } from "./arena.js";
+import { ErrorCode, signalError, waitUntil } from "./control.js";
+import { type DatasetLike, type SharedDataset, toSharedDataset } from "./dataset.js";
+import * as P from "./protocol.js";
+import { type LossSpec, type ModelSpec, buildModel, isClassification } from "./spec.js";
+import { resolveWorkers } from "./threads.js";
+import type { WorkerInit } from "./worker-entry.js";
+
+export interface OptimizerConfig {
+  name: OptimizerName;
+  lr?: number;
+  [option: string]: unknown;
+}
+
+export interface TrainerOptions {
+  model: ModelSpec;
+  /** default 'crossEntropy' */
+  loss?: LossSpec;
+  /** default Adam with lr 1e-3 */
+  optimizer?: OptimizerConfig;
+  /** worker threads; default 'auto' (available cores, respecting a cgroup quota) */
+  workers?: number | "auto";
+  seed?: number;
+  /** learning-rate schedule over optimizer steps */
+  schedule?: ScheduleConfig | null;
+  clipGradNorm?: number;
+  /** micro-batches per optimizer step; their gradients add up before one update */
+  accumulateSteps?: number;
+  /** skip an update whose loss or gradient is not finite instead of failing */
+  skipNonFinite?: boolean;
+  /** largest batch that will be used (size of the shared index buffer); default 8192 */
+  maxBatchSize?: number;
+  /** how long a rank may wait at a barrier before failing; default 60 s */
+  barrierTimeoutMs?: number;
+}
+
+export interface StepInfo {
+  step: number;
+  epoch: number;
+  stepInEpoch: number;
+  stepsPerEpoch: number;
+  loss: number;
+  accuracy: number | null;
+  lr: number;
+  gradNorm: number | null;
+  samples: number;
+  updated: boolean;
+  skipped: boolean;
+}
+
+export interface FitOptions {
+  /** train until this many epochs are done in total (a resumed trainer continues) */
+  epochs: number;
+  batchSize: number;
+  onStep?: (info: StepInfo) => void | Promise<void>;
+  onEpochEnd?: (epoch: number) => void | Promise<void>;
+  signal?: AbortSignal;
+}
+
+export interface EvalResult {
+  loss: number;
+  accuracy: number | null;
+  samples: number;
+  /** predicted class per sample (classification) */
+  predictions: Int32Array | null;
+}
+
+/** Where training stands; saved in checkpoints so a resumed run continues exactly. */
+export interface Progress {
+  epoch: number;
+  stepInEpoch: number;
+  globalStep: number;
+  optimizerStep: number;
+}
+
+function workerEntry(): string {
+  // From dist/ the entry sits beside this file; under vitest this file runs from src/, so point at dist/.
+  const here = new URL(import.meta.url);
+  const fromDist = new URL("./worker-entry.js", here);
+  if (here.pathname.endsWith(".js")) return fileURLToPath(fromDist);
+  const built = new URL("../dist/worker-entry.js", here);
+  if (!existsSync(built)) throw new Error("DataParallel: the workers package is not built (run the build first): missing dist/worker-entry.js");
+  return fileURLToPath(built);
+}
+
+/**
+ * Data-parallel training across worker threads. Parameters, gradients (one slice per rank) and
+ * optimizer state live in one shared arena; each rank computes the gradient of its shard, the
+ * ranks reduce-scatter the gradients and each updates its own segment of the parameters.
+ * ```ts
+ * const trainer = await DataParallel.create({ model: { kind: "mlp", sizes: [784, 256, 10] }, workers: 2 });
+ * await trainer.fit(trainSet, { epochs: 3, batchSize: 128 });
+ * console.log(await trainer.evaluate(testSet));
+ * await trainer.close();
+ * ```
+ */
+export class DataParallel {
+  readonly progress: Progress = { epoch: 0, stepInEpoch: 0, globalStep: 0, optimizerStep: 0 };
+  private seq = 0;
+  private failure: Error | null = null;
+  private closed = false;
+  private busy = false;
+  private readonly datasets = new Map<DatasetLike, SharedDataset>();
+
+  private constructor(
+    readonly options: Required<Pick<TrainerOptions, "model" | "loss" | "seed" | "accumulateSteps" | "skipNonFinite" | "maxBatchSize">> & TrainerOptions,
+    readonly model: nn.Module,
+    readonly arena: SharedArena,
+    readonly numWorkers: number,
+    readonly optimizer: { name: OptimizerName; options: Record<string, unknown> },
+    private readonly pool: Piscina,
+    private readonly ports: MessagePort[],
+    private readonly block: Float64Array,
+    private readonly batch: Int32Array,
+    private readonly predictions: Int32Array,
+    private tasks: Promise<unknown>[],
+  ) {}
+
+  /** Builds the model, lays out the shared arena and starts one worker per rank. */
+  static async create(opts: TrainerOptions): Promise<DataParallel> {
+    const numWorkers = resolveWorkers(opts.workers);
+    const seed = opts.seed ?? 0;
+    const accumulateSteps = opts.accumulateSteps ?? 1;
+    if (!Number.isInteger(accumulateSteps) || accumulateSteps < 1) throw new Error(`DataParallel: accumulateSteps must be a positive integer, got ${accumulateSteps}`);
+    if (opts.clipGradNorm !== undefined && !(opts.clipGradNorm > 0)) throw new Error(`DataParallel: clipGradNorm must be > 0, got ${opts.clipGradNorm}`);
+    const { name = "adam", ...rest } = opts.optimizer ?? { name: "adam" };
+    const optOptions = resolveFlatOptions(name, { lr: 1e-3, ...rest } as never) as unknown as Record<string, unknown>;
+    manualSeed(seed);
+    const model = await buildModel(opts.model);
+    const params = model.parameters();
+    if (params.length === 0) throw new Error("DataParallel: the model has no parameters");
+    if (params.some((p) => p.dtype !== "float32")) throw new Error("DataParallel: parameters must be float32");
+    const buffers = stateBuffers(name, optOptions as never);
+    const layout = planArena({ paramSizes: params.map((p) => p.numel), ranks: numWorkers, stateBuffers: buffers.length, userControlWords: P.TRAINER_CONTROL_WORDS });
+    const arena = SharedArena.create(layout);
+    params.forEach((p, i) => {
+      const view = arena.paramView(i);
+      view.set(p.data as Float32Array);
+      p.setStorage(view);
+    });
+    buffers.forEach((b, k) => arena.state(k).fill(b.init));
+    const maxBatchSize = opts.maxBatchSize ?? 8192;
+    const block = new Float64Array(new SharedArrayBuffer(P.STEP_BLOCK_SIZE * 8));
+    const batch = new Int32Array(new SharedArrayBuffer(maxBatchSize * 4));
+    const predictions = new Int32Array(new SharedArrayBuffer(maxBatchSize * 4));
+    const pool = new Piscina({ filename: workerEntry(), minThreads: numWorkers, maxThreads: numWorkers, idleTimeout: Infinity, concurrentTasksPerWorker: 1, atomics: "disabled" });
+    const loss = opts.loss ?? "crossEntropy";
+    const ports: MessagePort[] = [];
+    const tasks: Promise<unknown>[] = [];
+    const trainerOpts = { ...opts, loss, seed, accumulateSteps, skipNonFinite: opts.skipNonFinite ?? false, maxBatchSize };
+    const trainer = new DataParallel(trainerOpts, model, arena, numWorkers, { name, options: optOptions }, pool, ports, block, batch, predictions, tasks);
+    for (let rank = 0; rank < numWorkers; rank++) {
+      const { port1, port2 } = new MessageChannel();
+      ports.push(port1);
+      const init: WorkerInit = {
+        rank, arena: arena.handle(), stepBlock: block.buffer as SharedArrayBuffer, batch: batch.buffer as SharedArrayBuffer,
+        predictions: predictions.buffer as SharedArrayBuffer, port: port2, model: opts.model, loss, classification: isClassification(loss),
+        optimizer: { name, options: optOptions }, seed, barrierTimeoutMs: opts.barrierTimeoutMs ?? 60_000,
+      };
+      tasks.push(pool.run(init, { transferList: [port2] }).catch((err: unknown) => trainer.onWorkerFailure(rank, err)));
+    }
+    try {
+      await trainer.waitFor(P.READY, numWorkers, 120_000, "starting workers");
+    } catch (err) {
+      await trainer.shutdown();
+      throw err;
+    }
+    return trainer;
+  }
+
+  private onWorkerFailure(rank: number, err: unknown): void {
+    const e = err instanceof Error ? err : new Error(String(err));
+    const message = e.message.startsWith("rank ") ? e.message : `rank ${rank}: ${e.message}`;
+    const isSecondary = /^rank \d+: aborted$/.test(message);
+    if (this.failure === null || (/aborted$/.test(this.failure.message) && !isSecondary)) {
+      this.failure = Object.assign(new Error(`worker ${message}`), { rank, cause: e });
+    }
+    signalError(this.arena.control, ErrorCode.WORKER_FAILED);
+  }
+
+  private async waitFor(index: number, target: number, timeoutMs: number | undefined, what: string): Promise<void> {
+    try {
+      await waitUntil(this.arena.control, index, (v) => v >= target, { timeoutMs, pollMs: 50 });
+    } catch (err) {
+      // Let the failing task's rejection arrive so the error names the worker's own cause.
+      for (let i = 0; i < 20 && (this.failure === null || /aborted$/.test(this.failure.message)); i++) await new Promise((r) => setTimeout(r, 25));
+      await this.shutdown();
+      throw this.failure ?? new Error(`DataParallel: ${what} failed: ${(err as Error).message}`);
+    }
+  }
+
+  /** Publishes one command and waits (without blocking the event loop) until every rank is done. */
+  private async command(cmd: number, what: string): Promise<void> {
+    if (this.closed) throw this.failure ?? new Error("DataParallel: the trainer is closed");
+    const control = this.arena.control;
+    Atomics.store(control, P.DONE, 0);
+    this.block[P.S_CMD] = cmd;
+    this.seq++;
+    Atomics.store(control, P.SEQ, this.seq);
+    Atomics.notify(control, P.SEQ); // wakes every rank parked in waitForCommand
+    await this.waitFor(P.DONE, this.numWorkers, undefined, what);
+  }
+
+  private async register(ds: DatasetLike): Promise<SharedDataset> {
+    let shared = this.datasets.get(ds);
+    if (shared === undefined) {
+      shared = toSharedDataset(ds);
+      for (const port of this.ports) port.postMessage(shared);
+      await this.command(P.Cmd.RECEIVE, "sending the data set");
+      this.datasets.set(ds, shared);
+    }
+    return shared;
+  }
+
+  /**
+   * The global denominator that turns the ranks' summed losses into the mean loss over `indices`:
+   * the sample count, times the target size for MSE, or the summed class weights of the targets.
+   */
+  private denominator(ds: SharedDataset, indices: ArrayLike<number>): number {
+    const loss = this.options.loss;
+    if (loss === "mse") return indices.length * ds.targetDim;
+    if (typeof loss === "object" && "name" in loss && loss.weight) {
+      let total = 0;
+      for (let i = 0; i < indices.length; i++) total += loss.weight[ds.y[indices[i]!]!] ?? 0;
+      return total;
+    }
+    return indices.length;
+  }
+
+  private lrAt(optimizerStep: number): number {
+    const base = this.optimizer.options.lr as number;
+    return this.options.schedule ? lrAt(this.options.schedule, base, optimizerStep) : base;
+  }
+
+  /** Trains until `epochs` epochs are complete; resumes from `progress`. */
+  async fit(data: DatasetLike, opts: FitOptions): Promise<Progress> {
+    if (this.busy) throw new Error("DataParallel: fit or evaluate is already running");
+    const { epochs, batchSize, signal } = opts;
+    if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > this.options.maxBatchSize) {
+      throw new Error(`DataParallel.fit: batchSize must be an integer from 1 to ${this.options.maxBatchSize} (maxBatchSize), got ${batchSize}`);
+    }
+    if (!Number.isInteger(epochs) || epochs < 0) throw new Error(`DataParallel.fit: epochs must be a non-negative integer, got ${epochs}`);
+    this.busy = true;
+    try {
+      const ds = await this.register(data);
+      const { epochOrder } = await import("./step-math.js");
+      const stepsPerEpoch = Math.ceil(ds.length / batchSize);
+      const k = this.options.accumulateSteps;
+      const pr = this.progress;
+      while (pr.epoch < epochs) {
+        const order = epochOrder(ds.length, this.options.seed, pr.epoch);
+        while (pr.stepInEpoch < stepsPerEpoch) {
+          if (signal?.aborted) return pr;
+          const s = pr.stepInEpoch;
+          const indices = order.subarray(s * batchSize, Math.min(ds.length, (s + 1) * batchSize));
+          // An accumulation window is k consecutive micro-steps of one epoch; the last may be shorter.
+          const windowStart = s - (s % k);
+          const windowEnd = Math.min(stepsPerEpoch, windowStart + k);
+          const isUpdate = s + 1 === windowEnd;
+          const window = order.subarray(windowStart * batchSize, Math.min(ds.length, windowEnd * batchSize));
+          const info = await this.trainStep(ds, indices, { zero: s === windowStart, update: isUpdate, denom: this.denominator(ds, window) });
+          pr.globalStep++;
+          pr.stepInEpoch++;
+          if (isUpdate && !info.skipped) pr.optimizerStep++;
+          await opts.onStep?.({ ...info, step: pr.globalStep, epoch: pr.epoch, stepInEpoch: pr.stepInEpoch, stepsPerEpoch });
+        }
+        pr.epoch++;
+        pr.stepInEpoch = 0;
+        await opts.onEpochEnd?.(pr.epoch);
+      }
+      return pr;
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private async trainStep(ds: SharedDataset, indices: Int32Array, w: { zero: boolean; update: boolean; denom: number }) {
+    const b = this.block;
+    this.batch.set(indices);
+    const lr = this.lrAt(this.progress.optimizerStep);
+    b[P.S_BATCH] = indices.length;
+    b[P.S_DENOM] = w.denom;
+    b[P.S_LR] = lr;
+    b[P.S_OPT_STEP] = this.progress.optimizerStep + 1;
+    b[P.S_ZERO] = w.zero ? 1 : 0;
+    b[P.S_UPDATE] = w.update ? 1 : 0;
+    b[P.S_STEP] = this.progress.globalStep;
+    b[P.S_DATASET] = ds.id;
+    b[P.S_CLIP] = this.options.clipGradNorm ?? 0;
+    await this.command(P.Cmd.TRAIN, `step ${this.progress.globalStep + 1}`);
+    let lossSum = 0, correct = 0, nonFinite = false;
+    const partials: number[] = [];
+    for (let r = 0; r < this.numWorkers; r++) {
+      const s = this.arena.rankScalars(r);
+      lossSum += s[P.R_LOSS]!;
+      correct += s[P.R_CORRECT]!;
+      partials.push(s[P.R_SQNORM]!);
+      if (s[P.R_NONFINITE] === 1) nonFinite = true;
+    }
+    const skipped = w.update && this.arena.rankScalars(0)[P.R_SKIPPED] === 1;
+    const step = this.progress.globalStep + 1;
+    const loss = lossSum / indices.length;
+    if (nonFinite && !this.options.skipNonFinite) {
+      throw new Error(`DataParallel: non-finite ${Number.isFinite(loss) ? "gradient" : `loss (${loss})`} at step ${step}; the update was not applied. Lower the learning rate, clip gradients (clipGradNorm) or pass skipNonFinite: true to skip such steps.`);
+    }
+    return {
+      loss, lr, samples: indices.length, updated: w.update && !skipped, skipped,
+      accuracy: isClassification(this.options.loss) ? correct / indices.length : null,
+      gradNorm: w.update ? Math.sqrt(combineNorms(partials, 2) ** 2) : null,
+    };
+  }
+
+  /** Mean loss (and accuracy and predictions for classification) over a data set, in eval mode. */
+  async evaluate(data: DatasetLike, opts: { batchSize?: number } = {}): Promise<EvalResult> {
+    if (this.busy) throw new Error("DataParallel: fit or evaluate is already running");
+    this.busy = true;
+    try {
+      const ds = await this.register(data);
+      const bs = Math.min(opts.batchSize ?? 1024, this.options.maxBatchSize);
+      const classification = isClassification(this.options.loss);
+      const predictions = classification ? new Int32Array(ds.length) : null;
+      let lossSum = 0, correct = 0;
+      for (let start = 0; start < ds.length; start += bs) {
+        const n = Math.min(bs, ds.length - start);
+        for (let i = 0; i < n; i++) this.batch[i] = start + i;
+        this.block[P.S_BATCH] = n;
+        this.block[P.S_DATASET] = ds.id;
+        await this.command(P.Cmd.EVAL, "evaluation");
+        for (let r = 0; r < this.numWorkers; r++) {
+          const s = this.arena.rankScalars(r);
+          lossSum += s[P.R_LOSS]!;
+          correct += s[P.R_CORRECT]!;
+        }
+        predictions?.set(this.predictions.subarray(0, n), start);
+      }
+      const all = { length: ds.length } as ArrayLike<number>;
+      const denom = typeof this.options.loss === "object" ? this.denominator(ds, Array.from({ length: ds.length }, (_, i) => i)) : this.denominator(ds, all);
+      return { loss: lossSum / denom, accuracy: classification ? correct / ds.length : null, samples: ds.length, predictions };
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  /** Stops the workers and releases the pool; safe to call more than once. */
+  async close(): Promise<void> {
+    await this.shutdown();
+  }
+
+  private async shutdown(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.failure !== null || Atomics.load(this.arena.control, 0) !== 0) signalError(this.arena.control, ErrorCode.ABORTED);
+    else {
+      this.block[P.S_CMD] = P.Cmd.STOP;
+      Atomics.store(this.arena.control, P.SEQ, ++this.seq);
+      Atomics.notify(this.arena.control, P.SEQ);
+    }
+    await Promise.race([Promise.allSettled(this.tasks), new Promise((r) => setTimeout(r, 2000))]);
+    for (const port of this.ports) port.close();
+    await this.pool.destroy();
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+}

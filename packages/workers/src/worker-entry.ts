@@ -1,0 +1,219 @@
+// One rank of the data-parallel trainer. piscina runs this as one long-lived task per rank: it
+// builds the model, binds its parameters and gradients to the shared arena, then loops over the
+// commands main publishes in shared memory until STOP, an error, or main's abort.
+import { type MessagePort, receiveMessageOnPort } from "node:worker_threads";
+import { type Tensor, type nn, isTensor, noGrad, setSampleContext, tensor } from "@threadgrad/core";
+import { type OptimizerName, combineNorms, clipCoef, flatStep, partialNorm, scaleRange } from "@threadgrad/optim";
+import { type ArenaHandle, SharedArena } from "./arena.js";
+import { SharedMemoryCollective } from "./collective.js";
+import { ERROR, ErrorCode, signalError } from "./control.js";
+import type { SharedDataset } from "./dataset.js";
+import * as P from "./protocol.js";
+import { segment, shardRange } from "./shard.js";
+import { type LossSpec, type ModelSpec, buildLoss, buildModel } from "./spec.js";
+
+export interface WorkerInit {
+  rank: number;
+  arena: ArenaHandle;
+  stepBlock: SharedArrayBuffer;
+  batch: SharedArrayBuffer;
+  predictions: SharedArrayBuffer;
+  port: MessagePort;
+  model: ModelSpec;
+  loss: LossSpec;
+  classification: boolean;
+  optimizer: { name: OptimizerName; options: Record<string, unknown> };
+  seed: number;
+  barrierTimeoutMs: number;
+}
+
+/** Waits (blocking: this is a worker) until control[SEQ] differs from `seen`, watching ERROR. */
+function waitForCommand(control: Int32Array, seen: number): number {
+  for (let spin = 0; spin < 2000; spin++) {
+    const v = Atomics.load(control, P.SEQ);
+    if (v !== seen) return v;
+  }
+  for (;;) {
+    if (Atomics.load(control, ERROR) !== ErrorCode.NONE) throw new Error("aborted");
+    // Main bumps SEQ and notifies it; a missed notify is caught by the 200 ms re-check.
+    Atomics.wait(control, P.SEQ, seen, 200);
+    const v = Atomics.load(control, P.SEQ);
+    if (v !== seen) return v;
+  }
+}
+
+function gatherRows(ds: SharedDataset, idx: Int32Array, start: number, end: number): { x: Tensor; y: Tensor } {
+  const rows = end - start, f = ds.features, d = ds.targetDim;
+  const x = new Float32Array(rows * f);
+  const y = ds.y instanceof Int32Array ? new Int32Array(rows * d) : new Float32Array(rows * d);
+  for (let r = 0; r < rows; r++) {
+    const i = idx[start + r]!;
+    if (i < 0 || i >= ds.length) throw new Error(`sample index ${i} is out of range for a data set of ${ds.length}`);
+    x.set(ds.x.subarray(i * f, (i + 1) * f), r * f);
+    y.set(ds.y.subarray(i * d, (i + 1) * d), r * d);
+  }
+  const yShape = ds.y instanceof Int32Array && d === 1 ? [rows] : [rows, d];
+  return { x: tensor(x, { shape: [rows, f] }), y: tensor(y, { shape: yShape }) };
+}
+
+function countCorrect(out: Tensor, y: Tensor, preds: Int32Array | null, offset: number): number {
+  const pred = out.argmax(1).data as Int32Array;
+  let correct = 0;
+  for (let i = 0; i < pred.length; i++) {
+    if (pred[i] === y.data[i]) correct++;
+    if (preds) preds[offset + i] = pred[i]!;
+  }
+  return correct;
+}
+
+export default async function runRank(init: WorkerInit): Promise<{ rank: number; steps: number }> {
+  const { rank } = init;
+  const arena = SharedArena.attach(init.arena.buffer, init.arena.layout, init.arena.byteOffset);
+  const control = arena.control;
+  try {
+    return await rankLoop(init, arena);
+  } catch (err) {
+    const aborted = Atomics.load(control, ERROR) !== ErrorCode.NONE && (err as Error).message === "aborted";
+    if (!aborted) {
+      Atomics.compareExchange(control, P.FAILED_RANK, 0, rank + 1);
+      signalError(control, ErrorCode.WORKER_FAILED);
+    }
+    const e = err instanceof Error ? err : new Error(String(err));
+    e.message = `rank ${rank}: ${e.message}`;
+    throw e;
+  }
+}
+
+async function rankLoop(init: WorkerInit, arena: SharedArena): Promise<{ rank: number; steps: number }> {
+  const { rank } = init;
+  const ranks = arena.layout.ranks;
+  const control = arena.control;
+  const block = new Float64Array(init.stepBlock);
+  const batch = new Int32Array(init.batch);
+  const preds = new Int32Array(init.predictions);
+  const model: nn.Module = await buildModel(init.model);
+  const lossFn = await buildLoss(init.loss);
+  const params = model.parameters();
+  if (params.length !== arena.layout.paramSizes.length || params.some((p, i) => p.numel !== arena.layout.paramSizes[i])) {
+    throw new Error("the model built in this worker does not match the main thread's (different parameter shapes)");
+  }
+  const ownGrads = arena.grads(rank);
+  params.forEach((p, i) => {
+    p.setStorage(arena.paramView(i));
+    p.bindGrad(arena.paramIn(ownGrads, i));
+  });
+  const state = Array.from({ length: arena.layout.stateBuffers }, (_, k) => arena.state(k));
+  const collective = new SharedMemoryCollective(arena, rank, { timeoutMs: init.barrierTimeoutMs });
+  const datasets = new Map<number, SharedDataset>();
+  const scalars = arena.rankScalars(rank);
+  const [segStart, segEnd] = segment(arena.layout.paddedLength, ranks, rank);
+  Atomics.add(control, P.READY, 1);
+  Atomics.notify(control, P.READY);
+
+  let seen = 0;
+  let steps = 0;
+  for (;;) {
+    seen = waitForCommand(control, seen);
+    const cmd = block[P.S_CMD];
+    if (cmd === P.Cmd.STOP) return { rank, steps };
+    if (cmd === P.Cmd.RECEIVE) {
+      for (let msg = receiveMessageOnPort(init.port); msg !== undefined; msg = receiveMessageOnPort(init.port)) {
+        const ds = msg.message as SharedDataset;
+        datasets.set(ds.id, ds);
+      }
+    } else {
+      const ds = datasets.get(block[P.S_DATASET]!);
+      if (ds === undefined) throw new Error(`unknown data set ${block[P.S_DATASET]}`);
+      const n = block[P.S_BATCH]!;
+      const [start, end] = shardRange(n, ranks, rank);
+      scalars.fill(0);
+      if (cmd === P.Cmd.TRAIN) {
+        trainStep({ init, model, lossFn, ds, batch, block, start, end, scalars, ownGrads });
+        if (block[P.S_UPDATE] === 1) {
+          update({ init, arena, collective, block, state, segStart, segEnd, scalars, ranks });
+        }
+        steps++;
+      } else {
+        evalStep({ init, model, lossFn, ds, batch, start, end, scalars, preds });
+      }
+    }
+    // The last rank to finish wakes main, which waits on DONE with Atomics.waitAsync.
+    if (Atomics.add(control, P.DONE, 1) + 1 === ranks) Atomics.notify(control, P.DONE);
+  }
+}
+
+interface StepCtx {
+  init: WorkerInit;
+  model: nn.Module;
+  lossFn: (o: Tensor, y: Tensor) => Tensor;
+  ds: SharedDataset;
+  batch: Int32Array;
+  start: number;
+  end: number;
+  scalars: Float64Array;
+}
+
+function trainStep(c: StepCtx & { block: Float64Array; ownGrads: Float32Array }): void {
+  const { block, start, end, scalars } = c;
+  if (block[P.S_ZERO] === 1) c.ownGrads.fill(0);
+  if (end <= start) return;
+  const { x, y } = gatherRows(c.ds, c.batch, start, end);
+  c.model.train();
+  setSampleContext({ seed: c.init.seed, step: block[P.S_STEP]!, firstSample: start });
+  try {
+    const out = (c.model.forward as (x: Tensor) => Tensor)(x);
+    if (!isTensor(out)) throw new Error("model.forward did not return a Tensor");
+    const lossSum = c.lossFn(out, y);
+    if (!isTensor(lossSum) || lossSum.numel !== 1) throw new Error("the loss function must return a scalar Tensor (the sum over the shard)");
+    const value = lossSum.item();
+    scalars[P.R_LOSS] = value;
+    scalars[P.R_COUNT] = end - start;
+    if (!Number.isFinite(value)) scalars[P.R_NONFINITE] = 1;
+    if (c.init.classification) scalars[P.R_CORRECT] = noGrad(() => countCorrect(out, y, null, 0));
+    lossSum.div(block[P.S_DENOM]!).backward();
+  } finally {
+    setSampleContext(null);
+  }
+}
+
+function update(c: {
+  init: WorkerInit; arena: SharedArena; collective: SharedMemoryCollective; block: Float64Array; state: Float32Array[];
+  segStart: number; segEnd: number; scalars: Float64Array; ranks: number;
+}): void {
+  const { arena, block, segStart, segEnd, scalars } = c;
+  // reduce-scatter: after it, segment [segStart, segEnd) of grads slice 0 holds the global gradient.
+  const reduced = c.collective.reduceScatter(arena.grads(c.init.rank));
+  const sq = partialNorm(reduced, segStart, segEnd, 2);
+  scalars[P.R_SQNORM] = sq;
+  if (!Number.isFinite(sq)) scalars[P.R_NONFINITE] = 1;
+  c.collective.barrier(); // every rank's partial norm and loss flags are written
+  let nonFinite = false;
+  const partials: number[] = [];
+  for (let r = 0; r < c.ranks; r++) {
+    const s = arena.rankScalars(r);
+    partials.push(s[P.R_SQNORM]!);
+    if (s[P.R_NONFINITE] === 1) nonFinite = true;
+  }
+  const clip = block[P.S_CLIP]!;
+  if (nonFinite) {
+    scalars[P.R_SKIPPED] = 1;
+    return;
+  }
+  if (clip > 0) scaleRange(reduced, segStart, segEnd, clipCoef(combineNorms(partials, 2), clip));
+  flatStep(c.init.optimizer.name, c.init.optimizer.options as never, {
+    params: arena.params, grads: reduced, state: c.state, start: segStart, end: segEnd, step: block[P.S_OPT_STEP]!, lr: block[P.S_LR]!,
+  });
+}
+
+function evalStep(c: StepCtx & { preds: Int32Array }): void {
+  const { start, end, scalars } = c;
+  if (end <= start) return;
+  const { x, y } = gatherRows(c.ds, c.batch, start, end);
+  c.model.eval();
+  noGrad(() => {
+    const out = (c.model.forward as (x: Tensor) => Tensor)(x);
+    scalars[P.R_LOSS] = c.lossFn(out, y).item();
+    scalars[P.R_COUNT] = end - start;
+    if (c.init.classification) scalars[P.R_CORRECT] = countCorrect(out, y, c.preds, start);
+  });
+}
