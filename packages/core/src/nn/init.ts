@@ -14,6 +14,7 @@ export function calculateGain(nonlinearity: Nonlinearity, param?: number): numbe
     case "relu": return Math.SQRT2;
     case "leaky_relu": { const a = param ?? 0.01; return Math.sqrt(2 / (1 + a * a)); }
     case "selu": return 3 / 4;
+    default: throw new Error(`calculateGain: unsupported nonlinearity '${String(nonlinearity)}'`);
   }
 }
 

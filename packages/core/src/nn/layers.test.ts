@@ -80,6 +80,7 @@ describe("init", () => {
     expect(init.calculateGain("leaky_relu")).toBeCloseTo(Math.sqrt(2 / (1 + 0.01 ** 2)), 15);
     expect(init.calculateGain("leaky_relu", 0.2)).toBeCloseTo(Math.sqrt(2 / 1.04), 15);
     expect(init.calculateGain("selu")).toBe(0.75);
+    expect(() => init.calculateGain("swish" as init.Nonlinearity)).toThrow(/calculateGain: unsupported nonlinearity 'swish'/);
   });
   test("xavierUniform_ draws within gain·√(6/(fan_in+fan_out)) with variance bound²/3", () => {
     const t = zeros([300, 200], { dtype: "float64" });

@@ -151,6 +151,9 @@ export class LayerNorm extends Module {
     this.bias = elementwiseAffine ? Parameter(init.zeros_(empty(this.normalizedShape))) : null;
   }
   forward(x: Tensor): Tensor { return F.layerNorm(x, this.normalizedShape, this.weight, this.bias, this.eps); }
-  override extraRepr(): string { const shape = this.normalizedShape.length === 1 ? `(${this.normalizedShape[0]},)` : `(${this.normalizedShape.join(", ")})`;
-    return `${shape}, eps=${pyFloat(this.eps)}, elementwise_affine=${this.weight ? "True" : "False"}`; }
+  override extraRepr(): string {
+    // A Python tuple: (4,) for one dim, (2, 3) for more.
+    const dims = this.normalizedShape.join(", ") + (this.normalizedShape.length === 1 ? "," : "");
+    return `(${dims}), eps=${pyFloat(this.eps)}, elementwise_affine=${this.weight ? "True" : "False"}`;
+  }
 }

@@ -106,6 +106,13 @@ describe("stateDict and loadStateDict", () => {
     expect([...b.namedParameters()].map(([k]) => k)).not.toContain("count");
     expect(Array.from((b as unknown as { count: Tensor }).count.data)).toEqual([0]);
   });
+  test("assigning a new tensor to a buffer field replaces the buffer in stateDict", () => {
+    const b = new Block();
+    (b as unknown as { count: Tensor }).count = tensor([5], { dtype: "float32" });
+    expect(Array.from(b.stateDict()["count"]!.data)).toEqual([5]);
+    b.loadStateDict({ ...b.stateDict(), count: tensor([8], { dtype: "float32" }) });
+    expect(Array.from((b as unknown as { count: Tensor }).count.data)).toEqual([8]);
+  });
   test("loadStateDict copies the values, sharing no storage with the source", () => {
     manualSeed(1);
     const src = new Net(), dst = new Net();

@@ -32,13 +32,13 @@ export type StateDict = Record<string, Tensor>;
 export abstract class Module {
   readonly [MODULE_BRAND] = true;
   training = true;
-  private readonly _buffers = new Map<string, Tensor>();
+  private readonly _buffers = new Set<string>();
 
   abstract forward(...inputs: never[]): Tensor;
 
   /** Buffers are state that is saved and loaded but not trained (running statistics, masks). */
   registerBuffer(name: string, t: Tensor): void {
-    this._buffers.set(name, t);
+    this._buffers.add(name);
     (this as unknown as Record<string, Tensor>)[name] = t;
   }
 
@@ -78,7 +78,12 @@ export abstract class Module {
 
   *namedBuffers(): Generator<[string, Tensor]> {
     for (const [modName, m] of this.namedModules()) {
-      for (const [key, t] of m._buffers) yield [modName ? `${modName}.${key}` : key, t];
+      // Read the field, not the tensor first registered: `this.runningMean = next` replaces a
+      // buffer, as assignment does in PyTorch.
+      for (const key of m._buffers.keys()) {
+        const t = (m as unknown as Record<string, unknown>)[key];
+        if (isTensor(t)) yield [modName ? `${modName}.${key}` : key, t];
+      }
     }
   }
 

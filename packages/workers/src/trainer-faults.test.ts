@@ -1,0 +1,101 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { Generator } from "@threadgrad/core";
+import { assertBuilt } from "./fixtures/harness.mjs";
+import { DataParallel, type TrainerOptions } from "./trainer.js";
+
+const open: DataParallel[] = [];
+const FAULTY = new URL("./fixtures/faulty-model.mjs", import.meta.url).href;
+
+function data(n: number, features: number, classes: number, seed = 5) {
+  const g = new Generator(seed);
+  return {
+    x: new Float32Array(n * features).map(() => g.normal()),
+    y: new Int32Array(n).map(() => g.integer(0, classes)),
+    length: n,
+  };
+}
+
+async function create(opts: Partial<TrainerOptions>): Promise<DataParallel> {
+  const t = await DataParallel.create({ model: { kind: "mlp", sizes: [4, 8, 3] }, workers: 2, barrierTimeoutMs: 10_000, ...opts });
+  open.push(t);
+  return t;
+}
+
+beforeAll(() => assertBuilt());
+afterEach(async () => {
+  await Promise.all(open.splice(0).map((t) => t.close()));
+});
+
+describe("DataParallel faults", () => {
+  it("a worker that throws fails fit with its rank and error, releases the others and shuts down", async () => {
+    const t = await create({ model: { module: FAULTY, export: "createModel", args: ["throw", 2] } });
+    const started = Date.now();
+    await expect(t.fit(data(64, 4, 3), { epochs: 1, batchSize: 16 })).rejects.toThrow(/rank \d: model exploded on purpose/);
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(t.isClosed).toBe(true);
+  });
+
+  it("a worker that exits fails fit with its rank instead of hanging", async () => {
+    const t = await create({ model: { module: FAULTY, export: "createModel", args: ["exit", 1] } });
+    const started = Date.now();
+    await expect(t.fit(data(64, 4, 3), { epochs: 1, batchSize: 16 })).rejects.toThrow(/rank \d/);
+    expect(Date.now() - started).toBeLessThan(5000);
+  });
+
+  it("a label out of range for the model's outputs is reported with the worker's message", async () => {
+    const t = await create({});
+    const ds = data(32, 4, 3);
+    ds.y[7] = 12;
+    await expect(t.fit(ds, { epochs: 1, batchSize: 32 })).rejects.toThrow(/rank \d: .*target 12 .*out of bounds for 3 classes/);
+  });
+
+  it("a non-finite loss stops with the step number and leaves the parameters untouched", async () => {
+    const t = await create({});
+    const ds = data(64, 4, 3);
+    await t.fit(ds, { epochs: 1, batchSize: 32 });
+    const before = t.arena.params.slice();
+    const bad = { ...ds, x: ds.x.slice() };
+    bad.x.fill(Number.NaN, 0, 64 * 4);
+    await expect(t.fit(bad, { epochs: 2, batchSize: 32 })).rejects.toThrow(/non-finite loss \(NaN\) at step 3/);
+    expect(t.arena.params).toEqual(before);
+  });
+
+  it("with skipNonFinite the bad step is skipped and training goes on", async () => {
+    const t = await create({ skipNonFinite: true });
+    const ds = data(64, 4, 3);
+    ds.x.fill(Number.NaN, 0, 4); // one sample is NaN: every step containing it is skipped
+    const skipped: boolean[] = [];
+    await t.fit(ds, { epochs: 2, batchSize: 32, onStep: (s) => void skipped.push(s.skipped) });
+    expect(skipped.filter(Boolean).length).toBe(2);
+    expect(t.progress.optimizerStep).toBe(2);
+    expect([...t.arena.params].every(Number.isFinite)).toBe(true);
+  });
+
+  it("the last checkpoint on disk survives a failed run intact", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "threadgrad-fault-"));
+    try {
+      const t = await create({ model: { module: FAULTY, export: "createModel", args: ["throw", 2] } });
+      const ds = data(64, 4, 3);
+      await t.fit(ds, { epochs: 1, batchSize: 32 }); // 2 steps: 2 forward calls per rank, the limit
+      await t.save(join(dir, "latest.msgpack"));
+      await expect(t.fit(ds, { epochs: 2, batchSize: 32 })).rejects.toThrow(/model exploded/);
+      const back = await DataParallel.load(join(dir, "latest.msgpack"), { workers: 1, model: { module: FAULTY, export: "createModel", args: ["none", 0] } });
+      open.push(back);
+      expect(back.progress.globalStep).toBe(2);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("bad options are refused with a clear message before any worker starts", async () => {
+    await expect(create({ workers: 0 })).rejects.toThrow(/workers: must be 'auto' or an integer/);
+    await expect(create({ accumulateSteps: 0 })).rejects.toThrow(/accumulateSteps must be a positive integer/);
+    await expect(create({ optimizer: { name: "adam", lr: -1 } })).rejects.toThrow(/Adam: lr must be >= 0, got -1/);
+    const t = await create({});
+    await expect(t.fit(data(8, 4, 3), { epochs: 1, batchSize: 0 })).rejects.toThrow(/batchSize must be an integer/);
+    await expect(t.fit({ x: new Float32Array(10), y: new Int32Array(3) }, { epochs: 1, batchSize: 2 })).rejects.toThrow(/dataset: x holds 10 values/);
+  });
+});
