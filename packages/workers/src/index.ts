@@ -22,3 +22,4 @@ export { type DatasetLike, type SharedDataset, toSharedDataset } from "./dataset
 export { availableWorkers, resolveWorkers } from "./threads.js";
 export { writeCheckpoint, readCheckpoint, storeTensor, loadTensor, CHECKPOINT_FORMAT, type StoredTensor } from "./checkpoint.js";
 export { epochOrder } from "./step-math.js";
+export { readTrainerCheckpoint } from "./persist.js";

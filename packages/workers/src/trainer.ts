@@ -5,7 +5,7 @@ import { Piscina } from "piscina";
 import { type nn, manualSeed } from "@threadgrad/core";
 import { type OptimizerName, type ScheduleConfig, combineNorms, lrAt, resolveFlatOptions, stateBuffers } from "@threadgrad/optim";
 import { SharedArena, planArena } from "./arena.js";
-import { type StoredTensor, loadTensor, readCheckpoint, storeTensor, writeCheckpoint } from "./checkpoint.js";
+import { readTrainerCheckpoint, restoreTrainer, saveTrainer } from "./persist.js";
 import { ErrorCode, signalError, waitUntil } from "./control.js";
 import { type DatasetLike, type SharedDataset, toSharedDataset } from "./dataset.js";
 import * as P from "./protocol.js";
@@ -354,26 +354,7 @@ export class DataParallel {
    */
   async save(path: string, extra: Record<string, unknown> = {}): Promise<void> {
     if (this.busy) throw new Error("DataParallel.save: wait for fit or evaluate to finish");
-    const named = [...this.model.namedParameters()];
-    const params: Record<string, StoredTensor> = {};
-    const state: Record<string, Record<string, StoredTensor>> = {};
-    const buffers = stateBuffers(this.optimizer.name, this.optimizer.options as never);
-    named.forEach(([name, p], i) => {
-      params[name] = storeTensor(this.arena.paramView(i), p.shape);
-      buffers.forEach((b, k) => {
-        (state[b.name] ??= {})[name] = storeTensor(this.arena.paramIn(this.arena.state(k), i), p.shape);
-      });
-    });
-    const { model, loss, seed, schedule, clipGradNorm, accumulateSteps, skipNonFinite, maxBatchSize } = this.options;
-    const modelSpec = "module" in model ? { ...model, module: String(model.module instanceof URL ? model.module.href : model.module) } : model;
-    writeCheckpoint(path, {
-      kind: "threadgrad-trainer",
-      config: { model: modelSpec, loss, seed, schedule: schedule ?? null, clipGradNorm: clipGradNorm ?? null, accumulateSteps, skipNonFinite, maxBatchSize, optimizer: { name: this.optimizer.name, ...this.optimizer.options } },
-      progress: { ...this.progress },
-      params,
-      optimizerState: state,
-      extra,
-    });
+    saveTrainer(this, path, extra);
   }
 
   /**
@@ -381,38 +362,15 @@ export class DataParallel {
    * progress); `overrides` may change, e.g., the number of workers.
    */
   static async load(path: string, overrides: Partial<TrainerOptions> = {}): Promise<DataParallel> {
-    const payload = readCheckpoint(path);
-    if (payload.kind !== "threadgrad-trainer") throw new Error(`checkpoint: ${path} does not hold a trainer (kind '${String(payload.kind)}')`);
-    const config = payload.config as TrainerOptions & { clipGradNorm: number | null };
-    const trainer = await DataParallel.create({ ...config, clipGradNorm: config.clipGradNorm ?? undefined, ...overrides });
+    const { payload, config } = readTrainerCheckpoint(path);
+    const trainer = await DataParallel.create({ ...config, ...overrides });
     try {
-      trainer.restore(payload, path);
+      restoreTrainer(trainer, payload, path);
     } catch (err) {
       await trainer.close();
       throw err;
     }
     return trainer;
-  }
-
-  private restore(payload: Record<string, unknown>, path: string): void {
-    const params = payload.params as Record<string, StoredTensor>;
-    const state = payload.optimizerState as Record<string, Record<string, StoredTensor>>;
-    const named = [...this.model.namedParameters()];
-    const buffers = stateBuffers(this.optimizer.name, this.optimizer.options as never);
-    named.forEach(([name, p], i) => {
-      const stored = params[name];
-      if (stored === undefined) throw new Error(`checkpoint: ${path} has no parameter '${name}'`);
-      if (stored.shape.join() !== p.shape.join()) {
-        throw new Error(`checkpoint: parameter '${name}' has shape [${stored.shape.join(", ")}] in ${path}, the model has [${p.shape.join(", ")}]`);
-      }
-      this.arena.paramView(i).set(loadTensor(stored, name));
-      buffers.forEach((b, k) => {
-        const s = state[b.name]?.[name];
-        if (s === undefined) throw new Error(`checkpoint: ${path} has no optimizer state '${b.name}' for '${name}'`);
-        this.arena.paramIn(this.arena.state(k), i).set(loadTensor(s, `${b.name} of ${name}`));
-      });
-    });
-    Object.assign(this.progress, payload.progress as Progress);
   }
 
   /** Stops the workers and releases the pool; safe to call more than once. */
