@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Compiles packages/core/assembly/kernels.ts (AssemblyScript) into packages/core/dist/kernels.wasm.
+// Compiles packages/core/assembly/kernels.ts (AssemblyScript, with the files it imports) into packages/core/dist/kernels.wasm.
 // Runs before `tsc -b` in every build, so it skips the compile when the output is newer than its
 // sources; `--force` rebuilds anyway, `--wat` also writes dist/kernels.wat for reading.
 //
@@ -15,11 +15,11 @@
 //   --use abort=                  no abort import, no message strings
 // The module must hold no data segments and no start function: instantiating it on a memory that
 // other threads already use would re-run them. The check below fails the build if either appears.
-import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import asc from "assemblyscript/dist/asc.js";
 
 const root = new URL("../", import.meta.url);
+const assemblyDir = fileURLToPath(new URL("assembly/", root));
 const source = fileURLToPath(new URL("assembly/kernels.ts", root));
 const outDir = fileURLToPath(new URL("dist/", root));
 const outFile = fileURLToPath(new URL("dist/kernels.wasm", root));
@@ -27,13 +27,17 @@ const textFile = fileURLToPath(new URL("dist/kernels.wat", root));
 const args = new Set(process.argv.slice(2));
 
 const mtime = (path) => { try { return statSync(path).mtimeMs; } catch { return -1; } };
-const inputs = [source, fileURLToPath(import.meta.url)];
+const inputs = [
+  ...readdirSync(assemblyDir).filter((f) => f.endsWith(".ts")).map((f) => assemblyDir + f),
+  fileURLToPath(import.meta.url),
+];
 if (!args.has("--force") && !args.has("--wat") && inputs.every((p) => mtime(p) < mtime(outFile))) {
   process.exit(0);
 }
 
 const started = performance.now();
 mkdirSync(outDir, { recursive: true });
+const { default: asc } = await import("assemblyscript/dist/asc.js"); // loaded only when compiling
 const { error, stderr } = await asc.main([
   source,
   "--outFile", outFile,

@@ -25,3 +25,6 @@ export { mm, matmul, dot, outer } from "./ops/linalg.js";
 export { eq, ne, lt, le, gt, ge, logicalAnd, logicalOr } from "./ops/compare.js";
 export * as nn from "./nn/index.js";
 export * as F from "./nn/functional.js";
+export { setKernelBackend, getKernelBackend, type KernelBackend } from "./kernels/backend.js";
+export { createWasmKernels, type WasmKernels } from "./kernels/wasm/wasm-kernels.js";
+export { isWasmSimdSupported } from "./kernels/wasm/loader.js";

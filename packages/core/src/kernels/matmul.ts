@@ -1,4 +1,6 @@
 import type { DType, FloatArray } from "../tensor/dtype.js";
+import { getKernelBackend } from "./backend.js";
+import { wasmMatmulKernel } from "./wasm/matmul-kernel.js";
 
 /**
  * `c = op(a) · op(b)` for row-major matrices, where op transposes when the flag is set:
@@ -61,8 +63,17 @@ function transposeCopy(src: FloatArray, off: number, rows: number, cols: number,
 
 const kernels = new Map<DType, MatmulKernel>();
 
-/** One independently compiled copy per dtype keeps each monomorphic. */
+/**
+ * The matmul kernel for a dtype: float32 follows the kernel backend (backend.ts), float64 always
+ * runs in JavaScript (gradcheck relies on it).
+ */
 export function matmulKernel(dtype: DType): MatmulKernel {
+  const js = jsMatmulKernel(dtype);
+  return dtype === "float32" && getKernelBackend() === "wasm" ? wasmMatmulKernel(js) : js;
+}
+
+/** The plain-JavaScript kernel; one independently compiled copy per dtype keeps each monomorphic. */
+export function jsMatmulKernel(dtype: DType): MatmulKernel {
   let k = kernels.get(dtype);
   if (k === undefined) {
     const t = new Function(`return ${transposeCopy.toString()}`)();

@@ -6,6 +6,27 @@ import { fileURLToPath } from "node:url";
 // in ../../../dist/. scripts/build-wasm.mjs writes it before `tsc -b`.
 const CANDIDATES = ["../../kernels.wasm", "../../../dist/kernels.wasm"];
 
+// Node has WebAssembly, but the ES2023 lib we compile against does not declare it: these are the
+// few parts used here, typed structurally so that a real WebAssembly.Memory fits.
+/** A WebAssembly.Memory (shared: its buffer is a SharedArrayBuffer). */
+export interface WasmMemory {
+  readonly buffer: ArrayBuffer | SharedArrayBuffer;
+  grow(deltaPages: number): number;
+}
+export interface WasmModule { readonly __brand?: "WebAssembly.Module" }
+interface WasmApi {
+  Memory: new (descriptor: { initial: number; maximum?: number; shared?: boolean }) => WasmMemory;
+  Module: new (bytes: Uint8Array) => WasmModule;
+  Instance: new (module: WasmModule, imports: object) => { readonly exports: object };
+  validate(bytes: Uint8Array): boolean;
+}
+const WebAssembly = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
+
+/** A new shared memory of `pages` 64 KiB pages that never grows (initial = maximum). */
+export function newSharedMemory(pages: number): WasmMemory {
+  return new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+}
+
 /** Raw exports of kernels.wasm. Pointers are byte offsets into the shared memory; counts are floats. */
 export interface KernelExports {
   matmulPackBytes(m: number, k: number, n: number): number;
@@ -26,7 +47,7 @@ const SIMD_PROBE = new Uint8Array([
   0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 10, 1, 8, 0, 65, 0, 253, 15, 253, 98, 11,
 ]);
 
-let simdSupported: boolean | undefined;
+let simdSupported: boolean | undefined = undefined;
 
 /**
  * True when this runtime has WebAssembly SIMD and shared WebAssembly memories.
@@ -35,7 +56,7 @@ let simdSupported: boolean | undefined;
 export function isWasmSimdSupported(): boolean {
   if (simdSupported === undefined) {
     try {
-      new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
+      newSharedMemory(1);
       simdSupported = WebAssembly.validate(SIMD_PROBE);
     } catch {
       simdSupported = false;
@@ -53,13 +74,13 @@ export function findKernelsWasm(): string | undefined {
   return undefined;
 }
 
-let compiled: WebAssembly.Module | undefined;
+let compiled: WasmModule | undefined;
 
 /**
  * The compiled kernels module (read and compiled synchronously once per thread).
  * @example const module = kernelsModule(); // then new WebAssembly.Instance(module, { env: { memory } })
  */
-export function kernelsModule(): WebAssembly.Module {
+export function kernelsModule(): WasmModule {
   if (compiled === undefined) {
     const path = findKernelsWasm();
     if (path === undefined) {
@@ -74,9 +95,9 @@ export function kernelsModule(): WebAssembly.Module {
 /**
  * Instantiates the kernels on a shared memory. Cheap (the module owns no data and no start
  * function), so every thread makes its own instance on the same memory.
- * @example const exports = instantiateKernels(new WebAssembly.Memory({ initial: 16, maximum: 16, shared: true }));
+ * @example const exports = instantiateKernels(newSharedMemory(16));
  */
-export function instantiateKernels(memory: WebAssembly.Memory): KernelExports {
+export function instantiateKernels(memory: WasmMemory): KernelExports {
   if (!(memory.buffer instanceof SharedArrayBuffer)) {
     throw new TypeError("wasm kernels: the memory must be shared (new WebAssembly.Memory({ ..., shared: true }))");
   }

@@ -1,0 +1,89 @@
+import { FLT_MIN, flush32, flush64, load1, load2, store1, store2 } from "./lanes";
+
+// ---------------------------------------------------------------------------------------------
+// Elementwise kernels. Vector loops take 4 floats at a time; the tail reuses the same vector code
+// on one float (load32_zero / store32_lane), so each formula is written once. Kernels with an f64
+// scalar compute in f64 like the JavaScript they replace (a product of two f32 is exact in f64;
+// the sum is rounded once to f64 and once to f32, as `y[i] += alpha * x[i]` does in JS), so both
+// backends give the same bits.
+// ---------------------------------------------------------------------------------------------
+
+/** c[i][j] += bias[j] for an m×n row-major c (the bias row broadcast over rows), flushed. */
+export function addBias(cPtr: usize, biasPtr: usize, m: i32, n: i32): void {
+  for (let i = 0; i < m; i++) {
+    const row = cPtr + <usize>i * <usize>n * 4;
+    let j = 0;
+    for (; j + 4 <= n; j += 4) {
+      const off = <usize>j * 4;
+      v128.store(row + off, flush32(f32x4.add(v128.load(row + off), v128.load(biasPtr + off))));
+    }
+    for (; j < n; j++) {
+      const off = <usize>j * 4;
+      v128.store32_lane(row + off, flush32(f32x4.add(v128.load32_zero(row + off), v128.load32_zero(biasPtr + off))), 0);
+    }
+  }
+}
+
+// relu with flushing: x < FLT_MIN covers x <= 0 and the positive subnormals; NaN passes through,
+// as in the JavaScript kernel (`x <= 0 ? 0 : x`).
+@inline function relu4(x: v128): v128 {
+  return v128.andnot(x, f32x4.lt(x, f32x4.splat(FLT_MIN)));
+}
+
+/** out[i] = max(x[i], 0), subnormal results flushed; out may be x. */
+export function reluForward(x: usize, out: usize, n: i32): void {
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const off = <usize>i * 4;
+    v128.store(out + off, relu4(v128.load(x + off)));
+  }
+  for (; i < n; i++) {
+    const off = <usize>i * 4;
+    v128.store32_lane(out + off, relu4(v128.load32_zero(x + off)), 0);
+  }
+}
+
+@inline function reluGrad4(g: v128, x: v128): v128 {
+  return v128.and(flush32(g), f32x4.gt(x, f32x4.splat(0)));
+}
+
+/** out[i] = x[i] > 0 ? g[i] : 0, subnormal g flushed; out may be g or x. */
+export function reluBackward(g: usize, x: usize, out: usize, n: i32): void {
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const off = <usize>i * 4;
+    v128.store(out + off, reluGrad4(v128.load(g + off), v128.load(x + off)));
+  }
+  for (; i < n; i++) {
+    const off = <usize>i * 4;
+    v128.store32_lane(out + off, reluGrad4(v128.load32_zero(g + off), v128.load32_zero(x + off)), 0);
+  }
+}
+
+/** y[i] += alpha · x[i], computed in f64 and flushed. */
+export function axpy(x: usize, y: usize, alpha: f64, n: i32): void {
+  const va = f64x2.splat(alpha);
+  let i = 0;
+  for (; i + 2 <= n; i += 2) {
+    const off = <usize>i * 4;
+    store2(y + off, flush64(f64x2.add(load2(y + off), f64x2.mul(va, load2(x + off)))));
+  }
+  if (i < n) {
+    const off = <usize>i * 4;
+    store1(y + off, flush64(f64x2.add(load1(y + off), f64x2.mul(va, load1(x + off)))));
+  }
+}
+
+/** out[i] = alpha · x[i], computed in f64 and flushed; out may be x. */
+export function scale(x: usize, out: usize, alpha: f64, n: i32): void {
+  const va = f64x2.splat(alpha);
+  let i = 0;
+  for (; i + 2 <= n; i += 2) {
+    const off = <usize>i * 4;
+    store2(out + off, flush64(f64x2.mul(va, load2(x + off))));
+  }
+  if (i < n) {
+    const off = <usize>i * 4;
+    store1(out + off, flush64(f64x2.mul(va, load1(x + off))));
+  }
+}

@@ -1,0 +1,76 @@
+import { FLT_MIN_F64, flush64, load1, load2, store1, store2 } from "./lanes";
+
+// ---------------------------------------------------------------------------------------------
+// Adam (torch.optim.Adam, no amsgrad, not maximize; weight decay as L2 added to the gradient), on
+// elements [start, end) of p, g, m, v, in f64 with the operations in the same order as
+// packages/optim/src/flat/adam.ts, so that the bits match:
+//   g' = g + wd·p;  m = β1·m + (1-β1)·g';  v = β2·v + ((1-β2)·g')·g'   (m, v flushed before storing)
+//   p = p - (lr/bc1) · (m / (sqrt(v)/sqrt(bc2) + eps)),  bc1 = 1-β1^t, bc2 = 1-β2^t
+// ---------------------------------------------------------------------------------------------
+
+/** One Adam step on p[start, end) with state m, v; bc1 = 1 - beta1^step, bc2 = 1 - beta2^step. */
+export function adamUpdate(
+  p: usize, g: usize, m: usize, v: usize, start: i32, end: i32,
+  lr: f64, beta1: f64, beta2: f64, eps: f64, bc1: f64, bc2: f64, weightDecay: f64,
+): void {
+  const stepSize = lr / bc1, bc2Sqrt = Math.sqrt(bc2);
+  let i = start;
+  for (; i + 2 <= end; i += 2) {
+    const off = <usize>i * 4;
+    adamLanes(p + off, g + off, m + off, v + off, 2, beta1, beta2, eps, stepSize, bc2Sqrt, weightDecay);
+  }
+  if (i < end) {
+    const off = <usize>i * 4;
+    adamLanes(p + off, g + off, m + off, v + off, 1, beta1, beta2, eps, stepSize, bc2Sqrt, weightDecay);
+  }
+}
+
+// Adam on `lanes` (1 or 2) consecutive elements as one f64x2.
+@inline function adamLanes(
+  pp: usize, gp: usize, mp: usize, vp: usize, lanes: i32,
+  beta1: f64, beta2: f64, eps: f64, stepSize: f64, bc2Sqrt: f64, weightDecay: f64,
+): void {
+  const p = lanes == 2 ? load2(pp) : load1(pp);
+  let g = lanes == 2 ? load2(gp) : load1(gp);
+  const m0 = lanes == 2 ? load2(mp) : load1(mp);
+  const v0 = lanes == 2 ? load2(vp) : load1(vp);
+  if (weightDecay != 0) g = f64x2.add(g, f64x2.mul(f64x2.splat(weightDecay), p));
+  let m = f64x2.add(f64x2.mul(f64x2.splat(beta1), m0), f64x2.mul(f64x2.splat(1 - beta1), g));
+  let v = f64x2.add(f64x2.mul(f64x2.splat(beta2), v0), f64x2.mul(f64x2.mul(f64x2.splat(1 - beta2), g), g));
+  m = flush64(m);
+  v = v128.andnot(v, f64x2.lt(v, f64x2.splat(FLT_MIN_F64))); // v >= 0: the optimizer's `v < FLT_MIN`
+  const denom = f64x2.add(f64x2.div(f64x2.sqrt(v), f64x2.splat(bc2Sqrt)), f64x2.splat(eps));
+  const pNew = f64x2.sub(p, f64x2.mul(f64x2.splat(stepSize), f64x2.div(m, denom)));
+  if (lanes == 2) {
+    store2(mp, m); store2(vp, v); store2(pp, pNew);
+  } else {
+    store1(mp, m); store1(vp, v); store1(pp, pNew);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// All-reduce sum: out[i] = ((s0[i] + s1[i]) + s2[i]) + ... in rank order, slice r at
+// basePtr + r·strideBytes, elements [start, end). Adding f32 in f32 gives the same bits as the
+// JavaScript reference (an f64 sum of two f32 rounded to f32 is the correctly rounded f32 sum). One
+// pass reads every slice once. out may be slice 0. No flushing: the sums feed the optimizer (which
+// flushes its state), not a matmul, and the bits stay equal to workers' reduceSlices.
+// ---------------------------------------------------------------------------------------------
+
+/** out[i] = sum over r < ranks of slice r at basePtr + r·strideBytes, i in [start, end). */
+export function sumSlices(basePtr: usize, strideBytes: usize, ranks: i32, outPtr: usize, start: i32, end: i32): void {
+  let i = start;
+  for (; i + 4 <= end; i += 4) {
+    const off = <usize>i * 4;
+    let acc = f32x4.splat(0);
+    if (ranks > 0) acc = v128.load(basePtr + off);
+    for (let r = 1; r < ranks; r++) acc = f32x4.add(acc, v128.load(basePtr + <usize>r * strideBytes + off));
+    v128.store(outPtr + off, acc);
+  }
+  for (; i < end; i++) {
+    const off = <usize>i * 4;
+    let acc: f32 = 0;
+    if (ranks > 0) acc = load<f32>(basePtr + off);
+    for (let r = 1; r < ranks; r++) acc += load<f32>(basePtr + <usize>r * strideBytes + off);
+    store<f32>(outPtr + off, acc);
+  }
+}
