@@ -56,3 +56,12 @@ export const R_SQNORM = 3;
 export const R_NONFINITE = 4;
 /** 1 when this rank skipped the update (non-finite); identical on every rank */
 export const R_SKIPPED = 5;
+/** milliseconds this rank spent in forward + backward */
+export const R_T_COMPUTE = 6;
+/** milliseconds waiting for the other ranks before the reduction (load imbalance) */
+export const R_T_WAIT = 7;
+/** milliseconds in the reduce-scatter proper and the norm exchange */
+export const R_T_REDUCE = 8;
+/** milliseconds in the sharded optimizer update */
+export const R_T_UPDATE = 9;
+export const SCALAR_SLOTS = 10;

@@ -53,6 +53,8 @@ export interface StepInfo {
   samples: number;
   updated: boolean;
   skipped: boolean;
+  /** per-step milliseconds, the slowest rank's: forward+backward, waiting for peers, reduction, update */
+  timings: { computeMs: number; waitMs: number; reduceMs: number; updateMs: number };
 }
 
 export interface FitOptions {
@@ -138,7 +140,10 @@ export class DataParallel {
     if (params.length === 0) throw new Error("DataParallel: the model has no parameters");
     if (params.some((p) => p.dtype !== "float32")) throw new Error("DataParallel: parameters must be float32");
     const buffers = stateBuffers(name, optOptions as never);
-    const layout = planArena({ paramSizes: params.map((p) => p.numel), ranks: numWorkers, stateBuffers: buffers.length, userControlWords: P.TRAINER_CONTROL_WORDS });
+    const layout = planArena({
+      paramSizes: params.map((p) => p.numel), ranks: numWorkers, stateBuffers: buffers.length,
+      scalarSlotsPerRank: P.SCALAR_SLOTS, userControlWords: P.TRAINER_CONTROL_WORDS,
+    });
     const arena = SharedArena.create(layout);
     params.forEach((p, i) => {
       const view = arena.paramView(i);
@@ -297,8 +302,13 @@ export class DataParallel {
     await this.command(P.Cmd.TRAIN, `step ${this.progress.globalStep + 1}`);
     let lossSum = 0, correct = 0, nonFinite = false;
     const partials: number[] = [];
+    const timings = { computeMs: 0, waitMs: 0, reduceMs: 0, updateMs: 0 };
     for (let r = 0; r < this.numWorkers; r++) {
       const s = this.arena.rankScalars(r);
+      timings.computeMs = Math.max(timings.computeMs, s[P.R_T_COMPUTE]!);
+      timings.waitMs = Math.max(timings.waitMs, s[P.R_T_WAIT]!);
+      timings.reduceMs = Math.max(timings.reduceMs, s[P.R_T_REDUCE]!);
+      timings.updateMs = Math.max(timings.updateMs, s[P.R_T_UPDATE]!);
       lossSum += s[P.R_LOSS]!;
       correct += s[P.R_CORRECT]!;
       partials.push(s[P.R_SQNORM]!);
@@ -311,9 +321,9 @@ export class DataParallel {
       throw new Error(`DataParallel: non-finite ${Number.isFinite(loss) ? "gradient" : `loss (${loss})`} at step ${step}; the update was not applied. Lower the learning rate, clip gradients (clipGradNorm) or pass skipNonFinite: true to skip such steps.`);
     }
     return {
-      loss, lr, samples: indices.length, updated: w.update && !skipped, skipped,
+      loss, lr, samples: indices.length, updated: w.update && !skipped, skipped, timings,
       accuracy: isClassification(this.options.loss) ? correct / indices.length : null,
-      gradNorm: w.update ? Math.sqrt(combineNorms(partials, 2) ** 2) : null,
+      gradNorm: w.update ? combineNorms(partials, 2) : null,
     };
   }
 

@@ -157,6 +157,7 @@ function trainStep(c: StepCtx & { block: Float64Array; ownGrads: Float32Array })
   const { block, start, end, scalars } = c;
   if (block[P.S_ZERO] === 1) c.ownGrads.fill(0);
   if (end <= start) return;
+  const t0 = performance.now();
   const { x, y } = gatherRows(c.ds, c.batch, start, end);
   c.model.train();
   setSampleContext({ seed: c.init.seed, step: block[P.S_STEP]!, firstSample: start });
@@ -171,6 +172,7 @@ function trainStep(c: StepCtx & { block: Float64Array; ownGrads: Float32Array })
     if (!Number.isFinite(value)) scalars[P.R_NONFINITE] = 1;
     if (c.init.classification) scalars[P.R_CORRECT] = noGrad(() => countCorrect(out, y, null, 0));
     lossSum.div(block[P.S_DENOM]!).backward();
+    scalars[P.R_T_COMPUTE] = performance.now() - t0;
   } finally {
     setSampleContext(null);
   }
@@ -181,6 +183,9 @@ function update(c: {
   segStart: number; segEnd: number; scalars: Float64Array; ranks: number;
 }): void {
   const { arena, block, segStart, segEnd, scalars } = c;
+  const t0 = performance.now();
+  c.collective.barrier(); // every rank's gradient slice is complete (timed apart: load imbalance)
+  const t1 = performance.now();
   // reduce-scatter: after it, segment [segStart, segEnd) of grads slice 0 holds the global gradient.
   const reduced = c.collective.reduceScatter(arena.grads(c.init.rank));
   const sq = partialNorm(reduced, segStart, segEnd, 2);
@@ -195,6 +200,9 @@ function update(c: {
     if (s[P.R_NONFINITE] === 1) nonFinite = true;
   }
   const clip = block[P.S_CLIP]!;
+  const t2 = performance.now();
+  scalars[P.R_T_WAIT] = t1 - t0;
+  scalars[P.R_T_REDUCE] = t2 - t1;
   if (nonFinite) {
     scalars[P.R_SKIPPED] = 1;
     return;
@@ -203,6 +211,7 @@ function update(c: {
   flatStep(c.init.optimizer.name, c.init.optimizer.options as never, {
     params: arena.params, grads: reduced, state: c.state, start: segStart, end: segEnd, step: block[P.S_OPT_STEP]!, lr: block[P.S_LR]!,
   });
+  scalars[P.R_T_UPDATE] = performance.now() - t2;
 }
 
 function evalStep(c: StepCtx & { preds: Int32Array }): void {
