@@ -1,0 +1,68 @@
+// The machine a run was measured on: results are comparable only between runs of one machine.
+import { cpus, hostname, loadavg, platform, release, arch, totalmem } from "node:os";
+import { createRequire } from "node:module";
+import { availableWorkers } from "@threadgrad/workers";
+import { kernelBackends } from "./backends.js";
+
+export interface MachineInfo {
+  hostname: string;
+  os: string;
+  cpuModel: string;
+  /** logical CPUs the OS reports */
+  logicalCpus: number;
+  /** cores this process may use (affinity and cgroup quota): the default worker count */
+  availableCores: number;
+  memoryGiB: number;
+  node: string;
+  v8: string;
+  /** 1-minute load average when the run started: a busy machine makes every number slower */
+  loadAverage1m: number;
+  kernelBackend: string;
+  /** peer packages and versions, or why they are missing */
+  peers: string;
+  date: string;
+}
+
+export async function machineInfo(): Promise<MachineInfo> {
+  const list = cpus();
+  return {
+    hostname: hostname(),
+    os: `${platform()} ${release()} ${arch()}`,
+    cpuModel: list[0]?.model.trim() ?? "unknown",
+    logicalCpus: list.length,
+    availableCores: availableWorkers(),
+    memoryGiB: Math.round((totalmem() / 2 ** 30) * 10) / 10,
+    node: process.version,
+    v8: process.versions.v8,
+    loadAverage1m: Math.round(loadavg()[0]! * 100) / 100,
+    kernelBackend: await defaultKernelBackend(),
+    peers: peerVersions(),
+    date: new Date().toISOString(),
+  };
+}
+
+/** threadgrad's default float32 kernel backend, when core exposes the switch. */
+async function defaultKernelBackend(): Promise<string> {
+  const b = await kernelBackends();
+  return b === null ? "js (core has no backend switch yet)" : b.current();
+}
+
+function peerVersions(): string {
+  const require = createRequire(import.meta.url);
+  return ["@tensorflow/tfjs", "@tensorflow/tfjs-backend-wasm"].map((name) => {
+    try {
+      return `${name} ${(require(`${name}/package.json`) as { version: string }).version}`;
+    } catch {
+      return `${name} not installed`;
+    }
+  }).join(", ");
+}
+
+export function formatMachine(m: MachineInfo): string {
+  return [
+    `machine  ${m.hostname}: ${m.cpuModel}, ${m.logicalCpus} logical CPUs, ${m.availableCores} available, ${m.memoryGiB} GiB, ${m.os}`,
+    `node     ${m.node} (V8 ${m.v8}); threadgrad float32 kernels by default: ${m.kernelBackend}`,
+    `peers    ${m.peers}`,
+    `load     ${m.loadAverage1m} (1-minute average at start)    ${m.date}`,
+  ].join("\n");
+}
