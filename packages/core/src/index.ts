@@ -26,5 +26,7 @@ export { eq, ne, lt, le, gt, ge, logicalAnd, logicalOr } from "./ops/compare.js"
 export * as nn from "./nn/index.js";
 export * as F from "./nn/functional.js";
 export { setKernelBackend, getKernelBackend, type KernelBackend } from "./kernels/backend.js";
-export { createWasmKernels, type WasmKernels } from "./kernels/wasm/wasm-kernels.js";
+export { createWasmKernels, type WasmKernels, type Region } from "./kernels/wasm/wasm-kernels.js";
+export { setDefaultWasmKernels } from "./kernels/wasm/matmul-kernel.js";
+export { type WasmMemory } from "./kernels/wasm/loader.js";
 export { isWasmSimdSupported } from "./kernels/wasm/loader.js";

@@ -62,19 +62,31 @@ export function reduceSlices(slices: readonly Float32Array[], out: Float32Array,
  * const collective = new SharedMemoryCollective(arena, rank);
  * const sum = collective.reduceScatter(arena.grads(rank)); // own segment final; barrier before rewriting grads
  */
+/**
+ * Sums elements [start, end) of every rank's gradient slice into slice 0, ranks in order 0..N-1,
+ * with the same bits as `reduceSlices` (a WebAssembly kernel can stand in for the JavaScript loop).
+ */
+export type SegmentSum = (start: number, end: number) => void;
+
+export interface CollectiveOptions extends BarrierOptions {
+  segmentSum?: SegmentSum;
+}
+
 export class SharedMemoryCollective implements Collective {
   readonly size: number;
   private readonly slices: Float32Array[];
   private readonly sync: Barrier;
+  private readonly segmentSum: SegmentSum | null;
 
   constructor(
     arena: SharedArena,
     readonly rank: number,
-    options: BarrierOptions = {},
+    options: CollectiveOptions = {},
   ) {
     this.size = arena.layout.ranks;
     this.slices = Array.from({ length: this.size }, (_, r) => arena.grads(r));
     this.sync = new Barrier(arena.control, this.size, rank, { name: "collective", ...options });
+    this.segmentSum = options.segmentSum ?? null;
   }
 
   barrier(): void {
@@ -87,7 +99,7 @@ export class SharedMemoryCollective implements Collective {
     if (!inPlace) this.own.set(buf);
     this.sync.wait(); // every rank's contribution is written
     const [start, end] = segment(n, this.size, this.rank);
-    reduceSlices(this.inputs(n), this.slices[0]!, start, end);
+    this.sum(n, start, end);
     if (inPlace) return this.slices[0]!.subarray(0, n);
     buf.set(this.slices[0]!.subarray(start, end), start);
     this.sync.wait(); // peers are done reading our slice before we stage into it again
@@ -101,7 +113,7 @@ export class SharedMemoryCollective implements Collective {
     if (!inPlace) this.own.set(buf);
     this.sync.wait(); // every rank's contribution is written
     const [start, end] = segment(n, this.size, this.rank);
-    reduceSlices(this.inputs(n), this.slices[0]!, start, end);
+    this.sum(n, start, end);
     this.sync.wait(); // every segment of slice 0 is reduced
     if (inPlace) return this.slices[0]!.subarray(0, n);
     buf.set(this.slices[0]!.subarray(0, n));
@@ -131,6 +143,11 @@ export class SharedMemoryCollective implements Collective {
     this.sync.wait(); // root's data is in its slice
     if (this.rank !== root) buf.set(this.slices[root]!.subarray(0, n));
     this.sync.wait(); // root does not rewrite its slice while a peer still copies it
+  }
+
+  private sum(n: number, start: number, end: number): void {
+    if (this.segmentSum !== null) this.segmentSum(start, end);
+    else reduceSlices(this.inputs(n), this.slices[0]!, start, end);
   }
 
   private get own(): Float32Array {

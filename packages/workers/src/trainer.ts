@@ -10,7 +10,8 @@ import { ErrorCode, signalError, waitUntil } from "./control.js";
 import { type DatasetLike, type SharedDataset, toSharedDataset } from "./dataset.js";
 import * as P from "./protocol.js";
 import { type LossSpec, type ModelSpec, buildModel, isClassification } from "./spec.js";
-import { resolveWorkers } from "./threads.js";
+import { availableWorkers, resolveWorkers } from "./threads.js";
+import { placeInWasm } from "./wasm-arena.js";
 import type { WorkerInit } from "./worker-entry.js";
 
 export interface OptimizerConfig {
@@ -144,7 +145,8 @@ export class DataParallel {
       paramSizes: params.map((p) => p.numel), ranks: numWorkers, stateBuffers: buffers.length,
       scalarSlotsPerRank: P.SCALAR_SLOTS, userControlWords: P.TRAINER_CONTROL_WORDS,
     });
-    const arena = SharedArena.create(layout);
+    const wasm = placeInWasm(layout, numWorkers);
+    const arena = wasm ? SharedArena.attach(wasm.kernels.buffer, layout, wasm.placement.arenaOffset) : SharedArena.create(layout);
     params.forEach((p, i) => {
       const view = arena.paramView(i);
       view.set(p.data as Float32Array);
@@ -168,6 +170,9 @@ export class DataParallel {
         rank, arena: arena.handle(), stepBlock: block.buffer as SharedArrayBuffer, batch: batch.buffer as SharedArrayBuffer,
         predictions: predictions.buffer as SharedArrayBuffer, port: port2, model: opts.model, loss, classification: isClassification(loss),
         optimizer: { name, options: optOptions }, seed, barrierTimeoutMs: opts.barrierTimeoutMs ?? 60_000,
+        // Spinning at a barrier only pays while every rank has a core of its own.
+        spin: numWorkers <= availableWorkers(),
+        wasm: wasm ? { memory: wasm.placement.memory, scratch: wasm.placement.scratch[rank]! } : null,
       };
       tasks.push(pool.run(init, { transferList: [port2] }).catch((err: unknown) => trainer.onWorkerFailure(rank, err)));
     }

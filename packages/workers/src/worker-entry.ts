@@ -2,7 +2,10 @@
 // builds the model, binds its parameters and gradients to the shared arena, then loops over the
 // commands main publishes in shared memory until STOP, an error, or main's abort.
 import { type MessagePort, receiveMessageOnPort } from "node:worker_threads";
-import { type Tensor, type nn, isTensor, noGrad, setSampleContext, tensor } from "@threadgrad/core";
+import {
+  type Region, type Tensor, type WasmKernels, type WasmMemory, type nn, createWasmKernels, isTensor, noGrad, setDefaultWasmKernels,
+  setSampleContext, tensor,
+} from "@threadgrad/core";
 import { type OptimizerName, combineNorms, clipCoef, flatStep, partialNorm, scaleRange } from "@threadgrad/optim";
 import { type ArenaHandle, SharedArena } from "./arena.js";
 import { SharedMemoryCollective } from "./collective.js";
@@ -25,6 +28,10 @@ export interface WorkerInit {
   optimizer: { name: OptimizerName; options: Record<string, unknown> };
   seed: number;
   barrierTimeoutMs: number;
+  /** false when ranks outnumber cores: barriers then wait without spinning */
+  spin: boolean;
+  /** the arena's shared WebAssembly.Memory and this rank's scratch in it, when the wasm backend is on */
+  wasm: { memory: WasmMemory; scratch: Region } | null;
 }
 
 /** Waits (blocking: this is a worker) until control[SEQ] differs from `seen`, watching ERROR. */
@@ -68,10 +75,14 @@ function countCorrect(out: Tensor, y: Tensor, preds: Int32Array | null, offset: 
 
 export default async function runRank(init: WorkerInit): Promise<{ rank: number; steps: number }> {
   const { rank } = init;
-  const arena = SharedArena.attach(init.arena.buffer, init.arena.layout, init.arena.byteOffset);
+  // With the wasm backend the arena lies in the kernels' memory: attach to that memory's own buffer
+  // object, so the kernels recognise parameter and gradient views as already in place.
+  const kernels = init.wasm ? createWasmKernels({ memory: init.wasm.memory, scratch: init.wasm.scratch }) : null;
+  if (kernels) setDefaultWasmKernels(kernels);
+  const arena = SharedArena.attach(kernels?.buffer ?? init.arena.buffer, init.arena.layout, init.arena.byteOffset);
   const control = arena.control;
   try {
-    return await rankLoop(init, arena);
+    return await rankLoop(init, arena, kernels);
   } catch (err) {
     const aborted = Atomics.load(control, ERROR) !== ErrorCode.NONE && (err as Error).message === "aborted";
     if (!aborted) {
@@ -84,7 +95,7 @@ export default async function runRank(init: WorkerInit): Promise<{ rank: number;
   }
 }
 
-async function rankLoop(init: WorkerInit, arena: SharedArena): Promise<{ rank: number; steps: number }> {
+async function rankLoop(init: WorkerInit, arena: SharedArena, kernels: WasmKernels | null): Promise<{ rank: number; steps: number }> {
   const { rank } = init;
   const ranks = arena.layout.ranks;
   const control = arena.control;
@@ -103,7 +114,10 @@ async function rankLoop(init: WorkerInit, arena: SharedArena): Promise<{ rank: n
     p.bindGrad(arena.paramIn(ownGrads, i));
   });
   const state = Array.from({ length: arena.layout.stateBuffers }, (_, k) => arena.state(k));
-  const collective = new SharedMemoryCollective(arena, rank, { timeoutMs: init.barrierTimeoutMs });
+  const collective = new SharedMemoryCollective(arena, rank, {
+    timeoutMs: init.barrierTimeoutMs, spinIterations: init.spin ? undefined : 0, segmentSum: kernels ? wasmSegmentSum(kernels, arena) : undefined,
+  });
+  const optimizerStep = kernels ? wasmAdam(kernels, arena, init.optimizer) : null;
   const datasets = new Map<number, SharedDataset>();
   const scalars = arena.rankScalars(rank);
   const [segStart, segEnd] = segment(arena.layout.paddedLength, ranks, rank);
@@ -130,7 +144,7 @@ async function rankLoop(init: WorkerInit, arena: SharedArena): Promise<{ rank: n
       if (cmd === P.Cmd.TRAIN) {
         trainStep({ init, model, lossFn, ds, batch, block, start, end, scalars, ownGrads });
         if (block[P.S_UPDATE] === 1) {
-          update({ init, arena, collective, block, state, segStart, segEnd, scalars, ranks });
+          update({ init, arena, collective, block, state, segStart, segEnd, scalars, ranks, optimizerStep });
         }
         steps++;
       } else {
@@ -180,7 +194,7 @@ function trainStep(c: StepCtx & { block: Float64Array; ownGrads: Float32Array })
 
 function update(c: {
   init: WorkerInit; arena: SharedArena; collective: SharedMemoryCollective; block: Float64Array; state: Float32Array[];
-  segStart: number; segEnd: number; scalars: Float64Array; ranks: number;
+  segStart: number; segEnd: number; scalars: Float64Array; ranks: number; optimizerStep: SegmentUpdate | null;
 }): void {
   const { arena, block, segStart, segEnd, scalars } = c;
   const t0 = performance.now();
@@ -208,9 +222,12 @@ function update(c: {
     return;
   }
   if (clip > 0) scaleRange(reduced, segStart, segEnd, clipCoef(combineNorms(partials, 2), clip));
-  flatStep(c.init.optimizer.name, c.init.optimizer.options as never, {
-    params: arena.params, grads: reduced, state: c.state, start: segStart, end: segEnd, step: block[P.S_OPT_STEP]!, lr: block[P.S_LR]!,
-  });
+  if (c.optimizerStep) c.optimizerStep(segStart, segEnd, block[P.S_OPT_STEP]!, block[P.S_LR]!);
+  else {
+    flatStep(c.init.optimizer.name, c.init.optimizer.options as never, {
+      params: arena.params, grads: reduced, state: c.state, start: segStart, end: segEnd, step: block[P.S_OPT_STEP]!, lr: block[P.S_LR]!,
+    });
+  }
   scalars[P.R_T_UPDATE] = performance.now() - t2;
 }
 
@@ -225,4 +242,30 @@ function evalStep(c: StepCtx & { preds: Int32Array }): void {
     scalars[P.R_COUNT] = end - start;
     if (c.init.classification) scalars[P.R_CORRECT] = countCorrect(out, y, c.preds, start);
   });
+}
+
+type SegmentUpdate = (start: number, end: number, step: number, lr: number) => void;
+
+/** The reduction's segment sum as the SIMD kernel over the gradient slices, by byte offset. */
+function wasmSegmentSum(k: WasmKernels, arena: SharedArena): (start: number, end: number) => void {
+  const base = arena.byteOffset + arena.layout.byteOffsets.grads;
+  const stride = arena.layout.paddedLength * 4;
+  const ranks = arena.layout.ranks;
+  return (start, end) => k.exports.sumSlices(base, stride, ranks, base, start, end);
+}
+
+/**
+ * Plain Adam (L2 weight decay, no amsgrad, no maximize) as the SIMD kernel, which gives the bits of
+ * @threadgrad/optim's flat update; any other optimizer runs the JavaScript flat core.
+ */
+function wasmAdam(k: WasmKernels, arena: SharedArena, opt: WorkerInit["optimizer"]): SegmentUpdate | null {
+  const o = opt.options as { betas?: [number, number]; eps?: number; weightDecay?: number; amsgrad?: boolean; maximize?: boolean };
+  if (opt.name !== "adam" || o.amsgrad || o.maximize || !o.betas) return null;
+  const [beta1, beta2] = o.betas;
+  const eps = o.eps ?? 1e-8, wd = o.weightDecay ?? 0;
+  const { byteOffsets, paddedLength } = arena.layout;
+  const p = arena.byteOffset + byteOffsets.params;
+  const g = arena.byteOffset + byteOffsets.grads;
+  const m = arena.byteOffset + byteOffsets.state, v = m + paddedLength * 4;
+  return (start, end, step, lr) => k.exports.adamUpdate(p, g, m, v, start, end, lr, beta1, beta2, eps, 1 - beta1 ** step, 1 - beta2 ** step, wd);
 }

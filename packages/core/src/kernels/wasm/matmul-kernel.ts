@@ -13,6 +13,14 @@ export function defaultWasmKernels(): WasmKernels {
   return kernels;
 }
 
+/**
+ * Makes `k` this thread's kernels instance, e.g. one on a trainer's shared memory, so that operands
+ * already in that memory (parameters, gradients) are used in place instead of copied.
+ */
+export function setDefaultWasmKernels(k: WasmKernels): void {
+  kernels = k;
+}
+
 let adapter: MatmulKernel | undefined;
 
 /**

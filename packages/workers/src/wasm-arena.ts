@@ -1,0 +1,29 @@
+import { type Region, type WasmKernels, type WasmMemory, createWasmKernels, getKernelBackend } from "@threadgrad/core";
+import type { ArenaLayout } from "./arena.js";
+
+/** Scratch per rank for the matmul's copies of activations and its packed panels. */
+export const RANK_SCRATCH_BYTES = 48 << 20;
+// Stay well inside wasm32's 4 GiB: beyond this the arena falls back to a plain SharedArrayBuffer.
+const MAX_MEMORY_BYTES = 2 ** 31;
+
+/** Where the trainer put the arena and each rank's scratch inside one shared WebAssembly.Memory. */
+export interface WasmPlacement {
+  memory: WasmMemory;
+  arenaOffset: number;
+  scratch: Region[];
+}
+
+/**
+ * Carves the arena and one scratch region per rank out of a new shared WebAssembly.Memory, so the
+ * SIMD kernels read parameters and gradients in place and run the reduction and the Adam update by
+ * byte offset. Returns null when the WebAssembly backend is off or the model is too large.
+ */
+export function placeInWasm(layout: ArenaLayout, ranks: number): { kernels: WasmKernels; placement: WasmPlacement } | null {
+  if (getKernelBackend() !== "wasm") return null;
+  const heapBytes = layout.byteLength + ranks * RANK_SCRATCH_BYTES + 64 * (ranks + 2);
+  if (heapBytes > MAX_MEMORY_BYTES) return null;
+  const kernels = createWasmKernels({ heapBytes, scratchBytes: 1 << 16 });
+  const arenaOffset = kernels.alloc(layout.byteLength, 64);
+  const scratch = Array.from({ length: ranks }, () => ({ byteOffset: kernels.alloc(RANK_SCRATCH_BYTES, 64), byteLength: RANK_SCRATCH_BYTES }));
+  return { kernels, placement: { memory: kernels.memory, arenaOffset, scratch } };
+}
