@@ -142,7 +142,7 @@ async function rankLoop(init: WorkerInit, arena: SharedArena, kernels: WasmKerne
       const [start, end] = shardRange(n, ranks, rank);
       scalars.fill(0);
       if (cmd === P.Cmd.TRAIN) {
-        trainStep({ init, model, lossFn, ds, batch, block, start, end, scalars, ownGrads });
+        trainStep({ init, model, lossFn, ds, batch, block, start, end, scalars, params });
         if (block[P.S_UPDATE] === 1) {
           update({ init, arena, collective, block, state, segStart, segEnd, scalars, ranks, optimizerStep });
         }
@@ -167,9 +167,9 @@ interface StepCtx {
   scalars: Float64Array;
 }
 
-function trainStep(c: StepCtx & { block: Float64Array; ownGrads: Float32Array }): void {
+function trainStep(c: StepCtx & { block: Float64Array; params: Tensor[] }): void {
   const { block, start, end, scalars } = c;
-  if (block[P.S_ZERO] === 1) c.ownGrads.fill(0);
+  if (block[P.S_ZERO] === 1) for (const p of c.params) p.grad = null; // zeroes the bound slice in place
   if (end <= start) return;
   const t0 = performance.now();
   const { x, y } = gatherRows(c.ds, c.batch, start, end);

@@ -218,10 +218,14 @@ describe("bound gradient buffers", () => {
     expect(p.gradIsBound).toBe(true);
     p.sum().backward();
     expect(Array.from(buf)).toEqual([1, 1, 1]);
+    p.sum().backward(); // after the first pass following a zeroing, passes add again
+    expect(Array.from(buf)).toEqual([2, 2, 2]);
     const assigned = f64([7, 8, 9], false);
     p.grad = assigned;
     expect(Array.from(buf)).toEqual([7, 8, 9]);
     expect(p.grad!.data).toBe(buf);
+    p.sum().backward(); // an assigned gradient is added to, not overwritten
+    expect(Array.from(buf)).toEqual([8, 9, 10]);
   });
 });
 

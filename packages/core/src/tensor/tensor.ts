@@ -26,6 +26,9 @@ export class Tensor {
   private _requiresGrad = false;
   private _grad: Tensor | null = null;
   private _gradBuffer: TypedArray | null = null;
+  // True while the bound buffer holds the zeros `grad = null` wrote: the next accumulation can then
+  // copy instead of add (0 + g is g), which saves a read of the buffer on every first backward.
+  private _gradBufferZeroed = false;
 
   constructor(data: TypedArray, shape: Shape, version?: { value: number }) {
     if (data.length !== numelOf(shape)) {
@@ -122,6 +125,7 @@ export class Tensor {
     if (this._gradBuffer !== null) {
       if (value === null) this._gradBuffer.fill(0);
       else this._gradBuffer.set(value.data);
+      this._gradBufferZeroed = value === null;
       return;
     }
     this._grad = value;
@@ -129,7 +133,8 @@ export class Tensor {
 
   /**
    * Binds this leaf's gradient to `buffer` (for example a view into shared memory): backward then
-   * accumulates into it in place and `zeroGrad` fills it with zeros instead of dropping it.
+   * accumulates into it in place and `zeroGrad` fills it with zeros instead of dropping it. Whoever
+   * else writes into the buffer must do so before zeroing it through `grad = null`, not after.
    */
   bindGrad(buffer: TypedArray): void {
     if (buffer.length !== this.numel || dtypeOf(buffer) !== this.dtype) {
@@ -156,7 +161,9 @@ export class Tensor {
     if (this._gradBuffer !== null) {
       const buf = this._gradBuffer;
       const src = g.data;
-      for (let i = 0; i < buf.length; i++) buf[i] += src[i]!;
+      if (this._gradBufferZeroed) buf.set(src);
+      else for (let i = 0; i < buf.length; i++) buf[i] += src[i]!;
+      this._gradBufferZeroed = false;
       return;
     }
     if (this._grad === null) {
