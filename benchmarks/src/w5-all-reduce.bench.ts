@@ -4,7 +4,8 @@
 // barrier: the per-step synchronisation cost with no compute.
 import { Worker } from "node:worker_threads";
 import { W1 } from "@threadgrad/cli";
-import { SharedArena, planArena } from "@threadgrad/workers";
+import { SharedArena, placeInWasm, planArena } from "@threadgrad/workers";
+import { getKernelBackend } from "@threadgrad/core";
 import { type Ctx, measure } from "./measure.js";
 import { type Row, rowFrom } from "./table.js";
 import type { W5Request, W5WorkerData } from "./w5-worker.js";
@@ -20,11 +21,16 @@ const SIZES: [number, string][] = [
 class Ranks {
   private constructor(private readonly workers: Worker[]) {}
 
-  static async start(ranks: number, floats: number, spin: boolean): Promise<Ranks> {
-    const arena = SharedArena.create(planArena({ paramSizes: [floats], ranks, stateBuffers: 0 }));
+  /** `wasm`: the arena in a shared WebAssembly.Memory and the sum by the SIMD kernel (the trainer's path). */
+  static async start(ranks: number, floats: number, spin: boolean, wasm: boolean): Promise<Ranks> {
+    const layout = planArena({ paramSizes: [floats], ranks, stateBuffers: 0 });
+    const placed = wasm ? placeInWasm(layout, ranks) : null;
+    if (wasm && placed === null) throw new Error("W5: the WebAssembly backend is not available");
+    const arena = placed ? SharedArena.attach(placed.kernels.buffer, layout, placed.placement.arenaOffset) : SharedArena.create(layout);
     const url = new URL("./w5-worker.js", import.meta.url);
     const workers = Array.from({ length: ranks }, (_, rank) => {
-      const workerData: W5WorkerData = { handle: arena.handle(), rank, spin };
+      const wasmData = placed ? { memory: placed.placement.memory, scratch: placed.placement.scratch[rank]! } : null;
+      const workerData: W5WorkerData = { handle: arena.handle(), rank, spin, wasm: wasmData };
       return new Worker(url, { workerData });
     });
     await Promise.all(workers.map((w) => new Promise((ok, fail) => (w.once("online", ok), w.once("error", fail)))));
@@ -53,10 +59,11 @@ export async function w5AllReduce(ctx: Ctx): Promise<Row[]> {
   const rows: Row[] = [];
   const largest = Math.max(...SIZES.map(([n]) => n));
   const us = (ms: number) => ms * 1000;
-  for (const ranks of ctx.workers) {
+  const impls: [string, boolean][] = getKernelBackend() === "wasm" ? [["threadgrad wasm", true], ["threadgrad js", false]] : [["threadgrad js", false]];
+  for (const ranks of ctx.workers) for (const [impl, wasm] of impls) {
     const spin = ranks <= ctx.cores;
-    ctx.log(`W5 ${ranks} rank${ranks > 1 ? "s" : ""}`);
-    const group = await Ranks.start(ranks, largest, spin);
+    ctx.log(`W5 ${ranks} rank${ranks > 1 ? "s" : ""} (${impl})`);
+    const group = await Ranks.start(ranks, largest, spin, wasm);
     const note = spin ? "" : `; ${ranks} ranks > ${ctx.cores} cores: barrier does not spin`;
     try {
       for (const [floats, what] of SIZES) {
@@ -69,10 +76,11 @@ export async function w5AllReduce(ctx: Ctx): Promise<Row[]> {
         const algbw = ranks > 1 ? bytes / (t.median * 1e6) : null; // GB/s
         const bw = algbw === null ? "1 rank: nothing to reduce" : `algbw ${algbw.toFixed(2)} GB/s`;
         rows.push(rowFrom(
-          { workload: "W5 all-reduce", config: `${floats.toLocaleString("en-US")} floats (${what}), ${ranks} rank${ranks > 1 ? "s" : ""}`, impl: "threadgrad", peer: false, threads: ranks, unit: "µs/iter", better: "lower" },
+          { workload: "W5 all-reduce", config: `${floats.toLocaleString("en-US")} floats (${what}), ${ranks} rank${ranks > 1 ? "s" : ""}`, impl, peer: false, threads: ranks, unit: "µs/iter", better: "lower" },
           t, us, { note: `${bw}; reduceScatter + barrier, K=${k}${note}`, extra: { bytes, algbwGBps: algbw, k } },
         ));
       }
+      if (wasm) continue; // a bare barrier does not depend on where the arena lies
       const k = ctx.quick ? 200 : 2000;
       const t = await measure(`W5 barrier ×${ranks}`, async () => ({ overriddenDuration: await group.round({ op: "barrier", k, n: 0 }) }), ctx);
       rows.push(rowFrom(

@@ -1,13 +1,16 @@
 // One rank of W5: attaches to the arena and, per request from main, times K iterations of
 // reduceScatter + barrier (or of a bare barrier) and posts the time per iteration.
 import { parentPort, workerData } from "node:worker_threads";
-import { type ArenaHandle, SharedArena, SharedMemoryCollective } from "@threadgrad/workers";
+import { type Region, type WasmMemory, createWasmKernels } from "@threadgrad/core";
+import { type ArenaHandle, SharedArena, SharedMemoryCollective, wasmSegmentSum } from "@threadgrad/workers";
 
 export interface W5WorkerData {
   handle: ArenaHandle;
   rank: number;
   /** spin before blocking: only while ranks <= cores */
   spin: boolean;
+  /** the arena's WebAssembly memory: the sum then runs as the SIMD kernel, as in the trainer */
+  wasm: { memory: WasmMemory; scratch: Region } | null;
 }
 
 export interface W5Request {
@@ -18,8 +21,11 @@ export interface W5Request {
 }
 
 const data = workerData as W5WorkerData;
-const arena = SharedArena.attach(data.handle.buffer, data.handle.layout, data.handle.byteOffset);
-const collective = new SharedMemoryCollective(arena, data.rank, { name: "w5", spinIterations: data.spin ? 2000 : 0 });
+const kernels = data.wasm ? createWasmKernels(data.wasm) : null;
+const arena = SharedArena.attach(kernels?.buffer ?? data.handle.buffer, data.handle.layout, data.handle.byteOffset);
+const collective = new SharedMemoryCollective(arena, data.rank, {
+  name: "w5", spinIterations: data.spin ? 2000 : 0, segmentSum: kernels ? wasmSegmentSum(kernels, arena) : undefined,
+});
 const own = arena.grads(data.rank);
 own.fill(1 / (data.rank + 1));
 

@@ -1,6 +1,6 @@
 export { ALIGN_BYTES, SharedArena, planArena, type ArenaHandle, type ArenaLayout, type ArenaSpec } from "./arena.js";
 export { Barrier, BarrierAborted, BarrierTimeout, type BarrierOptions } from "./barrier.js";
-export { SharedMemoryCollective, reduceSlices, type Collective } from "./collective.js";
+export { SharedMemoryCollective, reduceSlices, type Collective, type CollectiveOptions, type SegmentSum } from "./collective.js";
 export {
   BARRIER_COUNT,
   BARRIER_GENERATION,
@@ -23,3 +23,4 @@ export { availableWorkers, resolveWorkers } from "./threads.js";
 export { writeCheckpoint, readCheckpoint, storeTensor, loadTensor, CHECKPOINT_FORMAT, type StoredTensor } from "./checkpoint.js";
 export { epochOrder } from "./step-math.js";
 export { readTrainerCheckpoint } from "./persist.js";
+export { placeInWasm, wasmSegmentSum, RANK_SCRATCH_BYTES, type WasmPlacement } from "./wasm-arena.js";

@@ -1,5 +1,6 @@
 import { type Region, type WasmKernels, type WasmMemory, createWasmKernels, getKernelBackend } from "@threadgrad/core";
-import type { ArenaLayout } from "./arena.js";
+import type { ArenaLayout, SharedArena } from "./arena.js";
+import type { SegmentSum } from "./collective.js";
 
 /** Scratch per rank for the matmul's copies of activations and its packed panels. */
 export const RANK_SCRATCH_BYTES = 48 << 20;
@@ -26,4 +27,13 @@ export function placeInWasm(layout: ArenaLayout, ranks: number): { kernels: Wasm
   const arenaOffset = kernels.alloc(layout.byteLength, 64);
   const scratch = Array.from({ length: ranks }, () => ({ byteOffset: kernels.alloc(RANK_SCRATCH_BYTES, 64), byteLength: RANK_SCRATCH_BYTES }));
   return { kernels, placement: { memory: kernels.memory, arenaOffset, scratch } };
+}
+
+/** The reduction's segment sum as the SIMD kernel over an arena's gradient slices, by byte offset. */
+export function wasmSegmentSum(k: WasmKernels, arena: SharedArena): SegmentSum {
+  if (arena.buffer !== k.buffer) throw new Error("wasmSegmentSum: the arena does not lie in these kernels' memory");
+  const base = arena.byteOffset + arena.layout.byteOffsets.grads;
+  const stride = arena.layout.paddedLength * 4;
+  const ranks = arena.layout.ranks;
+  return (start, end) => k.exports.sumSlices(base, stride, ranks, base, start, end);
 }

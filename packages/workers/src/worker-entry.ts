@@ -13,6 +13,7 @@ import { ERROR, ErrorCode, signalError } from "./control.js";
 import type { SharedDataset } from "./dataset.js";
 import * as P from "./protocol.js";
 import { segment, shardRange } from "./shard.js";
+import { wasmSegmentSum } from "./wasm-arena.js";
 import { type LossSpec, type ModelSpec, buildLoss, buildModel } from "./spec.js";
 
 export interface WorkerInit {
@@ -245,14 +246,6 @@ function evalStep(c: StepCtx & { preds: Int32Array }): void {
 }
 
 type SegmentUpdate = (start: number, end: number, step: number, lr: number) => void;
-
-/** The reduction's segment sum as the SIMD kernel over the gradient slices, by byte offset. */
-function wasmSegmentSum(k: WasmKernels, arena: SharedArena): (start: number, end: number) => void {
-  const base = arena.byteOffset + arena.layout.byteOffsets.grads;
-  const stride = arena.layout.paddedLength * 4;
-  const ranks = arena.layout.ranks;
-  return (start, end) => k.exports.sumSlices(base, stride, ranks, base, start, end);
-}
 
 /**
  * Plain Adam (L2 weight decay, no amsgrad, no maximize) as the SIMD kernel, which gives the bits of

@@ -1,0 +1,112 @@
+// `threadgrad eval --checkpoint FILE`: loss and accuracy of a checkpoint on a data set (by
+// default the test set of the data it was trained on), with per-class accuracy and the confusion
+// matrix for classification.
+import { DataParallel, type ModelSpec, readCheckpoint } from "@threadgrad/workers";
+import { absoluteDataSpec } from "../config.js";
+import { type Dataset, type Task, checkLabels } from "../data/index.js";
+import { EXIT_OK, UsageError, asUsage } from "../errors.js";
+import { DEFAULT_SETTINGS } from "../config.js";
+import type { TrainSettings } from "../flags.js";
+import { formatPercent } from "../progress.js";
+import { loadRunData } from "../setup.js";
+import { ValueError, parseChoice, parseNumber, parseWorkers } from "../values.js";
+import { storedRun } from "./train.js";
+
+/** Rows are true classes, columns predicted ones. */
+export function confusionMatrix(labels: ArrayLike<number>, predictions: ArrayLike<number>, numClasses: number): number[][] {
+  const m = Array.from({ length: numClasses }, () => new Array<number>(numClasses).fill(0));
+  for (let i = 0; i < labels.length; i++) m[labels[i]!]![predictions[i]!]!++;
+  return m;
+}
+
+function evalData(cli: Record<string, unknown>, payload: Record<string, unknown>, path: string): TrainSettings {
+  const errors: string[] = [];
+  const read = <T>(flag: string, raw: unknown, parse: (v: unknown) => T): T | undefined => {
+    if (raw === undefined) return undefined;
+    try {
+      return parse(raw);
+    } catch (err) {
+      if (!(err instanceof ValueError)) throw err;
+      errors.push(`${flag} ${err.message}`);
+      return undefined;
+    }
+  };
+  const task = read("--task", cli.task, (v) => parseChoice(v, ["classification", "regression"] as Task[]));
+  const testSplit = read("--test-split", cli.testSplit, (v) => parseNumber(v, { min: 0, max: 1, isMaxExclusive: true }));
+  if (errors.length > 0) throw new UsageError(errors);
+  const hasRun = (payload.extra as { cli?: unknown } | undefined)?.cli !== undefined;
+  if (typeof cli.data !== "string") {
+    if (!hasRun) throw new UsageError(`eval: ${path} does not say which data it was trained on; pass --data`);
+    const stored = storedRun(payload, path).settings;
+    return { ...stored, limit: null, task: task ?? stored.task, testSplit: testSplit ?? stored.testSplit };
+  }
+  const target = typeof cli.target === "string" ? cli.target : null;
+  return { ...DEFAULT_SETTINGS, data: absoluteDataSpec(cli.data, process.cwd()), target, task: task ?? null, testSplit: testSplit ?? null };
+}
+
+function checkModel(model: ModelSpec, ds: Dataset, path: string, data: string): void {
+  if (!("kind" in model)) return;
+  if (model.sizes[0] !== ds.features) {
+    throw new UsageError(`model: the mlp in ${path} takes ${model.sizes[0]} inputs, but ${data} has ${ds.features} features`);
+  }
+  asUsage(() => checkLabels(ds, model.sizes[model.sizes.length - 1]!));
+}
+
+/** Runs `threadgrad eval` with commander's option values; returns the exit status. */
+export async function runEval(cli: Record<string, unknown>): Promise<number> {
+  if (typeof cli.checkpoint !== "string") throw new UsageError("--checkpoint FILE is required");
+  const path = cli.checkpoint;
+  const split = (() => { try { return parseChoice(cli.split ?? "test", ["train", "test"] as const); } catch (e) { throw new UsageError(`--split ${(e as Error).message}`); } })();
+  const workers = (() => { try { return cli.workers === undefined ? "auto" : parseWorkers(cli.workers); } catch (e) { throw new UsageError(`--workers ${(e as Error).message}`); } })();
+  const payload = asUsage(() => readCheckpoint(path));
+  const settings = evalData(cli, payload, path);
+  const ds = loadRunData(settings)[split];
+  const config = payload.config as { model: ModelSpec; loss: unknown };
+  checkModel(config.model, ds, path, settings.data);
+  const trainer = await DataParallel.load(path, { workers });
+  try {
+    const ev = await trainer.evaluate(ds);
+    const progress = payload.progress as { globalStep: number; epoch: number };
+    const result: Record<string, unknown> = { checkpoint: path, data: settings.data, split, step: progress.globalStep, epoch: progress.epoch, samples: ev.samples, loss: ev.loss, accuracy: ev.accuracy };
+    if (ev.predictions !== null && ds.task === "classification") {
+      const matrix = confusionMatrix(ds.y, ev.predictions, ds.numClasses);
+      result.perClass = matrix.map((row, c) => {
+        const samples = row.reduce((a, b) => a + b, 0);
+        return { class: c, name: ds.classNames?.[c] ?? String(c), samples, correct: row[c], accuracy: samples > 0 ? row[c]! / samples : null };
+      });
+      result.confusionMatrix = matrix;
+    } else {
+      result.rmse = Math.sqrt(ev.loss);
+    }
+    if (cli.json === true) process.stdout.write(`${JSON.stringify({ event: "eval", ...result })}\n`);
+    else for (const line of describe(result, ds)) process.stdout.write(`${line}\n`);
+    return EXIT_OK;
+  } finally {
+    await trainer.close();
+  }
+}
+
+function describe(r: Record<string, unknown>, ds: Dataset): string[] {
+  const lines = [
+    `checkpoint ${r.checkpoint} (step ${r.step}, ${r.epoch} epochs done)`,
+    `data ${r.data} (${r.split}): ${r.samples} samples`,
+    r.accuracy === null ? `loss ${(r.loss as number).toFixed(4)} (rmse ${(r.rmse as number).toFixed(4)})` : `loss ${(r.loss as number).toFixed(4)}  accuracy ${formatPercent(r.accuracy as number)}`,
+  ];
+  const perClass = r.perClass as { class: number; name: string; samples: number; correct: number; accuracy: number | null }[] | undefined;
+  if (perClass === undefined) return lines;
+  const nameWidth = Math.max(5, ...perClass.map((c) => c.name.length));
+  lines.push("", `${"class".padEnd(nameWidth)}  samples  correct  accuracy`);
+  for (const c of perClass) {
+    lines.push(`${c.name.padEnd(nameWidth)}  ${String(c.samples).padStart(7)}  ${String(c.correct).padStart(7)}  ${formatPercent(c.accuracy).padStart(8)}`);
+  }
+  const matrix = r.confusionMatrix as number[][];
+  if (ds.numClasses > 30) {
+    lines.push("", `confusion matrix: ${ds.numClasses} classes, too wide to print; use --json`);
+    return lines;
+  }
+  const width = Math.max(4, ...matrix.flat().map((v) => String(v).length + 1));
+  lines.push("", "confusion matrix (rows: true class, columns: predicted class)");
+  lines.push(`${"".padStart(width)}${matrix.map((_, c) => String(c).padStart(width)).join("")}`);
+  matrix.forEach((row, c) => lines.push(`${String(c).padStart(width)}${row.map((v) => String(v).padStart(width)).join("")}`));
+  return lines;
+}

@@ -1,0 +1,165 @@
+// `threadgrad train`: settings → data → trainer → TrainingSession → summary. Ctrl-C once stops
+// after the current step with a checkpoint and the resume command (exit 130); twice exits at once.
+import { dirname, isAbsolute, relative } from "node:path";
+import type { ScheduleConfig } from "@threadgrad/optim";
+import { DataParallel, readCheckpoint } from "@threadgrad/workers";
+import { type GivenSettings, newRunSettings, readGivenSettings, resumedSettings } from "../config.js";
+import type { DataSplit } from "../data/index.js";
+import { EXIT_INTERRUPTED, EXIT_OK, UsageError, asUsage } from "../errors.js";
+import type { TrainSettings } from "../flags.js";
+import { Reporter, chooseMode, formatDuration, formatPercent, formatRate } from "../progress.js";
+import { RunDir, defaultRunDir } from "../run-dir.js";
+import { type Best, type SessionResult, TrainingSession } from "../session.js";
+import { fitSettingsToData, loadRunData, trainerOptions } from "../setup.js";
+import { VERSION } from "../version.js";
+
+interface StoredRun {
+  settings: TrainSettings;
+  best: Best | null;
+  trainLoss: number | null;
+}
+
+/** The CLI's own record inside a checkpoint written by `threadgrad train` (trainer.save's `extra`). */
+export function storedRun(payload: Record<string, unknown>, path: string): StoredRun {
+  const cli = (payload.extra as { cli?: StoredRun } | undefined)?.cli;
+  if (cli?.settings === undefined) throw new UsageError(`checkpoint: ${path} was not written by threadgrad train (it holds no run settings)`);
+  return cli;
+}
+
+const shellQuote = (s: string): string => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, "'\\''")}'`);
+
+function resolveSettings(given: GivenSettings): { settings: TrainSettings; stored: StoredRun | null } {
+  if (typeof given.resume !== "string") return { settings: newRunSettings(given), stored: null };
+  const path = given.resume;
+  const stored = storedRun(asUsage(() => readCheckpoint(path)), path);
+  const settings = resumedSettings(stored.settings, given);
+  if (given.out === undefined) {
+    const dir = dirname(path), rel = relative(process.cwd(), dir);
+    settings.out = rel === "" ? "." : rel.startsWith("..") || isAbsolute(rel) ? dir : rel;
+  }
+  return { settings, stored };
+}
+
+/** Installs the Ctrl-C handler: the first press aborts `stop`, the second exits with 130 at once. */
+function onCtrlC(reporter: Reporter, stop: AbortController): () => void {
+  let presses = 0;
+  const handler = () => {
+    presses++;
+    if (presses > 1) {
+      reporter.stop();
+      process.stderr.write("\ninterrupted twice: exiting without a checkpoint\n");
+      process.exit(EXIT_INTERRUPTED);
+    }
+    stop.abort();
+    reporter.warn("stopping after the current step (press Ctrl-C again to quit at once)...");
+  };
+  process.on("SIGINT", handler);
+  return () => process.off("SIGINT", handler);
+}
+
+/** Runs `threadgrad train` with commander's option values; returns the exit status. */
+export async function runTrain(cli: Record<string, unknown>): Promise<number> {
+  const startedAt = performance.now();
+  const given = readGivenSettings(cli);
+  const reporter = new Reporter(chooseMode({ json: given.json, quiet: given.quiet }));
+  const { settings: chosen, stored } = resolveSettings(given);
+  const split = loadRunData(chosen);
+  const settings = fitSettingsToData(chosen, split);
+  const options = trainerOptions(settings, split.train.length);
+  const runDir = new RunDir(settings.out ?? defaultRunDir());
+  settings.out = runDir.path;
+  const stop = new AbortController();
+  const removeHandler = onCtrlC(reporter, stop);
+  let trainer: DataParallel | null = null;
+  try {
+    trainer = stored
+      ? await DataParallel.load(given.resume as string, { workers: settings.workers, schedule: options.schedule, maxBatchSize: options.maxBatchSize })
+      : await DataParallel.create(options);
+    return await train({ trainer, settings, split, runDir, reporter, stop, stored, given, startedAt, schedule: options.schedule ?? null });
+  } finally {
+    removeHandler();
+    runDir.close();
+    await trainer?.close();
+  }
+}
+
+interface TrainContext {
+  trainer: DataParallel;
+  settings: TrainSettings;
+  split: DataSplit;
+  runDir: RunDir;
+  reporter: Reporter;
+  stop: AbortController;
+  stored: StoredRun | null;
+  given: GivenSettings;
+  startedAt: number;
+  schedule: ScheduleConfig | null;
+}
+
+async function train(c: TrainContext): Promise<number> {
+  const { trainer, settings, split, runDir, reporter, stored } = c;
+  if (trainer.progress.epoch > settings.epochs) {
+    throw new UsageError(`--epochs ${settings.epochs}: the checkpoint has already completed ${trainer.progress.epoch} epochs; pass a larger --epochs to train further`);
+  }
+  const info = {
+    version: VERSION, workers: trainer.numWorkers, trainSamples: split.train.length, testSamples: split.test.length,
+    features: split.train.features, classes: split.train.numClasses, schedule: c.schedule,
+  };
+  runDir.writeConfig({ ...settings, resolved: info });
+  const startRecord = { out: runDir.path, resumedFrom: stored ? c.given.resume : null, step: trainer.progress.globalStep, ...info };
+  runDir.appendMetrics({ event: "start", ...startRecord, time: 0 });
+  reporter.event("start", { ...startRecord, settings });
+  describeStart(reporter, settings, info, stored !== null, trainer.progress.globalStep);
+  const session = new TrainingSession({
+    trainer, settings, train: split.train, test: split.test, runDir, reporter, stop: c.stop.signal, best: stored?.best ?? null,
+    cli: { version: VERSION, settings, trainLoss: stored?.trainLoss ?? null }, startedAt: c.startedAt,
+  });
+  const result = await session.run().catch((err: Error) => {
+    if (/non-finite/.test(err.message)) err.message += "\n  in threadgrad terms: lower --lr, add --clip-grad-norm MAX, or pass --skip-non-finite";
+    throw err;
+  });
+  if (result.isInterrupted) return interrupted(reporter, runDir, trainer, c.given);
+  const summary = summarize(result, (performance.now() - c.startedAt) / 1000, trainer.numWorkers);
+  session.writeReport(summary);
+  reporter.summary(summaryLines(summary, runDir, result.best), summary);
+  return EXIT_OK;
+}
+
+function describeStart(r: Reporter, s: TrainSettings, info: { workers: number; trainSamples: number; testSamples: number }, isResumed: boolean, step: number): void {
+  const what = isResumed ? `resuming at step ${step}:` : "training";
+  r.info(
+    `${what} mlp:${s.model!.join(",")} (${s.activation}) on ${s.data}: ${info.trainSamples} train / ${info.testSamples} test samples, ` +
+      `${s.epochs} epochs, batch ${s.batchSize}, ${s.optimizer} lr ${s.lr}${s.lrSchedule === "none" ? "" : ` ${s.lrSchedule}`}, ${info.workers} workers`,
+  );
+  r.info(`run folder: ${s.out}`);
+}
+
+function summarize(r: SessionResult, wallSeconds: number, workers: number): Record<string, unknown> {
+  return {
+    trainLoss: r.trainLoss, testLoss: r.testLoss, testAccuracy: r.testAccuracy, wallSeconds: Number(wallSeconds.toFixed(3)),
+    samplesPerSec: r.fitSeconds > 0 ? Math.round(r.fitSamples / r.fitSeconds) : null, workers,
+  };
+}
+
+function summaryLines(s: Record<string, unknown>, runDir: RunDir, best: Best | null): string[] {
+  const n = (v: unknown) => (typeof v === "number" ? v.toFixed(4) : "-");
+  const bestText = best === null ? "" : ` (best: step ${best.step}, ${best.metric === "testAccuracy" ? formatPercent(best.value) : `loss ${best.value.toFixed(4)}`})`;
+  return [
+    `done in ${formatDuration(s.wallSeconds as number)}`,
+    `  train loss     ${n(s.trainLoss)}`,
+    `  test loss      ${n(s.testLoss)}`,
+    ...(s.testAccuracy === null ? [] : [`  test accuracy  ${formatPercent(s.testAccuracy as number)}`]),
+    `  throughput     ${formatRate(s.samplesPerSec as number)} samples/s on ${s.workers} worker${s.workers === 1 ? "" : "s"}`,
+    `  run folder     ${runDir.path} (report.html, metrics.jsonl, checkpoint-latest.msgpack, checkpoint-best.msgpack${bestText})`,
+  ];
+}
+
+function interrupted(reporter: Reporter, runDir: RunDir, trainer: DataParallel, given: GivenSettings): number {
+  const flags = [given.json ? " --json" : "", given.quiet ? " --quiet" : ""].join("");
+  const command = `threadgrad train --resume ${shellQuote(runDir.latestCheckpoint)}${flags}`;
+  const pr = trainer.progress;
+  reporter.stop();
+  reporter.event("interrupted", { step: pr.globalStep, epochsDone: pr.epoch, checkpoint: runDir.latestCheckpoint, resumeCommand: command });
+  process.stderr.write(`interrupted at step ${pr.globalStep}; checkpoint written to ${runDir.latestCheckpoint}\nresume with:\n  ${command}\n`);
+  return EXIT_INTERRUPTED;
+}

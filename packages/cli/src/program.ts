@@ -1,0 +1,132 @@
+// The command line: commander parses, the commands run, and every failure maps to an exit status
+// (0 done, 1 failed while running, 2 usage: bad flags, values or data, 130 Ctrl-C).
+import { Command, CommanderError, Option } from "commander";
+import { runBench } from "./commands/bench.js";
+import { runEval } from "./commands/eval.js";
+import { runTrain } from "./commands/train.js";
+import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError } from "./errors.js";
+import { TRAIN_FLAGS } from "./flags.js";
+import { VERSION } from "./version.js";
+
+const TRAIN_EXAMPLES = `
+Examples:
+  $ threadgrad train                                   # built-in digits, mlp:784,128,10, 20 epochs
+  $ threadgrad train --data fashion-mnist --model mlp:784,256,256,10 --epochs 10 --lr-schedule cosine --warmup-steps 200
+  $ threadgrad train --data csv:houses.csv --target price --optimizer sgd --lr 0.01 --momentum 0.9
+  $ threadgrad train --config run.json --workers 2 --json > events.jsonl
+  $ threadgrad train --resume runs/2025-01-31T14-05-09/checkpoint-latest.msgpack --epochs 30
+
+Data: digits (built-in: 10,000 MNIST digits, 8333 train / 1667 test), idx:DIR and mnist:DIR (train-/t10k-
+images-idx3-ubyte and labels-idx1-ubyte, optionally .gz), fashion-mnist[:DIR], csv:FILE (header row; --target).
+Writes config.json, metrics.jsonl, checkpoint-latest.msgpack, checkpoint-best.msgpack and report.html to --out.
+Ctrl-C once: finish the step, write a checkpoint, print the resume command (exit 130); twice: quit at once.
+Exit status: 0 done, 1 training failed, 2 bad flags, values or data, 130 interrupted.`;
+
+const EVAL_EXAMPLES = `
+Examples:
+  $ threadgrad eval --checkpoint runs/2025-01-31T14-05-09/checkpoint-best.msgpack
+  $ threadgrad eval --checkpoint model.msgpack --data mnist:/data/mnist --json
+
+Without --data it evaluates on the test set of the data the checkpoint was trained on.`;
+
+const BENCH_EXAMPLES = `
+Examples:
+  $ threadgrad bench                                   # W1 on 1 worker and on every usable core
+  $ threadgrad bench --workers 1,2 --steps 20 --json
+  $ threadgrad bench --model mlp:784,1024,1024,10 --batch-size 512
+
+W1: mlp:784,256,256,10 ReLU, batch 256, cross-entropy, Adam lr 1e-3, on random N(0,1) data with random labels.
+Scaling efficiency = throughput(N) / (N x throughput(1)) for the largest N.`;
+
+function trainCommand(onDone: (code: number) => void): Command {
+  const cmd = new Command("train").description("train a model data-parallel on worker threads").allowExcessArguments(false);
+  for (const f of TRAIN_FLAGS) {
+    const option = new Option(f.flags, f.help);
+    if (f.isHidden) option.hideHelp();
+    cmd.addOption(option);
+  }
+  return cmd.addHelpText("after", TRAIN_EXAMPLES).action(async (opts: Record<string, unknown>) => onDone(await runTrain(opts)));
+}
+
+function evalCommand(onDone: (code: number) => void): Command {
+  return new Command("eval")
+    .description("evaluate a checkpoint: loss, accuracy, per-class accuracy and confusion matrix")
+    .requiredOption("--checkpoint <file>", "checkpoint written by threadgrad train (required)")
+    .option("--data <spec>", "data set (default: the one the checkpoint was trained on)")
+    .option("--target <column>", "csv: the column to predict")
+    .option("--task <task>", "csv: classification or regression")
+    .option("--test-split <fraction>", "digits and csv: fraction held out for testing")
+    .option("--split <name>", "evaluate on the test (default) or train split")
+    .option("--workers <n>", "worker threads: auto (default) or a number")
+    .option("--json", "print the result as one JSON object")
+    .addHelpText("after", EVAL_EXAMPLES)
+    .action(async (opts: Record<string, unknown>) => onDone(await runEval(opts)));
+}
+
+function benchCommand(onDone: (code: number) => void): Command {
+  return new Command("bench")
+    .description("measure training throughput (samples/s) and scaling across worker counts")
+    .option("--workers <list>", "worker counts to compare, e.g. 1,2 (default: 1 and the usable cores)")
+    .option("--model <spec>", "mlp:IN,HIDDEN...,OUT (default W1: mlp:784,256,256,10)")
+    .option("--activation <name>", "relu (default), tanh or gelu")
+    .option("--batch-size <n>", "samples per step (default 256)")
+    .option("--steps <n>", "timed steps per worker count (default 50)")
+    .option("--warmup-steps <n>", "untimed steps before timing (default 5)")
+    .option("--seed <n>", "seed of the random data and the model (default 0)")
+    .option("--json", "print one JSON line per worker count and a final bench event")
+    .addHelpText("after", BENCH_EXAMPLES)
+    .action(async (opts: Record<string, unknown>) => onDone(await runBench(opts)));
+}
+
+/** Builds the `threadgrad` program; `onDone` receives each command's exit status. */
+export function buildProgram(onDone: (code: number) => void): Command {
+  const program = new Command("threadgrad")
+    .description("train neural networks data-parallel on worker threads")
+    .version(VERSION, "-V, --version", "print the version")
+    .exitOverride()
+    .showHelpAfterError("(add --help for usage)")
+    .allowExcessArguments(false);
+  program.addCommand(trainCommand(onDone)).addCommand(evalCommand(onDone)).addCommand(benchCommand(onDone));
+  program.addHelpText("after", `
+Examples:
+  $ threadgrad train                                   # built-in digits: about 10 s, ~96% test accuracy
+  $ threadgrad eval --checkpoint runs/<run>/checkpoint-best.msgpack
+  $ threadgrad bench --workers 1,2
+
+Run threadgrad <command> --help for each command's flags and examples.`);
+  // addCommand does not copy settings the way .command() does.
+  for (const cmd of program.commands) cmd.exitOverride().showHelpAfterError(`(add --help for usage)`);
+  return program;
+}
+
+/**
+ * Runs the command line (`argv` without node and the script) and returns the exit status.
+ * @example process.exitCode = await main(["train", "--epochs", "1"])
+ */
+export async function main(argv: string[]): Promise<number> {
+  let code: number = EXIT_OK;
+  const program = buildProgram((c) => {
+    code = c;
+  });
+  if (argv.length === 0) {
+    process.stderr.write(program.helpInformation());
+    return EXIT_USAGE;
+  }
+  const command = argv[0] ?? "";
+  try {
+    await program.parseAsync(argv, { from: "user" });
+    return code;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      return err.code === "commander.helpDisplayed" || err.code === "commander.version" || err.code === "commander.help" ? EXIT_OK : EXIT_USAGE;
+    }
+    if (err instanceof UsageError) {
+      for (const line of err.messages) process.stderr.write(`threadgrad ${command}: ${line}\n`);
+      process.stderr.write(`(run threadgrad ${command} --help for usage)\n`);
+      return EXIT_USAGE;
+    }
+    process.stderr.write(`threadgrad ${command}: error: ${(err as Error).message ?? String(err)}\n`);
+    if (process.env.THREADGRAD_DEBUG) process.stderr.write(`${(err as Error).stack}\n`);
+    return EXIT_FAILED;
+  }
+}

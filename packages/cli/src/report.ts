@@ -1,0 +1,154 @@
+// report.html: loss, accuracy and learning-rate curves drawn as inline SVG from metrics.jsonl.
+// One self-contained file (no scripts, fonts or links), so it opens offline and can be mailed.
+
+export interface Series {
+  name: string;
+  color: string;
+  points: [number, number][];
+  hasDots?: boolean;
+  opacity?: number;
+}
+
+interface ChartOptions {
+  title: string;
+  xLabel: string;
+  series: Series[];
+  isPercent?: boolean;
+  /** start the y axis at 0 when every value is >= 0 (losses, learning rates) */
+  isZeroBased?: boolean;
+}
+
+const W = 760, H = 300, M = { left: 64, right: 16, top: 34, bottom: 44 };
+// Presentation attributes rather than CSS classes: the charts look the same when an SVG is copied out of the page.
+const TEXT = ` font-family="sans-serif" font-size="11" fill="#444"`;
+
+export const escapeHtml = (s: string): string =>
+  s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
+
+/** About `count` round tick values covering [lo, hi] (1, 2 or 5 times a power of ten apart). */
+export function niceTicks(lo: number, hi: number, count = 5): number[] {
+  if (!(hi > lo)) return [lo];
+  const raw = (hi - lo) / count;
+  const mag = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 5, 10].map((f) => f * mag).find((s) => s >= raw) ?? 10 * mag;
+  const ticks: number[] = [];
+  for (let t = Math.ceil(lo / step) * step; t <= hi + step * 1e-9; t += step) ticks.push(Number(t.toPrecision(12)));
+  return ticks;
+}
+
+/** Averages consecutive points into at most `max` buckets, so long runs stay small. */
+export function downsample(points: [number, number][], max = 1500): [number, number][] {
+  if (points.length <= max) return points;
+  const per = Math.ceil(points.length / max);
+  const out: [number, number][] = [];
+  for (let i = 0; i < points.length; i += per) {
+    const chunk = points.slice(i, i + per);
+    out.push([chunk[chunk.length - 1]![0], chunk.reduce((a, p) => a + p[1], 0) / chunk.length]);
+  }
+  return out;
+}
+
+/** Trailing moving average over `window` points. */
+export function smooth(points: [number, number][], window: number): [number, number][] {
+  let sum = 0;
+  return points.map(([x, y], i) => {
+    sum += y;
+    if (i >= window) sum -= points[i - window]![1];
+    return [x, sum / Math.min(i + 1, window)];
+  });
+}
+
+const fmt = (v: number, isPercent?: boolean): string =>
+  isPercent ? `${(v * 100).toFixed(v >= 0.1 || v === 0 ? 0 : 1)}%` : Math.abs(v) >= 1e4 || (v !== 0 && Math.abs(v) < 1e-3) ? v.toExponential(0) : String(Number(v.toPrecision(4)));
+
+/** One line chart as an `<svg>` element. */
+export function lineChart(opts: ChartOptions): string {
+  const all = opts.series.flatMap((s) => s.points).filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
+  if (all.length === 0) return `<p class="empty">${escapeHtml(opts.title)}: no data yet</p>`;
+  const xs = all.map((p) => p[0]), ys = all.map((p) => p[1]);
+  const x0 = Math.min(...xs), x1 = Math.max(...xs, x0 + 1);
+  let y0 = Math.min(...ys), y1 = Math.max(...ys);
+  if (opts.isZeroBased && y0 >= 0) y0 = 0;
+  if (y1 - y0 < 1e-12) [y0, y1] = [y0 - 0.5 * Math.abs(y0 || 1), y1 + 0.5 * Math.abs(y1 || 1)];
+  const pw = W - M.left - M.right, ph = H - M.top - M.bottom;
+  const sx = (x: number) => M.left + ((x - x0) / (x1 - x0)) * pw;
+  const sy = (y: number) => M.top + (1 - (y - y0) / (y1 - y0)) * ph;
+  const parts: string[] = [`<text x="${M.left}" y="20" font-family="sans-serif" font-size="13" font-weight="bold" fill="#222">${escapeHtml(opts.title)}</text>`];
+  for (const t of niceTicks(y0, y1)) {
+    parts.push(`<line x1="${M.left}" x2="${W - M.right}" y1="${sy(t).toFixed(1)}" y2="${sy(t).toFixed(1)}" stroke="#e6e6e6"/>`);
+    parts.push(`<text x="${M.left - 6}" y="${(sy(t) + 4).toFixed(1)}" text-anchor="end"${TEXT}>${fmt(t, opts.isPercent)}</text>`);
+  }
+  for (const t of niceTicks(x0, x1, 6)) {
+    parts.push(`<text x="${sx(t).toFixed(1)}" y="${H - M.bottom + 16}" text-anchor="middle"${TEXT}>${fmt(t)}</text>`);
+  }
+  parts.push(`<text x="${M.left + pw / 2}" y="${H - 8}" text-anchor="middle"${TEXT}>${escapeHtml(opts.xLabel)}</text>`);
+  parts.push(`<rect x="${M.left}" y="${M.top}" width="${pw}" height="${ph}" fill="none" stroke="#999"/>`);
+  opts.series.forEach((s) => {
+    const pts = s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
+    if (pts.length === 0) return;
+    const d = pts.map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(" ");
+    const op = s.opacity ?? 1;
+    parts.push(`<polyline points="${d}" fill="none" stroke="${s.color}" stroke-width="1.6" stroke-opacity="${op}"/>`);
+    if (s.hasDots) for (const [x, y] of pts) parts.push(`<circle cx="${sx(x).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="3" fill="${s.color}"/>`);
+  });
+  // Legend in the top margin, right-aligned, one entry after another (about 6.5 px per character).
+  let lx = W - M.right;
+  for (const s of [...opts.series].reverse()) {
+    lx -= 24 + 6.5 * s.name.length + 14;
+    parts.push(`<line x1="${lx}" x2="${lx + 18}" y1="16" y2="16" stroke="${s.color}" stroke-width="2.5" stroke-opacity="${Math.max(s.opacity ?? 1, 0.5)}"/>`);
+    parts.push(`<text x="${lx + 24}" y="20"${TEXT}>${escapeHtml(s.name)}</text>`);
+  }
+  return `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="${escapeHtml(opts.title)}">${parts.join("")}</svg>`;
+}
+
+type Rec = Record<string, unknown>;
+const num = (v: unknown): number => (typeof v === "number" ? v : NaN);
+
+/** The last record of each step (a resumed run may repeat steps after an unclean stop). */
+function byStep(records: Rec[], event: string): Rec[] {
+  const map = new Map<number, Rec>();
+  for (const r of records) if (r.event === event && typeof r.step === "number") map.set(r.step, r);
+  return [...map.values()].sort((a, b) => num(a.step) - num(b.step));
+}
+
+/** The whole report page for a run's metrics, resolved config and (when done) summary. */
+export function renderReport(records: Rec[], config: Rec, summary: Rec | null, title: string): string {
+  const steps = byStep(records, "step");
+  const evals = byStep(records, "eval");
+  const pts = (rs: Rec[], key: string) => rs.map((r) => [num(r.step), num(r[key])] as [number, number]).filter((p) => Number.isFinite(p[1]));
+  const trainLoss = downsample(pts(steps, "loss"));
+  const window = Math.max(1, Math.round(trainLoss.length / 40));
+  const charts = [
+    lineChart({
+      title: "Loss", xLabel: "step", isZeroBased: true, series: [
+        { name: "train (per step)", color: "#4c78a8", points: trainLoss, opacity: 0.3 },
+        { name: `train (mean of ${window})`, color: "#4c78a8", points: smooth(trainLoss, window) },
+        { name: "test", color: "#e45756", points: pts(evals, "testLoss"), hasDots: true },
+      ],
+    }),
+  ];
+  const trainAcc = downsample(pts(steps, "accuracy"));
+  if (trainAcc.length > 0 || pts(evals, "testAccuracy").length > 0) {
+    charts.push(lineChart({
+      title: "Accuracy", xLabel: "step", isPercent: true, series: [
+        { name: `train (mean of ${window})`, color: "#4c78a8", points: smooth(trainAcc, window) },
+        { name: "test", color: "#e45756", points: pts(evals, "testAccuracy"), hasDots: true },
+      ],
+    }));
+  }
+  charts.push(lineChart({ title: "Learning rate", xLabel: "step", isZeroBased: true, series: [{ name: "lr", color: "#54a24b", points: downsample(pts(steps, "lr")) }] }));
+  const rows = (o: Rec) => Object.entries(o).map(([k, v]) => `<tr><th>${escapeHtml(k)}</th><td>${escapeHtml(typeof v === "object" ? JSON.stringify(v) : String(v))}</td></tr>`).join("");
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(title)}</title>
+<style>
+body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px;color:#222;max-width:800px}
+svg{display:block;margin:16px 0;background:#fff;max-width:100%;height:auto}table{border-collapse:collapse;margin:8px 0}
+th,td{text-align:left;padding:2px 12px 2px 0;vertical-align:top}th{font-weight:600;color:#555}td{font-family:ui-monospace,monospace}
+</style></head><body>
+<h1>${escapeHtml(title)}</h1>
+${summary ? `<h2>Summary</h2><table>${rows(summary)}</table>` : "<p>Run in progress or stopped early: no summary yet.</p>"}
+${charts.join("\n")}
+<h2>Configuration</h2><table>${rows(config)}</table>
+</body></html>
+`;
+}

@@ -1,0 +1,135 @@
+// Benchmark workloads, defined once: `threadgrad bench` and benchmarks/ both measure these.
+import { DataParallel, type OptimizerConfig, type StepInfo } from "@threadgrad/workers";
+import { mulberry32 } from "./data/index.js";
+
+/** W1: an MNIST-sized MLP 784-256-256-10 with ReLU, batch 256, cross-entropy, Adam lr 1e-3. */
+export const W1 = {
+  sizes: [784, 256, 256, 10],
+  activation: "relu",
+  batchSize: 256,
+  optimizer: { name: "adam", lr: 1e-3 },
+  loss: "crossEntropy",
+} as const;
+
+export interface ThroughputOptions {
+  workers: number | "auto";
+  /** timed training steps (default 50) */
+  steps?: number;
+  /** untimed steps first: worker warm-up, JIT (default 5) */
+  warmupSteps?: number;
+  sizes?: readonly number[];
+  activation?: "relu" | "tanh" | "gelu";
+  batchSize?: number;
+  optimizer?: OptimizerConfig;
+  /** seed of the data and the model (default 0) */
+  seed?: number;
+}
+
+export interface ThroughputResult {
+  workers: number;
+  batchSize: number;
+  steps: number;
+  /** training samples per second over the timed steps */
+  samplesPerSec: number;
+  medianStepMs: number;
+  p10StepMs: number;
+  p90StepMs: number;
+  /** creating the trainer: starting the workers and building the model in each */
+  startupMs: number;
+  /**
+   * Median milliseconds per step of each phase, as the slowest rank reports it: forward + backward,
+   * waiting for the other ranks, reduce-scatter with the norm exchange, the sharded optimizer
+   * update; `otherMs` is the rest of the step (publishing it, waking workers, main's bookkeeping).
+   */
+  breakdown: StepBreakdown;
+}
+
+export interface StepBreakdown {
+  computeMs: number;
+  waitMs: number;
+  reduceMs: number;
+  updateMs: number;
+  otherMs: number;
+}
+
+/** `rows` samples of N(0, 1) features (Box–Muller over a seeded generator) with uniform random labels. */
+export function randomClassification(rows: number, features: number, classes: number, seed: number) {
+  const rand = mulberry32(seed);
+  const x = new Float32Array(new SharedArrayBuffer(rows * features * 4));
+  for (let i = 0; i < x.length; i += 2) {
+    const r = Math.sqrt(-2 * Math.log(1 - rand())), t = 2 * Math.PI * rand();
+    x[i] = r * Math.cos(t);
+    if (i + 1 < x.length) x[i + 1] = r * Math.sin(t);
+  }
+  const y = new Int32Array(new SharedArrayBuffer(rows * 4));
+  for (let i = 0; i < rows; i++) y[i] = Math.floor(rand() * classes);
+  return { x, y, length: rows };
+}
+
+export const quantile = (sorted: number[], q: number): number => {
+  if (sorted.length === 0) return NaN;
+  const pos = (sorted.length - 1) * q, lo = Math.floor(pos), hi = Math.ceil(pos);
+  return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (pos - lo);
+};
+
+interface TimedStep {
+  ms: number;
+  timings: StepInfo["timings"];
+}
+
+async function timeSteps(o: Required<ThroughputOptions>, data: ReturnType<typeof randomClassification>) {
+  const created = performance.now();
+  const trainer = await DataParallel.create({
+    model: { kind: "mlp", sizes: [...o.sizes], activation: o.activation }, loss: "crossEntropy", optimizer: o.optimizer,
+    workers: o.workers, seed: o.seed, maxBatchSize: Math.max(o.batchSize, 1024),
+  });
+  const startupMs = performance.now() - created;
+  const steps: TimedStep[] = [];
+  try {
+    const stop = new AbortController();
+    const stepsPerEpoch = Math.ceil(data.length / o.batchSize);
+    let seen = 0, last = performance.now();
+    await trainer.fit(data, {
+      epochs: Math.ceil((o.warmupSteps + o.steps) / stepsPerEpoch) + 1, batchSize: o.batchSize, signal: stop.signal,
+      onStep: (info) => {
+        const now = performance.now();
+        if (seen++ >= o.warmupSteps) steps.push({ ms: now - last, timings: info.timings });
+        last = now;
+        if (seen >= o.warmupSteps + o.steps) stop.abort();
+      },
+    });
+    return { steps, startupMs, workers: trainer.numWorkers };
+  } finally {
+    await trainer.close();
+  }
+}
+
+const median = (xs: number[]) => quantile([...xs].sort((a, b) => a - b), 0.5);
+
+/**
+ * Times `steps` training steps of an MLP (W1 unless overridden) on random data and returns the
+ * gradient throughput.
+ * @example const r = await runThroughput({ workers: 2, steps: 20 }); r.samplesPerSec
+ */
+export async function runThroughput(opts: ThroughputOptions): Promise<ThroughputResult> {
+  const o = {
+    steps: 50, warmupSteps: 5, sizes: W1.sizes, activation: W1.activation, batchSize: W1.batchSize,
+    optimizer: { ...W1.optimizer } as OptimizerConfig, seed: 0, ...opts,
+  };
+  if (!Number.isInteger(o.steps) || o.steps < 1) throw new Error(`runThroughput: steps must be a positive integer, got ${o.steps}`);
+  const sizes = o.sizes;
+  // Eight batches of data, reshuffled every epoch: enough to not replay one batch, small to build.
+  const data = randomClassification(8 * o.batchSize, sizes[0]!, sizes[sizes.length - 1]!, o.seed);
+  const main = await timeSteps(o, data);
+  const sorted = main.steps.map((s) => s.ms).sort((a, b) => a - b);
+  const totalMs = sorted.reduce((a, b) => a + b, 0);
+  const phase = (key: keyof StepInfo["timings"]) => median(main.steps.map((s) => s.timings[key]));
+  const breakdown = { computeMs: phase("computeMs"), waitMs: phase("waitMs"), reduceMs: phase("reduceMs"), updateMs: phase("updateMs"), otherMs: 0 };
+  breakdown.otherMs = Math.max(0, quantile(sorted, 0.5) - breakdown.computeMs - breakdown.waitMs - breakdown.reduceMs - breakdown.updateMs);
+  return {
+    workers: main.workers, batchSize: o.batchSize, steps: sorted.length,
+    samplesPerSec: (sorted.length * o.batchSize) / (totalMs / 1000),
+    medianStepMs: quantile(sorted, 0.5), p10StepMs: quantile(sorted, 0.1), p90StepMs: quantile(sorted, 0.9),
+    startupMs: main.startupMs, breakdown,
+  };
+}

@@ -1,0 +1,141 @@
+// End-to-end: bad flags, bad values and malformed data end with exit status 2 and a message that
+// names the flag or the file; --help, --version and bench work.
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { idxBytes, jsonLines, requireBuilt, run, tempDir } from "./helpers.js";
+
+const tmp = tempDir();
+beforeAll(requireBuilt);
+afterAll(tmp.cleanup);
+
+/** An IDX folder of two 2x2 images per split with labels 0 and 3; `patch` may spoil one file. */
+function idxDir(name: string, patch?: (file: string, bytes: Uint8Array) => Uint8Array): string {
+  const dir = join(tmp.path, name);
+  mkdirSync(dir);
+  for (const prefix of ["train", "t10k"]) {
+    const files: [string, Uint8Array][] = [
+      [`${prefix}-images-idx3-ubyte`, idxBytes(0x803, [2, 2, 2], [0, 255, 255, 0, 255, 0, 0, 255])],
+      [`${prefix}-labels-idx1-ubyte`, idxBytes(0x801, [2], [0, 3])],
+    ];
+    for (const [file, bytes] of files) writeFileSync(join(dir, file), patch ? patch(file, bytes) : bytes);
+  }
+  return dir;
+}
+
+function csv(name: string, text: string): string {
+  const file = join(tmp.path, name);
+  writeFileSync(file, text);
+  return file;
+}
+
+const train = (...args: string[]) => run(["train", "--epochs", "1", "--workers", "1", "--out", join(tmp.path, "out"), ...args]);
+
+describe("usage errors exit 2 with a clear message", () => {
+  it.each([
+    [["--frobnicate"], /unknown option '--frobnicate'/],
+    [["--lr", "-1"], /--lr must be a number >= 0, got -1/],
+    [["--workers", "0"], /--workers must be auto or an integer from 1 to 256, got 0/],
+    [["--model", "mlp:abc"], /--model must be mlp:SIZES .*got mlp:abc/],
+    [["--model", "mlp:100,10"], /model: mlp input size 100 does not match the 784 features of digits/],
+    [["--optimizer", "adam", "--momentum", "0.9"], /--momentum does not apply to --optimizer adam/],
+    [["--lr-schedule", "onecycle", "--warmup-steps", "10"], /--warmup-steps does not combine with --lr-schedule onecycle/],
+    [["--data", "nope"], /data: unknown data set "nope"/],
+  ])("train %j", async (args, message) => {
+    const r = await train(...args);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(message);
+  });
+
+  it("reports every bad value of one command line", async () => {
+    const r = await train("--lr", "-1", "--batch-size", "0", "--dropout", "1.5");
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("--lr must be");
+    expect(r.stderr).toContain("--batch-size must be");
+    expect(r.stderr).toContain("--dropout must be");
+  });
+
+  it("checks config files like flags, and flags win over them", async () => {
+    const bad = csv("bad.json", JSON.stringify({ lr: -2, "batch-size": 64, colour: "red" }));
+    const r = await train("--config", bad);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`${bad}: "lr" must be a number >= 0, got -2`);
+    expect(r.stderr).toContain(`${bad}: unknown setting "colour"`);
+    const good = csv("good.json", JSON.stringify({ lr: 0.1, limit: 128, batchSize: 64 }));
+    const ok = await train("--config", good, "--lr", "0.001", "--json");
+    expect(ok.code).toBe(0);
+    expect(jsonLines(ok.stdout)[0]!.settings).toMatchObject({ lr: 0.001, limit: 128, batchSize: 64 });
+  });
+});
+
+describe("malformed data exits 2 and names the file", () => {
+  it("bad IDX magic", async () => {
+    const dir = idxDir("magic", (file, b) => (file.startsWith("train-images") ? Object.assign(new Uint8Array(b), { 3: 0x99 }) : b));
+    const r = await train("--data", `idx:${dir}`);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`${join(dir, "train-images-idx3-ubyte")} has bad magic number`);
+  });
+
+  it("truncated IDX", async () => {
+    const dir = idxDir("truncated", (file, b) => (file.startsWith("t10k-labels") ? b.subarray(0, b.length - 1) : b));
+    const r = await train("--data", `idx:${dir}`);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`${join(dir, "t10k-labels-idx1-ubyte")} is truncated`);
+  });
+
+  it("CSV cell that is not a number, with its line and column", async () => {
+    const file = csv("cells.csv", "x1,x2,label\n1,2,0\n3,oops,1\n");
+    const r = await train("--data", `csv:${file}`, "--target", "label");
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`csv: ${file} line 3, column "x2": "oops" is not a number`);
+  });
+
+  it("CSV label out of range for the model's outputs", async () => {
+    const rows = Array.from({ length: 20 }, (_, i) => `${i},${i % 7},${i % 4}`).join("\n");
+    const file = csv("labels.csv", `x1,x2,label\n${rows}\n`);
+    const r = await train("--data", `csv:${file}`, "--target", "label", "--model", "mlp:2,8,3");
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(new RegExp(`label 3 at row \\d+ \\(line \\d+\\) of ${file}.* is out of range for a model with 3 outputs`));
+  });
+
+  it("IDX label out of range for the model's outputs", async () => {
+    const dir = idxDir("labels");
+    const r = await train("--data", `idx:${dir}`, "--model", "mlp:4,8,3");
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`label 3 at row`);
+    expect(r.stderr).toContain(dir);
+  });
+
+  it("a checkpoint that is not one", async () => {
+    const r = await run(["eval", "--checkpoint", csv("fake.msgpack", "hello")]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("fake.msgpack is not a threadgrad checkpoint");
+  });
+});
+
+describe("help, version and bench", () => {
+  it.each(["train", "eval", "bench"])("%s --help shows examples and exits 0", async (command) => {
+    const r = await run([command, "--help"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`$ threadgrad ${command}`);
+  });
+
+  it("--version prints the package version", async () => {
+    const r = await run(["--version"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim()).toMatch(/^\d+\.\d+\.\d+/);
+  });
+
+  it("bench --workers 1 --steps 5 --json ends with the bench event", async () => {
+    const r = await run(["bench", "--workers", "1", "--steps", "5", "--warmup-steps", "1", "--json"]);
+    expect(r.code).toBe(0);
+    const last = jsonLines(r.stdout).pop()!;
+    expect(last.event).toBe("bench");
+    expect((last.workload as { name: string }).name).toBe("W1");
+    const results = last.results as { workers: number; samplesPerSec: number }[];
+    expect(results).toHaveLength(1);
+    expect(results[0]!.workers).toBe(1);
+    expect(results[0]!.samplesPerSec).toBeGreaterThan(0);
+    expect(last.scalingEfficiency).toBe(1);
+  });
+});

@@ -1,0 +1,143 @@
+// End-to-end: short training runs of the built binary on a slice of the built-in digits.
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { readCheckpoint } from "@threadgrad/workers";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { jsonLines, requireBuilt, run, tempDir } from "./helpers.js";
+
+const tmp = tempDir();
+beforeAll(requireBuilt);
+afterAll(tmp.cleanup);
+
+// 512 samples, batch 64: 8 steps per epoch.
+const SMALL = ["--limit", "512", "--batch-size", "64", "--workers", "2"];
+
+interface Stored {
+  dtype: string;
+  shape: number[];
+  bytes: Uint8Array;
+}
+
+/** Parameters and optimizer state of a checkpoint as one byte string per tensor. */
+function tensorsOf(path: string): Record<string, string> {
+  const ckpt = readCheckpoint(path) as { params: Record<string, Stored>; optimizerState: Record<string, Record<string, Stored>> };
+  const out: Record<string, string> = {};
+  for (const [name, t] of Object.entries(ckpt.params)) out[`param ${name}`] = Buffer.from(t.bytes).toString("base64");
+  for (const [buffer, byParam] of Object.entries(ckpt.optimizerState)) {
+    for (const [name, t] of Object.entries(byParam)) out[`${buffer} ${name}`] = Buffer.from(t.bytes).toString("base64");
+  }
+  return out;
+}
+
+describe("threadgrad train", () => {
+  const out = join(tmp.path, "run");
+
+  it("trains on a slice of digits with --json: loss goes down, the last line is the summary", async () => {
+    const r = await run(["train", ...SMALL, "--epochs", "3", "--json", "--out", out]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const events = jsonLines(r.stdout);
+    expect(events[0]!.event).toBe("start");
+    const steps = events.filter((e) => e.event === "step");
+    expect(steps).toHaveLength(24);
+    expect(events.filter((e) => e.event === "epoch")).toHaveLength(3);
+    expect(events.filter((e) => e.event === "eval")).toHaveLength(3);
+    const mean = (xs: Record<string, unknown>[]) => xs.reduce((a, e) => a + (e.loss as number), 0) / xs.length;
+    expect(mean(steps.slice(-4))).toBeLessThan(0.6 * mean(steps.slice(0, 4)));
+    const summary = events[events.length - 1]!;
+    expect(summary.event).toBe("summary");
+    expect(Object.keys(summary)).toEqual(expect.arrayContaining(["trainLoss", "testLoss", "testAccuracy", "wallSeconds", "samplesPerSec", "workers"]));
+    expect(summary.workers).toBe(2);
+    expect(summary.testAccuracy).toBeGreaterThan(0.5);
+    expect(summary.testAccuracy).toBeLessThanOrEqual(1);
+  });
+
+  it("writes config.json, metrics.jsonl, both checkpoints and an offline report.html", () => {
+    for (const f of ["config.json", "metrics.jsonl", "checkpoint-latest.msgpack", "checkpoint-best.msgpack", "report.html"]) {
+      expect(existsSync(join(out, f)), f).toBe(true);
+    }
+    const config = JSON.parse(readFileSync(join(out, "config.json"), "utf8")) as Record<string, unknown>;
+    expect(config.model).toEqual([784, 128, 10]);
+    expect(config.limit).toBe(512);
+    const metrics = jsonLines(readFileSync(join(out, "metrics.jsonl"), "utf8"));
+    const step = metrics.find((m) => m.event === "step")!;
+    expect(Object.keys(step)).toEqual(expect.arrayContaining(["step", "epoch", "loss", "lr", "gradNorm", "samplesPerSec"]));
+    expect(metrics.filter((m) => m.event === "eval").every((m) => typeof m.testAccuracy === "number")).toBe(true);
+    const html = readFileSync(join(out, "report.html"), "utf8");
+    expect(html).toContain("<svg");
+    expect(html).not.toMatch(/<script|<link|@import|url\(/);
+  });
+
+  it("prints plain progress lines and the summary when stdout is not a terminal", async () => {
+    const r = await run(["train", ...SMALL, "--epochs", "1", "--eval-every", "4steps", "--out", join(tmp.path, "plain")]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^step \d+\/8 \(\d+%\)/m);
+    expect(r.stdout).toContain("epoch 1/1  train loss");
+    expect(r.stdout.match(/^eval at step/gm)).toHaveLength(2);
+    expect(r.stdout).toMatch(/test accuracy\s+\d+\.\d+%/);
+    expect(r.stdout).toMatch(/throughput\s+[\d,]+ samples\/s on 2 workers/);
+  });
+
+  it("resumes bit for bit: 1 epoch then --resume to 2 equals 2 epochs straight", async () => {
+    const flags = [...SMALL, "--dropout", "0.1", "--quiet"];
+    const straight = join(tmp.path, "straight"), split = join(tmp.path, "split");
+    expect((await run(["train", ...flags, "--epochs", "2", "--out", straight])).code).toBe(0);
+    expect((await run(["train", ...flags, "--epochs", "1", "--out", split])).code).toBe(0);
+    const resumed = await run(["train", "--resume", join(split, "checkpoint-latest.msgpack"), "--epochs", "2", "--json"]);
+    expect(resumed.code).toBe(0);
+    expect(tensorsOf(join(split, "checkpoint-latest.msgpack"))).toEqual(tensorsOf(join(straight, "checkpoint-latest.msgpack")));
+    const summary = jsonLines(resumed.stdout).pop()!;
+    const again = await run(["eval", "--checkpoint", join(straight, "checkpoint-latest.msgpack"), "--json"]);
+    expect(jsonLines(again.stdout)[0]!.loss).toBe(summary.testLoss);
+  });
+
+  it("refuses to change a training setting on --resume", async () => {
+    const r = await run(["train", "--resume", join(tmp.path, "split", "checkpoint-latest.msgpack"), "--lr", "0.5"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("--resume: --lr 0.5 differs from the checkpoint's 0.002");
+  });
+
+  it("Ctrl-C finishes the step, writes a checkpoint, prints the resume command and exits 130", async () => {
+    const dir = join(tmp.path, "interrupted");
+    let isSent = false;
+    const r = await run(["train", "--limit", "2000", "--epochs", "50", "--workers", "2", "--json", "--out", dir], {
+      onStdout: (text, child) => {
+        if (!isSent && text.includes('"event":"step"')) {
+          isSent = true;
+          child.kill("SIGINT");
+        }
+      },
+    });
+    expect(r.code).toBe(130);
+    const checkpoint = join(dir, "checkpoint-latest.msgpack");
+    expect(existsSync(checkpoint)).toBe(true);
+    expect(r.stderr).toContain(`threadgrad train --resume ${checkpoint}`);
+    const last = jsonLines(r.stdout).pop()!;
+    expect(last.event).toBe("interrupted");
+    const stopped = readCheckpoint(checkpoint) as { progress: { globalStep: number; epoch: number } };
+    expect(stopped.progress.globalStep).toBe(last.step);
+    expect(stopped.progress.epoch).toBe(last.epochsDone);
+    expect(stopped.progress.epoch).toBeLessThan(50);
+    // The printed command works (shortened to the current epoch to keep the test quick).
+    const resumed = await run(["train", "--resume", checkpoint, "--epochs", String(stopped.progress.epoch + 1), "--quiet"]);
+    expect(resumed.code).toBe(0);
+    expect(resumed.stdout).toContain("test accuracy");
+  });
+});
+
+describe("threadgrad eval", () => {
+  it("prints loss, accuracy, per-class accuracy and the confusion matrix", async () => {
+    const ckpt = join(tmp.path, "run", "checkpoint-best.msgpack");
+    const r = await run(["eval", "--checkpoint", ckpt, "--workers", "1"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/accuracy \d+\.\d+%/);
+    expect(r.stdout).toContain("class  samples  correct  accuracy");
+    expect(r.stdout).toContain("confusion matrix (rows: true class, columns: predicted class)");
+    const json = jsonLines((await run(["eval", "--checkpoint", ckpt, "--json"])).stdout)[0]!;
+    const matrix = json.confusionMatrix as number[][];
+    expect(matrix).toHaveLength(10);
+    expect(matrix.flat().reduce((a, b) => a + b, 0)).toBe(1667);
+    const correct = matrix.reduce((a, row, i) => a + row[i]!, 0);
+    expect(json.accuracy).toBeCloseTo(correct / 1667, 12);
+  });
+});
