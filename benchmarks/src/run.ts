@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // `pnpm bench`: runs the suites, prints one table, optionally writes JSON.
-//   node dist/run.js [--quick] [--json FILE] [--only w1,w2,w3,w4,w5,scaling] [--workers 1,2,4]
+//   node dist/run.js [--quick] [--json FILE] [--only w1,w2,w3,w4,w5,scaling,soak] [--workers 1,2,4]
 import { writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { formatMachine, machineInfo } from "./machine.js";
@@ -12,6 +12,7 @@ import { w3Sgemm } from "./w3-sgemm.bench.js";
 import { w4DoubleBackward } from "./w4-double-backward.bench.js";
 import { w5AllReduce } from "./w5-all-reduce.bench.js";
 import { scaling } from "./scaling.bench.js";
+import { soak } from "./soak.bench.js";
 
 const SUITES: Record<string, [string, (ctx: Ctx) => Promise<Row[]>]> = {
   w1: ["W1 mlp-step", w1MlpStep],
@@ -20,6 +21,7 @@ const SUITES: Record<string, [string, (ctx: Ctx) => Promise<Row[]>]> = {
   w4: ["W4 double-backward", w4DoubleBackward],
   w5: ["W5 all-reduce", w5AllReduce],
   scaling: ["Scaling", scaling],
+  soak: ["Soak", soak],
 };
 
 const USAGE = `usage: node dist/run.js [options]

@@ -1,0 +1,59 @@
+// Soak: does a long DataParallel run stay flat? W1 for 10,000 steps (--quick: 300) on every core:
+// resident memory after warm-up and at the end, throughput, and the median step breakdown from the
+// ranks (forward+backward, waiting for peers, reduction, sharded update).
+import { randomClassification } from "@threadgrad/cli";
+import { DataParallel, type StepInfo } from "@threadgrad/workers";
+import { W1_SPEC as W1 } from "./inputs.js";
+import type { Ctx } from "./measure.js";
+import type { Row } from "./table.js";
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1] ?? NaN;
+const rssMiB = (): number => process.memoryUsage().rss / 2 ** 20;
+
+export async function soak(ctx: Ctx): Promise<Row[]> {
+  const steps = ctx.quick ? 300 : 10_000;
+  const warmup = ctx.quick ? 30 : 200;
+  const workers = ctx.cores;
+  const batch = W1.batch;
+  const data = randomClassification(16 * batch, W1.sizes[0]!, W1.sizes.at(-1)!, W1.seed);
+  ctx.log(`soak: W1, ${workers} workers, ${steps} steps`);
+  const trainer = await DataParallel.create({
+    model: { kind: "mlp", sizes: [...W1.sizes], activation: W1.activation }, optimizer: { name: "adam", lr: W1.lr }, workers, seed: W1.seed,
+  });
+  try {
+    const stepsPerEpoch = data.length / batch;
+    await trainer.fit(data, { epochs: Math.ceil(warmup / stepsPerEpoch), batchSize: batch });
+    global.gc?.();
+    const rssStart = rssMiB();
+    const timings: StepInfo["timings"][] = [];
+    const t0 = performance.now();
+    await trainer.fit(data, {
+      epochs: trainer.progress.epoch + Math.ceil(steps / stepsPerEpoch), batchSize: batch, onStep: (s) => void timings.push(s.timings),
+    });
+    const seconds = (performance.now() - t0) / 1000;
+    global.gc?.();
+    const rssEnd = rssMiB();
+    const sps = (timings.length * batch) / seconds;
+    const b = {
+      computeMs: median(timings.map((t) => t.computeMs)), waitMs: median(timings.map((t) => t.waitMs)),
+      reduceMs: median(timings.map((t) => t.reduceMs)), updateMs: median(timings.map((t) => t.updateMs)),
+    };
+    const stepMs = (seconds * 1000) / timings.length;
+    const other = stepMs - b.computeMs - b.waitMs - b.reduceMs - b.updateMs;
+    const key = { workload: "Soak W1", impl: "threadgrad", peer: false, threads: workers, better: "higher" as const };
+    return [
+      {
+        ...key, config: `${timings.length} steps, ${workers} workers, batch ${batch}`, unit: "samples/s", median: sps, min: null, max: null, samples: timings.length,
+        note: `RSS ${rssStart.toFixed(0)} MiB after warm-up, ${rssEnd.toFixed(0)} MiB at the end (${(rssEnd - rssStart >= 0 ? "+" : "")}${(rssEnd - rssStart).toFixed(1)})`,
+        extra: { rssStartMiB: rssStart, rssEndMiB: rssEnd },
+      },
+      {
+        ...key, better: "lower", config: "median step breakdown", unit: "ms/step", median: stepMs, min: null, max: null, samples: timings.length,
+        note: `forward+backward ${b.computeMs.toFixed(2)}, wait ${b.waitMs.toFixed(2)}, reduce ${b.reduceMs.toFixed(3)}, update ${b.updateMs.toFixed(3)}, other ${other.toFixed(2)} (publish, wake, main)`,
+        extra: { ...b, otherMs: other },
+      },
+    ];
+  } finally {
+    await trainer.close();
+  }
+}
