@@ -30,3 +30,4 @@ export { createWasmKernels, type WasmKernels, type Region } from "./kernels/wasm
 export { setDefaultWasmKernels } from "./kernels/wasm/matmul-kernel.js";
 export { type WasmMemory } from "./kernels/wasm/loader.js";
 export { isWasmSimdSupported } from "./kernels/wasm/loader.js";
+export { runInStepRegion } from "./kernels/wasm/step-region.js";

@@ -40,6 +40,13 @@ export interface TrainerOptions {
   maxBatchSize?: number;
   /** how long a rank may wait at a barrier before failing; default 60 s */
   barrierTimeoutMs?: number;
+  /**
+   * Keep the tensors a step creates in a per-rank region of the wasm memory that is reset after the
+   * step, instead of the JavaScript heap: no per-step garbage, activations already where the SIMD
+   * kernels read them. Safe for any model that keeps no tensor made during forward beyond the step
+   * (state updated in place is fine). Default: on for built-in models, off for module models.
+   */
+  stepRegion?: boolean;
 }
 
 export interface StepInfo {
@@ -172,6 +179,7 @@ export class DataParallel {
         optimizer: { name, options: optOptions }, seed, barrierTimeoutMs: opts.barrierTimeoutMs ?? 60_000,
         // Spinning at a barrier only pays while every rank has a core of its own.
         spin: numWorkers <= availableWorkers(),
+        stepRegion: opts.stepRegion ?? "kind" in opts.model,
         wasm: wasm ? { memory: wasm.placement.memory, scratch: wasm.placement.scratch[rank]! } : null,
       };
       tasks.push(pool.run(init, { transferList: [port2] }).catch((err: unknown) => trainer.onWorkerFailure(rank, err)));

@@ -3,7 +3,7 @@
 // commands main publishes in shared memory until STOP, an error, or main's abort.
 import { type MessagePort, receiveMessageOnPort } from "node:worker_threads";
 import {
-  type Region, type Tensor, type WasmKernels, type WasmMemory, type nn, createWasmKernels, isTensor, noGrad, setDefaultWasmKernels,
+  type Region, type Tensor, type WasmKernels, type WasmMemory, type nn, createWasmKernels, isTensor, noGrad, runInStepRegion, setDefaultWasmKernels,
   setSampleContext, tensor,
 } from "@threadgrad/core";
 import { type OptimizerName, combineNorms, clipCoef, flatStep, partialNorm, scaleRange } from "@threadgrad/optim";
@@ -31,6 +31,8 @@ export interface WorkerInit {
   barrierTimeoutMs: number;
   /** false when ranks outnumber cores: barriers then wait without spinning */
   spin: boolean;
+  /** tensors made during a step live in this rank's scratch, reset after the step (see TrainerOptions) */
+  stepRegion: boolean;
   /** the arena's shared WebAssembly.Memory and this rank's scratch in it, when the wasm backend is on */
   wasm: { memory: WasmMemory; scratch: Region } | null;
 }
@@ -119,6 +121,7 @@ async function rankLoop(init: WorkerInit, arena: SharedArena, kernels: WasmKerne
     timeoutMs: init.barrierTimeoutMs, spinIterations: init.spin ? undefined : 0, segmentSum: kernels ? wasmSegmentSum(kernels, arena) : undefined,
   });
   const optimizerStep = kernels ? wasmAdam(kernels, arena, init.optimizer) : null;
+  const stepRegion = kernels && init.stepRegion ? kernels : null;
   const datasets = new Map<number, SharedDataset>();
   const scalars = arena.rankScalars(rank);
   const [segStart, segEnd] = segment(arena.layout.paddedLength, ranks, rank);
@@ -143,13 +146,17 @@ async function rankLoop(init: WorkerInit, arena: SharedArena, kernels: WasmKerne
       const [start, end] = shardRange(n, ranks, rank);
       scalars.fill(0);
       if (cmd === P.Cmd.TRAIN) {
-        trainStep({ init, model, lossFn, ds, batch, block, start, end, scalars, params });
+        const ctx = { init, model, lossFn, ds, batch, block, start, end, scalars, params };
+        if (stepRegion) runInStepRegion(stepRegion, () => trainStep(ctx));
+        else trainStep(ctx);
         if (block[P.S_UPDATE] === 1) {
           update({ init, arena, collective, block, state, segStart, segEnd, scalars, ranks, optimizerStep });
         }
         steps++;
       } else {
-        evalStep({ init, model, lossFn, ds, batch, start, end, scalars, preds });
+        const ctx = { init, model, lossFn, ds, batch, start, end, scalars, preds };
+        if (stepRegion) runInStepRegion(stepRegion, () => evalStep(ctx));
+        else evalStep(ctx);
       }
     }
     // The last rank to finish wakes main, which waits on DONE with Atomics.waitAsync.

@@ -9,7 +9,7 @@ import { broadcastData } from "./shape.js";
 /** Runs a generated broadcasting kernel: inputs are converted to `dtype`, the result has `outDtype`. */
 export function broadcastBinary(name: string, expr: string, x: Tensor, y: Tensor, dtype: DType, outDtype: DType = dtype): Tensor {
   const shape = shapeEq(x.shape, y.shape) ? x.shape : broadcastShapes(x.shape, y.shape, name);
-  const out = arrayFor(outDtype, numelOf(shape));
+  const out = arrayFor(outDtype, numelOf(shape), false);
   const k = binaryKernel(expr, `${dtype}->${outDtype}`);
   const xs = shapeEq(x.shape, shape) ? null : broadcastStrides(x.shape, shape);
   const ys = shapeEq(y.shape, shape) ? null : broadcastStrides(y.shape, shape);
@@ -18,7 +18,7 @@ export function broadcastBinary(name: string, expr: string, x: Tensor, y: Tensor
 }
 
 export function mapUnary(expr: string, x: Tensor, dtype: DType, outDtype: DType = dtype): Tensor {
-  const out = arrayFor(outDtype, x.numel);
+  const out = arrayFor(outDtype, x.numel, false);
   unaryKernel(expr, `${dtype}->${outDtype}`)(dataAs(x, dtype), out);
   return new Tensor(out, x.shape);
 }
@@ -176,7 +176,7 @@ export const where = defineOp("where", (cond: Tensor, a: TensorLike, b: TensorLi
   const shape = broadcastShapes(broadcastShapes(cond.shape, x.shape, "where"), y.shape, "where");
   const c = cond.dtype === "bool" ? cond : cond.ne(0);
   const cd = broadcastData(c, shape), xd = broadcastData(x, shape, dtype), yd = broadcastData(y, shape, dtype);
-  const out = arrayFor(dtype, numelOf(shape));
+  const out = arrayFor(dtype, numelOf(shape), false);
   for (let i = 0; i < out.length; i++) out[i] = cd[i] !== 0 ? xd[i]! : yd[i]!;
   return record(new Tensor(out, shape), "where", [x, y], (g, n) => [
     n[0] ? back(where(c, g, 0), x) : null,

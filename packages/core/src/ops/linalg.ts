@@ -25,7 +25,7 @@ export const mm = defineOp("mm", (a: Tensor, b: Tensor, transA = false, transB =
   if (k !== kb) throw new Error(`matmul: inner dimensions differ (${k} vs ${kb}) for shapes ${fmtShape(a.shape)} and ${fmtShape(b.shape)}`);
   let dtype = promoteTypes(a.dtype, b.dtype);
   if (!isFloat(dtype)) dtype = "float64";
-  const out = arrayFor(dtype, batch * m * n) as FloatArray;
+  const out = arrayFor(dtype, batch * m * n, false) as FloatArray;
   const kernel = matmulKernel(dtype);
   const ad = dataAs(a, dtype) as FloatArray, bd = dataAs(b, dtype) as FloatArray;
   for (let i = 0; i < batch; i++) kernel(ad, i * ar * ac, bd, i * br * bc, out, i * m * n, m, k, n, transA, transB);

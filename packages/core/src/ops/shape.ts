@@ -10,7 +10,7 @@ export function broadcastData(t: Tensor, shape: readonly number[], dtype: DType 
   const src = dataAs(t, dtype);
   if (shapeEq(t.shape, shape)) return src;
   broadcastShapes(t.shape, shape, "broadcastTo");
-  const out = arrayFor(dtype, numelOf(shape));
+  const out = arrayFor(dtype, numelOf(shape), false);
   stridedCopyKernel(dtype)(src, 0, out, shape, broadcastStrides(t.shape, shape));
   return out;
 }
@@ -58,7 +58,7 @@ export const permute = defineOp("permute", (x: Tensor, dims: readonly number[]):
   if (new Set(d).size !== d.length) throw new Error(`permute: repeated dim in ${fmtShape(dims)}`);
   const st = stridesOf(x.shape);
   const shape = d.map((i) => x.shape[i]!);
-  const out = arrayFor(x.dtype, x.numel);
+  const out = arrayFor(x.dtype, x.numel, false);
   stridedCopyKernel(x.dtype)(x.data, 0, out, shape, d.map((i) => st[i]!));
   const inverse = new Array<number>(d.length);
   d.forEach((v, i) => (inverse[v] = i));
@@ -87,7 +87,7 @@ export const slice = defineOp("slice", (x: Tensor, dim: number, start = 0, end?:
   const [s, len] = sliceRange(x.shape[d]!, start, end, step, "slice");
   const shape = x.shape.map((v, i) => (i === d ? len : v));
   const st = stridesOf(x.shape);
-  const out = arrayFor(x.dtype, numelOf(shape));
+  const out = arrayFor(x.dtype, numelOf(shape), false);
   stridedCopyKernel(x.dtype)(x.data, s * st[d]!, out, shape, st.map((v, i) => (i === d ? v * step : v)));
   return record(new Tensor(out, shape), "slice", [x], (g) => [sliceBackward(g, x.shape, d, s, step)]);
 });
@@ -139,7 +139,7 @@ export const cat = defineOp("cat", (tensors: readonly Tensor[], dim = 0): Tensor
   const shape = first.shape.map((v, k) => (k === d ? tensors.reduce((a, t) => a + t.shape[d]!, 0) : v));
   const outer = first.shape.slice(0, d).reduce((a, b) => a * b, 1);
   const inner = first.shape.slice(d + 1).reduce((a, b) => a * b, 1);
-  const out = arrayFor(first.dtype, numelOf(shape));
+  const out = arrayFor(first.dtype, numelOf(shape), false);
   const rowOut = shape[d]! * inner;
   let offset = 0;
   for (const t of tensors) {

@@ -40,7 +40,29 @@ export function promoteWithScalar(t: DType, value: number | boolean): DType {
   return t === "bool" ? "int32" : t;
 }
 
-export function arrayFor(dtype: DType, n: number): TypedArray {
+/**
+ * Where new tensor storage comes from while a step region is active (see kernels/wasm/step-region.ts):
+ * returns an array of `n` elements, zero-filled when `zeroed`, or null to use the JavaScript heap.
+ */
+export type StepAllocator = (dtype: DType, n: number, zeroed: boolean) => TypedArray | null;
+let stepAllocator: StepAllocator | null = null;
+
+/** Installs (or with null removes) the step allocator; returns the previous one. */
+export function setStepAllocator(fn: StepAllocator | null): StepAllocator | null {
+  const previous = stepAllocator;
+  stepAllocator = fn;
+  return previous;
+}
+
+/**
+ * Storage for `n` elements of `dtype`. `zeroed: false` is for callers that overwrite every
+ * element: inside a step region it skips the zero fill.
+ */
+export function arrayFor(dtype: DType, n: number, zeroed = true): TypedArray {
+  if (stepAllocator !== null) {
+    const a = stepAllocator(dtype, n, zeroed);
+    if (a !== null) return a;
+  }
   switch (dtype) {
     case "float32":
       return new Float32Array(n);
