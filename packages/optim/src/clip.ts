@@ -1,4 +1,4 @@
-import type { FloatArray, ParamLike } from "./types.js";
+import type { AnyArray, FloatArray, ParamLike } from "./types.js";
 
 /** 2 (Euclidean), Infinity (max abs) or any other p > 0. */
 export type NormType = number;
@@ -69,7 +69,7 @@ export function clipGradNorm(
 ): number {
   if (!(maxNorm >= 0)) throw new Error(`clipGradNorm: maxNorm must be >= 0, got ${maxNorm}`);
   checkNormType("clipGradNorm", normType);
-  const grads = params.flatMap((p) => (p.grad === null ? [] : [p.grad.data]));
+  const grads = params.flatMap((p) => (p.grad === null ? [] : [floatGrad(p.grad.data, "clipGradNorm")]));
   const total = combineNorms(grads.map((g) => partialNorm(g, 0, g.length, normType)), normType);
   if (errorIfNonfinite && !Number.isFinite(total)) {
     throw new Error(
@@ -81,6 +81,11 @@ export function clipGradNorm(
   // Multiplying by exactly 1 changes nothing, so the common unclipped case skips the pass.
   if (coef !== 1) for (const g of grads) scaleRange(g, 0, g.length, coef);
   return total;
+}
+
+function floatGrad(a: AnyArray, owner: string): FloatArray {
+  if (a instanceof Float32Array || a instanceof Float64Array) return a;
+  throw new Error(`${owner}: a gradient holds ${a.constructor.name} values, not floats`);
 }
 
 /**

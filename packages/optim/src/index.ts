@@ -1,5 +1,5 @@
 // @threadgrad/optim: optimizers, learning-rate schedulers and gradient clipping. MIT license.
-export type { FlatStepArgs, FloatArray, GradLike, OptimizerName, ParamLike, StateBufferSpec } from "./types.js";
+export type { AnyArray, FlatStepArgs, FloatArray, GradLike, OptimizerName, ParamLike, StateBufferSpec } from "./types.js";
 export { FLT_MIN } from "./flat/flush.js";
 export { adamUpdate, type AdamUpdateOptions } from "./flat/adam.js";
 export { sgdUpdate, type SgdUpdateOptions } from "./flat/sgd.js";

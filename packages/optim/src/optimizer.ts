@@ -40,6 +40,11 @@ export class Optimizer<O extends object> {
     const { params, ...options } = group;
     if (!Array.isArray(params)) throw new Error(`${this.spec.owner}: a parameter group needs a params array`);
     const seen = new Set(this.paramGroups.flatMap((g) => g.params));
+    params.forEach((p, i) => {
+      if (!isFloatArray(p.data)) {
+        throw new Error(`${this.spec.owner}: parameter ${i} holds ${p.data.constructor.name} values; only float32 and float64 parameters can be optimized`);
+      }
+    });
     for (const p of params) {
       if (seen.has(p)) throw new Error(`${this.spec.owner}: a parameter appears in more than one parameter group`);
       seen.add(p);
@@ -78,11 +83,13 @@ export class Optimizer<O extends object> {
         if (g.data.length !== p.data.length) {
           throw new Error(`${this.spec.owner}: gradient ${k - 1} has ${g.data.length} elements, parameter has ${p.data.length}`);
         }
+        if (!isFloatArray(g.data)) throw new Error(`${this.spec.owner}: gradient ${k - 1} holds ${g.data.constructor.name} values, not floats`);
+        const data = p.data as FloatArray; // checked when the parameter was added
         const st = this.stateOf(p);
-        for (const b of specs) st.buffers[b.name] ??= newLike(p.data, b.init);
+        for (const b of specs) st.buffers[b.name] ??= newLike(data, b.init);
         st.step += 1;
         const state = specs.map((b) => st.buffers[b.name]);
-        this.spec.update(group, { params: p.data, grads: g.data, state, start: 0, end: p.data.length, step: st.step });
+        this.spec.update(group, { params: data, grads: g.data, state, start: 0, end: data.length, step: st.step });
       }
     }
   }
@@ -183,6 +190,8 @@ export class Optimizer<O extends object> {
     return this.paramGroups.flatMap((g) => g.params);
   }
 }
+
+const isFloatArray = (a: unknown): a is FloatArray => a instanceof Float32Array || a instanceof Float64Array;
 
 function isGroupList<O extends object>(params: ParamLike[] | ParamGroupInput<O>[]): params is ParamGroupInput<O>[] {
   return params.length > 0 && "params" in params[0];

@@ -4,9 +4,15 @@
 /** A contiguous float buffer: parameters, gradients and optimizer state all use one of these. */
 export type FloatArray = Float32Array | Float64Array;
 
+/**
+ * Storage as a tensor library types it (core's `Tensor.data` may hold any dtype); the optimizers
+ * check that parameters and gradients are float32 or float64 and refuse the rest.
+ */
+export type AnyArray = Float32Array | Float64Array | Int32Array | Uint8Array;
+
 /** A gradient as the optimizer sees it: contiguous data plus a shape. */
 export interface GradLike {
-  data: FloatArray;
+  data: AnyArray;
   shape: readonly number[];
 }
 
@@ -16,7 +22,7 @@ export interface GradLike {
  * dropping it, because the workers keep writing into that exact memory.
  */
 export interface ParamLike {
-  data: FloatArray;
+  data: AnyArray;
   shape: readonly number[];
   grad: GradLike | null;
   gradIsBound?: boolean;
