@@ -1,4 +1,5 @@
 import type { TypedArray } from "../tensor/dtype.js";
+import { stridesOf } from "../tensor/shape.js";
 import { erf } from "./special.js";
 
 /**
@@ -57,15 +58,6 @@ function binarySource(expr: string): string {
   }`;
 }
 
-function contiguousStrides(shape: readonly number[]): number[] {
-  const s = new Array<number>(shape.length);
-  let acc = 1;
-  for (let i = shape.length - 1; i >= 0; i--) {
-    s[i] = acc;
-    acc *= shape[i]!;
-  }
-  return s;
-}
 
 /** Kernel computing `out = expr(x, y)` with broadcasting; `expr` is JavaScript over `x` and `y`. */
 export function binaryKernel(expr: string, dtype: string): BinaryKernel {
@@ -73,7 +65,7 @@ export function binaryKernel(expr: string, dtype: string): BinaryKernel {
   let k = binaryCache.get(key);
   if (k === undefined) {
     const make = new Function("contiguousStrides", `return function binary(a, b, out, outShape, aStrides, bStrides) {${binarySource(expr)}\n}`);
-    k = make(contiguousStrides) as BinaryKernel;
+    k = make(stridesOf) as BinaryKernel;
     binaryCache.set(key, k);
   }
   return k;
