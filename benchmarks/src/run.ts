@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // `pnpm bench`: runs the suites, prints one table, optionally writes JSON.
-//   node dist/run.js [--quick] [--json FILE] [--only w1,w2,w3,w4,w5,scaling,soak] [--workers 1,2,4]
+//   node dist/run.js [--quick] [--json FILE] [--only w1,profile,w2,w3,w4,w5,scaling,soak] [--workers 1,2,4]
 import { writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { formatMachine, machineInfo } from "./machine.js";
@@ -13,9 +13,11 @@ import { w4DoubleBackward } from "./w4-double-backward.bench.js";
 import { w5AllReduce } from "./w5-all-reduce.bench.js";
 import { scaling } from "./scaling.bench.js";
 import { soak } from "./soak.bench.js";
+import { w1Profile } from "./w1-profile.bench.js";
 
 const SUITES: Record<string, [string, (ctx: Ctx) => Promise<Row[]>]> = {
   w1: ["W1 mlp-step", w1MlpStep],
+  profile: ["W1 profile", w1Profile],
   w2: ["W2 fashion-mnist", w2FashionMnist],
   w3: ["W3 sgemm", w3Sgemm],
   w4: ["W4 double-backward", w4DoubleBackward],
