@@ -13,6 +13,7 @@
 //   --runtime stub                no GC; the kernels allocate nothing anyway
 //   -O3 --noAssert                speed; assertions would need abort messages, i.e. static data
 //   --use abort=                  no abort import, no message strings
+//   --enable relaxed-simd         second build only (kernels-relaxed.wasm): fused multiply-add
 // The module must hold no data segments and no start function: instantiating it on a memory that
 // other threads already use would re-run them. The check below fails the build if either appears.
 import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
@@ -23,6 +24,9 @@ const assemblyDir = fileURLToPath(new URL("assembly/", root));
 const source = fileURLToPath(new URL("assembly/kernels.ts", root));
 const outDir = fileURLToPath(new URL("dist/", root));
 const outFile = fileURLToPath(new URL("dist/kernels.wasm", root));
+// The same source with relaxed SIMD enabled (fused multiply-add in the matmul); the loader picks it
+// where the engine accepts relaxed SIMD, and falls back to kernels.wasm elsewhere.
+const relaxedFile = fileURLToPath(new URL("dist/kernels-relaxed.wasm", root));
 const textFile = fileURLToPath(new URL("dist/kernels.wat", root));
 const args = new Set(process.argv.slice(2));
 
@@ -31,34 +35,37 @@ const inputs = [
   ...readdirSync(assemblyDir).filter((f) => f.endsWith(".ts")).map((f) => assemblyDir + f),
   fileURLToPath(import.meta.url),
 ];
-if (!args.has("--force") && !args.has("--wat") && inputs.every((p) => mtime(p) < mtime(outFile))) {
+if (!args.has("--force") && !args.has("--wat") && inputs.every((p) => mtime(p) < Math.min(mtime(outFile), mtime(relaxedFile)))) {
   process.exit(0);
 }
 
 const started = performance.now();
 mkdirSync(outDir, { recursive: true });
 const { default: asc } = await import("assemblyscript/dist/asc.js"); // loaded only when compiling
-const { error, stderr } = await asc.main([
-  source,
-  "--outFile", outFile,
-  ...(args.has("--wat") ? ["--textFile", textFile] : []),
-  "--enable", "simd", "--enable", "threads",
-  "--importMemory", "--sharedMemory", "--initialMemory", "1", "--maximumMemory", "65536",
-  "--runtime", "stub",
-  "--optimizeLevel", "3", "--shrinkLevel", "0", "--noAssert",
-  "--use", "abort=",
-]);
-if (error) {
-  process.stderr.write(stderr.toString());
-  console.error(`build-wasm: asc failed: ${error.message}`);
-  process.exit(1);
+for (const [file, extra] of [[outFile, []], [relaxedFile, ["--enable", "relaxed-simd"]]]) {
+  const { error, stderr } = await asc.main([
+    source,
+    "--outFile", file,
+    ...(args.has("--wat") && file === outFile ? ["--textFile", textFile] : []),
+    "--enable", "simd", "--enable", "threads", ...extra,
+    "--importMemory", "--sharedMemory", "--initialMemory", "1", "--maximumMemory", "65536",
+    "--runtime", "stub",
+    "--optimizeLevel", "3", "--shrinkLevel", "0", "--noAssert",
+    "--use", "abort=",
+  ]);
+  if (error) {
+    process.stderr.write(stderr.toString());
+    console.error(`build-wasm: asc failed: ${error.message}`);
+    process.exit(1);
+  }
+  checkNoStaticState(readFileSync(file), file);
 }
-checkNoStaticState(readFileSync(outFile));
+
 const ms = Math.round(performance.now() - started);
-console.log(`build-wasm: wrote ${fileURLToPath(new URL("dist/kernels.wasm", root))} in ${ms} ms`);
+console.log(`build-wasm: wrote ${outFile} and ${relaxedFile} in ${ms} ms`);
 
 // Walks the module's sections: data (11), data count (12) and start (8) must be absent.
-function checkNoStaticState(bytes) {
+function checkNoStaticState(bytes, file) {
   let pos = 8;
   const uleb = () => {
     let result = 0, shift = 0, byte;
@@ -70,8 +77,8 @@ function checkNoStaticState(bytes) {
     const id = bytes[pos++];
     const size = uleb();
     if (id in names) {
-      writeFileSync(outFile, new Uint8Array(0));
-      console.error(`build-wasm: kernels.wasm has ${names[id]}; the module must own no static data (see assembly/kernels.ts)`);
+      writeFileSync(file, new Uint8Array(0));
+      console.error(`build-wasm: ${file} has ${names[id]}; the module must own no static data (see assembly/kernels.ts)`);
       process.exit(1);
     }
     pos += size;

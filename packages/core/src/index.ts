@@ -31,3 +31,4 @@ export { setDefaultWasmKernels } from "./kernels/wasm/matmul-kernel.js";
 export { type WasmMemory } from "./kernels/wasm/loader.js";
 export { isWasmSimdSupported } from "./kernels/wasm/loader.js";
 export { runInStepRegion } from "./kernels/wasm/step-region.js";
+export { usesRelaxedSimd } from "./kernels/wasm/loader.js";

@@ -1,3 +1,4 @@
+import { setFlagsFromString } from "node:v8";
 import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
@@ -5,6 +6,7 @@ import { fileURLToPath } from "node:url";
 // dist/kernels.wasm; from src/kernels/wasm/loader.ts (vitest runs the sources) the built file is
 // in ../../../dist/. scripts/build-wasm.mjs writes it before `tsc -b`.
 const CANDIDATES = ["../../kernels.wasm", "../../../dist/kernels.wasm"];
+const RELAXED_NAME = "kernels-relaxed.wasm";
 
 // Node has WebAssembly, but the ES2023 lib we compile against does not declare it: these are the
 // few parts used here, typed structurally so that a real WebAssembly.Memory fits.
@@ -75,6 +77,35 @@ export function findKernelsWasm(): string | undefined {
 }
 
 let compiled: WasmModule | undefined;
+let relaxedInUse = false;
+
+/**
+ * The relaxed-SIMD build when this engine takes it, else null. Node 20 ships relaxed SIMD behind
+ * --experimental-wasm-relaxed-simd, which NODE_OPTIONS refuses but v8.setFlagsFromString accepts
+ * before a compile (in any thread); validating the build itself is the probe. THREADGRAD_RELAXED_SIMD=0
+ * turns it off.
+ */
+function relaxedBytes(plainPath: string): Uint8Array | null {
+  if (process.env.THREADGRAD_RELAXED_SIMD === "0") return null;
+  const path = plainPath.replace(/kernels\.wasm$/, RELAXED_NAME);
+  if (!existsSync(path)) return null;
+  const bytes = readFileSync(path);
+  if (!WebAssembly.validate(bytes)) {
+    try {
+      setFlagsFromString("--experimental-wasm-relaxed-simd");
+    } catch {
+      return null;
+    }
+    if (!WebAssembly.validate(bytes)) return null;
+  }
+  return bytes;
+}
+
+/** True when the kernels in use are the relaxed-SIMD build (fused multiply-add in the matmul). */
+export function usesRelaxedSimd(): boolean {
+  kernelsModule();
+  return relaxedInUse;
+}
 
 /**
  * The compiled kernels module (read and compiled synchronously once per thread).
@@ -87,7 +118,9 @@ export function kernelsModule(): WasmModule {
       const tried = CANDIDATES.map((rel) => fileURLToPath(new URL(rel, import.meta.url))).join(", ");
       throw new Error(`wasm kernels: kernels.wasm not found (tried ${tried}); run \`node packages/core/scripts/build-wasm.mjs\``);
     }
-    compiled = new WebAssembly.Module(readFileSync(path));
+    const relaxed = relaxedBytes(path);
+    relaxedInUse = relaxed !== null;
+    compiled = new WebAssembly.Module(relaxed ?? readFileSync(path));
   }
   return compiled;
 }
