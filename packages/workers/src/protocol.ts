@@ -44,14 +44,12 @@ export const S_STEP = 7;
 export const S_DATASET = 8;
 /** max gradient norm (0: no clipping) */
 export const S_CLIP = 9;
-/** 1: skip the update when the loss or gradient is not finite, instead of failing */
-export const S_SKIP_NONFINITE = 10;
 export const STEP_BLOCK_SIZE = 16;
 
 // Per-rank scalars (float64 slots in the arena's scalars region).
 export const R_LOSS = 0;
 export const R_CORRECT = 1;
-export const R_COUNT = 2;
+// slot 2 is unused
 export const R_SQNORM = 3;
 export const R_NONFINITE = 4;
 /** 1 when this rank skipped the update (non-finite); identical on every rank */

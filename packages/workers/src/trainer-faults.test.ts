@@ -38,6 +38,20 @@ describe("DataParallel faults", () => {
     expect(t.isClosed).toBe(true);
   });
 
+  it("when one rank fails, fit reports that rank's error, not the peers' released waits", async () => {
+    // 33 samples over 2 ranks: rank 0 gets 17 rows, rank 1 gets 16; only rank 0's shard fails.
+    const t = await create({ model: { module: FAULTY, export: "createModel", args: ["throw-rows", 17] } });
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const again = attempt === 0 ? t : await create({ model: { module: FAULTY, export: "createModel", args: ["throw-rows", 17] } });
+      await expect(again.fit(data(33, 4, 3), { epochs: 1, batchSize: 33 })).rejects.toThrow(/^worker rank 0: shard of 17 rows refused on purpose/);
+    }
+  });
+
+  it("evaluate refuses a batch size below 1 instead of looping", async () => {
+    const t = await create({});
+    await expect(t.evaluate(data(8, 4, 3), { batchSize: 0 })).rejects.toThrow(/evaluate: batchSize must be a positive integer, got 0/);
+  });
+
   it("a worker that exits fails fit with its rank instead of hanging", async () => {
     const t = await create({ model: { module: FAULTY, export: "createModel", args: ["exit", 1] } });
     const started = Date.now();

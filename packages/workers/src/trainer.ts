@@ -2,13 +2,14 @@ import { MessageChannel, type MessagePort } from "node:worker_threads";
 import { fileURLToPath } from "node:url";
 import { existsSync } from "node:fs";
 import { Piscina } from "piscina";
-import { type nn, manualSeed } from "@threadgrad/core";
+import { type nn, isTensor, manualSeed } from "@threadgrad/core";
 import { type OptimizerName, type ScheduleConfig, combineNorms, lrAt, resolveFlatOptions, stateBuffers } from "@threadgrad/optim";
 import { SharedArena, planArena } from "./arena.js";
 import { readTrainerCheckpoint, restoreTrainer, saveTrainer } from "./persist.js";
 import { ErrorCode, signalError, waitUntil } from "./control.js";
 import { type DatasetLike, type SharedDataset, toSharedDataset } from "./dataset.js";
 import * as P from "./protocol.js";
+import { epochOrder } from "./step-math.js";
 import { type LossSpec, type ModelSpec, buildModel, isClassification } from "./spec.js";
 import { availableWorkers, resolveWorkers } from "./threads.js";
 import { placeInWasm } from "./wasm-arena.js";
@@ -40,6 +41,12 @@ export interface TrainerOptions {
   maxBatchSize?: number;
   /** how long a rank may wait at a barrier before failing; default 60 s */
   barrierTimeoutMs?: number;
+  /**
+   * how long one command (a training step, an evaluation batch) may take before the trainer gives
+   * up, signals the workers and shuts down: a rank stuck in its own code cannot hang the caller.
+   * Default 10 minutes.
+   */
+  stepTimeoutMs?: number;
   /**
    * Keep the tensors a step creates in a per-rank region of the wasm memory that is reset after the
    * step, instead of the JavaScript heap: no per-step garbage, activations already where the SIMD
@@ -84,6 +91,8 @@ export interface EvalResult {
 
 /** Where training stands; saved in checkpoints so a resumed run continues exactly. */
 export interface Progress {
+  /** the batch size of the epoch in progress (mid-epoch resume needs the same one) */
+  batchSize: number;
   epoch: number;
   stepInEpoch: number;
   globalStep: number;
@@ -112,12 +121,15 @@ function workerEntry(): string {
  * ```
  */
 export class DataParallel {
-  readonly progress: Progress = { epoch: 0, stepInEpoch: 0, globalStep: 0, optimizerStep: 0 };
+  readonly progress: Progress = { batchSize: 0, epoch: 0, stepInEpoch: 0, globalStep: 0, optimizerStep: 0 };
   private seq = 0;
-  private failure: Error | null = null;
+  private readonly rankErrors = new Map<number, Error>();
   private closed = false;
   private busy = false;
-  private readonly datasets = new Map<DatasetLike, SharedDataset>();
+  private closing = false;
+  private running: Promise<unknown> | null = null;
+  // Keyed by the features' storage, so fresh `{ x, y }` wrappers around the same arrays reuse it.
+  private readonly datasets = new WeakMap<object, { shared: SharedDataset; y: unknown }>();
 
   private constructor(
     readonly options: Required<Pick<TrainerOptions, "model" | "loss" | "seed" | "accumulateSteps" | "skipNonFinite" | "maxBatchSize">> & TrainerOptions,
@@ -196,19 +208,27 @@ export class DataParallel {
   private onWorkerFailure(rank: number, err: unknown): void {
     const e = err instanceof Error ? err : new Error(String(err));
     const message = e.message.startsWith("rank ") ? e.message : `rank ${rank}: ${e.message}`;
-    const isSecondary = /^rank \d+: aborted$/.test(message);
-    if (this.failure === null || (/aborted$/.test(this.failure.message) && !isSecondary)) {
-      this.failure = Object.assign(new Error(`worker ${message}`), { rank, cause: e });
-    }
+    this.rankErrors.set(rank, Object.assign(new Error(`worker ${message}`), { rank, cause: e }));
+    // A rank that throws records itself in FAILED_RANK before raising the error word; the others
+    // then fail too (released from their waits), so that rank's error is the cause. A rank that
+    // dies without throwing (process.exit) records nothing: then the first error to arrive is used.
+    if (Atomics.load(this.arena.control, P.FAILED_RANK) === 0) Atomics.compareExchange(this.arena.control, P.FAILED_RANK, 0, rank + 1);
     signalError(this.arena.control, ErrorCode.WORKER_FAILED);
+  }
+
+  /** The error of the rank that failed first, once its task has reported. */
+  private get failure(): Error | null {
+    const first = Atomics.load(this.arena.control, P.FAILED_RANK) - 1;
+    return this.rankErrors.get(first) ?? this.rankErrors.values().next().value ?? null;
   }
 
   private async waitFor(index: number, target: number, timeoutMs: number | undefined, what: string): Promise<void> {
     try {
       await waitUntil(this.arena.control, index, (v) => v >= target, { timeoutMs, pollMs: 50 });
     } catch (err) {
-      // Let the failing task's rejection arrive so the error names the worker's own cause.
-      for (let i = 0; i < 20 && (this.failure === null || /aborted$/.test(this.failure.message)); i++) await new Promise((r) => setTimeout(r, 25));
+      // Let the failing rank's task rejection arrive so the error names that worker's own cause.
+      const failedRank = () => Atomics.load(this.arena.control, P.FAILED_RANK) - 1;
+      for (let i = 0; i < 40 && !this.rankErrors.has(failedRank()); i++) await new Promise((r) => setTimeout(r, 25));
       await this.shutdown();
       throw this.failure ?? new Error(`DataParallel: ${what} failed: ${(err as Error).message}`);
     }
@@ -223,17 +243,18 @@ export class DataParallel {
     this.seq++;
     Atomics.store(control, P.SEQ, this.seq);
     Atomics.notify(control, P.SEQ); // wakes every rank parked in waitForCommand
-    await this.waitFor(P.DONE, this.numWorkers, undefined, what);
+    await this.waitFor(P.DONE, this.numWorkers, this.options.stepTimeoutMs ?? 600_000, what);
   }
 
   private async register(ds: DatasetLike): Promise<SharedDataset> {
-    let shared = this.datasets.get(ds);
-    if (shared === undefined) {
-      shared = toSharedDataset(ds);
-      for (const port of this.ports) port.postMessage(shared);
-      await this.command(P.Cmd.RECEIVE, "sending the data set");
-      this.datasets.set(ds, shared);
-    }
+    const key = ds !== null && typeof ds === "object" && "x" in ds ? (isTensor(ds.x) ? ds.x.data : ds.x) : ds;
+    const y = ds !== null && typeof ds === "object" && "y" in ds ? (isTensor(ds.y) ? ds.y.data : ds.y) : null;
+    const known = this.datasets.get(key as object);
+    if (known !== undefined && known.y === y) return known.shared;
+    const shared = toSharedDataset(ds);
+    for (const port of this.ports) port.postMessage(shared);
+    await this.command(P.Cmd.RECEIVE, "sending the data set");
+    this.datasets.set(key as object, { shared, y });
     return shared;
   }
 
@@ -241,12 +262,12 @@ export class DataParallel {
    * The global denominator that turns the ranks' summed losses into the mean loss over `indices`:
    * the sample count, times the target size for MSE, or the summed class weights of the targets.
    */
-  private denominator(ds: SharedDataset, indices: ArrayLike<number>): number {
+  private denominator(ds: SharedDataset, indices: ArrayLike<number>, sample: (i: number) => number = (i) => indices[i]!): number {
     const loss = this.options.loss;
     if (loss === "mse") return indices.length * ds.targetDim;
     if (typeof loss === "object" && "name" in loss && loss.weight) {
       let total = 0;
-      for (let i = 0; i < indices.length; i++) total += loss.weight[ds.y[indices[i]!]!] ?? 0;
+      for (let i = 0; i < indices.length; i++) total += loss.weight[ds.y[sample(i)]!] ?? 0;
       return total;
     }
     return indices.length;
@@ -259,6 +280,19 @@ export class DataParallel {
 
   /** Trains until `epochs` epochs are complete; resumes from `progress`. */
   async fit(data: DatasetLike, opts: FitOptions): Promise<Progress> {
+    return this.track(this.runFit(data, opts));
+  }
+
+  private async track<T>(work: Promise<T>): Promise<T> {
+    this.running = work;
+    try {
+      return await work;
+    } finally {
+      if (this.running === work) this.running = null;
+    }
+  }
+
+  private async runFit(data: DatasetLike, opts: FitOptions): Promise<Progress> {
     if (this.busy) throw new Error("DataParallel: fit or evaluate is already running");
     const { epochs, batchSize, signal } = opts;
     if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > this.options.maxBatchSize) {
@@ -268,15 +302,19 @@ export class DataParallel {
     this.busy = true;
     try {
       const ds = await this.register(data);
-      const { epochOrder } = await import("./step-math.js");
       const stepsPerEpoch = Math.ceil(ds.length / batchSize);
       const k = this.options.accumulateSteps;
       const pr = this.progress;
+      if (pr.stepInEpoch > 0 && pr.batchSize !== batchSize) {
+        throw new Error(`DataParallel.fit: this run stopped mid-epoch with batchSize ${pr.batchSize}; resume it with the same batchSize, not ${batchSize}`);
+      }
+      pr.batchSize = batchSize;
       while (pr.epoch < epochs) {
         const order = epochOrder(ds.length, this.options.seed, pr.epoch);
         while (pr.stepInEpoch < stepsPerEpoch) {
-          if (signal?.aborted) return pr;
           const s = pr.stepInEpoch;
+          // Stop only between accumulation windows: a checkpoint never holds half a window.
+          if ((signal?.aborted || this.closing) && s % k === 0) return pr;
           const indices = order.subarray(s * batchSize, Math.min(ds.length, (s + 1) * batchSize));
           // An accumulation window is k consecutive micro-steps of one epoch; the last may be shorter.
           const windowStart = s - (s % k);
@@ -329,7 +367,7 @@ export class DataParallel {
     }
     const skipped = w.update && this.arena.rankScalars(0)[P.R_SKIPPED] === 1;
     const step = this.progress.globalStep + 1;
-    const loss = lossSum / indices.length;
+    const loss = lossSum / this.denominator(ds, indices);
     if (nonFinite && !this.options.skipNonFinite) {
       throw new Error(`DataParallel: non-finite ${Number.isFinite(loss) ? "gradient" : `loss (${loss})`} at step ${step}; the update was not applied. Lower the learning rate, clip gradients (clipGradNorm) or pass skipNonFinite: true to skip such steps.`);
     }
@@ -342,11 +380,16 @@ export class DataParallel {
 
   /** Mean loss (and accuracy and predictions for classification) over a data set, in eval mode. */
   async evaluate(data: DatasetLike, opts: { batchSize?: number } = {}): Promise<EvalResult> {
+    return this.track(this.runEvaluate(data, opts));
+  }
+
+  private async runEvaluate(data: DatasetLike, opts: { batchSize?: number }): Promise<EvalResult> {
     if (this.busy) throw new Error("DataParallel: fit or evaluate is already running");
     this.busy = true;
     try {
       const ds = await this.register(data);
       const bs = Math.min(opts.batchSize ?? 1024, this.options.maxBatchSize);
+      if (!Number.isInteger(bs) || bs < 1) throw new Error(`DataParallel.evaluate: batchSize must be a positive integer, got ${opts.batchSize}`);
       const classification = isClassification(this.options.loss);
       const predictions = classification ? new Int32Array(ds.length) : null;
       let lossSum = 0, correct = 0;
@@ -364,8 +407,7 @@ export class DataParallel {
         predictions?.set(this.predictions.subarray(0, n), start);
       }
       const all = { length: ds.length } as ArrayLike<number>;
-      const denom = typeof this.options.loss === "object" ? this.denominator(ds, Array.from({ length: ds.length }, (_, i) => i)) : this.denominator(ds, all);
-      return { loss: lossSum / denom, accuracy: classification ? correct / ds.length : null, samples: ds.length, predictions };
+      return { loss: lossSum / this.denominator(ds, all, (i) => i), accuracy: classification ? correct / ds.length : null, samples: ds.length, predictions };
     } finally {
       this.busy = false;
     }
@@ -398,6 +440,10 @@ export class DataParallel {
 
   /** Stops the workers and releases the pool; safe to call more than once. */
   async close(): Promise<void> {
+    if (this.running !== null) {
+      this.closing = true;
+      await this.running.catch(() => undefined);
+    }
     await this.shutdown();
   }
 

@@ -38,8 +38,8 @@ export interface WorkerInit {
 }
 
 /** Waits (blocking: this is a worker) until control[SEQ] differs from `seen`, watching ERROR. */
-function waitForCommand(control: Int32Array, seen: number): number {
-  for (let spin = 0; spin < 2000; spin++) {
+function waitForCommand(control: Int32Array, seen: number, spins: number): number {
+  for (let spin = 0; spin < spins; spin++) {
     const v = Atomics.load(control, P.SEQ);
     if (v !== seen) return v;
   }
@@ -131,7 +131,7 @@ async function rankLoop(init: WorkerInit, arena: SharedArena, kernels: WasmKerne
   let seen = 0;
   let steps = 0;
   for (;;) {
-    seen = waitForCommand(control, seen);
+    seen = waitForCommand(control, seen, init.spin ? 2000 : 0);
     const cmd = block[P.S_CMD];
     if (cmd === P.Cmd.STOP) return { rank, steps };
     if (cmd === P.Cmd.RECEIVE) {
@@ -190,7 +190,6 @@ function trainStep(c: StepCtx & { block: Float64Array; params: Tensor[] }): void
     if (!isTensor(lossSum) || lossSum.numel !== 1) throw new Error("the loss function must return a scalar Tensor (the sum over the shard)");
     const value = lossSum.item();
     scalars[P.R_LOSS] = value;
-    scalars[P.R_COUNT] = end - start;
     if (!Number.isFinite(value)) scalars[P.R_NONFINITE] = 1;
     if (c.init.classification) scalars[P.R_CORRECT] = noGrad(() => countCorrect(out, y, null, 0));
     lossSum.div(block[P.S_DENOM]!).backward();
@@ -247,7 +246,6 @@ function evalStep(c: StepCtx & { preds: Int32Array }): void {
   noGrad(() => {
     const out = (c.model.forward as (x: Tensor) => Tensor)(x);
     scalars[P.R_LOSS] = c.lossFn(out, y).item();
-    scalars[P.R_COUNT] = end - start;
     if (c.init.classification) scalars[P.R_CORRECT] = countCorrect(out, y, c.preds, start);
   });
 }
