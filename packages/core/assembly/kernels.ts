@@ -8,8 +8,8 @@
 // (src/kernels/wasm/wasm-kernels.ts), scratch included. Element counts and indices are in floats.
 // Only `const` numbers live at the top level: the compiler inlines them (no globals are emitted).
 //
-// Elementwise and optimizer kernels flush subnormal results to 0 (lanes.ts); matmul does not: its
-// inputs come from flushed kernels.
+// Elementwise and optimizer kernels flush subnormal results to 0 (lanes.ts); matmul does not, so
+// operands with subnormals (the JavaScript elementwise ops do not flush) make it slower.
 //
 // Files: matmul.ts (packed, tiled f32x4 matmul), elementwise.ts (bias, relu, axpy, scale),
 // step.ts (Adam update, all-reduce sum), lanes.ts (flushing and f32 <-> f64 lane helpers).

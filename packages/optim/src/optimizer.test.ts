@@ -1,3 +1,4 @@
+import { tensor } from "@threadgrad/core";
 import { describe, expect, it } from "vitest";
 import { Adam } from "./adam.js";
 import { createOptimizer } from "./factory.js";
@@ -34,10 +35,11 @@ describe("Optimizer", () => {
   });
 
   it("zeroGrad drops gradients, or zero-fills them with setToNone false or when bound to a shared buffer", () => {
-    const free = param(1), bound = { ...param(1), gradIsBound: true }, kept = param(1);
+    const free = param(1), kept = param(1);
     free.grad = grad(3);
-    bound.grad = grad(3);
-    const boundData = bound.grad.data;
+    const bound = tensor([1], { dtype: "float64", requiresGrad: true });
+    const boundData = new Float64Array([3]);
+    bound.bindGrad(boundData); // core's Tensor: grad = null zero-fills a bound buffer
     new SGD([free, bound]).zeroGrad();
     expect(free.grad).toBeNull();
     expect(bound.grad?.data).toBe(boundData);

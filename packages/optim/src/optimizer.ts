@@ -60,8 +60,9 @@ export class Optimizer<O extends object> {
   zeroGrad({ setToNone = true }: { setToNone?: boolean } = {}): void {
     for (const p of this.allParams()) {
       if (p.grad === null) continue;
-      if (p.gradIsBound || !setToNone) p.grad.data.fill(0);
-      else p.grad = null;
+      // A bound gradient zero-fills on `grad = null` (and then takes the next backward as a copy).
+      if (p.gradIsBound || setToNone) p.grad = null;
+      else p.grad.data.fill(0);
     }
   }
 

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "vitest";
 import {
   Function, type FunctionCtx, type Tensor, add, backward, grad, gradcheck, gradgradcheck, hessian, hvp, jacobian,
-  matmul, noGrad, tensor, vjp, zeros,
+  matmul, noGrad, tensor, vjp, where, zeros,
 } from "../index.js";
 
 const f64 = (values: number[] | number[][], requiresGrad = true): Tensor => tensor(values, { dtype: "float64", requiresGrad });
@@ -286,5 +286,51 @@ describe("custom functions and functional transforms", () => {
       new RegExp(`input 0 at element 1: analytic ${analytic.replace(".", "\\.")}\\d*, numerical ${numeric.replace(".", "\\.")}\\d*`),
     );
     expect(gradcheck((t) => BadSquare.apply(t), [x], { raiseException: false })).toBe(false);
+  });
+});
+
+describe("review regressions", () => {
+  test("an in-place change to an output that backward reads (exp, max, logsumexp) is caught", () => {
+    for (const f of [(x: Tensor) => x.exp(), (x: Tensor) => x.max(), (x: Tensor) => x.logsumexp(0)]) {
+      const x = f64([0.5, 1.5]);
+      const y = f(x);
+      noGrad(() => y.detach().zero_());
+      expect(() => y.sum().backward()).toThrow(/modified by an in-place operation/);
+    }
+  });
+
+  test("an in-place change to where's condition or gather's index is caught", () => {
+    const x = f64([1, 2]);
+    const c = tensor([true, false]);
+    const y = where(c, x, 0);
+    c.fill_(0);
+    expect(() => y.sum().backward()).toThrow(/modified by an in-place operation/);
+    const idx = tensor([[0], [1]]);
+    const z = f64([[1, 2], [3, 4]]).gather(1, idx);
+    idx.fill_(1);
+    expect(() => z.sum().backward()).toThrow(/modified by an in-place operation/);
+  });
+
+  test("the 2-norm and pow(x, 0) have zero gradient at zero, as in PyTorch", () => {
+    const x = f64([0, 0, 0]);
+    x.norm().backward();
+    expect(Array.from(x.grad!.data)).toEqual([0, 0, 0]);
+    const y = f64([0, 2]);
+    y.pow(0).sum().backward();
+    expect(Array.from(y.grad!.data)).toEqual([0, 0]);
+  });
+
+  test("a 0-d tensor lifts only the category, as a Python scalar does", () => {
+    const f32 = tensor([1, 2, 3], { dtype: "float32" });
+    expect(f32.add(tensor(1.5, { dtype: "float64" })).dtype).toBe("float32");
+    expect(tensor([1, 2]).mul(tensor(2.5, { dtype: "float64" })).dtype).toBe("float32");
+    expect(tensor([1, 2]).mul(tensor(2)).dtype).toBe("int32");
+    expect(f32.add(tensor([1.5, 2, 3], { dtype: "float64" })).dtype).toBe("float64");
+  });
+
+  test("createGraph into a bound gradient buffer is refused with a message", () => {
+    const p = f64([1, 2]);
+    p.bindGrad(new Float64Array(2));
+    expect(() => p.mul(p).sum().backward(null, { createGraph: true })).toThrow(/createGraph cannot accumulate into a bound gradient buffer/);
   });
 });

@@ -42,7 +42,7 @@ export abstract class Function {
     const out = noGrad(() => this.forward(ctx, ...args));
     if (!isTensor(out)) throw new Error(`${this.name}.forward must return a Tensor`);
     if (!isGradEnabled() || !inputs.some((t) => t.requiresGrad)) return out;
-    const result = out.gradFn === null && !inputs.includes(out) ? out : new Tensor(out.data, out.shape);
+    const result = out.gradFn === null && !inputs.includes(out) ? out : new Tensor(out.data, out.shape, out._version);
     const backwardImpl = this.backward.bind(this);
     const name = this.name;
     result._setGradFn(new Node(name, inputs, (g) => {

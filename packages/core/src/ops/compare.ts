@@ -1,4 +1,4 @@
-import { promoteTypes } from "../tensor/dtype.js";
+import { resultType } from "../tensor/dtype.js";
 import type { Tensor } from "../tensor/tensor.js";
 import { broadcastBinary } from "./elementwise.js";
 import { type TensorLike, operands } from "./op.js";
@@ -6,7 +6,7 @@ import { type TensorLike, operands } from "./op.js";
 // Comparisons give bool tensors and are not differentiable.
 function compare(name: string, expr: string, a: TensorLike, b: TensorLike): Tensor {
   const [x, y] = operands(a, b, name);
-  return broadcastBinary(name, `(${expr}) ? 1 : 0`, x, y, promoteTypes(x.dtype, y.dtype), "bool");
+  return broadcastBinary(name, `(${expr}) ? 1 : 0`, x, y, resultType(x, y), "bool");
 }
 
 export const eq = (a: TensorLike, b: TensorLike) => compare("eq", "x === y", a, b);

@@ -1,7 +1,9 @@
 import { normDims } from "../tensor/shape.js";
 import type { Tensor } from "../tensor/tensor.js";
-import { abs, add, div, erf, exp, mul, pow, sqrt, sub, tanh } from "./elementwise.js";
-import { defineOp } from "./op.js";
+import { abs, add, div, erf, exp, mul, pow, sqrt, sub, tanh, where } from "./elementwise.js";
+import { defineOp, record } from "./op.js";
+import { noGrad } from "../autograd/grad-mode.js";
+import { reshape } from "./shape.js";
 import { type Dims, logsumexp, max, mean, sum } from "./reduce.js";
 
 // Composites are built from primitives, so their gradients (of any order) come for free.
@@ -34,8 +36,23 @@ export const std = defineOp("std", (x: Tensor, dims?: Dims, opts: { correction?:
 /** Vector p-norm over `dims` (all by default): p = 2, 1, Infinity or any positive number. */
 export const norm = defineOp("norm", (x: Tensor, p = 2, dims?: Dims, keepdim = false): Tensor => {
   if (p === Infinity) return max(abs(x), dims, keepdim);
-  if (p === 2) return sqrt(sum(mul(x, x), dims, keepdim));
+  if (p === 2) return norm2(x, dims, keepdim);
   if (p === 1) return sum(abs(x), dims, keepdim);
   if (!(p > 0)) throw new Error(`norm: p must be positive, got ${p}`);
   return pow(sum(pow(abs(x), p), dims, keepdim), 1 / p);
+});
+
+/**
+ * The 2-norm with its own backward, g·x/‖x‖, taken as 0 where ‖x‖ = 0 (as PyTorch does; through
+ * sqrt it would be ∞·0 = NaN, exactly where gradient penalties push the gradient).
+ */
+const norm2 = defineOp("norm2", (x: Tensor, dims?: Dims, keepdim = false): Tensor => {
+  const d = normDims(dims, x.ndim, "norm");
+  const out = noGrad(() => sqrt(sum(mul(x, x), d, keepdim)));
+  return record(out, "norm2", [x], (g) => {
+    const kept = x.shape.map((s, i) => (d.includes(i) ? 1 : s));
+    const n = reshape(out, kept);
+    const safe = where(n.eq(0), 1, n);
+    return [where(n.eq(0), 0, mul(reshape(g, kept), div(x, safe)))];
+  }, [x, out]);
 });

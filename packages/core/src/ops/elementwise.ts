@@ -1,5 +1,5 @@
 import { binaryKernel, unaryKernel } from "../kernels/elementwise.js";
-import { type DType, arrayFor, getDefaultDtype, isFloat, promoteTypes } from "../tensor/dtype.js";
+import { type DType, arrayFor, getDefaultDtype, isFloat, resultType } from "../tensor/dtype.js";
 import { broadcastShapes, broadcastStrides, numelOf, shapeEq } from "../tensor/shape.js";
 import { Tensor } from "../tensor/tensor.js";
 import { type TensorLike, dataAs, defineOp, floatDtypeOf, operands, record, toTensor } from "./op.js";
@@ -32,28 +32,28 @@ const back = (g: Tensor, x: Tensor): Tensor => {
 export const add = defineOp("add", (a: TensorLike, b: TensorLike, alpha = 1): Tensor => {
   const [x, y0] = operands(a, b, "add");
   const y = alpha === 1 ? y0 : mul(y0, alpha);
-  const out = broadcastBinary("add", "x + y", x, y, promoteTypes(x.dtype, y.dtype));
+  const out = broadcastBinary("add", "x + y", x, y, resultType(x, y));
   return record(out, "add", [x, y], (g, n) => [n[0] ? back(g, x) : null, n[1] ? back(g, y) : null]);
 });
 
 export const sub = defineOp("sub", (a: TensorLike, b: TensorLike, alpha = 1): Tensor => {
   const [x, y0] = operands(a, b, "sub");
   const y = alpha === 1 ? y0 : mul(y0, alpha);
-  const out = broadcastBinary("sub", "x - y", x, y, promoteTypes(x.dtype, y.dtype));
+  const out = broadcastBinary("sub", "x - y", x, y, resultType(x, y));
   return record(out, "sub", [x, y], (g, n) => [n[0] ? back(g, x) : null, n[1] ? back(neg(g), y) : null]);
 });
 
 // d(a·b) = b·da + a·db
 export const mul = defineOp("mul", (a: TensorLike, b: TensorLike): Tensor => {
   const [x, y] = operands(a, b, "mul");
-  const out = broadcastBinary("mul", "x * y", x, y, promoteTypes(x.dtype, y.dtype));
+  const out = broadcastBinary("mul", "x * y", x, y, resultType(x, y));
   return record(out, "mul", [x, y], (g, n) => [n[0] ? back(mul(g, y), x) : null, n[1] ? back(mul(g, x), y) : null], [x, y]);
 });
 
 // d(a/b) = da/b - a·db/b²; integer division is true division, as in PyTorch.
 export const div = defineOp("div", (a: TensorLike, b: TensorLike): Tensor => {
   const [x, y] = operands(a, b, "div");
-  let dtype = promoteTypes(x.dtype, y.dtype);
+  let dtype = resultType(x, y);
   if (!isFloat(dtype)) dtype = getDefaultDtype();
   const out = broadcastBinary("div", "x / y", x, y, dtype);
   return record(
@@ -68,13 +68,13 @@ export const div = defineOp("div", (a: TensorLike, b: TensorLike): Tensor => {
 // d(a^b) = b·a^(b-1)·da + a^b·ln(a)·db
 export const pow = defineOp("pow", (a: TensorLike, b: TensorLike): Tensor => {
   const [x, y] = operands(a, b, "pow");
-  const out = broadcastBinary("pow", "x ** y", x, y, promoteTypes(x.dtype, y.dtype));
+  const out = broadcastBinary("pow", "x ** y", x, y, resultType(x, y));
   return record(
     out,
     "pow",
     [x, y],
     (g, n) => [
-      n[0] ? back(mul(g, mul(y, pow(x, sub(y, 1)))), x) : null,
+      n[0] ? back(where(y.eq(0), 0, mul(g, mul(y, pow(x, sub(y, 1))))), x) : null,
       n[1] ? back(mul(g, mul(pow(x, y), log(where(x.gt(0), x, 1)))), y) : null,
     ],
     [x, y],
@@ -90,7 +90,9 @@ function floatUnary(name: string, expr: string, a: TensorLike, grad: (g: Tensor,
   const x = toTensor(a, name);
   const dtype = floatDtypeOf(x);
   const out = mapUnary(expr, x, dtype);
-  return record(out, name, [x], (g) => [grad(g, x, out)], [x]);
+  // exp, sqrt, tanh and sigmoid differentiate through their output: it is saved too, so an
+  // in-place change to it before backward is caught.
+  return record(out, name, [x], (g) => [grad(g, x, out)], [x, out]);
 }
 
 export const exp = defineOp("exp", (a: TensorLike) => floatUnary("exp", "Math.exp(x)", a, (g, _x, out) => mul(g, out)));
@@ -142,7 +144,7 @@ export const softplus = defineOp("softplus", (a: TensorLike, beta = 1, threshold
 function extremum(name: "maximum" | "minimum", a: TensorLike, b: TensorLike): Tensor {
   const [x, y] = operands(a, b, name);
   const expr = name === "maximum" ? "(x > y || x !== x) ? x : y" : "(x < y || x !== x) ? x : y";
-  const out = broadcastBinary(name, expr, x, y, promoteTypes(x.dtype, y.dtype));
+  const out = broadcastBinary(name, expr, x, y, resultType(x, y));
   return record(
     out,
     name,
@@ -172,7 +174,7 @@ export const clamp = defineOp("clamp", (a: TensorLike, min?: number | null, max?
 /** Picks from `a` where `cond` is true, else from `b`, with broadcasting over all three. */
 export const where = defineOp("where", (cond: Tensor, a: TensorLike, b: TensorLike): Tensor => {
   const [x, y] = operands(a, b, "where");
-  const dtype = promoteTypes(x.dtype, y.dtype);
+  const dtype = resultType(x, y);
   const shape = broadcastShapes(broadcastShapes(cond.shape, x.shape, "where"), y.shape, "where");
   const c = cond.dtype === "bool" ? cond : cond.ne(0);
   const cd = broadcastData(c, shape), xd = broadcastData(x, shape, dtype), yd = broadcastData(y, shape, dtype);
@@ -181,7 +183,7 @@ export const where = defineOp("where", (cond: Tensor, a: TensorLike, b: TensorLi
   return record(new Tensor(out, shape), "where", [x, y], (g, n) => [
     n[0] ? back(where(c, g, 0), x) : null,
     n[1] ? back(where(c, 0, g), y) : null,
-  ]);
+  ], [c]);
 });
 
 /** Converts to another dtype; differentiable between float types. */

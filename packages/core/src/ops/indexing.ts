@@ -42,7 +42,7 @@ export const gather = defineOp("gather", (x: Tensor, dim: number, index: Tensor)
   if (index.ndim !== x.ndim) throw new Error(`gather: index ${fmtShape(index.shape)} and input ${fmtShape(x.shape)} must have the same number of dimensions`);
   const out = arrayFor(x.dtype, index.numel);
   forEachScatter(x.shape, index, d, "gather", (t, i) => (out[i] = x.data[t]!));
-  return record(new Tensor(out, index.shape), "gather", [x], (g) => [scatterAdd(new Tensor(arrayFor(g.dtype, x.numel), x.shape), d, index, g)]);
+  return record(new Tensor(out, index.shape), "gather", [x], (g) => [scatterAdd(new Tensor(arrayFor(g.dtype, x.numel), x.shape), d, index, g)], [index]);
 });
 
 /** A copy of `self` with `src` added at the positions `index` names along `dim`. */
@@ -60,7 +60,7 @@ export const scatterAdd = defineOp("scatterAdd", (self: Tensor, dim: number, ind
   return record(new Tensor(out, self.shape), "scatterAdd", [self, src], (g, needs) => [
     needs[0] ? g : null,
     needs[1] ? gather(g, d, index) : null,
-  ]);
+  ], [index]);
 });
 
 function blocks(shape: readonly number[], dim: number): [number, number, number] {
@@ -88,7 +88,7 @@ export const indexSelect = defineOp("indexSelect", (x: Tensor, dim: number, inde
     }
   }
   const shape = x.shape.map((v, i) => (i === d ? n : v));
-  return record(new Tensor(out, shape), "indexSelect", [x], (g) => [indexAdd(new Tensor(arrayFor(g.dtype, x.numel), x.shape), d, index, g)]);
+  return record(new Tensor(out, shape), "indexSelect", [x], (g) => [indexAdd(new Tensor(arrayFor(g.dtype, x.numel), x.shape), d, index, g)], [index]);
 });
 
 /** A copy of `self` with slice j of `source` added to slice index[j] along `dim`. */
@@ -112,5 +112,5 @@ export const indexAdd = defineOp("indexAdd", (self: Tensor, dim: number, index: 
   return record(new Tensor(out, self.shape), "indexAdd", [self, source], (g, needs) => [
     needs[0] ? g : null,
     needs[1] ? indexSelect(g, d, index) : null,
-  ]);
+  ], [index]);
 });

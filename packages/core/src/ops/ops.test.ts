@@ -91,6 +91,7 @@ const SAMPLES: Record<string, Sample[]> = {
   softmax: [s((a) => softmax(a), r(2, 3)), s((a) => softmax(a, -2), r(3, 2, 2))],
   var: [s((a) => variance(a), r(2, 3)), s((a) => variance(a, 1, { keepdim: true }), r(2, 3)), s((a) => variance(a, [0, -1], { correction: 0 }), r(2, 3, 2))],
   std: [s((a) => std(a), r(2, 3)), s((a) => std(a, 0, { keepdim: true }), r(3, 2))],
+  norm2: [s((a) => norm(a, 2, 1), r(2, 3)), s((a) => norm(a, 2, [0, 1], true), r(3, 2))],
   norm: [s((a) => norm(a), r(2, 3)), s((a) => norm(a, 1, 1), away(2, 3)), s((a) => norm(a, 3, [0]), away(3, 2)), s((a) => norm(a, Infinity, -1, true), away(2, 3))],
 };
 

@@ -64,12 +64,13 @@ function extremum(op: "max" | "min", x: Tensor, dims: Dims, keepdim: boolean): T
   if (x.numel === 0) throw new Error(`${op}: cannot reduce an empty tensor of shape ${fmtShape(x.shape)}`);
   const [kept, shape] = reducedShapes(x.shape, d, keepdim);
   const out = rawReduce(op, x, kept);
-  return record(new Tensor(out.data, shape), op, [x], (g) => {
+  const result = new Tensor(out.data, shape);
+  return record(result, op, [x], (g) => {
     // In x's float dtype: a bool mask divided by the count would give 1/3 rounded to float32.
-    const mask = to(x.eq(new Tensor(broadcastData(out, x.shape), x.shape)), floatDtypeOf(x));
+    const mask = to(x.eq(new Tensor(broadcastData(reshape(result, kept), x.shape), x.shape)), floatDtypeOf(x));
     const count = sum(mask, d, true);
     return [mul(broadcastTo(reshape(g, kept), x.shape), div(mask, count))];
-  }, [x]);
+  }, [x, result]);
 }
 
 export const max = defineOp("max", (x: Tensor, dims?: Dims, keepdim = false) => extremum("max", x, dims, keepdim));
@@ -92,7 +93,7 @@ export const logsumexp = defineOp("logsumexp", (x: Tensor, dims?: Dims, keepdim 
   return record(result, "logsumexp", [x], (g) => {
     const lse = reshape(result, kept);
     return [mul(broadcastTo(reshape(g, kept), x.shape), exp(sub(x, lse)))];
-  }, [x]);
+  }, [x, result]);
 });
 
 function argExtremum(op: "argmax" | "argmin", x: Tensor, dim?: number, keepdim = false): Tensor {

@@ -29,6 +29,20 @@ export function promoteTypes(a: DType, b: DType): DType {
   return RANK[a] >= RANK[b] ? a : b;
 }
 
+const category = (d: DType): number => (d === "bool" ? 0 : d === "int32" ? 1 : 2);
+
+/**
+ * Result dtype of a binary op, with PyTorch's rule for 0-d tensors: a 0-d operand facing one with
+ * dimensions behaves like a Python scalar and only lifts the category (bool -> int -> float), never
+ * the width (float32[3] + float64 0-d is float32).
+ */
+export function resultType(a: { dtype: DType; ndim: number }, b: { dtype: DType; ndim: number }): DType {
+  if ((a.ndim === 0) === (b.ndim === 0)) return promoteTypes(a.dtype, b.dtype);
+  const [dim, zero] = a.ndim === 0 ? [b.dtype, a.dtype] : [a.dtype, b.dtype];
+  if (category(zero) <= category(dim)) return dim;
+  return category(zero) === 2 ? defaultDtype : "int32";
+}
+
 /**
  * Result dtype of a tensor combined with a plain JavaScript number. As in PyTorch, a scalar only
  * lifts the category (bool -> int -> float), never the width within floats.
@@ -46,6 +60,9 @@ export function promoteWithScalar(t: DType, value: number | boolean): DType {
  */
 export type StepAllocator = (dtype: DType, n: number, zeroed: boolean) => TypedArray | null;
 let stepAllocator: StepAllocator | null = null;
+
+/** True while a step region's allocator is installed. */
+export const stepRegionActive = (): boolean => stepAllocator !== null;
 
 /** Installs (or with null removes) the step allocator; returns the previous one. */
 export function setStepAllocator(fn: StepAllocator | null): StepAllocator | null {

@@ -1,5 +1,5 @@
 import type { Node } from "../autograd/node.js";
-import { type DType, type TypedArray, arrayFor, dtypeOf, isFloat } from "./dtype.js";
+import { type DType, type TypedArray, arrayFor, dtypeOf, isFloat, stepRegionActive } from "./dtype.js";
 import { type Shape, fmtShape, numelOf, stridesOf } from "./shape.js";
 
 /** Brand shared by every copy of core loaded in a process (a user's model may bring its own). */
@@ -158,6 +158,13 @@ export class Tensor {
 
   /** Adds `g` to `.grad`: in place when there is one and no graph is being built. */
   _accumulateGrad(g: Tensor, keepGraph: boolean): void {
+    if (keepGraph && (this._gradBuffer !== null || stepRegionActive())) {
+      throw new Error(
+        this._gradBuffer !== null
+          ? "backward: createGraph cannot accumulate into a bound gradient buffer (it holds values, not a graph); use grad(..., { createGraph: true }) instead"
+          : "backward: createGraph inside a step region would leave .grad in memory freed after the step; use grad(..., { createGraph: true }) instead",
+      );
+    }
     if (this._gradBuffer !== null) {
       const buf = this._gradBuffer;
       const src = g.data;
@@ -171,6 +178,7 @@ export class Tensor {
       // Keeping g itself is safe only when later accumulation is out of place (g has a graph).
       this._grad = keepGraph && g.requiresGrad ? g : new Tensor(g.data.slice(), g.shape);
     } else if (keepGraph || this._grad.requiresGrad) {
+      if (stepRegionActive()) throw new Error("backward: .grad carries a graph (from an earlier createGraph); it cannot be extended inside a step region");
       this._grad = (this._grad as Tensor & { add(o: Tensor): Tensor }).add(g);
     } else {
       const dst = this._grad.data;

@@ -13,8 +13,9 @@ const RESERVE_BYTES = 8 << 20;
  * wasm scratch, a bump allocator reset when `fn` returns: no per-step garbage for the collector, and
  * activations already lie where the SIMD kernels read them. Tensors made inside are only valid
  * until then: whatever must outlive the step (a loss value, a gradient) is read or copied out
- * inside `fn` (backward's accumulation into `.grad` copies). When the region is full, allocation
- * falls back to the heap.
+ * inside `fn`. Plain backward copies into `.grad` (heap or bound buffer); backward with
+ * `createGraph` would leave `.grad` in the region and is refused inside it (use `grad(...)`).
+ * When the region is full, allocation falls back to the heap.
  * @example const loss = runInStepRegion(kernels, () => { const l = lossOf(batch); l.backward(); return l.item(); });
  */
 export function runInStepRegion<T>(k: WasmKernels, fn: () => T): T {
