@@ -2,6 +2,7 @@
 // `pnpm bench`: runs the suites, prints one table, optionally writes JSON.
 //   node dist/run.js [--quick] [--json FILE] [--only w1,profile,w2,w3,w4,w5,scaling,soak] [--workers 1,2,4]
 import { writeFileSync } from "node:fs";
+import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { formatMachine, machineInfo } from "./machine.js";
 import { type Ctx, since } from "./measure.js";
@@ -81,9 +82,11 @@ async function main(): Promise<number> {
   console.log(formatTable(rows));
   console.log(`\n${rows.length} rows in ${seconds.toFixed(1)} s${ctx.quick ? " (--quick)" : ""}; medians of repeated runs, min–max beside them.`);
   if (values.json) {
+    // Through `pnpm bench` this runs in benchmarks/; a relative path means the caller's folder.
+    const file = resolve(process.env.INIT_CWD ?? process.cwd(), values.json);
     const report = { machine, options: { quick: ctx.quick, only, workers }, seconds, rows };
-    writeFileSync(values.json, JSON.stringify(report, null, 2) + "\n");
-    console.log(`wrote ${values.json}`);
+    writeFileSync(file, JSON.stringify(report, null, 2) + "\n");
+    console.log(`wrote ${file}`);
   }
   return failed > 0 ? 1 : 0;
 }

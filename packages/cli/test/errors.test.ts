@@ -47,6 +47,18 @@ describe("usage errors exit 2 with a clear message", () => {
     expect(r.stderr).toMatch(message);
   });
 
+  it("refuses --out pointing at another run's folder (its metrics and checkpoints would be mixed)", async () => {
+    const dir = tempDir();
+    try {
+      writeFileSync(join(dir.path, "metrics.jsonl"), "{}\n");
+      const r = await train("--out", dir.path);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(/already holds a run; choose an empty folder, or continue that run with --resume/);
+    } finally {
+      dir.cleanup();
+    }
+  });
+
   it("reports every bad value of one command line", async () => {
     const r = await train("--lr", "-1", "--batch-size", "0", "--dropout", "1.5");
     expect(r.code).toBe(2);

@@ -1,6 +1,7 @@
+import { existsSync, readdirSync } from "node:fs";
 // `threadgrad train`: settings → data → trainer → TrainingSession → summary. Ctrl-C once stops
 // after the current step with a checkpoint and the resume command (exit 130); twice exits at once.
-import { dirname, isAbsolute, relative } from "node:path";
+import { dirname, isAbsolute, join, relative } from "node:path";
 import type { ScheduleConfig } from "@threadgrad/optim";
 import { DataParallel, readCheckpoint } from "@threadgrad/workers";
 import { type GivenSettings, newRunSettings, readGivenSettings, resumedSettings } from "../config.js";
@@ -66,6 +67,10 @@ export async function runTrain(cli: Record<string, unknown>): Promise<number> {
   const split = loadRunData(chosen);
   const settings = fitSettingsToData(chosen, split);
   const options = trainerOptions(settings, split.train.length);
+  if (!stored && typeof settings.out === "string" && existsSync(settings.out) && readdirSync(settings.out).length > 0) {
+    // A new run would append to another run's metrics and overwrite its checkpoints and report.
+    throw new UsageError(`threadgrad train: --out ${settings.out} already holds a run; choose an empty folder, or continue that run with --resume ${join(settings.out, "checkpoint-latest.msgpack")}`);
+  }
   const runDir = new RunDir(settings.out ?? defaultRunDir());
   settings.out = runDir.path;
   const stop = new AbortController();
