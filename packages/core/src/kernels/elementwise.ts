@@ -18,7 +18,9 @@ export type BinaryKernel = (
   aStrides: readonly number[] | null,
   bStrides: readonly number[] | null,
 ) => void;
-export type UnaryKernel = (a: TypedArray, out: TypedArray) => void;
+/** `p0`, `p1`: numeric parameters the expression may use (clamp bounds, softplus beta), so one
+ * compiled kernel serves every value instead of one kernel per constant. */
+export type UnaryKernel = (a: TypedArray, out: TypedArray, p0?: number, p1?: number) => void;
 
 const binaryCache = new Map<string, BinaryKernel>();
 const unaryCache = new Map<string, UnaryKernel>();
@@ -78,7 +80,7 @@ export function unaryKernel(expr: string, dtype: string): UnaryKernel {
   if (k === undefined) {
     k = new Function(
       "erf",
-      `return function unary(a, out) { const n = out.length; for (let i = 0; i < n; i++) { const x = a[i]; out[i] = ${expr}; } }`,
+      `return function unary(a, out, p0, p1) { const n = out.length; for (let i = 0; i < n; i++) { const x = a[i]; out[i] = ${expr}; } }`,
     )(erf) as UnaryKernel;
     unaryCache.set(key, k);
   }

@@ -17,9 +17,9 @@ export function broadcastBinary(name: string, expr: string, x: Tensor, y: Tensor
   return new Tensor(out, shape);
 }
 
-export function mapUnary(expr: string, x: Tensor, dtype: DType, outDtype: DType = dtype): Tensor {
+export function mapUnary(expr: string, x: Tensor, dtype: DType, outDtype: DType = dtype, p0 = 0, p1 = 0): Tensor {
   const out = arrayFor(outDtype, x.numel, false);
-  unaryKernel(expr, `${dtype}->${outDtype}`)(dataAs(x, dtype), out);
+  unaryKernel(expr, `${dtype}->${outDtype}`)(dataAs(x, dtype), out, p0, p1);
   return new Tensor(out, x.shape);
 }
 
@@ -131,8 +131,8 @@ export const relu = defineOp("relu", (a: TensorLike): Tensor => {
 /** log(1 + exp(beta·x)) / beta, linear above `threshold` as in PyTorch; d/dx = sigmoid(beta·x). */
 export const softplus = defineOp("softplus", (a: TensorLike, beta = 1, threshold = 20): Tensor => {
   const x = toTensor(a, "softplus");
-  const expr = `(x * ${beta} > ${threshold}) ? x : (Math.max(x * ${beta}, 0) + Math.log1p(Math.exp(-Math.abs(x * ${beta})))) / ${beta}`;
-  const out = mapUnary(expr, x, floatDtypeOf(x));
+  const expr = "(x * p0 > p1) ? x : (Math.max(x * p0, 0) + Math.log1p(Math.exp(-Math.abs(x * p0)))) / p0";
+  const out = mapUnary(expr, x, floatDtypeOf(x), floatDtypeOf(x), beta, threshold);
   // Above the threshold the forward is the identity, so the gradient there is exactly 1.
   return record(out, "softplus", [x], (g) => {
     const bx = mul(x, beta);
@@ -167,8 +167,8 @@ export const clamp = defineOp("clamp", (a: TensorLike, min?: number | null, max?
     throw new Error("clamp: at least one of min and max must be given");
   }
   const lo = min ?? -Infinity, hi = max ?? Infinity;
-  const out = mapUnary(`x < ${lo} ? ${lo} : x > ${hi} ? ${hi} : x`, x, x.dtype);
-  return record(out, "clamp", [x], (g) => [mul(g, mapUnary(`x >= ${lo} && x <= ${hi} ? 1 : 0`, x, x.dtype))], [x]);
+  const out = mapUnary("x < p0 ? p0 : x > p1 ? p1 : x", x, x.dtype, x.dtype, lo, hi);
+  return record(out, "clamp", [x], (g) => [mul(g, mapUnary("x >= p0 && x <= p1 ? 1 : 0", x, x.dtype, x.dtype, lo, hi))], [x]);
 });
 
 /** Picks from `a` where `cond` is true, else from `b`, with broadcasting over all three. */
