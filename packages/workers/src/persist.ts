@@ -21,7 +21,8 @@ export function saveTrainer(t: DataParallel, path: string, extra: Record<string,
   writeCheckpoint(path, {
     kind: "threadgrad-trainer",
     config: {
-      model: modelSpec, loss, seed, schedule: schedule ?? null, clipGradNorm: clipGradNorm ?? null, accumulateSteps, skipNonFinite, maxBatchSize,
+      // The worker count is kept so a plain load resumes bit for bit (the sums run in rank order).
+      workers: t.numWorkers, model: modelSpec, loss, seed, schedule: schedule ?? null, clipGradNorm: clipGradNorm ?? null, accumulateSteps, skipNonFinite, maxBatchSize,
       optimizer: { name: t.optimizer.name, ...t.optimizer.options },
     },
     progress: { ...t.progress },
