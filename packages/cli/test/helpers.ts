@@ -59,12 +59,4 @@ export function tempDir(prefix = "threadgrad-cli-"): { path: string; cleanup: ()
   return { path, cleanup: () => rmSync(path, { recursive: true, force: true }) };
 }
 
-/** An IDX file: big-endian magic, dimensions, then the uint8 payload. */
-export function idxBytes(magic: number, dims: number[], payload: number[]): Uint8Array {
-  const buf = new Uint8Array(4 + 4 * dims.length + payload.length);
-  const view = new DataView(buf.buffer);
-  view.setUint32(0, magic);
-  dims.forEach((d, i) => view.setUint32(4 + 4 * i, d));
-  buf.set(payload, 4 + 4 * dims.length);
-  return buf;
-}
+export { encodeIdx as idxBytes } from "../src/data/idx.js";

@@ -1,19 +1,11 @@
-import { rmspropUpdate } from "./flat/rmsprop.js";
+import { type RmspropUpdateOptions, rmspropUpdate } from "./flat/rmsprop.js";
 import { Optimizer, type ParamGroupInput } from "./optimizer.js";
 import type { OptimizerSpec } from "./spec.js";
 import type { ParamLike, StateBufferSpec } from "./types.js";
 import { checkBoolean, checkNonNegative } from "./validate.js";
 
-/** Options of RMSprop (PyTorch's, camelCased). */
-export interface RmspropOptions {
-  lr: number;
-  alpha: number;
-  eps: number;
-  weightDecay: number;
-  momentum: number;
-  centered: boolean;
-  maximize: boolean;
-}
+/** Options of RMSprop (PyTorch's, camelCased): the flat update's scalars. */
+export type RmspropOptions = RmspropUpdateOptions;
 
 /** State buffers of RMSprop: squareAvg, then momentumBuffer (momentum > 0), then gradAvg (centered). */
 export const rmspropState = (options: Pick<RmspropOptions, "momentum" | "centered">): StateBufferSpec[] => [

@@ -1,18 +1,11 @@
-import { sgdUpdate } from "./flat/sgd.js";
+import { type SgdUpdateOptions, sgdUpdate } from "./flat/sgd.js";
 import { Optimizer, type ParamGroupInput } from "./optimizer.js";
 import type { OptimizerSpec } from "./spec.js";
 import type { ParamLike, StateBufferSpec } from "./types.js";
 import { checkBoolean, checkNonNegative } from "./validate.js";
 
-/** Options of SGD (PyTorch's, camelCased; lr defaults to 1e-3 as in PyTorch 2.x). */
-export interface SgdOptions {
-  lr: number;
-  momentum: number;
-  dampening: number;
-  weightDecay: number;
-  nesterov: boolean;
-  maximize: boolean;
-}
+/** Options of SGD (PyTorch's, camelCased; lr defaults to 1e-3 as in PyTorch 2.x): the flat update's scalars. */
+export type SgdOptions = SgdUpdateOptions;
 
 /** State buffers of SGD: a momentumBuffer only when momentum is non-zero. */
 export const sgdState = (options: Pick<SgdOptions, "momentum">): StateBufferSpec[] =>

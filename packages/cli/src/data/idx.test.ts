@@ -3,16 +3,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { afterAll, describe, expect, it } from "vitest";
-import { IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, loadIdxDir, parseIdx } from "./idx.js";
+import { IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, encodeIdx, loadIdxDir, parseIdx } from "./idx.js";
 
-function idx(magic: number, dims: number[], payload: number[]): Uint8Array {
-  const buf = new Uint8Array(4 + 4 * dims.length + payload.length);
-  const view = new DataView(buf.buffer);
-  view.setUint32(0, magic);
-  dims.forEach((d, i) => view.setUint32(4 + 4 * i, d));
-  buf.set(payload, 4 + 4 * dims.length);
-  return buf;
-}
+const idx = encodeIdx;
 
 // n images of 2x2 pixels: image i has pixels i, 2i, 3i, 255; label i % 3.
 const images = (n: number) => idx(IDX_IMAGES_MAGIC, [n, 2, 2], Array.from({ length: n }, (_, i) => [i, 2 * i, 3 * i, 255]).flat());

@@ -135,3 +135,13 @@ export function loadIdxDir(dir: string, name: string, classNames?: string[]): Da
     test: toDataset(test, `${name} (test)`, numClasses, classNames),
   };
 }
+
+/** The IDX bytes of `payload` (uint8) with big-endian `magic` and `dims`: what parseIdx reads. */
+export function encodeIdx(magic: number, dims: number[], payload: ArrayLike<number>): Uint8Array {
+  const buf = new Uint8Array(4 + 4 * dims.length + payload.length);
+  const view = new DataView(buf.buffer);
+  view.setUint32(0, magic);
+  dims.forEach((d, i) => view.setUint32(4 + 4 * i, d));
+  buf.set(payload, 4 + 4 * dims.length);
+  return buf;
+}

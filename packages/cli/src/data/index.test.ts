@@ -2,16 +2,10 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { encodeIdx } from "./idx.js";
 import { FASHION_MNIST_DIR, checkLabels, loadDataset, sharedFloat32, sharedInt32, type Dataset } from "./index.js";
 
-function idx(magic: number, dims: number[], payload: number[]): Uint8Array {
-  const buf = new Uint8Array(4 + 4 * dims.length + payload.length);
-  const view = new DataView(buf.buffer);
-  view.setUint32(0, magic);
-  dims.forEach((d, i) => view.setUint32(4 + 4 * i, d));
-  buf.set(payload, 4 + 4 * dims.length);
-  return buf;
-}
+const idx = encodeIdx;
 
 const tempDirs: string[] = [];
 afterAll(() => tempDirs.forEach((dir) => rmSync(dir, { recursive: true, force: true })));
