@@ -3,7 +3,7 @@ import { fmtShape } from "../tensor/shape.js";
 import { defaultGenerator, getSampleContext } from "../tensor/random.js";
 import { add, mul, relu, sigmoid, tanh, softplus, where } from "../ops/elementwise.js";
 import { gelu, softmax, logSoftmax } from "../ops/composite.js";
-import { mm } from "../ops/linalg.js";
+import { linear as fusedLinear, mm } from "../ops/linalg.js";
 import { indexSelect } from "../ops/indexing.js";
 import { reshape } from "../ops/shape.js";
 import { mean } from "../ops/reduce.js";
@@ -18,8 +18,7 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): T
     throw new Error(`linear: input has ${x.shape[x.ndim - 1]} features but the weight ${fmtShape(weight.shape)} expects ${inF} (input shape ${fmtShape(x.shape)})`);
   }
   const flat = x.ndim === 2 ? x : reshape(x, [-1, inF]);
-  let y = mm(flat, weight, false, true);
-  if (bias) y = add(y, bias);
+  const y = bias ? fusedLinear(flat, weight, bias) : mm(flat, weight, false, true);
   return x.ndim === 2 ? y : reshape(y, [...x.shape.slice(0, -1), weight.shape[0]!]);
 }
 

@@ -1,5 +1,6 @@
 import { binaryKernel, unaryKernel } from "../kernels/elementwise.js";
-import { type DType, arrayFor, getDefaultDtype, isFloat, resultType } from "../tensor/dtype.js";
+import { type DType, type FloatArray, arrayFor, getDefaultDtype, isFloat, resultType } from "../tensor/dtype.js";
+import * as fused from "../kernels/fused.js";
 import { broadcastShapes, broadcastStrides, numelOf, shapeEq } from "../tensor/shape.js";
 import { Tensor } from "../tensor/tensor.js";
 import { type TensorLike, dataAs, defineOp, floatDtypeOf, operands, record, toTensor } from "./op.js";
@@ -125,7 +126,17 @@ export function sign(a: TensorLike): Tensor {
 
 export const relu = defineOp("relu", (a: TensorLike): Tensor => {
   const x = toTensor(a, "relu");
-  return record(mapUnary("x <= 0 ? 0 : x", x, x.dtype), "relu", [x], (g) => [mul(g, x.gt(0))], [x]);
+  if (!isFloat(x.dtype)) return mapUnary("x <= 0 ? 0 : x", x, x.dtype);
+  const out = arrayFor(x.dtype, x.numel, false) as FloatArray;
+  fused.reluForward(x.data as FloatArray, out);
+  return record(new Tensor(out, x.shape), "relu", [x], (g) => [reluGrad(g, x)], [x]);
+});
+
+/** g where x > 0, else 0: relu's backward as an op, so it is differentiable again (in g). */
+export const reluGrad = defineOp("reluGrad", (g: Tensor, x: Tensor): Tensor => {
+  const out = arrayFor(g.dtype, g.numel, false) as FloatArray;
+  fused.reluBackward(g.data as FloatArray, dataAs(x, g.dtype) as FloatArray, out);
+  return record(new Tensor(out, g.shape), "reluGrad", [g], (gg) => [reluGrad(gg, x)], [x]);
 });
 
 /** log(1 + exp(beta·x)) / beta, linear above `threshold` as in PyTorch; d/dx = sigmoid(beta·x). */

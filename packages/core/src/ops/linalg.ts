@@ -3,6 +3,9 @@ import { type FloatArray, arrayFor, isFloat, promoteTypes } from "../tensor/dtyp
 import { broadcastShapes, fmtShape } from "../tensor/shape.js";
 import { Tensor } from "../tensor/tensor.js";
 import { dataAs, defineOp, record } from "./op.js";
+import { noGrad } from "../autograd/grad-mode.js";
+import { addBias } from "../kernels/fused.js";
+import { sum } from "./reduce.js";
 import { mul } from "./elementwise.js";
 import { broadcastTo, reshape, unsqueeze } from "./shape.js";
 
@@ -73,3 +76,23 @@ export function outer(a: Tensor, b: Tensor): Tensor {
   if (a.ndim !== 1 || b.ndim !== 1) throw new Error(`outer: expected 1-D tensors, got ${fmtShape(a.shape)} and ${fmtShape(b.shape)}`);
   return mul(unsqueeze(a, 1), unsqueeze(b, 0));
 }
+
+/**
+ * x·Wᵀ + b in one op for 2-D x ([m, in]), W [out, in], b [out]: the matmul writes the output and
+ * the bias is added in place (the SIMD kernel when the operands lie in WebAssembly memory).
+ * Backward: dx = g·W, dW = gᵀ·x, db = Σ_rows g, each a differentiable op.
+ */
+export const linear = defineOp("linear", (x: Tensor, w: Tensor, b: Tensor): Tensor => {
+  if (x.ndim !== 2 || w.ndim !== 2 || b.ndim !== 1 || b.shape[0] !== w.shape[0]) {
+    throw new Error(`linear: expected x [m, in], weight [out, in], bias [out], got ${fmtShape(x.shape)}, ${fmtShape(w.shape)}, ${fmtShape(b.shape)}`);
+  }
+  const y = noGrad(() => mm(x, w, false, true));
+  const dtype = y.dtype;
+  const bias = dataAs(b, dtype) as FloatArray;
+  addBias(y.data as FloatArray, bias, y.shape[0]!, y.shape[1]!);
+  return record(y, "linear", [x, w, b], (g, needs) => [
+    needs[0] ? mm(g, w, false, false) : null,
+    needs[1] ? mm(g, x, true, false) : null,
+    needs[2] ? sum(g, 0) : null,
+  ], [x, w]);
+});

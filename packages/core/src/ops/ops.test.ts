@@ -9,6 +9,8 @@ import {
 // Imported after index.js so that every op module has registered its name.
 import { OPS } from "./op.js";
 import { sliceBackward } from "./shape.js";
+import { reluGrad } from "./elementwise.js";
+import { linear } from "./linalg.js";
 
 const gen = new Generator(1234);
 /** A float64 leaf with standard normal entries. */
@@ -49,6 +51,8 @@ const SAMPLES: Record<string, Sample[]> = {
   erf: [s(erf, r(2, 3)), s((a) => erf(mul(a, 3)), r(4))],
   abs: [s(abs, away(2, 3))],
   relu: [s(relu, away(2, 3))],
+  reluGrad: [((mask: Tensor) => s((g) => reluGrad(g, mask), r(2, 3)))(away(2, 3).detach())],
+  linear: [s((x, w, b) => linear(x, w, b), r(3, 4), r(5, 4), r(5)), s((x, w, b) => linear(x, w, b), r(1, 2), r(3, 2), r(3))],
   softplus: [s((a) => softplus(a), r(2, 3)), s((a) => softplus(a, 2, 5), mul(away(6), 4).detach().requiresGrad_())],
   maximum: [s(maximum, r(2, 3), r(3)), s((a) => maximum(a, 0.1), away(4))],
   minimum: [s(minimum, r(2, 1), r(1, 3)), s((a) => minimum(0.1, a), away(4))],

@@ -13,6 +13,11 @@ export function defaultWasmKernels(): WasmKernels {
   return kernels;
 }
 
+/** This thread's kernels instance if one exists already (never creates one). */
+export function currentWasmKernels(): WasmKernels | undefined {
+  return kernels;
+}
+
 /**
  * Makes `k` this thread's kernels instance, e.g. one on a trainer's shared memory, so that operands
  * already in that memory (parameters, gradients) are used in place instead of copied.

@@ -1,0 +1,54 @@
+import { describe, expect, it } from "vitest";
+import { addBias, reluBackward, reluForward } from "./fused.js";
+import { createWasmKernels } from "./wasm/wasm-kernels.js";
+import { setDefaultWasmKernels } from "./wasm/matmul-kernel.js";
+
+// The same inputs through the WebAssembly kernels (operands inside this thread's memory) and the
+// JavaScript loops (operands on the heap) must give the same bits: subnormals flushed, NaN kept.
+const k = createWasmKernels({ heapBytes: 1 << 20, scratchBytes: 1 << 20 });
+setDefaultWasmKernels(k);
+
+const SPECIAL = [0, -0, 1e-40, -1e-40, 1.1754943508222875e-38, 2e-38, -3, 2.5, Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY];
+function values(n: number, seed: number): Float32Array {
+  const out = new Float32Array(n);
+  let s = seed;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+    out[i] = i < SPECIAL.length * 2 ? SPECIAL[(i + seed) % SPECIAL.length]! : (s / 2 ** 32 - 0.5) * 4;
+  }
+  return out;
+}
+const inside = (a: Float32Array): Float32Array => {
+  const v = k.allocF32(a.length);
+  v.set(a);
+  return v;
+};
+const bits = (a: Float32Array) => Array.from(new Uint32Array(a.buffer, a.byteOffset, a.length));
+
+describe("fused float32 kernels", () => {
+  it.each([1, 7, 37, 260])("relu forward and backward give the same bits in both backends (n = %i)", (n) => {
+    const x = values(n, 3), g = values(n, 5);
+    const jsOut = new Float32Array(n);
+    reluForward(x, jsOut);
+    const wOut = k.allocF32(n);
+    reluForward(inside(x), wOut);
+    expect(k.contains(wOut)).toBe(true);
+    expect(bits(wOut)).toEqual(bits(jsOut));
+    expect(jsOut.every((v, i) => (Number.isNaN(x[i]!) ? Number.isNaN(v) : v === (x[i]! >= 1.1754943508222875e-38 ? x[i] : 0)))).toBe(true);
+    const jsGrad = new Float32Array(n);
+    reluBackward(g, x, jsGrad);
+    const wGrad = k.allocF32(n);
+    reluBackward(inside(g), inside(x), wGrad);
+    expect(bits(wGrad)).toEqual(bits(jsGrad));
+  });
+
+  it.each([[1, 1], [3, 5], [4, 8], [7, 37]])("bias add gives the same bits in both backends (%i x %i)", (m, n) => {
+    const c = values(m * n, 9), b = values(n, 11);
+    const js = c.slice();
+    addBias(js, b, m, n);
+    const w = inside(c);
+    addBias(w, inside(b), m, n);
+    expect(bits(w)).toEqual(bits(js));
+    expect(js.some((v) => v !== 0 && Math.abs(v) < 1.1754943508222875e-38)).toBe(false); // no subnormal survives
+  });
+});

@@ -1,0 +1,57 @@
+import type { FloatArray } from "../tensor/dtype.js";
+import { getKernelBackend } from "./backend.js";
+import { currentWasmKernels } from "./wasm/matmul-kernel.js";
+import type { WasmKernels } from "./wasm/wasm-kernels.js";
+
+/**
+ * Float32 kernels of the MLP hot path (relu forward and backward, bias add) with one contract in
+ * both backends: results with |v| < FLT_MIN are stored as 0 (subnormals make x86 float math tens
+ * of times slower), NaN passes through. When every operand lies in this thread's WebAssembly
+ * memory (inside the trainer's step region) the SIMD kernels run on them in place; otherwise the
+ * JavaScript loops below give the same bits. float64 arrays take the JavaScript loops unflushed.
+ */
+export const FLT_MIN = 1.1754943508222875e-38;
+
+function inWasm(...arrays: FloatArray[]): WasmKernels | null {
+  if (!(arrays[0] instanceof Float32Array) || getKernelBackend() !== "wasm") return null;
+  const k = currentWasmKernels();
+  if (k === undefined) return null;
+  for (const a of arrays) if (!(a instanceof Float32Array) || !k.contains(a)) return null;
+  return k;
+}
+
+/** out = max(x, 0). */
+export function reluForward(x: FloatArray, out: FloatArray): void {
+  const k = inWasm(x, out);
+  if (k !== null) return k.exports.reluForward(x.byteOffset, out.byteOffset, x.length);
+  if (x instanceof Float32Array) {
+    for (let i = 0; i < x.length; i++) { const v = x[i]!; out[i] = v < FLT_MIN ? 0 : v; }
+  } else {
+    for (let i = 0; i < x.length; i++) { const v = x[i]!; out[i] = v <= 0 ? 0 : v; }
+  }
+}
+
+/** out = x > 0 ? g : 0. */
+export function reluBackward(g: FloatArray, x: FloatArray, out: FloatArray): void {
+  const k = inWasm(g, x, out);
+  if (k !== null) return k.exports.reluBackward(g.byteOffset, x.byteOffset, out.byteOffset, g.length);
+  if (g instanceof Float32Array) {
+    for (let i = 0; i < g.length; i++) { const v = g[i]!; out[i] = x[i]! > 0 && !(Math.abs(v) < FLT_MIN) ? v : 0; }
+  } else {
+    for (let i = 0; i < g.length; i++) out[i] = x[i]! > 0 ? g[i]! : 0;
+  }
+}
+
+/** c[i][j] += bias[j] for row-major c of m rows and n columns, in place. */
+export function addBias(c: FloatArray, bias: FloatArray, m: number, n: number): void {
+  const k = inWasm(c, bias);
+  if (k !== null) return k.exports.addBias(c.byteOffset, bias.byteOffset, m, n);
+  if (c instanceof Float32Array) {
+    for (let i = 0; i < m; i++) {
+      const row = i * n;
+      for (let j = 0; j < n; j++) { const v = Math.fround(c[row + j]! + bias[j]!); c[row + j] = Math.abs(v) < FLT_MIN ? 0 : v; }
+    }
+  } else {
+    for (let i = 0; i < m; i++) { const row = i * n; for (let j = 0; j < n; j++) c[row + j] += bias[j]!; }
+  }
+}
