@@ -3,7 +3,7 @@
 // commands main publishes in shared memory until STOP, an error, or main's abort.
 import { type MessagePort, receiveMessageOnPort } from "node:worker_threads";
 import {
-  type Region, type Tensor, type WasmKernels, type WasmMemory, type nn, createWasmKernels, isTensor, noGrad, runInStepRegion, setDefaultWasmKernels,
+  type Region, Tensor, type WasmKernels, type WasmMemory, type nn, createWasmKernels, isTensor, noGrad, runInStepRegion, setDefaultWasmKernels,
   setSampleContext, tensor,
 } from "@threadgrad/core";
 import { type OptimizerName, combineNorms, clipCoef, flatStep, partialNorm, scaleRange } from "@threadgrad/optim";
@@ -54,7 +54,8 @@ function waitForCommand(control: Int32Array, seen: number, spins: number): numbe
 
 function gatherRows(ds: SharedDataset, idx: Int32Array, start: number, end: number): { x: Tensor; y: Tensor } {
   const rows = end - start, f = ds.features, d = ds.targetDim;
-  const x = new Float32Array(rows * f);
+  // Tensor storage, so inside the step region the rows land where the SIMD kernels read them.
+  const x = Tensor.empty([rows * f], "float32").data as Float32Array;
   const y = ds.y instanceof Int32Array ? new Int32Array(rows * d) : new Float32Array(rows * d);
   for (let r = 0; r < rows; r++) {
     const i = idx[start + r]!;
