@@ -19,7 +19,7 @@ interface Profile {
 }
 
 // Names of the JavaScript kernels: core's generated loops and matmul, optim's flat updates.
-const JS_KERNELS = /^(binary|unary|reduce_\w+|stridedCopy|matmul|transposeCopy|adamUpdate|sgdUpdate|rmspropUpdate|adagradUpdate|reduceSlices)$/;
+const JS_KERNELS = /^(binary|unary|reduce_\w+|stridedCopy|matmul|transposeCopy|reluForward|reluBackward|addBias|adamUpdate|sgdUpdate|rmspropUpdate|adagradUpdate|reduceSlices|partialNorm)$/;
 
 type Bucket = "wasm kernels" | "js kernels" | "gc" | "outside kernels" | "idle";
 
