@@ -34,7 +34,9 @@ export abstract class Module {
   training = true;
   private readonly _buffers = new Set<string>();
 
-  abstract forward(...inputs: never[]): Tensor;
+  // `any`: subclasses declare their own inputs (forward(x: Tensor), forward(ids, mask), ...) and a
+  // model held as a plain Module can still be called, as in PyTorch.
+  abstract forward(...inputs: any[]): Tensor;
 
   /** Buffers are state that is saved and loaded but not trained (running statistics, masks). */
   registerBuffer(name: string, t: Tensor): void {
