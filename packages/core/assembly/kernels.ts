@@ -16,4 +16,4 @@
 
 export { matmul, matmulPackBytes } from "./matmul";
 export { addBias, reluForward, reluBackward, axpy, scale } from "./elementwise";
-export { adamUpdate, sumSlices } from "./step";
+export { adamUpdate, sumSlices, sumSquares } from "./step";

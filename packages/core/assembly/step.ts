@@ -74,3 +74,26 @@ export function sumSlices(basePtr: usize, strideBytes: usize, ranks: i32, outPtr
     store<f32>(outPtr + off, acc);
   }
 }
+
+/**
+ * Σ g[i]² over [start, end) in f64 (two f64x2 accumulators over widened pairs): the partial squared
+ * norm each rank contributes to the global gradient norm. Sums in another order than a sequential
+ * JavaScript loop, so the last bits may differ from it.
+ */
+export function sumSquares(ptr: usize, start: i32, end: i32): f64 {
+  let a0 = f64x2.splat(0), a1 = f64x2.splat(0);
+  let i = start;
+  for (; i + 4 <= end; i += 4) {
+    const off = ptr + <usize>i * 4;
+    const lo = load2(off), hi = load2(off + 8);
+    a0 = f64x2.add(a0, f64x2.mul(lo, lo));
+    a1 = f64x2.add(a1, f64x2.mul(hi, hi));
+  }
+  const s = f64x2.add(a0, a1);
+  let total = f64x2.extract_lane(s, 0) + f64x2.extract_lane(s, 1);
+  for (; i < end; i++) {
+    const v = <f64>load<f32>(ptr + <usize>i * 4);
+    total += v * v;
+  }
+  return total;
+}

@@ -151,7 +151,7 @@ async function rankLoop(init: WorkerInit, arena: SharedArena, kernels: WasmKerne
         if (stepRegion) runInStepRegion(stepRegion, () => trainStep(ctx));
         else trainStep(ctx);
         if (block[P.S_UPDATE] === 1) {
-          update({ init, arena, collective, block, state, segStart, segEnd, scalars, ranks, optimizerStep });
+          update({ init, arena, collective, block, state, segStart, segEnd, scalars, ranks, optimizerStep, kernels });
         }
         steps++;
       } else {
@@ -203,6 +203,7 @@ function trainStep(c: StepCtx & { block: Float64Array; params: Tensor[] }): void
 function update(c: {
   init: WorkerInit; arena: SharedArena; collective: SharedMemoryCollective; block: Float64Array; state: Float32Array[];
   segStart: number; segEnd: number; scalars: Float64Array; ranks: number; optimizerStep: SegmentUpdate | null;
+  kernels: WasmKernels | null;
 }): void {
   const { arena, block, segStart, segEnd, scalars } = c;
   const t0 = performance.now();
@@ -210,7 +211,9 @@ function update(c: {
   const t1 = performance.now();
   // reduce-scatter: after it, segment [segStart, segEnd) of grads slice 0 holds the global gradient.
   const reduced = c.collective.reduceScatter(arena.grads(c.init.rank));
-  const sq = partialNorm(reduced, segStart, segEnd, 2);
+  const sq = c.kernels && reduced.buffer === c.kernels.buffer
+    ? c.kernels.exports.sumSquares(reduced.byteOffset, segStart, segEnd)
+    : partialNorm(reduced, segStart, segEnd, 2);
   scalars[P.R_SQNORM] = sq;
   if (!Number.isFinite(sq)) scalars[P.R_NONFINITE] = 1;
   c.collective.barrier(); // every rank's partial norm and loss flags are written

@@ -230,3 +230,17 @@ describe("WasmKernels regions", () => {
     expect(c[0]).toBe(30);
   });
 });
+
+describe("sumSquares", () => {
+  test("equals the float64 sum of squares of a range, tails and empty ranges included", () => {
+    const wk2 = createWasmKernels({ heapBytes: 1 << 16, scratchBytes: 1 << 16 });
+    const a = wk2.allocF32(37);
+    for (let i = 0; i < a.length; i++) a[i] = Math.sin(i) * (i % 5 === 0 ? 1e-20 : 3);
+    for (const [start, end] of [[0, 37], [3, 4], [5, 5], [1, 36], [0, 8]] as const) {
+      let expected = 0;
+      for (let i = start; i < end; i++) expected += a[i]! * a[i]!;
+      const got = wk2.exports.sumSquares(a.byteOffset, start, end);
+      expect(Math.abs(got - expected)).toBeLessThanOrEqual(1e-12 * Math.max(1, expected));
+    }
+  });
+});

@@ -42,6 +42,7 @@ export interface KernelExports {
   adamUpdate(p: number, g: number, m: number, v: number, start: number, end: number, lr: number,
     beta1: number, beta2: number, eps: number, bc1: number, bc2: number, weightDecay: number): void;
   sumSlices(basePtr: number, strideBytes: number, ranks: number, outPtr: number, start: number, end: number): void;
+  sumSquares(ptr: number, start: number, end: number): number;
 }
 
 // A () -> v128 function doing i8x16.splat and i8x16.popcnt: valid only where SIMD is.
