@@ -196,12 +196,7 @@ export class DataParallel {
       };
       tasks.push(pool.run(init, { transferList: [port2] }).catch((err: unknown) => trainer.onWorkerFailure(rank, err)));
     }
-    try {
-      await trainer.waitFor(P.READY, numWorkers, 120_000, "starting workers");
-    } catch (err) {
-      await trainer.shutdown();
-      throw err;
-    }
+    await trainer.waitFor(P.READY, numWorkers, 120_000, "starting workers"); // shuts down on failure
     return trainer;
   }
 

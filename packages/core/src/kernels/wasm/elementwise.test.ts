@@ -1,3 +1,4 @@
+import { Generator } from "../../tensor/random.js";
 import { describe, expect, test } from "vitest";
 import { createWasmKernels } from "./wasm-kernels.js";
 
@@ -8,17 +9,10 @@ const SUB = 1e-39; // a float32 subnormal
 const wk = createWasmKernels({ heapBytes: 1 << 20, scratchBytes: 1 << 20 });
 const x = wk.exports;
 
-// Seeded uniform floats in [lo, hi) (mulberry32).
+// Seeded uniform floats in [lo, hi), from core's generator.
 function randomF32(length: number, seed: number, lo = -1, hi = 1): Float32Array {
-  let s = seed >>> 0;
-  const out = new Float32Array(length);
-  for (let i = 0; i < length; i++) {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(s ^ (s >>> 15), s | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out[i] = lo + (((t ^ (t >>> 14)) >>> 0) / 2 ** 32) * (hi - lo);
-  }
-  return out;
+  const g = new Generator(seed);
+  return Float32Array.from({ length }, () => lo + g.random() * (hi - lo));
 }
 
 // Runs `body` with copies of `arrays` placed in scratch (misaligned by 4 bytes, so the vector

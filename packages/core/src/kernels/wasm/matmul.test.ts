@@ -1,20 +1,14 @@
+import { Generator } from "../../tensor/random.js";
 import { afterEach, describe, expect, test } from "vitest";
 import { getKernelBackend, setKernelBackend } from "../backend.js";
 import { jsMatmulKernel, matmulKernel } from "../matmul.js";
 import { wasmMatmulKernel } from "./matmul-kernel.js";
 import { createWasmKernels, type WasmKernels } from "./wasm-kernels.js";
 
-// Seeded uniform floats in [-0.5, 0.5) (mulberry32), so failures reproduce.
+// Seeded uniform floats in [-0.5, 0.5), from core's generator, so failures reproduce.
 function randomF32(length: number, seed: number): Float32Array {
-  let s = seed >>> 0;
-  const out = new Float32Array(length);
-  for (let i = 0; i < length; i++) {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(s ^ (s >>> 15), s | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out[i] = ((t ^ (t >>> 14)) >>> 0) / 2 ** 32 - 0.5;
-  }
-  return out;
+  const g = new Generator(seed);
+  return Float32Array.from({ length }, () => g.random() - 0.5);
 }
 
 // A copy of src in the kernels' scratch, skewBytes past a 64-byte boundary.
