@@ -27,13 +27,9 @@ const CASES: Case[] = [
 /** Eight batches, reshuffled every epoch, as `threadgrad bench` uses: no batch is replayed. */
 const DATA_BATCHES = 8;
 
-/**
- * Exactly one training step: fit stops when its signal is aborted (checked before each step) and
- * the next call resumes from the trainer's progress, mid-epoch.
- */
-async function oneStep(trainer: DP, data: ReturnType<typeof randomClassification>, batchSize: number): Promise<void> {
-  const stop = new AbortController();
-  await trainer.fit(data, { epochs: Number.MAX_SAFE_INTEGER, batchSize, signal: stop.signal, onStep: () => stop.abort() });
+/** One epoch (DATA_BATCHES steps), as training runs them: main keeps `stepsInFlight` handed out. */
+async function oneEpoch(trainer: DP, data: ReturnType<typeof randomClassification>, batchSize: number): Promise<void> {
+  await trainer.fit(data, { epochs: trainer.progress.epoch + 1, batchSize });
 }
 
 export async function scaling(ctx: Ctx): Promise<Row[]> {
@@ -45,24 +41,31 @@ export async function scaling(ctx: Ctx): Promise<Row[]> {
   const data = randomClassification(DATA_BATCHES * batch, W1.sizes[0]!, W1.sizes.at(-1)!, W1.seed);
   for (const c of CASES) {
     const perWorker: [number, Row][] = [];
-    for (const workers of ctx.workers) {
-      const config = `${workers} worker${workers > 1 ? "s" : ""}, batch ${batch}`;
+    // Each worker count with the default steps in flight; W1 on 2+ workers also with one step in
+    // flight (main hands out each step after the last one's results), to show what that costs.
+    const runs = ctx.workers.flatMap((workers) => [
+      { workers, inFlight: undefined as number | undefined },
+      ...(c.workload === "W1 scaling" && workers > 1 ? [{ workers, inFlight: 1 }] : []),
+    ]);
+    for (const { workers, inFlight } of runs) {
+      const config = `${workers} worker${workers > 1 ? "s" : ""}, batch ${batch}${inFlight === undefined ? "" : `, ${inFlight} step in flight`}`;
       ctx.log(`${c.workload} ${config}`);
       const trainer = await DataParallel.create({
-        model: c.model, loss: c.loss, optimizer: { name: "adam", lr: W1.lr }, workers, seed: W1.seed, maxBatchSize: batch,
+        model: c.model, loss: c.loss, optimizer: { name: "adam", lr: W1.lr }, workers, seed: W1.seed, maxBatchSize: batch, stepsInFlight: inFlight,
       });
       try {
-        await oneStep(trainer, data, batch); // sends the data set to the workers: not measured
+        await oneEpoch(trainer, data, batch); // sends the data set to the workers: not measured
         const t = await measure(`${c.workload} ×${workers}`, async () => {
-          await oneStep(trainer, data, batch);
-        }, ctx, { warmupIterations: 3 });
+          await oneEpoch(trainer, data, batch);
+        }, ctx, { warmupIterations: 30 }); // 240 steps: until the JIT stops compiling in the background
         const over = workers > ctx.cores ? `; ${workers} workers > ${ctx.cores} cores` : "";
         const row = rowFrom(
           { workload: c.workload, config, impl: "threadgrad", peer: false, threads: workers, unit: "samples/s", better: "higher" },
-          t, (ms) => (batch * 1000) / ms, { note: `DataParallel, kernels ${kernels}${over}` },
+          t, (ms) => (DATA_BATCHES * batch * 1000) / ms,
+          { note: `DataParallel, ${trainer.options.stepsInFlight} in flight, kernels ${kernels}, timed by epochs of ${DATA_BATCHES} steps${over}` },
         );
         rows.push(row);
-        perWorker.push([workers, row]);
+        if (inFlight === undefined) perWorker.push([workers, row]);
       } finally {
         await trainer.close();
       }

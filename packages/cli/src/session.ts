@@ -68,23 +68,26 @@ export class TrainingSession {
       const segment = new AbortController();
       const onStop = () => segment.abort();
       stop.addEventListener("abort", onStop);
-      let isEpochEnd = false, isStepEval = false;
+      // One segment runs to the end of the epoch or to the next step evaluation, whichever is first.
+      const { unit, every } = settings.evalEvery;
+      const epochBefore = pr.epoch, stepBefore = pr.globalStep;
       let last = performance.now();
       try {
         await trainer.fit(this.o.train, {
-          epochs: settings.epochs, batchSize: settings.batchSize, signal: segment.signal,
+          epochs: epochBefore + 1, batchSize: settings.batchSize, signal: segment.signal,
+          untilStep: unit === "step" ? (Math.floor(stepBefore / every) + 1) * every : undefined,
           onStep: (info) => {
             const now = performance.now();
             this.onStep(info, (now - last) / 1000, startStep);
             last = now;
-            isEpochEnd = info.stepInEpoch === info.stepsPerEpoch;
-            isStepEval = settings.evalEvery.unit === "step" && info.step % settings.evalEvery.every === 0;
-            if (isEpochEnd || isStepEval) segment.abort();
           },
         });
       } finally {
         stop.removeEventListener("abort", onStop);
       }
+      const isEpochEnd = pr.epoch > epochBefore;
+      // With accumulation the segment ends at the window boundary at or after the evaluation step.
+      const isStepEval = unit === "step" && Math.floor(pr.globalStep / every) > Math.floor(stepBefore / every);
       if (isEpochEnd) this.onEpochEnd();
       const isLast = pr.epoch >= settings.epochs;
       const isEpochEval = isEpochEnd && settings.evalEvery.unit === "epoch" && pr.epoch % settings.evalEvery.every === 0;

@@ -86,16 +86,14 @@ async function timeSteps(o: Required<ThroughputOptions>, data: ReturnType<typeof
   const startupMs = performance.now() - created;
   const steps: TimedStep[] = [];
   try {
-    const stop = new AbortController();
     const stepsPerEpoch = Math.ceil(data.length / o.batchSize);
     let seen = 0, last = performance.now();
     await trainer.fit(data, {
-      epochs: Math.ceil((o.warmupSteps + o.steps) / stepsPerEpoch) + 1, batchSize: o.batchSize, signal: stop.signal,
+      epochs: Math.ceil((o.warmupSteps + o.steps) / stepsPerEpoch) + 1, batchSize: o.batchSize, untilStep: o.warmupSteps + o.steps,
       onStep: (info) => {
         const now = performance.now();
         if (seen++ >= o.warmupSteps) steps.push({ ms: now - last, timings: info.timings });
         last = now;
-        if (seen >= o.warmupSteps + o.steps) stop.abort();
       },
     });
     return { steps, startupMs, workers: trainer.numWorkers };

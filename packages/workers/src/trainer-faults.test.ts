@@ -77,6 +77,23 @@ describe("DataParallel faults", () => {
     expect(t.arena.params).toEqual(before);
   });
 
+  it("steps already in flight when a loss turns non-finite change nothing, and the next fit goes on from there", async () => {
+    const clean = data(128, 4, 3);
+    const bad = { ...clean, x: clean.x.slice() };
+    bad.x[4 * 77] = Number.NaN; // one sample: one of epoch 0's four steps fails, the ones after it are fine
+    const deep = await create({ stepsInFlight: 4 });
+    const one = await create({ stepsInFlight: 1 });
+    const errors = await Promise.all([deep, one].map((t) => t.fit(bad, { epochs: 1, batchSize: 32 }).then(() => "no error", (e: Error) => e.message)));
+    expect(errors[0]).toMatch(/non-finite loss \(NaN\) at step \d/);
+    expect(errors[0]).toBe(errors[1]);
+    expect(deep.progress).toEqual(one.progress);
+    const u32 = (t: DataParallel) => new Uint32Array(t.arena.params.buffer, t.arena.params.byteOffset, t.arena.params.length).slice();
+    expect(u32(deep)).toEqual(u32(one)); // with one step in flight nothing ran after the bad step
+    await Promise.all([deep, one].map((t) => t.fit(clean, { epochs: 2, batchSize: 32 })));
+    expect(deep.progress).toEqual(one.progress);
+    expect(u32(deep)).toEqual(u32(one));
+  });
+
   it("with skipNonFinite the bad step is skipped and training goes on", async () => {
     const t = await create({ skipNonFinite: true });
     const ds = data(64, 4, 3);
@@ -107,6 +124,7 @@ describe("DataParallel faults", () => {
   it("bad options are refused with a clear message before any worker starts", async () => {
     await expect(create({ workers: 0 })).rejects.toThrow(/workers: must be 'auto' or an integer/);
     await expect(create({ accumulateSteps: 0 })).rejects.toThrow(/accumulateSteps must be a positive integer/);
+    await expect(create({ stepsInFlight: 0 })).rejects.toThrow(/stepsInFlight must be an integer from 1 to 16, got 0/);
     await expect(create({ optimizer: { name: "adam", lr: -1 } })).rejects.toThrow(/Adam: lr must be >= 0, got -1/);
     const t = await create({});
     await expect(t.fit(data(8, 4, 3), { epochs: 1, batchSize: 0 })).rejects.toThrow(/batchSize must be an integer/);

@@ -244,20 +244,27 @@ describe("DataParallel options against the single-thread loop (2 workers)", () =
     got.forEach((s, i) => s.updated && expect(relErr(s.gradNorm!, ref.steps[i]!.gradNorm!)).toBeLessThan(1e-6));
   });
 
-  it("an abort mid-window stops at the window's end, and save + load + fit continues bit for bit", async () => {
+  // Epochs of 47 samples in batches of 10 are 5 steps; windows of 3 micro-steps: [1, 3], [4, 5],
+  // [6, 8], [9, 10], ... Step 7 is epoch 1's second micro-batch.
+  const abortCases = [
+    // one step in flight: the abort lands while step 7 is the only one handed out; window [6, 8] must finish
+    { name: "one step in flight", inFlight: 1, stopAt: { epoch: 1, stepInEpoch: 3, globalStep: 8, optimizerStep: 3 } },
+    // four in flight: epoch 1 is handed out as [6, 9] then [10]; the abort lands in the first
+    // batch, which finishes at step 9, inside the window [9, 10]: that window finishes too
+    { name: "four steps in flight", inFlight: 4, stopAt: { epoch: 2, stepInEpoch: 0, globalStep: 10, optimizerStep: 4 } },
+  ];
+  it.each(abortCases)("an abort mid-window with $name stops at a window's end, and save + load + fit continues bit for bit", async ({ inFlight, stopAt }) => {
     const ds = classification(47, 6, 3, 6);
     const cfg: Config = {
       sizes: [6, 12, 3], loss: sumLoss.ce, denom: countDenom, optimizer: { name: "sgd", lr: 0.1, momentum: 0.9 }, accumulate: 3, schedule: { kind: "cosine", tMax: 8 },
     };
     const straight = await trainer(cfg, {});
     const all = await fitRecording(straight, ds, 3, 10);
-    const first = await trainer(cfg, {});
+    const first = await trainer(cfg, { stepsInFlight: inFlight });
     const ac = new AbortController();
-    // step 7 is epoch 1's second micro-batch: the window [5, 8) must finish first
     const before = await fitRecording(first, ds, 3, 10, ac.signal, (s) => s.step === 7 && ac.abort());
-    expect(before.map((s) => s.step)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
-    expect(first.progress).toMatchObject({ epoch: 1, stepInEpoch: 3, globalStep: 8, optimizerStep: 3, batchSize: 10 });
-    expect(first.progress.stepInEpoch % 3).toBe(0);
+    expect(before.map((s) => s.step)).toEqual(Array.from({ length: stopAt.globalStep }, (_, i) => i + 1));
+    expect(first.progress).toMatchObject({ ...stopAt, batchSize: 10 });
     const dir = mkdtempSync(join(tmpdir(), "threadgrad-options-"));
     dirs.push(dir);
     await first.save(join(dir, "mid.msgpack"));
@@ -265,11 +272,38 @@ describe("DataParallel options against the single-thread loop (2 workers)", () =
     const resumed = await DataParallel.load(join(dir, "mid.msgpack"), { workers: RANKS });
     open.push(resumed);
     const after = await fitRecording(resumed, ds, 3, 10);
-    expect(after[0]).toMatchObject({ step: 9, epoch: 1, stepInEpoch: 4 });
+    expect(after[0]).toMatchObject({ step: stopAt.globalStep + 1 });
     expectSameBits(paramsOf(resumed), paramsOf(straight));
     const pick = (s: StepInfo) => [s.step, s.loss, s.lr, s.gradNorm, s.updated];
     expect([...before, ...after].map(pick)).toEqual(all.map(pick));
     expect(resumed.progress).toMatchObject({ epoch: 3, stepInEpoch: 0, globalStep: 15, optimizerStep: 6 });
     expectSameBits(paramsOf(straight), reference(cfg, ds, 3, 10).params);
+  });
+
+  it("untilStep stops at the first window boundary from it, whatever is in flight, and 1 or 4 in flight give the same bits", async () => {
+    const ds = classification(47, 6, 3, 7);
+    const cfg: Config = {
+      sizes: [6, 12, 3], loss: sumLoss.ce, denom: countDenom, optimizer: { name: "adam", lr: 0.02 }, accumulate: 3, schedule: { kind: "step", stepSize: 2, gamma: 0.5 },
+    };
+    const data = { x: ds.x, y: ds.y, length: ds.length };
+    const deep = await trainer(cfg, { stepsInFlight: 4 });
+    const one = await trainer(cfg, { stepsInFlight: 1 });
+    const stepsOf = async (t: DataParallel, untilStep: number) => {
+      const seen: StepInfo[] = [];
+      await t.fit(data, { epochs: 3, batchSize: 10, untilStep, onStep: (s) => void seen.push(s) });
+      return seen;
+    };
+    // step 5 ends epoch 0 and its window [4, 5]: exactly there
+    expect((await stepsOf(deep, 5)).map((s) => s.step)).toEqual([1, 2, 3, 4, 5]);
+    expect(deep.progress).toMatchObject({ epoch: 1, stepInEpoch: 0, globalStep: 5, optimizerStep: 2 });
+    // step 7 is inside the window [6, 8]: the window finishes
+    expect((await stepsOf(deep, 7)).map((s) => s.step)).toEqual([6, 7, 8]);
+    expect(deep.progress).toMatchObject({ epoch: 1, stepInEpoch: 3, globalStep: 8, optimizerStep: 3 });
+    const rest = await stepsOf(deep, Infinity);
+    const straight = await stepsOf(one, Infinity);
+    expect(rest.map((s) => s.step)).toEqual(straight.slice(8).map((s) => s.step));
+    expect(rest.map((s) => [s.loss, s.lr, s.gradNorm])).toEqual(straight.slice(8).map((s) => [s.loss, s.lr, s.gradNorm]));
+    expectSameBits(paramsOf(deep), paramsOf(one));
+    expectSameBits(paramsOf(one), reference(cfg, ds, 3, 10).params);
   });
 });

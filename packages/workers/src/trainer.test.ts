@@ -151,8 +151,7 @@ describe("DataParallel", () => {
     const straight = await trainer({ workers: 2 });
     await straight.fit(ds, { epochs: 3, batchSize: 32 });
     const first = await trainer({ workers: 2 });
-    const ac = new AbortController();
-    await first.fit(ds, { epochs: 3, batchSize: 32, onStep: (s) => { if (s.step === 4) ac.abort(); }, signal: ac.signal });
+    await first.fit(ds, { epochs: 3, batchSize: 32, untilStep: 4 });
     expect(first.progress).toMatchObject({ epoch: 1, stepInEpoch: 1, globalStep: 4 });
     await first.save(join(dir, "ckpt.msgpack"));
     await first.close();

@@ -3,7 +3,7 @@ import { fileURLToPath } from "node:url";
 import { existsSync } from "node:fs";
 import { Piscina } from "piscina";
 import { type nn, isTensor, manualSeed } from "@threadgrad/core";
-import { type OptimizerName, type ScheduleConfig, combineNorms, lrAt, resolveFlatOptions, stateBuffers } from "@threadgrad/optim";
+import { type OptimizerName, type ScheduleConfig, combineNorms, resolveFlatOptions, stateBuffers } from "@threadgrad/optim";
 import { SharedArena, planArena } from "./arena.js";
 import { readTrainerCheckpoint, restoreTrainer, saveTrainer } from "./persist.js";
 import { ErrorCode, signalError, waitUntil } from "./control.js";
@@ -54,6 +54,15 @@ export interface TrainerOptions {
    * (state updated in place is fine). Default: on for built-in models, off for module models.
    */
   stepRegion?: boolean;
+  /**
+   * Training steps main hands to the workers at once (1 to 16; default 8). The ranks run them
+   * back to back, keeping the optimizer's count and learning rate themselves, and main sleeps until
+   * the last is done: it neither makes the ranks wait for its round trip after every step nor
+   * preempts one mid-step on a machine without a spare core. The numbers are the same for every
+   * value. An abort (FitOptions.signal) lets the steps already handed out finish; `untilStep`
+   * stops exactly.
+   */
+  stepsInFlight?: number;
 }
 
 export interface StepInfo {
@@ -78,7 +87,13 @@ export interface FitOptions {
   batchSize: number;
   onStep?: (info: StepInfo) => void | Promise<void>;
   onEpochEnd?: (epoch: number) => void | Promise<void>;
+  /**
+   * Stop at the first accumulation-window boundary once this signal is aborted. Steps already
+   * handed to the workers (TrainerOptions.stepsInFlight) finish first, and so does the window.
+   */
   signal?: AbortSignal;
+  /** Stop before this global step (at the first window boundary from it): `untilStep: 100` runs steps up to 100. */
+  untilStep?: number;
 }
 
 export interface EvalResult {
@@ -97,6 +112,13 @@ export interface Progress {
   stepInEpoch: number;
   globalStep: number;
   optimizerStep: number;
+}
+
+interface PendingStep {
+  indices: Int32Array;
+  update: boolean;
+  /** global steps completed before this one */
+  globalStep: number;
 }
 
 function workerEntry(): string {
@@ -123,6 +145,8 @@ function workerEntry(): string {
 export class DataParallel {
   readonly progress: Progress = { batchSize: 0, epoch: 0, stepInEpoch: 0, globalStep: 0, optimizerStep: 0 };
   private seq = 0;
+  // Sequence numbers of the commands published and not yet completed, oldest first.
+  private readonly inFlight: number[] = [];
   private readonly rankErrors = new Map<number, Error>();
   private closed = false;
   private busy = false;
@@ -132,15 +156,15 @@ export class DataParallel {
   private readonly datasets = new WeakMap<object, { shared: SharedDataset; y: unknown }>();
 
   private constructor(
-    readonly options: Required<Pick<TrainerOptions, "model" | "loss" | "seed" | "accumulateSteps" | "skipNonFinite" | "maxBatchSize">> & TrainerOptions,
+    readonly options: Required<Pick<TrainerOptions, "model" | "loss" | "seed" | "accumulateSteps" | "skipNonFinite" | "maxBatchSize" | "stepsInFlight">> & TrainerOptions,
     readonly model: nn.Module,
     readonly arena: SharedArena,
     readonly numWorkers: number,
     readonly optimizer: { name: OptimizerName; options: Record<string, unknown> },
     private readonly pool: Piscina,
     private readonly ports: MessagePort[],
-    private readonly block: Float64Array,
-    private readonly batch: Int32Array,
+    private readonly blocks: Float64Array,
+    private readonly batches: Int32Array,
     private readonly predictions: Int32Array,
     private tasks: Promise<unknown>[],
   ) {}
@@ -150,6 +174,8 @@ export class DataParallel {
     const numWorkers = resolveWorkers(opts.workers);
     const seed = opts.seed ?? 0;
     const accumulateSteps = opts.accumulateSteps ?? 1;
+    const slots = opts.stepsInFlight ?? 8;
+    if (!Number.isInteger(slots) || slots < 1 || slots > P.MAX_SLOTS) throw new Error(`DataParallel: stepsInFlight must be an integer from 1 to ${P.MAX_SLOTS}, got ${slots}`);
     if (!Number.isInteger(accumulateSteps) || accumulateSteps < 1) throw new Error(`DataParallel: accumulateSteps must be a positive integer, got ${accumulateSteps}`);
     if (opts.clipGradNorm !== undefined && !(opts.clipGradNorm > 0)) throw new Error(`DataParallel: clipGradNorm must be > 0, got ${opts.clipGradNorm}`);
     const { name = "adam", ...rest } = opts.optimizer ?? { name: "adam" };
@@ -162,7 +188,7 @@ export class DataParallel {
     const buffers = stateBuffers(name, optOptions as never);
     const layout = planArena({
       paramSizes: params.map((p) => p.numel), ranks: numWorkers, stateBuffers: buffers.length,
-      scalarSlotsPerRank: P.SCALAR_SLOTS, userControlWords: P.TRAINER_CONTROL_WORDS,
+      scalarSlotsPerRank: P.SCALAR_SLOTS * slots, userControlWords: P.TRAINER_CONTROL_WORDS,
     });
     const wasm = placeInWasm(layout, numWorkers);
     const arena = wasm ? SharedArena.attach(wasm.kernels.buffer, layout, wasm.placement.arenaOffset) : SharedArena.create(layout);
@@ -173,22 +199,22 @@ export class DataParallel {
     });
     buffers.forEach((b, k) => arena.state(k).fill(b.init));
     const maxBatchSize = opts.maxBatchSize ?? 8192;
-    const block = new Float64Array(new SharedArrayBuffer(P.STEP_BLOCK_SIZE * 8));
-    const batch = new Int32Array(new SharedArrayBuffer(maxBatchSize * 4));
+    const blocks = new Float64Array(new SharedArrayBuffer(slots * P.STEP_BLOCK_SIZE * 8));
+    const batches = new Int32Array(new SharedArrayBuffer(slots * maxBatchSize * 4));
     const predictions = new Int32Array(new SharedArrayBuffer(maxBatchSize * 4));
     const pool = new Piscina({ filename: workerEntry(), minThreads: numWorkers, maxThreads: numWorkers, idleTimeout: Infinity, concurrentTasksPerWorker: 1, atomics: "disabled" });
     const loss = opts.loss ?? "crossEntropy";
     const ports: MessagePort[] = [];
     const tasks: Promise<unknown>[] = [];
-    const trainerOpts = { ...opts, loss, seed, accumulateSteps, skipNonFinite: opts.skipNonFinite ?? false, maxBatchSize };
-    const trainer = new DataParallel(trainerOpts, model, arena, numWorkers, { name, options: optOptions }, pool, ports, block, batch, predictions, tasks);
+    const trainerOpts = { ...opts, loss, seed, accumulateSteps, skipNonFinite: opts.skipNonFinite ?? false, maxBatchSize, stepsInFlight: slots };
+    const trainer = new DataParallel(trainerOpts, model, arena, numWorkers, { name, options: optOptions }, pool, ports, blocks, batches, predictions, tasks);
     for (let rank = 0; rank < numWorkers; rank++) {
       const { port1, port2 } = new MessageChannel();
       ports.push(port1);
       const init: WorkerInit = {
-        rank, arena: arena.handle(), stepBlock: block.buffer as SharedArrayBuffer, batch: batch.buffer as SharedArrayBuffer,
+        rank, arena: arena.handle(), stepBlock: blocks.buffer as SharedArrayBuffer, batch: batches.buffer as SharedArrayBuffer, maxBatchSize, slots,
         predictions: predictions.buffer as SharedArrayBuffer, port: port2, model: opts.model, loss, classification: isClassification(loss),
-        optimizer: { name, options: optOptions }, seed, barrierTimeoutMs: opts.barrierTimeoutMs ?? 60_000,
+        optimizer: { name, options: optOptions }, schedule: opts.schedule ?? null, skipNonFinite: trainerOpts.skipNonFinite, seed, barrierTimeoutMs: opts.barrierTimeoutMs ?? 60_000,
         // Spinning at a barrier only pays while every rank has a core of its own.
         spin: numWorkers <= availableWorkers(),
         stepRegion: opts.stepRegion ?? "kind" in opts.model,
@@ -229,16 +255,53 @@ export class DataParallel {
     }
   }
 
-  /** Publishes one command and waits (without blocking the event loop) until every rank is done. */
-  private async command(cmd: number, what: string): Promise<void> {
+  private get slots(): number {
+    return this.options.stepsInFlight;
+  }
+
+  /**
+   * Publishes a command in the next slot (`fill` writes the slot's step block and batch indices)
+   * and returns its sequence number; the slot must be free (at most `slots` in flight).
+   */
+  private publish(cmd: number, fill: (block: Float64Array, batch: Int32Array) => void = () => undefined): number {
     if (this.closed) throw this.failure ?? new Error("DataParallel: the trainer is closed");
+    if (this.inFlight.length >= this.slots) throw new Error("DataParallel: internal error, every command slot is in use");
     const control = this.arena.control;
-    Atomics.store(control, P.DONE, 0);
-    this.block[P.S_CMD] = cmd;
-    this.seq++;
-    Atomics.store(control, P.SEQ, this.seq);
+    const seq = ++this.seq, slot = seq % this.slots;
+    const block = this.blocks.subarray(slot * P.STEP_BLOCK_SIZE, (slot + 1) * P.STEP_BLOCK_SIZE);
+    block.fill(0);
+    block[P.S_CMD] = cmd;
+    fill(block, this.batches.subarray(slot * this.options.maxBatchSize, (slot + 1) * this.options.maxBatchSize));
+    Atomics.store(control, P.DONE + slot, 0);
+    Atomics.store(control, P.SEQ, seq);
     Atomics.notify(control, P.SEQ); // wakes every rank parked in waitForCommand
-    await this.waitFor(P.DONE, this.numWorkers, this.options.stepTimeoutMs ?? 600_000, what);
+    this.inFlight.push(seq);
+    return seq;
+  }
+
+  /** Waits (without blocking the event loop) until every rank has run the oldest command in flight. */
+  private async completeOldest(what: string): Promise<number> {
+    const seq = this.inFlight[0]!;
+    await this.waitFor(P.DONE + (seq % this.slots), this.numWorkers, this.options.stepTimeoutMs ?? 600_000, what);
+    this.inFlight.shift();
+    return seq % this.slots;
+  }
+
+  /** Waits until every rank has run the newest command in flight (and so every older one). */
+  private async waitForNewest(what: string): Promise<void> {
+    const seq = this.inFlight.at(-1)!;
+    await this.waitFor(P.DONE + (seq % this.slots), this.numWorkers, this.options.stepTimeoutMs ?? 600_000, what);
+  }
+
+  /** Publishes one command and waits until every rank has run it; returns its slot. */
+  private async command(cmd: number, what: string, fill?: (block: Float64Array, batch: Int32Array) => void): Promise<number> {
+    this.publish(cmd, fill);
+    return this.completeOldest(what);
+  }
+
+  /** Rank r's scalars for the command in `slot`. */
+  private scalars(rank: number, slot: number): Float64Array {
+    return this.arena.rankScalars(rank).subarray(slot * P.SCALAR_SLOTS, (slot + 1) * P.SCALAR_SLOTS);
   }
 
   private async register(ds: DatasetLike): Promise<SharedDataset> {
@@ -266,11 +329,6 @@ export class DataParallel {
       return total;
     }
     return indices.length;
-  }
-
-  private lrAt(optimizerStep: number): number {
-    const base = this.optimizer.options.lr as number;
-    return this.options.schedule ? lrAt(this.options.schedule, base, optimizerStep) : base;
   }
 
   /** Trains until `epochs` epochs are complete; resumes from `progress`. */
@@ -304,24 +362,40 @@ export class DataParallel {
         throw new Error(`DataParallel.fit: this run stopped mid-epoch with batchSize ${pr.batchSize}; resume it with the same batchSize, not ${batchSize}`);
       }
       pr.batchSize = batchSize;
+      const until = opts.untilStep ?? Infinity;
       while (pr.epoch < epochs) {
         const order = epochOrder(ds.length, this.options.seed, pr.epoch);
-        while (pr.stepInEpoch < stepsPerEpoch) {
-          const s = pr.stepInEpoch;
-          // Stop only between accumulation windows: a checkpoint never holds half a window.
-          if ((signal?.aborted || this.closing) && s % k === 0) return pr;
-          const indices = order.subarray(s * batchSize, Math.min(ds.length, (s + 1) * batchSize));
-          // An accumulation window is k consecutive micro-steps of one epoch; the last may be shorter.
-          const windowStart = s - (s % k);
-          const windowEnd = Math.min(stepsPerEpoch, windowStart + k);
-          const isUpdate = s + 1 === windowEnd;
-          const window = order.subarray(windowStart * batchSize, Math.min(ds.length, windowEnd * batchSize));
-          const info = await this.trainStep(ds, indices, { zero: s === windowStart, update: isUpdate, denom: this.denominator(ds, window) });
-          pr.globalStep++;
-          pr.stepInEpoch++;
-          if (isUpdate && !info.skipped) pr.optimizerStep++;
-          await opts.onStep?.({ ...info, step: pr.globalStep, epoch: pr.epoch, stepInEpoch: pr.stepInEpoch, stepsPerEpoch });
+        const pending: PendingStep[] = [];
+        let next = pr.stepInEpoch;
+        let stopping = false;
+        try {
+          for (;;) {
+            // Hand out a batch of steps, up to one per slot, then sleep until the ranks have run
+            // them all: main wakes once per batch, not per step, so on a machine with no core to
+            // spare it does not preempt a rank mid-step. Stop only between accumulation windows:
+            // a checkpoint never holds half a window.
+            const refill = pending.length === 0;
+            while (refill && !stopping && pending.length < this.slots && next < stepsPerEpoch) {
+              const stop = signal?.aborted || this.closing || pr.globalStep + pending.length + 1 > until;
+              if (stop && next % k === 0) stopping = true;
+              else pending.push(this.publishStep(ds, order, next++, batchSize, stepsPerEpoch, pending.length === 0));
+            }
+            const step = pending.shift();
+            if (step === undefined) break;
+            if (pending.length > 0) await this.waitForNewest(`step ${pending.at(-1)!.globalStep + 1}`);
+            const info = await this.finishStep(ds, step);
+            pr.globalStep++;
+            pr.stepInEpoch++;
+            if (info.updated) pr.optimizerStep++;
+            await opts.onStep?.({ ...info, step: pr.globalStep, epoch: pr.epoch, stepInEpoch: pr.stepInEpoch, stepsPerEpoch });
+          }
+        } catch (err) {
+          // Let the steps already handed out finish (the ranks halted: they change nothing) so the
+          // trainer is idle, then report.
+          while (this.inFlight.length > 0 && !this.closed) await this.completeOldest("finishing the steps in flight").catch(() => undefined);
+          throw err;
         }
+        if (stopping) return pr;
         pr.epoch++;
         pr.stepInEpoch = 0;
         await opts.onEpochEnd?.(pr.epoch);
@@ -332,25 +406,39 @@ export class DataParallel {
     }
   }
 
-  private async trainStep(ds: SharedDataset, indices: Int32Array, w: { zero: boolean; update: boolean; denom: number }) {
-    const b = this.block;
-    this.batch.set(indices);
-    const lr = this.lrAt(this.progress.optimizerStep);
-    b[P.S_BATCH] = indices.length;
-    b[P.S_DENOM] = w.denom;
-    b[P.S_LR] = lr;
-    b[P.S_OPT_STEP] = this.progress.optimizerStep + 1;
-    b[P.S_ZERO] = w.zero ? 1 : 0;
-    b[P.S_UPDATE] = w.update ? 1 : 0;
-    b[P.S_STEP] = this.progress.globalStep;
-    b[P.S_DATASET] = ds.id;
-    b[P.S_CLIP] = this.options.clipGradNorm ?? 0;
-    await this.command(P.Cmd.TRAIN, `step ${this.progress.globalStep + 1}`);
+  /** Hands step `s` of the epoch to the workers; `isSync`: nothing is in flight, main's counts are current. */
+  private publishStep(ds: SharedDataset, order: Int32Array, s: number, batchSize: number, stepsPerEpoch: number, isSync: boolean): PendingStep {
+    const k = this.options.accumulateSteps;
+    const indices = order.subarray(s * batchSize, Math.min(ds.length, (s + 1) * batchSize));
+    // An accumulation window is k consecutive micro-steps of one epoch; the last may be shorter.
+    const windowStart = s - (s % k);
+    const windowEnd = Math.min(stepsPerEpoch, windowStart + k);
+    const update = s + 1 === windowEnd;
+    const window = order.subarray(windowStart * batchSize, Math.min(ds.length, windowEnd * batchSize));
+    const globalStep = this.progress.globalStep + this.inFlight.length;
+    this.publish(P.Cmd.TRAIN, (b, batch) => {
+      batch.set(indices);
+      b[P.S_BATCH] = indices.length;
+      b[P.S_DENOM] = this.denominator(ds, window);
+      b[P.S_OPT_COUNT] = isSync ? this.progress.optimizerStep : -1;
+      b[P.S_ZERO] = s === windowStart ? 1 : 0;
+      b[P.S_UPDATE] = update ? 1 : 0;
+      b[P.S_STEP] = globalStep;
+      b[P.S_DATASET] = ds.id;
+      b[P.S_CLIP] = this.options.clipGradNorm ?? 0;
+    });
+    return { indices, update, globalStep };
+  }
+
+  /** Waits for the oldest step in flight and gathers the ranks' results. */
+  private async finishStep(ds: SharedDataset, step: PendingStep) {
+    const slot = await this.completeOldest(`step ${step.globalStep + 1}`);
     let lossSum = 0, correct = 0, nonFinite = false;
     const partials: number[] = [];
     const timings = { computeMs: 0, waitMs: 0, reduceMs: 0, updateMs: 0 };
     for (let r = 0; r < this.numWorkers; r++) {
-      const s = this.arena.rankScalars(r);
+      const s = this.scalars(r, slot);
+      if (s[P.R_RAN] !== 1) throw new Error(`DataParallel: internal error, rank ${r} did not run step ${step.globalStep + 1}`);
       timings.computeMs = Math.max(timings.computeMs, s[P.R_T_COMPUTE]!);
       timings.waitMs = Math.max(timings.waitMs, s[P.R_T_WAIT]!);
       timings.reduceMs = Math.max(timings.reduceMs, s[P.R_T_REDUCE]!);
@@ -360,16 +448,16 @@ export class DataParallel {
       partials.push(s[P.R_SQNORM]!);
       if (s[P.R_NONFINITE] === 1) nonFinite = true;
     }
-    const skipped = w.update && this.arena.rankScalars(0)[P.R_SKIPPED] === 1;
-    const step = this.progress.globalStep + 1;
-    const loss = lossSum / this.denominator(ds, indices);
+    const first = this.scalars(0, slot);
+    const skipped = step.update && first[P.R_SKIPPED] === 1;
+    const loss = lossSum / this.denominator(ds, step.indices);
     if (nonFinite && !this.options.skipNonFinite) {
-      throw new Error(`DataParallel: non-finite ${Number.isFinite(loss) ? "gradient" : `loss (${loss})`} at step ${step}; the update was not applied. Lower the learning rate, clip gradients (clipGradNorm) or pass skipNonFinite: true to skip such steps.`);
+      throw new Error(`DataParallel: non-finite ${Number.isFinite(loss) ? "gradient" : `loss (${loss})`} at step ${step.globalStep + 1}; the update was not applied. Lower the learning rate, clip gradients (clipGradNorm) or pass skipNonFinite: true to skip such steps.`);
     }
     return {
-      loss, lr, samples: indices.length, updated: w.update && !skipped, skipped, timings,
-      accuracy: isClassification(this.options.loss) ? correct / indices.length : null,
-      gradNorm: w.update ? combineNorms(partials, 2) : null,
+      loss, lr: first[P.R_LR]!, samples: step.indices.length, updated: step.update && !skipped, skipped, timings,
+      accuracy: isClassification(this.options.loss) ? correct / step.indices.length : null,
+      gradNorm: step.update ? combineNorms(partials, 2) : null,
     };
   }
 
@@ -390,12 +478,13 @@ export class DataParallel {
       let lossSum = 0, correct = 0;
       for (let start = 0; start < ds.length; start += bs) {
         const n = Math.min(bs, ds.length - start);
-        for (let i = 0; i < n; i++) this.batch[i] = start + i;
-        this.block[P.S_BATCH] = n;
-        this.block[P.S_DATASET] = ds.id;
-        await this.command(P.Cmd.EVAL, "evaluation");
+        const slot = await this.command(P.Cmd.EVAL, "evaluation", (b, batch) => {
+          for (let i = 0; i < n; i++) batch[i] = start + i;
+          b[P.S_BATCH] = n;
+          b[P.S_DATASET] = ds.id;
+        });
         for (let r = 0; r < this.numWorkers; r++) {
-          const s = this.arena.rankScalars(r);
+          const s = this.scalars(r, slot);
           lossSum += s[P.R_LOSS]!;
           correct += s[P.R_CORRECT]!;
         }
@@ -447,8 +536,10 @@ export class DataParallel {
     this.closed = true;
     if (this.failure !== null || Atomics.load(this.arena.control, 0) !== 0) signalError(this.arena.control, ErrorCode.ABORTED);
     else {
-      this.block[P.S_CMD] = P.Cmd.STOP;
-      Atomics.store(this.arena.control, P.SEQ, ++this.seq);
+      // Nothing is in flight here (fit and evaluate are done), so the next slot is free.
+      const seq = ++this.seq, slot = seq % this.slots;
+      this.blocks[slot * P.STEP_BLOCK_SIZE + P.S_CMD] = P.Cmd.STOP;
+      Atomics.store(this.arena.control, P.SEQ, seq);
       Atomics.notify(this.arena.control, P.SEQ);
     }
     await Promise.race([Promise.allSettled(this.tasks), new Promise((r) => setTimeout(r, 2000))]);

@@ -6,7 +6,7 @@ import {
   type Region, Tensor, type WasmKernels, type WasmMemory, type nn, createWasmKernels, isTensor, noGrad, runInStepRegion, setDefaultWasmKernels,
   setSampleContext, tensor,
 } from "@threadgrad/core";
-import { type OptimizerName, combineNorms, clipCoef, flatStep, partialNorm, scaleRange } from "@threadgrad/optim";
+import { type OptimizerName, type ScheduleConfig, combineNorms, clipCoef, flatStep, lrAt, partialNorm, scaleRange } from "@threadgrad/optim";
 import { type ArenaHandle, SharedArena } from "./arena.js";
 import { SharedMemoryCollective } from "./collective.js";
 import { ERROR, ErrorCode, signalError } from "./control.js";
@@ -20,13 +20,19 @@ export interface WorkerInit {
   rank: number;
   arena: ArenaHandle;
   stepBlock: SharedArrayBuffer;
+  /** indices of each slot's batch: slot k at k * maxBatchSize */
   batch: SharedArrayBuffer;
+  maxBatchSize: number;
+  /** commands main may have in flight: the step block, batch buffer and scalars have this many slots */
+  slots: number;
   predictions: SharedArrayBuffer;
   port: MessagePort;
   model: ModelSpec;
   loss: LossSpec;
   classification: boolean;
   optimizer: { name: OptimizerName; options: Record<string, unknown> };
+  schedule: ScheduleConfig | null;
+  skipNonFinite: boolean;
   seed: number;
   barrierTimeoutMs: number;
   /** false when ranks outnumber cores: barriers then wait without spinning */
@@ -37,18 +43,15 @@ export interface WorkerInit {
   wasm: { memory: WasmMemory; scratch: Region } | null;
 }
 
-/** Waits (blocking: this is a worker) until control[SEQ] differs from `seen`, watching ERROR. */
-function waitForCommand(control: Int32Array, seen: number, spins: number): number {
-  for (let spin = 0; spin < spins; spin++) {
-    const v = Atomics.load(control, P.SEQ);
-    if (v !== seen) return v;
-  }
+/** Waits (blocking: this is a worker) until main has published command `next`, watching ERROR. */
+function waitForCommand(control: Int32Array, next: number, spins: number): void {
+  for (let spin = 0; spin < spins; spin++) if (Atomics.load(control, P.SEQ) >= next) return;
   for (;;) {
+    const seq = Atomics.load(control, P.SEQ);
+    if (seq >= next) return;
     if (Atomics.load(control, ERROR) !== ErrorCode.NONE) throw new Error("aborted");
     // Main bumps SEQ and notifies it; a missed notify is caught by the 200 ms re-check.
-    Atomics.wait(control, P.SEQ, seen, 200);
-    const v = Atomics.load(control, P.SEQ);
-    if (v !== seen) return v;
+    Atomics.wait(control, P.SEQ, seq, 200);
   }
 }
 
@@ -103,8 +106,8 @@ async function rankLoop(init: WorkerInit, arena: SharedArena, kernels: WasmKerne
   const { rank } = init;
   const ranks = arena.layout.ranks;
   const control = arena.control;
-  const block = new Float64Array(init.stepBlock);
-  const batch = new Int32Array(init.batch);
+  const blocks = new Float64Array(init.stepBlock);
+  const batches = new Int32Array(init.batch);
   const preds = new Int32Array(init.predictions);
   const model: nn.Module = await buildModel(init.model);
   const lossFn = await buildLoss(init.loss);
@@ -124,17 +127,24 @@ async function rankLoop(init: WorkerInit, arena: SharedArena, kernels: WasmKerne
   const optimizerStep = kernels ? wasmAdam(kernels, arena, init.optimizer) : null;
   const stepRegion = kernels && init.stepRegion ? kernels : null;
   const datasets = new Map<number, SharedDataset>();
-  const scalars = arena.rankScalars(rank);
   const [segStart, segEnd] = segment(arena.layout.paddedLength, ranks, rank);
+  const slotScalars = (r: number, slot: number) => arena.rankScalars(r).subarray(slot * P.SCALAR_SLOTS, (slot + 1) * P.SCALAR_SLOTS);
+  // What the ranks keep in step between commands: the optimizer's update count, whether the
+  // current accumulation window met a non-finite value, and whether they halted on one.
+  const run: RunState = { optCount: 0, windowNonFinite: false, halted: false };
   Atomics.add(control, P.READY, 1);
   Atomics.notify(control, P.READY);
 
-  let seen = 0;
   let steps = 0;
-  for (;;) {
-    seen = waitForCommand(control, seen, init.spin ? 2000 : 0);
+  for (let next = 1; ; next++) {
+    waitForCommand(control, next, init.spin ? 2000 : 0);
+    const slot = next % init.slots;
+    const block = blocks.subarray(slot * P.STEP_BLOCK_SIZE, (slot + 1) * P.STEP_BLOCK_SIZE);
+    const batch = batches.subarray(slot * init.maxBatchSize, (slot + 1) * init.maxBatchSize);
+    const scalars = slotScalars(rank, slot);
     const cmd = block[P.S_CMD];
     if (cmd === P.Cmd.STOP) return { rank, steps };
+    scalars.fill(0);
     if (cmd === P.Cmd.RECEIVE) {
       for (let msg = receiveMessageOnPort(init.port); msg !== undefined; msg = receiveMessageOnPort(init.port)) {
         const ds = msg.message as SharedDataset;
@@ -145,24 +155,48 @@ async function rankLoop(init: WorkerInit, arena: SharedArena, kernels: WasmKerne
       if (ds === undefined) throw new Error(`unknown data set ${block[P.S_DATASET]}`);
       const n = block[P.S_BATCH]!;
       const [start, end] = shardRange(n, ranks, rank);
-      scalars.fill(0);
       if (cmd === P.Cmd.TRAIN) {
-        const ctx = { init, model, lossFn, ds, batch, block, start, end, scalars, params };
-        if (stepRegion) runInStepRegion(stepRegion, () => trainStep(ctx));
-        else trainStep(ctx);
-        if (block[P.S_UPDATE] === 1) {
-          update({ init, arena, collective, block, state, segStart, segEnd, scalars, ranks, optimizerStep, kernels });
+        const known = block[P.S_OPT_COUNT]!;
+        if (known >= 0) Object.assign(run, { optCount: known, halted: false });
+        if (!run.halted) {
+          const ctx = { init, model, lossFn, ds, batch, block, start, end, scalars, params };
+          if (block[P.S_ZERO] === 1) run.windowNonFinite = false;
+          if (stepRegion) runInStepRegion(stepRegion, () => trainStep(ctx));
+          else trainStep(ctx);
+          run.windowNonFinite ||= scalars[P.R_NONFINITE] === 1;
+          scalars[P.R_LR] = lrOf(init, run.optCount);
+          if (block[P.S_UPDATE] === 1) {
+            update({
+              init, arena, collective, block, state, segStart, segEnd, scalars, ranks, optimizerStep, kernels, run,
+              scalarsOf: (r: number) => slotScalars(r, slot),
+            });
+            // The next step may already be waiting: no rank reads parameters for it, or writes its
+            // gradient slice, before every rank has updated its segment and read the slices.
+            if (ranks > 1) collective.barrier();
+          }
+          scalars[P.R_RAN] = 1;
+          steps++;
         }
-        steps++;
       } else {
         const ctx = { init, model, lossFn, ds, batch, start, end, scalars, preds };
         if (stepRegion) runInStepRegion(stepRegion, () => evalStep(ctx));
         else evalStep(ctx);
       }
     }
-    // The last rank to finish wakes main, which waits on DONE with Atomics.waitAsync.
-    if (Atomics.add(control, P.DONE, 1) + 1 === ranks) Atomics.notify(control, P.DONE);
+    // The last rank to finish wakes main, which waits on DONE + slot with Atomics.waitAsync.
+    if (Atomics.add(control, P.DONE + slot, 1) + 1 === ranks) Atomics.notify(control, P.DONE + slot);
   }
+}
+
+interface RunState {
+  optCount: number;
+  windowNonFinite: boolean;
+  halted: boolean;
+}
+
+function lrOf(init: WorkerInit, optCount: number): number {
+  const base = init.optimizer.options.lr as number;
+  return init.schedule ? lrAt(init.schedule, base, optCount) : base;
 }
 
 interface StepCtx {
@@ -177,9 +211,17 @@ interface StepCtx {
 }
 
 function trainStep(c: StepCtx & { block: Float64Array; params: Tensor[] }): void {
+  const { block, start, end } = c;
+  if (block[P.S_ZERO] === 1) for (const p of c.params) p.grad = null; // zeroes the bound slice (lazily)
+  try {
+    if (end > start) forwardBackward(c);
+  } finally {
+    for (const p of c.params) p.syncGrad(); // the reduction reads the arena directly
+  }
+}
+
+function forwardBackward(c: StepCtx & { block: Float64Array; params: Tensor[] }): void {
   const { block, start, end, scalars } = c;
-  if (block[P.S_ZERO] === 1) for (const p of c.params) p.grad = null; // zeroes the bound slice in place
-  if (end <= start) return;
   const t0 = performance.now();
   const { x, y } = gatherRows(c.ds, c.batch, start, end);
   c.model.train();
@@ -203,7 +245,7 @@ function trainStep(c: StepCtx & { block: Float64Array; params: Tensor[] }): void
 function update(c: {
   init: WorkerInit; arena: SharedArena; collective: SharedMemoryCollective; block: Float64Array; state: Float32Array[];
   segStart: number; segEnd: number; scalars: Float64Array; ranks: number; optimizerStep: SegmentUpdate | null;
-  kernels: WasmKernels | null;
+  kernels: WasmKernels | null; run: RunState; scalarsOf: (rank: number) => Float64Array;
 }): void {
   const { arena, block, segStart, segEnd, scalars } = c;
   const t0 = performance.now();
@@ -216,29 +258,35 @@ function update(c: {
     : partialNorm(reduced, segStart, segEnd, 2);
   scalars[P.R_SQNORM] = sq;
   if (!Number.isFinite(sq)) scalars[P.R_NONFINITE] = 1;
-  c.collective.barrier(); // every rank's partial norm and loss flags are written
+  // A non-finite loss in any of the window's micro-steps, or a non-finite gradient, blocks the update.
+  scalars[P.R_WINDOW_NONFINITE] = c.run.windowNonFinite || !Number.isFinite(sq) ? 1 : 0;
+  c.collective.barrier(); // every rank's partial norm and flags are written
   let nonFinite = false;
   const partials: number[] = [];
   for (let r = 0; r < c.ranks; r++) {
-    const s = arena.rankScalars(r);
+    const s = c.scalarsOf(r);
     partials.push(s[P.R_SQNORM]!);
-    if (s[P.R_NONFINITE] === 1) nonFinite = true;
+    if (s[P.R_WINDOW_NONFINITE] === 1) nonFinite = true;
   }
   const clip = block[P.S_CLIP]!;
   const t2 = performance.now();
   scalars[P.R_T_WAIT] = t1 - t0;
   scalars[P.R_T_REDUCE] = t2 - t1;
   if (nonFinite) {
+    // Every rank reads the same flags, so they all skip, and without skipNonFinite all halt.
     scalars[P.R_SKIPPED] = 1;
+    if (!c.init.skipNonFinite) c.run.halted = true;
     return;
   }
+  const t = c.run.optCount + 1, lr = scalars[P.R_LR]!;
   if (clip > 0) scaleRange(reduced, segStart, segEnd, clipCoef(combineNorms(partials, 2), clip));
-  if (c.optimizerStep) c.optimizerStep(segStart, segEnd, block[P.S_OPT_STEP]!, block[P.S_LR]!);
+  if (c.optimizerStep) c.optimizerStep(segStart, segEnd, t, lr);
   else {
     flatStep(c.init.optimizer.name, c.init.optimizer.options as never, {
-      params: arena.params, grads: reduced, state: c.state, start: segStart, end: segEnd, step: block[P.S_OPT_STEP]!, lr: block[P.S_LR]!,
+      params: arena.params, grads: reduced, state: c.state, start: segStart, end: segEnd, step: t, lr,
     });
   }
+  c.run.optCount = t;
   scalars[P.R_T_UPDATE] = performance.now() - t2;
 }
 

@@ -214,6 +214,7 @@ describe("bound gradient buffers", () => {
     expect(Array.from(buf)).toEqual([4, 8, 12]);
     expect(p.grad!.data).toBe(buf);
     p.grad = null;
+    expect(Array.from(p.grad!.data)).toEqual([0, 0, 0]); // reading .grad writes the pending zeros
     expect(Array.from(buf)).toEqual([0, 0, 0]);
     expect(p.gradIsBound).toBe(true);
     p.sum().backward();
@@ -226,6 +227,31 @@ describe("bound gradient buffers", () => {
     expect(p.grad!.data).toBe(buf);
     p.sum().backward(); // an assigned gradient is added to, not overwritten
     expect(Array.from(buf)).toEqual([8, 9, 10]);
+  });
+
+  test("zeroing is lazy: the next backward overwrites the buffer, syncGrad writes zeros nobody wrote", () => {
+    const p = f64([1, 2, 3]);
+    const q = f64([4, 5]);
+    const bp = new Float64Array(3), bq = new Float64Array(2);
+    p.bindGrad(bp);
+    q.bindGrad(bq);
+    p.mul(q.sum()).sum().backward();
+    expect(Array.from(bp)).toEqual([9, 9, 9]);
+    expect(Array.from(bq)).toEqual([6, 6]);
+    p.grad = null;
+    q.grad = null;
+    expect(Array.from(bp)).toEqual([9, 9, 9]); // not written yet
+    p.mul(2).sum().backward(); // q gets no gradient this time
+    expect(Array.from(bp)).toEqual([2, 2, 2]); // overwritten, not added to the stale 9s
+    expect(Array.from(bq)).toEqual([6, 6]);
+    q.syncGrad();
+    p.syncGrad(); // nothing pending: leaves the gradient alone
+    expect(Array.from(bq)).toEqual([0, 0]);
+    expect(Array.from(bp)).toEqual([2, 2, 2]);
+    q.grad = null;
+    q.grad = f64([1, 1], false); // an assignment after zeroing is kept, not zeroed later
+    q.syncGrad();
+    expect(Array.from(bq)).toEqual([1, 1]);
   });
 });
 

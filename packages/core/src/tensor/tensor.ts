@@ -29,6 +29,9 @@ export class Tensor {
   // True while the bound buffer holds the zeros `grad = null` wrote: the next accumulation can then
   // copy instead of add (0 + g is g), which saves a read of the buffer on every first backward.
   private _gradBufferZeroed = false;
+  // `grad = null` on a bound buffer marks it zero without writing: the first accumulation copies
+  // instead of adding, and `.grad` or `syncGrad()` write the zeros only if nothing else did.
+  private _gradBufferStale = false;
 
   constructor(data: TypedArray, shape: Shape, version?: { value: number }) {
     if (data.length !== numelOf(shape)) {
@@ -108,6 +111,7 @@ export class Tensor {
 
   /** Accumulated gradient of a leaf (or of a non-leaf after `retainGrad()`); null until backward. */
   get grad(): Tensor | null {
+    if (this._gradBufferStale) this.syncGrad();
     return this._grad;
   }
 
@@ -123,9 +127,8 @@ export class Tensor {
       throw new Error(`grad: assigned grad has shape ${fmtShape(value.shape)} but the tensor has shape ${fmtShape(this.shape)}`);
     }
     if (this._gradBuffer !== null) {
-      if (value === null) this._gradBuffer.fill(0);
-      else this._gradBuffer.set(value.data);
-      this._gradBufferZeroed = value === null;
+      if (value !== null) this._gradBuffer.set(value.data);
+      this._gradBufferZeroed = this._gradBufferStale = value === null;
       return;
     }
     this._grad = value;
@@ -134,7 +137,9 @@ export class Tensor {
   /**
    * Binds this leaf's gradient to `buffer` (for example a view into shared memory): backward then
    * accumulates into it in place and `zeroGrad` fills it with zeros instead of dropping it. Whoever
-   * else writes into the buffer must do so before zeroing it through `grad = null`, not after.
+   * else writes into the buffer must do so before zeroing it through `grad = null`, not after, and
+   * code that reads the buffer directly (not through `.grad`) calls `syncGrad()` first: zeroing is
+   * lazy, the next backward overwrites the buffer instead of adding to it.
    */
   bindGrad(buffer: TypedArray): void {
     if (buffer.length !== this.numel || dtypeOf(buffer) !== this.dtype) {
@@ -144,6 +149,13 @@ export class Tensor {
     }
     this._gradBuffer = buffer;
     this._grad = new Tensor(buffer, this.shape);
+  }
+
+  /** Writes the zeros a `grad = null` left pending into a bound gradient buffer (no-op otherwise). */
+  syncGrad(): void {
+    if (!this._gradBufferStale) return;
+    this._gradBuffer!.fill(0);
+    this._gradBufferStale = false;
   }
 
   get gradIsBound(): boolean {
@@ -170,7 +182,7 @@ export class Tensor {
       const src = g.data;
       if (this._gradBufferZeroed) buf.set(src);
       else for (let i = 0; i < buf.length; i++) buf[i] += src[i]!;
-      this._gradBufferZeroed = false;
+      this._gradBufferZeroed = this._gradBufferStale = false;
       return;
     }
     if (this._grad === null) {
