@@ -31,6 +31,8 @@ export interface MeasureOptions {
   time?: number;
   /** warm-up calls; default 3 (quick: 1); 0 for none */
   warmupIterations?: number;
+  /** minimum warm-up time in ms, on top of the calls; default 0 (quick: 0) */
+  warmupTime?: number;
 }
 
 /** What a measured function may return: nothing, or the duration it measured itself (ms). */
@@ -51,7 +53,7 @@ export async function measure(name: string, fn: () => Measured | Promise<Measure
     time: quick ? 0 : opts.time ?? 2000,
     warmup: warmupIterations > 0,
     warmupIterations,
-    warmupTime: 0,
+    warmupTime: quick ? 0 : opts.warmupTime ?? 0,
     throws: true,
     retainSamples: true,
   });

@@ -57,7 +57,9 @@ export async function scaling(ctx: Ctx): Promise<Row[]> {
         await oneEpoch(trainer, data, batch); // sends the data set to the workers: not measured
         const t = await measure(`${c.workload} ×${workers}`, async () => {
           await oneEpoch(trainer, data, batch);
-        }, ctx, { warmupIterations: 30 }); // 240 steps: until the JIT stops compiling in the background
+          // At least 30 epochs and 6 s: W1 needs ~800 steps before V8 has compiled the code that
+          // runs once per step (main's and the ranks'), and background compiles steal a core.
+        }, ctx, { warmupIterations: 30, warmupTime: 6000 });
         const over = workers > ctx.cores ? `; ${workers} workers > ${ctx.cores} cores` : "";
         const row = rowFrom(
           { workload: c.workload, config, impl: "threadgrad", peer: false, threads: workers, unit: "samples/s", better: "higher" },

@@ -3,7 +3,7 @@
 // typed-array loops, the optimizer's flat update), garbage collection, and everything else
 // (autograd bookkeeping, op dispatch, allocation): the "outside kernels" share.
 import { Session } from "node:inspector";
-import { nn } from "@threadgrad/core";
+import { type Tensor, createWasmKernels, isWasmSimdSupported, nn, runInStepRegion, setDefaultWasmKernels, tensor } from "@threadgrad/core";
 import { W1_SPEC as W1, mlpProblem } from "./inputs.js";
 import type { Ctx } from "./measure.js";
 import type { Row } from "./table.js";
@@ -21,6 +21,44 @@ interface Profile {
 // Names of the JavaScript kernels: core's generated loops and matmul, optim's flat updates.
 const JS_KERNELS = /^(binary|unary|reduce_\w+|stridedCopy|matmul|transposeCopy|reluForward|reluBackward|addBias|adamUpdate|sgdUpdate|rmspropUpdate|adagradUpdate|reduceSlices|partialNorm)$/;
 
+/**
+ * W1 as one rank of DataParallel runs it: parameters and bound gradients in the wasm memory, every
+ * tensor of the step in the step region, the loss as a sum over the shard divided by the batch,
+ * and the SIMD Adam update over all parameters (what a rank does for its segment).
+ */
+function rankStep(batch: number): () => void {
+  const { model, x: x0, y: y0 } = mlpProblem({ ...W1, batch });
+  const params = model.parameters();
+  const n = params.reduce((s, p) => s + p.numel, 0);
+  const k = createWasmKernels({ heapBytes: (4 * n + batch * W1.sizes[0]!) * 4 + (1 << 20) });
+  setDefaultWasmKernels(k);
+  const [p, g, m, v] = [0, 1, 2, 3].map(() => k.allocF32(n)) as [Float32Array, Float32Array, Float32Array, Float32Array];
+  let off = 0;
+  for (const t of params) {
+    const view = p.subarray(off, off + t.numel);
+    view.set(t.data as Float32Array);
+    t.setStorage(view);
+    t.bindGrad(g.subarray(off, off + t.numel));
+    off += t.numel;
+  }
+  const xs = k.allocF32(x0.numel);
+  xs.set(x0.data as Float32Array);
+  const [pb, gb, mb, vb] = [p, g, m, v].map((a) => k.offsetOf(a)) as [number, number, number, number];
+  let t = 0;
+  return () => {
+    runInStepRegion(k, () => {
+      for (const q of params) q.grad = null;
+      const x = tensor(xs, { shape: x0.shape });
+      const loss = nn.F.crossEntropy((model.forward as (x: Tensor) => Tensor)(x), y0, { reduction: "sum" });
+      loss.item();
+      loss.div(batch).backward();
+      for (const q of params) q.syncGrad();
+    });
+    t++;
+    k.exports.adamUpdate(pb, gb, mb, vb, 0, n, W1.lr, 0.9, 0.999, 1e-8, 1 - 0.9 ** t, 1 - 0.999 ** t, 0);
+  };
+}
+
 type Bucket = "wasm kernels" | "js kernels" | "gc" | "outside kernels" | "idle";
 
 function bucketOf(node: ProfileNode): Bucket {
@@ -36,16 +74,15 @@ function post<T>(session: Session, method: string, params: object = {}): Promise
   return new Promise((resolve, reject) => session.post(method, params, (err, res) => (err ? reject(err) : resolve(res as T))));
 }
 
-export async function w1Profile(ctx: Ctx): Promise<Row[]> {
-  const steps = ctx.quick ? 10 : 60;
-  const { model, opt, x, y } = mlpProblem(W1);
-  const step = () => {
-    opt.zeroGrad();
-    nn.F.crossEntropy((model.forward as (t: typeof x) => typeof x)(x), y).backward();
-    opt.step();
-  };
-  for (let i = 0; i < 10; i++) step(); // JIT and WebAssembly tier-up first
-  ctx.log(`W1 profile, ${steps} steps`);
+interface Shares {
+  ms: number;
+  samples: number;
+  share: (b: Bucket) => number;
+}
+
+/** Runs `step` `steps` times under the sampling profiler and sorts the samples into buckets. */
+async function profileSteps(step: () => void, steps: number): Promise<Shares> {
+  for (let i = 0; i < 30; i++) step(); // JIT and WebAssembly tier-up first
   const session = new Session();
   session.connect();
   try {
@@ -63,15 +100,39 @@ export async function w1Profile(ctx: Ctx): Promise<Row[]> {
       totals.set(b, (totals.get(b) ?? 0) + (profile.timeDeltas[i] ?? 0));
     });
     const busy = [...totals].filter(([b]) => b !== "idle").reduce((s, [, v]) => s + v, 0);
-    const share = (b: Bucket) => (100 * (totals.get(b) ?? 0)) / busy;
-    const note = `wasm kernels ${share("wasm kernels").toFixed(1)}%, JS kernels ${share("js kernels").toFixed(1)}%, GC ${share("gc").toFixed(1)}%, ` +
-      `outside kernels ${share("outside kernels").toFixed(1)}% (autograd, op dispatch, allocation); ${ms.toFixed(2)} ms/step under the profiler`;
-    return [{
-      workload: "W1 profile", config: `batch ${W1.batch}, 1 thread, ${steps} steps`, impl: "threadgrad", peer: false, threads: 1,
-      unit: "% outside", better: "lower", median: share("outside kernels") + share("gc"), min: null, max: null, samples: profile.samples.length, note,
-      extra: { wasm: share("wasm kernels"), js: share("js kernels"), gc: share("gc"), outside: share("outside kernels") },
-    }];
+    return { ms, samples: profile.samples.length, share: (b: Bucket) => (100 * (totals.get(b) ?? 0)) / busy };
   } finally {
     session.disconnect();
   }
+}
+
+function rowOf(config: string, r: Shares): Row {
+  const { share } = r;
+  const note = `wasm kernels ${share("wasm kernels").toFixed(1)}%, JS kernels ${share("js kernels").toFixed(1)}%, GC ${share("gc").toFixed(1)}%, ` +
+    `outside kernels ${share("outside kernels").toFixed(1)}% (autograd, op dispatch, allocation); ${r.ms.toFixed(2)} ms/step under the profiler`;
+  return {
+    workload: "W1 profile", config, impl: "threadgrad", peer: false, threads: 1,
+    unit: "% outside", better: "lower", median: share("outside kernels") + share("gc"), min: null, max: null, samples: r.samples, note,
+    extra: { wasm: share("wasm kernels"), js: share("js kernels"), gc: share("gc"), outside: share("outside kernels") },
+  };
+}
+
+export async function w1Profile(ctx: Ctx): Promise<Row[]> {
+  const steps = ctx.quick ? 10 : 100;
+  const rows: Row[] = [];
+  const { model, opt, x, y } = mlpProblem(W1);
+  ctx.log(`W1 profile, object API, ${steps} steps`);
+  rows.push(rowOf(`batch ${W1.batch}, 1 thread, object API, ${steps} steps`, await profileSteps(() => {
+    opt.zeroGrad();
+    nn.F.crossEntropy((model.forward as (t: typeof x) => typeof x)(x), y).backward();
+    opt.step();
+  }, steps)));
+  if (isWasmSimdSupported()) {
+    // A rank's step as DataParallel runs it, on the whole batch and on a 2-worker shard.
+    for (const batch of [W1.batch, W1.batch / 2]) {
+      ctx.log(`W1 profile, a rank's step, batch ${batch}, ${steps} steps`);
+      rows.push(rowOf(`batch ${batch}, a rank's step (wasm arena, step region, SIMD Adam), ${steps} steps`, await profileSteps(rankStep(batch), steps)));
+    }
+  }
+  return rows;
 }

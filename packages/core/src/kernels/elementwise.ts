@@ -25,33 +25,43 @@ export type UnaryKernel = (a: TypedArray, out: TypedArray, p0?: number, p1?: num
 const binaryCache = new Map<string, BinaryKernel>();
 const unaryCache = new Map<string, UnaryKernel>();
 
-function binarySource(expr: string): string {
+// float32 results with |r| < FLT_MIN are stored as zero of the same sign: subnormals make x86 float
+// math tens of times slower (a matmul over them ~150x), and nothing flushes them in hardware here.
+// float64 (gradcheck) and integer results are stored as computed.
+const FLT_MIN = 1.1754943508222875e-38;
+
+function storeOf(dtype: string): (target: string, expr: string) => string {
+  if (!dtype.endsWith("->float32")) return (target, expr) => `${target} = ${expr};`;
+  return (target, expr) => `{ const r = ${expr}; ${target} = r > -${FLT_MIN} && r < ${FLT_MIN} ? r * 0 : r; }`;
+}
+
+function binarySource(expr: string, store: (target: string, expr: string) => string): string {
   return `
   const n = out.length;
   if (aStrides === null && bStrides === null) {
-    for (let i = 0; i < n; i++) { const x = a[i], y = b[i]; out[i] = ${expr}; }
+    for (let i = 0; i < n; i++) { const x = a[i], y = b[i]; ${store("out[i]", expr)} }
     return;
   }
   if (aStrides === null && b.length === 1) {
     const y = b[0];
-    for (let i = 0; i < n; i++) { const x = a[i]; out[i] = ${expr}; }
+    for (let i = 0; i < n; i++) { const x = a[i]; ${store("out[i]", expr)} }
     return;
   }
   if (bStrides === null && a.length === 1) {
     const x = a[0];
-    for (let i = 0; i < n; i++) { const y = b[i]; out[i] = ${expr}; }
+    for (let i = 0; i < n; i++) { const y = b[i]; ${store("out[i]", expr)} }
     return;
   }
   const nd = outShape.length;
   if (n === 0) return;
-  if (nd === 0) { const x = a[0], y = b[0]; out[0] = ${expr}; return; }
+  if (nd === 0) { const x = a[0], y = b[0]; ${store("out[0]", expr)} return; }
   const as = aStrides === null ? contiguousStrides(outShape) : aStrides;
   const bs = bStrides === null ? contiguousStrides(outShape) : bStrides;
   const inner = outShape[nd - 1], sa = as[nd - 1], sb = bs[nd - 1];
   const idx = new Int32Array(nd);
   let ia = 0, ib = 0;
   for (let o = 0; o < n; o += inner) {
-    for (let j = 0; j < inner; j++) { const x = a[ia + j * sa], y = b[ib + j * sb]; out[o + j] = ${expr}; }
+    for (let j = 0; j < inner; j++) { const x = a[ia + j * sa], y = b[ib + j * sb]; ${store("out[o + j]", expr)} }
     for (let d = nd - 2; d >= 0; d--) {
       idx[d]++; ia += as[d]; ib += bs[d];
       if (idx[d] < outShape[d]) break;
@@ -61,12 +71,15 @@ function binarySource(expr: string): string {
 }
 
 
-/** Kernel computing `out = expr(x, y)` with broadcasting; `expr` is JavaScript over `x` and `y`. */
+/**
+ * Kernel computing `out = expr(x, y)` with broadcasting; `expr` is JavaScript over `x` and `y`.
+ * `dtype` is `"<in>-><out>"`; float32 outputs are flushed (see storeOf).
+ */
 export function binaryKernel(expr: string, dtype: string): BinaryKernel {
   const key = `${dtype}:${expr}`;
   let k = binaryCache.get(key);
   if (k === undefined) {
-    const make = new Function("contiguousStrides", `return function binary(a, b, out, outShape, aStrides, bStrides) {${binarySource(expr)}\n}`);
+    const make = new Function("contiguousStrides", `return function binary(a, b, out, outShape, aStrides, bStrides) {${binarySource(expr, storeOf(dtype))}\n}`);
     k = make(stridesOf) as BinaryKernel;
     binaryCache.set(key, k);
   }
@@ -80,7 +93,7 @@ export function unaryKernel(expr: string, dtype: string): UnaryKernel {
   if (k === undefined) {
     k = new Function(
       "erf",
-      `return function unary(a, out, p0, p1) { const n = out.length; for (let i = 0; i < n; i++) { const x = a[i]; out[i] = ${expr}; } }`,
+      `return function unary(a, out, p0, p1) { const n = out.length; for (let i = 0; i < n; i++) { const x = a[i]; ${storeOf(dtype)("out[i]", expr)} } }`,
     )(erf) as UnaryKernel;
     unaryCache.set(key, k);
   }
