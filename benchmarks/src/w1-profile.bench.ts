@@ -55,7 +55,7 @@ function rankStep(batch: number): () => void {
       for (const q of params) q.syncGrad();
     });
     t++;
-    k.exports.adamUpdate(pb, gb, mb, vb, 0, n, W1.lr, 0.9, 0.999, 1e-8, 1 - 0.9 ** t, 1 - 0.999 ** t, 0);
+    k.exports.adamUpdate(pb, gb, mb, vb, 0, n, W1.lr, 0.9, 0.999, 1e-8, 1 - 0.9 ** t, 1 - 0.999 ** t, 0, 1, 0);
   };
 }
 

@@ -8,12 +8,13 @@
 // (src/kernels/wasm/wasm-kernels.ts), scratch included. Element counts and indices are in floats.
 // Only `const` numbers live at the top level: the compiler inlines them (no globals are emitted).
 //
-// Elementwise and optimizer kernels flush subnormal results to 0 (lanes.ts); matmul does not, so
-// operands with subnormals (the JavaScript elementwise ops do not flush) make it slower.
+// Elementwise and optimizer kernels flush subnormal results to 0 (lanes.ts), as the JavaScript
+// elementwise ops do for float32; matmul does not (its operands come flushed).
 //
 // Files: matmul.ts (packed, tiled f32x4 matmul), elementwise.ts (bias, relu, axpy, scale),
-// step.ts (Adam update, all-reduce sum), lanes.ts (flushing and f32 <-> f64 lane helpers).
+// step.ts (Adam/AdamW and SGD updates, all-reduce sum, squared norm), lanes.ts (flushing and
+// f32 <-> f64 lane helpers).
 
 export { matmul, matmulPackBytes } from "./matmul";
 export { addBias, reluForward, reluBackward, axpy, scale } from "./elementwise";
-export { adamUpdate, sumSlices, sumSquares } from "./step";
+export { adamUpdate, sgdUpdate, sumSlices, sumSquares } from "./step";

@@ -1,40 +1,47 @@
 import { FLT_MIN_F64, flush64, load1, load2, store1, store2 } from "./lanes";
 
 // ---------------------------------------------------------------------------------------------
-// Adam (torch.optim.Adam, no amsgrad, not maximize; weight decay as L2 added to the gradient), on
-// elements [start, end) of p, g, m, v, in f64 with the operations in the same order as
-// packages/optim/src/flat/adam.ts, so that the bits match:
-//   g' = g + wd·p;  m = β1·m + (1-β1)·g';  v = β2·v + ((1-β2)·g')·g'   (m, v flushed before storing)
-//   p = p - (lr/bc1) · (m / (sqrt(v)/sqrt(bc2) + eps)),  bc1 = 1-β1^t, bc2 = 1-β2^t
+// Adam and AdamW (torch.optim.Adam/AdamW, no amsgrad), on elements [start, end) of p, g, m, v, in
+// f64 with the operations in the same order as packages/optim/src/flat/adam.ts, so that the bits
+// match:
+//   g' = ±g;  p' = decay·p (AdamW: decay = 1 - lr·wd, else 1);  g' += l2·p' (Adam's weight decay)
+//   m = β1·m + (1-β1)·g';  v = β2·v + ((1-β2)·g')·g'   (m, v flushed before storing)
+//   p = p' - (lr/bc1) · (m / (sqrt(v)/sqrt(bc2) + eps)),  bc1 = 1-β1^t, bc2 = 1-β2^t
 // ---------------------------------------------------------------------------------------------
 
-/** One Adam step on p[start, end) with state m, v; bc1 = 1 - beta1^step, bc2 = 1 - beta2^step. */
+/**
+ * One Adam/AdamW step on p[start, end) with state m, v; bc1 = 1 - beta1^step, bc2 = 1 - beta2^step;
+ * l2: Adam's weight decay (0 for AdamW), decay: AdamW's factor 1 - lr·wd (1 for Adam); maximize != 0
+ * ascends.
+ */
 export function adamUpdate(
   p: usize, g: usize, m: usize, v: usize, start: i32, end: i32,
-  lr: f64, beta1: f64, beta2: f64, eps: f64, bc1: f64, bc2: f64, weightDecay: f64,
+  lr: f64, beta1: f64, beta2: f64, eps: f64, bc1: f64, bc2: f64, l2: f64, decay: f64, maximize: i32,
 ): void {
   const stepSize = lr / bc1, bc2Sqrt = Math.sqrt(bc2);
   let i = start;
   for (; i + 2 <= end; i += 2) {
     const off = <usize>i * 4;
-    adamLanes(p + off, g + off, m + off, v + off, 2, beta1, beta2, eps, stepSize, bc2Sqrt, weightDecay);
+    adamLanes(p + off, g + off, m + off, v + off, 2, beta1, beta2, eps, stepSize, bc2Sqrt, l2, decay, maximize);
   }
   if (i < end) {
     const off = <usize>i * 4;
-    adamLanes(p + off, g + off, m + off, v + off, 1, beta1, beta2, eps, stepSize, bc2Sqrt, weightDecay);
+    adamLanes(p + off, g + off, m + off, v + off, 1, beta1, beta2, eps, stepSize, bc2Sqrt, l2, decay, maximize);
   }
 }
 
 // Adam on `lanes` (1 or 2) consecutive elements as one f64x2.
 @inline function adamLanes(
   pp: usize, gp: usize, mp: usize, vp: usize, lanes: i32,
-  beta1: f64, beta2: f64, eps: f64, stepSize: f64, bc2Sqrt: f64, weightDecay: f64,
+  beta1: f64, beta2: f64, eps: f64, stepSize: f64, bc2Sqrt: f64, l2: f64, decay: f64, maximize: i32,
 ): void {
-  const p = lanes == 2 ? load2(pp) : load1(pp);
+  let p = lanes == 2 ? load2(pp) : load1(pp);
   let g = lanes == 2 ? load2(gp) : load1(gp);
   const m0 = lanes == 2 ? load2(mp) : load1(mp);
   const v0 = lanes == 2 ? load2(vp) : load1(vp);
-  if (weightDecay != 0) g = f64x2.add(g, f64x2.mul(f64x2.splat(weightDecay), p));
+  if (maximize != 0) g = f64x2.neg(g);
+  if (decay != 1) p = f64x2.mul(p, f64x2.splat(decay));
+  if (l2 != 0) g = f64x2.add(g, f64x2.mul(f64x2.splat(l2), p));
   let m = f64x2.add(f64x2.mul(f64x2.splat(beta1), m0), f64x2.mul(f64x2.splat(1 - beta1), g));
   let v = f64x2.add(f64x2.mul(f64x2.splat(beta2), v0), f64x2.mul(f64x2.mul(f64x2.splat(1 - beta2), g), g));
   m = flush64(m);
@@ -46,6 +53,52 @@ export function adamUpdate(
   } else {
     store1(mp, m); store1(vp, v); store1(pp, pNew);
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// SGD (torch.optim.SGD) on [start, end), in f64 in the order of packages/optim/src/flat/sgd.ts:
+//   g' = ±g + wd·p;  b = g' on the first step, else μ·b + (1-dampening)·g'  (b flushed, stored)
+//   g' = nesterov ? g' + μ·b : b  (the unrounded b);  p = p - lr·g'
+// buf = 0: no momentum buffer (μ = 0).
+// ---------------------------------------------------------------------------------------------
+
+/** One SGD step on p[start, end); buf is the momentum buffer's pointer, or 0 without momentum. */
+export function sgdUpdate(
+  p: usize, g: usize, buf: usize, start: i32, end: i32,
+  lr: f64, momentum: f64, dampening: f64, weightDecay: f64, nesterov: i32, maximize: i32, first: i32,
+): void {
+  let i = start;
+  for (; i + 2 <= end; i += 2) {
+    const off = <usize>i * 4;
+    sgdLanes(p + off, g + off, buf, off, 2, lr, momentum, dampening, weightDecay, nesterov, maximize, first);
+  }
+  if (i < end) {
+    const off = <usize>i * 4;
+    sgdLanes(p + off, g + off, buf, off, 1, lr, momentum, dampening, weightDecay, nesterov, maximize, first);
+  }
+}
+
+@inline function sgdLanes(
+  pp: usize, gp: usize, buf: usize, off: usize, lanes: i32,
+  lr: f64, momentum: f64, dampening: f64, weightDecay: f64, nesterov: i32, maximize: i32, first: i32,
+): void {
+  const p = lanes == 2 ? load2(pp) : load1(pp);
+  let g = lanes == 2 ? load2(gp) : load1(gp);
+  if (maximize != 0) g = f64x2.neg(g);
+  if (weightDecay != 0) g = f64x2.add(g, f64x2.mul(f64x2.splat(weightDecay), p));
+  if (buf != 0) {
+    const bp = buf + off;
+    let b = g;
+    if (first == 0) {
+      const b0 = lanes == 2 ? load2(bp) : load1(bp);
+      b = f64x2.add(f64x2.mul(f64x2.splat(momentum), b0), f64x2.mul(f64x2.splat(1 - dampening), g));
+    }
+    b = flush64(b);
+    if (lanes == 2) store2(bp, b); else store1(bp, b);
+    g = nesterov != 0 ? f64x2.add(g, f64x2.mul(f64x2.splat(momentum), b)) : b;
+  }
+  const pNew = f64x2.sub(p, f64x2.mul(f64x2.splat(lr), g));
+  if (lanes == 2) store2(pp, pNew); else store1(pp, pNew);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -39,3 +39,47 @@ export function wasmSegmentSum(k: WasmKernels, arena: SharedArena): SegmentSum {
   if (ranks === 1) return () => {};
   return (start, end) => k.exports.sumSlices(base, stride, ranks, base, start, end);
 }
+
+/** An optimizer update of parameters [start, end) at 1-based step t with learning rate lr. */
+export type SegmentUpdate = (start: number, end: number, t: number, lr: number) => void;
+
+interface WasmOptimizerOptions {
+  betas?: [number, number];
+  eps?: number;
+  weightDecay?: number;
+  amsgrad?: boolean;
+  maximize?: boolean;
+  momentum?: number;
+  dampening?: number;
+  nesterov?: boolean;
+}
+
+/**
+ * Adam, AdamW and SGD (the options @threadgrad/optim resolved) as the SIMD kernels on the arena, by
+ * byte offset; they give the bits of optim's flat updates (a test checks). Adam with amsgrad and the
+ * other optimizers return null: the trainer runs optim's JavaScript flat update for them.
+ */
+export function wasmUpdate(k: WasmKernels, arena: SharedArena, opt: { name: string; options: Record<string, unknown> }): SegmentUpdate | null {
+  if (arena.buffer !== k.buffer) throw new Error("wasmUpdate: the arena does not lie in these kernels' memory");
+  const o = opt.options as WasmOptimizerOptions;
+  const { byteOffsets, paddedLength } = arena.layout;
+  const p = arena.byteOffset + byteOffsets.params;
+  const g = arena.byteOffset + byteOffsets.grads;
+  const state = arena.byteOffset + byteOffsets.state; // state buffer j at state + j·paddedLength·4
+  const maximize = o.maximize ? 1 : 0;
+  const wd = o.weightDecay ?? 0;
+  if ((opt.name === "adam" || opt.name === "adamw") && !o.amsgrad && o.betas) {
+    const [beta1, beta2] = o.betas;
+    const eps = o.eps ?? 1e-8;
+    const v = state + paddedLength * 4;
+    const decoupled = opt.name === "adamw";
+    return (start, end, t, lr) => k.exports.adamUpdate(p, g, state, v, start, end, lr, beta1, beta2, eps, 1 - beta1 ** t, 1 - beta2 ** t,
+      decoupled ? 0 : wd, decoupled ? 1 - lr * wd : 1, maximize);
+  }
+  if (opt.name === "sgd") {
+    const momentum = o.momentum ?? 0, dampening = o.dampening ?? 0, nesterov = o.nesterov ? 1 : 0;
+    const buf = momentum !== 0 ? state : 0;
+    return (start, end, t, lr) => k.exports.sgdUpdate(p, g, buf, start, end, lr, momentum, dampening, wd, nesterov, maximize, t === 1 ? 1 : 0);
+  }
+  return null;
+}

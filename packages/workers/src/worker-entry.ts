@@ -13,7 +13,7 @@ import { ERROR, ErrorCode, signalError } from "./control.js";
 import type { SharedDataset } from "./dataset.js";
 import * as P from "./protocol.js";
 import { segment, shardRange } from "./shard.js";
-import { wasmSegmentSum } from "./wasm-arena.js";
+import { type SegmentUpdate, wasmSegmentSum, wasmUpdate } from "./wasm-arena.js";
 import { type LossSpec, type ModelSpec, buildLoss, buildModel } from "./spec.js";
 
 export interface WorkerInit {
@@ -124,7 +124,7 @@ async function rankLoop(init: WorkerInit, arena: SharedArena, kernels: WasmKerne
   const collective = new SharedMemoryCollective(arena, rank, {
     timeoutMs: init.barrierTimeoutMs, spinIterations: init.spin ? undefined : 0, segmentSum: kernels ? wasmSegmentSum(kernels, arena) : undefined,
   });
-  const optimizerStep = kernels ? wasmAdam(kernels, arena, init.optimizer) : null;
+  const optimizerStep = kernels ? wasmUpdate(kernels, arena, init.optimizer) : null;
   const stepRegion = kernels && init.stepRegion ? kernels : null;
   const datasets = new Map<number, SharedDataset>();
   const [segStart, segEnd] = segment(arena.layout.paddedLength, ranks, rank);
@@ -300,22 +300,4 @@ function evalStep(c: StepCtx & { preds: Int32Array }): void {
     scalars[P.R_LOSS] = c.lossFn(out, y).item();
     if (c.init.classification) scalars[P.R_CORRECT] = countCorrect(out, y, c.preds, start);
   });
-}
-
-type SegmentUpdate = (start: number, end: number, step: number, lr: number) => void;
-
-/**
- * Plain Adam (L2 weight decay, no amsgrad, no maximize) as the SIMD kernel, which gives the bits of
- * @threadgrad/optim's flat update; any other optimizer runs the JavaScript flat core.
- */
-function wasmAdam(k: WasmKernels, arena: SharedArena, opt: WorkerInit["optimizer"]): SegmentUpdate | null {
-  const o = opt.options as { betas?: [number, number]; eps?: number; weightDecay?: number; amsgrad?: boolean; maximize?: boolean };
-  if (opt.name !== "adam" || o.amsgrad || o.maximize || !o.betas) return null;
-  const [beta1, beta2] = o.betas;
-  const eps = o.eps ?? 1e-8, wd = o.weightDecay ?? 0;
-  const { byteOffsets, paddedLength } = arena.layout;
-  const p = arena.byteOffset + byteOffsets.params;
-  const g = arena.byteOffset + byteOffsets.grads;
-  const m = arena.byteOffset + byteOffsets.state, v = m + paddedLength * 4;
-  return (start, end, step, lr) => k.exports.adamUpdate(p, g, m, v, start, end, lr, beta1, beta2, eps, 1 - beta1 ** step, 1 - beta2 ** step, wd);
 }

@@ -127,7 +127,7 @@ describe("wasm adamUpdate", () => {
         gw!.set(g);
         adamReference(pRef, g, mRef, vRef, start, end, step, lr, beta1, beta2, eps, weightDecay);
         x.adamUpdate(pw!.byteOffset, gw!.byteOffset, mw!.byteOffset, vw!.byteOffset, start, end, lr, beta1, beta2, eps,
-          1 - beta1 ** step, 1 - beta2 ** step, weightDecay);
+          1 - beta1 ** step, 1 - beta2 ** step, weightDecay, 1, 0);
       }
       expectBits(pw!, pRef);
       expectBits(mw!, mRef);
@@ -142,7 +142,7 @@ describe("wasm adamUpdate", () => {
     // m = 0.9·1.2e-38 + 0.1·0 = 1.08e-38 < FLT_MIN -> 0;  m = 0.9·2e-38 = 1.8e-38 stays
     const [p, g, m, v] = [Float32Array.of(1, 1), Float32Array.of(0, 0), Float32Array.of(1.2e-38, 2e-38), Float32Array.of(1, 1)];
     const [, , mOut] = withScratch([p, g, m, v], ([pp, gp, mp, vp]) =>
-      x.adamUpdate(pp!, gp!, mp!, vp!, 0, 2, 1e-3, 0.9, 0.999, 1e-8, 0.1, 0.001, 0));
+      x.adamUpdate(pp!, gp!, mp!, vp!, 0, 2, 1e-3, 0.9, 0.999, 1e-8, 0.1, 0.001, 0, 1, 0));
     expect(mOut![0]).toBe(0);
     expect(mOut![1]).toBeCloseTo(1.8e-38, 45);
   });

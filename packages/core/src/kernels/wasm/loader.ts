@@ -39,8 +39,12 @@ export interface KernelExports {
   reluBackward(g: number, x: number, out: number, n: number): void;
   axpy(x: number, y: number, alpha: number, n: number): void;
   scale(x: number, out: number, alpha: number, n: number): void;
+  /** Adam (decay 1) or AdamW (l2 0, decay 1 - lr·wd); maximize 1 ascends */
   adamUpdate(p: number, g: number, m: number, v: number, start: number, end: number, lr: number,
-    beta1: number, beta2: number, eps: number, bc1: number, bc2: number, weightDecay: number): void;
+    beta1: number, beta2: number, eps: number, bc1: number, bc2: number, l2: number, decay: number, maximize: number): void;
+  /** SGD; buf 0: no momentum buffer; first 1 on the first step (the buffer takes the gradient) */
+  sgdUpdate(p: number, g: number, buf: number, start: number, end: number, lr: number, momentum: number,
+    dampening: number, weightDecay: number, nesterov: number, maximize: number, first: number): void;
   sumSlices(basePtr: number, strideBytes: number, ranks: number, outPtr: number, start: number, end: number): void;
   sumSquares(ptr: number, start: number, end: number): number;
 }
