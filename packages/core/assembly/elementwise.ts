@@ -87,3 +87,35 @@ export function scale(x: usize, out: usize, alpha: f64, n: i32): void {
     store1(out + off, flush64(f64x2.mul(va, load1(x + off))));
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Column sums: out[j] = Σ_i x[i][j] over an m×n row-major x, accumulated in f64 in row order and
+// rounded to f32 once, as the JavaScript reduction (`sum(x, 0)`, a bias gradient) does: the same
+// bits. Not flushed, like every reduction.
+// ---------------------------------------------------------------------------------------------
+
+/** out[j] = f32(Σ_i x[i·n + j]) for j < n; out must not overlap x. */
+export function sumRows(x: usize, out: usize, m: i32, n: i32): void {
+  const stride = <usize>n * 4;
+  let j = 0;
+  for (; j + 4 <= n; j += 4) {
+    let a0 = f64x2.splat(0), a1 = f64x2.splat(0);
+    let p = x + <usize>j * 4;
+    for (let i = 0; i < m; i++) {
+      a0 = f64x2.add(a0, load2(p));
+      a1 = f64x2.add(a1, load2(p + 8));
+      p += stride;
+    }
+    store2(out + <usize>j * 4, a0);
+    store2(out + <usize>j * 4 + 8, a1);
+  }
+  for (; j < n; j++) {
+    let a: f64 = 0;
+    let p = x + <usize>j * 4;
+    for (let i = 0; i < m; i++) {
+      a += <f64>load<f32>(p);
+      p += stride;
+    }
+    store<f32>(out + <usize>j * 4, <f32>a);
+  }
+}

@@ -1,11 +1,14 @@
 import { describe, expect, it } from "vitest";
-import { addBias, reluBackward, reluForward } from "./fused.js";
+import { addBias, reluBackward, reluForward, sumRowsInWasm } from "./fused.js";
+import { runInStepRegion } from "./wasm/step-region.js";
+import { tensor } from "../tensor/creation.js";
+import { sum } from "../ops/reduce.js";
 import { createWasmKernels } from "./wasm/wasm-kernels.js";
 import { setDefaultWasmKernels } from "./wasm/matmul-kernel.js";
 
 // The same inputs through the WebAssembly kernels (operands inside this thread's memory) and the
 // JavaScript loops (operands on the heap) must give the same bits: subnormals flushed, NaN kept.
-const k = createWasmKernels({ heapBytes: 1 << 20, scratchBytes: 1 << 20 });
+const k = createWasmKernels({ heapBytes: 1 << 20, scratchBytes: 16 << 20 }); // step regions keep 8 MiB free for the matmul
 setDefaultWasmKernels(k);
 
 const SPECIAL = [0, -0, 1e-40, -1e-40, 1.1754943508222875e-38, 2e-38, -3, 2.5, Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY];
@@ -50,5 +53,27 @@ describe("fused float32 kernels", () => {
     addBias(w, inside(b), m, n);
     expect(bits(w)).toEqual(bits(js));
     expect(js.some((v) => v !== 0 && Math.abs(v) < 1.1754943508222875e-38)).toBe(false); // no subnormal survives
+  });
+
+  it.each([[1, 1], [5, 3], [128, 256], [9, 37], [300, 10]])("column sums give the bits of the general reduction (%i x %i)", (m, n) => {
+    const x = values(m * n, 13).map((v, i) => (i % 17 === 0 ? v : v * 1e3)); // large and tiny terms: rounding shows
+    const general = sum(tensor(x.slice(), { shape: [m, n] }), 0).data as Float32Array; // heap: the JavaScript reduction
+    const out = k.allocF32(n);
+    expect(sumRowsInWasm(inside(x), out, m, n)).toBe(true);
+    expect(bits(out)).toEqual(bits(general));
+    expect(sumRowsInWasm(x, new Float32Array(n), m, n)).toBe(false); // operands on the heap: not taken
+  });
+
+  it("sum over leading dims, and over everything, takes the kernel inside a step region with the same bits", () => {
+    const x = values(4 * 6 * 300, 21);
+    const outside = [sum(tensor(x.slice(), { shape: [4, 6, 300] }), [0, 1]), sum(tensor(x.slice(), { shape: [4, 6, 300] }))].map((t) => bits(t.data as Float32Array));
+    const inside = runInStepRegion(k, () => {
+      const t = tensor(k.allocF32(x.length).fill(0), { shape: [4, 6, 300] });
+      (t.data as Float32Array).set(x);
+      const lead = sum(t, [0, 1]);
+      expect(k.contains(lead.data as Float32Array)).toBe(true); // 300 floats: in the region, so the kernel ran
+      return [lead, sum(t)].map((r) => bits(r.data as Float32Array));
+    });
+    expect(inside).toEqual(outside);
   });
 });

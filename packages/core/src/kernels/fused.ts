@@ -4,7 +4,7 @@ import { currentWasmKernels } from "./wasm/matmul-kernel.js";
 import type { WasmKernels } from "./wasm/wasm-kernels.js";
 
 /**
- * Float32 kernels of the MLP hot path (relu forward and backward, bias add) with one contract in
+ * Float32 kernels of the MLP hot path (relu forward and backward, bias add, column sums) with one contract in
  * both backends: results with |v| < FLT_MIN are stored as 0 (subnormals make x86 float math tens
  * of times slower), NaN passes through. When every operand lies in this thread's WebAssembly
  * memory (inside the trainer's step region) the SIMD kernels run on them in place; otherwise the
@@ -54,4 +54,16 @@ export function addBias(c: FloatArray, bias: FloatArray, m: number, n: number): 
   } else {
     for (let i = 0; i < m; i++) { const row = i * n; for (let j = 0; j < n; j++) c[row + j] += bias[j]!; }
   }
+}
+
+/**
+ * out[j] = Σ_i x[i·n + j] (float32, summed in float64 in row order, rounded once: the bits of the
+ * JavaScript reduction) by the SIMD kernel when x and out lie in this thread's wasm memory; returns
+ * false, doing nothing, otherwise (the caller runs the general reduction).
+ */
+export function sumRowsInWasm(x: FloatArray, out: FloatArray, m: number, n: number): boolean {
+  const k = inWasm(x, out);
+  if (k === null) return false;
+  k.exports.sumRows(x.byteOffset, out.byteOffset, m, n);
+  return true;
 }

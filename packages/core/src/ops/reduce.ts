@@ -1,3 +1,4 @@
+import { sumRowsInWasm } from "../kernels/fused.js";
 import { reduceKernel } from "../kernels/reduce.js";
 import { type DType, arrayFor, isFloat } from "../tensor/dtype.js";
 import { broadcastStrides, fmtShape, normDims, numelOf, shapeEq } from "../tensor/shape.js";
@@ -17,8 +18,25 @@ export function reducedShapes(shape: readonly number[], dims: number[], keepdim:
 const LOWEST: Record<DType, number> = { float32: -Infinity, float64: -Infinity, int32: -2147483648, bool: 0 };
 const HIGHEST: Record<DType, number> = { float32: Infinity, float64: Infinity, int32: 2147483647, bool: 1 };
 
+/** Rows of x summed by the reduction to keptShape, when it keeps only trailing dims (else null). */
+function leadingSplit(shape: readonly number[], keptShape: readonly number[]): [number, number] | null {
+  let p = 0;
+  while (p < shape.length && keptShape[p] === 1) p++;
+  for (let i = p; i < shape.length; i++) if (keptShape[i] !== shape[i]) return null;
+  const m = shape.slice(0, p).reduce((a, d) => a * d, 1);
+  return [m, numelOf(shape) / Math.max(m, 1)];
+}
+
 // float32 sums accumulate in float64 and round once at the end, so long sums do not drift.
 function rawReduce(op: "sum" | "max" | "min", x: Tensor, keptShape: number[]): Tensor {
+  if (op === "sum" && x.dtype === "float32" && x.numel > 0) {
+    // Over leading dims only (a bias gradient, a total): the SIMD kernel on wasm operands, same bits.
+    const split = leadingSplit(x.shape, keptShape);
+    if (split !== null) {
+      const out = arrayFor("float32", numelOf(keptShape));
+      if (sumRowsInWasm(x.data as Float32Array, out as Float32Array, split[0], split[1])) return new Tensor(out, keptShape);
+    }
+  }
   const accType: DType = op === "sum" && x.dtype === "float32" ? "float64" : op === "sum" && !isFloat(x.dtype) ? "int32" : x.dtype;
   const acc = arrayFor(accType, numelOf(keptShape));
   // Integer arrays cannot hold ±Infinity (they would store 0): start from the type's own extremes.
