@@ -97,16 +97,21 @@ function flattenClasses(input: Tensor, target: Tensor, op: string): { x: Tensor;
 function sampleWeights(t: Tensor, classes: number, weight: Tensor | undefined, ignoreIndex: number, op: string, dtype: "float32" | "float64") {
   const safe = new Int32Array(t.numel);
   const w = dtype === "float64" ? new Float64Array(t.numel) : new Float32Array(t.numel);
+  let ignored = 0;
   for (let i = 0; i < t.numel; i++) {
     const c = t.data[i]!;
-    if (c === ignoreIndex) continue;
+    if (c === ignoreIndex) {
+      ignored++;
+      continue;
+    }
     if (c < 0 || c >= classes || !Number.isInteger(c)) {
       throw new Error(`${op}: target ${c} at position ${i} is out of bounds for ${classes} classes`);
     }
     safe[i] = c;
     w[i] = weight ? Number(weight.data[c]) : 1;
   }
-  return { safe: new Tensor(safe, [t.numel, 1]), w: new Tensor(w, [t.numel]) };
+  // Every weight 1: the losses need no multiplication and the mean divides by the count.
+  return { safe: new Tensor(safe, [t.numel, 1]), w: new Tensor(w, [t.numel]), unit: !weight && ignored === 0 };
 }
 
 function checkWeight(weight: Tensor | undefined, classes: number, op: string): void {
@@ -125,13 +130,13 @@ function nllCore(input: Tensor, target: Tensor, opts: NllOptions, op: string) {
   const { x, t, targetShape } = flattenClasses(input, target, op);
   const classes = x.shape[1]!;
   checkWeight(opts.weight, classes, op);
-  const { safe, w } = sampleWeights(t, classes, opts.weight, opts.ignoreIndex ?? -100, op, x.dtype === "float64" ? "float64" : "float32");
+  const { safe, w, unit } = sampleWeights(t, classes, opts.weight, opts.ignoreIndex ?? -100, op, x.dtype === "float64" ? "float64" : "float32");
   const picked = reshape(gather(x, 1, safe), [t.numel]);
-  const l = neg(mul(picked, w));
+  const l = neg(unit ? picked : mul(picked, w));
   const reduction = opts.reduction ?? "mean";
   const loss = reduction === "none" ? reshape(l, targetShape)
     : reduction === "sum" ? sum(l)
-    : reduction === "mean" ? sum(l).div(sum(w))
+    : reduction === "mean" ? sum(l).div(unit ? t.numel : sum(w))
     : reduce(l, reduction, op);
   return { loss };
 }

@@ -4,7 +4,8 @@ import { abs, add, div, erf, exp, mul, pow, sqrt, sub, tanh, where } from "./ele
 import { defineOp, record } from "./op.js";
 import { noGrad } from "../autograd/grad-mode.js";
 import { reshape } from "./shape.js";
-import { type Dims, logsumexp, max, mean, sum } from "./reduce.js";
+import { type Dims, max, mean, sum } from "./reduce.js";
+import { logSoftmax } from "./softmax.js";
 
 // Composites are built from primitives, so their gradients (of any order) come for free.
 
@@ -17,7 +18,7 @@ export const gelu = defineOp("gelu", (x: Tensor, opts: { approximate?: "none" | 
   return mul(mul(x, 0.5), add(erf(mul(x, Math.SQRT1_2)), 1));
 });
 
-export const logSoftmax = defineOp("logSoftmax", (x: Tensor, dim = -1): Tensor => sub(x, logsumexp(x, dim, true)));
+export { logSoftmax } from "./softmax.js";
 
 export const softmax = defineOp("softmax", (x: Tensor, dim = -1): Tensor => exp(logSoftmax(x, dim)));
 

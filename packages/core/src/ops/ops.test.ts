@@ -10,6 +10,7 @@ import {
 import { OPS } from "./op.js";
 import { sliceBackward } from "./shape.js";
 import { reluGrad } from "./elementwise.js";
+import { logSoftmaxBackward } from "./softmax.js";
 import { linear } from "./linalg.js";
 
 const gen = new Generator(1234);
@@ -91,7 +92,11 @@ const SAMPLES: Record<string, Sample[]> = {
     s((a, b) => mm(a, b), r(2, 3, 4), r(2, 4, 5)),
   ],
   gelu: [s((a) => gelu(a), r(2, 3)), s((a) => gelu(a, { approximate: "tanh" }), r(2, 3))],
-  logSoftmax: [s((a) => logSoftmax(a), r(2, 3)), s((a) => logSoftmax(a, 0), r(3, 2))],
+  logSoftmax: [s((a) => logSoftmax(a), r(2, 3)), s((a) => logSoftmax(a, 0), r(3, 2)), s((a) => logSoftmax(a, 1), r(2, 3, 2))],
+  logSoftmaxBackward: [
+    s((g, x) => logSoftmaxBackward(g, logSoftmax(x, -1), -1), r(2, 3), r(2, 3)),
+    s((g, x) => logSoftmaxBackward(g, logSoftmax(x, 1), 1), r(2, 3, 2), r(2, 3, 2)),
+  ],
   softmax: [s((a) => softmax(a), r(2, 3)), s((a) => softmax(a, -2), r(3, 2, 2))],
   var: [s((a) => variance(a), r(2, 3)), s((a) => variance(a, 1, { keepdim: true }), r(2, 3)), s((a) => variance(a, [0, -1], { correction: 0 }), r(2, 3, 2))],
   std: [s((a) => std(a), r(2, 3)), s((a) => std(a, 0, { keepdim: true }), r(3, 2))],

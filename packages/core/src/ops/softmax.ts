@@ -1,0 +1,85 @@
+import { type FloatArray, arrayFor, isFloat } from "../tensor/dtype.js";
+import { fmtShape, normDims } from "../tensor/shape.js";
+import { Tensor } from "../tensor/tensor.js";
+import { exp, mul, neg, sub } from "./elementwise.js";
+import { defineOp, record } from "./op.js";
+import { sum } from "./reduce.js";
+
+// log-softmax as one op with fused kernels: forward is one pass per row (max, sum of exponentials,
+// subtract), backward one op g - exp(y)·Σg, itself differentiable (its backward is written with
+// ops), so gradients of every order still work. Rows run along `dim` of a contiguous tensor viewed
+// as [outer, classes, inner]. Float math in float64; float32 gradients are flushed like every
+// float32 elementwise result (|v| < FLT_MIN stored as a zero of the same sign).
+
+const FLT_MIN = 1.1754943508222875e-38;
+
+function rowsOf(shape: readonly number[], d: number): [number, number, number] {
+  const outer = shape.slice(0, d).reduce((a, s) => a * s, 1);
+  const inner = shape.slice(d + 1).reduce((a, s) => a * s, 1);
+  return [outer, shape[d]!, inner];
+}
+
+function oneDim(x: Tensor, dim: number, op: string): number {
+  if (!isFloat(x.dtype)) throw new Error(`${op}: expected a floating point tensor, got ${x.dtype}`);
+  if (x.ndim === 0) throw new Error(`${op}: expected a tensor with at least 1 dimension, got shape ${fmtShape(x.shape)}`);
+  return normDims(dim, x.ndim, op)[0]!;
+}
+
+/** out = x - log Σ exp(x) along the rows; a row that is all -inf (or holds NaN or +inf) gives NaN. */
+function logSoftmaxKernel(x: FloatArray, out: FloatArray, outer: number, c: number, inner: number): void {
+  for (let o = 0; o < outer; o++) {
+    for (let i = 0; i < inner; i++) {
+      const base = o * c * inner + i;
+      let m = -Infinity;
+      for (let j = 0; j < c; j++) { const v = x[base + j * inner]!; if (v > m || v !== v) m = v; }
+      const shift = Number.isFinite(m) ? m : 0;
+      let s = 0;
+      for (let j = 0; j < c; j++) s += Math.exp(x[base + j * inner]! - shift);
+      const lse = Math.log(s) + shift;
+      for (let j = 0; j < c; j++) out[base + j * inner] = x[base + j * inner]! - lse;
+    }
+  }
+}
+
+/** out = g - exp(y)·Σ g along the rows (the gradient of log-softmax with output y). */
+function logSoftmaxBackwardKernel(g: FloatArray, y: FloatArray, out: FloatArray, outer: number, c: number, inner: number): void {
+  const flush = out instanceof Float32Array;
+  for (let o = 0; o < outer; o++) {
+    for (let i = 0; i < inner; i++) {
+      const base = o * c * inner + i;
+      let s = 0;
+      for (let j = 0; j < c; j++) s += g[base + j * inner]!;
+      for (let j = 0; j < c; j++) {
+        const k = base + j * inner;
+        const r = g[k]! - Math.exp(y[k]!) * s;
+        out[k] = flush && r > -FLT_MIN && r < FLT_MIN ? r * 0 : r;
+      }
+    }
+  }
+}
+
+/** log(softmax(x)) along `dim` (default the last), computed stably in one pass per row. */
+export const logSoftmax = defineOp("logSoftmax", (x: Tensor, dim = -1): Tensor => {
+  const d = oneDim(x, dim, "logSoftmax");
+  const [outer, c, inner] = rowsOf(x.shape, d);
+  const out = arrayFor(x.dtype, x.numel) as FloatArray;
+  logSoftmaxKernel(x.data as FloatArray, out, outer, c, inner);
+  const y = new Tensor(out, x.shape);
+  return record(y, "logSoftmax", [x], (g) => [logSoftmaxBackward(g, y, d)], [y]);
+});
+
+/** The gradient of logSoftmax: g - exp(y)·Σ_dim g, for its output y; differentiable in g and y. */
+export const logSoftmaxBackward = defineOp("logSoftmaxBackward", (g: Tensor, y: Tensor, dim: number): Tensor => {
+  const d = oneDim(y, dim, "logSoftmaxBackward");
+  if (g.shape.join() !== y.shape.join() || g.dtype !== y.dtype) {
+    throw new Error(`logSoftmaxBackward: g ${fmtShape(g.shape)} ${g.dtype} must match y ${fmtShape(y.shape)} ${y.dtype}`);
+  }
+  const [outer, c, inner] = rowsOf(y.shape, d);
+  const out = arrayFor(y.dtype, y.numel) as FloatArray;
+  logSoftmaxBackwardKernel(g.data as FloatArray, y.data as FloatArray, out, outer, c, inner);
+  return record(new Tensor(out, y.shape), "logSoftmaxBackward", [g, y], (h, needs) => {
+    // out_j = g_j - e_j·Σ_k g_k with e = exp(y):  ∂/∂g = h - Σ_j h_j e_j,  ∂/∂y = -h·e·Σ_k g_k
+    const he = mul(h, exp(y));
+    return [needs[0] ? sub(h, sum(he, d, true)) : null, needs[1] ? neg(mul(he, sum(g, d, true))) : null];
+  }, [g, y]);
+});
