@@ -32,7 +32,8 @@ const FLT_MIN = 1.1754943508222875e-38;
 
 function storeOf(dtype: string): (target: string, expr: string) => string {
   if (!dtype.endsWith("->float32")) return (target, expr) => `${target} = ${expr};`;
-  return (target, expr) => `{ const r = ${expr}; ${target} = r > -${FLT_MIN} && r < ${FLT_MIN} ? r * 0 : r; }`;
+  // One Math.abs compare: two comparisons (r > -m && r < m) made V8's loop 4x slower on a mul.
+  return (target, expr) => `{ const r = ${expr}; ${target} = Math.abs(r) < ${FLT_MIN} ? r * 0 : r; }`;
 }
 
 function binarySource(expr: string, store: (target: string, expr: string) => string): string {
