@@ -19,7 +19,7 @@ interface Profile {
 }
 
 // Names of the JavaScript kernels: core's generated loops and matmul, optim's flat updates.
-const JS_KERNELS = /^(binary|unary|reduce_\w+|stridedCopy|matmul|transposeCopy|reluForward|reluBackward|addBias|adamUpdate|sgdUpdate|rmspropUpdate|adagradUpdate|reduceSlices|partialNorm)$/;
+const JS_KERNELS = /^(binary|unary|reduce_\w+|stridedCopy|matmul|transposeCopy|reluForward|reluBackward|addBias|adamUpdate|sgdUpdate|rmspropUpdate|adagradUpdate|reduceSlices|partialNorm|logSoftmaxKernel|logSoftmaxBackwardKernel)$/;
 
 /**
  * W1 as one rank of DataParallel runs it: parameters and bound gradients in the wasm memory, every
