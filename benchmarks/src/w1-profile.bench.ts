@@ -3,6 +3,7 @@
 // typed-array loops, the optimizer's flat update), garbage collection, and everything else
 // (autograd bookkeeping, op dispatch, allocation): the "outside kernels" share.
 import { Session } from "node:inspector";
+import { Worker, isMainThread, parentPort, workerData } from "node:worker_threads";
 import { type Tensor, createWasmKernels, isWasmSimdSupported, nn, runInStepRegion, setDefaultWasmKernels, tensor } from "@threadgrad/core";
 import { W1_SPEC as W1, mlpProblem } from "./inputs.js";
 import type { Ctx } from "./measure.js";
@@ -77,12 +78,13 @@ function post<T>(session: Session, method: string, params: object = {}): Promise
 interface Shares {
   ms: number;
   samples: number;
-  share: (b: Bucket) => number;
+  /** percent of the busy samples per bucket */
+  shares: Record<Bucket, number>;
 }
 
 /** Runs `step` `steps` times under the sampling profiler and sorts the samples into buckets. */
-async function profileSteps(step: () => void, steps: number): Promise<Shares> {
-  for (let i = 0; i < 30; i++) step(); // JIT and WebAssembly tier-up first
+async function profileSteps(step: () => void, steps: number, warmup: number): Promise<Shares> {
+  for (let i = 0; i < warmup; i++) step(); // JIT and WebAssembly tier-up first
   const session = new Session();
   session.connect();
   try {
@@ -100,14 +102,15 @@ async function profileSteps(step: () => void, steps: number): Promise<Shares> {
       totals.set(b, (totals.get(b) ?? 0) + (profile.timeDeltas[i] ?? 0));
     });
     const busy = [...totals].filter(([b]) => b !== "idle").reduce((s, [, v]) => s + v, 0);
-    return { ms, samples: profile.samples.length, share: (b: Bucket) => (100 * (totals.get(b) ?? 0)) / busy };
+    const buckets: Bucket[] = ["wasm kernels", "js kernels", "gc", "outside kernels", "idle"];
+    return { ms, samples: profile.samples.length, shares: Object.fromEntries(buckets.map((b) => [b, (100 * (totals.get(b) ?? 0)) / busy])) as Record<Bucket, number> };
   } finally {
     session.disconnect();
   }
 }
 
 function rowOf(config: string, r: Shares): Row {
-  const { share } = r;
+  const share = (b: Bucket) => r.shares[b];
   const note = `wasm kernels ${share("wasm kernels").toFixed(1)}%, JS kernels ${share("js kernels").toFixed(1)}%, GC ${share("gc").toFixed(1)}%, ` +
     `outside kernels ${share("outside kernels").toFixed(1)}% (autograd, op dispatch, allocation); ${r.ms.toFixed(2)} ms/step under the profiler`;
   return {
@@ -126,13 +129,30 @@ export async function w1Profile(ctx: Ctx): Promise<Row[]> {
     opt.zeroGrad();
     nn.F.crossEntropy((model.forward as (t: typeof x) => typeof x)(x), y).backward();
     opt.step();
-  }, steps)));
+  }, steps, 30)));
   if (isWasmSimdSupported()) {
-    // A rank's step as DataParallel runs it, on the whole batch and on a 2-worker shard.
+    // A rank's step as DataParallel runs it, on the whole batch and on a 2-worker shard, each in a
+    // fresh worker thread as a rank is: its own isolate, so the JIT has seen only this step (in this
+    // process the suites before it leave V8's feedback polymorphic).
     for (const batch of [W1.batch, W1.batch / 2]) {
-      ctx.log(`W1 profile, a rank's step, batch ${batch}, ${steps} steps`);
-      rows.push(rowOf(`batch ${batch}, a rank's step (wasm arena, step region, SIMD Adam), ${steps} steps`, await profileSteps(rankStep(batch), steps)));
+      ctx.log(`W1 profile, a rank's step, batch ${batch}, ${steps} steps in a worker thread`);
+      const worker = new Worker(new URL(import.meta.url), { workerData: { w1ProfileRank: { batch, steps, warmup: ctx.quick ? 10 : 300 } } });
+      try {
+        const r = await new Promise<Shares>((resolve, reject) => {
+          worker.once("message", resolve);
+          worker.once("error", reject);
+        });
+        rows.push(rowOf(`batch ${batch}, a rank's step (wasm arena, step region, SIMD Adam), ${steps} steps`, r));
+      } finally {
+        await worker.terminate();
+      }
     }
   }
   return rows;
+}
+
+// Inside the worker thread w1Profile starts for a rank's step.
+const job = (workerData as { w1ProfileRank?: { batch: number; steps: number; warmup: number } } | null)?.w1ProfileRank;
+if (!isMainThread && job !== undefined) {
+  void profileSteps(rankStep(job.batch), job.steps, job.warmup).then((r) => parentPort!.postMessage(r));
 }
