@@ -94,6 +94,20 @@ describe("DataParallel faults", () => {
     expect(u32(deep)).toEqual(u32(one));
   });
 
+  it("an onStep that throws mid-batch fails fit; the steps already handed out still count, and a later fit ends where a straight run does", async () => {
+    const ds = data(160, 4, 3); // 10 steps of 16 per epoch, handed out 8 at a time
+    const straight = await create({});
+    await straight.fit(ds, { epochs: 2, batchSize: 16 });
+    const broken = await create({});
+    await expect(broken.fit(ds, { epochs: 2, batchSize: 16, onStep: (s) => { if (s.step === 3) throw new Error("callback failed on purpose"); } }))
+      .rejects.toThrow(/callback failed on purpose/);
+    expect(broken.progress).toMatchObject({ epoch: 0, stepInEpoch: 8, globalStep: 8, optimizerStep: 8 }); // steps 4-8 had run
+    await broken.fit(ds, { epochs: 2, batchSize: 16 });
+    expect(broken.progress).toEqual(straight.progress);
+    const u32 = (t: DataParallel) => new Uint32Array(t.arena.params.buffer, t.arena.params.byteOffset, t.arena.params.length).slice();
+    expect(u32(broken)).toEqual(u32(straight));
+  });
+
   it("with skipNonFinite the bad step is skipped and training goes on", async () => {
     const t = await create({ skipNonFinite: true });
     const ds = data(64, 4, 3);

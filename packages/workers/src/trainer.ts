@@ -390,9 +390,17 @@ export class DataParallel {
             await opts.onStep?.({ ...info, step: pr.globalStep, epoch: pr.epoch, stepInEpoch: pr.stepInEpoch, stepsPerEpoch });
           }
         } catch (err) {
-          // Let the steps already handed out finish (the ranks halted: they change nothing) so the
-          // trainer is idle, then report.
-          while (this.inFlight.length > 0 && !this.closed) await this.completeOldest("finishing the steps in flight").catch(() => undefined);
+          // Let the steps already handed out finish, so the trainer is idle, then report. After a
+          // non-finite update the ranks halted and pass over them; after any other error (onStep
+          // threw, say) they ran and updated: count those, so progress matches the parameters.
+          for (const step of pending) {
+            if (this.closed || this.inFlight.length === 0) break;
+            const slot = await this.completeOldest("finishing the steps in flight").catch(() => null);
+            if (slot === null || this.scalars(0, slot)[P.R_RAN] !== 1) continue;
+            pr.globalStep++;
+            pr.stepInEpoch++;
+            if (step.update && this.scalars(0, slot)[P.R_SKIPPED] !== 1) pr.optimizerStep++;
+          }
           throw err;
         }
         if (stopping) return pr;
