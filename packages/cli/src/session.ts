@@ -71,15 +71,16 @@ export class TrainingSession {
       // One segment runs to the end of the epoch or to the next step evaluation, whichever is first.
       const { unit, every } = settings.evalEvery;
       const epochBefore = pr.epoch, stepBefore = pr.globalStep;
-      let last = performance.now();
+      // Steps arrive in groups (the trainer hands several to the workers at once): a step's wall
+      // time is the gap between the moments the workers finished it and the one before.
+      let last = performance.timeOrigin + performance.now();
       try {
         await trainer.fit(this.o.train, {
           epochs: epochBefore + 1, batchSize: settings.batchSize, signal: segment.signal,
           untilStep: unit === "step" ? (Math.floor(stepBefore / every) + 1) * every : undefined,
           onStep: (info) => {
-            const now = performance.now();
-            this.onStep(info, (now - last) / 1000, startStep);
-            last = now;
+            this.onStep(info, Math.max(0, info.finishedAt - last) / 1000, startStep);
+            last = info.finishedAt;
           },
         });
       } finally {

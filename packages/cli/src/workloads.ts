@@ -87,13 +87,14 @@ async function timeSteps(o: Required<ThroughputOptions>, data: ReturnType<typeof
   const steps: TimedStep[] = [];
   try {
     const stepsPerEpoch = Math.ceil(data.length / o.batchSize);
-    let seen = 0, last = performance.now();
+    // A step's wall time: the gap between the moments the workers finished it and the step before
+    // (steps reach onStep in groups, so the gaps between onStep calls mean nothing).
+    let seen = 0, last = performance.timeOrigin + performance.now();
     await trainer.fit(data, {
       epochs: Math.ceil((o.warmupSteps + o.steps) / stepsPerEpoch) + 1, batchSize: o.batchSize, untilStep: o.warmupSteps + o.steps,
       onStep: (info) => {
-        const now = performance.now();
-        if (seen++ >= o.warmupSteps) steps.push({ ms: now - last, timings: info.timings });
-        last = now;
+        if (seen++ >= o.warmupSteps) steps.push({ ms: info.finishedAt - last, timings: info.timings });
+        last = info.finishedAt;
       },
     });
     return { steps, startupMs, workers: trainer.numWorkers };

@@ -54,14 +54,20 @@ export class Optimizer<O extends object> {
   }
 
   /**
-   * Clears gradients. A gradient bound to a shared buffer (`p.gradIsBound`) is always zero-filled in
-   * place: dropping it would detach the parameter from the memory the workers write into.
+   * Clears gradients. A gradient bound to a shared buffer (`p.gradIsBound`) is always zeroed in
+   * place, never dropped: dropping it would detach the parameter from the memory the workers write
+   * into.
    */
   zeroGrad({ setToNone = true }: { setToNone?: boolean } = {}): void {
     for (const p of this.allParams()) {
+      // A bound gradient is zeroed by `grad = null` (core's Tensor does it lazily: the next backward
+      // overwrites the buffer). Checked first: reading `.grad` would write the pending zeros.
+      if (p.gradIsBound) {
+        p.grad = null;
+        continue;
+      }
       if (p.grad === null) continue;
-      // A bound gradient zero-fills on `grad = null` (and then takes the next backward as a copy).
-      if (p.gradIsBound || setToNone) p.grad = null;
+      if (setToNone) p.grad = null;
       else p.grad.data.fill(0);
     }
   }

@@ -19,8 +19,9 @@ export interface GradLike {
 /**
  * Anything with contiguous `data` and a settable `grad` can be optimized.
  * `gradIsBound` marks a gradient backed by a shared buffer: assigning `grad = null` to such a
- * parameter zero-fills the buffer instead of dropping it (core's Tensor does this), because the
- * workers keep writing into that exact memory; `zeroGrad` relies on it.
+ * parameter zeroes the buffer instead of dropping it (core's Tensor does this, lazily: reading
+ * `.grad` writes the zeros, the next backward overwrites them), because the workers keep writing
+ * into that exact memory; `zeroGrad` relies on it.
  */
 export interface ParamLike {
   data: AnyArray;

@@ -82,4 +82,6 @@ export const R_T_UPDATE = 9;
 export const R_RAN = 10;
 /** 1 when this rank met a non-finite loss or gradient in the accumulation window (exchanged at the update) */
 export const R_WINDOW_NONFINITE = 11;
-export const SCALAR_SLOTS = 12;
+/** when this rank finished the command, in ms since the epoch (performance.timeOrigin + now()) */
+export const R_FINISHED_AT = 12;
+export const SCALAR_SLOTS = 13;

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { Generator } from "@threadgrad/core";
 import { assertBuilt } from "./fixtures/harness.mjs";
+import { epochOrder } from "./step-math.js";
 import { DataParallel, type TrainerOptions } from "./trainer.js";
 
 const open: DataParallel[] = [];
@@ -106,6 +107,26 @@ describe("DataParallel faults", () => {
     expect(broken.progress).toEqual(straight.progress);
     const u32 = (t: DataParallel) => new Uint32Array(t.arena.params.buffer, t.arena.params.byteOffset, t.arena.params.length).slice();
     expect(u32(broken)).toEqual(u32(straight));
+  });
+
+  // 128 samples in steps of 16 with windows of 3 micro-steps: [1, 3], [4, 6], [7, 8] per epoch.
+  it.each([
+    { inFlight: 1, bad: 4 }, { inFlight: 1, bad: 5 }, { inFlight: 4, bad: 4 }, { inFlight: 4, bad: 5 }, { inFlight: 8, bad: 6 },
+  ])("a non-finite loss at step $bad inside an accumulation window ($inFlight in flight) rolls back to the window's start; the next fit recomputes it", async ({ inFlight, bad }) => {
+    const clean = data(128, 4, 3);
+    const poisoned = { ...clean, x: clean.x.slice() };
+    const sample = epochOrder(128, 0, 0)[(bad - 1) * 16 + 5]!; // a sample of step `bad` in epoch 0
+    poisoned.x[4 * sample] = Number.NaN;
+    const straight = await create({ accumulateSteps: 3 });
+    await straight.fit(clean, { epochs: 2, batchSize: 16 });
+    const t = await create({ accumulateSteps: 3, stepsInFlight: inFlight });
+    await expect(t.fit(poisoned, { epochs: 2, batchSize: 16 })).rejects.toThrow(
+      new RegExp(`non-finite loss \\(NaN\\) at step ${bad}; the update was not applied \\(the next fit recomputes its accumulation window from step 4\\)`));
+    expect(t.progress).toMatchObject({ epoch: 0, stepInEpoch: 3, globalStep: 3, optimizerStep: 1 });
+    await t.fit(clean, { epochs: 2, batchSize: 16 });
+    expect(t.progress).toEqual(straight.progress);
+    const u32 = (x: DataParallel) => new Uint32Array(x.arena.params.buffer, x.arena.params.byteOffset, x.arena.params.length).slice();
+    expect(u32(t)).toEqual(u32(straight));
   });
 
   it("with skipNonFinite the bad step is skipped and training goes on", async () => {

@@ -44,7 +44,7 @@ export interface TrainerOptions {
   /**
    * how long one command (a training step, an evaluation batch) may take before the trainer gives
    * up, signals the workers and shuts down: a rank stuck in its own code cannot hang the caller.
-   * Default 10 minutes.
+   * Steps handed out together get one such budget each. Default 10 minutes.
    */
   stepTimeoutMs?: number;
   /**
@@ -79,6 +79,12 @@ export interface StepInfo {
   skipped: boolean;
   /** per-step milliseconds, the slowest rank's: forward+backward, waiting for peers, reduction, update */
   timings: { computeMs: number; waitMs: number; reduceMs: number; updateMs: number };
+  /**
+   * When the last rank finished the step, in ms since the epoch (performance.timeOrigin + now()
+   * in the ranks): main receives the steps handed out together at once, so the gap between two
+   * steps' `finishedAt` is a step's wall time, not the gap between their onStep calls.
+   */
+  finishedAt: number;
 }
 
 export interface FitOptions {
@@ -112,6 +118,11 @@ export interface Progress {
   stepInEpoch: number;
   globalStep: number;
   optimizerStep: number;
+}
+
+/** fit's error for a non-finite loss or gradient without skipNonFinite. */
+class NonFiniteError extends Error {
+  override name = "NonFiniteError";
 }
 
 interface PendingStep {
@@ -290,7 +301,8 @@ export class DataParallel {
   /** Waits until every rank has run the newest command in flight (and so every older one). */
   private async waitForNewest(what: string): Promise<void> {
     const seq = this.inFlight.at(-1)!;
-    await this.waitFor(P.DONE + (seq % this.slots), this.numWorkers, this.options.stepTimeoutMs ?? 600_000, what);
+    // Every command in flight gets its own stepTimeoutMs.
+    await this.waitFor(P.DONE + (seq % this.slots), this.numWorkers, (this.options.stepTimeoutMs ?? 600_000) * this.inFlight.length, what);
   }
 
   /** Publishes one command and waits until every rank has run it; returns its slot. */
@@ -390,16 +402,25 @@ export class DataParallel {
             await opts.onStep?.({ ...info, step: pr.globalStep, epoch: pr.epoch, stepInEpoch: pr.stepInEpoch, stepsPerEpoch });
           }
         } catch (err) {
-          // Let the steps already handed out finish, so the trainer is idle, then report. After a
-          // non-finite update the ranks halted and pass over them; after any other error (onStep
-          // threw, say) they ran and updated: count those, so progress matches the parameters.
+          // Let the steps already handed out finish, so the trainer is idle, then report.
+          const nonFinite = err instanceof NonFiniteError;
           for (const step of pending) {
             if (this.closed || this.inFlight.length === 0) break;
             const slot = await this.completeOldest("finishing the steps in flight").catch(() => null);
-            if (slot === null || this.scalars(0, slot)[P.R_RAN] !== 1) continue;
+            // After any other error (onStep threw, say) the ranks ran these steps: count them, so
+            // progress matches the parameters.
+            if (nonFinite || slot === null || this.scalars(0, slot)[P.R_RAN] !== 1) continue;
             pr.globalStep++;
             pr.stepInEpoch++;
             if (step.update && this.scalars(0, slot)[P.R_SKIPPED] !== 1) pr.optimizerStep++;
+          }
+          if (nonFinite) {
+            // The window of the bad step changed no parameter (the ranks skip its update and halt
+            // there, so the steps after it change nothing either): go back to its first micro-step,
+            // so the next fit recomputes it from zeroed gradients instead of adding to a NaN sum.
+            const back = pr.stepInEpoch % k;
+            pr.stepInEpoch -= back;
+            pr.globalStep -= back;
           }
           throw err;
         }
@@ -444,8 +465,10 @@ export class DataParallel {
     let lossSum = 0, correct = 0, nonFinite = false;
     const partials: number[] = [];
     const timings = { computeMs: 0, waitMs: 0, reduceMs: 0, updateMs: 0 };
+    let finishedAt = 0;
     for (let r = 0; r < this.numWorkers; r++) {
       const s = this.scalars(r, slot);
+      finishedAt = Math.max(finishedAt, s[P.R_FINISHED_AT]!);
       if (s[P.R_RAN] !== 1) throw new Error(`DataParallel: internal error, rank ${r} did not run step ${step.globalStep + 1}`);
       timings.computeMs = Math.max(timings.computeMs, s[P.R_T_COMPUTE]!);
       timings.waitMs = Math.max(timings.waitMs, s[P.R_T_WAIT]!);
@@ -460,10 +483,12 @@ export class DataParallel {
     const skipped = step.update && first[P.R_SKIPPED] === 1;
     const loss = lossSum / this.denominator(ds, step.indices);
     if (nonFinite && !this.options.skipNonFinite) {
-      throw new Error(`DataParallel: non-finite ${Number.isFinite(loss) ? "gradient" : `loss (${loss})`} at step ${step.globalStep + 1}; the update was not applied. Lower the learning rate, clip gradients (clipGradNorm) or pass skipNonFinite: true to skip such steps.`);
+      const k = this.options.accumulateSteps;
+      const redo = k > 1 ? ` (the next fit recomputes its accumulation window from step ${step.globalStep + 1 - (this.progress.stepInEpoch % k)})` : "";
+      throw new NonFiniteError(`DataParallel: non-finite ${Number.isFinite(loss) ? "gradient" : `loss (${loss})`} at step ${step.globalStep + 1}; the update was not applied${redo}. Lower the learning rate, clip gradients (clipGradNorm) or pass skipNonFinite: true to skip such steps.`);
     }
     return {
-      loss, lr: first[P.R_LR]!, samples: step.indices.length, updated: step.update && !skipped, skipped, timings,
+      loss, lr: first[P.R_LR]!, samples: step.indices.length, updated: step.update && !skipped, skipped, timings, finishedAt,
       accuracy: isClassification(this.options.loss) ? correct / step.indices.length : null,
       gradNorm: step.update ? combineNorms(partials, 2) : null,
     };
@@ -542,7 +567,8 @@ export class DataParallel {
   private async shutdown(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (this.failure !== null || Atomics.load(this.arena.control, 0) !== 0) signalError(this.arena.control, ErrorCode.ABORTED);
+    // A failure, or commands still in flight (a time-out): release every rank through the error word.
+    if (this.failure !== null || Atomics.load(this.arena.control, 0) !== 0 || this.inFlight.length > 0) signalError(this.arena.control, ErrorCode.ABORTED);
     else {
       // Nothing is in flight here (fit and evaluate are done), so the next slot is free.
       const seq = ++this.seq, slot = seq % this.slots;

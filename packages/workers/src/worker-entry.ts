@@ -183,6 +183,7 @@ async function rankLoop(init: WorkerInit, arena: SharedArena, kernels: WasmKerne
         else evalStep(ctx);
       }
     }
+    scalars[P.R_FINISHED_AT] = performance.timeOrigin + performance.now();
     // The last rank to finish wakes main, which waits on DONE + slot with Atomics.waitAsync.
     if (Atomics.add(control, P.DONE + slot, 1) + 1 === ranks) Atomics.notify(control, P.DONE + slot);
   }

@@ -252,6 +252,12 @@ describe("bound gradient buffers", () => {
     q.grad = f64([1, 1], false); // an assignment after zeroing is kept, not zeroed later
     q.syncGrad();
     expect(Array.from(bq)).toEqual([1, 1]);
+    q.grad = null;
+    const fresh = Float64Array.from([3, 4]);
+    q.bindGrad(fresh); // a new buffer keeps its contents: the pending zeros belonged to the old one
+    q.syncGrad();
+    q.sum().backward();
+    expect(Array.from(fresh)).toEqual([4, 5]);
   });
 });
 

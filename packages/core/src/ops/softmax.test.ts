@@ -41,4 +41,18 @@ describe("fused logSoftmax", () => {
       for (let j = 0; j < 3; j++) expect(row!.data[j]).toBeCloseTo(-sw * ((i === j ? p[i]! : 0) - p[i]! * p[j]!), 12);
     }
   });
+
+  it("float32 results below FLT_MIN are flushed; 0-d tensors are one class; dim must be a single number", () => {
+    const y = logSoftmax(tensor(Float32Array.from([0, -88]), { shape: [2] }));
+    expect(y.data[0]).toBe(0); // -exp(-88) ≈ -6e-39 would be subnormal in float32
+    expect(y.data[1]).toBeCloseTo(-88, 4);
+    const s = tensor(Float64Array.from([5]), { shape: [] }).requiresGrad_();
+    const z = logSoftmax(s);
+    expect(z.shape).toEqual([]);
+    expect(z.data[0]).toBe(0);
+    expect(grad(z, [s])[0]!.data[0]).toBe(0);
+    expect(() => logSoftmax(f64([1, 2], [2]), [0, 1] as unknown as number)).toThrow(/logSoftmax: dim must be one dimension \(a number\), got \[0,1\]/);
+    expect(() => logSoftmax(s, 1)).toThrow(/logSoftmax: dim 1 is out of range for a 0-d tensor/);
+    expect(() => logSoftmax(tensor(Int32Array.from([1, 2]), { shape: [2] }))).toThrow(/logSoftmax: expected a floating point tensor, got int32/);
+  });
 });

@@ -14,6 +14,7 @@ import { sum } from "./reduce.js";
 const FLT_MIN = 1.1754943508222875e-38;
 
 function rowsOf(shape: readonly number[], d: number): [number, number, number] {
+  if (shape.length === 0) return [1, 1, 1]; // a 0-d tensor is one row of one class, as in PyTorch
   const outer = shape.slice(0, d).reduce((a, s) => a * s, 1);
   const inner = shape.slice(d + 1).reduce((a, s) => a * s, 1);
   return [outer, shape[d]!, inner];
@@ -21,12 +22,20 @@ function rowsOf(shape: readonly number[], d: number): [number, number, number] {
 
 function oneDim(x: Tensor, dim: number, op: string): number {
   if (!isFloat(x.dtype)) throw new Error(`${op}: expected a floating point tensor, got ${x.dtype}`);
-  if (x.ndim === 0) throw new Error(`${op}: expected a tensor with at least 1 dimension, got shape ${fmtShape(x.shape)}`);
+  if (typeof dim !== "number") throw new Error(`${op}: dim must be one dimension (a number), got ${JSON.stringify(dim)}`);
+  if (x.ndim === 0) {
+    if (dim !== 0 && dim !== -1) throw new Error(`${op}: dim ${dim} is out of range for a 0-d tensor (expected 0 or -1)`);
+    return 0;
+  }
   return normDims(dim, x.ndim, op)[0]!;
 }
 
-/** out = x - log Σ exp(x) along the rows; a row that is all -inf (or holds NaN or +inf) gives NaN. */
+/**
+ * out = x - log Σ exp(x) along the rows. A row that is all -inf, or holds NaN, gives NaN; in a row
+ * holding +inf that entry gives NaN and the finite ones -inf (as in PyTorch).
+ */
 function logSoftmaxKernel(x: FloatArray, out: FloatArray, outer: number, c: number, inner: number): void {
+  const flush = out instanceof Float32Array;
   for (let o = 0; o < outer; o++) {
     for (let i = 0; i < inner; i++) {
       const base = o * c * inner + i;
@@ -36,7 +45,10 @@ function logSoftmaxKernel(x: FloatArray, out: FloatArray, outer: number, c: numb
       let s = 0;
       for (let j = 0; j < c; j++) s += Math.exp(x[base + j * inner]! - shift);
       const lse = Math.log(s) + shift;
-      for (let j = 0; j < c; j++) out[base + j * inner] = x[base + j * inner]! - lse;
+      for (let j = 0; j < c; j++) {
+        const r = x[base + j * inner]! - lse;
+        out[base + j * inner] = flush && Math.abs(r) < FLT_MIN ? r * 0 : r;
+      }
     }
   }
 }
@@ -52,7 +64,7 @@ function logSoftmaxBackwardKernel(g: FloatArray, y: FloatArray, out: FloatArray,
       for (let j = 0; j < c; j++) {
         const k = base + j * inner;
         const r = g[k]! - Math.exp(y[k]!) * s;
-        out[k] = flush && r > -FLT_MIN && r < FLT_MIN ? r * 0 : r;
+        out[k] = flush && Math.abs(r) < FLT_MIN ? r * 0 : r;
       }
     }
   }

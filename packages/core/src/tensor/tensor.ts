@@ -148,6 +148,7 @@ export class Tensor {
       );
     }
     this._gradBuffer = buffer;
+    this._gradBufferZeroed = this._gradBufferStale = false; // a new buffer holds what it holds
     this._grad = new Tensor(buffer, this.shape);
   }
 
