@@ -71,7 +71,7 @@ function benchCommand(onDone: (code: number) => void): Command {
     .option("--activation <name>", "relu (default), tanh or gelu")
     .option("--batch-size <n>", "samples per step (default 256)")
     .option("--steps <n>", "timed steps per worker count (default 200)")
-    .option("--warmup-steps <n>", "untimed steps before timing: JIT and WebAssembly tier-up (default 30)")
+    .option("--warmup-steps <n>", "untimed steps before timing: V8 compiles the per-step code over the first ~800 (default 600)")
     .option("--seed <n>", "seed of the random data and the model (default 0)")
     .option("--json", "print one JSON line per worker count and a final bench event")
     .addHelpText("after", BENCH_EXAMPLES)

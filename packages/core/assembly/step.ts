@@ -6,7 +6,7 @@ import { FLT_MIN_F64, flush64, load1, load2, store1, store2 } from "./lanes";
 // match:
 //   g' = ±g;  p' = decay·p (AdamW: decay = 1 - lr·wd, else 1);  g' += l2·p' (Adam's weight decay)
 //   m = β1·m + (1-β1)·g';  v = β2·v + ((1-β2)·g')·g'   (m, v flushed before storing)
-//   p = p' - (lr/bc1) · (m / (sqrt(v)/sqrt(bc2) + eps)),  bc1 = 1-β1^t, bc2 = 1-β2^t
+//   p = p' - (lr/bc1) · (m / (sqrt(v)·(1/sqrt(bc2)) + eps)),  bc1 = 1-β1^t, bc2 = 1-β2^t
 // ---------------------------------------------------------------------------------------------
 
 /**
@@ -18,22 +18,22 @@ export function adamUpdate(
   p: usize, g: usize, m: usize, v: usize, start: i32, end: i32,
   lr: f64, beta1: f64, beta2: f64, eps: f64, bc1: f64, bc2: f64, l2: f64, decay: f64, maximize: i32,
 ): void {
-  const stepSize = lr / bc1, bc2Sqrt = Math.sqrt(bc2);
+  const stepSize = lr / bc1, invBc2Sqrt = 1 / Math.sqrt(bc2);
   let i = start;
   for (; i + 2 <= end; i += 2) {
     const off = <usize>i * 4;
-    adamLanes(p + off, g + off, m + off, v + off, 2, beta1, beta2, eps, stepSize, bc2Sqrt, l2, decay, maximize);
+    adamLanes(p + off, g + off, m + off, v + off, 2, beta1, beta2, eps, stepSize, invBc2Sqrt, l2, decay, maximize);
   }
   if (i < end) {
     const off = <usize>i * 4;
-    adamLanes(p + off, g + off, m + off, v + off, 1, beta1, beta2, eps, stepSize, bc2Sqrt, l2, decay, maximize);
+    adamLanes(p + off, g + off, m + off, v + off, 1, beta1, beta2, eps, stepSize, invBc2Sqrt, l2, decay, maximize);
   }
 }
 
 // Adam on `lanes` (1 or 2) consecutive elements as one f64x2.
 @inline function adamLanes(
   pp: usize, gp: usize, mp: usize, vp: usize, lanes: i32,
-  beta1: f64, beta2: f64, eps: f64, stepSize: f64, bc2Sqrt: f64, l2: f64, decay: f64, maximize: i32,
+  beta1: f64, beta2: f64, eps: f64, stepSize: f64, invBc2Sqrt: f64, l2: f64, decay: f64, maximize: i32,
 ): void {
   let p = lanes == 2 ? load2(pp) : load1(pp);
   let g = lanes == 2 ? load2(gp) : load1(gp);
@@ -46,7 +46,7 @@ export function adamUpdate(
   let v = f64x2.add(f64x2.mul(f64x2.splat(beta2), v0), f64x2.mul(f64x2.mul(f64x2.splat(1 - beta2), g), g));
   m = flush64(m);
   v = v128.andnot(v, f64x2.lt(v, f64x2.splat(FLT_MIN_F64))); // v >= 0: the optimizer's `v < FLT_MIN`
-  const denom = f64x2.add(f64x2.div(f64x2.sqrt(v), f64x2.splat(bc2Sqrt)), f64x2.splat(eps));
+  const denom = f64x2.add(f64x2.mul(f64x2.sqrt(v), f64x2.splat(invBc2Sqrt)), f64x2.splat(eps));
   const pNew = f64x2.sub(p, f64x2.mul(f64x2.splat(stepSize), f64x2.div(m, denom)));
   if (lanes == 2) {
     store2(mp, m); store2(vp, v); store2(pp, pNew);

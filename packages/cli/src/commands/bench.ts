@@ -48,7 +48,7 @@ function readBenchSettings(cli: Record<string, unknown>): BenchSettings {
     activation: get("--activation", cli.activation, W1.activation, (v) => parseChoice(v, ACTIVATIONS)),
     batchSize: get("--batch-size", cli.batchSize, W1.batchSize, (v) => parseNumber(v, { min: 1, max: 1 << 20, isInteger: true })),
     steps: get("--steps", cli.steps, 200, positive),
-    warmupSteps: get("--warmup-steps", cli.warmupSteps, 30, (v) => parseNumber(v, { min: 0, isInteger: true })),
+    warmupSteps: get("--warmup-steps", cli.warmupSteps, 600, (v) => parseNumber(v, { min: 0, isInteger: true })),
     seed: get("--seed", cli.seed, 0, (v) => parseNumber(v, { min: 0, max: 2 ** 31 - 1, isInteger: true })),
     json: cli.json === true,
   };

@@ -93,7 +93,7 @@ describe("wasm elementwise kernels", () => {
 function adamReference(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, start: number, end: number,
   step: number, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number): void {
   const stepSize = lr / (1 - beta1 ** step);
-  const bc2Sqrt = Math.sqrt(1 - beta2 ** step);
+  const invBc2Sqrt = 1 / Math.sqrt(1 - beta2 ** step);
   for (let i = start; i < end; i++) {
     let gi = g[i]!;
     const pi = p[i]!;
@@ -104,7 +104,7 @@ function adamReference(p: Float32Array, g: Float32Array, m: Float32Array, v: Flo
     if (vi < FLT_MIN) vi = 0;
     m[i] = mi;
     v[i] = vi;
-    p[i] = pi - stepSize * (mi / (Math.sqrt(vi) / bc2Sqrt + eps));
+    p[i] = pi - stepSize * (mi / (Math.sqrt(vi) * invBc2Sqrt + eps));
   }
 }
 
