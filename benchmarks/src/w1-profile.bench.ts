@@ -12,6 +12,7 @@ import type { Row } from "./table.js";
 interface ProfileNode {
   id: number;
   callFrame: { functionName: string; url: string };
+  children?: number[];
 }
 interface Profile {
   nodes: ProfileNode[];
@@ -80,6 +81,8 @@ interface Shares {
   samples: number;
   /** percent of the busy samples per bucket */
   shares: Record<Bucket, number>;
+  /** the largest functions outside kernels: "name (file) percent" */
+  topOutside: string[];
 }
 
 /** Runs `step` `steps` times under the sampling profiler and sorts the samples into buckets. */
@@ -96,14 +99,30 @@ async function profileSteps(step: () => void, steps: number, warmup: number): Pr
     const ms = (performance.now() - t0) / steps;
     const { profile } = await post<{ profile: Profile }>(session, "Profiler.stop");
     const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+    const parent = new Map<number, number>();
+    for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+    // Samples taken inside node:inspector's own calls (Profiler.stop serialising the profile) are
+    // the profiler's cost, not the step's.
+    const inProfiler = (id: number): boolean => {
+      for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) if (byId.get(at)!.callFrame.url === "node:inspector") return true;
+      return false;
+    };
     const totals = new Map<Bucket, number>();
+    const outside = new Map<string, number>();
     profile.samples.forEach((id, i) => {
-      const b = bucketOf(byId.get(id)!);
-      totals.set(b, (totals.get(b) ?? 0) + (profile.timeDeltas[i] ?? 0));
+      const node = byId.get(id)!;
+      const b = inProfiler(id) ? "idle" : bucketOf(node);
+      const dt = profile.timeDeltas[i] ?? 0;
+      totals.set(b, (totals.get(b) ?? 0) + dt);
+      if (b === "outside kernels") {
+        const key = `${node.callFrame.functionName || "(anonymous)"} (${node.callFrame.url.split("/").slice(-2).join("/") || "native"})`;
+        outside.set(key, (outside.get(key) ?? 0) + dt);
+      }
     });
     const busy = [...totals].filter(([b]) => b !== "idle").reduce((s, [, v]) => s + v, 0);
     const buckets: Bucket[] = ["wasm kernels", "js kernels", "gc", "outside kernels", "idle"];
-    return { ms, samples: profile.samples.length, shares: Object.fromEntries(buckets.map((b) => [b, (100 * (totals.get(b) ?? 0)) / busy])) as Record<Bucket, number> };
+    const topOutside = [...outside].sort((x, y) => y[1] - x[1]).slice(0, 6).map(([k, v]) => `${k} ${((100 * v) / busy).toFixed(1)}%`);
+    return { ms, samples: profile.samples.length, shares: Object.fromEntries(buckets.map((b) => [b, (100 * (totals.get(b) ?? 0)) / busy])) as Record<Bucket, number>, topOutside };
   } finally {
     session.disconnect();
   }
@@ -143,6 +162,7 @@ export async function w1Profile(ctx: Ctx): Promise<Row[]> {
           worker.once("error", reject);
         });
         rows.push(rowOf(`batch ${batch}, a rank's step (wasm arena, step region, SIMD Adam), ${steps} steps`, r));
+        ctx.log(`  largest outside kernels: ${r.topOutside.join(", ")}`);
       } finally {
         await worker.terminate();
       }
