@@ -89,7 +89,7 @@ export function buildProgram(onDone: (code: number) => void): Command {
   program.addCommand(trainCommand(onDone)).addCommand(evalCommand(onDone)).addCommand(benchCommand(onDone));
   program.addHelpText("after", `
 Examples:
-  $ threadgrad train                                   # built-in digits: about 5 s on 2 cores, ~96% test accuracy
+  $ threadgrad train                                   # built-in digits: about 4 s on 2 cores, ~96% test accuracy
   $ threadgrad eval --checkpoint runs/<run>/checkpoint-best.msgpack
   $ threadgrad bench --workers 1,2
 
