@@ -129,6 +129,30 @@ describe("DataParallel faults", () => {
     expect(u32(t)).toEqual(u32(straight));
   });
 
+  it("an onStep that throws while a non-finite step is in flight stops counting there and rolls back to its window", async () => {
+    const clean = data(128, 4, 3);
+    const poisoned = { ...clean, x: clean.x.slice() };
+    poisoned.x[4 * epochOrder(128, 0, 0)[16 + 3]!] = Number.NaN; // a sample of step 2
+    const straight = await create({});
+    await straight.fit(clean, { epochs: 2, batchSize: 16 });
+    const t = await create({ stepsInFlight: 4 });
+    await expect(t.fit(poisoned, { epochs: 2, batchSize: 16, onStep: () => { throw new Error("callback failed on purpose"); } }))
+      .rejects.toThrow(/callback failed on purpose/);
+    expect(t.progress).toMatchObject({ globalStep: 1, stepInEpoch: 1, optimizerStep: 1 }); // step 2 was bad, 3 and 4 halted
+    await t.fit(clean, { epochs: 2, batchSize: 16 });
+    const u32 = (x: DataParallel) => new Uint32Array(x.arena.params.buffer, x.arena.params.byteOffset, x.arena.params.length).slice();
+    expect(t.progress).toEqual(straight.progress);
+    expect(u32(t)).toEqual(u32(straight));
+  });
+
+  it("a rank stuck in its own code fails fit with the time-out, not with the barrier errors of the ranks it held up", async () => {
+    const t = await create({ model: { module: FAULTY, export: "createModel", args: ["hang-rows", 17] }, stepTimeoutMs: 500 });
+    const started = performance.now();
+    await expect(t.fit(data(33, 4, 3), { epochs: 1, batchSize: 33 })).rejects.toThrow(/^DataParallel: step 1 did not finish within 500 ms \(stepTimeoutMs\); a rank is stuck/);
+    expect(performance.now() - started).toBeLessThan(8000);
+    expect(t.isClosed).toBe(true);
+  });
+
   it("with skipNonFinite the bad step is skipped and training goes on", async () => {
     const t = await create({ skipNonFinite: true });
     const ds = data(64, 4, 3);

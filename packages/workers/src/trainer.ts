@@ -6,7 +6,7 @@ import { type nn, isTensor, manualSeed } from "@threadgrad/core";
 import { type OptimizerName, type ScheduleConfig, combineNorms, resolveFlatOptions, stateBuffers } from "@threadgrad/optim";
 import { SharedArena, planArena } from "./arena.js";
 import { readTrainerCheckpoint, restoreTrainer, saveTrainer } from "./persist.js";
-import { ErrorCode, signalError, waitUntil } from "./control.js";
+import { ERROR, ErrorCode, WaitTimeout, signalError, waitUntil } from "./control.js";
 import { type DatasetLike, type SharedDataset, toSharedDataset } from "./dataset.js";
 import * as P from "./protocol.js";
 import { epochOrder } from "./step-math.js";
@@ -258,6 +258,12 @@ export class DataParallel {
     try {
       await waitUntil(this.arena.control, index, (v) => v >= target, { timeoutMs, pollMs: 50 });
     } catch (err) {
+      if (err instanceof WaitTimeout && Atomics.load(this.arena.control, ERROR) === ErrorCode.NONE) {
+        // Nothing failed: a rank is stuck. Shutting down releases the others with errors of their
+        // own (an aborted barrier), which must not be reported as the cause.
+        await this.shutdown();
+        throw new Error(`DataParallel: ${what} did not finish within ${timeoutMs} ms (stepTimeoutMs); a rank is stuck in its own code. The workers were stopped.`);
+      }
       // Let the failing rank's task rejection arrive so the error names that worker's own cause.
       const failedRank = () => Atomics.load(this.arena.control, P.FAILED_RANK) - 1;
       for (let i = 0; i < 40 && !this.rankErrors.has(failedRank()); i++) await new Promise((r) => setTimeout(r, 25));
@@ -309,6 +315,12 @@ export class DataParallel {
   private async command(cmd: number, what: string, fill?: (block: Float64Array, batch: Int32Array) => void): Promise<number> {
     this.publish(cmd, fill);
     return this.completeOldest(what);
+  }
+
+  /** Whether any rank met a non-finite loss or gradient in the step in `slot`. */
+  private anyNonFinite(slot: number): boolean {
+    for (let r = 0; r < this.numWorkers; r++) if (this.scalars(r, slot)[P.R_NONFINITE] === 1) return true;
+    return false;
   }
 
   /** Rank r's scalars for the command in `slot`. */
@@ -403,13 +415,17 @@ export class DataParallel {
           }
         } catch (err) {
           // Let the steps already handed out finish, so the trainer is idle, then report.
-          const nonFinite = err instanceof NonFiniteError;
+          let nonFinite = err instanceof NonFiniteError;
           for (const step of pending) {
             if (this.closed || this.inFlight.length === 0) break;
             const slot = await this.completeOldest("finishing the steps in flight").catch(() => null);
             // After any other error (onStep threw, say) the ranks ran these steps: count them, so
-            // progress matches the parameters.
+            // progress matches the parameters, up to a non-finite one (which halted the ranks).
             if (nonFinite || slot === null || this.scalars(0, slot)[P.R_RAN] !== 1) continue;
+            if (!this.options.skipNonFinite && this.anyNonFinite(slot)) {
+              nonFinite = true;
+              continue;
+            }
             pr.globalStep++;
             pr.stepInEpoch++;
             if (step.update && this.scalars(0, slot)[P.R_SKIPPED] !== 1) pr.optimizerStep++;

@@ -254,7 +254,8 @@ describe("bound gradient buffers", () => {
     expect(Array.from(bq)).toEqual([1, 1]);
     q.grad = null;
     const fresh = Float64Array.from([3, 4]);
-    q.bindGrad(fresh); // a new buffer keeps its contents: the pending zeros belonged to the old one
+    q.bindGrad(fresh); // a new buffer keeps its contents: the pending zeros belong to the old one,
+    expect(Array.from(bq)).toEqual([0, 0]); // which gets them on rebinding
     q.syncGrad();
     q.sum().backward();
     expect(Array.from(fresh)).toEqual([4, 5]);

@@ -147,6 +147,7 @@ export class Tensor {
         `bindGrad: buffer holds ${buffer.length} ${dtypeOf(buffer)} values, tensor needs ${this.numel} ${this.dtype}`,
       );
     }
+    this.syncGrad(); // the old buffer gets the zeros it was promised
     this._gradBuffer = buffer;
     this._gradBufferZeroed = this._gradBufferStale = false; // a new buffer holds what it holds
     this._grad = new Tensor(buffer, this.shape);
