@@ -25,7 +25,7 @@ export const TRAINER_CONTROL_WORDS = 64;
 export const Cmd = {
   TRAIN: 1,
   EVAL: 2,
-  /** read a message from the worker's port (new data set registered) */
+  /** read the messages on the worker's port (data sets to keep or to forget) */
   RECEIVE: 3,
   STOP: 4,
 } as const;
@@ -84,4 +84,6 @@ export const R_RAN = 10;
 export const R_WINDOW_NONFINITE = 11;
 /** when this rank finished the command, in ms since the epoch (performance.timeOrigin + now()) */
 export const R_FINISHED_AT = 12;
-export const SCALAR_SLOTS = 13;
+/** after RECEIVE: how many data sets the rank holds */
+export const R_DATASETS_HELD = 13;
+export const SCALAR_SLOTS = 14;

@@ -145,6 +145,20 @@ describe("DataParallel", () => {
     expect(acc.progress.optimizerStep).toBe(2);
   });
 
+  it("forget lets the workers drop a data set; one used again is sent again; other targets replace the old copy", async () => {
+    const t = await trainer({ workers: 2 });
+    const a = data(64), b = data(32, 4);
+    await t.fit(a, { epochs: 1, batchSize: 32 });
+    const before = await t.evaluate(b);
+    expect(await t.forget(a)).toBe(1); // b is still held
+    expect(await t.forget({ ...b })).toBe(0); // a fresh wrapper around the same arrays finds it
+    expect(await t.forget(b)).toBe(0); // already forgotten: nothing to do
+    expect(await t.evaluate(b)).toEqual(before); // sent again
+    const relabelled = { ...b, y: b.y.map((v) => (v + 1) % 5) };
+    await t.evaluate(relabelled); // same features, other targets: a new copy, and the old one goes
+    expect(await t.forget(a)).toBe(1);
+  });
+
   it("a checkpoint resumed mid-training continues bit for bit", async () => {
     const ds = data(96);
     const dir = tmp();

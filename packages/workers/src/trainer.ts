@@ -165,6 +165,10 @@ export class DataParallel {
   private running: Promise<unknown> | null = null;
   // Keyed by the features' storage, so fresh `{ x, y }` wrappers around the same arrays reuse it.
   private readonly datasets = new WeakMap<object, { shared: SharedDataset; y: unknown }>();
+  // Ids of data sets the workers hold but main can no longer reach (their arrays were collected, or
+  // replaced): sent with the next RECEIVE, so the workers let go of them too.
+  private readonly unreachable: number[] = [];
+  private readonly released = new FinalizationRegistry<number>((id) => void this.unreachable.push(id));
 
   private constructor(
     readonly options: Required<Pick<TrainerOptions, "model" | "loss" | "seed" | "accumulateSteps" | "skipNonFinite" | "maxBatchSize" | "stepsInFlight">> & TrainerOptions,
@@ -333,11 +337,49 @@ export class DataParallel {
     const y = ds !== null && typeof ds === "object" && "y" in ds ? (isTensor(ds.y) ? ds.y.data : ds.y) : null;
     const known = this.datasets.get(key as object);
     if (known !== undefined && known.y === y) return known.shared;
+    if (known !== undefined) this.unreachable.push(known.shared.id); // same features, other targets
     const shared = toSharedDataset(ds);
+    this.postForgotten();
     for (const port of this.ports) port.postMessage(shared);
     await this.command(P.Cmd.RECEIVE, "sending the data set");
     this.datasets.set(key as object, { shared, y });
+    this.released.unregister(key as object);
+    this.released.register(key as object, shared.id, key as object);
     return shared;
+  }
+
+  private postForgotten(): void {
+    if (this.unreachable.length === 0) return;
+    const forget = this.unreachable.splice(0);
+    for (const port of this.ports) port.postMessage({ forget });
+  }
+
+  /**
+   * Lets the workers drop a data set `fit` or `evaluate` used (they keep each one, keyed by its
+   * arrays, until it is forgotten, or until its arrays are garbage-collected in this thread and
+   * another data set is sent). Resolves with how many data sets each worker still holds (the most
+   * of any rank).
+   * @example await trainer.evaluate(batchOfTheDay); await trainer.forget(batchOfTheDay);
+   */
+  async forget(data: DatasetLike): Promise<number> {
+    if (this.busy) throw new Error("DataParallel.forget: wait for fit or evaluate to finish");
+    const key = data !== null && typeof data === "object" && "x" in data ? (isTensor(data.x) ? data.x.data : data.x) : data;
+    const known = this.datasets.get(key as object);
+    if (known !== undefined) {
+      this.datasets.delete(key as object);
+      this.released.unregister(key as object);
+      this.unreachable.push(known.shared.id);
+    }
+    this.postForgotten();
+    this.busy = true;
+    try {
+      const slot = await this.command(P.Cmd.RECEIVE, "forgetting a data set");
+      let held = 0;
+      for (let r = 0; r < this.numWorkers; r++) held = Math.max(held, this.scalars(r, slot)[P.R_DATASETS_HELD]!);
+      return held;
+    } finally {
+      this.busy = false;
+    }
   }
 
   /**

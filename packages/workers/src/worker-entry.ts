@@ -146,10 +146,13 @@ async function rankLoop(init: WorkerInit, arena: SharedArena, kernels: WasmKerne
     if (cmd === P.Cmd.STOP) return { rank, steps };
     scalars.fill(0);
     if (cmd === P.Cmd.RECEIVE) {
+      // Messages: a data set to keep, or { forget: ids } of data sets main no longer uses.
       for (let msg = receiveMessageOnPort(init.port); msg !== undefined; msg = receiveMessageOnPort(init.port)) {
-        const ds = msg.message as SharedDataset;
-        datasets.set(ds.id, ds);
+        const m = msg.message as SharedDataset | { forget: number[] };
+        if ("forget" in m) for (const id of m.forget) datasets.delete(id);
+        else datasets.set(m.id, m);
       }
+      scalars[P.R_DATASETS_HELD] = datasets.size;
     } else {
       const ds = datasets.get(block[P.S_DATASET]!);
       if (ds === undefined) throw new Error(`unknown data set ${block[P.S_DATASET]}`);
