@@ -120,6 +120,11 @@ export interface Progress {
   optimizerStep: number;
 }
 
+/** The object a data set is cached under: its features' storage, so fresh `{ x, y }` wrappers match. */
+function datasetKey(ds: DatasetLike): unknown {
+  return ds !== null && typeof ds === "object" && "x" in ds ? (isTensor(ds.x) ? ds.x.data : ds.x) : ds;
+}
+
 /** fit's error for a non-finite loss or gradient without skipNonFinite. */
 class NonFiniteError extends Error {
   override name = "NonFiniteError";
@@ -333,7 +338,7 @@ export class DataParallel {
   }
 
   private async register(ds: DatasetLike): Promise<SharedDataset> {
-    const key = ds !== null && typeof ds === "object" && "x" in ds ? (isTensor(ds.x) ? ds.x.data : ds.x) : ds;
+    const key = datasetKey(ds);
     const y = ds !== null && typeof ds === "object" && "y" in ds ? (isTensor(ds.y) ? ds.y.data : ds.y) : null;
     const known = this.datasets.get(key as object);
     if (known !== undefined && known.y === y) return known.shared;
@@ -363,7 +368,7 @@ export class DataParallel {
    */
   async forget(data: DatasetLike): Promise<number> {
     if (this.busy) throw new Error("DataParallel.forget: wait for fit or evaluate to finish");
-    const key = data !== null && typeof data === "object" && "x" in data ? (isTensor(data.x) ? data.x.data : data.x) : data;
+    const key = datasetKey(data);
     const known = this.datasets.get(key as object);
     if (known !== undefined) {
       this.datasets.delete(key as object);
