@@ -5,15 +5,23 @@ import { Worker, isMainThread, parentPort, workerData } from "node:worker_thread
 import os from "node:os";
 if (isMainThread) {
   console.log(`cpus ${os.cpus().length} (${os.cpus()[0]?.model})`);
-  const shapes = [[512, 512, 512], [64, 784, 256], [256, 784, 256]];
+  const shapes = [
+    [512, 512, 512],
+    [64, 784, 256],
+    [256, 784, 256],
+  ];
   for (const [m, k, n] of shapes) {
     const line = [];
     for (const N of [1, 2, 4, 8, 12, 16]) {
       const sab = new SharedArrayBuffer(8);
       const go = new Int32Array(sab);
-      const ws = Array.from({ length: N }, () => new Worker(new URL(import.meta.url), { workerData: { m, k, n, sab } }));
+      const ws = Array.from(
+        { length: N },
+        () => new Worker(new URL(import.meta.url), { workerData: { m, k, n, sab } }),
+      );
       await Promise.all(ws.map((w) => new Promise((r) => w.once("message", r)))); // ready
-      Atomics.store(go, 0, 1); Atomics.notify(go, 0);
+      Atomics.store(go, 0, 1);
+      Atomics.notify(go, 0);
       const res = await Promise.all(ws.map((w) => new Promise((r) => w.once("message", r))));
       await Promise.all(ws.map((w) => w.terminate()));
       const per = res.map((r) => r.gflops).sort((a, b) => a - b);
@@ -25,11 +33,17 @@ if (isMainThread) {
   const { createWasmKernels } = await import("@threadgrad/core");
   const { m, k, n, sab } = workerData;
   const K = createWasmKernels({ heapBytes: (m * k + k * n + m * n) * 4 + (1 << 16), scratchBytes: 16 << 20 });
-  const a = K.allocF32(m * k).fill(0.5), b = K.allocF32(k * n).fill(0.25), c = K.allocF32(m * n);
+  const a = K.allocF32(m * k).fill(0.5),
+    b = K.allocF32(k * n).fill(0.25),
+    c = K.allocF32(m * n);
   for (let i = 0; i < 20; i++) K.matmulF32(a, b, c, m, k, n, false, true);
   parentPort.postMessage("ready");
   Atomics.wait(new Int32Array(sab), 0, 0);
-  const t0 = performance.now(); let it = 0;
-  while (performance.now() - t0 < 1500) { K.matmulF32(a, b, c, m, k, n, false, true); it++; }
+  const t0 = performance.now();
+  let it = 0;
+  while (performance.now() - t0 < 1500) {
+    K.matmulF32(a, b, c, m, k, n, false, true);
+    it++;
+  }
   parentPort.postMessage({ gflops: (2 * m * k * n * it) / ((performance.now() - t0) * 1e6) });
 }

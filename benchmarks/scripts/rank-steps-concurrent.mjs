@@ -28,7 +28,10 @@ function stepper(k, batch) {
     off += t.numel;
   }
   const xs = k.allocF32(batch * 784).map((_, i) => Math.sin(i));
-  const y = tensor(Int32Array.from({ length: batch }, (_, i) => i % 10), { shape: [batch] });
+  const y = tensor(
+    Int32Array.from({ length: batch }, (_, i) => i % 10),
+    { shape: [batch] },
+  );
   const ptr = [p, g, m, v].map((a) => k.offsetOf(a));
   let t = 0;
   return () => {
@@ -47,7 +50,9 @@ function stepper(k, batch) {
 if (isMainThread) {
   const batch = Number(process.argv[2] ?? 128);
   const counts = (process.argv[3] ?? "1,2,4,8").split(",").map(Number);
-  console.log(`cpus ${os.cpus().length} (${os.cpus()[0]?.model}), W1 rank step at batch ${batch}, ms per step (median over threads)`);
+  console.log(
+    `cpus ${os.cpus().length} (${os.cpus()[0]?.model}), W1 rank step at batch ${batch}, ms per step (median over threads)`,
+  );
   for (const mode of ["own", "shared"]) {
     const line = [];
     for (const n of counts) {
@@ -56,14 +61,24 @@ if (isMainThread) {
       if (mode === "shared") {
         const heapBytes = n * (SCRATCH + 4 * PARAMS * 4 + batch * 784 * 4 + (1 << 20));
         const owner = createWasmKernels({ heapBytes, scratchBytes: 1 << 16 });
-        shared = { memory: owner.memory, regions: Array.from({ length: n }, () => {
-          const heap = { byteOffset: owner.alloc(4 * PARAMS * 4 + batch * 784 * 4 + (1 << 20), 64), byteLength: 4 * PARAMS * 4 + batch * 784 * 4 + (1 << 20) };
-          return { heap, scratch: { byteOffset: owner.alloc(SCRATCH, 64), byteLength: SCRATCH } };
-        }) };
+        shared = {
+          memory: owner.memory,
+          regions: Array.from({ length: n }, () => {
+            const heap = {
+              byteOffset: owner.alloc(4 * PARAMS * 4 + batch * 784 * 4 + (1 << 20), 64),
+              byteLength: 4 * PARAMS * 4 + batch * 784 * 4 + (1 << 20),
+            };
+            return { heap, scratch: { byteOffset: owner.alloc(SCRATCH, 64), byteLength: SCRATCH } };
+          }),
+        };
       }
-      const ws = Array.from({ length: n }, (_, r) => new Worker(new URL(import.meta.url), {
-        workerData: { batch, go: go.buffer, memory: shared?.memory, region: shared?.regions[r] },
-      }));
+      const ws = Array.from(
+        { length: n },
+        (_, r) =>
+          new Worker(new URL(import.meta.url), {
+            workerData: { batch, go: go.buffer, memory: shared?.memory, region: shared?.regions[r] },
+          }),
+      );
       await Promise.all(ws.map((w) => new Promise((res) => w.once("message", res))));
       Atomics.store(go, 0, 1);
       Atomics.notify(go, 0);
@@ -76,7 +91,8 @@ if (isMainThread) {
   }
 } else {
   const { batch, go, memory, region } = workerData;
-  const k = memory ? createWasmKernels({ memory, heap: region.heap, scratch: region.scratch })
+  const k = memory
+    ? createWasmKernels({ memory, heap: region.heap, scratch: region.scratch })
     : createWasmKernels({ heapBytes: 4 * PARAMS * 4 + batch * 784 * 4 + (1 << 20), scratchBytes: SCRATCH });
   const step = stepper(k, batch);
   for (let i = 0; i < 400; i++) step();
@@ -84,6 +100,9 @@ if (isMainThread) {
   Atomics.wait(new Int32Array(go), 0, 0);
   const t0 = performance.now();
   let n = 0;
-  while (performance.now() - t0 < 3000) { step(); n++; }
+  while (performance.now() - t0 < 3000) {
+    step();
+    n++;
+  }
   parentPort.postMessage((performance.now() - t0) / n);
 }

@@ -45,15 +45,24 @@ const axpy = (ws: Weights, v: Weights, h: number): Weights =>
   ws.map(({ w, b }, i) => ({ w: w.map((x, k) => x + h * v[i]!.w[k]!), b: b.map((x, k) => x + h * v[i]!.b[k]!) }));
 
 const dot = (a: Weights, b: Weights) =>
-  a.reduce((s, { w, b: bias }, i) => s + w.reduce((t, x, k) => t + x * b[i]!.w[k]!, 0) + bias.reduce((t, x, k) => t + x * b[i]!.b[k]!, 0), 0);
+  a.reduce(
+    (s, { w, b: bias }, i) =>
+      s + w.reduce((t, x, k) => t + x * b[i]!.w[k]!, 0) + bias.reduce((t, x, k) => t + x * b[i]!.b[k]!, 0),
+    0,
+  );
 
 /**
  * Compares `p.grad` with finite differences of `p.value` along one random direction; `ok` when
  * they agree to `tol` (float32 arithmetic limits the agreement to about 1e-3).
  * @example const r = fdCheck(problem, weights); console.log(r.ok, r.relErr);
  */
-export function fdCheck(p: GradProblem, weights: Weights, opts: { eps?: number; tol?: number; seed?: number } = {}): FdResult {
-  const eps = opts.eps ?? 1e-2, tol = opts.tol ?? 1e-2;
+export function fdCheck(
+  p: GradProblem,
+  weights: Weights,
+  opts: { eps?: number; tol?: number; seed?: number } = {},
+): FdResult {
+  const eps = opts.eps ?? 1e-2,
+    tol = opts.tol ?? 1e-2;
   const v = direction(weights, opts.seed);
   const f = (h: number) => p.value(axpy(weights, v, h));
   const fd = (8 * (f(eps) - f(-eps)) - (f(2 * eps) - f(-2 * eps))) / (12 * eps);

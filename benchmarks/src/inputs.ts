@@ -16,7 +16,13 @@ export interface MlpSpec {
 }
 
 /** W1 as the cli defines it (the object `threadgrad bench` runs), in this package's terms. */
-export const W1_SPEC: MlpSpec = { sizes: W1.sizes, activation: W1.activation, batch: W1.batchSize, lr: W1.optimizer.lr, seed: 0 };
+export const W1_SPEC: MlpSpec = {
+  sizes: W1.sizes,
+  activation: W1.activation,
+  batch: W1.batchSize,
+  lr: W1.optimizer.lr,
+  seed: 0,
+};
 
 export interface MlpProblem {
   model: nn.Module;
@@ -47,8 +53,13 @@ export function mlpProblem(spec: MlpSpec): MlpProblem {
     b: Float32Array.from(params[2 * l + 1]!.data as Float32Array),
   }));
   const arrays: MlpInputs = {
-    sizes: [...spec.sizes], weights, x: Float32Array.from(x.data as Float32Array), y: Int32Array.from(y.data as Int32Array),
-    batch: spec.batch, activation: spec.activation, lr: spec.lr,
+    sizes: [...spec.sizes],
+    weights,
+    x: Float32Array.from(x.data as Float32Array),
+    y: Int32Array.from(y.data as Int32Array),
+    batch: spec.batch,
+    activation: spec.activation,
+    lr: spec.lr,
   };
   return { model, opt, x, y, arrays };
 }

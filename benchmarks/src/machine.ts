@@ -49,13 +49,15 @@ async function defaultKernelBackend(): Promise<string> {
 
 function peerVersions(): string {
   const require = createRequire(import.meta.url);
-  return ["@tensorflow/tfjs", "@tensorflow/tfjs-backend-wasm"].map((name) => {
-    try {
-      return `${name} ${(require(`${name}/package.json`) as { version: string }).version}`;
-    } catch {
-      return `${name} not installed`;
-    }
-  }).join(", ");
+  return ["@tensorflow/tfjs", "@tensorflow/tfjs-backend-wasm"]
+    .map((name) => {
+      try {
+        return `${name} ${(require(`${name}/package.json`) as { version: string }).version}`;
+      } catch {
+        return `${name} not installed`;
+      }
+    })
+    .join(", ");
 }
 
 export function formatMachine(m: MachineInfo): string {

@@ -43,17 +43,22 @@ export type Measured = void | { overriddenDuration: number };
  * itself (a loop in a worker, say) returns `{ overriddenDuration }` and tinybench records that.
  * @example const t = await measure("w1", () => step(), budget); // t.median ms per step
  */
-export async function measure(name: string, fn: () => Measured | Promise<Measured>, budget: Budget, opts: MeasureOptions = {}): Promise<Timing> {
+export async function measure(
+  name: string,
+  fn: () => Measured | Promise<Measured>,
+  budget: Budget,
+  opts: MeasureOptions = {},
+): Promise<Timing> {
   const quick = budget.quick;
-  const iterations = quick ? Math.min(opts.iterations ?? 2, 2) : opts.iterations ?? 10;
-  const warmupIterations = quick ? Math.min(opts.warmupIterations ?? 1, 1) : opts.warmupIterations ?? 3;
+  const iterations = quick ? Math.min(opts.iterations ?? 2, 2) : (opts.iterations ?? 10);
+  const warmupIterations = quick ? Math.min(opts.warmupIterations ?? 1, 1) : (opts.warmupIterations ?? 3);
   const bench = new Bench({
     name,
     iterations,
-    time: quick ? 0 : opts.time ?? 2000,
+    time: quick ? 0 : (opts.time ?? 2000),
     warmup: warmupIterations > 0,
     warmupIterations,
-    warmupTime: quick ? 0 : opts.warmupTime ?? 0,
+    warmupTime: quick ? 0 : (opts.warmupTime ?? 0),
     throws: true,
     retainSamples: true,
   });

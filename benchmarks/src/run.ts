@@ -36,7 +36,8 @@ const USAGE = `usage: node dist/run.js [options]
 
 function parseList(s: string, what: string): number[] {
   const out = s.split(",").map((v) => Number(v.trim()));
-  if (out.some((n) => !Number.isInteger(n) || n < 1 || n > 256)) throw new Error(`--${what}: expected integers from 1 to 256, got '${s}'`);
+  if (out.some((n) => !Number.isInteger(n) || n < 1 || n > 256))
+    throw new Error(`--${what}: expected integers from 1 to 256, got '${s}'`);
   return [...new Set(out)].sort((a, b) => a - b);
 }
 
@@ -57,10 +58,13 @@ async function main(): Promise<number> {
   }
   const only = values.only ? values.only.split(",").map((s) => s.trim().toLowerCase()) : Object.keys(SUITES);
   const unknown = only.filter((s) => !(s in SUITES));
-  if (unknown.length > 0) throw new Error(`--only: unknown suite ${unknown.join(", ")}; choose from ${Object.keys(SUITES).join(", ")}`);
+  if (unknown.length > 0)
+    throw new Error(`--only: unknown suite ${unknown.join(", ")}; choose from ${Object.keys(SUITES).join(", ")}`);
   const machine = await machineInfo();
   const cores = machine.availableCores;
-  const workers = values.workers ? parseList(values.workers, "workers") : Array.from({ length: cores }, (_, i) => i + 1);
+  const workers = values.workers
+    ? parseList(values.workers, "workers")
+    : Array.from({ length: cores }, (_, i) => i + 1);
   const t0 = performance.now();
   const ctx: Ctx = { quick: values.quick, workers, cores, log: (msg) => console.error(`[${since(t0)}] ${msg}`) };
   console.log(formatMachine(machine));
@@ -75,12 +79,19 @@ async function main(): Promise<number> {
     } catch (err) {
       failed++;
       console.error(`${title} failed:`, err);
-      rows.push(skipRow({ workload: title, config: "", impl: "threadgrad", peer: false, threads: "", unit: "" }, `FAILED: ${(err as Error).message.split("\n")[0]}`));
+      rows.push(
+        skipRow(
+          { workload: title, config: "", impl: "threadgrad", peer: false, threads: "", unit: "" },
+          `FAILED: ${(err as Error).message.split("\n")[0]}`,
+        ),
+      );
     }
   }
   const seconds = (performance.now() - t0) / 1000;
   console.log(formatTable(rows));
-  console.log(`\n${rows.length} rows in ${seconds.toFixed(1)} s${ctx.quick ? " (--quick)" : ""}; medians of repeated runs, min–max beside them.`);
+  console.log(
+    `\n${rows.length} rows in ${seconds.toFixed(1)} s${ctx.quick ? " (--quick)" : ""}; medians of repeated runs, min–max beside them.`,
+  );
   if (values.json) {
     // Through `pnpm bench` this runs in benchmarks/; a relative path means the caller's folder.
     const file = resolve(process.env.INIT_CWD ?? process.cwd(), values.json);

@@ -18,10 +18,18 @@ interface Case {
 const w4Module = new URL("./w4-model.js", import.meta.url).href;
 
 const CASES: Case[] = [
-  { workload: "W1 scaling", model: { kind: "mlp", sizes: [...W1.sizes], activation: W1.activation }, loss: "crossEntropy" },
+  {
+    workload: "W1 scaling",
+    model: { kind: "mlp", sizes: [...W1.sizes], activation: W1.activation },
+    loss: "crossEntropy",
+  },
   // The penalty needs the input gradient: the model records its input, the loss differentiates
   // to it (DataParallel's loss sees only (output, target)); see w4-model.ts.
-  { workload: "W4 scaling", model: { module: w4Module, export: "createModel" }, loss: { module: w4Module, export: "w4ShardLoss" } },
+  {
+    workload: "W4 scaling",
+    model: { module: w4Module, export: "createModel" },
+    loss: { module: w4Module, export: "w4ShardLoss" },
+  },
 ];
 
 /** Eight batches, reshuffled every epoch, as `threadgrad bench` uses: no batch is replayed. */
@@ -51,20 +59,42 @@ export async function scaling(ctx: Ctx): Promise<Row[]> {
       const config = `${workers} worker${workers > 1 ? "s" : ""}, batch ${batch}${inFlight === undefined ? "" : `, ${inFlight} step in flight`}`;
       ctx.log(`${c.workload} ${config}`);
       const trainer = await DataParallel.create({
-        model: c.model, loss: c.loss, optimizer: { name: "adam", lr: W1.lr }, workers, seed: W1.seed, maxBatchSize: batch, stepsInFlight: inFlight,
+        model: c.model,
+        loss: c.loss,
+        optimizer: { name: "adam", lr: W1.lr },
+        workers,
+        seed: W1.seed,
+        maxBatchSize: batch,
+        stepsInFlight: inFlight,
       });
       try {
         await oneEpoch(trainer, data, batch); // sends the data set to the workers: not measured
-        const t = await measure(`${c.workload} ×${workers}`, async () => {
-          await oneEpoch(trainer, data, batch);
-          // At least 30 epochs and 6 s: W1 needs ~800 steps before V8 has compiled the code that
-          // runs once per step (main's and the ranks'), and background compiles steal a core.
-        }, ctx, { warmupIterations: 30, warmupTime: 6000 });
+        const t = await measure(
+          `${c.workload} ×${workers}`,
+          async () => {
+            await oneEpoch(trainer, data, batch);
+            // At least 30 epochs and 6 s: W1 needs ~800 steps before V8 has compiled the code that
+            // runs once per step (main's and the ranks'), and background compiles steal a core.
+          },
+          ctx,
+          { warmupIterations: 30, warmupTime: 6000 },
+        );
         const over = workers > ctx.cores ? `; ${workers} workers > ${ctx.cores} cores` : "";
         const row = rowFrom(
-          { workload: c.workload, config, impl: "threadgrad", peer: false, threads: workers, unit: "samples/s", better: "higher" },
-          t, (ms) => (DATA_BATCHES * batch * 1000) / ms,
-          { note: `DataParallel, ${trainer.options.stepsInFlight} in flight, kernels ${kernels}, timed by epochs of ${DATA_BATCHES} steps${over}` },
+          {
+            workload: c.workload,
+            config,
+            impl: "threadgrad",
+            peer: false,
+            threads: workers,
+            unit: "samples/s",
+            better: "higher",
+          },
+          t,
+          (ms) => (DATA_BATCHES * batch * 1000) / ms,
+          {
+            note: `DataParallel, ${trainer.options.stepsInFlight} in flight, kernels ${kernels}, timed by epochs of ${DATA_BATCHES} steps${over}`,
+          },
         );
         rows.push(row);
         if (inFlight === undefined) perWorker.push([workers, row]);

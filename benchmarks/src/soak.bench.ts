@@ -18,7 +18,10 @@ export async function soak(ctx: Ctx): Promise<Row[]> {
   const data = randomClassification(16 * batch, W1.sizes[0]!, W1.sizes.at(-1)!, W1.seed);
   ctx.log(`soak: W1, ${workers} workers, ${steps} steps`);
   const trainer = await DataParallel.create({
-    model: { kind: "mlp", sizes: [...W1.sizes], activation: W1.activation }, optimizer: { name: "adam", lr: W1.lr }, workers, seed: W1.seed,
+    model: { kind: "mlp", sizes: [...W1.sizes], activation: W1.activation },
+    optimizer: { name: "adam", lr: W1.lr },
+    workers,
+    seed: W1.seed,
   });
   try {
     const stepsPerEpoch = data.length / batch;
@@ -28,7 +31,8 @@ export async function soak(ctx: Ctx): Promise<Row[]> {
     const timings: StepInfo["timings"][] = [];
     const t0 = performance.now();
     await trainer.fit(data, {
-      epochs: trainer.progress.epoch + Math.ceil(steps / stepsPerEpoch), batchSize: batch,
+      epochs: trainer.progress.epoch + Math.ceil(steps / stepsPerEpoch),
+      batchSize: batch,
       onStep: (s) => void timings.push(s.timings),
     });
     const seconds = (performance.now() - t0) / 1000;
@@ -36,8 +40,10 @@ export async function soak(ctx: Ctx): Promise<Row[]> {
     const rssEnd = rssMiB();
     const sps = (timings.length * batch) / seconds;
     const b = {
-      computeMs: median(timings.map((t) => t.computeMs)), waitMs: median(timings.map((t) => t.waitMs)),
-      reduceMs: median(timings.map((t) => t.reduceMs)), updateMs: median(timings.map((t) => t.updateMs)),
+      computeMs: median(timings.map((t) => t.computeMs)),
+      waitMs: median(timings.map((t) => t.waitMs)),
+      reduceMs: median(timings.map((t) => t.reduceMs)),
+      updateMs: median(timings.map((t) => t.updateMs)),
     };
     // Main hands out 8 steps at once and sees their results together, so single steps have no wall
     // time of their own: the mean step is the run's time over its steps, and what the ranks' timed
@@ -49,20 +55,46 @@ export async function soak(ctx: Ctx): Promise<Row[]> {
     const phases = timings.map((t) => t.computeMs + t.reduceMs + t.updateMs);
     const other = stepMs - mean(phases);
     const pct = (ms: number) => `${((100 * ms) / stepMs).toFixed(1)}%`;
-    const m = { compute: mean(timings.map((t) => t.computeMs)), wait: mean(timings.map((t) => t.waitMs)), reduce: mean(timings.map((t) => t.reduceMs)), update: mean(timings.map((t) => t.updateMs)) };
+    const m = {
+      compute: mean(timings.map((t) => t.computeMs)),
+      wait: mean(timings.map((t) => t.waitMs)),
+      reduce: mean(timings.map((t) => t.reduceMs)),
+      update: mean(timings.map((t) => t.updateMs)),
+    };
     const key = { workload: "Soak W1", impl: "threadgrad", peer: false, threads: workers, better: "higher" as const };
     return [
       {
-        ...key, config: `${timings.length} steps, ${workers} workers, batch ${batch}`, unit: "samples/s", median: sps, min: null, max: null, samples: timings.length,
-        note: `RSS ${rssStart.toFixed(0)} MiB after warm-up, ${rssEnd.toFixed(0)} MiB at the end (${(rssEnd - rssStart >= 0 ? "+" : "")}${(rssEnd - rssStart).toFixed(1)})`,
+        ...key,
+        config: `${timings.length} steps, ${workers} workers, batch ${batch}`,
+        unit: "samples/s",
+        median: sps,
+        min: null,
+        max: null,
+        samples: timings.length,
+        note: `RSS ${rssStart.toFixed(0)} MiB after warm-up, ${rssEnd.toFixed(0)} MiB at the end (${rssEnd - rssStart >= 0 ? "+" : ""}${(rssEnd - rssStart).toFixed(1)})`,
         extra: { rssStartMiB: rssStart, rssEndMiB: rssEnd },
       },
       {
-        ...key, better: "lower", config: "step breakdown", unit: "ms/step", median: stepMs, min: null, max: null, samples: timings.length,
-        note: `mean step; of it the slowest rank's forward+backward ${pct(m.compute)}, reduce ${pct(m.reduce)}, update ${pct(m.update)}, other ${pct(other)} ` +
+        ...key,
+        better: "lower",
+        config: "step breakdown",
+        unit: "ms/step",
+        median: stepMs,
+        min: null,
+        max: null,
+        samples: timings.length,
+        note:
+          `mean step; of it the slowest rank's forward+backward ${pct(m.compute)}, reduce ${pct(m.reduce)}, update ${pct(m.update)}, other ${pct(other)} ` +
           `(gathering rows, zeroing, main's hand-out); the faster rank waits ${pct(m.wait)}; medians forward+backward ${b.computeMs.toFixed(2)}, ` +
           `wait ${b.waitMs.toFixed(2)}, reduce ${b.reduceMs.toFixed(3)}, update ${b.updateMs.toFixed(3)} ms`,
-        extra: { ...b, otherMs: other, meanComputeMs: m.compute, meanWaitMs: m.wait, meanReduceMs: m.reduce, meanUpdateMs: m.update },
+        extra: {
+          ...b,
+          otherMs: other,
+          meanComputeMs: m.compute,
+          meanWaitMs: m.wait,
+          meanReduceMs: m.reduce,
+          meanUpdateMs: m.update,
+        },
       },
     ];
   } finally {

@@ -10,19 +10,27 @@ import { type Row, rowFrom, skipRow } from "./table.js";
 
 export async function w1MlpStep(ctx: Ctx): Promise<Row[]> {
   const rows: Row[] = [];
-  const key = { workload: "W1 mlp-step", config: `batch ${W1.batch}`, unit: "samples/s", better: "higher" as const, threads: 1 };
+  const key = {
+    workload: "W1 mlp-step",
+    config: `batch ${W1.batch}`,
+    unit: "samples/s",
+    better: "higher" as const,
+    threads: 1,
+  };
   const perSec = (ms: number) => (W1.batch * 1000) / ms;
   const base = mlpProblem(W1);
-  rows.push(...(await forEachBackend(async (_b, impl) => {
-    ctx.log(`W1 ${impl}`);
-    const { model, opt, x, y } = mlpProblem(W1);
-    const step = () => {
-      opt.zeroGrad();
-      nn.F.crossEntropy((model.forward as (t: typeof x) => typeof x)(x), y).backward();
-      opt.step();
-    };
-    return rowFrom({ ...key, impl, peer: false }, await measure(`${impl} W1`, step, ctx), perSec);
-  })));
+  rows.push(
+    ...(await forEachBackend(async (_b, impl) => {
+      ctx.log(`W1 ${impl}`);
+      const { model, opt, x, y } = mlpProblem(W1);
+      const step = () => {
+        opt.zeroGrad();
+        nn.F.crossEntropy((model.forward as (t: typeof x) => typeof x)(x), y).backward();
+        opt.step();
+      };
+      return rowFrom({ ...key, impl, peer: false }, await measure(`${impl} W1`, step, ctx), perSec);
+    })),
+  );
   const forms: ["cpu" | "wasm", TfForm, string?][] = [
     ["cpu", "plain"],
     ["wasm", "plain"],
@@ -38,7 +46,12 @@ export async function w1MlpStep(ctx: Ctx): Promise<Row[]> {
     ctx.log(`W1 ${impl}`);
     const op = tfTrainStep(session, base.arrays, form, false);
     try {
-      const t = await measure(`${impl} W1`, op.run, ctx, backend === "cpu" ? { iterations: 5, warmupIterations: 1 } : {});
+      const t = await measure(
+        `${impl} W1`,
+        op.run,
+        ctx,
+        backend === "cpu" ? { iterations: 5, warmupIterations: 1 } : {},
+      );
       rows.push(rowFrom({ ...key, impl, peer: true, threads: session.threads }, t, perSec, note ? { note } : {}));
     } finally {
       op.dispose();

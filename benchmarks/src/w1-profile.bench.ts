@@ -4,7 +4,15 @@
 // (autograd bookkeeping, op dispatch, allocation): the "outside kernels" share.
 import { Session } from "node:inspector";
 import { Worker, isMainThread, parentPort, workerData } from "node:worker_threads";
-import { type Tensor, createWasmKernels, isWasmSimdSupported, nn, runInStepRegion, setDefaultWasmKernels, tensor } from "@threadgrad/core";
+import {
+  type Tensor,
+  createWasmKernels,
+  isWasmSimdSupported,
+  nn,
+  runInStepRegion,
+  setDefaultWasmKernels,
+  tensor,
+} from "@threadgrad/core";
 import { W1_SPEC as W1, mlpProblem } from "./inputs.js";
 import type { Ctx } from "./measure.js";
 import type { Row } from "./table.js";
@@ -21,7 +29,8 @@ interface Profile {
 }
 
 // Names of the JavaScript kernels: core's generated loops and matmul, optim's flat updates.
-const JS_KERNELS = /^(binary|unary|reduce_\w+|stridedCopy|matmul|transposeCopy|reluForward|reluBackward|addBias|adamUpdate|sgdUpdate|rmspropUpdate|adagradUpdate|reduceSlices|partialNorm|logSoftmaxKernel|logSoftmaxBackwardKernel)$/;
+const JS_KERNELS =
+  /^(binary|unary|reduce_\w+|stridedCopy|matmul|transposeCopy|reluForward|reluBackward|addBias|adamUpdate|sgdUpdate|rmspropUpdate|adagradUpdate|reduceSlices|partialNorm|logSoftmaxKernel|logSoftmaxBackwardKernel)$/;
 
 /**
  * W1 as one rank of DataParallel runs it: parameters and bound gradients in the wasm memory, every
@@ -34,7 +43,12 @@ function rankStep(batch: number): () => void {
   const n = params.reduce((s, p) => s + p.numel, 0);
   const k = createWasmKernels({ heapBytes: (4 * n + batch * W1.sizes[0]!) * 4 + (1 << 20) });
   setDefaultWasmKernels(k);
-  const [p, g, m, v] = [0, 1, 2, 3].map(() => k.allocF32(n)) as [Float32Array, Float32Array, Float32Array, Float32Array];
+  const [p, g, m, v] = [0, 1, 2, 3].map(() => k.allocF32(n)) as [
+    Float32Array,
+    Float32Array,
+    Float32Array,
+    Float32Array,
+  ];
   let off = 0;
   for (const t of params) {
     const view = p.subarray(off, off + t.numel);
@@ -73,7 +87,9 @@ function bucketOf(node: ProfileNode): Bucket {
 }
 
 function post<T>(session: Session, method: string, params: object = {}): Promise<T> {
-  return new Promise((resolve, reject) => session.post(method, params, (err, res) => (err ? reject(err) : resolve(res as T))));
+  return new Promise((resolve, reject) =>
+    session.post(method, params, (err, res) => (err ? reject(err) : resolve(res as T))),
+  );
 }
 
 interface Shares {
@@ -104,7 +120,8 @@ async function profileSteps(step: () => void, steps: number, warmup: number): Pr
     // Samples taken inside node:inspector's own calls (Profiler.stop serialising the profile) are
     // the profiler's cost, not the step's.
     const inProfiler = (id: number): boolean => {
-      for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) if (byId.get(at)!.callFrame.url === "node:inspector") return true;
+      for (let at: number | undefined = id; at !== undefined; at = parent.get(at))
+        if (byId.get(at)!.callFrame.url === "node:inspector") return true;
       return false;
     };
     const totals = new Map<Bucket, number>();
@@ -121,8 +138,19 @@ async function profileSteps(step: () => void, steps: number, warmup: number): Pr
     });
     const busy = [...totals].filter(([b]) => b !== "idle").reduce((s, [, v]) => s + v, 0);
     const buckets: Bucket[] = ["wasm kernels", "js kernels", "gc", "outside kernels", "idle"];
-    const topOutside = [...outside].sort((x, y) => y[1] - x[1]).slice(0, 6).map(([k, v]) => `${k} ${((100 * v) / busy).toFixed(1)}%`);
-    return { ms, samples: profile.samples.length, shares: Object.fromEntries(buckets.map((b) => [b, (100 * (totals.get(b) ?? 0)) / busy])) as Record<Bucket, number>, topOutside };
+    const topOutside = [...outside]
+      .sort((x, y) => y[1] - x[1])
+      .slice(0, 6)
+      .map(([k, v]) => `${k} ${((100 * v) / busy).toFixed(1)}%`);
+    return {
+      ms,
+      samples: profile.samples.length,
+      shares: Object.fromEntries(buckets.map((b) => [b, (100 * (totals.get(b) ?? 0)) / busy])) as Record<
+        Bucket,
+        number
+      >,
+      topOutside,
+    };
   } finally {
     session.disconnect();
   }
@@ -130,11 +158,22 @@ async function profileSteps(step: () => void, steps: number, warmup: number): Pr
 
 function rowOf(config: string, r: Shares): Row {
   const share = (b: Bucket) => r.shares[b];
-  const note = `wasm kernels ${share("wasm kernels").toFixed(1)}%, JS kernels ${share("js kernels").toFixed(1)}%, GC ${share("gc").toFixed(1)}%, ` +
+  const note =
+    `wasm kernels ${share("wasm kernels").toFixed(1)}%, JS kernels ${share("js kernels").toFixed(1)}%, GC ${share("gc").toFixed(1)}%, ` +
     `outside kernels ${share("outside kernels").toFixed(1)}% (autograd, op dispatch, allocation); ${r.ms.toFixed(2)} ms/step under the profiler`;
   return {
-    workload: "W1 profile", config, impl: "threadgrad", peer: false, threads: 1,
-    unit: "% outside", better: "lower", median: share("outside kernels") + share("gc"), min: null, max: null, samples: r.samples, note,
+    workload: "W1 profile",
+    config,
+    impl: "threadgrad",
+    peer: false,
+    threads: 1,
+    unit: "% outside",
+    better: "lower",
+    median: share("outside kernels") + share("gc"),
+    min: null,
+    max: null,
+    samples: r.samples,
+    note,
     extra: { wasm: share("wasm kernels"), js: share("js kernels"), gc: share("gc"), outside: share("outside kernels") },
   };
 }
@@ -144,18 +183,29 @@ export async function w1Profile(ctx: Ctx): Promise<Row[]> {
   const rows: Row[] = [];
   const { model, opt, x, y } = mlpProblem(W1);
   ctx.log(`W1 profile, object API, ${steps} steps`);
-  rows.push(rowOf(`batch ${W1.batch}, 1 thread, object API, ${steps} steps`, await profileSteps(() => {
-    opt.zeroGrad();
-    nn.F.crossEntropy((model.forward as (t: typeof x) => typeof x)(x), y).backward();
-    opt.step();
-  }, steps, 30)));
+  rows.push(
+    rowOf(
+      `batch ${W1.batch}, 1 thread, object API, ${steps} steps`,
+      await profileSteps(
+        () => {
+          opt.zeroGrad();
+          nn.F.crossEntropy((model.forward as (t: typeof x) => typeof x)(x), y).backward();
+          opt.step();
+        },
+        steps,
+        30,
+      ),
+    ),
+  );
   if (isWasmSimdSupported()) {
     // A rank's step as DataParallel runs it, on the whole batch and on a 2-worker shard, each in a
     // fresh worker thread as a rank is: its own isolate, so the JIT has seen only this step (in this
     // process the suites before it leave V8's feedback polymorphic).
     for (const batch of [W1.batch, W1.batch / 2]) {
       ctx.log(`W1 profile, a rank's step, batch ${batch}, ${steps} steps in a worker thread`);
-      const worker = new Worker(new URL(import.meta.url), { workerData: { w1ProfileRank: { batch, steps, warmup: ctx.quick ? 10 : 300 } } });
+      const worker = new Worker(new URL(import.meta.url), {
+        workerData: { w1ProfileRank: { batch, steps, warmup: ctx.quick ? 10 : 300 } },
+      });
       try {
         const r = await new Promise<Shares>((resolve, reject) => {
           worker.once("message", resolve);

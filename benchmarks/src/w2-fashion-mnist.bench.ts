@@ -11,7 +11,14 @@ export const W2 = { batch: 128, lr: 1e-3, epochs: 3, seed: 0 } as const;
 const QUICK_TRAIN = 4096;
 
 export async function w2FashionMnist(ctx: Ctx): Promise<Row[]> {
-  const key = { workload: "W2 fashion-mnist", impl: "threadgrad", peer: false, unit: "s/epoch", better: "lower" as const, threads: ctx.cores };
+  const key = {
+    workload: "W2 fashion-mnist",
+    impl: "threadgrad",
+    peer: false,
+    unit: "s/epoch",
+    better: "lower" as const,
+    threads: ctx.cores,
+  };
   let data: DataSplit;
   try {
     data = loadDataset("fashion-mnist"); // the cli's loader: the files `threadgrad train --data fashion-mnist` reads
@@ -25,20 +32,30 @@ export async function w2FashionMnist(ctx: Ctx): Promise<Row[]> {
   const config = `${n.toLocaleString("en-US")} train, batch ${W2.batch}, ${epochs} epoch${epochs > 1 ? "s" : ""}, ${ctx.cores} workers`;
   ctx.log(`W2 ${config}`);
   const trainer = await DataParallel.create({
-    model: { kind: "mlp", sizes: [...W1.sizes], activation: "relu" }, loss: "crossEntropy",
-    optimizer: { name: "adam", lr: W2.lr }, workers: ctx.cores, seed: W2.seed,
+    model: { kind: "mlp", sizes: [...W1.sizes], activation: "relu" },
+    loss: "crossEntropy",
+    optimizer: { name: "adam", lr: W2.lr },
+    workers: ctx.cores,
+    seed: W2.seed,
   });
   try {
     // one measured call = one epoch; the first epoch is not a warm-up here: it is part of the run
-    const t = await measure("W2 epoch", async () => {
-      await trainer.fit(train, { epochs: trainer.progress.epoch + 1, batchSize: W2.batch });
-    }, ctx, { iterations: epochs, warmupIterations: 0, time: 0 });
+    const t = await measure(
+      "W2 epoch",
+      async () => {
+        await trainer.fit(train, { epochs: trainer.progress.epoch + 1, batchSize: W2.batch });
+      },
+      ctx,
+      { iterations: epochs, warmupIterations: 0, time: 0 },
+    );
     const evalResult = await trainer.evaluate({ x: data.test.x, y: data.test.y, length: data.test.length });
     const acc = evalResult.accuracy ?? NaN;
-    return [rowFrom({ ...key, config }, t, (ms) => ms / 1000, {
-      note: `test accuracy ${(acc * 100).toFixed(2)}% (${data.test.length.toLocaleString("en-US")} test samples)${ctx.quick ? "; quick: a subset, not a result" : ""}`,
-      extra: { testAccuracy: acc, epochs, trainSamples: n, workers: ctx.cores },
-    })];
+    return [
+      rowFrom({ ...key, config }, t, (ms) => ms / 1000, {
+        note: `test accuracy ${(acc * 100).toFixed(2)}% (${data.test.length.toLocaleString("en-US")} test samples)${ctx.quick ? "; quick: a subset, not a result" : ""}`,
+        extra: { testAccuracy: acc, epochs, trainSamples: n, workers: ctx.cores },
+      }),
+    ];
   } finally {
     await trainer.close();
   }

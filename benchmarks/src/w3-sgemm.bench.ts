@@ -35,7 +35,9 @@ const label = (s: Shape) =>
   `${s.m}×${s.k}×${s.n} ${s.tA ? "Aᵀ" : "A"}·${s.tB ? "Bᵀ" : "B"}${s.what ? ` (${s.what})` : ""}`;
 
 export async function w3Sgemm(ctx: Ctx): Promise<Row[]> {
-  const shapes = ctx.quick ? [square(256), MLP_SHAPES[0]!, MLP_SHAPES[1]!] : [...[256, 512, 1024].map(square), ...MLP_SHAPES];
+  const shapes = ctx.quick
+    ? [square(256), MLP_SHAPES[0]!, MLP_SHAPES[1]!]
+    : [...[256, 512, 1024].map(square), ...MLP_SHAPES];
   const rows: Row[] = [];
   const sessions = new Map<TfBackend, TfSession | string>();
   for (const s of shapes) {
@@ -47,10 +49,12 @@ export async function w3Sgemm(ctx: Ctx): Promise<Row[]> {
     const a = randn(s.tA ? [s.k, s.m] : [s.m, s.k], { generator: g });
     const b = randn(s.tB ? [s.n, s.k] : [s.k, s.n], { generator: g });
     ctx.log(`W3 ${config}`);
-    rows.push(...(await forEachBackend(async (_b, impl) => {
-      const t = await measure(`${impl} ${config}`, () => void mm(a, b, s.tA, s.tB), ctx);
-      return rowFrom({ ...key, impl, peer: false }, t, gflops);
-    })));
+    rows.push(
+      ...(await forEachBackend(async (_b, impl) => {
+        const t = await measure(`${impl} ${config}`, () => void mm(a, b, s.tA, s.tB), ctx);
+        return rowFrom({ ...key, impl, peer: false }, t, gflops);
+      })),
+    );
     for (const backend of ["cpu", "wasm"] as const) {
       if (!sessions.has(backend)) sessions.set(backend, await tfSession(backend));
       const session = sessions.get(backend)!;
@@ -62,11 +66,25 @@ export async function w3Sgemm(ctx: Ctx): Promise<Row[]> {
           continue;
         }
         await session.tf.setBackend(backend);
-        const op = tfSgemm(session, a.data as Float32Array, a.shape as [number, number], b.data as Float32Array, b.shape as [number, number], s.tA, s.tB, hoist);
+        const op = tfSgemm(
+          session,
+          a.data as Float32Array,
+          a.shape as [number, number],
+          b.data as Float32Array,
+          b.shape as [number, number],
+          s.tA,
+          s.tB,
+          hoist,
+        );
         try {
           // the pure-JavaScript backend needs seconds for n = 1024: fewer calls
           const slow = backend === "cpu" && flops > 1e9;
-          const t = await measure(`${impl} ${config}`, op.run, ctx, slow ? { iterations: 3, warmupIterations: 1, time: 0 } : {});
+          const t = await measure(
+            `${impl} ${config}`,
+            op.run,
+            ctx,
+            slow ? { iterations: 3, warmupIterations: 1, time: 0 } : {},
+          );
           const note = hoist ? "transposes hoisted: explicit tf.transpose, then matMul" : undefined;
           rows.push(rowFrom({ ...key, impl, peer: true, threads: session.threads }, t, gflops, note ? { note } : {}));
         } finally {

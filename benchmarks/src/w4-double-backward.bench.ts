@@ -47,22 +47,28 @@ export async function w4DoubleBackward(ctx: Ctx): Promise<Row[]> {
   const config = `batch ${W4.batch}`;
   const key = { workload: "W4 double-backward", config, unit: "samples/s", better: "higher" as const, threads: 1 };
   const perSec = (ms: number) => (W4.batch * 1000) / ms;
-  if (spec.sizes.join() !== W1_SPEC.sizes.join() || spec.batch !== W1_SPEC.batch) throw new Error("W4: must use W1's MLP sizes and batch");
+  if (spec.sizes.join() !== W1_SPEC.sizes.join() || spec.batch !== W1_SPEC.batch)
+    throw new Error("W4: must use W1's MLP sizes and batch");
   const base = mlpProblem(spec);
   const check = firstRows(base.arrays, CHECK_ROWS);
-  rows.push(...(await forEachBackend(async (_b, impl) => {
-    ctx.log(`W4 ${impl}`);
-    const fd = fdCheck(threadgradProblem(check), check.weights);
-    const { model, opt, x, y } = mlpProblem(spec);
-    const step = () => {
-      opt.zeroGrad();
-      w4Loss(model, x, y).backward();
-      opt.step();
-    };
-    const t = await measure(`${impl} W4`, step, ctx);
-    return rowFrom({ ...key, impl, peer: false }, t, perSec, { note: describeCheck(fd), extra: { gradsOk: fd.ok, fdRelErr: fd.relErr } });
-  })));
-  const forms: [("cpu" | "wasm"), TfForm, string][] = [
+  rows.push(
+    ...(await forEachBackend(async (_b, impl) => {
+      ctx.log(`W4 ${impl}`);
+      const fd = fdCheck(threadgradProblem(check), check.weights);
+      const { model, opt, x, y } = mlpProblem(spec);
+      const step = () => {
+        opt.zeroGrad();
+        w4Loss(model, x, y).backward();
+        opt.step();
+      };
+      const t = await measure(`${impl} W4`, step, ctx);
+      return rowFrom({ ...key, impl, peer: false }, t, perSec, {
+        note: describeCheck(fd),
+        extra: { gradsOk: fd.ok, fdRelErr: fd.relErr },
+      });
+    })),
+  );
+  const forms: ["cpu" | "wasm", TfForm, string][] = [
     ["cpu", "plain", "as written: tf.grad inside optimizer.minimize"],
     ["cpu", "dx", "dCE/dx written out (softmax − onehot, back through the layers)"],
     ["wasm", "plain", "as written: tf.grad inside optimizer.minimize"],
@@ -79,10 +85,18 @@ export async function w4DoubleBackward(ctx: Ctx): Promise<Row[]> {
     const fd = fdCheck(tfW4Problem(session, check, form, "penalty"), check.weights);
     const op = tfTrainStep(session, base.arrays, form, true);
     try {
-      const t = await measure(`${impl} W4`, op.run, ctx, backend === "cpu" ? { iterations: 5, warmupIterations: 1 } : {});
-      rows.push(rowFrom({ ...key, impl, peer: true, threads: session.threads }, t, perSec, {
-        note: `${describeCheck(fd)}; ${what}`, extra: { gradsOk: fd.ok, fdRelErr: fd.relErr },
-      }));
+      const t = await measure(
+        `${impl} W4`,
+        op.run,
+        ctx,
+        backend === "cpu" ? { iterations: 5, warmupIterations: 1 } : {},
+      );
+      rows.push(
+        rowFrom({ ...key, impl, peer: true, threads: session.threads }, t, perSec, {
+          note: `${describeCheck(fd)}; ${what}`,
+          extra: { gradsOk: fd.ok, fdRelErr: fd.relErr },
+        }),
+      );
     } finally {
       op.dispose();
     }

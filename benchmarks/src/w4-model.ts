@@ -56,5 +56,10 @@ export function w4ShardLoss(out: Tensor, y: Tensor): Tensor {
   lastInput = null;
   const ceSum = nn.F.crossEntropy(out, y, { reduction: "sum" });
   const [g] = grad(ceSum, [xi], { createGraph: true });
-  return ceSum.add(g!.pow(2).sum().mul(W4.penalty / (W4.batch * W4.batch)));
+  return ceSum.add(
+    g!
+      .pow(2)
+      .sum()
+      .mul(W4.penalty / (W4.batch * W4.batch)),
+  );
 }

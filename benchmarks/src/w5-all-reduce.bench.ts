@@ -30,7 +30,9 @@ class Ranks {
     const layout = planArena({ paramSizes: [floats], ranks, stateBuffers: 0 });
     const placed = wasm ? placeInWasm(layout, ranks) : null;
     if (wasm && placed === null) throw new Error("W5: the WebAssembly backend is not available");
-    const arena = placed ? SharedArena.attach(placed.kernels.buffer, layout, placed.placement.arenaOffset) : SharedArena.create(layout);
+    const arena = placed
+      ? SharedArena.attach(placed.kernels.buffer, layout, placed.placement.arenaOffset)
+      : SharedArena.create(layout);
     const url = new URL("./w5-worker.js", import.meta.url);
     const workers = Array.from({ length: ranks }, (_, rank) => {
       const wasmData = placed ? { memory: placed.placement.memory, scratch: placed.placement.scratch[rank]! } : null;
@@ -44,11 +46,12 @@ class Ranks {
   /** One round of k iterations on every rank; rank 0's time per iteration in ms. */
   async round(req: W5Request): Promise<number> {
     const replies = this.workers.map(
-      (w) => new Promise<number>((ok, fail) => {
-        const onError = (e: Error) => fail(e);
-        w.once("error", onError);
-        w.once("message", (m: { ms: number }) => (w.off("error", onError), ok(m.ms)));
-      }),
+      (w) =>
+        new Promise<number>((ok, fail) => {
+          const onError = (e: Error) => fail(e);
+          w.once("error", onError);
+          w.once("message", (m: { ms: number }) => (w.off("error", onError), ok(m.ms)));
+        }),
     );
     for (const w of this.workers) w.postMessage(req);
     return (await Promise.all(replies))[0]!;
@@ -63,37 +66,78 @@ export async function w5AllReduce(ctx: Ctx): Promise<Row[]> {
   const rows: Row[] = [];
   const largest = Math.max(...SIZES.map(([n]) => n));
   const us = (ms: number) => ms * 1000;
-  const impls: [string, boolean][] = getKernelBackend() === "wasm" ? [["threadgrad wasm", true], ["threadgrad js", false]] : [["threadgrad js", false]];
-  for (const ranks of ctx.workers) for (const [impl, wasm] of impls) {
-    const spin = ranks <= ctx.cores;
-    ctx.log(`W5 ${ranks} rank${ranks > 1 ? "s" : ""} (${impl})`);
-    const group = await Ranks.start(ranks, largest, spin, wasm);
-    const note = spin ? "" : `; ${ranks} ranks > ${ctx.cores} cores: barrier does not spin`;
-    try {
-      for (const [floats, what] of SIZES) {
-        const bytes = floats * 4;
-        // K iterations per timed round: about 50 ms at 3 GB/s (5 ms with --quick)
-        const k = Math.max(2, Math.round((ctx.quick ? 1.5e7 : 1.5e8) / bytes));
-        const req: W5Request = { op: "reduce", k, n: floats };
-        const t = await measure(`W5 ${what} ×${ranks}`, async () => ({ overriddenDuration: await group.round(req) }), ctx, SELF_TIMED);
-        // one rank has nothing to add: its slice already is the sum
-        const algbw = ranks > 1 ? bytes / (t.median * 1e6) : null; // GB/s
-        const bw = algbw === null ? "1 rank: nothing to reduce" : `algbw ${algbw.toFixed(2)} GB/s`;
-        rows.push(rowFrom(
-          { workload: "W5 all-reduce", config: `${floats.toLocaleString("en-US")} floats (${what}), ${ranks} rank${ranks > 1 ? "s" : ""}`, impl, peer: false, threads: ranks, unit: "µs/iter", better: "lower" },
-          t, us, { note: `${bw}; reduceScatter + barrier, K=${k}${note}`, extra: { bytes, algbwGBps: algbw, k } },
-        ));
+  const impls: [string, boolean][] =
+    getKernelBackend() === "wasm"
+      ? [
+          ["threadgrad wasm", true],
+          ["threadgrad js", false],
+        ]
+      : [["threadgrad js", false]];
+  for (const ranks of ctx.workers)
+    for (const [impl, wasm] of impls) {
+      const spin = ranks <= ctx.cores;
+      ctx.log(`W5 ${ranks} rank${ranks > 1 ? "s" : ""} (${impl})`);
+      const group = await Ranks.start(ranks, largest, spin, wasm);
+      const note = spin ? "" : `; ${ranks} ranks > ${ctx.cores} cores: barrier does not spin`;
+      try {
+        for (const [floats, what] of SIZES) {
+          const bytes = floats * 4;
+          // K iterations per timed round: about 50 ms at 3 GB/s (5 ms with --quick)
+          const k = Math.max(2, Math.round((ctx.quick ? 1.5e7 : 1.5e8) / bytes));
+          const req: W5Request = { op: "reduce", k, n: floats };
+          const t = await measure(
+            `W5 ${what} ×${ranks}`,
+            async () => ({ overriddenDuration: await group.round(req) }),
+            ctx,
+            SELF_TIMED,
+          );
+          // one rank has nothing to add: its slice already is the sum
+          const algbw = ranks > 1 ? bytes / (t.median * 1e6) : null; // GB/s
+          const bw = algbw === null ? "1 rank: nothing to reduce" : `algbw ${algbw.toFixed(2)} GB/s`;
+          rows.push(
+            rowFrom(
+              {
+                workload: "W5 all-reduce",
+                config: `${floats.toLocaleString("en-US")} floats (${what}), ${ranks} rank${ranks > 1 ? "s" : ""}`,
+                impl,
+                peer: false,
+                threads: ranks,
+                unit: "µs/iter",
+                better: "lower",
+              },
+              t,
+              us,
+              { note: `${bw}; reduceScatter + barrier, K=${k}${note}`, extra: { bytes, algbwGBps: algbw, k } },
+            ),
+          );
+        }
+        if (wasm) continue; // a bare barrier does not depend on where the arena lies
+        const k = ctx.quick ? 200 : 2000;
+        const t = await measure(
+          `W5 barrier ×${ranks}`,
+          async () => ({ overriddenDuration: await group.round({ op: "barrier", k, n: 0 }) }),
+          ctx,
+          SELF_TIMED,
+        );
+        rows.push(
+          rowFrom(
+            {
+              workload: "W5 all-reduce",
+              config: `barrier only, ${ranks} rank${ranks > 1 ? "s" : ""}`,
+              impl: "threadgrad",
+              peer: false,
+              threads: ranks,
+              unit: "µs/iter",
+              better: "lower",
+            },
+            t,
+            us,
+            { note: `per-step synchronisation, no compute, K=${k}${note}`, extra: { k } },
+          ),
+        );
+      } finally {
+        await group.stop();
       }
-      if (wasm) continue; // a bare barrier does not depend on where the arena lies
-      const k = ctx.quick ? 200 : 2000;
-      const t = await measure(`W5 barrier ×${ranks}`, async () => ({ overriddenDuration: await group.round({ op: "barrier", k, n: 0 }) }), ctx, SELF_TIMED);
-      rows.push(rowFrom(
-        { workload: "W5 all-reduce", config: `barrier only, ${ranks} rank${ranks > 1 ? "s" : ""}`, impl: "threadgrad", peer: false, threads: ranks, unit: "µs/iter", better: "lower" },
-        t, us, { note: `per-step synchronisation, no compute, K=${k}${note}`, extra: { k } },
-      ));
-    } finally {
-      await group.stop();
     }
-  }
   return rows;
 }

@@ -24,7 +24,9 @@ const data = workerData as W5WorkerData;
 const kernels = data.wasm ? createWasmKernels(data.wasm) : null;
 const arena = SharedArena.attach(kernels?.buffer ?? data.handle.buffer, data.handle.layout, data.handle.byteOffset);
 const collective = new SharedMemoryCollective(arena, data.rank, {
-  name: "w5", spinIterations: data.spin ? 2000 : 0, segmentSum: kernels ? wasmSegmentSum(kernels, arena) : undefined,
+  name: "w5",
+  spinIterations: data.spin ? 2000 : 0,
+  segmentSum: kernels ? wasmSegmentSum(kernels, arena) : undefined,
 });
 const own = arena.grads(data.rank);
 own.fill(1 / (data.rank + 1));

@@ -68,17 +68,23 @@ function matmul(tf: typeof TF, hoist: boolean): (a: Tensor, b: Tensor, tA?: bool
     if (op === undefined) {
       const f = (x: Tensor, y: Tensor, save: (ts: Tensor[]) => void) => {
         save([x, y]);
-        const A = tA ? T(x) : x, B = tB ? T(y) : y;
+        const A = tA ? T(x) : x,
+          B = tB ? T(y) : y;
         return {
           value: tf.matMul(A as Tensor2D, B as Tensor2D),
           gradFunc: (dy: Tensor, saved: Tensor[]) => {
-            const A2 = tA ? T(saved[0]!) : saved[0]!, B2 = tB ? T(saved[1]!) : saved[1]!;
-            const dA = tf.matMul(dy as Tensor2D, T(B2)), dB = tf.matMul(T(A2), dy as Tensor2D);
+            const A2 = tA ? T(saved[0]!) : saved[0]!,
+              B2 = tB ? T(saved[1]!) : saved[1]!;
+            const dA = tf.matMul(dy as Tensor2D, T(B2)),
+              dB = tf.matMul(T(A2), dy as Tensor2D);
             return [tA ? T(dA) : dA, tB ? T(dB) : dB];
           },
         };
       };
-      op = tf.customGrad(f as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as (a: Tensor, b: Tensor) => Tensor2D;
+      op = tf.customGrad(f as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as (
+        a: Tensor,
+        b: Tensor,
+      ) => Tensor2D;
       ops.set(key, op);
     }
     return op(a, b);
@@ -86,9 +92,19 @@ function matmul(tf: typeof TF, hoist: boolean): (a: Tensor, b: Tensor, tA?: bool
 }
 
 /** W3: C = op(A)·op(B) read back with dataSync; inputs built by the caller. Returns the step. */
-export function tfSgemm(s: TfSession, a: Float32Array, aShape: [number, number], b: Float32Array, bShape: [number, number], tA: boolean, tB: boolean, hoist: boolean) {
+export function tfSgemm(
+  s: TfSession,
+  a: Float32Array,
+  aShape: [number, number],
+  b: Float32Array,
+  bShape: [number, number],
+  tA: boolean,
+  tB: boolean,
+  hoist: boolean,
+) {
   const { tf } = s;
-  const A = tf.tensor2d(a, aShape), B = tf.tensor2d(b, bShape);
+  const A = tf.tensor2d(a, aShape),
+    B = tf.tensor2d(b, bShape);
   const mm = matmul(tf, hoist);
   return {
     run: () => {
@@ -122,7 +138,10 @@ function buildModel(s: TfSession, inp: MlpInputs, hoist: boolean, weights = inp.
     const vs: Variable[] = [];
     inp.sizes.slice(1).forEach((out, l) => {
       const inn = inp.sizes[l]!;
-      vs.push(tf.variable(tf.tensor2d(transposed(weights[l]!.w, out, inn), [inn, out])), tf.variable(tf.tensor1d(weights[l]!.b)));
+      vs.push(
+        tf.variable(tf.tensor2d(transposed(weights[l]!.w, out, inn), [inn, out])),
+        tf.variable(tf.tensor1d(weights[l]!.b)),
+      );
     });
     const input = tf.tensor2d(inp.x, [inp.batch, inp.sizes[0]!]);
     const onehot = tf.oneHot(tf.tensor1d(inp.y, "int32"), inp.sizes.at(-1)!).toFloat() as Tensor2D;

@@ -19,8 +19,12 @@ describe("settings", () => {
     const file = join(dir, "bad.json");
     writeFileSync(file, JSON.stringify({ epochs: 0, color: 1 }));
     expect(() => readGivenSettings({ config: file, lr: "-1", workers: "x" })).toThrow(
-      [`--lr must be a number >= 0, got -1`, `--workers must be auto or an integer from 1 to 256, got x`,
-        `${file}: "epochs" must be an integer >= 1, got 0`, `${file}: unknown setting "color" (settings: data, target, task, testSplit, limit, model, activation, dropout, loss, labelSmoothing, optimizer, lr, momentum, weightDecay, betas, eps, nesterov, amsgrad, alpha, lrSchedule, warmupSteps, stepSize, gamma, etaMin, clipGradNorm, batchSize, epochs, workers, accumulateSteps, seed, out, resume, evalEvery, skipNonFinite, quiet, json)`].join("\n"),
+      [
+        `--lr must be a number >= 0, got -1`,
+        `--workers must be auto or an integer from 1 to 256, got x`,
+        `${file}: "epochs" must be an integer >= 1, got 0`,
+        `${file}: unknown setting "color" (settings: data, target, task, testSplit, limit, model, activation, dropout, loss, labelSmoothing, optimizer, lr, momentum, weightDecay, betas, eps, nesterov, amsgrad, alpha, lrSchedule, warmupSteps, stepSize, gamma, etaMin, clipGradNorm, batchSize, epochs, workers, accumulateSteps, seed, out, resume, evalEvery, skipNonFinite, quiet, json)`,
+      ].join("\n"),
     );
   });
 
@@ -30,14 +34,23 @@ describe("settings", () => {
   });
 
   it("rejects options the chosen optimizer or schedule does not take", () => {
-    expect(() => newRunSettings({ optimizer: "adam", momentum: 0.9 })).toThrow("--momentum does not apply to --optimizer adam (it takes --lr, --betas, --eps, --weight-decay, --amsgrad)");
-    expect(() => newRunSettings({ lrSchedule: "cosine", stepSize: 10 })).toThrow("--step-size only applies to --lr-schedule step, not cosine");
-    expect(() => newRunSettings({ optimizer: "sgd", nesterov: true })).toThrow(/--optimizer sgd: SGD: nesterov requires momentum > 0/);
+    expect(() => newRunSettings({ optimizer: "adam", momentum: 0.9 })).toThrow(
+      "--momentum does not apply to --optimizer adam (it takes --lr, --betas, --eps, --weight-decay, --amsgrad)",
+    );
+    expect(() => newRunSettings({ lrSchedule: "cosine", stepSize: 10 })).toThrow(
+      "--step-size only applies to --lr-schedule step, not cosine",
+    );
+    expect(() => newRunSettings({ optimizer: "sgd", nesterov: true })).toThrow(
+      /--optimizer sgd: SGD: nesterov requires momentum > 0/,
+    );
   });
 
   it("a resume may change epochs, workers and output but nothing the run computes", () => {
     const stored = { ...DEFAULT_SETTINGS, lr: 2e-3, model: [784, 128, 10] };
-    expect(resumedSettings(stored, { epochs: 40, workers: 1, lr: 2e-3, model: [784, 128, 10] })).toMatchObject({ epochs: 40, workers: 1 });
+    expect(resumedSettings(stored, { epochs: 40, workers: 1, lr: 2e-3, model: [784, 128, 10] })).toMatchObject({
+      epochs: 40,
+      workers: 1,
+    });
     expect(() => resumedSettings(stored, { lr: 0.1, batchSize: 32 })).toThrow(
       "--resume: --lr 0.1 differs from the checkpoint's 0.002; a resumed run keeps its settings (only --epochs, --workers, --out and --eval-every may change)\n" +
         "--resume: --batch-size 32 differs from the checkpoint's 64; a resumed run keeps its settings (only --epochs, --workers, --out and --eval-every may change)",

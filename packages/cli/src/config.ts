@@ -5,7 +5,13 @@ import { dirname, resolve } from "node:path";
 import { resolveFlatOptions } from "@threadgrad/optim";
 import { UsageError } from "./errors.js";
 import {
-  type FlagKey, type SessionFlags, type TrainSettings, RESUMABLE_KEYS, TRAIN_FLAGS, flagName, keyName,
+  type FlagKey,
+  type SessionFlags,
+  type TrainSettings,
+  RESUMABLE_KEYS,
+  TRAIN_FLAGS,
+  flagName,
+  keyName,
 } from "./flags.js";
 import { ValueError } from "./values.js";
 
@@ -13,12 +19,39 @@ export type GivenSettings = Partial<TrainSettings & SessionFlags>;
 
 /** Defaults for everything not given; model, loss and lr stay null until the data is known. */
 export const DEFAULT_SETTINGS: TrainSettings = {
-  data: "digits", target: null, task: null, testSplit: null, limit: null,
-  model: null, activation: "relu", dropout: 0, loss: null, labelSmoothing: 0,
-  optimizer: "adam", lr: null, momentum: null, weightDecay: null, betas: null, eps: null, nesterov: null, amsgrad: null, alpha: null,
-  lrSchedule: "none", warmupSteps: 0, stepSize: null, gamma: 0.1, etaMin: 0, clipGradNorm: null,
-  batchSize: 64, epochs: 20, workers: "auto", accumulateSteps: 1, seed: 0, out: null,
-  evalEvery: { every: 1, unit: "epoch" }, skipNonFinite: false,
+  data: "digits",
+  target: null,
+  task: null,
+  testSplit: null,
+  limit: null,
+  model: null,
+  activation: "relu",
+  dropout: 0,
+  loss: null,
+  labelSmoothing: 0,
+  optimizer: "adam",
+  lr: null,
+  momentum: null,
+  weightDecay: null,
+  betas: null,
+  eps: null,
+  nesterov: null,
+  amsgrad: null,
+  alpha: null,
+  lrSchedule: "none",
+  warmupSteps: 0,
+  stepSize: null,
+  gamma: 0.1,
+  etaMin: 0,
+  clipGradNorm: null,
+  batchSize: 64,
+  epochs: 20,
+  workers: "auto",
+  accumulateSteps: 1,
+  seed: 0,
+  out: null,
+  evalEvery: { every: 1, unit: "epoch" },
+  skipNonFinite: false,
 };
 
 /**
@@ -35,19 +68,39 @@ const OPTIMIZER_FLAGS: Record<TrainSettings["optimizer"], (keyof TrainSettings)[
   rmsprop: ["lr", "alpha", "eps", "weightDecay", "momentum"],
   adagrad: ["lr", "eps", "weightDecay"],
 };
-const ALL_OPTIMIZER_FLAGS: (keyof TrainSettings)[] = ["momentum", "weightDecay", "betas", "eps", "nesterov", "amsgrad", "alpha"];
-const SCHEDULE_FLAGS: Partial<Record<keyof TrainSettings, TrainSettings["lrSchedule"]>> = { stepSize: "step", gamma: "step", etaMin: "cosine" };
+const ALL_OPTIMIZER_FLAGS: (keyof TrainSettings)[] = [
+  "momentum",
+  "weightDecay",
+  "betas",
+  "eps",
+  "nesterov",
+  "amsgrad",
+  "alpha",
+];
+const SCHEDULE_FLAGS: Partial<Record<keyof TrainSettings, TrainSettings["lrSchedule"]>> = {
+  stepSize: "step",
+  gamma: "step",
+  etaMin: "cosine",
+};
 const PATH_SCHEMES = ["idx", "mnist", "fashion-mnist", "csv"];
 
 /** Makes the path inside a data spec absolute (`csv:x.csv` → `csv:/home/me/x.csv`), so a resumed run finds it from anywhere. */
 export function absoluteDataSpec(spec: string, baseDir: string): string {
   const colon = spec.indexOf(":");
   if (colon < 0) return spec;
-  const scheme = spec.slice(0, colon), arg = spec.slice(colon + 1);
+  const scheme = spec.slice(0, colon),
+    arg = spec.slice(colon + 1);
   return PATH_SCHEMES.includes(scheme) && arg !== "" ? `${scheme}:${resolve(baseDir, arg)}` : spec;
 }
 
-function parseInto(given: GivenSettings, key: FlagKey, raw: unknown, where: string, baseDir: string, errors: string[]): void {
+function parseInto(
+  given: GivenSettings,
+  key: FlagKey,
+  raw: unknown,
+  where: string,
+  baseDir: string,
+  errors: string[],
+): void {
   const spec = TRAIN_FLAGS.find((f) => f.key === key);
   if (spec === undefined) return;
   try {
@@ -56,7 +109,8 @@ function parseInto(given: GivenSettings, key: FlagKey, raw: unknown, where: stri
     if (key === "resume" || (key === "out" && baseDir !== process.cwd())) value = resolve(baseDir, value as string);
     if (key === "betas") {
       const list = value as number[];
-      if (list.length !== 2) throw new ValueError(`must be two numbers in [0, 1) such as 0.9,0.999, got ${JSON.stringify(raw)}`);
+      if (list.length !== 2)
+        throw new ValueError(`must be two numbers in [0, 1) such as 0.9,0.999, got ${JSON.stringify(raw)}`);
       value = [list[0], list[1]];
     }
     (given as Record<string, unknown>)[key] = value;
@@ -119,7 +173,9 @@ function crossChecks(s: TrainSettings, given: GivenSettings): string[] {
     }
   }
   if (s.lrSchedule === "onecycle" && s.warmupSteps > 0) {
-    errors.push("--warmup-steps does not combine with --lr-schedule onecycle, which warms up by itself (its first 30% of steps)");
+    errors.push(
+      "--warmup-steps does not combine with --lr-schedule onecycle, which warms up by itself (its first 30% of steps)",
+    );
   }
   if (errors.length === 0) {
     try {
@@ -151,7 +207,8 @@ export function newRunSettings(given: GivenSettings): TrainSettings {
 }
 
 const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
-const shown = (v: unknown): string => (Array.isArray(v) ? v.join(",") : typeof v === "object" && v !== null ? JSON.stringify(v) : String(v));
+const shown = (v: unknown): string =>
+  Array.isArray(v) ? v.join(",") : typeof v === "object" && v !== null ? JSON.stringify(v) : String(v);
 
 /**
  * Settings for a resumed run: the checkpoint's, with only --epochs, --workers, --out and

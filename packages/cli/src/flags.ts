@@ -3,7 +3,15 @@
 import type { OptimizerName } from "@threadgrad/optim";
 import type { Task } from "./data/index.js";
 import {
-  type EvalEvery, parseBoolean, parseChoice, parseEvalEvery, parseMlpSizes, parseNumber, parseNumberList, parseString, parseWorkers,
+  type EvalEvery,
+  parseBoolean,
+  parseChoice,
+  parseEvalEvery,
+  parseMlpSizes,
+  parseNumber,
+  parseNumberList,
+  parseString,
+  parseWorkers,
 } from "./values.js";
 
 export const ACTIVATIONS = ["relu", "tanh", "gelu"] as const;
@@ -75,51 +83,206 @@ export interface FlagSpec {
 const positiveInt = (v: unknown) => parseNumber(v, { min: 1, isInteger: true });
 const nonNegative = (v: unknown) => parseNumber(v, { min: 0 });
 const unit = (v: unknown) => parseNumber(v, { min: 0, max: 1, isMaxExclusive: true });
-const betas = (v: unknown) => parseNumberList(v, { min: 0, max: 1, isMaxExclusive: true }, "two numbers in [0, 1) such as 0.9,0.999");
+const betas = (v: unknown) =>
+  parseNumberList(v, { min: 0, max: 1, isMaxExclusive: true }, "two numbers in [0, 1) such as 0.9,0.999");
 
 /** The `train` flags in help order. */
 export const TRAIN_FLAGS: FlagSpec[] = [
-  { key: "config", flags: "--config <file>", help: "read settings from a JSON file (keys as flags, e.g. \"batchSize\" or \"batch-size\"); flags win", parse: parseString },
-  { key: "data", flags: "--data <spec>", help: "digits (built-in, default), idx:DIR, mnist:DIR, fashion-mnist[:DIR], csv:FILE", parse: parseString },
+  {
+    key: "config",
+    flags: "--config <file>",
+    help: 'read settings from a JSON file (keys as flags, e.g. "batchSize" or "batch-size"); flags win',
+    parse: parseString,
+  },
+  {
+    key: "data",
+    flags: "--data <spec>",
+    help: "digits (built-in, default), idx:DIR, mnist:DIR, fashion-mnist[:DIR], csv:FILE",
+    parse: parseString,
+  },
   { key: "target", flags: "--target <column>", help: "csv: the column to predict", parse: parseString },
-  { key: "task", flags: "--task <task>", help: "csv: classification or regression (default: guessed from the target column)", parse: (v) => parseChoice(v, ["classification", "regression"] as const) },
-  { key: "testSplit", flags: "--test-split <fraction>", help: "digits and csv: fraction held out for testing (digits 1/6, csv 0.2)", parse: unit },
-  { key: "limit", flags: "--limit <n>", help: "train on the first n training samples only (quick checks)", parse: positiveInt },
-  { key: "model", flags: "--model <spec>", help: "mlp:IN,HIDDEN...,OUT (default mlp:<features>,128,<classes>)", parse: parseMlpSizes },
-  { key: "activation", flags: "--activation <name>", help: "relu (default), tanh or gelu", parse: (v) => parseChoice(v, ACTIVATIONS) },
-  { key: "dropout", flags: "--dropout <p>", help: "dropout after each hidden layer, in [0, 1) (default 0)", parse: unit },
-  { key: "loss", flags: "--loss <name>", help: "cross-entropy (classification, default) or mse (regression, default)", parse: (v) => parseChoice(v, LOSSES) },
-  { key: "labelSmoothing", flags: "--label-smoothing <eps>", help: "cross-entropy label smoothing in [0, 1) (default 0)", parse: unit },
-  { key: "optimizer", flags: "--optimizer <name>", help: "adam (default), adamw, sgd, rmsprop or adagrad", parse: (v) => parseChoice(v, OPTIMIZERS) },
-  { key: "lr", flags: "--lr <rate>", help: "learning rate (default 2e-3 for adam/adamw, else the optimizer's PyTorch default)", parse: nonNegative },
+  {
+    key: "task",
+    flags: "--task <task>",
+    help: "csv: classification or regression (default: guessed from the target column)",
+    parse: (v) => parseChoice(v, ["classification", "regression"] as const),
+  },
+  {
+    key: "testSplit",
+    flags: "--test-split <fraction>",
+    help: "digits and csv: fraction held out for testing (digits 1/6, csv 0.2)",
+    parse: unit,
+  },
+  {
+    key: "limit",
+    flags: "--limit <n>",
+    help: "train on the first n training samples only (quick checks)",
+    parse: positiveInt,
+  },
+  {
+    key: "model",
+    flags: "--model <spec>",
+    help: "mlp:IN,HIDDEN...,OUT (default mlp:<features>,128,<classes>)",
+    parse: parseMlpSizes,
+  },
+  {
+    key: "activation",
+    flags: "--activation <name>",
+    help: "relu (default), tanh or gelu",
+    parse: (v) => parseChoice(v, ACTIVATIONS),
+  },
+  {
+    key: "dropout",
+    flags: "--dropout <p>",
+    help: "dropout after each hidden layer, in [0, 1) (default 0)",
+    parse: unit,
+  },
+  {
+    key: "loss",
+    flags: "--loss <name>",
+    help: "cross-entropy (classification, default) or mse (regression, default)",
+    parse: (v) => parseChoice(v, LOSSES),
+  },
+  {
+    key: "labelSmoothing",
+    flags: "--label-smoothing <eps>",
+    help: "cross-entropy label smoothing in [0, 1) (default 0)",
+    parse: unit,
+  },
+  {
+    key: "optimizer",
+    flags: "--optimizer <name>",
+    help: "adam (default), adamw, sgd, rmsprop or adagrad",
+    parse: (v) => parseChoice(v, OPTIMIZERS),
+  },
+  {
+    key: "lr",
+    flags: "--lr <rate>",
+    help: "learning rate (default 2e-3 for adam/adamw, else the optimizer's PyTorch default)",
+    parse: nonNegative,
+  },
   { key: "momentum", flags: "--momentum <m>", help: "sgd, rmsprop: momentum (default 0)", parse: nonNegative },
-  { key: "weightDecay", flags: "--weight-decay <wd>", help: "L2 penalty; decoupled for adamw (default 0, adamw 0.01)", parse: nonNegative },
+  {
+    key: "weightDecay",
+    flags: "--weight-decay <wd>",
+    help: "L2 penalty; decoupled for adamw (default 0, adamw 0.01)",
+    parse: nonNegative,
+  },
   { key: "betas", flags: "--betas <b1,b2>", help: "adam, adamw: moment decay rates (default 0.9,0.999)", parse: betas },
   { key: "eps", flags: "--eps <eps>", help: "adam, adamw, rmsprop, adagrad: denominator term", parse: nonNegative },
   { key: "nesterov", flags: "--nesterov", help: "sgd: Nesterov momentum", parse: parseBoolean },
   { key: "amsgrad", flags: "--amsgrad", help: "adam, adamw: the AMSGrad variant", parse: parseBoolean },
   { key: "alpha", flags: "--alpha <a>", help: "rmsprop: smoothing constant (default 0.99)", parse: unit },
-  { key: "lrSchedule", flags: "--lr-schedule <kind>", help: "none (default), cosine, step or onecycle, over optimizer steps", parse: (v) => parseChoice(v, SCHEDULES) },
-  { key: "warmupSteps", flags: "--warmup-steps <n>", help: "linear warm-up over n optimizer steps before the schedule (default 0)", parse: (v) => parseNumber(v, { min: 0, isInteger: true }) },
-  { key: "stepSize", flags: "--step-size <n>", help: "step schedule: optimizer steps between decays (default a third of the run)", parse: positiveInt },
-  { key: "gamma", flags: "--gamma <g>", help: "step schedule: decay factor (default 0.1)", parse: (v) => parseNumber(v, { min: 0, isMinExclusive: true }) },
-  { key: "etaMin", flags: "--eta-min <lr>", help: "cosine schedule: final learning rate (default 0)", parse: nonNegative },
-  { key: "clipGradNorm", flags: "--clip-grad-norm <max>", help: "clip the global gradient L2 norm to max", parse: (v) => parseNumber(v, { min: 0, isMinExclusive: true }) },
-  { key: "batchSize", flags: "--batch-size <n>", help: "samples per step, split across workers (default 64)", parse: (v) => parseNumber(v, { min: 1, max: 1 << 20, isInteger: true }) },
-  { key: "epochs", flags: "--epochs <n>", help: "passes over the training set (default 20); with --resume, may extend the run", parse: positiveInt },
-  { key: "workers", flags: "--workers <n>", help: "worker threads: auto (default, the usable cores) or a number", parse: parseWorkers },
-  { key: "accumulateSteps", flags: "--accumulate-steps <k>", help: "micro-batches whose gradients add up into one update (default 1)", parse: positiveInt },
-  { key: "seed", flags: "--seed <n>", help: "seed for initialisation, shuffling and dropout (default 0)", parse: (v) => parseNumber(v, { min: 0, max: 2 ** 31 - 1, isInteger: true }) },
-  { key: "out", flags: "--out <dir>", help: "run folder (default runs/<timestamp>; with --resume, the checkpoint's folder)", parse: parseString },
-  { key: "resume", flags: "--resume <checkpoint>", help: "continue a run from its checkpoint (settings come from the checkpoint)", parse: parseString },
-  { key: "evalEvery", flags: "--eval-every <n>", help: "evaluate on the test set every n epochs (default 1), or every n steps as 500steps", parse: parseEvalEvery },
-  { key: "skipNonFinite", flags: "--skip-non-finite", help: "skip updates whose loss or gradient is NaN/Inf instead of failing", parse: parseBoolean },
+  {
+    key: "lrSchedule",
+    flags: "--lr-schedule <kind>",
+    help: "none (default), cosine, step or onecycle, over optimizer steps",
+    parse: (v) => parseChoice(v, SCHEDULES),
+  },
+  {
+    key: "warmupSteps",
+    flags: "--warmup-steps <n>",
+    help: "linear warm-up over n optimizer steps before the schedule (default 0)",
+    parse: (v) => parseNumber(v, { min: 0, isInteger: true }),
+  },
+  {
+    key: "stepSize",
+    flags: "--step-size <n>",
+    help: "step schedule: optimizer steps between decays (default a third of the run)",
+    parse: positiveInt,
+  },
+  {
+    key: "gamma",
+    flags: "--gamma <g>",
+    help: "step schedule: decay factor (default 0.1)",
+    parse: (v) => parseNumber(v, { min: 0, isMinExclusive: true }),
+  },
+  {
+    key: "etaMin",
+    flags: "--eta-min <lr>",
+    help: "cosine schedule: final learning rate (default 0)",
+    parse: nonNegative,
+  },
+  {
+    key: "clipGradNorm",
+    flags: "--clip-grad-norm <max>",
+    help: "clip the global gradient L2 norm to max",
+    parse: (v) => parseNumber(v, { min: 0, isMinExclusive: true }),
+  },
+  {
+    key: "batchSize",
+    flags: "--batch-size <n>",
+    help: "samples per step, split across workers (default 64)",
+    parse: (v) => parseNumber(v, { min: 1, max: 1 << 20, isInteger: true }),
+  },
+  {
+    key: "epochs",
+    flags: "--epochs <n>",
+    help: "passes over the training set (default 20); with --resume, may extend the run",
+    parse: positiveInt,
+  },
+  {
+    key: "workers",
+    flags: "--workers <n>",
+    help: "worker threads: auto (default, the usable cores) or a number",
+    parse: parseWorkers,
+  },
+  {
+    key: "accumulateSteps",
+    flags: "--accumulate-steps <k>",
+    help: "micro-batches whose gradients add up into one update (default 1)",
+    parse: positiveInt,
+  },
+  {
+    key: "seed",
+    flags: "--seed <n>",
+    help: "seed for initialisation, shuffling and dropout (default 0)",
+    parse: (v) => parseNumber(v, { min: 0, max: 2 ** 31 - 1, isInteger: true }),
+  },
+  {
+    key: "out",
+    flags: "--out <dir>",
+    help: "run folder (default runs/<timestamp>; with --resume, the checkpoint's folder)",
+    parse: parseString,
+  },
+  {
+    key: "resume",
+    flags: "--resume <checkpoint>",
+    help: "continue a run from its checkpoint (settings come from the checkpoint)",
+    parse: parseString,
+  },
+  {
+    key: "evalEvery",
+    flags: "--eval-every <n>",
+    help: "evaluate on the test set every n epochs (default 1), or every n steps as 500steps",
+    parse: parseEvalEvery,
+  },
+  {
+    key: "skipNonFinite",
+    flags: "--skip-non-finite",
+    help: "skip updates whose loss or gradient is NaN/Inf instead of failing",
+    parse: parseBoolean,
+  },
   { key: "quiet", flags: "--quiet", help: "print only the summary (and errors)", parse: parseBoolean },
-  { key: "json", flags: "--json", help: "print one JSON object per line per event; the last line is the summary", parse: parseBoolean },
+  {
+    key: "json",
+    flags: "--json",
+    help: "print one JSON object per line per event; the last line is the summary",
+    parse: parseBoolean,
+  },
 ];
 
 /** Flags that may differ from the checkpoint's settings when resuming. */
-export const RESUMABLE_KEYS: readonly FlagKey[] = ["epochs", "workers", "out", "evalEvery", "config", "resume", "quiet", "json"];
+export const RESUMABLE_KEYS: readonly FlagKey[] = [
+  "epochs",
+  "workers",
+  "out",
+  "evalEvery",
+  "config",
+  "resume",
+  "quiet",
+  "json",
+];
 
 /** `batchSize` → `--batch-size`. */
 export const flagName = (key: string): string => `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;

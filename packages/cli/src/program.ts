@@ -39,13 +39,17 @@ W1: mlp:784,256,256,10 ReLU, batch 256, cross-entropy, Adam lr 1e-3, on random N
 Scaling efficiency = throughput(N) / (N x throughput(1)) for the largest N.`;
 
 function trainCommand(onDone: (code: number) => void): Command {
-  const cmd = new Command("train").description("train a model data-parallel on worker threads").allowExcessArguments(false);
+  const cmd = new Command("train")
+    .description("train a model data-parallel on worker threads")
+    .allowExcessArguments(false);
   for (const f of TRAIN_FLAGS) {
     const option = new Option(f.flags, f.help);
     if (f.isHidden) option.hideHelp();
     cmd.addOption(option);
   }
-  return cmd.addHelpText("after", TRAIN_EXAMPLES).action(async (opts: Record<string, unknown>) => onDone(await runTrain(opts)));
+  return cmd
+    .addHelpText("after", TRAIN_EXAMPLES)
+    .action(async (opts: Record<string, unknown>) => onDone(await runTrain(opts)));
 }
 
 function evalCommand(onDone: (code: number) => void): Command {
@@ -71,7 +75,10 @@ function benchCommand(onDone: (code: number) => void): Command {
     .option("--activation <name>", "relu (default), tanh or gelu")
     .option("--batch-size <n>", "samples per step (default 256)")
     .option("--steps <n>", "timed steps per worker count (default 200)")
-    .option("--warmup-steps <n>", "untimed steps before timing: V8 compiles the per-step code over the first ~800 (default 600)")
+    .option(
+      "--warmup-steps <n>",
+      "untimed steps before timing: V8 compiles the per-step code over the first ~800 (default 600)",
+    )
     .option("--seed <n>", "seed of the random data and the model (default 0)")
     .option("--json", "print one JSON line per worker count and a final bench event")
     .addHelpText("after", BENCH_EXAMPLES)
@@ -87,13 +94,16 @@ export function buildProgram(onDone: (code: number) => void): Command {
     .showHelpAfterError("(add --help for usage)")
     .allowExcessArguments(false);
   program.addCommand(trainCommand(onDone)).addCommand(evalCommand(onDone)).addCommand(benchCommand(onDone));
-  program.addHelpText("after", `
+  program.addHelpText(
+    "after",
+    `
 Examples:
   $ threadgrad train                                   # built-in digits: about 4 s on 2 cores, ~96% test accuracy
   $ threadgrad eval --checkpoint runs/<run>/checkpoint-best.msgpack
   $ threadgrad bench --workers 1,2
 
-Run threadgrad <command> --help for each command's flags and examples.`);
+Run threadgrad <command> --help for each command's flags and examples.`,
+  );
   // addCommand does not copy settings the way .command() does.
   for (const cmd of program.commands) cmd.exitOverride().showHelpAfterError(`(add --help for usage)`);
   return program;
@@ -118,7 +128,9 @@ export async function main(argv: string[]): Promise<number> {
     return code;
   } catch (err) {
     if (err instanceof CommanderError) {
-      return err.code === "commander.helpDisplayed" || err.code === "commander.version" || err.code === "commander.help" ? EXIT_OK : EXIT_USAGE;
+      return err.code === "commander.helpDisplayed" || err.code === "commander.version" || err.code === "commander.help"
+        ? EXIT_OK
+        : EXIT_USAGE;
     }
     if (err instanceof UsageError) {
       for (const line of err.messages) process.stderr.write(`threadgrad ${command}: ${line}\n`);

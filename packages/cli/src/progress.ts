@@ -5,7 +5,10 @@ import cliProgress from "cli-progress";
 
 export type OutputMode = "tty" | "plain" | "json" | "quiet";
 
-export function chooseMode(opts: { json?: boolean; quiet?: boolean }, stream: { isTTY?: boolean } = process.stderr): OutputMode {
+export function chooseMode(
+  opts: { json?: boolean; quiet?: boolean },
+  stream: { isTTY?: boolean } = process.stderr,
+): OutputMode {
   if (opts.json) return "json";
   if (opts.quiet) return "quiet";
   return stream.isTTY ? "tty" : "plain";
@@ -15,7 +18,8 @@ export function chooseMode(opts: { json?: boolean; quiet?: boolean }, stream: { 
 export function formatDuration(seconds: number): string {
   if (!Number.isFinite(seconds) || seconds < 0) return "?";
   if (seconds < 60) return `${seconds.toFixed(seconds < 10 ? 1 : 0)}s`;
-  const m = Math.floor(seconds / 60), s = Math.round(seconds % 60);
+  const m = Math.floor(seconds / 60),
+    s = Math.round(seconds % 60);
   if (m < 60) return `${m}m${String(s).padStart(2, "0")}s`;
   return `${Math.floor(m / 60)}h${String(m % 60).padStart(2, "0")}m`;
 }
@@ -59,7 +63,11 @@ export class Reporter {
       {
         // Kept under 80 columns (cli-progress cuts longer lines at the terminal's width).
         format: "epoch {epoch}/{epochs} {bar} {value}/{total}  loss {loss}  {rate} samples/s  ETA {etaText}",
-        stream: process.stderr, hideCursor: true, clearOnComplete: false, fps: 10, barsize: 14,
+        stream: process.stderr,
+        hideCursor: true,
+        clearOnComplete: false,
+        fps: 10,
+        barsize: 14,
       },
       cliProgress.Presets.shades_classic,
     );
@@ -68,7 +76,13 @@ export class Reporter {
 
   step(s: StepLine): void {
     if (this.bar !== null) {
-      this.bar.update(s.step, { epoch: s.epoch, epochs: s.epochs, loss: s.loss.toFixed(4), rate: formatRate(s.samplesPerSec), etaText: formatDuration(s.etaSeconds) });
+      this.bar.update(s.step, {
+        epoch: s.epoch,
+        epochs: s.epochs,
+        loss: s.loss.toFixed(4),
+        rate: formatRate(s.samplesPerSec),
+        etaText: formatDuration(s.etaSeconds),
+      });
       return;
     }
     if (this.mode !== "plain" || s.step < (this.nextTenth * s.totalSteps) / 10) return;

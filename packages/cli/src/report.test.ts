@@ -15,7 +15,22 @@ describe("report", () => {
   });
 
   it("a chart is inline SVG; an empty one says so", () => {
-    expect(lineChart({ title: "Loss", xLabel: "step", series: [{ name: "train", color: "#000", points: [[1, 2], [2, 1]] }] })).toMatch(/^<svg[^>]*>.*<polyline.*<\/svg>$/s);
+    expect(
+      lineChart({
+        title: "Loss",
+        xLabel: "step",
+        series: [
+          {
+            name: "train",
+            color: "#000",
+            points: [
+              [1, 2],
+              [2, 1],
+            ],
+          },
+        ],
+      }),
+    ).toMatch(/^<svg[^>]*>.*<polyline.*<\/svg>$/s);
     expect(lineChart({ title: "Loss", xLabel: "step", series: [] })).toContain("no data yet");
   });
 

@@ -18,7 +18,9 @@ interface ChartOptions {
   isZeroBased?: boolean;
 }
 
-const W = 760, H = 300, M = { left: 64, right: 16, top: 34, bottom: 44 };
+const W = 760,
+  H = 300,
+  M = { left: 64, right: 16, top: 34, bottom: 44 };
 // Presentation attributes rather than CSS classes: the charts look the same when an SVG is copied out of the page.
 const TEXT = ` font-family="sans-serif" font-size="11" fill="#444"`;
 
@@ -59,24 +61,38 @@ export function smooth(points: [number, number][], window: number): [number, num
 }
 
 const fmt = (v: number, isPercent?: boolean): string =>
-  isPercent ? `${(v * 100).toFixed(v >= 0.1 || v === 0 ? 0 : 1)}%` : Math.abs(v) >= 1e4 || (v !== 0 && Math.abs(v) < 1e-3) ? v.toExponential(0) : String(Number(v.toPrecision(4)));
+  isPercent
+    ? `${(v * 100).toFixed(v >= 0.1 || v === 0 ? 0 : 1)}%`
+    : Math.abs(v) >= 1e4 || (v !== 0 && Math.abs(v) < 1e-3)
+      ? v.toExponential(0)
+      : String(Number(v.toPrecision(4)));
 
 /** One line chart as an `<svg>` element. */
 export function lineChart(opts: ChartOptions): string {
   const all = opts.series.flatMap((s) => s.points).filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
   if (all.length === 0) return `<p class="empty">${escapeHtml(opts.title)}: no data yet</p>`;
-  const xs = all.map((p) => p[0]), ys = all.map((p) => p[1]);
-  const x0 = Math.min(...xs), x1 = Math.max(...xs, x0 + 1);
-  let y0 = Math.min(...ys), y1 = Math.max(...ys);
+  const xs = all.map((p) => p[0]),
+    ys = all.map((p) => p[1]);
+  const x0 = Math.min(...xs),
+    x1 = Math.max(...xs, x0 + 1);
+  let y0 = Math.min(...ys),
+    y1 = Math.max(...ys);
   if (opts.isZeroBased && y0 >= 0) y0 = 0;
   if (y1 - y0 < 1e-12) [y0, y1] = [y0 - 0.5 * Math.abs(y0 || 1), y1 + 0.5 * Math.abs(y1 || 1)];
-  const pw = W - M.left - M.right, ph = H - M.top - M.bottom;
+  const pw = W - M.left - M.right,
+    ph = H - M.top - M.bottom;
   const sx = (x: number) => M.left + ((x - x0) / (x1 - x0)) * pw;
   const sy = (y: number) => M.top + (1 - (y - y0) / (y1 - y0)) * ph;
-  const parts: string[] = [`<text x="${M.left}" y="20" font-family="sans-serif" font-size="13" font-weight="bold" fill="#222">${escapeHtml(opts.title)}</text>`];
+  const parts: string[] = [
+    `<text x="${M.left}" y="20" font-family="sans-serif" font-size="13" font-weight="bold" fill="#222">${escapeHtml(opts.title)}</text>`,
+  ];
   for (const t of niceTicks(y0, y1)) {
-    parts.push(`<line x1="${M.left}" x2="${W - M.right}" y1="${sy(t).toFixed(1)}" y2="${sy(t).toFixed(1)}" stroke="#e6e6e6"/>`);
-    parts.push(`<text x="${M.left - 6}" y="${(sy(t) + 4).toFixed(1)}" text-anchor="end"${TEXT}>${fmt(t, opts.isPercent)}</text>`);
+    parts.push(
+      `<line x1="${M.left}" x2="${W - M.right}" y1="${sy(t).toFixed(1)}" y2="${sy(t).toFixed(1)}" stroke="#e6e6e6"/>`,
+    );
+    parts.push(
+      `<text x="${M.left - 6}" y="${(sy(t) + 4).toFixed(1)}" text-anchor="end"${TEXT}>${fmt(t, opts.isPercent)}</text>`,
+    );
   }
   for (const t of niceTicks(x0, x1, 6)) {
     parts.push(`<text x="${sx(t).toFixed(1)}" y="${H - M.bottom + 16}" text-anchor="middle"${TEXT}>${fmt(t)}</text>`);
@@ -89,13 +105,17 @@ export function lineChart(opts: ChartOptions): string {
     const d = pts.map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(" ");
     const op = s.opacity ?? 1;
     parts.push(`<polyline points="${d}" fill="none" stroke="${s.color}" stroke-width="1.6" stroke-opacity="${op}"/>`);
-    if (s.hasDots) for (const [x, y] of pts) parts.push(`<circle cx="${sx(x).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="3" fill="${s.color}"/>`);
+    if (s.hasDots)
+      for (const [x, y] of pts)
+        parts.push(`<circle cx="${sx(x).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="3" fill="${s.color}"/>`);
   });
   // Legend in the top margin, right-aligned, one entry after another (about 6.5 px per character).
   let lx = W - M.right;
   for (const s of [...opts.series].reverse()) {
     lx -= 24 + 6.5 * s.name.length + 14;
-    parts.push(`<line x1="${lx}" x2="${lx + 18}" y1="16" y2="16" stroke="${s.color}" stroke-width="2.5" stroke-opacity="${Math.max(s.opacity ?? 1, 0.5)}"/>`);
+    parts.push(
+      `<line x1="${lx}" x2="${lx + 18}" y1="16" y2="16" stroke="${s.color}" stroke-width="2.5" stroke-opacity="${Math.max(s.opacity ?? 1, 0.5)}"/>`,
+    );
     parts.push(`<text x="${lx + 24}" y="20"${TEXT}>${escapeHtml(s.name)}</text>`);
   }
   return `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="${escapeHtml(opts.title)}">${parts.join("")}</svg>`;
@@ -115,12 +135,16 @@ function byStep(records: Rec[], event: string): Rec[] {
 export function renderReport(records: Rec[], config: Rec, summary: Rec | null, title: string): string {
   const steps = byStep(records, "step");
   const evals = byStep(records, "eval");
-  const pts = (rs: Rec[], key: string) => rs.map((r) => [num(r.step), num(r[key])] as [number, number]).filter((p) => Number.isFinite(p[1]));
+  const pts = (rs: Rec[], key: string) =>
+    rs.map((r) => [num(r.step), num(r[key])] as [number, number]).filter((p) => Number.isFinite(p[1]));
   const trainLoss = downsample(pts(steps, "loss"));
   const window = Math.max(1, Math.round(trainLoss.length / 40));
   const charts = [
     lineChart({
-      title: "Loss", xLabel: "step", isZeroBased: true, series: [
+      title: "Loss",
+      xLabel: "step",
+      isZeroBased: true,
+      series: [
         { name: "train (per step)", color: "#4c78a8", points: trainLoss, opacity: 0.3 },
         { name: `train (mean of ${window})`, color: "#4c78a8", points: smooth(trainLoss, window) },
         { name: "test", color: "#e45756", points: pts(evals, "testLoss"), hasDots: true },
@@ -129,15 +153,33 @@ export function renderReport(records: Rec[], config: Rec, summary: Rec | null, t
   ];
   const trainAcc = downsample(pts(steps, "accuracy"));
   if (trainAcc.length > 0 || pts(evals, "testAccuracy").length > 0) {
-    charts.push(lineChart({
-      title: "Accuracy", xLabel: "step", isPercent: true, series: [
-        { name: `train (mean of ${window})`, color: "#4c78a8", points: smooth(trainAcc, window) },
-        { name: "test", color: "#e45756", points: pts(evals, "testAccuracy"), hasDots: true },
-      ],
-    }));
+    charts.push(
+      lineChart({
+        title: "Accuracy",
+        xLabel: "step",
+        isPercent: true,
+        series: [
+          { name: `train (mean of ${window})`, color: "#4c78a8", points: smooth(trainAcc, window) },
+          { name: "test", color: "#e45756", points: pts(evals, "testAccuracy"), hasDots: true },
+        ],
+      }),
+    );
   }
-  charts.push(lineChart({ title: "Learning rate", xLabel: "step", isZeroBased: true, series: [{ name: "lr", color: "#54a24b", points: downsample(pts(steps, "lr")) }] }));
-  const rows = (o: Rec) => Object.entries(o).map(([k, v]) => `<tr><th>${escapeHtml(k)}</th><td>${escapeHtml(typeof v === "object" ? JSON.stringify(v) : String(v))}</td></tr>`).join("");
+  charts.push(
+    lineChart({
+      title: "Learning rate",
+      xLabel: "step",
+      isZeroBased: true,
+      series: [{ name: "lr", color: "#54a24b", points: downsample(pts(steps, "lr")) }],
+    }),
+  );
+  const rows = (o: Rec) =>
+    Object.entries(o)
+      .map(
+        ([k, v]) =>
+          `<tr><th>${escapeHtml(k)}</th><td>${escapeHtml(typeof v === "object" ? JSON.stringify(v) : String(v))}</td></tr>`,
+      )
+      .join("");
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(title)}</title>
 <style>

@@ -70,13 +70,16 @@ export class TrainingSession {
       stop.addEventListener("abort", onStop);
       // One segment runs to the end of the epoch or to the next step evaluation, whichever is first.
       const { unit, every } = settings.evalEvery;
-      const epochBefore = pr.epoch, stepBefore = pr.globalStep;
+      const epochBefore = pr.epoch,
+        stepBefore = pr.globalStep;
       // Steps arrive in groups (the trainer hands several to the workers at once): a step's wall
       // time is the gap between the moments the workers finished it and the one before.
       let last = performance.timeOrigin + performance.now();
       try {
         await trainer.fit(this.o.train, {
-          epochs: epochBefore + 1, batchSize: settings.batchSize, signal: segment.signal,
+          epochs: epochBefore + 1,
+          batchSize: settings.batchSize,
+          signal: segment.signal,
           untilStep: unit === "step" ? (Math.floor(stepBefore / every) + 1) * every : undefined,
           onStep: (info) => {
             this.onStep(info, Math.max(0, info.finishedAt - last) / 1000, startStep);
@@ -91,7 +94,8 @@ export class TrainingSession {
       const isStepEval = unit === "step" && Math.floor(pr.globalStep / every) > Math.floor(stepBefore / every);
       if (isEpochEnd) this.onEpochEnd();
       const isLast = pr.epoch >= settings.epochs;
-      const isEpochEval = isEpochEnd && settings.evalEvery.unit === "epoch" && pr.epoch % settings.evalEvery.every === 0;
+      const isEpochEval =
+        isEpochEnd && settings.evalEvery.unit === "epoch" && pr.epoch % settings.evalEvery.every === 0;
       if (isStepEval || isEpochEval || isLast) await this.evaluate();
       if (isEpochEnd || isStepEval || isLast) await this.saveLatest();
     }
@@ -100,13 +104,20 @@ export class TrainingSession {
     else if (this.lastEval === null || this.lastEval.step !== pr.globalStep) await this.evaluate();
     reporter.stop();
     return {
-      isInterrupted, trainLoss: this.lastTrainLoss ?? this.meanEpochLoss(), testLoss: this.lastEval?.testLoss ?? null,
-      testAccuracy: this.lastEval?.testAccuracy ?? null, fitSeconds: this.fitSeconds, fitSamples: this.fitSamples, best: this.best,
+      isInterrupted,
+      trainLoss: this.lastTrainLoss ?? this.meanEpochLoss(),
+      testLoss: this.lastEval?.testLoss ?? null,
+      testAccuracy: this.lastEval?.testAccuracy ?? null,
+      fitSeconds: this.fitSeconds,
+      fitSamples: this.fitSamples,
+      best: this.best,
     };
   }
 
   private meanEpochLoss(): number | null {
-    return this.epochSamples > 0 ? this.epochLoss / this.epochSamples : (this.o.cli.trainLoss as number | null) ?? null;
+    return this.epochSamples > 0
+      ? this.epochLoss / this.epochSamples
+      : ((this.o.cli.trainLoss as number | null) ?? null);
   }
 
   private onStep(info: StepInfo, seconds: number, startStep: number): void {
@@ -117,20 +128,36 @@ export class TrainingSession {
     this.epochSamples += info.samples;
     this.epochCorrect += (info.accuracy ?? 0) * info.samples;
     const record = {
-      step: info.step, epoch: info.epoch + 1, stepInEpoch: info.stepInEpoch, stepsPerEpoch: info.stepsPerEpoch,
-      loss: info.loss, accuracy: info.accuracy, lr: info.lr, gradNorm: info.gradNorm, samples: info.samples,
-      samplesPerSec: seconds > 0 ? info.samples / seconds : null, updated: info.updated, skipped: info.skipped, timings: info.timings,
+      step: info.step,
+      epoch: info.epoch + 1,
+      stepInEpoch: info.stepInEpoch,
+      stepsPerEpoch: info.stepsPerEpoch,
+      loss: info.loss,
+      accuracy: info.accuracy,
+      lr: info.lr,
+      gradNorm: info.gradNorm,
+      samples: info.samples,
+      samplesPerSec: seconds > 0 ? info.samples / seconds : null,
+      updated: info.updated,
+      skipped: info.skipped,
+      timings: info.timings,
       time: (performance.now() - this.o.startedAt) / 1000,
     };
     runDir.appendMetrics({ event: "step", ...record });
     reporter.event("step", record);
-    if (info.skipped) reporter.warn(`step ${info.step}: non-finite loss or gradient, update skipped (--skip-non-finite)`);
+    if (info.skipped)
+      reporter.warn(`step ${info.step}: non-finite loss or gradient, update skipped (--skip-non-finite)`);
     const rate = this.fitSamples / Math.max(this.fitSeconds, 1e-9);
     const stepsLeft = this.totalSteps - info.step;
     const secondsPerStep = this.fitSeconds / Math.max(1, info.step - startStep);
     reporter.step({
-      step: info.step, totalSteps: this.totalSteps, epoch: info.epoch + 1, epochs: settings.epochs,
-      loss: info.loss, samplesPerSec: rate, etaSeconds: stepsLeft * secondsPerStep,
+      step: info.step,
+      totalSteps: this.totalSteps,
+      epoch: info.epoch + 1,
+      epochs: settings.epochs,
+      loss: info.loss,
+      samplesPerSec: rate,
+      etaSeconds: stepsLeft * secondsPerStep,
     });
   }
 
@@ -138,8 +165,15 @@ export class TrainingSession {
     const { trainer, settings, reporter, runDir } = this.o;
     const trainLoss = this.epochSamples > 0 ? this.epochLoss / this.epochSamples : null;
     this.lastTrainLoss = trainLoss;
-    const trainAccuracy = this.epochSamples > 0 && this.o.train.task === "classification" ? this.epochCorrect / this.epochSamples : null;
-    const record = { epoch: trainer.progress.epoch, step: trainer.progress.globalStep, trainLoss, trainAccuracy, samplesPerSec: this.fitSamples / Math.max(this.fitSeconds, 1e-9) };
+    const trainAccuracy =
+      this.epochSamples > 0 && this.o.train.task === "classification" ? this.epochCorrect / this.epochSamples : null;
+    const record = {
+      epoch: trainer.progress.epoch,
+      step: trainer.progress.globalStep,
+      trainLoss,
+      trainAccuracy,
+      samplesPerSec: this.fitSamples / Math.max(this.fitSeconds, 1e-9),
+    };
     runDir.appendMetrics({ event: "epoch", ...record });
     reporter.event("epoch", record);
     const acc = trainAccuracy === null ? "" : `  accuracy ${formatPercent(trainAccuracy)}`;
@@ -155,8 +189,11 @@ export class TrainingSession {
     const ev = await trainer.evaluate(test);
     const stepsPerEpoch = Math.ceil(this.o.train.length / this.o.settings.batchSize);
     const record = {
-      step: pr.globalStep, epoch: Number((pr.epoch + pr.stepInEpoch / stepsPerEpoch).toFixed(4)),
-      testLoss: ev.loss, testAccuracy: ev.accuracy, trainLoss: this.lastTrainLoss,
+      step: pr.globalStep,
+      epoch: Number((pr.epoch + pr.stepInEpoch / stepsPerEpoch).toFixed(4)),
+      testLoss: ev.loss,
+      testAccuracy: ev.accuracy,
+      trainLoss: this.lastTrainLoss,
     };
     this.lastEval = { testLoss: ev.loss, testAccuracy: ev.accuracy, step: pr.globalStep };
     runDir.appendMetrics({ event: "eval", ...record });
@@ -165,7 +202,10 @@ export class TrainingSession {
     reporter.info(`eval at step ${pr.globalStep} (epoch ${record.epoch})  test loss ${ev.loss.toFixed(4)}${acc}`);
     const metric = ev.accuracy === null ? "testLoss" : "testAccuracy";
     const value = ev.accuracy ?? ev.loss;
-    const isBetter = this.best === null || this.best.metric !== metric || (metric === "testAccuracy" ? value > this.best.value : value < this.best.value);
+    const isBetter =
+      this.best === null ||
+      this.best.metric !== metric ||
+      (metric === "testAccuracy" ? value > this.best.value : value < this.best.value);
     if (isBetter) {
       this.best = { metric, value, step: pr.globalStep };
       await trainer.save(runDir.bestCheckpoint, this.extra());
@@ -184,7 +224,12 @@ export class TrainingSession {
   /** Rewrites report.html from everything in metrics.jsonl (earlier sessions of a resumed run too). */
   writeReport(summary: Record<string, unknown> | null): void {
     const { runDir, settings } = this.o;
-    const html = renderReport(runDir.readMetrics(), settings as unknown as Record<string, unknown>, summary, `threadgrad run ${runDir.path}`);
+    const html = renderReport(
+      runDir.readMetrics(),
+      settings as unknown as Record<string, unknown>,
+      summary,
+      `threadgrad run ${runDir.path}`,
+    );
     writeFileSync(runDir.reportFile, html);
   }
 }

@@ -19,16 +19,24 @@ const PRESPLIT_SCHEMES = ["idx", "mnist", "fashion-mnist"];
 export function loadRunData(s: TrainSettings): DataSplit {
   const scheme = s.data.split(":")[0]!;
   if (s.testSplit !== null && PRESPLIT_SCHEMES.includes(scheme)) {
-    throw new UsageError(`--test-split does not apply to ${scheme}: its files already hold separate train and test sets`);
+    throw new UsageError(
+      `--test-split does not apply to ${scheme}: its files already hold separate train and test sets`,
+    );
   }
   const split = asUsage(() =>
-    loadDataset(s.data, { target: s.target ?? undefined, task: s.task ?? undefined, testSplit: s.testSplit ?? undefined, seed: 0 }),
+    loadDataset(s.data, {
+      target: s.target ?? undefined,
+      task: s.task ?? undefined,
+      testSplit: s.testSplit ?? undefined,
+      seed: 0,
+    }),
   );
   if (s.limit !== null && s.limit < split.train.length) {
     const rows = Int32Array.from({ length: s.limit }, (_, i) => i);
     split.train = takeRows(split.train, rows, split.train.name);
   }
-  if (split.test.length === 0) throw new UsageError(`data: ${s.data} has no test samples; pass --test-split greater than 0`);
+  if (split.test.length === 0)
+    throw new UsageError(`data: ${s.data} has no test samples; pass --test-split greater than 0`);
   return split;
 }
 
@@ -39,16 +47,23 @@ export function fitSettingsToData(s: TrainSettings, split: DataSplit): TrainSett
   const outputs = isRegression ? 1 : train.numClasses;
   const model = s.model ?? [train.features, DEFAULT_HIDDEN, outputs];
   if (model[0] !== train.features) {
-    throw new UsageError(`model: mlp input size ${model[0]} does not match the ${train.features} features of ${s.data}`);
+    throw new UsageError(
+      `model: mlp input size ${model[0]} does not match the ${train.features} features of ${s.data}`,
+    );
   }
   const loss = s.loss ?? (isRegression ? "mse" : "cross-entropy");
   if (loss === "cross-entropy" && isRegression) {
-    throw new UsageError(`--loss cross-entropy needs class labels, but ${s.data} has a regression target (use --loss mse, or --task classification for a csv)`);
+    throw new UsageError(
+      `--loss cross-entropy needs class labels, but ${s.data} has a regression target (use --loss mse, or --task classification for a csv)`,
+    );
   }
   if (loss === "mse" && !isRegression) {
-    throw new UsageError(`--loss mse needs a numeric target, but ${s.data} is a classification set (for a csv column, pass --task regression)`);
+    throw new UsageError(
+      `--loss mse needs a numeric target, but ${s.data} is a classification set (for a csv column, pass --task regression)`,
+    );
   }
-  if (loss === "mse" && s.labelSmoothing > 0) throw new UsageError("--label-smoothing only applies to --loss cross-entropy");
+  if (loss === "mse" && s.labelSmoothing > 0)
+    throw new UsageError("--label-smoothing only applies to --loss cross-entropy");
   const outSize = model[model.length - 1]!;
   asUsage(() => {
     checkLabels(split.train, outSize);
@@ -76,10 +91,18 @@ export function buildSchedule(s: TrainSettings, totalUpdates: number): ScheduleC
   const rest = totalUpdates - w;
   let main: ScheduleConfig | null;
   switch (s.lrSchedule) {
-    case "none": main = null; break;
-    case "cosine": main = { kind: "cosine", tMax: rest, etaMin: s.etaMin }; break;
-    case "step": main = { kind: "step", stepSize: s.stepSize ?? Math.max(1, Math.ceil(rest / 3)), gamma: s.gamma }; break;
-    case "onecycle": main = { kind: "onecycle", maxLr: s.lr!, totalSteps: totalUpdates }; break;
+    case "none":
+      main = null;
+      break;
+    case "cosine":
+      main = { kind: "cosine", tMax: rest, etaMin: s.etaMin };
+      break;
+    case "step":
+      main = { kind: "step", stepSize: s.stepSize ?? Math.max(1, Math.ceil(rest / 3)), gamma: s.gamma };
+      break;
+    case "onecycle":
+      main = { kind: "onecycle", maxLr: s.lr!, totalSteps: totalUpdates };
+      break;
   }
   if (w === 0) return main;
   // Starts at lr/(w+1) and reaches lr at step w; LinearLR holds its end factor afterwards.

@@ -8,7 +8,9 @@ describe("value parsers", () => {
     expect(() => parseNumber("-1", { min: 0 })).toThrow("must be a number >= 0, got -1");
     expect(() => parseNumber("", { min: 0 })).toThrow('got ""');
     expect(() => parseNumber("1.5", { min: 1, isInteger: true })).toThrow("must be an integer >= 1, got 1.5");
-    expect(() => parseNumber("1", { min: 0, max: 1, isMaxExclusive: true })).toThrow("must be a number >= 0 and < 1, got 1");
+    expect(() => parseNumber("1", { min: 0, max: 1, isMaxExclusive: true })).toThrow(
+      "must be a number >= 0 and < 1, got 1",
+    );
   });
 
   it("an mlp spec lists at least two positive widths, input first", () => {

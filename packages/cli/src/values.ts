@@ -5,7 +5,8 @@
 export class ValueError extends Error {}
 
 /** A value as the user wrote it: bare when it is a plain word or number, quoted otherwise. */
-const show = (v: unknown): string => (typeof v === "string" && /^[\w.+:,-]+$/.test(v) ? v : JSON.stringify(v) ?? String(v));
+const show = (v: unknown): string =>
+  typeof v === "string" && /^[\w.+:,-]+$/.test(v) ? v : (JSON.stringify(v) ?? String(v));
 
 export interface NumberRule {
   min?: number;
@@ -111,7 +112,9 @@ export interface EvalEvery {
 
 /** `2` or `2epochs` (every two epochs), `500steps` (every 500 training steps). */
 export function parseEvalEvery(v: unknown): EvalEvery {
-  const m = /^\s*(\d+)\s*(epochs?|steps?)?\s*$/.exec(typeof v === "number" ? String(v) : typeof v === "string" ? v : "");
+  const m = /^\s*(\d+)\s*(epochs?|steps?)?\s*$/.exec(
+    typeof v === "number" ? String(v) : typeof v === "string" ? v : "",
+  );
   const every = m ? Number(m[1]) : NaN;
   if (m === null || !(every >= 1)) {
     throw new ValueError(`must be a positive number of epochs (2, 2epochs) or steps (500steps), got ${show(v)}`);

@@ -57,7 +57,8 @@ export function randomClassification(rows: number, features: number, classes: nu
   const rand = mulberry32(seed);
   const x = new Float32Array(new SharedArrayBuffer(rows * features * 4));
   for (let i = 0; i < x.length; i += 2) {
-    const r = Math.sqrt(-2 * Math.log(1 - rand())), t = 2 * Math.PI * rand();
+    const r = Math.sqrt(-2 * Math.log(1 - rand())),
+      t = 2 * Math.PI * rand();
     x[i] = r * Math.cos(t);
     if (i + 1 < x.length) x[i + 1] = r * Math.sin(t);
   }
@@ -68,7 +69,9 @@ export function randomClassification(rows: number, features: number, classes: nu
 
 export const quantile = (sorted: number[], q: number): number => {
   if (sorted.length === 0) return NaN;
-  const pos = (sorted.length - 1) * q, lo = Math.floor(pos), hi = Math.ceil(pos);
+  const pos = (sorted.length - 1) * q,
+    lo = Math.floor(pos),
+    hi = Math.ceil(pos);
   return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (pos - lo);
 };
 
@@ -80,8 +83,12 @@ interface TimedStep {
 async function timeSteps(o: Required<ThroughputOptions>, data: ReturnType<typeof randomClassification>) {
   const created = performance.now();
   const trainer = await DataParallel.create({
-    model: { kind: "mlp", sizes: [...o.sizes], activation: o.activation }, loss: "crossEntropy", optimizer: o.optimizer,
-    workers: o.workers, seed: o.seed, maxBatchSize: Math.max(o.batchSize, 1024),
+    model: { kind: "mlp", sizes: [...o.sizes], activation: o.activation },
+    loss: "crossEntropy",
+    optimizer: o.optimizer,
+    workers: o.workers,
+    seed: o.seed,
+    maxBatchSize: Math.max(o.batchSize, 1024),
   });
   const startupMs = performance.now() - created;
   const steps: TimedStep[] = [];
@@ -89,9 +96,12 @@ async function timeSteps(o: Required<ThroughputOptions>, data: ReturnType<typeof
     const stepsPerEpoch = Math.ceil(data.length / o.batchSize);
     // A step's wall time: the gap between the moments the workers finished it and the step before
     // (steps reach onStep in groups, so the gaps between onStep calls mean nothing).
-    let seen = 0, last = performance.timeOrigin + performance.now();
+    let seen = 0,
+      last = performance.timeOrigin + performance.now();
     await trainer.fit(data, {
-      epochs: Math.ceil((o.warmupSteps + o.steps) / stepsPerEpoch) + 1, batchSize: o.batchSize, untilStep: o.warmupSteps + o.steps,
+      epochs: Math.ceil((o.warmupSteps + o.steps) / stepsPerEpoch) + 1,
+      batchSize: o.batchSize,
+      untilStep: o.warmupSteps + o.steps,
       onStep: (info) => {
         if (seen++ >= o.warmupSteps) steps.push({ ms: info.finishedAt - last, timings: info.timings });
         last = info.finishedAt;
@@ -103,7 +113,11 @@ async function timeSteps(o: Required<ThroughputOptions>, data: ReturnType<typeof
   }
 }
 
-const median = (xs: number[]) => quantile([...xs].sort((a, b) => a - b), 0.5);
+const median = (xs: number[]) =>
+  quantile(
+    [...xs].sort((a, b) => a - b),
+    0.5,
+  );
 
 /**
  * Times `steps` training steps of an MLP (W1 unless overridden) on random data and returns the
@@ -112,10 +126,17 @@ const median = (xs: number[]) => quantile([...xs].sort((a, b) => a - b), 0.5);
  */
 export async function runThroughput(opts: ThroughputOptions): Promise<ThroughputResult> {
   const o = {
-    steps: 50, warmupSteps: 5, sizes: W1.sizes, activation: W1.activation, batchSize: W1.batchSize,
-    optimizer: { ...W1.optimizer } as OptimizerConfig, seed: 0, ...opts,
+    steps: 50,
+    warmupSteps: 5,
+    sizes: W1.sizes,
+    activation: W1.activation,
+    batchSize: W1.batchSize,
+    optimizer: { ...W1.optimizer } as OptimizerConfig,
+    seed: 0,
+    ...opts,
   };
-  if (!Number.isInteger(o.steps) || o.steps < 1) throw new Error(`runThroughput: steps must be a positive integer, got ${o.steps}`);
+  if (!Number.isInteger(o.steps) || o.steps < 1)
+    throw new Error(`runThroughput: steps must be a positive integer, got ${o.steps}`);
   const sizes = o.sizes;
   // Eight batches of data, reshuffled every epoch: enough to not replay one batch, small to build.
   const data = randomClassification(8 * o.batchSize, sizes[0]!, sizes[sizes.length - 1]!, o.seed);
@@ -123,12 +144,26 @@ export async function runThroughput(opts: ThroughputOptions): Promise<Throughput
   const sorted = main.steps.map((s) => s.ms).sort((a, b) => a - b);
   const totalMs = sorted.reduce((a, b) => a + b, 0);
   const phase = (key: keyof StepInfo["timings"]) => median(main.steps.map((s) => s.timings[key]));
-  const breakdown = { computeMs: phase("computeMs"), waitMs: phase("waitMs"), reduceMs: phase("reduceMs"), updateMs: phase("updateMs"), otherMs: 0 };
-  breakdown.otherMs = Math.max(0, quantile(sorted, 0.5) - breakdown.computeMs - breakdown.waitMs - breakdown.reduceMs - breakdown.updateMs);
+  const breakdown = {
+    computeMs: phase("computeMs"),
+    waitMs: phase("waitMs"),
+    reduceMs: phase("reduceMs"),
+    updateMs: phase("updateMs"),
+    otherMs: 0,
+  };
+  breakdown.otherMs = Math.max(
+    0,
+    quantile(sorted, 0.5) - breakdown.computeMs - breakdown.waitMs - breakdown.reduceMs - breakdown.updateMs,
+  );
   return {
-    workers: main.workers, batchSize: o.batchSize, steps: sorted.length,
+    workers: main.workers,
+    batchSize: o.batchSize,
+    steps: sorted.length,
     samplesPerSec: (sorted.length * o.batchSize) / (totalMs / 1000),
-    medianStepMs: quantile(sorted, 0.5), p10StepMs: quantile(sorted, 0.1), p90StepMs: quantile(sorted, 0.9),
-    startupMs: main.startupMs, breakdown,
+    medianStepMs: quantile(sorted, 0.5),
+    p10StepMs: quantile(sorted, 0.1),
+    p90StepMs: quantile(sorted, 0.9),
+    startupMs: main.startupMs,
+    breakdown,
   };
 }

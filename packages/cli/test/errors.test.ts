@@ -29,7 +29,8 @@ function csv(name: string, text: string): string {
   return file;
 }
 
-const train = (...args: string[]) => run(["train", "--epochs", "1", "--workers", "1", "--out", join(tmp.path, "out"), ...args]);
+const train = (...args: string[]) =>
+  run(["train", "--epochs", "1", "--workers", "1", "--out", join(tmp.path, "out"), ...args]);
 
 describe("usage errors exit 2 with a clear message", () => {
   it.each([
@@ -39,7 +40,10 @@ describe("usage errors exit 2 with a clear message", () => {
     [["--model", "mlp:abc"], /--model must be mlp:SIZES .*got mlp:abc/],
     [["--model", "mlp:100,10"], /model: mlp input size 100 does not match the 784 features of digits/],
     [["--optimizer", "adam", "--momentum", "0.9"], /--momentum does not apply to --optimizer adam/],
-    [["--lr-schedule", "onecycle", "--warmup-steps", "10"], /--warmup-steps does not combine with --lr-schedule onecycle/],
+    [
+      ["--lr-schedule", "onecycle", "--warmup-steps", "10"],
+      /--warmup-steps does not combine with --lr-schedule onecycle/,
+    ],
     [["--data", "nope"], /data: unknown data set "nope"/],
   ])("train %j", async (args, message) => {
     const r = await train(...args);
@@ -82,7 +86,9 @@ describe("usage errors exit 2 with a clear message", () => {
 
 describe("malformed data exits 2 and names the file", () => {
   it("bad IDX magic", async () => {
-    const dir = idxDir("magic", (file, b) => (file.startsWith("train-images") ? Object.assign(new Uint8Array(b), { 3: 0x99 }) : b));
+    const dir = idxDir("magic", (file, b) =>
+      file.startsWith("train-images") ? Object.assign(new Uint8Array(b), { 3: 0x99 }) : b,
+    );
     const r = await train("--data", `idx:${dir}`);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(`${join(dir, "train-images-idx3-ubyte")} has bad magic number`);
@@ -107,7 +113,9 @@ describe("malformed data exits 2 and names the file", () => {
     const file = csv("labels.csv", `x1,x2,label\n${rows}\n`);
     const r = await train("--data", `csv:${file}`, "--target", "label", "--model", "mlp:2,8,3");
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(new RegExp(`label 3 at row \\d+ \\(line \\d+\\) of ${file}.* is out of range for a model with 3 outputs`));
+    expect(r.stderr).toMatch(
+      new RegExp(`label 3 at row \\d+ \\(line \\d+\\) of ${file}.* is out of range for a model with 3 outputs`),
+    );
   });
 
   it("IDX label out of range for the model's outputs", async () => {

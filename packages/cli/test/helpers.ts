@@ -9,7 +9,8 @@ import { fileURLToPath } from "node:url";
 export const BIN = fileURLToPath(new URL("../dist/bin.js", import.meta.url));
 
 export function requireBuilt(): void {
-  if (!existsSync(BIN)) throw new Error(`cli tests: ${BIN} is missing; build first with \`npx tsc -b\` from the repo root`);
+  if (!existsSync(BIN))
+    throw new Error(`cli tests: ${BIN} is missing; build first with \`npx tsc -b\` from the repo root`);
 }
 
 export interface RunResult {
@@ -30,7 +31,8 @@ export interface RunOptions {
 export function run(args: string[], opts: RunOptions = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [BIN, ...args], { cwd: opts.cwd, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "", stderr = "";
+    let stdout = "",
+      stderr = "";
     const timer = setTimeout(() => {
       child.kill("SIGKILL");
       reject(new Error(`threadgrad ${args.join(" ")} timed out; stderr:\n${stderr}`));
@@ -50,7 +52,11 @@ export function run(args: string[], opts: RunOptions = {}): Promise<RunResult> {
 
 /** Every stdout line parsed as JSON (throws on a line that is not). */
 export function jsonLines(stdout: string): Record<string, unknown>[] {
-  return stdout.trim().split("\n").filter((l) => l !== "").map((l) => JSON.parse(l) as Record<string, unknown>);
+  return stdout
+    .trim()
+    .split("\n")
+    .filter((l) => l !== "")
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
 /** A fresh temporary folder, removed by the returned cleanup. */

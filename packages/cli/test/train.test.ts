@@ -20,7 +20,10 @@ interface Stored {
 
 /** Parameters and optimizer state of a checkpoint as one byte string per tensor. */
 function tensorsOf(path: string): Record<string, string> {
-  const ckpt = readCheckpoint(path) as { params: Record<string, Stored>; optimizerState: Record<string, Record<string, Stored>> };
+  const ckpt = readCheckpoint(path) as {
+    params: Record<string, Stored>;
+    optimizerState: Record<string, Record<string, Stored>>;
+  };
   const out: Record<string, string> = {};
   for (const [name, t] of Object.entries(ckpt.params)) out[`param ${name}`] = Buffer.from(t.bytes).toString("base64");
   for (const [buffer, byParam] of Object.entries(ckpt.optimizerState)) {
@@ -46,14 +49,22 @@ describe("threadgrad train", () => {
     expect(mean(steps.slice(-4))).toBeLessThan(0.6 * mean(steps.slice(0, 4)));
     const summary = events[events.length - 1]!;
     expect(summary.event).toBe("summary");
-    expect(Object.keys(summary)).toEqual(expect.arrayContaining(["trainLoss", "testLoss", "testAccuracy", "wallSeconds", "samplesPerSec", "workers"]));
+    expect(Object.keys(summary)).toEqual(
+      expect.arrayContaining(["trainLoss", "testLoss", "testAccuracy", "wallSeconds", "samplesPerSec", "workers"]),
+    );
     expect(summary.workers).toBe(2);
     expect(summary.testAccuracy).toBeGreaterThan(0.5);
     expect(summary.testAccuracy).toBeLessThanOrEqual(1);
   });
 
   it("writes config.json, metrics.jsonl, both checkpoints and an offline report.html", () => {
-    for (const f of ["config.json", "metrics.jsonl", "checkpoint-latest.msgpack", "checkpoint-best.msgpack", "report.html"]) {
+    for (const f of [
+      "config.json",
+      "metrics.jsonl",
+      "checkpoint-latest.msgpack",
+      "checkpoint-best.msgpack",
+      "report.html",
+    ]) {
       expect(existsSync(join(out, f)), f).toBe(true);
     }
     const config = JSON.parse(readFileSync(join(out, "config.json"), "utf8")) as Record<string, unknown>;
@@ -61,7 +72,9 @@ describe("threadgrad train", () => {
     expect(config.limit).toBe(512);
     const metrics = jsonLines(readFileSync(join(out, "metrics.jsonl"), "utf8"));
     const step = metrics.find((m) => m.event === "step")!;
-    expect(Object.keys(step)).toEqual(expect.arrayContaining(["step", "epoch", "loss", "lr", "gradNorm", "samplesPerSec"]));
+    expect(Object.keys(step)).toEqual(
+      expect.arrayContaining(["step", "epoch", "loss", "lr", "gradNorm", "samplesPerSec"]),
+    );
     expect(metrics.filter((m) => m.event === "eval").every((m) => typeof m.testAccuracy === "number")).toBe(true);
     const html = readFileSync(join(out, "report.html"), "utf8");
     expect(html).toContain("<svg");
@@ -69,7 +82,16 @@ describe("threadgrad train", () => {
   });
 
   it("prints plain progress lines and the summary when stdout is not a terminal", async () => {
-    const r = await run(["train", ...SMALL, "--epochs", "1", "--eval-every", "4steps", "--out", join(tmp.path, "plain")]);
+    const r = await run([
+      "train",
+      ...SMALL,
+      "--epochs",
+      "1",
+      "--eval-every",
+      "4steps",
+      "--out",
+      join(tmp.path, "plain"),
+    ]);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/^step \d+\/8 \(\d+%\)/m);
     expect(r.stdout).toContain("epoch 1/1  train loss");
@@ -80,12 +102,22 @@ describe("threadgrad train", () => {
 
   it("resumes bit for bit: 1 epoch then --resume to 2 equals 2 epochs straight", async () => {
     const flags = [...SMALL, "--dropout", "0.1", "--quiet"];
-    const straight = join(tmp.path, "straight"), split = join(tmp.path, "split");
+    const straight = join(tmp.path, "straight"),
+      split = join(tmp.path, "split");
     expect((await run(["train", ...flags, "--epochs", "2", "--out", straight])).code).toBe(0);
     expect((await run(["train", ...flags, "--epochs", "1", "--out", split])).code).toBe(0);
-    const resumed = await run(["train", "--resume", join(split, "checkpoint-latest.msgpack"), "--epochs", "2", "--json"]);
+    const resumed = await run([
+      "train",
+      "--resume",
+      join(split, "checkpoint-latest.msgpack"),
+      "--epochs",
+      "2",
+      "--json",
+    ]);
     expect(resumed.code).toBe(0);
-    expect(tensorsOf(join(split, "checkpoint-latest.msgpack"))).toEqual(tensorsOf(join(straight, "checkpoint-latest.msgpack")));
+    expect(tensorsOf(join(split, "checkpoint-latest.msgpack"))).toEqual(
+      tensorsOf(join(straight, "checkpoint-latest.msgpack")),
+    );
     const summary = jsonLines(resumed.stdout).pop()!;
     const again = await run(["eval", "--checkpoint", join(straight, "checkpoint-latest.msgpack"), "--json"]);
     expect(jsonLines(again.stdout)[0]!.loss).toBe(summary.testLoss);
@@ -119,7 +151,14 @@ describe("threadgrad train", () => {
     expect(stopped.progress.epoch).toBe(last.epochsDone);
     expect(stopped.progress.epoch).toBeLessThan(50);
     // The printed command works (shortened to the current epoch to keep the test quick).
-    const resumed = await run(["train", "--resume", checkpoint, "--epochs", String(stopped.progress.epoch + 1), "--quiet"]);
+    const resumed = await run([
+      "train",
+      "--resume",
+      checkpoint,
+      "--epochs",
+      String(stopped.progress.epoch + 1),
+      "--quiet",
+    ]);
     expect(resumed.code).toBe(0);
     expect(resumed.stdout).toContain("test accuracy");
   });

@@ -30,28 +30,59 @@ const relaxedFile = fileURLToPath(new URL("dist/kernels-relaxed.wasm", root));
 const textFile = fileURLToPath(new URL("dist/kernels.wat", root));
 const args = new Set(process.argv.slice(2));
 
-const mtime = (path) => { try { return statSync(path).mtimeMs; } catch { return -1; } };
+const mtime = (path) => {
+  try {
+    return statSync(path).mtimeMs;
+  } catch {
+    return -1;
+  }
+};
 const inputs = [
-  ...readdirSync(assemblyDir).filter((f) => f.endsWith(".ts")).map((f) => assemblyDir + f),
+  ...readdirSync(assemblyDir)
+    .filter((f) => f.endsWith(".ts"))
+    .map((f) => assemblyDir + f),
   fileURLToPath(import.meta.url),
 ];
-if (!args.has("--force") && !args.has("--wat") && inputs.every((p) => mtime(p) < Math.min(mtime(outFile), mtime(relaxedFile)))) {
+if (
+  !args.has("--force") &&
+  !args.has("--wat") &&
+  inputs.every((p) => mtime(p) < Math.min(mtime(outFile), mtime(relaxedFile)))
+) {
   process.exit(0);
 }
 
 const started = performance.now();
 mkdirSync(outDir, { recursive: true });
 const { default: asc } = await import("assemblyscript/dist/asc.js"); // loaded only when compiling
-for (const [file, extra] of [[outFile, []], [relaxedFile, ["--enable", "relaxed-simd"]]]) {
+for (const [file, extra] of [
+  [outFile, []],
+  [relaxedFile, ["--enable", "relaxed-simd"]],
+]) {
   const { error, stderr } = await asc.main([
     source,
-    "--outFile", file,
+    "--outFile",
+    file,
     ...(args.has("--wat") && file === outFile ? ["--textFile", textFile] : []),
-    "--enable", "simd", "--enable", "threads", ...extra,
-    "--importMemory", "--sharedMemory", "--initialMemory", "1", "--maximumMemory", "65536",
-    "--runtime", "stub",
-    "--optimizeLevel", "3", "--shrinkLevel", "0", "--noAssert",
-    "--use", "abort=",
+    "--enable",
+    "simd",
+    "--enable",
+    "threads",
+    ...extra,
+    "--importMemory",
+    "--sharedMemory",
+    "--initialMemory",
+    "1",
+    "--maximumMemory",
+    "65536",
+    "--runtime",
+    "stub",
+    "--optimizeLevel",
+    "3",
+    "--shrinkLevel",
+    "0",
+    "--noAssert",
+    "--use",
+    "abort=",
   ]);
   if (error) {
     process.stderr.write(stderr.toString());
@@ -68,8 +99,14 @@ console.log(`build-wasm: wrote ${outFile} and ${relaxedFile} in ${ms} ms`);
 function checkNoStaticState(bytes, file) {
   let pos = 8;
   const uleb = () => {
-    let result = 0, shift = 0, byte;
-    do { byte = bytes[pos++]; result += (byte & 0x7f) * 2 ** shift; shift += 7; } while (byte & 0x80);
+    let result = 0,
+      shift = 0,
+      byte;
+    do {
+      byte = bytes[pos++];
+      result += (byte & 0x7f) * 2 ** shift;
+      shift += 7;
+    } while (byte & 0x80);
     return result;
   };
   const names = { 8: "a start function", 11: "data segments", 12: "a data count section" };
@@ -78,7 +115,9 @@ function checkNoStaticState(bytes, file) {
     const size = uleb();
     if (id in names) {
       writeFileSync(file, new Uint8Array(0));
-      console.error(`build-wasm: ${file} has ${names[id]}; the module must own no static data (see assembly/kernels.ts)`);
+      console.error(
+        `build-wasm: ${file} has ${names[id]}; the module must own no static data (see assembly/kernels.ts)`,
+      );
       process.exit(1);
     }
     pos += size;

@@ -28,20 +28,36 @@ function rate(run, flops) {
   let reps = 0;
   const t0 = performance.now();
   let t = t0;
-  while (t - t0 < seconds * 1000) { run(); reps++; t = performance.now(); }
+  while (t - t0 < seconds * 1000) {
+    run();
+    reps++;
+    t = performance.now();
+  }
   return (flops * reps) / ((t - t0) / 1000) / 1e9;
 }
 
-console.log(`node ${process.version}, ${os.cpus()[0]?.model ?? "?"}, ${os.availableParallelism()} cores (shared: rough figures)`);
+console.log(
+  `node ${process.version}, ${os.cpus()[0]?.model ?? "?"}, ${os.availableParallelism()} cores (shared: rough figures)`,
+);
 console.log("case".padEnd(32), "js".padStart(7), "wasm".padStart(7), "wasm+copy".padStart(10), " GFLOP/s");
 for (const [label, m, k, n, transA, transB] of cases) {
   const flops = 2 * m * k * n;
-  const a = random(m * k), b = random(k * n), c = new Float32Array(m * n);
+  const a = random(m * k),
+    b = random(k * n),
+    c = new Float32Array(m * n);
   const wk = createWasmKernels({ heapBytes: 4 * (m * k + k * n + m * n) + 256, scratchBytes: 16 << 20 });
-  const aw = wk.allocF32(m * k), bw = wk.allocF32(k * n), cw = wk.allocF32(m * n);
-  aw.set(a); bw.set(b);
+  const aw = wk.allocF32(m * k),
+    bw = wk.allocF32(k * n),
+    cw = wk.allocF32(m * n);
+  aw.set(a);
+  bw.set(b);
   const rJs = rate(() => js(a, 0, b, 0, c, 0, m, k, n, transA, transB), flops);
   const rWasm = rate(() => wk.matmulF32(aw, bw, cw, m, k, n, transA, transB), flops);
   const rCopy = rate(() => wk.matmulF32(a, b, c, m, k, n, transA, transB), flops);
-  console.log(label.padEnd(32), rJs.toFixed(1).padStart(7), rWasm.toFixed(1).padStart(7), rCopy.toFixed(1).padStart(10));
+  console.log(
+    label.padEnd(32),
+    rJs.toFixed(1).padStart(7),
+    rWasm.toFixed(1).padStart(7),
+    rCopy.toFixed(1).padStart(10),
+  );
 }

@@ -2,10 +2,26 @@
 import "./ops/methods.js";
 
 export { Tensor, isTensor, TENSOR_BRAND, type GradHook } from "./tensor/tensor.js";
-export { type DType, type FloatDType, type TypedArray, type FloatArray, setDefaultDtype, getDefaultDtype, promoteTypes } from "./tensor/dtype.js";
+export {
+  type DType,
+  type FloatDType,
+  type TypedArray,
+  type FloatArray,
+  setDefaultDtype,
+  getDefaultDtype,
+  promoteTypes,
+} from "./tensor/dtype.js";
 export { type Shape, broadcastShapes, numelOf } from "./tensor/shape.js";
 export * from "./tensor/creation.js";
-export { Generator, CounterGenerator, manualSeed, defaultGenerator, setSampleContext, getSampleContext, type GeneratorState } from "./tensor/random.js";
+export {
+  Generator,
+  CounterGenerator,
+  manualSeed,
+  defaultGenerator,
+  setSampleContext,
+  getSampleContext,
+  type GeneratorState,
+} from "./tensor/random.js";
 export { noGrad, enableGrad, isGradEnabled, setGradEnabled } from "./autograd/grad-mode.js";
 export { grad, backward, type GradOptions, type BackwardOptions } from "./autograd/engine.js";
 export { Node } from "./autograd/node.js";
@@ -14,12 +30,47 @@ export { vjp, jacobian, hessian, hvp } from "./autograd/functional.js";
 export { gradcheck, gradgradcheck, type GradcheckOptions } from "./autograd/gradcheck.js";
 export { OPS, defineOp, record, type TensorLike } from "./ops/op.js";
 export {
-  add, sub, mul, div, pow, neg, exp, log, log1p, sqrt, abs, sign, erf, tanh, sigmoid, relu, softplus,
-  maximum, minimum, clamp, where, to, clone,
+  add,
+  sub,
+  mul,
+  div,
+  pow,
+  neg,
+  exp,
+  log,
+  log1p,
+  sqrt,
+  abs,
+  sign,
+  erf,
+  tanh,
+  sigmoid,
+  relu,
+  softplus,
+  maximum,
+  minimum,
+  clamp,
+  where,
+  to,
+  clone,
 } from "./ops/elementwise.js";
 export { sum, mean, max, min, logsumexp, argmax, argmin, sumTo } from "./ops/reduce.js";
 export { gelu, softmax, logSoftmax, variance as var, std, norm } from "./ops/composite.js";
-export { reshape, view, permute, transpose, narrow, slice, cat, stack, expand, broadcastTo, squeeze, unsqueeze, flatten } from "./ops/shape.js";
+export {
+  reshape,
+  view,
+  permute,
+  transpose,
+  narrow,
+  slice,
+  cat,
+  stack,
+  expand,
+  broadcastTo,
+  squeeze,
+  unsqueeze,
+  flatten,
+} from "./ops/shape.js";
 export { gather, scatterAdd, indexSelect, indexAdd } from "./ops/indexing.js";
 export { mm, matmul, dot, outer } from "./ops/linalg.js";
 export { eq, ne, lt, le, gt, ge, logicalAnd, logicalOr } from "./ops/compare.js";

@@ -34,7 +34,11 @@ export const adagradSpec: OptimizerSpec<AdagradOptions> = {
   bufferNames: ["sum"],
   update(o, a) {
     adagradUpdate(a.params, a.grads, a.state[0], a.start, a.end, a.step, {
-      lr: a.lr ?? o.lr, lrDecay: o.lrDecay, weightDecay: o.weightDecay, eps: o.eps, maximize: o.maximize,
+      lr: a.lr ?? o.lr,
+      lrDecay: o.lrDecay,
+      weightDecay: o.weightDecay,
+      eps: o.eps,
+      maximize: o.maximize,
     });
   },
 };

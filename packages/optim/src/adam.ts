@@ -42,8 +42,14 @@ function makeSpec(owner: string, weightDecay: number, decoupled: boolean): Optim
     update(o, a) {
       const [m, v, vmax] = a.state;
       adamUpdate(a.params, a.grads, m, v, o.amsgrad ? vmax : null, a.start, a.end, a.step, {
-        lr: a.lr ?? o.lr, beta1: o.betas[0], beta2: o.betas[1], eps: o.eps, weightDecay: o.weightDecay,
-        amsgrad: o.amsgrad, maximize: o.maximize, decoupledWeightDecay: decoupled,
+        lr: a.lr ?? o.lr,
+        beta1: o.betas[0],
+        beta2: o.betas[1],
+        eps: o.eps,
+        weightDecay: o.weightDecay,
+        amsgrad: o.amsgrad,
+        maximize: o.maximize,
+        decoupledWeightDecay: decoupled,
       });
     },
   };

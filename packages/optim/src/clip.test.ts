@@ -3,12 +3,18 @@ import { describe, expect, it } from "vitest";
 import { clipCoef, clipGradNorm, clipGradValue, combineNorms, partialNorm, scaleRange } from "./clip.js";
 import type { ParamLike } from "./types.js";
 
-const withGrad = (...g: number[]): ParamLike => ({ data: new Float64Array(g.length), shape: [g.length], grad: { data: Float64Array.from(g), shape: [g.length] } });
+const withGrad = (...g: number[]): ParamLike => ({
+  data: new Float64Array(g.length),
+  shape: [g.length],
+  grad: { data: Float64Array.from(g), shape: [g.length] },
+});
 
 describe("clipGradNorm", () => {
   it("scales by maxNorm / (norm + 1e-6) and returns the norm before clipping", () => {
     // norm = sqrt(3² + 4²) = 5; coef = 1 / (5 + 1e-6)
-    const a = withGrad(3), b = withGrad(4), none: ParamLike = { data: new Float64Array(1), shape: [1], grad: null };
+    const a = withGrad(3),
+      b = withGrad(4),
+      none: ParamLike = { data: new Float64Array(1), shape: [1], grad: null };
     expect(clipGradNorm([a, none, b], 1)).toBe(5);
     expect(a.grad!.data[0]).toBe(3 * (1 / (5 + 1e-6)));
     expect(b.grad!.data[0]).toBe(4 * (1 / (5 + 1e-6)));
@@ -27,7 +33,9 @@ describe("clipGradNorm", () => {
   });
 
   it("throws on a non-finite norm only when asked to", () => {
-    expect(() => clipGradNorm([withGrad(NaN)], 1, { errorIfNonfinite: true })).toThrow(/^clipGradNorm: the total norm of order 2 of the gradients is NaN/);
+    expect(() => clipGradNorm([withGrad(NaN)], 1, { errorIfNonfinite: true })).toThrow(
+      /^clipGradNorm: the total norm of order 2 of the gradients is NaN/,
+    );
     expect(Number.isNaN(clipGradNorm([withGrad(NaN, 1)], 1, { normType: Infinity }))).toBe(true);
     expect(() => clipGradNorm([withGrad(1)], -1)).toThrow(/^clipGradNorm: maxNorm must be >= 0, got -1$/);
   });
@@ -37,7 +45,8 @@ describe("sharded norm", () => {
   it("partial norms of any split combine to the norm of the whole", () => {
     fc.assert(
       fc.property(
-        fc.array(fc.double({ min: -10, max: 10, noNaN: true }), { minLength: 1, maxLength: 50 }), fc.array(fc.nat(), { maxLength: 5 }),
+        fc.array(fc.double({ min: -10, max: 10, noNaN: true }), { minLength: 1, maxLength: 50 }),
+        fc.array(fc.nat(), { maxLength: 5 }),
         fc.constantFrom(1, 2, 3, Infinity),
         (xs, raw, p) => {
           const g = Float64Array.from(xs);

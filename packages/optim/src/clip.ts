@@ -65,12 +65,17 @@ export interface ClipGradNormOptions {
  * @example const norm = clipGradNorm(params, 1.0);
  */
 export function clipGradNorm(
-  params: readonly ParamLike[], maxNorm: number, { normType = 2, errorIfNonfinite = false }: ClipGradNormOptions = {},
+  params: readonly ParamLike[],
+  maxNorm: number,
+  { normType = 2, errorIfNonfinite = false }: ClipGradNormOptions = {},
 ): number {
   if (!(maxNorm >= 0)) throw new Error(`clipGradNorm: maxNorm must be >= 0, got ${maxNorm}`);
   checkNormType("clipGradNorm", normType);
   const grads = params.flatMap((p) => (p.grad === null ? [] : [floatGrad(p.grad.data, "clipGradNorm")]));
-  const total = combineNorms(grads.map((g) => partialNorm(g, 0, g.length, normType)), normType);
+  const total = combineNorms(
+    grads.map((g) => partialNorm(g, 0, g.length, normType)),
+    normType,
+  );
   if (errorIfNonfinite && !Number.isFinite(total)) {
     throw new Error(
       `clipGradNorm: the total norm of order ${normType} of the gradients is ${total}, so it cannot be clipped; ` +

@@ -16,7 +16,11 @@ export interface OptionsByName {
 }
 
 const SPECS: { [N in OptimizerName]: OptimizerSpec<OptionsByName[N]> } = {
-  adam: adamSpec, adamw: adamwSpec, sgd: sgdSpec, rmsprop: rmspropSpec, adagrad: adagradSpec,
+  adam: adamSpec,
+  adamw: adamwSpec,
+  sgd: sgdSpec,
+  rmsprop: rmspropSpec,
+  adagrad: adagradSpec,
 };
 
 function specOf<N extends OptimizerName>(name: N): OptimizerSpec<OptionsByName[N]> {
@@ -32,15 +36,23 @@ function specOf<N extends OptimizerName>(name: N): OptimizerSpec<OptionsByName[N
  * @example const opt = createOptimizer("adamw", params, { lr: 3e-4 });
  */
 export function createOptimizer<N extends OptimizerName>(
-  name: N, params: ParamLike[] | ParamGroupInput<OptionsByName[N]>[], options: Partial<OptionsByName[N]> = {},
+  name: N,
+  params: ParamLike[] | ParamGroupInput<OptionsByName[N]>[],
+  options: Partial<OptionsByName[N]> = {},
 ): Optimizer<OptionsByName[N]> {
   specOf(name);
   const make = { adam: Adam, adamw: AdamW, sgd: SGD, rmsprop: RMSprop, adagrad: Adagrad }[name];
-  return new (make as unknown as new (p: typeof params, o: typeof options) => Optimizer<OptionsByName[N]>)(params, options);
+  return new (make as unknown as new (p: typeof params, o: typeof options) => Optimizer<OptionsByName[N]>)(
+    params,
+    options,
+  );
 }
 
 /** Options with defaults filled in and checked; resolve once and reuse it for every `flatStep`. */
-export function resolveFlatOptions<N extends OptimizerName>(name: N, options: Partial<OptionsByName[N]> = {}): OptionsByName[N] {
+export function resolveFlatOptions<N extends OptimizerName>(
+  name: N,
+  options: Partial<OptionsByName[N]> = {},
+): OptionsByName[N] {
   const spec = specOf(name);
   return resolveOptions(spec, spec.defaults, options);
 }
@@ -50,7 +62,10 @@ export function resolveFlatOptions<N extends OptimizerName>(name: N, options: Pa
  * trainer allocates each as a shared array as long as the flat parameter buffer.
  * @example stateBuffers("adam", { amsgrad: true }).map((b) => b.name) // ["expAvg", "expAvgSq", "maxExpAvgSq"]
  */
-export function stateBuffers<N extends OptimizerName>(name: N, options: Partial<OptionsByName[N]> = {}): StateBufferSpec[] {
+export function stateBuffers<N extends OptimizerName>(
+  name: N,
+  options: Partial<OptionsByName[N]> = {},
+): StateBufferSpec[] {
   return specOf(name).stateBuffers(resolveFlatOptions(name, options));
 }
 
@@ -60,13 +75,19 @@ export function stateBuffers<N extends OptimizerName>(name: N, options: Partial<
  * Slices are independent, so workers may each update their own range concurrently.
  * @example flatStep("adam", opts, { params, grads, state: [m, v], start, end, step: 1, lr: 1e-3 })
  */
-export function flatStep<N extends OptimizerName>(name: N, options: Partial<OptionsByName[N]>, args: FlatStepArgs): void {
+export function flatStep<N extends OptimizerName>(
+  name: N,
+  options: Partial<OptionsByName[N]>,
+  args: FlatStepArgs,
+): void {
   const spec = specOf(name);
   const resolved = resolveOptions(spec, spec.defaults, options);
   const expected = spec.stateBuffers(resolved);
   const { params, grads, state, start, end, step } = args;
   if (state.length !== expected.length) {
-    throw new Error(`flatStep: ${name} expects ${expected.length} state arrays (${expected.map((b) => b.name).join(", ")}), got ${state.length}`);
+    throw new Error(
+      `flatStep: ${name} expects ${expected.length} state arrays (${expected.map((b) => b.name).join(", ")}), got ${state.length}`,
+    );
   }
   if (!(Number.isInteger(start) && Number.isInteger(end) && 0 <= start && start <= end && end <= params.length)) {
     throw new Error(`flatStep: range [${start}, ${end}) is not inside params of length ${params.length}`);

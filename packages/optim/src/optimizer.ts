@@ -28,7 +28,11 @@ export class Optimizer<O extends object> {
   readonly defaults: O;
   readonly state = new Map<ParamLike, ParamState>();
 
-  constructor(protected readonly spec: OptimizerSpec<O>, params: ParamLike[] | ParamGroupInput<O>[], options: Partial<O> = {}) {
+  constructor(
+    protected readonly spec: OptimizerSpec<O>,
+    params: ParamLike[] | ParamGroupInput<O>[],
+    options: Partial<O> = {},
+  ) {
     this.defaults = resolveOptions(spec, spec.defaults, options);
     if (params.length === 0) throw new Error(`${spec.owner}: got an empty parameter list`);
     const groups = isGroupList(params) ? params : [{ params } as ParamGroupInput<O>];
@@ -42,7 +46,9 @@ export class Optimizer<O extends object> {
     const seen = new Set(this.paramGroups.flatMap((g) => g.params));
     params.forEach((p, i) => {
       if (!isFloatArray(p.data)) {
-        throw new Error(`${this.spec.owner}: parameter ${i} holds ${p.data.constructor.name} values; only float32 and float64 parameters can be optimized`);
+        throw new Error(
+          `${this.spec.owner}: parameter ${i} holds ${p.data.constructor.name} values; only float32 and float64 parameters can be optimized`,
+        );
       }
     });
     for (const p of params) {
@@ -88,9 +94,12 @@ export class Optimizer<O extends object> {
         k++;
         if (g === null || g === undefined) continue;
         if (g.data.length !== p.data.length) {
-          throw new Error(`${this.spec.owner}: gradient ${k - 1} has ${g.data.length} elements, parameter has ${p.data.length}`);
+          throw new Error(
+            `${this.spec.owner}: gradient ${k - 1} has ${g.data.length} elements, parameter has ${p.data.length}`,
+          );
         }
-        if (!isFloatArray(g.data)) throw new Error(`${this.spec.owner}: gradient ${k - 1} holds ${g.data.constructor.name} values, not floats`);
+        if (!isFloatArray(g.data))
+          throw new Error(`${this.spec.owner}: gradient ${k - 1} holds ${g.data.constructor.name} values, not floats`);
         const data = p.data as FloatArray; // checked when the parameter was added
         const st = this.stateOf(p);
         for (const b of specs) st.buffers[b.name] ??= newLike(data, b.init);
@@ -127,17 +136,27 @@ export class Optimizer<O extends object> {
    */
   loadStateDict(sd: OptimizerStateDict<O>): void {
     const owner = this.spec.owner;
-    if (typeof sd !== "object" || sd === null || typeof sd.state !== "object" || sd.state === null || !Array.isArray(sd.paramGroups)) {
+    if (
+      typeof sd !== "object" ||
+      sd === null ||
+      typeof sd.state !== "object" ||
+      sd.state === null ||
+      !Array.isArray(sd.paramGroups)
+    ) {
       throw new Error(`${owner}: loadStateDict expects { state, paramGroups }`);
     }
     if (sd.paramGroups.length !== this.paramGroups.length) {
-      throw new Error(`${owner}: state dict has ${sd.paramGroups.length} parameter groups, optimizer has ${this.paramGroups.length}`);
+      throw new Error(
+        `${owner}: state dict has ${sd.paramGroups.length} parameter groups, optimizer has ${this.paramGroups.length}`,
+      );
     }
     const options = sd.paramGroups.map((saved, i) => {
       const { params, ...rest } = saved;
       const count = this.paramGroups[i].params.length;
       if (!Array.isArray(params) || params.length !== count) {
-        throw new Error(`${owner}: parameter group ${i} has ${Array.isArray(params) ? params.length : "no"} parameters in the state dict, ${count} in the optimizer`);
+        throw new Error(
+          `${owner}: parameter group ${i} has ${Array.isArray(params) ? params.length : "no"} parameters in the state dict, ${count} in the optimizer`,
+        );
       }
       return resolveOptions(this.spec, this.defaults, rest);
     });
@@ -146,7 +165,9 @@ export class Optimizer<O extends object> {
     for (const [key, entry] of Object.entries(sd.state)) {
       const index = Number(key);
       if (!Number.isInteger(index) || index < 0 || index >= params.length) {
-        throw new Error(`${owner}: state dict has state for parameter ${key}, optimizer has ${params.length} parameters`);
+        throw new Error(
+          `${owner}: state dict has state for parameter ${key}, optimizer has ${params.length} parameters`,
+        );
       }
       state.set(params[index], this.checkEntry(index, params[index], entry));
     }
@@ -164,13 +185,17 @@ export class Optimizer<O extends object> {
     const out: ParamState = { step, buffers: {} };
     for (const [name, b] of Object.entries(buffers)) {
       if (!this.spec.bufferNames.includes(name)) {
-        throw new Error(`${owner}: state of parameter ${index} has unknown buffer "${name}" (expected ${this.spec.bufferNames.join(", ")})`);
+        throw new Error(
+          `${owner}: state of parameter ${index} has unknown buffer "${name}" (expected ${this.spec.bufferNames.join(", ")})`,
+        );
       }
       if (!(b instanceof Float32Array || b instanceof Float64Array)) {
         throw new Error(`${owner}: state of parameter ${index}: ${name} must be a Float32Array or Float64Array`);
       }
       if (b.length !== p.data.length) {
-        throw new Error(`${owner}: state of parameter ${index}: ${name} has ${b.length} elements, parameter has ${p.data.length}`);
+        throw new Error(
+          `${owner}: state of parameter ${index}: ${name} has ${b.length} elements, parameter has ${p.data.length}`,
+        );
       }
       // State takes the parameter's dtype, as PyTorch casts it on load.
       out.buffers[name] = p.data instanceof Float32Array ? Float32Array.from(b) : Float64Array.from(b);
@@ -180,7 +205,9 @@ export class Optimizer<O extends object> {
 
   private checkGrads(params: ParamLike[], grads: readonly (GradLike | null)[]): void {
     if (!Array.isArray(grads) || grads.length !== params.length) {
-      throw new Error(`${this.spec.owner}: step(grads) got ${Array.isArray(grads) ? grads.length : "no"} gradients for ${params.length} parameters`);
+      throw new Error(
+        `${this.spec.owner}: step(grads) got ${Array.isArray(grads) ? grads.length : "no"} gradients for ${params.length} parameters`,
+      );
     }
     if (grads.every((g) => g === null || g === undefined)) {
       throw new Error(`${this.spec.owner}: step(grads) got only null gradients; nothing to update`);

@@ -42,7 +42,8 @@ describe("README example", () => {
     const opt = createOptimizer(name, model.parameters(), options as never);
     const x = randn([32, 4]);
     const y = x.argmax(1).clamp(0, 2).to("int32"); // a learnable rule: the largest of the first three features
-    let first = 0, last = 0;
+    let first = 0,
+      last = 0;
     for (let i = 0; i < 100; i++) {
       opt.zeroGrad();
       const loss = nn.F.crossEntropy(model.forward(x), y);

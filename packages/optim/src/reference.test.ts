@@ -13,7 +13,9 @@ const THETA0 = [0.5, -1.2, 2.0, 0.03, -0.7];
 const gradAt = (theta: Vec, t: number): Vec => theta.map((x, i) => Math.sin(x * (i + 1) + t) + 0.1 * x);
 
 function refAdam(o: OptionsByName["adam"], decoupled: boolean): Ref {
-  const m = new Array(N).fill(0), v = new Array(N).fill(0), vmax = new Array(N).fill(0);
+  const m = new Array(N).fill(0),
+    v = new Array(N).fill(0),
+    vmax = new Array(N).fill(0);
   const [b1, b2] = o.betas;
   return (theta, grad, t) => {
     for (let i = 0; i < N; i++) {
@@ -47,7 +49,9 @@ function refSgd(o: OptionsByName["sgd"]): Ref {
 }
 
 function refRmsprop(o: OptionsByName["rmsprop"]): Ref {
-  const v = new Array(N).fill(0), gAve = new Array(N).fill(0), b = new Array(N).fill(0);
+  const v = new Array(N).fill(0),
+    gAve = new Array(N).fill(0),
+    b = new Array(N).fill(0);
   return (theta, grad) => {
     for (let i = 0; i < N; i++) {
       const g = (o.maximize ? -grad[i] : grad[i]) + o.weightDecay * theta[i];
@@ -96,7 +100,10 @@ function compare<N extends OptimizerName>(name: N, options: OptionsByName[N], re
   for (let t = 1; t <= 20; t++) {
     const g = gradAt(theta, t);
     ref(theta, g, t);
-    opt.step([{ data: Float64Array.from(g.slice(0, 2)), shape: [2] }, { data: Float64Array.from(g.slice(2)), shape: [3] }]);
+    opt.step([
+      { data: Float64Array.from(g.slice(0, 2)), shape: [2] },
+      { data: Float64Array.from(g.slice(2)), shape: [3] },
+    ]);
     const ours = [...a.data, ...b.data];
     for (let i = 0; i < N; i++) expect(Math.abs(ours[i] - theta[i])).toBeLessThan(1e-10);
   }
@@ -104,23 +111,47 @@ function compare<N extends OptimizerName>(name: N, options: OptionsByName[N], re
 
 describe("optimizers follow PyTorch's algorithms for 20 steps", () => {
   const adamCombos = combos<OptionsByName["adam"]>({
-    lr: [0.05], betas: [[0.9, 0.999], [0.5, 0.9]], eps: [1e-8, 0.1], weightDecay: [0, 0.1], amsgrad: [false, true], maximize: [false, true],
+    lr: [0.05],
+    betas: [
+      [0.9, 0.999],
+      [0.5, 0.9],
+    ],
+    eps: [1e-8, 0.1],
+    weightDecay: [0, 0.1],
+    amsgrad: [false, true],
+    maximize: [false, true],
   });
   it.each(adamCombos)("adam %o", (o) => compare("adam", o, refAdam(o, false)));
   it.each(adamCombos)("adamw %o", (o) => compare("adamw", o, refAdam(o, true)));
 
   const sgdCombos = combos<OptionsByName["sgd"]>({
-    lr: [0.05], momentum: [0, 0.9], dampening: [0, 0.3], weightDecay: [0, 0.1], nesterov: [false, true], maximize: [false, true],
+    lr: [0.05],
+    momentum: [0, 0.9],
+    dampening: [0, 0.3],
+    weightDecay: [0, 0.1],
+    nesterov: [false, true],
+    maximize: [false, true],
   }).filter((o) => !o.nesterov || (o.momentum > 0 && o.dampening === 0));
   it.each(sgdCombos)("sgd %o", (o) => compare("sgd", o, refSgd(o)));
 
   const rmsCombos = combos<OptionsByName["rmsprop"]>({
-    lr: [0.01], alpha: [0.99, 0.5], eps: [1e-8], weightDecay: [0, 0.1], momentum: [0, 0.9], centered: [false, true], maximize: [false, true],
+    lr: [0.01],
+    alpha: [0.99, 0.5],
+    eps: [1e-8],
+    weightDecay: [0, 0.1],
+    momentum: [0, 0.9],
+    centered: [false, true],
+    maximize: [false, true],
   });
   it.each(rmsCombos)("rmsprop %o", (o) => compare("rmsprop", o, refRmsprop(o)));
 
   const adagradCombos = combos<OptionsByName["adagrad"]>({
-    lr: [0.1], lrDecay: [0, 0.05], weightDecay: [0, 0.1], initialAccumulatorValue: [0, 0.5], eps: [1e-10], maximize: [false, true],
+    lr: [0.1],
+    lrDecay: [0, 0.05],
+    weightDecay: [0, 0.1],
+    initialAccumulatorValue: [0, 0.5],
+    eps: [1e-10],
+    maximize: [false, true],
   });
   it.each(adagradCombos)("adagrad %o", (o) => compare("adagrad", o, refAdagrad(o)));
 });

@@ -33,8 +33,13 @@ export const rmspropSpec: OptimizerSpec<RmspropOptions> = {
     const buf = hasBuf ? a.state[1] : null;
     const gradAvg = o.centered ? a.state[hasBuf ? 2 : 1] : null;
     rmspropUpdate(a.params, a.grads, a.state[0], gradAvg, buf, a.start, a.end, a.step, {
-      lr: a.lr ?? o.lr, alpha: o.alpha, eps: o.eps, weightDecay: o.weightDecay, momentum: o.momentum,
-      centered: o.centered, maximize: o.maximize,
+      lr: a.lr ?? o.lr,
+      alpha: o.alpha,
+      eps: o.eps,
+      weightDecay: o.weightDecay,
+      momentum: o.momentum,
+      centered: o.centered,
+      maximize: o.maximize,
     });
   },
 };

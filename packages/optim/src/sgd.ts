@@ -22,15 +22,21 @@ export const sgdSpec: OptimizerSpec<SgdOptions> = {
     checkBoolean("SGD", "nesterov", o.nesterov);
     checkBoolean("SGD", "maximize", o.maximize);
     if (o.nesterov && (o.momentum <= 0 || o.dampening !== 0)) {
-      throw new Error(`SGD: nesterov requires momentum > 0 and dampening = 0, got momentum ${o.momentum}, dampening ${o.dampening}`);
+      throw new Error(
+        `SGD: nesterov requires momentum > 0 and dampening = 0, got momentum ${o.momentum}, dampening ${o.dampening}`,
+      );
     }
   },
   stateBuffers: sgdState,
   bufferNames: ["momentumBuffer"],
   update(o, a) {
     sgdUpdate(a.params, a.grads, o.momentum !== 0 ? a.state[0] : null, a.start, a.end, a.step, {
-      lr: a.lr ?? o.lr, momentum: o.momentum, dampening: o.dampening, weightDecay: o.weightDecay,
-      nesterov: o.nesterov, maximize: o.maximize,
+      lr: a.lr ?? o.lr,
+      momentum: o.momentum,
+      dampening: o.dampening,
+      weightDecay: o.weightDecay,
+      nesterov: o.nesterov,
+      maximize: o.maximize,
     });
   },
 };

@@ -5,7 +5,11 @@ import { USER_BASE } from "./control.js";
 
 // Node has WebAssembly, but the ES2023 lib we compile against does not declare it.
 const WasmMemory = (globalThis as unknown as { WebAssembly: { Memory: SharedMemoryConstructor } }).WebAssembly.Memory;
-type SharedMemoryConstructor = new (descriptor: { initial: number; maximum: number; shared: true }) => {
+type SharedMemoryConstructor = new (descriptor: {
+  initial: number;
+  maximum: number;
+  shared: true;
+}) => {
   buffer: SharedArrayBuffer;
 };
 

@@ -34,14 +34,20 @@ function crc32(data: Uint8Array): number {
 
 export function storeTensor(data: Float32Array | Float64Array | Int32Array, shape: readonly number[]): StoredTensor {
   const dtype = data instanceof Float64Array ? "float64" : data instanceof Int32Array ? "int32" : "float32";
-  return { dtype, shape: [...shape], bytes: new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength)) };
+  return {
+    dtype,
+    shape: [...shape],
+    bytes: new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength)),
+  };
 }
 
 export function loadTensor(t: StoredTensor, where: string): Float32Array | Float64Array | Int32Array {
   const n = t.shape.reduce((a, b) => a * b, 1);
   const Ctor = t.dtype === "float64" ? Float64Array : t.dtype === "int32" ? Int32Array : Float32Array;
   if (t.bytes.byteLength !== n * Ctor.BYTES_PER_ELEMENT) {
-    throw new Error(`checkpoint: ${where} holds ${t.bytes.byteLength} bytes, shape [${t.shape.join(", ")}] of ${t.dtype} needs ${n * Ctor.BYTES_PER_ELEMENT}`);
+    throw new Error(
+      `checkpoint: ${where} holds ${t.bytes.byteLength} bytes, shape [${t.shape.join(", ")}] of ${t.dtype} needs ${n * Ctor.BYTES_PER_ELEMENT}`,
+    );
   }
   const copy = new Uint8Array(t.bytes.byteLength);
   copy.set(t.bytes);
@@ -83,12 +89,17 @@ export function readCheckpoint(path: string): Record<string, unknown> {
   }
   const length = buf.readUInt32LE(MAGIC.length);
   const body = buf.subarray(HEADER_BYTES);
-  if (body.length < length) throw new Error(`checkpoint: ${path} is truncated (${body.length} of ${length} payload bytes)`);
-  if (body.length > length) throw new Error(`checkpoint: ${path} has ${body.length - length} unexpected trailing bytes`);
-  if (crc32(body) !== buf.readUInt32LE(MAGIC.length + 4)) throw new Error(`checkpoint: ${path} is corrupt (checksum mismatch)`);
+  if (body.length < length)
+    throw new Error(`checkpoint: ${path} is truncated (${body.length} of ${length} payload bytes)`);
+  if (body.length > length)
+    throw new Error(`checkpoint: ${path} has ${body.length - length} unexpected trailing bytes`);
+  if (crc32(body) !== buf.readUInt32LE(MAGIC.length + 4))
+    throw new Error(`checkpoint: ${path} is corrupt (checksum mismatch)`);
   const payload = packr.unpack(body) as Record<string, unknown>;
   if (payload.format !== CHECKPOINT_FORMAT) {
-    throw new Error(`checkpoint: ${path} has format version ${String(payload.format)}, this threadgrad reads version ${CHECKPOINT_FORMAT}`);
+    throw new Error(
+      `checkpoint: ${path} has format version ${String(payload.format)}, this threadgrad reads version ${CHECKPOINT_FORMAT}`,
+    );
   }
   return payload;
 }

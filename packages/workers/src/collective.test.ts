@@ -40,7 +40,11 @@ function sumOf(slices: Float32Array[]): Float32Array {
   return out;
 }
 
-async function runRanks(ranks: number, rounds: Round[], extra: object = {}): Promise<{ arena: SharedArena; outcomes: Outcome[] }> {
+async function runRanks(
+  ranks: number,
+  rounds: Round[],
+  extra: object = {},
+): Promise<{ arena: SharedArena; outcomes: Outcome[] }> {
   const maxLength = Math.max(16, ...rounds.map((round) => round.n));
   const arena = SharedArena.create(planArena({ paramSizes: [maxLength], ranks, stateBuffers: 0 }));
   const workers = Array.from({ length: ranks }, (_, rank) =>

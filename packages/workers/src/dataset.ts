@@ -43,16 +43,27 @@ export function toSharedDataset(ds: DatasetLike): SharedDataset {
   }
   const xArr = isTensor(ds.x) ? ds.x.data : ds.x;
   const yArr = isTensor(ds.y) ? ds.y.data : ds.y;
-  if (!(xArr instanceof Float32Array)) throw new Error(`dataset: x must hold float32 values, got ${xArr?.constructor?.name}`);
+  if (!(xArr instanceof Float32Array))
+    throw new Error(`dataset: x must hold float32 values, got ${xArr?.constructor?.name}`);
   if (!(yArr instanceof Int32Array || yArr instanceof Float32Array)) {
     throw new Error(`dataset: y must hold int32 class indices or float32 targets, got ${yArr?.constructor?.name}`);
   }
   // Without an explicit length only tensors (their first dim) and one int32 label per sample tell
   // the sample count unambiguously; float targets may hold several values per sample.
   const length = ds.length ?? (isTensor(ds.x) ? ds.x.shape[0] : yArr instanceof Int32Array ? yArr.length : undefined);
-  if (length === undefined) throw new Error("dataset: pass `length` (the number of samples) with typed-array x and float y");
-  if (!Number.isInteger(length) || length <= 0) throw new Error(`dataset: must hold at least one sample, got length ${length}`);
-  if (xArr.length % length !== 0) throw new Error(`dataset: x holds ${xArr.length} values, not a whole number of rows for ${length} samples`);
+  if (length === undefined)
+    throw new Error("dataset: pass `length` (the number of samples) with typed-array x and float y");
+  if (!Number.isInteger(length) || length <= 0)
+    throw new Error(`dataset: must hold at least one sample, got length ${length}`);
+  if (xArr.length % length !== 0)
+    throw new Error(`dataset: x holds ${xArr.length} values, not a whole number of rows for ${length} samples`);
   if (yArr.length % length !== 0) throw new Error(`dataset: y holds ${yArr.length} values for ${length} samples`);
-  return { id: nextId++, x: share(xArr), y: share(yArr), length, features: xArr.length / length, targetDim: yArr.length / length };
+  return {
+    id: nextId++,
+    x: share(xArr),
+    y: share(yArr),
+    length,
+    features: xArr.length / length,
+    targetDim: yArr.length / length,
+  };
 }

@@ -1,6 +1,12 @@
 export { ALIGN_BYTES, SharedArena, planArena, type ArenaHandle, type ArenaLayout, type ArenaSpec } from "./arena.js";
 export { Barrier, BarrierAborted, BarrierTimeout, type BarrierOptions } from "./barrier.js";
-export { SharedMemoryCollective, reduceSlices, type Collective, type CollectiveOptions, type SegmentSum } from "./collective.js";
+export {
+  SharedMemoryCollective,
+  reduceSlices,
+  type Collective,
+  type CollectiveOptions,
+  type SegmentSum,
+} from "./collective.js";
 export {
   BARRIER_COUNT,
   BARRIER_GENERATION,
@@ -16,11 +22,26 @@ export {
   type WaitOptions,
 } from "./control.js";
 export { SEGMENT_ALIGN, segment, shardRange } from "./shard.js";
-export { DataParallel, type TrainerOptions, type FitOptions, type StepInfo, type EvalResult, type Progress, type OptimizerConfig } from "./trainer.js";
+export {
+  DataParallel,
+  type TrainerOptions,
+  type FitOptions,
+  type StepInfo,
+  type EvalResult,
+  type Progress,
+  type OptimizerConfig,
+} from "./trainer.js";
 export { type ModelSpec, type LossSpec, type LossFn, buildMlp, buildModel, buildLoss } from "./spec.js";
 export { type DatasetLike, type SharedDataset, toSharedDataset } from "./dataset.js";
 export { availableWorkers, resolveWorkers } from "./threads.js";
-export { writeCheckpoint, readCheckpoint, storeTensor, loadTensor, CHECKPOINT_FORMAT, type StoredTensor } from "./checkpoint.js";
+export {
+  writeCheckpoint,
+  readCheckpoint,
+  storeTensor,
+  loadTensor,
+  CHECKPOINT_FORMAT,
+  type StoredTensor,
+} from "./checkpoint.js";
 export { epochOrder } from "./step-math.js";
 export { readTrainerCheckpoint } from "./persist.js";
 export { placeInWasm, wasmSegmentSum, RANK_SCRATCH_BYTES, type WasmPlacement } from "./wasm-arena.js";

@@ -17,12 +17,23 @@ export function saveTrainer(t: DataParallel, path: string, extra: Record<string,
     });
   });
   const { model, loss, seed, schedule, clipGradNorm, accumulateSteps, skipNonFinite, maxBatchSize } = t.options;
-  const modelSpec = "module" in model ? { ...model, module: model.module instanceof URL ? model.module.href : String(model.module) } : model;
+  const modelSpec =
+    "module" in model
+      ? { ...model, module: model.module instanceof URL ? model.module.href : String(model.module) }
+      : model;
   writeCheckpoint(path, {
     kind: "threadgrad-trainer",
     config: {
       // The worker count is kept so a plain load resumes bit for bit (the sums run in rank order).
-      workers: t.numWorkers, model: modelSpec, loss, seed, schedule: schedule ?? null, clipGradNorm: clipGradNorm ?? null, accumulateSteps, skipNonFinite, maxBatchSize,
+      workers: t.numWorkers,
+      model: modelSpec,
+      loss,
+      seed,
+      schedule: schedule ?? null,
+      clipGradNorm: clipGradNorm ?? null,
+      accumulateSteps,
+      skipNonFinite,
+      maxBatchSize,
       optimizer: { name: t.optimizer.name, ...t.optimizer.options },
     },
     progress: { ...t.progress },
@@ -34,7 +45,8 @@ export function saveTrainer(t: DataParallel, path: string, extra: Record<string,
 
 export function readTrainerCheckpoint(path: string): { payload: Record<string, unknown>; config: TrainerOptions } {
   const payload = readCheckpoint(path);
-  if (payload.kind !== "threadgrad-trainer") throw new Error(`checkpoint: ${path} does not hold a trainer (kind '${String(payload.kind)}')`);
+  if (payload.kind !== "threadgrad-trainer")
+    throw new Error(`checkpoint: ${path} does not hold a trainer (kind '${String(payload.kind)}')`);
   const raw = payload.config as TrainerOptions & { clipGradNorm: number | null; schedule: TrainerOptions["schedule"] };
   return { payload, config: { ...raw, clipGradNorm: raw.clipGradNorm ?? undefined } };
 }
@@ -47,7 +59,9 @@ export function restoreTrainer(t: DataParallel, payload: Record<string, unknown>
     const stored = params[name];
     if (stored === undefined) throw new Error(`checkpoint: ${path} has no parameter '${name}'`);
     if (stored.shape.join() !== p.shape.join()) {
-      throw new Error(`checkpoint: parameter '${name}' has shape [${stored.shape.join(", ")}] in ${path}, the model has [${p.shape.join(", ")}]`);
+      throw new Error(
+        `checkpoint: parameter '${name}' has shape [${stored.shape.join(", ")}] in ${path}, the model has [${p.shape.join(", ")}]`,
+      );
     }
     t.arena.paramView(i).set(loadTensor(stored, name));
     buffers.forEach((b, k) => {

@@ -34,8 +34,15 @@ describe("segment", () => {
   });
 
   it("gives trailing ranks empty segments when there are fewer lines than ranks", () => {
-    expect(parts(segment, 17, 3)).toEqual([[0, 16], [16, 17], [17, 17]]);
-    expect(parts(segment, 0, 2)).toEqual([[0, 0], [0, 0]]);
+    expect(parts(segment, 17, 3)).toEqual([
+      [0, 16],
+      [16, 17],
+      [17, 17],
+    ]);
+    expect(parts(segment, 0, 2)).toEqual([
+      [0, 0],
+      [0, 0],
+    ]);
   });
 
   it("names the bad argument", () => {
@@ -61,7 +68,15 @@ describe("shardRange", () => {
   });
 
   it("matches a worked example", () => {
-    expect(parts(shardRange, 10, 3)).toEqual([[0, 4], [4, 7], [7, 10]]);
-    expect(parts(shardRange, 2, 3)).toEqual([[0, 1], [1, 2], [2, 2]]);
+    expect(parts(shardRange, 10, 3)).toEqual([
+      [0, 4],
+      [4, 7],
+      [7, 10],
+    ]);
+    expect(parts(shardRange, 2, 3)).toEqual([
+      [0, 1],
+      [1, 2],
+      [2, 2],
+    ]);
   });
 });

@@ -34,7 +34,12 @@ export function buildMlp(sizes: number[], activation: "relu" | "tanh" | "gelu" =
   return new nn.Sequential(...layers);
 }
 
-const moduleUrl = (m: string | URL): string => (m instanceof URL ? m.href : m.startsWith("file:") || m.startsWith("node:") ? m : new URL(m, `file://${process.cwd()}/`).href);
+const moduleUrl = (m: string | URL): string =>
+  m instanceof URL
+    ? m.href
+    : m.startsWith("file:") || m.startsWith("node:")
+      ? m
+      : new URL(m, `file://${process.cwd()}/`).href;
 
 /** Builds a model from its spec (in main and in every worker: the same code, the same parameters). */
 export async function buildModel(spec: ModelSpec): Promise<nn.Module> {

@@ -21,6 +21,7 @@ export function availableWorkers(): number {
 /** Parses a worker count: a positive integer or 'auto'. */
 export function resolveWorkers(value: number | "auto" | undefined): number {
   if (value === undefined || value === "auto") return availableWorkers();
-  if (!Number.isInteger(value) || value < 1 || value > 256) throw new Error(`workers: must be 'auto' or an integer from 1 to 256, got ${String(value)}`);
+  if (!Number.isInteger(value) || value < 1 || value > 256)
+    throw new Error(`workers: must be 'auto' or an integer from 1 to 256, got ${String(value)}`);
   return value;
 }

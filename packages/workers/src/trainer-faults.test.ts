@@ -20,7 +20,12 @@ function data(n: number, features: number, classes: number, seed = 5) {
 }
 
 async function create(opts: Partial<TrainerOptions>): Promise<DataParallel> {
-  const t = await DataParallel.create({ model: { kind: "mlp", sizes: [4, 8, 3] }, workers: 2, barrierTimeoutMs: 10_000, ...opts });
+  const t = await DataParallel.create({
+    model: { kind: "mlp", sizes: [4, 8, 3] },
+    workers: 2,
+    barrierTimeoutMs: 10_000,
+    ...opts,
+  });
   open.push(t);
   return t;
 }
@@ -34,7 +39,9 @@ describe("DataParallel faults", () => {
   it("a worker that throws fails fit with its rank and error, releases the others and shuts down", async () => {
     const t = await create({ model: { module: FAULTY, export: "createModel", args: ["throw", 2] } });
     const started = Date.now();
-    await expect(t.fit(data(64, 4, 3), { epochs: 1, batchSize: 16 })).rejects.toThrow(/rank \d: model exploded on purpose/);
+    await expect(t.fit(data(64, 4, 3), { epochs: 1, batchSize: 16 })).rejects.toThrow(
+      /rank \d: model exploded on purpose/,
+    );
     expect(Date.now() - started).toBeLessThan(5000);
     expect(t.isClosed).toBe(true);
   });
@@ -43,14 +50,21 @@ describe("DataParallel faults", () => {
     // 33 samples over 2 ranks: rank 0 gets 17 rows, rank 1 gets 16; only rank 0's shard fails.
     const t = await create({ model: { module: FAULTY, export: "createModel", args: ["throw-rows", 17] } });
     for (let attempt = 0; attempt < 3; attempt++) {
-      const again = attempt === 0 ? t : await create({ model: { module: FAULTY, export: "createModel", args: ["throw-rows", 17] } });
-      await expect(again.fit(data(33, 4, 3), { epochs: 1, batchSize: 33 })).rejects.toThrow(/^worker rank 0: shard of 17 rows refused on purpose/);
+      const again =
+        attempt === 0
+          ? t
+          : await create({ model: { module: FAULTY, export: "createModel", args: ["throw-rows", 17] } });
+      await expect(again.fit(data(33, 4, 3), { epochs: 1, batchSize: 33 })).rejects.toThrow(
+        /^worker rank 0: shard of 17 rows refused on purpose/,
+      );
     }
   });
 
   it("evaluate refuses a batch size below 1 instead of looping", async () => {
     const t = await create({});
-    await expect(t.evaluate(data(8, 4, 3), { batchSize: 0 })).rejects.toThrow(/evaluate: batchSize must be a positive integer, got 0/);
+    await expect(t.evaluate(data(8, 4, 3), { batchSize: 0 })).rejects.toThrow(
+      /evaluate: batchSize must be a positive integer, got 0/,
+    );
   });
 
   it("a worker that exits fails fit with its rank instead of hanging", async () => {
@@ -64,7 +78,9 @@ describe("DataParallel faults", () => {
     const t = await create({});
     const ds = data(32, 4, 3);
     ds.y[7] = 12;
-    await expect(t.fit(ds, { epochs: 1, batchSize: 32 })).rejects.toThrow(/rank \d: .*target 12 .*out of bounds for 3 classes/);
+    await expect(t.fit(ds, { epochs: 1, batchSize: 32 })).rejects.toThrow(
+      /rank \d: .*target 12 .*out of bounds for 3 classes/,
+    );
   });
 
   it("a non-finite loss stops with the step number and leaves the parameters untouched", async () => {
@@ -84,11 +100,19 @@ describe("DataParallel faults", () => {
     bad.x[4 * 77] = Number.NaN; // one sample: one of epoch 0's four steps fails, the ones after it are fine
     const deep = await create({ stepsInFlight: 4 });
     const one = await create({ stepsInFlight: 1 });
-    const errors = await Promise.all([deep, one].map((t) => t.fit(bad, { epochs: 1, batchSize: 32 }).then(() => "no error", (e: Error) => e.message)));
+    const errors = await Promise.all(
+      [deep, one].map((t) =>
+        t.fit(bad, { epochs: 1, batchSize: 32 }).then(
+          () => "no error",
+          (e: Error) => e.message,
+        ),
+      ),
+    );
     expect(errors[0]).toMatch(/non-finite loss \(NaN\) at step \d/);
     expect(errors[0]).toBe(errors[1]);
     expect(deep.progress).toEqual(one.progress);
-    const u32 = (t: DataParallel) => new Uint32Array(t.arena.params.buffer, t.arena.params.byteOffset, t.arena.params.length).slice();
+    const u32 = (t: DataParallel) =>
+      new Uint32Array(t.arena.params.buffer, t.arena.params.byteOffset, t.arena.params.length).slice();
     expect(u32(deep)).toEqual(u32(one)); // with one step in flight nothing ran after the bad step
     await Promise.all([deep, one].map((t) => t.fit(clean, { epochs: 2, batchSize: 32 })));
     expect(deep.progress).toEqual(one.progress);
@@ -100,34 +124,53 @@ describe("DataParallel faults", () => {
     const straight = await create({});
     await straight.fit(ds, { epochs: 2, batchSize: 16 });
     const broken = await create({});
-    await expect(broken.fit(ds, { epochs: 2, batchSize: 16, onStep: (s) => { if (s.step === 3) throw new Error("callback failed on purpose"); } }))
-      .rejects.toThrow(/callback failed on purpose/);
+    await expect(
+      broken.fit(ds, {
+        epochs: 2,
+        batchSize: 16,
+        onStep: (s) => {
+          if (s.step === 3) throw new Error("callback failed on purpose");
+        },
+      }),
+    ).rejects.toThrow(/callback failed on purpose/);
     expect(broken.progress).toMatchObject({ epoch: 0, stepInEpoch: 8, globalStep: 8, optimizerStep: 8 }); // steps 4-8 had run
     await broken.fit(ds, { epochs: 2, batchSize: 16 });
     expect(broken.progress).toEqual(straight.progress);
-    const u32 = (t: DataParallel) => new Uint32Array(t.arena.params.buffer, t.arena.params.byteOffset, t.arena.params.length).slice();
+    const u32 = (t: DataParallel) =>
+      new Uint32Array(t.arena.params.buffer, t.arena.params.byteOffset, t.arena.params.length).slice();
     expect(u32(broken)).toEqual(u32(straight));
   });
 
   // 128 samples in steps of 16 with windows of 3 micro-steps: [1, 3], [4, 6], [7, 8] per epoch.
   it.each([
-    { inFlight: 1, bad: 4 }, { inFlight: 1, bad: 5 }, { inFlight: 4, bad: 4 }, { inFlight: 4, bad: 5 }, { inFlight: 8, bad: 6 },
-  ])("a non-finite loss at step $bad inside an accumulation window ($inFlight in flight) rolls back to the window's start; the next fit recomputes it", async ({ inFlight, bad }) => {
-    const clean = data(128, 4, 3);
-    const poisoned = { ...clean, x: clean.x.slice() };
-    const sample = epochOrder(128, 0, 0)[(bad - 1) * 16 + 5]!; // a sample of step `bad` in epoch 0
-    poisoned.x[4 * sample] = Number.NaN;
-    const straight = await create({ accumulateSteps: 3 });
-    await straight.fit(clean, { epochs: 2, batchSize: 16 });
-    const t = await create({ accumulateSteps: 3, stepsInFlight: inFlight });
-    await expect(t.fit(poisoned, { epochs: 2, batchSize: 16 })).rejects.toThrow(
-      new RegExp(`non-finite loss \\(NaN\\) at step ${bad}; the update was not applied \\(the next fit recomputes its accumulation window from step 4\\)`));
-    expect(t.progress).toMatchObject({ epoch: 0, stepInEpoch: 3, globalStep: 3, optimizerStep: 1 });
-    await t.fit(clean, { epochs: 2, batchSize: 16 });
-    expect(t.progress).toEqual(straight.progress);
-    const u32 = (x: DataParallel) => new Uint32Array(x.arena.params.buffer, x.arena.params.byteOffset, x.arena.params.length).slice();
-    expect(u32(t)).toEqual(u32(straight));
-  });
+    { inFlight: 1, bad: 4 },
+    { inFlight: 1, bad: 5 },
+    { inFlight: 4, bad: 4 },
+    { inFlight: 4, bad: 5 },
+    { inFlight: 8, bad: 6 },
+  ])(
+    "a non-finite loss at step $bad inside an accumulation window ($inFlight in flight) rolls back to the window's start; the next fit recomputes it",
+    async ({ inFlight, bad }) => {
+      const clean = data(128, 4, 3);
+      const poisoned = { ...clean, x: clean.x.slice() };
+      const sample = epochOrder(128, 0, 0)[(bad - 1) * 16 + 5]!; // a sample of step `bad` in epoch 0
+      poisoned.x[4 * sample] = Number.NaN;
+      const straight = await create({ accumulateSteps: 3 });
+      await straight.fit(clean, { epochs: 2, batchSize: 16 });
+      const t = await create({ accumulateSteps: 3, stepsInFlight: inFlight });
+      await expect(t.fit(poisoned, { epochs: 2, batchSize: 16 })).rejects.toThrow(
+        new RegExp(
+          `non-finite loss \\(NaN\\) at step ${bad}; the update was not applied \\(the next fit recomputes its accumulation window from step 4\\)`,
+        ),
+      );
+      expect(t.progress).toMatchObject({ epoch: 0, stepInEpoch: 3, globalStep: 3, optimizerStep: 1 });
+      await t.fit(clean, { epochs: 2, batchSize: 16 });
+      expect(t.progress).toEqual(straight.progress);
+      const u32 = (x: DataParallel) =>
+        new Uint32Array(x.arena.params.buffer, x.arena.params.byteOffset, x.arena.params.length).slice();
+      expect(u32(t)).toEqual(u32(straight));
+    },
+  );
 
   it("an onStep that throws while a non-finite step is in flight stops counting there and rolls back to its window", async () => {
     const clean = data(128, 4, 3);
@@ -136,19 +179,32 @@ describe("DataParallel faults", () => {
     const straight = await create({});
     await straight.fit(clean, { epochs: 2, batchSize: 16 });
     const t = await create({ stepsInFlight: 4 });
-    await expect(t.fit(poisoned, { epochs: 2, batchSize: 16, onStep: () => { throw new Error("callback failed on purpose"); } }))
-      .rejects.toThrow(/callback failed on purpose/);
+    await expect(
+      t.fit(poisoned, {
+        epochs: 2,
+        batchSize: 16,
+        onStep: () => {
+          throw new Error("callback failed on purpose");
+        },
+      }),
+    ).rejects.toThrow(/callback failed on purpose/);
     expect(t.progress).toMatchObject({ globalStep: 1, stepInEpoch: 1, optimizerStep: 1 }); // step 2 was bad, 3 and 4 halted
     await t.fit(clean, { epochs: 2, batchSize: 16 });
-    const u32 = (x: DataParallel) => new Uint32Array(x.arena.params.buffer, x.arena.params.byteOffset, x.arena.params.length).slice();
+    const u32 = (x: DataParallel) =>
+      new Uint32Array(x.arena.params.buffer, x.arena.params.byteOffset, x.arena.params.length).slice();
     expect(t.progress).toEqual(straight.progress);
     expect(u32(t)).toEqual(u32(straight));
   });
 
   it("a rank stuck in its own code fails fit with the time-out, not with the barrier errors of the ranks it held up", async () => {
-    const t = await create({ model: { module: FAULTY, export: "createModel", args: ["hang-rows", 17] }, stepTimeoutMs: 500 });
+    const t = await create({
+      model: { module: FAULTY, export: "createModel", args: ["hang-rows", 17] },
+      stepTimeoutMs: 500,
+    });
     const started = performance.now();
-    await expect(t.fit(data(33, 4, 3), { epochs: 1, batchSize: 33 })).rejects.toThrow(/^DataParallel: step 1 did not finish within 500 ms \(stepTimeoutMs\); a rank is stuck/);
+    await expect(t.fit(data(33, 4, 3), { epochs: 1, batchSize: 33 })).rejects.toThrow(
+      /^DataParallel: step 1 did not finish within 500 ms \(stepTimeoutMs\); a rank is stuck/,
+    );
     expect(performance.now() - started).toBeLessThan(8000);
     expect(t.isClosed).toBe(true);
   });
@@ -172,7 +228,10 @@ describe("DataParallel faults", () => {
       await t.fit(ds, { epochs: 1, batchSize: 32 }); // 2 steps: 2 forward calls per rank, the limit
       await t.save(join(dir, "latest.msgpack"));
       await expect(t.fit(ds, { epochs: 2, batchSize: 32 })).rejects.toThrow(/model exploded/);
-      const back = await DataParallel.load(join(dir, "latest.msgpack"), { workers: 1, model: { module: FAULTY, export: "createModel", args: ["none", 0] } });
+      const back = await DataParallel.load(join(dir, "latest.msgpack"), {
+        workers: 1,
+        model: { module: FAULTY, export: "createModel", args: ["none", 0] },
+      });
       open.push(back);
       expect(back.progress.globalStep).toBe(2);
     } finally {
@@ -187,6 +246,8 @@ describe("DataParallel faults", () => {
     await expect(create({ optimizer: { name: "adam", lr: -1 } })).rejects.toThrow(/Adam: lr must be >= 0, got -1/);
     const t = await create({});
     await expect(t.fit(data(8, 4, 3), { epochs: 1, batchSize: 0 })).rejects.toThrow(/batchSize must be an integer/);
-    await expect(t.fit({ x: new Float32Array(10), y: new Int32Array(3) }, { epochs: 1, batchSize: 2 })).rejects.toThrow(/dataset: x holds 10 values/);
+    await expect(t.fit({ x: new Float32Array(10), y: new Int32Array(3) }, { epochs: 1, batchSize: 2 })).rejects.toThrow(
+      /dataset: x holds 10 values/,
+    );
   });
 });

@@ -3,7 +3,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { Generator, type Tensor, manualSeed, nn, tensor } from "@threadgrad/core";
-import { type OptimizerName, type ScheduleConfig, clipGradNorm, combineNorms, createOptimizer, lrAt, partialNorm } from "@threadgrad/optim";
+import {
+  type OptimizerName,
+  type ScheduleConfig,
+  clipGradNorm,
+  combineNorms,
+  createOptimizer,
+  lrAt,
+  partialNorm,
+} from "@threadgrad/optim";
 import { assertBuilt } from "./fixtures/harness.mjs";
 import { shardRange } from "./shard.js";
 import { buildMlp } from "./spec.js";
@@ -19,7 +27,13 @@ const RANKS = 2;
 const open: DataParallel[] = [];
 const dirs: string[] = [];
 
-interface Data { x: Float32Array; y: Int32Array | Float32Array; length: number; features: number; targetDim: number }
+interface Data {
+  x: Float32Array;
+  y: Int32Array | Float32Array;
+  length: number;
+  features: number;
+  targetDim: number;
+}
 
 function classification(n: number, features: number, classes: number, seed = 3): Data {
   const g = new Generator(seed);
@@ -56,14 +70,18 @@ const forward = (m: nn.Module, x: Tensor): Tensor => (m.forward as (x: Tensor) =
 type RefStep = Pick<StepInfo, "loss" | "lr" | "gradNorm" | "updated">;
 
 function rows(ds: Data, idx: ArrayLike<number>, a: number, b: number): { x: Tensor; y: Tensor } {
-  const f = ds.features, d = ds.targetDim;
+  const f = ds.features,
+    d = ds.targetDim;
   const x = new Float32Array((b - a) * f);
   const y = ds.y instanceof Int32Array ? new Int32Array((b - a) * d) : new Float32Array((b - a) * d);
   for (let i = a; i < b; i++) {
     x.set(ds.x.subarray(idx[i]! * f, (idx[i]! + 1) * f), (i - a) * f);
     y.set(ds.y.subarray(idx[i]! * d, (idx[i]! + 1) * d), (i - a) * d);
   }
-  return { x: tensor(x, { shape: [b - a, f] }), y: tensor(y, { shape: ds.y instanceof Int32Array ? [b - a] : [b - a, d] }) };
+  return {
+    x: tensor(x, { shape: [b - a, f] }),
+    y: tensor(y, { shape: ds.y instanceof Int32Array ? [b - a] : [b - a, d] }),
+  };
 }
 
 /**
@@ -75,7 +93,11 @@ function reference(cfg: Config, ds: Data, epochs: number, batchSize: number) {
   manualSeed(SEED);
   const model = buildMlp(cfg.sizes, "tanh");
   const ps = model.parameters();
-  const refs = ps.map((p) => ({ data: p.data as Float32Array, shape: p.shape, grad: { data: new Float32Array(p.numel), shape: p.shape } }));
+  const refs = ps.map((p) => ({
+    data: p.data as Float32Array,
+    shape: p.shape,
+    grad: { data: new Float32Array(p.numel), shape: p.shape },
+  }));
   const { name, ...options } = cfg.optimizer;
   const opt = createOptimizer(name, refs, options as never);
   const k = cfg.accumulate ?? 1;
@@ -102,7 +124,8 @@ function reference(cfg: Config, ds: Data, epochs: number, batchSize: number) {
           lossSum += l.item();
           l.div(denom).backward();
           ps.forEach((p, j) => {
-            const g = p.grad!.data as Float32Array, dst = acc[r]![j]!;
+            const g = p.grad!.data as Float32Array,
+              dst = acc[r]![j]!;
             for (let i = 0; i < g.length; i++) dst[i] += g[i]!;
           });
         }
@@ -110,9 +133,13 @@ function reference(cfg: Config, ds: Data, epochs: number, batchSize: number) {
       }
       refs.forEach((ref, j) => {
         ref.grad.data.set(acc[0]![j]!);
-        for (let r = 1; r < RANKS; r++) for (let i = 0; i < ref.grad.data.length; i++) ref.grad.data[i] += acc[r]![j]![i]!;
+        for (let r = 1; r < RANKS; r++)
+          for (let i = 0; i < ref.grad.data.length; i++) ref.grad.data[i] += acc[r]![j]![i]!;
       });
-      const norm = cfg.clip !== undefined ? clipGradNorm(refs, cfg.clip) : combineNorms(refs.map((r) => partialNorm(r.grad.data, 0, r.grad.data.length)));
+      const norm =
+        cfg.clip !== undefined
+          ? clipGradNorm(refs, cfg.clip)
+          : combineNorms(refs.map((r) => partialNorm(r.grad.data, 0, r.grad.data.length)));
       steps[steps.length - 1]!.gradNorm = norm;
       opt.paramGroups[0]!.lr = lr;
       opt.step();
@@ -124,26 +151,57 @@ function reference(cfg: Config, ds: Data, epochs: number, batchSize: number) {
 
 async function trainer(cfg: Config, opts: Partial<TrainerOptions>): Promise<DataParallel> {
   const t = await DataParallel.create({
-    model: { kind: "mlp", sizes: cfg.sizes, activation: "tanh" }, workers: RANKS, seed: SEED, optimizer: cfg.optimizer,
-    schedule: cfg.schedule, clipGradNorm: cfg.clip, accumulateSteps: cfg.accumulate, ...opts,
+    model: { kind: "mlp", sizes: cfg.sizes, activation: "tanh" },
+    workers: RANKS,
+    seed: SEED,
+    optimizer: cfg.optimizer,
+    schedule: cfg.schedule,
+    clipGradNorm: cfg.clip,
+    accumulateSteps: cfg.accumulate,
+    ...opts,
   });
   open.push(t);
   return t;
 }
 
-async function fitRecording(t: DataParallel, ds: Data, epochs: number, batchSize: number, signal?: AbortSignal, onStep?: (s: StepInfo) => void) {
+async function fitRecording(
+  t: DataParallel,
+  ds: Data,
+  epochs: number,
+  batchSize: number,
+  signal?: AbortSignal,
+  onStep?: (s: StepInfo) => void,
+) {
   const steps: StepInfo[] = [];
-  await t.fit({ x: ds.x, y: ds.y, length: ds.length }, { epochs, batchSize, signal, onStep: (s) => { steps.push(s); onStep?.(s); } });
+  await t.fit(
+    { x: ds.x, y: ds.y, length: ds.length },
+    {
+      epochs,
+      batchSize,
+      signal,
+      onStep: (s) => {
+        steps.push(s);
+        onStep?.(s);
+      },
+    },
+  );
   return steps;
 }
 
 const bits = (a: Float32Array): Uint32Array => new Uint32Array(a.buffer, a.byteOffset, a.length);
 const paramsOf = (t: DataParallel): Float32Array[] => t.model.parameters().map((p) => (p.data as Float32Array).slice());
-const expectSameBits = (got: Float32Array[], want: Float32Array[]) => got.forEach((g, j) => expect(bits(g)).toEqual(bits(want[j]!)));
+const expectSameBits = (got: Float32Array[], want: Float32Array[]) =>
+  got.forEach((g, j) => expect(bits(g)).toEqual(bits(want[j]!)));
 const relErr = (got: number, want: number) => Math.abs(got - want) / Math.max(Math.abs(want), 1e-30);
 function relDiff(got: Float32Array[], want: Float32Array[]): number {
-  let diff = 0, norm = 0;
-  got.forEach((g, j) => g.forEach((v, i) => { diff += (v - want[j]![i]!) ** 2; norm += want[j]![i]! ** 2; }));
+  let diff = 0,
+    norm = 0;
+  got.forEach((g, j) =>
+    g.forEach((v, i) => {
+      diff += (v - want[j]![i]!) ** 2;
+      norm += want[j]![i]! ** 2;
+    }),
+  );
   return Math.sqrt(diff / norm);
 }
 
@@ -162,7 +220,12 @@ afterEach(async () => {
 describe("DataParallel options against the single-thread loop (2 workers)", () => {
   it("mse with 2 targets per sample divides by batch × targetDim; step and evaluate losses are the true means", async () => {
     const ds = regression(60, 6);
-    const cfg: Config = { sizes: [6, 12, 2], loss: sumLoss.mse, denom: (d, idx) => idx.length * d.targetDim, optimizer: { name: "sgd", lr: 0.05 } };
+    const cfg: Config = {
+      sizes: [6, 12, 2],
+      loss: sumLoss.mse,
+      denom: (d, idx) => idx.length * d.targetDim,
+      optimizer: { name: "sgd", lr: 0.05 },
+    };
     const t = await trainer(cfg, { loss: "mse" });
     const got = await fitRecording(t, ds, 2, 16); // 4 steps per epoch, the last batch has 12 samples
     const ref = reference(cfg, ds, 2, 16);
@@ -182,10 +245,17 @@ describe("DataParallel options against the single-thread loop (2 workers)", () =
   it("class-weighted crossEntropy divides by the batch's summed target weights; step and evaluate losses are weighted means", async () => {
     const weight = [0.5, 2, 1.25];
     const ds = classification(60, 6, 3);
-    const wsum = (d: Data, idx: ArrayLike<number>) => { let s = 0; for (let i = 0; i < idx.length; i++) s += weight[d.y[idx[i]!]!]!; return s; };
+    const wsum = (d: Data, idx: ArrayLike<number>) => {
+      let s = 0;
+      for (let i = 0; i < idx.length; i++) s += weight[d.y[idx[i]!]!]!;
+      return s;
+    };
     const w = tensor(weight, { dtype: "float32" });
     const cfg: Config = {
-      sizes: [6, 12, 3], loss: (o, y) => nn.F.crossEntropy(o, y, { reduction: "sum", weight: w }), denom: wsum, optimizer: { name: "sgd", lr: 0.1 },
+      sizes: [6, 12, 3],
+      loss: (o, y) => nn.F.crossEntropy(o, y, { reduction: "sum", weight: w }),
+      denom: wsum,
+      optimizer: { name: "sgd", lr: 0.1 },
     };
     const t = await trainer(cfg, { loss: { name: "crossEntropy", weight } });
     const got = await fitRecording(t, ds, 2, 16);
@@ -195,7 +265,8 @@ describe("DataParallel options against the single-thread loop (2 workers)", () =
     // evaluate: Σ w[y]·(-log softmax(out)[y]) / Σ w[y] over the whole set, in float64 here
     ref.model.eval();
     const out = forward(ref.model, tensor(ds.x, { shape: [ds.length, ds.features] })).data as Float32Array;
-    let num = 0, den = 0;
+    let num = 0,
+      den = 0;
     for (let i = 0; i < ds.length; i++) {
       const logits = [...out.subarray(i * 3, i * 3 + 3)];
       const m = Math.max(...logits);
@@ -213,7 +284,12 @@ describe("DataParallel options against the single-thread loop (2 workers)", () =
     const ds = classification(64, 6, 5, 9);
     const schedule: ScheduleConfig = { kind: "cosine", tMax: 10 };
     const cfg: Config = {
-      sizes: [6, 12, 5], loss: sumLoss.ce, denom: countDenom, optimizer: { name: "sgd", lr: 0.1, momentum: 0.9, nesterov: true }, schedule, clip: 0.5,
+      sizes: [6, 12, 5],
+      loss: sumLoss.ce,
+      denom: countDenom,
+      optimizer: { name: "sgd", lr: 0.1, momentum: 0.9, nesterov: true },
+      schedule,
+      clip: 0.5,
     };
     const t = await trainer(cfg, {});
     const got = await fitRecording(t, ds, 3, 16); // 12 optimizer steps, past tMax
@@ -230,7 +306,13 @@ describe("DataParallel options against the single-thread loop (2 workers)", () =
 
   it("a short last accumulation window (3 + 2 micro-batches) updates with its own 2 batches' summed gradient over their sample count", async () => {
     const ds = classification(47, 6, 3, 5); // batches of 10: 5 per epoch, the last has 7 samples
-    const cfg: Config = { sizes: [6, 12, 3], loss: sumLoss.ce, denom: countDenom, optimizer: { name: "sgd", lr: 0.1, momentum: 0.9 }, accumulate: 3 };
+    const cfg: Config = {
+      sizes: [6, 12, 3],
+      loss: sumLoss.ce,
+      denom: countDenom,
+      optimizer: { name: "sgd", lr: 0.1, momentum: 0.9 },
+      accumulate: 3,
+    };
     const t = await trainer(cfg, {});
     const got = await fitRecording(t, ds, 2, 10);
     const pattern = [false, false, true, false, true];
@@ -251,39 +333,56 @@ describe("DataParallel options against the single-thread loop (2 workers)", () =
     { name: "one step in flight", inFlight: 1, stopAt: { epoch: 1, stepInEpoch: 3, globalStep: 8, optimizerStep: 3 } },
     // four in flight: epoch 1 is handed out as [6, 9] then [10]; the abort lands in the first
     // batch, which finishes at step 9, inside the window [9, 10]: that window finishes too
-    { name: "four steps in flight", inFlight: 4, stopAt: { epoch: 2, stepInEpoch: 0, globalStep: 10, optimizerStep: 4 } },
+    {
+      name: "four steps in flight",
+      inFlight: 4,
+      stopAt: { epoch: 2, stepInEpoch: 0, globalStep: 10, optimizerStep: 4 },
+    },
   ];
-  it.each(abortCases)("an abort mid-window with $name stops at a window's end, and save + load + fit continues bit for bit", async ({ inFlight, stopAt }) => {
-    const ds = classification(47, 6, 3, 6);
-    const cfg: Config = {
-      sizes: [6, 12, 3], loss: sumLoss.ce, denom: countDenom, optimizer: { name: "sgd", lr: 0.1, momentum: 0.9 }, accumulate: 3, schedule: { kind: "cosine", tMax: 8 },
-    };
-    const straight = await trainer(cfg, {});
-    const all = await fitRecording(straight, ds, 3, 10);
-    const first = await trainer(cfg, { stepsInFlight: inFlight });
-    const ac = new AbortController();
-    const before = await fitRecording(first, ds, 3, 10, ac.signal, (s) => s.step === 7 && ac.abort());
-    expect(before.map((s) => s.step)).toEqual(Array.from({ length: stopAt.globalStep }, (_, i) => i + 1));
-    expect(first.progress).toMatchObject({ ...stopAt, batchSize: 10 });
-    const dir = mkdtempSync(join(tmpdir(), "threadgrad-options-"));
-    dirs.push(dir);
-    await first.save(join(dir, "mid.msgpack"));
-    await first.close();
-    const resumed = await DataParallel.load(join(dir, "mid.msgpack"), { workers: RANKS });
-    open.push(resumed);
-    const after = await fitRecording(resumed, ds, 3, 10);
-    expect(after[0]).toMatchObject({ step: stopAt.globalStep + 1 });
-    expectSameBits(paramsOf(resumed), paramsOf(straight));
-    const pick = (s: StepInfo) => [s.step, s.loss, s.lr, s.gradNorm, s.updated];
-    expect([...before, ...after].map(pick)).toEqual(all.map(pick));
-    expect(resumed.progress).toMatchObject({ epoch: 3, stepInEpoch: 0, globalStep: 15, optimizerStep: 6 });
-    expectSameBits(paramsOf(straight), reference(cfg, ds, 3, 10).params);
-  });
+  it.each(abortCases)(
+    "an abort mid-window with $name stops at a window's end, and save + load + fit continues bit for bit",
+    async ({ inFlight, stopAt }) => {
+      const ds = classification(47, 6, 3, 6);
+      const cfg: Config = {
+        sizes: [6, 12, 3],
+        loss: sumLoss.ce,
+        denom: countDenom,
+        optimizer: { name: "sgd", lr: 0.1, momentum: 0.9 },
+        accumulate: 3,
+        schedule: { kind: "cosine", tMax: 8 },
+      };
+      const straight = await trainer(cfg, {});
+      const all = await fitRecording(straight, ds, 3, 10);
+      const first = await trainer(cfg, { stepsInFlight: inFlight });
+      const ac = new AbortController();
+      const before = await fitRecording(first, ds, 3, 10, ac.signal, (s) => s.step === 7 && ac.abort());
+      expect(before.map((s) => s.step)).toEqual(Array.from({ length: stopAt.globalStep }, (_, i) => i + 1));
+      expect(first.progress).toMatchObject({ ...stopAt, batchSize: 10 });
+      const dir = mkdtempSync(join(tmpdir(), "threadgrad-options-"));
+      dirs.push(dir);
+      await first.save(join(dir, "mid.msgpack"));
+      await first.close();
+      const resumed = await DataParallel.load(join(dir, "mid.msgpack"), { workers: RANKS });
+      open.push(resumed);
+      const after = await fitRecording(resumed, ds, 3, 10);
+      expect(after[0]).toMatchObject({ step: stopAt.globalStep + 1 });
+      expectSameBits(paramsOf(resumed), paramsOf(straight));
+      const pick = (s: StepInfo) => [s.step, s.loss, s.lr, s.gradNorm, s.updated];
+      expect([...before, ...after].map(pick)).toEqual(all.map(pick));
+      expect(resumed.progress).toMatchObject({ epoch: 3, stepInEpoch: 0, globalStep: 15, optimizerStep: 6 });
+      expectSameBits(paramsOf(straight), reference(cfg, ds, 3, 10).params);
+    },
+  );
 
   it("untilStep stops at the first window boundary from it, whatever is in flight, and 1 or 4 in flight give the same bits", async () => {
     const ds = classification(47, 6, 3, 7);
     const cfg: Config = {
-      sizes: [6, 12, 3], loss: sumLoss.ce, denom: countDenom, optimizer: { name: "adam", lr: 0.02 }, accumulate: 3, schedule: { kind: "step", stepSize: 2, gamma: 0.5 },
+      sizes: [6, 12, 3],
+      loss: sumLoss.ce,
+      denom: countDenom,
+      optimizer: { name: "adam", lr: 0.02 },
+      accumulate: 3,
+      schedule: { kind: "step", stepSize: 2, gamma: 0.5 },
     };
     const data = { x: ds.x, y: ds.y, length: ds.length };
     const deep = await trainer(cfg, { stepsInFlight: 4 });
@@ -302,7 +401,9 @@ describe("DataParallel options against the single-thread loop (2 workers)", () =
     const rest = await stepsOf(deep, Infinity);
     const straight = await stepsOf(one, Infinity);
     expect(rest.map((s) => s.step)).toEqual(straight.slice(8).map((s) => s.step));
-    expect(rest.map((s) => [s.loss, s.lr, s.gradNorm])).toEqual(straight.slice(8).map((s) => [s.loss, s.lr, s.gradNorm]));
+    expect(rest.map((s) => [s.loss, s.lr, s.gradNorm])).toEqual(
+      straight.slice(8).map((s) => [s.loss, s.lr, s.gradNorm]),
+    );
     expectSameBits(paramsOf(deep), paramsOf(one));
     expectSameBits(paramsOf(one), reference(cfg, ds, 3, 10).params);
   });

@@ -71,7 +71,16 @@ function referenceRun(ranks: number, ds: ReturnType<typeof data>, epochs: number
         });
       }
       t++;
-      ps.forEach((p, k) => flatStep("adam", opts, { params: p.data as Float32Array, grads: sums[k]!, state: state[k]!, start: 0, end: p.numel, step: t }));
+      ps.forEach((p, k) =>
+        flatStep("adam", opts, {
+          params: p.data as Float32Array,
+          grads: sums[k]!,
+          state: state[k]!,
+          start: 0,
+          end: p.numel,
+          step: t,
+        }),
+      );
     }
   }
   return ps.map((p) => (p.data as Float32Array).slice());
@@ -85,21 +94,26 @@ afterEach(async () => {
 });
 
 describe("DataParallel", () => {
-  it.each([1, 2, 3])("%i workers reproduce the single-thread loop over the same shards bit for bit", async (workers) => {
-    const ds = data(100);
-    const t = await trainer({ workers });
-    await t.fit(ds, { epochs: 2, batchSize: 32 }); // 4 steps per epoch; the last batch (4) splits unevenly
-    const expected = referenceRun(workers, ds, 2, 32);
-    const named = [...t.model.namedParameters()];
-    named.forEach(([, p], k) => expect(bits(p.data as Float32Array)).toEqual(bits(expected[k]!)));
-  });
+  it.each([1, 2, 3])(
+    "%i workers reproduce the single-thread loop over the same shards bit for bit",
+    async (workers) => {
+      const ds = data(100);
+      const t = await trainer({ workers });
+      await t.fit(ds, { epochs: 2, batchSize: 32 }); // 4 steps per epoch; the last batch (4) splits unevenly
+      const expected = referenceRun(workers, ds, 2, 32);
+      const named = [...t.model.namedParameters()];
+      named.forEach(([, p], k) => expect(bits(p.data as Float32Array)).toEqual(bits(expected[k]!)));
+    },
+  );
 
   it("a batch smaller than the worker count (empty shards) still gives the global mean gradient", async () => {
     const ds = data(8);
     const t = await trainer({ workers: 3 });
     await t.fit(ds, { epochs: 1, batchSize: 2 });
     const expected = referenceRun(3, ds, 1, 2);
-    [...t.model.namedParameters()].forEach(([, p], k) => expect(bits(p.data as Float32Array)).toEqual(bits(expected[k]!)));
+    [...t.model.namedParameters()].forEach(([, p], k) =>
+      expect(bits(p.data as Float32Array)).toEqual(bits(expected[k]!)),
+    );
   });
 
   it("2 workers match the plain full-batch loop to 1e-5 relative after 20 Adam steps, and repeat runs are identical", async () => {
@@ -111,8 +125,14 @@ describe("DataParallel", () => {
     expect(bits(params(a))).toEqual(bits(params(b)));
     const full = referenceRun(1, ds, 2, 64);
     const got = [...a.model.parameters()].map((p) => p.data as Float32Array);
-    let diff = 0, norm = 0;
-    got.forEach((g, k) => g.forEach((v, i) => { diff += (v - full[k]![i]!) ** 2; norm += v * v; }));
+    let diff = 0,
+      norm = 0;
+    got.forEach((g, k) =>
+      g.forEach((v, i) => {
+        diff += (v - full[k]![i]!) ** 2;
+        norm += v * v;
+      }),
+    );
     expect(Math.sqrt(diff / norm)).toBeLessThan(1e-5);
   });
 
@@ -123,7 +143,8 @@ describe("DataParallel", () => {
     await one.fit(ds, { epochs: 1, batchSize: 64 });
     const two = await trainer({ workers: 2, model });
     await two.fit(ds, { epochs: 1, batchSize: 64 });
-    const p1 = params(one), p2 = params(two);
+    const p1 = params(one),
+      p2 = params(two);
     let maxDiff = 0;
     p1.forEach((v, i) => (maxDiff = Math.max(maxDiff, Math.abs(v - p2[i]!))));
     expect(maxDiff).toBeLessThan(1e-6);
@@ -140,14 +161,16 @@ describe("DataParallel", () => {
     expect(steps).toEqual([false, true, false, true]);
     const plain = await trainer({ workers: 2 });
     await plain.fit(ds, { epochs: 1, batchSize: 64 });
-    const a = params(acc), b = params(plain);
+    const a = params(acc),
+      b = params(plain);
     a.forEach((v, i) => expect(Math.abs(v - b[i]!)).toBeLessThan(1e-6));
     expect(acc.progress.optimizerStep).toBe(2);
   });
 
   it("forget lets the workers drop a data set; one used again is sent again; other targets replace the old copy", async () => {
     const t = await trainer({ workers: 2 });
-    const a = data(64), b = data(32, 4);
+    const a = data(64),
+      b = data(32, 4);
     await t.fit(a, { epochs: 1, batchSize: 32 });
     const before = await t.evaluate(b);
     expect(await t.forget(a)).toBe(1); // b is still held

@@ -3,7 +3,13 @@ import { fileURLToPath } from "node:url";
 import { existsSync } from "node:fs";
 import { Piscina } from "piscina";
 import { type nn, isTensor, manualSeed } from "@threadgrad/core";
-import { type OptimizerName, type ScheduleConfig, combineNorms, resolveFlatOptions, stateBuffers } from "@threadgrad/optim";
+import {
+  type OptimizerName,
+  type ScheduleConfig,
+  combineNorms,
+  resolveFlatOptions,
+  stateBuffers,
+} from "@threadgrad/optim";
 import { SharedArena, planArena } from "./arena.js";
 import { readTrainerCheckpoint, restoreTrainer, saveTrainer } from "./persist.js";
 import { ERROR, ErrorCode, WaitTimeout, signalError, waitUntil } from "./control.js";
@@ -143,7 +149,10 @@ function workerEntry(): string {
   const fromDist = new URL("./worker-entry.js", here);
   if (here.pathname.endsWith(".js")) return fileURLToPath(fromDist);
   const built = new URL("../dist/worker-entry.js", here);
-  if (!existsSync(built)) throw new Error("DataParallel: the workers package is not built (run the build first): missing dist/worker-entry.js");
+  if (!existsSync(built))
+    throw new Error(
+      "DataParallel: the workers package is not built (run the build first): missing dist/worker-entry.js",
+    );
   return fileURLToPath(built);
 }
 
@@ -176,7 +185,13 @@ export class DataParallel {
   private readonly released = new FinalizationRegistry<number>((id) => void this.unreachable.push(id));
 
   private constructor(
-    readonly options: Required<Pick<TrainerOptions, "model" | "loss" | "seed" | "accumulateSteps" | "skipNonFinite" | "maxBatchSize" | "stepsInFlight">> & TrainerOptions,
+    readonly options: Required<
+      Pick<
+        TrainerOptions,
+        "model" | "loss" | "seed" | "accumulateSteps" | "skipNonFinite" | "maxBatchSize" | "stepsInFlight"
+      >
+    > &
+      TrainerOptions,
     readonly model: nn.Module,
     readonly arena: SharedArena,
     readonly numWorkers: number,
@@ -195,9 +210,12 @@ export class DataParallel {
     const seed = opts.seed ?? 0;
     const accumulateSteps = opts.accumulateSteps ?? 1;
     const slots = opts.stepsInFlight ?? 8;
-    if (!Number.isInteger(slots) || slots < 1 || slots > P.MAX_SLOTS) throw new Error(`DataParallel: stepsInFlight must be an integer from 1 to ${P.MAX_SLOTS}, got ${slots}`);
-    if (!Number.isInteger(accumulateSteps) || accumulateSteps < 1) throw new Error(`DataParallel: accumulateSteps must be a positive integer, got ${accumulateSteps}`);
-    if (opts.clipGradNorm !== undefined && !(opts.clipGradNorm > 0)) throw new Error(`DataParallel: clipGradNorm must be > 0, got ${opts.clipGradNorm}`);
+    if (!Number.isInteger(slots) || slots < 1 || slots > P.MAX_SLOTS)
+      throw new Error(`DataParallel: stepsInFlight must be an integer from 1 to ${P.MAX_SLOTS}, got ${slots}`);
+    if (!Number.isInteger(accumulateSteps) || accumulateSteps < 1)
+      throw new Error(`DataParallel: accumulateSteps must be a positive integer, got ${accumulateSteps}`);
+    if (opts.clipGradNorm !== undefined && !(opts.clipGradNorm > 0))
+      throw new Error(`DataParallel: clipGradNorm must be > 0, got ${opts.clipGradNorm}`);
     const { name = "adam", ...rest } = opts.optimizer ?? { name: "adam" };
     const optOptions = resolveFlatOptions(name, { lr: 1e-3, ...rest } as never) as unknown as Record<string, unknown>;
     manualSeed(seed);
@@ -207,11 +225,16 @@ export class DataParallel {
     if (params.some((p) => p.dtype !== "float32")) throw new Error("DataParallel: parameters must be float32");
     const buffers = stateBuffers(name, optOptions as never);
     const layout = planArena({
-      paramSizes: params.map((p) => p.numel), ranks: numWorkers, stateBuffers: buffers.length,
-      scalarSlotsPerRank: P.SCALAR_SLOTS * slots, userControlWords: P.TRAINER_CONTROL_WORDS,
+      paramSizes: params.map((p) => p.numel),
+      ranks: numWorkers,
+      stateBuffers: buffers.length,
+      scalarSlotsPerRank: P.SCALAR_SLOTS * slots,
+      userControlWords: P.TRAINER_CONTROL_WORDS,
     });
     const wasm = placeInWasm(layout, numWorkers);
-    const arena = wasm ? SharedArena.attach(wasm.kernels.buffer, layout, wasm.placement.arenaOffset) : SharedArena.create(layout);
+    const arena = wasm
+      ? SharedArena.attach(wasm.kernels.buffer, layout, wasm.placement.arenaOffset)
+      : SharedArena.create(layout);
     params.forEach((p, i) => {
       const view = arena.paramView(i);
       view.set(p.data as Float32Array);
@@ -222,19 +245,59 @@ export class DataParallel {
     const blocks = new Float64Array(new SharedArrayBuffer(slots * P.STEP_BLOCK_SIZE * 8));
     const batches = new Int32Array(new SharedArrayBuffer(slots * maxBatchSize * 4));
     const predictions = new Int32Array(new SharedArrayBuffer(maxBatchSize * 4));
-    const pool = new Piscina({ filename: workerEntry(), minThreads: numWorkers, maxThreads: numWorkers, idleTimeout: Infinity, concurrentTasksPerWorker: 1, atomics: "disabled" });
+    const pool = new Piscina({
+      filename: workerEntry(),
+      minThreads: numWorkers,
+      maxThreads: numWorkers,
+      idleTimeout: Infinity,
+      concurrentTasksPerWorker: 1,
+      atomics: "disabled",
+    });
     const loss = opts.loss ?? "crossEntropy";
     const ports: MessagePort[] = [];
     const tasks: Promise<unknown>[] = [];
-    const trainerOpts = { ...opts, loss, seed, accumulateSteps, skipNonFinite: opts.skipNonFinite ?? false, maxBatchSize, stepsInFlight: slots };
-    const trainer = new DataParallel(trainerOpts, model, arena, numWorkers, { name, options: optOptions }, pool, ports, blocks, batches, predictions, tasks);
+    const trainerOpts = {
+      ...opts,
+      loss,
+      seed,
+      accumulateSteps,
+      skipNonFinite: opts.skipNonFinite ?? false,
+      maxBatchSize,
+      stepsInFlight: slots,
+    };
+    const trainer = new DataParallel(
+      trainerOpts,
+      model,
+      arena,
+      numWorkers,
+      { name, options: optOptions },
+      pool,
+      ports,
+      blocks,
+      batches,
+      predictions,
+      tasks,
+    );
     for (let rank = 0; rank < numWorkers; rank++) {
       const { port1, port2 } = new MessageChannel();
       ports.push(port1);
       const init: WorkerInit = {
-        rank, arena: arena.handle(), stepBlock: blocks.buffer as SharedArrayBuffer, batch: batches.buffer as SharedArrayBuffer, maxBatchSize, slots,
-        predictions: predictions.buffer as SharedArrayBuffer, port: port2, model: opts.model, loss, classification: isClassification(loss),
-        optimizer: { name, options: optOptions }, schedule: opts.schedule ?? null, skipNonFinite: trainerOpts.skipNonFinite, seed, barrierTimeoutMs: opts.barrierTimeoutMs ?? 60_000,
+        rank,
+        arena: arena.handle(),
+        stepBlock: blocks.buffer as SharedArrayBuffer,
+        batch: batches.buffer as SharedArrayBuffer,
+        maxBatchSize,
+        slots,
+        predictions: predictions.buffer as SharedArrayBuffer,
+        port: port2,
+        model: opts.model,
+        loss,
+        classification: isClassification(loss),
+        optimizer: { name, options: optOptions },
+        schedule: opts.schedule ?? null,
+        skipNonFinite: trainerOpts.skipNonFinite,
+        seed,
+        barrierTimeoutMs: opts.barrierTimeoutMs ?? 60_000,
         // Spinning at a barrier only pays while every rank has a core of its own.
         spin: numWorkers <= availableWorkers(),
         stepRegion: opts.stepRegion ?? "kind" in opts.model,
@@ -253,7 +316,8 @@ export class DataParallel {
     // A rank that throws records itself in FAILED_RANK before raising the error word; the others
     // then fail too (released from their waits), so that rank's error is the cause. A rank that
     // dies without throwing (process.exit) records nothing: then the first error to arrive is used.
-    if (Atomics.load(this.arena.control, P.FAILED_RANK) === 0) Atomics.compareExchange(this.arena.control, P.FAILED_RANK, 0, rank + 1);
+    if (Atomics.load(this.arena.control, P.FAILED_RANK) === 0)
+      Atomics.compareExchange(this.arena.control, P.FAILED_RANK, 0, rank + 1);
     signalError(this.arena.control, ErrorCode.WORKER_FAILED);
   }
 
@@ -271,7 +335,9 @@ export class DataParallel {
         // Nothing failed: a rank is stuck. Shutting down releases the others with errors of their
         // own (an aborted barrier), which must not be reported as the cause.
         await this.shutdown();
-        throw new Error(`DataParallel: ${what} did not finish within ${timeoutMs} ms (stepTimeoutMs); a rank is stuck in its own code. The workers were stopped.`);
+        throw new Error(
+          `DataParallel: ${what} did not finish within ${timeoutMs} ms (stepTimeoutMs); a rank is stuck in its own code. The workers were stopped.`,
+        );
       }
       // Let the failing rank's task rejection arrive so the error names that worker's own cause.
       const failedRank = () => Atomics.load(this.arena.control, P.FAILED_RANK) - 1;
@@ -291,9 +357,11 @@ export class DataParallel {
    */
   private publish(cmd: number, fill: (block: Float64Array, batch: Int32Array) => void = () => undefined): number {
     if (this.closed) throw this.failure ?? new Error("DataParallel: the trainer is closed");
-    if (this.inFlight.length >= this.slots) throw new Error("DataParallel: internal error, every command slot is in use");
+    if (this.inFlight.length >= this.slots)
+      throw new Error("DataParallel: internal error, every command slot is in use");
     const control = this.arena.control;
-    const seq = ++this.seq, slot = seq % this.slots;
+    const seq = ++this.seq,
+      slot = seq % this.slots;
     const block = this.blocks.subarray(slot * P.STEP_BLOCK_SIZE, (slot + 1) * P.STEP_BLOCK_SIZE);
     block.fill(0);
     block[P.S_CMD] = cmd;
@@ -317,11 +385,20 @@ export class DataParallel {
   private async waitForNewest(what: string): Promise<void> {
     const seq = this.inFlight.at(-1)!;
     // Every command in flight gets its own stepTimeoutMs.
-    await this.waitFor(P.DONE + (seq % this.slots), this.numWorkers, (this.options.stepTimeoutMs ?? 600_000) * this.inFlight.length, what);
+    await this.waitFor(
+      P.DONE + (seq % this.slots),
+      this.numWorkers,
+      (this.options.stepTimeoutMs ?? 600_000) * this.inFlight.length,
+      what,
+    );
   }
 
   /** Publishes one command and waits until every rank has run it; returns its slot. */
-  private async command(cmd: number, what: string, fill?: (block: Float64Array, batch: Int32Array) => void): Promise<number> {
+  private async command(
+    cmd: number,
+    what: string,
+    fill?: (block: Float64Array, batch: Int32Array) => void,
+  ): Promise<number> {
     this.publish(cmd, fill);
     return this.completeOldest(what);
   }
@@ -391,7 +468,11 @@ export class DataParallel {
    * The global denominator that turns the ranks' summed losses into the mean loss over `indices`:
    * the sample count, times the target size for MSE, or the summed class weights of the targets.
    */
-  private denominator(ds: SharedDataset, indices: ArrayLike<number>, sample: (i: number) => number = (i) => indices[i]!): number {
+  private denominator(
+    ds: SharedDataset,
+    indices: ArrayLike<number>,
+    sample: (i: number) => number = (i) => indices[i]!,
+  ): number {
     const loss = this.options.loss;
     if (loss === "mse") return indices.length * ds.targetDim;
     if (typeof loss === "object" && "name" in loss && loss.weight) {
@@ -420,9 +501,12 @@ export class DataParallel {
     if (this.busy) throw new Error("DataParallel: fit or evaluate is already running");
     const { epochs, batchSize, signal } = opts;
     if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > this.options.maxBatchSize) {
-      throw new Error(`DataParallel.fit: batchSize must be an integer from 1 to ${this.options.maxBatchSize} (maxBatchSize), got ${batchSize}`);
+      throw new Error(
+        `DataParallel.fit: batchSize must be an integer from 1 to ${this.options.maxBatchSize} (maxBatchSize), got ${batchSize}`,
+      );
     }
-    if (!Number.isInteger(epochs) || epochs < 0) throw new Error(`DataParallel.fit: epochs must be a non-negative integer, got ${epochs}`);
+    if (!Number.isInteger(epochs) || epochs < 0)
+      throw new Error(`DataParallel.fit: epochs must be a non-negative integer, got ${epochs}`);
     this.busy = true;
     try {
       const ds = await this.register(data);
@@ -430,7 +514,9 @@ export class DataParallel {
       const k = this.options.accumulateSteps;
       const pr = this.progress;
       if (pr.stepInEpoch > 0 && pr.batchSize !== batchSize) {
-        throw new Error(`DataParallel.fit: this run stopped mid-epoch with batchSize ${pr.batchSize}; resume it with the same batchSize, not ${batchSize}`);
+        throw new Error(
+          `DataParallel.fit: this run stopped mid-epoch with batchSize ${pr.batchSize}; resume it with the same batchSize, not ${batchSize}`,
+        );
       }
       pr.batchSize = batchSize;
       const until = opts.untilStep ?? Infinity;
@@ -458,7 +544,13 @@ export class DataParallel {
             pr.globalStep++;
             pr.stepInEpoch++;
             if (info.updated) pr.optimizerStep++;
-            await opts.onStep?.({ ...info, step: pr.globalStep, epoch: pr.epoch, stepInEpoch: pr.stepInEpoch, stepsPerEpoch });
+            await opts.onStep?.({
+              ...info,
+              step: pr.globalStep,
+              epoch: pr.epoch,
+              stepInEpoch: pr.stepInEpoch,
+              stepsPerEpoch,
+            });
           }
         } catch (err) {
           // Let the steps already handed out finish, so the trainer is idle, then report.
@@ -499,7 +591,14 @@ export class DataParallel {
   }
 
   /** Hands step `s` of the epoch to the workers; `isSync`: nothing is in flight, main's counts are current. */
-  private publishStep(ds: SharedDataset, order: Int32Array, s: number, batchSize: number, stepsPerEpoch: number, isSync: boolean): PendingStep {
+  private publishStep(
+    ds: SharedDataset,
+    order: Int32Array,
+    s: number,
+    batchSize: number,
+    stepsPerEpoch: number,
+    isSync: boolean,
+  ): PendingStep {
     const k = this.options.accumulateSteps;
     const indices = order.subarray(s * batchSize, Math.min(ds.length, (s + 1) * batchSize));
     // An accumulation window is k consecutive micro-steps of one epoch; the last may be shorter.
@@ -525,14 +624,17 @@ export class DataParallel {
   /** Waits for the oldest step in flight and gathers the ranks' results. */
   private async finishStep(ds: SharedDataset, step: PendingStep) {
     const slot = await this.completeOldest(`step ${step.globalStep + 1}`);
-    let lossSum = 0, correct = 0, nonFinite = false;
+    let lossSum = 0,
+      correct = 0,
+      nonFinite = false;
     const partials: number[] = [];
     const timings = { computeMs: 0, waitMs: 0, reduceMs: 0, updateMs: 0 };
     let finishedAt = 0;
     for (let r = 0; r < this.numWorkers; r++) {
       const s = this.scalars(r, slot);
       finishedAt = Math.max(finishedAt, s[P.R_FINISHED_AT]!);
-      if (s[P.R_RAN] !== 1) throw new Error(`DataParallel: internal error, rank ${r} did not run step ${step.globalStep + 1}`);
+      if (s[P.R_RAN] !== 1)
+        throw new Error(`DataParallel: internal error, rank ${r} did not run step ${step.globalStep + 1}`);
       timings.computeMs = Math.max(timings.computeMs, s[P.R_T_COMPUTE]!);
       timings.waitMs = Math.max(timings.waitMs, s[P.R_T_WAIT]!);
       timings.reduceMs = Math.max(timings.reduceMs, s[P.R_T_REDUCE]!);
@@ -547,11 +649,22 @@ export class DataParallel {
     const loss = lossSum / this.denominator(ds, step.indices);
     if (nonFinite && !this.options.skipNonFinite) {
       const k = this.options.accumulateSteps;
-      const redo = k > 1 ? ` (the next fit recomputes its accumulation window from step ${step.globalStep + 1 - (this.progress.stepInEpoch % k)})` : "";
-      throw new NonFiniteError(`DataParallel: non-finite ${Number.isFinite(loss) ? "gradient" : `loss (${loss})`} at step ${step.globalStep + 1}; the update was not applied${redo}. Lower the learning rate, clip gradients (clipGradNorm) or pass skipNonFinite: true to skip such steps.`);
+      const redo =
+        k > 1
+          ? ` (the next fit recomputes its accumulation window from step ${step.globalStep + 1 - (this.progress.stepInEpoch % k)})`
+          : "";
+      throw new NonFiniteError(
+        `DataParallel: non-finite ${Number.isFinite(loss) ? "gradient" : `loss (${loss})`} at step ${step.globalStep + 1}; the update was not applied${redo}. Lower the learning rate, clip gradients (clipGradNorm) or pass skipNonFinite: true to skip such steps.`,
+      );
     }
     return {
-      loss, lr: first[P.R_LR]!, samples: step.indices.length, updated: step.update && !skipped, skipped, timings, finishedAt,
+      loss,
+      lr: first[P.R_LR]!,
+      samples: step.indices.length,
+      updated: step.update && !skipped,
+      skipped,
+      timings,
+      finishedAt,
       accuracy: isClassification(this.options.loss) ? correct / step.indices.length : null,
       gradNorm: step.update ? combineNorms(partials, 2) : null,
     };
@@ -568,10 +681,12 @@ export class DataParallel {
     try {
       const ds = await this.register(data);
       const bs = Math.min(opts.batchSize ?? 1024, this.options.maxBatchSize);
-      if (!Number.isInteger(bs) || bs < 1) throw new Error(`DataParallel.evaluate: batchSize must be a positive integer, got ${opts.batchSize}`);
+      if (!Number.isInteger(bs) || bs < 1)
+        throw new Error(`DataParallel.evaluate: batchSize must be a positive integer, got ${opts.batchSize}`);
       const classification = isClassification(this.options.loss);
       const predictions = classification ? new Int32Array(ds.length) : null;
-      let lossSum = 0, correct = 0;
+      let lossSum = 0,
+        correct = 0;
       for (let start = 0; start < ds.length; start += bs) {
         const n = Math.min(bs, ds.length - start);
         const slot = await this.command(P.Cmd.EVAL, "evaluation", (b, batch) => {
@@ -587,7 +702,12 @@ export class DataParallel {
         predictions?.set(this.predictions.subarray(0, n), start);
       }
       const all = { length: ds.length } as ArrayLike<number>;
-      return { loss: lossSum / this.denominator(ds, all, (i) => i), accuracy: classification ? correct / ds.length : null, samples: ds.length, predictions };
+      return {
+        loss: lossSum / this.denominator(ds, all, (i) => i),
+        accuracy: classification ? correct / ds.length : null,
+        samples: ds.length,
+        predictions,
+      };
     } finally {
       this.busy = false;
     }
@@ -631,10 +751,12 @@ export class DataParallel {
     if (this.closed) return;
     this.closed = true;
     // A failure, or commands still in flight (a time-out): release every rank through the error word.
-    if (this.failure !== null || Atomics.load(this.arena.control, 0) !== 0 || this.inFlight.length > 0) signalError(this.arena.control, ErrorCode.ABORTED);
+    if (this.failure !== null || Atomics.load(this.arena.control, 0) !== 0 || this.inFlight.length > 0)
+      signalError(this.arena.control, ErrorCode.ABORTED);
     else {
       // Nothing is in flight here (fit and evaluate are done), so the next slot is free.
-      const seq = ++this.seq, slot = seq % this.slots;
+      const seq = ++this.seq,
+        slot = seq % this.slots;
       this.blocks[slot * P.STEP_BLOCK_SIZE + P.S_CMD] = P.Cmd.STOP;
       Atomics.store(this.arena.control, P.SEQ, seq);
       Atomics.notify(this.arena.control, P.SEQ);

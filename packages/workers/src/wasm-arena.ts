@@ -19,13 +19,19 @@ export interface WasmPlacement {
  * SIMD kernels read parameters and gradients in place and run the reduction and the Adam update by
  * byte offset. Returns null when the WebAssembly backend is off or the model is too large.
  */
-export function placeInWasm(layout: ArenaLayout, ranks: number): { kernels: WasmKernels; placement: WasmPlacement } | null {
+export function placeInWasm(
+  layout: ArenaLayout,
+  ranks: number,
+): { kernels: WasmKernels; placement: WasmPlacement } | null {
   if (getKernelBackend() !== "wasm") return null;
   const heapBytes = layout.byteLength + ranks * RANK_SCRATCH_BYTES + 64 * (ranks + 2);
   if (heapBytes > MAX_MEMORY_BYTES) return null;
   const kernels = createWasmKernels({ heapBytes, scratchBytes: 1 << 16 });
   const arenaOffset = kernels.alloc(layout.byteLength, 64);
-  const scratch = Array.from({ length: ranks }, () => ({ byteOffset: kernels.alloc(RANK_SCRATCH_BYTES, 64), byteLength: RANK_SCRATCH_BYTES }));
+  const scratch = Array.from({ length: ranks }, () => ({
+    byteOffset: kernels.alloc(RANK_SCRATCH_BYTES, 64),
+    byteLength: RANK_SCRATCH_BYTES,
+  }));
   return { kernels, placement: { memory: kernels.memory, arenaOffset, scratch } };
 }
 
@@ -59,7 +65,11 @@ interface WasmOptimizerOptions {
  * byte offset; they give the bits of optim's flat updates (a test checks). Adam with amsgrad and the
  * other optimizers return null: the trainer runs optim's JavaScript flat update for them.
  */
-export function wasmUpdate(k: WasmKernels, arena: SharedArena, opt: { name: string; options: Record<string, unknown> }): SegmentUpdate | null {
+export function wasmUpdate(
+  k: WasmKernels,
+  arena: SharedArena,
+  opt: { name: string; options: Record<string, unknown> },
+): SegmentUpdate | null {
   if (arena.buffer !== k.buffer) throw new Error("wasmUpdate: the arena does not lie in these kernels' memory");
   const o = opt.options as WasmOptimizerOptions;
   const { byteOffsets, paddedLength } = arena.layout;
@@ -73,13 +83,32 @@ export function wasmUpdate(k: WasmKernels, arena: SharedArena, opt: { name: stri
     const eps = o.eps ?? 1e-8;
     const v = state + paddedLength * 4;
     const decoupled = opt.name === "adamw";
-    return (start, end, t, lr) => k.exports.adamUpdate(p, g, state, v, start, end, lr, beta1, beta2, eps, 1 - beta1 ** t, 1 - beta2 ** t,
-      decoupled ? 0 : wd, decoupled ? 1 - lr * wd : 1, maximize);
+    return (start, end, t, lr) =>
+      k.exports.adamUpdate(
+        p,
+        g,
+        state,
+        v,
+        start,
+        end,
+        lr,
+        beta1,
+        beta2,
+        eps,
+        1 - beta1 ** t,
+        1 - beta2 ** t,
+        decoupled ? 0 : wd,
+        decoupled ? 1 - lr * wd : 1,
+        maximize,
+      );
   }
   if (opt.name === "sgd") {
-    const momentum = o.momentum ?? 0, dampening = o.dampening ?? 0, nesterov = o.nesterov ? 1 : 0;
+    const momentum = o.momentum ?? 0,
+      dampening = o.dampening ?? 0,
+      nesterov = o.nesterov ? 1 : 0;
     const buf = momentum !== 0 ? state : 0;
-    return (start, end, t, lr) => k.exports.sgdUpdate(p, g, buf, start, end, lr, momentum, dampening, wd, nesterov, maximize, t === 1 ? 1 : 0);
+    return (start, end, t, lr) =>
+      k.exports.sgdUpdate(p, g, buf, start, end, lr, momentum, dampening, wd, nesterov, maximize, t === 1 ? 1 : 0);
   }
   return null;
 }

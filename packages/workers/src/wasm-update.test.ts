@@ -21,9 +21,15 @@ const CASES: [OptimizerName, Record<string, unknown>][] = [
 const bits = (a: Float32Array) => Array.from(new Uint32Array(a.buffer, a.byteOffset, a.length));
 const SIZES = [37, 64, 5];
 
-function arenaFor(name: OptimizerName, options: Record<string, unknown>, kernels: ReturnType<typeof createWasmKernels> | null) {
+function arenaFor(
+  name: OptimizerName,
+  options: Record<string, unknown>,
+  kernels: ReturnType<typeof createWasmKernels> | null,
+) {
   const layout = planArena({ paramSizes: SIZES, ranks: 1, stateBuffers: stateBuffers(name, options as never).length });
-  return kernels ? SharedArena.attach(kernels.buffer, layout, kernels.alloc(layout.byteLength, 64)) : SharedArena.create(layout);
+  return kernels
+    ? SharedArena.attach(kernels.buffer, layout, kernels.alloc(layout.byteLength, 64))
+    : SharedArena.create(layout);
 }
 
 describe.runIf(isWasmSimdSupported())("wasm optimizer updates on the arena", () => {
@@ -39,7 +45,9 @@ describe.runIf(isWasmSimdSupported())("wasm optimizer updates on the arena", () 
     p0[3] = 1e-39; // subnormal parameter: weight decay reads it
     wasm.params.set(p0);
     js.params.set(p0);
-    const n = wasm.layout.paddedLength, start = 3, end = n - 5;
+    const n = wasm.layout.paddedLength,
+      start = 3,
+      end = n - 5;
     for (let t = 1; t <= 6; t++) {
       const grad = new Float32Array(n).map(() => g.normal() * 0.1);
       grad[4] = 1e-30; // its square underflows: the second moment is flushed
@@ -49,7 +57,13 @@ describe.runIf(isWasmSimdSupported())("wasm optimizer updates on the arena", () 
       const lr = (options.lr as number) * (1 - 0.1 * t); // a schedule: AdamW's decay follows lr
       update!(start, end, t, lr);
       flatStep(name, options as never, {
-        params: js.params, grads: js.grads(0), state: Array.from({ length: js.layout.stateBuffers }, (_, j) => js.state(j)), start, end, step: t, lr,
+        params: js.params,
+        grads: js.grads(0),
+        state: Array.from({ length: js.layout.stateBuffers }, (_, j) => js.state(j)),
+        start,
+        end,
+        step: t,
+        lr,
       });
     }
     expect(bits(wasm.params)).toEqual(bits(js.params));
@@ -60,7 +74,11 @@ describe.runIf(isWasmSimdSupported())("wasm optimizer updates on the arena", () 
 
   it("Adam with amsgrad and the other optimizers have no kernel: the trainer uses the JavaScript update", () => {
     const k = createWasmKernels({ heapBytes: 1 << 20, scratchBytes: 1 << 16 });
-    for (const [name, raw] of [["adam", { amsgrad: true }], ["rmsprop", {}], ["adagrad", {}]] as const) {
+    for (const [name, raw] of [
+      ["adam", { amsgrad: true }],
+      ["rmsprop", {}],
+      ["adagrad", {}],
+    ] as const) {
       const options = resolveFlatOptions(name, raw as never) as unknown as Record<string, unknown>;
       expect(wasmUpdate(k, arenaFor(name, raw, k), { name, options })).toBeNull();
     }

@@ -3,10 +3,29 @@
 // commands main publishes in shared memory until STOP, an error, or main's abort.
 import { type MessagePort, receiveMessageOnPort } from "node:worker_threads";
 import {
-  type Region, Tensor, type WasmKernels, type WasmMemory, type nn, createWasmKernels, isTensor, noGrad, runInStepRegion, setDefaultWasmKernels,
-  setSampleContext, tensor,
+  type Region,
+  Tensor,
+  type WasmKernels,
+  type WasmMemory,
+  type nn,
+  createWasmKernels,
+  isTensor,
+  noGrad,
+  runInStepRegion,
+  setDefaultWasmKernels,
+  setSampleContext,
+  tensor,
 } from "@threadgrad/core";
-import { type OptimizerName, type ScheduleConfig, combineNorms, clipCoef, flatStep, lrAt, partialNorm, scaleRange } from "@threadgrad/optim";
+import {
+  type OptimizerName,
+  type ScheduleConfig,
+  combineNorms,
+  clipCoef,
+  flatStep,
+  lrAt,
+  partialNorm,
+  scaleRange,
+} from "@threadgrad/optim";
 import { type ArenaHandle, SharedArena } from "./arena.js";
 import { SharedMemoryCollective } from "./collective.js";
 import { ERROR, ErrorCode, signalError } from "./control.js";
@@ -56,7 +75,9 @@ function waitForCommand(control: Int32Array, next: number, spins: number): void 
 }
 
 function gatherRows(ds: SharedDataset, idx: Int32Array, start: number, end: number): { x: Tensor; y: Tensor } {
-  const rows = end - start, f = ds.features, d = ds.targetDim;
+  const rows = end - start,
+    f = ds.features,
+    d = ds.targetDim;
   // Tensor storage, so inside the step region the rows land where the SIMD kernels read them.
   const x = Tensor.empty([rows * f], "float32").data as Float32Array;
   const y = ds.y instanceof Int32Array ? new Int32Array(rows * d) : new Float32Array(rows * d);
@@ -102,7 +123,11 @@ export default async function runRank(init: WorkerInit): Promise<{ rank: number;
   }
 }
 
-async function rankLoop(init: WorkerInit, arena: SharedArena, kernels: WasmKernels | null): Promise<{ rank: number; steps: number }> {
+async function rankLoop(
+  init: WorkerInit,
+  arena: SharedArena,
+  kernels: WasmKernels | null,
+): Promise<{ rank: number; steps: number }> {
   const { rank } = init;
   const ranks = arena.layout.ranks;
   const control = arena.control;
@@ -112,7 +137,10 @@ async function rankLoop(init: WorkerInit, arena: SharedArena, kernels: WasmKerne
   const model: nn.Module = await buildModel(init.model);
   const lossFn = await buildLoss(init.loss);
   const params = model.parameters();
-  if (params.length !== arena.layout.paramSizes.length || params.some((p, i) => p.numel !== arena.layout.paramSizes[i])) {
+  if (
+    params.length !== arena.layout.paramSizes.length ||
+    params.some((p, i) => p.numel !== arena.layout.paramSizes[i])
+  ) {
     throw new Error("the model built in this worker does not match the main thread's (different parameter shapes)");
   }
   const ownGrads = arena.grads(rank);
@@ -122,13 +150,16 @@ async function rankLoop(init: WorkerInit, arena: SharedArena, kernels: WasmKerne
   });
   const state = Array.from({ length: arena.layout.stateBuffers }, (_, k) => arena.state(k));
   const collective = new SharedMemoryCollective(arena, rank, {
-    timeoutMs: init.barrierTimeoutMs, spinIterations: init.spin ? undefined : 0, segmentSum: kernels ? wasmSegmentSum(kernels, arena) : undefined,
+    timeoutMs: init.barrierTimeoutMs,
+    spinIterations: init.spin ? undefined : 0,
+    segmentSum: kernels ? wasmSegmentSum(kernels, arena) : undefined,
   });
   const optimizerStep = kernels ? wasmUpdate(kernels, arena, init.optimizer) : null;
   const stepRegion = kernels && init.stepRegion ? kernels : null;
   const datasets = new Map<number, SharedDataset>();
   const [segStart, segEnd] = segment(arena.layout.paddedLength, ranks, rank);
-  const slotScalars = (r: number, slot: number) => arena.rankScalars(r).subarray(slot * P.SCALAR_SLOTS, (slot + 1) * P.SCALAR_SLOTS);
+  const slotScalars = (r: number, slot: number) =>
+    arena.rankScalars(r).subarray(slot * P.SCALAR_SLOTS, (slot + 1) * P.SCALAR_SLOTS);
   // What the ranks keep in step between commands: the optimizer's update count, whether the
   // current accumulation window met a non-finite value, and whether they halted on one.
   const run: RunState = { optCount: 0, windowNonFinite: false, halted: false };
@@ -170,7 +201,18 @@ async function rankLoop(init: WorkerInit, arena: SharedArena, kernels: WasmKerne
           scalars[P.R_LR] = lrOf(init, run.optCount);
           if (block[P.S_UPDATE] === 1) {
             update({
-              init, arena, collective, block, state, segStart, segEnd, scalars, ranks, optimizerStep, kernels, run,
+              init,
+              arena,
+              collective,
+              block,
+              state,
+              segStart,
+              segEnd,
+              scalars,
+              ranks,
+              optimizerStep,
+              kernels,
+              run,
               scalarsOf: (r: number) => slotScalars(r, slot),
             });
             // The next step may already be waiting: no rank reads parameters for it, or writes its
@@ -234,7 +276,8 @@ function forwardBackward(c: StepCtx & { block: Float64Array; params: Tensor[] })
     const out = (c.model.forward as (x: Tensor) => Tensor)(x);
     if (!isTensor(out)) throw new Error("model.forward did not return a Tensor");
     const lossSum = c.lossFn(out, y);
-    if (!isTensor(lossSum) || lossSum.numel !== 1) throw new Error("the loss function must return a scalar Tensor (the sum over the shard)");
+    if (!isTensor(lossSum) || lossSum.numel !== 1)
+      throw new Error("the loss function must return a scalar Tensor (the sum over the shard)");
     const value = lossSum.item();
     scalars[P.R_LOSS] = value;
     if (!Number.isFinite(value)) scalars[P.R_NONFINITE] = 1;
@@ -247,9 +290,19 @@ function forwardBackward(c: StepCtx & { block: Float64Array; params: Tensor[] })
 }
 
 function update(c: {
-  init: WorkerInit; arena: SharedArena; collective: SharedMemoryCollective; block: Float64Array; state: Float32Array[];
-  segStart: number; segEnd: number; scalars: Float64Array; ranks: number; optimizerStep: SegmentUpdate | null;
-  kernels: WasmKernels | null; run: RunState; scalarsOf: (rank: number) => Float64Array;
+  init: WorkerInit;
+  arena: SharedArena;
+  collective: SharedMemoryCollective;
+  block: Float64Array;
+  state: Float32Array[];
+  segStart: number;
+  segEnd: number;
+  scalars: Float64Array;
+  ranks: number;
+  optimizerStep: SegmentUpdate | null;
+  kernels: WasmKernels | null;
+  run: RunState;
+  scalarsOf: (rank: number) => Float64Array;
 }): void {
   const { arena, block, segStart, segEnd, scalars } = c;
   const t0 = performance.now();
@@ -257,9 +310,10 @@ function update(c: {
   const t1 = performance.now();
   // reduce-scatter: after it, segment [segStart, segEnd) of grads slice 0 holds the global gradient.
   const reduced = c.collective.reduceScatter(arena.grads(c.init.rank));
-  const sq = c.kernels && reduced.buffer === c.kernels.buffer
-    ? c.kernels.exports.sumSquares(reduced.byteOffset, segStart, segEnd)
-    : partialNorm(reduced, segStart, segEnd, 2);
+  const sq =
+    c.kernels && reduced.buffer === c.kernels.buffer
+      ? c.kernels.exports.sumSquares(reduced.byteOffset, segStart, segEnd)
+      : partialNorm(reduced, segStart, segEnd, 2);
   scalars[P.R_SQNORM] = sq;
   if (!Number.isFinite(sq)) scalars[P.R_NONFINITE] = 1;
   // A non-finite loss in any of the window's micro-steps, or a non-finite gradient, blocks the update.
@@ -282,12 +336,19 @@ function update(c: {
     if (!c.init.skipNonFinite) c.run.halted = true;
     return;
   }
-  const t = c.run.optCount + 1, lr = scalars[P.R_LR]!;
+  const t = c.run.optCount + 1,
+    lr = scalars[P.R_LR]!;
   if (clip > 0) scaleRange(reduced, segStart, segEnd, clipCoef(combineNorms(partials, 2), clip));
   if (c.optimizerStep) c.optimizerStep(segStart, segEnd, t, lr);
   else {
     flatStep(c.init.optimizer.name, c.init.optimizer.options as never, {
-      params: arena.params, grads: reduced, state: c.state, start: segStart, end: segEnd, step: t, lr,
+      params: arena.params,
+      grads: reduced,
+      state: c.state,
+      start: segStart,
+      end: segEnd,
+      step: t,
+      lr,
     });
   }
   c.run.optCount = t;

@@ -37,7 +37,11 @@ function readBenchSettings(cli: Record<string, unknown>): BenchSettings {
       return parse(raw);
     } catch (err) {
       if (!(err instanceof ValueError)) throw err;
-      errors.push(flag === "--workers" ? `--workers must be a comma-separated list of auto or integers from 1 to 256, got ${JSON.stringify(raw)}` : `${flag} ${err.message}`);
+      errors.push(
+        flag === "--workers"
+          ? `--workers must be a comma-separated list of auto or integers from 1 to 256, got ${JSON.stringify(raw)}`
+          : `${flag} ${err.message}`,
+      );
       return fallback;
     }
   };
@@ -46,7 +50,9 @@ function readBenchSettings(cli: Record<string, unknown>): BenchSettings {
     workers: get("--workers", cli.workers, [...new Set([1, availableWorkers()])], parseWorkerList),
     sizes: get("--model", cli.model, [...W1.sizes], parseMlpSizes),
     activation: get("--activation", cli.activation, W1.activation, (v) => parseChoice(v, ACTIVATIONS)),
-    batchSize: get("--batch-size", cli.batchSize, W1.batchSize, (v) => parseNumber(v, { min: 1, max: 1 << 20, isInteger: true })),
+    batchSize: get("--batch-size", cli.batchSize, W1.batchSize, (v) =>
+      parseNumber(v, { min: 1, max: 1 << 20, isInteger: true }),
+    ),
     steps: get("--steps", cli.steps, 200, positive),
     warmupSteps: get("--warmup-steps", cli.warmupSteps, 600, (v) => parseNumber(v, { min: 0, isInteger: true })),
     seed: get("--seed", cli.seed, 0, (v) => parseNumber(v, { min: 0, max: 2 ** 31 - 1, isInteger: true })),
@@ -82,34 +88,67 @@ export async function runBench(cli: Record<string, unknown>): Promise<number> {
   const out = (line: string) => process.stdout.write(`${line}\n`);
   const cores = availableWorkers();
   const isW1 = s.sizes.join() === W1.sizes.join() && s.activation === W1.activation && s.batchSize === W1.batchSize;
-  const workload = { name: isW1 ? "W1" : "custom", sizes: s.sizes, activation: s.activation, batchSize: s.batchSize, loss: "crossEntropy", optimizer: W1.optimizer };
+  const workload = {
+    name: isW1 ? "W1" : "custom",
+    sizes: s.sizes,
+    activation: s.activation,
+    batchSize: s.batchSize,
+    loss: "crossEntropy",
+    optimizer: W1.optimizer,
+  };
   if (s.workers.some((w) => w > cores)) {
-    process.stderr.write(`bench: note: ${Math.max(...s.workers)} workers on ${cores} usable cores oversubscribes them; expect lower efficiency\n`);
+    process.stderr.write(
+      `bench: note: ${Math.max(...s.workers)} workers on ${cores} usable cores oversubscribes them; expect lower efficiency\n`,
+    );
   }
   if (!s.json) {
-    out(`bench ${workload.name}: mlp:${s.sizes.join(",")} ${s.activation}, batch ${s.batchSize}, cross-entropy, adam lr 1e-3, random N(0,1) data (seed ${s.seed})`);
+    out(
+      `bench ${workload.name}: mlp:${s.sizes.join(",")} ${s.activation}, batch ${s.batchSize}, cross-entropy, adam lr 1e-3, random N(0,1) data (seed ${s.seed})`,
+    );
     out(`${s.steps} timed steps after ${s.warmupSteps} warm-up steps; Node ${process.version}, ${cores} usable cores`);
   }
   const results: ThroughputResult[] = [];
   for (const workers of s.workers) {
-    const r = await runThroughput({ workers, steps: s.steps, warmupSteps: s.warmupSteps, sizes: s.sizes, activation: s.activation, batchSize: s.batchSize, seed: s.seed });
+    const r = await runThroughput({
+      workers,
+      steps: s.steps,
+      warmupSteps: s.warmupSteps,
+      sizes: s.sizes,
+      activation: s.activation,
+      batchSize: s.batchSize,
+      seed: s.seed,
+    });
     results.push(r);
     if (s.json) out(JSON.stringify({ event: "bench-result", ...r }));
   }
   const base = results.find((r) => r.workers === 1);
   const largest = results[results.length - 1]!;
-  const scalingEfficiency = base && largest.workers > 1 ? largest.samplesPerSec / (largest.workers * base.samplesPerSec) : base ? 1 : null;
+  const scalingEfficiency =
+    base && largest.workers > 1 ? largest.samplesPerSec / (largest.workers * base.samplesPerSec) : base ? 1 : null;
   if (s.json) {
-    out(JSON.stringify({
-      event: "bench", workload, steps: s.steps, node: process.version, cores,
-      results: results.map((r) => ({ workers: r.workers, samplesPerSec: r.samplesPerSec, medianStepMs: r.medianStepMs, breakdown: r.breakdown })),
-      scalingEfficiency,
-    }));
+    out(
+      JSON.stringify({
+        event: "bench",
+        workload,
+        steps: s.steps,
+        node: process.version,
+        cores,
+        results: results.map((r) => ({
+          workers: r.workers,
+          samplesPerSec: r.samplesPerSec,
+          medianStepMs: r.medianStepMs,
+          breakdown: r.breakdown,
+        })),
+        scalingEfficiency,
+      }),
+    );
     return EXIT_OK;
   }
   for (const line of table(results)) out(line);
   out("median ms per step of the slowest rank: compute = forward + backward of its shard, wait = for the other ranks,");
-  out("reduce = reduce-scatter and norm exchange, update = its optimizer slice, other = the rest (dispatch, wake-ups, main thread)");
+  out(
+    "reduce = reduce-scatter and norm exchange, update = its optimizer slice, other = the rest (dispatch, wake-ups, main thread)",
+  );
   if (scalingEfficiency === null) out("scaling efficiency: needs a 1-worker run (add 1 to --workers)");
   else out(`scaling efficiency at ${largest.workers} workers: ${(100 * scalingEfficiency).toFixed(1)}%`);
   return EXIT_OK;

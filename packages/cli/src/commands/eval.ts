@@ -13,7 +13,11 @@ import { ValueError, parseChoice, parseNumber, parseWorkers } from "../values.js
 import { storedRun } from "./train.js";
 
 /** Rows are true classes, columns predicted ones. */
-export function confusionMatrix(labels: ArrayLike<number>, predictions: ArrayLike<number>, numClasses: number): number[][] {
+export function confusionMatrix(
+  labels: ArrayLike<number>,
+  predictions: ArrayLike<number>,
+  numClasses: number,
+): number[][] {
   const m = Array.from({ length: numClasses }, () => new Array<number>(numClasses).fill(0));
   for (let i = 0; i < labels.length; i++) m[labels[i]!]![predictions[i]!]!++;
   return m;
@@ -32,7 +36,9 @@ function evalData(cli: Record<string, unknown>, payload: Record<string, unknown>
     }
   };
   const task = read("--task", cli.task, (v) => parseChoice(v, ["classification", "regression"] as Task[]));
-  const testSplit = read("--test-split", cli.testSplit, (v) => parseNumber(v, { min: 0, max: 1, isMaxExclusive: true }));
+  const testSplit = read("--test-split", cli.testSplit, (v) =>
+    parseNumber(v, { min: 0, max: 1, isMaxExclusive: true }),
+  );
   if (errors.length > 0) throw new UsageError(errors);
   const hasRun = (payload.extra as { cli?: unknown } | undefined)?.cli !== undefined;
   if (typeof cli.data !== "string") {
@@ -41,13 +47,21 @@ function evalData(cli: Record<string, unknown>, payload: Record<string, unknown>
     return { ...stored, limit: null, task: task ?? stored.task, testSplit: testSplit ?? stored.testSplit };
   }
   const target = typeof cli.target === "string" ? cli.target : null;
-  return { ...DEFAULT_SETTINGS, data: absoluteDataSpec(cli.data, process.cwd()), target, task: task ?? null, testSplit: testSplit ?? null };
+  return {
+    ...DEFAULT_SETTINGS,
+    data: absoluteDataSpec(cli.data, process.cwd()),
+    target,
+    task: task ?? null,
+    testSplit: testSplit ?? null,
+  };
 }
 
 function checkModel(model: ModelSpec, ds: Dataset, path: string, data: string): void {
   if (!("kind" in model)) return;
   if (model.sizes[0] !== ds.features) {
-    throw new UsageError(`model: the mlp in ${path} takes ${model.sizes[0]} inputs, but ${data} has ${ds.features} features`);
+    throw new UsageError(
+      `model: the mlp in ${path} takes ${model.sizes[0]} inputs, but ${data} has ${ds.features} features`,
+    );
   }
   asUsage(() => checkLabels(ds, model.sizes[model.sizes.length - 1]!));
 }
@@ -56,8 +70,20 @@ function checkModel(model: ModelSpec, ds: Dataset, path: string, data: string): 
 export async function runEval(cli: Record<string, unknown>): Promise<number> {
   if (typeof cli.checkpoint !== "string") throw new UsageError("--checkpoint FILE is required");
   const path = cli.checkpoint;
-  const split = (() => { try { return parseChoice(cli.split ?? "test", ["train", "test"] as const); } catch (e) { throw new UsageError(`--split ${(e as Error).message}`); } })();
-  const workers = (() => { try { return cli.workers === undefined ? "auto" : parseWorkers(cli.workers); } catch (e) { throw new UsageError(`--workers ${(e as Error).message}`); } })();
+  const split = (() => {
+    try {
+      return parseChoice(cli.split ?? "test", ["train", "test"] as const);
+    } catch (e) {
+      throw new UsageError(`--split ${(e as Error).message}`);
+    }
+  })();
+  const workers = (() => {
+    try {
+      return cli.workers === undefined ? "auto" : parseWorkers(cli.workers);
+    } catch (e) {
+      throw new UsageError(`--workers ${(e as Error).message}`);
+    }
+  })();
   const payload = asUsage(() => readCheckpoint(path));
   const settings = evalData(cli, payload, path);
   const ds = loadRunData(settings)[split];
@@ -67,12 +93,27 @@ export async function runEval(cli: Record<string, unknown>): Promise<number> {
   try {
     const ev = await trainer.evaluate(ds);
     const progress = payload.progress as { globalStep: number; epoch: number };
-    const result: Record<string, unknown> = { checkpoint: path, data: settings.data, split, step: progress.globalStep, epoch: progress.epoch, samples: ev.samples, loss: ev.loss, accuracy: ev.accuracy };
+    const result: Record<string, unknown> = {
+      checkpoint: path,
+      data: settings.data,
+      split,
+      step: progress.globalStep,
+      epoch: progress.epoch,
+      samples: ev.samples,
+      loss: ev.loss,
+      accuracy: ev.accuracy,
+    };
     if (ev.predictions !== null && ds.task === "classification") {
       const matrix = confusionMatrix(ds.y, ev.predictions, ds.numClasses);
       result.perClass = matrix.map((row, c) => {
         const samples = row.reduce((a, b) => a + b, 0);
-        return { class: c, name: ds.classNames?.[c] ?? String(c), samples, correct: row[c], accuracy: samples > 0 ? row[c]! / samples : null };
+        return {
+          class: c,
+          name: ds.classNames?.[c] ?? String(c),
+          samples,
+          correct: row[c],
+          accuracy: samples > 0 ? row[c]! / samples : null,
+        };
       });
       result.confusionMatrix = matrix;
     } else {
@@ -90,14 +131,20 @@ function describe(r: Record<string, unknown>, ds: Dataset): string[] {
   const lines = [
     `checkpoint ${r.checkpoint} (step ${r.step}, ${r.epoch} epochs done)`,
     `data ${r.data} (${r.split}): ${r.samples} samples`,
-    r.accuracy === null ? `loss ${(r.loss as number).toFixed(4)} (rmse ${(r.rmse as number).toFixed(4)})` : `loss ${(r.loss as number).toFixed(4)}  accuracy ${formatPercent(r.accuracy as number)}`,
+    r.accuracy === null
+      ? `loss ${(r.loss as number).toFixed(4)} (rmse ${(r.rmse as number).toFixed(4)})`
+      : `loss ${(r.loss as number).toFixed(4)}  accuracy ${formatPercent(r.accuracy as number)}`,
   ];
-  const perClass = r.perClass as { class: number; name: string; samples: number; correct: number; accuracy: number | null }[] | undefined;
+  const perClass = r.perClass as
+    | { class: number; name: string; samples: number; correct: number; accuracy: number | null }[]
+    | undefined;
   if (perClass === undefined) return lines;
   const nameWidth = Math.max(5, ...perClass.map((c) => c.name.length));
   lines.push("", `${"class".padEnd(nameWidth)}  samples  correct  accuracy`);
   for (const c of perClass) {
-    lines.push(`${c.name.padEnd(nameWidth)}  ${String(c.samples).padStart(7)}  ${String(c.correct).padStart(7)}  ${formatPercent(c.accuracy).padStart(8)}`);
+    lines.push(
+      `${c.name.padEnd(nameWidth)}  ${String(c.samples).padStart(7)}  ${String(c.correct).padStart(7)}  ${formatPercent(c.accuracy).padStart(8)}`,
+    );
   }
   const matrix = r.confusionMatrix as number[][];
   if (ds.numClasses > 30) {
@@ -107,6 +154,8 @@ function describe(r: Record<string, unknown>, ds: Dataset): string[] {
   const width = Math.max(4, ...matrix.flat().map((v) => String(v).length + 1));
   lines.push("", "confusion matrix (rows: true class, columns: predicted class)");
   lines.push(`${"".padStart(width)}${matrix.map((_, c) => String(c).padStart(width)).join("")}`);
-  matrix.forEach((row, c) => lines.push(`${String(c).padStart(width)}${row.map((v) => String(v).padStart(width)).join("")}`));
+  matrix.forEach((row, c) =>
+    lines.push(`${String(c).padStart(width)}${row.map((v) => String(v).padStart(width)).join("")}`),
+  );
   return lines;
 }

@@ -23,7 +23,8 @@ interface StoredRun {
 /** The CLI's own record inside a checkpoint written by `threadgrad train` (trainer.save's `extra`). */
 export function storedRun(payload: Record<string, unknown>, path: string): StoredRun {
   const cli = (payload.extra as { cli?: StoredRun } | undefined)?.cli;
-  if (cli?.settings === undefined) throw new UsageError(`checkpoint: ${path} was not written by threadgrad train (it holds no run settings)`);
+  if (cli?.settings === undefined)
+    throw new UsageError(`checkpoint: ${path} was not written by threadgrad train (it holds no run settings)`);
   return cli;
 }
 
@@ -32,10 +33,14 @@ const shellQuote = (s: string): string => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${
 function resolveSettings(given: GivenSettings): { settings: TrainSettings; stored: StoredRun | null } {
   if (typeof given.resume !== "string") return { settings: newRunSettings(given), stored: null };
   const path = given.resume;
-  const stored = storedRun(asUsage(() => readCheckpoint(path)), path);
+  const stored = storedRun(
+    asUsage(() => readCheckpoint(path)),
+    path,
+  );
   const settings = resumedSettings(stored.settings, given);
   if (given.out === undefined) {
-    const dir = dirname(path), rel = relative(process.cwd(), dir);
+    const dir = dirname(path),
+      rel = relative(process.cwd(), dir);
     settings.out = rel === "" ? "." : rel.startsWith("..") || isAbsolute(rel) ? dir : rel;
   }
   return { settings, stored };
@@ -69,7 +74,9 @@ export async function runTrain(cli: Record<string, unknown>): Promise<number> {
   const options = trainerOptions(settings, split.train.length);
   if (!stored && typeof settings.out === "string" && existsSync(settings.out) && readdirSync(settings.out).length > 0) {
     // A new run would append to another run's metrics and overwrite its checkpoints and report.
-    throw new UsageError(`threadgrad train: --out ${settings.out} already holds a run; choose an empty folder, or continue that run with --resume ${join(settings.out, "checkpoint-latest.msgpack")}`);
+    throw new UsageError(
+      `threadgrad train: --out ${settings.out} already holds a run; choose an empty folder, or continue that run with --resume ${join(settings.out, "checkpoint-latest.msgpack")}`,
+    );
   }
   const runDir = new RunDir(settings.out ?? defaultRunDir());
   settings.out = runDir.path;
@@ -78,9 +85,24 @@ export async function runTrain(cli: Record<string, unknown>): Promise<number> {
   let trainer: DataParallel | null = null;
   try {
     trainer = stored
-      ? await DataParallel.load(given.resume as string, { workers: settings.workers, schedule: options.schedule, maxBatchSize: options.maxBatchSize })
+      ? await DataParallel.load(given.resume as string, {
+          workers: settings.workers,
+          schedule: options.schedule,
+          maxBatchSize: options.maxBatchSize,
+        })
       : await DataParallel.create(options);
-    return await train({ trainer, settings, split, runDir, reporter, stop, stored, given, startedAt, schedule: options.schedule ?? null });
+    return await train({
+      trainer,
+      settings,
+      split,
+      runDir,
+      reporter,
+      stop,
+      stored,
+      given,
+      startedAt,
+      schedule: options.schedule ?? null,
+    });
   } finally {
     removeHandler();
     runDir.close();
@@ -104,23 +126,44 @@ interface TrainContext {
 async function train(c: TrainContext): Promise<number> {
   const { trainer, settings, split, runDir, reporter, stored } = c;
   if (trainer.progress.epoch > settings.epochs) {
-    throw new UsageError(`--epochs ${settings.epochs}: the checkpoint has already completed ${trainer.progress.epoch} epochs; pass a larger --epochs to train further`);
+    throw new UsageError(
+      `--epochs ${settings.epochs}: the checkpoint has already completed ${trainer.progress.epoch} epochs; pass a larger --epochs to train further`,
+    );
   }
   const info = {
-    version: VERSION, workers: trainer.numWorkers, trainSamples: split.train.length, testSamples: split.test.length,
-    features: split.train.features, classes: split.train.numClasses, schedule: c.schedule,
+    version: VERSION,
+    workers: trainer.numWorkers,
+    trainSamples: split.train.length,
+    testSamples: split.test.length,
+    features: split.train.features,
+    classes: split.train.numClasses,
+    schedule: c.schedule,
   };
   runDir.writeConfig({ ...settings, resolved: info });
-  const startRecord = { out: runDir.path, resumedFrom: stored ? c.given.resume : null, step: trainer.progress.globalStep, ...info };
+  const startRecord = {
+    out: runDir.path,
+    resumedFrom: stored ? c.given.resume : null,
+    step: trainer.progress.globalStep,
+    ...info,
+  };
   runDir.appendMetrics({ event: "start", ...startRecord, time: 0 });
   reporter.event("start", { ...startRecord, settings });
   describeStart(reporter, settings, info, stored !== null, trainer.progress.globalStep);
   const session = new TrainingSession({
-    trainer, settings, train: split.train, test: split.test, runDir, reporter, stop: c.stop.signal, best: stored?.best ?? null,
-    cli: { version: VERSION, settings, trainLoss: stored?.trainLoss ?? null }, startedAt: c.startedAt,
+    trainer,
+    settings,
+    train: split.train,
+    test: split.test,
+    runDir,
+    reporter,
+    stop: c.stop.signal,
+    best: stored?.best ?? null,
+    cli: { version: VERSION, settings, trainLoss: stored?.trainLoss ?? null },
+    startedAt: c.startedAt,
   });
   const result = await session.run().catch((err: Error) => {
-    if (/non-finite/.test(err.message)) err.message += "\n  in threadgrad terms: lower --lr, add --clip-grad-norm MAX, or pass --skip-non-finite";
+    if (/non-finite/.test(err.message))
+      err.message += "\n  in threadgrad terms: lower --lr, add --clip-grad-norm MAX, or pass --skip-non-finite";
     throw err;
   });
   if (result.isInterrupted) return interrupted(reporter, runDir, trainer, c.given);
@@ -130,7 +173,13 @@ async function train(c: TrainContext): Promise<number> {
   return EXIT_OK;
 }
 
-function describeStart(r: Reporter, s: TrainSettings, info: { workers: number; trainSamples: number; testSamples: number }, isResumed: boolean, step: number): void {
+function describeStart(
+  r: Reporter,
+  s: TrainSettings,
+  info: { workers: number; trainSamples: number; testSamples: number },
+  isResumed: boolean,
+  step: number,
+): void {
   const what = isResumed ? `resuming at step ${step}:` : "training";
   r.info(
     `${what} mlp:${s.model!.join(",")} (${s.activation}) on ${s.data}: ${info.trainSamples} train / ${info.testSamples} test samples, ` +
@@ -141,14 +190,21 @@ function describeStart(r: Reporter, s: TrainSettings, info: { workers: number; t
 
 function summarize(r: SessionResult, wallSeconds: number, workers: number): Record<string, unknown> {
   return {
-    trainLoss: r.trainLoss, testLoss: r.testLoss, testAccuracy: r.testAccuracy, wallSeconds: Number(wallSeconds.toFixed(3)),
-    samplesPerSec: r.fitSeconds > 0 ? Math.round(r.fitSamples / r.fitSeconds) : null, workers,
+    trainLoss: r.trainLoss,
+    testLoss: r.testLoss,
+    testAccuracy: r.testAccuracy,
+    wallSeconds: Number(wallSeconds.toFixed(3)),
+    samplesPerSec: r.fitSeconds > 0 ? Math.round(r.fitSamples / r.fitSeconds) : null,
+    workers,
   };
 }
 
 function summaryLines(s: Record<string, unknown>, runDir: RunDir, best: Best | null): string[] {
   const n = (v: unknown) => (typeof v === "number" ? v.toFixed(4) : "-");
-  const bestText = best === null ? "" : ` (best: step ${best.step}, ${best.metric === "testAccuracy" ? formatPercent(best.value) : `loss ${best.value.toFixed(4)}`})`;
+  const bestText =
+    best === null
+      ? ""
+      : ` (best: step ${best.step}, ${best.metric === "testAccuracy" ? formatPercent(best.value) : `loss ${best.value.toFixed(4)}`})`;
   return [
     `done in ${formatDuration(s.wallSeconds as number)}`,
     `  train loss     ${n(s.trainLoss)}`,
@@ -164,7 +220,14 @@ function interrupted(reporter: Reporter, runDir: RunDir, trainer: DataParallel, 
   const command = `threadgrad train --resume ${shellQuote(runDir.latestCheckpoint)}${flags}`;
   const pr = trainer.progress;
   reporter.stop();
-  reporter.event("interrupted", { step: pr.globalStep, epochsDone: pr.epoch, checkpoint: runDir.latestCheckpoint, resumeCommand: command });
-  process.stderr.write(`interrupted at step ${pr.globalStep}; checkpoint written to ${runDir.latestCheckpoint}\nresume with:\n  ${command}\n`);
+  reporter.event("interrupted", {
+    step: pr.globalStep,
+    epochsDone: pr.epoch,
+    checkpoint: runDir.latestCheckpoint,
+    resumeCommand: command,
+  });
+  process.stderr.write(
+    `interrupted at step ${pr.globalStep}; checkpoint written to ${runDir.latestCheckpoint}\nresume with:\n  ${command}\n`,
+  );
   return EXIT_INTERRUPTED;
 }

@@ -27,7 +27,7 @@ describe("readCsvRecords", () => {
   });
 
   it("names the line of a quote that never closes", () => {
-    expect(() => readCsvRecords('a,b\n1,"2\n', "f.csv")).toThrow('csv: f.csv line 2: a quoted field is never closed');
+    expect(() => readCsvRecords('a,b\n1,"2\n', "f.csv")).toThrow("csv: f.csv line 2: a quoted field is never closed");
   });
 });
 
@@ -115,6 +115,8 @@ describe("loadCsv", () => {
   });
 
   it("names a file it cannot read", () => {
-    expect(() => loadCsv("/nonexistent/x.csv", { target: "y" })).toThrow(/csv: cannot read \/nonexistent\/x.csv \(ENOENT/);
+    expect(() => loadCsv("/nonexistent/x.csv", { target: "y" })).toThrow(
+      /csv: cannot read \/nonexistent\/x.csv \(ENOENT/,
+    );
   });
 });

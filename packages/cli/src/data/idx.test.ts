@@ -8,8 +8,14 @@ import { IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, encodeIdx, loadIdxDir, parseIdx } f
 const idx = encodeIdx;
 
 // n images of 2x2 pixels: image i has pixels i, 2i, 3i, 255; label i % 3.
-const images = (n: number) => idx(IDX_IMAGES_MAGIC, [n, 2, 2], Array.from({ length: n }, (_, i) => [i, 2 * i, 3 * i, 255]).flat());
-const labels = (n: number) => idx(IDX_LABELS_MAGIC, [n], Array.from({ length: n }, (_, i) => i % 3));
+const images = (n: number) =>
+  idx(IDX_IMAGES_MAGIC, [n, 2, 2], Array.from({ length: n }, (_, i) => [i, 2 * i, 3 * i, 255]).flat());
+const labels = (n: number) =>
+  idx(
+    IDX_LABELS_MAGIC,
+    [n],
+    Array.from({ length: n }, (_, i) => i % 3),
+  );
 
 const tempDirs: string[] = [];
 afterAll(() => tempDirs.forEach((dir) => rmSync(dir, { recursive: true, force: true })));
@@ -52,13 +58,19 @@ describe("parseIdx", () => {
 
   it("calls a payload shorter than the header's dims truncated", () => {
     const cut = images(3).subarray(0, 16 + 10);
-    expect(() => parseIdx(cut, "cut.idx")).toThrow("idx: cut.idx is truncated: header says 3x2x2 = 12 bytes of data, found 10");
-    expect(() => parseIdx(images(3).subarray(0, 9), "h.idx")).toThrow(/idx: h.idx is truncated: 9 bytes, header needs 16/);
+    expect(() => parseIdx(cut, "cut.idx")).toThrow(
+      "idx: cut.idx is truncated: header says 3x2x2 = 12 bytes of data, found 10",
+    );
+    expect(() => parseIdx(images(3).subarray(0, 9), "h.idx")).toThrow(
+      /idx: h.idx is truncated: 9 bytes, header needs 16/,
+    );
   });
 
   it("reports trailing bytes after the payload", () => {
     const long = new Uint8Array([...labels(2), 7, 7]);
-    expect(() => parseIdx(long, "long.idx")).toThrow("idx: long.idx has trailing bytes: header says 2 = 2 bytes of data, found 4");
+    expect(() => parseIdx(long, "long.idx")).toThrow(
+      "idx: long.idx has trailing bytes: header says 2 = 2 bytes of data, found 4",
+    );
   });
 
   it("names a corrupt gzip file", () => {
@@ -90,18 +102,24 @@ describe("loadIdxDir", () => {
 
   it("rejects a labels file where images belong", () => {
     const dir = writeSet({ ...validFiles(false), "train-images-idx3-ubyte": labels(5) });
-    expect(() => loadIdxDir(dir, "toy")).toThrow(/train-images-idx3-ubyte should hold images \(magic 0x00000803\) but has magic 0x00000801/);
+    expect(() => loadIdxDir(dir, "toy")).toThrow(
+      /train-images-idx3-ubyte should hold images \(magic 0x00000803\) but has magic 0x00000801/,
+    );
   });
 
   it("names the missing file", () => {
     const files = validFiles(true);
     delete files["t10k-images-idx3-ubyte.gz"];
     const dir = writeSet(files);
-    expect(() => loadIdxDir(dir, "toy")).toThrow(`idx: ${dir} has neither t10k-images-idx3-ubyte nor t10k-images-idx3-ubyte.gz`);
+    expect(() => loadIdxDir(dir, "toy")).toThrow(
+      `idx: ${dir} has neither t10k-images-idx3-ubyte nor t10k-images-idx3-ubyte.gz`,
+    );
   });
 
   it("rejects a label beyond the named classes", () => {
     const dir = writeSet(validFiles(false));
-    expect(() => loadIdxDir(dir, "two", ["a", "b"])).toThrow(/train-labels-idx1-ubyte has label 2, but two has only 2 classes/);
+    expect(() => loadIdxDir(dir, "two", ["a", "b"])).toThrow(
+      /train-labels-idx1-ubyte has label 2, but two has only 2 classes/,
+    );
   });
 });

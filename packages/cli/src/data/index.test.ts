@@ -45,7 +45,11 @@ describe("loadDataset", () => {
   it("loads idx:DIR and mnist:DIR", () => {
     const dir = idxDir();
     const plain = loadDataset(`idx:${dir}`);
-    expect([plain.train.name, plain.train.numClasses, plain.train.classNames]).toEqual([`idx:${dir} (train)`, 10, undefined]);
+    expect([plain.train.name, plain.train.numClasses, plain.train.classNames]).toEqual([
+      `idx:${dir} (train)`,
+      10,
+      undefined,
+    ]);
     const mnist = loadDataset(`mnist:${dir}`, { testSplit: 0.3 });
     expect([mnist.test.name, mnist.test.length, Array.from(mnist.test.x)]).toEqual(["mnist (test)", 2, [0, 1]]);
   });
@@ -104,12 +108,16 @@ describe("checkLabels", () => {
 
   it("points a CSV row back to its line", () => {
     const ds = { ...classes([1, 5]), lineNumbers: new Int32Array([7, 9]) };
-    expect(() => checkLabels(ds, 3)).toThrow("data: label 5 at row 1 (line 9) of toy is out of range for a model with 3 outputs");
+    expect(() => checkLabels(ds, 3)).toThrow(
+      "data: label 5 at row 1 (line 9) of toy is out of range for a model with 3 outputs",
+    );
   });
 
   it("wants exactly one output for regression", () => {
     const ds: Dataset = { ...classes([0]), y: sharedFloat32(1), task: "regression", numClasses: 0 };
     expect(() => checkLabels(ds, 1)).not.toThrow();
-    expect(() => checkLabels(ds, 2)).toThrow("data: toy has one regression target per row, but the model has 2 outputs");
+    expect(() => checkLabels(ds, 2)).toThrow(
+      "data: toy has one regression target per row, but the model has 2 outputs",
+    );
   });
 });

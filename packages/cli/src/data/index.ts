@@ -13,7 +13,16 @@ export { sharedFloat32, sharedInt32, type DataSplit, type Dataset, type Task } f
 /** Where Debian's `dataset-fashion-mnist` package installs the four gzipped IDX files. */
 export const FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist";
 export const FASHION_MNIST_CLASSES = [
-  "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+  "T-shirt/top",
+  "Trouser",
+  "Pullover",
+  "Dress",
+  "Coat",
+  "Sandal",
+  "Shirt",
+  "Sneaker",
+  "Bag",
+  "Ankle boot",
 ];
 export const DEFAULT_DATASET = "digits";
 export const DATASET_FORMS = ["digits", "idx:DIR", "mnist:DIR", "fashion-mnist[:DIR]", "csv:FILE"];
@@ -75,7 +84,11 @@ export function loadDataset(spec: string = DEFAULT_DATASET, opts: LoadDatasetOpt
     case "idx":
       return loadIdxDir(requireArg(scheme, arg, "dir"), `idx:${arg}`);
     case "mnist":
-      return loadIdxDir(requireArg(scheme, arg, "dir"), "mnist", Array.from({ length: 10 }, (_, d) => String(d)));
+      return loadIdxDir(
+        requireArg(scheme, arg, "dir"),
+        "mnist",
+        Array.from({ length: 10 }, (_, d) => String(d)),
+      );
     case "fashion-mnist":
       return fashionMnist(arg || undefined);
     case "csv":

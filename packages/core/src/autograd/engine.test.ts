@@ -1,16 +1,36 @@
 import { describe, expect, test } from "vitest";
 import {
-  Function, type FunctionCtx, type Tensor, add, backward, grad, gradcheck, gradgradcheck, hessian, hvp, jacobian,
-  matmul, noGrad, tensor, vjp, where, zeros,
+  Function,
+  type FunctionCtx,
+  type Tensor,
+  add,
+  backward,
+  grad,
+  gradcheck,
+  gradgradcheck,
+  hessian,
+  hvp,
+  jacobian,
+  matmul,
+  noGrad,
+  tensor,
+  vjp,
+  where,
+  zeros,
 } from "../index.js";
 
-const f64 = (values: number[] | number[][], requiresGrad = true): Tensor => tensor(values, { dtype: "float64", requiresGrad });
+const f64 = (values: number[] | number[][], requiresGrad = true): Tensor =>
+  tensor(values, { dtype: "float64", requiresGrad });
 const arr = (t: Tensor | null): number[] => Array.from(t!.data);
 
 describe("implicit gradients", () => {
   test("backward on a non-scalar output without a gradient names the shape and the fixes", () => {
-    const y = f64([[1, 2, 3], [4, 5, 6]]).mul(2);
-    const err = /grad can be implicitly created only for scalar outputs, but output 0 has shape \[2, 3\].*\.sum\(\).*gradient.*gradOutputs/;
+    const y = f64([
+      [1, 2, 3],
+      [4, 5, 6],
+    ]).mul(2);
+    const err =
+      /grad can be implicitly created only for scalar outputs, but output 0 has shape \[2, 3\].*\.sum\(\).*gradient.*gradOutputs/;
     expect(() => y.backward()).toThrow(err);
   });
 
@@ -20,11 +40,16 @@ describe("implicit gradients", () => {
   });
 
   test("a gradient of the wrong shape is rejected with both shapes named", () => {
-    const x = f64([[1, 2, 3], [4, 5, 6]]);
+    const x = f64([
+      [1, 2, 3],
+      [4, 5, 6],
+    ]);
     const y = x.mul(2);
     const bad = tensor([1, 1, 1], { dtype: "float64" });
     expect(() => y.backward(bad)).toThrow(/gradient 0 has shape \[3\] and output 0 has shape \[2, 3\]/);
-    expect(() => grad(y, [x], { gradOutputs: bad })).toThrow(/gradient 0 has shape \[3\] and output 0 has shape \[2, 3\]/);
+    expect(() => grad(y, [x], { gradOutputs: bad })).toThrow(
+      /gradient 0 has shape \[3\] and output 0 has shape \[2, 3\]/,
+    );
   });
 });
 
@@ -76,7 +101,8 @@ describe("graph lifetime and accumulation", () => {
 
   test("non-leaf tensors keep no .grad unless retainGrad() was called", () => {
     const x = f64([1, 2]);
-    const h = x.mul(3), k = x.mul(4);
+    const h = x.mul(3),
+      k = x.mul(4);
     k.retainGrad();
     h.add(k).sum().backward();
     expect(h.grad).toBeNull();
@@ -85,16 +111,20 @@ describe("graph lifetime and accumulation", () => {
   });
 
   test("an input that the outputs do not use throws unless allowUnused, which gives null", () => {
-    const x = f64([1]), unused = f64([2]);
+    const x = f64([1]),
+      unused = f64([2]);
     const y = x.mul(2).sum();
-    expect(() => grad(y, [x, unused], { retainGraph: true })).toThrow(/input 1 \(shape \[1\]\) appears to not have been used in the graph.*allowUnused/);
+    expect(() => grad(y, [x, unused], { retainGraph: true })).toThrow(
+      /input 1 \(shape \[1\]\) appears to not have been used in the graph.*allowUnused/,
+    );
     const [dx, du] = grad(y, [x, unused], { allowUnused: true });
     expect(arr(dx!)).toEqual([2]);
     expect(du).toBeNull();
   });
 
   test("after a createGraph backward, later plain backwards do not alias the .grad of two leaves", () => {
-    const x = f64([1]), y = f64([1]);
+    const x = f64([1]),
+      y = f64([1]);
     x.add(y).sum().backward(null, { createGraph: true });
     x.add(y).sum().backward();
     expect([arr(x.grad), arr(y.grad)]).toEqual([[2], [2]]);
@@ -113,7 +143,12 @@ describe("higher-order gradients", () => {
   test("a Hessian-vector product by double backward matches the analytic Hessian", () => {
     // f = x0²·x1 + x1³: H = [[2x1, 2x0], [2x0, 6x1]]
     const x = f64([2, 3]);
-    const f = x.slice(0, 0, 1).pow(2).mul(x.slice(0, 1, 2)).add(x.slice(0, 1, 2).pow(3)).sum();
+    const f = x
+      .slice(0, 0, 1)
+      .pow(2)
+      .mul(x.slice(0, 1, 2))
+      .add(x.slice(0, 1, 2).pow(3))
+      .sum();
     const [g] = grad(f, [x], { createGraph: true });
     const v = f64([1, -1], false);
     const [hv] = grad(g!, [x], { gradOutputs: v });
@@ -131,13 +166,19 @@ describe("higher-order gradients", () => {
 
 class Counted extends Function {
   static calls = 0;
-  static override forward(_ctx: FunctionCtx, x: Tensor): Tensor { return x.mul(5); }
-  static override backward(_ctx: FunctionCtx, g: Tensor): Tensor { Counted.calls++; return g.mul(5); }
+  static override forward(_ctx: FunctionCtx, x: Tensor): Tensor {
+    return x.mul(5);
+  }
+  static override backward(_ctx: FunctionCtx, g: Tensor): Tensor {
+    Counted.calls++;
+    return g.mul(5);
+  }
 }
 
 describe("what backward visits", () => {
   test("a branch that leads to no requested input is never evaluated", () => {
-    const a = f64([1]), b = f64([2]);
+    const a = f64([1]),
+      b = f64([2]);
     Counted.calls = 0;
     const out = a.mul(2).add(Counted.apply(b)).sum();
     expect(arr(grad(out, [a], { retainGraph: true })[0]!)).toEqual([2]);
@@ -148,8 +189,11 @@ describe("what backward visits", () => {
   });
 
   test("backward({ inputs }) accumulates only into the named tensors", () => {
-    const x = f64([1]), w = f64([3]);
-    x.mul(w).sum().backward(null, { inputs: [x] });
+    const x = f64([1]),
+      w = f64([3]);
+    x.mul(w)
+      .sum()
+      .backward(null, { inputs: [x] });
     expect(arr(x.grad)).toEqual([3]);
     expect(w.grad).toBeNull();
   });
@@ -187,10 +231,13 @@ describe("in-place changes", () => {
   });
 
   test("an in-place change of a tensor saved for backward throws at backward with its version", () => {
-    const x = f64([1, 2]), w = f64([3, 4], false);
+    const x = f64([1, 2]),
+      w = f64([3, 4], false);
     const y = x.mul(w).sum();
     w.mul_(2);
-    expect(() => y.backward()).toThrow(/mul: one of the tensors needed for gradient computation has been modified by an in-place operation.*version 1; expected version 0/);
+    expect(() => y.backward()).toThrow(
+      /mul: one of the tensors needed for gradient computation has been modified by an in-place operation.*version 1; expected version 0/,
+    );
   });
 });
 
@@ -232,7 +279,8 @@ describe("bound gradient buffers", () => {
   test("zeroing is lazy: the next backward overwrites the buffer, syncGrad writes zeros nobody wrote", () => {
     const p = f64([1, 2, 3]);
     const q = f64([4, 5]);
-    const bp = new Float64Array(3), bq = new Float64Array(2);
+    const bp = new Float64Array(3),
+      bq = new Float64Array(2);
     p.bindGrad(bp);
     q.bindGrad(bq);
     p.mul(q.sum()).sum().backward();
@@ -296,8 +344,15 @@ describe("custom functions and functional transforms", () => {
 
   test("vjp, jacobian, hessian and hvp match closed forms", () => {
     // f(x) = ½ xᵀAx with A symmetric: ∇f = Ax, H = A; g(x) = Ax has Jacobian A.
-    const A = f64([[2, 1], [1, 3]], false);
-    const x = f64([1, -1], false), v = f64([0.5, 2], false);
+    const A = f64(
+      [
+        [2, 1],
+        [1, 3],
+      ],
+      false,
+    );
+    const x = f64([1, -1], false),
+      v = f64([0.5, 2], false);
     const quad = (t: Tensor) => matmul(t, matmul(A, t)).mul(0.5);
     expect(arr(jacobian((t) => matmul(A, t), x)[0]!)).toEqual([2, 1, 1, 3]);
     const [out, [vj]] = vjp((t) => matmul(A, t), x, v);
@@ -316,7 +371,9 @@ describe("custom functions and functional transforms", () => {
     const numeric = (2 * 2 * w1).toFixed(6).slice(0, -2);
     const analytic = (3 * 2 * w1).toFixed(6).slice(0, -2);
     expect(() => gradcheck((t) => BadSquare.apply(t), [x])).toThrow(
-      new RegExp(`input 0 at element 1: analytic ${analytic.replace(".", "\\.")}\\d*, numerical ${numeric.replace(".", "\\.")}\\d*`),
+      new RegExp(
+        `input 0 at element 1: analytic ${analytic.replace(".", "\\.")}\\d*, numerical ${numeric.replace(".", "\\.")}\\d*`,
+      ),
     );
     expect(gradcheck((t) => BadSquare.apply(t), [x], { raiseException: false })).toBe(false);
   });
@@ -339,7 +396,10 @@ describe("review regressions", () => {
     c.fill_(0);
     expect(() => y.sum().backward()).toThrow(/modified by an in-place operation/);
     const idx = tensor([[0], [1]]);
-    const z = f64([[1, 2], [3, 4]]).gather(1, idx);
+    const z = f64([
+      [1, 2],
+      [3, 4],
+    ]).gather(1, idx);
     idx.fill_(1);
     expect(() => z.sum().backward()).toThrow(/modified by an in-place operation/);
   });
@@ -364,6 +424,8 @@ describe("review regressions", () => {
   test("createGraph into a bound gradient buffer is refused with a message", () => {
     const p = f64([1, 2]);
     p.bindGrad(new Float64Array(2));
-    expect(() => p.mul(p).sum().backward(null, { createGraph: true })).toThrow(/createGraph cannot accumulate into a bound gradient buffer/);
+    expect(() => p.mul(p).sum().backward(null, { createGraph: true })).toThrow(
+      /createGraph cannot accumulate into a bound gradient buffer/,
+    );
   });
 });

@@ -44,7 +44,9 @@ function seedGradients(outputs: Tensor[], given: (Tensor | null)[] | null, op: s
     }
     if (!isTensor(g)) throw new Error(`${op}: gradient ${i} must be a Tensor`);
     if (!shapeEq(g.shape, out.shape)) {
-      throw new Error(`${op}: mismatch in shape: gradient ${i} has shape ${fmtShape(g.shape)} and output ${i} has shape ${fmtShape(out.shape)}`);
+      throw new Error(
+        `${op}: mismatch in shape: gradient ${i} has shape ${fmtShape(g.shape)} and output ${i} has shape ${fmtShape(out.shape)}`,
+      );
     }
     return g;
   });
@@ -63,7 +65,10 @@ function plan(outputs: Tensor[], isTarget: (t: Tensor) => boolean): { order: Ten
   while (stack.length > 0) {
     const top = stack[stack.length - 1]!;
     const [t, i] = top;
-    if (i === 0 && done.has(t)) { stack.pop(); continue; }
+    if (i === 0 && done.has(t)) {
+      stack.pop();
+      continue;
+    }
     const inputs = t.gradFn?.inputs ?? [];
     if (i < inputs.length) {
       top[1]++;
@@ -118,7 +123,9 @@ function run(outputs: Tensor[], seeds: Tensor[], opts: RunOptions): void {
         const gi = inputGrads[i];
         if (gi === null || gi === undefined || !needed.has(input)) return;
         if (!shapeEq(gi.shape, input.shape)) {
-          throw new Error(`${node.name}: backward returned a gradient of shape ${fmtShape(gi.shape)} for an input of shape ${fmtShape(input.shape)}`);
+          throw new Error(
+            `${node.name}: backward returned a gradient of shape ${fmtShape(gi.shape)} for an input of shape ${fmtShape(input.shape)}`,
+          );
         }
         accumulate(input, gi.dtype !== input.dtype && isFloat(input.dtype) ? to(gi, input.dtype) : gi);
       });
@@ -134,7 +141,11 @@ function run(outputs: Tensor[], seeds: Tensor[], opts: RunOptions): void {
  * const [dx] = grad(y, [x], { createGraph: true }); // dx can be differentiated again
  * ```
  */
-export function grad(outputs: Tensor | Tensor[], inputs: Tensor | Tensor[], options: GradOptions = {}): (Tensor | null)[] {
+export function grad(
+  outputs: Tensor | Tensor[],
+  inputs: Tensor | Tensor[],
+  options: GradOptions = {},
+): (Tensor | null)[] {
   const outs = list(outputs);
   const ins = list(inputs);
   const createGraph = options.createGraph ?? false;
@@ -166,13 +177,18 @@ export function grad(outputs: Tensor | Tensor[], inputs: Tensor | Tensor[], opti
 }
 
 /** Accumulates gradients of `outputs` into the `.grad` of the leaves (or of `options.inputs`). */
-export function backward(outputs: Tensor | Tensor[], gradients: Tensor | (Tensor | null)[] | null = null, options: BackwardOptions = {}): void {
+export function backward(
+  outputs: Tensor | Tensor[],
+  gradients: Tensor | (Tensor | null)[] | null = null,
+  options: BackwardOptions = {},
+): void {
   const outs = list(outputs);
   const given = gradients === null ? null : list(gradients);
   const seeds = seedGradients(outs, given, "backward");
   const createGraph = options.createGraph ?? false;
   const chosen = options.inputs ? new Set(options.inputs) : null;
-  if (chosen !== null && chosen.size === 0) throw new Error("backward: 'inputs' argument to backward() cannot be empty");
+  if (chosen !== null && chosen.size === 0)
+    throw new Error("backward: 'inputs' argument to backward() cannot be empty");
   run(outs, seeds, {
     retainGraph: options.retainGraph ?? createGraph,
     createGraph,

@@ -45,19 +45,30 @@ export abstract class Function {
     const result = out.gradFn === null && !inputs.includes(out) ? out : new Tensor(out.data, out.shape, out._version);
     const backwardImpl = this.backward.bind(this);
     const name = this.name;
-    result._setGradFn(new Node(name, inputs, (g) => {
-      const r = backwardImpl(ctx, g);
-      const grads = Array.isArray(r) ? r : [r];
-      if (grads.length !== inputs.length) {
-        throw new Error(`${name}.backward returned ${grads.length} gradients, expected ${inputs.length} (one per tensor input)`);
-      }
-      grads.forEach((gi, i) => {
-        if (gi !== null && !shapeEq(gi.shape, inputs[i]!.shape)) {
-          throw new Error(`${name}.backward: gradient ${i} has shape ${fmtShape(gi.shape)}, input has ${fmtShape(inputs[i]!.shape)}`);
-        }
-      });
-      return grads;
-    }, ctx.savedTensors));
+    result._setGradFn(
+      new Node(
+        name,
+        inputs,
+        (g) => {
+          const r = backwardImpl(ctx, g);
+          const grads = Array.isArray(r) ? r : [r];
+          if (grads.length !== inputs.length) {
+            throw new Error(
+              `${name}.backward returned ${grads.length} gradients, expected ${inputs.length} (one per tensor input)`,
+            );
+          }
+          grads.forEach((gi, i) => {
+            if (gi !== null && !shapeEq(gi.shape, inputs[i]!.shape)) {
+              throw new Error(
+                `${name}.backward: gradient ${i} has shape ${fmtShape(gi.shape)}, input has ${fmtShape(inputs[i]!.shape)}`,
+              );
+            }
+          });
+          return grads;
+        },
+        ctx.savedTensors,
+      ),
+    );
     return result;
   }
 }

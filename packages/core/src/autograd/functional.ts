@@ -13,7 +13,12 @@ function prepare(inputs: Tensor | Tensor[]): Tensor[] {
 const orZeros = (gs: (Tensor | null)[], xs: Tensor[]): Tensor[] => gs.map((g, i) => g ?? zerosLike(xs[i]!));
 
 /** Vector-Jacobian product: `[f(inputs), vᵀ·J]`. */
-export function vjp(fn: Fn, inputs: Tensor | Tensor[], v?: Tensor, opts: { createGraph?: boolean } = {}): [Tensor, Tensor[]] {
+export function vjp(
+  fn: Fn,
+  inputs: Tensor | Tensor[],
+  v?: Tensor,
+  opts: { createGraph?: boolean } = {},
+): [Tensor, Tensor[]] {
   const xs = prepare(inputs);
   const out = enableGrad(() => fn(...xs));
   const gs = grad(out, xs, { gradOutputs: v ?? null, allowUnused: true, createGraph: opts.createGraph ?? false });
@@ -28,10 +33,15 @@ export function jacobian(fn: Fn, inputs: Tensor | Tensor[], opts: { createGraph?
   for (let i = 0; i < out.numel; i++) {
     const e = zerosLike(out);
     e.data[i] = 1;
-    const gs = orZeros(grad(out, xs, { gradOutputs: e, retainGraph: true, allowUnused: true, createGraph: opts.createGraph ?? false }), xs);
+    const gs = orZeros(
+      grad(out, xs, { gradOutputs: e, retainGraph: true, allowUnused: true, createGraph: opts.createGraph ?? false }),
+      xs,
+    );
     gs.forEach((g, k) => rows[k]!.push(g));
   }
-  return rows.map((r, k) => (out.numel === 0 ? zerosLike(xs[k]!) : stack(r, 0).reshape([...out.shape, ...xs[k]!.shape])));
+  return rows.map((r, k) =>
+    out.numel === 0 ? zerosLike(xs[k]!) : stack(r, 0).reshape([...out.shape, ...xs[k]!.shape]),
+  );
 }
 
 /** Hessian of a scalar `fn` at one input: shape `[...x.shape, ...x.shape]`. */

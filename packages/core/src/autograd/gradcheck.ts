@@ -69,24 +69,29 @@ export function gradcheck(fn: Fn, inputs: Tensor[], opts: GradcheckOptions = {})
 export function gradgradcheck(fn: Fn, inputs: Tensor[], opts: GradcheckOptions = {}): boolean {
   const differentiable = inputs.filter((x) => x.requiresGrad);
   // Finite differences evaluate this under noGrad; the inner gradient still needs a graph.
-  const firstOrder = (...xs: Tensor[]): Tensor => enableGrad(() => {
-    const out = fn(...xs);
-    const weights = new Float64Array(out.numel);
-    for (let i = 0; i < weights.length; i++) weights[i] = Math.cos(0.9 * i + 0.2) + 1.5;
-    const w = new Tensor(weights, out.shape);
-    const used = xs.filter((x) => x.requiresGrad);
-    const gs = grad(out, used, { gradOutputs: out.dtype === "float64" ? w : w.to(out.dtype), createGraph: true, allowUnused: true });
-    let total: Tensor | null = null;
-    gs.forEach((g, i) => {
-      if (g === null) return;
-      // A fixed nonlinear-free weighting of every gradient element keeps the check a scalar.
-      const ww = new Float64Array(g.numel);
-      for (let j = 0; j < ww.length; j++) ww[j] = Math.sin(0.7 * j + i) + 1.1;
-      const term = g.mul(new Tensor(ww, g.shape)).sum();
-      total = total === null ? term : total.add(term);
+  const firstOrder = (...xs: Tensor[]): Tensor =>
+    enableGrad(() => {
+      const out = fn(...xs);
+      const weights = new Float64Array(out.numel);
+      for (let i = 0; i < weights.length; i++) weights[i] = Math.cos(0.9 * i + 0.2) + 1.5;
+      const w = new Tensor(weights, out.shape);
+      const used = xs.filter((x) => x.requiresGrad);
+      const gs = grad(out, used, {
+        gradOutputs: out.dtype === "float64" ? w : w.to(out.dtype),
+        createGraph: true,
+        allowUnused: true,
+      });
+      let total: Tensor | null = null;
+      gs.forEach((g, i) => {
+        if (g === null) return;
+        // A fixed nonlinear-free weighting of every gradient element keeps the check a scalar.
+        const ww = new Float64Array(g.numel);
+        for (let j = 0; j < ww.length; j++) ww[j] = Math.sin(0.7 * j + i) + 1.1;
+        const term = g.mul(new Tensor(ww, g.shape)).sum();
+        total = total === null ? term : total.add(term);
+      });
+      return total ?? new Tensor(new Float64Array(1), []);
     });
-    return total ?? new Tensor(new Float64Array(1), []);
-  });
   if (differentiable.length === 0) return true;
   return gradcheck(firstOrder, inputs, opts);
 }

@@ -6,15 +6,32 @@ import { type Tensor, tensor } from "../index.js";
 // JavaScript loops from the chain rule, independent of the library:
 //   z = x·W1ᵀ + b1, h = tanh(z), o = h·W2ᵀ + b2, L = mean((o − y)²)
 //   dL/do = 2(o − y)/(N·K), dW2 = doᵀ·h, db2 = Σₙ do, dh = do·W2, dz = dh ⊙ (1 − h²), dW1 = dzᵀ·x, db1 = Σₙ dz
-const X = [[0.5, -1.2, 0.3], [1.5, 0.2, -0.7]];
-const Y = [[0.1, -0.4], [0.9, 0.25]];
-const W1 = [[0.2, -0.3, 0.1], [0.7, 0.05, -0.4], [-0.6, 0.25, 0.9], [0.15, 0.8, -0.2]];
+const X = [
+  [0.5, -1.2, 0.3],
+  [1.5, 0.2, -0.7],
+];
+const Y = [
+  [0.1, -0.4],
+  [0.9, 0.25],
+];
+const W1 = [
+  [0.2, -0.3, 0.1],
+  [0.7, 0.05, -0.4],
+  [-0.6, 0.25, 0.9],
+  [0.15, 0.8, -0.2],
+];
 const B1 = [0.01, -0.02, 0.03, 0.0];
-const W2 = [[0.3, -0.5, 0.2, 0.6], [-0.1, 0.4, 0.7, -0.35]];
+const W2 = [
+  [0.3, -0.5, 0.2, 0.6],
+  [-0.1, 0.4, 0.7, -0.35],
+];
 const B2 = [0.05, -0.05];
 
 function reference() {
-  const N = X.length, H = W1.length, K = W2.length, D = X[0]!.length;
+  const N = X.length,
+    H = W1.length,
+    K = W2.length,
+    D = X[0]!.length;
   const h = X.map((x) => W1.map((w, j) => Math.tanh(w.reduce((a, wi, i) => a + wi * x[i]!, B1[j]!))));
   const o = h.map((hn) => W2.map((w, k) => w.reduce((a, wj, j) => a + wj * hn[j]!, B2[k]!)));
   let loss = 0;
@@ -24,7 +41,9 @@ function reference() {
   const dW2 = W2.map((_, k) => W1.map((_, j) => dO.reduce((a, d, n) => a + d[k]! * h[n]![j]!, 0)));
   const dB2 = W2.map((_, k) => dO.reduce((a, d) => a + d[k]!, 0));
   const dZ = h.map((hn, n) => hn.map((v, j) => W2.reduce((a, w, k) => a + dO[n]![k]! * w[j]!, 0) * (1 - v * v)));
-  const dW1 = Array.from({ length: H }, (_, j) => Array.from({ length: D }, (_, i) => dZ.reduce((a, dz, n) => a + dz[j]! * X[n]![i]!, 0)));
+  const dW1 = Array.from({ length: H }, (_, j) =>
+    Array.from({ length: D }, (_, i) => dZ.reduce((a, dz, n) => a + dz[j]! * X[n]![i]!, 0)),
+  );
   const dB1 = Array.from({ length: H }, (_, j) => dZ.reduce((a, dz) => a + dz[j]!, 0));
   return { loss, dW1, dB1, dW2, dB2 };
 }
@@ -38,8 +57,12 @@ function expectClose(actual: Tensor | null, expected: number[] | number[][]) {
 }
 
 test("the README MLP example matches hand-derived gradients to 1e-12", () => {
-  const w1 = leaf(W1), b1 = leaf(B1), w2 = leaf(W2), b2 = leaf(B2);
-  const x = tensor(X, { dtype: "float64" }), y = tensor(Y, { dtype: "float64" });
+  const w1 = leaf(W1),
+    b1 = leaf(B1),
+    w2 = leaf(W2),
+    b2 = leaf(B2);
+  const x = tensor(X, { dtype: "float64" }),
+    y = tensor(Y, { dtype: "float64" });
   const out = x.matmul(w1.T).add(b1).tanh().matmul(w2.T).add(b2);
   const loss = out.sub(y).pow(2).mean();
   loss.backward();

@@ -71,7 +71,6 @@ function binarySource(expr: string, store: (target: string, expr: string) => str
   }`;
 }
 
-
 /**
  * Kernel computing `out = expr(x, y)` with broadcasting; `expr` is JavaScript over `x` and `y`.
  * `dtype` is `"<in>-><out>"`; float32 outputs are flushed (see storeOf).
@@ -80,7 +79,10 @@ export function binaryKernel(expr: string, dtype: string): BinaryKernel {
   const key = `${dtype}:${expr}`;
   let k = binaryCache.get(key);
   if (k === undefined) {
-    const make = new Function("contiguousStrides", `return function binary(a, b, out, outShape, aStrides, bStrides) {${binarySource(expr, storeOf(dtype))}\n}`);
+    const make = new Function(
+      "contiguousStrides",
+      `return function binary(a, b, out, outShape, aStrides, bStrides) {${binarySource(expr, storeOf(dtype))}\n}`,
+    );
     k = make(stridesOf) as BinaryKernel;
     binaryCache.set(key, k);
   }
@@ -112,7 +114,13 @@ export function castInto(src: TypedArray, dst: TypedArray): void {
   }
 }
 
-export type StridedCopyKernel = (src: TypedArray, srcOffset: number, dst: TypedArray, shape: readonly number[], srcStrides: readonly number[]) => void;
+export type StridedCopyKernel = (
+  src: TypedArray,
+  srcOffset: number,
+  dst: TypedArray,
+  shape: readonly number[],
+  srcStrides: readonly number[],
+) => void;
 const copyCache = new Map<string, StridedCopyKernel>();
 
 /** Copies a strided view of `src` (any strides, 0 for broadcast) into contiguous `dst` of `shape`. */

@@ -11,7 +11,19 @@ import { setDefaultWasmKernels } from "./wasm/matmul-kernel.js";
 const k = createWasmKernels({ heapBytes: 1 << 20, scratchBytes: 16 << 20 }); // step regions keep 8 MiB free for the matmul
 setDefaultWasmKernels(k);
 
-const SPECIAL = [0, -0, 1e-40, -1e-40, 1.1754943508222875e-38, 2e-38, -3, 2.5, Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY];
+const SPECIAL = [
+  0,
+  -0,
+  1e-40,
+  -1e-40,
+  1.1754943508222875e-38,
+  2e-38,
+  -3,
+  2.5,
+  Number.NaN,
+  Number.POSITIVE_INFINITY,
+  Number.NEGATIVE_INFINITY,
+];
 function values(n: number, seed: number): Float32Array {
   const out = new Float32Array(n);
   let s = seed;
@@ -30,14 +42,19 @@ const bits = (a: Float32Array) => Array.from(new Uint32Array(a.buffer, a.byteOff
 
 describe("fused float32 kernels", () => {
   it.each([1, 7, 37, 260])("relu forward and backward give the same bits in both backends (n = %i)", (n) => {
-    const x = values(n, 3), g = values(n, 5);
+    const x = values(n, 3),
+      g = values(n, 5);
     const jsOut = new Float32Array(n);
     reluForward(x, jsOut);
     const wOut = k.allocF32(n);
     reluForward(inside(x), wOut);
     expect(k.contains(wOut)).toBe(true);
     expect(bits(wOut)).toEqual(bits(jsOut));
-    expect(jsOut.every((v, i) => (Number.isNaN(x[i]!) ? Number.isNaN(v) : v === (x[i]! >= 1.1754943508222875e-38 ? x[i] : 0)))).toBe(true);
+    expect(
+      jsOut.every((v, i) =>
+        Number.isNaN(x[i]!) ? Number.isNaN(v) : v === (x[i]! >= 1.1754943508222875e-38 ? x[i] : 0),
+      ),
+    ).toBe(true);
     const jsGrad = new Float32Array(n);
     reluBackward(g, x, jsGrad);
     const wGrad = k.allocF32(n);
@@ -45,8 +62,14 @@ describe("fused float32 kernels", () => {
     expect(bits(wGrad)).toEqual(bits(jsGrad));
   });
 
-  it.each([[1, 1], [3, 5], [4, 8], [7, 37]])("bias add gives the same bits in both backends (%i x %i)", (m, n) => {
-    const c = values(m * n, 9), b = values(n, 11);
+  it.each([
+    [1, 1],
+    [3, 5],
+    [4, 8],
+    [7, 37],
+  ])("bias add gives the same bits in both backends (%i x %i)", (m, n) => {
+    const c = values(m * n, 9),
+      b = values(n, 11);
     const js = c.slice();
     addBias(js, b, m, n);
     const w = inside(c);
@@ -55,7 +78,13 @@ describe("fused float32 kernels", () => {
     expect(js.some((v) => v !== 0 && Math.abs(v) < 1.1754943508222875e-38)).toBe(false); // no subnormal survives
   });
 
-  it.each([[1, 1], [5, 3], [128, 256], [9, 37], [300, 10]])("column sums give the bits of the general reduction (%i x %i)", (m, n) => {
+  it.each([
+    [1, 1],
+    [5, 3],
+    [128, 256],
+    [9, 37],
+    [300, 10],
+  ])("column sums give the bits of the general reduction (%i x %i)", (m, n) => {
     const x = values(m * n, 13).map((v, i) => (i % 17 === 0 ? v : v * 1e3)); // large and tiny terms: rounding shows
     const general = sum(tensor(x.slice(), { shape: [m, n] }), 0).data as Float32Array; // heap: the JavaScript reduction
     const out = k.allocF32(n);
@@ -66,7 +95,10 @@ describe("fused float32 kernels", () => {
 
   it("sum over leading dims, and over everything, takes the kernel inside a step region with the same bits", () => {
     const x = values(4 * 6 * 300, 21);
-    const outside = [sum(tensor(x.slice(), { shape: [4, 6, 300] }), [0, 1]), sum(tensor(x.slice(), { shape: [4, 6, 300] }))].map((t) => bits(t.data as Float32Array));
+    const outside = [
+      sum(tensor(x.slice(), { shape: [4, 6, 300] }), [0, 1]),
+      sum(tensor(x.slice(), { shape: [4, 6, 300] })),
+    ].map((t) => bits(t.data as Float32Array));
     const inside = runInStepRegion(k, () => {
       const t = tensor(k.allocF32(x.length).fill(0), { shape: [4, 6, 300] });
       (t.data as Float32Array).set(x);

@@ -25,9 +25,15 @@ export function reluForward(x: FloatArray, out: FloatArray): void {
   const k = inWasm(x, out);
   if (k !== null) return k.exports.reluForward(x.byteOffset, out.byteOffset, x.length);
   if (x instanceof Float32Array) {
-    for (let i = 0; i < x.length; i++) { const v = x[i]!; out[i] = v < FLT_MIN ? 0 : v; }
+    for (let i = 0; i < x.length; i++) {
+      const v = x[i]!;
+      out[i] = v < FLT_MIN ? 0 : v;
+    }
   } else {
-    for (let i = 0; i < x.length; i++) { const v = x[i]!; out[i] = v <= 0 ? 0 : v; }
+    for (let i = 0; i < x.length; i++) {
+      const v = x[i]!;
+      out[i] = v <= 0 ? 0 : v;
+    }
   }
 }
 
@@ -36,7 +42,10 @@ export function reluBackward(g: FloatArray, x: FloatArray, out: FloatArray): voi
   const k = inWasm(g, x, out);
   if (k !== null) return k.exports.reluBackward(g.byteOffset, x.byteOffset, out.byteOffset, g.length);
   if (g instanceof Float32Array) {
-    for (let i = 0; i < g.length; i++) { const v = g[i]!; out[i] = x[i]! > 0 && !(Math.abs(v) < FLT_MIN) ? v : 0; }
+    for (let i = 0; i < g.length; i++) {
+      const v = g[i]!;
+      out[i] = x[i]! > 0 && !(Math.abs(v) < FLT_MIN) ? v : 0;
+    }
   } else {
     for (let i = 0; i < g.length; i++) out[i] = x[i]! > 0 ? g[i]! : 0;
   }
@@ -49,10 +58,16 @@ export function addBias(c: FloatArray, bias: FloatArray, m: number, n: number): 
   if (c instanceof Float32Array) {
     for (let i = 0; i < m; i++) {
       const row = i * n;
-      for (let j = 0; j < n; j++) { const v = Math.fround(c[row + j]! + bias[j]!); c[row + j] = Math.abs(v) < FLT_MIN ? 0 : v; }
+      for (let j = 0; j < n; j++) {
+        const v = Math.fround(c[row + j]! + bias[j]!);
+        c[row + j] = Math.abs(v) < FLT_MIN ? 0 : v;
+      }
     }
   } else {
-    for (let i = 0; i < m; i++) { const row = i * n; for (let j = 0; j < n; j++) c[row + j] += bias[j]!; }
+    for (let i = 0; i < m; i++) {
+      const row = i * n;
+      for (let j = 0; j < n; j++) c[row + j] += bias[j]!;
+    }
   }
 }
 

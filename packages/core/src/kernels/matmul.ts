@@ -8,8 +8,17 @@ import { wasmMatmulKernel } from "./wasm/matmul-kernel.js";
  * one matrix of a larger buffer without making views.
  */
 export type MatmulKernel = (
-  a: FloatArray, aOff: number, b: FloatArray, bOff: number, c: FloatArray, cOff: number,
-  m: number, k: number, n: number, transA: boolean, transB: boolean,
+  a: FloatArray,
+  aOff: number,
+  b: FloatArray,
+  bOff: number,
+  c: FloatArray,
+  cOff: number,
+  m: number,
+  k: number,
+  n: number,
+  transA: boolean,
+  transB: boolean,
 ) => void;
 
 // The plain-JavaScript kernel: transposed operands are first packed into a row-major scratch copy

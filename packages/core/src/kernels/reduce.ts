@@ -5,7 +5,12 @@ import type { DType, TypedArray } from "../tensor/dtype.js";
  * `outStrides` points at (stride 0 along every reduced dimension). One walker serves sum, max and
  * min over any set of dimensions, and `sumTo` (the adjoint of broadcasting).
  */
-export type ReduceKernel = (a: TypedArray, out: TypedArray, inShape: readonly number[], outStrides: readonly number[]) => void;
+export type ReduceKernel = (
+  a: TypedArray,
+  out: TypedArray,
+  inShape: readonly number[],
+  outStrides: readonly number[],
+) => void;
 
 const cache = new Map<string, ReduceKernel>();
 

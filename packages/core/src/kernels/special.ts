@@ -22,7 +22,9 @@ export function erf(x: number): number {
   if (ax > 6) return x > 0 ? 1 : -1;
   // erfc(x) = exp(-x^2)/sqrt(pi) * 1/(x + (1/2)/(x + 1/(x + (3/2)/(x + 2/(x + ...)))))
   const tiny = 1e-300;
-  let f = ax, c = ax, d = 0;
+  let f = ax,
+    c = ax,
+    d = 0;
   for (let i = 1; i < 200; i++) {
     const an = i / 2;
     d = ax + an * d;

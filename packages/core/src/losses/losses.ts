@@ -13,16 +13,22 @@ export type Reduction = "mean" | "sum" | "none";
 
 function reduce(l: Tensor, reduction: Reduction, op: string): Tensor {
   switch (reduction) {
-    case "mean": return l.mean();
-    case "sum": return sum(l);
-    case "none": return l;
-    default: throw new Error(`${op}: reduction must be 'mean', 'sum' or 'none', got '${String(reduction)}'`);
+    case "mean":
+      return l.mean();
+    case "sum":
+      return sum(l);
+    case "none":
+      return l;
+    default:
+      throw new Error(`${op}: reduction must be 'mean', 'sum' or 'none', got '${String(reduction)}'`);
   }
 }
 
 function sameShape(input: Tensor, target: Tensor, op: string): void {
   if (!shapeEq(input.shape, target.shape)) {
-    throw new Error(`${op}: input shape ${fmtShape(input.shape)} and target shape ${fmtShape(target.shape)} differ; reshape one so they match`);
+    throw new Error(
+      `${op}: input shape ${fmtShape(input.shape)} and target shape ${fmtShape(target.shape)} differ; reshape one so they match`,
+    );
   }
 }
 
@@ -38,22 +44,40 @@ export const l1Loss = (input: Tensor, target: Tensor, opts: { reduction?: Reduct
 };
 
 /** 0.5·d² where |d| < delta, else delta·(|d| - 0.5·delta). */
-export const huberLoss = (input: Tensor, target: Tensor, opts: { reduction?: Reduction; delta?: number } = {}): Tensor => {
+export const huberLoss = (
+  input: Tensor,
+  target: Tensor,
+  opts: { reduction?: Reduction; delta?: number } = {},
+): Tensor => {
   sameShape(input, target, "huberLoss");
   const delta = opts.delta ?? 1;
   if (!(delta > 0)) throw new Error(`huberLoss: delta must be > 0, got ${delta}`);
-  const d = sub(input, target), a = abs(d);
-  return reduce(where(a.lt(delta), mul(mul(d, d), 0.5), mul(sub(a, 0.5 * delta), delta)), opts.reduction ?? "mean", "huberLoss");
+  const d = sub(input, target),
+    a = abs(d);
+  return reduce(
+    where(a.lt(delta), mul(mul(d, d), 0.5), mul(sub(a, 0.5 * delta), delta)),
+    opts.reduction ?? "mean",
+    "huberLoss",
+  );
 };
 
 /** 0.5·d²/beta where |d| < beta, else |d| - 0.5·beta. */
-export const smoothL1Loss = (input: Tensor, target: Tensor, opts: { reduction?: Reduction; beta?: number } = {}): Tensor => {
+export const smoothL1Loss = (
+  input: Tensor,
+  target: Tensor,
+  opts: { reduction?: Reduction; beta?: number } = {},
+): Tensor => {
   sameShape(input, target, "smoothL1Loss");
   const beta = opts.beta ?? 1;
   if (beta < 0) throw new Error(`smoothL1Loss: beta must be >= 0, got ${beta}`);
-  const d = sub(input, target), a = abs(d);
+  const d = sub(input, target),
+    a = abs(d);
   if (beta === 0) return reduce(a, opts.reduction ?? "mean", "smoothL1Loss");
-  return reduce(where(a.lt(beta), mul(mul(d, d), 0.5 / beta), sub(a, 0.5 * beta)), opts.reduction ?? "mean", "smoothL1Loss");
+  return reduce(
+    where(a.lt(beta), mul(mul(d, d), 0.5 / beta), sub(a, 0.5 * beta)),
+    opts.reduction ?? "mean",
+    "smoothL1Loss",
+  );
 };
 
 /**
@@ -80,13 +104,21 @@ export interface NllOptions {
 }
 
 /** Moves the class dim of [N, C, d1, ...] last and flattens: returns [M, C] and the target as [M]. */
-function flattenClasses(input: Tensor, target: Tensor, op: string): { x: Tensor; t: Tensor; targetShape: readonly number[] } {
-  if (input.ndim === 1) return { x: reshape(input, [1, input.shape[0]!]), t: reshape(target, [1]), targetShape: target.shape };
-  if (input.ndim < 1) throw new Error(`${op}: input must have at least 1 dimension, got shape ${fmtShape(input.shape)}`);
+function flattenClasses(
+  input: Tensor,
+  target: Tensor,
+  op: string,
+): { x: Tensor; t: Tensor; targetShape: readonly number[] } {
+  if (input.ndim === 1)
+    return { x: reshape(input, [1, input.shape[0]!]), t: reshape(target, [1]), targetShape: target.shape };
+  if (input.ndim < 1)
+    throw new Error(`${op}: input must have at least 1 dimension, got shape ${fmtShape(input.shape)}`);
   const c = input.shape[1]!;
   const expected = [input.shape[0]!, ...input.shape.slice(2)];
   if (target.dtype === "int32" && !shapeEq(target.shape, expected)) {
-    throw new Error(`${op}: expected target of shape ${fmtShape(expected)} for input of shape ${fmtShape(input.shape)}, got ${fmtShape(target.shape)}`);
+    throw new Error(
+      `${op}: expected target of shape ${fmtShape(expected)} for input of shape ${fmtShape(input.shape)}, got ${fmtShape(target.shape)}`,
+    );
   }
   if (input.ndim === 2) return { x: input, t: target, targetShape: target.shape };
   const dims = [0, ...input.shape.slice(2).map((_, i) => i + 2), 1];
@@ -94,7 +126,14 @@ function flattenClasses(input: Tensor, target: Tensor, op: string): { x: Tensor;
 }
 
 /** Per-sample weights w[target] (0 where ignored) and a gather-safe copy of the targets. */
-function sampleWeights(t: Tensor, classes: number, weight: Tensor | undefined, ignoreIndex: number, op: string, dtype: "float32" | "float64") {
+function sampleWeights(
+  t: Tensor,
+  classes: number,
+  weight: Tensor | undefined,
+  ignoreIndex: number,
+  op: string,
+  dtype: "float32" | "float64",
+) {
   const safe = new Int32Array(t.numel);
   const w = dtype === "float64" ? new Float64Array(t.numel) : new Float32Array(t.numel);
   let ignored = 0;
@@ -116,7 +155,9 @@ function sampleWeights(t: Tensor, classes: number, weight: Tensor | undefined, i
 
 function checkWeight(weight: Tensor | undefined, classes: number, op: string): void {
   if (weight && (weight.ndim !== 1 || weight.shape[0] !== classes)) {
-    throw new Error(`${op}: weight should be a 1-D tensor of ${classes} class weights, got shape ${fmtShape(weight.shape)}`);
+    throw new Error(
+      `${op}: weight should be a 1-D tensor of ${classes} class weights, got shape ${fmtShape(weight.shape)}`,
+    );
   }
 }
 
@@ -130,14 +171,25 @@ function nllCore(input: Tensor, target: Tensor, opts: NllOptions, op: string) {
   const { x, t, targetShape } = flattenClasses(input, target, op);
   const classes = x.shape[1]!;
   checkWeight(opts.weight, classes, op);
-  const { safe, w, unit } = sampleWeights(t, classes, opts.weight, opts.ignoreIndex ?? -100, op, x.dtype === "float64" ? "float64" : "float32");
+  const { safe, w, unit } = sampleWeights(
+    t,
+    classes,
+    opts.weight,
+    opts.ignoreIndex ?? -100,
+    op,
+    x.dtype === "float64" ? "float64" : "float32",
+  );
   const picked = reshape(gather(x, 1, safe), [t.numel]);
   const l = neg(unit ? picked : mul(picked, w));
   const reduction = opts.reduction ?? "mean";
-  const loss = reduction === "none" ? reshape(l, targetShape)
-    : reduction === "sum" ? sum(l)
-    : reduction === "mean" ? sum(l).div(unit ? t.numel : sum(w))
-    : reduce(l, reduction, op);
+  const loss =
+    reduction === "none"
+      ? reshape(l, targetShape)
+      : reduction === "sum"
+        ? sum(l)
+        : reduction === "mean"
+          ? sum(l).div(unit ? t.numel : sum(w))
+          : reduce(l, reduction, op);
   return { loss };
 }
 
@@ -164,16 +216,33 @@ export function crossEntropy(input: Tensor, target: Tensor, opts: CrossEntropyOp
   // Smoothing term: -Σ_c w_c·log p_c per sample, zero where the target is ignored.
   const { x, t } = flattenClasses(logp, target, "crossEntropy");
   const perClass = opts.weight ? mul(x, reshape(opts.weight, [1, classes])) : x;
-  const { w } = sampleWeights(t, classes, opts.weight, opts.ignoreIndex ?? -100, "crossEntropy", x.dtype === "float64" ? "float64" : "float32");
+  const { w } = sampleWeights(
+    t,
+    classes,
+    opts.weight,
+    opts.ignoreIndex ?? -100,
+    "crossEntropy",
+    x.dtype === "float64" ? "float64" : "float32",
+  );
   const valid = t.ne(opts.ignoreIndex ?? -100).to(x.dtype);
   const smooth = mul(neg(sum(perClass, 1)), valid);
-  const ret = reduction === "none" ? reshape(smooth, target.shape)
-    : reduction === "sum" ? sum(smooth)
-    : sum(smooth).div(opts.weight ? sum(w) : sum(valid));
+  const ret =
+    reduction === "none"
+      ? reshape(smooth, target.shape)
+      : reduction === "sum"
+        ? sum(smooth)
+        : sum(smooth).div(opts.weight ? sum(w) : sum(valid));
   return mul(nll, 1 - eps).add(mul(ret, eps / classes));
 }
 
-function softTargets(logp: Tensor, target: Tensor, opts: CrossEntropyOptions, eps: number, classes: number, classDim: number): Tensor {
+function softTargets(
+  logp: Tensor,
+  target: Tensor,
+  opts: CrossEntropyOptions,
+  eps: number,
+  classes: number,
+  classDim: number,
+): Tensor {
   sameShape(logp, target, "crossEntropy");
   checkWeight(opts.weight, classes, "crossEntropy");
   const y = eps > 0 ? mul(target, 1 - eps).add(eps / classes) : target;

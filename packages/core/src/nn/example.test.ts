@@ -7,7 +7,11 @@ import { mseLoss } from "../losses/losses.js";
 // written inline (optimizers live in @threadgrad/optim, which core must not import).
 test("plain SGD on a 2-layer float64 MLP cuts the XOR loss tenfold", () => {
   manualSeed(0);
-  const net = new Sequential(new Linear(2, 8, { dtype: "float64" }), new Tanh(), new Linear(8, 1, { dtype: "float64" }));
+  const net = new Sequential(
+    new Linear(2, 8, { dtype: "float64" }),
+    new Tanh(),
+    new Linear(8, 1, { dtype: "float64" }),
+  );
   const x = tensor(Float64Array.from([0, 0, 0, 1, 1, 0, 1, 1]), { shape: [4, 2] });
   const y = tensor(Float64Array.from([0, 1, 1, 0]), { shape: [4, 1] });
   const lr = 0.2;

@@ -15,7 +15,9 @@ export { relu, sigmoid, tanh, softplus, gelu, softmax, logSoftmax };
 export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): Tensor {
   const inF = weight.shape[1]!;
   if (x.shape[x.ndim - 1] !== inF) {
-    throw new Error(`linear: input has ${x.shape[x.ndim - 1]} features but the weight ${fmtShape(weight.shape)} expects ${inF} (input shape ${fmtShape(x.shape)})`);
+    throw new Error(
+      `linear: input has ${x.shape[x.ndim - 1]} features but the weight ${fmtShape(weight.shape)} expects ${inF} (input shape ${fmtShape(x.shape)})`,
+    );
   }
   const flat = x.ndim === 2 ? x : reshape(x, [-1, inF]);
   const y = bias ? fusedLinear(flat, weight, bias) : mm(flat, weight, false, true);
@@ -39,7 +41,8 @@ export function dropout(x: Tensor, p = 0.5, training = true): Tensor {
     const rows = x.ndim === 0 ? 1 : x.shape[0]!;
     const per = rows === 0 ? 0 : x.numel / rows;
     for (let r = 0; r < rows; r++) {
-      for (let k = 0; k < per; k++) m[r * per + k] = ctx.generator.uniform(ctx.step, ctx.firstSample + r, stream, k) < p ? 0 : scale;
+      for (let k = 0; k < per; k++)
+        m[r * per + k] = ctx.generator.uniform(ctx.step, ctx.firstSample + r, stream, k) < p ? 0 : scale;
     }
   } else {
     for (let i = 0; i < m.length; i++) m[i] = defaultGenerator.random() < p ? 0 : scale;
@@ -62,11 +65,19 @@ export function embedding(indices: Tensor, weight: Tensor, paddingIdx: number | 
   return reshape(out, [...indices.shape, weight.shape[1]!]);
 }
 
-export function layerNorm(x: Tensor, normalizedShape: readonly number[], weight: Tensor | null = null, bias: Tensor | null = null, eps = 1e-5): Tensor {
+export function layerNorm(
+  x: Tensor,
+  normalizedShape: readonly number[],
+  weight: Tensor | null = null,
+  bias: Tensor | null = null,
+  eps = 1e-5,
+): Tensor {
   const k = normalizedShape.length;
   const tail = x.shape.slice(x.ndim - k);
   if (tail.join() !== normalizedShape.join()) {
-    throw new Error(`layerNorm: input shape ${fmtShape(x.shape)} does not end with normalizedShape ${fmtShape(normalizedShape)}`);
+    throw new Error(
+      `layerNorm: input shape ${fmtShape(x.shape)} does not end with normalizedShape ${fmtShape(normalizedShape)}`,
+    );
   }
   const dims = normalizedShape.map((_, i) => x.ndim - k + i);
   const mu = mean(x, dims, true);

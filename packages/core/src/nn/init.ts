@@ -9,18 +9,31 @@ export type Nonlinearity = "linear" | "conv2d" | "sigmoid" | "tanh" | "relu" | "
 
 export function calculateGain(nonlinearity: Nonlinearity, param?: number): number {
   switch (nonlinearity) {
-    case "linear": case "conv2d": case "sigmoid": return 1;
-    case "tanh": return 5 / 3;
-    case "relu": return Math.SQRT2;
-    case "leaky_relu": { const a = param ?? 0.01; return Math.sqrt(2 / (1 + a * a)); }
-    case "selu": return 3 / 4;
-    default: throw new Error(`calculateGain: unsupported nonlinearity '${String(nonlinearity)}'`);
+    case "linear":
+    case "conv2d":
+    case "sigmoid":
+      return 1;
+    case "tanh":
+      return 5 / 3;
+    case "relu":
+      return Math.SQRT2;
+    case "leaky_relu": {
+      const a = param ?? 0.01;
+      return Math.sqrt(2 / (1 + a * a));
+    }
+    case "selu":
+      return 3 / 4;
+    default:
+      throw new Error(`calculateGain: unsupported nonlinearity '${String(nonlinearity)}'`);
   }
 }
 
 /** fan_in and fan_out of a weight of shape [out, in, ...receptive field]. */
 export function calculateFans(t: Tensor): [number, number] {
-  if (t.ndim < 2) throw new Error(`init: fan in and fan out can not be computed for a tensor with fewer than 2 dimensions (shape [${t.shape.join(", ")}])`);
+  if (t.ndim < 2)
+    throw new Error(
+      `init: fan in and fan out can not be computed for a tensor with fewer than 2 dimensions (shape [${t.shape.join(", ")}])`,
+    );
   const receptive = t.shape.slice(2).reduce((a, b) => a * b, 1);
   return [t.shape[1]! * receptive, t.shape[0]! * receptive];
 }
@@ -32,8 +45,10 @@ const fill = (t: Tensor, draw: () => number): Tensor =>
     return t;
   });
 
-export const uniform_ = (t: Tensor, a = 0, b = 1, g: Generator = defaultGenerator) => fill(t, () => a + (b - a) * g.random());
-export const normal_ = (t: Tensor, mean = 0, std = 1, g: Generator = defaultGenerator) => fill(t, () => mean + std * g.normal());
+export const uniform_ = (t: Tensor, a = 0, b = 1, g: Generator = defaultGenerator) =>
+  fill(t, () => a + (b - a) * g.random());
+export const normal_ = (t: Tensor, mean = 0, std = 1, g: Generator = defaultGenerator) =>
+  fill(t, () => mean + std * g.normal());
 export const constant_ = (t: Tensor, value: number) => fill(t, () => value);
 export const zeros_ = (t: Tensor) => constant_(t, 0);
 export const ones_ = (t: Tensor) => constant_(t, 1);

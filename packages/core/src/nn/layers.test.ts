@@ -1,8 +1,30 @@
 import { afterEach, describe, expect, test } from "vitest";
 import {
-  Generator, type Tensor, gradcheck, manualSeed, ones, randn, setDefaultDtype, setSampleContext, tensor, zeros,
+  Generator,
+  type Tensor,
+  gradcheck,
+  manualSeed,
+  ones,
+  randn,
+  setDefaultDtype,
+  setSampleContext,
+  tensor,
+  zeros,
 } from "../index.js";
-import { Dropout, Embedding, Flatten, GELU, Identity, LayerNorm, Linear, ReLU, Sequential, Sigmoid, Softplus, Tanh } from "./layers.js";
+import {
+  Dropout,
+  Embedding,
+  Flatten,
+  GELU,
+  Identity,
+  LayerNorm,
+  Linear,
+  ReLU,
+  Sequential,
+  Sigmoid,
+  Softplus,
+  Tanh,
+} from "./layers.js";
 import * as F from "./functional.js";
 import * as init from "./init.js";
 
@@ -21,44 +43,60 @@ const rnd64 = (shape: number[], seed: number, requiresGrad = false): Tensor => {
 function expectAllClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tol = 1e-12): void {
   expect(actual.length).toBe(expected.length);
   for (let i = 0; i < expected.length; i++) {
-    expect(Math.abs(actual[i]! - expected[i]!), `element ${i}: ${actual[i]} vs ${expected[i]}`).toBeLessThanOrEqual(tol * (1 + Math.abs(expected[i]!)));
+    expect(Math.abs(actual[i]! - expected[i]!), `element ${i}: ${actual[i]} vs ${expected[i]}`).toBeLessThanOrEqual(
+      tol * (1 + Math.abs(expected[i]!)),
+    );
   }
 }
 const variance = (v: ArrayLike<number>): number => {
-  const a = Array.from(v), m = a.reduce((s, x) => s + x, 0) / a.length;
+  const a = Array.from(v),
+    m = a.reduce((s, x) => s + x, 0) / a.length;
   return a.reduce((s, x) => s + (x - m) ** 2, 0) / a.length;
 };
 
 describe("Linear", () => {
   test("forward equals x·Wᵀ + b computed with loops", () => {
     const lin = new Linear(3, 2, { dtype: "float64" });
-    const x = rnd64([4, 3], 1), W = lin.weight.data, b = lin.bias!.data;
+    const x = rnd64([4, 3], 1),
+      W = lin.weight.data,
+      b = lin.bias!.data;
     const want: number[] = [];
-    for (let n = 0; n < 4; n++) for (let o = 0; o < 2; o++) {
-      let s = b[o]!;
-      for (let i = 0; i < 3; i++) s += x.data[n * 3 + i]! * W[o * 3 + i]!;
-      want.push(s);
-    }
+    for (let n = 0; n < 4; n++)
+      for (let o = 0; o < 2; o++) {
+        let s = b[o]!;
+        for (let i = 0; i < 3; i++) s += x.data[n * 3 + i]! * W[o * 3 + i]!;
+        want.push(s);
+      }
     expectAllClose(lin.forward(x).data, want);
   });
   test("a 3-D input maps each trailing row and keeps the leading dims", () => {
-    const lin = new Linear(3, 2, { dtype: "float64" }), x = rnd64([2, 4, 3], 2);
+    const lin = new Linear(3, 2, { dtype: "float64" }),
+      x = rnd64([2, 4, 3], 2);
     const y = lin.forward(x);
     expect(y.shape).toEqual([2, 4, 2]);
     expectAllClose(y.data, lin.forward(x.reshape(8, 3)).data);
   });
   test("without bias forward is x·Wᵀ and there is one parameter", () => {
-    const lin = new Linear(3, 2, { bias: false, dtype: "float64" }), x = rnd64([1, 3], 3);
+    const lin = new Linear(3, 2, { bias: false, dtype: "float64" }),
+      x = rnd64([1, 3], 3);
     expect(lin.parameters()).toEqual([lin.weight]);
-    expectAllClose(lin.forward(x).data, [0, 1].map((o) => [0, 1, 2].reduce((s, i) => s + x.data[i]! * lin.weight.data[o * 3 + i]!, 0)));
+    expectAllClose(
+      lin.forward(x).data,
+      [0, 1].map((o) => [0, 1, 2].reduce((s, i) => s + x.data[i]! * lin.weight.data[o * 3 + i]!, 0)),
+    );
   });
   test("a wrong feature count is an error naming both counts and shapes", () => {
-    expect(() => new Linear(3, 2).forward(zeros([5, 4]))).toThrow(/linear: input has 4 features but the weight \[2, 3\] expects 3 \(input shape \[5, 4\]\)/);
+    expect(() => new Linear(3, 2).forward(zeros([5, 4]))).toThrow(
+      /linear: input has 4 features but the weight \[2, 3\] expects 3 \(input shape \[5, 4\]\)/,
+    );
     expect(() => new Linear(0, 2)).toThrow(/Linear: feature sizes must be positive integers, got \(0, 2\)/);
   });
   test("weight and bias are drawn from U(-1/√in, 1/√in), with variance bound²/3", () => {
     manualSeed(0);
-    const fanIn = 64, bound = 1 / Math.sqrt(fanIn), ws: number[] = [], bs: number[] = [];
+    const fanIn = 64,
+      bound = 1 / Math.sqrt(fanIn),
+      ws: number[] = [],
+      bs: number[] = [];
     for (let k = 0; k < 40; k++) {
       const lin = new Linear(fanIn, 32);
       ws.push(...lin.weight.data);
@@ -66,7 +104,7 @@ describe("Linear", () => {
     }
     for (const v of [ws, bs]) {
       expect(v.every((x) => Math.abs(x) <= bound)).toBe(true);
-      expect(Math.abs(variance(v) / (bound * bound / 3) - 1)).toBeLessThan(0.1);
+      expect(Math.abs(variance(v) / ((bound * bound) / 3) - 1)).toBeLessThan(0.1);
     }
   });
 });
@@ -80,7 +118,9 @@ describe("init", () => {
     expect(init.calculateGain("leaky_relu")).toBeCloseTo(Math.sqrt(2 / (1 + 0.01 ** 2)), 15);
     expect(init.calculateGain("leaky_relu", 0.2)).toBeCloseTo(Math.sqrt(2 / 1.04), 15);
     expect(init.calculateGain("selu")).toBe(0.75);
-    expect(() => init.calculateGain("swish" as init.Nonlinearity)).toThrow(/calculateGain: unsupported nonlinearity 'swish'/);
+    expect(() => init.calculateGain("swish" as init.Nonlinearity)).toThrow(
+      /calculateGain: unsupported nonlinearity 'swish'/,
+    );
   });
   test("xavierUniform_ draws within gain·√(6/(fan_in+fan_out)) with variance bound²/3", () => {
     const t = zeros([300, 200], { dtype: "float64" });
@@ -88,14 +128,14 @@ describe("init", () => {
     const bound = 2 * Math.sqrt(6 / 500);
     expect(Array.from(t.data).every((v) => Math.abs(v) <= bound)).toBe(true);
     expect(Math.max(...t.data)).toBeGreaterThan(0.99 * bound);
-    expect(Math.abs(variance(t.data) / (bound * bound / 3) - 1)).toBeLessThan(0.05);
+    expect(Math.abs(variance(t.data) / ((bound * bound) / 3) - 1)).toBeLessThan(0.05);
   });
   test("kaimingNormal_ has std gain/√fan with the fan and nonlinearity asked for", () => {
     const t = zeros([400, 100, 2], { dtype: "float64" });
     init.kaimingNormal_(t, { generator: new Generator(5) });
     expect(Math.abs(Math.sqrt(variance(t.data)) / (Math.sqrt(2) / Math.sqrt(200)) - 1)).toBeLessThan(0.03);
     init.kaimingNormal_(t, { mode: "fan_out", nonlinearity: "tanh", generator: new Generator(6) });
-    expect(Math.abs(Math.sqrt(variance(t.data)) / ((5 / 3) / Math.sqrt(800)) - 1)).toBeLessThan(0.03);
+    expect(Math.abs(Math.sqrt(variance(t.data)) / (5 / 3 / Math.sqrt(800)) - 1)).toBeLessThan(0.03);
   });
   test("the same manualSeed gives the same draws", () => {
     const draw = () => {
@@ -108,13 +148,16 @@ describe("init", () => {
     expect(draw()).toEqual(draw());
   });
   test("fans cannot be computed for a 1-D tensor", () => {
-    expect(() => init.xavierUniform_(zeros([3]))).toThrow(/init: fan in and fan out can not be computed for a tensor with fewer than 2 dimensions \(shape \[3\]\)/);
+    expect(() => init.xavierUniform_(zeros([3]))).toThrow(
+      /init: fan in and fan out can not be computed for a tensor with fewer than 2 dimensions \(shape \[3\]\)/,
+    );
   });
 });
 
 describe("Dropout", () => {
   test("in eval mode it returns its input unchanged", () => {
-    const d = new Dropout(0.5).eval(), x = ones([10]);
+    const d = new Dropout(0.5).eval(),
+      x = ones([10]);
     expect(d.forward(x)).toBe(x);
   });
   test("in training it zeroes about p of the elements and scales the rest by 1/(1-p)", () => {
@@ -126,7 +169,8 @@ describe("Dropout", () => {
   });
   test("the gradient is the mask: zero where dropped, 1/(1-p) elsewhere", () => {
     manualSeed(4);
-    const x = ones([50], { requiresGrad: true }), y = new Dropout(0.5).forward(x);
+    const x = ones([50], { requiresGrad: true }),
+      y = new Dropout(0.5).forward(x);
     y.sum().backward();
     expect(Array.from(x.grad!.data)).toEqual(Array.from(y.data));
   });
@@ -135,7 +179,8 @@ describe("Dropout", () => {
     expect(() => new Dropout(1.5)).toThrow(/Dropout: dropout probability has to be between 0 and 1, but got 1.5/);
   });
   test("in a sample context a row's mask depends only on (seed, step, firstSample + row), so 1 worker equals N", () => {
-    const x = ones([8, 16]), d = new Dropout(0.5);
+    const x = ones([8, 16]),
+      d = new Dropout(0.5);
     setSampleContext({ seed: 9, step: 2, firstSample: 0 });
     const whole = Array.from(d.forward(x).data);
     setSampleContext({ seed: 9, step: 2, firstSample: 0 });
@@ -156,12 +201,22 @@ describe("Dropout", () => {
 describe("Embedding", () => {
   test("lookup returns the weight rows and accumulates their gradients", () => {
     manualSeed(5);
-    const emb = new Embedding(5, 3), idx = tensor([[1, 4], [1, 0]], { dtype: "int32" });
+    const emb = new Embedding(5, 3),
+      idx = tensor(
+        [
+          [1, 4],
+          [1, 0],
+        ],
+        { dtype: "int32" },
+      );
     const y = emb.forward(idx);
     expect(y.shape).toEqual([2, 2, 3]);
-    const w = emb.weight.data, rows = [1, 4, 1, 0];
+    const w = emb.weight.data,
+      rows = [1, 4, 1, 0];
     expect(Array.from(y.data)).toEqual(rows.flatMap((r) => Array.from(w.subarray(r * 3, r * 3 + 3))));
-    y.mul(tensor([1, 2, 3], { dtype: "float32" })).sum().backward();
+    y.mul(tensor([1, 2, 3], { dtype: "float32" }))
+      .sum()
+      .backward();
     expect(Array.from(emb.weight.grad!.data)).toEqual([1, 2, 3, 2, 4, 6, 0, 0, 0, 0, 0, 0, 1, 2, 3]);
   });
   test("the padding row starts at zero, is returned as stored, and gets no gradient", () => {
@@ -177,7 +232,10 @@ describe("Embedding", () => {
     const emb = new Embedding(4, 2, -1);
     expect(emb.paddingIdx).toBe(3);
     expect(Array.from(emb.weight.data.subarray(6, 8))).toEqual([0, 0]);
-    emb.forward(tensor([3, 0], { dtype: "int32" })).sum().backward();
+    emb
+      .forward(tensor([3, 0], { dtype: "int32" }))
+      .sum()
+      .backward();
     expect(Array.from(emb.weight.grad!.data)).toEqual([1, 1, 0, 0, 0, 0, 0, 0]);
     expect(emb.toString()).toBe("Embedding(4, 2, padding_idx=3)");
     expect(() => new Embedding(4, 2, 4)).toThrow(/Embedding: paddingIdx must be an integer in \[-4, 4\), got 4/);
@@ -186,18 +244,23 @@ describe("Embedding", () => {
 
 describe("LayerNorm", () => {
   test("normalises with the biased variance and eps inside the square root, then scales and shifts", () => {
-    const x = rnd64([3, 5], 7), g = rnd64([5], 8), b = rnd64([5], 9), eps = 1e-3;
+    const x = rnd64([3, 5], 7),
+      g = rnd64([5], 8),
+      b = rnd64([5], 9),
+      eps = 1e-3;
     const want: number[] = [];
     for (let r = 0; r < 3; r++) {
       const row = Array.from(x.data.subarray(r * 5, r * 5 + 5));
-      const m = row.reduce((s, v) => s + v, 0) / 5, v = row.reduce((s, u) => s + (u - m) ** 2, 0) / 5;
+      const m = row.reduce((s, v) => s + v, 0) / 5,
+        v = row.reduce((s, u) => s + (u - m) ** 2, 0) / 5;
       row.forEach((u, i) => want.push(((u - m) / Math.sqrt(v + eps)) * g.data[i]! + b.data[i]!));
     }
     expectAllClose(F.layerNorm(x, [5], g, b, eps).data, want);
   });
   test("the module normalises over several trailing dims and starts as weight 1, bias 0", () => {
     setDefaultDtype("float64");
-    const ln = new LayerNorm([2, 3]), x = rnd64([4, 2, 3], 10);
+    const ln = new LayerNorm([2, 3]),
+      x = rnd64([4, 2, 3], 10);
     const y = ln.forward(x);
     for (let r = 0; r < 4; r++) {
       const row = Array.from(y.data.subarray(r * 6, r * 6 + 6));
@@ -205,10 +268,14 @@ describe("LayerNorm", () => {
       expect(Math.abs(variance(row) - 1)).toBeLessThan(1e-3);
     }
     expect(ln.toString()).toBe("LayerNorm((2, 3), eps=1e-05, elementwise_affine=True)");
-    expect(() => ln.forward(zeros([4, 3, 2]))).toThrow(/layerNorm: input shape \[4, 3, 2\] does not end with normalizedShape \[2, 3\]/);
+    expect(() => ln.forward(zeros([4, 3, 2]))).toThrow(
+      /layerNorm: input shape \[4, 3, 2\] does not end with normalizedShape \[2, 3\]/,
+    );
   });
   test("passes gradcheck wrt input, weight and bias in float64", () => {
-    const x = rnd64([3, 4], 11, true), g = rnd64([4], 12, true), b = rnd64([4], 13, true);
+    const x = rnd64([3, 4], 11, true),
+      g = rnd64([4], 12, true),
+      b = rnd64([4], 13, true);
     expect(gradcheck((a, w, c) => F.layerNorm(a!, [4], w, c, 1e-5), [x, g, b])).toBe(true);
   });
 });
@@ -222,7 +289,11 @@ describe("activation and shape modules", () => {
     ["Softplus", new Softplus(), (v) => (v > 20 ? v : Math.log1p(Math.exp(v)))],
     ["Softplus(beta=2, threshold=5)", new Softplus(2, 5), (v) => (2 * v > 5 ? v : Math.log1p(Math.exp(2 * v)) / 2)],
     ["GELU", new GELU(), (v) => 0.5 * v * (1 + erfRef(v / Math.SQRT2))],
-    ["GELU('tanh')", new GELU("tanh"), (v) => 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3)))],
+    [
+      "GELU('tanh')",
+      new GELU("tanh"),
+      (v) => 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3))),
+    ],
   ];
   for (const [name, m, ref] of cases) {
     test(`${name} applies its formula elementwise`, () => {
@@ -237,8 +308,14 @@ describe("activation and shape modules", () => {
   });
   test("a small float64 MLP passes gradcheck wrt its input and every parameter", () => {
     manualSeed(6);
-    const net = new Sequential(new Linear(3, 4, { dtype: "float64" }), new Tanh(), new Linear(4, 2, { dtype: "float64" }), new GELU());
-    const x = rnd64([5, 3], 14, true), params = net.parameters();
+    const net = new Sequential(
+      new Linear(3, 4, { dtype: "float64" }),
+      new Tanh(),
+      new Linear(4, 2, { dtype: "float64" }),
+      new GELU(),
+    );
+    const x = rnd64([5, 3], 14, true),
+      params = net.parameters();
     expect(gradcheck((a) => net.forward(a!), [x, ...params])).toBe(true);
   });
 });
@@ -246,7 +323,11 @@ describe("activation and shape modules", () => {
 // Taylor series of erf; past |x| = 6, erf is ±1 to double precision and the series would cancel badly.
 function erfRef(x: number): number {
   if (Math.abs(x) > 6) return Math.sign(x);
-  let sum = 0, term = x;
-  for (let n = 0; n < 200; n++) { sum += term / (2 * n + 1); term *= -x * x / (n + 1); }
+  let sum = 0,
+    term = x;
+  for (let n = 0; n < 200; n++) {
+    sum += term / (2 * n + 1);
+    term *= (-x * x) / (n + 1);
+  }
   return (2 / Math.sqrt(Math.PI)) * sum;
 }

@@ -21,7 +21,11 @@ export class Linear extends Module {
   weight: Tensor;
   bias: Tensor | null;
 
-  constructor(readonly inFeatures: number, readonly outFeatures: number, opts: { bias?: boolean; dtype?: "float32" | "float64" } = {}) {
+  constructor(
+    readonly inFeatures: number,
+    readonly outFeatures: number,
+    opts: { bias?: boolean; dtype?: "float32" | "float64" } = {},
+  ) {
     super();
     if (!(Number.isInteger(inFeatures) && inFeatures > 0 && Number.isInteger(outFeatures) && outFeatures > 0)) {
       throw new Error(`Linear: feature sizes must be positive integers, got (${inFeatures}, ${outFeatures})`);
@@ -78,28 +82,51 @@ export class Sequential extends Module {
 }
 
 export class ReLU extends Module {
-  forward(x: Tensor): Tensor { return x.relu(); }
+  forward(x: Tensor): Tensor {
+    return x.relu();
+  }
 }
 export class Tanh extends Module {
-  forward(x: Tensor): Tensor { return x.tanh(); }
+  forward(x: Tensor): Tensor {
+    return x.tanh();
+  }
 }
 export class Sigmoid extends Module {
-  forward(x: Tensor): Tensor { return x.sigmoid(); }
+  forward(x: Tensor): Tensor {
+    return x.sigmoid();
+  }
 }
 export class Identity extends Module {
-  forward(x: Tensor): Tensor { return x; }
+  forward(x: Tensor): Tensor {
+    return x;
+  }
 }
 
 export class GELU extends Module {
-  constructor(readonly approximate: "none" | "tanh" = "none") { super(); }
-  forward(x: Tensor): Tensor { return x.gelu({ approximate: this.approximate }); }
-  override extraRepr(): string { return this.approximate === "none" ? "" : `approximate='${this.approximate}'`; }
+  constructor(readonly approximate: "none" | "tanh" = "none") {
+    super();
+  }
+  forward(x: Tensor): Tensor {
+    return x.gelu({ approximate: this.approximate });
+  }
+  override extraRepr(): string {
+    return this.approximate === "none" ? "" : `approximate='${this.approximate}'`;
+  }
 }
 
 export class Softplus extends Module {
-  constructor(readonly beta = 1, readonly threshold = 20) { super(); }
-  forward(x: Tensor): Tensor { return x.softplus(this.beta, this.threshold); }
-  override extraRepr(): string { return `beta=${pyFloat(this.beta)}, threshold=${pyFloat(this.threshold)}`; }
+  constructor(
+    readonly beta = 1,
+    readonly threshold = 20,
+  ) {
+    super();
+  }
+  forward(x: Tensor): Tensor {
+    return x.softplus(this.beta, this.threshold);
+  }
+  override extraRepr(): string {
+    return `beta=${pyFloat(this.beta)}, threshold=${pyFloat(this.threshold)}`;
+  }
 }
 
 /** Zeroes elements with probability p in training and scales the rest by 1/(1-p). */
@@ -108,14 +135,27 @@ export class Dropout extends Module {
     super();
     if (!(p >= 0 && p <= 1)) throw new Error(`Dropout: dropout probability has to be between 0 and 1, but got ${p}`);
   }
-  forward(x: Tensor): Tensor { return F.dropout(x, this.p, this.training); }
-  override extraRepr(): string { return `p=${pyFloat(this.p)}, inplace=False`; }
+  forward(x: Tensor): Tensor {
+    return F.dropout(x, this.p, this.training);
+  }
+  override extraRepr(): string {
+    return `p=${pyFloat(this.p)}, inplace=False`;
+  }
 }
 
 export class Flatten extends Module {
-  constructor(readonly startDim = 1, readonly endDim = -1) { super(); }
-  forward(x: Tensor): Tensor { return x.flatten(this.startDim, this.endDim); }
-  override extraRepr(): string { return `start_dim=${this.startDim}, end_dim=${this.endDim}`; }
+  constructor(
+    readonly startDim = 1,
+    readonly endDim = -1,
+  ) {
+    super();
+  }
+  forward(x: Tensor): Tensor {
+    return x.flatten(this.startDim, this.endDim);
+  }
+  override extraRepr(): string {
+    return `start_dim=${this.startDim}, end_dim=${this.endDim}`;
+  }
 }
 
 /** A lookup table of `numEmbeddings` vectors, N(0, 1) initialised; the padding row stays zero. */
@@ -123,17 +163,29 @@ export class Embedding extends Module {
   weight: Tensor;
   /** Non-negative: a negative index given to the constructor counts from the end, as in PyTorch. */
   readonly paddingIdx: number | null;
-  constructor(readonly numEmbeddings: number, readonly embeddingDim: number, paddingIdx: number | null = null) {
+  constructor(
+    readonly numEmbeddings: number,
+    readonly embeddingDim: number,
+    paddingIdx: number | null = null,
+  ) {
     super();
-    if (paddingIdx !== null && !(Number.isInteger(paddingIdx) && paddingIdx >= -numEmbeddings && paddingIdx < numEmbeddings)) {
-      throw new Error(`Embedding: paddingIdx must be an integer in [${-numEmbeddings}, ${numEmbeddings}), got ${paddingIdx}`);
+    if (
+      paddingIdx !== null &&
+      !(Number.isInteger(paddingIdx) && paddingIdx >= -numEmbeddings && paddingIdx < numEmbeddings)
+    ) {
+      throw new Error(
+        `Embedding: paddingIdx must be an integer in [${-numEmbeddings}, ${numEmbeddings}), got ${paddingIdx}`,
+      );
     }
     this.paddingIdx = paddingIdx !== null && paddingIdx < 0 ? paddingIdx + numEmbeddings : paddingIdx;
     this.weight = Parameter(empty([numEmbeddings, embeddingDim]));
     init.normal_(this.weight);
-    if (this.paddingIdx !== null) this.weight.data.fill(0, this.paddingIdx * embeddingDim, (this.paddingIdx + 1) * embeddingDim);
+    if (this.paddingIdx !== null)
+      this.weight.data.fill(0, this.paddingIdx * embeddingDim, (this.paddingIdx + 1) * embeddingDim);
   }
-  forward(indices: Tensor): Tensor { return F.embedding(indices, this.weight, this.paddingIdx); }
+  forward(indices: Tensor): Tensor {
+    return F.embedding(indices, this.weight, this.paddingIdx);
+  }
   override extraRepr(): string {
     return `${this.numEmbeddings}, ${this.embeddingDim}${this.paddingIdx === null ? "" : `, padding_idx=${this.paddingIdx}`}`;
   }
@@ -144,13 +196,19 @@ export class LayerNorm extends Module {
   weight: Tensor | null;
   bias: Tensor | null;
   readonly normalizedShape: number[];
-  constructor(normalizedShape: number | number[], readonly eps = 1e-5, elementwiseAffine = true) {
+  constructor(
+    normalizedShape: number | number[],
+    readonly eps = 1e-5,
+    elementwiseAffine = true,
+  ) {
     super();
     this.normalizedShape = typeof normalizedShape === "number" ? [normalizedShape] : normalizedShape;
     this.weight = elementwiseAffine ? Parameter(init.ones_(empty(this.normalizedShape))) : null;
     this.bias = elementwiseAffine ? Parameter(init.zeros_(empty(this.normalizedShape))) : null;
   }
-  forward(x: Tensor): Tensor { return F.layerNorm(x, this.normalizedShape, this.weight, this.bias, this.eps); }
+  forward(x: Tensor): Tensor {
+    return F.layerNorm(x, this.normalizedShape, this.weight, this.bias, this.eps);
+  }
   override extraRepr(): string {
     // A Python tuple: (4,) for one dim, (2, 3) for more.
     const dims = this.normalizedShape.join(", ") + (this.normalizedShape.length === 1 ? "," : "");

@@ -13,8 +13,10 @@ export function Parameter(t: Tensor, requiresGrad = true): Tensor {
   return p;
 }
 
-export const isParameter = (v: unknown): v is Tensor => isTensor(v) && (v as unknown as Record<symbol, boolean>)[PARAM_BRAND] === true;
-export const isModule = (v: unknown): v is Module => typeof v === "object" && v !== null && (v as Record<symbol, unknown>)[MODULE_BRAND] === true;
+export const isParameter = (v: unknown): v is Tensor =>
+  isTensor(v) && (v as unknown as Record<symbol, boolean>)[PARAM_BRAND] === true;
+export const isModule = (v: unknown): v is Module =>
+  typeof v === "object" && v !== null && (v as Record<symbol, unknown>)[MODULE_BRAND] === true;
 
 export type StateDict = Record<string, Tensor>;
 
@@ -122,15 +124,22 @@ export abstract class Module {
     const missingKeys = [...own.keys()].filter((k) => !(k in state));
     const unexpectedKeys = Object.keys(state).filter((k) => !own.has(k));
     const errors: string[] = [];
-    if (strict && missingKeys.length) errors.push(`Missing key(s) in state dict: ${missingKeys.map((k) => `"${k}"`).join(", ")}.`);
-    if (strict && unexpectedKeys.length) errors.push(`Unexpected key(s) in state dict: ${unexpectedKeys.map((k) => `"${k}"`).join(", ")}.`);
+    if (strict && missingKeys.length)
+      errors.push(`Missing key(s) in state dict: ${missingKeys.map((k) => `"${k}"`).join(", ")}.`);
+    if (strict && unexpectedKeys.length)
+      errors.push(`Unexpected key(s) in state dict: ${unexpectedKeys.map((k) => `"${k}"`).join(", ")}.`);
     for (const [k, t] of own) {
       const src = state[k];
       if (src !== undefined && !shapeEq(src.shape, t.shape)) {
-        errors.push(`size mismatch for ${k}: copying a param with shape ${fmtShape(src.shape)} from the state dict, the shape in the current model is ${fmtShape(t.shape)}.`);
+        errors.push(
+          `size mismatch for ${k}: copying a param with shape ${fmtShape(src.shape)} from the state dict, the shape in the current model is ${fmtShape(t.shape)}.`,
+        );
       }
     }
-    if (errors.length) throw new Error(`loadStateDict: error(s) in loading state dict for ${this.constructor.name}:\n\t${errors.join("\n\t")}`);
+    if (errors.length)
+      throw new Error(
+        `loadStateDict: error(s) in loading state dict for ${this.constructor.name}:\n\t${errors.join("\n\t")}`,
+      );
     noGrad(() => {
       for (const [k, t] of own) if (state[k] !== undefined) t.copy_(state[k]!);
     });

@@ -23,15 +23,20 @@ export { logSoftmax } from "./softmax.js";
 export const softmax = defineOp("softmax", (x: Tensor, dim = -1): Tensor => exp(logSoftmax(x, dim)));
 
 /** Variance with Bessel's `correction` (1 by default, as in PyTorch). */
-export const variance = defineOp("var", (x: Tensor, dims?: Dims, opts: { correction?: number; keepdim?: boolean } = {}): Tensor => {
-  const d = normDims(dims, x.ndim, "var");
-  const n = d.reduce((a, i) => a * x.shape[i]!, 1);
-  const centred = sub(x, mean(x, d, true));
-  return div(sum(mul(centred, centred), d, opts.keepdim ?? false), Math.max(0, n - (opts.correction ?? 1)));
-});
+export const variance = defineOp(
+  "var",
+  (x: Tensor, dims?: Dims, opts: { correction?: number; keepdim?: boolean } = {}): Tensor => {
+    const d = normDims(dims, x.ndim, "var");
+    const n = d.reduce((a, i) => a * x.shape[i]!, 1);
+    const centred = sub(x, mean(x, d, true));
+    return div(sum(mul(centred, centred), d, opts.keepdim ?? false), Math.max(0, n - (opts.correction ?? 1)));
+  },
+);
 
-export const std = defineOp("std", (x: Tensor, dims?: Dims, opts: { correction?: number; keepdim?: boolean } = {}): Tensor =>
-  sqrt(variance(x, dims, opts)),
+export const std = defineOp(
+  "std",
+  (x: Tensor, dims?: Dims, opts: { correction?: number; keepdim?: boolean } = {}): Tensor =>
+    sqrt(variance(x, dims, opts)),
 );
 
 /** Vector p-norm over `dims` (all by default): p = 2, 1, Infinity or any positive number. */
@@ -50,10 +55,16 @@ export const norm = defineOp("norm", (x: Tensor, p = 2, dims?: Dims, keepdim = f
 const norm2 = defineOp("norm2", (x: Tensor, dims?: Dims, keepdim = false): Tensor => {
   const d = normDims(dims, x.ndim, "norm");
   const out = noGrad(() => sqrt(sum(mul(x, x), d, keepdim)));
-  return record(out, "norm2", [x], (g) => {
-    const kept = x.shape.map((s, i) => (d.includes(i) ? 1 : s));
-    const n = reshape(out, kept);
-    const safe = where(n.eq(0), 1, n);
-    return [where(n.eq(0), 0, mul(reshape(g, kept), div(x, safe)))];
-  }, [x, out]);
+  return record(
+    out,
+    "norm2",
+    [x],
+    (g) => {
+      const kept = x.shape.map((s, i) => (d.includes(i) ? 1 : s));
+      const n = reshape(out, kept);
+      const safe = where(n.eq(0), 1, n);
+      return [where(n.eq(0), 0, mul(reshape(g, kept), div(x, safe)))];
+    },
+    [x, out],
+  );
 });

@@ -8,7 +8,14 @@ import { sumTo } from "./reduce.js";
 import { broadcastData } from "./shape.js";
 
 /** Runs a generated broadcasting kernel: inputs are converted to `dtype`, the result has `outDtype`. */
-export function broadcastBinary(name: string, expr: string, x: Tensor, y: Tensor, dtype: DType, outDtype: DType = dtype): Tensor {
+export function broadcastBinary(
+  name: string,
+  expr: string,
+  x: Tensor,
+  y: Tensor,
+  dtype: DType,
+  outDtype: DType = dtype,
+): Tensor {
   const shape = shapeEq(x.shape, y.shape) ? x.shape : broadcastShapes(x.shape, y.shape, name);
   const out = arrayFor(outDtype, numelOf(shape), false);
   const k = binaryKernel(expr, `${dtype}->${outDtype}`);
@@ -48,7 +55,10 @@ export const sub = defineOp("sub", (a: TensorLike, b: TensorLike, alpha = 1): Te
 export const mul = defineOp("mul", (a: TensorLike, b: TensorLike): Tensor => {
   const [x, y] = operands(a, b, "mul");
   const out = broadcastBinary("mul", "x * y", x, y, resultType(x, y));
-  return record(out, "mul", [x, y], (g, n) => [n[0] ? back(mul(g, y), x) : null, n[1] ? back(mul(g, x), y) : null], [x, y]);
+  return record(out, "mul", [x, y], (g, n) => [n[0] ? back(mul(g, y), x) : null, n[1] ? back(mul(g, x), y) : null], [
+    x,
+    y,
+  ]);
 });
 
 // d(a/b) = da/b - a·db/b²; integer division is true division, as in PyTorch.
@@ -87,7 +97,12 @@ export const neg = defineOp("neg", (a: TensorLike): Tensor => {
   return record(mapUnary("-x", x, x.dtype), "neg", [x], (g) => [neg(g)]);
 });
 
-function floatUnary(name: string, expr: string, a: TensorLike, grad: (g: Tensor, x: Tensor, out: Tensor) => Tensor): Tensor {
+function floatUnary(
+  name: string,
+  expr: string,
+  a: TensorLike,
+  grad: (g: Tensor, x: Tensor, out: Tensor) => Tensor,
+): Tensor {
   const x = toTensor(a, name);
   const dtype = floatDtypeOf(x);
   const out = mapUnary(expr, x, dtype);
@@ -98,8 +113,12 @@ function floatUnary(name: string, expr: string, a: TensorLike, grad: (g: Tensor,
 
 export const exp = defineOp("exp", (a: TensorLike) => floatUnary("exp", "Math.exp(x)", a, (g, _x, out) => mul(g, out)));
 export const log = defineOp("log", (a: TensorLike) => floatUnary("log", "Math.log(x)", a, (g, x) => div(g, x)));
-export const log1p = defineOp("log1p", (a: TensorLike) => floatUnary("log1p", "Math.log1p(x)", a, (g, x) => div(g, add(x, 1))));
-export const sqrt = defineOp("sqrt", (a: TensorLike) => floatUnary("sqrt", "Math.sqrt(x)", a, (g, _x, out) => div(g, mul(out, 2))));
+export const log1p = defineOp("log1p", (a: TensorLike) =>
+  floatUnary("log1p", "Math.log1p(x)", a, (g, x) => div(g, add(x, 1))),
+);
+export const sqrt = defineOp("sqrt", (a: TensorLike) =>
+  floatUnary("sqrt", "Math.sqrt(x)", a, (g, _x, out) => div(g, mul(out, 2))),
+);
 export const tanh = defineOp("tanh", (a: TensorLike) =>
   floatUnary("tanh", "Math.tanh(x)", a, (g, _x, out) => mul(g, sub(1, mul(out, out)))),
 );
@@ -145,10 +164,16 @@ export const softplus = defineOp("softplus", (a: TensorLike, beta = 1, threshold
   const expr = "(x * p0 > p1) ? x : (Math.max(x * p0, 0) + Math.log1p(Math.exp(-Math.abs(x * p0)))) / p0";
   const out = mapUnary(expr, x, floatDtypeOf(x), floatDtypeOf(x), beta, threshold);
   // Above the threshold the forward is the identity, so the gradient there is exactly 1.
-  return record(out, "softplus", [x], (g) => {
-    const bx = mul(x, beta);
-    return [mul(g, where(bx.gt(threshold), 1, sigmoid(bx)))];
-  }, [x]);
+  return record(
+    out,
+    "softplus",
+    [x],
+    (g) => {
+      const bx = mul(x, beta);
+      return [mul(g, where(bx.gt(threshold), 1, sigmoid(bx)))];
+    },
+    [x],
+  );
 });
 
 // Ties send half of the gradient to each side, as PyTorch does.
@@ -177,9 +202,16 @@ export const clamp = defineOp("clamp", (a: TensorLike, min?: number | null, max?
   if ((min === undefined || min === null) && (max === undefined || max === null)) {
     throw new Error("clamp: at least one of min and max must be given");
   }
-  const lo = min ?? -Infinity, hi = max ?? Infinity;
+  const lo = min ?? -Infinity,
+    hi = max ?? Infinity;
   const out = mapUnary("x < p0 ? p0 : x > p1 ? p1 : x", x, x.dtype, x.dtype, lo, hi);
-  return record(out, "clamp", [x], (g) => [mul(g, mapUnary("x >= p0 && x <= p1 ? 1 : 0", x, x.dtype, x.dtype, lo, hi))], [x]);
+  return record(
+    out,
+    "clamp",
+    [x],
+    (g) => [mul(g, mapUnary("x >= p0 && x <= p1 ? 1 : 0", x, x.dtype, x.dtype, lo, hi))],
+    [x],
+  );
 });
 
 /** Picks from `a` where `cond` is true, else from `b`, with broadcasting over all three. */
@@ -188,13 +220,18 @@ export const where = defineOp("where", (cond: Tensor, a: TensorLike, b: TensorLi
   const dtype = resultType(x, y);
   const shape = broadcastShapes(broadcastShapes(cond.shape, x.shape, "where"), y.shape, "where");
   const c = cond.dtype === "bool" ? cond : cond.ne(0);
-  const cd = broadcastData(c, shape), xd = broadcastData(x, shape, dtype), yd = broadcastData(y, shape, dtype);
+  const cd = broadcastData(c, shape),
+    xd = broadcastData(x, shape, dtype),
+    yd = broadcastData(y, shape, dtype);
   const out = arrayFor(dtype, numelOf(shape), false);
   for (let i = 0; i < out.length; i++) out[i] = cd[i] !== 0 ? xd[i]! : yd[i]!;
-  return record(new Tensor(out, shape), "where", [x, y], (g, n) => [
-    n[0] ? back(where(c, g, 0), x) : null,
-    n[1] ? back(where(c, 0, g), y) : null,
-  ], [c]);
+  return record(
+    new Tensor(out, shape),
+    "where",
+    [x, y],
+    (g, n) => [n[0] ? back(where(c, g, 0), x) : null, n[1] ? back(where(c, 0, g), y) : null],
+    [c],
+  );
 });
 
 /** Converts to another dtype; differentiable between float types. */

@@ -5,23 +5,55 @@ const f64 = (v: number[][], requiresGrad = false) => tensor(v, { dtype: "float64
 
 describe("indexing", () => {
   test("gather reads x[i][index[i][j]] along dim 1", () => {
-    expect(gather(f64([[1, 2], [3, 4]]), 1, tensor([[1, 1], [0, 1]])).toArray()).toEqual([[2, 2], [3, 4]]);
+    expect(
+      gather(
+        f64([
+          [1, 2],
+          [3, 4],
+        ]),
+        1,
+        tensor([
+          [1, 1],
+          [0, 1],
+        ]),
+      ).toArray(),
+    ).toEqual([
+      [2, 2],
+      [3, 4],
+    ]);
   });
 
   test("scatterAdd with src larger than index reads src at the index positions", () => {
-    const src = f64([[1, 2, 3], [4, 5, 6]], true);
+    const src = f64(
+      [
+        [1, 2, 3],
+        [4, 5, 6],
+      ],
+      true,
+    );
     const out = scatterAdd(zeros([3, 3], { dtype: "float64" }), 0, tensor([[0], [1]]), src);
-    expect(out.toArray()).toEqual([[1, 0, 0], [4, 0, 0], [0, 0, 0]]);
+    expect(out.toArray()).toEqual([
+      [1, 0, 0],
+      [4, 0, 0],
+      [0, 0, 0],
+    ]);
     const [dsrc] = grad(out.sum(), [src]);
-    expect(dsrc!.toArray()).toEqual([[1, 0, 0], [1, 0, 0]]);
+    expect(dsrc!.toArray()).toEqual([
+      [1, 0, 0],
+      [1, 0, 0],
+    ]);
   });
 
   test("scatterAdd rejects an index larger than src", () => {
-    expect(() => scatterAdd(zeros([3, 3]), 0, tensor([[0, 1]]), zeros([1, 1]))).toThrow(/scatterAdd: index \[1, 2\] .* no larger than src \[1, 1\]/);
+    expect(() => scatterAdd(zeros([3, 3]), 0, tensor([[0, 1]]), zeros([1, 1]))).toThrow(
+      /scatterAdd: index \[1, 2\] .* no larger than src \[1, 1\]/,
+    );
   });
 
   test("indexAdd rejects a source whose other dims differ from self", () => {
-    expect(() => indexAdd(zeros([4, 3]), 0, tensor([1]), zeros([1, 2]))).toThrow(/indexAdd: source \[1, 2\] must match self \[4, 3\]/);
+    expect(() => indexAdd(zeros([4, 3]), 0, tensor([1]), zeros([1, 2]))).toThrow(
+      /indexAdd: source \[1, 2\] must match self \[4, 3\]/,
+    );
   });
 });
 

@@ -15,14 +15,20 @@ import { broadcastData } from "./shape.js";
 function guard(t: Tensor, op: string): void {
   if (!isGradEnabled() || !t.requiresGrad) return;
   if (t.isLeaf) {
-    throw new Error(`${op}: a leaf tensor that requires grad is being used in an in-place operation; wrap it in noGrad(() => ...) or use the out-of-place op`);
+    throw new Error(
+      `${op}: a leaf tensor that requires grad is being used in an in-place operation; wrap it in noGrad(() => ...) or use the out-of-place op`,
+    );
   }
-  throw new Error(`${op}: in-place operations on a tensor that is part of the autograd graph are not supported; use the out-of-place op`);
+  throw new Error(
+    `${op}: in-place operations on a tensor that is part of the autograd graph are not supported; use the out-of-place op`,
+  );
 }
 
 function writeBack(t: Tensor, result: Tensor, op: string): Tensor {
   if (!shapeEq(result.shape, t.shape)) {
-    throw new Error(`${op}: output with shape ${fmtShape(t.shape)} doesn't match the broadcast shape ${fmtShape(result.shape)}`);
+    throw new Error(
+      `${op}: output with shape ${fmtShape(t.shape)} doesn't match the broadcast shape ${fmtShape(result.shape)}`,
+    );
   }
   castInto(result.data, t.data);
   t._bumpVersion();
@@ -38,7 +44,8 @@ export const add_ = (t: Tensor, o: TensorLike, alpha = 1) => apply(t, "add_", ()
 export const sub_ = (t: Tensor, o: TensorLike, alpha = 1) => apply(t, "sub_", () => sub(t, o, alpha));
 export const mul_ = (t: Tensor, o: TensorLike) => apply(t, "mul_", () => mul(t, o));
 export const div_ = (t: Tensor, o: TensorLike) => apply(t, "div_", () => div(t, o));
-export const clamp_ = (t: Tensor, min?: number | null, max?: number | null) => apply(t, "clamp_", () => clamp(t, min, max));
+export const clamp_ = (t: Tensor, min?: number | null, max?: number | null) =>
+  apply(t, "clamp_", () => clamp(t, min, max));
 
 export function fill_(t: Tensor, value: number): Tensor {
   guard(t, "fill_");

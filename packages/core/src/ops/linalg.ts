@@ -23,29 +23,46 @@ export const mm = defineOp("mm", (a: Tensor, b: Tensor, transA = false, transB =
   if (batched && b.shape[0] !== batch) throw new Error(`mm: batch sizes differ (${batch} vs ${b.shape[0]})`);
   const [ar, ac] = a.shape.slice(-2) as [number, number];
   const [br, bc] = b.shape.slice(-2) as [number, number];
-  const m = transA ? ac : ar, k = transA ? ar : ac;
-  const kb = transB ? bc : br, n = transB ? br : bc;
-  if (k !== kb) throw new Error(`matmul: inner dimensions differ (${k} vs ${kb}) for shapes ${fmtShape(a.shape)} and ${fmtShape(b.shape)}`);
+  const m = transA ? ac : ar,
+    k = transA ? ar : ac;
+  const kb = transB ? bc : br,
+    n = transB ? br : bc;
+  if (k !== kb)
+    throw new Error(
+      `matmul: inner dimensions differ (${k} vs ${kb}) for shapes ${fmtShape(a.shape)} and ${fmtShape(b.shape)}`,
+    );
   let dtype = promoteTypes(a.dtype, b.dtype);
   if (!isFloat(dtype)) dtype = "float64";
   const out = arrayFor(dtype, batch * m * n, false) as FloatArray;
   const kernel = matmulKernel(dtype);
-  const ad = dataAs(a, dtype) as FloatArray, bd = dataAs(b, dtype) as FloatArray;
+  const ad = dataAs(a, dtype) as FloatArray,
+    bd = dataAs(b, dtype) as FloatArray;
   for (let i = 0; i < batch; i++) kernel(ad, i * ar * ac, bd, i * br * bc, out, i * m * n, m, k, n, transA, transB);
   const result = new Tensor(out, batched ? [batch, m, n] : [m, n]);
-  return record(result, "mm", [a, b], (g, needs) => [
-    needs[0] ? (transA ? mm(b, g, transB, true) : mm(g, b, false, !transB)) : null,
-    needs[1] ? (transB ? mm(g, a, true, transA) : mm(a, g, !transA, false)) : null,
-  ], [a, b]);
+  return record(
+    result,
+    "mm",
+    [a, b],
+    (g, needs) => [
+      needs[0] ? (transA ? mm(b, g, transB, true) : mm(g, b, false, !transB)) : null,
+      needs[1] ? (transB ? mm(g, a, true, transA) : mm(a, g, !transA, false)) : null,
+    ],
+    [a, b],
+  );
 });
 
 /** PyTorch's matmul: dot, matrix-vector, matrix-matrix and batched with broadcast batch dims. */
 export function matmul(a: Tensor, b: Tensor): Tensor {
-  if (a.ndim === 0 || b.ndim === 0) throw new Error("matmul: both arguments need at least 1 dimension, got a 0-d tensor");
+  if (a.ndim === 0 || b.ndim === 0)
+    throw new Error("matmul: both arguments need at least 1 dimension, got a 0-d tensor");
   const a2 = a.ndim === 1 ? unsqueeze(a, 0) : a;
   const b2 = b.ndim === 1 ? unsqueeze(b, 1) : b;
-  const k1 = a2.shape[a2.ndim - 1]!, k2 = b2.shape[b2.ndim - 2]!;
-  if (k1 !== k2) throw new Error(`matmul: inner dimensions differ (${k1} vs ${k2}) for shapes ${fmtShape(a.shape)} and ${fmtShape(b.shape)}`);
+  const k1 = a2.shape[a2.ndim - 1]!,
+    k2 = b2.shape[b2.ndim - 2]!;
+  if (k1 !== k2)
+    throw new Error(
+      `matmul: inner dimensions differ (${k1} vs ${k2}) for shapes ${fmtShape(a.shape)} and ${fmtShape(b.shape)}`,
+    );
   let out: Tensor;
   if (a2.ndim === 2 && b2.ndim === 2) {
     out = mm(a2, b2);
@@ -55,7 +72,8 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
     out = reshape(mm(reshape(a2, [-1, k1]), b2), [...lead, b2.shape[1]!]);
   } else {
     const batch = broadcastShapes(a2.shape.slice(0, -2), b2.shape.slice(0, -2), "matmul");
-    const m = a2.shape[a2.ndim - 2]!, n = b2.shape[b2.ndim - 1]!;
+    const m = a2.shape[a2.ndim - 2]!,
+      n = b2.shape[b2.ndim - 1]!;
     const ab = reshape(broadcastTo(a2, [...batch, m, k1]), [-1, m, k1]);
     const bb = reshape(broadcastTo(b2, [...batch, k1, n]), [-1, k1, n]);
     out = reshape(mm(ab, bb), [...batch, m, n]);
@@ -67,13 +85,15 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
 }
 
 export function dot(a: Tensor, b: Tensor): Tensor {
-  if (a.ndim !== 1 || b.ndim !== 1) throw new Error(`dot: expected 1-D tensors, got ${fmtShape(a.shape)} and ${fmtShape(b.shape)}`);
+  if (a.ndim !== 1 || b.ndim !== 1)
+    throw new Error(`dot: expected 1-D tensors, got ${fmtShape(a.shape)} and ${fmtShape(b.shape)}`);
   if (a.shape[0] !== b.shape[0]) throw new Error(`dot: inconsistent tensor size (${a.shape[0]} vs ${b.shape[0]})`);
   return matmul(a, b);
 }
 
 export function outer(a: Tensor, b: Tensor): Tensor {
-  if (a.ndim !== 1 || b.ndim !== 1) throw new Error(`outer: expected 1-D tensors, got ${fmtShape(a.shape)} and ${fmtShape(b.shape)}`);
+  if (a.ndim !== 1 || b.ndim !== 1)
+    throw new Error(`outer: expected 1-D tensors, got ${fmtShape(a.shape)} and ${fmtShape(b.shape)}`);
   return mul(unsqueeze(a, 1), unsqueeze(b, 0));
 }
 
@@ -84,15 +104,23 @@ export function outer(a: Tensor, b: Tensor): Tensor {
  */
 export const linear = defineOp("linear", (x: Tensor, w: Tensor, b: Tensor): Tensor => {
   if (x.ndim !== 2 || w.ndim !== 2 || b.ndim !== 1 || b.shape[0] !== w.shape[0]) {
-    throw new Error(`linear: expected x [m, in], weight [out, in], bias [out], got ${fmtShape(x.shape)}, ${fmtShape(w.shape)}, ${fmtShape(b.shape)}`);
+    throw new Error(
+      `linear: expected x [m, in], weight [out, in], bias [out], got ${fmtShape(x.shape)}, ${fmtShape(w.shape)}, ${fmtShape(b.shape)}`,
+    );
   }
   const y = noGrad(() => mm(x, w, false, true));
   const dtype = y.dtype;
   const bias = dataAs(b, dtype) as FloatArray;
   addBias(y.data as FloatArray, bias, y.shape[0]!, y.shape[1]!);
-  return record(y, "linear", [x, w, b], (g, needs) => [
-    needs[0] ? mm(g, w, false, false) : null,
-    needs[1] ? mm(g, x, true, false) : null,
-    needs[2] ? sum(g, 0) : null,
-  ], [x, w]);
+  return record(
+    y,
+    "linear",
+    [x, w, b],
+    (g, needs) => [
+      needs[0] ? mm(g, w, false, false) : null,
+      needs[1] ? mm(g, x, true, false) : null,
+      needs[2] ? sum(g, 0) : null,
+    ],
+    [x, w],
+  );
 });

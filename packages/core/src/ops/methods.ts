@@ -99,78 +99,233 @@ const shapeArg = (args: number[] | [readonly number[]]): readonly number[] =>
   Array.isArray(args[0]) ? (args[0] as readonly number[]) : (args as number[]);
 
 const P = Tensor.prototype;
-P.backward = function (gradient = null, options = {}) { backward(this, gradient, options); };
-P.add = function (o, alpha) { return ew.add(this, o, alpha); };
-P.sub = function (o, alpha) { return ew.sub(this, o, alpha); };
-P.mul = function (o) { return ew.mul(this, o); };
-P.div = function (o) { return ew.div(this, o); };
-P.pow = function (o) { return ew.pow(this, o); };
-P.neg = function () { return ew.neg(this); };
-P.exp = function () { return ew.exp(this); };
-P.log = function () { return ew.log(this); };
-P.log1p = function () { return ew.log1p(this); };
-P.sqrt = function () { return ew.sqrt(this); };
-P.abs = function () { return ew.abs(this); };
-P.sign = function () { return ew.sign(this); };
-P.erf = function () { return ew.erf(this); };
-P.tanh = function () { return ew.tanh(this); };
-P.sigmoid = function () { return ew.sigmoid(this); };
-P.relu = function () { return ew.relu(this); };
-P.gelu = function (opts) { return comp.gelu(this, opts); };
-P.softplus = function (beta, threshold) { return ew.softplus(this, beta, threshold); };
-P.maximum = function (o) { return ew.maximum(this, o); };
-P.minimum = function (o) { return ew.minimum(this, o); };
-P.clamp = function (min, max) { return ew.clamp(this, min, max); };
-P.sum = function (dims, keepdim) { return red.sum(this, dims, keepdim); };
-P.mean = function (dims, keepdim) { return red.mean(this, dims, keepdim); };
-P.max = function (dims, keepdim) { return red.max(this, dims, keepdim); };
-P.min = function (dims, keepdim) { return red.min(this, dims, keepdim); };
-P.var = function (dims, opts) { return comp.variance(this, dims, opts); };
-P.std = function (dims, opts) { return comp.std(this, dims, opts); };
-P.logsumexp = function (dims, keepdim) { return red.logsumexp(this, dims, keepdim); };
-P.softmax = function (dim) { return comp.softmax(this, dim); };
-P.logSoftmax = function (dim) { return comp.logSoftmax(this, dim); };
-P.norm = function (p, dims, keepdim) { return comp.norm(this, p, dims, keepdim); };
-P.argmax = function (dim, keepdim) { return red.argmax(this, dim, keepdim); };
-P.argmin = function (dim, keepdim) { return red.argmin(this, dim, keepdim); };
-P.reshape = function (...shape) { return sh.reshape(this, shapeArg(shape)); };
-P.view = function (...shape) { return sh.view(this, shapeArg(shape)); };
-P.transpose = function (d0, d1) { return sh.transpose(this, d0, d1); };
-Object.defineProperty(P, "T", { get(this: Tensor) { return sh.permute(this, this.shape.map((_, i) => this.ndim - 1 - i)); } });
-P.permute = function (...dims) { return sh.permute(this, shapeArg(dims)); };
-P.narrow = function (dim, start, length) { return sh.narrow(this, dim, start, length); };
-P.slice = function (dim, start, end, step) { return sh.slice(this, dim, start, end, step); };
-P.expand = function (...shape) { return sh.expand(this, shapeArg(shape)); };
-P.broadcastTo = function (shape) { return sh.broadcastTo(this, shape); };
-P.squeeze = function (dim) { return sh.squeeze(this, dim); };
-P.unsqueeze = function (dim) { return sh.unsqueeze(this, dim); };
-P.flatten = function (s, e) { return sh.flatten(this, s, e); };
-P.gather = function (dim, index) { return ix.gather(this, dim, index); };
-P.scatterAdd = function (dim, index, src) { return ix.scatterAdd(this, dim, index, src); };
-P.indexSelect = function (dim, index) { return ix.indexSelect(this, dim, index); };
-P.indexAdd = function (dim, index, source) { return ix.indexAdd(this, dim, index, source); };
-P.matmul = function (o) { return la.matmul(this, o); };
-P.mm = function (o) { return la.mm(this, o); };
-P.dot = function (o) { return la.dot(this, o); };
-P.outer = function (o) { return la.outer(this, o); };
-P.eq = function (o) { return cmp.eq(this, o); };
-P.ne = function (o) { return cmp.ne(this, o); };
-P.lt = function (o) { return cmp.lt(this, o); };
-P.le = function (o) { return cmp.le(this, o); };
-P.gt = function (o) { return cmp.gt(this, o); };
-P.ge = function (o) { return cmp.ge(this, o); };
-P.where = function (cond, other) { return ew.where(cond, this, other); };
-P.to = function (dtype) { return ew.to(this, dtype); };
-P.float = function () { return ew.to(this, "float32"); };
-P.double = function () { return ew.to(this, "float64"); };
-P.int = function () { return ew.to(this, "int32"); };
-P.clone = function () { return ew.clone(this); };
-P.add_ = function (o, alpha) { return ip.add_(this, o, alpha); };
-P.sub_ = function (o, alpha) { return ip.sub_(this, o, alpha); };
-P.mul_ = function (o) { return ip.mul_(this, o); };
-P.div_ = function (o) { return ip.div_(this, o); };
-P.clamp_ = function (min, max) { return ip.clamp_(this, min, max); };
-P.zero_ = function () { return ip.zero_(this); };
-P.fill_ = function (v) { return ip.fill_(this, v); };
-P.copy_ = function (src) { return ip.copy_(this, src); };
-P.toString = function () { return formatTensor(this); };
+P.backward = function (gradient = null, options = {}) {
+  backward(this, gradient, options);
+};
+P.add = function (o, alpha) {
+  return ew.add(this, o, alpha);
+};
+P.sub = function (o, alpha) {
+  return ew.sub(this, o, alpha);
+};
+P.mul = function (o) {
+  return ew.mul(this, o);
+};
+P.div = function (o) {
+  return ew.div(this, o);
+};
+P.pow = function (o) {
+  return ew.pow(this, o);
+};
+P.neg = function () {
+  return ew.neg(this);
+};
+P.exp = function () {
+  return ew.exp(this);
+};
+P.log = function () {
+  return ew.log(this);
+};
+P.log1p = function () {
+  return ew.log1p(this);
+};
+P.sqrt = function () {
+  return ew.sqrt(this);
+};
+P.abs = function () {
+  return ew.abs(this);
+};
+P.sign = function () {
+  return ew.sign(this);
+};
+P.erf = function () {
+  return ew.erf(this);
+};
+P.tanh = function () {
+  return ew.tanh(this);
+};
+P.sigmoid = function () {
+  return ew.sigmoid(this);
+};
+P.relu = function () {
+  return ew.relu(this);
+};
+P.gelu = function (opts) {
+  return comp.gelu(this, opts);
+};
+P.softplus = function (beta, threshold) {
+  return ew.softplus(this, beta, threshold);
+};
+P.maximum = function (o) {
+  return ew.maximum(this, o);
+};
+P.minimum = function (o) {
+  return ew.minimum(this, o);
+};
+P.clamp = function (min, max) {
+  return ew.clamp(this, min, max);
+};
+P.sum = function (dims, keepdim) {
+  return red.sum(this, dims, keepdim);
+};
+P.mean = function (dims, keepdim) {
+  return red.mean(this, dims, keepdim);
+};
+P.max = function (dims, keepdim) {
+  return red.max(this, dims, keepdim);
+};
+P.min = function (dims, keepdim) {
+  return red.min(this, dims, keepdim);
+};
+P.var = function (dims, opts) {
+  return comp.variance(this, dims, opts);
+};
+P.std = function (dims, opts) {
+  return comp.std(this, dims, opts);
+};
+P.logsumexp = function (dims, keepdim) {
+  return red.logsumexp(this, dims, keepdim);
+};
+P.softmax = function (dim) {
+  return comp.softmax(this, dim);
+};
+P.logSoftmax = function (dim) {
+  return comp.logSoftmax(this, dim);
+};
+P.norm = function (p, dims, keepdim) {
+  return comp.norm(this, p, dims, keepdim);
+};
+P.argmax = function (dim, keepdim) {
+  return red.argmax(this, dim, keepdim);
+};
+P.argmin = function (dim, keepdim) {
+  return red.argmin(this, dim, keepdim);
+};
+P.reshape = function (...shape) {
+  return sh.reshape(this, shapeArg(shape));
+};
+P.view = function (...shape) {
+  return sh.view(this, shapeArg(shape));
+};
+P.transpose = function (d0, d1) {
+  return sh.transpose(this, d0, d1);
+};
+Object.defineProperty(P, "T", {
+  get(this: Tensor) {
+    return sh.permute(
+      this,
+      this.shape.map((_, i) => this.ndim - 1 - i),
+    );
+  },
+});
+P.permute = function (...dims) {
+  return sh.permute(this, shapeArg(dims));
+};
+P.narrow = function (dim, start, length) {
+  return sh.narrow(this, dim, start, length);
+};
+P.slice = function (dim, start, end, step) {
+  return sh.slice(this, dim, start, end, step);
+};
+P.expand = function (...shape) {
+  return sh.expand(this, shapeArg(shape));
+};
+P.broadcastTo = function (shape) {
+  return sh.broadcastTo(this, shape);
+};
+P.squeeze = function (dim) {
+  return sh.squeeze(this, dim);
+};
+P.unsqueeze = function (dim) {
+  return sh.unsqueeze(this, dim);
+};
+P.flatten = function (s, e) {
+  return sh.flatten(this, s, e);
+};
+P.gather = function (dim, index) {
+  return ix.gather(this, dim, index);
+};
+P.scatterAdd = function (dim, index, src) {
+  return ix.scatterAdd(this, dim, index, src);
+};
+P.indexSelect = function (dim, index) {
+  return ix.indexSelect(this, dim, index);
+};
+P.indexAdd = function (dim, index, source) {
+  return ix.indexAdd(this, dim, index, source);
+};
+P.matmul = function (o) {
+  return la.matmul(this, o);
+};
+P.mm = function (o) {
+  return la.mm(this, o);
+};
+P.dot = function (o) {
+  return la.dot(this, o);
+};
+P.outer = function (o) {
+  return la.outer(this, o);
+};
+P.eq = function (o) {
+  return cmp.eq(this, o);
+};
+P.ne = function (o) {
+  return cmp.ne(this, o);
+};
+P.lt = function (o) {
+  return cmp.lt(this, o);
+};
+P.le = function (o) {
+  return cmp.le(this, o);
+};
+P.gt = function (o) {
+  return cmp.gt(this, o);
+};
+P.ge = function (o) {
+  return cmp.ge(this, o);
+};
+P.where = function (cond, other) {
+  return ew.where(cond, this, other);
+};
+P.to = function (dtype) {
+  return ew.to(this, dtype);
+};
+P.float = function () {
+  return ew.to(this, "float32");
+};
+P.double = function () {
+  return ew.to(this, "float64");
+};
+P.int = function () {
+  return ew.to(this, "int32");
+};
+P.clone = function () {
+  return ew.clone(this);
+};
+P.add_ = function (o, alpha) {
+  return ip.add_(this, o, alpha);
+};
+P.sub_ = function (o, alpha) {
+  return ip.sub_(this, o, alpha);
+};
+P.mul_ = function (o) {
+  return ip.mul_(this, o);
+};
+P.div_ = function (o) {
+  return ip.div_(this, o);
+};
+P.clamp_ = function (min, max) {
+  return ip.clamp_(this, min, max);
+};
+P.zero_ = function () {
+  return ip.zero_(this);
+};
+P.fill_ = function (v) {
+  return ip.fill_(this, v);
+};
+P.copy_ = function (src) {
+  return ip.copy_(this, src);
+};
+P.toString = function () {
+  return formatTensor(this);
+};

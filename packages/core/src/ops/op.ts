@@ -49,18 +49,21 @@ export function scalarTensor(value: number | boolean, dtype: DType): Tensor {
 
 /** Converts the operands of a binary op to tensors; a plain number takes the other side's dtype rules. */
 export function operands(a: TensorLike, b: TensorLike, op: string): [Tensor, Tensor] {
-  const at = isTensor(a), bt = isTensor(b);
+  const at = isTensor(a),
+    bt = isTensor(b);
   if (at && bt) return [a, b];
   if (at) return [a, scalarTensor(b as number, promoteWithScalar(a.dtype, b as number))];
   if (bt) return [scalarTensor(a as number, promoteWithScalar(b.dtype, a as number)), b];
-  if (typeof a !== "number" && typeof a !== "boolean") throw new Error(`${op}: expected a Tensor or a number, got ${typeof a}`);
+  if (typeof a !== "number" && typeof a !== "boolean")
+    throw new Error(`${op}: expected a Tensor or a number, got ${typeof a}`);
   const dtype = Number.isInteger(a) && Number.isInteger(b) ? "int32" : getDefaultDtype();
   return [scalarTensor(a, dtype), scalarTensor(b as number, dtype)];
 }
 
 export function toTensor(x: TensorLike, op: string): Tensor {
   if (isTensor(x)) return x;
-  if (typeof x !== "number" && typeof x !== "boolean") throw new Error(`${op}: expected a Tensor or a number, got ${typeof x}`);
+  if (typeof x !== "number" && typeof x !== "boolean")
+    throw new Error(`${op}: expected a Tensor or a number, got ${typeof x}`);
   return scalarTensor(x, typeof x === "boolean" ? "bool" : Number.isInteger(x) ? "int32" : getDefaultDtype());
 }
 

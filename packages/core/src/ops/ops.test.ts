@@ -1,10 +1,66 @@
 import { describe, expect, test } from "vitest";
 import {
-  type GradcheckOptions, Generator, type Tensor, abs, add, broadcastTo, cat, clamp, clone, div, dot, erf, exp,
-  expand, flatten, gather, gelu, gradcheck, gradgradcheck, indexAdd, indexSelect, log, log1p, logSoftmax, logsumexp,
-  matmul, max, maximum, mean, min, minimum, mm, mul, narrow, neg, norm, outer, permute, pow, randn, relu, reshape,
-  scatterAdd, sigmoid, slice, softmax, softplus, sqrt, squeeze, stack, std, sub, sum, sumTo, tanh, tensor, to,
-  transpose, unsqueeze, var as variance, where,
+  type GradcheckOptions,
+  Generator,
+  type Tensor,
+  abs,
+  add,
+  broadcastTo,
+  cat,
+  clamp,
+  clone,
+  div,
+  dot,
+  erf,
+  exp,
+  expand,
+  flatten,
+  gather,
+  gelu,
+  gradcheck,
+  gradgradcheck,
+  indexAdd,
+  indexSelect,
+  log,
+  log1p,
+  logSoftmax,
+  logsumexp,
+  matmul,
+  max,
+  maximum,
+  mean,
+  min,
+  minimum,
+  mm,
+  mul,
+  narrow,
+  neg,
+  norm,
+  outer,
+  permute,
+  pow,
+  randn,
+  relu,
+  reshape,
+  scatterAdd,
+  sigmoid,
+  slice,
+  softmax,
+  softplus,
+  sqrt,
+  squeeze,
+  stack,
+  std,
+  sub,
+  sum,
+  sumTo,
+  tanh,
+  tensor,
+  to,
+  transpose,
+  unsqueeze,
+  var as variance,
+  where,
 } from "../index.js";
 // Imported after index.js so that every op module has registered its name.
 import { OPS } from "./op.js";
@@ -37,8 +93,16 @@ const s = (fn: Sample["fn"], ...inputs: Tensor[]): Sample => ({ fn, inputs });
 
 // Index patterns repeat entries on purpose, so that gradients must accumulate.
 const SAMPLES: Record<string, Sample[]> = {
-  add: [s((a, b) => add(a, b), r(2, 3), r(3)), s((a, b) => add(a, b, 2.5), r(2, 3), r(2, 1)), s((a) => add(a, 3), r(4))],
-  sub: [s((a, b) => sub(a, b), r(2, 1, 3), r(4, 1)), s((a, b) => sub(a, b, 0.5), r(3), r(2, 3)), s((a) => sub(1, a), r(2))],
+  add: [
+    s((a, b) => add(a, b), r(2, 3), r(3)),
+    s((a, b) => add(a, b, 2.5), r(2, 3), r(2, 1)),
+    s((a) => add(a, 3), r(4)),
+  ],
+  sub: [
+    s((a, b) => sub(a, b), r(2, 1, 3), r(4, 1)),
+    s((a, b) => sub(a, b, 0.5), r(3), r(2, 3)),
+    s((a) => sub(1, a), r(2)),
+  ],
   mul: [s(mul, r(3, 1), r(1, 4)), s((a) => mul(a, a), r(2, 3)), s((a) => mul(a, -1.5), r(3))],
   div: [s(div, r(2, 3), pos(3)), s((a) => div(2, a), pos(2, 2)), s(div, r(2, 1), pos(2, 1, 3))],
   pow: [s(pow, pos(2, 3), r(3)), s((a) => pow(a, 3), r(4)), s((b) => pow(2, b), r(3))],
@@ -53,12 +117,18 @@ const SAMPLES: Record<string, Sample[]> = {
   abs: [s(abs, away(2, 3))],
   relu: [s(relu, away(2, 3))],
   reluGrad: [((mask: Tensor) => s((g) => reluGrad(g, mask), r(2, 3)))(away(2, 3).detach())],
-  linear: [s((x, w, b) => linear(x, w, b), r(3, 4), r(5, 4), r(5)), s((x, w, b) => linear(x, w, b), r(1, 2), r(3, 2), r(3))],
+  linear: [
+    s((x, w, b) => linear(x, w, b), r(3, 4), r(5, 4), r(5)),
+    s((x, w, b) => linear(x, w, b), r(1, 2), r(3, 2), r(3)),
+  ],
   softplus: [s((a) => softplus(a), r(2, 3)), s((a) => softplus(a, 2, 5), mul(away(6), 4).detach().requiresGrad_())],
   maximum: [s(maximum, r(2, 3), r(3)), s((a) => maximum(a, 0.1), away(4))],
   minimum: [s(minimum, r(2, 1), r(1, 3)), s((a) => minimum(0.1, a), away(4))],
   clamp: [s((a) => clamp(a, -0.5, 0.5), r(3, 3)), s((a) => clamp(a, null, 0.25), r(5))],
-  where: [s((a, b) => where(tensor([true, false, true]), a, b), r(2, 3), r(2, 1)), s((a) => where(a.gt(0), a, 0.5), away(4))],
+  where: [
+    s((a, b) => where(tensor([true, false, true]), a, b), r(2, 3), r(2, 1)),
+    s((a) => where(a.gt(0), a, 0.5), away(4)),
+  ],
   to: [{ fn: (a) => to(to(a, "float32"), "float64"), inputs: [r(2, 3)], opts: { eps: 1e-2, atol: 1e-4 } }],
   clone: [s((a) => mul(clone(a), a), r(2, 3))],
   sumTo: [s((a) => sumTo(a, [3, 1]), r(2, 3, 4)), s((a) => sumTo(a, [2, 3]), r(2, 3))],
@@ -66,24 +136,79 @@ const SAMPLES: Record<string, Sample[]> = {
   mean: [s((a) => mean(a), r(2, 3, 4)), s((a) => mean(a, -2, true), r(2, 3, 4)), s((a) => mean(a, [0, 2]), r(2, 3, 4))],
   max: [s((a) => max(a), r(2, 3, 4)), s((a) => max(a, 1, true), r(2, 3, 4)), s((a) => max(a, [0, -1]), r(2, 3, 4))],
   min: [s((a) => min(a), r(2, 3, 4)), s((a) => min(a, -1), r(2, 3, 4)), s((a) => min(a, [0, 1], true), r(2, 3, 4))],
-  logsumexp: [s((a) => logsumexp(a), r(2, 3, 4)), s((a) => logsumexp(a, -1, true), r(2, 3, 4)), s((a) => logsumexp(a, [0, 2]), r(2, 3, 4))],
+  logsumexp: [
+    s((a) => logsumexp(a), r(2, 3, 4)),
+    s((a) => logsumexp(a, -1, true), r(2, 3, 4)),
+    s((a) => logsumexp(a, [0, 2]), r(2, 3, 4)),
+  ],
   broadcastTo: [s((a) => broadcastTo(a, [2, 3, 4]), r(3, 1)), s((a) => broadcastTo(a, [3, 2]), r(2))],
   reshape: [s((a, w) => mul(reshape(a, [3, -1, 2]), w), r(2, 6), r(3, 2, 2))],
   permute: [s((a, w) => mul(permute(a, [2, 0, -2]), w), r(2, 3, 4), r(4, 2, 3))],
-  slice: [s((a) => slice(a, 0, 1, 5, 2), r(5, 4)), s((a) => slice(a, -1, -3), r(5, 4)), s((a) => slice(a, 1, 0, undefined, 3), r(2, 7))],
-  sliceBackward: [s((g) => sliceBackward(g, [5, 4], 0, 1, 2), r(2, 4)), s((g) => sliceBackward(g, [2, 7], 1, 0, 3), r(2, 3))],
+  slice: [
+    s((a) => slice(a, 0, 1, 5, 2), r(5, 4)),
+    s((a) => slice(a, -1, -3), r(5, 4)),
+    s((a) => slice(a, 1, 0, undefined, 3), r(2, 7)),
+  ],
+  sliceBackward: [
+    s((g) => sliceBackward(g, [5, 4], 0, 1, 2), r(2, 4)),
+    s((g) => sliceBackward(g, [2, 7], 1, 0, 3), r(2, 3)),
+  ],
   cat: [s((a, b) => cat([a, b], 0), r(2, 3), r(1, 3)), s((a, b) => cat([a, b, a], -1), r(2, 3), r(2, 2))],
   gather: [
-    s((a) => gather(a, 1, idx([[0, 3], [1, 1], [2, 0]])), r(3, 4)),
+    s(
+      (a) =>
+        gather(
+          a,
+          1,
+          idx([
+            [0, 3],
+            [1, 1],
+            [2, 0],
+          ]),
+        ),
+      r(3, 4),
+    ),
     s((a) => gather(a, 0, idx([[2, 0, 1, 1]])), r(3, 4)),
     s((a) => gather(a, -1, idx([[-1], [0], [2]])), r(3, 4)),
   ],
   scatterAdd: [
-    s((a, b) => scatterAdd(a, 0, idx([[0, 1, 2, 0], [2, 2, 0, 1]]), b), r(3, 4), r(2, 4)),
-    s((a, b) => scatterAdd(a, -1, idx([[3, 3], [0, 1]]), b), r(2, 4), r(2, 5)),
+    s(
+      (a, b) =>
+        scatterAdd(
+          a,
+          0,
+          idx([
+            [0, 1, 2, 0],
+            [2, 2, 0, 1],
+          ]),
+          b,
+        ),
+      r(3, 4),
+      r(2, 4),
+    ),
+    s(
+      (a, b) =>
+        scatterAdd(
+          a,
+          -1,
+          idx([
+            [3, 3],
+            [0, 1],
+          ]),
+          b,
+        ),
+      r(2, 4),
+      r(2, 5),
+    ),
   ],
-  indexSelect: [s((a) => indexSelect(a, 0, idx([3, 0, 3])), r(4, 3)), s((a) => indexSelect(a, -1, idx([1, 2])), r(2, 3, 4))],
-  indexAdd: [s((a, b) => indexAdd(a, 0, idx([1, 3, 1]), b), r(4, 3), r(3, 3)), s((a, b) => indexAdd(a, -1, idx([2, 0]), b), r(2, 3, 4), r(2, 3, 2))],
+  indexSelect: [
+    s((a) => indexSelect(a, 0, idx([3, 0, 3])), r(4, 3)),
+    s((a) => indexSelect(a, -1, idx([1, 2])), r(2, 3, 4)),
+  ],
+  indexAdd: [
+    s((a, b) => indexAdd(a, 0, idx([1, 3, 1]), b), r(4, 3), r(3, 3)),
+    s((a, b) => indexAdd(a, -1, idx([2, 0]), b), r(2, 3, 4), r(2, 3, 2)),
+  ],
   mm: [
     s((a, b) => mm(a, b), r(2, 3), r(3, 4)),
     s((a, b) => mm(a, b, true, false), r(3, 2), r(3, 4)),
@@ -92,23 +217,42 @@ const SAMPLES: Record<string, Sample[]> = {
     s((a, b) => mm(a, b), r(2, 3, 4), r(2, 4, 5)),
   ],
   gelu: [s((a) => gelu(a), r(2, 3)), s((a) => gelu(a, { approximate: "tanh" }), r(2, 3))],
-  logSoftmax: [s((a) => logSoftmax(a), r(2, 3)), s((a) => logSoftmax(a, 0), r(3, 2)), s((a) => logSoftmax(a, 1), r(2, 3, 2))],
+  logSoftmax: [
+    s((a) => logSoftmax(a), r(2, 3)),
+    s((a) => logSoftmax(a, 0), r(3, 2)),
+    s((a) => logSoftmax(a, 1), r(2, 3, 2)),
+  ],
   logSoftmaxBackward: [
     s((g, x) => logSoftmaxBackward(g, logSoftmax(x, -1), -1), r(2, 3), r(2, 3)),
     s((g, x) => logSoftmaxBackward(g, logSoftmax(x, 1), 1), r(2, 3, 2), r(2, 3, 2)),
   ],
   softmax: [s((a) => softmax(a), r(2, 3)), s((a) => softmax(a, -2), r(3, 2, 2))],
-  var: [s((a) => variance(a), r(2, 3)), s((a) => variance(a, 1, { keepdim: true }), r(2, 3)), s((a) => variance(a, [0, -1], { correction: 0 }), r(2, 3, 2))],
+  var: [
+    s((a) => variance(a), r(2, 3)),
+    s((a) => variance(a, 1, { keepdim: true }), r(2, 3)),
+    s((a) => variance(a, [0, -1], { correction: 0 }), r(2, 3, 2)),
+  ],
   std: [s((a) => std(a), r(2, 3)), s((a) => std(a, 0, { keepdim: true }), r(3, 2))],
   norm2: [s((a) => norm(a, 2, 1), r(2, 3)), s((a) => norm(a, 2, [0, 1], true), r(3, 2))],
-  norm: [s((a) => norm(a), r(2, 3)), s((a) => norm(a, 1, 1), away(2, 3)), s((a) => norm(a, 3, [0]), away(3, 2)), s((a) => norm(a, Infinity, -1, true), away(2, 3))],
+  norm: [
+    s((a) => norm(a), r(2, 3)),
+    s((a) => norm(a, 1, 1), away(2, 3)),
+    s((a) => norm(a, 3, [0]), away(3, 2)),
+    s((a) => norm(a, Infinity, -1, true), away(2, 3)),
+  ],
 };
 
 // Functions outside OPS (composed from registered ops) still get their own checks.
 const COMPOSED: Record<string, Sample[]> = {
   matmul: [
-    s(matmul, r(3), r(3)), s(matmul, r(3), r(3, 4)), s(matmul, r(2, 3), r(3)), s(matmul, r(2, 3), r(3, 4)),
-    s(matmul, r(2, 1, 3, 4), r(5, 4, 2)), s(matmul, r(2, 3, 4), r(4, 2)), s(matmul, r(3, 4), r(2, 4, 2)), s(matmul, r(3), r(2, 3, 2)),
+    s(matmul, r(3), r(3)),
+    s(matmul, r(3), r(3, 4)),
+    s(matmul, r(2, 3), r(3)),
+    s(matmul, r(2, 3), r(3, 4)),
+    s(matmul, r(2, 1, 3, 4), r(5, 4, 2)),
+    s(matmul, r(2, 3, 4), r(4, 2)),
+    s(matmul, r(3, 4), r(2, 4, 2)),
+    s(matmul, r(3), r(2, 3, 2)),
   ],
   dot: [s(dot, r(4), r(4))],
   outer: [s(outer, r(3), r(2))],
@@ -131,9 +275,12 @@ describe("gradients of every registered op", () => {
   });
 
   for (const [name, samples] of Object.entries({ ...SAMPLES, ...COMPOSED })) {
-    test.each(samples.map((sample, i) => [i, sample] as const))(`${name} sample %i passes gradcheck and gradgradcheck`, (_i, sample) => {
-      expect(gradcheck(sample.fn, sample.inputs, sample.opts)).toBe(true);
-      expect(gradgradcheck(sample.fn, sample.inputs, sample.opts)).toBe(true);
-    });
+    test.each(samples.map((sample, i) => [i, sample] as const))(
+      `${name} sample %i passes gradcheck and gradgradcheck`,
+      (_i, sample) => {
+        expect(gradcheck(sample.fn, sample.inputs, sample.opts)).toBe(true);
+        expect(gradgradcheck(sample.fn, sample.inputs, sample.opts)).toBe(true);
+      },
+    );
   }
 });

@@ -34,10 +34,12 @@ function rawReduce(op: "sum" | "max" | "min", x: Tensor, keptShape: number[]): T
     const split = leadingSplit(x.shape, keptShape);
     if (split !== null) {
       const out = arrayFor("float32", numelOf(keptShape));
-      if (sumRowsInWasm(x.data as Float32Array, out as Float32Array, split[0], split[1])) return new Tensor(out, keptShape);
+      if (sumRowsInWasm(x.data as Float32Array, out as Float32Array, split[0], split[1]))
+        return new Tensor(out, keptShape);
     }
   }
-  const accType: DType = op === "sum" && x.dtype === "float32" ? "float64" : op === "sum" && !isFloat(x.dtype) ? "int32" : x.dtype;
+  const accType: DType =
+    op === "sum" && x.dtype === "float32" ? "float64" : op === "sum" && !isFloat(x.dtype) ? "int32" : x.dtype;
   const acc = arrayFor(accType, numelOf(keptShape));
   // Integer arrays cannot hold ±Infinity (they would store 0): start from the type's own extremes.
   if (op !== "sum") acc.fill(op === "max" ? LOWEST[accType] : HIGHEST[accType]);
@@ -83,12 +85,18 @@ function extremum(op: "max" | "min", x: Tensor, dims: Dims, keepdim: boolean): T
   const [kept, shape] = reducedShapes(x.shape, d, keepdim);
   const out = rawReduce(op, x, kept);
   const result = new Tensor(out.data, shape);
-  return record(result, op, [x], (g) => {
-    // In x's float dtype: a bool mask divided by the count would give 1/3 rounded to float32.
-    const mask = to(x.eq(new Tensor(broadcastData(reshape(result, kept), x.shape), x.shape)), floatDtypeOf(x));
-    const count = sum(mask, d, true);
-    return [mul(broadcastTo(reshape(g, kept), x.shape), div(mask, count))];
-  }, [x, result]);
+  return record(
+    result,
+    op,
+    [x],
+    (g) => {
+      // In x's float dtype: a bool mask divided by the count would give 1/3 rounded to float32.
+      const mask = to(x.eq(new Tensor(broadcastData(reshape(result, kept), x.shape), x.shape)), floatDtypeOf(x));
+      const count = sum(mask, d, true);
+      return [mul(broadcastTo(reshape(g, kept), x.shape), div(mask, count))];
+    },
+    [x, result],
+  );
 }
 
 export const max = defineOp("max", (x: Tensor, dims?: Dims, keepdim = false) => extremum("max", x, dims, keepdim));
@@ -108,10 +116,16 @@ export const logsumexp = defineOp("logsumexp", (x: Tensor, dims?: Dims, keepdim 
   const out = arrayFor(x.dtype, s.length);
   for (let i = 0; i < out.length; i++) out[i] = Math.log(s[i]!) + md[i]!;
   const result = new Tensor(out, shape);
-  return record(result, "logsumexp", [x], (g) => {
-    const lse = reshape(result, kept);
-    return [mul(broadcastTo(reshape(g, kept), x.shape), exp(sub(x, lse)))];
-  }, [x, result]);
+  return record(
+    result,
+    "logsumexp",
+    [x],
+    (g) => {
+      const lse = reshape(result, kept);
+      return [mul(broadcastTo(reshape(g, kept), x.shape), exp(sub(x, lse)))];
+    },
+    [x, result],
+  );
 });
 
 function argExtremum(op: "argmax" | "argmin", x: Tensor, dim?: number, keepdim = false): Tensor {
@@ -126,14 +140,20 @@ function argExtremum(op: "argmax" | "argmin", x: Tensor, dim?: number, keepdim =
   const inner = x.shape.slice(d + 1).reduce((a, b) => a * b, 1);
   const out = new Int32Array(outer * inner);
   const src = x.data;
-  const better = op === "argmax" ? (a: number, b: number) => a > b || (a !== a && b === b) : (a: number, b: number) => a < b || (a !== a && b === b);
+  const better =
+    op === "argmax"
+      ? (a: number, b: number) => a > b || (a !== a && b === b)
+      : (a: number, b: number) => a < b || (a !== a && b === b);
   for (let o = 0; o < outer; o++) {
     for (let i = 0; i < inner; i++) {
       let best = 0;
       let bv = src[o * n * inner + i]!;
       for (let j = 1; j < n; j++) {
         const v = src[(o * n + j) * inner + i]!;
-        if (better(v, bv)) { best = j; bv = v; }
+        if (better(v, bv)) {
+          best = j;
+          bv = v;
+        }
       }
       out[o * inner + i] = best;
     }

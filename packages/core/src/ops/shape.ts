@@ -27,7 +27,10 @@ export const broadcastTo = defineOp("broadcastTo", (x: Tensor, shape: readonly n
 /** As broadcastTo, but -1 keeps a dimension's size (PyTorch's `expand`). */
 export function expand(x: Tensor, shape: readonly number[]): Tensor {
   const lead = shape.length - x.ndim;
-  return broadcastTo(x, shape.map((d, i) => (d === -1 ? x.shape[i - lead]! : d)));
+  return broadcastTo(
+    x,
+    shape.map((d, i) => (d === -1 ? x.shape[i - lead]! : d)),
+  );
 }
 
 function inferShape(numel: number, shape: readonly number[], op: string): number[] {
@@ -36,7 +39,8 @@ function inferShape(numel: number, shape: readonly number[], op: string): number
   if (out.indexOf(-1, free + 1) !== -1 && free !== -1) throw new Error(`${op}: only one dimension can be inferred`);
   if (free !== -1) {
     const known = out.reduce((a, d, i) => (i === free ? a : a * d), 1);
-    if (known === 0 || numel % known !== 0) throw new Error(`${op}: shape ${fmtShape(shape)} is invalid for input of size ${numel}`);
+    if (known === 0 || numel % known !== 0)
+      throw new Error(`${op}: shape ${fmtShape(shape)} is invalid for input of size ${numel}`);
     out[free] = numel / known;
   }
   if (numelOf(out) !== numel) throw new Error(`${op}: shape ${fmtShape(shape)} is invalid for input of size ${numel}`);
@@ -59,7 +63,13 @@ export const permute = defineOp("permute", (x: Tensor, dims: readonly number[]):
   const st = stridesOf(x.shape);
   const shape = d.map((i) => x.shape[i]!);
   const out = arrayFor(x.dtype, x.numel, false);
-  stridedCopyKernel(x.dtype)(x.data, 0, out, shape, d.map((i) => st[i]!));
+  stridedCopyKernel(x.dtype)(
+    x.data,
+    0,
+    out,
+    shape,
+    d.map((i) => st[i]!),
+  );
   const inverse = new Array<number>(d.length);
   d.forEach((v, i) => (inverse[v] = i));
   return record(new Tensor(out, shape), "permute", [x], (g) => [permute(g, inverse)]);
@@ -67,7 +77,8 @@ export const permute = defineOp("permute", (x: Tensor, dims: readonly number[]):
 
 export function transpose(x: Tensor, dim0 = -2, dim1 = -1): Tensor {
   if (x.ndim < 2 && dim0 === -2 && dim1 === -1) return x;
-  const a = normDim(dim0, x.ndim, "transpose"), b = normDim(dim1, x.ndim, "transpose");
+  const a = normDim(dim0, x.ndim, "transpose"),
+    b = normDim(dim1, x.ndim, "transpose");
   const dims = x.shape.map((_, i) => i);
   dims[a] = b;
   dims[b] = a;
@@ -77,7 +88,8 @@ export function transpose(x: Tensor, dim0 = -2, dim1 = -1): Tensor {
 function sliceRange(size: number, start: number, end: number | undefined, step: number, op: string): [number, number] {
   if (!Number.isInteger(step) || step <= 0) throw new Error(`${op}: step must be a positive integer, got ${step}`);
   const clampIdx = (v: number) => Math.min(Math.max(v < 0 ? v + size : v, 0), size);
-  const s = clampIdx(start), e = clampIdx(end ?? size);
+  const s = clampIdx(start),
+    e = clampIdx(end ?? size);
   return [s, Math.max(0, Math.ceil((e - s) / step))];
 }
 
@@ -88,7 +100,13 @@ export const slice = defineOp("slice", (x: Tensor, dim: number, start = 0, end?:
   const shape = x.shape.map((v, i) => (i === d ? len : v));
   const st = stridesOf(x.shape);
   const out = arrayFor(x.dtype, numelOf(shape), false);
-  stridedCopyKernel(x.dtype)(x.data, s * st[d]!, out, shape, st.map((v, i) => (i === d ? v * step : v)));
+  stridedCopyKernel(x.dtype)(
+    x.data,
+    s * st[d]!,
+    out,
+    shape,
+    st.map((v, i) => (i === d ? v * step : v)),
+  );
   return record(new Tensor(out, shape), "slice", [x], (g) => [sliceBackward(g, x.shape, d, s, step)]);
 });
 
@@ -112,7 +130,9 @@ export const sliceBackward = defineOp(
       out[o] = g.data[i]!;
     }
     const len = g.shape[dim]!;
-    return record(new Tensor(out, shape), "sliceBackward", [g], (gg) => [slice(gg, dim, start, start + (len - 1) * step + 1, step)]);
+    return record(new Tensor(out, shape), "sliceBackward", [g], (gg) => [
+      slice(gg, dim, start, start + (len - 1) * step + 1, step),
+    ]);
   },
 );
 
@@ -132,9 +152,12 @@ export const cat = defineOp("cat", (tensors: readonly Tensor[], dim = 0): Tensor
   const d = normDim(dim, first.ndim, "cat");
   for (const [i, t] of tensors.entries()) {
     if (t.ndim !== first.ndim || t.shape.some((v, k) => k !== d && v !== first.shape[k])) {
-      throw new Error(`cat: sizes of tensors must match except in dimension ${d}: tensor 0 has shape ${fmtShape(first.shape)}, tensor ${i} has shape ${fmtShape(t.shape)}`);
+      throw new Error(
+        `cat: sizes of tensors must match except in dimension ${d}: tensor 0 has shape ${fmtShape(first.shape)}, tensor ${i} has shape ${fmtShape(t.shape)}`,
+      );
     }
-    if (t.dtype !== first.dtype) throw new Error(`cat: expected all tensors to have dtype ${first.dtype}, tensor ${i} has ${t.dtype}`);
+    if (t.dtype !== first.dtype)
+      throw new Error(`cat: expected all tensors to have dtype ${first.dtype}, tensor ${i} has ${t.dtype}`);
   }
   const shape = first.shape.map((v, k) => (k === d ? tensors.reduce((a, t) => a + t.shape[d]!, 0) : v));
   const outer = first.shape.slice(0, d).reduce((a, b) => a * b, 1);
@@ -149,7 +172,10 @@ export const cat = defineOp("cat", (tensors: readonly Tensor[], dim = 0): Tensor
   }
   const starts: number[] = [];
   let acc = 0;
-  for (const t of tensors) { starts.push(acc); acc += t.shape[d]!; }
+  for (const t of tensors) {
+    starts.push(acc);
+    acc += t.shape[d]!;
+  }
   return record(new Tensor(out, shape), "cat", tensors, (g, needs) =>
     tensors.map((t, i) => (needs[i] ? slice(g, d, starts[i]!, starts[i]! + t.shape[d]!) : null)),
   );
@@ -166,21 +192,33 @@ export const stack = (tensors: readonly Tensor[], dim = 0): Tensor => {
   if (tensors.length === 0) throw new Error("stack: expected a non-empty list of tensors");
   for (const [i, t] of tensors.entries()) {
     if (!shapeEq(t.shape, tensors[0]!.shape)) {
-      throw new Error(`stack: expects each tensor to be equal size, but got ${fmtShape(tensors[0]!.shape)} at entry 0 and ${fmtShape(t.shape)} at entry ${i}`);
+      throw new Error(
+        `stack: expects each tensor to be equal size, but got ${fmtShape(tensors[0]!.shape)} at entry 0 and ${fmtShape(t.shape)} at entry ${i}`,
+      );
     }
   }
   const d = normDim(dim, tensors[0]!.ndim + 1, "stack");
-  return cat(tensors.map((t) => unsqueeze(t, d)), d);
+  return cat(
+    tensors.map((t) => unsqueeze(t, d)),
+    d,
+  );
 };
 
 export const squeeze = (x: Tensor, dim?: number | readonly number[]): Tensor => {
-  const dims = dim === undefined ? x.shape.map((_, i) => i) : (typeof dim === "number" ? [dim] : dim).map((v) => normDim(v, x.ndim, "squeeze"));
-  return reshape(x, x.shape.filter((v, i) => !(v === 1 && dims.includes(i))));
+  const dims =
+    dim === undefined
+      ? x.shape.map((_, i) => i)
+      : (typeof dim === "number" ? [dim] : dim).map((v) => normDim(v, x.ndim, "squeeze"));
+  return reshape(
+    x,
+    x.shape.filter((v, i) => !(v === 1 && dims.includes(i))),
+  );
 };
 
 export const flatten = (x: Tensor, startDim = 0, endDim = -1): Tensor => {
   if (x.ndim === 0) return reshape(x, [1]);
-  const s = normDim(startDim, x.ndim, "flatten"), e = normDim(endDim, x.ndim, "flatten");
+  const s = normDim(startDim, x.ndim, "flatten"),
+    e = normDim(endDim, x.ndim, "flatten");
   if (s > e) throw new Error(`flatten: startDim (${startDim}) cannot come after endDim (${endDim})`);
   const mid = x.shape.slice(s, e + 1).reduce((a, b) => a * b, 1);
   return reshape(x, [...x.shape.slice(0, s), mid, ...x.shape.slice(e + 1)]);

@@ -13,15 +13,26 @@ describe("fused logSoftmax", () => {
   it("matches x - logsumexp(x) along any dim, stably for large logits", () => {
     const x = f64([1000, 1001, 1002, -3, 0.5, 2, 7, 7, 7, 1e-3, -1e-3, 0], [2, 2, 3]);
     const last = logSoftmax(x, -1).data;
-    const rows = [[1000, 1001, 1002], [-3, 0.5, 2], [7, 7, 7], [1e-3, -1e-3, 0]];
+    const rows = [
+      [1000, 1001, 1002],
+      [-3, 0.5, 2],
+      [7, 7, 7],
+      [1e-3, -1e-3, 0],
+    ];
     rows.forEach((row, i) => reference(row).forEach((v, j) => expect(last[3 * i + j]).toBeCloseTo(v, 12)));
     const d0 = logSoftmax(x, 0).data; // rows run across the first dim: (0, j) with (1, j)
-    for (let j = 0; j < 6; j++) reference([x.data[j]!, x.data[6 + j]!]).forEach((v, i) => expect(d0[6 * i + j]).toBeCloseTo(v, 12));
-    expect(Array.from(softmax(x, -1).data.slice(6, 9))).toEqual([1 / 3, 1 / 3, 1 / 3].map((v) => expect.closeTo(v, 15)));
+    for (let j = 0; j < 6; j++)
+      reference([x.data[j]!, x.data[6 + j]!]).forEach((v, i) => expect(d0[6 * i + j]).toBeCloseTo(v, 12));
+    expect(Array.from(softmax(x, -1).data.slice(6, 9))).toEqual(
+      [1 / 3, 1 / 3, 1 / 3].map((v) => expect.closeTo(v, 15)),
+    );
   });
 
   it("-inf entries get probability 0 and zero gradient; an all -inf row is NaN, as in PyTorch", () => {
-    const x = f64([Number.NEGATIVE_INFINITY, 0, 0, Number.NEGATIVE_INFINITY, Number.NEGATIVE_INFINITY, Number.NEGATIVE_INFINITY], [2, 3]);
+    const x = f64(
+      [Number.NEGATIVE_INFINITY, 0, 0, Number.NEGATIVE_INFINITY, Number.NEGATIVE_INFINITY, Number.NEGATIVE_INFINITY],
+      [2, 3],
+    );
     const y = logSoftmax(x);
     expect(Array.from(y.data.slice(0, 3))).toEqual([Number.NEGATIVE_INFINITY, -Math.LN2, -Math.LN2]);
     expect(y.data.slice(3).every(Number.isNaN)).toBe(true);
@@ -34,7 +45,10 @@ describe("fused logSoftmax", () => {
     const x = f64([0.3, -1.2, 2.0], [3]);
     const w = tensor(Float64Array.from([0.5, -2, 1]), { shape: [3] });
     const [gx] = grad(logSoftmax(x).mul(w).sum(), [x], { createGraph: true });
-    const e = [0.3, -1.2, 2.0].map(Math.exp), z = e.reduce((a, b) => a + b), p = e.map((v) => v / z), sw = -0.5;
+    const e = [0.3, -1.2, 2.0].map(Math.exp),
+      z = e.reduce((a, b) => a + b),
+      p = e.map((v) => v / z),
+      sw = -0.5;
     p.forEach((pj, j) => expect(gx!.data[j]).toBeCloseTo([0.5, -2, 1][j]! - pj * sw, 12));
     for (let i = 0; i < 3; i++) {
       const [row] = grad(gx!.narrow(0, i, 1).sum(), [x], { retainGraph: true });
@@ -51,8 +65,12 @@ describe("fused logSoftmax", () => {
     expect(z.shape).toEqual([]);
     expect(z.data[0]).toBe(0);
     expect(grad(z, [s])[0]!.data[0]).toBe(0);
-    expect(() => logSoftmax(f64([1, 2], [2]), [0, 1] as unknown as number)).toThrow(/logSoftmax: dim must be one dimension \(a number\), got \[0,1\]/);
+    expect(() => logSoftmax(f64([1, 2], [2]), [0, 1] as unknown as number)).toThrow(
+      /logSoftmax: dim must be one dimension \(a number\), got \[0,1\]/,
+    );
     expect(() => logSoftmax(s, 1)).toThrow(/logSoftmax: dim 1 is out of range for a 0-d tensor/);
-    expect(() => logSoftmax(tensor(Int32Array.from([1, 2]), { shape: [2] }))).toThrow(/logSoftmax: expected a floating point tensor, got int32/);
+    expect(() => logSoftmax(tensor(Int32Array.from([1, 2]), { shape: [2] }))).toThrow(
+      /logSoftmax: expected a floating point tensor, got int32/,
+    );
   });
 });

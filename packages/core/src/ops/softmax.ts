@@ -22,9 +22,11 @@ function rowsOf(shape: readonly number[], d: number): [number, number, number] {
 
 function oneDim(x: Tensor, dim: number, op: string): number {
   if (!isFloat(x.dtype)) throw new Error(`${op}: expected a floating point tensor, got ${x.dtype}`);
-  if (typeof dim !== "number") throw new Error(`${op}: dim must be one dimension (a number), got ${JSON.stringify(dim)}`);
+  if (typeof dim !== "number")
+    throw new Error(`${op}: dim must be one dimension (a number), got ${JSON.stringify(dim)}`);
   if (x.ndim === 0) {
-    if (dim !== 0 && dim !== -1) throw new Error(`${op}: dim ${dim} is out of range for a 0-d tensor (expected 0 or -1)`);
+    if (dim !== 0 && dim !== -1)
+      throw new Error(`${op}: dim ${dim} is out of range for a 0-d tensor (expected 0 or -1)`);
     return 0;
   }
   return normDims(dim, x.ndim, op)[0]!;
@@ -40,7 +42,10 @@ function logSoftmaxKernel(x: FloatArray, out: FloatArray, outer: number, c: numb
     for (let i = 0; i < inner; i++) {
       const base = o * c * inner + i;
       let m = -Infinity;
-      for (let j = 0; j < c; j++) { const v = x[base + j * inner]!; if (v > m || v !== v) m = v; }
+      for (let j = 0; j < c; j++) {
+        const v = x[base + j * inner]!;
+        if (v > m || v !== v) m = v;
+      }
       const shift = Number.isFinite(m) ? m : 0;
       let s = 0;
       for (let j = 0; j < c; j++) s += Math.exp(x[base + j * inner]! - shift);
@@ -54,7 +59,14 @@ function logSoftmaxKernel(x: FloatArray, out: FloatArray, outer: number, c: numb
 }
 
 /** out = g - exp(y)·Σ g along the rows (the gradient of log-softmax with output y). */
-function logSoftmaxBackwardKernel(g: FloatArray, y: FloatArray, out: FloatArray, outer: number, c: number, inner: number): void {
+function logSoftmaxBackwardKernel(
+  g: FloatArray,
+  y: FloatArray,
+  out: FloatArray,
+  outer: number,
+  c: number,
+  inner: number,
+): void {
   const flush = out instanceof Float32Array;
   for (let o = 0; o < outer; o++) {
     for (let i = 0; i < inner; i++) {
@@ -84,14 +96,22 @@ export const logSoftmax = defineOp("logSoftmax", (x: Tensor, dim = -1): Tensor =
 export const logSoftmaxBackward = defineOp("logSoftmaxBackward", (g: Tensor, y: Tensor, dim: number): Tensor => {
   const d = oneDim(y, dim, "logSoftmaxBackward");
   if (g.shape.join() !== y.shape.join() || g.dtype !== y.dtype) {
-    throw new Error(`logSoftmaxBackward: g ${fmtShape(g.shape)} ${g.dtype} must match y ${fmtShape(y.shape)} ${y.dtype}`);
+    throw new Error(
+      `logSoftmaxBackward: g ${fmtShape(g.shape)} ${g.dtype} must match y ${fmtShape(y.shape)} ${y.dtype}`,
+    );
   }
   const [outer, c, inner] = rowsOf(y.shape, d);
   const out = arrayFor(y.dtype, y.numel) as FloatArray;
   logSoftmaxBackwardKernel(g.data as FloatArray, y.data as FloatArray, out, outer, c, inner);
-  return record(new Tensor(out, y.shape), "logSoftmaxBackward", [g, y], (h, needs) => {
-    // out_j = g_j - e_j·Σ_k g_k with e = exp(y):  ∂/∂g = h - Σ_j h_j e_j,  ∂/∂y = -h·e·Σ_k g_k
-    const he = mul(h, exp(y));
-    return [needs[0] ? sub(h, sum(he, d, true)) : null, needs[1] ? neg(mul(he, sum(g, d, true))) : null];
-  }, [g, y]);
+  return record(
+    new Tensor(out, y.shape),
+    "logSoftmaxBackward",
+    [g, y],
+    (h, needs) => {
+      // out_j = g_j - e_j·Σ_k g_k with e = exp(y):  ∂/∂g = h - Σ_j h_j e_j,  ∂/∂y = -h·e·Σ_k g_k
+      const he = mul(h, exp(y));
+      return [needs[0] ? sub(h, sum(he, d, true)) : null, needs[1] ? neg(mul(he, sum(g, d, true))) : null];
+    },
+    [g, y],
+  );
 });

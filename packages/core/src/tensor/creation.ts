@@ -32,7 +32,8 @@ function inferShape(data: Nested): number[] {
 function flattenInto(data: Nested, shape: number[], dim: number, out: (number | boolean)[]): void {
   if (dim === shape.length) {
     if (Array.isArray(data)) throw new Error(`tensor: too many dimensions at depth ${dim}`);
-    if (typeof data !== "number" && typeof data !== "boolean") throw new Error(`tensor: expected a number, got ${typeof data}`);
+    if (typeof data !== "number" && typeof data !== "boolean")
+      throw new Error(`tensor: expected a number, got ${typeof data}`);
     out.push(data);
     return;
   }
@@ -56,21 +57,29 @@ export function tensor(data: Nested | TypedArray, opts: TensorOptions & { shape?
     const typed = data as TypedArray;
     const own = dtypeOf(typed);
     if (opts.dtype !== undefined && opts.dtype !== own) {
-      throw new Error(`tensor: a ${typed.constructor.name} holds ${own}, not ${opts.dtype}; convert with .to('${opts.dtype}')`);
+      throw new Error(
+        `tensor: a ${typed.constructor.name} holds ${own}, not ${opts.dtype}; convert with .to('${opts.dtype}')`,
+      );
     }
     const shape = opts.shape ? checkShape(opts.shape, "tensor") : [typed.length];
     if (numelOf(shape) !== typed.length) {
-      throw new Error(`tensor: shape ${fmtShape(shape)} needs ${numelOf(shape)} elements, the array has ${typed.length}`);
+      throw new Error(
+        `tensor: shape ${fmtShape(shape)} needs ${numelOf(shape)} elements, the array has ${typed.length}`,
+      );
     }
     return finish(new Tensor(typed, shape), opts);
   }
   const shape = inferShape(data as Nested);
   const flat: (number | boolean)[] = [];
   flattenInto(data as Nested, shape, 0, flat);
-  const dtype = opts.dtype !== undefined ? checkDtype(opts.dtype)
-    : flat.length > 0 && flat.every((v) => typeof v === "boolean") ? "bool"
-    : flat.every((v) => typeof v === "number" && Number.isInteger(v)) && flat.length > 0 ? "int32"
-    : getDefaultDtype();
+  const dtype =
+    opts.dtype !== undefined
+      ? checkDtype(opts.dtype)
+      : flat.length > 0 && flat.every((v) => typeof v === "boolean")
+        ? "bool"
+        : flat.every((v) => typeof v === "number" && Number.isInteger(v)) && flat.length > 0
+          ? "int32"
+          : getDefaultDtype();
   const arr = arrayFor(dtype, flat.length);
   for (let i = 0; i < flat.length; i++) arr[i] = Number(flat[i]);
   if (opts.shape) return finish(new Tensor(arr, checkShape(opts.shape, "tensor")), opts);
@@ -88,13 +97,17 @@ export const zeros = (shape: Shape, opts: TensorOptions = {}): Tensor => full(sh
 export const ones = (shape: Shape, opts: TensorOptions = {}): Tensor => full(shape, 1, opts);
 export const zerosLike = (t: Tensor, opts: TensorOptions = {}): Tensor => zeros(t.shape, { dtype: t.dtype, ...opts });
 export const onesLike = (t: Tensor, opts: TensorOptions = {}): Tensor => ones(t.shape, { dtype: t.dtype, ...opts });
-export const fullLike = (t: Tensor, value: number, opts: TensorOptions = {}): Tensor => full(t.shape, value, { dtype: t.dtype, ...opts });
+export const fullLike = (t: Tensor, value: number, opts: TensorOptions = {}): Tensor =>
+  full(t.shape, value, { dtype: t.dtype, ...opts });
 
 /** Values from `start` up to (not including) `end` by `step`: `arange(5)`, `arange(1, 2, 0.25)`. */
 export function arange(start: number, end?: number, step = 1, opts: TensorOptions = {}): Tensor {
   const [s, e] = end === undefined ? [0, start] : [start, end];
   if (step === 0) throw new Error("arange: step must be nonzero");
-  if ((e - s) / step < 0) throw new Error(`arange: upper bound and larger bound inconsistent with step sign (start ${s}, end ${e}, step ${step})`);
+  if ((e - s) / step < 0)
+    throw new Error(
+      `arange: upper bound and larger bound inconsistent with step sign (start ${s}, end ${e}, step ${step})`,
+    );
   const n = Math.max(0, Math.ceil((e - s) / step));
   const dtype = opts.dtype ?? ([s, e, step].every(Number.isInteger) ? "int32" : getDefaultDtype());
   const arr = arrayFor(dtype, n);
@@ -103,7 +116,8 @@ export function arange(start: number, end?: number, step = 1, opts: TensorOption
 }
 
 export function linspace(start: number, end: number, steps: number, opts: TensorOptions = {}): Tensor {
-  if (!Number.isInteger(steps) || steps < 0) throw new Error(`linspace: number of steps must be a non-negative integer, got ${steps}`);
+  if (!Number.isInteger(steps) || steps < 0)
+    throw new Error(`linspace: number of steps must be a non-negative integer, got ${steps}`);
   const arr = arrayFor(opts.dtype ?? getDefaultDtype(), steps);
   const step = steps > 1 ? (end - start) / (steps - 1) : 0;
   // Fill the second half from the end, as PyTorch does, so both ends are exact.
@@ -119,7 +133,8 @@ export function eye(n: number, m = n, opts: TensorOptions = {}): Tensor {
 
 function randomFill(shape: Shape, opts: RandomOptions, op: string, draw: (g: Generator) => number): Tensor {
   const dtype = opts.dtype ?? getDefaultDtype();
-  if (dtype !== "float32" && dtype !== "float64") throw new Error(`${op}: dtype must be float32 or float64, got ${dtype}`);
+  if (dtype !== "float32" && dtype !== "float64")
+    throw new Error(`${op}: dtype must be float32 or float64, got ${dtype}`);
   const t = Tensor.empty(checkShape(shape, op), dtype);
   const g = opts.generator ?? defaultGenerator;
   for (let i = 0; i < t.numel; i++) t.data[i] = draw(g);
@@ -129,7 +144,12 @@ function randomFill(shape: Shape, opts: RandomOptions, op: string, draw: (g: Gen
 // The largest float32 below 1: a 53-bit draw above it would round up to 1 in a Float32Array.
 const BELOW_ONE_F32 = 1 - 2 ** -24;
 export const rand = (shape: Shape, opts: RandomOptions = {}) =>
-  randomFill(shape, opts, "rand", (opts.dtype ?? getDefaultDtype()) === "float32" ? (g) => Math.min(g.random(), BELOW_ONE_F32) : (g) => g.random());
+  randomFill(
+    shape,
+    opts,
+    "rand",
+    (opts.dtype ?? getDefaultDtype()) === "float32" ? (g) => Math.min(g.random(), BELOW_ONE_F32) : (g) => g.random(),
+  );
 export const randn = (shape: Shape, opts: RandomOptions = {}) => randomFill(shape, opts, "randn", (g) => g.normal());
 export const randLike = (t: Tensor, opts: RandomOptions = {}) => rand(t.shape, { dtype: t.dtype, ...opts });
 export const randnLike = (t: Tensor, opts: RandomOptions = {}) => randn(t.shape, { dtype: t.dtype, ...opts });

@@ -8,7 +8,8 @@ export function formatTensor(t: Tensor): string {
   const finite = values.filter(Number.isFinite);
   const allInts = finite.every(Number.isInteger);
   const maxAbs = finite.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
-  const sci = isFloatType && !allInts && (maxAbs >= 1e8 || (maxAbs > 0 && finite.some((v) => v !== 0 && Math.abs(v) < 1e-4)));
+  const sci =
+    isFloatType && !allInts && (maxAbs >= 1e8 || (maxAbs > 0 && finite.some((v) => v !== 0 && Math.abs(v) < 1e-4)));
   const fmt = (v: number): string => {
     if (t.dtype === "bool") return v ? "True" : "False";
     if (!isFloatType) return String(v);
@@ -32,7 +33,8 @@ export function formatTensor(t: Tensor): string {
   };
   const extras: string[] = [];
   // As PyTorch: the dtype is shown unless it is the default float dtype (or bool).
-  if (t.dtype === "int32" || ((t.dtype === "float32" || t.dtype === "float64") && t.dtype !== getDefaultDtype())) extras.push(`dtype=${t.dtype}`);
+  if (t.dtype === "int32" || ((t.dtype === "float32" || t.dtype === "float64") && t.dtype !== getDefaultDtype()))
+    extras.push(`dtype=${t.dtype}`);
   if (t.numel === 0) extras.unshift(`size=(${t.shape.join(", ")})`);
   if (t.gradFn !== null) extras.push(`grad_fn=${t.gradFn.toString()}`);
   else if (t.requiresGrad) extras.push("requires_grad=True");

@@ -60,7 +60,8 @@ export class Generator {
 
   /** Uniform in [0, 1) with 53 random bits. */
   random(): number {
-    const hi = this.nextUint32() >>> 5, lo = this.nextUint32() >>> 6;
+    const hi = this.nextUint32() >>> 5,
+      lo = this.nextUint32() >>> 6;
     return (hi * 67108864 + lo) / 9007199254740992;
   }
 
@@ -155,7 +156,10 @@ export interface SampleContext {
 let sampleContext: SampleContext | null = null;
 
 export function setSampleContext(ctx: { seed: number; step: number; firstSample: number } | null): void {
-  sampleContext = ctx === null ? null : { generator: new CounterGenerator(ctx.seed), step: ctx.step, firstSample: ctx.firstSample, stream: 0 };
+  sampleContext =
+    ctx === null
+      ? null
+      : { generator: new CounterGenerator(ctx.seed), step: ctx.step, firstSample: ctx.firstSample, stream: 0 };
 }
 
 export function getSampleContext(): SampleContext | null {

@@ -19,32 +19,42 @@ function numpyRule(a: number[], b: number[]): number[] | null {
 
 /** A shape that broadcasts to `out`: some leading dims dropped, some others replaced by 1. */
 const broadcastableTo = (out: number[]) =>
-  fc.tuple(fc.integer({ min: 0, max: out.length }), fc.array(fc.boolean(), { minLength: out.length, maxLength: out.length }))
+  fc
+    .tuple(
+      fc.integer({ min: 0, max: out.length }),
+      fc.array(fc.boolean(), { minLength: out.length, maxLength: out.length }),
+    )
     .map(([drop, ones]) => out.map((d, i) => (ones[i] ? 1 : d)).slice(drop));
 
 describe("broadcastShapes", () => {
   test("is symmetric", () => {
-    fc.assert(fc.property(shape, shape, (a, b) => {
-      const ab = numpyRule(a, b) === null ? null : broadcastShapes(a, b);
-      const ba = numpyRule(b, a) === null ? null : broadcastShapes(b, a);
-      expect(ab).toEqual(ba);
-    }));
+    fc.assert(
+      fc.property(shape, shape, (a, b) => {
+        const ab = numpyRule(a, b) === null ? null : broadcastShapes(a, b);
+        const ba = numpyRule(b, a) === null ? null : broadcastShapes(b, a);
+        expect(ab).toEqual(ba);
+      }),
+    );
   });
 
   test("matches the NumPy rule, throwing exactly when it says the shapes are incompatible", () => {
-    fc.assert(fc.property(shape, shape, (a, b) => {
-      const expected = numpyRule(a, b);
-      if (expected === null) expect(() => broadcastShapes(a, b, "add")).toThrow(/add: shapes .* cannot be broadcast/);
-      else expect(broadcastShapes(a, b)).toEqual(expected);
-    }));
+    fc.assert(
+      fc.property(shape, shape, (a, b) => {
+        const expected = numpyRule(a, b);
+        if (expected === null) expect(() => broadcastShapes(a, b, "add")).toThrow(/add: shapes .* cannot be broadcast/);
+        else expect(broadcastShapes(a, b)).toEqual(expected);
+      }),
+    );
   });
 
   test("two shapes derived from one output broadcast back to it", () => {
     const derived = shape.chain((out) => fc.tuple(fc.constant(out), broadcastableTo(out), broadcastableTo(out)));
-    fc.assert(fc.property(derived, ([out, a, b]) => {
-      const got = broadcastShapes(a, b);
-      expect(broadcastShapes(got, out)).toEqual(out);
-      expect(numpyRule(a, b)).toEqual(got);
-    }));
+    fc.assert(
+      fc.property(derived, ([out, a, b]) => {
+        const got = broadcastShapes(a, b);
+        expect(broadcastShapes(got, out)).toEqual(out);
+        expect(numpyRule(a, b)).toEqual(got);
+      }),
+    );
   });
 });

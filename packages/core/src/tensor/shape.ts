@@ -33,9 +33,7 @@ export function broadcastShapes(a: Shape, b: Shape, op = "broadcast"): number[] 
     const da = a[a.length - n + i] ?? 1;
     const db = b[b.length - n + i] ?? 1;
     if (da !== db && da !== 1 && db !== 1) {
-      throw new Error(
-        `${op}: shapes ${fmtShape(a)} and ${fmtShape(b)} cannot be broadcast (dim ${i}: ${da} vs ${db})`,
-      );
+      throw new Error(`${op}: shapes ${fmtShape(a)} and ${fmtShape(b)} cannot be broadcast (dim ${i}: ${da} vs ${db})`);
     }
     out[i] = da === 1 ? db : da;
   }
@@ -66,13 +64,15 @@ export function normDims(dims: number | readonly number[] | undefined, ndim: num
   if (dims === undefined) return Array.from({ length: ndim }, (_, i) => i);
   const list = typeof dims === "number" ? [dims] : dims;
   const out = list.map((d) => normDim(d, ndim, op));
-  if (new Set(out).size !== out.length) throw new Error(`${op}: dim ${fmtShape(list)} appears multiple times in the list of dims`);
+  if (new Set(out).size !== out.length)
+    throw new Error(`${op}: dim ${fmtShape(list)} appears multiple times in the list of dims`);
   return out.sort((x, y) => x - y);
 }
 
 export function checkShape(shape: readonly number[], op: string): number[] {
   for (const d of shape) {
-    if (!Number.isInteger(d) || d < 0) throw new Error(`${op}: invalid shape ${fmtShape(shape)} (sizes must be integers >= 0)`);
+    if (!Number.isInteger(d) || d < 0)
+      throw new Error(`${op}: invalid shape ${fmtShape(shape)} (sizes must be integers >= 0)`);
   }
   return [...shape];
 }

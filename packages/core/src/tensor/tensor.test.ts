@@ -1,14 +1,35 @@
 import { afterEach, describe, expect, test } from "vitest";
 import {
-  CounterGenerator, Generator, arange, eye, full, fullLike, linspace, manualSeed, ones, onesLike, rand, randLike, randint,
-  randn, randnLike, randperm, setDefaultDtype, tensor, zeros, zerosLike,
+  CounterGenerator,
+  Generator,
+  arange,
+  eye,
+  full,
+  fullLike,
+  linspace,
+  manualSeed,
+  ones,
+  onesLike,
+  rand,
+  randLike,
+  randint,
+  randn,
+  randnLike,
+  randperm,
+  setDefaultDtype,
+  tensor,
+  zeros,
+  zerosLike,
 } from "../index.js";
 
 afterEach(() => setDefaultDtype("float32"));
 
 describe("creation", () => {
   test("tensor infers int32 from integers, float32 from fractions and bool from booleans", () => {
-    const i = tensor([[1, 2], [3, 4]]);
+    const i = tensor([
+      [1, 2],
+      [3, 4],
+    ]);
     expect([i.dtype, i.shape]).toEqual(["int32", [2, 2]]);
     expect(tensor([1, 2.5]).dtype).toBe("float32");
     expect(tensor([true, false]).dtype).toBe("bool");
@@ -24,7 +45,10 @@ describe("creation", () => {
     const t = tensor(data, { shape: [2, 3] });
     data[4] = 9;
     expect(t.data).toBe(data);
-    expect(t.toArray()).toEqual([[0, 0, 0], [0, 9, 0]]);
+    expect(t.toArray()).toEqual([
+      [0, 0, 0],
+      [0, 9, 0],
+    ]);
     expect(() => tensor(data, { shape: [4] })).toThrow(/tensor: shape \[4\] needs 4 elements, the array has 6/);
   });
 
@@ -32,7 +56,10 @@ describe("creation", () => {
     expect(zeros([2]).toArray()).toEqual([0, 0]);
     expect(ones([2], { dtype: "int32" }).dtype).toBe("int32");
     expect(full([2], 1.5).toArray()).toEqual([1.5, 1.5]);
-    expect(eye(2, 3).toArray()).toEqual([[1, 0, 0], [0, 1, 0]]);
+    expect(eye(2, 3).toArray()).toEqual([
+      [1, 0, 0],
+      [0, 1, 0],
+    ]);
     const base = tensor([[1, 2]], { dtype: "float64" });
     expect([zerosLike(base).dtype, zerosLike(base).shape]).toEqual(["float64", [1, 2]]);
     expect(onesLike(base).toArray()).toEqual([[1, 1]]);
@@ -59,13 +86,19 @@ describe("creation", () => {
     const k = randint(-2, 3, [500], { generator: g });
     expect(k.dtype).toBe("int32");
     expect(new Set(k.data)).toEqual(new Set([-2, -1, 0, 1, 2]));
-    expect(Array.from(randperm(10, { generator: g }).data).sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(Array.from(randperm(10, { generator: g }).data).sort((a, b) => a - b)).toEqual([
+      0, 1, 2, 3, 4, 5, 6, 7, 8, 9,
+    ]);
     const like = tensor([[1, 2]], { dtype: "float64" });
     expect([randLike(like).dtype, randnLike(like).shape]).toEqual(["float64", [1, 2]]);
   });
 
   test("float32 rand stays below 1 even when a 53-bit draw would round up to it", () => {
-    const nearOne = new (class extends Generator { override random() { return 1 - 2 ** -30; } })();
+    const nearOne = new (class extends Generator {
+      override random() {
+        return 1 - 2 ** -30;
+      }
+    })();
     expect(Array.from(rand([3], { generator: nearOne }).data).every((v) => v < 1)).toBe(true);
   });
 
@@ -77,7 +110,9 @@ describe("creation", () => {
   });
 
   test("generators are independent: drawing from one leaves another's stream unchanged", () => {
-    const a = new Generator(9), b = new Generator(9), other = new Generator(9);
+    const a = new Generator(9),
+      b = new Generator(9),
+      other = new Generator(9);
     const first = a.random();
     for (let i = 0; i < 10; i++) other.random();
     expect(b.random()).toBe(first);
@@ -123,7 +158,13 @@ describe("dtype promotion", () => {
 
 describe("printing and reading back", () => {
   test("toString prints like PyTorch", () => {
-    const x = tensor([[1, 2], [3, 4]], { dtype: "float32", requiresGrad: true });
+    const x = tensor(
+      [
+        [1, 2],
+        [3, 4],
+      ],
+      { dtype: "float32", requiresGrad: true },
+    );
     expect(x.toString()).toBe("tensor([[1., 2.],\n        [3., 4.]], requires_grad=True)");
     expect(tensor([1.5, -2]).toString()).toBe("tensor([ 1.5000, -2.0000])");
     expect(tensor([1, 2]).toString()).toBe("tensor([1, 2], dtype=int32)");
@@ -158,7 +199,8 @@ describe("storage and versions", () => {
 
   test("in-place ops bump a version counter shared by views and detached copies", () => {
     const x = zeros([4]);
-    const v = x.reshape(2, 2), d = x.detach();
+    const v = x.reshape(2, 2),
+      d = x.detach();
     expect(x._version.value).toBe(0);
     v.add_(1);
     d.mul_(3);

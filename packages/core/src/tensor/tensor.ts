@@ -35,7 +35,9 @@ export class Tensor {
 
   constructor(data: TypedArray, shape: Shape, version?: { value: number }) {
     if (data.length !== numelOf(shape)) {
-      throw new Error(`tensor: ${data.length} values do not fill shape ${fmtShape(shape)} (${numelOf(shape)} elements)`);
+      throw new Error(
+        `tensor: ${data.length} values do not fill shape ${fmtShape(shape)} (${numelOf(shape)} elements)`,
+      );
     }
     this._data = data;
     this.shape = Object.freeze([...shape]);
@@ -54,7 +56,9 @@ export class Tensor {
    */
   setStorage(array: TypedArray): void {
     if (array.length !== this._data.length || dtypeOf(array) !== this.dtype) {
-      throw new Error(`setStorage: array holds ${array.length} ${dtypeOf(array)} values, tensor needs ${this.numel} ${this.dtype}`);
+      throw new Error(
+        `setStorage: array holds ${array.length} ${dtypeOf(array)} values, tensor needs ${this.numel} ${this.dtype}`,
+      );
     }
     this._data = array;
     this._bumpVersion();
@@ -124,7 +128,9 @@ export class Tensor {
       throw new Error("grad: expected a Tensor or null");
     }
     if (value !== null && value.shape.join() !== this.shape.join()) {
-      throw new Error(`grad: assigned grad has shape ${fmtShape(value.shape)} but the tensor has shape ${fmtShape(this.shape)}`);
+      throw new Error(
+        `grad: assigned grad has shape ${fmtShape(value.shape)} but the tensor has shape ${fmtShape(this.shape)}`,
+      );
     }
     if (this._gradBuffer !== null) {
       if (value !== null) this._gradBuffer.set(value.data);
@@ -192,7 +198,10 @@ export class Tensor {
       // Keeping g itself is safe only when later accumulation is out of place (g has a graph).
       this._grad = keepGraph && g.requiresGrad ? g : new Tensor(g.data.slice(), g.shape);
     } else if (keepGraph || this._grad.requiresGrad) {
-      if (stepRegionActive()) throw new Error("backward: .grad carries a graph (from an earlier createGraph); it cannot be extended inside a step region");
+      if (stepRegionActive())
+        throw new Error(
+          "backward: .grad carries a graph (from an earlier createGraph); it cannot be extended inside a step region",
+        );
       this._grad = (this._grad as Tensor & { add(o: Tensor): Tensor }).add(g);
     } else {
       const dst = this._grad.data;
@@ -203,7 +212,8 @@ export class Tensor {
 
   /** Calls `fn` with this tensor's gradient whenever one is computed; it may return a replacement. */
   registerHook(fn: GradHook): { remove(): void } {
-    if (!this._requiresGrad) throw new Error("registerHook: cannot register a hook on a tensor that doesn't require gradient");
+    if (!this._requiresGrad)
+      throw new Error("registerHook: cannot register a hook on a tensor that doesn't require gradient");
     (this._hooks ??= []).push(fn);
     return { remove: () => void (this._hooks = this._hooks?.filter((h) => h !== fn) ?? null) };
   }

@@ -18,8 +18,13 @@ export interface AdagradUpdateOptions {
  * @example adagradUpdate(p, g, sum, 0, p.length, 1, { lr: 1e-2, lrDecay: 0, weightDecay: 0, eps: 1e-10, maximize: false })
  */
 export function adagradUpdate(
-  params: FloatArray, grads: FloatArray, sum: FloatArray,
-  start: number, end: number, step: number, opts: AdagradUpdateOptions,
+  params: FloatArray,
+  grads: FloatArray,
+  sum: FloatArray,
+  start: number,
+  end: number,
+  step: number,
+  opts: AdagradUpdateOptions,
 ): void {
   const { lr, lrDecay, weightDecay, eps, maximize } = opts;
   const clr = lr / (1 + (step - 1) * lrDecay);

@@ -26,8 +26,15 @@ export interface AdamUpdateOptions {
  * @example adamUpdate(p, g, m, v, null, 0, p.length, 1, { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, amsgrad: false, maximize: false, decoupledWeightDecay: false })
  */
 export function adamUpdate(
-  params: FloatArray, grads: FloatArray, m: FloatArray, v: FloatArray, vmax: FloatArray | null,
-  start: number, end: number, step: number, opts: AdamUpdateOptions,
+  params: FloatArray,
+  grads: FloatArray,
+  m: FloatArray,
+  v: FloatArray,
+  vmax: FloatArray | null,
+  start: number,
+  end: number,
+  step: number,
+  opts: AdamUpdateOptions,
 ): void {
   const { lr, beta1, beta2, eps, weightDecay, maximize } = opts;
   const stepSize = lr / (1 - beta1 ** step);
@@ -37,7 +44,9 @@ export function adamUpdate(
   const l2 = opts.decoupledWeightDecay ? 0 : weightDecay;
   const decay = opts.decoupledWeightDecay ? 1 - lr * weightDecay : 1;
   const useMax = opts.amsgrad && vmax !== null;
-  const flushM = needsFlush(m), flushV = needsFlush(v), flushVmax = vmax !== null && needsFlush(vmax);
+  const flushM = needsFlush(m),
+    flushV = needsFlush(v),
+    flushVmax = vmax !== null && needsFlush(vmax);
   for (let i = start; i < end; i++) {
     let g = maximize ? -grads[i] : grads[i];
     let p = params[i];

@@ -23,14 +23,22 @@ export interface RmspropUpdateOptions {
  * @example rmspropUpdate(p, g, sq, null, null, 0, p.length, 1, { lr: 1e-2, alpha: 0.99, eps: 1e-8, weightDecay: 0, momentum: 0, centered: false, maximize: false })
  */
 export function rmspropUpdate(
-  params: FloatArray, grads: FloatArray, squareAvg: FloatArray, gradAvg: FloatArray | null,
-  buf: FloatArray | null, start: number, end: number, _step: number, opts: RmspropUpdateOptions,
+  params: FloatArray,
+  grads: FloatArray,
+  squareAvg: FloatArray,
+  gradAvg: FloatArray | null,
+  buf: FloatArray | null,
+  start: number,
+  end: number,
+  _step: number,
+  opts: RmspropUpdateOptions,
 ): void {
   const { lr, alpha, eps, weightDecay, momentum, maximize } = opts;
   const centered = opts.centered && gradAvg !== null;
   const useBuf = momentum > 0 && buf !== null;
   const flushSq = needsFlush(squareAvg);
-  const flushGa = gradAvg !== null && needsFlush(gradAvg), flushBuf = buf !== null && needsFlush(buf);
+  const flushGa = gradAvg !== null && needsFlush(gradAvg),
+    flushBuf = buf !== null && needsFlush(buf);
   for (let i = start; i < end; i++) {
     let g = maximize ? -grads[i] : grads[i];
     const p = params[i];

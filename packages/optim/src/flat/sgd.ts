@@ -22,8 +22,13 @@ export interface SgdUpdateOptions {
  * @example sgdUpdate(p, g, buf, 0, p.length, 1, { lr: 0.1, momentum: 0.9, dampening: 0, weightDecay: 0, nesterov: false, maximize: false })
  */
 export function sgdUpdate(
-  params: FloatArray, grads: FloatArray, buf: FloatArray | null,
-  start: number, end: number, step: number, opts: SgdUpdateOptions,
+  params: FloatArray,
+  grads: FloatArray,
+  buf: FloatArray | null,
+  start: number,
+  end: number,
+  step: number,
+  opts: SgdUpdateOptions,
 ): void {
   const { lr, momentum, dampening, weightDecay, nesterov, maximize } = opts;
   const first = step === 1;

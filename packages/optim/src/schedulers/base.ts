@@ -27,7 +27,10 @@ export abstract class LRScheduler {
   baseLrs: number[];
   protected lastLr: number[] = [];
 
-  constructor(readonly optimizer: OptimizerLike, protected readonly owner: string) {
+  constructor(
+    readonly optimizer: OptimizerLike,
+    protected readonly owner: string,
+  ) {
     if (!Array.isArray(optimizer?.paramGroups) || optimizer.paramGroups.length === 0) {
       throw new Error(`${owner}: optimizer must have at least one param group`);
     }
@@ -84,7 +87,9 @@ export abstract class LRScheduler {
 export function perGroup(owner: string, name: string, v: number | readonly number[], groups: number): number[] {
   if (typeof v === "number") return new Array<number>(groups).fill(v);
   if (!Array.isArray(v) || v.length !== groups) {
-    throw new Error(`${owner}: expected ${groups} values of ${name}, one per param group, got ${Array.isArray(v) ? v.length : String(v)}`);
+    throw new Error(
+      `${owner}: expected ${groups} values of ${name}, one per param group, got ${Array.isArray(v) ? v.length : String(v)}`,
+    );
   }
   return [...v];
 }

@@ -29,9 +29,13 @@ export class StepLR extends LRScheduler {
 export class MultiStepLR extends LRScheduler {
   readonly milestones: number[];
   readonly gamma: number;
-  constructor(optimizer: OptimizerLike, { milestones, gamma = 0.1 }: { milestones: readonly number[]; gamma?: number }) {
+  constructor(
+    optimizer: OptimizerLike,
+    { milestones, gamma = 0.1 }: { milestones: readonly number[]; gamma?: number },
+  ) {
     super(optimizer, "MultiStepLR");
-    if (!Array.isArray(milestones)) throw new Error(`MultiStepLR: milestones must be an array, got ${String(milestones)}`);
+    if (!Array.isArray(milestones))
+      throw new Error(`MultiStepLR: milestones must be an array, got ${String(milestones)}`);
     milestones.forEach((m, i) => checkInteger("MultiStepLR", `milestones[${i}]`, m, 0));
     checkNonNegative("MultiStepLR", "gamma", gamma);
     this.milestones = [...milestones].sort((a, b) => a - b);
@@ -92,10 +96,15 @@ export class LinearLR extends LRScheduler {
   readonly totalIters: number;
   constructor(
     optimizer: OptimizerLike,
-    { startFactor = 1 / 3, endFactor = 1, totalIters = 5 }: { startFactor?: number; endFactor?: number; totalIters?: number } = {},
+    {
+      startFactor = 1 / 3,
+      endFactor = 1,
+      totalIters = 5,
+    }: { startFactor?: number; endFactor?: number; totalIters?: number } = {},
   ) {
     super(optimizer, "LinearLR");
-    if (!(startFactor > 0 && startFactor <= 1)) throw new Error(`LinearLR: startFactor must be in (0, 1], got ${startFactor}`);
+    if (!(startFactor > 0 && startFactor <= 1))
+      throw new Error(`LinearLR: startFactor must be in (0, 1], got ${startFactor}`);
     if (!(endFactor >= 0 && endFactor <= 1)) throw new Error(`LinearLR: endFactor must be in [0, 1], got ${endFactor}`);
     checkInteger("LinearLR", "totalIters", totalIters, 1);
     this.startFactor = startFactor;

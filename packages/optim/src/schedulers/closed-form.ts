@@ -4,7 +4,8 @@
 
 /** Index of the first milestone greater than `t` (Python's bisect_right on a sorted list). */
 export function bisectRight(sorted: readonly number[], t: number): number {
-  let lo = 0, hi = sorted.length;
+  let lo = 0,
+    hi = sorted.length;
   while (lo < hi) {
     const mid = (lo + hi) >> 1;
     if (t < sorted[mid]) hi = mid;
@@ -24,8 +25,13 @@ export const exponentialLrAt = (base: number, t: number, gamma: number): number 
 export const cosineLrAt = (base: number, t: number, tMax: number, etaMin: number): number =>
   etaMin + ((base - etaMin) * (1 + Math.cos((Math.PI * t) / tMax))) / 2;
 
-export const linearLrAt = (base: number, t: number, startFactor: number, endFactor: number, totalIters: number): number =>
-  base * (startFactor + ((endFactor - startFactor) * Math.min(totalIters, t)) / totalIters);
+export const linearLrAt = (
+  base: number,
+  t: number,
+  startFactor: number,
+  endFactor: number,
+  totalIters: number,
+): number => base * (startFactor + ((endFactor - startFactor) * Math.min(totalIters, t)) / totalIters);
 
 /** One phase of a one-cycle schedule: it ends (inclusive) at `endStep`, moving lr and momentum. */
 export interface CyclePhase {
@@ -39,7 +45,8 @@ export interface CyclePhase {
 export type AnnealStrategy = "cos" | "linear";
 
 /** Cosine anneal from start (pct 0) to end (pct 1), as in PyTorch's `_annealing_cos`. */
-const annealCos = (start: number, end: number, pct: number): number => end + ((start - end) / 2) * (Math.cos(Math.PI * pct) + 1);
+const annealCos = (start: number, end: number, pct: number): number =>
+  end + ((start - end) / 2) * (Math.cos(Math.PI * pct) + 1);
 const annealLinear = (start: number, end: number, pct: number): number => (end - start) * pct + start;
 
 /**
@@ -48,8 +55,11 @@ const annealLinear = (start: number, end: number, pct: number): number => (end -
  * moves opposite to lr.
  */
 export function oneCyclePhases(
-  totalSteps: number, pctStart: number, threePhase: boolean,
-  lrs: { initialLr: number; maxLr: number; minLr: number }, momenta: { baseMomentum: number; maxMomentum: number },
+  totalSteps: number,
+  pctStart: number,
+  threePhase: boolean,
+  lrs: { initialLr: number; maxLr: number; minLr: number },
+  momenta: { baseMomentum: number; maxMomentum: number },
 ): CyclePhase[] {
   const { initialLr, maxLr, minLr } = lrs;
   const { baseMomentum: lo, maxMomentum: hi } = momenta;
@@ -68,14 +78,21 @@ export function oneCyclePhases(
 }
 
 /** lr and momentum of a one-cycle schedule at step `t` (PyTorch's OneCycleLR.get_lr). */
-export function oneCycleAt(phases: readonly CyclePhase[], t: number, strategy: AnnealStrategy): { lr: number; momentum: number } {
+export function oneCycleAt(
+  phases: readonly CyclePhase[],
+  t: number,
+  strategy: AnnealStrategy,
+): { lr: number; momentum: number } {
   const anneal = strategy === "cos" ? annealCos : annealLinear;
   let startStep = 0;
   for (let i = 0; i < phases.length; i++) {
     const phase = phases[i];
     if (t <= phase.endStep || i === phases.length - 1) {
       const pct = (t - startStep) / (phase.endStep - startStep);
-      return { lr: anneal(phase.startLr, phase.endLr, pct), momentum: anneal(phase.startMomentum, phase.endMomentum, pct) };
+      return {
+        lr: anneal(phase.startLr, phase.endLr, pct),
+        momentum: anneal(phase.startMomentum, phase.endMomentum, pct),
+      };
     }
     startStep = phase.endStep;
   }
@@ -90,8 +107,14 @@ export type ScheduleConfig =
   | { kind: "cosine"; tMax: number; etaMin?: number }
   | { kind: "linear"; startFactor?: number; endFactor?: number; totalIters?: number }
   | {
-      kind: "onecycle"; maxLr: number; totalSteps: number; pctStart?: number; annealStrategy?: AnnealStrategy;
-      divFactor?: number; finalDivFactor?: number; threePhase?: boolean;
+      kind: "onecycle";
+      maxLr: number;
+      totalSteps: number;
+      pctStart?: number;
+      annealStrategy?: AnnealStrategy;
+      divFactor?: number;
+      finalDivFactor?: number;
+      threePhase?: boolean;
     }
   | { kind: "sequential"; schedules: readonly ScheduleConfig[]; milestones: readonly number[] };
 
@@ -102,15 +125,28 @@ export type ScheduleConfig =
  */
 export function lrAt(config: ScheduleConfig, baseLr: number, t: number): number {
   switch (config.kind) {
-    case "step": return stepLrAt(baseLr, t, config.stepSize, config.gamma ?? 0.1);
-    case "multistep": return multiStepLrAt(baseLr, t, [...config.milestones].sort((a, b) => a - b), config.gamma ?? 0.1);
-    case "exponential": return exponentialLrAt(baseLr, t, config.gamma);
-    case "cosine": return cosineLrAt(baseLr, t, config.tMax, config.etaMin ?? 0);
-    case "linear": return linearLrAt(baseLr, t, config.startFactor ?? 1 / 3, config.endFactor ?? 1, config.totalIters ?? 5);
+    case "step":
+      return stepLrAt(baseLr, t, config.stepSize, config.gamma ?? 0.1);
+    case "multistep":
+      return multiStepLrAt(
+        baseLr,
+        t,
+        [...config.milestones].sort((a, b) => a - b),
+        config.gamma ?? 0.1,
+      );
+    case "exponential":
+      return exponentialLrAt(baseLr, t, config.gamma);
+    case "cosine":
+      return cosineLrAt(baseLr, t, config.tMax, config.etaMin ?? 0);
+    case "linear":
+      return linearLrAt(baseLr, t, config.startFactor ?? 1 / 3, config.endFactor ?? 1, config.totalIters ?? 5);
     case "onecycle": {
       const initialLr = config.maxLr / (config.divFactor ?? 25);
       const lrs = { initialLr, maxLr: config.maxLr, minLr: initialLr / (config.finalDivFactor ?? 1e4) };
-      const phases = oneCyclePhases(config.totalSteps, config.pctStart ?? 0.3, config.threePhase ?? false, lrs, { baseMomentum: 0, maxMomentum: 0 });
+      const phases = oneCyclePhases(config.totalSteps, config.pctStart ?? 0.3, config.threePhase ?? false, lrs, {
+        baseMomentum: 0,
+        maxMomentum: 0,
+      });
       return oneCycleAt(phases, t, config.annealStrategy ?? "cos").lr;
     }
     case "sequential": {

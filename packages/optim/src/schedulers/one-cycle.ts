@@ -35,8 +35,14 @@ export class OneCycleLR extends LRScheduler {
   constructor(optimizer: OptimizerLike, options: OneCycleOptions) {
     super(optimizer, "OneCycleLR");
     const {
-      pctStart = 0.3, annealStrategy = "cos", cycleMomentum = true, baseMomentum = 0.85, maxMomentum = 0.95,
-      divFactor = 25, finalDivFactor = 1e4, threePhase = false,
+      pctStart = 0.3,
+      annealStrategy = "cos",
+      cycleMomentum = true,
+      baseMomentum = 0.85,
+      maxMomentum = 0.95,
+      divFactor = 25,
+      finalDivFactor = 1e4,
+      threePhase = false,
     } = options;
     this.totalSteps = resolveTotalSteps(options);
     if (!(pctStart >= 0 && pctStart <= 1)) throw new Error(`OneCycleLR: pctStart must be in [0, 1], got ${pctStart}`);
@@ -62,7 +68,10 @@ export class OneCycleLR extends LRScheduler {
     this.phases = maxLrs.map((maxLr, i) => {
       const initialLr = maxLr / divFactor;
       const lrs = { initialLr, maxLr, minLr: initialLr / finalDivFactor };
-      return oneCyclePhases(this.totalSteps, pctStart, threePhase, lrs, { baseMomentum: lows[i], maxMomentum: highs[i] });
+      return oneCyclePhases(this.totalSteps, pctStart, threePhase, lrs, {
+        baseMomentum: lows[i],
+        maxMomentum: highs[i],
+      });
     });
     this.baseLrs = this.phases.map((p) => p[0].startLr);
     this.step();

@@ -42,8 +42,20 @@ export class ReduceLROnPlateau {
   cooldownCounter = 0;
   private lastLr: number[];
 
-  constructor(readonly optimizer: OptimizerLike, options: PlateauOptions = {}) {
-    const { mode = "min", factor = 0.1, patience = 10, threshold = 1e-4, thresholdMode = "rel", cooldown = 0, minLr = 0, eps = 1e-8 } = options;
+  constructor(
+    readonly optimizer: OptimizerLike,
+    options: PlateauOptions = {},
+  ) {
+    const {
+      mode = "min",
+      factor = 0.1,
+      patience = 10,
+      threshold = 1e-4,
+      thresholdMode = "rel",
+      cooldown = 0,
+      minLr = 0,
+      eps = 1e-8,
+    } = options;
     const owner = "ReduceLROnPlateau";
     checkOneOf(owner, "mode", mode, ["min", "max"]);
     if (!(factor >= 0 && factor < 1)) throw new Error(`${owner}: factor must be in [0, 1), got ${factor}`);
@@ -97,8 +109,16 @@ export class ReduceLROnPlateau {
 
   loadStateDict(sd: PlateauStateDict): void {
     const n = this.optimizer.paramGroups.length;
-    if (typeof sd !== "object" || sd === null || typeof sd.best !== "number" || !Array.isArray(sd.lastLr) || sd.lastLr.length !== n) {
-      throw new Error(`ReduceLROnPlateau: loadStateDict expects { lastEpoch, best, numBadEpochs, cooldownCounter, lastLr } for ${n} groups`);
+    if (
+      typeof sd !== "object" ||
+      sd === null ||
+      typeof sd.best !== "number" ||
+      !Array.isArray(sd.lastLr) ||
+      sd.lastLr.length !== n
+    ) {
+      throw new Error(
+        `ReduceLROnPlateau: loadStateDict expects { lastEpoch, best, numBadEpochs, cooldownCounter, lastLr } for ${n} groups`,
+      );
     }
     this.lastEpoch = sd.lastEpoch;
     this.best = sd.best;

@@ -12,19 +12,27 @@ const opt = (lr = 0.1) => ({ paramGroups: [{ lr }, { lr: lr * 10 }] });
 /** lr of group 0 right after construction (t = 0) and after each of `n` steps. */
 function trace(s: { step(): void; getLastLr(): number[] }, n: number): number[] {
   const out = [s.getLastLr()[0]];
-  for (let t = 1; t <= n; t++) (s.step(), out.push(s.getLastLr()[0]));
+  for (let t = 1; t <= n; t++) s.step(), out.push(s.getLastLr()[0]);
   return out;
 }
 const expectClose = (a: number[], b: number[]) => a.forEach((x, i) => expect(Math.abs(x - b[i])).toBeLessThan(1e-12));
 const range = (n: number) => Array.from({ length: n + 1 }, (_, t) => t);
 
 describe("closed-form schedulers over 50 steps", () => {
-  it("StepLR", () => expectClose(trace(new StepLR(opt(), { stepSize: 7, gamma: 0.5 }), 50), range(50).map((t) => 0.1 * 0.5 ** Math.floor(t / 7))));
+  it("StepLR", () =>
+    expectClose(
+      trace(new StepLR(opt(), { stepSize: 7, gamma: 0.5 }), 50),
+      range(50).map((t) => 0.1 * 0.5 ** Math.floor(t / 7)),
+    ));
   it("MultiStepLR", () => {
     const want = range(50).map((t) => 0.1 * 0.1 ** [10, 25, 25, 40].filter((m) => m <= t).length);
     expectClose(trace(new MultiStepLR(opt(), { milestones: [25, 10, 40, 25] }), 50), want);
   });
-  it("ExponentialLR", () => expectClose(trace(new ExponentialLR(opt(), { gamma: 0.9 }), 50), range(50).map((t) => 0.1 * 0.9 ** t)));
+  it("ExponentialLR", () =>
+    expectClose(
+      trace(new ExponentialLR(opt(), { gamma: 0.9 }), 50),
+      range(50).map((t) => 0.1 * 0.9 ** t),
+    ));
   it("CosineAnnealingLR", () => {
     const want = range(50).map((t) => 0.001 + ((0.1 - 0.001) * (1 + Math.cos((Math.PI * t) / 30))) / 2);
     expectClose(trace(new CosineAnnealingLR(opt(), { tMax: 30, etaMin: 0.001 }), 50), want);
@@ -50,7 +58,9 @@ describe("OneCycleLR", () => {
       const up = t <= 14;
       const pct = up ? t / 14 : (t - 14) / 35;
       expect(Math.abs(sgd.paramGroups[0].lr - (up ? cos(0.04, 1, pct) : cos(1, 4e-6, pct)))).toBeLessThan(1e-12);
-      expect(Math.abs(sgd.paramGroups[0].momentum - (up ? cos(0.95, 0.85, pct) : cos(0.85, 0.95, pct)))).toBeLessThan(1e-12);
+      expect(Math.abs(sgd.paramGroups[0].momentum - (up ? cos(0.95, 0.85, pct) : cos(0.85, 0.95, pct)))).toBeLessThan(
+        1e-12,
+      );
       expect(lrAt({ kind: "onecycle", maxLr: 1, totalSteps: 50 }, 0, t)).toBe(s.getLastLr()[0]);
       s.step();
     }
@@ -59,7 +69,13 @@ describe("OneCycleLR", () => {
 
   it("cycles Adam's beta1 and supports linear three-phase schedules", () => {
     const adam = new Adam([{ data: new Float64Array(1), shape: [1], grad: null }]);
-    const s = new OneCycleLR(adam, { maxLr: 1, totalSteps: 20, pctStart: 0.25, threePhase: true, annealStrategy: "linear" });
+    const s = new OneCycleLR(adam, {
+      maxLr: 1,
+      totalSteps: 20,
+      pctStart: 0.25,
+      threePhase: true,
+      annealStrategy: "linear",
+    });
     // phase ends: 0.25·20 - 1 = 4, 2·0.25·20 - 2 = 8, 19
     const lrs = trace(s, 19);
     expectClose([lrs[0], lrs[2], lrs[4], lrs[6], lrs[8], lrs[19]], [0.04, 0.52, 1, 0.52, 0.04, 4e-6]);
@@ -67,8 +83,12 @@ describe("OneCycleLR", () => {
   });
 
   it("needs momentum to cycle", () => {
-    expect(() => new OneCycleLR({ paramGroups: [{ lr: 1 }] }, { maxLr: 1, totalSteps: 10 })).toThrow(/group 0 to have betas or momentum/);
-    expect(() => new OneCycleLR({ paramGroups: [{ lr: 1 }] }, { maxLr: 1 })).toThrow(/give totalSteps, or both epochs and stepsPerEpoch/);
+    expect(() => new OneCycleLR({ paramGroups: [{ lr: 1 }] }, { maxLr: 1, totalSteps: 10 })).toThrow(
+      /group 0 to have betas or momentum/,
+    );
+    expect(() => new OneCycleLR({ paramGroups: [{ lr: 1 }] }, { maxLr: 1 })).toThrow(
+      /give totalSteps, or both epochs and stepsPerEpoch/,
+    );
   });
 });
 
@@ -78,11 +98,25 @@ describe("SequentialLR", () => {
     const warm = new LinearLR(o, { startFactor: 0.1, totalIters: 5 });
     const cosine = new CosineAnnealingLR(o, { tMax: 45 });
     const s = new SequentialLR(o, [warm, cosine], [5]);
-    const want = range(50).map((t) => (t < 5 ? 0.1 * (0.1 + (0.9 * t) / 5) : (0.1 * (1 + Math.cos((Math.PI * (t - 5)) / 45))) / 2));
+    const want = range(50).map((t) =>
+      t < 5 ? 0.1 * (0.1 + (0.9 * t) / 5) : (0.1 * (1 + Math.cos((Math.PI * (t - 5)) / 45))) / 2,
+    );
     expectClose(trace(s, 50), want);
-    const config = { kind: "sequential", schedules: [{ kind: "linear", startFactor: 0.1, totalIters: 5 }, { kind: "cosine", tMax: 45 }], milestones: [5] } as const;
-    expectClose(range(50).map((t) => lrAt(config, 0.1, t)), want);
-    expect(() => new SequentialLR(o, [warm, cosine], [])).toThrow(/^SequentialLR: expected 1 milestones for 2 schedulers, got 0$/);
+    const config = {
+      kind: "sequential",
+      schedules: [
+        { kind: "linear", startFactor: 0.1, totalIters: 5 },
+        { kind: "cosine", tMax: 45 },
+      ],
+      milestones: [5],
+    } as const;
+    expectClose(
+      range(50).map((t) => lrAt(config, 0.1, t)),
+      want,
+    );
+    expect(() => new SequentialLR(o, [warm, cosine], [])).toThrow(
+      /^SequentialLR: expected 1 milestones for 2 schedulers, got 0$/,
+    );
   });
 });
 
@@ -103,7 +137,9 @@ describe("ReduceLROnPlateau", () => {
     s.step(1);
     s.step(1.4); // not better than 1 + 0.5
     expect(o.paramGroups[0].lr).toBeCloseTo(0.1, 15);
-    expect(() => new ReduceLROnPlateau(o, { factor: 1 })).toThrow(/^ReduceLROnPlateau: factor must be in \[0, 1\), got 1$/);
+    expect(() => new ReduceLROnPlateau(o, { factor: 1 })).toThrow(
+      /^ReduceLROnPlateau: factor must be in \[0, 1\), got 1$/,
+    );
   });
 
   it("round-trips its counters", () => {
@@ -129,7 +165,7 @@ describe("scheduler state dicts", () => {
     const c = build();
     c.loadStateDict(structuredClone(b.stateDict()));
     const rest = [];
-    for (let t = 8; t <= 20; t++) (c.step(), rest.push(c.getLastLr()[0]));
+    for (let t = 8; t <= 20; t++) c.step(), rest.push(c.getLastLr()[0]);
     expect(rest).toEqual(want.slice(8));
   });
 });

@@ -19,7 +19,9 @@ export class SequentialLR extends LRScheduler {
       throw new Error("SequentialLR: needs at least one scheduler");
     }
     if (!Array.isArray(milestones) || milestones.length !== schedulers.length - 1) {
-      throw new Error(`SequentialLR: expected ${schedulers.length - 1} milestones for ${schedulers.length} schedulers, got ${milestones?.length}`);
+      throw new Error(
+        `SequentialLR: expected ${schedulers.length - 1} milestones for ${schedulers.length} schedulers, got ${milestones?.length}`,
+      );
     }
     schedulers.forEach((s, i) => {
       if (s.optimizer !== optimizer) throw new Error(`SequentialLR: scheduler ${i} belongs to a different optimizer`);
@@ -51,7 +53,9 @@ export class SequentialLR extends LRScheduler {
   override loadStateDict(sd: SchedulerStateDict): void {
     const children = sd.schedulers;
     if (!Array.isArray(children) || children.length !== this.schedulers.length) {
-      throw new Error(`SequentialLR: state dict has ${Array.isArray(children) ? children.length : "no"} schedulers, expected ${this.schedulers.length}`);
+      throw new Error(
+        `SequentialLR: state dict has ${Array.isArray(children) ? children.length : "no"} schedulers, expected ${this.schedulers.length}`,
+      );
     }
     super.loadStateDict(sd);
     this.schedulers.forEach((s, i) => s.loadStateDict(children[i] as SchedulerStateDict));

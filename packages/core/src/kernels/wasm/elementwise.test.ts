@@ -34,8 +34,9 @@ function withScratch(arrays: Float32Array[], body: (ptrs: number[]) => void): Fl
 
 // Bitwise equality (distinguishes -0 from 0 and checks NaN positions).
 function expectBits(got: Float32Array, want: Float32Array): void {
-  expect(Array.from(new Uint32Array(got.buffer, got.byteOffset, got.length)))
-    .toEqual(Array.from(new Uint32Array(want.buffer, want.byteOffset, want.length)));
+  expect(Array.from(new Uint32Array(got.buffer, got.byteOffset, got.length))).toEqual(
+    Array.from(new Uint32Array(want.buffer, want.byteOffset, want.length)),
+  );
 }
 
 const flush = (v: number) => (Math.abs(v) < FLT_MIN ? 0 : v);
@@ -54,7 +55,8 @@ describe("wasm elementwise kernels", () => {
 
   test("reluBackward: x > 0 ? g : 0, in place over g, subnormal g flushed", () => {
     const n = 23;
-    const g = randomF32(n, 5), input = randomF32(n, 6);
+    const g = randomF32(n, 5),
+      input = randomF32(n, 6);
     g.set([SUB, -SUB, 1, Number.NaN, 2]);
     input.set([1, 1, -1, 1, Number.NaN]);
     const want = g.map((gv, i) => (input[i]! > 0 ? flush(gv) : 0));
@@ -65,9 +67,15 @@ describe("wasm elementwise kernels", () => {
 
   test("axpy and scale give the bits of the f64 JavaScript loop, flushed", () => {
     for (const n of [1, 2, 9]) {
-      const xs = randomF32(n, 10 + n), ys = randomF32(n, 20 + n);
+      const xs = randomF32(n, 10 + n),
+        ys = randomF32(n, 20 + n);
       const alpha = 0.1; // not a float32: the product is taken in f64 as in JS
-      if (n === 9) { xs[7] = 1e-38; ys[7] = -0.1e-38 * 1.0000001; ys[8] = SUB; xs[8] = 0; }
+      if (n === 9) {
+        xs[7] = 1e-38;
+        ys[7] = -0.1e-38 * 1.0000001;
+        ys[8] = SUB;
+        xs[8] = 0;
+      }
       const wantY = ys.map((v, i) => flush(v + alpha * xs[i]!));
       const wantS = xs.map((v) => flush(alpha * v));
       const [, y] = withScratch([xs, ys], ([xp, yp]) => x.axpy(xp!, yp!, alpha, n));
@@ -79,8 +87,10 @@ describe("wasm elementwise kernels", () => {
 
   test("addBias adds the bias row to every row of c, flushed", () => {
     const [m, n] = [3, 7];
-    const c = randomF32(m * n, 1), bias = randomF32(n, 2);
-    c[0] = -FLT_MIN; bias[0] = FLT_MIN * 1.5; // sum is subnormal: 0.5·FLT_MIN
+    const c = randomF32(m * n, 1),
+      bias = randomF32(n, 2);
+    c[0] = -FLT_MIN;
+    bias[0] = FLT_MIN * 1.5; // sum is subnormal: 0.5·FLT_MIN
     const want = c.map((v, i) => flush(Math.fround(v + bias[i % n]!)));
     const [out] = withScratch([c, bias], ([cp, bp]) => x.addBias(cp!, bp!, m, n));
     expectBits(out!, want);
@@ -90,8 +100,20 @@ describe("wasm elementwise kernels", () => {
 
 // Reference: packages/optim/src/flat/adam.ts (Adam, L2 weight decay, no amsgrad, not maximize),
 // float32 storage, float64 arithmetic in the same order.
-function adamReference(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, start: number, end: number,
-  step: number, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number): void {
+function adamReference(
+  p: Float32Array,
+  g: Float32Array,
+  m: Float32Array,
+  v: Float32Array,
+  start: number,
+  end: number,
+  step: number,
+  lr: number,
+  beta1: number,
+  beta2: number,
+  eps: number,
+  weightDecay: number,
+): void {
   const stepSize = lr / (1 - beta1 ** step);
   const invBc2Sqrt = 1 / Math.sqrt(1 - beta2 ** step);
   for (let i = start; i < end; i++) {
@@ -111,9 +133,15 @@ function adamReference(p: Float32Array, g: Float32Array, m: Float32Array, v: Flo
 describe("wasm adamUpdate", () => {
   test("matches the optimizer's float64 formula bit for bit over several steps, on [start, end) only", () => {
     for (const weightDecay of [0, 0.01]) {
-      const n = 41, start = 3, end = 38;
-      const p = randomF32(n, 1), m = new Float32Array(n), v = new Float32Array(n);
-      const pRef = p.slice(), mRef = m.slice(), vRef = v.slice();
+      const n = 41,
+        start = 3,
+        end = 38;
+      const p = randomF32(n, 1),
+        m = new Float32Array(n),
+        v = new Float32Array(n);
+      const pRef = p.slice(),
+        mRef = m.slice(),
+        vRef = v.slice();
       const mark = wk.scratchMark();
       const [pw, gw, mw, vw] = [p, new Float32Array(n), m, v].map((a) => {
         const view = wk.f32(wk.scratchAlloc(n * 4 + 4) + 4, n);
@@ -123,11 +151,27 @@ describe("wasm adamUpdate", () => {
       const [lr, beta1, beta2, eps] = [1e-3, 0.9, 0.999, 1e-8];
       for (let step = 1; step <= 5; step++) {
         const g = randomF32(n, 100 + step);
-        g[5] = SUB; g[6] = 1e-30;
+        g[5] = SUB;
+        g[6] = 1e-30;
         gw!.set(g);
         adamReference(pRef, g, mRef, vRef, start, end, step, lr, beta1, beta2, eps, weightDecay);
-        x.adamUpdate(pw!.byteOffset, gw!.byteOffset, mw!.byteOffset, vw!.byteOffset, start, end, lr, beta1, beta2, eps,
-          1 - beta1 ** step, 1 - beta2 ** step, weightDecay, 1, 0);
+        x.adamUpdate(
+          pw!.byteOffset,
+          gw!.byteOffset,
+          mw!.byteOffset,
+          vw!.byteOffset,
+          start,
+          end,
+          lr,
+          beta1,
+          beta2,
+          eps,
+          1 - beta1 ** step,
+          1 - beta2 ** step,
+          weightDecay,
+          1,
+          0,
+        );
       }
       expectBits(pw!, pRef);
       expectBits(mw!, mRef);
@@ -140,9 +184,15 @@ describe("wasm adamUpdate", () => {
 
   test("a moment decaying below FLT_MIN is stored as 0, not as a subnormal", () => {
     // m = 0.9·1.2e-38 + 0.1·0 = 1.08e-38 < FLT_MIN -> 0;  m = 0.9·2e-38 = 1.8e-38 stays
-    const [p, g, m, v] = [Float32Array.of(1, 1), Float32Array.of(0, 0), Float32Array.of(1.2e-38, 2e-38), Float32Array.of(1, 1)];
+    const [p, g, m, v] = [
+      Float32Array.of(1, 1),
+      Float32Array.of(0, 0),
+      Float32Array.of(1.2e-38, 2e-38),
+      Float32Array.of(1, 1),
+    ];
     const [, , mOut] = withScratch([p, g, m, v], ([pp, gp, mp, vp]) =>
-      x.adamUpdate(pp!, gp!, mp!, vp!, 0, 2, 1e-3, 0.9, 0.999, 1e-8, 0.1, 0.001, 0, 1, 0));
+      x.adamUpdate(pp!, gp!, mp!, vp!, 0, 2, 1e-3, 0.9, 0.999, 1e-8, 0.1, 0.001, 0, 1, 0),
+    );
     expect(mOut![0]).toBe(0);
     expect(mOut![1]).toBeCloseTo(1.8e-38, 45);
   });
@@ -159,9 +209,15 @@ describe("wasm sumSlices", () => {
   }
 
   test("sums ranks in fixed order into out or into slice 0, on [start, end) only", () => {
-    const length = 37, strideBytes = 192; // 48 floats per slice
+    const length = 37,
+      strideBytes = 192; // 48 floats per slice
     for (const ranks of [1, 2, 3, 4]) {
-      for (const [start, end] of [[0, 37], [3, 34], [5, 6], [9, 9]] as const) {
+      for (const [start, end] of [
+        [0, 37],
+        [3, 34],
+        [5, 6],
+        [9, 9],
+      ] as const) {
         const slices = Array.from({ length: ranks }, (_, r) => randomF32(length, 31 * ranks + r, -1e3, 1e3));
         const want = new Float32Array(length).fill(7);
         reference(slices, want, start, end);
@@ -184,7 +240,9 @@ describe("wasm sumSlices", () => {
 describe("WasmKernels regions", () => {
   test("alloc hands out aligned, disjoint, zeroed heap regions and refuses past the heap", () => {
     const k = createWasmKernels({ heapBytes: 1024, scratchBytes: 1024 });
-    const a = k.alloc(10), b = k.alloc(100, 128), f = k.allocF32(4);
+    const a = k.alloc(10),
+      b = k.alloc(100, 128),
+      f = k.allocF32(4);
     expect(a % 64).toBe(0);
     expect(b % 128).toBe(0);
     expect(b).toBeGreaterThanOrEqual(a + 10);
@@ -202,7 +260,7 @@ describe("WasmKernels regions", () => {
     const inner = k.scratchMark();
     k.scratchAlloc(1000);
     k.scratchReset(inner);
-    expect(k.scratchAlloc(1000)).toBe(inner + (64 - (inner % 64)) % 64);
+    expect(k.scratchAlloc(1000)).toBe(inner + ((64 - (inner % 64)) % 64));
     k.scratchReset(mark);
     expect(k.scratchAlloc(100)).toBe(first);
     expect(k.scratchFree()).toBe(4096 - 100);
@@ -230,7 +288,13 @@ describe("sumSquares", () => {
     const wk2 = createWasmKernels({ heapBytes: 1 << 16, scratchBytes: 1 << 16 });
     const a = wk2.allocF32(37);
     for (let i = 0; i < a.length; i++) a[i] = Math.sin(i) * (i % 5 === 0 ? 1e-20 : 3);
-    for (const [start, end] of [[0, 37], [3, 4], [5, 5], [1, 36], [0, 8]] as const) {
+    for (const [start, end] of [
+      [0, 37],
+      [3, 4],
+      [5, 5],
+      [1, 36],
+      [0, 8],
+    ] as const) {
       let expected = 0;
       for (let i = start; i < end; i++) expected += a[i]! * a[i]!;
       const got = wk2.exports.sumSquares(a.byteOffset, start, end);

@@ -15,7 +15,9 @@ export interface WasmMemory {
   readonly buffer: ArrayBuffer | SharedArrayBuffer;
   grow(deltaPages: number): number;
 }
-export interface WasmModule { readonly __brand?: "WebAssembly.Module" }
+export interface WasmModule {
+  readonly __brand?: "WebAssembly.Module";
+}
 interface WasmApi {
   Memory: new (descriptor: { initial: number; maximum?: number; shared?: boolean }) => WasmMemory;
   Module: new (bytes: Uint8Array) => WasmModule;
@@ -32,8 +34,17 @@ export function newSharedMemory(pages: number): WasmMemory {
 /** Raw exports of kernels.wasm. Pointers are byte offsets into the shared memory; counts are floats. */
 export interface KernelExports {
   matmulPackBytes(m: number, k: number, n: number): number;
-  matmul(aPtr: number, bPtr: number, cPtr: number, m: number, k: number, n: number,
-    transA: boolean | number, transB: boolean | number, packPtr: number): void;
+  matmul(
+    aPtr: number,
+    bPtr: number,
+    cPtr: number,
+    m: number,
+    k: number,
+    n: number,
+    transA: boolean | number,
+    transB: boolean | number,
+    packPtr: number,
+  ): void;
   addBias(cPtr: number, biasPtr: number, m: number, n: number): void;
   reluForward(x: number, out: number, n: number): void;
   reluBackward(g: number, x: number, out: number, n: number): void;
@@ -42,11 +53,38 @@ export interface KernelExports {
   /** out[j] = Σ_i x[i][j] of an m×n row-major x, accumulated in f64 in row order */
   sumRows(x: number, out: number, m: number, n: number): void;
   /** Adam (decay 1) or AdamW (l2 0, decay 1 - lr·wd); maximize 1 ascends */
-  adamUpdate(p: number, g: number, m: number, v: number, start: number, end: number, lr: number,
-    beta1: number, beta2: number, eps: number, bc1: number, bc2: number, l2: number, decay: number, maximize: number): void;
+  adamUpdate(
+    p: number,
+    g: number,
+    m: number,
+    v: number,
+    start: number,
+    end: number,
+    lr: number,
+    beta1: number,
+    beta2: number,
+    eps: number,
+    bc1: number,
+    bc2: number,
+    l2: number,
+    decay: number,
+    maximize: number,
+  ): void;
   /** SGD; buf 0: no momentum buffer; first 1 on the first step (the buffer takes the gradient) */
-  sgdUpdate(p: number, g: number, buf: number, start: number, end: number, lr: number, momentum: number,
-    dampening: number, weightDecay: number, nesterov: number, maximize: number, first: number): void;
+  sgdUpdate(
+    p: number,
+    g: number,
+    buf: number,
+    start: number,
+    end: number,
+    lr: number,
+    momentum: number,
+    dampening: number,
+    weightDecay: number,
+    nesterov: number,
+    maximize: number,
+    first: number,
+  ): void;
   sumSlices(basePtr: number, strideBytes: number, ranks: number, outPtr: number, start: number, end: number): void;
   sumSquares(ptr: number, start: number, end: number): number;
 }
@@ -123,7 +161,9 @@ export function kernelsModule(): WasmModule {
     const path = findKernelsWasm();
     if (path === undefined) {
       const tried = CANDIDATES.map((rel) => fileURLToPath(new URL(rel, import.meta.url))).join(", ");
-      throw new Error(`wasm kernels: kernels.wasm not found (tried ${tried}); run \`node packages/core/scripts/build-wasm.mjs\``);
+      throw new Error(
+        `wasm kernels: kernels.wasm not found (tried ${tried}); run \`node packages/core/scripts/build-wasm.mjs\``,
+      );
     }
     const relaxed = relaxedBytes(path);
     relaxedInUse = relaxed !== null;

@@ -38,7 +38,9 @@ export function wasmMatmulKernel(fallback: MatmulKernel): MatmulKernel {
       return fallback(a, aOff, b, bOff, c, cOff, m, k, n, transA, transB);
     }
     const wk = defaultWasmKernels();
-    const av = a.subarray(aOff, aOff + m * k), bv = b.subarray(bOff, bOff + k * n), cv = c.subarray(cOff, cOff + m * n);
+    const av = a.subarray(aOff, aOff + m * k),
+      bv = b.subarray(bOff, bOff + k * n),
+      cv = c.subarray(cOff, cOff + m * n);
     if (wk.matmulScratchBytes(av, bv, cv, m, k, n) > wk.scratchFree()) {
       return fallback(a, aOff, b, bOff, c, cOff, m, k, n, transA, transB);
     }

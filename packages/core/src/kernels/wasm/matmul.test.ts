@@ -23,8 +23,17 @@ const wk = createWasmKernels({ heapBytes: 1 << 20, scratchBytes: 16 << 20 });
 
 // Both results against each other, relative to sum_p |a||b| of each entry: float32 summation in a
 // different order differs by at most ~k·2^-24 of that.
-function expectSameProduct(a: Float32Array, b: Float32Array, got: Float32Array, want: Float32Array,
-  m: number, k: number, n: number, transA: boolean, transB: boolean): void {
+function expectSameProduct(
+  a: Float32Array,
+  b: Float32Array,
+  got: Float32Array,
+  want: Float32Array,
+  m: number,
+  k: number,
+  n: number,
+  transA: boolean,
+  transB: boolean,
+): void {
   const at = (i: number, p: number) => (transA ? a[p * m + i]! : a[i * k + p]!);
   const bt = (p: number, j: number) => (transB ? b[j * k + p]! : b[p * n + j]!);
   for (let i = 0; i < m; i++) {
@@ -33,34 +42,51 @@ function expectSameProduct(a: Float32Array, b: Float32Array, got: Float32Array, 
       for (let p = 0; p < k; p++) scale += Math.abs(at(i, p) * bt(p, j));
       const diff = Math.abs(got[i * n + j]! - want[i * n + j]!);
       if (!(diff <= 1e-5 * scale)) {
-        throw new Error(`${m}x${k}x${n} transA=${transA} transB=${transB}: c[${i}][${j}] = ${got[i * n + j]} vs ${want[i * n + j]}`);
+        throw new Error(
+          `${m}x${k}x${n} transA=${transA} transB=${transB}: c[${i}][${j}] = ${got[i * n + j]} vs ${want[i * n + j]}`,
+        );
       }
     }
   }
 }
 
 const SIZES = [0, 1, 3, 4, 5, 7, 8, 9, 17, 33, 64, 100];
-const TRANSPOSES = [[false, false], [true, false], [false, true], [true, true]] as const;
+const TRANSPOSES = [
+  [false, false],
+  [true, false],
+  [false, true],
+  [true, true],
+] as const;
 
 describe("wasm matmul", () => {
   test("equals the JavaScript kernel for every m, n, k in {0..100} and all four transposes", () => {
     let seed = 1;
-    for (const m of SIZES) for (const k of SIZES) for (const n of SIZES) {
-      const a = randomF32(m * k, seed++), b = randomF32(k * n, seed++);
-      for (const [transA, transB] of TRANSPOSES) {
-        const want = new Float32Array(m * n), got = new Float32Array(m * n).fill(Number.NaN);
-        js(a, 0, b, 0, want, 0, m, k, n, transA, transB);
-        wk.matmulF32(a, b, got, m, k, n, transA, transB);
-        expectSameProduct(a, b, got, want, m, k, n, transA, transB);
-      }
-    }
+    for (const m of SIZES)
+      for (const k of SIZES)
+        for (const n of SIZES) {
+          const a = randomF32(m * k, seed++),
+            b = randomF32(k * n, seed++);
+          for (const [transA, transB] of TRANSPOSES) {
+            const want = new Float32Array(m * n),
+              got = new Float32Array(m * n).fill(Number.NaN);
+            js(a, 0, b, 0, want, 0, m, k, n, transA, transB);
+            wk.matmulF32(a, b, got, m, k, n, transA, transB);
+            expectSameProduct(a, b, got, want, m, k, n, transA, transB);
+          }
+        }
   });
 
   test("crosses the depth, row and column blocks (k > 256, m > 128, n > 1024)", () => {
-    for (const [m, k, n] of [[130, 300, 9], [5, 513, 1030], [131, 257, 1027]] as const) {
-      const a = randomF32(m * k, m), b = randomF32(k * n, n);
+    for (const [m, k, n] of [
+      [130, 300, 9],
+      [5, 513, 1030],
+      [131, 257, 1027],
+    ] as const) {
+      const a = randomF32(m * k, m),
+        b = randomF32(k * n, n);
       for (const [transA, transB] of TRANSPOSES) {
-        const want = new Float32Array(m * n), got = new Float32Array(m * n);
+        const want = new Float32Array(m * n),
+          got = new Float32Array(m * n);
         js(a, 0, b, 0, want, 0, m, k, n, transA, transB);
         wk.matmulF32(a, b, got, m, k, n, transA, transB);
         expectSameProduct(a, b, got, want, m, k, n, transA, transB);
@@ -70,14 +96,18 @@ describe("wasm matmul", () => {
 
   test("uses operands inside the memory in place, at any 4-byte alignment, mixed with outside ones", () => {
     const [m, k, n] = [33, 17, 9];
-    const a = randomF32(m * k, 7), b = randomF32(k * n, 8);
+    const a = randomF32(m * k, 7),
+      b = randomF32(k * n, 8);
     for (const [transA, transB] of TRANSPOSES) {
       const want = new Float32Array(m * n);
       js(a, 0, b, 0, want, 0, m, k, n, transA, transB);
       for (const skew of [0, 4, 12]) {
         const mark = wk.scratchMark();
-        const aIn = inScratch(wk, a, skew), bIn = inScratch(wk, b, (skew + 8) % 16), cIn = inScratch(wk, new Float32Array(m * n), skew);
-        const cOut = new Float32Array(m * n), top = wk.scratchMark();
+        const aIn = inScratch(wk, a, skew),
+          bIn = inScratch(wk, b, (skew + 8) % 16),
+          cIn = inScratch(wk, new Float32Array(m * n), skew);
+        const cOut = new Float32Array(m * n),
+          top = wk.scratchMark();
         wk.matmulF32(aIn, bIn, cIn, m, k, n, transA, transB);
         expectSameProduct(a, b, cIn, want, m, k, n, transA, transB);
         wk.matmulF32(a, bIn, cOut, m, k, n, transA, transB);
@@ -91,7 +121,9 @@ describe("wasm matmul", () => {
   });
 
   test("a and b may be the same array (x·xᵀ)", () => {
-    const x = randomF32(12 * 5, 3), want = new Float32Array(144), got = new Float32Array(144);
+    const x = randomF32(12 * 5, 3),
+      want = new Float32Array(144),
+      got = new Float32Array(144);
     js(x, 0, x, 0, want, 0, 12, 5, 12, false, true);
     wk.matmulF32(x, x, got, 12, 5, 12, false, true);
     expectSameProduct(x, x, got, want, 12, 5, 12, false, true);
@@ -105,31 +137,37 @@ describe("wasm matmul", () => {
 
   test("c must not alias a or b, inside or outside the memory", () => {
     const buf = new Float32Array(32);
-    expect(() => wk.matmulF32(buf.subarray(0, 16), buf.subarray(16), buf.subarray(8, 24), 4, 4, 4))
-      .toThrow(/matmulF32: c overlaps a; the output must not alias an input/);
+    expect(() => wk.matmulF32(buf.subarray(0, 16), buf.subarray(16), buf.subarray(8, 24), 4, 4, 4)).toThrow(
+      /matmulF32: c overlaps a; the output must not alias an input/,
+    );
     const mark = wk.scratchMark();
     const inside = inScratch(wk, new Float32Array(32));
-    expect(() => wk.matmulF32(inside.subarray(0, 16), inside.subarray(16), inside.subarray(16), 4, 4, 4))
-      .toThrow(/matmulF32: c overlaps b/);
+    expect(() => wk.matmulF32(inside.subarray(0, 16), inside.subarray(16), inside.subarray(16), 4, 4, 4)).toThrow(
+      /matmulF32: c overlaps b/,
+    );
     wk.scratchReset(mark);
   });
 
   test("rejects operands shorter than their shape", () => {
-    expect(() => wk.matmulF32(new Float32Array(5), new Float32Array(6), new Float32Array(4), 2, 3, 2))
-      .toThrow(/matmulF32: a has 5 elements, needs 6/);
+    expect(() => wk.matmulF32(new Float32Array(5), new Float32Array(6), new Float32Array(4), 2, 3, 2)).toThrow(
+      /matmulF32: a has 5 elements, needs 6/,
+    );
   });
 
   test("throws when operands outside the memory do not fit the scratch", () => {
     const small = createWasmKernels({ scratchBytes: 4096 });
-    expect(() => small.matmulF32(new Float32Array(64 * 64), new Float32Array(64 * 64), new Float32Array(64 * 64), 64, 64, 64))
-      .toThrow(/WasmKernels.scratchAlloc: 16384 bytes do not fit/);
+    expect(() =>
+      small.matmulF32(new Float32Array(64 * 64), new Float32Array(64 * 64), new Float32Array(64 * 64), 64, 64, 64),
+    ).toThrow(/WasmKernels.scratchAlloc: 16384 bytes do not fit/);
     expect(small.scratchMark()).toBe(small.scratch.byteOffset); // scratch restored after the throw
   });
 
   test("the MatmulKernel adapter honours element offsets", () => {
     const [m, k, n] = [5, 7, 9];
-    const a = randomF32(3 + m * k, 11), b = randomF32(2 + k * n, 12);
-    const want = new Float32Array(4 + m * n), got = new Float32Array(4 + m * n);
+    const a = randomF32(3 + m * k, 11),
+      b = randomF32(2 + k * n, 12);
+    const want = new Float32Array(4 + m * n),
+      got = new Float32Array(4 + m * n);
     js(a, 3, b, 2, want, 4, m, k, n, true, false);
     wasmMatmulKernel(js)(a, 3, b, 2, got, 4, m, k, n, true, false);
     expect(Array.from(got.subarray(0, 4))).toEqual([0, 0, 0, 0]);

@@ -53,6 +53,8 @@ describe("step region and createGraph", () => {
   it("refuses backward with createGraph inside a region instead of leaving .grad in freed memory", () => {
     const k = createWasmKernels({ scratchBytes: 16 << 20 });
     const w = randn([64, 64]).requiresGrad_();
-    expect(() => runInStepRegion(k, () => w.mul(w).sum().backward(null, { createGraph: true }))).toThrow(/createGraph inside a step region/);
+    expect(() => runInStepRegion(k, () => w.mul(w).sum().backward(null, { createGraph: true }))).toThrow(
+      /createGraph inside a step region/,
+    );
   });
 });

@@ -1,8 +1,16 @@
 import { type DType, type TypedArray, setStepAllocator } from "../../tensor/dtype.js";
 import type { WasmKernels } from "./wasm-kernels.js";
 
-type ViewCtor = { new (buffer: ArrayBufferLike, byteOffset: number, length: number): TypedArray; BYTES_PER_ELEMENT: number };
-const CTORS: Record<DType, ViewCtor> = { float32: Float32Array, float64: Float64Array, int32: Int32Array, bool: Uint8Array } as unknown as Record<DType, ViewCtor>;
+type ViewCtor = {
+  new (buffer: ArrayBufferLike, byteOffset: number, length: number): TypedArray;
+  BYTES_PER_ELEMENT: number;
+};
+const CTORS: Record<DType, ViewCtor> = {
+  float32: Float32Array,
+  float64: Float64Array,
+  int32: Int32Array,
+  bool: Uint8Array,
+} as unknown as Record<DType, ViewCtor>;
 // Arrays smaller than this stay on the JavaScript heap: scalars and tiny masks cost nothing there.
 const MIN_BYTES = 1024;
 // Kept free for the matmul's packed panels and operand copies, which it takes on top of the region.

@@ -59,13 +59,22 @@ export class WasmKernels {
     this.buffer = memory.buffer as SharedArrayBuffer;
     this.exports = instantiateKernels(memory);
     this.all = new Float32Array(this.buffer);
-    for (const [name, r] of [["heap", heap], ["scratch", scratch]] as const) {
+    for (const [name, r] of [
+      ["heap", heap],
+      ["scratch", scratch],
+    ] as const) {
       if (r.byteOffset < 0 || r.byteLength < 0 || r.byteOffset + r.byteLength > this.buffer.byteLength) {
-        throw new RangeError(`WasmKernels: ${name} [${r.byteOffset}, +${r.byteLength}) lies outside the memory (${this.buffer.byteLength} bytes)`);
+        throw new RangeError(
+          `WasmKernels: ${name} [${r.byteOffset}, +${r.byteLength}) lies outside the memory (${this.buffer.byteLength} bytes)`,
+        );
       }
     }
-    if (heap.byteLength > 0 && scratch.byteLength > 0 && heap.byteOffset < scratch.byteOffset + scratch.byteLength
-      && scratch.byteOffset < heap.byteOffset + heap.byteLength) {
+    if (
+      heap.byteLength > 0 &&
+      scratch.byteLength > 0 &&
+      heap.byteOffset < scratch.byteOffset + scratch.byteLength &&
+      scratch.byteOffset < heap.byteOffset + heap.byteLength
+    ) {
       throw new RangeError("WasmKernels: the heap and scratch regions overlap");
     }
     this.heap = { ...heap };
@@ -78,7 +87,9 @@ export class WasmKernels {
   alloc(bytes: number, align = 64): number {
     const offset = alignUp(this.heapTop, align);
     if (offset + bytes > this.heap.byteOffset + this.heap.byteLength) {
-      throw new RangeError(`WasmKernels.alloc: ${bytes} bytes do not fit; ${this.heap.byteOffset + this.heap.byteLength - offset} of the heap left`);
+      throw new RangeError(
+        `WasmKernels.alloc: ${bytes} bytes do not fit; ${this.heap.byteOffset + this.heap.byteLength - offset} of the heap left`,
+      );
     }
     this.heapTop = offset + bytes;
     return offset;
@@ -98,7 +109,9 @@ export class WasmKernels {
   scratchAlloc(bytes: number, align = 64): number {
     const offset = alignUp(this.scratchTop, align);
     if (offset + bytes > this.scratch.byteOffset + this.scratch.byteLength) {
-      throw new RangeError(`WasmKernels.scratchAlloc: ${bytes} bytes do not fit; ${this.scratchFree()} of the scratch left`);
+      throw new RangeError(
+        `WasmKernels.scratchAlloc: ${bytes} bytes do not fit; ${this.scratchFree()} of the scratch left`,
+      );
     }
     this.scratchTop = offset + bytes;
     return offset;
@@ -117,7 +130,9 @@ export class WasmKernels {
   /** Frees every scratch allocation made since `mark`. */
   scratchReset(mark: number): void {
     if (mark < this.scratch.byteOffset || mark > this.scratchTop) {
-      throw new RangeError(`WasmKernels.scratchReset: mark ${mark} is not in [${this.scratch.byteOffset}, ${this.scratchTop}]`);
+      throw new RangeError(
+        `WasmKernels.scratchReset: mark ${mark} is not in [${this.scratch.byteOffset}, ${this.scratchTop}]`,
+      );
     }
     this.scratchTop = mark;
   }
@@ -139,12 +154,21 @@ export class WasmKernels {
    * copied through scratch. c must not overlap a or b.
    * @example k.matmulF32(x, w, y, batch, inFeatures, outFeatures, false, true) // y = x·wᵀ
    */
-  matmulF32(a: Float32Array, b: Float32Array, c: Float32Array, m: number, k: number, n: number,
-    transA = false, transB = false): void {
+  matmulF32(
+    a: Float32Array,
+    b: Float32Array,
+    c: Float32Array,
+    m: number,
+    k: number,
+    n: number,
+    transA = false,
+    transB = false,
+  ): void {
     checkOperands(a, b, c, m, k, n);
     const mark = this.scratchTop;
     try {
-      const aPtr = this.input(a, m * k), bPtr = this.input(b, k * n);
+      const aPtr = this.input(a, m * k),
+        bPtr = this.input(b, k * n);
       const cInside = this.contains(c);
       const cPtr = cInside ? c.byteOffset : this.scratchAlloc(m * n * 4);
       const packPtr = this.scratchAlloc(this.exports.matmulPackBytes(m, k, n));
@@ -199,14 +223,26 @@ function alignUp(x: number, align: number): number {
 }
 
 function checkOperands(a: Float32Array, b: Float32Array, c: Float32Array, m: number, k: number, n: number): void {
-  for (const [name, v] of [["m", m], ["k", k], ["n", n]] as const) {
+  for (const [name, v] of [
+    ["m", m],
+    ["k", k],
+    ["n", n],
+  ] as const) {
     if (!Number.isInteger(v) || v < 0) throw new RangeError(`matmulF32: ${name} must be an integer >= 0, got ${v}`);
   }
-  for (const [name, arr, len] of [["a", a, m * k], ["b", b, k * n], ["c", c, m * n]] as const) {
+  for (const [name, arr, len] of [
+    ["a", a, m * k],
+    ["b", b, k * n],
+    ["c", c, m * n],
+  ] as const) {
     if (arr.length < len) throw new RangeError(`matmulF32: ${name} has ${arr.length} elements, needs ${len}`);
   }
-  for (const [name, arr, len] of [["a", a, m * k], ["b", b, k * n]] as const) {
-    if (overlaps(c, m * n, arr, len)) throw new RangeError(`matmulF32: c overlaps ${name}; the output must not alias an input`);
+  for (const [name, arr, len] of [
+    ["a", a, m * k],
+    ["b", b, k * n],
+  ] as const) {
+    if (overlaps(c, m * n, arr, len))
+      throw new RangeError(`matmulF32: c overlaps ${name}; the output must not alias an input`);
   }
 }
 
