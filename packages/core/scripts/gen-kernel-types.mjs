@@ -36,7 +36,7 @@ function tsType(asType, isReturn) {
  */
 export function parseExportedFunctions(source, file) {
   const found = [];
-  const head = /^[ \t]*((?:@[\w.]+(?:\([^)]*\))?\s+)*)export\s+function\s+(\w+)\s*(<)?\s*\(/gm;
+  const head = /^[ \t]*((?:@[\w.]+(?:\([^)]*\))?\s+)*)export\s+function\s+(\w+)\s*(<[^>]*>)?\s*\(/gm;
   for (let m = head.exec(source); m !== null; m = head.exec(source)) {
     const name = m[2];
     const where = `${file}: export function ${name}`;

@@ -71,6 +71,9 @@ describe("gen-kernel-types: parsing AssemblyScript exports", () => {
     expect(() => parseExportedFunctions("export function g(x: i32): v128 {}", "e.ts")).toThrow(
       /e\.ts: export function g returns v128, which JavaScript cannot receive/,
     );
+    expect(() => parseExportedFunctions("export function id<T>(x: T): T {}", "e.ts")).toThrow(
+      /e\.ts: export function id is generic; a wasm export cannot be/,
+    );
     expect(() => parseExportedFunctions("export function h(x: i32) {}", "e.ts")).toThrow(
       /e\.ts: export function h has no return type annotation/,
     );
