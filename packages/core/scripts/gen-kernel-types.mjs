@@ -115,6 +115,11 @@ function docAbove(source, index) {
  */
 export function collectKernelExports(read, entry = "kernels.ts") {
   const source = read(entry);
+  if (/^\s*export\s*\*/m.test(source)) {
+    throw new Error(
+      `gen-kernel-types: ${entry}: "export *" is not read; list the names (export { a, b } from "./file")`,
+    );
+  }
   const kernels = parseExportedFunctions(source, entry);
   const reexport = /export\s*\{([^}]*)\}\s*from\s*["']\.\/([\w./-]+?)(?:\.ts)?["']/g;
   for (let m = reexport.exec(source); m !== null; m = reexport.exec(source)) {

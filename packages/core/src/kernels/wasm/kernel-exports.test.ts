@@ -97,7 +97,7 @@ describe("gen-kernel-types: parsing AssemblyScript exports", () => {
     expect(collectKernelExports(read).map((k) => k.name)).toEqual(["own", "second", "first", "wide"]);
   });
 
-  test("a re-exported name its file does not declare, or one exported twice, is an error", () => {
+  test("a re-exported name its file does not declare, one exported twice, or an unread form is an error", () => {
     const read = (files: Record<string, string>) => (f: string) => files[f] ?? "";
     expect(() => collectKernelExports(read({ "kernels.ts": 'export { nope } from "./a";', "a.ts": SOURCE }))).toThrow(
       /kernels\.ts re-exports nope, but a\.ts has no export function nope/,
@@ -108,6 +108,9 @@ describe("gen-kernel-types: parsing AssemblyScript exports", () => {
     expect(() =>
       collectKernelExports(read({ "kernels.ts": 'export { first as f } from "./a";', "a.ts": SOURCE })),
     ).toThrow(/kernels\.ts: cannot read "first as f"/);
+    expect(() => collectKernelExports(read({ "kernels.ts": 'export * from "./a";', "a.ts": SOURCE }))).toThrow(
+      /kernels\.ts: "export \*" is not read/,
+    );
   });
 });
 
