@@ -94,7 +94,7 @@ export function scale(x: usize, out: usize, alpha: f64, n: i32): void {
 // bits. Not flushed, like every reduction.
 // ---------------------------------------------------------------------------------------------
 
-/** out[j] = f32(Σ_i x[i·n + j]) for j < n; out must not overlap x. */
+/** out[j] = f32(Σ_i x[i·n + j]) for j < n, summed in f64 in row order; out must not overlap x. */
 export function sumRows(x: usize, out: usize, m: i32, n: i32): void {
   const stride = <usize>n * 4;
   let j = 0;

@@ -48,7 +48,10 @@ export function matmulPackBytes(m: i32, k: i32, n: i32): i32 {
   return <i32>(aBytes + bBytes + TILE_BYTES);
 }
 
-/** C = op(A)·op(B); transA/transB non-zero means A is stored k×m, B is stored n×k. */
+/**
+ * C = op(A)·op(B), C (m×n) overwritten; transA/transB non-zero means A is stored k×m, B is stored
+ * n×k; packPtr is scratch of matmulPackBytes(m, k, n) bytes.
+ */
 export function matmul(
   aPtr: usize, bPtr: usize, cPtr: usize, m: i32, k: i32, n: i32,
   transA: i32, transB: i32, packPtr: usize,

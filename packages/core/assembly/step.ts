@@ -10,9 +10,9 @@ import { FLT_MIN_F64, flush64, load1, load2, store1, store2 } from "./lanes";
 // ---------------------------------------------------------------------------------------------
 
 /**
- * One Adam/AdamW step on p[start, end) with state m, v; bc1 = 1 - beta1^step, bc2 = 1 - beta2^step;
- * l2: Adam's weight decay (0 for AdamW), decay: AdamW's factor 1 - lr·wd (1 for Adam); maximize != 0
- * ascends.
+ * One torch.optim.Adam/AdamW step (no amsgrad) on p[start, end) with state m, v; bc1 = 1 - beta1^step,
+ * bc2 = 1 - beta2^step; l2: Adam's weight decay (0 for AdamW), decay: AdamW's factor 1 - lr·wd (1 for
+ * Adam); maximize != 0 ascends.
  */
 export function adamUpdate(
   p: usize, g: usize, m: usize, v: usize, start: i32, end: i32,
@@ -62,7 +62,10 @@ export function adamUpdate(
 // buf = 0: no momentum buffer (μ = 0).
 // ---------------------------------------------------------------------------------------------
 
-/** One SGD step on p[start, end); buf is the momentum buffer's pointer, or 0 without momentum. */
+/**
+ * One torch.optim.SGD step on p[start, end); buf is the momentum buffer's pointer, or 0 without
+ * momentum; first != 0 on the first step (the buffer takes the gradient).
+ */
 export function sgdUpdate(
   p: usize, g: usize, buf: usize, start: i32, end: i32,
   lr: f64, momentum: f64, dampening: f64, weightDecay: f64, nesterov: i32, maximize: i32, first: i32,
@@ -109,7 +112,10 @@ export function sgdUpdate(
 // flushes its state), not a matmul, and the bits stay equal to workers' reduceSlices.
 // ---------------------------------------------------------------------------------------------
 
-/** out[i] = sum over r < ranks of slice r at basePtr + r·strideBytes, i in [start, end). */
+/**
+ * out[i] = sum over r < ranks, in rank order, of slice r at basePtr + r·strideBytes, i in [start, end);
+ * outPtr may be slice 0.
+ */
 export function sumSlices(basePtr: usize, strideBytes: usize, ranks: i32, outPtr: usize, start: i32, end: i32): void {
   let i = start;
   for (; i + 4 <= end; i += 4) {

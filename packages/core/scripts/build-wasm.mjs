@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Compiles packages/core/assembly/kernels.ts (AssemblyScript, with the files it imports) into packages/core/dist/kernels.wasm.
 // Runs before `tsc -b` in every build, so it skips the compile when the output is newer than its
-// sources; `--force` rebuilds anyway, `--wat` also writes dist/kernels.wat for reading.
+// sources; `--force` rebuilds anyway, `--wat` also writes dist/kernels.wat for reading. First it
+// brings the exports' TypeScript interface and README table up to date (gen-kernel-types.mjs).
 //
 // Flags, and why:
 //   --enable simd                 the kernels are written with v128 (f32x4, f64x2)
@@ -18,6 +19,7 @@
 // other threads already use would re-run them. The check below fails the build if either appears.
 import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import { generateKernelFiles } from "./gen-kernel-types.mjs";
 
 const root = new URL("../", import.meta.url);
 const assemblyDir = fileURLToPath(new URL("assembly/", root));
@@ -29,6 +31,23 @@ const outFile = fileURLToPath(new URL("dist/kernels.wasm", root));
 const relaxedFile = fileURLToPath(new URL("dist/kernels-relaxed.wasm", root));
 const textFile = fileURLToPath(new URL("dist/kernels.wat", root));
 const args = new Set(process.argv.slice(2));
+
+// The TypeScript interface and README table of the exports come from the same sources (cheap: it
+// only reads them). Under CI the committed files must already be up to date: fail instead of
+// writing, so a stale commit cannot pass.
+const isCi = ["1", "true"].includes((process.env.CI ?? "").toLowerCase());
+const stale = generateKernelFiles({ check: isCi });
+if (stale.length > 0) {
+  const files = stale.map((f) => `packages/core/${f}`).join(", ");
+  if (isCi) {
+    console.error(
+      `build-wasm: ${files} out of date with packages/core/assembly; ` +
+        "run `node packages/core/scripts/gen-kernel-types.mjs` and commit the result",
+    );
+    process.exit(1);
+  }
+  console.log(`build-wasm: regenerated ${files}`);
+}
 
 const mtime = (path) => {
   try {

@@ -50,6 +50,16 @@ export function reduceSlices(slices: readonly Float32Array[], out: Float32Array,
 }
 
 /**
+ * Sums elements [start, end) of every rank's gradient slice into slice 0, ranks in order 0..N-1,
+ * with the same bits as `reduceSlices` (a WebAssembly kernel can stand in for the JavaScript loop).
+ */
+export type SegmentSum = (start: number, end: number) => void;
+
+export interface CollectiveOptions extends BarrierOptions {
+  segmentSum?: SegmentSum;
+}
+
+/**
  * Collective over an arena's gradient slices. A `buf` that is this rank's slice (or a prefix of
  * it) is used in place; any other `buf` must be private to this rank and is staged through the
  * slice with extra copies and barriers. Memory that all ranks already share (params) needs no
@@ -62,16 +72,6 @@ export function reduceSlices(slices: readonly Float32Array[], out: Float32Array,
  * const collective = new SharedMemoryCollective(arena, rank);
  * const sum = collective.reduceScatter(arena.grads(rank)); // own segment final; barrier before rewriting grads
  */
-/**
- * Sums elements [start, end) of every rank's gradient slice into slice 0, ranks in order 0..N-1,
- * with the same bits as `reduceSlices` (a WebAssembly kernel can stand in for the JavaScript loop).
- */
-export type SegmentSum = (start: number, end: number) => void;
-
-export interface CollectiveOptions extends BarrierOptions {
-  segmentSum?: SegmentSum;
-}
-
 export class SharedMemoryCollective implements Collective {
   readonly size: number;
   private readonly slices: Float32Array[];

@@ -1,29 +1,22 @@
+// Float32 kernels of the MLP hot path (relu forward and backward, bias add, column sums) with one
+// contract in both backends: results with |v| < FLT_MIN are stored as 0 (subnormals make x86 float
+// math tens of times slower), NaN passes through. When every operand lies in this thread's
+// WebAssembly memory (inside the trainer's step region) the SIMD kernels run on them in place;
+// otherwise the JavaScript loops below give the same bits. float64 arrays take the JavaScript
+// loops unflushed.
+
 import type { FloatArray } from "../tensor/dtype.js";
-import { getKernelBackend } from "./backend.js";
-import { currentWasmKernels } from "./wasm/matmul-kernel.js";
-import type { WasmKernels } from "./wasm/wasm-kernels.js";
+import { wasmInPlace } from "./dispatch.js";
 
-/**
- * Float32 kernels of the MLP hot path (relu forward and backward, bias add, column sums) with one contract in
- * both backends: results with |v| < FLT_MIN are stored as 0 (subnormals make x86 float math tens
- * of times slower), NaN passes through. When every operand lies in this thread's WebAssembly
- * memory (inside the trainer's step region) the SIMD kernels run on them in place; otherwise the
- * JavaScript loops below give the same bits. float64 arrays take the JavaScript loops unflushed.
- */
 export const FLT_MIN = 1.1754943508222875e-38;
-
-function inWasm(...arrays: FloatArray[]): WasmKernels | null {
-  if (!(arrays[0] instanceof Float32Array) || getKernelBackend() !== "wasm") return null;
-  const k = currentWasmKernels();
-  if (k === undefined) return null;
-  for (const a of arrays) if (!(a instanceof Float32Array) || !k.contains(a)) return null;
-  return k;
-}
 
 /** out = max(x, 0). */
 export function reluForward(x: FloatArray, out: FloatArray): void {
-  const k = inWasm(x, out);
-  if (k !== null) return k.exports.reluForward(x.byteOffset, out.byteOffset, x.length);
+  const k = wasmInPlace(x, out);
+  if (k !== null) {
+    k.exports.reluForward(x.byteOffset, out.byteOffset, x.length);
+    return;
+  }
   if (x instanceof Float32Array) {
     for (let i = 0; i < x.length; i++) {
       const v = x[i]!;
@@ -39,8 +32,11 @@ export function reluForward(x: FloatArray, out: FloatArray): void {
 
 /** out = x > 0 ? g : 0. */
 export function reluBackward(g: FloatArray, x: FloatArray, out: FloatArray): void {
-  const k = inWasm(g, x, out);
-  if (k !== null) return k.exports.reluBackward(g.byteOffset, x.byteOffset, out.byteOffset, g.length);
+  const k = wasmInPlace(g, x, out);
+  if (k !== null) {
+    k.exports.reluBackward(g.byteOffset, x.byteOffset, out.byteOffset, g.length);
+    return;
+  }
   if (g instanceof Float32Array) {
     for (let i = 0; i < g.length; i++) {
       const v = g[i]!;
@@ -53,8 +49,11 @@ export function reluBackward(g: FloatArray, x: FloatArray, out: FloatArray): voi
 
 /** c[i][j] += bias[j] for row-major c of m rows and n columns, in place. */
 export function addBias(c: FloatArray, bias: FloatArray, m: number, n: number): void {
-  const k = inWasm(c, bias);
-  if (k !== null) return k.exports.addBias(c.byteOffset, bias.byteOffset, m, n);
+  const k = wasmInPlace(c, bias);
+  if (k !== null) {
+    k.exports.addBias(c.byteOffset, bias.byteOffset, m, n);
+    return;
+  }
   if (c instanceof Float32Array) {
     for (let i = 0; i < m; i++) {
       const row = i * n;
@@ -66,7 +65,7 @@ export function addBias(c: FloatArray, bias: FloatArray, m: number, n: number): 
   } else {
     for (let i = 0; i < m; i++) {
       const row = i * n;
-      for (let j = 0; j < n; j++) c[row + j] += bias[j]!;
+      for (let j = 0; j < n; j++) c[row + j] = c[row + j]! + bias[j]!;
     }
   }
 }
@@ -77,7 +76,7 @@ export function addBias(c: FloatArray, bias: FloatArray, m: number, n: number): 
  * false, doing nothing, otherwise (the caller runs the general reduction).
  */
 export function sumRowsInWasm(x: FloatArray, out: FloatArray, m: number, n: number): boolean {
-  const k = inWasm(x, out);
+  const k = wasmInPlace(x, out);
   if (k === null) return false;
   k.exports.sumRows(x.byteOffset, out.byteOffset, m, n);
   return true;

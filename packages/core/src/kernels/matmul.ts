@@ -1,5 +1,5 @@
 import type { DType, FloatArray } from "../tensor/dtype.js";
-import { getKernelBackend } from "./backend.js";
+import { wasmServes } from "./dispatch.js";
 import { wasmMatmulKernel } from "./wasm/matmul-kernel.js";
 
 /**
@@ -78,7 +78,7 @@ const kernels = new Map<DType, MatmulKernel>();
  */
 export function matmulKernel(dtype: DType): MatmulKernel {
   const js = jsMatmulKernel(dtype);
-  return dtype === "float32" && getKernelBackend() === "wasm" ? wasmMatmulKernel(js) : js;
+  return wasmServes(dtype) ? wasmMatmulKernel(js) : js;
 }
 
 /** The plain-JavaScript kernel; one independently compiled copy per dtype keeps each monomorphic. */

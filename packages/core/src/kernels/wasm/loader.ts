@@ -1,6 +1,7 @@
 import { setFlagsFromString } from "node:v8";
 import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import type { KernelExports } from "./kernel-exports.generated.js";
 
 // Where kernels.wasm is looked for, relative to this file: from dist/kernels/wasm/loader.js it is
 // dist/kernels.wasm; from src/kernels/wasm/loader.ts (vitest runs the sources) the built file is
@@ -31,63 +32,8 @@ export function newSharedMemory(pages: number): WasmMemory {
   return new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
 }
 
-/** Raw exports of kernels.wasm. Pointers are byte offsets into the shared memory; counts are floats. */
-export interface KernelExports {
-  matmulPackBytes(m: number, k: number, n: number): number;
-  matmul(
-    aPtr: number,
-    bPtr: number,
-    cPtr: number,
-    m: number,
-    k: number,
-    n: number,
-    transA: boolean | number,
-    transB: boolean | number,
-    packPtr: number,
-  ): void;
-  addBias(cPtr: number, biasPtr: number, m: number, n: number): void;
-  reluForward(x: number, out: number, n: number): void;
-  reluBackward(g: number, x: number, out: number, n: number): void;
-  axpy(x: number, y: number, alpha: number, n: number): void;
-  scale(x: number, out: number, alpha: number, n: number): void;
-  /** out[j] = Σ_i x[i][j] of an m×n row-major x, accumulated in f64 in row order */
-  sumRows(x: number, out: number, m: number, n: number): void;
-  /** Adam (decay 1) or AdamW (l2 0, decay 1 - lr·wd); maximize 1 ascends */
-  adamUpdate(
-    p: number,
-    g: number,
-    m: number,
-    v: number,
-    start: number,
-    end: number,
-    lr: number,
-    beta1: number,
-    beta2: number,
-    eps: number,
-    bc1: number,
-    bc2: number,
-    l2: number,
-    decay: number,
-    maximize: number,
-  ): void;
-  /** SGD; buf 0: no momentum buffer; first 1 on the first step (the buffer takes the gradient) */
-  sgdUpdate(
-    p: number,
-    g: number,
-    buf: number,
-    start: number,
-    end: number,
-    lr: number,
-    momentum: number,
-    dampening: number,
-    weightDecay: number,
-    nesterov: number,
-    maximize: number,
-    first: number,
-  ): void;
-  sumSlices(basePtr: number, strideBytes: number, ranks: number, outPtr: number, start: number, end: number): void;
-  sumSquares(ptr: number, start: number, end: number): number;
-}
+// The exports' types are generated from the AssemblyScript sources (scripts/gen-kernel-types.mjs).
+export type { KernelExports };
 
 // A () -> v128 function doing i8x16.splat and i8x16.popcnt: valid only where SIMD is.
 const SIMD_PROBE = new Uint8Array([
