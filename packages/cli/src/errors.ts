@@ -6,6 +6,8 @@ export const EXIT_FAILED = 1;
 export const EXIT_USAGE = 2;
 /** Stopped by Ctrl-C (128 + SIGINT), as shells report it. */
 export const EXIT_INTERRUPTED = 130;
+/** Stopped by SIGTERM (128 + 15), e.g. by a job scheduler or `kill`. */
+export const EXIT_TERMINATED = 143;
 
 /**
  * A problem with what the user asked for, found before any training: exit status 2. `messages`

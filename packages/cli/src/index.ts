@@ -3,9 +3,9 @@
 export * from "./data/index.js";
 export { W1, runThroughput, randomClassification, type ThroughputOptions, type ThroughputResult } from "./workloads.js";
 export { main, buildProgram } from "./program.js";
-export { EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError } from "./errors.js";
+export { EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, EXIT_USAGE, UsageError } from "./errors.js";
 export { TRAIN_FLAGS, type TrainSettings } from "./flags.js";
 export { DEFAULT_SETTINGS, newRunSettings, readGivenSettings, resumedSettings } from "./config.js";
 export { buildSchedule, fitSettingsToData, loadRunData, trainerOptions } from "./setup.js";
-export { renderReport } from "./report.js";
+export { ReportSeries, StepSeries, renderReport } from "./report.js";
 export { VERSION } from "./version.js";

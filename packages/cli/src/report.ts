@@ -1,4 +1,5 @@
-// report.html: loss, accuracy and learning-rate curves drawn as inline SVG from metrics.jsonl.
+// report.html: loss, accuracy and learning-rate curves drawn as inline SVG from a run's metrics
+// (kept in memory as the run goes, see ReportSeries).
 // One self-contained file (no scripts, fonts or links), so it opens offline and can be mailed.
 
 export interface Series {
@@ -124,20 +125,118 @@ export function lineChart(opts: ChartOptions): string {
 type Rec = Record<string, unknown>;
 const num = (v: unknown): number => (typeof v === "number" ? v : NaN);
 
-/** The last record of each step (a resumed run may repeat steps after an unclean stop). */
-function byStep(records: Rec[], event: string): Rec[] {
-  const map = new Map<number, Rec>();
-  for (const r of records) if (r.event === event && typeof r.step === "number") map.set(r.step, r);
-  return [...map.values()].sort((a, b) => num(a.step) - num(b.step));
+/**
+ * A per-step series kept in memory at a bounded size: points are means over `per` consecutive
+ * steps; past 2 × `max` points, neighbours merge in pairs and `per` doubles. A run of any length
+ * keeps at most 2 × `max` points, and adding one is O(1) on average.
+ */
+export class StepSeries {
+  private readonly xs: number[] = [];
+  private readonly ys: number[] = [];
+  private per = 1;
+  // The point being filled: its sum, how many steps it holds and its last step.
+  private sum = 0;
+  private count = 0;
+  private lastX = 0;
+
+  constructor(private readonly max = 1500) {}
+
+  add(x: number, y: number): void {
+    if (!Number.isFinite(x) || !Number.isFinite(y)) return;
+    this.sum += y;
+    this.count++;
+    this.lastX = x;
+    if (this.count < this.per) return;
+    this.xs.push(x);
+    this.ys.push(this.sum / this.count);
+    this.sum = 0;
+    this.count = 0;
+    if (this.xs.length > 2 * this.max) this.halve();
+  }
+
+  private halve(): void {
+    const n = Math.floor(this.xs.length / 2);
+    for (let i = 0; i < n; i++) {
+      this.xs[i] = this.xs[2 * i + 1]!;
+      this.ys[i] = (this.ys[2 * i]! + this.ys[2 * i + 1]!) / 2;
+    }
+    // An odd last point holds `per` steps: it becomes the open point of twice as many.
+    if (this.xs.length % 2 === 1) {
+      this.sum = this.ys.at(-1)! * this.per + this.sum;
+      this.count += this.per;
+      this.lastX = this.count > this.per ? this.lastX : this.xs.at(-1)!;
+    }
+    this.xs.length = n;
+    this.ys.length = n;
+    this.per *= 2;
+  }
+
+  /** The points, the open one (fewer than `per` steps) last. */
+  points(): [number, number][] {
+    const out = this.xs.map((x, i) => [x, this.ys[i]!] as [number, number]);
+    if (this.count > 0) out.push([this.lastX, this.sum / this.count]);
+    return out;
+  }
+
+  get length(): number {
+    return this.xs.length + (this.count > 0 ? 1 : 0);
+  }
 }
 
-/** The whole report page for a run's metrics, resolved config and (when done) summary. */
-export function renderReport(records: Rec[], config: Rec, summary: Rec | null, title: string): string {
-  const steps = byStep(records, "step");
-  const evals = byStep(records, "eval");
-  const pts = (rs: Rec[], key: string) =>
-    rs.map((r) => [num(r.step), num(r[key])] as [number, number]).filter((p) => Number.isFinite(p[1]));
-  const trainLoss = downsample(pts(steps, "loss"));
+/**
+ * What report.html draws, kept as the run goes: per-step train loss, accuracy and learning rate
+ * (bounded, see StepSeries) and every evaluation. `add` takes metrics.jsonl records.
+ */
+export class ReportSeries {
+  readonly loss = new StepSeries();
+  readonly accuracy = new StepSeries();
+  readonly lr = new StepSeries();
+  private readonly evals = new Map<number, { testLoss: number; testAccuracy: number }>();
+
+  /** Takes a step or eval record (others are ignored); steps must come in increasing order. */
+  add(r: Rec): void {
+    const step = num(r.step);
+    if (!Number.isFinite(step)) return;
+    if (r.event === "step") {
+      this.loss.add(step, num(r.loss));
+      this.accuracy.add(step, num(r.accuracy));
+      this.lr.add(step, num(r.lr));
+    } else if (r.event === "eval") {
+      this.evals.set(step, { testLoss: num(r.testLoss), testAccuracy: num(r.testAccuracy) });
+    }
+  }
+
+  /** Test loss or accuracy at each evaluation, by step. */
+  evalPoints(key: "testLoss" | "testAccuracy"): [number, number][] {
+    return [...this.evals.entries()]
+      .map(([step, e]) => [step, e[key]] as [number, number])
+      .filter((p) => Number.isFinite(p[1]))
+      .sort((a, b) => a[0] - b[0]);
+  }
+
+  /**
+   * The series of a run's records (metrics.jsonl), up to `untilStep`: a resumed run passes the step
+   * it resumes from, so steps an unclean stop left past its checkpoint give way to the new ones.
+   * Of records for the same step the last counts.
+   */
+  static from(records: Rec[], untilStep = Infinity): ReportSeries {
+    const series = new ReportSeries();
+    for (const event of ["step", "eval"]) {
+      const byStep = new Map<number, Rec>();
+      for (const r of records) if (r.event === event && num(r.step) <= untilStep) byStep.set(num(r.step), r);
+      for (const r of [...byStep.values()].sort((a, b) => num(a.step) - num(b.step))) series.add(r);
+    }
+    return series;
+  }
+}
+
+/**
+ * The whole report page for a run's series (or its metrics records), resolved config and (when
+ * done) summary.
+ */
+export function renderReport(data: ReportSeries | Rec[], config: Rec, summary: Rec | null, title: string): string {
+  const series = Array.isArray(data) ? ReportSeries.from(data) : data;
+  const trainLoss = downsample(series.loss.points());
   const window = Math.max(1, Math.round(trainLoss.length / 40));
   const charts = [
     lineChart({
@@ -147,12 +246,13 @@ export function renderReport(records: Rec[], config: Rec, summary: Rec | null, t
       series: [
         { name: "train (per step)", color: "#4c78a8", points: trainLoss, opacity: 0.3 },
         { name: `train (mean of ${window})`, color: "#4c78a8", points: smooth(trainLoss, window) },
-        { name: "test", color: "#e45756", points: pts(evals, "testLoss"), hasDots: true },
+        { name: "test", color: "#e45756", points: series.evalPoints("testLoss"), hasDots: true },
       ],
     }),
   ];
-  const trainAcc = downsample(pts(steps, "accuracy"));
-  if (trainAcc.length > 0 || pts(evals, "testAccuracy").length > 0) {
+  const trainAcc = downsample(series.accuracy.points());
+  const testAcc = series.evalPoints("testAccuracy");
+  if (trainAcc.length > 0 || testAcc.length > 0) {
     charts.push(
       lineChart({
         title: "Accuracy",
@@ -160,7 +260,7 @@ export function renderReport(records: Rec[], config: Rec, summary: Rec | null, t
         isPercent: true,
         series: [
           { name: `train (mean of ${window})`, color: "#4c78a8", points: smooth(trainAcc, window) },
-          { name: "test", color: "#e45756", points: pts(evals, "testAccuracy"), hasDots: true },
+          { name: "test", color: "#e45756", points: testAcc, hasDots: true },
         ],
       }),
     );
@@ -170,7 +270,7 @@ export function renderReport(records: Rec[], config: Rec, summary: Rec | null, t
       title: "Learning rate",
       xLabel: "step",
       isZeroBased: true,
-      series: [{ name: "lr", color: "#54a24b", points: downsample(pts(steps, "lr")) }],
+      series: [{ name: "lr", color: "#54a24b", points: downsample(series.lr.points()) }],
     }),
   );
   const rows = (o: Rec) =>

@@ -1,12 +1,13 @@
 // The training loop around DataParallel.fit. fit runs in segments that end at every epoch end and
 // every step-based evaluation (an AbortSignal stops it between steps; the trainer resumes from its
-// own progress), because save and evaluate need the trainer idle. Ctrl-C aborts the same way.
-import { writeFileSync } from "node:fs";
+// own progress), because save and evaluate need the trainer idle. Ctrl-C or SIGTERM aborts the
+// same way. A non-finite test loss stops the run with an error, before any checkpoint is written.
+import { existsSync, writeFileSync } from "node:fs";
 import type { DataParallel, StepInfo } from "@threadgrad/workers";
 import type { Dataset } from "./data/index.js";
 import type { TrainSettings } from "./flags.js";
 import { type Reporter, formatPercent } from "./progress.js";
-import { renderReport } from "./report.js";
+import { ReportSeries, renderReport } from "./report.js";
 import type { RunDir } from "./run-dir.js";
 
 export interface Best {
@@ -50,9 +51,15 @@ export class TrainingSession {
   private lastTrainLoss: number | null = null;
   private lastEval: { testLoss: number; testAccuracy: number | null; step: number } | null = null;
   private best: Best | null;
+  // What report.html draws: seeded once from metrics.jsonl (earlier sessions of a resumed run),
+  // then kept current from this session's records, so a report never re-reads the log.
+  private readonly report: ReportSeries;
+  /** the step of the last checkpoint-latest this session wrote */
+  private latestStep: number | null = null;
 
   constructor(private readonly o: SessionOptions) {
     this.best = o.best;
+    this.report = ReportSeries.from(o.runDir.readMetrics(), o.trainer.progress.globalStep);
   }
 
   private get totalSteps(): number {
@@ -144,6 +151,7 @@ export class TrainingSession {
       time: (performance.now() - this.o.startedAt) / 1000,
     };
     runDir.appendMetrics({ event: "step", ...record });
+    this.report.add({ event: "step", ...record });
     reporter.event("step", record);
     if (info.skipped)
       reporter.warn(`step ${info.step}: non-finite loss or gradient, update skipped (--skip-non-finite)`);
@@ -187,6 +195,20 @@ export class TrainingSession {
     const { trainer, test, reporter, runDir } = this.o;
     const pr = trainer.progress;
     const ev = await trainer.evaluate(test);
+    if (!Number.isFinite(ev.loss)) {
+      // Parameters that give a non-finite test loss are not worth a checkpoint: the last one saved
+      // stays, and such a loss is never the best.
+      const kept =
+        this.latestStep !== null
+          ? `${runDir.latestCheckpoint} holds step ${this.latestStep}`
+          : existsSync(runDir.latestCheckpoint)
+            ? `${runDir.latestCheckpoint} is left as it was`
+            : "no checkpoint was written";
+      throw new Error(
+        `the test loss at step ${pr.globalStep} is ${ev.loss}: the model's outputs overflow or are NaN on the test set. ` +
+          `Stopped without saving these parameters (${kept}); lower --lr or add --clip-grad-norm MAX`,
+      );
+    }
     const stepsPerEpoch = Math.ceil(this.o.train.length / this.o.settings.batchSize);
     const record = {
       step: pr.globalStep,
@@ -197,6 +219,7 @@ export class TrainingSession {
     };
     this.lastEval = { testLoss: ev.loss, testAccuracy: ev.accuracy, step: pr.globalStep };
     runDir.appendMetrics({ event: "eval", ...record });
+    this.report.add({ event: "eval", ...record });
     reporter.event("eval", record);
     const acc = ev.accuracy === null ? "" : `  accuracy ${formatPercent(ev.accuracy)}`;
     reporter.info(`eval at step ${pr.globalStep} (epoch ${record.epoch})  test loss ${ev.loss.toFixed(4)}${acc}`);
@@ -205,6 +228,7 @@ export class TrainingSession {
     const isBetter =
       this.best === null ||
       this.best.metric !== metric ||
+      !Number.isFinite(this.best.value) || // a best recorded before non-finite losses were refused
       (metric === "testAccuracy" ? value > this.best.value : value < this.best.value);
     if (isBetter) {
       this.best = { metric, value, step: pr.globalStep };
@@ -219,13 +243,14 @@ export class TrainingSession {
 
   private async saveLatest(): Promise<void> {
     await this.o.trainer.save(this.o.runDir.latestCheckpoint, this.extra());
+    this.latestStep = this.o.trainer.progress.globalStep;
   }
 
-  /** Rewrites report.html from everything in metrics.jsonl (earlier sessions of a resumed run too). */
+  /** Rewrites report.html from the run's series (earlier sessions of a resumed run too). */
   writeReport(summary: Record<string, unknown> | null): void {
     const { runDir, settings } = this.o;
     const html = renderReport(
-      runDir.readMetrics(),
+      this.report,
       settings as unknown as Record<string, unknown>,
       summary,
       `threadgrad run ${runDir.path}`,

@@ -1,8 +1,9 @@
 // End-to-end: short training runs of the built binary on a slice of the built-in digits.
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { readCheckpoint } from "@threadgrad/workers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadDataset } from "../src/data/index.js";
 import { jsonLines, requireBuilt, run, tempDir } from "./helpers.js";
 
 const tmp = tempDir();
@@ -161,6 +162,90 @@ describe("threadgrad train", () => {
     ]);
     expect(resumed.code).toBe(0);
     expect(resumed.stdout).toContain("test accuracy");
+  });
+});
+
+describe("threadgrad train: signals and non-finite evaluations", () => {
+  it("SIGTERM stops like Ctrl-C: the step finishes, a loadable checkpoint is written, exit 143", async () => {
+    const dir = join(tmp.path, "terminated");
+    let isSent = false;
+    const r = await run(["train", "--limit", "2000", "--epochs", "50", "--workers", "2", "--json", "--out", dir], {
+      onStdout: (text, child) => {
+        if (!isSent && text.includes('"event":"step"')) {
+          isSent = true;
+          child.kill("SIGTERM");
+        }
+      },
+    });
+    expect(r.signal).toBeNull();
+    expect(r.code).toBe(143);
+    expect(r.stderr).toContain("SIGTERM: stopping after the current step");
+    const checkpoint = join(dir, "checkpoint-latest.msgpack");
+    expect(r.stderr).toContain(`threadgrad train --resume ${checkpoint}`);
+    const last = jsonLines(r.stdout).pop()!;
+    expect(last.event).toBe("interrupted");
+    const stopped = readCheckpoint(checkpoint) as { progress: { globalStep: number } };
+    expect(stopped.progress.globalStep).toBe(last.step);
+    expect(stopped.progress.globalStep).toBeGreaterThan(0);
+  });
+
+  it("a second signal exits at once with its status, without a checkpoint", async () => {
+    const dir = join(tmp.path, "terminated-twice");
+    let isSent = false;
+    const r = await run(["train", "--limit", "2000", "--epochs", "50", "--workers", "2", "--json", "--out", dir], {
+      onStdout: (text, child) => {
+        if (!isSent && text.includes('"event":"step"')) {
+          isSent = true;
+          child.kill("SIGINT");
+          child.kill("SIGTERM");
+        }
+      },
+    });
+    expect(r.code).toBe(143);
+    expect(r.stderr).toContain("SIGTERM after a stop was asked: exiting without a checkpoint");
+    expect(jsonLines(r.stdout).some((e) => e.event === "interrupted")).toBe(false);
+  });
+
+  it("a non-finite test loss stops the run with exit 1; the checkpoint saved before stays and none is best", async () => {
+    // Regression on y = a + b, except that every test row's target is 1e20: its squared error
+    // overflows float32, so the test loss is Infinity while training stays finite.
+    const file = join(tmp.path, "overflow.csv");
+    const lines = ["a,b,y"];
+    for (let i = 0; i < 200; i++) lines.push(`${(i % 7) / 7},${(i % 5) / 5},${(i % 7) / 7 + (i % 5) / 5}`);
+    writeFileSync(file, `${lines.join("\n")}\n`);
+    const split = loadDataset(`csv:${file}`, { target: "y", task: "regression", testSplit: 0.25, seed: 0 });
+    for (const line of split.test.lineNumbers!) lines[line - 1] = lines[line - 1]!.replace(/[^,]+$/, "1e20");
+    writeFileSync(file, `${lines.join("\n")}\n`);
+    const dir = join(tmp.path, "overflow");
+    const r = await run([
+      "train",
+      "--data",
+      `csv:${file}`,
+      "--target",
+      "y",
+      "--task",
+      "regression",
+      "--test-split",
+      "0.25",
+      "--batch-size",
+      "50",
+      "--epochs",
+      "2",
+      "--eval-every",
+      "2",
+      "--workers",
+      "1",
+      "--out",
+      dir,
+    ]);
+    expect(r.code).toBe(1);
+    const latest = join(dir, "checkpoint-latest.msgpack");
+    expect(r.stderr).toContain(
+      `threadgrad train: error: the test loss at step 6 is Infinity: the model's outputs overflow or are NaN on the test set. ` +
+        `Stopped without saving these parameters (${latest} holds step 3)`,
+    );
+    expect((readCheckpoint(latest) as { progress: { globalStep: number } }).progress.globalStep).toBe(3);
+    expect(existsSync(join(dir, "checkpoint-best.msgpack"))).toBe(false);
   });
 });
 

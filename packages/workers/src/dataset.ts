@@ -25,19 +25,59 @@ function isShared(a: ArrayBufferView): boolean {
   return typeof SharedArrayBuffer !== "undefined" && a.buffer instanceof SharedArrayBuffer;
 }
 
-/** Copies into a SharedArrayBuffer unless the array already lives in one. */
-function share<T extends Float32Array | Int32Array>(a: T): T {
+/**
+ * Shared memory for a copy of `bytes` bytes: a SharedArrayBuffer at least that large (the trainer
+ * hands out the storage of data sets it let go of, so repeated fresh data sets reuse it).
+ */
+export type SharedAllocator = (bytes: number) => SharedArrayBuffer;
+
+const allocate: SharedAllocator = (bytes) => new SharedArrayBuffer(bytes);
+
+/** Copies into shared memory unless the array already lives in a SharedArrayBuffer. */
+function share<T extends Float32Array | Int32Array>(a: T, alloc: SharedAllocator): T {
   if (isShared(a)) return a;
-  const Ctor = a.constructor as new (b: SharedArrayBuffer) => T;
-  const out = new Ctor(new SharedArrayBuffer(a.byteLength));
+  const Ctor = a.constructor as new (b: SharedArrayBuffer, offset: number, length: number) => T;
+  const out = new Ctor(alloc(a.byteLength), 0, a.length);
   out.set(a);
   return out;
 }
 
+/** What the model makes of a data set, when known: checked before any worker sees the data. */
+export interface DatasetChecks {
+  /** targets are class indices (one per sample, whole numbers from 0) */
+  classification?: boolean;
+  /** values the model takes per sample */
+  inputs?: number;
+  /** the model's outputs: the number of classes, or the targets per sample for regression */
+  outputs?: number;
+}
+
+/** The first non-finite value of `a`, or -1 (a sum times zero stays 0 unless a value is NaN or ±Infinity). */
+function firstNonFinite(a: Float32Array | Int32Array): number {
+  if (a instanceof Int32Array) return -1;
+  const CHUNK = 4096;
+  for (let start = 0; start < a.length; start += CHUNK) {
+    const end = Math.min(a.length, start + CHUNK);
+    let probe = 0;
+    for (let i = start; i < end; i++) probe += a[i]! * 0;
+    if (probe !== 0) for (let i = start; i < end; i++) if (!Number.isFinite(a[i]!)) return i;
+  }
+  return -1;
+}
+
 let nextId = 1;
 
-/** Validates a data set and puts it in shared memory (no copy when it already is there). */
-export function toSharedDataset(ds: DatasetLike): SharedDataset {
+/**
+ * Validates a data set and puts it in shared memory (no copy when it already is there). Every
+ * problem names the sample (its index in the data set): `x` and `y` must hold the same number of
+ * samples, with the model's input count per sample when `checks.inputs` is known; values must be
+ * finite; class labels whole numbers from 0 to `checks.outputs` - 1.
+ */
+export function toSharedDataset(
+  ds: DatasetLike,
+  checks: DatasetChecks = {},
+  alloc: SharedAllocator = allocate,
+): SharedDataset {
   if (ds === null || typeof ds !== "object" || !("x" in ds) || !("y" in ds)) {
     throw new Error("dataset: expected an object { x, y }");
   }
@@ -50,20 +90,67 @@ export function toSharedDataset(ds: DatasetLike): SharedDataset {
   }
   // Without an explicit length only tensors (their first dim) and one int32 label per sample tell
   // the sample count unambiguously; float targets may hold several values per sample.
-  const length = ds.length ?? (isTensor(ds.x) ? ds.x.shape[0] : yArr instanceof Int32Array ? yArr.length : undefined);
+  const length =
+    ds.length ??
+    (isTensor(ds.x) ? ds.x.shape[0] : yArr instanceof Int32Array || checks.classification ? yArr.length : undefined);
   if (length === undefined)
     throw new Error("dataset: pass `length` (the number of samples) with typed-array x and float y");
   if (!Number.isInteger(length) || length <= 0)
     throw new Error(`dataset: must hold at least one sample, got length ${length}`);
+  const inputs = checks.inputs;
+  if (inputs !== undefined && xArr.length !== length * inputs) {
+    throw new Error(
+      `dataset: x holds ${xArr.length} values for ${length} samples, but the model takes ${inputs} inputs per sample ` +
+        `(${length * inputs} values): do x and y hold the same number of samples?`,
+    );
+  }
   if (xArr.length % length !== 0)
     throw new Error(`dataset: x holds ${xArr.length} values, not a whole number of rows for ${length} samples`);
   if (yArr.length % length !== 0) throw new Error(`dataset: y holds ${yArr.length} values for ${length} samples`);
+  const features = xArr.length / length,
+    targetDim = yArr.length / length;
+  const badX = firstNonFinite(xArr);
+  if (badX >= 0) {
+    throw new Error(
+      `dataset: x of sample ${Math.floor(badX / features)} holds ${xArr[badX]} (feature ${badX % features}); ` +
+        "every value must be finite",
+    );
+  }
+  checkTargets(yArr, length, targetDim, checks);
   return {
     id: nextId++,
-    x: share(xArr),
-    y: share(yArr),
+    x: share(xArr, alloc),
+    y: share(yArr, alloc),
     length,
-    features: xArr.length / length,
-    targetDim: yArr.length / length,
+    features,
+    targetDim,
   };
+}
+
+function checkTargets(y: Int32Array | Float32Array, length: number, targetDim: number, checks: DatasetChecks): void {
+  const { classification, outputs } = checks;
+  if (classification) {
+    if (!(y instanceof Int32Array))
+      throw new Error(`dataset: class labels in y must be int32, got ${y.constructor.name}`);
+    if (targetDim !== 1)
+      throw new Error(`dataset: y holds ${y.length} labels for ${length} samples; classification takes one per sample`);
+    for (let i = 0; i < length; i++) {
+      const c = y[i]!;
+      if (Number.isInteger(c) && c >= 0 && (outputs === undefined || c < outputs)) continue;
+      const range = outputs === undefined ? "a whole number from 0" : `a whole number from 0 to ${outputs - 1}`;
+      throw new Error(
+        `dataset: the label of sample ${i} is ${c}; ${outputs === undefined ? "each" : `with ${outputs} classes each`} must be ${range}`,
+      );
+    }
+    return;
+  }
+  const bad = firstNonFinite(y);
+  if (bad >= 0) {
+    throw new Error(`dataset: y of sample ${Math.floor(bad / targetDim)} holds ${y[bad]}; every target must be finite`);
+  }
+  if (outputs !== undefined && targetDim !== outputs) {
+    throw new Error(
+      `dataset: y holds ${targetDim} target${targetDim === 1 ? "" : "s"} per sample, but the model has ${outputs} output${outputs === 1 ? "" : "s"}`,
+    );
+  }
 }

@@ -9,6 +9,9 @@ import { DataParallel, type TrainerOptions } from "./trainer.js";
 
 const open: DataParallel[] = [];
 const FAULTY = new URL("./fixtures/faulty-model.mjs", import.meta.url).href;
+// Samples whose first feature is MARK make this model output NaN: a non-finite loss from finite data.
+const MARK = 999;
+const NAN_MODEL = { module: FAULTY, export: "createModel", args: ["nan-marked", MARK] };
 
 function data(n: number, features: number, classes: number, seed = 5) {
   const g = new Generator(seed);
@@ -74,22 +77,81 @@ describe("DataParallel faults", () => {
     expect(Date.now() - started).toBeLessThan(5000);
   });
 
-  it("a label out of range for the model's outputs is reported with the worker's message", async () => {
+  it("a label out of range for the mlp's outputs is refused in main with its sample index; the trainer stays usable", async () => {
     const t = await create({});
     const ds = data(32, 4, 3);
     ds.y[7] = 12;
     await expect(t.fit(ds, { epochs: 1, batchSize: 32 })).rejects.toThrow(
-      /rank \d: .*target 12 .*out of bounds for 3 classes/,
+      "dataset: the label of sample 7 is 12; with 3 classes each must be a whole number from 0 to 2",
+    );
+    ds.y[7] = -1;
+    await expect(t.evaluate(ds)).rejects.toThrow("dataset: the label of sample 7 is -1;");
+    ds.y[7] = 2;
+    await t.fit(ds, { epochs: 1, batchSize: 32 });
+    expect(t.progress.globalStep).toBe(1);
+  });
+
+  it("a module model's ranks name a bad label's sample index; later calls say the trainer is closed and why", async () => {
+    const t = await create({ model: { module: FAULTY, export: "createModel", args: ["none", 0] } });
+    const ds = data(32, 4, 3);
+    ds.y[5] = 12;
+    // The epoch's shuffle puts sample 5 elsewhere in its rank's shard of 16: the message names the sample.
+    expect(epochOrder(32, 0, 0).indexOf(5) % 16).not.toBe(5);
+    await expect(t.fit(ds, { epochs: 1, batchSize: 32 })).rejects.toThrow(
+      /^worker rank \d: the label of sample 5 is 12, but the model has 3 outputs \(classes\)$/,
+    );
+    const later = await t.evaluate(data(8, 4, 3)).then(
+      () => null,
+      (e: Error) => e.message,
+    );
+    expect(later).toMatch(
+      /^DataParallel: the trainer is closed \(it stopped after an error: worker rank \d: the label of sample 5 is 12/,
     );
   });
 
-  it("a non-finite loss stops with the step number and leaves the parameters untouched", async () => {
+  it("data sets are checked in main: non-finite values and x/y mismatches name the sample and the model's sizes", async () => {
     const t = await create({});
+    const ds = data(16, 4, 3);
+    ds.x[4 * 9 + 2] = Number.POSITIVE_INFINITY;
+    await expect(t.fit(ds, { epochs: 1, batchSize: 8 })).rejects.toThrow(
+      "dataset: x of sample 9 holds Infinity (feature 2); every value must be finite",
+    );
+    ds.x[4 * 9 + 2] = Number.NaN;
+    await expect(t.evaluate(ds)).rejects.toThrow("dataset: x of sample 9 holds NaN (feature 2)");
+    // 16 samples of 4 features with 8 labels: 8 "features" per sample for a model that takes 4.
+    await expect(t.evaluate({ x: data(16, 4, 3).x, y: new Int32Array(8) })).rejects.toThrow(
+      "dataset: x holds 64 values for 8 samples, but the model takes 4 inputs per sample (32 values): do x and y hold the same number of samples?",
+    );
+    await expect(t.evaluate({ x: data(2, 4, 3).x, y: new Float32Array(2), length: 2 })).rejects.toThrow(
+      "dataset: class labels in y must be int32, got Float32Array",
+    );
+    const mse = await create({ loss: "mse" });
+    await expect(
+      mse.evaluate({ x: data(2, 4, 3).x, y: new Float32Array([1, 2, 3, Number.NaN, 5, 6]), length: 2 }),
+    ).rejects.toThrow("dataset: y of sample 1 holds NaN; every target must be finite");
+    await expect(mse.evaluate({ x: data(2, 4, 3).x, y: new Float32Array(4), length: 2 })).rejects.toThrow(
+      "dataset: y holds 2 targets per sample, but the model has 3 outputs",
+    );
+    await t.fit(data(16, 4, 3), { epochs: 1, batchSize: 8 }); // none of it reached the workers
+    expect(t.progress.globalStep).toBe(2);
+  });
+
+  it("workers that do not start in startTimeoutMs fail create with that option's name", async () => {
+    const started = performance.now();
+    await expect(
+      create({ model: { module: FAULTY, export: "createModel", args: ["hang-start"] }, startTimeoutMs: 300 }),
+    ).rejects.toThrow(/^DataParallel: starting workers did not finish within 300 ms \(startTimeoutMs\)/);
+    expect(performance.now() - started).toBeLessThan(10_000);
+    await expect(create({ startTimeoutMs: 0 })).rejects.toThrow("DataParallel: startTimeoutMs must be > 0 ms, got 0");
+  });
+
+  it("a non-finite loss stops with the step number and leaves the parameters untouched", async () => {
+    const t = await create({ model: NAN_MODEL });
     const ds = data(64, 4, 3);
     await t.fit(ds, { epochs: 1, batchSize: 32 });
     const before = t.arena.params.slice();
     const bad = { ...ds, x: ds.x.slice() };
-    bad.x.fill(Number.NaN, 0, 64 * 4);
+    for (let i = 0; i < 64; i++) bad.x[4 * i] = MARK;
     await expect(t.fit(bad, { epochs: 2, batchSize: 32 })).rejects.toThrow(/non-finite loss \(NaN\) at step 3/);
     expect(t.arena.params).toEqual(before);
   });
@@ -97,9 +159,9 @@ describe("DataParallel faults", () => {
   it("steps already in flight when a loss turns non-finite change nothing, and the next fit goes on from there", async () => {
     const clean = data(128, 4, 3);
     const bad = { ...clean, x: clean.x.slice() };
-    bad.x[4 * 77] = Number.NaN; // one sample: one of epoch 0's four steps fails, the ones after it are fine
-    const deep = await create({ stepsInFlight: 4 });
-    const one = await create({ stepsInFlight: 1 });
+    bad.x[4 * 77] = MARK; // one sample: one of epoch 0's four steps fails, the ones after it are fine
+    const deep = await create({ model: NAN_MODEL, stepsInFlight: 4 });
+    const one = await create({ model: NAN_MODEL, stepsInFlight: 1 });
     const errors = await Promise.all(
       [deep, one].map((t) =>
         t.fit(bad, { epochs: 1, batchSize: 32 }).then(
@@ -154,10 +216,10 @@ describe("DataParallel faults", () => {
       const clean = data(128, 4, 3);
       const poisoned = { ...clean, x: clean.x.slice() };
       const sample = epochOrder(128, 0, 0)[(bad - 1) * 16 + 5]!; // a sample of step `bad` in epoch 0
-      poisoned.x[4 * sample] = Number.NaN;
-      const straight = await create({ accumulateSteps: 3 });
+      poisoned.x[4 * sample] = MARK;
+      const straight = await create({ model: NAN_MODEL, accumulateSteps: 3 });
       await straight.fit(clean, { epochs: 2, batchSize: 16 });
-      const t = await create({ accumulateSteps: 3, stepsInFlight: inFlight });
+      const t = await create({ model: NAN_MODEL, accumulateSteps: 3, stepsInFlight: inFlight });
       await expect(t.fit(poisoned, { epochs: 2, batchSize: 16 })).rejects.toThrow(
         new RegExp(
           `non-finite loss \\(NaN\\) at step ${bad}; the update was not applied \\(the next fit recomputes its accumulation window from step 4\\)`,
@@ -175,10 +237,10 @@ describe("DataParallel faults", () => {
   it("an onStep that throws while a non-finite step is in flight stops counting there and rolls back to its window", async () => {
     const clean = data(128, 4, 3);
     const poisoned = { ...clean, x: clean.x.slice() };
-    poisoned.x[4 * epochOrder(128, 0, 0)[16 + 3]!] = Number.NaN; // a sample of step 2
-    const straight = await create({});
+    poisoned.x[4 * epochOrder(128, 0, 0)[16 + 3]!] = MARK; // a sample of step 2
+    const straight = await create({ model: NAN_MODEL });
     await straight.fit(clean, { epochs: 2, batchSize: 16 });
-    const t = await create({ stepsInFlight: 4 });
+    const t = await create({ model: NAN_MODEL, stepsInFlight: 4 });
     await expect(
       t.fit(poisoned, {
         epochs: 2,
@@ -210,9 +272,9 @@ describe("DataParallel faults", () => {
   });
 
   it("with skipNonFinite the bad step is skipped and training goes on", async () => {
-    const t = await create({ skipNonFinite: true });
+    const t = await create({ model: NAN_MODEL, skipNonFinite: true });
     const ds = data(64, 4, 3);
-    ds.x.fill(Number.NaN, 0, 4); // one sample is NaN: every step containing it is skipped
+    ds.x[0] = MARK; // one sample makes NaN: every step containing it is skipped
     const skipped: boolean[] = [];
     await t.fit(ds, { epochs: 2, batchSize: 32, onStep: (s) => void skipped.push(s.skipped) });
     expect(skipped.filter(Boolean).length).toBe(2);

@@ -1,6 +1,8 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { Generator, manualSeed, nn, tensor } from "@threadgrad/core";
 import { flatStep, resolveFlatOptions } from "@threadgrad/optim";
@@ -25,6 +27,12 @@ async function trainer(opts: Partial<TrainerOptions> & { workers: number }): Pro
   const t = await DataParallel.create({ model: { kind: "mlp", sizes: SIZES }, seed: 11, ...opts });
   open.push(t);
   return t;
+}
+
+/** `global.gc` of this process, exposed without restarting it. */
+function exposeGc(): () => void {
+  setFlagsFromString("--expose-gc");
+  return runInNewContext("gc") as () => void;
 }
 
 const params = (t: DataParallel): Float32Array => t.arena.params.slice();
@@ -180,6 +188,34 @@ describe("DataParallel", () => {
     const relabelled = { ...b, y: b.y.map((v) => (v + 1) % 5) };
     await t.evaluate(relabelled); // same features, other targets: a new copy, and the old one goes
     expect(await t.forget(a)).toBe(1);
+  });
+
+  it("fresh 2 MB data sets evaluated one after another reuse the storage of those let go: memory stays bounded", async () => {
+    // V8 collects a SharedArrayBuffer in a rank only when that rank's own collector runs, and a
+    // shared buffer puts no pressure on it: without reuse each fresh copy stayed until close.
+    const gc = exposeGc();
+    const t = await trainer({ workers: 2 });
+    const n = 26_214; // 20 float32 features: 2 MB of x per data set
+    const bytes = n * SIZES[0]! * 4;
+    const [a, b] = [data(n, 7), data(n, 8)];
+    const fresh = (d: typeof a) => ({ x: d.x.slice(), y: d.y.slice(), length: n });
+    const expected = [(await t.evaluate(fresh(a))).loss, (await t.evaluate(fresh(b))).loss];
+    const arrayBuffers = () => {
+      gc();
+      return process.memoryUsage().arrayBuffers;
+    };
+    const base = arrayBuffers();
+    let peak = base;
+    for (let i = 0; i < 100; i++) {
+      const ds = fresh(i % 2 === 0 ? a : b);
+      // Half are forgotten explicitly, half left to main's collector (the FinalizationRegistry).
+      const ev = await t.evaluate(ds);
+      expect(ev.loss).toBe(expected[i % 2]); // reused storage holds this data set, not an earlier one
+      if (i % 4 < 2) expect(await t.forget(ds)).toBeLessThanOrEqual(3);
+      peak = Math.max(peak, arrayBuffers());
+    }
+    expect(peak - base).toBeLessThan(4 * bytes);
+    expect(await t.forget(a)).toBeLessThanOrEqual(2);
   });
 
   it("a checkpoint resumed mid-training continues bit for bit", async () => {

@@ -13,7 +13,7 @@ import {
 import { SharedArena, planArena } from "./arena.js";
 import { readTrainerCheckpoint, restoreTrainer, saveTrainer } from "./persist.js";
 import { ERROR, ErrorCode, WaitTimeout, signalError, waitUntil } from "./control.js";
-import { type DatasetLike, type SharedDataset, toSharedDataset } from "./dataset.js";
+import { type DatasetChecks, type DatasetLike, type SharedDataset, toSharedDataset } from "./dataset.js";
 import * as P from "./protocol.js";
 import { epochOrder } from "./step-math.js";
 import { type LossSpec, type ModelSpec, buildModel, isClassification } from "./spec.js";
@@ -53,6 +53,8 @@ export interface TrainerOptions {
    * Steps handed out together get one such budget each. Default 10 minutes.
    */
   stepTimeoutMs?: number;
+  /** how long the workers may take to start (build the model, attach to shared memory); default 120 s */
+  startTimeoutMs?: number;
   /**
    * Keep the tensors a step creates in a per-rank region of the wasm memory that is reset after the
    * step, instead of the JavaScript heap: no per-step garbage, activations already where the SIMD
@@ -131,6 +133,22 @@ function datasetKey(ds: DatasetLike): unknown {
   return ds !== null && typeof ds === "object" && "x" in ds ? (isTensor(ds.x) ? ds.x.data : ds.x) : ds;
 }
 
+/** What the model spec and loss tell about the data sets it takes, checked in main before the workers see one. */
+function datasetChecks(model: ModelSpec, loss: LossSpec): DatasetChecks {
+  const classification = isClassification(loss);
+  const mlp = "kind" in model ? model.sizes : null;
+  const weights = typeof loss === "object" && "name" in loss ? loss.weight?.length : undefined;
+  // A module loss may take targets of any shape: only a built-in loss fixes the outputs.
+  const builtIn = classification || loss === "mse";
+  return { classification, inputs: mlp?.[0], outputs: builtIn ? (mlp?.at(-1) ?? weights) : undefined };
+}
+
+/**
+ * Spare storage kept for reuse, in bytes: at least this much, or 4 times the largest copy made.
+ * Dropping a spare buffer frees little: the ranks hold it until their collectors run (see copies).
+ */
+const MIN_SPARE_BYTES = 256 * 2 ** 20;
+
 /** fit's error for a non-finite loss or gradient without skipNonFinite. */
 class NonFiniteError extends Error {
   override name = "NonFiniteError";
@@ -183,6 +201,14 @@ export class DataParallel {
   // replaced): sent with the next RECEIVE, so the workers let go of them too.
   private readonly unreachable: number[] = [];
   private readonly released = new FinalizationRegistry<number>((id) => void this.unreachable.push(id));
+  // The shared copies main made of data sets, by data set id; once every rank has let go of a data
+  // set its copies become spare storage for the next ones. A rank frees a SharedArrayBuffer only
+  // when its own garbage collector runs, which a rank that allocates little seldom does: fresh data
+  // sets evaluated one after another would pile up there (the workers holding none) until close.
+  private readonly copies = new Map<number, SharedArrayBuffer[]>();
+  private readonly spare: SharedArrayBuffer[] = [];
+  private largestCopy = 0;
+  private readonly checks: DatasetChecks;
 
   private constructor(
     readonly options: Required<
@@ -202,7 +228,9 @@ export class DataParallel {
     private readonly batches: Int32Array,
     private readonly predictions: Int32Array,
     private tasks: Promise<unknown>[],
-  ) {}
+  ) {
+    this.checks = datasetChecks(options.model, options.loss);
+  }
 
   /** Builds the model, lays out the shared arena and starts one worker per rank. */
   static async create(opts: TrainerOptions): Promise<DataParallel> {
@@ -214,6 +242,10 @@ export class DataParallel {
       throw new Error(`DataParallel: stepsInFlight must be an integer from 1 to ${P.MAX_SLOTS}, got ${slots}`);
     if (!Number.isInteger(accumulateSteps) || accumulateSteps < 1)
       throw new Error(`DataParallel: accumulateSteps must be a positive integer, got ${accumulateSteps}`);
+    for (const name of ["stepTimeoutMs", "startTimeoutMs", "barrierTimeoutMs"] as const) {
+      const ms = opts[name];
+      if (ms !== undefined && !(ms > 0)) throw new Error(`DataParallel: ${name} must be > 0 ms, got ${ms}`);
+    }
     if (opts.clipGradNorm !== undefined && !(opts.clipGradNorm > 0))
       throw new Error(`DataParallel: clipGradNorm must be > 0, got ${opts.clipGradNorm}`);
     const { name = "adam", ...rest } = opts.optimizer ?? { name: "adam" };
@@ -305,7 +337,8 @@ export class DataParallel {
       };
       tasks.push(pool.run(init, { transferList: [port2] }).catch((err: unknown) => trainer.onWorkerFailure(rank, err)));
     }
-    await trainer.waitFor(P.READY, numWorkers, 120_000, "starting workers"); // shuts down on failure
+    // shuts down on failure
+    await trainer.waitFor(P.READY, numWorkers, opts.startTimeoutMs ?? 120_000, "starting workers", "startTimeoutMs");
     return trainer;
   }
 
@@ -327,7 +360,13 @@ export class DataParallel {
     return this.rankErrors.get(first) ?? this.rankErrors.values().next().value ?? null;
   }
 
-  private async waitFor(index: number, target: number, timeoutMs: number | undefined, what: string): Promise<void> {
+  private async waitFor(
+    index: number,
+    target: number,
+    timeoutMs: number | undefined,
+    what: string,
+    option = "stepTimeoutMs",
+  ): Promise<void> {
     try {
       await waitUntil(this.arena.control, index, (v) => v >= target, { timeoutMs, pollMs: 50 });
     } catch (err) {
@@ -336,7 +375,7 @@ export class DataParallel {
         // own (an aborted barrier), which must not be reported as the cause.
         await this.shutdown();
         throw new Error(
-          `DataParallel: ${what} did not finish within ${timeoutMs} ms (stepTimeoutMs); a rank is stuck in its own code. The workers were stopped.`,
+          `DataParallel: ${what} did not finish within ${timeoutMs} ms (${option}); a rank is stuck in its own code. The workers were stopped.`,
         );
       }
       // Let the failing rank's task rejection arrive so the error names that worker's own cause.
@@ -356,7 +395,7 @@ export class DataParallel {
    * and returns its sequence number; the slot must be free (at most `slots` in flight).
    */
   private publish(cmd: number, fill: (block: Float64Array, batch: Int32Array) => void = () => undefined): number {
-    if (this.closed) throw this.failure ?? new Error("DataParallel: the trainer is closed");
+    this.assertOpen();
     if (this.inFlight.length >= this.slots)
       throw new Error("DataParallel: internal error, every command slot is in use");
     const control = this.arena.control;
@@ -371,6 +410,16 @@ export class DataParallel {
     Atomics.notify(control, P.SEQ); // wakes every rank parked in waitForCommand
     this.inFlight.push(seq);
     return seq;
+  }
+
+  /** Refuses work once closed, naming the failure that closed the trainer, if one did. */
+  private assertOpen(): void {
+    if (!this.closed) return;
+    const cause = this.failure;
+    throw new Error(
+      `DataParallel: the trainer is closed${cause === null ? "" : ` (it stopped after an error: ${cause.message})`}`,
+      { cause },
+    );
   }
 
   /** Waits (without blocking the event loop) until every rank has run the oldest command in flight. */
@@ -415,32 +464,68 @@ export class DataParallel {
   }
 
   private async register(ds: DatasetLike): Promise<SharedDataset> {
+    this.assertOpen();
     const key = datasetKey(ds);
     const y = ds !== null && typeof ds === "object" && "y" in ds ? (isTensor(ds.y) ? ds.y.data : ds.y) : null;
     const known = this.datasets.get(key as object);
     if (known !== undefined && known.y === y) return known.shared;
-    if (known !== undefined) this.unreachable.push(known.shared.id); // same features, other targets
-    const shared = toSharedDataset(ds);
-    this.postForgotten();
+    if (known !== undefined) {
+      // Same features, other targets: the old copy goes.
+      this.datasets.delete(key as object);
+      this.released.unregister(key as object);
+      this.unreachable.push(known.shared.id);
+    }
+    // Let the workers drop what main no longer reaches first, so its storage serves this copy.
+    if (this.unreachable.length > 0) await this.receive("forgetting data sets");
+    const buffers: SharedArrayBuffer[] = [];
+    const shared = toSharedDataset(ds, this.checks, (bytes) => {
+      this.largestCopy = Math.max(this.largestCopy, bytes);
+      const buffer = this.takeSpare(bytes) ?? new SharedArrayBuffer(bytes);
+      buffers.push(buffer);
+      return buffer;
+    });
+    if (buffers.length > 0) this.copies.set(shared.id, buffers);
     for (const port of this.ports) port.postMessage(shared);
     await this.command(P.Cmd.RECEIVE, "sending the data set");
     this.datasets.set(key as object, { shared, y });
-    this.released.unregister(key as object);
     this.released.register(key as object, shared.id, key as object);
     return shared;
   }
 
-  private postForgotten(): void {
-    if (this.unreachable.length === 0) return;
+  /**
+   * Sends the ids of the data sets main no longer reaches and has every rank read its messages;
+   * the copies of those data sets become spare storage. Returns the RECEIVE's slot.
+   */
+  private async receive(what: string): Promise<number> {
     const forget = this.unreachable.splice(0);
-    for (const port of this.ports) port.postMessage({ forget });
+    if (forget.length > 0) for (const port of this.ports) port.postMessage({ forget });
+    const slot = await this.command(P.Cmd.RECEIVE, what);
+    for (const id of forget) {
+      this.spare.push(...(this.copies.get(id) ?? []));
+      this.copies.delete(id);
+    }
+    // Beyond the cap the oldest go to the garbage collectors (main's, and in time the ranks').
+    const cap = Math.max(MIN_SPARE_BYTES, 4 * this.largestCopy);
+    let bytes = this.spare.reduce((sum, b) => sum + b.byteLength, 0);
+    while (bytes > cap) bytes -= this.spare.shift()!.byteLength;
+    return slot;
+  }
+
+  /** The smallest spare buffer of at least `bytes` bytes, taken out of the spares, or null. */
+  private takeSpare(bytes: number): SharedArrayBuffer | null {
+    let best = -1;
+    this.spare.forEach((b, i) => {
+      if (b.byteLength >= bytes && (best < 0 || b.byteLength < this.spare[best]!.byteLength)) best = i;
+    });
+    return best < 0 ? null : this.spare.splice(best, 1)[0]!;
   }
 
   /**
    * Lets the workers drop a data set `fit` or `evaluate` used (they keep each one, keyed by its
    * arrays, until it is forgotten, or until its arrays are garbage-collected in this thread and
-   * another data set is sent). Resolves with how many data sets each worker still holds (the most
-   * of any rank).
+   * another data set is sent). The shared copy the trainer made of it (of arrays not already in a
+   * SharedArrayBuffer) is kept as storage for the next data sets' copies, a few at most, until
+   * close. Resolves with how many data sets each worker still holds (the most of any rank).
    * @example await trainer.evaluate(batchOfTheDay); await trainer.forget(batchOfTheDay);
    */
   async forget(data: DatasetLike): Promise<number> {
@@ -452,10 +537,9 @@ export class DataParallel {
       this.released.unregister(key as object);
       this.unreachable.push(known.shared.id);
     }
-    this.postForgotten();
     this.busy = true;
     try {
-      const slot = await this.command(P.Cmd.RECEIVE, "forgetting a data set");
+      const slot = await this.receive("forgetting a data set");
       let held = 0;
       for (let r = 0; r < this.numWorkers; r++) held = Math.max(held, this.scalars(r, slot)[P.R_DATASETS_HELD]!);
       return held;
@@ -750,6 +834,8 @@ export class DataParallel {
   private async shutdown(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.copies.clear();
+    this.spare.length = 0;
     // A failure, or commands still in flight (a time-out): release every rank through the error word.
     if (this.failure !== null || Atomics.load(this.arena.control, 0) !== 0 || this.inFlight.length > 0)
       signalError(this.arena.control, ErrorCode.ABORTED);

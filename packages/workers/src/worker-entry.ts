@@ -91,6 +91,21 @@ function gatherRows(ds: SharedDataset, idx: Int32Array, start: number, end: numb
   return { x: tensor(x, { shape: [rows, f] }), y: tensor(y, { shape: yShape }) };
 }
 
+/**
+ * Main checks labels against the model's outputs when the spec tells them (a built-in mlp); for a
+ * module model the ranks check them here, naming the sample's index in the data set rather than
+ * its position in this rank's shard.
+ */
+function checkLabels(out: Tensor, y: Tensor, idx: Int32Array, start: number): void {
+  if (out.ndim !== 2) return;
+  const classes = out.shape[1]!;
+  for (let r = 0; r < y.numel; r++) {
+    const c = y.data[r]!;
+    if (!(c >= 0 && c < classes))
+      throw new Error(`the label of sample ${idx[start + r]} is ${c}, but the model has ${classes} outputs (classes)`);
+  }
+}
+
 function countCorrect(out: Tensor, y: Tensor, preds: Int32Array | null, offset: number): number {
   const pred = out.argmax(1).data as Int32Array;
   let correct = 0;
@@ -275,6 +290,7 @@ function forwardBackward(c: StepCtx & { block: Float64Array; params: Tensor[] })
   try {
     const out = (c.model.forward as (x: Tensor) => Tensor)(x);
     if (!isTensor(out)) throw new Error("model.forward did not return a Tensor");
+    if (c.init.classification) checkLabels(out, y, c.batch, start);
     const lossSum = c.lossFn(out, y);
     if (!isTensor(lossSum) || lossSum.numel !== 1)
       throw new Error("the loss function must return a scalar Tensor (the sum over the shard)");
@@ -362,6 +378,7 @@ function evalStep(c: StepCtx & { preds: Int32Array }): void {
   c.model.eval();
   noGrad(() => {
     const out = (c.model.forward as (x: Tensor) => Tensor)(x);
+    if (c.init.classification) checkLabels(out, y, c.batch, start);
     scalars[P.R_LOSS] = c.lossFn(out, y).item();
     if (c.init.classification) scalars[P.R_CORRECT] = countCorrect(out, y, c.preds, start);
   });

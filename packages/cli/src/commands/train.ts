@@ -1,12 +1,13 @@
 import { existsSync, readdirSync } from "node:fs";
-// `threadgrad train`: settings → data → trainer → TrainingSession → summary. Ctrl-C once stops
-// after the current step with a checkpoint and the resume command (exit 130); twice exits at once.
+// `threadgrad train`: settings → data → trainer → TrainingSession → summary. Ctrl-C (or SIGTERM)
+// once stops after the current step with a checkpoint and the resume command (exit 130, or 143
+// for SIGTERM); a second signal exits at once.
 import { dirname, isAbsolute, join, relative } from "node:path";
 import type { ScheduleConfig } from "@threadgrad/optim";
 import { DataParallel, readCheckpoint } from "@threadgrad/workers";
 import { type GivenSettings, newRunSettings, readGivenSettings, resumedSettings } from "../config.js";
 import type { DataSplit } from "../data/index.js";
-import { EXIT_INTERRUPTED, EXIT_OK, UsageError, asUsage } from "../errors.js";
+import { EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, UsageError, asUsage } from "../errors.js";
 import type { TrainSettings } from "../flags.js";
 import { Reporter, chooseMode, formatDuration, formatPercent, formatRate } from "../progress.js";
 import { RunDir, defaultRunDir } from "../run-dir.js";
@@ -46,21 +47,31 @@ function resolveSettings(given: GivenSettings): { settings: TrainSettings; store
   return { settings, stored };
 }
 
-/** Installs the Ctrl-C handler: the first press aborts `stop`, the second exits with 130 at once. */
-function onCtrlC(reporter: Reporter, stop: AbortController): () => void {
-  let presses = 0;
-  const handler = () => {
-    presses++;
-    if (presses > 1) {
+const exitStatus = (signal: unknown): number => (signal === "SIGTERM" ? EXIT_TERMINATED : EXIT_INTERRUPTED);
+
+/**
+ * Installs the Ctrl-C and SIGTERM handler: the first signal aborts `stop` (its reason is the
+ * signal's name), the second exits at once with 130 (SIGINT) or 143 (SIGTERM).
+ */
+function onStopSignals(reporter: Reporter, stop: AbortController): () => void {
+  let signals = 0;
+  const handler = (signal: NodeJS.Signals) => {
+    signals++;
+    if (signals > 1) {
       reporter.stop();
-      process.stderr.write("\ninterrupted twice: exiting without a checkpoint\n");
-      process.exit(EXIT_INTERRUPTED);
+      process.stderr.write(`\n${signal} after a stop was asked: exiting without a checkpoint\n`);
+      process.exit(exitStatus(signal));
     }
-    stop.abort();
-    reporter.warn("stopping after the current step (press Ctrl-C again to quit at once)...");
+    stop.abort(signal);
+    const again = signal === "SIGINT" ? "press Ctrl-C again" : "send another signal";
+    reporter.warn(`${signal}: stopping after the current step (${again} to quit at once)...`);
   };
   process.on("SIGINT", handler);
-  return () => process.off("SIGINT", handler);
+  process.on("SIGTERM", handler);
+  return () => {
+    process.off("SIGINT", handler);
+    process.off("SIGTERM", handler);
+  };
 }
 
 /** Runs `threadgrad train` with commander's option values; returns the exit status. */
@@ -81,7 +92,7 @@ export async function runTrain(cli: Record<string, unknown>): Promise<number> {
   const runDir = new RunDir(settings.out ?? defaultRunDir());
   settings.out = runDir.path;
   const stop = new AbortController();
-  const removeHandler = onCtrlC(reporter, stop);
+  const removeHandler = onStopSignals(reporter, stop);
   let trainer: DataParallel | null = null;
   try {
     trainer = stored
@@ -166,7 +177,7 @@ async function train(c: TrainContext): Promise<number> {
       err.message += "\n  in threadgrad terms: lower --lr, add --clip-grad-norm MAX, or pass --skip-non-finite";
     throw err;
   });
-  if (result.isInterrupted) return interrupted(reporter, runDir, trainer, c.given);
+  if (result.isInterrupted) return interrupted(reporter, runDir, trainer, c.given, exitStatus(c.stop.signal.reason));
   const summary = summarize(result, (performance.now() - c.startedAt) / 1000, trainer.numWorkers);
   session.writeReport(summary);
   reporter.summary(summaryLines(summary, runDir, result.best), summary);
@@ -215,7 +226,13 @@ function summaryLines(s: Record<string, unknown>, runDir: RunDir, best: Best | n
   ];
 }
 
-function interrupted(reporter: Reporter, runDir: RunDir, trainer: DataParallel, given: GivenSettings): number {
+function interrupted(
+  reporter: Reporter,
+  runDir: RunDir,
+  trainer: DataParallel,
+  given: GivenSettings,
+  status: number,
+): number {
   const flags = [given.json ? " --json" : "", given.quiet ? " --quiet" : ""].join("");
   const command = `threadgrad train --resume ${shellQuote(runDir.latestCheckpoint)}${flags}`;
   const pr = trainer.progress;
@@ -229,5 +246,5 @@ function interrupted(reporter: Reporter, runDir: RunDir, trainer: DataParallel, 
   process.stderr.write(
     `interrupted at step ${pr.globalStep}; checkpoint written to ${runDir.latestCheckpoint}\nresume with:\n  ${command}\n`,
   );
-  return EXIT_INTERRUPTED;
+  return status;
 }
