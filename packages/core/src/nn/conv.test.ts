@@ -149,3 +149,32 @@ describe("a small CNN", () => {
     expect(worst).toBeLessThan(1e-4);
   });
 });
+
+// The core README's convolutional example, as written there, with its printed claims checked.
+test("the README's CNN example: a backward reaches every parameter, eval() gives [4, 10]", () => {
+  manualSeed(0);
+  const model = new Sequential(
+    new Conv2d(1, 8, 3, { padding: 1 }),
+    new BatchNorm2d(8),
+    new ReLU(),
+    new MaxPool2d(2),
+    new Conv2d(8, 16, 3, { stride: 2 }),
+    new ReLU(),
+    new AdaptiveAvgPool2d(1),
+    new Flatten(),
+    new Linear(16, 10),
+  );
+  const x = randn([4, 1, 28, 28]);
+  const y = tensor([3, 1, 4, 1], { dtype: "int32" });
+  const loss = F.crossEntropy(model.forward(x), y);
+  loss.backward();
+  expect(loss.item()).toBeCloseTo(Math.log(10), 0);
+  expect(model.parameters().every((p) => p.grad !== null)).toBe(true);
+  model.eval();
+  expect(noGrad(() => model.forward(x)).shape).toEqual([4, 10]);
+  expect([...model.namedBuffers()].map(([name]) => name)).toEqual([
+    "1.runningMean",
+    "1.runningVar",
+    "1.numBatchesTracked",
+  ]);
+});
