@@ -281,6 +281,11 @@ describe("conv errors name the problem", () => {
       /conv2d: 3 output channels are not divisible by groups=2/,
     );
   });
+  test("an empty kernel", () => {
+    expect(() => conv2d(r(1, 1, 4, 4), r(1, 1, 0, 3))).toThrow(
+      /conv2d: weight \[1, 1, 0, 3\] needs at least one output channel and a non-empty kernel/,
+    );
+  });
   test("kernel larger than the padded input", () => {
     expect(() => conv2d(r(1, 1, 2, 5), r(1, 1, 3, 3))).toThrow(/conv2d: calculated output size 0x3 is too small/);
   });

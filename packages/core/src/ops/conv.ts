@@ -93,7 +93,7 @@ export const im2col = defineOp("im2col", (x: Tensor, geo: Geometry): Tensor => {
   checkGeometry(x.shape, geo, "im2col");
   if (!isFloat(x.dtype)) throw new Error(`im2col: expected a floating point tensor, got ${x.dtype}`);
   const shape = colsShape(x.shape, geo);
-  const out = arrayFor(x.dtype, shape[0] * shape[1] * shape[2]) as FloatArray;
+  const out = arrayFor(x.dtype, shape[0] * shape[1] * shape[2], false) as FloatArray; // every entry is written
   const src = x.data as FloatArray;
   const map = windowMap(x.shape, geo);
   forEachBlock(x.shape, geo, (inBase, colBase) => {
@@ -166,6 +166,9 @@ function convGeometry(x: Tensor, weight: Tensor, opts: Conv2dOptions, op: string
     );
   }
   if (cout % groups !== 0) throw new Error(`${op}: ${cout} output channels are not divisible by groups=${groups}`);
+  if (!(kh >= 1 && kw >= 1 && cout >= 1)) {
+    throw new Error(`${op}: weight ${fmtShape(weight.shape)} needs at least one output channel and a non-empty kernel`);
+  }
   const stride = pair(opts.stride ?? 1, op, "stride", 1);
   const dilation = pair(opts.dilation ?? 1, op, "dilation", 1);
   const padOpt = opts.padding ?? 0;

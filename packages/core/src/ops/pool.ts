@@ -104,7 +104,7 @@ function argmaxIndices(x: Tensor, geo: Geometry): Int32Array {
             if (ix < 0 || ix >= w) continue;
             const v = data[base + iy * w + ix]!;
             // The first maximum wins ties; NaN propagates, as in PyTorch.
-            if (at < 0 || v > best || (v !== v && best === best)) {
+            if (at < 0 || v > best || (Number.isNaN(v) && !Number.isNaN(best))) {
               best = v;
               at = iy * w + ix;
             }
