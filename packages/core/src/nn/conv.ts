@@ -48,7 +48,7 @@ abstract class ConvNd extends Module {
     this.resetParameters();
   }
 
-  /** kaiming_uniform(a=√5) for the weight, i.e. U(±1/√fan_in), fan_in = in/groups·kernel size; the same for the bias. */
+  /** The weight from kaiming_uniform(a=√5), i.e. U(±1/√fan_in), fan_in = in/groups·kernel; the bias likewise. */
   resetParameters(): void {
     init.kaimingUniform_(this.weight, { a: Math.sqrt(5) });
     const [fanIn] = init.calculateFans(this.weight);
@@ -203,7 +203,8 @@ export class AvgPool2d extends Module {
     return avgPool2d(x, this.kernelSize, this.opts);
   }
   override extraRepr(): string {
-    return `kernel_size=${asGiven(this.kernelSize)}, stride=${asGiven(this.stride)}, padding=${asGiven(this.opts.padding ?? 0)}`;
+    const padding = asGiven(this.opts.padding ?? 0);
+    return `kernel_size=${asGiven(this.kernelSize)}, stride=${asGiven(this.stride)}, padding=${padding}`;
   }
 }
 

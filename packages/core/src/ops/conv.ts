@@ -194,7 +194,8 @@ function convGeometry(x: Tensor, weight: Tensor, opts: Conv2dOptions, op: string
   if (out[0] < 1 || out[1] < 1) {
     throw new Error(
       `${op}: calculated output size ${out[0]}x${out[1]} is too small for input ${h}x${w} ` +
-        `(kernel ${kh}x${kw}, stride ${fmtShape(stride)}, padding ${JSON.stringify(padOpt)}, dilation ${fmtShape(dilation)})`,
+        `(kernel ${kh}x${kw}, stride ${fmtShape(stride)}, padding ${JSON.stringify(padOpt)}, ` +
+        `dilation ${fmtShape(dilation)})`,
     );
   }
   return { kernel: [kh, kw], stride, padding: before, dilation, out, groups };

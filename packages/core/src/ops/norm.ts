@@ -123,7 +123,8 @@ export function groupNorm(
   const [n, c] = x.shape as [number, number];
   if (!(Number.isInteger(numGroups) && numGroups > 0 && c % numGroups === 0)) {
     throw new Error(
-      `groupNorm: numGroups (${numGroups}) must be a positive integer that divides the channels of input ${fmtShape(x.shape)}`,
+      `groupNorm: numGroups (${numGroups}) must be a positive integer that divides the channels of input ` +
+        fmtShape(x.shape),
     );
   }
   checkChannelTensor(weight, c, "weight", "groupNorm");
