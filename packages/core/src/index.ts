@@ -73,6 +73,9 @@ export {
 } from "./ops/shape.js";
 export { gather, scatterAdd, indexSelect, indexAdd } from "./ops/indexing.js";
 export { mm, matmul, dot, outer } from "./ops/linalg.js";
+export { conv1d, conv2d } from "./ops/conv.js";
+export { maxPool2d, avgPool2d, adaptiveAvgPool2d } from "./ops/pool.js";
+export { batchNorm, groupNorm } from "./ops/norm.js";
 export { eq, ne, lt, le, gt, ge, logicalAnd, logicalOr } from "./ops/compare.js";
 export * as nn from "./nn/index.js";
 export * as F from "./nn/functional.js";

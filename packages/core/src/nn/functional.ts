@@ -9,6 +9,15 @@ import { reshape } from "../ops/shape.js";
 import { mean } from "../ops/reduce.js";
 
 export * from "../losses/losses.js";
+export { conv1d, conv2d, type Conv1dOptions, type Conv2dOptions, type ConvPadding } from "../ops/conv.js";
+export {
+  maxPool2d,
+  avgPool2d,
+  adaptiveAvgPool2d,
+  type MaxPool2dOptions,
+  type AvgPool2dOptions,
+} from "../ops/pool.js";
+export { batchNorm, groupNorm, type BatchNormOptions } from "../ops/norm.js";
 export { relu, sigmoid, tanh, softplus, gelu, softmax, logSoftmax };
 
 /** x·Wᵀ + b for x of shape [..., in]; W is [out, in]. Uses a transposed matmul, never a copy of W. */

@@ -13,6 +13,8 @@ export {
   LayerNorm,
   Identity,
 } from "./layers.js";
+export { Conv1d, Conv2d, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d } from "./conv.js";
+export { BatchNorm1d, BatchNorm2d, GroupNorm, type BatchNormModuleOptions } from "./norm.js";
 export {
   MSELoss,
   L1Loss,

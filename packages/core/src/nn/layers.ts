@@ -5,7 +5,7 @@ import * as F from "./functional.js";
 import * as init from "./init.js";
 
 /** A float as Python's repr writes it (`0.5`, `1.0`, `1e-05`), so toString matches PyTorch. */
-function pyFloat(v: number): string {
+export function pyFloat(v: number): string {
   if (!Number.isFinite(v)) return Number.isNaN(v) ? "nan" : v > 0 ? "inf" : "-inf";
   const exp = v === 0 ? 0 : Math.floor(Math.log10(Math.abs(v)));
   if (exp < -4 || exp >= 16) {

@@ -68,6 +68,7 @@ import { sliceBackward } from "./shape.js";
 import { reluGrad } from "./elementwise.js";
 import { logSoftmaxBackward } from "./softmax.js";
 import { linear } from "./linalg.js";
+import { type Geometry, col2im, im2col } from "./conv.js";
 
 const gen = new Generator(1234);
 /** A float64 leaf with standard normal entries. */
@@ -90,6 +91,25 @@ interface Sample {
   opts?: GradcheckOptions;
 }
 const s = (fn: Sample["fn"], ...inputs: Tensor[]): Sample => ({ fn, inputs });
+
+// Window layouts for im2col/col2im: 2x2 windows with stride 1, and strided, padded, dilated, grouped
+// windows with ceil-mode-like extra rows past the input.
+const GEO_PLAIN: Geometry = {
+  kernel: [2, 2],
+  stride: [1, 1],
+  padding: [0, 0],
+  dilation: [1, 1],
+  out: [2, 2],
+  groups: 1,
+};
+const GEO_STRIDED: Geometry = {
+  kernel: [2, 3],
+  stride: [2, 1],
+  padding: [1, 1],
+  dilation: [1, 2],
+  out: [3, 2],
+  groups: 2,
+};
 
 // Index patterns repeat entries on purpose, so that gradients must accumulate.
 const SAMPLES: Record<string, Sample[]> = {
@@ -120,6 +140,11 @@ const SAMPLES: Record<string, Sample[]> = {
   linear: [
     s((x, w, b) => linear(x, w, b), r(3, 4), r(5, 4), r(5)),
     s((x, w, b) => linear(x, w, b), r(1, 2), r(3, 2), r(3)),
+  ],
+  im2col: [s((a) => im2col(a, GEO_PLAIN), r(1, 2, 3, 3)), s((a) => im2col(a, GEO_STRIDED), r(2, 4, 4, 3))],
+  col2im: [
+    s((c) => col2im(c, [1, 2, 3, 3], GEO_PLAIN), r(1, 4, 8)),
+    s((c) => col2im(c, [2, 4, 4, 3], GEO_STRIDED), r(2, 12, 12)),
   ],
   softplus: [s((a) => softplus(a), r(2, 3)), s((a) => softplus(a, 2, 5), mul(away(6), 4).detach().requiresGrad_())],
   maximum: [s(maximum, r(2, 3), r(3)), s((a) => maximum(a, 0.1), away(4))],

@@ -1,0 +1,308 @@
+import { type FloatArray, arrayFor, isFloat } from "../tensor/dtype.js";
+import { fmtShape, numelOf, shapeEq } from "../tensor/shape.js";
+import { Tensor } from "../tensor/tensor.js";
+import { add } from "./elementwise.js";
+import { linear, mm } from "./linalg.js";
+import { defineOp, record } from "./op.js";
+import { permute, reshape, squeeze, unsqueeze } from "./shape.js";
+
+// Convolution as im2col + matmul. `im2col` copies every receptive field of the input into a row of
+// a matrix; `col2im` adds each row back onto the input positions it was read from. Both are linear
+// and each is the adjoint of the other, so each one's backward is the other op: the gradient of a
+// convolution (input: col2im of g·W, a transposed convolution; weight: gᵀ·cols) is itself built
+// from differentiable ops, and every order of differentiation follows.
+
+/** Where the windows of a 2-D convolution or pooling lie; pairs are [height, width]. */
+export interface Geometry {
+  kernel: readonly [number, number];
+  stride: readonly [number, number];
+  /** Zeros before the first row and column; padding after them follows from `out`. */
+  padding: readonly [number, number];
+  dilation: readonly [number, number];
+  /** Output rows and columns: positions past the input (right padding, ceil mode) read zeros. */
+  out: readonly [number, number];
+  groups: number;
+}
+
+function checkGeometry(shape: readonly number[], geo: Geometry, op: string): void {
+  if (shape.length !== 4) throw new Error(`${op}: expected a 4-D input [N, C, H, W], got ${fmtShape(shape)}`);
+  const c = shape[1]!;
+  if (!(Number.isInteger(geo.groups) && geo.groups > 0 && c % geo.groups === 0)) {
+    throw new Error(`${op}: groups (${geo.groups}) must be a positive integer that divides the ${c} input channels`);
+  }
+}
+
+/**
+ * For one sample and one group: the column matrix [oh·ow, C/groups·kh·kw] as offsets into that
+ * sample's channels of the group ([C/groups, H, W]), -1 where a window lies over padding. Built once
+ * per layout and kept (a few layouts recur every step), so the copies below are flat loops.
+ */
+function windowMap(shape: readonly number[], geo: Geometry): Int32Array {
+  const [, c, h, w] = shape as [number, number, number, number];
+  const key = `${c / geo.groups},${h},${w},${geo.kernel},${geo.stride},${geo.padding},${geo.dilation},${geo.out}`;
+  const hit = windowMaps.get(key);
+  if (hit !== undefined) return hit;
+  const [kh, kw] = geo.kernel,
+    [sh, sw] = geo.stride,
+    [ph, pw] = geo.padding,
+    [dh, dw] = geo.dilation,
+    [oh, ow] = geo.out;
+  const cg = c / geo.groups;
+  const map = new Int32Array(oh * ow * cg * kh * kw);
+  let col = 0;
+  for (let oy = 0; oy < oh; oy++) {
+    for (let ox = 0; ox < ow; ox++) {
+      for (let ci = 0; ci < cg; ci++) {
+        for (let i = 0; i < kh; i++) {
+          const iy = oy * sh - ph + i * dh;
+          for (let j = 0; j < kw; j++) {
+            const ix = ox * sw - pw + j * dw;
+            map[col++] = iy >= 0 && iy < h && ix >= 0 && ix < w ? (ci * h + iy) * w + ix : -1;
+          }
+        }
+      }
+    }
+  }
+  if (windowMaps.size >= 32) windowMaps.clear();
+  windowMaps.set(key, map);
+  return map;
+}
+const windowMaps = new Map<string, Int32Array>();
+
+/**
+ * Calls `copy(inputBase, colsBase)` for every (group, sample) block: columns are laid out
+ * [groups, N·oh·ow, C/groups·kh·kw], so the rows of one group are one matrix for the matmul.
+ */
+function forEachBlock(shape: readonly number[], geo: Geometry, copy: (inBase: number, colBase: number) => void): void {
+  const [n, c, h, w] = shape as [number, number, number, number];
+  const cg = c / geo.groups;
+  const block = geo.out[0] * geo.out[1] * cg * geo.kernel[0] * geo.kernel[1];
+  for (let g = 0; g < geo.groups; g++) {
+    for (let b = 0; b < n; b++) copy((b * c + g * cg) * h * w, (g * n + b) * block);
+  }
+}
+
+/** The shape of `im2col`'s output for an input of `shape`. */
+export function colsShape(shape: readonly number[], geo: Geometry): [number, number, number] {
+  const [n, c] = shape as [number, number];
+  return [geo.groups, n * geo.out[0] * geo.out[1], (c / geo.groups) * geo.kernel[0] * geo.kernel[1]];
+}
+
+/** Every receptive field of x [N, C, H, W] as a row: [groups, N·oh·ow, C/groups·kh·kw]. */
+export const im2col = defineOp("im2col", (x: Tensor, geo: Geometry): Tensor => {
+  checkGeometry(x.shape, geo, "im2col");
+  if (!isFloat(x.dtype)) throw new Error(`im2col: expected a floating point tensor, got ${x.dtype}`);
+  const shape = colsShape(x.shape, geo);
+  const out = arrayFor(x.dtype, shape[0] * shape[1] * shape[2], false) as FloatArray; // every entry is written
+  const src = x.data as FloatArray;
+  const map = windowMap(x.shape, geo);
+  forEachBlock(x.shape, geo, (inBase, colBase) => {
+    for (let i = 0; i < map.length; i++) {
+      const m = map[i]!;
+      out[colBase + i] = m >= 0 ? src[inBase + m]! : 0;
+    }
+  });
+  return record(new Tensor(out, shape), "im2col", [x], (g) => [col2im(g, x.shape, geo)]);
+});
+
+/** The adjoint of im2col: each row of `cols` added back onto the input positions it came from. */
+export const col2im = defineOp("col2im", (cols: Tensor, shape: readonly number[], geo: Geometry): Tensor => {
+  checkGeometry(shape, geo, "col2im");
+  const expected = colsShape(shape, geo);
+  if (!shapeEq(cols.shape, expected)) {
+    throw new Error(
+      `col2im: columns ${fmtShape(cols.shape)} do not match ${fmtShape(expected)} for ${fmtShape(shape)}`,
+    );
+  }
+  if (!isFloat(cols.dtype)) throw new Error(`col2im: expected a floating point tensor, got ${cols.dtype}`);
+  const out = arrayFor(cols.dtype, numelOf(shape)) as FloatArray;
+  const src = cols.data as FloatArray;
+  const map = windowMap(shape, geo);
+  forEachBlock(shape, geo, (inBase, colBase) => {
+    for (let i = 0; i < map.length; i++) {
+      const m = map[i]!;
+      if (m >= 0) out[inBase + m] = out[inBase + m]! + src[colBase + i]!;
+    }
+  });
+  return record(new Tensor(out, shape), "col2im", [cols], (g) => [im2col(g, geo)]);
+});
+
+export type Pair = number | readonly [number, number];
+export type ConvPadding = Pair | "same" | "valid";
+
+export interface Conv2dOptions {
+  stride?: Pair;
+  padding?: ConvPadding;
+  dilation?: Pair;
+  groups?: number;
+}
+
+/** A number or [h, w] as a checked pair of integers >= `min`; `what` names the setting in errors. */
+export function pair(v: Pair, op: string, what: string, min: number): [number, number] {
+  const p: [number, number] = typeof v === "number" ? [v, v] : [v[0], v[1]];
+  if (
+    !(Array.isArray(v) ? v.length === 2 : typeof v === "number") ||
+    !p.every((x) => Number.isInteger(x) && x >= min)
+  ) {
+    throw new Error(`${op}: ${what} must be an integer >= ${min} or a pair of them, got ${JSON.stringify(v)}`);
+  }
+  return p;
+}
+
+/** floor((size + padBefore + padAfter - d(k-1) - 1)/s) + 1, as PyTorch's convolution. */
+const outSize = (size: number, padTotal: number, k: number, s: number, d: number): number =>
+  Math.floor((size + padTotal - d * (k - 1) - 1) / s) + 1;
+
+function convGeometry(x: Tensor, weight: Tensor, opts: Conv2dOptions, op: string): Geometry {
+  const [, c, h, w] = x.shape as [number, number, number, number];
+  const groups = opts.groups ?? 1;
+  const [cout, cin, kh, kw] = weight.shape as [number, number, number, number];
+  if (!(Number.isInteger(groups) && groups > 0))
+    throw new Error(`${op}: groups must be a positive integer, got ${groups}`);
+  if (cin * groups !== c) {
+    throw new Error(
+      `${op}: weight ${fmtShape(weight.shape)} with groups=${groups} expects ${cin * groups} input channels, ` +
+        `but the input ${fmtShape(x.shape)} has ${c}`,
+    );
+  }
+  if (cout % groups !== 0) throw new Error(`${op}: ${cout} output channels are not divisible by groups=${groups}`);
+  if (!(kh >= 1 && kw >= 1 && cout >= 1)) {
+    throw new Error(`${op}: weight ${fmtShape(weight.shape)} needs at least one output channel and a non-empty kernel`);
+  }
+  const stride = pair(opts.stride ?? 1, op, "stride", 1);
+  const dilation = pair(opts.dilation ?? 1, op, "dilation", 1);
+  const padOpt = opts.padding ?? 0;
+  let before: [number, number];
+  let total: [number, number];
+  if (padOpt === "same") {
+    if (stride[0] !== 1 || stride[1] !== 1) {
+      throw new Error(`${op}: padding='same' is not supported for strided convolutions (stride ${fmtShape(stride)})`);
+    }
+    // Total padding d(k-1) keeps the size; an odd total puts the extra zero after, as PyTorch does.
+    total = [dilation[0] * (kh - 1), dilation[1] * (kw - 1)];
+    before = [Math.floor(total[0] / 2), Math.floor(total[1] / 2)];
+  } else if (padOpt === "valid") {
+    before = total = [0, 0];
+  } else {
+    before = pair(padOpt, op, "padding", 0);
+    total = [2 * before[0], 2 * before[1]];
+  }
+  const out: [number, number] = [
+    outSize(h, total[0], kh, stride[0], dilation[0]),
+    outSize(w, total[1], kw, stride[1], dilation[1]),
+  ];
+  if (out[0] < 1 || out[1] < 1) {
+    throw new Error(
+      `${op}: calculated output size ${out[0]}x${out[1]} is too small for input ${h}x${w} ` +
+        `(kernel ${kh}x${kw}, stride ${fmtShape(stride)}, padding ${JSON.stringify(padOpt)}, ` +
+        `dilation ${fmtShape(dilation)})`,
+    );
+  }
+  return { kernel: [kh, kw], stride, padding: before, dilation, out, groups };
+}
+
+function checkOperands(x: Tensor, weight: Tensor, bias: Tensor | null, op: string, spatial: number): void {
+  if (!isFloat(x.dtype)) throw new Error(`${op}: expected a floating point input, got ${x.dtype}`);
+  if (weight.dtype !== x.dtype || (bias && bias.dtype !== x.dtype)) {
+    throw new Error(
+      `${op}: input (${x.dtype}), weight (${weight.dtype})${bias ? ` and bias (${bias.dtype})` : ""} ` +
+        "must have the same dtype",
+    );
+  }
+  if (weight.ndim !== spatial + 2) {
+    throw new Error(`${op}: expected a ${spatial + 2}-D weight, got ${fmtShape(weight.shape)}`);
+  }
+  if (x.ndim !== spatial + 2) {
+    throw new Error(
+      `${op}: expected a ${spatial + 1}-D (unbatched) or ${spatial + 2}-D (batched) input, got ${fmtShape(x.shape)}`,
+    );
+  }
+  if (bias && (bias.ndim !== 1 || bias.shape[0] !== weight.shape[0])) {
+    throw new Error(`${op}: bias ${fmtShape(bias.shape)} must be [${weight.shape[0]}], one per output channel`);
+  }
+}
+
+/**
+ * 2-D convolution (cross-correlation, as PyTorch's conv2d) of x [N, C_in, H, W] (or unbatched
+ * [C_in, H, W]) with weight [C_out, C_in/groups, kH, kW]; output size
+ * floor((H + 2p - d(k-1) - 1)/s) + 1 per spatial dim.
+ * ```ts
+ * const y = F.conv2d(x, w, b, { stride: 2, padding: 1 });
+ * ```
+ */
+export function conv2d(input: Tensor, weight: Tensor, bias: Tensor | null = null, opts: Conv2dOptions = {}): Tensor {
+  return convolve(input, weight, bias, opts, "conv2d");
+}
+
+function convolve(input: Tensor, weight: Tensor, bias: Tensor | null, opts: Conv2dOptions, op: string): Tensor {
+  const unbatched = input.ndim === 3;
+  const x = unbatched ? unsqueeze(input, 0) : input;
+  checkOperands(x, weight, bias, op, 2);
+  const geo = convGeometry(x, weight, opts, op);
+  const [n] = x.shape as [number];
+  const [oh, ow] = geo.out;
+  const cout = weight.shape[0]!;
+  const cols = im2col(x, geo);
+  let y: Tensor;
+  if (geo.groups === 1) {
+    // One [N·oh·ow, C·kh·kw] x [C·kh·kw, C_out] product (bias fused), then channels to dim 1.
+    const rows = reshape(cols, [n * oh * ow, -1]);
+    const wm = reshape(weight, [cout, -1]);
+    const flat = bias ? linear(rows, wm, bias) : mm(rows, wm, false, true);
+    y = permute(reshape(flat, [n, oh, ow, cout]), [0, 3, 1, 2]);
+  } else {
+    const g = geo.groups;
+    const per = mm(cols, reshape(weight, [g, cout / g, -1]), false, true); // [g, N·oh·ow, C_out/g]
+    y = reshape(permute(reshape(per, [g, n, oh, ow, cout / g]), [1, 0, 4, 2, 3]), [n, cout, oh, ow]);
+    if (bias) y = add(y, reshape(bias, [cout, 1, 1]));
+  }
+  return unbatched ? squeeze(y, 0) : y;
+}
+
+export interface Conv1dOptions {
+  stride?: number;
+  padding?: number | "same" | "valid";
+  dilation?: number;
+  groups?: number;
+}
+
+/**
+ * 1-D convolution of x [N, C_in, L] (or [C_in, L]) with weight [C_out, C_in/groups, k]: conv2d on a
+ * height-1 view, sharing storage.
+ */
+export function conv1d(input: Tensor, weight: Tensor, bias: Tensor | null = null, opts: Conv1dOptions = {}): Tensor {
+  if (input.ndim !== 2 && input.ndim !== 3) {
+    throw new Error(`conv1d: expected a 2-D (unbatched) or 3-D (batched) input, got ${fmtShape(input.shape)}`);
+  }
+  if (weight.ndim !== 3) throw new Error(`conv1d: expected a 3-D weight, got ${fmtShape(weight.shape)}`);
+  const c = input.shape[input.ndim - 2]!;
+  if (weight.shape[1]! * (opts.groups ?? 1) !== c) {
+    throw new Error(
+      `conv1d: weight ${fmtShape(weight.shape)} with groups=${opts.groups ?? 1} expects ` +
+        `${weight.shape[1]! * (opts.groups ?? 1)} input channels, but the input ${fmtShape(input.shape)} has ${c}`,
+    );
+  }
+  const { stride = 1, padding = 0, dilation = 1, groups = 1 } = opts;
+  for (const [what, v] of [
+    ["stride", stride],
+    ["dilation", dilation],
+  ] as const) {
+    if (!(Number.isInteger(v) && v >= 1)) throw new Error(`conv1d: ${what} must be an integer >= 1, got ${v}`);
+  }
+  if (typeof padding === "number" && !(Number.isInteger(padding) && padding >= 0)) {
+    throw new Error(`conv1d: padding must be an integer >= 0, 'same' or 'valid', got ${padding}`);
+  }
+  const y = convolve(
+    unsqueeze(input, -2),
+    unsqueeze(weight, -2),
+    bias,
+    {
+      stride: [1, stride],
+      padding: typeof padding === "number" ? [0, padding] : padding,
+      dilation: [1, dilation],
+      groups,
+    },
+    "conv1d",
+  );
+  return squeeze(y, -2);
+}
