@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { loadCsv, parseCsv } from "./csv.js";
+import { UNCLEAR_TASK_SHARE, loadCsv, parseCsv } from "./csv.js";
 import { readCsvRecords } from "./csv-records.js";
 
 const tempDirs: string[] = [];
@@ -63,30 +63,126 @@ describe("parseCsv", () => {
     expect(parseCsv("a,y\n1,0\n2,1\n", "r.csv", { target: "y", task: "regression" }).task).toBe("regression");
   });
 
+  describe("a few stray labels among class indices make the task unclear, not regression", () => {
+    // 50 rows with labels 0..9 (lines 2..51), then the stray ones.
+    const labels = (...stray: string[]) =>
+      `a,y\n${[...Array.from({ length: 50 }, (_, i) => i % 10), ...stray].map((y, i) => `${i},${y}`).join("\n")}\n`;
+
+    it("names the odd lines and the --task choice", () => {
+      expect(() => parseCsv(labels("5000"), "s.csv", { target: "y" })).toThrow(
+        'csv: s.csv column 2 ("y"): cannot tell the task: 50 of 51 targets are class indices (integers 0..999), ' +
+          "but line 52 is 1000 or more; pass --task classification or --task regression",
+      );
+      expect(() => parseCsv(labels("-1", "4", "1.5"), "s.csv", { target: "y" })).toThrow(
+        "cannot tell the task: 51 of 53 targets are class indices (integers 0..999), " +
+          "but line 52 is negative, line 54 is not an integer;",
+      );
+      expect(() => parseCsv(labels("-1", "-2", "-3", "-4"), "s.csv", { target: "y" })).toThrow(
+        "but line 52 is negative, line 53 is negative, line 54 is negative (and 1 more);",
+      );
+    });
+
+    it("follows --task either way", () => {
+      const cls = parseCsv(labels("5000"), "s.csv", { target: "y", task: "classification" });
+      expect([cls.task, cls.numClasses, cls.y[50]]).toEqual(["classification", 5001, 5000]);
+      const reg = parseCsv(labels("-1", "1.5"), "s.csv", { target: "y", task: "regression" });
+      expect([reg.task, reg.y[50], reg.y[51]]).toEqual(["regression", -1, 1.5]);
+      expect(() => parseCsv(labels("-1"), "s.csv", { target: "y", task: "classification" })).toThrow(
+        'csv: s.csv line 52, column 2 ("y"): classification labels must be integers >= 0; this one is negative',
+      );
+    });
+
+    it("is regression when fewer than 90% of the targets are class indices", () => {
+      expect(UNCLEAR_TASK_SHARE).toBe(0.9);
+      // 27 of 30 class-like is exactly 90%: unclear; 26 of 30 is below: regression.
+      const rows = (n: number) =>
+        `a,y\n${Array.from({ length: 30 }, (_, i) => `${i},${i < n ? i % 10 : i + 0.5}`).join("\n")}\n`;
+      expect(() => parseCsv(rows(27), "s.csv", { target: "y" })).toThrow("27 of 30 targets are class indices");
+      expect(parseCsv(rows(26), "s.csv", { target: "y" }).task).toBe("regression");
+    });
+  });
+
   it("rejects non-integer labels when classification is requested, with line and column", () => {
     expect(() => parseCsv("a,y\n1,0\n2,1.5\n", "c.csv", { target: "y", task: "classification" })).toThrow(
-      'csv: c.csv line 3, column "y": classification labels must be integers >= 0, got 1.5',
+      'csv: c.csv line 3, column 2 ("y"): classification labels must be integers >= 0; this one is not an integer',
+    );
+    expect(() => parseCsv("a,y\n1,0\n2,3\n3,-1\n", "c.csv", { target: "y", task: "classification" })).toThrow(
+      'csv: c.csv line 4, column 2 ("y"): classification labels must be integers >= 0; this one is negative',
     );
   });
 
   it("names the file, line (header = line 1) and column of a non-numeric cell", () => {
     expect(() => parseCsv("age,height,y\n31,180,0\n42,tall,1\n", "people.csv", { target: "y" })).toThrow(
-      'csv: people.csv line 3, column "height": "tall" is not a number',
+      'csv: people.csv line 3, column 2 ("height"): not a decimal number ' +
+        "(digits with an optional sign, fraction and exponent)",
     );
-    expect(() => parseCsv("age,y\n31,0\n,1\n", "people.csv", { target: "y" })).toThrow(
-      'csv: people.csv line 3, column "age": an empty cell is not a number',
+    expect(() => parseCsv("age,y\n31,0\n  ,1\n", "people.csv", { target: "y" })).toThrow(
+      'csv: people.csv line 3, column 1 ("age"): the cell is empty',
     );
   });
 
-  it("rejects a ragged row", () => {
+  it("rejects a ragged row, short or long", () => {
     expect(() => parseCsv("a,b,y\n1,2,0\n1,2\n", "r.csv", { target: "y" })).toThrow(
       "csv: r.csv line 3 has 2 fields, but the header has 3",
     );
+    expect(() => parseCsv("a,b,y\n1,2,0\n1,2,3,4\n", "r.csv", { target: "y" })).toThrow(
+      "csv: r.csv line 3 has 4 fields, but the header has 3",
+    );
   });
 
-  it("lists the columns when the target is missing", () => {
+  it("accepts decimal numbers only: sign, digits, fraction, exponent", () => {
+    const good = ["7", "-7", "+7", "7.", ".5", "-0.25", "1e3", "1E-3", "+2.5e+2", " 4 "];
+    const ds = parseCsv(`v,y\n${good.map((v, i) => `${v},${i % 2}`).join("\n")}\n`, "d.csv", { target: "y" });
+    expect(Array.from(ds.x)).toEqual([7, -7, 7, 7, 0.5, -0.25, 1000, Math.fround(1e-3), 250, 4]);
+    for (const bad of [
+      "0x1F",
+      "0b11",
+      "0o7",
+      "Infinity",
+      "-Infinity",
+      "NaN",
+      "1_000",
+      "1e",
+      ".",
+      "+",
+      "1.5.2",
+      "1,5",
+    ]) {
+      const text = `v,w,y\n1,2,0\n3,"${bad}",1\n`;
+      expect(() => parseCsv(text, "d.csv", { target: "y" }), bad).toThrow(
+        'csv: d.csv line 3, column 2 ("w"): not a decimal number',
+      );
+    }
+  });
+
+  it("refuses a number that overflows float32, in a feature or the target", () => {
+    expect(parseCsv("v,y\n3.4e38,0.5\n1,-3.4e38\n", "f.csv", { target: "y" }).x[0]).toBe(Math.fround(3.4e38));
+    expect(() => parseCsv("v,y\n1,0.5\n1e39,2\n", "f.csv", { target: "y" })).toThrow(
+      'csv: f.csv line 3, column 1 ("v"): the number is too large for float32 (largest magnitude about 3.4e38)',
+    );
+    expect(() => parseCsv("v,y\n1,0.5\n2,-1e39\n", "f.csv", { target: "y" })).toThrow(
+      'csv: f.csv line 3, column 2 ("y"): the number is too large for float32',
+    );
+  });
+
+  it("refuses text after a closing quote, naming line and column", () => {
+    expect(() => parseCsv('v,y\n1,0\n"2"3,1\n', "q.csv", { target: "y" })).toThrow(
+      "csv: q.csv line 3, column 1: text after the closing quote of a field",
+    );
+  });
+
+  it("lists the columns when the target is missing, if they look like column names", () => {
     expect(() => parseCsv("a,b\n1,2\n", "m.csv", { target: "label" })).toThrow(
       'csv: m.csv has no target column "label" (columns: a, b)',
+    );
+    expect(() => parseCsv("a,b=secret\n1,2\n", "m.csv", { target: "label" })).toThrow(
+      'csv: m.csv has no target column "label" (its first line has 2 fields, not all of which look like column names)',
+    );
+  });
+
+  it("names duplicate columns by number", () => {
+    expect(() => parseCsv("a,b,a,y\n1,2,3,0\n", "d.csv", { target: "y" })).toThrow(
+      'csv: d.csv line 1: columns 1 and 3 have the same name ("a")',
     );
   });
 

@@ -4,7 +4,17 @@ import { loadIdxDir } from "./idx.js";
 import { loadMnistDigits } from "./mnist-digits.js";
 import type { DataSplit, Dataset, Task } from "./types.js";
 
-export { loadCsv, parseCsv, MAX_AUTO_CLASSES, type CsvOptions, type LoadCsvOptions } from "./csv.js";
+export {
+  loadCsv,
+  parseCsv,
+  parseCsvChunks,
+  CSV_CHUNK_BYTES,
+  MAX_AUTO_CLASSES,
+  MAX_CSV_VALUES,
+  UNCLEAR_TASK_SHARE,
+  type CsvOptions,
+  type LoadCsvOptions,
+} from "./csv.js";
 export {
   encodeIdx,
   loadIdxDir,
