@@ -1,8 +1,8 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { UNCLEAR_TASK_SHARE, loadCsv, parseCsv } from "./csv.js";
+import { CSV_CHUNK_BYTES, UNCLEAR_TASK_SHARE, loadCsv, parseCsv } from "./csv.js";
 import { readCsvRecords } from "./csv-records.js";
 
 const tempDirs: string[] = [];
@@ -214,5 +214,101 @@ describe("loadCsv", () => {
     expect(() => loadCsv("/nonexistent/x.csv", { target: "y" })).toThrow(
       /csv: cannot read \/nonexistent\/x.csv \(ENOENT/,
     );
+  });
+});
+
+describe("loadCsv on a file of tens of MB", () => {
+  const QUOTED_ROW = 100_000; // its id is quoted with a CRLF inside: the lines after it move down by one
+  const lineOf = (row: number) => row + 2 + (row > QUOTED_ROW ? 1 : 0);
+
+  // `rows` rows of id (padded with blanks), ratio = (id % 1000) / 8 with six decimals and
+  // label = id % 10, about 25 bytes a row, CRLF lines, after a BOM; `bad` replaces one row's ratio.
+  function writeBig(rows: number, bad?: { row: number; ratio: string }): { file: string; bytes: number } {
+    const file = writeCsv("");
+    const fd = openSync(file, "w");
+    let bytes = writeSync(fd, "\uFEFFid,ratio,label\r\n");
+    for (let from = 0; from < rows; from += 100_000) {
+      const lines: string[] = [];
+      for (let r = from; r < Math.min(rows, from + 100_000); r++) {
+        const id = r === QUOTED_ROW ? `"${r}\r\n"` : String(r).padStart(10);
+        const ratio = r === bad?.row ? bad.ratio : ((r % 1000) / 8).toFixed(6);
+        lines.push(`${id},${ratio},${r % 10}\r\n`);
+      }
+      bytes += writeSync(fd, lines.join(""));
+    }
+    closeSync(fd);
+    return { file, bytes };
+  }
+
+  it("reads every value and line number", () => {
+    const rows = 900_000;
+    const { file, bytes } = writeBig(rows);
+    expect(bytes).toBeGreaterThan(20 * CSV_CHUNK_BYTES);
+    const { train, test } = loadCsv(file, { target: "label", testSplit: 0.5 });
+    expect([train.length + test.length, train.features, train.task, train.numClasses]).toEqual([
+      rows,
+      2,
+      "classification",
+      10,
+    ]);
+    let wrong = 0;
+    const seen = new Uint8Array(rows);
+    for (const ds of [train, test]) {
+      for (let r = 0; r < ds.length; r++) {
+        const id = ds.x[2 * r];
+        seen[id]++;
+        const ok = ds.x[2 * r + 1] === (id % 1000) / 8 && ds.y[r] === id % 10 && ds.lineNumbers?.[r] === lineOf(id);
+        if (!ok) wrong++;
+      }
+    }
+    expect(wrong).toBe(0);
+    expect(seen.every((n) => n === 1)).toBe(true);
+  });
+
+  it("names the exact line and column of an error a few chunks in", () => {
+    const row = 120_000;
+    const { file } = writeBig(150_000, { row, ratio: "0x1F" });
+    expect(row * 25).toBeGreaterThan(2 * CSV_CHUNK_BYTES);
+    expect(() => loadCsv(file, { target: "label" })).toThrow(
+      `csv: ${file} line ${lineOf(row)}, column 2 ("ratio"): not a decimal number`,
+    );
+  });
+});
+
+describe("errors never show a file's text", () => {
+  const passwd =
+    "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n" +
+    "alice:x:1000:1000:Alice Liddell,,,:/home/alice:/bin/bash\n";
+  const secrets = "user,hash,uid\nroot,$6$salt$s3cretHash,0\nalice,$6$pepper$0therHash,1000\n";
+  const texts = ["root", "x:0", "/bin/bash", "daemon", "alice", "Alice", "s3cret", "$6$", "0therHash"];
+
+  function messages(file: string, targets: string[]): string[] {
+    return targets.map((target) => {
+      try {
+        loadCsv(file, { target });
+      } catch (err) {
+        return (err as Error).message;
+      }
+      throw new Error(`${target}: expected an error`);
+    });
+  }
+
+  it("names fields and lines of an /etc/passwd-shaped file, not their content", () => {
+    const file = writeCsv(passwd);
+    const found = messages(file, ["label", "x", "uid"]);
+    expect(found[0]).toBe(
+      `csv: ${file} has no target column "label" (its first line has 1 fields, ` +
+        "not all of which look like column names)",
+    );
+    for (const message of found) for (const text of texts) expect(message).not.toContain(text);
+  });
+
+  it("names the column but not the cell of a CSV with secrets", () => {
+    const file = writeCsv(secrets);
+    const found = messages(file, ["uid", "hash", "user"]);
+    expect(found[0]).toBe(
+      `csv: ${file} line 2, column 1 ("user"): not a decimal number (digits with an optional sign, fraction and exponent)`,
+    );
+    for (const message of found) for (const text of texts) expect(message).not.toContain(text);
   });
 });

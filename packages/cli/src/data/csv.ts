@@ -96,17 +96,20 @@ class CsvTable implements CsvSink {
 
   private parseCell(raw: string, line: number, index: number): number {
     const text = raw.trim();
-    const where = `csv: ${this.file} line ${line}, ${describeColumn(this.names, index)}`;
-    if (text === "") throw new Error(`${where}: the cell is empty`);
+    if (text === "") throw this.cellError(line, index, "the cell is empty");
     if (!DECIMAL.test(text)) {
-      throw new Error(`${where}: not a decimal number (digits with an optional sign, fraction and exponent)`);
+      throw this.cellError(line, index, "not a decimal number (digits with an optional sign, fraction and exponent)");
     }
     const value = Number(text);
     // Every value ends up as float32, targets too; past 3.4e38 it would become Infinity.
     if (!Number.isFinite(Math.fround(value))) {
-      throw new Error(`${where}: the number is too large for float32 (largest magnitude about 3.4e38)`);
+      throw this.cellError(line, index, "the number is too large for float32 (largest magnitude about 3.4e38)");
     }
     return value;
+  }
+
+  private cellError(line: number, index: number, problem: string): Error {
+    return new Error(`csv: ${this.file} line ${line}, ${describeColumn(this.names, index)}: ${problem}`);
   }
 
   private readHeader(): void {
