@@ -2,7 +2,7 @@ import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } fr
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { CSV_CHUNK_BYTES, UNCLEAR_TASK_SHARE, loadCsv, parseCsv } from "./csv.js";
+import { CSV_CHUNK_BYTES, MAX_CSV_COLUMNS, UNCLEAR_TASK_SHARE, loadCsv, parseCsv } from "./csv.js";
 import { readCsvRecords } from "./csv-records.js";
 
 const tempDirs: string[] = [];
@@ -177,6 +177,13 @@ describe("parseCsv", () => {
     );
     expect(() => parseCsv("a,b=secret\n1,2\n", "m.csv", { target: "label" })).toThrow(
       'csv: m.csv has no target column "label" (its first line has 2 fields, not all of which look like column names)',
+    );
+  });
+
+  it("refuses a header of more than MAX_CSV_COLUMNS columns", () => {
+    const header = Array.from({ length: MAX_CSV_COLUMNS + 1 }, (_, i) => `c${i}`).join(",");
+    expect(() => parseCsv(`${header}\n`, "w.csv", { target: "c0" })).toThrow(
+      `csv: w.csv line 1: the header has more than ${MAX_CSV_COLUMNS} columns`,
     );
   });
 

@@ -25,6 +25,8 @@ export interface LoadCsvOptions extends CsvOptions {
 export const CSV_CHUNK_BYTES = 1 << 20;
 /** The most feature values one CSV file may give (2 GiB of float32). */
 export const MAX_CSV_VALUES = 2 ** 29;
+/** The most columns a header may have: a binary file's first "line" could otherwise hold millions. */
+export const MAX_CSV_COLUMNS = 1 << 16;
 
 // Optional sign, digits with an optional fraction (or a fraction alone), optional exponent: no hex,
 // binary, Infinity, NaN or digit separators, which Number() would accept or turn into something else.
@@ -68,6 +70,9 @@ class CsvTable implements CsvSink {
 
   field(text: string, index: number, line: number): void {
     if (!this.hasHeader) {
+      if (index === MAX_CSV_COLUMNS) {
+        throw new Error(`csv: ${this.file} line ${line}: the header has more than ${MAX_CSV_COLUMNS} columns`);
+      }
       this.names.push(text.trim());
       return;
     }

@@ -10,6 +10,7 @@ export {
   parseCsvChunks,
   CSV_CHUNK_BYTES,
   MAX_AUTO_CLASSES,
+  MAX_CSV_COLUMNS,
   MAX_CSV_VALUES,
   UNCLEAR_TASK_SHARE,
   type CsvOptions,
