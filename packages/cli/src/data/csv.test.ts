@@ -191,6 +191,9 @@ describe("parseCsv", () => {
     expect(() => parseCsv("a,b,a,y\n1,2,3,0\n", "d.csv", { target: "y" })).toThrow(
       'csv: d.csv line 1: columns 1 and 3 have the same name ("a")',
     );
+    expect(() => parseCsv("\n\na:1,b,a:1,y\n1,2,3,0\n", "d.csv", { target: "y" })).toThrow(
+      new Error("csv: d.csv line 3: columns 1 and 3 have the same name"),
+    );
   });
 
   it("rejects an empty file, a header with no rows and a file with no features", () => {

@@ -90,7 +90,7 @@ class CsvTable implements CsvSink {
 
   endRecord(count: number, line: number): void {
     if (!this.hasHeader) {
-      this.readHeader();
+      this.readHeader(line);
       return;
     }
     if (count !== this.names.length) {
@@ -117,19 +117,22 @@ class CsvTable implements CsvSink {
     return new Error(`csv: ${this.file} line ${line}, ${describeColumn(this.names, index)}: ${problem}`);
   }
 
-  private readHeader(): void {
+  private readHeader(line: number): void {
     const { names, file, target } = this;
+    const firstOf = new Map<string, number>();
     names.forEach((name, i) => {
-      const first = names.indexOf(name);
-      if (first !== i) {
+      const first = firstOf.get(name);
+      if (first !== undefined) {
         const shown = isShownName(name) ? ` ("${name}")` : "";
-        throw new Error(`csv: ${file} line 1: columns ${first + 1} and ${i + 1} have the same name${shown}`);
+        throw new Error(`csv: ${file} line ${line}: columns ${first + 1} and ${i + 1} have the same name${shown}`);
       }
+      firstOf.set(name, i);
     });
-    this.targetCol = names.indexOf(target);
-    if (this.targetCol < 0)
+    this.targetCol = firstOf.get(target) ?? -1;
+    if (this.targetCol < 0) {
       throw new Error(`csv: ${file} has no target column ${JSON.stringify(target)}${listed(names)}`);
-    if (names.length < 2) throw new Error(`csv: ${file} has no feature columns besides "${target}"`);
+    }
+    if (names.length < 2) throw new Error(`csv: ${file} has no feature columns besides ${JSON.stringify(target)}`);
     this.hasHeader = true;
   }
 }
