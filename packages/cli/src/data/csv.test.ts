@@ -317,7 +317,8 @@ describe("errors never show a file's text", () => {
     const file = writeCsv(secrets);
     const found = messages(file, ["uid", "hash", "user"]);
     expect(found[0]).toBe(
-      `csv: ${file} line 2, column 1 ("user"): not a decimal number (digits with an optional sign, fraction and exponent)`,
+      `csv: ${file} line 2, column 1 ("user"): not a decimal number ` +
+        "(digits with an optional sign, fraction and exponent)",
     );
     for (const message of found) for (const text of texts) expect(message).not.toContain(text);
   });
