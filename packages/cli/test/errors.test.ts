@@ -105,7 +105,7 @@ describe("malformed data exits 2 and names the file", () => {
     const file = csv("cells.csv", "x1,x2,label\n1,2,0\n3,oops,1\n");
     const r = await train("--data", `csv:${file}`, "--target", "label");
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain(`csv: ${file} line 3, column "x2": "oops" is not a number`);
+    expect(r.stderr).toContain(`csv: ${file} line 3, column 2 ("x2"): not a decimal number`);
   });
 
   it("CSV label out of range for the model's outputs", async () => {

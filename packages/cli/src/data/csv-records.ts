@@ -1,58 +1,194 @@
+/** The longest field the tokenizer keeps, so one huge quoted field cannot fill memory. */
+export const MAX_FIELD_CHARS = 1 << 16;
+/** The last line a record may start on: row line numbers are kept as int32. */
+export const MAX_CSV_LINE = 2 ** 31 - 1;
+
+/** Receives fields as the tokenizer finds them; lines are 1-based, fields 0-based. */
+export interface CsvSink {
+  /** One field's text (quotes removed, `""` made `"`), its index in its record and the line it starts on. */
+  field(text: string, index: number, line: number): void;
+  /** The record that started on `line` ended after `count` fields. */
+  endRecord(count: number, line: number): void;
+}
+
 /** One CSV record and the file line it starts on (1-based; quoted newlines make records span lines). */
 export interface CsvRecord {
   fields: string[];
   line: number;
 }
 
+const COMMA = 44;
+const QUOTE = 34;
+const LF = 10;
+const CR = 13;
+const SPACE = 32;
+const TAB = 9;
+
+// Where the tokenizer is: START (a field's first character, or blanks before an opening quote),
+// UNQUOTED, QUOTED, QUOTE_SEEN (a quote inside a quoted field: `""` or the closing one) and
+// CLOSED (after the closing quote, where only blanks may come before the comma or line end).
+const START = 0;
+const UNQUOTED = 1;
+const QUOTED = 2;
+const QUOTE_SEEN = 3;
+const CLOSED = 4;
+
 /**
- * Splits CSV text into records: comma-separated, double-quoted fields may hold commas, newlines and
- * `""` for a quote; LF or CRLF line endings. Blank lines are dropped, so a trailing newline is fine.
- * @example readCsvRecords('a,"b,c"\r\n1,2\r\n', "f.csv") // [{ fields: ["a", "b,c"], line: 1 }, { fields: ["1", "2"], line: 2 }]
+ * A streaming CSV tokenizer: comma-separated, double-quoted fields may hold commas, line breaks and
+ * `""` for a quote; LF, CRLF or CR line endings. Text arrives in chunks of any size (a CRLF or a
+ * doubled quote may be split between two) and lines are counted exactly across them. Blank lines
+ * are dropped, so a trailing newline is fine. Errors name the file, line and field, never its text.
+ * @example const t = new CsvTokenizer("f.csv", sink); t.write("a,b\r"); t.write("\n1,2"); t.end();
+ */
+export class CsvTokenizer {
+  private state = START;
+  // The current field's text from earlier chunks (or earlier `""`s); the rest is chunk[start..i).
+  private text = "";
+  private index = 0;
+  private line = 1;
+  // -1 until the field or record has seen its first character.
+  private fieldLine = -1;
+  private recordLine = -1;
+  private isAfterCR = false;
+
+  constructor(
+    private readonly file: string,
+    private readonly sink: CsvSink,
+  ) {}
+
+  write(chunk: string): void {
+    let start = 0;
+    for (let i = 0; i < chunk.length; i++) {
+      const c = chunk.charCodeAt(i);
+      // The LF of a CRLF ends nothing: the CR before it did.
+      const isLineEnd = c === CR || (c === LF && !this.isAfterCR);
+      const isLF2 = c === LF && this.isAfterCR;
+      this.isAfterCR = c === CR;
+      switch (this.state) {
+        case START:
+          if (this.recordLine < 0) this.recordLine = this.line;
+          if (this.fieldLine < 0) this.fieldLine = this.line;
+          if (c === QUOTE) {
+            this.text = "";
+            start = i + 1;
+            this.state = QUOTED;
+          } else if (c === COMMA) {
+            this.endField(chunk, start, i);
+            start = i + 1;
+          } else if (isLineEnd || isLF2) {
+            if (this.index === 0 && this.text === "" && start === i) {
+              this.recordLine = this.fieldLine = -1; // a blank line, or the LF of a CRLF
+            } else {
+              this.endField(chunk, start, i);
+              this.endRecord();
+            }
+            start = i + 1;
+          } else if (c !== SPACE && c !== TAB) {
+            this.state = UNQUOTED;
+          }
+          break;
+        case UNQUOTED:
+          if (c === COMMA || isLineEnd) {
+            this.endField(chunk, start, i);
+            if (isLineEnd) this.endRecord();
+            start = i + 1;
+          }
+          break;
+        case QUOTED:
+          if (c === QUOTE) {
+            this.text += chunk.slice(start, i);
+            this.state = QUOTE_SEEN;
+          }
+          break;
+        case QUOTE_SEEN:
+          if (c === QUOTE) {
+            this.text += '"';
+            start = i + 1;
+            this.state = QUOTED;
+            break;
+          }
+          this.state = CLOSED;
+          this.closed(c, isLineEnd, chunk, i);
+          start = i + 1;
+          break;
+        default:
+          this.closed(c, isLineEnd, chunk, i);
+          start = i + 1;
+      }
+      if (isLineEnd) this.line++;
+    }
+    if (this.state === START || this.state === UNQUOTED || this.state === QUOTED) {
+      this.text += chunk.slice(start);
+      this.checkLength(this.text.length);
+    }
+  }
+
+  /** Ends the input: the last record needs no line end, a quoted field must be closed. */
+  end(): void {
+    if (this.state === QUOTED) {
+      throw new Error(`csv: ${this.file} line ${this.fieldLine}: a quoted field is never closed`);
+    }
+    if (this.state === START && this.index === 0 && this.text === "") return;
+    this.endField("", 0, 0);
+    this.endRecord();
+  }
+
+  // After a closing quote: blanks, then the comma or line end that ends the field.
+  private closed(c: number, isLineEnd: boolean, chunk: string, i: number): void {
+    if (c === SPACE || c === TAB) return;
+    if (c !== COMMA && !isLineEnd) {
+      throw new Error(
+        `csv: ${this.file} line ${this.line}, column ${this.index + 1}: text after the closing quote of a field`,
+      );
+    }
+    this.endField(chunk, i, i);
+    if (isLineEnd) this.endRecord();
+  }
+
+  private checkLength(length: number): void {
+    if (length > MAX_FIELD_CHARS) {
+      throw new Error(
+        `csv: ${this.file} line ${this.fieldLine}, column ${this.index + 1}: ` +
+          `a field longer than ${MAX_FIELD_CHARS} characters`,
+      );
+    }
+  }
+
+  private endField(chunk: string, start: number, end: number): void {
+    const isPending = this.state === START || this.state === UNQUOTED;
+    this.checkLength(this.text.length + (isPending ? end - start : 0));
+    const text = isPending ? this.text + chunk.slice(start, end) : this.text;
+    this.sink.field(text, this.index, this.fieldLine < 0 ? this.line : this.fieldLine);
+    this.index++;
+    this.text = "";
+    this.fieldLine = -1;
+    this.state = START;
+  }
+
+  private endRecord(): void {
+    const line = this.recordLine < 0 ? this.line : this.recordLine;
+    if (line > MAX_CSV_LINE) throw new Error(`csv: ${this.file} has more than ${MAX_CSV_LINE} lines`);
+    this.sink.endRecord(this.index, line);
+    this.index = 0;
+    this.recordLine = -1;
+  }
+}
+
+/**
+ * Splits CSV text into records with CsvTokenizer.
+ * @example readCsvRecords('a,"b,c"\r\n1,2\r\n', "f.csv")[1] // { fields: ["1", "2"], line: 2 }
  */
 export function readCsvRecords(text: string, file: string): CsvRecord[] {
   const records: CsvRecord[] = [];
   let fields: string[] = [];
-  let field = "";
-  let line = 1;
-  let recordLine = 1;
-  let isQuoted = false;
-  let quoteLine = 0;
-  const endRecord = () => {
-    fields.push(field);
-    // A blank line parses as one empty field: skip it rather than call it a ragged row.
-    if (fields.length > 1 || fields[0] !== "") records.push({ fields, line: recordLine });
-    fields = [];
-    field = "";
-  };
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i];
-    if (isQuoted) {
-      if (c === '"' && text[i + 1] === '"') {
-        field += '"';
-        i++;
-      } else if (c === '"') {
-        isQuoted = false;
-      } else {
-        if (c === "\n") line++;
-        field += c;
-      }
-    } else if (c === '"' && field.trim() === "") {
-      isQuoted = true;
-      quoteLine = line;
-      field = "";
-    } else if (c === ",") {
-      fields.push(field);
-      field = "";
-    } else if (c === "\n" || c === "\r") {
-      if (c === "\r" && text[i + 1] === "\n") i++;
-      endRecord();
-      line++;
-      recordLine = line;
-    } else {
-      field += c;
-    }
-  }
-  if (isQuoted) throw new Error(`csv: ${file} line ${quoteLine}: a quoted field is never closed`);
-  if (field !== "" || fields.length > 0) endRecord();
+  const tokenizer = new CsvTokenizer(file, {
+    field: (value) => fields.push(value),
+    endRecord: (_count, line) => {
+      records.push({ fields, line });
+      fields = [];
+    },
+  });
+  tokenizer.write(text);
+  tokenizer.end();
   return records;
 }

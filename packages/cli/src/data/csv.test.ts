@@ -1,8 +1,8 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { loadCsv, parseCsv } from "./csv.js";
+import { CSV_CHUNK_BYTES, MAX_CSV_COLUMNS, UNCLEAR_TASK_SHARE, loadCsv, parseCsv } from "./csv.js";
 import { readCsvRecords } from "./csv-records.js";
 
 const tempDirs: string[] = [];
@@ -63,30 +63,136 @@ describe("parseCsv", () => {
     expect(parseCsv("a,y\n1,0\n2,1\n", "r.csv", { target: "y", task: "regression" }).task).toBe("regression");
   });
 
+  describe("a few stray labels among class indices make the task unclear, not regression", () => {
+    // 50 rows with labels 0..9 (lines 2..51), then the stray ones.
+    const labels = (...stray: string[]) =>
+      `a,y\n${[...Array.from({ length: 50 }, (_, i) => i % 10), ...stray].map((y, i) => `${i},${y}`).join("\n")}\n`;
+
+    it("names the odd lines and the --task choice", () => {
+      expect(() => parseCsv(labels("5000"), "s.csv", { target: "y" })).toThrow(
+        'csv: s.csv column 2 ("y"): cannot tell the task: 50 of 51 targets are class indices (integers 0..999), ' +
+          "but line 52 is 1000 or more; pass --task classification or --task regression",
+      );
+      expect(() => parseCsv(labels("-1", "4", "1.5"), "s.csv", { target: "y" })).toThrow(
+        "cannot tell the task: 51 of 53 targets are class indices (integers 0..999), " +
+          "but line 52 is negative, line 54 is not an integer;",
+      );
+      expect(() => parseCsv(labels("-1", "-2", "-3", "-4"), "s.csv", { target: "y" })).toThrow(
+        "but line 52 is negative, line 53 is negative, line 54 is negative (and 1 more);",
+      );
+    });
+
+    it("follows --task either way", () => {
+      const cls = parseCsv(labels("5000"), "s.csv", { target: "y", task: "classification" });
+      expect([cls.task, cls.numClasses, cls.y[50]]).toEqual(["classification", 5001, 5000]);
+      const reg = parseCsv(labels("-1", "1.5"), "s.csv", { target: "y", task: "regression" });
+      expect([reg.task, reg.y[50], reg.y[51]]).toEqual(["regression", -1, 1.5]);
+      expect(() => parseCsv(labels("-1"), "s.csv", { target: "y", task: "classification" })).toThrow(
+        'csv: s.csv line 52, column 2 ("y"): classification labels must be integers >= 0; this one is negative',
+      );
+    });
+
+    it("is regression when fewer than 90% of the targets are class indices", () => {
+      expect(UNCLEAR_TASK_SHARE).toBe(0.9);
+      // 27 of 30 class-like is exactly 90%: unclear; 26 of 30 is below: regression.
+      const rows = (n: number) =>
+        `a,y\n${Array.from({ length: 30 }, (_, i) => `${i},${i < n ? i % 10 : i + 0.5}`).join("\n")}\n`;
+      expect(() => parseCsv(rows(27), "s.csv", { target: "y" })).toThrow("27 of 30 targets are class indices");
+      expect(parseCsv(rows(26), "s.csv", { target: "y" }).task).toBe("regression");
+    });
+  });
+
   it("rejects non-integer labels when classification is requested, with line and column", () => {
     expect(() => parseCsv("a,y\n1,0\n2,1.5\n", "c.csv", { target: "y", task: "classification" })).toThrow(
-      'csv: c.csv line 3, column "y": classification labels must be integers >= 0, got 1.5',
+      'csv: c.csv line 3, column 2 ("y"): classification labels must be integers >= 0; this one is not an integer',
+    );
+    expect(() => parseCsv("a,y\n1,0\n2,3\n3,-1\n", "c.csv", { target: "y", task: "classification" })).toThrow(
+      'csv: c.csv line 4, column 2 ("y"): classification labels must be integers >= 0; this one is negative',
     );
   });
 
   it("names the file, line (header = line 1) and column of a non-numeric cell", () => {
     expect(() => parseCsv("age,height,y\n31,180,0\n42,tall,1\n", "people.csv", { target: "y" })).toThrow(
-      'csv: people.csv line 3, column "height": "tall" is not a number',
+      'csv: people.csv line 3, column 2 ("height"): not a decimal number ' +
+        "(digits with an optional sign, fraction and exponent)",
     );
-    expect(() => parseCsv("age,y\n31,0\n,1\n", "people.csv", { target: "y" })).toThrow(
-      'csv: people.csv line 3, column "age": an empty cell is not a number',
+    expect(() => parseCsv("age,y\n31,0\n  ,1\n", "people.csv", { target: "y" })).toThrow(
+      'csv: people.csv line 3, column 1 ("age"): the cell is empty',
     );
   });
 
-  it("rejects a ragged row", () => {
+  it("rejects a ragged row, short or long", () => {
     expect(() => parseCsv("a,b,y\n1,2,0\n1,2\n", "r.csv", { target: "y" })).toThrow(
       "csv: r.csv line 3 has 2 fields, but the header has 3",
     );
+    expect(() => parseCsv("a,b,y\n1,2,0\n1,2,3,4\n", "r.csv", { target: "y" })).toThrow(
+      "csv: r.csv line 3 has 4 fields, but the header has 3",
+    );
   });
 
-  it("lists the columns when the target is missing", () => {
+  it("accepts decimal numbers only: sign, digits, fraction, exponent", () => {
+    const good = ["7", "-7", "+7", "7.", ".5", "-0.25", "1e3", "1E-3", "+2.5e+2", " 4 "];
+    const ds = parseCsv(`v,y\n${good.map((v, i) => `${v},${i % 2}`).join("\n")}\n`, "d.csv", { target: "y" });
+    expect(Array.from(ds.x)).toEqual([7, -7, 7, 7, 0.5, -0.25, 1000, Math.fround(1e-3), 250, 4]);
+    for (const bad of [
+      "0x1F",
+      "0b11",
+      "0o7",
+      "Infinity",
+      "-Infinity",
+      "NaN",
+      "1_000",
+      "1e",
+      ".",
+      "+",
+      "1.5.2",
+      "1,5",
+    ]) {
+      const text = `v,w,y\n1,2,0\n3,"${bad}",1\n`;
+      expect(() => parseCsv(text, "d.csv", { target: "y" }), bad).toThrow(
+        'csv: d.csv line 3, column 2 ("w"): not a decimal number',
+      );
+    }
+  });
+
+  it("refuses a number that overflows float32, in a feature or the target", () => {
+    expect(parseCsv("v,y\n3.4e38,0.5\n1,-3.4e38\n", "f.csv", { target: "y" }).x[0]).toBe(Math.fround(3.4e38));
+    expect(() => parseCsv("v,y\n1,0.5\n1e39,2\n", "f.csv", { target: "y" })).toThrow(
+      'csv: f.csv line 3, column 1 ("v"): the number is too large for float32 (largest magnitude about 3.4e38)',
+    );
+    expect(() => parseCsv("v,y\n1,0.5\n2,-1e39\n", "f.csv", { target: "y" })).toThrow(
+      'csv: f.csv line 3, column 2 ("y"): the number is too large for float32',
+    );
+  });
+
+  it("refuses text after a closing quote, naming line and column", () => {
+    expect(() => parseCsv('v,y\n1,0\n"2"3,1\n', "q.csv", { target: "y" })).toThrow(
+      "csv: q.csv line 3, column 1: text after the closing quote of a field",
+    );
+  });
+
+  it("lists the columns when the target is missing, if they look like column names", () => {
     expect(() => parseCsv("a,b\n1,2\n", "m.csv", { target: "label" })).toThrow(
       'csv: m.csv has no target column "label" (columns: a, b)',
+    );
+    expect(() => parseCsv("a,b=secret\n1,2\n", "m.csv", { target: "label" })).toThrow(
+      'csv: m.csv has no target column "label" (its first line has 2 fields, not all of which look like column names)',
+    );
+  });
+
+  it("refuses a header of more than MAX_CSV_COLUMNS columns", () => {
+    const header = Array.from({ length: MAX_CSV_COLUMNS + 1 }, (_, i) => `c${i}`).join(",");
+    expect(() => parseCsv(`${header}\n`, "w.csv", { target: "c0" })).toThrow(
+      `csv: w.csv line 1: the header has more than ${MAX_CSV_COLUMNS} columns`,
+    );
+  });
+
+  it("names duplicate columns by number", () => {
+    expect(() => parseCsv("a,b,a,y\n1,2,3,0\n", "d.csv", { target: "y" })).toThrow(
+      'csv: d.csv line 1: columns 1 and 3 have the same name ("a")',
+    );
+    expect(() => parseCsv("\n\na:1,b,a:1,y\n1,2,3,0\n", "d.csv", { target: "y" })).toThrow(
+      new Error("csv: d.csv line 3: columns 1 and 3 have the same name"),
     );
   });
 
@@ -118,5 +224,102 @@ describe("loadCsv", () => {
     expect(() => loadCsv("/nonexistent/x.csv", { target: "y" })).toThrow(
       /csv: cannot read \/nonexistent\/x.csv \(ENOENT/,
     );
+  });
+});
+
+describe("loadCsv on a file of tens of MB", () => {
+  const QUOTED_ROW = 100_000; // its id is quoted with a CRLF inside: the lines after it move down by one
+  const lineOf = (row: number) => row + 2 + (row > QUOTED_ROW ? 1 : 0);
+
+  // `rows` rows of id (padded with blanks), ratio = (id % 1000) / 8 with six decimals and
+  // label = id % 10, about 25 bytes a row, CRLF lines, after a BOM; `bad` replaces one row's ratio.
+  function writeBig(rows: number, bad?: { row: number; ratio: string }): { file: string; bytes: number } {
+    const file = writeCsv("");
+    const fd = openSync(file, "w");
+    let bytes = writeSync(fd, "\uFEFFid,ratio,label\r\n");
+    for (let from = 0; from < rows; from += 100_000) {
+      const lines: string[] = [];
+      for (let r = from; r < Math.min(rows, from + 100_000); r++) {
+        const id = r === QUOTED_ROW ? `"${r}\r\n"` : String(r).padStart(10);
+        const ratio = r === bad?.row ? bad.ratio : ((r % 1000) / 8).toFixed(6);
+        lines.push(`${id},${ratio},${r % 10}\r\n`);
+      }
+      bytes += writeSync(fd, lines.join(""));
+    }
+    closeSync(fd);
+    return { file, bytes };
+  }
+
+  it("reads every value and line number", () => {
+    const rows = 900_000;
+    const { file, bytes } = writeBig(rows);
+    expect(bytes).toBeGreaterThan(20 * CSV_CHUNK_BYTES);
+    const { train, test } = loadCsv(file, { target: "label", testSplit: 0.5 });
+    expect([train.length + test.length, train.features, train.task, train.numClasses]).toEqual([
+      rows,
+      2,
+      "classification",
+      10,
+    ]);
+    let wrong = 0;
+    const seen = new Uint8Array(rows);
+    for (const ds of [train, test]) {
+      for (let r = 0; r < ds.length; r++) {
+        const id = ds.x[2 * r];
+        seen[id]++;
+        const ok = ds.x[2 * r + 1] === (id % 1000) / 8 && ds.y[r] === id % 10 && ds.lineNumbers?.[r] === lineOf(id);
+        if (!ok) wrong++;
+      }
+    }
+    expect(wrong).toBe(0);
+    expect(seen.every((n) => n === 1)).toBe(true);
+  });
+
+  it("names the exact line and column of an error a few chunks in", () => {
+    const row = 120_000;
+    const { file } = writeBig(150_000, { row, ratio: "0x1F" });
+    expect(row * 25).toBeGreaterThan(2 * CSV_CHUNK_BYTES);
+    expect(() => loadCsv(file, { target: "label" })).toThrow(
+      `csv: ${file} line ${lineOf(row)}, column 2 ("ratio"): not a decimal number`,
+    );
+  });
+});
+
+describe("errors never show a file's text", () => {
+  const passwd =
+    "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n" +
+    "alice:x:1000:1000:Alice Liddell,,,:/home/alice:/bin/bash\n";
+  const secrets = "user,hash,uid\nroot,$6$salt$s3cretHash,0\nalice,$6$pepper$0therHash,1000\n";
+  const texts = ["root", "x:0", "/bin/bash", "daemon", "alice", "Alice", "s3cret", "$6$", "0therHash"];
+
+  function messages(file: string, targets: string[]): string[] {
+    return targets.map((target) => {
+      try {
+        loadCsv(file, { target });
+      } catch (err) {
+        return (err as Error).message;
+      }
+      throw new Error(`${target}: expected an error`);
+    });
+  }
+
+  it("names fields and lines of an /etc/passwd-shaped file, not their content", () => {
+    const file = writeCsv(passwd);
+    const found = messages(file, ["label", "x", "uid"]);
+    expect(found[0]).toBe(
+      `csv: ${file} has no target column "label" (its first line has 1 fields, ` +
+        "not all of which look like column names)",
+    );
+    for (const message of found) for (const text of texts) expect(message).not.toContain(text);
+  });
+
+  it("names the column but not the cell of a CSV with secrets", () => {
+    const file = writeCsv(secrets);
+    const found = messages(file, ["uid", "hash", "user"]);
+    expect(found[0]).toBe(
+      `csv: ${file} line 2, column 1 ("user"): not a decimal number ` +
+        "(digits with an optional sign, fraction and exponent)",
+    );
+    for (const message of found) for (const text of texts) expect(message).not.toContain(text);
   });
 });

@@ -1,12 +1,16 @@
-import { readFileSync } from "node:fs";
-import { readCsvRecords, type CsvRecord } from "./csv-records.js";
+import { closeSync, fstatSync, openSync, readSync } from "node:fs";
+import { StringDecoder } from "node:string_decoder";
+import { CsvTokenizer, type CsvSink } from "./csv-records.js";
 import { splitDataset } from "./shuffle.js";
+import { chooseTask, describeColumn, isShownName } from "./csv-task.js";
 import { sharedFloat32, sharedInt32, type DataSplit, type Dataset, type Task } from "./types.js";
+
+export { MAX_AUTO_CLASSES, UNCLEAR_TASK_SHARE } from "./csv-task.js";
 
 export interface CsvOptions {
   /** Header name of the column to predict; every other column is a numeric feature. */
   target: string;
-  /** Default: classification when every target is an integer in 0..MAX_AUTO_CLASSES-1, else regression. */
+  /** Default: inferred from the targets, see chooseTask. */
   task?: Task;
 }
 
@@ -17,53 +21,160 @@ export interface LoadCsvOptions extends CsvOptions {
   seed?: number;
 }
 
-// Auto-detection caps the class count: integer prices or years would otherwise become a
-// classification problem with hundreds of thousands of outputs. task: "classification" lifts it.
-export const MAX_AUTO_CLASSES = 1000;
+/** Bytes read from a CSV file at a time: memory follows the numbers parsed, not the file's size. */
+export const CSV_CHUNK_BYTES = 1 << 20;
+/** The most feature values one CSV file may give (2 GiB of float32). */
+export const MAX_CSV_VALUES = 2 ** 29;
+/** The most columns a header may have: a binary file's first "line" could otherwise hold millions. */
+export const MAX_CSV_COLUMNS = 1 << 16;
 
-function parseCell(raw: string, file: string, line: number, column: string): number {
-  const text = raw.trim();
-  const value = Number(text);
-  // Number("") is 0 and Number("Infinity") is finite-looking input we never want as data.
-  if (text === "" || !Number.isFinite(value)) {
-    const shown = text === "" ? "an empty cell" : JSON.stringify(raw);
-    throw new Error(`csv: ${file} line ${line}, column "${column}": ${shown} is not a number`);
-  }
-  return value;
-}
+// Optional sign, digits with an optional fraction (or a fraction alone), optional exponent: no hex,
+// binary, Infinity, NaN or digit separators, which Number() would accept or turn into something else.
+const DECIMAL = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
 
-function readHeader(records: CsvRecord[], file: string, target: string): { names: string[]; targetCol: number } {
-  if (records.length === 0) throw new Error(`csv: ${file} is empty`);
-  const names = records[0].fields.map((name) => name.trim());
-  names.forEach((name, i) => {
-    if (names.indexOf(name) !== i) throw new Error(`csv: ${file} line 1: column "${name}" appears twice`);
-  });
-  const targetCol = names.indexOf(target);
-  if (targetCol < 0) {
-    throw new Error(`csv: ${file} has no target column "${target}" (columns: ${names.join(", ")})`);
-  }
-  if (names.length < 2) throw new Error(`csv: ${file} has no feature columns besides "${target}"`);
-  if (records.length === 1) throw new Error(`csv: ${file} has a header but no data rows`);
-  return { names, targetCol };
-}
+/** A typed array that doubles when full, so parsed values take 4 or 8 bytes each, not a string. */
+class Growing<A extends Float32Array | Float64Array | Int32Array> {
+  length = 0;
+  constructor(
+    private data: A,
+    private readonly make: (n: number) => A,
+  ) {}
 
-function chooseTask(targets: Float64Array, requested: Task | undefined): Task {
-  if (requested) return requested;
-  const isClassLike = targets.every((t) => Number.isInteger(t) && t >= 0 && t < MAX_AUTO_CLASSES);
-  return isClassLike ? "classification" : "regression";
-}
-
-function checkClassLabels(targets: Float64Array, lines: Int32Array, file: string, column: string): number {
-  let largest = 0;
-  targets.forEach((t, i) => {
-    if (!Number.isInteger(t) || t < 0 || t > 2 ** 31 - 1) {
-      throw new Error(
-        `csv: ${file} line ${lines[i]}, column "${column}": classification labels must be integers >= 0, got ${t}`,
-      );
+  push(value: number): void {
+    if (this.length === this.data.length) {
+      const next = this.make(Math.max(1024, this.data.length * 2));
+      next.set(this.data);
+      this.data = next;
     }
-    largest = Math.max(largest, t);
-  });
-  return largest + 1;
+    this.data[this.length++] = value;
+  }
+
+  values(): A {
+    return this.data.subarray(0, this.length) as A;
+  }
+}
+
+/** Collects the header and the numbers of each row from a CsvTokenizer. */
+class CsvTable implements CsvSink {
+  names: string[] = [];
+  hasHeader = false;
+  targetCol = -1;
+  readonly x = new Growing(new Float32Array(0), (n) => new Float32Array(n));
+  readonly targets = new Growing(new Float64Array(0), (n) => new Float64Array(n));
+  readonly lines = new Growing(new Int32Array(0), (n) => new Int32Array(n));
+
+  constructor(
+    readonly file: string,
+    readonly target: string,
+  ) {}
+
+  field(text: string, index: number, line: number): void {
+    if (!this.hasHeader) {
+      if (index === MAX_CSV_COLUMNS) {
+        throw new Error(`csv: ${this.file} line ${line}: the header has more than ${MAX_CSV_COLUMNS} columns`);
+      }
+      this.names.push(text.trim());
+      return;
+    }
+    // Fields past the header's width only count; endRecord reports the ragged row.
+    if (index >= this.names.length) return;
+    const value = this.parseCell(text, line, index);
+    if (index === this.targetCol) this.targets.push(value);
+    else {
+      if (this.x.length === MAX_CSV_VALUES) {
+        throw new Error(`csv: ${this.file} line ${line}: more than ${MAX_CSV_VALUES} feature values`);
+      }
+      this.x.push(value);
+    }
+  }
+
+  endRecord(count: number, line: number): void {
+    if (!this.hasHeader) {
+      this.readHeader(line);
+      return;
+    }
+    if (count !== this.names.length) {
+      throw new Error(`csv: ${this.file} line ${line} has ${count} fields, but the header has ${this.names.length}`);
+    }
+    this.lines.push(line);
+  }
+
+  private parseCell(raw: string, line: number, index: number): number {
+    const text = raw.trim();
+    if (text === "") throw this.cellError(line, index, "the cell is empty");
+    if (!DECIMAL.test(text)) {
+      throw this.cellError(line, index, "not a decimal number (digits with an optional sign, fraction and exponent)");
+    }
+    const value = Number(text);
+    // Every value ends up as float32, targets too; past 3.4e38 it would become Infinity.
+    if (!Number.isFinite(Math.fround(value))) {
+      throw this.cellError(line, index, "the number is too large for float32 (largest magnitude about 3.4e38)");
+    }
+    return value;
+  }
+
+  private cellError(line: number, index: number, problem: string): Error {
+    return new Error(`csv: ${this.file} line ${line}, ${describeColumn(this.names, index)}: ${problem}`);
+  }
+
+  private readHeader(line: number): void {
+    const { names, file, target } = this;
+    const firstOf = new Map<string, number>();
+    names.forEach((name, i) => {
+      const first = firstOf.get(name);
+      if (first !== undefined) {
+        const shown = isShownName(name) ? ` ("${name}")` : "";
+        throw new Error(`csv: ${file} line ${line}: columns ${first + 1} and ${i + 1} have the same name${shown}`);
+      }
+      firstOf.set(name, i);
+    });
+    this.targetCol = firstOf.get(target) ?? -1;
+    if (this.targetCol < 0) {
+      throw new Error(`csv: ${file} has no target column ${JSON.stringify(target)}${listed(names)}`);
+    }
+    if (names.length < 2) throw new Error(`csv: ${file} has no feature columns besides ${JSON.stringify(target)}`);
+    this.hasHeader = true;
+  }
+}
+
+// The header's names, when they look like column names; a file that is no CSV (a checkpoint can
+// name any path) gets only its field count, so its first line is not echoed.
+function listed(names: string[]): string {
+  if (!names.every(isShownName)) {
+    return ` (its first line has ${names.length} fields, not all of which look like column names)`;
+  }
+  const more = names.length > 20 ? `, ... (${names.length} columns)` : "";
+  return ` (columns: ${names.slice(0, 20).join(", ")}${more})`;
+}
+
+/**
+ * Parses CSV text, given in chunks of any size, with a header row into a data set; errors name the
+ * file, line and column.
+ * @example parseCsvChunks(["a,b,label\n1,2", ",0\n3,4,1\n"], "toy.csv", { target: "label" }).numClasses // 2
+ */
+export function parseCsvChunks(chunks: Iterable<string>, file: string, opts: CsvOptions): Dataset {
+  const table = new CsvTable(file, opts.target);
+  const tokenizer = new CsvTokenizer(file, table);
+  let isFirst = true;
+  for (const chunk of chunks) {
+    if (chunk === "") continue;
+    tokenizer.write(isFirst && chunk.charCodeAt(0) === 0xfeff ? chunk.slice(1) : chunk);
+    isFirst = false;
+  }
+  tokenizer.end();
+  if (!table.hasHeader && table.names.length === 0) throw new Error(`csv: ${file} is empty`);
+  const length = table.lines.length;
+  if (length === 0) throw new Error(`csv: ${file} has a header but no data rows`);
+  const features = table.names.length - 1;
+  const x = sharedFloat32(length * features);
+  x.set(table.x.values());
+  const lineNumbers = table.lines.values().slice();
+  const targets = table.targets.values();
+  const column = describeColumn(table.names, table.targetCol);
+  const { task, numClasses } = chooseTask(targets, lineNumbers, opts.task, `csv: ${file}`, column);
+  const y = task === "regression" ? sharedFloat32(length) : sharedInt32(length);
+  y.set(targets);
+  return { name: file, x, y, length, features, task, numClasses, lineNumbers };
 }
 
 /**
@@ -71,49 +182,44 @@ function checkClassLabels(targets: Float64Array, lines: Int32Array, file: string
  * @example parseCsv("a,b,label\n1,2,0\n3,4,1\n", "toy.csv", { target: "label" }).numClasses // 2
  */
 export function parseCsv(text: string, file: string, opts: CsvOptions): Dataset {
-  const records = readCsvRecords(text.replace(/^\uFEFF/, ""), file);
-  const { names, targetCol } = readHeader(records, file, opts.target);
-  const rows = records.slice(1);
-  const features = names.length - 1;
-  const x = sharedFloat32(rows.length * features);
-  const targets = new Float64Array(rows.length);
-  const lineNumbers = new Int32Array(rows.length);
-  rows.forEach(({ fields, line }, r) => {
-    if (fields.length !== names.length) {
-      throw new Error(`csv: ${file} line ${line} has ${fields.length} fields, but the header has ${names.length}`);
+  return parseCsvChunks([text], file, opts);
+}
+
+/** The UTF-8 text of the file at `fd`, CSV_CHUNK_BYTES at a time; a character split between reads stays whole. */
+function* readChunks(fd: number, file: string): Generator<string> {
+  const decoder = new StringDecoder("utf8");
+  const buf = Buffer.alloc(CSV_CHUNK_BYTES);
+  for (;;) {
+    let n: number;
+    try {
+      n = readSync(fd, buf, 0, buf.length, null);
+    } catch (err) {
+      throw new Error(`csv: cannot read ${file} (${(err as Error).message})`);
     }
-    lineNumbers[r] = line;
-    let f = r * features;
-    fields.forEach((raw, c) => {
-      const value = parseCell(raw, file, line, names[c]);
-      if (c === targetCol) targets[r] = value;
-      else x[f++] = value;
-    });
-  });
-  const task = chooseTask(targets, opts.task);
-  const base = { name: file, x, length: rows.length, features, lineNumbers };
-  if (task === "regression") {
-    const y = sharedFloat32(rows.length);
-    y.set(targets);
-    return { ...base, y, task, numClasses: 0 };
+    if (n === 0) break;
+    yield decoder.write(buf.subarray(0, n));
   }
-  const numClasses = checkClassLabels(targets, lineNumbers, file, opts.target);
-  const y = sharedInt32(rows.length);
-  y.set(targets);
-  return { ...base, y, task, numClasses };
+  yield decoder.end();
 }
 
 /**
- * Reads a CSV file and splits it into train and test by a seeded shuffle.
+ * Reads a CSV file in chunks and splits it into train and test by a seeded shuffle.
  * @example loadCsv("iris.csv", { target: "species", testSplit: 0.2, seed: 1 }).test.length // 30 of 150
  */
 export function loadCsv(file: string, opts: LoadCsvOptions): DataSplit {
-  let text: string;
+  let fd: number;
   try {
-    text = readFileSync(file, "utf8");
+    fd = openSync(file, "r");
   } catch (err) {
     throw new Error(`csv: cannot read ${file} (${(err as Error).message})`);
   }
-  const all = parseCsv(text, file, opts);
+  let all: Dataset;
+  try {
+    // A FIFO or device would block or never end.
+    if (!fstatSync(fd).isFile()) throw new Error(`csv: ${file} is not a regular file`);
+    all = parseCsvChunks(readChunks(fd, file), file, opts);
+  } finally {
+    closeSync(fd);
+  }
   return splitDataset(all, opts.testSplit ?? 0.2, opts.seed ?? 0);
 }

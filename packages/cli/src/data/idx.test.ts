@@ -3,7 +3,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { afterAll, describe, expect, it } from "vitest";
-import { IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, encodeIdx, loadIdxDir, parseIdx } from "./idx.js";
+import {
+  IDX_IMAGES_MAGIC,
+  IDX_LABELS_MAGIC,
+  MAX_IDX_DATA_BYTES,
+  encodeIdx,
+  loadIdxDir,
+  parseIdx,
+  readIdxFile,
+} from "./idx.js";
 
 const idx = encodeIdx;
 
@@ -76,6 +84,83 @@ describe("parseIdx", () => {
   it("names a corrupt gzip file", () => {
     const gz = gzipSync(labels(100));
     expect(() => parseIdx(gz.subarray(0, gz.length - 12), "bad.gz")).toThrow(/idx: bad.gz is not valid gzip/);
+  });
+});
+
+// Concatenated gzip members are one valid gzip stream: `copies` members of 16 MiB of zeros each
+// inflate to copies x 16 MiB from about copies x 16 KiB of file.
+const ZEROS_16M = gzipSync(new Uint8Array(16 << 20), { level: 9 });
+const zeroMembers = (copies: number) => Array.from({ length: copies }, () => ZEROS_16M);
+const concat = (parts: Uint8Array[]) => new Uint8Array(Buffer.concat(parts));
+const rssMiB = () => process.memoryUsage().rss / 2 ** 20;
+
+describe("gzip bombs", () => {
+  it("stops inflating at the size the header gives: 1 GiB of zeros after a 10-label header", () => {
+    const bomb = concat([gzipSync(labels(10)), ...zeroMembers(64)]);
+    expect(bomb.length).toBeLessThan(2 << 20);
+    const before = rssMiB();
+    expect(() => parseIdx(bomb, "bomb.gz")).toThrow(
+      "idx: bomb.gz has trailing bytes: it inflates to more than the 18 bytes its header allows " +
+        "(8 of header, 10 = 10 of data)",
+    );
+    expect(rssMiB() - before).toBeLessThan(200);
+  });
+
+  it("finds the header behind padding that inflates to nothing, then stops at the header's size", () => {
+    // 300 empty members (6000 bytes) push the header past the first prefixes tried (up to 4096 bytes);
+    // the next one (8192) reaches deep into the bomb, past the probe's limit, so the header is found by bisecting.
+    const empty = Array.from({ length: 300 }, () => gzipSync(new Uint8Array(0)));
+    const bomb = concat([...empty, gzipSync(labels(10)), ...zeroMembers(8)]);
+    const before = rssMiB();
+    expect(() => parseIdx(bomb, "padded.gz")).toThrow(/idx: padded.gz has trailing bytes: .* more than the 18 bytes/);
+    expect(rssMiB() - before).toBeLessThan(200);
+    expect(parseIdx(concat([...empty, gzipSync(labels(3))]), "p.gz").dims).toEqual([3]);
+  });
+
+  it("refuses a header whose dims exceed the size limit before inflating the rest", () => {
+    const header = idx(IDX_IMAGES_MAGIC, [60000, 60000, 60000], []);
+    const bomb = concat([gzipSync(header), ...zeroMembers(8)]);
+    const before = rssMiB();
+    const message = `idx: huge.gz header says 60000x60000x60000, more than the ${MAX_IDX_DATA_BYTES} bytes`;
+    expect(() => parseIdx(bomb, "huge.gz")).toThrow(message);
+    expect(() => parseIdx(header, "huge.idx")).toThrow(/idx: huge.idx header says 60000x60000x60000, more than/);
+    expect(rssMiB() - before).toBeLessThan(200);
+  });
+
+  it("reports a gzipped file shorter than its header says, with both sizes", () => {
+    const short = gzipSync(idx(IDX_IMAGES_MAGIC, [1000, 28, 28], new Uint8Array(100)));
+    expect(() => parseIdx(short, "short.gz")).toThrow(
+      "idx: short.gz is truncated: header says 1000x28x28 = 784000 bytes of data, found 100",
+    );
+  });
+});
+
+describe("readIdxFile", () => {
+  it("checks a plain file's size against its header before reading the payload", () => {
+    const dir = writeSet({ "a.idx": idx(IDX_LABELS_MAGIC, [500], new Uint8Array(20)), "b.idx": labels(4) });
+    expect(() => readIdxFile(join(dir, "a.idx"))).toThrow(
+      `idx: ${join(dir, "a.idx")} is truncated: header says 500 = 500 bytes of data, found 20`,
+    );
+    expect(Array.from(readIdxFile(join(dir, "b.idx")).data)).toEqual([0, 1, 2, 0]);
+  });
+
+  it("does not show the bytes of a file that is not IDX", () => {
+    const dir = writeSet({ passwd: new TextEncoder().encode("root:x:0:0:root:/root:/bin/bash\n") });
+    const file = join(dir, "passwd");
+    let message = "";
+    try {
+      readIdxFile(file);
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    expect(message).toBe(
+      `idx: ${file} is not an IDX file: bad magic number (expected 0x00000801 for labels or 0x00000803 for images)`,
+    );
+    expect(message).not.toMatch(/726f6f74|root:x/);
+  });
+
+  it("names a file it cannot open", () => {
+    expect(() => readIdxFile("/nonexistent/t.idx")).toThrow(/idx: cannot read \/nonexistent\/t.idx \(ENOENT/);
   });
 });
 

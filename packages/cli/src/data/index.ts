@@ -4,8 +4,28 @@ import { loadIdxDir } from "./idx.js";
 import { loadMnistDigits } from "./mnist-digits.js";
 import type { DataSplit, Dataset, Task } from "./types.js";
 
-export { loadCsv, parseCsv, MAX_AUTO_CLASSES, type CsvOptions, type LoadCsvOptions } from "./csv.js";
-export { encodeIdx, loadIdxDir, parseIdx, IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, type IdxArray } from "./idx.js";
+export {
+  loadCsv,
+  parseCsv,
+  parseCsvChunks,
+  CSV_CHUNK_BYTES,
+  MAX_AUTO_CLASSES,
+  MAX_CSV_COLUMNS,
+  MAX_CSV_VALUES,
+  UNCLEAR_TASK_SHARE,
+  type CsvOptions,
+  type LoadCsvOptions,
+} from "./csv.js";
+export {
+  encodeIdx,
+  loadIdxDir,
+  parseIdx,
+  readIdxFile,
+  IDX_IMAGES_MAGIC,
+  IDX_LABELS_MAGIC,
+  MAX_IDX_DATA_BYTES,
+  type IdxArray,
+} from "./idx.js";
 export { loadMnistDigits, loadAllDigits, digitsDir, DIGITS_TEST_FRACTION, type DigitsOptions } from "./mnist-digits.js";
 export { mulberry32, shuffledIndices, splitDataset, takeRows } from "./shuffle.js";
 export { sharedFloat32, sharedInt32, type DataSplit, type Dataset, type Task } from "./types.js";

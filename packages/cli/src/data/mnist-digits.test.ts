@@ -1,5 +1,11 @@
-import { describe, expect, it } from "vitest";
-import { DIGITS_TEST_FRACTION, loadAllDigits, loadMnistDigits } from "./mnist-digits.js";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { DIGITS_TEST_FRACTION, DIGIT_PIXELS, loadAllDigits, loadMnistDigits } from "./mnist-digits.js";
+
+const tempDirs: string[] = [];
+afterAll(() => tempDirs.forEach((dir) => rmSync(dir, { recursive: true, force: true })));
 
 describe("loadMnistDigits", () => {
   const split = loadMnistDigits({ seed: 0 });
@@ -42,5 +48,27 @@ describe("loadMnistDigits", () => {
     const all = loadAllDigits();
     expect(all.length).toBe(10000);
     expect([all.y[0], all.y[1000], all.y[1001], all.y[9999]]).toEqual([0, 0, 1, 9]);
+  });
+});
+
+describe("loadAllDigits on a folder of bad files", () => {
+  function digitsWith(first: string): string {
+    const dir = mkdtempSync(join(tmpdir(), "threadgrad-digits-"));
+    tempDirs.push(dir);
+    writeFileSync(join(dir, "0.json"), first);
+    return dir;
+  }
+
+  it("calls a file that is not JSON so, without quoting it", () => {
+    const dir = digitsWith("root:x:0:0:root:/root:/bin/bash\n");
+    expect(() => loadAllDigits(dir)).toThrow(new Error(`digits: ${join(dir, "0.json")} is not valid JSON`));
+  });
+
+  it("names the first value that is not a pixel in 0..1", () => {
+    const data = Array.from({ length: DIGIT_PIXELS }, () => 0.5) as unknown[];
+    data[7] = "0.5";
+    const dir = digitsWith(JSON.stringify({ data }));
+    expect(() => loadAllDigits(dir)).toThrow(`digits: ${join(dir, "0.json")} pixel value 7 is not a number in 0..1`);
+    expect(() => loadAllDigits(digitsWith("null"))).toThrow("should hold a multiple of 784 pixel values, has no data");
   });
 });

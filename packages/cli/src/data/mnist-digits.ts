@@ -20,17 +20,26 @@ export function digitsDir(): string {
 }
 
 function readDigitFile(file: string): number[] {
-  let parsed: unknown;
+  let text: string;
   try {
-    parsed = JSON.parse(readFileSync(file, "utf8"));
+    text = readFileSync(file, "utf8");
   } catch (err) {
     throw new Error(`digits: cannot read ${file} (${(err as Error).message})`);
   }
-  const data = (parsed as { data?: unknown }).data;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    // JSON.parse's message quotes the text around the error: not repeated here.
+    throw new Error(`digits: ${file} is not valid JSON`);
+  }
+  const data = (parsed as { data?: unknown } | null)?.data;
   if (!Array.isArray(data) || data.length === 0 || data.length % DIGIT_PIXELS !== 0) {
     const size = Array.isArray(data) ? `${data.length} values` : "no data array";
     throw new Error(`digits: ${file} should hold a multiple of ${DIGIT_PIXELS} pixel values, has ${size}`);
   }
+  const bad = data.findIndex((v) => typeof v !== "number" || !(v >= 0 && v <= 1));
+  if (bad >= 0) throw new Error(`digits: ${file} pixel value ${bad} is not a number in 0..1`);
   return data as number[];
 }
 

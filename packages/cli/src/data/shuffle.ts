@@ -36,8 +36,11 @@ export function takeRows(ds: Dataset, rows: Int32Array, name: string): Dataset {
   const x = sharedFloat32(rows.length * features);
   const y = ds.y instanceof Int32Array ? sharedInt32(rows.length) : sharedFloat32(rows.length);
   const lineNumbers = ds.lineNumbers ? new Int32Array(rows.length) : undefined;
+  // A subarray per row costs more than copying a few values one by one.
+  const isNarrow = features < 32;
   rows.forEach((row, i) => {
-    x.set(ds.x.subarray(row * features, (row + 1) * features), i * features);
+    if (isNarrow) for (let f = 0; f < features; f++) x[i * features + f] = ds.x[row * features + f];
+    else x.set(ds.x.subarray(row * features, (row + 1) * features), i * features);
     y[i] = ds.y[row];
     if (lineNumbers && ds.lineNumbers) lineNumbers[i] = ds.lineNumbers[row];
   });
