@@ -69,7 +69,7 @@ try {
   const check = [
     'import { createRequire } from "node:module";',
     "const require = createRequire(import.meta.url);",
-    'for (const p of ["core", "optim", "workers", "cli"]) require(`@threadgrad/${p}/package.json`);',
+    ...["core", "optim", "workers", "cli"].map((p) => `require("@threadgrad/${p}/package.json");`),
     "console.log(JSON.stringify({ loss: loss.item(), penalty: penalty.item(), backend: getKernelBackend() }));",
   ].join("\n");
   const source = `${example}\nimport { getKernelBackend } from "@threadgrad/core";\n${check}\n`;

@@ -156,7 +156,7 @@ describe("flat path", () => {
                 expected[i] = reference(resolved, expected[i]!, grads[i]!, refState[i]!, step);
             }
             expect(bytes(sliced).equals(bytes(whole))).toBe(true);
-            slicedState.forEach((b, k) => expect(bytes(b).equals(bytes(wholeState[k]!))).toBe(true));
+            for (const [k, b] of slicedState.entries()) expect(bytes(b).equals(bytes(wholeState[k]!))).toBe(true);
             // float64 differs from the reference by evaluation order only; float32 stores round
             // parameters and state to 24 bits after every step.
             const tol = isF32 ? 1e-6 : 1e-12;

@@ -60,12 +60,11 @@ describe("README example", () => {
     const ceSlope = (j: number, i: number) => slope((w1) => reference({ ...before, w1 }, xs, ys).ce, before.w1, j, i);
     // Adam's first step moves every weight by lr against its gradient's sign (m̂ = g, v̂ = g²).
     const after = weights();
-    after.w1.forEach((row, j) =>
-      row.forEach((v, i) => {
+    for (const [j, row] of after.w1.entries())
+      for (const [i, v] of row.entries()) {
         const g = ceSlope(j, i);
         if (Math.abs(g) > 1e-5) expect(v - before.w1[j]![i]!).toBeCloseTo(-1e-2 * Math.sign(g), 6);
-      }),
-    );
+      }
     expect(() => model.forward(x).backward()).toThrow(/grad can be implicitly created only for scalar outputs/);
 
     // Gradients as values, differentiable again: a gradient penalty.
@@ -74,7 +73,8 @@ describe("README example", () => {
     const penalty = dx!.pow(2).sum(1).mean();
     penalty.backward(); // second-order gradients reach the weights
     const want = reference(after, xs, ys);
-    rows(dx!.data, 4).forEach((row, b) => row.forEach((v, i) => expect(v).toBeCloseTo(want.dx[b]![i]!, 6)));
+    for (const [b, row] of rows(dx!.data, 4).entries())
+      for (const [i, v] of row.entries()) expect(v).toBeCloseTo(want.dx[b]![i]!, 6);
     expect(penalty.item()).toBeCloseTo(want.penalty, 6);
     // .grad adds up: the first backward's dCE/dW1 (before the step) plus dPenalty/dW1 (after it).
     const penaltySlope = (j: number, i: number) =>
@@ -83,7 +83,8 @@ describe("README example", () => {
     const fromPenalty = w1Grad.map((row, j) => row.map((_, i) => penaltySlope(j, i)));
     const expected = fromPenalty.map((row, j) => row.map((v, i) => ceSlope(j, i) + v));
     const tolerance = 1e-4 * Math.max(...expected.flat().map(Math.abs));
-    w1Grad.forEach((row, j) => row.forEach((v, i) => expect(Math.abs(v - expected[j]![i]!)).toBeLessThan(tolerance)));
+    for (const [j, row] of w1Grad.entries())
+      for (const [i, v] of row.entries()) expect(Math.abs(v - expected[j]![i]!)).toBeLessThan(tolerance);
     // The penalty's share stands well clear of the tolerance, so a missing second-order term would show.
     expect(Math.max(...fromPenalty.flat().map(Math.abs))).toBeGreaterThan(10 * tolerance);
   });

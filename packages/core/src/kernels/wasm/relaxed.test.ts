@@ -68,7 +68,10 @@ describe("WebAssembly matmul builds", () => {
       const kernels = instantiate(file, memory);
       const f32 = new Float32Array(memory.buffer);
       let seed = 7;
-      const rand = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32 - 0.5;
+      const rand = () => {
+        seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+        return seed / 2 ** 32 - 0.5;
+      };
       for (const [m, k, n] of SHAPES)
         for (const ta of [0, 1])
           for (const tb of [0, 1]) {
