@@ -73,6 +73,8 @@ export {
 } from "./ops/shape.js";
 export { gather, scatterAdd, indexSelect, indexAdd } from "./ops/indexing.js";
 export { mm, matmul, dot, outer } from "./ops/linalg.js";
+export { maskedFill, tril, triu } from "./ops/masking.js";
+export { split, chunk } from "./ops/split.js";
 export { eq, ne, lt, le, gt, ge, logicalAnd, logicalOr } from "./ops/compare.js";
 export * as nn from "./nn/index.js";
 export * as F from "./nn/functional.js";
