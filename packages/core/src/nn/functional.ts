@@ -10,6 +10,7 @@ import { dropoutMask } from "../ops/dropout.js";
 
 export * from "../losses/losses.js";
 export { relu, sigmoid, tanh, softplus, gelu, softmax, logSoftmax };
+export { scaledDotProductAttention, type AttentionOptions } from "../ops/attention.js";
 
 /** x·Wᵀ + b for x of shape [..., in]; W is [out, in]. Uses a transposed matmul, never a copy of W. */
 export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): Tensor {

@@ -1,5 +1,6 @@
 import { describe, expect, test } from "vitest";
 import {
+  F,
   type GradcheckOptions,
   Generator,
   type Tensor,
@@ -73,6 +74,7 @@ import { sliceBackward } from "./shape.js";
 import { reluGrad } from "./elementwise.js";
 import { logSoftmaxBackward } from "./softmax.js";
 import { linear } from "./linalg.js";
+import { attentionProbs } from "./attention.js";
 
 const gen = new Generator(1234);
 /** A float64 leaf with standard normal entries. */
@@ -239,6 +241,33 @@ const SAMPLES: Record<string, Sample[]> = {
   ],
   std: [s((a) => std(a), r(2, 3)), s((a) => std(a, 0, { keepdim: true }), r(3, 2))],
   norm2: [s((a) => norm(a, 2, 1), r(2, 3)), s((a) => norm(a, 2, [0, 1], true), r(3, 2))],
+  attentionProbs: [
+    s((q, k) => attentionProbs(q, k, null, 0.5), r(2, 3, 2), r(2, 4, 2)),
+    s((q, k, b) => attentionProbs(q, k, b, 1.3, true), r(3, 2), r(3, 2), r(3, 1)),
+  ],
+  scaledDotProductAttention: [
+    s((q, k, v) => F.scaledDotProductAttention(q, k, v), r(2, 3, 2), r(2, 4, 2), r(2, 4, 3)),
+    s((q, k, v) => F.scaledDotProductAttention(q, k, v, { isCausal: true }), r(2, 1, 3, 2), r(1, 2, 3, 2), r(3, 2)),
+    s(
+      (q, k, v, m) => F.scaledDotProductAttention(q, k, v, { attnMask: m, scale: 0.7 }),
+      r(2, 3, 2),
+      r(2, 4, 2),
+      r(2, 4, 2),
+      r(3, 4),
+    ),
+    s(
+      (q, k, v) =>
+        F.scaledDotProductAttention(q, k, v, {
+          attnMask: tensor([
+            [true, false, true],
+            [false, true, true],
+          ]),
+        }),
+      r(2, 2, 2),
+      r(2, 3, 2),
+      r(2, 3, 1),
+    ),
+  ],
   norm: [
     s((a) => norm(a), r(2, 3)),
     s((a) => norm(a, 1, 1), away(2, 3)),
