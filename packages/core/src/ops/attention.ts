@@ -53,7 +53,7 @@ function softmaxRows(
     for (let j = 0; j < cols; j++) {
       const v = isCausal && j > i ? -Infinity : scale * s[base + j]! + (bias === null ? 0 : bias[base + j]!);
       x[j] = v;
-      if (v > m || v !== v) m = v;
+      if (v > m || Number.isNaN(v)) m = v;
     }
     if (m === -Infinity) {
       s.fill(0, base, base + cols);
