@@ -14,6 +14,13 @@ export {
   Identity,
 } from "./layers.js";
 export {
+  MultiheadAttention,
+  TransformerEncoderLayer,
+  type MultiheadAttentionForwardOptions,
+  type TransformerEncoderLayerOptions,
+  type Activation,
+} from "./transformer.js";
+export {
   MSELoss,
   L1Loss,
   HuberLoss,
