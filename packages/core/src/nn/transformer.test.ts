@@ -13,6 +13,7 @@ import {
   setDefaultDtype,
   tensor,
   triu,
+  tril,
 } from "../index.js";
 
 // Everything here runs in float64, so references computed by loops agree to rounding and the
@@ -399,4 +400,34 @@ describe("a language-model loss over [N, C, T] logits", () => {
       Number.isNaN(F.crossEntropy(logits.permute(0, 2, 1), ones([n, t], { dtype: "int32" }).mul(-100)).item()),
     ).toBe(true);
   });
+});
+
+test("the README's attention example runs as written and says what it prints", () => {
+  setDefaultDtype("float32");
+  try {
+    manualSeed(0);
+    const x = randn([2, 5, 16], { requiresGrad: true }); // [batch, tokens, features]
+    const attn = new nn.MultiheadAttention(16, 4, { batchFirst: true });
+    const [y, weights] = attn.forward(x, x, x, { isCausal: true }); // y [2, 5, 16], weights [2, 5, 5]
+    y.pow(2).mean().backward(); // fills x.grad, attn.inProjWeight.grad, ...
+    expect([weights!.shape, x.grad!.shape]).toEqual([
+      [2, 5, 5],
+      [2, 5, 16],
+    ]);
+    expect(attn.inProjWeight.grad!.shape).toEqual([48, 16]);
+
+    const q = randn([2, 4, 5, 8], { requiresGrad: true });
+    const out = F.scaledDotProductAttention(q, q, q, { attnMask: tril(ones([5, 5], { dtype: "bool" })) });
+    out.sum().backward();
+    expect(q.grad!.shape).toEqual([2, 4, 5, 8]);
+
+    const layer = new nn.TransformerEncoderLayer(16, 4, { dimFeedforward: 64, batchFirst: true, normFirst: true });
+    const padding = tensor([
+      [false, false, false, true, true], // the last two tokens of sequence 0 are padding
+      [false, false, false, false, false],
+    ]);
+    expect(layer.forward(x, { srcKeyPaddingMask: padding }).shape).toEqual([2, 5, 16]);
+  } finally {
+    setDefaultDtype("float64");
+  }
 });
