@@ -357,3 +357,14 @@ test("matmul of 4-D operands multiplies every [b, h] slice", () => {
   }
   expectClose(out.data, want);
 });
+
+test("changing the returned weights in place is caught at backward", () => {
+  const q = r(1, 2, 2),
+    k = r(1, 3, 2),
+    v = r(1, 3, 2);
+  const { output, weights } = attend(q, k, v, null, 1, false, null);
+  weights.detach().mul_(2); // a detached view shares storage and version counter
+  expect(() => output.sum().backward()).toThrow(
+    /scaledDotProductAttention: one of the tensors needed for gradient computation has been modified by an in-place operation/,
+  );
+});

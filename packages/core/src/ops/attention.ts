@@ -136,8 +136,9 @@ export const attentionProbs = defineOp(
       p,
       "attentionProbs",
       inputs,
-      (g, needs) => scoresBackward(g, p, q, k, bias, scale, [needs[0]!, needs[1]!, needs[2] ?? false]),
-      inputs,
+      (g, needs) =>
+        scoresBackward(g, p, q, k, bias, scale, [needs[0]!, needs[1]!, needs[2] ?? false]).slice(0, inputs.length),
+      [...inputs, p],
     );
   },
 );
@@ -180,13 +181,14 @@ export function attend(
     (g, needs) => {
       const dv = needs[2] ? bmm(weights, g, true, false) : null;
       const qkb: [boolean, boolean, boolean] = [needs[0]!, needs[1]!, needs[3] ?? false];
-      if (!qkb.some(Boolean)) return [null, null, dv, null];
+      if (!qkb.some(Boolean)) return [null, null, dv, null].slice(0, inputs.length);
       let dp = bmm(g, v, false, true);
       if (dropMask !== null) dp = mul(dp, dropMask);
       const [dq, dk, db] = scoresBackward(dp, p, q, k, bias, scale, qkb);
-      return [dq, dk, dv, db];
+      return [dq, dk, dv, db].slice(0, inputs.length);
     },
-    inputs,
+    // P and the weights too: a caller changing the returned weights in place is caught at backward.
+    [...inputs, p, weights],
   );
   return { output, weights };
 }
