@@ -11,6 +11,7 @@ import {
   ones,
   randn,
   setDefaultDtype,
+  setSampleContext,
   tensor,
   triu,
   tril,
@@ -430,4 +431,27 @@ test("the README's attention example runs as written and says what it prints", (
   } finally {
     setDefaultDtype("float64");
   }
+});
+
+describe("dropout inside a trainer's sample context", () => {
+  afterAll(() => setSampleContext(null));
+
+  test.each([false, true])(
+    "batchFirst %s: a sample's output does not depend on the other samples of its batch",
+    (batchFirst) => {
+      manualSeed(12);
+      const layer = new nn.TransformerEncoderLayer(4, 2, { dimFeedforward: 8, dropout: 0.3, batchFirst });
+      const x = rand(3, 3, 4); // [N, L, E] or [L, N, E]
+      setSampleContext({ seed: 1, step: 4, firstSample: 20 });
+      const all = layer.forward(x);
+      // sample 22 alone, as a worker holding only that sample would run it
+      const one = batchFirst ? x.slice(0, 2) : x.slice(1, 2);
+      setSampleContext({ seed: 1, step: 4, firstSample: 22 });
+      const alone = layer.forward(one);
+      setSampleContext(null);
+      expectClose((batchFirst ? all.slice(0, 2) : all.slice(1, 2)).data, alone.data, 1e-13);
+      // and dropout did act: the output differs from eval mode
+      expect(alone.data).not.toEqual(layer.eval().forward(one).data);
+    },
+  );
 });

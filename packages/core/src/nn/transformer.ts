@@ -245,6 +245,14 @@ export class TransformerEncoderLayer extends Module {
     else throw new Error(`TransformerEncoderLayer: activation should be relu/gelu, not ${String(activation)}`);
   }
 
+  // Inside a trainer, dropout keys its random numbers by the first dim as the sample index, so
+  // sequence-first tensors go through it batch-first: a sample's masks then do not depend on which
+  // worker runs it (the attention dropout inside selfAttn is drawn batch-first already).
+  private drop(d: Dropout, x: Tensor): Tensor {
+    if (this.selfAttn.batchFirst || x.ndim !== 3 || !d.training || d.p === 0) return d.forward(x);
+    return transpose(d.forward(transpose(x, 0, 1)), 0, 1);
+  }
+
   /** src [L, N, E] ([N, L, E] with batchFirst, or [L, E]); masks as MultiheadAttention's. */
   forward(
     src: Tensor,
@@ -257,10 +265,10 @@ export class TransformerEncoderLayer extends Module {
         isCausal: opts.isCausal ?? false,
         needWeights: false,
       });
-      return this.dropout1.forward(y);
+      return this.drop(this.dropout1, y);
     };
     const feedForward = (x: Tensor): Tensor =>
-      this.dropout2.forward(this.linear2.forward(this.dropout.forward(this.activation(this.linear1.forward(x)))));
+      this.drop(this.dropout2, this.linear2.forward(this.drop(this.dropout, this.activation(this.linear1.forward(x)))));
     let x = src;
     if (this.normFirst) {
       x = add(x, attention(this.norm1.forward(x)));
