@@ -319,6 +319,25 @@ describe("TransformerEncoderLayer", () => {
     expect(new nn.TransformerEncoderLayer(8, 2).linear1.outFeatures).toBe(2048);
   });
 
+  test("prints its children as PyTorch does, in camelCase", () => {
+    expect(new nn.TransformerEncoderLayer(4, 2, { dimFeedforward: 8 }).toString()).toBe(
+      [
+        "TransformerEncoderLayer(",
+        "  (selfAttn): MultiheadAttention(",
+        "    (outProj): Linear(in_features=4, out_features=4, bias=True)",
+        "  )",
+        "  (linear1): Linear(in_features=4, out_features=8, bias=True)",
+        "  (dropout): Dropout(p=0.1, inplace=False)",
+        "  (linear2): Linear(in_features=8, out_features=4, bias=True)",
+        "  (norm1): LayerNorm((4,), eps=1e-05, elementwise_affine=True)",
+        "  (norm2): LayerNorm((4,), eps=1e-05, elementwise_affine=True)",
+        "  (dropout1): Dropout(p=0.1, inplace=False)",
+        "  (dropout2): Dropout(p=0.1, inplace=False)",
+        ")",
+      ].join("\n"),
+    );
+  });
+
   test.each([
     ["post-norm with relu", false, "relu" as const, (t: Tensor) => t.relu()],
     ["pre-norm with gelu", true, "gelu" as const, (t: Tensor) => t.gelu()],

@@ -183,10 +183,6 @@ export class MultiheadAttention extends Module {
     }
     return bias;
   }
-
-  override extraRepr(): string {
-    return `embed_dim=${this.embedDim}, num_heads=${this.numHeads}, batch_first=${this.batchFirst ? "True" : "False"}`;
-  }
 }
 
 export type Activation = "relu" | "gelu" | ((x: Tensor) => Tensor);
