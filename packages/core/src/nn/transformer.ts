@@ -117,12 +117,15 @@ export class MultiheadAttention extends Module {
     const bad = [query, key, value].some((t) => t.ndim !== query.ndim || t.shape[t.ndim - 1] !== e);
     if ((query.ndim !== 2 && query.ndim !== 3) || bad) {
       throw new Error(
-        `MultiheadAttention: expected query, key and value of shape [L, N, ${e}] (or [N, L, ${e}] with batchFirst, or unbatched [L, ${e}]), got ${fmtShape(query.shape)}, ${fmtShape(key.shape)}, ${fmtShape(value.shape)}`,
+        `MultiheadAttention: expected query, key and value of shape [L, N, ${e}] (or [N, L, ${e}] with ` +
+          `batchFirst, or unbatched [L, ${e}]), got ${fmtShape(query.shape)}, ${fmtShape(key.shape)}, ` +
+          `${fmtShape(value.shape)}`,
       );
     }
     if (key.shape.slice(0, -1).join() !== value.shape.slice(0, -1).join()) {
       throw new Error(
-        `MultiheadAttention: key ${fmtShape(key.shape)} and value ${fmtShape(value.shape)} must agree in all but the last dim`,
+        `MultiheadAttention: key ${fmtShape(key.shape)} and value ${fmtShape(value.shape)} ` +
+          "must agree in all but the last dim",
       );
     }
     const batchDim = this.batchFirst ? 0 : 1;
@@ -165,7 +168,8 @@ export class MultiheadAttention extends Module {
       const fits = attnMask.shape.join() === `${l},${s}` || attnMask.shape.join() === perHead.join();
       if (!fits) {
         throw new Error(
-          `MultiheadAttention: attnMask should have shape ${fmtShape([l, s])} or ${fmtShape(perHead)}, got ${fmtShape(attnMask.shape)}`,
+          `MultiheadAttention: attnMask should have shape ${fmtShape([l, s])} or ${fmtShape(perHead)}, ` +
+            `got ${fmtShape(attnMask.shape)}`,
         );
       }
       const m = maskBias(attnMask, dtype, "attnMask");
@@ -175,7 +179,8 @@ export class MultiheadAttention extends Module {
       const expected = batched ? [n, s] : [s];
       if (keyPaddingMask.shape.join() !== expected.join()) {
         throw new Error(
-          `MultiheadAttention: keyPaddingMask should have shape ${fmtShape(expected)}, got ${fmtShape(keyPaddingMask.shape)}`,
+          `MultiheadAttention: keyPaddingMask should have shape ${fmtShape(expected)}, ` +
+            `got ${fmtShape(keyPaddingMask.shape)}`,
         );
       }
       const m = reshape(maskBias(keyPaddingMask, dtype, "keyPaddingMask"), [n, 1, 1, s]);

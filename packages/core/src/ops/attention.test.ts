@@ -175,7 +175,8 @@ describe("attention probabilities and gradients", () => {
     expectClose(p.data, reference(q, k, r(2, 5, 1), { bias: biasOf(bias, [2, 3, 5]), scale: 0.7 }).p);
   });
 
-  test("first-order gradients equal the formulas dV = Pᵀg, dS = P⊙(dP − Σ dP⊙P), dQ = s·dS·K, dK = s·dSᵀ·Q", () => {
+  // dV = Pᵀg, dP = g·Vᵀ, dS = P⊙(dP − Σ_row dP⊙P), dQ = scale·dS·K, dK = scale·dSᵀ·Q
+  test("first-order gradients equal the formulas for dQ, dK and dV", () => {
     const [b, l, s, e, c] = [2, 3, 4, 3, 2];
     const q = r(b, l, e),
       k = r(b, s, e),
@@ -365,6 +366,6 @@ test("changing the returned weights in place is caught at backward", () => {
   const { output, weights } = attend(q, k, v, null, 1, false, null);
   weights.detach().mul_(2); // a detached view shares storage and version counter
   expect(() => output.sum().backward()).toThrow(
-    /scaledDotProductAttention: one of the tensors needed for gradient computation has been modified by an in-place operation/,
+    /scaledDotProductAttention: one of the tensors needed for gradient computation has been modified by an in-place/,
   );
 });

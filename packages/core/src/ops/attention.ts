@@ -75,7 +75,8 @@ function softmaxRows(
 function checkOperands(q: Tensor, k: Tensor, op: string): [number, number, number] {
   if (q.ndim < 2 || k.ndim !== q.ndim || !shapeEq(q.shape.slice(0, -2), k.shape.slice(0, -2))) {
     throw new Error(
-      `${op}: expected query [..., L, E] and key [..., S, E] with the same leading dims, got ${fmtShape(q.shape)} and ${fmtShape(k.shape)}`,
+      `${op}: expected query [..., L, E] and key [..., S, E] with the same leading dims, ` +
+        `got ${fmtShape(q.shape)} and ${fmtShape(k.shape)}`,
     );
   }
   const [l, e] = q.shape.slice(-2) as [number, number];
@@ -165,7 +166,8 @@ export function attend(
   const [, s] = checkOperands(q, k, "scaledDotProductAttention");
   if (v.ndim !== q.ndim || !shapeEq(v.shape.slice(0, -2), q.shape.slice(0, -2)) || v.shape[v.ndim - 2] !== s) {
     throw new Error(
-      `scaledDotProductAttention: expected value [..., S, Ev] with S = ${s} and the query's leading dims, got ${fmtShape(v.shape)} for key ${fmtShape(k.shape)}`,
+      `scaledDotProductAttention: expected value [..., S, Ev] with S = ${s} and the query's leading dims, ` +
+        `got ${fmtShape(v.shape)} for key ${fmtShape(k.shape)}`,
     );
   }
   if (v.dtype !== q.dtype)
@@ -225,7 +227,8 @@ export function attentionInputs(
   const op = "scaledDotProductAttention";
   if (q.ndim < 2 || k.ndim < 2 || v.ndim < 2) {
     throw new Error(
-      `${op}: query, key and value need at least 2 dims ([..., L, E]), got ${fmtShape(q.shape)}, ${fmtShape(k.shape)}, ${fmtShape(v.shape)}`,
+      `${op}: query, key and value need at least 2 dims ([..., L, E]), ` +
+        `got ${fmtShape(q.shape)}, ${fmtShape(k.shape)}, ${fmtShape(v.shape)}`,
     );
   }
   if (!isFloat(q.dtype) || k.dtype !== q.dtype || v.dtype !== q.dtype) {

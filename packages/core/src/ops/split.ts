@@ -26,7 +26,8 @@ export function split(x: Tensor, sizeOrSections: number | readonly number[], dim
     const total = sizes.reduce((a, b) => a + b, 0);
     if (sizes.some((s) => !Number.isInteger(s) || s < 0) || total !== n) {
       throw new Error(
-        `split: split sizes ${fmtShape(sizes)} must be non-negative integers adding up to the size of dim ${d} (${n}), they add up to ${total}`,
+        `split: split sizes ${fmtShape(sizes)} must be non-negative integers adding up to the size of dim ${d} ` +
+          `(${n}), they add up to ${total}`,
       );
     }
   }
