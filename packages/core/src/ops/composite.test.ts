@@ -8,7 +8,7 @@ test("F.gelu is x·Φ(x) exactly, and PyTorch's tanh form with approximate 'tanh
     0.0013498980316300946, 0.15865525393145707, 0.5, 0.6914624612740131, 0.8413447460685429, 0.9772498680518208,
   ];
   const exact = F.gelu(x).data;
-  [...x.data].forEach((v, i) => expect(Math.abs(exact[i]! - v * phi[i]!)).toBeLessThan(1e-14));
+  for (const [i, v] of [...x.data].entries()) expect(Math.abs(exact[i]! - v * phi[i]!)).toBeLessThan(1e-14);
   const approx = F.gelu(x, { approximate: "tanh" }).data;
   [...x.data].forEach((v, i) => {
     const want = 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3)));
