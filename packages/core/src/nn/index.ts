@@ -16,6 +16,7 @@ export {
 export {
   MultiheadAttention,
   TransformerEncoderLayer,
+  TransformerEncoder,
   type MultiheadAttentionForwardOptions,
   type TransformerEncoderLayerOptions,
   type Activation,

@@ -474,3 +474,51 @@ describe("dropout inside a trainer's sample context", () => {
     },
   );
 });
+
+describe("TransformerEncoder", () => {
+  test("stacks copies of the layer: equal initial weights, separate tensors, PyTorch's names", () => {
+    manualSeed(13);
+    const layer = new nn.TransformerEncoderLayer(4, 2, { dimFeedforward: 8, batchFirst: true, normFirst: true });
+    const encoder = new nn.TransformerEncoder(layer, 2, { norm: new nn.LayerNorm(4) });
+    const names = [...encoder.namedParameters()].map(([k]) => k);
+    expect(names.length).toBe(2 * 12 + 2);
+    expect(names.slice(0, 2)).toEqual(["layers.0.selfAttn.inProjWeight", "layers.0.selfAttn.inProjBias"]);
+    expect(names.slice(12, 13)).toEqual(["layers.1.selfAttn.inProjWeight"]);
+    expect(names.slice(-2)).toEqual(["norm.weight", "norm.bias"]);
+    const [a, b] = encoder.layers as [nn.TransformerEncoderLayer, nn.TransformerEncoderLayer];
+    expect(a.linear1.weight.data).toEqual(layer.linear1.weight.data);
+    expect(b.linear1.weight.data).toEqual(layer.linear1.weight.data);
+    expect(a.linear1.weight).not.toBe(b.linear1.weight);
+    noGrad(() => a.linear1.weight.mul_(2));
+    expect(b.linear1.weight.data).toEqual(layer.linear1.weight.data);
+  });
+
+  test("runs the layers in order with the masks, then the norm", () => {
+    manualSeed(14);
+    const layer = new nn.TransformerEncoderLayer(4, 2, { dimFeedforward: 8, dropout: 0 });
+    const norm = new nn.LayerNorm(4);
+    noGrad(() => norm.weight!.copy_(rand(4)));
+    const encoder = new nn.TransformerEncoder(layer, 3, { norm });
+    noGrad(() => {
+      for (const p of encoder.parameters()) p.add_(rand(...p.shape).mul(0.1)); // make the layers differ
+    });
+    const x = rand(3, 2, 4);
+    const pad = tensor([
+      [false, false, true],
+      [false, false, false],
+    ]);
+    let h = x;
+    for (const l of encoder.layers) h = l.forward(h, { srcKeyPaddingMask: pad, isCausal: true });
+    const want = norm.forward(h);
+    expectClose(encoder.forward(x, { srcKeyPaddingMask: pad, isCausal: true }).data, want.data, 0);
+    const f = (t: Tensor) => encoder.forward(t, { srcKeyPaddingMask: pad });
+    expect(gradcheck(f, [x.requiresGrad_()])).toBe(true);
+  });
+
+  test("refuses a layer count that is not a positive integer", () => {
+    const layer = new nn.TransformerEncoderLayer(4, 2, { dimFeedforward: 8 });
+    expect(() => new nn.TransformerEncoder(layer, 0)).toThrow(
+      /TransformerEncoder: numLayers must be a positive integer, got 0/,
+    );
+  });
+});

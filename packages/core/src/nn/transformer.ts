@@ -222,6 +222,8 @@ export class TransformerEncoderLayer extends Module {
   dropout1: Dropout;
   dropout2: Dropout;
   readonly normFirst: boolean;
+  /** The options it was built with, for copies. */
+  readonly options: Readonly<TransformerEncoderLayerOptions>;
   private readonly activation: (x: Tensor) => Tensor;
 
   constructor(
@@ -230,6 +232,7 @@ export class TransformerEncoderLayer extends Module {
     opts: TransformerEncoderLayerOptions = {},
   ) {
     super();
+    this.options = { ...opts };
     const { dimFeedforward = 2048, dropout = 0.1, activation = "relu", layerNormEps = 1e-5 } = opts;
     this.selfAttn = new MultiheadAttention(dModel, nhead, { dropout, batchFirst: opts.batchFirst ?? false });
     this.linear1 = new Linear(dModel, dimFeedforward);
@@ -244,6 +247,13 @@ export class TransformerEncoderLayer extends Module {
     else if (activation === "gelu") this.activation = (x) => gelu(x);
     else if (typeof activation === "function") this.activation = activation;
     else throw new Error(`TransformerEncoderLayer: activation should be relu/gelu, not ${String(activation)}`);
+  }
+
+  /** A layer with the same options and a copy of this one's parameters (PyTorch's deep copy). */
+  copy(): TransformerEncoderLayer {
+    const layer = new TransformerEncoderLayer(this.dModel, this.nhead, this.options);
+    layer.loadStateDict(this.stateDict());
+    return layer.train(this.training);
   }
 
   // Inside a trainer, dropout keys its random numbers by the first dim as the sample index, so
@@ -277,5 +287,46 @@ export class TransformerEncoderLayer extends Module {
     }
     x = this.norm1.forward(add(x, attention(x)));
     return this.norm2.forward(add(x, feedForward(x)));
+  }
+}
+
+/**
+ * PyTorch's TransformerEncoder: `numLayers` copies of `encoderLayer` (equal initial weights, as
+ * PyTorch's deep copy gives; building them draws from the default generator, then their values are
+ * overwritten), run in order, then the optional final `norm`. Parameters are `layers.0.selfAttn...`
+ * to `layers.{numLayers-1}...`, then `norm.weight` and `norm.bias`.
+ * ```ts
+ * const layer = new nn.TransformerEncoderLayer(16, 4, { dimFeedforward: 32, batchFirst: true, normFirst: true });
+ * const encoder = new nn.TransformerEncoder(layer, 2, { norm: new nn.LayerNorm(16) });
+ * const y = encoder.forward(x, { isCausal: true }); // x [N, L, 16]
+ * ```
+ */
+export class TransformerEncoder extends Module {
+  layers: TransformerEncoderLayer[];
+  norm: LayerNorm | null;
+
+  constructor(
+    encoderLayer: TransformerEncoderLayer,
+    readonly numLayers: number,
+    opts: { norm?: LayerNorm | null } = {},
+  ) {
+    super();
+    if (!(Number.isInteger(numLayers) && numLayers > 0)) {
+      throw new Error(`TransformerEncoder: numLayers must be a positive integer, got ${numLayers}`);
+    }
+    this.layers = Array.from({ length: numLayers }, () => encoderLayer.copy());
+    this.norm = opts.norm ?? null;
+  }
+
+  /** src as the layers take it; `mask`, `srcKeyPaddingMask` and `isCausal` go to every layer. */
+  forward(
+    src: Tensor,
+    opts: { mask?: Tensor | null; srcKeyPaddingMask?: Tensor | null; isCausal?: boolean } = {},
+  ): Tensor {
+    let x = src;
+    for (const layer of this.layers) {
+      x = layer.forward(x, { srcMask: opts.mask, srcKeyPaddingMask: opts.srcKeyPaddingMask, isCausal: opts.isCausal });
+    }
+    return this.norm === null ? x : this.norm.forward(x);
   }
 }
