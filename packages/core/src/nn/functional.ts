@@ -1,12 +1,12 @@
 import { Tensor } from "../tensor/tensor.js";
 import { fmtShape } from "../tensor/shape.js";
-import { defaultGenerator, getSampleContext } from "../tensor/random.js";
 import { add, mul, relu, sigmoid, tanh, softplus, where } from "../ops/elementwise.js";
 import { gelu, softmax, logSoftmax } from "../ops/composite.js";
 import { linear as fusedLinear, mm } from "../ops/linalg.js";
 import { indexSelect } from "../ops/indexing.js";
 import { reshape } from "../ops/shape.js";
 import { mean } from "../ops/reduce.js";
+import { dropoutMask } from "../ops/dropout.js";
 
 export * from "../losses/losses.js";
 export { conv1d, conv2d, type Conv1dOptions, type Conv2dOptions, type ConvPadding } from "../ops/conv.js";
@@ -19,6 +19,7 @@ export {
 } from "../ops/pool.js";
 export { batchNorm, groupNorm, type BatchNormOptions } from "../ops/norm.js";
 export { relu, sigmoid, tanh, softplus, gelu, softmax, logSoftmax };
+export { scaledDotProductAttention, type AttentionOptions } from "../ops/attention.js";
 
 /** x·Wᵀ + b for x of shape [..., in]; W is [out, in]. Uses a transposed matmul, never a copy of W. */
 export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): Tensor {
@@ -33,30 +34,11 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): T
   return x.ndim === 2 ? y : reshape(y, [...x.shape.slice(0, -1), weight.shape[0]!]);
 }
 
-/**
- * Inverted dropout. Inside a trainer's sample context the mask of row i is drawn from the
- * counter-based generator keyed by (step, first sample + i, call number, element), so it does not
- * depend on which worker runs the row; otherwise it comes from the default generator.
- */
+/** Inverted dropout: zeroes elements with probability p and scales the rest by 1/(1-p) (see dropoutMask). */
 export function dropout(x: Tensor, p = 0.5, training = true): Tensor {
   if (!(p >= 0 && p <= 1)) throw new Error(`dropout: probability has to be between 0 and 1, but got ${p}`);
   if (!training || p === 0) return x;
-  const mask = Tensor.empty(x.shape, x.dtype === "float64" ? "float64" : "float32");
-  const scale = p === 1 ? 0 : 1 / (1 - p);
-  const ctx = getSampleContext();
-  const m = mask.data;
-  if (ctx !== null) {
-    const stream = ctx.stream++;
-    const rows = x.ndim === 0 ? 1 : x.shape[0]!;
-    const per = rows === 0 ? 0 : x.numel / rows;
-    for (let r = 0; r < rows; r++) {
-      for (let k = 0; k < per; k++)
-        m[r * per + k] = ctx.generator.uniform(ctx.step, ctx.firstSample + r, stream, k) < p ? 0 : scale;
-    }
-  } else {
-    for (let i = 0; i < m.length; i++) m[i] = defaultGenerator.random() < p ? 0 : scale;
-  }
-  return mul(x, mask);
+  return mul(x, dropoutMask(x.shape, x.dtype === "float64" ? "float64" : "float32", p));
 }
 
 /**

@@ -16,6 +16,14 @@ export {
 export { Conv1d, Conv2d, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d } from "./conv.js";
 export { BatchNorm1d, BatchNorm2d, GroupNorm, type BatchNormModuleOptions } from "./norm.js";
 export {
+  MultiheadAttention,
+  TransformerEncoderLayer,
+  TransformerEncoder,
+  type MultiheadAttentionForwardOptions,
+  type TransformerEncoderLayerOptions,
+  type Activation,
+} from "./transformer.js";
+export {
   MSELoss,
   L1Loss,
   HuberLoss,

@@ -36,9 +36,10 @@ export abstract class Module {
   training = true;
   private readonly _buffers = new Set<string>();
 
-  // `any`: subclasses declare their own inputs (forward(x: Tensor), forward(ids, mask), ...) and a
-  // model held as a plain Module can still be called, as in PyTorch.
-  abstract forward(...inputs: any[]): Tensor;
+  // `any`: subclasses declare their own inputs (forward(x: Tensor), forward(ids, mask), ...) and
+  // outputs (MultiheadAttention returns [output, weights]), and a model held as a plain Module can
+  // still be called, as in PyTorch.
+  abstract forward(...inputs: any[]): any;
 
   /** Buffers are state that is saved and loaded but not trained (running statistics, masks). */
   registerBuffer(name: string, t: Tensor): void {

@@ -8,10 +8,12 @@ import * as ew from "./elementwise.js";
 import * as ip from "./inplace.js";
 import * as ix from "./indexing.js";
 import * as la from "./linalg.js";
+import * as mk from "./masking.js";
 import type { TensorLike } from "./op.js";
 import * as red from "./reduce.js";
 import type { Dims } from "./reduce.js";
 import * as sh from "./shape.js";
+import * as sp from "./split.js";
 
 // Tensor methods are attached here rather than in tensor.ts so that the tensor module does not
 // depend on the ops (which depend on it).
@@ -92,6 +94,11 @@ declare module "../tensor/tensor.js" {
     fill_(value: number): Tensor;
     copy_(src: Tensor): Tensor;
     toString(): string;
+    maskedFill(mask: Tensor, value: TensorLike): Tensor;
+    tril(diagonal?: number): Tensor;
+    triu(diagonal?: number): Tensor;
+    split(sizeOrSections: number | readonly number[], dim?: number): Tensor[];
+    chunk(chunks: number, dim?: number): Tensor[];
   }
 }
 
@@ -328,4 +335,19 @@ P.copy_ = function (src) {
 };
 P.toString = function () {
   return formatTensor(this);
+};
+P.maskedFill = function (mask, value) {
+  return mk.maskedFill(this, mask, value);
+};
+P.tril = function (diagonal) {
+  return mk.tril(this, diagonal);
+};
+P.triu = function (diagonal) {
+  return mk.triu(this, diagonal);
+};
+P.split = function (sizeOrSections, dim) {
+  return sp.split(this, sizeOrSections, dim);
+};
+P.chunk = function (chunks, dim) {
+  return sp.chunk(this, chunks, dim);
 };

@@ -1,5 +1,6 @@
 import { describe, expect, test } from "vitest";
 import {
+  F,
   type GradcheckOptions,
   Generator,
   type Tensor,
@@ -7,6 +8,7 @@ import {
   add,
   broadcastTo,
   cat,
+  chunk,
   clamp,
   clone,
   div,
@@ -23,6 +25,7 @@ import {
   indexSelect,
   log,
   log1p,
+  maskedFill,
   logSoftmax,
   logsumexp,
   matmul,
@@ -46,6 +49,7 @@ import {
   sigmoid,
   slice,
   softmax,
+  split,
   softplus,
   sqrt,
   squeeze,
@@ -58,6 +62,8 @@ import {
   tensor,
   to,
   transpose,
+  tril,
+  triu,
   unsqueeze,
   var as variance,
   where,
@@ -69,6 +75,7 @@ import { reluGrad } from "./elementwise.js";
 import { logSoftmaxBackward } from "./softmax.js";
 import { linear } from "./linalg.js";
 import { type Geometry, col2im, im2col } from "./conv.js";
+import { attentionProbs } from "./attention.js";
 
 const gen = new Generator(1234);
 /** A float64 leaf with standard normal entries. */
@@ -259,6 +266,33 @@ const SAMPLES: Record<string, Sample[]> = {
   ],
   std: [s((a) => std(a), r(2, 3)), s((a) => std(a, 0, { keepdim: true }), r(3, 2))],
   norm2: [s((a) => norm(a, 2, 1), r(2, 3)), s((a) => norm(a, 2, [0, 1], true), r(3, 2))],
+  attentionProbs: [
+    s((q, k) => attentionProbs(q, k, null, 0.5), r(2, 3, 2), r(2, 4, 2)),
+    s((q, k, b) => attentionProbs(q, k, b, 1.3, true), r(3, 2), r(3, 2), r(3, 1)),
+  ],
+  scaledDotProductAttention: [
+    s((q, k, v) => F.scaledDotProductAttention(q, k, v), r(2, 3, 2), r(2, 4, 2), r(2, 4, 3)),
+    s((q, k, v) => F.scaledDotProductAttention(q, k, v, { isCausal: true }), r(2, 1, 3, 2), r(1, 2, 3, 2), r(3, 2)),
+    s(
+      (q, k, v, m) => F.scaledDotProductAttention(q, k, v, { attnMask: m, scale: 0.7 }),
+      r(2, 3, 2),
+      r(2, 4, 2),
+      r(2, 4, 2),
+      r(3, 4),
+    ),
+    s(
+      (q, k, v) =>
+        F.scaledDotProductAttention(q, k, v, {
+          attnMask: tensor([
+            [true, false, true],
+            [false, true, true],
+          ]),
+        }),
+      r(2, 2, 2),
+      r(2, 3, 2),
+      r(2, 3, 1),
+    ),
+  ],
   norm: [
     s((a) => norm(a), r(2, 3)),
     s((a) => norm(a, 1, 1), away(2, 3)),
@@ -288,6 +322,11 @@ const COMPOSED: Record<string, Sample[]> = {
   unsqueeze: [s((a, w) => mul(unsqueeze(a, -1), w), r(2, 3), r(2, 3, 4))],
   flatten: [s((a, w) => mul(flatten(a, 1), w), r(2, 3, 4), r(2, 12))],
   stack: [s((a, b) => stack([a, b, a], 1), r(2, 3), r(2, 3))],
+  maskedFill: [s((a) => maskedFill(a, tensor([[true], [false]]), 0.5), r(2, 3))],
+  tril: [s((a) => tril(a), r(3, 4)), s((a) => tril(a, -1), r(2, 3, 3))],
+  triu: [s((a) => triu(a, 1), r(4, 3))],
+  split: [s((a) => cat(split(a, [1, 3], 1).reverse(), 1), r(2, 4))],
+  chunk: [s((a) => mul(chunk(a, 2, 0)[0]!, chunk(a, 2, 0)[1]!), r(4, 3))],
 };
 
 describe("gradients of every registered op", () => {
