@@ -1,3 +1,4 @@
+import type { Tensor } from "@threadgrad/core";
 import { ATTR_FLOAT, ATTR_INT, ATTR_INTS, ONNX_FLOAT, ONNX_INT32, ONNX_INT64 } from "./onnx-schema.js";
 
 /** A dimension: its size, or null for the batch (a named, free dimension in the graph). */
@@ -38,6 +39,7 @@ export class Graph {
   readonly initializers: object[] = [];
   private readonly valueNames = new Set<string>();
   private readonly nodeNames = new Set<string>();
+  private readonly parameters = new Map<Tensor, string>();
 
   /** `reserved`: names the graph's input and output own. */
   constructor(reserved: string[]) {
@@ -49,6 +51,16 @@ export class Graph {
     for (let k = 1; names.has(name); k++) name = `${base}_${k}`;
     names.add(name);
     return name;
+  }
+
+  /** A module parameter as an initializer; a parameter shared by two layers (tied weights) is stored once. */
+  parameter(name: string, t: Tensor): string {
+    let stored = this.parameters.get(t);
+    if (stored === undefined) {
+      stored = this.floats(name, t.shape, t.data);
+      this.parameters.set(t, stored);
+    }
+    return stored;
   }
 
   /** A float32 initializer; float64 values are rounded to float32 (the graph computes in float32). */

@@ -38,8 +38,8 @@ function linear(m: nn.Linear, x: Value, graph: Graph, path: string): Value {
       `exportOnnx: ${where(m, path)} expects ${m.inFeatures} input features, got shape ${fmtDims(x.shape)}`,
     );
   }
-  const w = graph.floats(param(path, "weight"), m.weight.shape, m.weight.data);
-  const b = m.bias ? graph.floats(param(path, "bias"), m.bias.shape, m.bias.data) : null;
+  const w = graph.parameter(param(path, "weight"), m.weight);
+  const b = m.bias ? graph.parameter(param(path, "bias"), m.bias) : null;
   const shape = [...x.shape.slice(0, -1), m.outFeatures];
   if (x.shape.length === 2) {
     const name = graph.node("Gemm", b ? [x.name, w, b] : [x.name, w], path, [intAttr("transB", 1)]);
@@ -107,11 +107,9 @@ function layerNorm(m: nn.LayerNorm, x: Value, graph: Graph, path: string): Value
   }
   const size = m.normalizedShape.reduce((a, b) => a * b, 1);
   const scale = m.weight
-    ? graph.floats(param(path, "weight"), m.weight.shape, m.weight.data)
+    ? graph.parameter(param(path, "weight"), m.weight)
     : graph.floats(`${path}/ones`, m.normalizedShape, new Float32Array(size).fill(1));
-  const inputs = m.bias
-    ? [x.name, scale, graph.floats(param(path, "bias"), m.bias.shape, m.bias.data)]
-    : [x.name, scale];
+  const inputs = m.bias ? [x.name, scale, graph.parameter(param(path, "bias"), m.bias)] : [x.name, scale];
   const attrs = [intAttr("axis", -k), floatAttr("epsilon", m.eps)];
   return { ...x, name: graph.node("LayerNormalization", inputs, path, attrs) };
 }
@@ -120,7 +118,7 @@ function embedding(m: nn.Embedding, x: Value, graph: Graph, path: string): Value
   if (x.dtype === "float32") {
     throw new Error(`exportOnnx: ${where(m, path)} needs int32 or int64 token ids, got float32 (set inputDtype)`);
   }
-  const w = graph.floats(param(path, "weight"), m.weight.shape, m.weight.data);
+  const w = graph.parameter(param(path, "weight"), m.weight);
   const name = graph.node("Gather", [w, x.name], path, [intAttr("axis", 0)]);
   return { name, shape: [...x.shape, m.embeddingDim], dtype: "float32" };
 }

@@ -96,6 +96,18 @@ describe("exportOnnx matches threadgrad's forward in onnxruntime (within 1e-5)",
     });
   });
 
+  it("a weight tied between Embedding and Linear is one initializer under its state dict name", async () => {
+    manualSeed(6);
+    const embed = new nn.Embedding(5, 4);
+    const out = new nn.Linear(4, 5);
+    out.weight = embed.weight;
+    const model = new nn.Sequential(embed, new nn.Tanh(), out);
+    const bytes = exportOnnx(model, { sampleShape: [3] });
+    expect(decode(bytes).graph.initializer.map((t) => t.name)).toEqual(Object.keys(model.stateDict()));
+    expect(Object.keys(model.stateDict())).toEqual(["0.weight", "2.bias"]);
+    await expectSameOutputs(model, randint(0, 5, [2, 3], { dtype: "int32" }), { sampleShape: [3] });
+  });
+
   it("nested Sequentials and a float64 model (weights rounded to float32)", async () => {
     manualSeed(5);
     const inner = new nn.Sequential(new nn.Linear(3, 3, { dtype: "float64" }), new nn.ReLU());
@@ -176,6 +188,19 @@ describe("exportOnnx errors", () => {
     );
   });
 
+  it("suspects a second copy of core when a class has a supported layer's name", () => {
+    const other = {
+      Linear: class extends nn.Module {
+        forward(x: Tensor): Tensor {
+          return x;
+        }
+      },
+    };
+    expect(() => exportOnnx(new nn.Sequential(new other.Linear()), { sampleShape: [2] })).toThrow(
+      "exportOnnx: module '0' (Linear) has no ONNX mapping (a class of that name from another copy of @threadgrad/core?)",
+    );
+  });
+
   it("names the layer and the shape when the sample shape does not fit", () => {
     const model = new nn.Sequential(new nn.Linear(4, 2));
     expect(() => exportOnnx(model, { sampleShape: [5] })).toThrow(
@@ -196,6 +221,9 @@ describe("exportOnnx errors", () => {
     const model = new nn.Linear(2, 2);
     expect(() => exportOnnx(model, { sampleShape: [0] })).toThrow(
       "exportOnnx: sampleShape must be a list of positive integers, got [0]",
+    );
+    expect(() => exportOnnx(model, { sampleShape: 4 as unknown as number[] })).toThrow(
+      "exportOnnx: sampleShape must be a list of positive integers, got 4",
     );
     expect(() => exportOnnx(model, { sampleShape: [2], inputDtype: "float64" as "float32" })).toThrow(
       "exportOnnx: inputDtype must be float32, int32 or int64, got 'float64'",

@@ -28,7 +28,7 @@ export interface OnnxExportOptions {
  * ```
  */
 export function exportOnnx(model: nn.Module, opts: OnnxExportOptions): Uint8Array {
-  const sampleShape = [...(opts.sampleShape ?? [])];
+  const sampleShape: number[] = Array.isArray(opts.sampleShape) ? [...opts.sampleShape] : [];
   if (!Array.isArray(opts.sampleShape) || sampleShape.some((d) => !Number.isInteger(d) || d <= 0)) {
     throw new Error(
       `exportOnnx: sampleShape must be a list of positive integers, got ${JSON.stringify(opts.sampleShape)}`,
@@ -79,8 +79,12 @@ export function emitModule(m: nn.Module, x: Value, graph: Graph, path: string): 
   const layer = LAYERS.get(m.constructor);
   if (layer === undefined) {
     const where = path ? `module '${path}' (${m.constructor.name})` : `the model (${m.constructor.name})`;
-    const known = [...LAYERS.keys()].map((c) => c.name).join(", ");
-    throw new Error(`exportOnnx: ${where} has no ONNX mapping; supported layers: ${known}`);
+    const known = [...LAYERS.keys()].map((c) => c.name);
+    // Same name, other class: most likely a second copy of @threadgrad/core loaded by a user's module.
+    const copy = known.includes(m.constructor.name)
+      ? " (a class of that name from another copy of @threadgrad/core?)"
+      : "";
+    throw new Error(`exportOnnx: ${where} has no ONNX mapping${copy}; supported layers: ${known.join(", ")}`);
   }
   return layer(m, x, graph, path, emitModule);
 }
