@@ -9,6 +9,7 @@ const alias = {
   "@threadgrad/core": src("core"),
   "@threadgrad/optim": src("optim"),
   "@threadgrad/workers": src("workers"),
+  "@threadgrad/export": src("export"),
   "@threadgrad/cli": src("cli"),
 };
 

@@ -1,0 +1,87 @@
+// `threadgrad export --checkpoint FILE --format onnx|safetensors --out PATH`: the checkpoint's model
+// as an ONNX graph (input [batch, features] float32, output the logits or the regression values)
+// or as safetensors weights. Only the built-in mlp: a checkpoint names a user's model module, and
+// a file's contents are never imported; export such a model with @threadgrad/export's API.
+import { existsSync } from "node:fs";
+import { Command } from "commander";
+import { saveOnnx, saveSafetensors } from "@threadgrad/export";
+import { type StoredTensor, buildMlp, loadTensor, readTrainerCheckpoint } from "@threadgrad/workers";
+import { EXIT_OK, UsageError, asUsage } from "../errors.js";
+import { ValueError, parseChoice } from "../values.js";
+
+const isClassification = (loss: unknown): boolean =>
+  loss === "crossEntropy" ||
+  (typeof loss === "object" && loss !== null && "name" in loss && loss.name === "crossEntropy");
+
+function required(cli: Record<string, unknown>, flag: string, key: string): string {
+  const v = cli[key];
+  if (typeof v !== "string" || v === "") throw new UsageError(`${flag} is required`);
+  return v;
+}
+
+/** Runs `threadgrad export` with commander's option values; returns the exit status. */
+export async function runExport(cli: Record<string, unknown>): Promise<number> {
+  const path = required(cli, "--checkpoint FILE", "checkpoint");
+  const out = required(cli, "--out PATH", "out");
+  const format = (() => {
+    try {
+      return parseChoice(cli.format ?? "onnx", ["onnx", "safetensors"] as const);
+    } catch (e) {
+      if (!(e instanceof ValueError)) throw e;
+      throw new UsageError(`--format ${e.message}`);
+    }
+  })();
+  const overwrite = cli.force === true;
+  // The writers refuse too (atomically); this check only gives the command line's wording.
+  if (!overwrite && existsSync(out)) throw new UsageError(`--out ${out} already exists; pass --force to replace it`);
+  const { payload, config } = asUsage(() => readTrainerCheckpoint(path));
+  const spec = config.model;
+  if (!("kind" in spec) || spec.kind !== "mlp") {
+    throw new UsageError(
+      `export: ${path} holds a model from a user module; export it with exportOnnx or saveSafetensors from @threadgrad/export`,
+    );
+  }
+  const model = asUsage(() => buildMlp(spec.sizes, spec.activation, spec.dropout));
+  const params = (payload.params ?? {}) as Record<string, StoredTensor>;
+  asUsage(() => {
+    for (const [name, p] of model.namedParameters()) {
+      const stored = params[name];
+      if (stored === undefined) throw new Error(`checkpoint: ${path} has no parameter '${name}'`);
+      const values = loadTensor(stored, `${path} parameter '${name}'`);
+      if (values.length !== p.numel || stored.shape.join() !== p.shape.join()) {
+        throw new Error(
+          `checkpoint: ${path} parameter '${name}' has shape [${stored.shape}], the mlp needs [${p.shape}]`,
+        );
+      }
+      p.data.set(values);
+    }
+  });
+  model.eval();
+  const outputName = isClassification(config.loss) ? "logits" : "values";
+  if (format === "onnx") saveOnnx(model, out, { sampleShape: [spec.sizes[0]!], outputName, overwrite });
+  else saveSafetensors(model, out, { overwrite });
+  const shape = `[batch, ${spec.sizes[0]}] float32 -> ${outputName} [batch, ${spec.sizes.at(-1)}]`;
+  process.stdout.write(`wrote ${out} (${format}${format === "onnx" ? `: input ${shape}` : ""})\n`);
+  return EXIT_OK;
+}
+
+const EXPORT_EXAMPLES = `
+Examples:
+  $ threadgrad export --checkpoint runs/<run>/checkpoint-best.msgpack --format onnx --out model.onnx
+  $ threadgrad export --checkpoint runs/<run>/checkpoint-best.msgpack --format safetensors --out model.safetensors
+
+onnx: IR version 8, opset 17; input 'input' [batch, features] float32 (the values the data loader gave the
+model), output 'logits' (classification) or 'values' (regression). safetensors: the parameters under
+PyTorch's names for the same nn.Sequential (0.weight, 0.bias, 2.weight, ...).`;
+
+/** The `export` subcommand for the program. */
+export function exportCommand(onDone: (code: number) => void): Command {
+  return new Command("export")
+    .description("write a checkpoint's model as ONNX or its weights as safetensors")
+    .requiredOption("--checkpoint <file>", "checkpoint written by threadgrad train (required)")
+    .option("--format <name>", "onnx (default) or safetensors")
+    .requiredOption("--out <path>", "file to write (required); an existing file is kept unless --force")
+    .option("--force", "replace an existing --out file")
+    .addHelpText("after", EXPORT_EXAMPLES)
+    .action(async (opts: Record<string, unknown>) => onDone(await runExport(opts)));
+}
