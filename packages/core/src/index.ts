@@ -79,7 +79,7 @@ export * as F from "./nn/functional.js";
 export { setKernelBackend, getKernelBackend, type KernelBackend } from "./kernels/backend.js";
 export { createWasmKernels, type WasmKernels, type Region } from "./kernels/wasm/wasm-kernels.js";
 export { setDefaultWasmKernels } from "./kernels/wasm/matmul-kernel.js";
-export { type WasmMemory } from "./kernels/wasm/loader.js";
+export type { WasmMemory } from "./kernels/wasm/loader.js";
 export { isWasmSimdSupported } from "./kernels/wasm/loader.js";
 export { runInStepRegion } from "./kernels/wasm/step-region.js";
 export { usesRelaxedSimd } from "./kernels/wasm/loader.js";

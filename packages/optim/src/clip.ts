@@ -18,7 +18,7 @@ export function partialNorm(grads: FloatArray, start: number, end: number, normT
   if (normType === Infinity) {
     for (let i = start; i < end; i++) {
       const a = Math.abs(grads[i]);
-      if (a > acc || a !== a) acc = a;
+      if (a > acc || Number.isNaN(a)) acc = a;
     }
   } else if (normType === 2) {
     for (let i = start; i < end; i++) acc += grads[i] * grads[i];
@@ -35,7 +35,7 @@ export function combineNorms(partials: readonly number[], normType: NormType = 2
   checkNormType("combineNorms", normType);
   if (normType === Infinity) {
     let max = 0;
-    for (const a of partials) if (a > max || a !== a) max = a;
+    for (const a of partials) if (a > max || Number.isNaN(a)) max = a;
     return max;
   }
   let sum = 0;

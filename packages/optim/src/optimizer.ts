@@ -171,7 +171,9 @@ export class Optimizer<O extends object> {
       }
       state.set(params[index], this.checkEntry(index, params[index], entry));
     }
-    options.forEach((o, i) => Object.assign(this.paramGroups[i], o));
+    options.forEach((o, i) => {
+      Object.assign(this.paramGroups[i], o);
+    });
     this.state.clear();
     for (const [p, st] of state) this.state.set(p, st);
   }
@@ -216,7 +218,10 @@ export class Optimizer<O extends object> {
 
   private stateOf(p: ParamLike): ParamState {
     let st = this.state.get(p);
-    if (st === undefined) this.state.set(p, (st = { step: 0, buffers: {} }));
+    if (st === undefined) {
+      st = { step: 0, buffers: {} };
+      this.state.set(p, st);
+    }
     return st;
   }
 

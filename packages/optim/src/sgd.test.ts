@@ -8,7 +8,11 @@ const setGrad = (p: ParamLike, ...xs: number[]) => (p.grad = { data: Float64Arra
 function run(options: ConstructorParameters<typeof SGD>[1], grads: number[]): number[] {
   const p = param(1);
   const opt = new SGD([p], options);
-  return grads.map((g) => (setGrad(p, g), opt.step(), p.data[0]));
+  return grads.map((g) => {
+    setGrad(p, g);
+    opt.step();
+    return p.data[0];
+  });
 }
 
 describe("SGD", () => {

@@ -240,7 +240,9 @@ export class DataParallel {
       view.set(p.data as Float32Array);
       p.setStorage(view);
     });
-    buffers.forEach((b, k) => arena.state(k).fill(b.init));
+    buffers.forEach((b, k) => {
+      arena.state(k).fill(b.init);
+    });
     const maxBatchSize = opts.maxBatchSize ?? 8192;
     const blocks = new Float64Array(new SharedArrayBuffer(slots * P.STEP_BLOCK_SIZE * 8));
     const batches = new Int32Array(new SharedArrayBuffer(slots * maxBatchSize * 4));

@@ -6,7 +6,9 @@ import { loadCsv, parseCsv } from "./csv.js";
 import { readCsvRecords } from "./csv-records.js";
 
 const tempDirs: string[] = [];
-afterAll(() => tempDirs.forEach((dir) => rmSync(dir, { recursive: true, force: true })));
+afterAll(() => {
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+});
 
 function writeCsv(text: string): string {
   const dir = mkdtempSync(join(tmpdir(), "threadgrad-csv-"));
@@ -111,7 +113,9 @@ describe("loadCsv", () => {
     expect(Array.from(a.test.x)).not.toEqual(Array.from(c.test.x));
     expect(a.test.name).toBe(`${file} (test)`);
     // Each row keeps its own line number through the shuffle: value v sits on line v + 2.
-    a.test.x.forEach((v, r) => expect(a.test.lineNumbers?.[r]).toBe(v + 2));
+    a.test.x.forEach((v, r) => {
+      expect(a.test.lineNumbers?.[r]).toBe(v + 2);
+    });
   });
 
   it("names a file it cannot read", () => {

@@ -141,7 +141,9 @@ export function encodeIdx(magic: number, dims: number[], payload: ArrayLike<numb
   const buf = new Uint8Array(4 + 4 * dims.length + payload.length);
   const view = new DataView(buf.buffer);
   view.setUint32(0, magic);
-  dims.forEach((d, i) => view.setUint32(4 + 4 * i, d));
+  dims.forEach((d, i) => {
+    view.setUint32(4 + 4 * i, d);
+  });
   buf.set(payload, 4 + 4 * dims.length);
   return buf;
 }

@@ -253,7 +253,9 @@ describe("LayerNorm", () => {
       const row = Array.from(x.data.subarray(r * 5, r * 5 + 5));
       const m = row.reduce((s, v) => s + v, 0) / 5,
         v = row.reduce((s, u) => s + (u - m) ** 2, 0) / 5;
-      row.forEach((u, i) => want.push(((u - m) / Math.sqrt(v + eps)) * g.data[i]! + b.data[i]!));
+      row.forEach((u, i) => {
+        want.push(((u - m) / Math.sqrt(v + eps)) * g.data[i]! + b.data[i]!);
+      });
     }
     expectAllClose(F.layerNorm(x, [5], g, b, eps).data, want);
   });

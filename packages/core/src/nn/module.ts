@@ -1,6 +1,6 @@
 import { noGrad } from "../autograd/grad-mode.js";
 import { fmtShape, shapeEq } from "../tensor/shape.js";
-import { Tensor, isTensor } from "../tensor/tensor.js";
+import { type Tensor, isTensor } from "../tensor/tensor.js";
 
 const MODULE_BRAND = Symbol.for("threadgrad.Module");
 const PARAM_BRAND = Symbol.for("threadgrad.Parameter");
@@ -36,8 +36,9 @@ export abstract class Module {
   training = true;
   private readonly _buffers = new Set<string>();
 
-  // `any`: subclasses declare their own inputs (forward(x: Tensor), forward(ids, mask), ...) and a
-  // model held as a plain Module can still be called, as in PyTorch.
+  // Subclasses declare their own inputs (forward(x: Tensor), forward(ids, mask), ...) and a model
+  // held as a plain Module can still be called, as in PyTorch.
+  // biome-ignore lint/suspicious/noExplicitAny: any subclass's forward must fit
   abstract forward(...inputs: any[]): Tensor;
 
   /** Buffers are state that is saved and loaded but not trained (running statistics, masks). */

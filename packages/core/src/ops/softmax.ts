@@ -44,7 +44,7 @@ function logSoftmaxKernel(x: FloatArray, out: FloatArray, outer: number, c: numb
       let m = -Infinity;
       for (let j = 0; j < c; j++) {
         const v = x[base + j * inner]!;
-        if (v > m || v !== v) m = v;
+        if (v > m || Number.isNaN(v)) m = v;
       }
       const shift = Number.isFinite(m) ? m : 0;
       let s = 0;

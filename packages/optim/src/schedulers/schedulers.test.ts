@@ -12,10 +12,16 @@ const opt = (lr = 0.1) => ({ paramGroups: [{ lr }, { lr: lr * 10 }] });
 /** lr of group 0 right after construction (t = 0) and after each of `n` steps. */
 function trace(s: { step(): void; getLastLr(): number[] }, n: number): number[] {
   const out = [s.getLastLr()[0]];
-  for (let t = 1; t <= n; t++) s.step(), out.push(s.getLastLr()[0]);
+  for (let t = 1; t <= n; t++) {
+    s.step();
+    out.push(s.getLastLr()[0]);
+  }
   return out;
 }
-const expectClose = (a: number[], b: number[]) => a.forEach((x, i) => expect(Math.abs(x - b[i])).toBeLessThan(1e-12));
+const expectClose = (a: number[], b: number[]) =>
+  a.forEach((x, i) => {
+    expect(Math.abs(x - b[i])).toBeLessThan(1e-12);
+  });
 const range = (n: number) => Array.from({ length: n + 1 }, (_, t) => t);
 
 describe("closed-form schedulers over 50 steps", () => {
@@ -124,7 +130,10 @@ describe("ReduceLROnPlateau", () => {
   it("cuts lr after patience bad steps, then waits out the cooldown, never below minLr", () => {
     const o = { paramGroups: [{ lr: 1 }] };
     const s = new ReduceLROnPlateau(o, { patience: 2, cooldown: 1, factor: 0.5, minLr: 0.2 });
-    const lrs = [10, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9].map((loss) => (s.step(loss), o.paramGroups[0].lr));
+    const lrs = [10, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9].map((loss) => {
+      s.step(loss);
+      return o.paramGroups[0].lr;
+    });
     // bad steps: 3rd, 4th, 5th -> cut at the 5th (3 > patience); cooldown eats the 6th; cut again at the 9th
     expect(lrs).toEqual([1, 1, 1, 1, 0.5, 0.5, 0.5, 0.5, 0.25, 0.25, 0.25]);
     for (let i = 0; i < 20; i++) s.step(9);
@@ -145,7 +154,9 @@ describe("ReduceLROnPlateau", () => {
   it("round-trips its counters", () => {
     const o = { paramGroups: [{ lr: 1 }] };
     const s = new ReduceLROnPlateau(o, { patience: 3 });
-    [5, 4, 4].forEach((x) => s.step(x));
+    [5, 4, 4].forEach((x) => {
+      s.step(x);
+    });
     const t = new ReduceLROnPlateau({ paramGroups: [{ lr: 1 }] }, { patience: 3 });
     t.loadStateDict(structuredClone(s.stateDict()));
     expect(t.stateDict()).toEqual(s.stateDict());
@@ -165,7 +176,10 @@ describe("scheduler state dicts", () => {
     const c = build();
     c.loadStateDict(structuredClone(b.stateDict()));
     const rest = [];
-    for (let t = 8; t <= 20; t++) c.step(), rest.push(c.getLastLr()[0]);
+    for (let t = 8; t <= 20; t++) {
+      c.step();
+      rest.push(c.getLastLr()[0]);
+    }
     expect(rest).toEqual(want.slice(8));
   });
 });

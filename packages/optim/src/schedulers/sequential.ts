@@ -58,6 +58,8 @@ export class SequentialLR extends LRScheduler {
       );
     }
     super.loadStateDict(sd);
-    this.schedulers.forEach((s, i) => s.loadStateDict(children[i] as SchedulerStateDict));
+    this.schedulers.forEach((s, i) => {
+      s.loadStateDict(children[i] as SchedulerStateDict);
+    });
   }
 }
