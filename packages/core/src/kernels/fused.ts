@@ -23,7 +23,10 @@ function inWasm(...arrays: FloatArray[]): WasmKernels | null {
 /** out = max(x, 0). */
 export function reluForward(x: FloatArray, out: FloatArray): void {
   const k = inWasm(x, out);
-  if (k !== null) return k.exports.reluForward(x.byteOffset, out.byteOffset, x.length);
+  if (k !== null) {
+    k.exports.reluForward(x.byteOffset, out.byteOffset, x.length);
+    return;
+  }
   if (x instanceof Float32Array) {
     for (let i = 0; i < x.length; i++) {
       const v = x[i]!;
@@ -32,7 +35,7 @@ export function reluForward(x: FloatArray, out: FloatArray): void {
   } else {
     for (let i = 0; i < x.length; i++) {
       const v = x[i]!;
-      out[i] = v <= 0 ? 0 : v;
+      out[i] = Math.max(v, 0);
     }
   }
 }
@@ -40,7 +43,10 @@ export function reluForward(x: FloatArray, out: FloatArray): void {
 /** out = x > 0 ? g : 0. */
 export function reluBackward(g: FloatArray, x: FloatArray, out: FloatArray): void {
   const k = inWasm(g, x, out);
-  if (k !== null) return k.exports.reluBackward(g.byteOffset, x.byteOffset, out.byteOffset, g.length);
+  if (k !== null) {
+    k.exports.reluBackward(g.byteOffset, x.byteOffset, out.byteOffset, g.length);
+    return;
+  }
   if (g instanceof Float32Array) {
     for (let i = 0; i < g.length; i++) {
       const v = g[i]!;
@@ -54,7 +60,10 @@ export function reluBackward(g: FloatArray, x: FloatArray, out: FloatArray): voi
 /** c[i][j] += bias[j] for row-major c of m rows and n columns, in place. */
 export function addBias(c: FloatArray, bias: FloatArray, m: number, n: number): void {
   const k = inWasm(c, bias);
-  if (k !== null) return k.exports.addBias(c.byteOffset, bias.byteOffset, m, n);
+  if (k !== null) {
+    k.exports.addBias(c.byteOffset, bias.byteOffset, m, n);
+    return;
+  }
   if (c instanceof Float32Array) {
     for (let i = 0; i < m; i++) {
       const row = i * n;

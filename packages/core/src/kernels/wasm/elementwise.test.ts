@@ -223,7 +223,9 @@ describe("wasm sumSlices", () => {
         reference(slices, want, start, end);
         const mark = wk.scratchMark();
         const base = wk.scratchAlloc(ranks * strideBytes) + 4;
-        slices.forEach((s, r) => wk.f32(base + r * strideBytes, length).set(s));
+        slices.forEach((s, r) => {
+          wk.f32(base + r * strideBytes, length).set(s);
+        });
         const out = wk.f32(wk.scratchAlloc(length * 4), length).fill(7);
         x.sumSlices(base, strideBytes, ranks, out.byteOffset, start, end);
         expectBits(out, want);
