@@ -7,6 +7,7 @@ export {
   type FloatDType,
   type TypedArray,
   type FloatArray,
+  FLT_MIN,
   setDefaultDtype,
   getDefaultDtype,
   promoteTypes,

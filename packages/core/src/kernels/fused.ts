@@ -1,16 +1,15 @@
-import type { FloatArray } from "../tensor/dtype.js";
+import { FLT_MIN, type FloatArray } from "../tensor/dtype.js";
 import { getKernelBackend } from "./backend.js";
 import { currentWasmKernels } from "./wasm/matmul-kernel.js";
 import type { WasmKernels } from "./wasm/wasm-kernels.js";
 
-/**
+/*
  * Float32 kernels of the MLP hot path (relu forward and backward, bias add, column sums) with one contract in
  * both backends: results with |v| < FLT_MIN are stored as 0 (subnormals make x86 float math tens
  * of times slower), NaN passes through. When every operand lies in this thread's WebAssembly
  * memory (inside the trainer's step region) the SIMD kernels run on them in place; otherwise the
  * JavaScript loops below give the same bits. float64 arrays take the JavaScript loops unflushed.
  */
-export const FLT_MIN = 1.1754943508222875e-38;
 
 function inWasm(...arrays: FloatArray[]): WasmKernels | null {
   if (!(arrays[0] instanceof Float32Array) || getKernelBackend() !== "wasm") return null;
