@@ -17,6 +17,7 @@ export * from "./tensor/creation.js";
 export {
   Generator,
   CounterGenerator,
+  mulberry32,
   manualSeed,
   defaultGenerator,
   setSampleContext,

@@ -1,5 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { mulberry32 } from "@threadgrad/core";
 import { adamUpdate } from "./flat/adam.js";
 import { FLT_MIN } from "./flat/flush.js";
 import { sgdUpdate } from "./flat/sgd.js";
@@ -9,15 +10,10 @@ import type { FloatArray, OptimizerName, ParamLike } from "./types.js";
 
 const bytes = (a: FloatArray) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 
-/** Deterministic pseudo-random numbers in [-1, 1) (mulberry32). */
+/** Deterministic pseudo-random numbers in [-1, 1). */
 function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(s ^ (s >>> 15), 1 | s);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return (((t ^ (t >>> 14)) >>> 0) / 2 ** 32) * 2 - 1;
-  };
+  const uniform = mulberry32(seed);
+  return () => uniform() * 2 - 1;
 }
 
 /** Sorted distinct cut points splitting [0, n) into pieces. */

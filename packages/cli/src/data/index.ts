@@ -7,7 +7,7 @@ import type { DataSplit, Dataset, Task } from "./types.js";
 export { loadCsv, parseCsv, MAX_AUTO_CLASSES, type CsvOptions, type LoadCsvOptions } from "./csv.js";
 export { encodeIdx, loadIdxDir, parseIdx, IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, type IdxArray } from "./idx.js";
 export { loadMnistDigits, loadAllDigits, digitsDir, DIGITS_TEST_FRACTION, type DigitsOptions } from "./mnist-digits.js";
-export { mulberry32, shuffledIndices, splitDataset, takeRows } from "./shuffle.js";
+export { shuffledIndices, splitDataset, takeRows } from "./shuffle.js";
 export { sharedFloat32, sharedInt32, type DataSplit, type Dataset, type Task } from "./types.js";
 
 /** Where Debian's `dataset-fashion-mnist` package installs the four gzipped IDX files. */

@@ -1,6 +1,7 @@
 import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
+import { mulberry32 } from "../../tensor/random.js";
 import { findKernelsWasm, kernelsModule, newSharedMemory, usesRelaxedSimd, type KernelExports } from "./loader.js";
 
 // The relaxed-SIMD build fuses the matmul's multiply-add (one rounding instead of two); it must
@@ -28,8 +29,8 @@ describe("relaxed-SIMD kernels", () => {
       const plain = instantiate(plainFile, memory),
         relaxed = instantiate(relaxedFile, memory);
       const f32 = new Float32Array(memory.buffer);
-      let seed = 7;
-      const rand = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32 - 0.5;
+      const uniform = mulberry32(7);
+      const rand = () => uniform() - 0.5;
       for (const [m, k, n] of [
         [1, 1, 1],
         [3, 5, 7],
