@@ -48,8 +48,6 @@ export interface KernelExports {
   addBias(cPtr: number, biasPtr: number, m: number, n: number): void;
   reluForward(x: number, out: number, n: number): void;
   reluBackward(g: number, x: number, out: number, n: number): void;
-  axpy(x: number, y: number, alpha: number, n: number): void;
-  scale(x: number, out: number, alpha: number, n: number): void;
   /** out[j] = Σ_i x[i][j] of an m×n row-major x, accumulated in f64 in row order */
   sumRows(x: number, out: number, m: number, n: number): void;
   /** Adam (decay 1) or AdamW (l2 0, decay 1 - lr·wd); maximize 1 ascends */
