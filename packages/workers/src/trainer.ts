@@ -753,7 +753,7 @@ export class DataParallel {
     if (this.closed) return;
     this.closed = true;
     // A failure, or commands still in flight (a time-out): release every rank through the error word.
-    if (this.failure !== null || Atomics.load(this.arena.control, 0) !== 0 || this.inFlight.length > 0)
+    if (this.failure !== null || Atomics.load(this.arena.control, ERROR) !== ErrorCode.NONE || this.inFlight.length > 0)
       signalError(this.arena.control, ErrorCode.ABORTED);
     else {
       // Nothing is in flight here (fit and evaluate are done), so the next slot is free.
