@@ -22,6 +22,15 @@ describe("relaxed-SIMD kernels", () => {
   const plainFile = findKernelsWasm()!;
   const relaxedFile = plainFile.replace(/kernels\.wasm$/, "kernels-relaxed.wasm");
 
+  // Elsewhere the comparison below is skipped where the engine refuses relaxed SIMD; in CI
+  // (Node 20, flag set from inside the process) a skip would hide a broken build, so it fails.
+  it.runIf(process.env.CI && process.env.THREADGRAD_RELAXED_SIMD !== "0")("are in use in CI", () => {
+    expect(
+      usesRelaxedSimd(),
+      `CI: the relaxed-SIMD kernels are not in use (${relaxedFile} missing or refused by the engine)`,
+    ).toBe(true);
+  });
+
   it.runIf(usesRelaxedSimd())(
     "match the plain SIMD build's matmul within float32 rounding, all shapes and transposes",
     () => {
