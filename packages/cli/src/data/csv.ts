@@ -34,7 +34,7 @@ function parseCell(raw: string, file: string, line: number, column: string): num
 
 function readHeader(records: CsvRecord[], file: string, target: string): { names: string[]; targetCol: number } {
   if (records.length === 0) throw new Error(`csv: ${file} is empty`);
-  const names = records[0].fields.map((name) => name.trim());
+  const names = records[0]!.fields.map((name) => name.trim());
   names.forEach((name, i) => {
     if (names.indexOf(name) !== i) throw new Error(`csv: ${file} line 1: column "${name}" appears twice`);
   });
@@ -85,7 +85,7 @@ export function parseCsv(text: string, file: string, opts: CsvOptions): Dataset 
     lineNumbers[r] = line;
     let f = r * features;
     fields.forEach((raw, c) => {
-      const value = parseCell(raw, file, line, names[c]);
+      const value = parseCell(raw, file, line, names[c]!); // fields.length === names.length, checked above
       if (c === targetCol) targets[r] = value;
       else x[f++] = value;
     });

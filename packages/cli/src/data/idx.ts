@@ -94,10 +94,10 @@ function loadPart(dir: string, prefix: "train" | "t10k"): LoadedPart {
 
 function toDataset(part: LoadedPart, name: string, numClasses: number, classNames?: string[]): Dataset {
   const { images, labels } = part;
-  const length = images.dims[0];
+  const length = images.dims[0]!; // the magic readIdx checked says three dimensions
   const features = images.data.length / length;
   const x = sharedFloat32(images.data.length);
-  for (let i = 0; i < x.length; i++) x[i] = images.data[i] / 255;
+  for (let i = 0; i < x.length; i++) x[i] = images.data[i]! / 255;
   const y = sharedInt32(length);
   y.set(labels.data);
   const ds: Dataset = { name, x, y, length, features, task: "classification", numClasses };

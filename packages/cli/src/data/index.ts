@@ -121,7 +121,7 @@ export function checkLabels(ds: Dataset, numOutputs: number): void {
     return;
   }
   for (let row = 0; row < ds.length; row++) {
-    const label = ds.y[row];
+    const label = ds.y[row]!;
     if (label < 0 || label >= numOutputs) {
       throw new Error(
         `data: label ${label} at row ${row}${rowOrigin(ds, row)} of ${ds.name} is out of range ` +

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { shuffledIndices, splitDataset } from "./shuffle.js";
+import { shuffledIndices, splitDataset, takeRows } from "./shuffle.js";
 import { sharedFloat32, sharedInt32, type Dataset } from "./types.js";
 
 function toy(length: number): Dataset {
@@ -37,8 +37,8 @@ describe("splitDataset", () => {
     expect(seen.sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
     for (const part of [train, test]) {
       for (let r = 0; r < part.length; r++) {
-        expect(part.x[2 * r + 1]).toBe(-part.x[2 * r]);
-        expect(part.y[r]).toBe(part.x[2 * r] % 3);
+        expect(part.x[2 * r + 1]).toBe(-part.x[2 * r]!);
+        expect(part.y[r]).toBe(part.x[2 * r]! % 3);
       }
       expect(part.x.buffer).toBeInstanceOf(SharedArrayBuffer);
       expect(part.y.buffer).toBeInstanceOf(SharedArrayBuffer);
@@ -49,5 +49,21 @@ describe("splitDataset", () => {
     expect(() => splitDataset(toy(4), 1, 0)).toThrow(/split: testSplit must be in \[0, 1\), got 1/);
     expect(() => splitDataset(toy(4), -0.1, 0)).toThrow(/got -0.1/);
     expect(() => splitDataset(toy(1), 0.9, 0)).toThrow(/leaves no training rows out of 1 in toy/);
+  });
+});
+
+describe("takeRows", () => {
+  it("copies the given rows in order and refuses a row the data set does not have", () => {
+    const taken = takeRows(toy(5), Int32Array.from([4, 1]), "two");
+    expect([taken.name, taken.length, Array.from(taken.x), Array.from(taken.y)]).toEqual([
+      "two",
+      2,
+      [4, -4, 1, -1],
+      [1, 1],
+    ]);
+    expect(() => takeRows(toy(5), Int32Array.from([0, 5]), "bad")).toThrow(
+      /data: takeRows: row 5 is out of range for toy \(5 rows\)/,
+    );
+    expect(() => takeRows(toy(5), Int32Array.from([-1]), "bad")).toThrow(/row -1 is out of range/);
   });
 });

@@ -12,8 +12,8 @@ export function shuffledIndices(n: number, seed: number): Int32Array {
   const rand = mulberry32(seed);
   for (let i = n - 1; i > 0; i--) {
     const j = Math.floor(rand() * (i + 1));
-    const tmp = order[i];
-    order[i] = order[j];
+    const tmp = order[i]!;
+    order[i] = order[j]!;
     order[j] = tmp;
   }
   return order;
@@ -26,9 +26,13 @@ export function takeRows(ds: Dataset, rows: Int32Array, name: string): Dataset {
   const y = ds.y instanceof Int32Array ? sharedInt32(rows.length) : sharedFloat32(rows.length);
   const lineNumbers = ds.lineNumbers ? new Int32Array(rows.length) : undefined;
   rows.forEach((row, i) => {
+    const target = ds.y[row];
+    if (target === undefined) {
+      throw new Error(`data: takeRows: row ${row} is out of range for ${ds.name} (${ds.length} rows)`);
+    }
     x.set(ds.x.subarray(row * features, (row + 1) * features), i * features);
-    y[i] = ds.y[row];
-    if (lineNumbers && ds.lineNumbers) lineNumbers[i] = ds.lineNumbers[row];
+    y[i] = target;
+    if (lineNumbers && ds.lineNumbers) lineNumbers[i] = ds.lineNumbers[row]!;
   });
   const taken: Dataset = { ...ds, name, x, y, length: rows.length };
   if (lineNumbers) taken.lineNumbers = lineNumbers;
