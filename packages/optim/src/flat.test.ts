@@ -74,7 +74,7 @@ describe("flat path", () => {
             const pc = cutsOf(n, paramCuts);
             const params: ParamLike[] = pc
               .slice(1)
-              .map((end, k) => ({ data: flat.slice(pc[k], end), shape: [end - pc[k]], grad: null }));
+              .map((end, k) => ({ data: flat.slice(pc[k], end), shape: [end - pc[k]!], grad: null }));
             const opt = createOptimizer(name, params, options);
             // Flat path: the same buffer, updated one slice at a time.
             const sc = cutsOf(n, sliceCuts);
@@ -82,15 +82,15 @@ describe("flat path", () => {
             const state = stateBuffers(name, options).map((b) => make(new Array(n).fill(b.init)));
             for (let step = 1; step <= 4; step++) {
               const grads = make(Array.from({ length: n }, next));
-              opt.step(params.map((_, k) => ({ data: grads.slice(pc[k], pc[k + 1]), shape: [pc[k + 1] - pc[k]] })));
+              opt.step(params.map((_, k) => ({ data: grads.slice(pc[k], pc[k + 1]), shape: [pc[k + 1]! - pc[k]!] })));
               for (let k = 1; k < sc.length; k++)
-                flatStep(name, options, { params: flatParams, grads, state, start: sc[k - 1], end: sc[k], step });
+                flatStep(name, options, { params: flatParams, grads, state, start: sc[k - 1]!, end: sc[k]!, step });
             }
             const joined = make(params.flatMap((p) => [...p.data]));
             expect(bytes(flatParams).equals(bytes(joined))).toBe(true);
             stateBuffers(name, options).forEach((b, i) => {
-              const objState = make(params.flatMap((p) => [...opt.state.get(p)!.buffers[b.name]]));
-              expect(bytes(state[i]).equals(bytes(objState))).toBe(true);
+              const objState = make(params.flatMap((p) => [...opt.state.get(p)!.buffers[b.name]!]));
+              expect(bytes(state[i]!).equals(bytes(objState))).toBe(true);
             });
           },
         ),
@@ -173,7 +173,7 @@ describe("subnormal flushing", () => {
       vmax = new Float32Array(1);
     for (let t = 1; t <= 10; t++) {
       adamUpdate(p, zero, m, v, vmax, 0, 1, t, adamOpts);
-      for (const x of [m[0], v[0], vmax[0]]) expect(isSubnormal(x)).toBe(false);
+      for (const x of [m[0]!, v[0]!, vmax[0]!]) expect(isSubnormal(x)).toBe(false);
     }
     expect(m[0]).toBe(0); // 2e-38·0.9^6 < FLT_MIN
   });

@@ -137,7 +137,7 @@ export class ReduceLROnPlateau {
 
   private reduce(): void {
     this.optimizer.paramGroups.forEach((g, i) => {
-      const next = Math.max(g.lr * this.factor, this.minLrs[i]);
+      const next = Math.max(g.lr * this.factor, this.minLrs[i]!);
       if (g.lr - next > this.eps) g.lr = next;
     });
   }
