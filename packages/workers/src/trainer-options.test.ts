@@ -126,7 +126,7 @@ function reference(cfg: Config, ds: Data, epochs: number, batchSize: number) {
           ps.forEach((p, j) => {
             const g = p.grad!.data as Float32Array,
               dst = acc[r]![j]!;
-            for (let i = 0; i < g.length; i++) dst[i] += g[i]!;
+            for (let i = 0; i < g.length; i++) dst[i]! += g[i]!;
           });
         }
         steps.push({ loss: lossSum / cfg.denom(ds, idx), lr, gradNorm: null, updated: s + 1 === w1 });
@@ -134,7 +134,7 @@ function reference(cfg: Config, ds: Data, epochs: number, batchSize: number) {
       refs.forEach((ref, j) => {
         ref.grad.data.set(acc[0]![j]!);
         for (let r = 1; r < RANKS; r++)
-          for (let i = 0; i < ref.grad.data.length; i++) ref.grad.data[i] += acc[r]![j]![i]!;
+          for (let i = 0; i < ref.grad.data.length; i++) ref.grad.data[i]! += acc[r]![j]![i]!;
       });
       const norm =
         cfg.clip !== undefined

@@ -67,7 +67,7 @@ function referenceRun(ranks: number, ds: ReturnType<typeof data>, epochs: number
           const g = p.grad!.data as Float32Array;
           // rank 0's slice starts as its own gradient; later ranks add on in order (float32 stores)
           if (r === 0) sums[k]!.set(g);
-          else for (let i = 0; i < g.length; i++) sums[k]![i] += g[i]!;
+          else for (let i = 0; i < g.length; i++) sums[k]![i]! += g[i]!;
         });
       }
       t++;
@@ -221,7 +221,7 @@ describe("DataParallel", () => {
     await t.save(file);
     const good = readFileSync(file);
     const flipped = Buffer.from(good);
-    flipped[flipped.length - 5] ^= 0xff;
+    flipped[flipped.length - 5]! ^= 0xff;
     writeFileSync(join(dir, "flip"), flipped);
     writeFileSync(join(dir, "cut"), good.subarray(0, good.length - 100));
     writeFileSync(join(dir, "foreign"), "hello, not a checkpoint");

@@ -74,7 +74,7 @@ export function addBias(c: FloatArray, bias: FloatArray, m: number, n: number): 
   } else {
     for (let i = 0; i < m; i++) {
       const row = i * n;
-      for (let j = 0; j < n; j++) c[row + j] += bias[j]!;
+      for (let j = 0; j < n; j++) c[row + j]! += bias[j]!;
     }
   }
 }

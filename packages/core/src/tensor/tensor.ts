@@ -190,7 +190,7 @@ export class Tensor {
       const buf = this._gradBuffer;
       const src = g.data;
       if (this._gradBufferZeroed) buf.set(src);
-      else for (let i = 0; i < buf.length; i++) buf[i] += src[i]!;
+      else for (let i = 0; i < buf.length; i++) buf[i]! += src[i]!;
       this._gradBufferZeroed = this._gradBufferStale = false;
       return;
     }
@@ -207,7 +207,7 @@ export class Tensor {
     } else {
       const dst = this._grad.data;
       const src = g.data;
-      for (let i = 0; i < dst.length; i++) dst[i] += src[i]!;
+      for (let i = 0; i < dst.length; i++) dst[i]! += src[i]!;
     }
   }
 
