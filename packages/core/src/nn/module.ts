@@ -142,7 +142,7 @@ export abstract class Module {
         `loadStateDict: error(s) in loading state dict for ${this.constructor.name}:\n\t${errors.join("\n\t")}`,
       );
     noGrad(() => {
-      for (const [k, t] of own) if (state[k] !== undefined) t.copy_(state[k]!);
+      for (const [k, t] of own) if (state[k] !== undefined) t.copy_(state[k]);
     });
     return { missingKeys, unexpectedKeys };
   }

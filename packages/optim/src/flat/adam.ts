@@ -61,9 +61,9 @@ export function adamUpdate(
     v[i] = vi;
     let second = vi;
     if (useMax) {
-      second = Math.max(vmax![i]!, vi);
+      second = Math.max(vmax[i]!, vi);
       if (flushVmax && second < FLT_MIN) second = 0;
-      vmax![i] = second;
+      vmax[i] = second;
     }
     const denom = Math.sqrt(second) * invBc2Sqrt + eps;
     params[i] = p - stepSize * (mi / denom);

@@ -49,17 +49,17 @@ export function rmspropUpdate(
     squareAvg[i] = sq;
     let avg: number;
     if (centered) {
-      let ga = alpha * gradAvg![i]! + (1 - alpha) * g;
+      let ga = alpha * gradAvg[i]! + (1 - alpha) * g;
       if (flushGa && Math.abs(ga) < FLT_MIN) ga = 0;
-      gradAvg![i] = ga;
+      gradAvg[i] = ga;
       avg = Math.sqrt(sq - ga * ga) + eps;
     } else {
       avg = Math.sqrt(sq) + eps;
     }
     if (useBuf) {
-      let b = momentum * buf![i]! + g / avg;
+      let b = momentum * buf[i]! + g / avg;
       if (flushBuf && Math.abs(b) < FLT_MIN) b = 0;
-      buf![i] = b;
+      buf[i] = b;
       params[i] = p - lr * b;
     } else {
       params[i] = p - lr * (g / avg);
