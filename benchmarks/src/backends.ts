@@ -13,8 +13,8 @@ export interface KernelBackends {
 
 export async function kernelBackends(): Promise<KernelBackends | null> {
   const c = core as unknown as Record<string, unknown>;
-  const set = c["setKernelBackend"],
-    get = c["getKernelBackend"];
+  const set = c.setKernelBackend,
+    get = c.getKernelBackend;
   if (typeof set !== "function" || typeof get !== "function") return null;
   const current = () => (get as () => KernelBackend)();
   const setter = (name: KernelBackend) => (set as (n: KernelBackend) => void)(name);

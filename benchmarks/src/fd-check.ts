@@ -1,6 +1,8 @@
 // Finite-difference check of a gradient: the directional derivative along a random direction,
 // by a 4-point central difference, against the dot product of the computed gradient with it.
 
+import { mulberry32 } from "@threadgrad/core";
+
 export type Weights = { w: Float32Array; b: Float32Array }[];
 
 export interface GradProblem {
@@ -19,13 +21,7 @@ export interface FdResult {
 
 /** Mulberry32 → Box-Muller normals; a fixed direction for every implementation. */
 function normals(seed: number): () => number {
-  let a = seed >>> 0;
-  const u = () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const u = mulberry32(seed);
   return () => Math.sqrt(-2 * Math.log(u() + 1e-12)) * Math.cos(2 * Math.PI * u());
 }
 

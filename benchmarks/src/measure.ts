@@ -36,6 +36,7 @@ export interface MeasureOptions {
 }
 
 /** What a measured function may return: nothing, or the duration it measured itself (ms). */
+// biome-ignore lint/suspicious/noConfusingVoidType: a suite's step function that returns void must still fit
 export type Measured = void | { overriddenDuration: number };
 
 /**

@@ -96,7 +96,7 @@ async function main(): Promise<number> {
     // Through `pnpm bench` this runs in benchmarks/; a relative path means the caller's folder.
     const file = resolve(process.env.INIT_CWD ?? process.cwd(), values.json);
     const report = { machine, options: { quick: ctx.quick, only, workers }, seconds, rows };
-    writeFileSync(file, JSON.stringify(report, null, 2) + "\n");
+    writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
     console.log(`wrote ${file}`);
   }
   return failed > 0 ? 1 : 0;

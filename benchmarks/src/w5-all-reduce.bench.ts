@@ -39,7 +39,15 @@ class Ranks {
       const workerData: W5WorkerData = { handle: arena.handle(), rank, spin, wasm: wasmData };
       return new Worker(url, { workerData });
     });
-    await Promise.all(workers.map((w) => new Promise((ok, fail) => (w.once("online", ok), w.once("error", fail)))));
+    await Promise.all(
+      workers.map(
+        (w) =>
+          new Promise((ok, fail) => {
+            w.once("online", ok);
+            w.once("error", fail);
+          }),
+      ),
+    );
     return new Ranks(workers);
   }
 
@@ -50,7 +58,10 @@ class Ranks {
         new Promise<number>((ok, fail) => {
           const onError = (e: Error) => fail(e);
           w.once("error", onError);
-          w.once("message", (m: { ms: number }) => (w.off("error", onError), ok(m.ms)));
+          w.once("message", (m: { ms: number }) => {
+            w.off("error", onError);
+            ok(m.ms);
+          });
         }),
     );
     for (const w of this.workers) w.postMessage(req);

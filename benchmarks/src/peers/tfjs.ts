@@ -42,7 +42,7 @@ export async function tfSession(backend: TfBackend): Promise<TfSession | string>
       const tf = await import("@tensorflow/tfjs");
       const wasm = await import("@tensorflow/tfjs-backend-wasm");
       const require = createRequire(import.meta.url);
-      wasm.setWasmPaths(join(dirname(require.resolve("@tensorflow/tfjs-backend-wasm/package.json")), "dist") + "/");
+      wasm.setWasmPaths(`${join(dirname(require.resolve("@tensorflow/tfjs-backend-wasm/package.json")), "dist")}/`);
       tf.enableProdMode(); // silences the "install tfjs-node" banner; changes no kernel
       tfModule = tf;
     }

@@ -1,6 +1,6 @@
 // Benchmark workloads, defined once: `threadgrad bench` and benchmarks/ both measure these.
+import { mulberry32 } from "@threadgrad/core";
 import { DataParallel, type OptimizerConfig, type StepInfo } from "@threadgrad/workers";
-import { mulberry32 } from "./data/index.js";
 
 /** W1: an MNIST-sized MLP 784-256-256-10 with ReLU, batch 256, cross-entropy, Adam lr 1e-3. */
 export const W1 = {

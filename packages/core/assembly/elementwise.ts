@@ -1,4 +1,4 @@
-import { FLT_MIN, flush32, flush64, load1, load2, store1, store2 } from "./lanes";
+import { FLT_MIN, flush32, load2, store2 } from "./lanes";
 
 // ---------------------------------------------------------------------------------------------
 // Elementwise kernels. Vector loops take 4 floats at a time; the tail reuses the same vector code
@@ -57,34 +57,6 @@ export function reluBackward(g: usize, x: usize, out: usize, n: i32): void {
   for (; i < n; i++) {
     const off = <usize>i * 4;
     v128.store32_lane(out + off, reluGrad4(v128.load32_zero(g + off), v128.load32_zero(x + off)), 0);
-  }
-}
-
-/** y[i] += alpha · x[i], computed in f64 and flushed. */
-export function axpy(x: usize, y: usize, alpha: f64, n: i32): void {
-  const va = f64x2.splat(alpha);
-  let i = 0;
-  for (; i + 2 <= n; i += 2) {
-    const off = <usize>i * 4;
-    store2(y + off, flush64(f64x2.add(load2(y + off), f64x2.mul(va, load2(x + off)))));
-  }
-  if (i < n) {
-    const off = <usize>i * 4;
-    store1(y + off, flush64(f64x2.add(load1(y + off), f64x2.mul(va, load1(x + off)))));
-  }
-}
-
-/** out[i] = alpha · x[i], computed in f64 and flushed; out may be x. */
-export function scale(x: usize, out: usize, alpha: f64, n: i32): void {
-  const va = f64x2.splat(alpha);
-  let i = 0;
-  for (; i + 2 <= n; i += 2) {
-    const off = <usize>i * 4;
-    store2(out + off, flush64(f64x2.mul(va, load2(x + off))));
-  }
-  if (i < n) {
-    const off = <usize>i * 4;
-    store1(out + off, flush64(f64x2.mul(va, load1(x + off))));
   }
 }
 

@@ -11,10 +11,10 @@
 // Elementwise and optimizer kernels flush subnormal results to 0 (lanes.ts), as the JavaScript
 // elementwise ops do for float32; matmul does not (its operands come flushed).
 //
-// Files: matmul.ts (packed, tiled f32x4 matmul), elementwise.ts (bias, relu, axpy, scale, column sums),
+// Files: matmul.ts (packed, tiled f32x4 matmul), elementwise.ts (bias, relu, column sums),
 // step.ts (Adam/AdamW and SGD updates, all-reduce sum, squared norm), lanes.ts (flushing and
 // f32 <-> f64 lane helpers).
 
 export { matmul, matmulPackBytes } from "./matmul";
-export { addBias, reluForward, reluBackward, axpy, scale, sumRows } from "./elementwise";
+export { addBias, reluForward, reluBackward, sumRows } from "./elementwise";
 export { adamUpdate, sgdUpdate, sumSlices, sumSquares } from "./step";

@@ -7,6 +7,7 @@ export {
   type FloatDType,
   type TypedArray,
   type FloatArray,
+  FLT_MIN,
   setDefaultDtype,
   getDefaultDtype,
   promoteTypes,
@@ -16,6 +17,7 @@ export * from "./tensor/creation.js";
 export {
   Generator,
   CounterGenerator,
+  mulberry32,
   manualSeed,
   defaultGenerator,
   setSampleContext,
@@ -84,7 +86,7 @@ export * as F from "./nn/functional.js";
 export { setKernelBackend, getKernelBackend, type KernelBackend } from "./kernels/backend.js";
 export { createWasmKernels, type WasmKernels, type Region } from "./kernels/wasm/wasm-kernels.js";
 export { setDefaultWasmKernels } from "./kernels/wasm/matmul-kernel.js";
-export { type WasmMemory } from "./kernels/wasm/loader.js";
+export type { WasmMemory } from "./kernels/wasm/loader.js";
 export { isWasmSimdSupported } from "./kernels/wasm/loader.js";
 export { runInStepRegion } from "./kernels/wasm/step-region.js";
 export { usesRelaxedSimd } from "./kernels/wasm/loader.js";

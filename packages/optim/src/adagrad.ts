@@ -33,7 +33,7 @@ export const adagradSpec: OptimizerSpec<AdagradOptions> = {
   stateBuffers: adagradState,
   bufferNames: ["sum"],
   update(o, a) {
-    adagradUpdate(a.params, a.grads, a.state[0], a.start, a.end, a.step, {
+    adagradUpdate(a.params, a.grads, a.state[0]!, a.start, a.end, a.step, {
       lr: a.lr ?? o.lr,
       lrDecay: o.lrDecay,
       weightDecay: o.weightDecay,

@@ -21,9 +21,9 @@ describe("Adam", () => {
     setGrad(p, -1);
     opt.step();
     const expected = 0.900000002 + ((0.1 / 0.19) * 0.055) / (Math.sqrt(0.00124975 / 0.001999) + 1e-8);
-    expect(Math.abs(p.data[0] - expected)).toBeLessThan(1e-12);
+    expect(Math.abs(p.data[0]! - expected)).toBeLessThan(1e-12);
     expect(p.data[0]).toBeCloseTo(0.9366104, 7);
-    expect(opt.state.get(p)!.buffers.expAvg[0]).toBeCloseTo(-0.055, 15);
+    expect(opt.state.get(p)!.buffers.expAvg![0]).toBeCloseTo(-0.055, 15);
   });
 
   it("adds L2 weight decay to the gradient", () => {
@@ -31,7 +31,7 @@ describe("Adam", () => {
     const p = param(1);
     setGrad(p, 0.5);
     new Adam([p], { lr: 0.1, weightDecay: 0.1 }).step();
-    expect(Math.abs(p.data[0] - (1 - 0.06 / (0.6 + 1e-8)))).toBeLessThan(1e-12);
+    expect(Math.abs(p.data[0]! - (1 - 0.06 / (0.6 + 1e-8)))).toBeLessThan(1e-12);
   });
 
   it("checks every option with one message", () => {
@@ -53,12 +53,12 @@ describe("AdamW", () => {
     setGrad(p, 0.5);
     const opt = new AdamW([p], { lr: 0.1, weightDecay: 0.1 });
     opt.step();
-    expect(Math.abs(p.data[0] - (0.99 - 0.05 / (0.5 + 1e-8)))).toBeLessThan(1e-12);
+    expect(Math.abs(p.data[0]! - (0.99 - 0.05 / (0.5 + 1e-8)))).toBeLessThan(1e-12);
     expect(p.data[0]).toBeCloseTo(0.890000002, 12);
   });
 
   it("defaults weightDecay to 1e-2", () => {
-    expect(new AdamW([param(1)]).paramGroups[0].weightDecay).toBe(1e-2);
-    expect(new Adam([param(1)]).paramGroups[0].weightDecay).toBe(0);
+    expect(new AdamW([param(1)]).paramGroups[0]!.weightDecay).toBe(1e-2);
+    expect(new Adam([param(1)]).paramGroups[0]!.weightDecay).toBe(0);
   });
 });

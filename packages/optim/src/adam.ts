@@ -41,7 +41,7 @@ function makeSpec(owner: string, weightDecay: number, decoupled: boolean): Optim
     bufferNames: ["expAvg", "expAvgSq", "maxExpAvgSq"],
     update(o, a) {
       const [m, v, vmax] = a.state;
-      adamUpdate(a.params, a.grads, m, v, o.amsgrad ? vmax : null, a.start, a.end, a.step, {
+      adamUpdate(a.params, a.grads, m!, v!, o.amsgrad ? vmax! : null, a.start, a.end, a.step, {
         lr: a.lr ?? o.lr,
         beta1: o.betas[0],
         beta2: o.betas[1],

@@ -51,7 +51,7 @@ describe("sharded norm", () => {
         (xs, raw, p) => {
           const g = Float64Array.from(xs);
           const cuts = [0, ...raw.map((c) => c % (g.length + 1)).sort((a, b) => a - b), g.length];
-          const parts = cuts.slice(1).map((end, k) => partialNorm(g, cuts[k], end, p));
+          const parts = cuts.slice(1).map((end, k) => partialNorm(g, cuts[k]!, end, p));
           const whole = combineNorms([partialNorm(g, 0, g.length, p)], p);
           const tol = 1e-12 * Math.max(1, whole);
           expect(Math.abs(combineNorms(parts, p) - whole)).toBeLessThanOrEqual(tol);
@@ -67,6 +67,14 @@ describe("sharded norm", () => {
     const g = Float64Array.of(1, 2, 3);
     scaleRange(g, 1, 3, 0.5);
     expect([...g]).toEqual([1, 1, 1.5]);
+  });
+
+  it("partialNorm and scaleRange refuse a range outside the gradient, naming it", () => {
+    const g = Float64Array.of(1, 2, 3);
+    expect(() => partialNorm(g, 1, 4)).toThrow(/partialNorm: range \[1, 4\) is not inside grads of length 3/);
+    expect(() => partialNorm(g, -1, 2, Infinity)).toThrow(/partialNorm: range \[-1, 2\)/);
+    expect(() => scaleRange(g, 2, 1, 0.5)).toThrow(/scaleRange: range \[2, 1\) is not inside grads of length 3/);
+    expect([...g]).toEqual([1, 2, 3]);
   });
 });
 

@@ -14,18 +14,19 @@ function checkNormType(owner: string, normType: number): void {
  */
 export function partialNorm(grads: FloatArray, start: number, end: number, normType: NormType = 2): number {
   checkNormType("partialNorm", normType);
+  checkRange("partialNorm", grads, start, end);
   let acc = 0;
   if (normType === Infinity) {
     for (let i = start; i < end; i++) {
-      const a = Math.abs(grads[i]);
-      if (a > acc || a !== a) acc = a;
+      const a = Math.abs(grads[i]!);
+      if (a > acc || Number.isNaN(a)) acc = a;
     }
   } else if (normType === 2) {
-    for (let i = start; i < end; i++) acc += grads[i] * grads[i];
+    for (let i = start; i < end; i++) acc += grads[i]! * grads[i]!;
   } else if (normType === 1) {
-    for (let i = start; i < end; i++) acc += Math.abs(grads[i]);
+    for (let i = start; i < end; i++) acc += Math.abs(grads[i]!);
   } else {
-    for (let i = start; i < end; i++) acc += Math.abs(grads[i]) ** normType;
+    for (let i = start; i < end; i++) acc += Math.abs(grads[i]!) ** normType;
   }
   return acc;
 }
@@ -35,7 +36,7 @@ export function combineNorms(partials: readonly number[], normType: NormType = 2
   checkNormType("combineNorms", normType);
   if (normType === Infinity) {
     let max = 0;
-    for (const a of partials) if (a > max || a !== a) max = a;
+    for (const a of partials) if (a > max || Number.isNaN(a)) max = a;
     return max;
   }
   let sum = 0;
@@ -50,7 +51,14 @@ export function clipCoef(totalNorm: number, maxNorm: number): number {
 
 /** Multiplies `grads[start, end)` by `coef` in place. */
 export function scaleRange(grads: FloatArray, start: number, end: number, coef: number): void {
-  for (let i = start; i < end; i++) grads[i] *= coef;
+  checkRange("scaleRange", grads, start, end);
+  for (let i = start; i < end; i++) grads[i]! *= coef;
+}
+
+function checkRange(owner: string, grads: FloatArray, start: number, end: number): void {
+  if (!(Number.isInteger(start) && Number.isInteger(end) && 0 <= start && start <= end && end <= grads.length)) {
+    throw new Error(`${owner}: range [${start}, ${end}) is not inside grads of length ${grads.length}`);
+  }
 }
 
 /** Options of `clipGradNorm`. */
@@ -103,7 +111,7 @@ export function clipGradValue(params: readonly ParamLike[], clipValue: number): 
     if (p.grad === null) continue;
     const g = p.grad.data;
     for (let i = 0; i < g.length; i++) {
-      const v = g[i];
+      const v = g[i]!;
       if (v > clipValue) g[i] = clipValue;
       else if (v < -clipValue) g[i] = -clipValue;
     }

@@ -1,5 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { mulberry32 } from "@threadgrad/core";
 import { adamUpdate } from "./flat/adam.js";
 import { FLT_MIN } from "./flat/flush.js";
 import { sgdUpdate } from "./flat/sgd.js";
@@ -9,15 +10,10 @@ import type { FloatArray, OptimizerName } from "./types.js";
 
 const bytes = (a: FloatArray) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 
-/** Deterministic pseudo-random numbers in [-1, 1) (mulberry32). */
+/** Deterministic pseudo-random numbers in [-1, 1). */
 function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(s ^ (s >>> 15), 1 | s);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return (((t ^ (t >>> 14)) >>> 0) / 2 ** 32) * 2 - 1;
-  };
+  const uniform = mulberry32(seed);
+  return () => uniform() * 2 - 1;
 }
 
 /** Sorted distinct cut points splitting [0, n) into pieces. */
@@ -146,8 +142,8 @@ describe("flat path", () => {
                   params: sliced,
                   grads,
                   state: slicedState,
-                  start: cuts[k - 1],
-                  end: cuts[k],
+                  start: cuts[k - 1]!,
+                  end: cuts[k]!,
                   step,
                 });
               flatStep(name, options, { params: whole, grads, state: wholeState, start: 0, end: n, step });
@@ -249,7 +245,7 @@ describe("subnormal flushing", () => {
       vmax = new Float32Array(1);
     for (let t = 1; t <= 10; t++) {
       adamUpdate(p, zero, m, v, vmax, 0, 1, t, adamOpts);
-      for (const x of [m[0], v[0], vmax[0]]) expect(isSubnormal(x)).toBe(false);
+      for (const x of [m[0]!, v[0]!, vmax[0]!]) expect(isSubnormal(x)).toBe(false);
     }
     expect(m[0]).toBe(0); // 2e-38·0.9^6 < FLT_MIN
   });

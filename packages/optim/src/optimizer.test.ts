@@ -34,7 +34,7 @@ describe("Optimizer", () => {
       [0.1, 0.8, 0],
       [0.01, 0.8, 0.5],
     ]);
-    expect(() => opt.addParamGroup({ params: opt.paramGroups[0].params })).toThrow(/more than one parameter group/);
+    expect(() => opt.addParamGroup({ params: opt.paramGroups[0]!.params })).toThrow(/more than one parameter group/);
     expect(() => opt.addParamGroup({ params: [param(3)], lr: -0.1 })).toThrow(/^Adam: lr must be >= 0, got -0.1$/);
     expect(() => new Adam([])).toThrow(/^Adam: got an empty parameter list$/);
   });
@@ -70,15 +70,15 @@ describe("stateDict", () => {
   it.each(names)("%s: resuming from a mid-training state dict follows the same trajectory bit for bit", (name) => {
     const make = () => [param(0.5, -1), param(2, 0.25)];
     const straight = make();
-    const opt = createOptimizer(name, [{ params: [straight[0]] }, { params: [straight[1]], lr: 0.05 }], extra[name]);
+    const opt = createOptimizer(name, [{ params: [straight[0]!] }, { params: [straight[1]!], lr: 0.05 }], extra[name]);
     for (let t = 1; t <= 10; t++) opt.step([gradAt(t, 0), gradAt(t, 1)]);
 
     const first = make();
-    const before = createOptimizer(name, [{ params: [first[0]] }, { params: [first[1]], lr: 0.05 }], extra[name]);
+    const before = createOptimizer(name, [{ params: [first[0]!] }, { params: [first[1]!], lr: 0.05 }], extra[name]);
     for (let t = 1; t <= 4; t++) before.step([gradAt(t, 0), gradAt(t, 1)]);
     const sd = before.stateDict();
     const resumed = first.map((p) => ({ ...p, data: p.data.slice() }));
-    const after = createOptimizer(name, [{ params: [resumed[0]] }, { params: [resumed[1]] }], {});
+    const after = createOptimizer(name, [{ params: [resumed[0]!] }, { params: [resumed[1]!] }], {});
     after.loadStateDict(structuredClone(sd));
     expect(after.stateDict()).toEqual(sd);
     for (let t = 5; t <= 10; t++) after.step([gradAt(t, 0), gradAt(t, 1)]);
@@ -95,9 +95,9 @@ describe("stateDict", () => {
       [[0], 1e-3],
       [[1], 0.5],
     ]);
-    expect(sd.state[1].step).toBe(1);
-    (sd.state[0].expAvg as Float32Array)[0] = 99;
-    expect(opt.state.get(a)!.buffers.expAvg[0]).not.toBe(99);
+    expect(sd.state[1]!.step).toBe(1);
+    (sd.state[0]!.expAvg as Float32Array)[0] = 99;
+    expect(opt.state.get(a)!.buffers.expAvg![0]).not.toBe(99);
   });
 
   it("rejects a state dict of the wrong shape and changes nothing", () => {
@@ -114,19 +114,19 @@ describe("stateDict", () => {
     expect(() => opt.loadStateDict({ ...good, paramGroups: [] })).toThrow(
       /^Adam: state dict has 0 parameter groups, optimizer has 1$/,
     );
-    expect(() => opt.loadStateDict({ ...good, paramGroups: [{ ...good.paramGroups[0], params: [0] }] })).toThrow(
+    expect(() => opt.loadStateDict({ ...good, paramGroups: [{ ...good.paramGroups[0]!, params: [0] }] })).toThrow(
       /^Adam: parameter group 0 has 1 parameters in the state dict, 2 in the optimizer$/,
     );
-    expect(() => opt.loadStateDict({ ...good, state: { 7: good.state[0] } })).toThrow(
+    expect(() => opt.loadStateDict({ ...good, state: { 7: good.state[0]! } })).toThrow(
       /state for parameter 7, optimizer has 2 parameters/,
     );
     expect(() =>
-      opt.loadStateDict({ ...good, state: { 0: { ...good.state[0], momentumBuffer: new Float32Array(2) } } }),
+      opt.loadStateDict({ ...good, state: { 0: { ...good.state[0]!, momentumBuffer: new Float32Array(2) } } }),
     ).toThrow(/unknown buffer "momentumBuffer"/);
-    expect(() => opt.loadStateDict({ ...good, state: { 0: { ...good.state[0], step: -1 } } })).toThrow(
+    expect(() => opt.loadStateDict({ ...good, state: { 0: { ...good.state[0]!, step: -1 } } })).toThrow(
       /integer step >= 0, got -1/,
     );
-    expect(() => opt.loadStateDict({ ...good, paramGroups: [{ ...good.paramGroups[0], lr: -2 }] })).toThrow(
+    expect(() => opt.loadStateDict({ ...good, paramGroups: [{ ...good.paramGroups[0]!, lr: -2 }] })).toThrow(
       /^Adam: lr must be >= 0, got -2$/,
     );
     expect(opt.stateDict()).toEqual(good);

@@ -102,9 +102,12 @@ export class Optimizer<O extends object> {
           throw new Error(`${this.spec.owner}: gradient ${k - 1} holds ${g.data.constructor.name} values, not floats`);
         const data = p.data as FloatArray; // checked when the parameter was added
         const st = this.stateOf(p);
-        for (const b of specs) st.buffers[b.name] ??= newLike(data, b.init);
+        const state = specs.map((b) => {
+          const buffer = st.buffers[b.name] ?? newLike(data, b.init);
+          st.buffers[b.name] = buffer;
+          return buffer;
+        });
         st.step += 1;
-        const state = specs.map((b) => st.buffers[b.name]);
         this.spec.update(group, { params: data, grads: g.data, state, start: 0, end: data.length, step: st.step });
       }
     }
@@ -152,7 +155,7 @@ export class Optimizer<O extends object> {
     }
     const options = sd.paramGroups.map((saved, i) => {
       const { params, ...rest } = saved;
-      const count = this.paramGroups[i].params.length;
+      const count = this.paramGroups[i]!.params.length; // the group counts matched above
       if (!Array.isArray(params) || params.length !== count) {
         throw new Error(
           `${owner}: parameter group ${i} has ${Array.isArray(params) ? params.length : "no"} parameters in the state dict, ${count} in the optimizer`,
@@ -169,9 +172,12 @@ export class Optimizer<O extends object> {
           `${owner}: state dict has state for parameter ${key}, optimizer has ${params.length} parameters`,
         );
       }
-      state.set(params[index], this.checkEntry(index, params[index], entry));
+      const p = params[index]!;
+      state.set(p, this.checkEntry(index, p, entry));
     }
-    options.forEach((o, i) => Object.assign(this.paramGroups[i], o));
+    options.forEach((o, i) => {
+      Object.assign(this.paramGroups[i]!, o);
+    });
     this.state.clear();
     for (const [p, st] of state) this.state.set(p, st);
   }
@@ -216,7 +222,10 @@ export class Optimizer<O extends object> {
 
   private stateOf(p: ParamLike): ParamState {
     let st = this.state.get(p);
-    if (st === undefined) this.state.set(p, (st = { step: 0, buffers: {} }));
+    if (st === undefined) {
+      st = { step: 0, buffers: {} };
+      this.state.set(p, st);
+    }
     return st;
   }
 
@@ -228,7 +237,7 @@ export class Optimizer<O extends object> {
 const isFloatArray = (a: unknown): a is FloatArray => a instanceof Float32Array || a instanceof Float64Array;
 
 function isGroupList<O extends object>(params: ParamLike[] | ParamGroupInput<O>[]): params is ParamGroupInput<O>[] {
-  return params.length > 0 && "params" in params[0];
+  return params.length > 0 && "params" in params[0]!;
 }
 
 function newLike(data: FloatArray, init: number): FloatArray {

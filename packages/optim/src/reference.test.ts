@@ -19,9 +19,9 @@ function refAdam(o: OptionsByName["adam"], decoupled: boolean): Ref {
   const [b1, b2] = o.betas;
   return (theta, grad, t) => {
     for (let i = 0; i < N; i++) {
-      let g = o.maximize ? -grad[i] : grad[i];
-      if (decoupled) theta[i] *= 1 - o.lr * o.weightDecay;
-      else g += o.weightDecay * theta[i];
+      let g = o.maximize ? -grad[i]! : grad[i]!;
+      if (decoupled) theta[i]! *= 1 - o.lr * o.weightDecay;
+      else g += o.weightDecay * theta[i]!;
       m[i] = b1 * m[i] + (1 - b1) * g;
       v[i] = b2 * v[i] + (1 - b2) * g * g;
       const mHat = m[i] / (1 - b1 ** t);
@@ -29,7 +29,7 @@ function refAdam(o: OptionsByName["adam"], decoupled: boolean): Ref {
       // PyTorch's implementation does (older docs put the max after the correction).
       vmax[i] = Math.max(vmax[i], v[i]);
       const vHat = (o.amsgrad ? vmax[i] : v[i]) / (1 - b2 ** t);
-      theta[i] -= (o.lr * mHat) / (Math.sqrt(vHat) + o.eps);
+      theta[i]! -= (o.lr * mHat) / (Math.sqrt(vHat) + o.eps);
     }
   };
 }
@@ -38,12 +38,12 @@ function refSgd(o: OptionsByName["sgd"]): Ref {
   const b = new Array(N).fill(0);
   return (theta, grad, t) => {
     for (let i = 0; i < N; i++) {
-      let g = (o.maximize ? -grad[i] : grad[i]) + o.weightDecay * theta[i];
+      let g = (o.maximize ? -grad[i]! : grad[i]!) + o.weightDecay * theta[i]!;
       if (o.momentum !== 0) {
         b[i] = t > 1 ? o.momentum * b[i] + (1 - o.dampening) * g : g;
         g = o.nesterov ? g + o.momentum * b[i] : b[i];
       }
-      theta[i] -= o.lr * g;
+      theta[i]! -= o.lr * g;
     }
   };
 }
@@ -54,7 +54,7 @@ function refRmsprop(o: OptionsByName["rmsprop"]): Ref {
     b = new Array(N).fill(0);
   return (theta, grad) => {
     for (let i = 0; i < N; i++) {
-      const g = (o.maximize ? -grad[i] : grad[i]) + o.weightDecay * theta[i];
+      const g = (o.maximize ? -grad[i]! : grad[i]!) + o.weightDecay * theta[i]!;
       v[i] = o.alpha * v[i] + (1 - o.alpha) * g * g;
       let vt = v[i];
       if (o.centered) {
@@ -63,9 +63,9 @@ function refRmsprop(o: OptionsByName["rmsprop"]): Ref {
       }
       if (o.momentum > 0) {
         b[i] = o.momentum * b[i] + g / (Math.sqrt(vt) + o.eps);
-        theta[i] -= o.lr * b[i];
+        theta[i]! -= o.lr * b[i];
       } else {
-        theta[i] -= (o.lr * g) / (Math.sqrt(vt) + o.eps);
+        theta[i]! -= (o.lr * g) / (Math.sqrt(vt) + o.eps);
       }
     }
   };
@@ -76,9 +76,9 @@ function refAdagrad(o: OptionsByName["adagrad"]): Ref {
   return (theta, grad, t) => {
     const lr = o.lr / (1 + (t - 1) * o.lrDecay);
     for (let i = 0; i < N; i++) {
-      const g = (o.maximize ? -grad[i] : grad[i]) + o.weightDecay * theta[i];
+      const g = (o.maximize ? -grad[i]! : grad[i]!) + o.weightDecay * theta[i]!;
       sum[i] += g * g;
-      theta[i] -= (lr * g) / (Math.sqrt(sum[i]) + o.eps);
+      theta[i]! -= (lr * g) / (Math.sqrt(sum[i]) + o.eps);
     }
   };
 }
@@ -105,7 +105,7 @@ function compare<N extends OptimizerName>(name: N, options: OptionsByName[N], re
       { data: Float64Array.from(g.slice(2)), shape: [3] },
     ]);
     const ours = [...a.data, ...b.data];
-    for (let i = 0; i < N; i++) expect(Math.abs(ours[i] - theta[i])).toBeLessThan(1e-10);
+    for (let i = 0; i < N; i++) expect(Math.abs(ours[i]! - theta[i]!)).toBeLessThan(1e-10);
   }
 }
 

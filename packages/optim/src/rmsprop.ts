@@ -30,9 +30,9 @@ export const rmspropSpec: OptimizerSpec<RmspropOptions> = {
   bufferNames: ["squareAvg", "momentumBuffer", "gradAvg"],
   update(o, a) {
     const hasBuf = o.momentum > 0;
-    const buf = hasBuf ? a.state[1] : null;
-    const gradAvg = o.centered ? a.state[hasBuf ? 2 : 1] : null;
-    rmspropUpdate(a.params, a.grads, a.state[0], gradAvg, buf, a.start, a.end, a.step, {
+    const buf = hasBuf ? a.state[1]! : null;
+    const gradAvg = o.centered ? a.state[hasBuf ? 2 : 1]! : null;
+    rmspropUpdate(a.params, a.grads, a.state[0]!, gradAvg, buf, a.start, a.end, a.step, {
       lr: a.lr ?? o.lr,
       alpha: o.alpha,
       eps: o.eps,

@@ -30,7 +30,7 @@ export const sgdSpec: OptimizerSpec<SgdOptions> = {
   stateBuffers: sgdState,
   bufferNames: ["momentumBuffer"],
   update(o, a) {
-    sgdUpdate(a.params, a.grads, o.momentum !== 0 ? a.state[0] : null, a.start, a.end, a.step, {
+    sgdUpdate(a.params, a.grads, o.momentum !== 0 ? a.state[0]! : null, a.start, a.end, a.step, {
       lr: a.lr ?? o.lr,
       momentum: o.momentum,
       dampening: o.dampening,

@@ -171,7 +171,8 @@ export class SharedArena {
     if (!Number.isInteger(index) || index < 0 || index >= paramSizes.length) {
       throw new RangeError(`SharedArena: parameter index must be in [0, ${paramSizes.length}), got ${index}`);
     }
-    return region.subarray(paramOffsets[index], paramOffsets[index] + paramSizes[index]);
+    const offset = paramOffsets[index]!; // index was checked against paramSizes, as long as paramOffsets
+    return region.subarray(offset, offset + paramSizes[index]!);
   }
 
   /** Rank `rank`'s gradient slice, P long. */

@@ -73,7 +73,8 @@ describe("Barrier", () => {
 
   it("a rank that times out names itself and the barrier, and sets the error word", async () => {
     const arena = newArena(2);
-    const [{ messages }] = await Promise.all(spawn(arena, 2, ["park"], { timeoutMs: 200 }).map(outcome));
+    const [parked] = await Promise.all(spawn(arena, 2, ["park"], { timeoutMs: 200 }).map(outcome));
+    const { messages } = parked!;
     expect(messages).toEqual([
       {
         name: "BarrierTimeout",

@@ -13,7 +13,9 @@ export function saveTrainer(t: DataParallel, path: string, extra: Record<string,
   named.forEach(([name, p], i) => {
     params[name] = storeTensor(t.arena.paramView(i), p.shape);
     buffers.forEach((b, k) => {
-      (state[b.name] ??= {})[name] = storeTensor(t.arena.paramIn(t.arena.state(k), i), p.shape);
+      const byParam = state[b.name] ?? {};
+      state[b.name] = byParam;
+      byParam[name] = storeTensor(t.arena.paramIn(t.arena.state(k), i), p.shape);
     });
   });
   const { model, loss, seed, schedule, clipGradNorm, accumulateSteps, skipNonFinite, maxBatchSize } = t.options;

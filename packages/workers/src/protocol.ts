@@ -36,25 +36,23 @@ export const S_CMD = 0;
 export const S_BATCH = 1;
 /** global denominator of the mean loss: batch size, or summed class weights */
 export const S_DENOM = 2;
-/** unused (the ranks compute the learning rate: see S_OPT_COUNT) */
-export const S_UNUSED = 3;
 /**
  * Updates applied before this step, when main knows it (no step in flight: the ranks take it as
  * their count and leave a halt, see R_RAN), or -1: the ranks continue their own count, which
  * they keep in step (they agree on every skip). The update uses t = count + 1 and the learning
  * rate lrAt(schedule, lr, count), computed by the ranks.
  */
-export const S_OPT_COUNT = 4;
+export const S_OPT_COUNT = 3;
 /** 1: zero the gradient slice before this micro-step (first of an accumulation window) */
-export const S_ZERO = 5;
+export const S_ZERO = 4;
 /** 1: reduce, clip and update after this micro-step (last of an accumulation window) */
-export const S_UPDATE = 6;
+export const S_UPDATE = 5;
 /** global step number (keys the dropout generator) */
-export const S_STEP = 7;
+export const S_STEP = 6;
 /** data set id for the step's indices */
-export const S_DATASET = 8;
+export const S_DATASET = 7;
 /** max gradient norm (0: no clipping) */
-export const S_CLIP = 9;
+export const S_CLIP = 8;
 export const STEP_BLOCK_SIZE = 16;
 
 // Per-rank scalars (float64 slots in the arena's scalars region).

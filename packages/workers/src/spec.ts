@@ -2,7 +2,7 @@ import { type Tensor, nn, tensor } from "@threadgrad/core";
 
 /** A model: a built-in spec, or a module that exports a factory returning an `nn.Module`. */
 export type ModelSpec =
-  | { kind: "mlp"; sizes: number[]; activation?: "relu" | "tanh" | "gelu"; dropout?: number; seed?: number }
+  | { kind: "mlp"; sizes: number[]; activation?: "relu" | "tanh" | "gelu"; dropout?: number }
   | { module: string | URL; export?: string; args?: unknown[] };
 
 /** A loss: a built-in name, or a module export `(output, target) => Tensor` returning the SUM over the shard. */

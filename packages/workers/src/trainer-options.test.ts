@@ -126,7 +126,7 @@ function reference(cfg: Config, ds: Data, epochs: number, batchSize: number) {
           ps.forEach((p, j) => {
             const g = p.grad!.data as Float32Array,
               dst = acc[r]![j]!;
-            for (let i = 0; i < g.length; i++) dst[i] += g[i]!;
+            for (let i = 0; i < g.length; i++) dst[i]! += g[i]!;
           });
         }
         steps.push({ loss: lossSum / cfg.denom(ds, idx), lr, gradNorm: null, updated: s + 1 === w1 });
@@ -134,7 +134,7 @@ function reference(cfg: Config, ds: Data, epochs: number, batchSize: number) {
       refs.forEach((ref, j) => {
         ref.grad.data.set(acc[0]![j]!);
         for (let r = 1; r < RANKS; r++)
-          for (let i = 0; i < ref.grad.data.length; i++) ref.grad.data[i] += acc[r]![j]![i]!;
+          for (let i = 0; i < ref.grad.data.length; i++) ref.grad.data[i]! += acc[r]![j]![i]!;
       });
       const norm =
         cfg.clip !== undefined
@@ -191,17 +191,19 @@ async function fitRecording(
 const bits = (a: Float32Array): Uint32Array => new Uint32Array(a.buffer, a.byteOffset, a.length);
 const paramsOf = (t: DataParallel): Float32Array[] => t.model.parameters().map((p) => (p.data as Float32Array).slice());
 const expectSameBits = (got: Float32Array[], want: Float32Array[]) =>
-  got.forEach((g, j) => expect(bits(g)).toEqual(bits(want[j]!)));
+  got.forEach((g, j) => {
+    expect(bits(g)).toEqual(bits(want[j]!));
+  });
 const relErr = (got: number, want: number) => Math.abs(got - want) / Math.max(Math.abs(want), 1e-30);
 function relDiff(got: Float32Array[], want: Float32Array[]): number {
   let diff = 0,
     norm = 0;
-  got.forEach((g, j) =>
+  got.forEach((g, j) => {
     g.forEach((v, i) => {
       diff += (v - want[j]![i]!) ** 2;
       norm += want[j]![i]! ** 2;
-    }),
-  );
+    });
+  });
   return Math.sqrt(diff / norm);
 }
 
@@ -236,7 +238,9 @@ describe("DataParallel options against the single-thread loop (2 workers)", () =
     ref.model.eval();
     const out = forward(ref.model, tensor(ds.x, { shape: [ds.length, ds.features] })).data as Float32Array;
     let sq = 0;
-    out.forEach((v, i) => (sq += (v - ds.y[i]!) ** 2));
+    out.forEach((v, i) => {
+      sq += (v - ds.y[i]!) ** 2;
+    });
     const ev = await t.evaluate({ x: ds.x, y: ds.y, length: ds.length });
     expect(ev.samples).toBe(60);
     expect(relErr(ev.loss, sq / (ds.length * 2))).toBeLessThan(1e-6);
@@ -298,7 +302,9 @@ describe("DataParallel options against the single-thread loop (2 workers)", () =
     expect(got.map((s) => s.lr)).toEqual(ref.steps.map((s) => s.lr));
     const norms = ref.steps.map((s) => s.gradNorm!);
     expect(norms.filter((n) => n > 0.5).length).toBeGreaterThan(3); // clipping really happens
-    got.forEach((s, i) => expect(relErr(s.gradNorm!, norms[i]!)).toBeLessThan(1e-6));
+    got.forEach((s, i) => {
+      expect(relErr(s.gradNorm!, norms[i]!)).toBeLessThan(1e-6);
+    });
     expect(relDiff(paramsOf(t), ref.params)).toBeLessThan(1e-6);
     // without the clip the run is measurably different, so the comparison above sees clipping
     expect(relDiff(reference({ ...cfg, clip: undefined }, ds, 3, 16).params, ref.params)).toBeGreaterThan(1e-3);
@@ -323,7 +329,9 @@ describe("DataParallel options against the single-thread loop (2 workers)", () =
     const ref = reference(cfg, ds, 2, 10);
     expectSameBits(paramsOf(t), ref.params);
     expect(got.map((s) => s.loss)).toEqual(ref.steps.map((s) => s.loss));
-    got.forEach((s, i) => s.updated && expect(relErr(s.gradNorm!, ref.steps[i]!.gradNorm!)).toBeLessThan(1e-6));
+    got.forEach((s, i) => {
+      if (s.updated) expect(relErr(s.gradNorm!, ref.steps[i]!.gradNorm!)).toBeLessThan(1e-6);
+    });
   });
 
   // Epochs of 47 samples in batches of 10 are 5 steps; windows of 3 micro-steps: [1, 3], [4, 5],

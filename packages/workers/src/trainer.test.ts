@@ -89,11 +89,11 @@ function referenceRun(ranks: number, ds: ReturnType<typeof data>, epochs: number
           const g = p.grad!.data as Float32Array;
           // rank 0's slice starts as its own gradient; later ranks add on in order (float32 stores)
           if (r === 0) sums[k]!.set(g);
-          else for (let i = 0; i < g.length; i++) sums[k]![i] += g[i]!;
+          else for (let i = 0; i < g.length; i++) sums[k]![i]! += g[i]!;
         });
       }
       t++;
-      ps.forEach((p, k) =>
+      ps.forEach((p, k) => {
         flatStep("adam", opts, {
           params: p.data as Float32Array,
           grads: sums[k]!,
@@ -101,8 +101,8 @@ function referenceRun(ranks: number, ds: ReturnType<typeof data>, epochs: number
           start: 0,
           end: p.numel,
           step: t,
-        }),
-      );
+        });
+      });
     }
   }
   return ps.map((p) => (p.data as Float32Array).slice());
@@ -124,7 +124,9 @@ describe("DataParallel", () => {
       await t.fit(ds, { epochs: 2, batchSize: 32 }); // 4 steps per epoch; the last batch (4) splits unevenly
       const expected = referenceRun(workers, ds, 2, 32);
       const named = [...t.model.namedParameters()];
-      named.forEach(([, p], k) => expect(bits(p.data as Float32Array)).toEqual(bits(expected[k]!)));
+      named.forEach(([, p], k) => {
+        expect(bits(p.data as Float32Array)).toEqual(bits(expected[k]!));
+      });
     },
   );
 
@@ -133,9 +135,9 @@ describe("DataParallel", () => {
     const t = await trainer({ workers: 3 });
     await t.fit(ds, { epochs: 1, batchSize: 2 });
     const expected = referenceRun(3, ds, 1, 2);
-    [...t.model.namedParameters()].forEach(([, p], k) =>
-      expect(bits(p.data as Float32Array)).toEqual(bits(expected[k]!)),
-    );
+    [...t.model.namedParameters()].forEach(([, p], k) => {
+      expect(bits(p.data as Float32Array)).toEqual(bits(expected[k]!));
+    });
   });
 
   it("2 workers match the plain full-batch loop to 1e-5 relative after 20 Adam steps, and repeat runs are identical", async () => {
@@ -149,12 +151,12 @@ describe("DataParallel", () => {
     const got = [...a.model.parameters()].map((p) => p.data as Float32Array);
     let diff = 0,
       norm = 0;
-    got.forEach((g, k) =>
+    got.forEach((g, k) => {
       g.forEach((v, i) => {
         diff += (v - full[k]![i]!) ** 2;
         norm += v * v;
-      }),
-    );
+      });
+    });
     expect(Math.sqrt(diff / norm)).toBeLessThan(1e-5);
   });
 
@@ -168,7 +170,9 @@ describe("DataParallel", () => {
     const p1 = params(one),
       p2 = params(two);
     let maxDiff = 0;
-    p1.forEach((v, i) => (maxDiff = Math.max(maxDiff, Math.abs(v - p2[i]!))));
+    p1.forEach((v, i) => {
+      maxDiff = Math.max(maxDiff, Math.abs(v - p2[i]!));
+    });
     expect(maxDiff).toBeLessThan(1e-6);
     const noDrop = await trainer({ workers: 1 });
     await noDrop.fit(ds, { epochs: 1, batchSize: 64 });
@@ -185,7 +189,9 @@ describe("DataParallel", () => {
     await plain.fit(ds, { epochs: 1, batchSize: 64 });
     const a = params(acc),
       b = params(plain);
-    a.forEach((v, i) => expect(Math.abs(v - b[i]!)).toBeLessThan(1e-6));
+    a.forEach((v, i) => {
+      expect(Math.abs(v - b[i]!)).toBeLessThan(1e-6);
+    });
     expect(acc.progress.optimizerStep).toBe(2);
   });
 
@@ -247,7 +253,9 @@ describe("DataParallel", () => {
     await resumed.fit(ds, { epochs: 3, batchSize: 32 });
     expect(bits(params(resumed))).not.toEqual(bits(new Float32Array(params(resumed).length)));
     // 1 worker after 2 differs only by summation order inside a step, so compare loosely here ...
-    params(resumed).forEach((v, i) => expect(Math.abs(v - params(straight)[i]!)).toBeLessThan(1e-6));
+    params(resumed).forEach((v, i) => {
+      expect(Math.abs(v - params(straight)[i]!)).toBeLessThan(1e-6);
+    });
     // ... and bit for bit when resumed with the same worker count.
     const again = await DataParallel.load(join(dir, "ckpt.msgpack"));
     open.push(again);
@@ -263,7 +271,7 @@ describe("DataParallel", () => {
     await t.save(file);
     const good = readFileSync(file);
     const flipped = Buffer.from(good);
-    flipped[flipped.length - 5] ^= 0xff;
+    flipped[flipped.length - 5]! ^= 0xff;
     writeFileSync(join(dir, "flip"), flipped);
     writeFileSync(join(dir, "cut"), good.subarray(0, good.length - 100));
     writeFileSync(join(dir, "foreign"), "hello, not a checkpoint");

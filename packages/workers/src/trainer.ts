@@ -272,7 +272,9 @@ export class DataParallel {
       view.set(p.data as Float32Array);
       p.setStorage(view);
     });
-    buffers.forEach((b, k) => arena.state(k).fill(b.init));
+    buffers.forEach((b, k) => {
+      arena.state(k).fill(b.init);
+    });
     const maxBatchSize = opts.maxBatchSize ?? 8192;
     const blocks = new Float64Array(new SharedArrayBuffer(slots * P.STEP_BLOCK_SIZE * 8));
     const batches = new Int32Array(new SharedArrayBuffer(slots * maxBatchSize * 4));
@@ -837,7 +839,7 @@ export class DataParallel {
     this.copies.clear();
     this.spare.length = 0;
     // A failure, or commands still in flight (a time-out): release every rank through the error word.
-    if (this.failure !== null || Atomics.load(this.arena.control, 0) !== 0 || this.inFlight.length > 0)
+    if (this.failure !== null || Atomics.load(this.arena.control, ERROR) !== ErrorCode.NONE || this.inFlight.length > 0)
       signalError(this.arena.control, ErrorCode.ABORTED);
     else {
       // Nothing is in flight here (fit and evaluate are done), so the next slot is free.

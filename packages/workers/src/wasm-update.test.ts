@@ -32,6 +32,12 @@ function arenaFor(
     : SharedArena.create(layout);
 }
 
+// Outside CI a runtime without WebAssembly SIMD skips the comparison; in CI that skip would hide
+// the SIMD path entirely, so its absence fails here instead.
+it.runIf(process.env.CI)("CI has WebAssembly SIMD and shared memory for the optimizer kernels", () => {
+  expect(isWasmSimdSupported(), "CI: this runtime lacks WebAssembly SIMD or shared memory").toBe(true);
+});
+
 describe.runIf(isWasmSimdSupported())("wasm optimizer updates on the arena", () => {
   it.each(CASES)("%s %j gives optim's flat-update bits over 6 steps, on a segment only", (name, raw) => {
     const options = resolveFlatOptions(name, raw as never) as unknown as Record<string, unknown>;

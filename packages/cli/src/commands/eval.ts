@@ -154,8 +154,8 @@ function describe(r: Record<string, unknown>, ds: Dataset): string[] {
   const width = Math.max(4, ...matrix.flat().map((v) => String(v).length + 1));
   lines.push("", "confusion matrix (rows: true class, columns: predicted class)");
   lines.push(`${"".padStart(width)}${matrix.map((_, c) => String(c).padStart(width)).join("")}`);
-  matrix.forEach((row, c) =>
-    lines.push(`${String(c).padStart(width)}${row.map((v) => String(v).padStart(width)).join("")}`),
-  );
+  matrix.forEach((row, c) => {
+    lines.push(`${String(c).padStart(width)}${row.map((v) => String(v).padStart(width)).join("")}`);
+  });
   return lines;
 }

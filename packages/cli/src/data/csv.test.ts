@@ -6,7 +6,9 @@ import { CSV_CHUNK_BYTES, MAX_CSV_COLUMNS, UNCLEAR_TASK_SHARE, loadCsv, parseCsv
 import { readCsvRecords } from "./csv-records.js";
 
 const tempDirs: string[] = [];
-afterAll(() => tempDirs.forEach((dir) => rmSync(dir, { recursive: true, force: true })));
+afterAll(() => {
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+});
 
 function writeCsv(text: string): string {
   const dir = mkdtempSync(join(tmpdir(), "threadgrad-csv-"));
@@ -217,7 +219,9 @@ describe("loadCsv", () => {
     expect(Array.from(a.test.x)).not.toEqual(Array.from(c.test.x));
     expect(a.test.name).toBe(`${file} (test)`);
     // Each row keeps its own line number through the shuffle: value v sits on line v + 2.
-    a.test.x.forEach((v, r) => expect(a.test.lineNumbers?.[r]).toBe(v + 2));
+    a.test.x.forEach((v, r) => {
+      expect(a.test.lineNumbers?.[r]).toBe(v + 2);
+    });
   });
 
   it("names a file it cannot read", () => {
@@ -265,8 +269,8 @@ describe("loadCsv on a file of tens of MB", () => {
     const seen = new Uint8Array(rows);
     for (const ds of [train, test]) {
       for (let r = 0; r < ds.length; r++) {
-        const id = ds.x[2 * r];
-        seen[id]++;
+        const id = ds.x[2 * r]!;
+        seen[id] = (seen[id] ?? 0) + 1;
         const ok = ds.x[2 * r + 1] === (id % 1000) / 8 && ds.y[r] === id % 10 && ds.lineNumbers?.[r] === lineOf(id);
         if (!ok) wrong++;
       }

@@ -26,7 +26,9 @@ const labels = (n: number) =>
   );
 
 const tempDirs: string[] = [];
-afterAll(() => tempDirs.forEach((dir) => rmSync(dir, { recursive: true, force: true })));
+afterAll(() => {
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+});
 
 function writeSet(files: Record<string, Uint8Array>): string {
   const dir = mkdtempSync(join(tmpdir(), "threadgrad-idx-"));

@@ -247,10 +247,10 @@ function loadPart(dir: string, prefix: "train" | "t10k"): LoadedPart {
 
 function toDataset(part: LoadedPart, name: string, numClasses: number, classNames?: string[]): Dataset {
   const { images, labels } = part;
-  const length = images.dims[0];
+  const length = images.dims[0]!; // the magic readIdx checked says three dimensions
   const features = images.data.length / length;
   const x = sharedFloat32(images.data.length);
-  for (let i = 0; i < x.length; i++) x[i] = images.data[i] / 255;
+  for (let i = 0; i < x.length; i++) x[i] = images.data[i]! / 255;
   const y = sharedInt32(length);
   y.set(labels.data);
   const ds: Dataset = { name, x, y, length, features, task: "classification", numClasses };
@@ -294,7 +294,9 @@ export function encodeIdx(magic: number, dims: number[], payload: ArrayLike<numb
   const buf = new Uint8Array(4 + 4 * dims.length + payload.length);
   const view = new DataView(buf.buffer);
   view.setUint32(0, magic);
-  dims.forEach((d, i) => view.setUint32(4 + 4 * i, d));
+  dims.forEach((d, i) => {
+    view.setUint32(4 + 4 * i, d);
+  });
   buf.set(payload, 4 + 4 * dims.length);
   return buf;
 }

@@ -8,7 +8,9 @@ import { FASHION_MNIST_DIR, checkLabels, loadDataset, sharedFloat32, sharedInt32
 const idx = encodeIdx;
 
 const tempDirs: string[] = [];
-afterAll(() => tempDirs.forEach((dir) => rmSync(dir, { recursive: true, force: true })));
+afterAll(() => {
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+});
 const tempDir = () => {
   const dir = mkdtempSync(join(tmpdir(), "threadgrad-data-"));
   tempDirs.push(dir);

@@ -27,7 +27,7 @@ export {
   type IdxArray,
 } from "./idx.js";
 export { loadMnistDigits, loadAllDigits, digitsDir, DIGITS_TEST_FRACTION, type DigitsOptions } from "./mnist-digits.js";
-export { mulberry32, shuffledIndices, splitDataset, takeRows } from "./shuffle.js";
+export { shuffledIndices, splitDataset, takeRows } from "./shuffle.js";
 export { sharedFloat32, sharedInt32, type DataSplit, type Dataset, type Task } from "./types.js";
 
 /** Where Debian's `dataset-fashion-mnist` package installs the four gzipped IDX files. */
@@ -141,7 +141,7 @@ export function checkLabels(ds: Dataset, numOutputs: number): void {
     return;
   }
   for (let row = 0; row < ds.length; row++) {
-    const label = ds.y[row];
+    const label = ds.y[row]!;
     if (label < 0 || label >= numOutputs) {
       throw new Error(
         `data: label ${label} at row ${row}${rowOrigin(ds, row)} of ${ds.name} is out of range ` +

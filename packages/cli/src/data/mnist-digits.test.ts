@@ -5,7 +5,9 @@ import { afterAll, describe, expect, it } from "vitest";
 import { DIGITS_TEST_FRACTION, DIGIT_PIXELS, loadAllDigits, loadMnistDigits } from "./mnist-digits.js";
 
 const tempDirs: string[] = [];
-afterAll(() => tempDirs.forEach((dir) => rmSync(dir, { recursive: true, force: true })));
+afterAll(() => {
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+});
 
 describe("loadMnistDigits", () => {
   const split = loadMnistDigits({ seed: 0 });

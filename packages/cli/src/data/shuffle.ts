@@ -1,30 +1,19 @@
+import { mulberry32 } from "@threadgrad/core";
 import { sharedFloat32, sharedInt32, type DataSplit, type Dataset } from "./types.js";
 
 /**
- * mulberry32: a 32-bit seeded PRNG returning floats in [0, 1). Splits must not depend on
- * Math.random, so the same seed gives the same train/test split on every machine.
- * @example const rand = mulberry32(42); rand(); // 0.6011...
+ * A seeded Fisher–Yates permutation of 0..n-1, from core's mulberry32: splits never depend on
+ * Math.random, so the same seed gives the same train/test split on every machine and in every version.
+ * @example shuffledIndices(5, 1) // [4, 2, 1, 0, 3]
  */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** A seeded Fisher–Yates permutation of 0..n-1. @example shuffledIndices(5, 1) // [4, 2, 1, 0, 3] */
 export function shuffledIndices(n: number, seed: number): Int32Array {
   const order = new Int32Array(n);
   for (let i = 0; i < n; i++) order[i] = i;
   const rand = mulberry32(seed);
   for (let i = n - 1; i > 0; i--) {
     const j = Math.floor(rand() * (i + 1));
-    const tmp = order[i];
-    order[i] = order[j];
+    const tmp = order[i]!;
+    order[i] = order[j]!;
     order[j] = tmp;
   }
   return order;
@@ -39,10 +28,14 @@ export function takeRows(ds: Dataset, rows: Int32Array, name: string): Dataset {
   // A subarray per row costs more than copying a few values one by one.
   const isNarrow = features < 32;
   rows.forEach((row, i) => {
-    if (isNarrow) for (let f = 0; f < features; f++) x[i * features + f] = ds.x[row * features + f];
+    const target = ds.y[row];
+    if (target === undefined) {
+      throw new Error(`data: takeRows: row ${row} is out of range for ${ds.name} (${ds.length} rows)`);
+    }
+    if (isNarrow) for (let f = 0; f < features; f++) x[i * features + f] = ds.x[row * features + f]!;
     else x.set(ds.x.subarray(row * features, (row + 1) * features), i * features);
-    y[i] = ds.y[row];
-    if (lineNumbers && ds.lineNumbers) lineNumbers[i] = ds.lineNumbers[row];
+    y[i] = target;
+    if (lineNumbers && ds.lineNumbers) lineNumbers[i] = ds.lineNumbers[row]!;
   });
   const taken: Dataset = { ...ds, name, x, y, length: rows.length };
   if (lineNumbers) taken.lineNumbers = lineNumbers;

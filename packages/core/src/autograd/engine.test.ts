@@ -1,10 +1,10 @@
 import { describe, expect, test } from "vitest";
 import {
+  // biome-ignore lint/suspicious/noShadowRestrictedNames: the API is named after torch.autograd.Function
   Function,
   type FunctionCtx,
   type Tensor,
   add,
-  backward,
   grad,
   gradcheck,
   gradgradcheck,

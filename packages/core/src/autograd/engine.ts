@@ -100,7 +100,9 @@ function run(outputs: Tensor[], seeds: Tensor[], opts: RunOptions): void {
     grads.set(t, prev === undefined ? g : add(prev, g));
   };
   const body = () => {
-    outputs.forEach((t, i) => needed.has(t) && accumulate(t, seeds[i]!));
+    outputs.forEach((t, i) => {
+      if (needed.has(t)) accumulate(t, seeds[i]!);
+    });
     for (const t of order) {
       let g = grads.get(t);
       if (g === undefined) continue;

@@ -1,3 +1,4 @@
+// biome-ignore-all lint/complexity/noThisInStatic: `this` is the calling subclass, which defines forward and backward
 import { isGradEnabled, noGrad } from "./grad-mode.js";
 import { Node } from "./node.js";
 import { Tensor, isTensor } from "../tensor/tensor.js";
@@ -26,6 +27,8 @@ export class FunctionCtx {
  * `forward` runs without recording; `backward` is written with tensor ops, so it is itself
  * differentiable when a graph is created.
  */
+// biome-ignore lint/complexity/noStaticOnlyClass: users subclass it with static forward/backward, as in PyTorch
+// biome-ignore lint/suspicious/noShadowRestrictedNames: named after torch.autograd.Function; imported by name
 export abstract class Function {
   static forward(_ctx: FunctionCtx, ..._args: unknown[]): Tensor {
     throw new Error(`${this.name}: custom functions must implement static forward(ctx, ...inputs)`);

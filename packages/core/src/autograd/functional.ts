@@ -1,4 +1,4 @@
-import { Tensor } from "../tensor/tensor.js";
+import type { Tensor } from "../tensor/tensor.js";
 import { stack } from "../ops/shape.js";
 import { zerosLike } from "../tensor/creation.js";
 import { grad } from "./engine.js";
@@ -37,7 +37,9 @@ export function jacobian(fn: Fn, inputs: Tensor | Tensor[], opts: { createGraph?
       grad(out, xs, { gradOutputs: e, retainGraph: true, allowUnused: true, createGraph: opts.createGraph ?? false }),
       xs,
     );
-    gs.forEach((g, k) => rows[k]!.push(g));
+    gs.forEach((g, k) => {
+      rows[k]!.push(g);
+    });
   }
   return rows.map((r, k) =>
     out.numel === 0 ? zerosLike(xs[k]!) : stack(r, 0).reshape([...out.shape, ...xs[k]!.shape]),

@@ -53,7 +53,9 @@ const leaf = (v: number[] | number[][]) => tensor(v, { dtype: "float64", require
 function expectClose(actual: Tensor | null, expected: number[] | number[][]) {
   const flat = (expected as (number | number[])[]).flat();
   expect(actual!.shape.reduce((a, b) => a * b, 1)).toBe(flat.length);
-  Array.from(actual!.data).forEach((v, i) => expect(Math.abs(v - flat[i]!)).toBeLessThanOrEqual(1e-12));
+  Array.from(actual!.data).forEach((v, i) => {
+    expect(Math.abs(v - flat[i]!)).toBeLessThanOrEqual(1e-12);
+  });
 }
 
 test("a 2-layer MLP on a mean squared error matches hand-derived gradients to 1e-12", () => {

@@ -30,7 +30,7 @@ export function getKernelBackend(): KernelBackend {
 }
 
 function defaultBackend(): KernelBackend {
-  const env = globalThis.process?.env?.["THREADGRAD_KERNELS"];
+  const env = globalThis.process?.env?.THREADGRAD_KERNELS;
   if (env === "js") return "js";
   if (env === "wasm") {
     requireWasm("THREADGRAD_KERNELS=wasm");

@@ -3,6 +3,7 @@ import { addBias, reluBackward, reluForward, sumRowsInWasm } from "./fused.js";
 import { runInStepRegion } from "./wasm/step-region.js";
 import { tensor } from "../tensor/creation.js";
 import { sum } from "../ops/reduce.js";
+import { mulberry32 } from "../tensor/random.js";
 import { createWasmKernels } from "./wasm/wasm-kernels.js";
 import { setDefaultWasmKernels } from "./wasm/matmul-kernel.js";
 
@@ -26,10 +27,10 @@ const SPECIAL = [
 ];
 function values(n: number, seed: number): Float32Array {
   const out = new Float32Array(n);
-  let s = seed;
+  const rand = mulberry32(seed);
   for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
-    out[i] = i < SPECIAL.length * 2 ? SPECIAL[(i + seed) % SPECIAL.length]! : (s / 2 ** 32 - 0.5) * 4;
+    const u = rand();
+    out[i] = i < SPECIAL.length * 2 ? SPECIAL[(i + seed) % SPECIAL.length]! : (u - 0.5) * 4;
   }
   return out;
 }

@@ -5,10 +5,8 @@
 // otherwise the JavaScript loops below give the same bits. float64 arrays take the JavaScript
 // loops unflushed.
 
-import type { FloatArray } from "../tensor/dtype.js";
+import { FLT_MIN, type FloatArray } from "../tensor/dtype.js";
 import { wasmInPlace } from "./dispatch.js";
-
-export const FLT_MIN = 1.1754943508222875e-38;
 
 /** out = max(x, 0). */
 export function reluForward(x: FloatArray, out: FloatArray): void {
@@ -25,7 +23,7 @@ export function reluForward(x: FloatArray, out: FloatArray): void {
   } else {
     for (let i = 0; i < x.length; i++) {
       const v = x[i]!;
-      out[i] = v <= 0 ? 0 : v;
+      out[i] = Math.max(v, 0);
     }
   }
 }

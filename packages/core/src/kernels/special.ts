@@ -5,7 +5,7 @@
  *  otherwise: erfc by its continued fraction (modified Lentz), which converges fast for large x.
  */
 export function erf(x: number): number {
-  if (x !== x) return NaN;
+  if (Number.isNaN(x)) return NaN;
   const ax = Math.abs(x);
   if (ax < 2.5) {
     const x2 = x * x;

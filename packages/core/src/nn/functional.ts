@@ -1,4 +1,4 @@
-import { Tensor } from "../tensor/tensor.js";
+import type { Tensor } from "../tensor/tensor.js";
 import { fmtShape } from "../tensor/shape.js";
 import { add, mul, relu, sigmoid, tanh, softplus, where } from "../ops/elementwise.js";
 import { gelu, softmax, logSoftmax } from "../ops/composite.js";

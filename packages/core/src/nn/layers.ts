@@ -1,4 +1,4 @@
-import { Tensor } from "../tensor/tensor.js";
+import type { Tensor } from "../tensor/tensor.js";
 import { empty } from "./util.js";
 import { Module, Parameter } from "./module.js";
 import * as F from "./functional.js";

@@ -153,14 +153,14 @@ describe("stateDict and loadStateDict", () => {
   });
   test("a registered buffer is a field that is not a parameter", () => {
     const b = new Block();
-    expect(b.stateDict()["count"]).toBeDefined();
+    expect(b.stateDict().count).toBeDefined();
     expect([...b.namedParameters()].map(([k]) => k)).not.toContain("count");
     expect(Array.from((b as unknown as { count: Tensor }).count.data)).toEqual([0]);
   });
   test("assigning a new tensor to a buffer field replaces the buffer in stateDict", () => {
     const b = new Block();
     (b as unknown as { count: Tensor }).count = tensor([5], { dtype: "float32" });
-    expect(Array.from(b.stateDict()["count"]!.data)).toEqual([5]);
+    expect(Array.from(b.stateDict().count!.data)).toEqual([5]);
     b.loadStateDict({ ...b.stateDict(), count: tensor([8], { dtype: "float32" }) });
     expect(Array.from((b as unknown as { count: Tensor }).count.data)).toEqual([8]);
   });
@@ -168,7 +168,7 @@ describe("stateDict and loadStateDict", () => {
     manualSeed(1);
     const src = new Net(),
       dst = new Net();
-    src.blocks[0]!.stateDict()["count"]!.data[0] = 7;
+    src.blocks[0]!.stateDict().count!.data[0] = 7;
     const state = src.stateDict();
     expect(dst.loadStateDict(state)).toEqual({ missingKeys: [], unexpectedKeys: [] });
     const out = dst.stateDict();
@@ -185,7 +185,7 @@ describe("stateDict and loadStateDict", () => {
   });
   test("stateDict tensors share storage with the module, outside the graph", () => {
     const lin = new Linear(2, 2);
-    const w = lin.stateDict()["weight"]!;
+    const w = lin.stateDict().weight!;
     expect(w.data).toBe(lin.weight.data);
     expect(w.requiresGrad).toBe(false);
   });

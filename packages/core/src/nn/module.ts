@@ -1,6 +1,6 @@
 import { noGrad } from "../autograd/grad-mode.js";
 import { fmtShape, shapeEq } from "../tensor/shape.js";
-import { Tensor, isTensor } from "../tensor/tensor.js";
+import { type Tensor, isTensor } from "../tensor/tensor.js";
 
 const MODULE_BRAND = Symbol.for("threadgrad.Module");
 const PARAM_BRAND = Symbol.for("threadgrad.Parameter");
@@ -36,9 +36,10 @@ export abstract class Module {
   training = true;
   private readonly _buffers = new Set<string>();
 
-  // `any`: subclasses declare their own inputs (forward(x: Tensor), forward(ids, mask), ...) and
-  // outputs (MultiheadAttention returns [output, weights]), and a model held as a plain Module can
-  // still be called, as in PyTorch.
+  // Subclasses declare their own inputs (forward(x: Tensor), forward(ids, mask), ...) and outputs
+  // (MultiheadAttention returns [output, weights]), and a model held as a plain Module can still be
+  // called, as in PyTorch.
+  // biome-ignore lint/suspicious/noExplicitAny: any subclass's forward must fit
   abstract forward(...inputs: any[]): any;
 
   /** Buffers are state that is saved and loaded but not trained (running statistics, masks). */
@@ -142,7 +143,7 @@ export abstract class Module {
         `loadStateDict: error(s) in loading state dict for ${this.constructor.name}:\n\t${errors.join("\n\t")}`,
       );
     noGrad(() => {
-      for (const [k, t] of own) if (state[k] !== undefined) t.copy_(state[k]!);
+      for (const [k, t] of own) if (state[k] !== undefined) t.copy_(state[k]);
     });
     return { missingKeys, unexpectedKeys };
   }

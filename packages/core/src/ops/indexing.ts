@@ -78,7 +78,7 @@ export const scatterAdd = defineOp("scatterAdd", (self: Tensor, dim: number, ind
   // positions of index and src aligned, and slice's backward pads the gradient back with zeros.
   const src = index.shape.reduce((t, v, k) => (t.shape[k] === v ? t : slice(t, k, 0, v)), src0);
   const out = self.data.slice();
-  forEachScatter(self.shape, index, d, "scatterAdd", (t, i) => (out[t] += src.data[i]!));
+  forEachScatter(self.shape, index, d, "scatterAdd", (t, i) => (out[t]! += src.data[i]!));
   return record(
     new Tensor(out, self.shape),
     "scatterAdd",
@@ -143,7 +143,7 @@ export const indexAdd = defineOp("indexAdd", (self: Tensor, dim: number, index: 
         throw new Error(`indexAdd: index ${v} is out of range for dimension ${d} with size ${size}`);
       const dst = (o * size + v) * inner,
         src = (o * n + j) * inner;
-      for (let i = 0; i < inner; i++) out[dst + i] += source.data[src + i]!;
+      for (let i = 0; i < inner; i++) out[dst + i]! += source.data[src + i]!;
     }
   }
   return record(

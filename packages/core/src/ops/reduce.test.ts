@@ -44,7 +44,9 @@ describe("sum laws", () => {
         const ratio = target.reduce((a, b) => a * b, 1) / x.numel;
         const back = sumTo(broadcastTo(x, target), x.shape);
         expect(back.shape).toEqual(x.shape);
-        Array.from(back.data).forEach((v, i) => close(v, x.data[i]! * ratio));
+        Array.from(back.data).forEach((v, i) => {
+          close(v, x.data[i]! * ratio);
+        });
       }),
     );
   });

@@ -142,8 +142,8 @@ function argExtremum(op: "argmax" | "argmin", x: Tensor, dim?: number, keepdim =
   const src = x.data;
   const better =
     op === "argmax"
-      ? (a: number, b: number) => a > b || (a !== a && b === b)
-      : (a: number, b: number) => a < b || (a !== a && b === b);
+      ? (a: number, b: number) => a > b || (Number.isNaN(a) && !Number.isNaN(b))
+      : (a: number, b: number) => a < b || (Number.isNaN(a) && !Number.isNaN(b));
   for (let o = 0; o < outer; o++) {
     for (let i = 0; i < inner; i++) {
       let best = 0;

@@ -71,7 +71,9 @@ export const permute = defineOp("permute", (x: Tensor, dims: readonly number[]):
     d.map((i) => st[i]!),
   );
   const inverse = new Array<number>(d.length);
-  d.forEach((v, i) => (inverse[v] = i));
+  d.forEach((v, i) => {
+    inverse[v] = i;
+  });
   return record(new Tensor(out, shape), "permute", [x], (g) => [permute(g, inverse)]);
 });
 

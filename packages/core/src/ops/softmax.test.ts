@@ -19,10 +19,16 @@ describe("fused logSoftmax", () => {
       [7, 7, 7],
       [1e-3, -1e-3, 0],
     ];
-    rows.forEach((row, i) => reference(row).forEach((v, j) => expect(last[3 * i + j]).toBeCloseTo(v, 12)));
+    rows.forEach((row, i) => {
+      reference(row).forEach((v, j) => {
+        expect(last[3 * i + j]).toBeCloseTo(v, 12);
+      });
+    });
     const d0 = logSoftmax(x, 0).data; // rows run across the first dim: (0, j) with (1, j)
     for (let j = 0; j < 6; j++)
-      reference([x.data[j]!, x.data[6 + j]!]).forEach((v, i) => expect(d0[6 * i + j]).toBeCloseTo(v, 12));
+      reference([x.data[j]!, x.data[6 + j]!]).forEach((v, i) => {
+        expect(d0[6 * i + j]).toBeCloseTo(v, 12);
+      });
     expect(Array.from(softmax(x, -1).data.slice(6, 9))).toEqual(
       [1 / 3, 1 / 3, 1 / 3].map((v) => expect.closeTo(v, 15)),
     );
@@ -49,7 +55,9 @@ describe("fused logSoftmax", () => {
       z = e.reduce((a, b) => a + b),
       p = e.map((v) => v / z),
       sw = -0.5;
-    p.forEach((pj, j) => expect(gx!.data[j]).toBeCloseTo([0.5, -2, 1][j]! - pj * sw, 12));
+    p.forEach((pj, j) => {
+      expect(gx!.data[j]).toBeCloseTo([0.5, -2, 1][j]! - pj * sw, 12);
+    });
     for (let i = 0; i < 3; i++) {
       const [row] = grad(gx!.narrow(0, i, 1).sum(), [x], { retainGraph: true });
       for (let j = 0; j < 3; j++) expect(row!.data[j]).toBeCloseTo(-sw * ((i === j ? p[i]! : 0) - p[i]! * p[j]!), 12);

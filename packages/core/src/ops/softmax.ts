@@ -1,4 +1,4 @@
-import { type FloatArray, arrayFor, isFloat } from "../tensor/dtype.js";
+import { FLT_MIN, type FloatArray, arrayFor, isFloat } from "../tensor/dtype.js";
 import { fmtShape, normDims } from "../tensor/shape.js";
 import { Tensor } from "../tensor/tensor.js";
 import { exp, mul, neg, sub } from "./elementwise.js";
@@ -10,8 +10,6 @@ import { sum } from "./reduce.js";
 // ops), so gradients of every order still work. Rows run along `dim` of a contiguous tensor viewed
 // as [outer, classes, inner]. Float math in float64; float32 gradients are flushed like every
 // float32 elementwise result (|v| < FLT_MIN stored as a zero of the same sign).
-
-const FLT_MIN = 1.1754943508222875e-38;
 
 function rowsOf(shape: readonly number[], d: number): [number, number, number] {
   if (shape.length === 0) return [1, 1, 1]; // a 0-d tensor is one row of one class, as in PyTorch
@@ -44,7 +42,7 @@ function logSoftmaxKernel(x: FloatArray, out: FloatArray, outer: number, c: numb
       let m = -Infinity;
       for (let j = 0; j < c; j++) {
         const v = x[base + j * inner]!;
-        if (v > m || v !== v) m = v;
+        if (v > m || Number.isNaN(v)) m = v;
       }
       const shift = Number.isFinite(m) ? m : 0;
       let s = 0;

@@ -1,5 +1,5 @@
 import { type DType, type TypedArray, arrayFor, checkDtype, dtypeOf, getDefaultDtype } from "./dtype.js";
-import { Generator, defaultGenerator } from "./random.js";
+import { type Generator, defaultGenerator } from "./random.js";
 import { type Shape, checkShape, fmtShape, numelOf } from "./shape.js";
 import { Tensor } from "./tensor.js";
 

@@ -4,6 +4,13 @@ export type FloatDType = "float32" | "float64";
 export type TypedArray = Float32Array | Float64Array | Int32Array | Uint8Array;
 export type FloatArray = Float32Array | Float64Array;
 
+/**
+ * Smallest positive normal float32 (2^-126). Float32 results and float32 optimizer state with
+ * |v| < FLT_MIN are stored as zero: subnormal floats take x86's slow microcode path, tens of times
+ * slower per operation. Every backend that writes the same arrays must use this same threshold.
+ */
+export const FLT_MIN = 1.1754943508222875e-38;
+
 const RANK: Record<DType, number> = { bool: 0, int32: 1, float32: 2, float64: 3 };
 
 let defaultDtype: FloatDType = "float32";

@@ -134,6 +134,22 @@ export class CounterGenerator {
   }
 }
 
+/**
+ * mulberry32: a small seeded stream of floats in [0, 1) (32 bits each) for shuffles and test data,
+ * where the order must be the same on every machine and in every version. Tensors draw from
+ * `Generator` instead.
+ * @example const rand = mulberry32(42); rand(); // 0.6011037519201636
+ */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), a | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
 export const defaultGenerator = new Generator(0);
 
 /** Seeds the default generator, which every random op uses unless given its own. */

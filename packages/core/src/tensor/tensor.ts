@@ -5,6 +5,7 @@ import { type Shape, fmtShape, numelOf, stridesOf } from "./shape.js";
 /** Brand shared by every copy of core loaded in a process (a user's model may bring its own). */
 export const TENSOR_BRAND = Symbol.for("threadgrad.Tensor");
 
+// biome-ignore lint/suspicious/noConfusingVoidType: a hook declared elsewhere as returning void must still fit
 export type GradHook = (grad: Tensor) => Tensor | void;
 
 /**
@@ -189,7 +190,7 @@ export class Tensor {
       const buf = this._gradBuffer;
       const src = g.data;
       if (this._gradBufferZeroed) buf.set(src);
-      else for (let i = 0; i < buf.length; i++) buf[i] += src[i]!;
+      else for (let i = 0; i < buf.length; i++) buf[i]! += src[i]!;
       this._gradBufferZeroed = this._gradBufferStale = false;
       return;
     }
@@ -206,7 +207,7 @@ export class Tensor {
     } else {
       const dst = this._grad.data;
       const src = g.data;
-      for (let i = 0; i < dst.length; i++) dst[i] += src[i]!;
+      for (let i = 0; i < dst.length; i++) dst[i]! += src[i]!;
     }
   }
 
@@ -214,8 +215,13 @@ export class Tensor {
   registerHook(fn: GradHook): { remove(): void } {
     if (!this._requiresGrad)
       throw new Error("registerHook: cannot register a hook on a tensor that doesn't require gradient");
-    (this._hooks ??= []).push(fn);
-    return { remove: () => void (this._hooks = this._hooks?.filter((h) => h !== fn) ?? null) };
+    this._hooks ??= [];
+    this._hooks.push(fn);
+    return {
+      remove: () => {
+        this._hooks = this._hooks?.filter((h) => h !== fn) ?? null;
+      },
+    };
   }
 
   /** Marks an in-place change: tensors saved for backward at an older version become unusable. */

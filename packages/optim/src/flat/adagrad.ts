@@ -29,12 +29,13 @@ export function adagradUpdate(
   const { lr, lrDecay, weightDecay, eps, maximize } = opts;
   const clr = lr / (1 + (step - 1) * lrDecay);
   const flush = needsFlush(sum);
+  // [start, end) lies inside every array: flatStep checks it, the optimizer classes pass full lengths.
   for (let i = start; i < end; i++) {
-    let g = maximize ? -grads[i] : grads[i];
-    const p = params[i];
+    let g = maximize ? -grads[i]! : grads[i]!;
+    const p = params[i]!;
     if (weightDecay !== 0) g += weightDecay * p;
     // Only a tiny gradient on a zero accumulator can land here; flushed like all float32 state.
-    let s = sum[i] + g * g;
+    let s = sum[i]! + g * g;
     if (flush && s < FLT_MIN) s = 0;
     sum[i] = s;
     params[i] = p - clr * (g / (Math.sqrt(s) + eps));

@@ -47,22 +47,23 @@ export function adamUpdate(
   const flushM = needsFlush(m),
     flushV = needsFlush(v),
     flushVmax = vmax !== null && needsFlush(vmax);
+  // [start, end) lies inside every array: flatStep checks it, the optimizer classes pass full lengths.
   for (let i = start; i < end; i++) {
-    let g = maximize ? -grads[i] : grads[i];
-    let p = params[i];
+    let g = maximize ? -grads[i]! : grads[i]!;
+    let p = params[i]!;
     if (decay !== 1) p *= decay;
     if (l2 !== 0) g += l2 * p;
-    let mi = beta1 * m[i] + (1 - beta1) * g;
-    let vi = beta2 * v[i] + (1 - beta2) * g * g;
+    let mi = beta1 * m[i]! + (1 - beta1) * g;
+    let vi = beta2 * v[i]! + (1 - beta2) * g * g;
     if (flushM && Math.abs(mi) < FLT_MIN) mi = 0;
     if (flushV && vi < FLT_MIN) vi = 0;
     m[i] = mi;
     v[i] = vi;
     let second = vi;
     if (useMax) {
-      second = Math.max(vmax![i], vi);
+      second = Math.max(vmax[i]!, vi);
       if (flushVmax && second < FLT_MIN) second = 0;
-      vmax![i] = second;
+      vmax[i] = second;
     }
     const denom = Math.sqrt(second) * invBc2Sqrt + eps;
     params[i] = p - stepSize * (mi / denom);

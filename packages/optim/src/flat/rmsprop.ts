@@ -39,26 +39,27 @@ export function rmspropUpdate(
   const flushSq = needsFlush(squareAvg);
   const flushGa = gradAvg !== null && needsFlush(gradAvg),
     flushBuf = buf !== null && needsFlush(buf);
+  // [start, end) lies inside every array: flatStep checks it, the optimizer classes pass full lengths.
   for (let i = start; i < end; i++) {
-    let g = maximize ? -grads[i] : grads[i];
-    const p = params[i];
+    let g = maximize ? -grads[i]! : grads[i]!;
+    const p = params[i]!;
     if (weightDecay !== 0) g += weightDecay * p;
-    let sq = alpha * squareAvg[i] + (1 - alpha) * g * g;
+    let sq = alpha * squareAvg[i]! + (1 - alpha) * g * g;
     if (flushSq && sq < FLT_MIN) sq = 0;
     squareAvg[i] = sq;
     let avg: number;
     if (centered) {
-      let ga = alpha * gradAvg![i] + (1 - alpha) * g;
+      let ga = alpha * gradAvg[i]! + (1 - alpha) * g;
       if (flushGa && Math.abs(ga) < FLT_MIN) ga = 0;
-      gradAvg![i] = ga;
+      gradAvg[i] = ga;
       avg = Math.sqrt(sq - ga * ga) + eps;
     } else {
       avg = Math.sqrt(sq) + eps;
     }
     if (useBuf) {
-      let b = momentum * buf![i] + g / avg;
+      let b = momentum * buf[i]! + g / avg;
       if (flushBuf && Math.abs(b) < FLT_MIN) b = 0;
-      buf![i] = b;
+      buf[i] = b;
       params[i] = p - lr * b;
     } else {
       params[i] = p - lr * (g / avg);

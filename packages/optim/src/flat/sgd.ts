@@ -33,12 +33,13 @@ export function sgdUpdate(
   const { lr, momentum, dampening, weightDecay, nesterov, maximize } = opts;
   const first = step === 1;
   const flush = buf !== null && needsFlush(buf);
+  // [start, end) lies inside every array: flatStep checks it, the optimizer classes pass full lengths.
   for (let i = start; i < end; i++) {
-    let g = maximize ? -grads[i] : grads[i];
-    const p = params[i];
+    let g = maximize ? -grads[i]! : grads[i]!;
+    const p = params[i]!;
     if (weightDecay !== 0) g += weightDecay * p;
     if (buf !== null) {
-      let b = first ? g : momentum * buf[i] + (1 - dampening) * g;
+      let b = first ? g : momentum * buf[i]! + (1 - dampening) * g;
       if (flush && Math.abs(b) < FLT_MIN) b = 0;
       buf[i] = b;
       g = nesterov ? g + momentum * b : b;

@@ -78,7 +78,9 @@ export abstract class LRScheduler {
   }
 
   protected apply(lrs: number[]): void {
-    this.optimizer.paramGroups.forEach((g, i) => (g.lr = lrs[i]));
+    this.optimizer.paramGroups.forEach((g, i) => {
+      g.lr = lrs[i]!; // one lr per group, computed from baseLrs
+    });
     this.lastLr = [...lrs];
   }
 }

@@ -36,7 +36,9 @@ export class MultiStepLR extends LRScheduler {
     super(optimizer, "MultiStepLR");
     if (!Array.isArray(milestones))
       throw new Error(`MultiStepLR: milestones must be an array, got ${String(milestones)}`);
-    milestones.forEach((m, i) => checkInteger("MultiStepLR", `milestones[${i}]`, m, 0));
+    milestones.forEach((m, i) => {
+      checkInteger("MultiStepLR", `milestones[${i}]`, m, 0);
+    });
     checkNonNegative("MultiStepLR", "gamma", gamma);
     this.milestones = [...milestones].sort((a, b) => a - b);
     this.gamma = gamma;

@@ -8,7 +8,7 @@ export function bisectRight(sorted: readonly number[], t: number): number {
     hi = sorted.length;
   while (lo < hi) {
     const mid = (lo + hi) >> 1;
-    if (t < sorted[mid]) hi = mid;
+    if (t < sorted[mid]!) hi = mid;
     else lo = mid + 1;
   }
   return lo;
@@ -85,8 +85,7 @@ export function oneCycleAt(
 ): { lr: number; momentum: number } {
   const anneal = strategy === "cos" ? annealCos : annealLinear;
   let startStep = 0;
-  for (let i = 0; i < phases.length; i++) {
-    const phase = phases[i];
+  for (const [i, phase] of phases.entries()) {
     if (t <= phase.endStep || i === phases.length - 1) {
       const pct = (t - startStep) / (phase.endStep - startStep);
       return {
@@ -151,7 +150,14 @@ export function lrAt(config: ScheduleConfig, baseLr: number, t: number): number 
     }
     case "sequential": {
       const i = bisectRight(config.milestones, t);
-      return lrAt(config.schedules[i], baseLr, i > 0 ? t - config.milestones[i - 1] : t);
+      const schedule = config.schedules[i];
+      if (schedule === undefined) {
+        throw new Error(
+          `lrAt: a sequential schedule needs one schedule more than milestones, ` +
+            `got ${config.schedules.length} for ${config.milestones.length}`,
+        );
+      }
+      return lrAt(schedule, baseLr, i > 0 ? t - config.milestones[i - 1]! : t);
     }
   }
 }

@@ -69,11 +69,11 @@ export class OneCycleLR extends LRScheduler {
       const initialLr = maxLr / divFactor;
       const lrs = { initialLr, maxLr, minLr: initialLr / finalDivFactor };
       return oneCyclePhases(this.totalSteps, pctStart, threePhase, lrs, {
-        baseMomentum: lows[i],
-        maxMomentum: highs[i],
+        baseMomentum: lows[i]!, // perGroup gives one value per group
+        maxMomentum: highs[i]!,
       });
     });
-    this.baseLrs = this.phases.map((p) => p[0].startLr);
+    this.baseLrs = this.phases.map((p) => p[0]!.startLr); // two or three phases
     this.step();
   }
 
@@ -91,8 +91,9 @@ export class OneCycleLR extends LRScheduler {
     if (!this.cycleMomentum) return;
     const momenta = this.momentumAt(t);
     (this.optimizer.paramGroups as MomentumGroup[]).forEach((g, i) => {
-      if (g.betas !== undefined) g.betas = [momenta[i], ...g.betas.slice(1)];
-      else g.momentum = momenta[i];
+      const momentum = momenta[i]!; // one per group, as the phases
+      if (g.betas !== undefined) g.betas = [momentum, ...g.betas.slice(1)];
+      else g.momentum = momentum;
     });
   }
 

@@ -65,7 +65,9 @@ export class ReduceLROnPlateau {
     checkInteger(owner, "cooldown", cooldown, 0);
     checkNonNegative(owner, "eps", eps);
     this.minLrs = perGroup(owner, "minLr", minLr, optimizer.paramGroups.length);
-    this.minLrs.forEach((m, i) => checkNonNegative(owner, `minLr[${i}]`, m));
+    this.minLrs.forEach((m, i) => {
+      checkNonNegative(owner, `minLr[${i}]`, m);
+    });
     this.mode = mode;
     this.factor = factor;
     this.patience = patience;
@@ -135,7 +137,7 @@ export class ReduceLROnPlateau {
 
   private reduce(): void {
     this.optimizer.paramGroups.forEach((g, i) => {
-      const next = Math.max(g.lr * this.factor, this.minLrs[i]);
+      const next = Math.max(g.lr * this.factor, this.minLrs[i]!);
       if (g.lr - next > this.eps) g.lr = next;
     });
   }

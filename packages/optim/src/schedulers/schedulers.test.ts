@@ -11,11 +11,17 @@ const opt = (lr = 0.1) => ({ paramGroups: [{ lr }, { lr: lr * 10 }] });
 
 /** lr of group 0 right after construction (t = 0) and after each of `n` steps. */
 function trace(s: { step(): void; getLastLr(): number[] }, n: number): number[] {
-  const out = [s.getLastLr()[0]];
-  for (let t = 1; t <= n; t++) s.step(), out.push(s.getLastLr()[0]);
+  const out = [s.getLastLr()[0]!];
+  for (let t = 1; t <= n; t++) {
+    s.step();
+    out.push(s.getLastLr()[0]!);
+  }
   return out;
 }
-const expectClose = (a: number[], b: number[]) => a.forEach((x, i) => expect(Math.abs(x - b[i])).toBeLessThan(1e-12));
+const expectClose = (a: number[], b: number[]) =>
+  a.forEach((x, i) => {
+    expect(Math.abs(x - b[i]!)).toBeLessThan(1e-12);
+  });
 const range = (n: number) => Array.from({ length: n + 1 }, (_, t) => t);
 
 describe("closed-form schedulers over 50 steps", () => {
@@ -57,8 +63,8 @@ describe("OneCycleLR", () => {
     for (let t = 0; t <= 49; t++) {
       const up = t <= 14;
       const pct = up ? t / 14 : (t - 14) / 35;
-      expect(Math.abs(sgd.paramGroups[0].lr - (up ? cos(0.04, 1, pct) : cos(1, 4e-6, pct)))).toBeLessThan(1e-12);
-      expect(Math.abs(sgd.paramGroups[0].momentum - (up ? cos(0.95, 0.85, pct) : cos(0.85, 0.95, pct)))).toBeLessThan(
+      expect(Math.abs(sgd.paramGroups[0]!.lr - (up ? cos(0.04, 1, pct) : cos(1, 4e-6, pct)))).toBeLessThan(1e-12);
+      expect(Math.abs(sgd.paramGroups[0]!.momentum - (up ? cos(0.95, 0.85, pct) : cos(0.85, 0.95, pct)))).toBeLessThan(
         1e-12,
       );
       expect(lrAt({ kind: "onecycle", maxLr: 1, totalSteps: 50 }, 0, t)).toBe(s.getLastLr()[0]);
@@ -78,8 +84,8 @@ describe("OneCycleLR", () => {
     });
     // phase ends: 0.25·20 - 1 = 4, 2·0.25·20 - 2 = 8, 19
     const lrs = trace(s, 19);
-    expectClose([lrs[0], lrs[2], lrs[4], lrs[6], lrs[8], lrs[19]], [0.04, 0.52, 1, 0.52, 0.04, 4e-6]);
-    expect(adam.paramGroups[0].betas).toEqual([0.95, 0.999]);
+    expectClose([lrs[0]!, lrs[2]!, lrs[4]!, lrs[6]!, lrs[8]!, lrs[19]!], [0.04, 0.52, 1, 0.52, 0.04, 4e-6]);
+    expect(adam.paramGroups[0]!.betas).toEqual([0.95, 0.999]);
   });
 
   it("needs momentum to cycle", () => {
@@ -117,6 +123,12 @@ describe("SequentialLR", () => {
     expect(() => new SequentialLR(o, [warm, cosine], [])).toThrow(
       /^SequentialLR: expected 1 milestones for 2 schedulers, got 0$/,
     );
+    // A schedule read from a file may be short of schedules: past the last milestone lrAt says so.
+    const short = { ...config, schedules: config.schedules.slice(0, 1) };
+    expect(lrAt(short, 0.1, 4)).toBeCloseTo(want[4]!, 12);
+    expect(() => lrAt(short, 0.1, 5)).toThrow(
+      /^lrAt: a sequential schedule needs one schedule more than milestones, got 1 for 1$/,
+    );
   });
 });
 
@@ -124,11 +136,14 @@ describe("ReduceLROnPlateau", () => {
   it("cuts lr after patience bad steps, then waits out the cooldown, never below minLr", () => {
     const o = { paramGroups: [{ lr: 1 }] };
     const s = new ReduceLROnPlateau(o, { patience: 2, cooldown: 1, factor: 0.5, minLr: 0.2 });
-    const lrs = [10, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9].map((loss) => (s.step(loss), o.paramGroups[0].lr));
+    const lrs = [10, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9].map((loss) => {
+      s.step(loss);
+      return o.paramGroups[0]!.lr;
+    });
     // bad steps: 3rd, 4th, 5th -> cut at the 5th (3 > patience); cooldown eats the 6th; cut again at the 9th
     expect(lrs).toEqual([1, 1, 1, 1, 0.5, 0.5, 0.5, 0.5, 0.25, 0.25, 0.25]);
     for (let i = 0; i < 20; i++) s.step(9);
-    expect(o.paramGroups[0].lr).toBe(0.2);
+    expect(o.paramGroups[0]!.lr).toBe(0.2);
   });
 
   it("compares with thresholds in max and abs modes", () => {
@@ -136,7 +151,7 @@ describe("ReduceLROnPlateau", () => {
     const s = new ReduceLROnPlateau(o, { mode: "max", thresholdMode: "abs", threshold: 0.5, patience: 0 });
     s.step(1);
     s.step(1.4); // not better than 1 + 0.5
-    expect(o.paramGroups[0].lr).toBeCloseTo(0.1, 15);
+    expect(o.paramGroups[0]!.lr).toBeCloseTo(0.1, 15);
     expect(() => new ReduceLROnPlateau(o, { factor: 1 })).toThrow(
       /^ReduceLROnPlateau: factor must be in \[0, 1\), got 1$/,
     );
@@ -145,7 +160,9 @@ describe("ReduceLROnPlateau", () => {
   it("round-trips its counters", () => {
     const o = { paramGroups: [{ lr: 1 }] };
     const s = new ReduceLROnPlateau(o, { patience: 3 });
-    [5, 4, 4].forEach((x) => s.step(x));
+    [5, 4, 4].forEach((x) => {
+      s.step(x);
+    });
     const t = new ReduceLROnPlateau({ paramGroups: [{ lr: 1 }] }, { patience: 3 });
     t.loadStateDict(structuredClone(s.stateDict()));
     expect(t.stateDict()).toEqual(s.stateDict());
@@ -165,7 +182,10 @@ describe("scheduler state dicts", () => {
     const c = build();
     c.loadStateDict(structuredClone(b.stateDict()));
     const rest = [];
-    for (let t = 8; t <= 20; t++) c.step(), rest.push(c.getLastLr()[0]);
+    for (let t = 8; t <= 20; t++) {
+      c.step();
+      rest.push(c.getLastLr()[0]);
+    }
     expect(rest).toEqual(want.slice(8));
   });
 });

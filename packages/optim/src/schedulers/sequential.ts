@@ -34,15 +34,14 @@ export class SequentialLR extends LRScheduler {
   }
 
   lrAt(t: number): number[] {
-    const i = bisectRight(this.milestones, t);
-    return this.schedulers[i].lrAt(i > 0 ? t - this.milestones[i - 1] : t);
+    const [child, start] = this.childAt(t);
+    return child.lrAt(t - start);
   }
 
   override stepTo(t: number): void {
     this.lastEpoch = t;
-    const i = bisectRight(this.milestones, t);
-    const child = this.schedulers[i];
-    child.stepTo(i > 0 ? t - this.milestones[i - 1] : t);
+    const [child, start] = this.childAt(t);
+    child.stepTo(t - start);
     this.lastLr = child.getLastLr();
   }
 
@@ -58,6 +57,15 @@ export class SequentialLR extends LRScheduler {
       );
     }
     super.loadStateDict(sd);
-    this.schedulers.forEach((s, i) => s.loadStateDict(children[i] as SchedulerStateDict));
+    this.schedulers.forEach((s, i) => {
+      s.loadStateDict(children[i] as SchedulerStateDict);
+    });
+  }
+
+  /** The child scheduler running at step `t` and the step it started at. */
+  private childAt(t: number): [LRScheduler, number] {
+    const i = bisectRight(this.milestones, t);
+    // i <= milestones.length, and the constructor checked one scheduler more than milestones
+    return [this.schedulers[i]!, i > 0 ? this.milestones[i - 1]! : 0];
   }
 }

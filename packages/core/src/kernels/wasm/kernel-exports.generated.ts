@@ -26,10 +26,6 @@ export interface KernelExports {
   reluForward(x: number, out: number, n: number): void;
   /** out[i] = x[i] > 0 ? g[i] : 0, subnormal g flushed; out may be g or x. */
   reluBackward(g: number, x: number, out: number, n: number): void;
-  /** y[i] += alpha · x[i], computed in f64 and flushed. */
-  axpy(x: number, y: number, alpha: number, n: number): void;
-  /** out[i] = alpha · x[i], computed in f64 and flushed; out may be x. */
-  scale(x: number, out: number, alpha: number, n: number): void;
   /** out[j] = f32(Σ_i x[i·n + j]) for j < n, summed in f64 in row order; out must not overlap x. */
   sumRows(x: number, out: number, m: number, n: number): void;
   /**

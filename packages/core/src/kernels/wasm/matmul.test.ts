@@ -180,7 +180,7 @@ describe("kernel backend", () => {
   afterEach(() => setKernelBackend(initial));
 
   test("defaults to wasm here (SIMD supported, kernels.wasm built) unless THREADGRAD_KERNELS says otherwise", () => {
-    const env = process.env["THREADGRAD_KERNELS"];
+    const env = process.env.THREADGRAD_KERNELS;
     expect(initial).toBe(env === "js" ? "js" : "wasm");
   });
 

@@ -1,6 +1,7 @@
 import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
+import { mulberry32 } from "../../tensor/random.js";
 import { findKernelsWasm, kernelsModule, newSharedMemory, usesRelaxedSimd, type KernelExports } from "./loader.js";
 
 // Both WebAssembly builds against a float64 reference. The relaxed-SIMD build fuses the matmul's
@@ -58,6 +59,15 @@ describe("WebAssembly matmul builds", () => {
   const plainFile = findKernelsWasm()!;
   const relaxedFile = plainFile.replace(/kernels\.wasm$/, "kernels-relaxed.wasm");
 
+  // Elsewhere the relaxed build's comparison is skipped where the engine refuses relaxed SIMD; in CI
+  // (Node 20, flag set from inside the process) a skip would hide a broken build, so it fails.
+  it.runIf(process.env.CI && process.env.THREADGRAD_RELAXED_SIMD !== "0")("are in use in CI", () => {
+    expect(
+      usesRelaxedSimd(),
+      `CI: the relaxed-SIMD kernels are not in use (${relaxedFile} missing or refused by the engine)`,
+    ).toBe(true);
+  });
+
   const builds = [
     ["plain SIMD", plainFile, true],
     ["relaxed SIMD", relaxedFile, usesRelaxedSimd()], // where this engine takes it (checked below)
@@ -67,11 +77,8 @@ describe("WebAssembly matmul builds", () => {
       const memory = newSharedMemory(256);
       const kernels = instantiate(file, memory);
       const f32 = new Float32Array(memory.buffer);
-      let seed = 7;
-      const rand = () => {
-        seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
-        return seed / 2 ** 32 - 0.5;
-      };
+      const uniform = mulberry32(7);
+      const rand = () => uniform() - 0.5;
       for (const [m, k, n] of SHAPES)
         for (const ta of [0, 1])
           for (const tb of [0, 1]) {
