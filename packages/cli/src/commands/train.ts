@@ -3,7 +3,7 @@ import { existsSync, readdirSync } from "node:fs";
 // after the current step with a checkpoint and the resume command (exit 130); twice exits at once.
 import { dirname, isAbsolute, join, relative } from "node:path";
 import type { ScheduleConfig } from "@threadgrad/optim";
-import { DataParallel, readCheckpoint } from "@threadgrad/workers";
+import { DataParallel, type TrainerCheckpoint, readTrainerCheckpoint } from "@threadgrad/workers";
 import { type GivenSettings, newRunSettings, readGivenSettings, resumedSettings } from "../config.js";
 import type { DataSplit } from "../data/index.js";
 import { EXIT_INTERRUPTED, EXIT_OK, UsageError, asUsage } from "../errors.js";
@@ -11,21 +11,18 @@ import type { TrainSettings } from "../flags.js";
 import { Reporter, chooseMode, formatDuration, formatPercent, formatRate } from "../progress.js";
 import { RunDir, defaultRunDir } from "../run-dir.js";
 import { type Best, type SessionResult, TrainingSession } from "../session.js";
+import { type StoredRun, checkStoredModel, readStoredRun, refuseModuleCode } from "../stored-run.js";
 import { fitSettingsToData, loadRunData, trainerOptions } from "../setup.js";
 import { VERSION } from "../version.js";
 
-interface StoredRun {
-  settings: TrainSettings;
-  best: Best | null;
-  trainLoss: number | null;
-}
-
-/** The CLI's own record inside a checkpoint written by `threadgrad train` (trainer.save's `extra`). */
-export function storedRun(payload: Record<string, unknown>, path: string): StoredRun {
-  const cli = (payload.extra as { cli?: StoredRun } | undefined)?.cli;
-  if (cli?.settings === undefined)
-    throw new UsageError(`checkpoint: ${path} was not written by threadgrad train (it holds no run settings)`);
-  return cli;
+/** The CLI's own record inside a checkpoint written by `threadgrad train` (trainer.save's `extra`), checked. */
+export function storedRun(ckpt: TrainerCheckpoint): StoredRun {
+  refuseModuleCode(ckpt);
+  const run = readStoredRun(ckpt);
+  if (run === null)
+    throw new UsageError(`checkpoint: ${ckpt.path} was not written by threadgrad train (it holds no run settings)`);
+  checkStoredModel(ckpt, run.settings);
+  return run;
 }
 
 const shellQuote = (s: string): string => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, "'\\''")}'`);
@@ -33,10 +30,7 @@ const shellQuote = (s: string): string => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${
 function resolveSettings(given: GivenSettings): { settings: TrainSettings; stored: StoredRun | null } {
   if (typeof given.resume !== "string") return { settings: newRunSettings(given), stored: null };
   const path = given.resume;
-  const stored = storedRun(
-    asUsage(() => readCheckpoint(path)),
-    path,
-  );
+  const stored = storedRun(asUsage(() => readTrainerCheckpoint(path)));
   const settings = resumedSettings(stored.settings, given);
   if (given.out === undefined) {
     const dir = dirname(path),
