@@ -124,7 +124,10 @@ function parseStored(key: keyof TrainSettings, value: unknown): unknown {
       throw new ValueError("must be { every, unit } with unit epoch or step");
     return parse(`${own(value, "every")}${unit}s`);
   }
-  if (key === "workers" && value === "auto") return value;
+  if (key === "workers" && typeof value === "string") {
+    if (value === "auto") return value;
+    throw new ValueError("must be auto or an integer from 1 to 256");
+  }
   const type = STORED_TYPES[key];
   const actual = Array.isArray(value) ? "list" : typeof value;
   if (type !== undefined && actual !== type) throw new ValueError(`must be a ${type}`);

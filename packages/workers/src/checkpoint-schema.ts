@@ -206,7 +206,9 @@ export function readSchedule(r: FieldReader, v: unknown, field: string, depth = 
         kind,
         maxLr: r.num(own(s, "maxLr"), `${field}.maxLr`, { min: 0 }),
         totalSteps: count(own(s, "totalSteps"), `${field}.totalSteps`),
-        pctStart: opt("pctStart", (x, f) => r.num(x, f, { min: 0, max: 1, above: true })),
+        pctStart: opt("pctStart", (x, f) =>
+          r.num(x, f, { min: 0 }) > 1 ? r.fail(f, "must be in [0, 1]", x) : (x as number),
+        ),
         annealStrategy: opt("annealStrategy", (x, f) => r.choice(x, f, ["cos", "linear"] as const)),
         divFactor: opt("divFactor", positive),
         finalDivFactor: opt("finalDivFactor", positive),
