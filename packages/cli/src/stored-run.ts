@@ -2,7 +2,7 @@
 // the best evaluation so far and the last train loss. Read back with the parsers the flags use, so a
 // stored value is held to the rules a typed one is; each problem names the file and the field.
 import { resolveFlatOptions } from "@threadgrad/optim";
-import type { TrainerCheckpoint } from "@threadgrad/workers";
+import { type TrainerCheckpoint, safeText } from "@threadgrad/workers";
 import { DEFAULT_SETTINGS, optimizerOptions } from "./config.js";
 import { UsageError } from "./errors.js";
 import { TRAIN_FLAGS, type TrainSettings } from "./flags.js";
@@ -37,10 +37,8 @@ const own = (o: object, key: string): unknown =>
   Object.hasOwn(o, key) ? (o as Record<string, unknown>)[key] : undefined;
 const isMap = (v: unknown): v is Record<string, unknown> =>
   v !== null && typeof v === "object" && !Array.isArray(v) && !(v instanceof Uint8Array);
-const shown = (v: unknown): string => {
-  const text = v === undefined ? "nothing" : typeof v === "number" ? String(v) : (JSON.stringify(v) ?? String(v));
-  return (text.length > 80 ? `${text.slice(0, 77)}...` : text).replace(/[\u0000-\u001f\u007f-\u009f]/g, "?");
-};
+const shown = (v: unknown): string =>
+  safeText(v === undefined ? "nothing" : typeof v === "number" ? String(v) : (JSON.stringify(v) ?? String(v)));
 
 /** The CLI's run record in a checkpoint, checked; null when the checkpoint holds none (a library save). */
 export function readStoredRun(ckpt: TrainerCheckpoint): StoredRun | null {

@@ -15,13 +15,15 @@ const GOOD = join(tmp.path, "run", "checkpoint-latest.msgpack");
 const MARKER = join(tmp.path, "imported");
 let good: Record<string, unknown>;
 let files = 0;
+// biome-ignore lint/suspicious/noExplicitAny: a test reaches into a crafted payload at any depth
+type Payload = Record<string, any>;
 
 /** A CSV of 60 rows, 4 features, 3 classes: trains in well under a second. */
 function writeData(): void {
   const g = new Generator(1);
   const rows = Array.from(
     { length: 60 },
-    (_, i) => [0, 1, 2, 3].map(() => g.random().toFixed(3)).join(",") + `,${i % 3}`,
+    (_, i) => `${[0, 1, 2, 3].map(() => g.random().toFixed(3)).join(",")},${i % 3}`,
   );
   writeFileSync(DATA, `a,b,c,d,y\n${rows.join("\n")}\n`);
 }
@@ -30,8 +32,8 @@ const train = (...args: string[]) =>
   run(["train", "--data", `csv:${DATA}`, "--target", "y", "--workers", "1", "--quiet", ...args]);
 
 /** The good checkpoint with `change` applied to a copy, written with a valid CRC. */
-function crafted(change: (p: Record<string, any>) => void): string {
-  const copy = structuredClone(good) as Record<string, any>;
+function crafted(change: (p: Payload) => void): string {
+  const copy = structuredClone(good) as Payload;
   change(copy);
   const file = join(tmp.path, `crafted-${files++}.msgpack`);
   writeCheckpoint(file, copy);
@@ -75,7 +77,7 @@ describe("a checkpoint's module is never imported", () => {
 });
 
 describe("malformed checkpoints exit 2 naming the file and the field", () => {
-  it.each<[string, (p: Record<string, any>) => void, string]>([
+  it.each<[string, (p: Payload) => void, string]>([
     [
       "a NaN epoch",
       (p) => (p.progress.epoch = Number.NaN),

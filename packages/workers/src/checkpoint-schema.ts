@@ -113,10 +113,19 @@ export function show(v: unknown): string {
  */
 export function safeText(text: string): string {
   const cut = text.length > 120 ? `${text.slice(0, 117)}...` : text;
-  return cut.replace(
-    /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g,
-    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
-  );
+  let out = "";
+  for (const c of cut) {
+    const code = c.codePointAt(0)!;
+    const isUnsafe =
+      code < 0x20 ||
+      (code >= 0x7f && code <= 0x9f) ||
+      code === 0x2028 ||
+      code === 0x2029 ||
+      (code >= 0x202a && code <= 0x202e) ||
+      (code >= 0x2066 && code <= 0x2069);
+    out += isUnsafe ? `\\u${code.toString(16).padStart(4, "0")}` : c;
+  }
+  return out;
 }
 
 const ACTIVATIONS = ["relu", "tanh", "gelu"] as const;

@@ -1,6 +1,7 @@
 import * as fs from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { Packr } from "msgpackr";
+import { show } from "./checkpoint-schema.js";
 import { checkPlainMsgpack } from "./plain-msgpack.js";
 
 // File layout: MAGIC (8 bytes) | payload length (uint32 LE) | crc32 of payload (uint32 LE) | payload.
@@ -205,7 +206,7 @@ export function readCheckpoint(path: string): Record<string, unknown> {
   }
   if (payload.format !== CHECKPOINT_FORMAT) {
     throw new Error(
-      `checkpoint: ${path} has format version ${String(payload.format)}, this threadgrad reads version ${CHECKPOINT_FORMAT}`,
+      `checkpoint: ${path} has format version ${show(payload.format)}, this threadgrad reads version ${CHECKPOINT_FORMAT}`,
     );
   }
   return payload;

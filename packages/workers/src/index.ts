@@ -53,6 +53,7 @@ export {
   type StoredTensor,
 } from "./checkpoint.js";
 export { epochOrder } from "./step-math.js";
+export { safeText } from "./checkpoint-schema.js";
 export {
   readTrainerCheckpoint,
   MAX_STORED_BATCH_SIZE,

@@ -16,6 +16,8 @@ const FAULTY = new URL("./fixtures/faulty-model.mjs", import.meta.url).href;
 const open: DataParallel[] = [];
 let good: Record<string, unknown>;
 let files = 0;
+// biome-ignore lint/suspicious/noExplicitAny: a test reaches into a crafted payload at any depth
+type Payload = Record<string, any>;
 
 function data(n: number) {
   const g = new Generator(3);
@@ -23,8 +25,8 @@ function data(n: number) {
 }
 
 /** The good checkpoint's payload with `change` applied to a deep copy, written with a valid CRC. */
-function crafted(change: (p: Record<string, any>) => void): string {
-  const copy = structuredClone(good) as Record<string, any>;
+function crafted(change: (p: Payload) => void): string {
+  const copy = structuredClone(good) as Payload;
   change(copy);
   const file = join(dir, `crafted-${files++}.msgpack`);
   writeCheckpoint(file, copy);
@@ -55,7 +57,7 @@ describe("readTrainerCheckpoint", () => {
     expect(c.extra).toEqual({ note: "kept" });
   });
 
-  it.each<[string, (p: Record<string, any>) => void, string]>([
+  it.each<[string, (p: Payload) => void, string]>([
     ["a missing optimizer", (p) => delete p.config.optimizer, "field 'config.optimizer' is missing; it must be a map"],
     ["a missing lr", (p) => delete p.config.optimizer.lr, "field 'config.optimizer.lr' is missing"],
     [

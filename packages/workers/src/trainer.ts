@@ -752,8 +752,10 @@ export class DataParallel {
    */
   static async load(path: string, overrides: Partial<TrainerOptions> = {}): Promise<DataParallel> {
     const ckpt = readTrainerCheckpoint(path);
-    requireGivenCode(ckpt, overrides);
-    const trainer = await DataParallel.create({ ...ckpt.config, ...overrides });
+    // An override given as undefined keeps the stored value (it would otherwise erase it).
+    const given = Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined));
+    requireGivenCode(ckpt, given);
+    const trainer = await DataParallel.create({ ...ckpt.config, ...given });
     try {
       restoreTrainer(trainer, ckpt);
     } catch (err) {
