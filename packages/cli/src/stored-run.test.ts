@@ -30,13 +30,13 @@ describe("the run record stored in a checkpoint", () => {
       epochs: 0,
       workers: "all",
     };
+    const field = "checkpoint: run/c.msgpack: field 'extra.cli.settings";
     expect(() => readStoredRun(ckpt({ settings: bad, best: null, trainLoss: null }))).toThrow(
       [
-        "checkpoint: run/c.msgpack: field 'extra.cli.settings.betas' must be two numbers in [0, 1), got [0.9,0.99,0.5]",
-        "checkpoint: run/c.msgpack: field 'extra.cli.settings.epochs' must be an integer >= 1, got 0",
-        "checkpoint: run/c.msgpack: field 'extra.cli.settings.workers' must be auto or an integer from 1 to 256, got \"all\"",
-        "checkpoint: run/c.msgpack: field 'extra.cli.settings.evalEvery' must be { every, unit } with unit epoch or step, " +
-          'got {"every":2,"unit":"hour"}',
+        `${field}.betas' must be two numbers in [0, 1), got [0.9,0.99,0.5]`,
+        `${field}.epochs' must be an integer >= 1, got 0`,
+        `${field}.workers' must be auto or an integer from 1 to 256, got "all"`,
+        `${field}.evalEvery' must be { every, unit } with unit epoch or step, got {"every":2,"unit":"hour"}`,
       ].join("\n"),
     );
   });
@@ -52,10 +52,12 @@ describe("the run record stored in a checkpoint", () => {
 
   it("must describe the checkpoint's own model; a module model is refused, naming the library call", () => {
     expect(() => checkStoredModel(ckpt({}), { ...settings, model: [4, 9, 3] } as never)).toThrow(
-      "field 'extra.cli.settings.model' (mlp:4,9,3 relu dropout 0) differs from field 'config.model' (mlp:4,8,3 relu dropout 0)",
+      "field 'extra.cli.settings.model' (mlp:4,9,3 relu dropout 0) " +
+        "differs from field 'config.model' (mlp:4,8,3 relu dropout 0)",
     );
     expect(() => refuseModuleCode(ckpt({}, { module: "node:fs", export: "rmSync" }))).toThrow(
-      'checkpoint: run/c.msgpack: its model was built by module "node:fs" (export "rmSync"); threadgrad loads mlp models only',
+      'checkpoint: run/c.msgpack: its model was built by module "node:fs" (export "rmSync"); ' +
+        "threadgrad loads mlp models only",
     );
   });
 });

@@ -167,7 +167,8 @@ export function refuseModuleCode(ckpt: TrainerCheckpoint): void {
         : null;
   if (from === null) return;
   throw new UsageError(
-    `checkpoint: ${ckpt.path}: ${from}; threadgrad loads mlp models only and never imports a module a checkpoint names. ` +
+    `checkpoint: ${ckpt.path}: ${from}; threadgrad loads mlp models only ` +
+      "and never imports a module a checkpoint names. " +
       "Load it from code, giving the module again: DataParallel.load(path, { model: { module, export } })",
   );
 }
@@ -180,7 +181,8 @@ export function checkStoredModel(ckpt: TrainerCheckpoint, s: TrainSettings): voi
   const settings = `mlp:${s.model?.join(",")} ${s.activation} dropout ${s.dropout}`;
   if (stored !== settings) {
     throw new UsageError(
-      `checkpoint: ${ckpt.path}: field 'extra.cli.settings.model' (${settings}) differs from field 'config.model' (${stored})`,
+      `checkpoint: ${ckpt.path}: field 'extra.cli.settings.model' (${settings}) ` +
+        `differs from field 'config.model' (${stored})`,
     );
   }
 }

@@ -44,7 +44,8 @@ describe("writeCheckpoint", () => {
     writeCheckpoint(file, payload(1));
     const before = fs.readFileSync(file);
     expect(() => writeCheckpoint(file, payload(2), fillingDisk(1000, 300))).toThrow(
-      `checkpoint: cannot write ${file}: ENOSPC: no space left on device, write; the previous checkpoint there (if any) is unchanged`,
+      `checkpoint: cannot write ${file}: ENOSPC: no space left on device, write; ` +
+        "the previous checkpoint there (if any) is unchanged",
     );
     expect(fs.readFileSync(file).equals(before)).toBe(true);
     expect(leftovers(dir)).toEqual([]);

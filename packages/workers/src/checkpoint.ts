@@ -98,7 +98,8 @@ export function writeCheckpoint(path: string, payload: Record<string, unknown>, 
     if (fd !== null) closeQuietly(fd);
     fs.rmSync(tmp, { force: true });
     throw new Error(
-      `checkpoint: cannot write ${path}: ${(err as Error).message}; the previous checkpoint there (if any) is unchanged`,
+      `checkpoint: cannot write ${path}: ${(err as Error).message}; ` +
+        "the previous checkpoint there (if any) is unchanged",
       { cause: err },
     );
   }
@@ -206,7 +207,8 @@ export function readCheckpoint(path: string): Record<string, unknown> {
   }
   if (payload.format !== CHECKPOINT_FORMAT) {
     throw new Error(
-      `checkpoint: ${path} has format version ${show(payload.format)}, this threadgrad reads version ${CHECKPOINT_FORMAT}`,
+      `checkpoint: ${path} has format version ${show(payload.format)}, ` +
+        `this threadgrad reads version ${CHECKPOINT_FORMAT}`,
     );
   }
   return payload;

@@ -194,7 +194,8 @@ describe("a module named in a checkpoint is never imported", () => {
     expect(back.progress.globalStep).toBe(2);
     expect([...back.arena.params]).toEqual([...t.arena.params]);
     await expect(DataParallel.load(file, { model: { kind: "mlp", sizes: [4, 3] } })).rejects.toThrow(
-      `checkpoint: ${file} has no parameter '0.weight' (it holds fc.weight, fc.bias); is this the model it was saved from?`,
+      `checkpoint: ${file} has no parameter '0.weight' (it holds fc.weight, fc.bias); ` +
+        "is this the model it was saved from?",
     );
   });
 });

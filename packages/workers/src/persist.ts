@@ -221,7 +221,8 @@ export function checkAgainstModel(
     const stored = params.get(name);
     if (stored === undefined) {
       throw new Error(
-        `checkpoint: ${path} has no parameter '${name}' (it holds ${safeText([...params.keys()].join(", "))}); is this the model it was saved from?`,
+        `checkpoint: ${path} has no parameter '${name}' (it holds ${safeText([...params.keys()].join(", "))}); ` +
+          "is this the model it was saved from?",
       );
     }
     if (stored.shape.join() !== p.shape.join()) {

@@ -23,7 +23,8 @@ export function buildMlp(sizes: number[], activation: "relu" | "tanh" | "gelu" =
   }
   if (mlpParameterCount(sizes) > MAX_PARAMETERS) {
     throw new Error(
-      `mlp: sizes [${sizes.join(", ")}] make ${mlpParameterCount(sizes)} parameters, more than the ${MAX_PARAMETERS} allowed`,
+      `mlp: sizes [${sizes.join(", ")}] make ${mlpParameterCount(sizes)} parameters, ` +
+        `more than the ${MAX_PARAMETERS} allowed`,
     );
   }
   const Act = ACTIVATIONS[activation];

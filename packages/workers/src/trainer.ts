@@ -149,7 +149,8 @@ function requireGivenCode(ckpt: TrainerCheckpoint, overrides: Partial<TrainerOpt
   const { model, loss } = ckpt.config;
   if ("module" in model && overrides.model === undefined) {
     throw new Error(
-      `checkpoint: ${ckpt.path}: its model was built by module ${show(model.module)} (export ${show(model.export ?? "default")}); ` +
+      `checkpoint: ${ckpt.path}: its model was built by module ${show(model.module)} ` +
+        `(export ${show(model.export ?? "default")}); ` +
         "loading a checkpoint never imports code, so give the module again: " +
         "DataParallel.load(path, { model: { module, export, args } }); " +
         "its parameter names and shapes are checked against the file",
@@ -157,8 +158,9 @@ function requireGivenCode(ckpt: TrainerCheckpoint, overrides: Partial<TrainerOpt
   }
   if (typeof loss === "object" && "module" in loss && overrides.loss === undefined) {
     throw new Error(
-      `checkpoint: ${ckpt.path}: its loss comes from module ${show(loss.module)} (export ${show(loss.export ?? "default")}); ` +
-        "loading a checkpoint never imports code, so give it again: DataParallel.load(path, { loss: { module, export } })",
+      `checkpoint: ${ckpt.path}: its loss comes from module ${show(loss.module)} ` +
+        `(export ${show(loss.export ?? "default")}); loading a checkpoint never imports code, ` +
+        "so give it again: DataParallel.load(path, { loss: { module, export } })",
     );
   }
 }
