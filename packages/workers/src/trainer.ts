@@ -750,10 +750,14 @@ export class DataParallel {
    * checked first (`readTrainerCheckpoint`), and nothing the file names is imported or called: a
    * checkpoint of a model (or loss) from a module needs that module given again, and its parameter
    * names and shapes must match the file's.
+   * `source` is a path, or a checkpoint `readTrainerCheckpoint` returned (the file is not read again).
    * @example await DataParallel.load("ckpt.msgpack", { model: { module: new URL("./net.js", import.meta.url) } })
    */
-  static async load(path: string, overrides: Partial<TrainerOptions> = {}): Promise<DataParallel> {
-    const ckpt = readTrainerCheckpoint(path);
+  static async load(
+    source: string | TrainerCheckpoint,
+    overrides: Partial<TrainerOptions> = {},
+  ): Promise<DataParallel> {
+    const ckpt = typeof source === "string" ? readTrainerCheckpoint(source) : source;
     // An override given as undefined keeps the stored value (it would otherwise erase it).
     const given = Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined));
     requireGivenCode(ckpt, given);

@@ -93,7 +93,7 @@ export async function runEval(cli: Record<string, unknown>): Promise<number> {
   const settings = evalData(cli, ckpt);
   const ds = loadRunData(settings)[split];
   checkModel(ckpt.config.model, ds, path, settings.data);
-  const trainer = await DataParallel.load(path, { workers });
+  const trainer = await DataParallel.load(ckpt, { workers });
   try {
     const ev = await trainer.evaluate(ds);
     const progress = ckpt.progress;

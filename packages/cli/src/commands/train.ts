@@ -27,17 +27,25 @@ export function storedRun(ckpt: TrainerCheckpoint): StoredRun {
 
 const shellQuote = (s: string): string => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, "'\\''")}'`);
 
-function resolveSettings(given: GivenSettings): { settings: TrainSettings; stored: StoredRun | null } {
-  if (typeof given.resume !== "string") return { settings: newRunSettings(given), stored: null };
+interface Resolved {
+  settings: TrainSettings;
+  stored: StoredRun | null;
+  /** the checked checkpoint a resumed run continues */
+  checkpoint: TrainerCheckpoint | null;
+}
+
+function resolveSettings(given: GivenSettings): Resolved {
+  if (typeof given.resume !== "string") return { settings: newRunSettings(given), stored: null, checkpoint: null };
   const path = given.resume;
-  const stored = storedRun(asUsage(() => readTrainerCheckpoint(path)));
+  const checkpoint = asUsage(() => readTrainerCheckpoint(path));
+  const stored = storedRun(checkpoint);
   const settings = resumedSettings(stored.settings, given);
   if (given.out === undefined) {
     const dir = dirname(path),
       rel = relative(process.cwd(), dir);
     settings.out = rel === "" ? "." : rel.startsWith("..") || isAbsolute(rel) ? dir : rel;
   }
-  return { settings, stored };
+  return { settings, stored, checkpoint };
 }
 
 /** Installs the Ctrl-C handler: the first press aborts `stop`, the second exits with 130 at once. */
@@ -62,7 +70,8 @@ export async function runTrain(cli: Record<string, unknown>): Promise<number> {
   const startedAt = performance.now();
   const given = readGivenSettings(cli);
   const reporter = new Reporter(chooseMode({ json: given.json, quiet: given.quiet }));
-  const { settings: chosen, stored } = resolveSettings(given);
+  const resolved = resolveSettings(given);
+  const { settings: chosen, stored } = resolved;
   const split = loadRunData(chosen);
   const settings = fitSettingsToData(chosen, split);
   const options = trainerOptions(settings, split.train.length);
@@ -78,13 +87,14 @@ export async function runTrain(cli: Record<string, unknown>): Promise<number> {
   const removeHandler = onCtrlC(reporter, stop);
   let trainer: DataParallel | null = null;
   try {
-    trainer = stored
-      ? await DataParallel.load(given.resume as string, {
+    trainer = resolved.checkpoint
+      ? await DataParallel.load(resolved.checkpoint, {
           workers: settings.workers,
           schedule: options.schedule,
           maxBatchSize: options.maxBatchSize,
         })
       : await DataParallel.create(options);
+    resolved.checkpoint = null; // its tensors are in the trainer now: let them go
     return await train({
       trainer,
       settings,
