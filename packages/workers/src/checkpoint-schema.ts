@@ -12,12 +12,14 @@ export class FieldReader {
 
   fail(field: string, rule: string, got: unknown): never {
     const what = got === undefined ? "is missing; it " : "";
-    throw new Error(`checkpoint: ${this.path}: field '${safeText(field)}' ${what}${rule}, got ${show(got)}`);
+    // A rule may quote another library's message about a value from the file: escape it too.
+    const text = `field '${safeText(field)}' ${what}${escapeControls(rule)}, got ${show(got)}`;
+    throw new Error(`checkpoint: ${this.path}: ${text}`);
   }
 
   /** A field that must not be there at all. */
   reject(field: string, why: string): never {
-    throw new Error(`checkpoint: ${this.path}: field '${safeText(field)}' ${safeText(why)}`);
+    throw new Error(`checkpoint: ${this.path}: field '${safeText(field)}' ${escapeControls(why)}`);
   }
 
   object(v: unknown, field: string): Record<string, unknown> {
@@ -109,12 +111,15 @@ export function show(v: unknown): string {
 
 /**
  * Text from a file made safe to print: control characters (C0, C1: terminal escapes) and
- * direction overrides escaped as \uXXXX, and at most 120 characters.
+ * direction overrides escaped as \\uXXXX, and at most 120 characters.
  */
 export function safeText(text: string): string {
-  const cut = text.length > 120 ? `${text.slice(0, 117)}...` : text;
+  return escapeControls(text.length > 120 ? `${text.slice(0, 117)}...` : text);
+}
+
+function escapeControls(text: string): string {
   let out = "";
-  for (const c of cut) {
+  for (const c of text) {
     const code = c.codePointAt(0)!;
     const isUnsafe =
       code < 0x20 ||

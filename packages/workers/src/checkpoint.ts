@@ -128,6 +128,9 @@ function closeQuietly(fd: number): void {
  * Removes `path.tmp-PID-TIME` files whose process is gone (or is this one: writes are synchronous, so
  * none of ours is in flight). A live process's temporary file is left alone: it may be mid-write.
  * Only files of this exact `path` are considered; a pid reused by a new process keeps its file.
+ * Processes are looked up on this host: a writer in another PID namespace sharing the folder (two
+ * containers saving to one path) may look gone; its rename then fails and it reports the error,
+ * its previous checkpoint intact.
  */
 function removeStaleTemporaries(path: string): void {
   const dir = dirname(path),

@@ -106,6 +106,11 @@ describe("readTrainerCheckpoint", () => {
       (p) => (p.params["9.weight"] = p.params["0.bias"]),
       "field 'params.9.weight' is not a param",
     ],
+    [
+      "a parameter named with a terminal escape, shown escaped",
+      (p) => (p.params["\u001b[2J\u009b"] = p.params["0.bias"]),
+      "field 'params.\\u001b[2J\\u009b' is not a parameter of the mlp",
+    ],
     ["missing optimizer state", (p) => delete p.optimizerState.expAvgSq, "field 'optimizerState.expAvgSq' is missing"],
     [
       "foreign optimizer state",
