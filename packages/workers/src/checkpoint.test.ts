@@ -155,6 +155,11 @@ describe("a payload that is not plain data is refused before decoding", () => {
     );
   });
 
+  it("refuses a device or a pipe instead of reading it forever", (ctx) => {
+    if (!fs.existsSync("/dev/zero")) ctx.skip("no /dev/zero on this system");
+    expect(() => readCheckpoint("/dev/zero")).toThrow("checkpoint: cannot read /dev/zero: not a regular file");
+  });
+
   it("accepts everything a checkpoint writes, undefined included", () => {
     const file = join(freshDir(), "ok.msgpack");
     writeCheckpoint(file, { a: undefined, b: [1.5, -3, 2 ** 40, "s", null, true], c: { d: new Uint8Array(300) } });

@@ -180,6 +180,10 @@ function syncFolder(dir: string, path: string): void {
 export function readCheckpoint(path: string): Record<string, unknown> {
   let buf: Buffer;
   try {
+    // Not a device or a pipe (/dev/zero never ends), nor more than the header's 32-bit length allows.
+    const stat = fs.statSync(path);
+    if (!stat.isFile()) throw new Error("not a regular file");
+    if (stat.size > HEADER_BYTES + 0xffffffff) throw new Error(`${stat.size} bytes, more than a checkpoint can hold`);
     buf = fs.readFileSync(path);
   } catch (err) {
     throw new Error(`checkpoint: cannot read ${path}: ${(err as Error).message}`);
