@@ -31,7 +31,16 @@ export {
   type Progress,
   type OptimizerConfig,
 } from "./trainer.js";
-export { type ModelSpec, type LossSpec, type LossFn, buildMlp, buildModel, buildLoss } from "./spec.js";
+export {
+  type ModelSpec,
+  type LossSpec,
+  type LossFn,
+  MAX_PARAMETERS,
+  buildMlp,
+  buildModel,
+  buildLoss,
+  mlpParameterShapes,
+} from "./spec.js";
 export { type DatasetLike, type SharedDataset, toSharedDataset } from "./dataset.js";
 export { availableWorkers, resolveWorkers } from "./threads.js";
 export {
@@ -40,8 +49,15 @@ export {
   storeTensor,
   loadTensor,
   CHECKPOINT_FORMAT,
+  type CheckpointIo,
   type StoredTensor,
 } from "./checkpoint.js";
 export { epochOrder } from "./step-math.js";
-export { readTrainerCheckpoint } from "./persist.js";
+export { safeText } from "./checkpoint-schema.js";
+export {
+  readTrainerCheckpoint,
+  MAX_STORED_BATCH_SIZE,
+  type TrainerCheckpoint,
+  type StoredTrainerConfig,
+} from "./persist.js";
 export { placeInWasm, wasmSegmentSum, RANK_SCRATCH_BYTES, type WasmPlacement } from "./wasm-arena.js";

@@ -1,6 +1,8 @@
-import { stateBuffers } from "@threadgrad/optim";
+import { type OptimizerName, type ScheduleConfig, resolveFlatOptions, stateBuffers } from "@threadgrad/optim";
 import { type StoredTensor, loadTensor, readCheckpoint, storeTensor, writeCheckpoint } from "./checkpoint.js";
-import type { DataParallel, Progress, TrainerOptions } from "./trainer.js";
+import { FieldReader, own, readLossSpec, readModelSpec, readSchedule, safeText } from "./checkpoint-schema.js";
+import { type LossSpec, MAX_PARAMETERS, type ModelSpec, mlpParameterShapes } from "./spec.js";
+import type { DataParallel, OptimizerConfig, Progress } from "./trainer.js";
 
 // A trainer checkpoint: the configuration to rebuild it, every parameter and optimizer state buffer
 // by parameter name (raw bytes), and the progress counters that fix the data order and dropout keys.
@@ -23,13 +25,17 @@ export function saveTrainer(t: DataParallel, path: string, extra: Record<string,
     "module" in model
       ? { ...model, module: model.module instanceof URL ? model.module.href : String(model.module) }
       : model;
+  const lossSpec =
+    typeof loss === "object" && "module" in loss
+      ? { ...loss, module: loss.module instanceof URL ? loss.module.href : String(loss.module) }
+      : loss;
   writeCheckpoint(path, {
     kind: "threadgrad-trainer",
     config: {
       // The worker count is kept so a plain load resumes bit for bit (the sums run in rank order).
       workers: t.numWorkers,
       model: modelSpec,
-      loss,
+      loss: lossSpec,
       seed,
       schedule: schedule ?? null,
       clipGradNorm: clipGradNorm ?? null,
@@ -45,32 +51,216 @@ export function saveTrainer(t: DataParallel, path: string, extra: Record<string,
   });
 }
 
-export function readTrainerCheckpoint(path: string): { payload: Record<string, unknown>; config: TrainerOptions } {
-  const payload = readCheckpoint(path);
-  if (payload.kind !== "threadgrad-trainer")
-    throw new Error(`checkpoint: ${path} does not hold a trainer (kind '${String(payload.kind)}')`);
-  const raw = payload.config as TrainerOptions & { clipGradNorm: number | null; schedule: TrainerOptions["schedule"] };
-  return { payload, config: { ...raw, clipGradNorm: raw.clipGradNorm ?? undefined } };
+/** The trainer options a checkpoint stores: every one present and checked. */
+export interface StoredTrainerConfig {
+  workers: number;
+  /** a module spec here is data: loading needs the module given again (`DataParallel.load(path, { model })`) */
+  model: ModelSpec;
+  loss: LossSpec;
+  seed: number;
+  schedule: ScheduleConfig | null;
+  clipGradNorm: number | undefined;
+  accumulateSteps: number;
+  skipNonFinite: boolean;
+  maxBatchSize: number;
+  optimizer: OptimizerConfig;
 }
 
-export function restoreTrainer(t: DataParallel, payload: Record<string, unknown>, path: string): void {
-  const params = payload.params as Record<string, StoredTensor>;
-  const state = payload.optimizerState as Record<string, Record<string, StoredTensor>>;
-  const buffers = stateBuffers(t.optimizer.name, t.optimizer.options as never);
-  [...t.model.namedParameters()].forEach(([name, p], i) => {
-    const stored = params[name];
-    if (stored === undefined) throw new Error(`checkpoint: ${path} has no parameter '${name}'`);
+/** A trainer checkpoint, validated field by field (see `readTrainerCheckpoint`). */
+export interface TrainerCheckpoint {
+  path: string;
+  config: StoredTrainerConfig;
+  progress: Progress;
+  /** every parameter by name, in the file's order */
+  params: Map<string, StoredTensor>;
+  /** optimizer state buffer name -> parameter name -> tensor of that parameter's shape */
+  optimizerState: Map<string, Map<string, StoredTensor>>;
+  /** the caller's data saved alongside (`save(path, extra)`), unchecked beyond being a map */
+  extra: Record<string, unknown>;
+}
+
+/** Largest maxBatchSize a checkpoint may ask for (the trainer allocates 8 index buffers of it). */
+export const MAX_STORED_BATCH_SIZE = 1 << 22;
+
+/**
+ * Reads a trainer checkpoint and checks every field: types, ranges, tensor sizes against shapes,
+ * a built-in model's parameter names and shapes against its spec, the optimizer state against the
+ * optimizer. Throws an Error naming the file and the field. Imports and calls nothing the file names.
+ * @example const { config, progress } = readTrainerCheckpoint("runs/x/checkpoint-latest.msgpack");
+ */
+export function readTrainerCheckpoint(path: string): TrainerCheckpoint {
+  const r = new FieldReader(path);
+  const payload = readCheckpoint(path);
+  if (own(payload, "kind") !== "threadgrad-trainer") r.fail("kind", "must be threadgrad-trainer", own(payload, "kind"));
+  const config = readConfig(r, own(payload, "config"));
+  const progress = readProgress(r, own(payload, "progress"), config.maxBatchSize);
+  const params = readParams(r, own(payload, "params"), config.model);
+  const optimizerState = readOptimizerState(r, own(payload, "optimizerState"), config.optimizer, params);
+  const extra = r.object(own(payload, "extra"), "extra");
+  return { path, config, progress, params, optimizerState, extra };
+}
+
+function readConfig(r: FieldReader, v: unknown): StoredTrainerConfig {
+  const c = r.object(v, "config");
+  const get = (key: string) => own(c, key);
+  const clip = get("clipGradNorm");
+  return {
+    workers: r.int(get("workers"), "config.workers", 1, 256),
+    model: readModelSpec(r, get("model"), "config.model"),
+    loss: readLossSpec(r, get("loss"), "config.loss"),
+    seed: r.int(get("seed"), "config.seed", Number.MIN_SAFE_INTEGER),
+    schedule: get("schedule") === null ? null : readSchedule(r, get("schedule"), "config.schedule"),
+    clipGradNorm: clip === null ? undefined : r.num(clip, "config.clipGradNorm", { min: 0, above: true }),
+    accumulateSteps: r.int(get("accumulateSteps"), "config.accumulateSteps", 1, 1 << 20),
+    skipNonFinite: r.bool(get("skipNonFinite"), "config.skipNonFinite"),
+    maxBatchSize: r.int(get("maxBatchSize"), "config.maxBatchSize", 1, MAX_STORED_BATCH_SIZE),
+    optimizer: readOptimizer(r, get("optimizer")),
+  };
+}
+
+const OPTIMIZERS: readonly OptimizerName[] = ["adam", "adamw", "sgd", "rmsprop", "adagrad"];
+
+function readOptimizer(r: FieldReader, v: unknown): OptimizerConfig {
+  const o = r.object(v, "config.optimizer");
+  const name = r.choice(own(o, "name"), "config.optimizer.name", OPTIMIZERS);
+  const options: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(o)) {
+    if (key === "name") continue;
+    if (typeof value === "number" && !Number.isFinite(value))
+      r.fail(`config.optimizer.${key}`, "must be finite", value);
+    options[key] = value;
+  }
+  if (options.lr === undefined) r.fail("config.optimizer.lr", "must be the learning rate the run used", undefined);
+  try {
+    return { name, ...(resolveFlatOptions(name, options as never) as unknown as Record<string, unknown>) };
+  } catch (err) {
+    return r.fail("config.optimizer", `is not valid (${(err as Error).message})`, o);
+  }
+}
+
+function readProgress(r: FieldReader, v: unknown, maxBatchSize: number): Progress {
+  const p = r.object(v, "progress");
+  const count = (key: string) => r.int(own(p, key), `progress.${key}`, 0);
+  const progress: Progress = {
+    batchSize: r.int(own(p, "batchSize"), "progress.batchSize", 0, maxBatchSize),
+    epoch: count("epoch"),
+    stepInEpoch: count("stepInEpoch"),
+    globalStep: count("globalStep"),
+    optimizerStep: count("optimizerStep"),
+  };
+  if (progress.stepInEpoch > progress.globalStep)
+    r.fail("progress.stepInEpoch", `must be at most globalStep (${progress.globalStep})`, progress.stepInEpoch);
+  if (progress.optimizerStep > progress.globalStep)
+    r.fail("progress.optimizerStep", `must be at most globalStep (${progress.globalStep})`, progress.optimizerStep);
+  if (progress.stepInEpoch > 0 && progress.batchSize === 0)
+    r.fail("progress.batchSize", "must be the batch size of the epoch in progress (stepInEpoch > 0)", 0);
+  return progress;
+}
+
+function readParams(r: FieldReader, v: unknown, model: ModelSpec): Map<string, StoredTensor> {
+  const o = r.object(v, "params");
+  const entries = Object.entries(o);
+  if (entries.length === 0 || entries.length > 1 << 16)
+    r.fail("params", "must hold 1 to 65536 parameters", entries.length);
+  const params = new Map<string, StoredTensor>();
+  if ("kind" in model) {
+    // A built-in model's parameters are known from its spec: exactly these, with these shapes.
+    const expected = mlpParameterShapes(model.sizes, model.dropout);
+    const names = expected.map(([name]) => name);
+    for (const [name] of entries)
+      if (!names.includes(name)) r.reject(`params.${name}`, `is not a parameter of the mlp (${names.join(", ")})`);
+    for (const [name, shape] of expected) params.set(name, r.tensor(own(o, name), `params.${name}`, shape));
+    return params;
+  }
+  let total = 0;
+  for (const [name, t] of entries) {
+    const tensor = r.tensor(t, `params.${name}`);
+    total += tensor.bytes.byteLength / 4;
+    if (total > MAX_PARAMETERS) r.fail("params", `must hold at most ${MAX_PARAMETERS} values in all`, total);
+    params.set(name, tensor);
+  }
+  return params;
+}
+
+function readOptimizerState(
+  r: FieldReader,
+  v: unknown,
+  optimizer: OptimizerConfig,
+  params: Map<string, StoredTensor>,
+): Map<string, Map<string, StoredTensor>> {
+  const o = r.object(v, "optimizerState");
+  const { name: optimizerName, ...options } = optimizer;
+  const buffers = stateBuffers(optimizerName, options as never).map((b) => b.name);
+  for (const key of Object.keys(o))
+    if (!buffers.includes(key))
+      r.reject(`optimizerState.${key}`, `is not a state buffer of ${optimizer.name} (${buffers.join(", ") || "none"})`);
+  const state = new Map<string, Map<string, StoredTensor>>();
+  for (const buffer of buffers) {
+    const b = r.object(own(o, buffer), `optimizerState.${buffer}`);
+    for (const key of Object.keys(b))
+      if (!params.has(key)) r.reject(`optimizerState.${buffer}.${key}`, "names no parameter in params");
+    const byParam = new Map<string, StoredTensor>();
+    for (const [name, p] of params) {
+      byParam.set(name, r.tensor(own(b, name), `optimizerState.${buffer}.${name}`, p.shape));
+    }
+    state.set(buffer, byParam);
+  }
+  return state;
+}
+
+/**
+ * Checks a model's parameters (names and shapes) and an optimizer's state buffers against a
+ * checkpoint; throws naming the file and the first difference. `restoreTrainer` runs it before
+ * writing anything.
+ */
+export function checkAgainstModel(
+  ckpt: TrainerCheckpoint,
+  named: readonly [string, { shape: readonly number[] }][],
+  bufferNames: readonly string[],
+): void {
+  const { path, params, optimizerState } = ckpt;
+  for (const [name, p] of named) {
+    const stored = params.get(name);
+    if (stored === undefined) {
+      throw new Error(
+        `checkpoint: ${path} has no parameter '${name}' (it holds ${safeText([...params.keys()].join(", "))}); ` +
+          "is this the model it was saved from?",
+      );
+    }
     if (stored.shape.join() !== p.shape.join()) {
       throw new Error(
         `checkpoint: parameter '${name}' has shape [${stored.shape.join(", ")}] in ${path}, the model has [${p.shape.join(", ")}]`,
       );
     }
-    t.arena.paramView(i).set(loadTensor(stored, name));
+    for (const b of bufferNames) {
+      if (optimizerState.get(b)?.get(name) === undefined)
+        throw new Error(`checkpoint: ${path} has no optimizer state '${b}' for '${name}'`);
+    }
+  }
+  if (named.length !== params.size) {
+    const extra = [...params.keys()].filter((n) => !named.some(([m]) => m === n));
+    throw new Error(`checkpoint: ${path} holds parameters the model does not have: ${safeText(extra.join(", "))}`);
+  }
+}
+
+/**
+ * Copies a checkpoint's parameters, optimizer state and progress into a freshly created trainer,
+ * after `checkAgainstModel`: on a mismatch nothing is written.
+ */
+export function restoreTrainer(t: DataParallel, ckpt: TrainerCheckpoint): void {
+  const named = [...t.model.namedParameters()];
+  const buffers = stateBuffers(t.optimizer.name, t.optimizer.options as never);
+  checkAgainstModel(
+    ckpt,
+    named,
+    buffers.map((b) => b.name),
+  );
+  named.forEach(([name], i) => {
+    t.arena.paramView(i).set(loadTensor(ckpt.params.get(name)!, name));
     buffers.forEach((b, k) => {
-      const s = state[b.name]?.[name];
-      if (s === undefined) throw new Error(`checkpoint: ${path} has no optimizer state '${b.name}' for '${name}'`);
+      const s = ckpt.optimizerState.get(b.name)!.get(name)!;
       t.arena.paramIn(t.arena.state(k), i).set(loadTensor(s, `${b.name} of ${name}`));
     });
   });
-  Object.assign(t.progress, payload.progress as Progress);
+  Object.assign(t.progress, ckpt.progress);
 }

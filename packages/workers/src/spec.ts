@@ -21,6 +21,12 @@ export function buildMlp(sizes: number[], activation: "relu" | "tanh" | "gelu" =
   if (sizes.length < 2 || sizes.some((s) => !Number.isInteger(s) || s <= 0)) {
     throw new Error(`mlp: sizes must be at least two positive integers, got [${sizes.join(", ")}]`);
   }
+  if (mlpParameterCount(sizes) > MAX_PARAMETERS) {
+    throw new Error(
+      `mlp: sizes [${sizes.join(", ")}] make ${mlpParameterCount(sizes)} parameters, ` +
+        `more than the ${MAX_PARAMETERS} allowed`,
+    );
+  }
   const Act = ACTIVATIONS[activation];
   if (Act === undefined) throw new Error(`mlp: activation must be relu, tanh or gelu, got '${activation}'`);
   const layers: nn.Module[] = [];
@@ -33,6 +39,31 @@ export function buildMlp(sizes: number[], activation: "relu" | "tanh" | "gelu" =
   }
   return new nn.Sequential(...layers);
 }
+
+/**
+ * Most parameters a built-in model may have: 2^28 floats (1 GiB, before gradients and optimizer
+ * state). A checkpoint declaring more is refused before anything is allocated.
+ */
+export const MAX_PARAMETERS = 2 ** 28;
+
+/**
+ * The parameter names and shapes `buildMlp(sizes, activation, dropout)` creates, computed without
+ * building it: checkpoints are checked against them before any memory is allocated.
+ */
+export function mlpParameterShapes(sizes: readonly number[], dropout = 0): [name: string, shape: number[]][] {
+  const out: [string, number[]][] = [];
+  let index = 0;
+  for (let i = 0; i + 1 < sizes.length; i++) {
+    out.push([`${index}.weight`, [sizes[i + 1]!, sizes[i]!]], [`${index}.bias`, [sizes[i + 1]!]]);
+    // Linear, then (between layers) the activation and, with dropout, a Dropout.
+    index += i + 2 < sizes.length ? (dropout > 0 ? 3 : 2) : 1;
+  }
+  return out;
+}
+
+/** Parameters of an MLP with these layer widths: a weight matrix and a bias per layer. */
+export const mlpParameterCount = (sizes: readonly number[]): number =>
+  sizes.slice(1).reduce((total, out, i) => total + (sizes[i]! + 1) * out, 0);
 
 const moduleUrl = (m: string | URL): string =>
   m instanceof URL

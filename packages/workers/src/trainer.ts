@@ -11,7 +11,8 @@ import {
   stateBuffers,
 } from "@threadgrad/optim";
 import { SharedArena, planArena } from "./arena.js";
-import { readTrainerCheckpoint, restoreTrainer, saveTrainer } from "./persist.js";
+import { show } from "./checkpoint-schema.js";
+import { type TrainerCheckpoint, readTrainerCheckpoint, restoreTrainer, saveTrainer } from "./persist.js";
 import { ERROR, ErrorCode, WaitTimeout, signalError, waitUntil } from "./control.js";
 import { type DatasetChecks, type DatasetLike, type SharedDataset, toSharedDataset } from "./dataset.js";
 import * as P from "./protocol.js";
@@ -159,6 +160,27 @@ interface PendingStep {
   update: boolean;
   /** global steps completed before this one */
   globalStep: number;
+}
+
+/** Refuses a checkpoint whose model or loss came from a module unless the caller gives that module again. */
+function requireGivenCode(ckpt: TrainerCheckpoint, overrides: Partial<TrainerOptions>): void {
+  const { model, loss } = ckpt.config;
+  if ("module" in model && overrides.model === undefined) {
+    throw new Error(
+      `checkpoint: ${ckpt.path}: its model was built by module ${show(model.module)} ` +
+        `(export ${show(model.export ?? "default")}); ` +
+        "loading a checkpoint never imports code, so give the module again: " +
+        "DataParallel.load(path, { model: { module, export, args } }); " +
+        "its parameter names and shapes are checked against the file",
+    );
+  }
+  if (typeof loss === "object" && "module" in loss && overrides.loss === undefined) {
+    throw new Error(
+      `checkpoint: ${ckpt.path}: its loss comes from module ${show(loss.module)} ` +
+        `(export ${show(loss.export ?? "default")}); loading a checkpoint never imports code, ` +
+        "so give it again: DataParallel.load(path, { loss: { module, export } })",
+    );
+  }
 }
 
 function workerEntry(): string {
@@ -810,13 +832,24 @@ export class DataParallel {
 
   /**
    * Restores a trainer from a checkpoint (same configuration, same parameters, optimizer state and
-   * progress); `overrides` may change, e.g., the number of workers.
+   * progress); `overrides` may change, e.g., the number of workers. Every field of the file is
+   * checked first (`readTrainerCheckpoint`), and nothing the file names is imported or called: a
+   * checkpoint of a model (or loss) from a module needs that module given again, and its parameter
+   * names and shapes must match the file's.
+   * `source` is a path, or a checkpoint `readTrainerCheckpoint` returned (the file is not read again).
+   * @example await DataParallel.load("ckpt.msgpack", { model: { module: new URL("./net.js", import.meta.url) } })
    */
-  static async load(path: string, overrides: Partial<TrainerOptions> = {}): Promise<DataParallel> {
-    const { payload, config } = readTrainerCheckpoint(path);
-    const trainer = await DataParallel.create({ ...config, ...overrides });
+  static async load(
+    source: string | TrainerCheckpoint,
+    overrides: Partial<TrainerOptions> = {},
+  ): Promise<DataParallel> {
+    const ckpt = typeof source === "string" ? readTrainerCheckpoint(source) : source;
+    // An override given as undefined keeps the stored value (it would otherwise erase it).
+    const given = Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined));
+    requireGivenCode(ckpt, given);
+    const trainer = await DataParallel.create({ ...ckpt.config, ...given });
     try {
-      restoreTrainer(trainer, payload, path);
+      restoreTrainer(trainer, ckpt);
     } catch (err) {
       await trainer.close();
       throw err;

@@ -1,7 +1,7 @@
 // `threadgrad eval --checkpoint FILE`: loss and accuracy of a checkpoint on a data set (by
 // default the test set of the data it was trained on), with per-class accuracy and the confusion
 // matrix for classification.
-import { DataParallel, type ModelSpec, readCheckpoint } from "@threadgrad/workers";
+import { DataParallel, type ModelSpec, type TrainerCheckpoint, readTrainerCheckpoint } from "@threadgrad/workers";
 import { absoluteDataSpec } from "../config.js";
 import { type Dataset, type Task, checkLabels } from "../data/index.js";
 import { EXIT_OK, UsageError, asUsage } from "../errors.js";
@@ -10,6 +10,7 @@ import type { TrainSettings } from "../flags.js";
 import { formatPercent } from "../progress.js";
 import { loadRunData } from "../setup.js";
 import { ValueError, parseChoice, parseNumber, parseWorkers } from "../values.js";
+import { readStoredRun, refuseModuleCode } from "../stored-run.js";
 import { storedRun } from "./train.js";
 
 /** Rows are true classes, columns predicted ones. */
@@ -23,7 +24,8 @@ export function confusionMatrix(
   return m;
 }
 
-function evalData(cli: Record<string, unknown>, payload: Record<string, unknown>, path: string): TrainSettings {
+function evalData(cli: Record<string, unknown>, ckpt: TrainerCheckpoint): TrainSettings {
+  const path = ckpt.path;
   const errors: string[] = [];
   const read = <T>(flag: string, raw: unknown, parse: (v: unknown) => T): T | undefined => {
     if (raw === undefined) return undefined;
@@ -40,10 +42,12 @@ function evalData(cli: Record<string, unknown>, payload: Record<string, unknown>
     parseNumber(v, { min: 0, max: 1, isMaxExclusive: true }),
   );
   if (errors.length > 0) throw new UsageError(errors);
-  const hasRun = (payload.extra as { cli?: unknown } | undefined)?.cli !== undefined;
+  const hasRun = readStoredRun(ckpt) !== null;
   if (typeof cli.data !== "string") {
     if (!hasRun) throw new UsageError(`eval: ${path} does not say which data it was trained on; pass --data`);
-    const stored = storedRun(payload, path).settings;
+    const stored = storedRun(ckpt).settings;
+    // The data spec comes from the file: say which data is read, before reading it.
+    process.stderr.write(`eval: reading ${stored.data}, the data ${path} was trained on (--data chooses other data)\n`);
     return { ...stored, limit: null, task: task ?? stored.task, testSplit: testSplit ?? stored.testSplit };
   }
   const target = typeof cli.target === "string" ? cli.target : null;
@@ -84,15 +88,15 @@ export async function runEval(cli: Record<string, unknown>): Promise<number> {
       throw new UsageError(`--workers ${(e as Error).message}`);
     }
   })();
-  const payload = asUsage(() => readCheckpoint(path));
-  const settings = evalData(cli, payload, path);
+  const ckpt = asUsage(() => readTrainerCheckpoint(path));
+  refuseModuleCode(ckpt);
+  const settings = evalData(cli, ckpt);
   const ds = loadRunData(settings)[split];
-  const config = payload.config as { model: ModelSpec; loss: unknown };
-  checkModel(config.model, ds, path, settings.data);
-  const trainer = await DataParallel.load(path, { workers });
+  checkModel(ckpt.config.model, ds, path, settings.data);
+  const trainer = await DataParallel.load(ckpt, { workers });
   try {
     const ev = await trainer.evaluate(ds);
-    const progress = payload.progress as { globalStep: number; epoch: number };
+    const progress = ckpt.progress;
     const result: Record<string, unknown> = {
       checkpoint: path,
       data: settings.data,

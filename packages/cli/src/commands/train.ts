@@ -4,7 +4,7 @@ import { existsSync, readdirSync } from "node:fs";
 // for SIGTERM); a second signal exits at once.
 import { dirname, isAbsolute, join, relative } from "node:path";
 import type { ScheduleConfig } from "@threadgrad/optim";
-import { DataParallel, readCheckpoint } from "@threadgrad/workers";
+import { DataParallel, type TrainerCheckpoint, readTrainerCheckpoint } from "@threadgrad/workers";
 import { type GivenSettings, newRunSettings, readGivenSettings, resumedSettings } from "../config.js";
 import type { DataSplit } from "../data/index.js";
 import { EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, UsageError, asUsage } from "../errors.js";
@@ -12,39 +12,41 @@ import type { TrainSettings } from "../flags.js";
 import { Reporter, chooseMode, formatDuration, formatPercent, formatRate } from "../progress.js";
 import { RunDir, defaultRunDir } from "../run-dir.js";
 import { type Best, type SessionResult, TrainingSession } from "../session.js";
+import { type StoredRun, checkStoredModel, readStoredRun, refuseModuleCode } from "../stored-run.js";
 import { fitSettingsToData, loadRunData, trainerOptions } from "../setup.js";
 import { VERSION } from "../version.js";
 
-interface StoredRun {
-  settings: TrainSettings;
-  best: Best | null;
-  trainLoss: number | null;
-}
-
-/** The CLI's own record inside a checkpoint written by `threadgrad train` (trainer.save's `extra`). */
-export function storedRun(payload: Record<string, unknown>, path: string): StoredRun {
-  const cli = (payload.extra as { cli?: StoredRun } | undefined)?.cli;
-  if (cli?.settings === undefined)
-    throw new UsageError(`checkpoint: ${path} was not written by threadgrad train (it holds no run settings)`);
-  return cli;
+/** The CLI's own record inside a checkpoint written by `threadgrad train` (trainer.save's `extra`), checked. */
+export function storedRun(ckpt: TrainerCheckpoint): StoredRun {
+  refuseModuleCode(ckpt);
+  const run = readStoredRun(ckpt);
+  if (run === null)
+    throw new UsageError(`checkpoint: ${ckpt.path} was not written by threadgrad train (it holds no run settings)`);
+  checkStoredModel(ckpt, run.settings);
+  return run;
 }
 
 const shellQuote = (s: string): string => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, "'\\''")}'`);
 
-function resolveSettings(given: GivenSettings): { settings: TrainSettings; stored: StoredRun | null } {
-  if (typeof given.resume !== "string") return { settings: newRunSettings(given), stored: null };
+interface Resolved {
+  settings: TrainSettings;
+  stored: StoredRun | null;
+  /** the checked checkpoint a resumed run continues */
+  checkpoint: TrainerCheckpoint | null;
+}
+
+function resolveSettings(given: GivenSettings): Resolved {
+  if (typeof given.resume !== "string") return { settings: newRunSettings(given), stored: null, checkpoint: null };
   const path = given.resume;
-  const stored = storedRun(
-    asUsage(() => readCheckpoint(path)),
-    path,
-  );
+  const checkpoint = asUsage(() => readTrainerCheckpoint(path));
+  const stored = storedRun(checkpoint);
   const settings = resumedSettings(stored.settings, given);
   if (given.out === undefined) {
     const dir = dirname(path),
       rel = relative(process.cwd(), dir);
     settings.out = rel === "" ? "." : rel.startsWith("..") || isAbsolute(rel) ? dir : rel;
   }
-  return { settings, stored };
+  return { settings, stored, checkpoint };
 }
 
 const exitStatus = (signal: unknown): number => (signal === "SIGTERM" ? EXIT_TERMINATED : EXIT_INTERRUPTED);
@@ -79,7 +81,8 @@ export async function runTrain(cli: Record<string, unknown>): Promise<number> {
   const startedAt = performance.now();
   const given = readGivenSettings(cli);
   const reporter = new Reporter(chooseMode({ json: given.json, quiet: given.quiet }));
-  const { settings: chosen, stored } = resolveSettings(given);
+  const resolved = resolveSettings(given);
+  const { settings: chosen, stored } = resolved;
   const split = loadRunData(chosen);
   const settings = fitSettingsToData(chosen, split);
   const options = trainerOptions(settings, split.train.length);
@@ -95,13 +98,14 @@ export async function runTrain(cli: Record<string, unknown>): Promise<number> {
   const removeHandler = onStopSignals(reporter, stop);
   let trainer: DataParallel | null = null;
   try {
-    trainer = stored
-      ? await DataParallel.load(given.resume as string, {
+    trainer = resolved.checkpoint
+      ? await DataParallel.load(resolved.checkpoint, {
           workers: settings.workers,
           schedule: options.schedule,
           maxBatchSize: options.maxBatchSize,
         })
       : await DataParallel.create(options);
+    resolved.checkpoint = null; // its tensors are in the trainer now: let them go
     return await train({
       trainer,
       settings,
