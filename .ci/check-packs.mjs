@@ -10,13 +10,14 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 
 const root = resolve(import.meta.dirname ?? new URL(".", import.meta.url).pathname, "..");
-const PACKAGES = ["core", "optim", "workers", "cli"];
+const PACKAGES = ["core", "optim", "workers", "export", "cli"];
 const PNPM = ["-y", "pnpm@12.4.2"];
 // Files a package cannot run without: a tarball missing one installs fine and fails on first use.
 const REQUIRED = {
   core: ["LICENSE", "README.md", "dist/index.js", "dist/index.d.ts", "dist/kernels.wasm", "dist/kernels-relaxed.wasm"],
   optim: ["LICENSE", "README.md", "dist/index.js", "dist/index.d.ts"],
   workers: ["LICENSE", "README.md", "dist/index.js", "dist/index.d.ts", "dist/worker-entry.js"],
+  export: ["LICENSE", "README.md", "dist/index.js", "dist/index.d.ts"],
   cli: ["LICENSE", "README.md", "dist/index.js", "dist/index.d.ts", "dist/bin.js"],
 };
 
@@ -69,7 +70,7 @@ try {
   const check = [
     'import { createRequire } from "node:module";',
     "const require = createRequire(import.meta.url);",
-    ...["core", "optim", "workers", "cli"].map((p) => `require("@threadgrad/${p}/package.json");`),
+    ...PACKAGES.map((p) => `require("@threadgrad/${p}/package.json");`),
     "console.log(JSON.stringify({ loss: loss.item(), penalty: penalty.item(), backend: getKernelBackend() }));",
   ].join("\n");
   const source = `${example}\nimport { getKernelBackend } from "@threadgrad/core";\n${check}\n`;

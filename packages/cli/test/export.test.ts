@@ -3,7 +3,14 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { tensor } from "@threadgrad/core";
-import { DataParallel, loadTensor, readCheckpoint, type StoredTensor, writeCheckpoint } from "@threadgrad/workers";
+import {
+  DataParallel,
+  loadTensor,
+  readCheckpoint,
+  readTrainerCheckpoint,
+  type StoredTensor,
+  writeCheckpoint,
+} from "@threadgrad/workers";
 import * as ort from "onnxruntime-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { storedRun } from "../src/commands/train.js";
@@ -39,8 +46,7 @@ describe("threadgrad export --format onnx", () => {
     expect(r.stdout).toBe(`wrote ${out} (onnx: input [batch, 784] float32 -> logits [batch, 10])\n`);
 
     const evaluated = jsonLines((await run(["eval", "--checkpoint", ckpt, "--workers", "1", "--json"])).stdout)[0]!;
-    const payload = readCheckpoint(ckpt);
-    const test = loadRunData({ ...storedRun(payload, ckpt).settings, limit: null }).test;
+    const test = loadRunData({ ...storedRun(readTrainerCheckpoint(ckpt)).settings, limit: null }).test;
     const session = await ort.InferenceSession.create(out);
     expect(session.inputNames).toEqual(["input"]);
     expect(session.outputNames).toEqual(["logits"]);

@@ -158,7 +158,6 @@ export function readModelSpec(r: FieldReader, v: unknown, field: string): ModelS
   if (own(m, "activation") !== undefined)
     spec.activation = r.choice(own(m, "activation"), `${field}.activation`, ACTIVATIONS);
   if (own(m, "dropout") !== undefined) spec.dropout = r.num(own(m, "dropout"), `${field}.dropout`, { min: 0, max: 1 });
-  if (own(m, "seed") !== undefined) spec.seed = r.int(own(m, "seed"), `${field}.seed`, Number.MIN_SAFE_INTEGER);
   return spec;
 }
 

@@ -5,7 +5,7 @@
 import { existsSync } from "node:fs";
 import { Command } from "commander";
 import { saveOnnx, saveSafetensors } from "@threadgrad/export";
-import { type StoredTensor, buildMlp, loadTensor, readTrainerCheckpoint } from "@threadgrad/workers";
+import { buildMlp, loadTensor, readTrainerCheckpoint } from "@threadgrad/workers";
 import { EXIT_OK, UsageError, asUsage } from "../errors.js";
 import { ValueError, parseChoice } from "../values.js";
 
@@ -34,7 +34,8 @@ export async function runExport(cli: Record<string, unknown>): Promise<number> {
   const overwrite = cli.force === true;
   // The writers refuse too (atomically); this check only gives the command line's wording.
   if (!overwrite && existsSync(out)) throw new UsageError(`--out ${out} already exists; pass --force to replace it`);
-  const { payload, config } = asUsage(() => readTrainerCheckpoint(path));
+  // The validating reader has already checked every parameter's name and shape against the spec.
+  const { config, params } = asUsage(() => readTrainerCheckpoint(path));
   const spec = config.model;
   if (!("kind" in spec) || spec.kind !== "mlp") {
     throw new UsageError(
@@ -42,18 +43,11 @@ export async function runExport(cli: Record<string, unknown>): Promise<number> {
     );
   }
   const model = asUsage(() => buildMlp(spec.sizes, spec.activation, spec.dropout));
-  const params = (payload.params ?? {}) as Record<string, StoredTensor>;
   asUsage(() => {
     for (const [name, p] of model.namedParameters()) {
-      const stored = params[name];
+      const stored = params.get(name);
       if (stored === undefined) throw new Error(`checkpoint: ${path} has no parameter '${name}'`);
-      const values = loadTensor(stored, `${path} parameter '${name}'`);
-      if (values.length !== p.numel || stored.shape.join() !== p.shape.join()) {
-        throw new Error(
-          `checkpoint: ${path} parameter '${name}' has shape [${stored.shape}], the mlp needs [${p.shape}]`,
-        );
-      }
-      p.data.set(values);
+      p.data.set(loadTensor(stored, `${path} parameter '${name}'`));
     }
   });
   model.eval();
