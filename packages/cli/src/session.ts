@@ -260,7 +260,7 @@ export class TrainingSession {
       this.report,
       settings as unknown as Record<string, unknown>,
       summary,
-      `threadgrad run ${runDir.path}`,
+      `mlp:${settings.model?.join(",") ?? "?"} (${settings.activation}) on ${settings.data}: threadgrad run ${runDir.path}`,
     );
     writeFileSync(runDir.reportFile, html);
   }

@@ -61,6 +61,10 @@ describe("--out and --overwrite", () => {
     expect(startEvents(dir)).toBe(1); // the old run's metrics went, not appended to
     // the header counts in the singular
     expect(replaced.stdout).toMatch(/, 1 epoch, batch 64, .*, 1 worker\n/);
+    // report.html is titled with the model and the data
+    const report = readFileSync(join(dir, "report.html"), "utf8");
+    expect(report).toContain(`<title>mlp:784,128,10 (relu) on digits: threadgrad run ${dir}</title>`);
+    expect(report).toMatch(/<tr><th>test accuracy<\/th><td>\d+\.\d\d%<\/td><\/tr>/);
   });
 });
 
