@@ -1,4 +1,5 @@
 import { Writable } from "node:stream";
+import { stripVTControlCharacters } from "node:util";
 import { describe, expect, it } from "vitest";
 import { Reporter, plural } from "./progress.js";
 
@@ -14,7 +15,7 @@ function fakeTerminal(log: string[]): NodeJS.WritableStream {
 }
 
 // Escape sequences (cursor moves, line clears) stripped: what a reader sees, in order.
-const visible = (log: string[]) => log.join("").replace(/\x1B(\[[0-9;?]*[A-Za-z]|[78])/g, "");
+const visible = (log: string[]) => stripVTControlCharacters(log.join(""));
 
 describe("Reporter on a terminal", () => {
   it("issue #13: the header and run folder lines printed before the bar starts are shown, above it", () => {
