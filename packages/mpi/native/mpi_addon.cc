@@ -108,6 +108,7 @@ class Claim {
   Claim& operator=(const Claim&) = delete;
   MPI_Comm handle() const { return comm_->handle; }
   int id() const { return comm_->id; }
+  bool isAbandoned() const { return abandoned_; }
   void abandon() {
     abandoned_ = true;
     comm_->broken.store(true);
@@ -282,8 +283,10 @@ Napi::Value Collect(const Napi::CallbackInfo& info, Kind kind, const char* name)
     try {
       run(claim, c);
     } catch (const Failure&) {
-      // MPI may still write into the buffer: keep it alive for the life of the process.
-      if (kind != Kind::Barrier) Napi::Persistent(info[1].As<Napi::Object>()).SuppressDestruct();
+      // An abandoned request may still write into the buffer: keep it alive for good.
+      if (claim.isAbandoned() && kind != Kind::Barrier) {
+        Napi::Persistent(info[1].As<Napi::Object>()).SuppressDestruct();
+      }
       throw;
     }
     return info.Env().Undefined();
@@ -323,7 +326,7 @@ class CollectiveWorker : public Napi::AsyncWorker {
   void OnError(const Napi::Error& e) override {
     Napi::Error error = Napi::Error::New(Env(), e.Message());
     error.Set("code", Napi::String::New(Env(), code_));
-    if (!data_.IsEmpty()) data_.SuppressDestruct();
+    if (claim_->isAbandoned() && !data_.IsEmpty()) data_.SuppressDestruct();
     claim_.reset();
     deferred_.Reject(error.Value());
   }

@@ -17,6 +17,7 @@ const caught = (f) => {
 const sleepMs = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 
 async function collectives() {
+  const beforeInit = caught(() => mpi.barrier(mpi.WORLD, 1000));
   const { rank, size } = mpi.init();
   // Float32 on a SharedArrayBuffer at a byte offset, as trainer gradients are; values exact in float32.
   const f32 = new Float32Array(new SharedArrayBuffer(4 * 10), 8, 8).map((_, i) => (rank + 1) * (i + 1) * 0.25);
@@ -68,6 +69,7 @@ async function collectives() {
     badComm: caught(() => mpi.barrier(99, TIMEOUT_MS)),
     badType: caught(() => mpi.allReduceSum(mpi.WORLD, new Uint8Array(2), TIMEOUT_MS)),
     badTimeout: caught(() => mpi.barrier(mpi.WORLD, -1)),
+    beforeInit,
     wasmTrap: wasmOutOfBounds(),
   });
 
@@ -122,8 +124,9 @@ async function threads() {
   mpi.finalize();
 }
 
-function timeout() {
+async function timeout() {
   const { rank } = mpi.init();
+  const spare = mpi.commDup(mpi.WORLD, TIMEOUT_MS);
   if (rank === 1) {
     sleepMs(120_000); // never joins; mpirun ends this process when rank 0 aborts
     return;
@@ -131,7 +134,16 @@ function timeout() {
   const start = performance.now();
   const error = caught(() => mpi.barrier(mpi.WORLD, 1500));
   out({ kind: "timeout", ...error, elapsedMs: performance.now() - start });
-  out({ kind: "after", again: caught(() => mpi.barrier(mpi.WORLD, 1000)), finalize: caught(() => mpi.finalize()) });
+  const asyncError = await mpi.allReduceSumAsync(spare, new Float32Array(4), 500).then(
+    () => ({ code: "none" }),
+    (e) => ({ code: e.code, message: e.message }),
+  );
+  out({
+    kind: "after",
+    again: caught(() => mpi.barrier(mpi.WORLD, 1000)),
+    asyncError,
+    finalize: caught(() => mpi.finalize()),
+  });
   mpi.abort(3);
 }
 

@@ -133,6 +133,10 @@ describe.skipIf(!hasMpirun)("MPI across 2 processes (mpirun)", () => {
         message: expect.stringMatching(/Float32Array, Float64Array/),
       });
       expect(e.badTimeout).toMatchObject({ code: "MPI_ARG", message: expect.stringMatching(/timeoutMs .* got -1/) });
+      expect(e.beforeInit).toEqual({
+        code: "MPI_NOT_INITIALIZED",
+        message: "mpi.barrier: MPI is not initialised: call init() on the main thread first",
+      });
       expect(e.wasmTrap).toBe("RuntimeError: memory access out of bounds");
     }
     expect(byKind(run, "finalized")).toHaveLength(2);
@@ -167,6 +171,10 @@ describe.skipIf(!hasMpirun)("MPI across 2 processes (mpirun)", () => {
     expect(after.again).toMatchObject({
       code: "MPI_BROKEN",
       message: expect.stringMatching(/communicator 0 is unusable/),
+    });
+    expect(after.asyncError).toEqual({
+      code: "MPI_TIMEOUT",
+      message: expect.stringMatching(/^mpi.allReduceAsync: time-out after 500 ms on communicator 2: a process did not/),
     });
     expect(after.finalize).toMatchObject({
       code: "MPI_BROKEN",
