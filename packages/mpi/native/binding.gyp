@@ -5,7 +5,7 @@
   "targets": [
     {
       "target_name": "threadgrad_mpi",
-      "sources": ["mpi_addon.cc"],
+      "sources": ["mpi_addon.cc", "transport.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "OMPI_SKIP_MPICXX", "MPICH_SKIP_MPICXX"],
       "cflags!": ["-fno-exceptions"],

@@ -1,192 +1,21 @@
-// threadgrad MPI transport: a Node-API addon over MPI, loaded by the main thread and by worker threads.
-//
-// One MPI library serves the whole process, so its state here is process-global and guarded by
-// g_mutex: the main thread initialises MPI (MPI_THREAD_MULTIPLE) and creates communicators; any
-// thread may then run collectives on them by integer id. Collectives are non-blocking MPI calls
-// polled with MPI_Test until they finish or a time-out passes, so a missing peer becomes an error
-// instead of a hang. MPI_ERRORS_RETURN turns MPI failures into JavaScript errors that carry MPI's
-// own error string.
-#include <mpi.h>
+// threadgrad MPI transport: the Node-API side. Loaded by the main thread and by worker threads;
+// each gets its own exports over the one process-global MPI state in transport.cc. Collectives
+// run in the calling thread (blocking it until done or timed out) or, for the main thread, in
+// libuv's thread pool behind a promise.
 #include <napi.h>
 
-#include <algorithm>
-#include <atomic>
-#include <chrono>
 #include <cstdint>
-#include <mutex>
-#include <stdexcept>
+#include <memory>
 #include <string>
-#include <thread>
-#include <vector>
+
+#include "transport.h"
 
 namespace {
 
-// A failure with a stable code (becomes error.code in JavaScript).
-struct Failure : std::runtime_error {
-  std::string code;
-  Failure(std::string c, const std::string& message) : std::runtime_error(message), code(std::move(c)) {}
-};
-
-struct Comm {
-  MPI_Comm handle = MPI_COMM_NULL;
-  // MPI allows one collective at a time per communicator and process; a second thread that
-  // tries gets an error instead of undefined behaviour.
-  std::atomic<bool> busy{false};
-  // Set when a request was abandoned (time-out or error): MPI may still use its buffer, and the
-  // peers' views of the communicator have diverged, so nothing may run on it again.
-  std::atomic<bool> broken{false};
-  int id = 0;
-};
-
-std::mutex g_mutex;
-bool g_initialized = false;
-bool g_finalized = false;
-std::thread::id g_initThread;
-int g_rank = 0, g_size = 1, g_localRank = 0, g_localSize = 1;
-// Index = communicator id; entries are never deleted, so a Comm* stays valid once looked up.
-std::vector<Comm*> g_comms;
-// Set once any request was abandoned: finalize would wait for it forever.
-std::atomic<bool> g_abandoned{false};
-
-const int kWorld = 0;
-const int kLocal = 1;
-
-std::string mpiErrorString(int rc) {
-  char text[MPI_MAX_ERROR_STRING];
-  int length = 0;
-  if (MPI_Error_string(rc, text, &length) != MPI_SUCCESS) return "MPI error code " + std::to_string(rc);
-  return std::string(text, length);
-}
-
-void check(int rc, const std::string& where) {
-  if (rc != MPI_SUCCESS) throw Failure("MPI_ERROR", where + ": MPI error: " + mpiErrorString(rc));
-}
-
-void requireInitialized(const std::string& where) {
-  if (!g_initialized) {
-    throw Failure("MPI_NOT_INITIALIZED", where + ": MPI is not initialised: call init() on the main thread first");
-  }
-  if (g_finalized) throw Failure("MPI_FINALIZED", where + ": MPI was finalised");
-}
-
-Comm* lookup(const std::string& where, int id) {
-  std::lock_guard<std::mutex> lock(g_mutex);
-  requireInitialized(where);
-  if (id < 0 || static_cast<size_t>(id) >= g_comms.size() || g_comms[id]->handle == MPI_COMM_NULL) {
-    throw Failure("MPI_BAD_COMM", where + ": unknown communicator " + std::to_string(id));
-  }
-  return g_comms[id];
-}
-
-int registerComm(MPI_Comm handle) {
-  std::lock_guard<std::mutex> lock(g_mutex);
-  Comm* comm = new Comm();
-  comm->handle = handle;
-  comm->id = static_cast<int>(g_comms.size());
-  g_comms.push_back(comm);
-  return comm->id;
-}
-
-// Holds a communicator for one collective; released on success or on an error MPI reported before
-// any request was started. An abandoned request leaves it claimed and marks it broken.
-class Claim {
- public:
-  Claim(const std::string& where, int id) : comm_(lookup(where, id)), where_(where) {
-    if (comm_->broken.load()) {
-      throw Failure("MPI_BROKEN", where + ": communicator " + std::to_string(id) +
-                                      " is unusable: an earlier call on it timed out or failed");
-    }
-    if (comm_->busy.exchange(true)) {
-      throw Failure("MPI_BUSY", where + ": communicator " + std::to_string(id) +
-                                    " is in use by another call; give each thread its own (commDup)");
-    }
-  }
-  ~Claim() {
-    if (!abandoned_) comm_->busy.store(false);
-  }
-  Claim(const Claim&) = delete;
-  Claim& operator=(const Claim&) = delete;
-  MPI_Comm handle() const { return comm_->handle; }
-  int id() const { return comm_->id; }
-  bool isAbandoned() const { return abandoned_; }
-  void abandon() {
-    abandoned_ = true;
-    comm_->broken.store(true);
-    g_abandoned.store(true);
-  }
-
- private:
-  Comm* comm_;
-  std::string where_;
-  bool abandoned_ = false;
-};
-
-// Polls a started request until it completes or timeoutMs passes. MPI_Test is also what moves a
-// non-blocking collective forward (Open MPI has no progress thread for it), so the loop spins for
-// a while before it starts sleeping, and never sleeps long.
-void waitFor(Claim& claim, MPI_Request* request, double timeoutMs, const std::string& where) {
-  using Clock = std::chrono::steady_clock;
-  const auto start = Clock::now();
-  const auto spinUntil = start + std::chrono::milliseconds(5);
-  const auto deadline = start + std::chrono::duration_cast<Clock::duration>(
-                                    std::chrono::duration<double, std::milli>(timeoutMs));
-  auto pause = std::chrono::microseconds(10);
-  for (;;) {
-    int done = 0;
-    int rc = MPI_Test(request, &done, MPI_STATUS_IGNORE);
-    if (rc != MPI_SUCCESS) {
-      claim.abandon();
-      check(rc, where);
-    }
-    if (done) return;
-    const auto now = Clock::now();
-    if (now >= deadline) {
-      claim.abandon();
-      throw Failure("MPI_TIMEOUT", where + ": time-out after " + std::to_string(static_cast<long long>(timeoutMs)) +
-                                       " ms on communicator " + std::to_string(claim.id()) +
-                                       ": a process did not join (stopped, crashed or on another call)");
-    }
-    if (now < spinUntil) {
-      std::this_thread::yield();
-    } else {
-      std::this_thread::sleep_for(pause);
-      pause = std::min(pause * 2, std::chrono::microseconds(200));
-    }
-  }
-}
-
-// ---- One collective, described so that it can run in the calling thread or in the thread pool.
-
-enum class Kind { AllReduce, Broadcast, Barrier };
-
-struct Collective {
-  std::string where;
-  Kind kind = Kind::Barrier;
-  void* data = nullptr;
-  int count = 0;
-  MPI_Datatype type = MPI_BYTE;
-  MPI_Op op = MPI_SUM;
-  int root = 0;
-  double timeoutMs = 0;
-};
-
-void run(Claim& claim, const Collective& c) {
-  MPI_Request request = MPI_REQUEST_NULL;
-  int rc = MPI_SUCCESS;
-  switch (c.kind) {
-    case Kind::AllReduce:
-      rc = MPI_Iallreduce(MPI_IN_PLACE, c.data, c.count, c.type, c.op, claim.handle(), &request);
-      break;
-    case Kind::Broadcast:
-      rc = MPI_Ibcast(c.data, c.count, MPI_BYTE, c.root, claim.handle(), &request);
-      break;
-    case Kind::Barrier:
-      rc = MPI_Ibarrier(claim.handle(), &request);
-      break;
-  }
-  check(rc, c.where);
-  waitFor(claim, &request, c.timeoutMs, c.where);
-}
+using tgmpi::Claim;
+using tgmpi::Collective;
+using tgmpi::Failure;
+using tgmpi::Kind;
 
 // ---- Argument parsing.
 
@@ -194,7 +23,7 @@ int intArg(const Napi::CallbackInfo& info, size_t i, const std::string& where, c
   if (info.Length() <= i || !info[i].IsNumber()) throw Failure("MPI_ARG", where + ": " + name + " must be a number");
   double v = info[i].As<Napi::Number>().DoubleValue();
   if (!(v >= INT32_MIN && v <= INT32_MAX) || v != static_cast<double>(static_cast<int>(v))) {
-    throw Failure("MPI_ARG", where + ": " + name + " must be an integer, got " + std::to_string(v));
+    throw Failure("MPI_ARG", where + ": " + name + " must be an integer, got " + tgmpi::formatNumber(v));
   }
   return static_cast<int>(v);
 }
@@ -203,7 +32,7 @@ double timeoutArg(const Napi::CallbackInfo& info, size_t i, const std::string& w
   if (info.Length() <= i || !info[i].IsNumber()) throw Failure("MPI_ARG", where + ": timeoutMs must be a number");
   double v = info[i].As<Napi::Number>().DoubleValue();
   if (!(v > 0 && v <= 86400000.0)) {
-    throw Failure("MPI_ARG", where + ": timeoutMs must be in (0, 86400000], got " + std::to_string(v));
+    throw Failure("MPI_ARG", where + ": timeoutMs must be in (0, 86400000], got " + tgmpi::formatNumber(v));
   }
   return v;
 }
@@ -367,53 +196,19 @@ Napi::Value BarrierAsync(const Napi::CallbackInfo& info) {
 
 // ---- Set-up, communicators, shut-down.
 
-Napi::Object worldInfo(Napi::Env env) {
+Napi::Object toObject(Napi::Env env, const tgmpi::WorldInfo& w) {
   Napi::Object out = Napi::Object::New(env);
-  out.Set("rank", g_rank);
-  out.Set("size", g_size);
-  out.Set("localRank", g_localRank);
-  out.Set("localSize", g_localSize);
+  out.Set("rank", w.rank);
+  out.Set("size", w.size);
+  out.Set("localRank", w.localRank);
+  out.Set("localSize", w.localSize);
   return out;
 }
 
-void initOnce() {
-  int already = 0;
-  check(MPI_Initialized(&already), "mpi.init");
-  if (already) throw Failure("MPI_ARG", "mpi.init: MPI was initialised by someone else in this process");
-  int provided = 0;
-  check(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided), "mpi.init");
-  g_initialized = true;
-  g_initThread = std::this_thread::get_id();
-  check(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN), "mpi.init");
-  if (provided < MPI_THREAD_MULTIPLE) {
-    throw Failure("MPI_THREAD_LEVEL", "mpi.init: the MPI library gives thread level " + std::to_string(provided) +
-                                          "; threadgrad needs MPI_THREAD_MULTIPLE (" +
-                                          std::to_string(MPI_THREAD_MULTIPLE) + ")");
-  }
-  check(MPI_Comm_rank(MPI_COMM_WORLD, &g_rank), "mpi.init");
-  check(MPI_Comm_size(MPI_COMM_WORLD, &g_size), "mpi.init");
-  MPI_Comm local = MPI_COMM_NULL;
-  check(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, g_rank, MPI_INFO_NULL, &local), "mpi.init");
-  check(MPI_Comm_set_errhandler(local, MPI_ERRORS_RETURN), "mpi.init");
-  check(MPI_Comm_rank(local, &g_localRank), "mpi.init");
-  check(MPI_Comm_size(local, &g_localSize), "mpi.init");
-  Comm* world = new Comm();
-  world->handle = MPI_COMM_WORLD;
-  world->id = kWorld;
-  Comm* host = new Comm();
-  host->handle = local;
-  host->id = kLocal;
-  g_comms = {world, host};
-}
-
-// init() -> { rank, size, localRank, localSize }. Initialises MPI on the first call; later calls
-// (from any thread) return the same numbers.
+// init() -> { rank, size, localRank, localSize }; initialises MPI on the first call.
 Napi::Value Init(const Napi::CallbackInfo& info) {
   try {
-    std::lock_guard<std::mutex> lock(g_mutex);
-    if (g_finalized) throw Failure("MPI_FINALIZED", "mpi.init: MPI was finalised and cannot start again");
-    if (!g_initialized) initOnce();
-    return worldInfo(info.Env());
+    return toObject(info.Env(), tgmpi::initialize());
   } catch (const Failure& f) {
     rethrow(info.Env(), f);
   }
@@ -421,9 +216,7 @@ Napi::Value Init(const Napi::CallbackInfo& info) {
 
 Napi::Value Info(const Napi::CallbackInfo& info) {
   try {
-    std::lock_guard<std::mutex> lock(g_mutex);
-    requireInitialized("mpi.info");
-    return worldInfo(info.Env());
+    return toObject(info.Env(), tgmpi::worldInfo("mpi.info"));
   } catch (const Failure& f) {
     rethrow(info.Env(), f);
   }
@@ -431,10 +224,8 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
 
 Napi::Value CommInfo(const Napi::CallbackInfo& info) {
   try {
-    Comm* comm = lookup("mpi.commInfo", intArg(info, 0, "mpi.commInfo", "comm"));
     int rank = 0, size = 0;
-    check(MPI_Comm_rank(comm->handle, &rank), "mpi.commInfo");
-    check(MPI_Comm_size(comm->handle, &size), "mpi.commInfo");
+    tgmpi::commRankSize("mpi.commInfo", intArg(info, 0, "mpi.commInfo", "comm"), &rank, &size);
     Napi::Object out = Napi::Object::New(info.Env());
     out.Set("rank", rank);
     out.Set("size", size);
@@ -445,8 +236,7 @@ Napi::Value CommInfo(const Napi::CallbackInfo& info) {
 }
 
 // commSplit(parent, color, key, timeoutMs) -> id, or -1 when color < 0 (MPI_UNDEFINED).
-// commDup(parent, timeoutMs) -> id. MPI has no non-blocking split, so a barrier with a time-out
-// runs first: once every process has reached it, the blocking call cannot wait for a missing one.
+// commDup(parent, timeoutMs) -> id.
 Napi::Value CommCreate(const Napi::CallbackInfo& info, bool isSplit) {
   const std::string where = isSplit ? "mpi.commSplit" : "mpi.commDup";
   try {
@@ -454,22 +244,7 @@ Napi::Value CommCreate(const Napi::CallbackInfo& info, bool isSplit) {
     int color = isSplit ? intArg(info, 1, where, "color") : 0;
     int key = isSplit ? intArg(info, 2, where, "key") : 0;
     double timeoutMs = timeoutArg(info, isSplit ? 3 : 1, where);
-    MPI_Comm out = MPI_COMM_NULL;
-    {
-      Claim claim(where, parentId);
-      Collective barrier;
-      barrier.where = where;
-      barrier.timeoutMs = timeoutMs;
-      run(claim, barrier);
-      if (isSplit) {
-        check(MPI_Comm_split(claim.handle(), color < 0 ? MPI_UNDEFINED : color, key, &out), where);
-      } else {
-        check(MPI_Comm_dup(claim.handle(), &out), where);
-      }
-    }
-    if (out == MPI_COMM_NULL) return Napi::Number::New(info.Env(), -1);
-    check(MPI_Comm_set_errhandler(out, MPI_ERRORS_RETURN), where);
-    return Napi::Number::New(info.Env(), registerComm(out));
+    return Napi::Number::New(info.Env(), tgmpi::commCreate(where, parentId, isSplit, color, key, timeoutMs));
   } catch (const Failure& f) {
     rethrow(info.Env(), f);
   }
@@ -481,9 +256,7 @@ Napi::Value CommDup(const Napi::CallbackInfo& info) { return CommCreate(info, fa
 // Stops every process of the job (MPI_Abort on the world communicator).
 Napi::Value Abort(const Napi::CallbackInfo& info) {
   try {
-    int code = intArg(info, 0, "mpi.abort", "errorCode");
-    requireInitialized("mpi.abort");
-    MPI_Abort(MPI_COMM_WORLD, code);
+    tgmpi::abortJob(intArg(info, 0, "mpi.abort", "errorCode"));
     return info.Env().Undefined();
   } catch (const Failure& f) {
     rethrow(info.Env(), f);
@@ -492,38 +265,14 @@ Napi::Value Abort(const Napi::CallbackInfo& info) {
 
 Napi::Value Finalize(const Napi::CallbackInfo& info) {
   try {
-    std::lock_guard<std::mutex> lock(g_mutex);
-    requireInitialized("mpi.finalize");
-    if (std::this_thread::get_id() != g_initThread) {
-      throw Failure("MPI_ARG", "mpi.finalize: call it on the thread that called init()");
-    }
-    if (g_abandoned.load()) {
-      throw Failure("MPI_BROKEN",
-                    "mpi.finalize: an earlier call timed out or failed and MPI would wait for it forever; "
-                    "call abort() instead");
-    }
-    for (Comm* comm : g_comms) {
-      if (comm->busy.load()) throw Failure("MPI_BUSY", "mpi.finalize: communicator " + std::to_string(comm->id) +
-                                                           " is still in use");
-    }
-    for (Comm* comm : g_comms) {
-      if (comm->id != kWorld && comm->handle != MPI_COMM_NULL) MPI_Comm_free(&comm->handle);
-      comm->handle = MPI_COMM_NULL;
-    }
-    check(MPI_Finalize(), "mpi.finalize");
-    g_finalized = true;
+    tgmpi::finalize();
     return info.Env().Undefined();
   } catch (const Failure& f) {
     rethrow(info.Env(), f);
   }
 }
 
-Napi::Value Version(const Napi::CallbackInfo& info) {
-  char text[MPI_MAX_LIBRARY_VERSION_STRING];
-  int length = 0;
-  MPI_Get_library_version(text, &length);
-  return Napi::String::New(info.Env(), std::string(text, length));
-}
+Napi::Value Version(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), tgmpi::libraryVersion()); }
 
 Napi::Object Setup(Napi::Env env, Napi::Object exports) {
   exports.Set("init", Napi::Function::New(env, Init));
@@ -540,8 +289,8 @@ Napi::Object Setup(Napi::Env env, Napi::Object exports) {
   exports.Set("abort", Napi::Function::New(env, Abort));
   exports.Set("finalize", Napi::Function::New(env, Finalize));
   exports.Set("libraryVersion", Napi::Function::New(env, Version));
-  exports.Set("WORLD", Napi::Number::New(env, kWorld));
-  exports.Set("LOCAL", Napi::Number::New(env, kLocal));
+  exports.Set("WORLD", Napi::Number::New(env, tgmpi::kWorld));
+  exports.Set("LOCAL", Napi::Number::New(env, tgmpi::kLocal));
   return exports;
 }
 

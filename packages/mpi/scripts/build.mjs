@@ -53,14 +53,15 @@ function findNodeGyp() {
 function isUpToDate() {
   if (process.argv.includes("--force") || !existsSync(output)) return false;
   const built = statSync(output).mtimeMs;
-  return ["mpi_addon.cc", "binding.gyp"].every((file) => statSync(join(nativeDir, file)).mtimeMs < built);
+  return ["mpi_addon.cc", "transport.cc", "transport.h", "binding.gyp"].every(
+    (file) => statSync(join(nativeDir, file)).mtimeMs < built,
+  );
 }
 
 const flags = mpiFlags();
 if (flags === undefined) {
-  console.log(
-    `@threadgrad/mpi: MPI not found (no mpicc, no pkg-config ompi/mpich); skipping the addon. To use MPI, ${INSTALL_HINT}.`,
-  );
+  console.log("@threadgrad/mpi: MPI not found (no mpicc, no pkg-config ompi/mpich); skipping the addon.");
+  console.log(`@threadgrad/mpi: to use MPI, ${INSTALL_HINT}.`);
   process.exit(0);
 }
 if (isUpToDate()) {
