@@ -43,7 +43,8 @@ interface Run {
 }
 
 function mpirun(scenario: string, extraArgs: string[] = []): Promise<Run> {
-  if (!existsSync(addon)) throw new Error(`${addon} is missing: run pnpm --filter @threadgrad/mpi build`);
+  if (!existsSync(addon))
+    throw new Error(`${addon} is missing: install libopenmpi-dev, then run pnpm --filter @threadgrad/mpi build`);
   if (!existsSync(built)) throw new Error(`${built} is missing: run npx tsc -b`);
   const args = [...MPIRUN_ARGS, ...extraArgs, "-np", "2", process.execPath, fixture, scenario];
   return new Promise((resolve, reject) => {
