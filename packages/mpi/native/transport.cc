@@ -52,7 +52,7 @@ int registerComm(MPI_Comm handle) {
 void waitFor(Claim& claim, MPI_Request* request, double timeoutMs, const std::string& where) {
   using Clock = std::chrono::steady_clock;
   const auto start = Clock::now();
-  const auto spinUntil = start + std::chrono::milliseconds(5);
+  const auto spinUntil = start + std::chrono::milliseconds(20);
   const auto deadline =
       start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double, std::milli>(timeoutMs));
   auto pause = std::chrono::microseconds(10);
@@ -75,7 +75,7 @@ void waitFor(Claim& claim, MPI_Request* request, double timeoutMs, const std::st
       std::this_thread::yield();
     } else {
       std::this_thread::sleep_for(pause);
-      pause = std::min(pause * 2, std::chrono::microseconds(200));
+      pause = std::min(pause * 2, std::chrono::microseconds(100));
     }
   }
 }
