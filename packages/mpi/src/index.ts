@@ -141,8 +141,8 @@ export function allReduceMin(comm: Communicator, data: number | ReducibleArray, 
   native().allReduce(comm, data, "min", timeoutMs);
 }
 
-/** Copies `data` (its bytes) from rank `root` of `comm` into every other process's `data`. */
-export function broadcast(comm: Communicator, data: ArrayBufferView, root: number, timeoutMs: number): void {
+/** Copies the bytes of a typed array from rank `root` of `comm` into every other process's `data`. */
+export function broadcast(comm: Communicator, data: NodeJS.TypedArray, root: number, timeoutMs: number): void {
   native().broadcast(comm, data, root, timeoutMs);
 }
 
@@ -160,7 +160,7 @@ export function allReduceSumAsync(comm: Communicator, data: ReducibleArray, time
 }
 
 /** broadcast for the main thread (see allReduceSumAsync). */
-export function broadcastAsync(comm: Communicator, data: ArrayBufferView, root: number, timeoutMs: number) {
+export function broadcastAsync(comm: Communicator, data: NodeJS.TypedArray, root: number, timeoutMs: number) {
   return native().broadcastAsync(comm, data, root, timeoutMs);
 }
 

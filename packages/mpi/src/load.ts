@@ -12,7 +12,7 @@ export interface Binding {
   commSplit(comm: number, color: number, key: number, timeoutMs: number): number;
   commDup(comm: number, timeoutMs: number): number;
   allReduce(comm: number, data: Float32Array | Float64Array | Int32Array, op: string, timeoutMs: number): void;
-  broadcast(comm: number, data: ArrayBufferView, root: number, timeoutMs: number): void;
+  broadcast(comm: number, data: NodeJS.TypedArray, root: number, timeoutMs: number): void;
   barrier(comm: number, timeoutMs: number): void;
   allReduceAsync(
     comm: number,
@@ -20,7 +20,7 @@ export interface Binding {
     op: string,
     timeoutMs: number,
   ): Promise<void>;
-  broadcastAsync(comm: number, data: ArrayBufferView, root: number, timeoutMs: number): Promise<void>;
+  broadcastAsync(comm: number, data: NodeJS.TypedArray, root: number, timeoutMs: number): Promise<void>;
   barrierAsync(comm: number, timeoutMs: number): Promise<void>;
   abort(errorCode: number): void;
   finalize(): void;
