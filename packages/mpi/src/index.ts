@@ -122,7 +122,7 @@ export function allReduceSum(comm: Communicator, data: ReducibleArray, timeoutMs
 function reduceScalar(comm: Communicator, value: number, op: string, timeoutMs: number): number {
   const cell = new Float64Array([value]);
   native().allReduce(comm, cell, op, timeoutMs);
-  return cell[0];
+  return cell[0]!;
 }
 
 /** Element-wise maximum in place, or of one number (returned); e.g. a "non-finite gradient" flag. */

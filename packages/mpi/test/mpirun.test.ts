@@ -164,11 +164,13 @@ describe.skipIf(!hasMpirun)("MPI across 2 processes (mpirun)", () => {
   it("a process that never joins makes the other fail with a named time-out, not hang", async () => {
     const run = await mpirun("timeout");
     expect(run.hitSafetyLimit, run.output).toBe(false);
-    const [timeout] = run.results.filter((r) => r.kind === "timeout");
+    const timeout = run.results.find((r) => r.kind === "timeout");
+    if (timeout === undefined) throw new Error(`no time-out result:\n${run.output}`);
     expect(timeout).toMatchObject({ rank: 0, code: "MPI_TIMEOUT" });
     expect(timeout.message).toMatch(/^mpi.barrier: time-out after 1500 ms on communicator 0: a process did not join/);
     expect(timeout.elapsedMs).toBeGreaterThanOrEqual(1500);
-    const [after] = run.results.filter((r) => r.kind === "after");
+    const after = run.results.find((r) => r.kind === "after");
+    if (after === undefined) throw new Error(`no result after the time-out:\n${run.output}`);
     expect(after.again).toMatchObject({
       code: "MPI_BROKEN",
       message: expect.stringMatching(/communicator 0 is unusable/),
@@ -196,7 +198,8 @@ describe.skipIf(!hasMpirun)("MPI across 2 processes (mpirun)", () => {
   it("a process killed mid-run makes the survivor fail with a named error when mpirun lets it run", async () => {
     const run = await mpirun("death", ["--mca", "orte_abort_on_non_zero_status", "0"]);
     expect(run.hitSafetyLimit, run.output).toBe(false);
-    const [survivor] = run.results.filter((r) => r.kind === "death");
+    const survivor = run.results.find((r) => r.kind === "death");
+    if (survivor === undefined) throw new Error(`no survivor result:\n${run.output}`);
     expect(survivor).toMatchObject({ rank: 0, round: 3 });
     expect(["MPI_TIMEOUT", "MPI_ERROR"]).toContain(survivor.code);
     expect(survivor.message).toMatch(/^mpi.allReduce: (time-out after 5000 ms|MPI error)/);
