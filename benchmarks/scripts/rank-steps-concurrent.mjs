@@ -51,7 +51,8 @@ if (isMainThread) {
   const batch = Number(process.argv[2] ?? 128);
   const counts = (process.argv[3] ?? "1,2,4,8").split(",").map(Number);
   console.log(
-    `cpus ${os.cpus().length} (${os.cpus()[0]?.model}), W1 rank step at batch ${batch}, ms per step (median over threads)`,
+    `cpus ${os.cpus().length} (${os.cpus()[0]?.model}), ` +
+      `W1 rank step at batch ${batch}, ms per step (median over threads)`,
   );
   for (const mode of ["own", "shared"]) {
     const line = [];

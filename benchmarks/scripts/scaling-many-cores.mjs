@@ -1,4 +1,5 @@
-// Usage (after a build): node benchmarks/scripts/scaling-many-cores.mjs '[{"workers":1,"batch":256,"inFlight":8,"warm":60,"epochs":20}, ...]'
+// Usage (after a build):
+// node benchmarks/scripts/scaling-many-cores.mjs '[{"workers":1,"batch":256,"inFlight":8,"warm":60,"epochs":20}, ...]'
 // (run from a folder whose node_modules resolves @threadgrad/workers, e.g. benchmarks/). Prints one
 // JSON line per case, then a table with the efficiency against the 1-worker case of the same batch.
 // W1 (784-256-256-10, Adam) with DataParallel at several worker counts, on a many-core machine.
@@ -59,7 +60,8 @@ for (const r of out) {
 console.log("\nworkers batch inFlight samples/s (min-max) efficiency | medians compute wait reduce update ms");
 for (const r of out)
   console.log(
-    `${r.workers} ${r.batch} ${r.inFlight} ${r.samplesPerSec} (${r.min}-${r.max}) ${r.efficiency ?? "-"} | ${r.computeMs} ${r.waitMs} ${r.reduceMs} ${r.updateMs}`,
+    `${r.workers} ${r.batch} ${r.inFlight} ${r.samplesPerSec} (${r.min}-${r.max}) ${r.efficiency ?? "-"} | ` +
+      `${r.computeMs} ${r.waitMs} ${r.reduceMs} ${r.updateMs}`,
   );
 if (process.env.OUT)
   (await import("node:fs")).writeFileSync(

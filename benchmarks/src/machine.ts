@@ -62,7 +62,8 @@ function peerVersions(): string {
 
 export function formatMachine(m: MachineInfo): string {
   return [
-    `machine  ${m.hostname}: ${m.cpuModel}, ${m.logicalCpus} logical CPUs, ${m.availableCores} available, ${m.memoryGiB} GiB, ${m.os}`,
+    `machine  ${m.hostname}: ${m.cpuModel}, ${m.logicalCpus} logical CPUs, ` +
+      `${m.availableCores} available, ${m.memoryGiB} GiB, ${m.os}`,
     `node     ${m.node} (V8 ${m.v8}); threadgrad float32 kernels by default: ${m.kernelBackend}`,
     `peers    ${m.peers}`,
     `load     ${m.loadAverage1m} (1-minute average at start)    ${m.date}`,

@@ -90,7 +90,8 @@ async function main(): Promise<number> {
   const seconds = (performance.now() - t0) / 1000;
   console.log(formatTable(rows));
   console.log(
-    `\n${rows.length} rows in ${seconds.toFixed(1)} s${ctx.quick ? " (--quick)" : ""}; medians of repeated runs, min–max beside them.`,
+    `\n${rows.length} rows in ${seconds.toFixed(1)} s${ctx.quick ? " (--quick)" : ""}; ` +
+      "medians of repeated runs, min–max beside them.",
   );
   if (values.json) {
     // Through `pnpm bench` this runs in benchmarks/; a relative path means the caller's folder.

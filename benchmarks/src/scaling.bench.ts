@@ -56,7 +56,8 @@ export async function scaling(ctx: Ctx): Promise<Row[]> {
       ...(c.workload === "W1 scaling" && workers > 1 ? [{ workers, inFlight: 1 }] : []),
     ]);
     for (const { workers, inFlight } of runs) {
-      const config = `${workers} worker${workers > 1 ? "s" : ""}, batch ${batch}${inFlight === undefined ? "" : `, ${inFlight} step in flight`}`;
+      const inFlightNote = inFlight === undefined ? "" : `, ${inFlight} step in flight`;
+      const config = `${workers} worker${workers > 1 ? "s" : ""}, batch ${batch}${inFlightNote}`;
       ctx.log(`${c.workload} ${config}`);
       const trainer = await DataParallel.create({
         model: c.model,
@@ -93,7 +94,9 @@ export async function scaling(ctx: Ctx): Promise<Row[]> {
           t,
           (ms) => (DATA_BATCHES * batch * 1000) / ms,
           {
-            note: `DataParallel, ${trainer.options.stepsInFlight} in flight, kernels ${kernels}, timed by epochs of ${DATA_BATCHES} steps${over}`,
+            note:
+              `DataParallel, ${trainer.options.stepsInFlight} in flight, kernels ${kernels}, ` +
+              `timed by epochs of ${DATA_BATCHES} steps${over}`,
           },
         );
         rows.push(row);

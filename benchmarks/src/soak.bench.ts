@@ -71,7 +71,9 @@ export async function soak(ctx: Ctx): Promise<Row[]> {
         min: null,
         max: null,
         samples: timings.length,
-        note: `RSS ${rssStart.toFixed(0)} MiB after warm-up, ${rssEnd.toFixed(0)} MiB at the end (${rssEnd - rssStart >= 0 ? "+" : ""}${(rssEnd - rssStart).toFixed(1)})`,
+        note:
+          `RSS ${rssStart.toFixed(0)} MiB after warm-up, ${rssEnd.toFixed(0)} MiB at the end ` +
+          `(${rssEnd - rssStart >= 0 ? "+" : ""}${(rssEnd - rssStart).toFixed(1)})`,
         extra: { rssStartMiB: rssStart, rssEndMiB: rssEnd },
       },
       {
@@ -84,8 +86,10 @@ export async function soak(ctx: Ctx): Promise<Row[]> {
         max: null,
         samples: timings.length,
         note:
-          `mean step; of it the slowest rank's forward+backward ${pct(m.compute)}, reduce ${pct(m.reduce)}, update ${pct(m.update)}, other ${pct(other)} ` +
-          `(gathering rows, zeroing, main's hand-out); the faster rank waits ${pct(m.wait)}; medians forward+backward ${b.computeMs.toFixed(2)}, ` +
+          `mean step; of it the slowest rank's forward+backward ${pct(m.compute)}, reduce ${pct(m.reduce)}, ` +
+          `update ${pct(m.update)}, other ${pct(other)} ` +
+          `(gathering rows, zeroing, main's hand-out); the faster rank waits ${pct(m.wait)}; ` +
+          `medians forward+backward ${b.computeMs.toFixed(2)}, ` +
           `wait ${b.waitMs.toFixed(2)}, reduce ${b.reduceMs.toFixed(3)}, update ${b.updateMs.toFixed(3)} ms`,
         extra: {
           ...b,

@@ -109,7 +109,8 @@ export function formatTable(rows: Row[]): string {
   if (peers.length > 0) {
     out.push(
       "",
-      "÷ PEER: threadgrad's median over the peer's in the unit's better direction (×2.00 = threadgrad twice as fast).",
+      "÷ PEER: threadgrad's median over the peer's in the unit's better direction " +
+        "(×2.00 = threadgrad twice as fast).",
     );
   }
   return out.join("\n");

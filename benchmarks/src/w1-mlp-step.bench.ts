@@ -1,6 +1,7 @@
 // W1: how many samples per second does one training step of the reference MLP process on one
-// thread? (W1 itself is defined in @threadgrad/cli, shared with `threadgrad bench`.) threadgrad (one row per kernel backend) against tfjs (CPU, WebAssembly, and the
-// WebAssembly form with transposes hoisted). One step = zero grads, forward, loss, backward, Adam.
+// thread? (W1 itself is defined in @threadgrad/cli, shared with `threadgrad bench`.) threadgrad
+// (one row per kernel backend) against tfjs (CPU, WebAssembly, and the WebAssembly form with
+// transposes hoisted). One step = zero grads, forward, loss, backward, Adam.
 import { nn } from "@threadgrad/core";
 import { forEachBackend } from "./backends.js";
 import { W1_SPEC as W1, mlpProblem } from "./inputs.js";

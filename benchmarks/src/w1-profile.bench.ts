@@ -29,8 +29,26 @@ interface Profile {
 }
 
 // Names of the JavaScript kernels: core's generated loops and matmul, optim's flat updates.
-const JS_KERNELS =
-  /^(binary|unary|reduce_\w+|stridedCopy|matmul|transposeCopy|reluForward|reluBackward|addBias|adamUpdate|sgdUpdate|rmspropUpdate|adagradUpdate|reduceSlices|partialNorm|logSoftmaxKernel|logSoftmaxBackwardKernel)$/;
+const JS_KERNEL_NAMES = [
+  "binary",
+  "unary",
+  "reduce_\\w+",
+  "stridedCopy",
+  "matmul",
+  "transposeCopy",
+  "reluForward",
+  "reluBackward",
+  "addBias",
+  "adamUpdate",
+  "sgdUpdate",
+  "rmspropUpdate",
+  "adagradUpdate",
+  "reduceSlices",
+  "partialNorm",
+  "logSoftmaxKernel",
+  "logSoftmaxBackwardKernel",
+];
+const JS_KERNELS = new RegExp(`^(${JS_KERNEL_NAMES.join("|")})$`);
 
 /**
  * W1 as one rank of DataParallel runs it: parameters and bound gradients in the wasm memory, every
@@ -132,7 +150,8 @@ async function profileSteps(step: () => void, steps: number, warmup: number): Pr
       const dt = profile.timeDeltas[i] ?? 0;
       totals.set(b, (totals.get(b) ?? 0) + dt);
       if (b === "outside kernels") {
-        const key = `${node.callFrame.functionName || "(anonymous)"} (${node.callFrame.url.split("/").slice(-2).join("/") || "native"})`;
+        const where = node.callFrame.url.split("/").slice(-2).join("/") || "native";
+        const key = `${node.callFrame.functionName || "(anonymous)"} (${where})`;
         outside.set(key, (outside.get(key) ?? 0) + dt);
       }
     });
@@ -159,8 +178,10 @@ async function profileSteps(step: () => void, steps: number, warmup: number): Pr
 function rowOf(config: string, r: Shares): Row {
   const share = (b: Bucket) => r.shares[b];
   const note =
-    `wasm kernels ${share("wasm kernels").toFixed(1)}%, JS kernels ${share("js kernels").toFixed(1)}%, GC ${share("gc").toFixed(1)}%, ` +
-    `outside kernels ${share("outside kernels").toFixed(1)}% (autograd, op dispatch, allocation); ${r.ms.toFixed(2)} ms/step under the profiler`;
+    `wasm kernels ${share("wasm kernels").toFixed(1)}%, JS kernels ${share("js kernels").toFixed(1)}%, ` +
+    `GC ${share("gc").toFixed(1)}%, ` +
+    `outside kernels ${share("outside kernels").toFixed(1)}% (autograd, op dispatch, allocation); ` +
+    `${r.ms.toFixed(2)} ms/step under the profiler`;
   return {
     workload: "W1 profile",
     config,

@@ -29,7 +29,9 @@ export async function w2FashionMnist(ctx: Ctx): Promise<Row[]> {
   const f = data.train.features;
   const train = { x: data.train.x.subarray(0, n * f), y: data.train.y.subarray(0, n), length: n };
   const epochs = ctx.quick ? 1 : W2.epochs;
-  const config = `${n.toLocaleString("en-US")} train, batch ${W2.batch}, ${epochs} epoch${epochs > 1 ? "s" : ""}, ${ctx.cores} workers`;
+  const config =
+    `${n.toLocaleString("en-US")} train, batch ${W2.batch}, ` +
+    `${epochs} epoch${epochs > 1 ? "s" : ""}, ${ctx.cores} workers`;
   ctx.log(`W2 ${config}`);
   const trainer = await DataParallel.create({
     model: { kind: "mlp", sizes: [...W1.sizes], activation: "relu" },
@@ -52,7 +54,9 @@ export async function w2FashionMnist(ctx: Ctx): Promise<Row[]> {
     const acc = evalResult.accuracy ?? NaN;
     return [
       rowFrom({ ...key, config }, t, (ms) => ms / 1000, {
-        note: `test accuracy ${(acc * 100).toFixed(2)}% (${data.test.length.toLocaleString("en-US")} test samples)${ctx.quick ? "; quick: a subset, not a result" : ""}`,
+        note:
+          `test accuracy ${(acc * 100).toFixed(2)}% (${data.test.length.toLocaleString("en-US")} test samples)` +
+          (ctx.quick ? "; quick: a subset, not a result" : ""),
         extra: { testAccuracy: acc, epochs, trainSamples: n, workers: ctx.cores },
       }),
     ];

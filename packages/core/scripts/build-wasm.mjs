@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Compiles packages/core/assembly/kernels.ts (AssemblyScript, with the files it imports) into packages/core/dist/kernels.wasm.
+// Compiles packages/core/assembly/kernels.ts (AssemblyScript, with the files it imports) into
+// packages/core/dist/kernels.wasm.
 // Runs before `tsc -b` in every build, so it skips the compile when the output is newer than its
 // sources; `--force` rebuilds anyway, `--wat` also writes dist/kernels.wat for reading. First it
 // brings the exports' TypeScript interface and README table up to date (gen-kernel-types.mjs).

@@ -197,7 +197,8 @@ describe("exportOnnx errors", () => {
       },
     };
     expect(() => exportOnnx(new nn.Sequential(new other.Linear()), { sampleShape: [2] })).toThrow(
-      "exportOnnx: module '0' (Linear) has no ONNX mapping (a class of that name from another copy of @threadgrad/core?)",
+      "exportOnnx: module '0' (Linear) has no ONNX mapping " +
+        "(a class of that name from another copy of @threadgrad/core?)",
     );
   });
 

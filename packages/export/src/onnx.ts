@@ -15,7 +15,10 @@ export interface OnnxExportOptions {
   inputName?: string;
   /** Name of the graph's output (default `output`). */
   outputName?: string;
-  /** Element type of the input: float32, or int32/int64 token ids (default int32 when the model starts with Embedding). */
+  /**
+   * Element type of the input: float32, or int32/int64 token ids (default int32 when the model starts
+   * with Embedding).
+   */
   inputDtype?: "float32" | "int32" | "int64";
 }
 
@@ -24,7 +27,8 @@ export interface OnnxExportOptions {
  * inference mode: Dropout is the identity. Parameters become initializers under their state dict
  * names. Throws, naming the module, on a layer it has no mapping for.
  * ```ts
- * const bytes = exportOnnx(new nn.Sequential(new nn.Linear(4, 8), new nn.ReLU(), new nn.Linear(8, 3)), { sampleShape: [4] });
+ * const model = new nn.Sequential(new nn.Linear(4, 8), new nn.ReLU(), new nn.Linear(8, 3));
+ * const bytes = exportOnnx(model, { sampleShape: [4] });
  * ```
  */
 export function exportOnnx(model: nn.Module, opts: OnnxExportOptions): Uint8Array {

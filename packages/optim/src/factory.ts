@@ -86,7 +86,8 @@ export function flatStep<N extends OptimizerName>(
   const { params, grads, state, start, end, step } = args;
   if (state.length !== expected.length) {
     throw new Error(
-      `flatStep: ${name} expects ${expected.length} state arrays (${expected.map((b) => b.name).join(", ")}), got ${state.length}`,
+      `flatStep: ${name} expects ${expected.length} state arrays ` +
+        `(${expected.map((b) => b.name).join(", ")}), got ${state.length}`,
     );
   }
   if (!(Number.isInteger(start) && Number.isInteger(end) && 0 <= start && start <= end && end <= params.length)) {

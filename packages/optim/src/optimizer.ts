@@ -47,7 +47,8 @@ export class Optimizer<O extends object> {
     params.forEach((p, i) => {
       if (!isFloatArray(p.data)) {
         throw new Error(
-          `${this.spec.owner}: parameter ${i} holds ${p.data.constructor.name} values; only float32 and float64 parameters can be optimized`,
+          `${this.spec.owner}: parameter ${i} holds ${p.data.constructor.name} values; ` +
+            "only float32 and float64 parameters can be optimized",
         );
       }
     });
@@ -158,7 +159,8 @@ export class Optimizer<O extends object> {
       const count = this.paramGroups[i]!.params.length; // the group counts matched above
       if (!Array.isArray(params) || params.length !== count) {
         throw new Error(
-          `${owner}: parameter group ${i} has ${Array.isArray(params) ? params.length : "no"} parameters in the state dict, ${count} in the optimizer`,
+          `${owner}: parameter group ${i} has ${Array.isArray(params) ? params.length : "no"} parameters ` +
+            `in the state dict, ${count} in the optimizer`,
         );
       }
       return resolveOptions(this.spec, this.defaults, rest);
@@ -192,7 +194,8 @@ export class Optimizer<O extends object> {
     for (const [name, b] of Object.entries(buffers)) {
       if (!this.spec.bufferNames.includes(name)) {
         throw new Error(
-          `${owner}: state of parameter ${index} has unknown buffer "${name}" (expected ${this.spec.bufferNames.join(", ")})`,
+          `${owner}: state of parameter ${index} has unknown buffer "${name}" ` +
+            `(expected ${this.spec.bufferNames.join(", ")})`,
         );
       }
       if (!(b instanceof Float32Array || b instanceof Float64Array)) {
@@ -212,7 +215,8 @@ export class Optimizer<O extends object> {
   private checkGrads(params: ParamLike[], grads: readonly (GradLike | null)[]): void {
     if (!Array.isArray(grads) || grads.length !== params.length) {
       throw new Error(
-        `${this.spec.owner}: step(grads) got ${Array.isArray(grads) ? grads.length : "no"} gradients for ${params.length} parameters`,
+        `${this.spec.owner}: step(grads) got ${Array.isArray(grads) ? grads.length : "no"} gradients ` +
+          `for ${params.length} parameters`,
       );
     }
     if (grads.every((g) => g === null || g === undefined)) {

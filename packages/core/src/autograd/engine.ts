@@ -33,7 +33,8 @@ function seedGradients(outputs: Tensor[], given: (Tensor | null)[] | null, op: s
     if (g === null) {
       if (out.numel !== 1) {
         throw new Error(
-          `${op}: grad can be implicitly created only for scalar outputs, but output ${i} has shape ${fmtShape(out.shape)}. ` +
+          `${op}: grad can be implicitly created only for scalar outputs, ` +
+            `but output ${i} has shape ${fmtShape(out.shape)}. ` +
             `Reduce it to a scalar first (loss.sum() or loss.mean()), pass a gradient of the same shape ` +
             `(out.backward(gradient)), or use grad(outputs, inputs, { gradOutputs }).`,
         );
@@ -45,7 +46,8 @@ function seedGradients(outputs: Tensor[], given: (Tensor | null)[] | null, op: s
     if (!isTensor(g)) throw new Error(`${op}: gradient ${i} must be a Tensor`);
     if (!shapeEq(g.shape, out.shape)) {
       throw new Error(
-        `${op}: mismatch in shape: gradient ${i} has shape ${fmtShape(g.shape)} and output ${i} has shape ${fmtShape(out.shape)}`,
+        `${op}: mismatch in shape: gradient ${i} has shape ${fmtShape(g.shape)} ` +
+          `and output ${i} has shape ${fmtShape(out.shape)}`,
       );
     }
     return g;
@@ -115,7 +117,8 @@ function run(outputs: Tensor[], seeds: Tensor[], opts: RunOptions): void {
       if (node.backwardFn === null) {
         throw new Error(
           `backward: trying to backward through the graph a second time (through ${node.name}); the graph was freed ` +
-            `after the first backward. Pass { retainGraph: true } to the first backward or grad call if you need to do this.`,
+            "after the first backward. " +
+            "Pass { retainGraph: true } to the first backward or grad call if you need to do this.",
         );
       }
       node.checkSaved();
@@ -126,7 +129,8 @@ function run(outputs: Tensor[], seeds: Tensor[], opts: RunOptions): void {
         if (gi === null || gi === undefined || !needed.has(input)) return;
         if (!shapeEq(gi.shape, input.shape)) {
           throw new Error(
-            `${node.name}: backward returned a gradient of shape ${fmtShape(gi.shape)} for an input of shape ${fmtShape(input.shape)}`,
+            `${node.name}: backward returned a gradient of shape ${fmtShape(gi.shape)} ` +
+              `for an input of shape ${fmtShape(input.shape)}`,
           );
         }
         accumulate(input, gi.dtype !== input.dtype && isFloat(input.dtype) ? to(gi, input.dtype) : gi);
@@ -173,7 +177,8 @@ export function grad(
     if (g !== undefined) return g;
     if (options.allowUnused) return null;
     throw new Error(
-      `grad: input ${i} (shape ${fmtShape(t.shape)}) appears to not have been used in the graph. Set allowUnused: true if this is the desired behavior.`,
+      `grad: input ${i} (shape ${fmtShape(t.shape)}) appears to not have been used in the graph. ` +
+        "Set allowUnused: true if this is the desired behavior.",
     );
   });
 }

@@ -63,7 +63,8 @@ export abstract class Function {
           grads.forEach((gi, i) => {
             if (gi !== null && !shapeEq(gi.shape, inputs[i]!.shape)) {
               throw new Error(
-                `${name}.backward: gradient ${i} has shape ${fmtShape(gi.shape)}, input has ${fmtShape(inputs[i]!.shape)}`,
+                `${name}.backward: gradient ${i} has shape ${fmtShape(gi.shape)}, ` +
+                  `input has ${fmtShape(inputs[i]!.shape)}`,
               );
             }
           });

@@ -61,7 +61,8 @@ export function gradcheck(fn: Fn, inputs: Tensor[], opts: GradcheckOptions = {})
   const wv = worst as { input: number; index: number; a: number; n: number };
   if (!raiseException) return false;
   throw new Error(
-    `gradcheck: Jacobian mismatch for input ${wv.input} at element ${wv.index}: analytic ${wv.a}, numerical ${wv.n} (atol ${atol}, rtol ${rtol})`,
+    `gradcheck: Jacobian mismatch for input ${wv.input} at element ${wv.index}: ` +
+      `analytic ${wv.a}, numerical ${wv.n} (atol ${atol}, rtol ${rtol})`,
   );
 }
 

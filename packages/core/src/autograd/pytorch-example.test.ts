@@ -5,7 +5,8 @@ import { type Tensor, tensor } from "../index.js";
 // stored [out, in] as in PyTorch) on a mean squared error. The expected values below are computed
 // with plain JavaScript loops from the chain rule, independent of the library:
 //   z = x·W1ᵀ + b1, h = tanh(z), o = h·W2ᵀ + b2, L = mean((o − y)²)
-//   dL/do = 2(o − y)/(N·K), dW2 = doᵀ·h, db2 = Σₙ do, dh = do·W2, dz = dh ⊙ (1 − h²), dW1 = dzᵀ·x, db1 = Σₙ dz
+//   dL/do = 2(o − y)/(N·K), dW2 = doᵀ·h, db2 = Σₙ do, dh = do·W2,
+//   dz = dh ⊙ (1 − h²), dW1 = dzᵀ·x, db1 = Σₙ dz
 const X = [
   [0.5, -1.2, 0.3],
   [1.5, 0.2, -0.7],

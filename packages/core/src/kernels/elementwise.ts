@@ -96,7 +96,8 @@ export function unaryKernel(expr: string, dtype: string): UnaryKernel {
   if (k === undefined) {
     k = new Function(
       "erf",
-      `return function unary(a, out, p0, p1) { const n = out.length; for (let i = 0; i < n; i++) { const x = a[i]; ${storeOf(dtype)("out[i]", expr)} } }`,
+      "return function unary(a, out, p0, p1) { const n = out.length; " +
+        `for (let i = 0; i < n; i++) { const x = a[i]; ${storeOf(dtype)("out[i]", expr)} } }`,
     )(erf) as UnaryKernel;
     unaryCache.set(key, k);
   }

@@ -9,7 +9,8 @@ import { setDefaultWasmKernels } from "./wasm/matmul-kernel.js";
 
 // The same inputs through the WebAssembly kernels (operands inside this thread's memory) and the
 // JavaScript loops (operands on the heap) must give the same bits: subnormals flushed, NaN kept.
-const k = createWasmKernels({ heapBytes: 1 << 20, scratchBytes: 16 << 20 }); // step regions keep 8 MiB free for the matmul
+// scratchBytes 16 MiB: step regions keep 8 MiB free for the matmul.
+const k = createWasmKernels({ heapBytes: 1 << 20, scratchBytes: 16 << 20 });
 setDefaultWasmKernels(k);
 
 const SPECIAL = [

@@ -27,7 +27,8 @@ function reduce(l: Tensor, reduction: Reduction, op: string): Tensor {
 function sameShape(input: Tensor, target: Tensor, op: string): void {
   if (!shapeEq(input.shape, target.shape)) {
     throw new Error(
-      `${op}: input shape ${fmtShape(input.shape)} and target shape ${fmtShape(target.shape)} differ; reshape one so they match`,
+      `${op}: input shape ${fmtShape(input.shape)} and target shape ${fmtShape(target.shape)} differ; ` +
+        "reshape one so they match",
     );
   }
 }
@@ -117,7 +118,8 @@ function flattenClasses(
   const expected = [input.shape[0]!, ...input.shape.slice(2)];
   if (target.dtype === "int32" && !shapeEq(target.shape, expected)) {
     throw new Error(
-      `${op}: expected target of shape ${fmtShape(expected)} for input of shape ${fmtShape(input.shape)}, got ${fmtShape(target.shape)}`,
+      `${op}: expected target of shape ${fmtShape(expected)} for input of shape ${fmtShape(input.shape)}, ` +
+        `got ${fmtShape(target.shape)}`,
     );
   }
   if (input.ndim === 2) return { x: input, t: target, targetShape: target.shape };

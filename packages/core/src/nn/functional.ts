@@ -26,7 +26,8 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): T
   const inF = weight.shape[1]!;
   if (x.shape[x.ndim - 1] !== inF) {
     throw new Error(
-      `linear: input has ${x.shape[x.ndim - 1]} features but the weight ${fmtShape(weight.shape)} expects ${inF} (input shape ${fmtShape(x.shape)})`,
+      `linear: input has ${x.shape[x.ndim - 1]} features but the weight ${fmtShape(weight.shape)} expects ${inF} ` +
+        `(input shape ${fmtShape(x.shape)})`,
     );
   }
   const flat = x.ndim === 2 ? x : reshape(x, [-1, inF]);

@@ -32,7 +32,8 @@ export function calculateGain(nonlinearity: Nonlinearity, param?: number): numbe
 export function calculateFans(t: Tensor): [number, number] {
   if (t.ndim < 2)
     throw new Error(
-      `init: fan in and fan out can not be computed for a tensor with fewer than 2 dimensions (shape [${t.shape.join(", ")}])`,
+      "init: fan in and fan out can not be computed for a tensor with fewer than 2 dimensions " +
+        `(shape [${t.shape.join(", ")}])`,
     );
   const receptive = t.shape.slice(2).reduce((a, b) => a * b, 1);
   return [t.shape[1]! * receptive, t.shape[0]! * receptive];

@@ -187,7 +187,8 @@ export class Embedding extends Module {
     return F.embedding(indices, this.weight, this.paddingIdx);
   }
   override extraRepr(): string {
-    return `${this.numEmbeddings}, ${this.embeddingDim}${this.paddingIdx === null ? "" : `, padding_idx=${this.paddingIdx}`}`;
+    const padding = this.paddingIdx === null ? "" : `, padding_idx=${this.paddingIdx}`;
+    return `${this.numEmbeddings}, ${this.embeddingDim}${padding}`;
   }
 }
 

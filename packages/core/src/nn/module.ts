@@ -134,7 +134,8 @@ export abstract class Module {
       const src = state[k];
       if (src !== undefined && !shapeEq(src.shape, t.shape)) {
         errors.push(
-          `size mismatch for ${k}: copying a param with shape ${fmtShape(src.shape)} from the state dict, the shape in the current model is ${fmtShape(t.shape)}.`,
+          `size mismatch for ${k}: copying a param with shape ${fmtShape(src.shape)} from the state dict, ` +
+            `the shape in the current model is ${fmtShape(t.shape)}.`,
         );
       }
     }

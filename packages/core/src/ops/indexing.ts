@@ -71,7 +71,8 @@ export const scatterAdd = defineOp("scatterAdd", (self: Tensor, dim: number, ind
   const d = normDim(dim, self.ndim, "scatterAdd");
   if (index.ndim !== self.ndim || src0.ndim !== index.ndim || index.shape.some((v, k) => v > src0.shape[k]!)) {
     throw new Error(
-      `scatterAdd: index ${fmtShape(index.shape)} must have the same number of dimensions as self ${fmtShape(self.shape)} and be no larger than src ${fmtShape(src0.shape)}`,
+      `scatterAdd: index ${fmtShape(index.shape)} must have the same number of dimensions ` +
+        `as self ${fmtShape(self.shape)} and be no larger than src ${fmtShape(src0.shape)}`,
     );
   }
   // Only the leading index-shaped block of src is read (as in PyTorch); slicing it keeps flat
@@ -132,7 +133,8 @@ export const indexAdd = defineOp("indexAdd", (self: Tensor, dim: number, index: 
   const n = index.numel;
   if (source.ndim !== self.ndim || source.shape.some((v, k) => (k === d ? v !== n : v !== self.shape[k]))) {
     throw new Error(
-      `indexAdd: source ${fmtShape(source.shape)} must match self ${fmtShape(self.shape)} with ${n} entries along dim ${d}`,
+      `indexAdd: source ${fmtShape(source.shape)} must match self ${fmtShape(self.shape)} ` +
+        `with ${n} entries along dim ${d}`,
     );
   }
   const out = self.data.slice();

@@ -16,11 +16,13 @@ function guard(t: Tensor, op: string): void {
   if (!isGradEnabled() || !t.requiresGrad) return;
   if (t.isLeaf) {
     throw new Error(
-      `${op}: a leaf tensor that requires grad is being used in an in-place operation; wrap it in noGrad(() => ...) or use the out-of-place op`,
+      `${op}: a leaf tensor that requires grad is being used in an in-place operation; ` +
+        "wrap it in noGrad(() => ...) or use the out-of-place op",
     );
   }
   throw new Error(
-    `${op}: in-place operations on a tensor that is part of the autograd graph are not supported; use the out-of-place op`,
+    `${op}: in-place operations on a tensor that is part of the autograd graph are not supported; ` +
+      "use the out-of-place op",
   );
 }
 

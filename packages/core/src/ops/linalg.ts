@@ -105,7 +105,8 @@ export function outer(a: Tensor, b: Tensor): Tensor {
 export const linear = defineOp("linear", (x: Tensor, w: Tensor, b: Tensor): Tensor => {
   if (x.ndim !== 2 || w.ndim !== 2 || b.ndim !== 1 || b.shape[0] !== w.shape[0]) {
     throw new Error(
-      `linear: expected x [m, in], weight [out, in], bias [out], got ${fmtShape(x.shape)}, ${fmtShape(w.shape)}, ${fmtShape(b.shape)}`,
+      "linear: expected x [m, in], weight [out, in], bias [out], " +
+        `got ${fmtShape(x.shape)}, ${fmtShape(w.shape)}, ${fmtShape(b.shape)}`,
     );
   }
   const y = noGrad(() => mm(x, w, false, true));

@@ -155,7 +155,8 @@ export const cat = defineOp("cat", (tensors: readonly Tensor[], dim = 0): Tensor
   for (const [i, t] of tensors.entries()) {
     if (t.ndim !== first.ndim || t.shape.some((v, k) => k !== d && v !== first.shape[k])) {
       throw new Error(
-        `cat: sizes of tensors must match except in dimension ${d}: tensor 0 has shape ${fmtShape(first.shape)}, tensor ${i} has shape ${fmtShape(t.shape)}`,
+        `cat: sizes of tensors must match except in dimension ${d}: ` +
+          `tensor 0 has shape ${fmtShape(first.shape)}, tensor ${i} has shape ${fmtShape(t.shape)}`,
       );
     }
     if (t.dtype !== first.dtype)
@@ -195,7 +196,8 @@ export const stack = (tensors: readonly Tensor[], dim = 0): Tensor => {
   for (const [i, t] of tensors.entries()) {
     if (!shapeEq(t.shape, tensors[0]!.shape)) {
       throw new Error(
-        `stack: expects each tensor to be equal size, but got ${fmtShape(tensors[0]!.shape)} at entry 0 and ${fmtShape(t.shape)} at entry ${i}`,
+        `stack: expects each tensor to be equal size, but got ${fmtShape(tensors[0]!.shape)} at entry 0 ` +
+          `and ${fmtShape(t.shape)} at entry ${i}`,
       );
     }
   }

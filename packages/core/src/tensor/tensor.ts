@@ -93,7 +93,8 @@ export class Tensor {
   set requiresGrad(flag: boolean) {
     if (!this.isLeaf && !flag) {
       throw new Error(
-        "requiresGrad: you can only change requiresGrad of leaf tensors; use detach() to get a tensor outside the graph",
+        "requiresGrad: you can only change requiresGrad of leaf tensors; " +
+          "use detach() to get a tensor outside the graph",
       );
     }
     if (flag && !isFloat(this.dtype)) {
@@ -182,8 +183,10 @@ export class Tensor {
     if (keepGraph && (this._gradBuffer !== null || stepRegionActive())) {
       throw new Error(
         this._gradBuffer !== null
-          ? "backward: createGraph cannot accumulate into a bound gradient buffer (it holds values, not a graph); use grad(..., { createGraph: true }) instead"
-          : "backward: createGraph inside a step region would leave .grad in memory freed after the step; use grad(..., { createGraph: true }) instead",
+          ? "backward: createGraph cannot accumulate into a bound gradient buffer (it holds values, not a graph); " +
+              "use grad(..., { createGraph: true }) instead"
+          : "backward: createGraph inside a step region would leave .grad in memory freed after the step; " +
+              "use grad(..., { createGraph: true }) instead",
       );
     }
     if (this._gradBuffer !== null) {

@@ -15,7 +15,8 @@ export interface AdagradUpdateOptions {
  * initialAccumulatorValue). Follows torch.optim.Adagrad:
  *   g = ±grad + wd·p;  clr = lr / (1 + (t-1)·lrDecay);  sum += g²;  p -= clr · g / (sqrt(sum) + eps)
  *
- * @example adagradUpdate(p, g, sum, 0, p.length, 1, { lr: 1e-2, lrDecay: 0, weightDecay: 0, eps: 1e-10, maximize: false })
+ * @example
+ * adagradUpdate(p, g, sum, 0, p.length, 1, { lr: 1e-2, lrDecay: 0, weightDecay: 0, eps: 1e-10, maximize: false })
  */
 export function adagradUpdate(
   params: FloatArray,

@@ -23,7 +23,11 @@ export interface AdamUpdateOptions {
  * One function serves both dtypes; a process normally trains in one dtype, so each call site stays
  * monomorphic in practice.
  *
- * @example adamUpdate(p, g, m, v, null, 0, p.length, 1, { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, amsgrad: false, maximize: false, decoupledWeightDecay: false })
+ * @example
+ * adamUpdate(p, g, m, v, null, 0, p.length, 1, {
+ *   lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8,
+ *   weightDecay: 0, amsgrad: false, maximize: false, decoupledWeightDecay: false,
+ * })
  */
 export function adamUpdate(
   params: FloatArray,

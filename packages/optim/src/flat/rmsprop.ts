@@ -20,7 +20,10 @@ export interface RmspropUpdateOptions {
  *   buf = μ·buf + g/avg, p -= lr·buf (momentum) or p -= lr·g/avg
  * `step` is unused (RMSprop has no bias correction) but kept so every kernel has the same shape.
  *
- * @example rmspropUpdate(p, g, sq, null, null, 0, p.length, 1, { lr: 1e-2, alpha: 0.99, eps: 1e-8, weightDecay: 0, momentum: 0, centered: false, maximize: false })
+ * @example
+ * rmspropUpdate(p, g, sq, null, null, 0, p.length, 1, {
+ *   lr: 1e-2, alpha: 0.99, eps: 1e-8, weightDecay: 0, momentum: 0, centered: false, maximize: false,
+ * })
  */
 export function rmspropUpdate(
   params: FloatArray,

@@ -19,7 +19,10 @@ export interface SgdUpdateOptions {
  * The buffer is "empty" exactly when `step === 1`, which is how the sharded path, holding only
  * zero-filled shared memory, reproduces PyTorch's clone-on-first-use.
  *
- * @example sgdUpdate(p, g, buf, 0, p.length, 1, { lr: 0.1, momentum: 0.9, dampening: 0, weightDecay: 0, nesterov: false, maximize: false })
+ * @example
+ * sgdUpdate(p, g, buf, 0, p.length, 1, {
+ *   lr: 0.1, momentum: 0.9, dampening: 0, weightDecay: 0, nesterov: false, maximize: false,
+ * })
  */
 export function sgdUpdate(
   params: FloatArray,

@@ -90,7 +90,8 @@ export function perGroup(owner: string, name: string, v: number | readonly numbe
   if (typeof v === "number") return new Array<number>(groups).fill(v);
   if (!Array.isArray(v) || v.length !== groups) {
     throw new Error(
-      `${owner}: expected ${groups} values of ${name}, one per param group, got ${Array.isArray(v) ? v.length : String(v)}`,
+      `${owner}: expected ${groups} values of ${name}, one per param group, ` +
+        `got ${Array.isArray(v) ? v.length : String(v)}`,
     );
   }
   return [...v];

@@ -119,7 +119,8 @@ export class ReduceLROnPlateau {
       sd.lastLr.length !== n
     ) {
       throw new Error(
-        `ReduceLROnPlateau: loadStateDict expects { lastEpoch, best, numBadEpochs, cooldownCounter, lastLr } for ${n} groups`,
+        "ReduceLROnPlateau: loadStateDict expects " +
+          `{ lastEpoch, best, numBadEpochs, cooldownCounter, lastLr } for ${n} groups`,
       );
     }
     this.lastEpoch = sd.lastEpoch;

@@ -20,7 +20,8 @@ export class SequentialLR extends LRScheduler {
     }
     if (!Array.isArray(milestones) || milestones.length !== schedulers.length - 1) {
       throw new Error(
-        `SequentialLR: expected ${schedulers.length - 1} milestones for ${schedulers.length} schedulers, got ${milestones?.length}`,
+        `SequentialLR: expected ${schedulers.length - 1} milestones for ${schedulers.length} schedulers, ` +
+          `got ${milestones?.length}`,
       );
     }
     schedulers.forEach((s, i) => {
@@ -53,7 +54,8 @@ export class SequentialLR extends LRScheduler {
     const children = sd.schedulers;
     if (!Array.isArray(children) || children.length !== this.schedulers.length) {
       throw new Error(
-        `SequentialLR: state dict has ${Array.isArray(children) ? children.length : "no"} schedulers, expected ${this.schedulers.length}`,
+        `SequentialLR: state dict has ${Array.isArray(children) ? children.length : "no"} schedulers, ` +
+          `expected ${this.schedulers.length}`,
       );
     }
     super.loadStateDict(sd);

@@ -65,7 +65,8 @@ export class WasmKernels {
     ] as const) {
       if (r.byteOffset < 0 || r.byteLength < 0 || r.byteOffset + r.byteLength > this.buffer.byteLength) {
         throw new RangeError(
-          `WasmKernels: ${name} [${r.byteOffset}, +${r.byteLength}) lies outside the memory (${this.buffer.byteLength} bytes)`,
+          `WasmKernels: ${name} [${r.byteOffset}, +${r.byteLength}) lies outside the memory ` +
+            `(${this.buffer.byteLength} bytes)`,
         );
       }
     }
@@ -88,7 +89,8 @@ export class WasmKernels {
     const offset = alignUp(this.heapTop, align);
     if (offset + bytes > this.heap.byteOffset + this.heap.byteLength) {
       throw new RangeError(
-        `WasmKernels.alloc: ${bytes} bytes do not fit; ${this.heap.byteOffset + this.heap.byteLength - offset} of the heap left`,
+        `WasmKernels.alloc: ${bytes} bytes do not fit; ` +
+          `${this.heap.byteOffset + this.heap.byteLength - offset} of the heap left`,
       );
     }
     this.heapTop = offset + bytes;
