@@ -63,6 +63,7 @@ function evalCommand(onDone: (code: number) => void): Command {
     .option("--task <task>", "csv: classification or regression")
     .option("--test-split <fraction>", "digits and csv: fraction held out for testing")
     .option("--split <name>", "evaluate on the test (default) or train split")
+    .option("--model <module>", "a checkpoint of a module's model: that module again, ./net.mjs[#export]")
     .option("--workers <n>", "worker threads: auto (default) or a number")
     .option("--json", "print the result as one JSON object")
     .addHelpText("after", runnableText(EVAL_EXAMPLES))

@@ -2,6 +2,7 @@
 // every step-based evaluation (an AbortSignal stops it between steps; the trainer resumes from its
 // own progress), because save and evaluate need the trainer idle. Ctrl-C or SIGTERM aborts the
 // same way. A non-finite test loss stops the run with an error, before any checkpoint is written.
+import { describeModel } from "./values.js";
 import { existsSync, writeFileSync } from "node:fs";
 import type { DataParallel, StepInfo } from "@threadgrad/workers";
 import type { Dataset } from "./data/index.js";
@@ -260,7 +261,7 @@ export class TrainingSession {
       this.report,
       settings as unknown as Record<string, unknown>,
       summary,
-      `mlp:${settings.model?.join(",") ?? "?"} (${settings.activation}) on ${settings.data}: threadgrad run ${runDir.path}`,
+      `${describeModel(settings.model)}${Array.isArray(settings.model) ? ` (${settings.activation})` : ""} on ${settings.data}: threadgrad run ${runDir.path}`,
     );
     writeFileSync(runDir.reportFile, html);
   }
