@@ -53,6 +53,7 @@ export const DEFAULT_SETTINGS: TrainSettings = {
   out: null,
   evalEvery: { every: 1, unit: "epoch" },
   skipNonFinite: false,
+  augment: false,
 };
 
 /**

@@ -64,6 +64,8 @@ export interface TrainSettings {
   out: string | null;
   evalEvery: EvalEvery;
   skipNonFinite: boolean;
+  /** images: a random crop (padding 4) and horizontal flip per sample and epoch */
+  augment: boolean;
 }
 
 /** Flags that shape the command's output or where it starts, not what the run computes. */
@@ -291,6 +293,12 @@ export const TRAIN_FLAGS: FlagSpec[] = [
     key: "skipNonFinite",
     flags: "--skip-non-finite",
     help: "skip updates whose loss or gradient is NaN/Inf instead of failing",
+    parse: parseBoolean,
+  },
+  {
+    key: "augment",
+    flags: "--augment",
+    help: "image data: random crop (zero padding 4) and horizontal flip of each training image, per epoch and seed",
     parse: parseBoolean,
   },
   { key: "quiet", flags: "--quiet", help: "print only the summary (and errors)", parse: parseBoolean },

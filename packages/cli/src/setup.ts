@@ -60,6 +60,10 @@ export function fitSettingsToData(s: TrainSettings, split: DataSplit): TrainSett
     );
   }
   if (typeof model === "string") imageModelSpec(model, train, s.data);
+  if (s.augment && train.sampleShape?.length !== 3)
+    throw new UsageError(
+      `--augment needs image data (channels × height × width per sample), but ${s.data} has flat rows`,
+    );
   const loss = s.loss ?? (isRegression ? "mse" : "cross-entropy");
   if (loss === "cross-entropy" && isRegression) {
     throw new UsageError(

@@ -64,6 +64,10 @@ export function readStoredRun(ckpt: TrainerCheckpoint): StoredRun | null {
       settings[key] = null;
       continue;
     }
+    if (value === undefined && key === "augment") {
+      settings[key] = false; // recorded before --augment existed
+      continue;
+    }
     try {
       settings[key] = parseStored(key, value);
     } catch (err) {
@@ -98,6 +102,7 @@ const STORED_TYPES: Partial<Record<keyof TrainSettings, "string" | "number" | "b
   nesterov: "boolean",
   amsgrad: "boolean",
   skipNonFinite: "boolean",
+  augment: "boolean",
 };
 for (const key of [
   "testSplit",

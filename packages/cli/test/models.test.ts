@@ -145,9 +145,37 @@ describe("--model cnn", () => {
     );
     expect(exported.code, exported.stderr).toBe(0);
     expect(exported.stdout).toContain("safetensors: the cnn's 8 tensors");
+    // --augment redraws crops and flips each epoch; the run record keeps it for a resume.
+    const aug = await cli(
+      "train",
+      "--data",
+      `images:${dir}`,
+      "--model",
+      "cnn",
+      "--augment",
+      "--epochs",
+      "2",
+      "--workers",
+      "2",
+      "--out",
+      "aug",
+      "--quiet",
+    );
+    expect(aug.code, aug.stderr).toBe(0);
+    const augRun = readTrainerCheckpoint(join(tmp.path, "aug", "checkpoint-latest.msgpack"));
+    expect((augRun.extra as { cli: { settings: { augment: boolean } } }).cli.settings.augment).toBe(true);
+    expect(augRun.progress.epoch).toBe(2);
     const onnx = await cli("export", "--checkpoint", ckpt, "--out", join(tmp.path, "w.onnx"));
     expect(onnx.code).toBe(2);
     expect(onnx.stderr).toContain("holds the built-in cnn; the ONNX writer takes mlp models only");
+  });
+
+  it("--augment is refused on flat csv rows", async () => {
+    const r = await cli("train", "--data", `csv:${CSV}`, "--target", "y", "--augment", "--workers", "1");
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(
+      `--augment needs image data (channels × height × width per sample), but csv:${CSV} has flat rows`,
+    );
   });
 
   it("is refused on flat csv rows, naming the data and the fix", async () => {
