@@ -40,7 +40,7 @@ describe("value parsers", () => {
       "must be mlp:IN,HIDDEN...,OUT, cnn, lenet5, or a JavaScript module path such as ./net.mjs or ./net.mjs#build, got resnet",
     );
     expect(() => parseModel("./net.mjs#not-a-name")).toThrow(
-      "must be a module path with an optional #export name, as in ./net.mjs#build, got \"./net.mjs#not-a-name\"",
+      'must be a module path with an optional #export name, as in ./net.mjs#build, got "./net.mjs#not-a-name"',
     );
     expect(() => parseModel({ module: "net.mjs" })).toThrow("must be { module: absolute path, export: name }");
   });
