@@ -24,6 +24,7 @@ export const DEFAULT_SETTINGS: TrainSettings = {
   task: null,
   testSplit: null,
   limit: null,
+  imageSize: null,
   model: null,
   activation: "relu",
   dropout: 0,
@@ -52,6 +53,7 @@ export const DEFAULT_SETTINGS: TrainSettings = {
   out: null,
   evalEvery: { every: 1, unit: "epoch" },
   skipNonFinite: false,
+  augment: false,
 };
 
 /**
@@ -82,7 +84,7 @@ const SCHEDULE_FLAGS: Partial<Record<keyof TrainSettings, TrainSettings["lrSched
   gamma: "step",
   etaMin: "cosine",
 };
-const PATH_SCHEMES = ["idx", "mnist", "fashion-mnist", "csv"];
+const PATH_SCHEMES = ["idx", "mnist", "fashion-mnist", "csv", "images"];
 
 /** Makes the path inside a data spec absolute (`csv:x.csv` → `csv:/home/me/x.csv`), so a resumed run finds it from anywhere. */
 export function absoluteDataSpec(spec: string, baseDir: string): string {

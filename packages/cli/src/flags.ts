@@ -7,11 +7,13 @@ import {
   parseBoolean,
   parseChoice,
   parseEvalEvery,
-  parseMlpSizes,
+  type ModelChoice,
+  parseModel,
   parseNumber,
   parseNumberList,
   parseString,
   parseWorkers,
+  ValueError,
 } from "./values.js";
 
 export const ACTIVATIONS = ["relu", "tanh", "gelu"] as const;
@@ -29,8 +31,10 @@ export interface TrainSettings {
   task: Task | null;
   testSplit: number | null;
   limit: number | null;
-  /** MLP layer widths; null until sized from the data */
-  model: number[] | null;
+  /** images: [height, width] every image is resized to; null: the first image's size */
+  imageSize: number[] | null;
+  /** mlp layer widths, a built-in image model or a user module; mlp widths are null until sized from the data */
+  model: ModelChoice | null;
   activation: Activation;
   dropout: number;
   /** null until chosen from the data's task */
@@ -60,6 +64,8 @@ export interface TrainSettings {
   out: string | null;
   evalEvery: EvalEvery;
   skipNonFinite: boolean;
+  /** images: a random crop (padding 4) and horizontal flip per sample and epoch */
+  augment: boolean;
 }
 
 /** Flags that shape the command's output or where it starts, not what the run computes. */
@@ -81,6 +87,17 @@ export interface FlagSpec {
   isHidden?: boolean;
 }
 
+/** `32` (32×32) or `28x32` (height × width), 1 to 4096 pixels a side. */
+function parseImageSize(v: unknown): number[] {
+  const text = typeof v === "number" ? String(v) : typeof v === "string" ? v.trim() : "";
+  const m = /^(\d+)(?:x(\d+))?$/.exec(text);
+  const size = m ? [Number(m[1]), Number(m[2] ?? m[1])] : [];
+  if (Array.isArray(v) && v.length === 2) size.push(...v.map(Number));
+  if (size.length !== 2 || size.some((n) => !Number.isInteger(n) || n < 1 || n > 4096))
+    throw new ValueError(`must be SIZE or HxW in pixels (1 to 4096), as in 32 or 28x32, got ${JSON.stringify(v)}`);
+  return size;
+}
+
 const positiveInt = (v: unknown) => parseNumber(v, { min: 1, isInteger: true });
 const nonNegative = (v: unknown) => parseNumber(v, { min: 0 });
 const unit = (v: unknown) => parseNumber(v, { min: 0, max: 1, isMaxExclusive: true });
@@ -98,7 +115,7 @@ export const TRAIN_FLAGS: FlagSpec[] = [
   {
     key: "data",
     flags: "--data <spec>",
-    help: "digits (built-in, default), idx:DIR, mnist:DIR, fashion-mnist[:DIR], csv:FILE",
+    help: "digits (built-in, default), idx:DIR, mnist:DIR, fashion-mnist[:DIR], csv:FILE, images:DIR (a folder per class)",
     parse: parseString,
   },
   { key: "target", flags: "--target <column>", help: "csv: the column to predict", parse: parseString },
@@ -111,8 +128,14 @@ export const TRAIN_FLAGS: FlagSpec[] = [
   {
     key: "testSplit",
     flags: "--test-split <fraction>",
-    help: "digits and csv: fraction held out for testing (digits 1/6, csv 0.2)",
+    help: "digits, csv and images: fraction held out for testing (digits 1/6, csv and images 0.2)",
     parse: unit,
+  },
+  {
+    key: "imageSize",
+    flags: "--image-size <size>",
+    help: "images: resize every image to SIZE or HxW pixels, bilinear (default: the first image's size)",
+    parse: parseImageSize,
   },
   {
     key: "limit",
@@ -123,8 +146,10 @@ export const TRAIN_FLAGS: FlagSpec[] = [
   {
     key: "model",
     flags: "--model <spec>",
-    help: "mlp:IN,HIDDEN...,OUT (default mlp:<features>,128,<classes>)",
-    parse: parseMlpSizes,
+    help:
+      "mlp:IN,HIDDEN...,OUT (default mlp:<features>,128,<classes>); cnn or lenet5 (image data: sized from it); " +
+      "./net.mjs[#export], a module whose export (default: default) returns an nn.Module",
+    parse: parseModel,
   },
   {
     key: "activation",
@@ -268,6 +293,12 @@ export const TRAIN_FLAGS: FlagSpec[] = [
     key: "skipNonFinite",
     flags: "--skip-non-finite",
     help: "skip updates whose loss or gradient is NaN/Inf instead of failing",
+    parse: parseBoolean,
+  },
+  {
+    key: "augment",
+    flags: "--augment",
+    help: "image data: random crop (zero padding 4) and horizontal flip of each training image, per epoch and seed",
     parse: parseBoolean,
   },
   { key: "quiet", flags: "--quiet", help: "print only the summary (and errors)", parse: parseBoolean },

@@ -16,10 +16,12 @@ Examples:
   $ threadgrad train --data fashion-mnist --model mlp:784,256,256,10 --epochs 10 --lr-schedule cosine --warmup-steps 200
   $ threadgrad train --data csv:houses.csv --target price --optimizer sgd --lr 0.01 --momentum 0.9
   $ threadgrad train --config run.json --workers 2 --json > events.jsonl
+  $ threadgrad train --model cnn --epochs 3 --limit 2000                # the built-in convolutional network
   $ threadgrad train --resume runs/2025-01-31T14-05-09/checkpoint-latest.msgpack --epochs 30
 
 Data: digits (built-in: 10,000 MNIST digits, 8333 train / 1667 test), idx:DIR and mnist:DIR (train-/t10k-
-images-idx3-ubyte and labels-idx1-ubyte, optionally .gz), fashion-mnist[:DIR], csv:FILE (header row; --target).
+images-idx3-ubyte and labels-idx1-ubyte, optionally .gz), fashion-mnist[:DIR], csv:FILE (header row; --target),
+images:DIR (a subfolder of PNG/JPEG files per class). Models: mlp:..., cnn and lenet5 (image data), ./net.mjs[#export].
 Writes config.json, metrics.jsonl, checkpoint-latest.msgpack, checkpoint-best.msgpack and report.html to --out.
 Ctrl-C once: finish the step, write a checkpoint, print the resume command (exit 130); twice: quit at once.
 Exit status: 0 done, 1 training failed, 2 bad flags, values or data, 130 interrupted.`;
@@ -63,6 +65,7 @@ function evalCommand(onDone: (code: number) => void): Command {
     .option("--task <task>", "csv: classification or regression")
     .option("--test-split <fraction>", "digits and csv: fraction held out for testing")
     .option("--split <name>", "evaluate on the test (default) or train split")
+    .option("--model <module>", "a checkpoint of a module's model: that module again, ./net.mjs[#export]")
     .option("--workers <n>", "worker threads: auto (default) or a number")
     .option("--json", "print the result as one JSON object")
     .addHelpText("after", runnableText(EVAL_EXAMPLES))

@@ -2,9 +2,11 @@
 // every step-based evaluation (an AbortSignal stops it between steps; the trainer resumes from its
 // own progress), because save and evaluate need the trainer idle. Ctrl-C or SIGTERM aborts the
 // same way. A non-finite test loss stops the run with an error, before any checkpoint is written.
+import { describeModel } from "./values.js";
 import { existsSync, writeFileSync } from "node:fs";
 import type { DataParallel, StepInfo } from "@threadgrad/workers";
-import type { Dataset } from "./data/index.js";
+import { augmentInto } from "./data/augment.js";
+import { type Dataset, sharedFloat32 } from "./data/index.js";
 import type { TrainSettings } from "./flags.js";
 import { type Reporter, formatDuration, formatPercent } from "./progress.js";
 import { ReportSeries, renderReport } from "./report.js";
@@ -64,6 +66,22 @@ export class TrainingSession {
     this.report = ReportSeries.from(o.runDir.readMetrics(), o.trainer.progress.globalStep);
   }
 
+  /**
+   * The training set the epoch trains on: the data itself, or with --augment its copy for this
+   * epoch, rewritten in place (the trainer shares its SharedArrayBuffer with the workers, not a copy).
+   */
+  private trainData(epoch: number): Dataset {
+    const { train, settings } = this.o;
+    if (!settings.augment) return train;
+    if (this.augmented === null) this.augmented = { epoch: -1, data: { ...train, x: sharedFloat32(train.x.length) } };
+    if (this.augmented.epoch !== epoch) {
+      augmentInto(train, this.augmented.data.x, settings.seed, epoch);
+      this.augmented.epoch = epoch;
+    }
+    return this.augmented.data;
+  }
+  private augmented: { epoch: number; data: Dataset } | null = null;
+
   private get totalSteps(): number {
     return this.o.settings.epochs * Math.ceil(this.o.train.length / this.o.settings.batchSize);
   }
@@ -86,7 +104,7 @@ export class TrainingSession {
       // time is the gap between the moments the workers finished it and the one before.
       let last = performance.timeOrigin + performance.now();
       try {
-        await trainer.fit(this.o.train, {
+        await trainer.fit(this.trainData(epochBefore), {
           epochs: epochBefore + 1,
           batchSize: settings.batchSize,
           signal: segment.signal,
@@ -260,7 +278,7 @@ export class TrainingSession {
       this.report,
       settings as unknown as Record<string, unknown>,
       summary,
-      `mlp:${settings.model?.join(",") ?? "?"} (${settings.activation}) on ${settings.data}: threadgrad run ${runDir.path}`,
+      `${describeModel(settings.model)}${Array.isArray(settings.model) ? ` (${settings.activation})` : ""} on ${settings.data}: threadgrad run ${runDir.path}`,
     );
     writeFileSync(runDir.reportFile, html);
   }

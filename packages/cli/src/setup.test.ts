@@ -1,7 +1,8 @@
 import { lrAt } from "@threadgrad/optim";
 import { describe, expect, it } from "vitest";
 import { DEFAULT_SETTINGS } from "./config.js";
-import { buildSchedule, updatesPerEpoch } from "./setup.js";
+import type { Dataset } from "./data/index.js";
+import { buildSchedule, imageModelSpec, modelSpec, updatesPerEpoch } from "./setup.js";
 
 const s = { ...DEFAULT_SETTINGS, lr: 0.1 };
 
@@ -53,5 +54,58 @@ describe("schedules", () => {
   it("counts optimizer steps per epoch with accumulation", () => {
     expect(updatesPerEpoch({ ...s, batchSize: 64, accumulateSteps: 1 }, 8333)).toBe(131);
     expect(updatesPerEpoch({ ...s, batchSize: 64, accumulateSteps: 4 }, 8333)).toBe(33);
+  });
+});
+
+describe("model specs from the data", () => {
+  const images = (sampleShape: number[] | undefined, numClasses = 10): Dataset => ({
+    name: "set",
+    x: new Float32Array(0),
+    y: new Int32Array(0),
+    length: 0,
+    features: (sampleShape ?? [4]).reduce((a, b) => a * b, 1),
+    ...(sampleShape ? { sampleShape } : {}),
+    task: "classification",
+    numClasses,
+  });
+
+  it("sizes cnn and lenet5 from the samples' channels, height and width and the classes", () => {
+    expect(imageModelSpec("cnn", images([3, 32, 24], 5), "images:/x")).toEqual({
+      kind: "cnn",
+      inChannels: 3,
+      height: 32,
+      width: 24,
+      classes: 5,
+    });
+    expect(modelSpec({ ...s, model: "lenet5" }, images([1, 28, 28]))).toEqual({
+      kind: "lenet5",
+      inChannels: 1,
+      height: 28,
+      width: 28,
+      classes: 10,
+    });
+    expect(modelSpec({ ...s, model: [784, 10], activation: "tanh" }, images([1, 28, 28]))).toEqual({
+      kind: "mlp",
+      sizes: [784, 10],
+      activation: "tanh",
+      dropout: 0,
+    });
+    expect(modelSpec({ ...s, model: { module: "/m/net.mjs", export: "build" } }, images(undefined))).toEqual({
+      module: "file:///m/net.mjs",
+      export: "build",
+    });
+  });
+
+  it("refuses flat rows, regression and images too small, naming the data", () => {
+    expect(() => imageModelSpec("cnn", images(undefined, 3), "csv:d.csv")).toThrow(
+      "--model cnn needs image data (channels × height × width per sample), but csv:d.csv has flat rows of 4 features; " +
+        "use --model mlp:4,128,3 for tabular data",
+    );
+    expect(() => imageModelSpec("cnn", { ...images([1, 8, 8]), task: "regression" }, "x")).toThrow(
+      "--model cnn is a classifier, but x has a regression target",
+    );
+    expect(() => imageModelSpec("lenet5", images([1, 8, 8]), "images:/small")).toThrow(
+      "--model lenet5: lenet5 needs images of at least 12×12 pixels, got 8×8 in images:/small",
+    );
   });
 });

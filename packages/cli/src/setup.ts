@@ -1,11 +1,18 @@
 // Everything between checked settings and a trainer: load the data, size the model from it (or
 // check the given model against it), pick the loss, and turn the schedule flags into a schedule.
 import type { ScheduleConfig } from "@threadgrad/optim";
-import type { LossSpec, TrainerOptions } from "@threadgrad/workers";
+import {
+  type ImageModelSpec,
+  type LossSpec,
+  type ModelSpec,
+  type TrainerOptions,
+  imageModelParameterShapes,
+} from "@threadgrad/workers";
 import { optimizerOptions } from "./config.js";
-import { type DataSplit, checkLabels, loadDataset, takeRows } from "./data/index.js";
+import { type DataSplit, type Dataset, checkLabels, loadDataset, takeRows } from "./data/index.js";
 import { UsageError, asUsage } from "./errors.js";
 import type { TrainSettings } from "./flags.js";
+import { type ModelPreset, moduleSpecOf } from "./values.js";
 
 /** Hidden width of the default model, `mlp:<features>,128,<classes>`. */
 export const DEFAULT_HIDDEN = 128;
@@ -25,6 +32,7 @@ export function loadRunData(s: TrainSettings): DataSplit {
   }
   const split = asUsage(() =>
     loadDataset(s.data, {
+      imageSize: s.imageSize ?? undefined,
       target: s.target ?? undefined,
       task: s.task ?? undefined,
       testSplit: s.testSplit ?? undefined,
@@ -46,11 +54,16 @@ export function fitSettingsToData(s: TrainSettings, split: DataSplit): TrainSett
   const isRegression = train.task === "regression";
   const outputs = isRegression ? 1 : train.numClasses;
   const model = s.model ?? [train.features, DEFAULT_HIDDEN, outputs];
-  if (model[0] !== train.features) {
+  if (Array.isArray(model) && model[0] !== train.features) {
     throw new UsageError(
       `model: mlp input size ${model[0]} does not match the ${train.features} features of ${s.data}`,
     );
   }
+  if (typeof model === "string") imageModelSpec(model, train, s.data);
+  if (s.augment && train.sampleShape?.length !== 3)
+    throw new UsageError(
+      `--augment needs image data (channels × height × width per sample), but ${s.data} has flat rows`,
+    );
   const loss = s.loss ?? (isRegression ? "mse" : "cross-entropy");
   if (loss === "cross-entropy" && isRegression) {
     throw new UsageError(
@@ -64,12 +77,44 @@ export function fitSettingsToData(s: TrainSettings, split: DataSplit): TrainSett
   }
   if (loss === "mse" && s.labelSmoothing > 0)
     throw new UsageError("--label-smoothing only applies to --loss cross-entropy");
-  const outSize = model[model.length - 1]!;
-  asUsage(() => {
-    checkLabels(split.train, outSize);
-    checkLabels(split.test, outSize);
-  });
+  // A module's output size is known once it is built; the loss then checks the labels.
+  const outSize = Array.isArray(model) ? model[model.length - 1]! : typeof model === "string" ? outputs : null;
+  if (outSize !== null)
+    asUsage(() => {
+      checkLabels(split.train, outSize);
+      checkLabels(split.test, outSize);
+    });
   return { ...s, model, loss };
+}
+
+/**
+ * The built-in `cnn` or `lenet5` sized from the data: channels, height and width from its samples'
+ * shape, classes from its labels. Refused on data without image samples (csv rows) and on regression.
+ */
+export function imageModelSpec(kind: ModelPreset, ds: Dataset, data: string): ImageModelSpec {
+  const shape = ds.sampleShape;
+  if (shape === undefined || shape.length !== 3) {
+    throw new UsageError(
+      `--model ${kind} needs image data (channels × height × width per sample), but ${data} has flat rows ` +
+        `of ${ds.features} features; use --model mlp:${ds.features},128,${ds.numClasses || 1} for tabular data`,
+    );
+  }
+  if (ds.task !== "classification")
+    throw new UsageError(`--model ${kind} is a classifier, but ${data} has a regression target`);
+  const [inChannels, height, width] = shape as [number, number, number];
+  const spec: ImageModelSpec = { kind, inChannels, height, width, classes: ds.numClasses };
+  const shapes = imageModelParameterShapes(spec);
+  if (typeof shapes === "string")
+    throw new UsageError(`--model ${kind}: ${shapes} in ${data} (pass --image-size for images: data)`);
+  return spec;
+}
+
+/** The trainer's model spec for these (data-fitted) settings; `train` sizes a built-in image model. */
+export function modelSpec(s: TrainSettings, train: Dataset): ModelSpec {
+  const m = s.model!;
+  if (Array.isArray(m)) return { kind: "mlp", sizes: m, activation: s.activation, dropout: s.dropout };
+  if (typeof m === "string") return imageModelSpec(m, train, s.data);
+  return moduleSpecOf(m);
 }
 
 /** Optimizer steps per epoch: micro-batches per epoch, grouped by --accumulate-steps (the last group may be short). */
@@ -115,11 +160,11 @@ export function lossSpec(s: TrainSettings): LossSpec {
   return s.labelSmoothing > 0 ? { name: "crossEntropy", labelSmoothing: s.labelSmoothing } : "crossEntropy";
 }
 
-/** The trainer's options for these (data-fitted) settings. */
-export function trainerOptions(s: TrainSettings, trainLength: number): TrainerOptions {
-  const schedule = buildSchedule(s, s.epochs * updatesPerEpoch(s, trainLength));
+/** The trainer's options for these (data-fitted) settings and training set. */
+export function trainerOptions(s: TrainSettings, train: Dataset): TrainerOptions {
+  const schedule = buildSchedule(s, s.epochs * updatesPerEpoch(s, train.length));
   return {
-    model: { kind: "mlp", sizes: s.model!, activation: s.activation, dropout: s.dropout },
+    model: modelSpec(s, train),
     loss: lossSpec(s),
     optimizer: { name: s.optimizer, ...optimizerOptions(s) },
     workers: s.workers,

@@ -1,7 +1,7 @@
 import type { TrainerCheckpoint } from "@threadgrad/workers";
 import { describe, expect, it } from "vitest";
 import { DEFAULT_SETTINGS } from "./config.js";
-import { checkStoredModel, readStoredRun, refuseModuleCode } from "./stored-run.js";
+import { checkStoredModel, moduleToLoad, readStoredRun } from "./stored-run.js";
 
 const settings = { ...DEFAULT_SETTINGS, model: [4, 8, 3], loss: "cross-entropy", lr: 0.002, out: "/runs/a" };
 
@@ -50,14 +50,58 @@ describe("the run record stored in a checkpoint", () => {
     ).toThrow("field 'extra.cli.best.step' must be a non-negative integer, got -1");
   });
 
-  it("must describe the checkpoint's own model; a module model is refused, naming the library call", () => {
+  it("must describe the checkpoint's own model", () => {
     expect(() => checkStoredModel(ckpt({}), { ...settings, model: [4, 9, 3] } as never)).toThrow(
       "field 'extra.cli.settings.model' (mlp:4,9,3 relu dropout 0) " +
         "differs from field 'config.model' (mlp:4,8,3 relu dropout 0)",
     );
-    expect(() => refuseModuleCode(ckpt({}, { module: "node:fs", export: "rmSync" }))).toThrow(
-      'checkpoint: run/c.msgpack: its model was built by module "node:fs" (export "rmSync"); ' +
-        "threadgrad loads mlp models only",
+    const cnn = { kind: "cnn", inChannels: 1, height: 8, width: 8, classes: 3 } as const;
+    expect(() => checkStoredModel(ckpt({}, cnn), { ...settings, model: "cnn" } as never)).not.toThrow();
+    expect(() => checkStoredModel(ckpt({}, cnn), { ...settings, model: "lenet5" } as never)).toThrow(
+      "field 'extra.cli.settings.model' (lenet5) differs from field 'config.model' (cnn)",
+    );
+    const mod = { module: "file:///work/net.mjs", export: "build" };
+    const given = { module: "/work/net.mjs", export: "build" };
+    expect(() => checkStoredModel(ckpt({}, mod), { ...settings, model: given } as never)).not.toThrow();
+    expect(() =>
+      checkStoredModel(ckpt({}, mod), { ...settings, model: { ...given, module: "/work/other.mjs" } } as never),
+    ).toThrow(
+      "(module file:///work/other.mjs#build) differs from field 'config.model' (module file:///work/net.mjs#build)",
+    );
+  });
+
+  it("reads back a built-in image model's name and a module's path, and refuses other shapes", () => {
+    for (const model of ["cnn", "lenet5", { module: "/work/net.mjs", export: "build" }]) {
+      expect(
+        readStoredRun(ckpt({ settings: { ...settings, model }, best: null, trainLoss: null }))?.settings.model,
+      ).toEqual(model);
+    }
+    expect(() =>
+      readStoredRun(ckpt({ settings: { ...settings, model: { module: "net.mjs" } }, best: null, trainLoss: null })),
+    ).toThrow("field 'extra.cli.settings.model' must be { module: absolute path, export: name }");
+    expect(() => readStoredRun(ckpt({ settings: { ...settings, model: 7 }, best: null, trainLoss: null }))).toThrow(
+      "field 'extra.cli.settings.model' must be a list of mlp widths, a built-in model's name or { module, export }",
+    );
+  });
+
+  it("a module's model loads only with --model naming a module again; a module loss never", () => {
+    const mod = ckpt({}, { module: "file:///work/net.mjs", export: "build" });
+    expect(() => moduleToLoad(mod, undefined)).toThrow(
+      'checkpoint: run/c.msgpack: its model was built by module "file:///work/net.mjs" (export "build"); ' +
+        "threadgrad never imports a module a checkpoint names: pass --model /work/net.mjs#build to load it",
+    );
+    expect(() => moduleToLoad(mod, "cnn")).toThrow("pass --model /work/net.mjs#build");
+    expect(moduleToLoad(mod, { module: "/work/net.mjs", export: "build" })).toEqual({
+      module: "file:///work/net.mjs",
+      export: "build",
+    });
+    expect(moduleToLoad(ckpt({}), undefined)).toBeUndefined();
+    expect(() => moduleToLoad(ckpt({}), { module: "/work/net.mjs", export: "default" })).toThrow(
+      "--model /work/net.mjs: run/c.msgpack holds the built-in mlp, not a model from a module",
+    );
+    const loss = { ...ckpt({}), config: { model: { kind: "mlp", sizes: [4, 3] }, loss: { module: "node:fs" } } };
+    expect(() => moduleToLoad(loss as never, undefined)).toThrow(
+      'checkpoint: run/c.msgpack: its loss comes from module "node:fs"; threadgrad trains built-in losses only',
     );
   });
 });

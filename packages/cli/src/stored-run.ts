@@ -2,12 +2,13 @@
 // the best evaluation so far and the last train loss. Read back with the parsers the flags use, so a
 // stored value is held to the rules a typed one is; each problem names the file and the field.
 import { resolveFlatOptions } from "@threadgrad/optim";
-import { type TrainerCheckpoint, safeText } from "@threadgrad/workers";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { type ModelSpec, type TrainerCheckpoint, safeText } from "@threadgrad/workers";
 import { DEFAULT_SETTINGS, optimizerOptions } from "./config.js";
 import { UsageError } from "./errors.js";
 import { TRAIN_FLAGS, type TrainSettings } from "./flags.js";
 import type { Best } from "./session.js";
-import { ValueError } from "./values.js";
+import { type ModelChoice, ValueError, describeModel, moduleSpecOf } from "./values.js";
 
 export interface StoredRun {
   settings: TrainSettings;
@@ -21,6 +22,7 @@ const NULLABLE: readonly (keyof TrainSettings)[] = [
   "task",
   "testSplit",
   "limit",
+  "imageSize",
   "momentum",
   "weightDecay",
   "betas",
@@ -57,8 +59,13 @@ export function readStoredRun(ckpt: TrainerCheckpoint): StoredRun | null {
   for (const key of Object.keys(DEFAULT_SETTINGS) as (keyof TrainSettings)[]) {
     const field = `extra.cli.settings.${key}`;
     const value = own(raw, key);
-    if (value === null && NULLABLE.includes(key)) {
+    // A run recorded before --image-size existed holds no imageSize: it read no images.
+    if ((value === null || (value === undefined && key === "imageSize")) && NULLABLE.includes(key)) {
       settings[key] = null;
+      continue;
+    }
+    if (value === undefined && key === "augment") {
+      settings[key] = false; // recorded before --augment existed
       continue;
     }
     try {
@@ -90,11 +97,12 @@ const STORED_TYPES: Partial<Record<keyof TrainSettings, "string" | "number" | "b
   optimizer: "string",
   lrSchedule: "string",
   out: "string",
-  model: "list",
+  imageSize: "list",
   betas: "list",
   nesterov: "boolean",
   amsgrad: "boolean",
   skipNonFinite: "boolean",
+  augment: "boolean",
 };
 for (const key of [
   "testSplit",
@@ -126,6 +134,8 @@ function parseStored(key: keyof TrainSettings, value: unknown): unknown {
     if (value === "auto") return value;
     throw new ValueError("must be auto or an integer from 1 to 256");
   }
+  if (key === "model" && !Array.isArray(value) && typeof value !== "string" && !isMap(value))
+    throw new ValueError("must be a list of mlp widths, a built-in model's name or { module, export }");
   const type = STORED_TYPES[key];
   const actual = Array.isArray(value) ? "list" : typeof value;
   if (type !== undefined && actual !== type) throw new ValueError(`must be a ${type}`);
@@ -154,35 +164,63 @@ function readLoss(v: unknown, bad: (f: string, r: string, v: unknown) => UsageEr
 }
 
 /**
- * Refuses a checkpoint whose model or loss came from a module: the command builds only mlp models,
- * and loading a checkpoint never imports code the file names.
+ * Refuses a checkpoint whose model came from a module unless `--model` names that module again
+ * (loading a checkpoint never imports code the file names), and one whose loss came from a module.
+ * @returns the model spec to load the checkpoint with: the given module's, or undefined (the stored built-in)
  */
-export function refuseModuleCode(ckpt: TrainerCheckpoint): void {
+export function moduleToLoad(ckpt: TrainerCheckpoint, given: ModelChoice | undefined): ModelSpec | undefined {
   const { model, loss } = ckpt.config;
-  const from =
-    "module" in model
-      ? `its model was built by module ${shown(model.module)} (export ${shown(model.export ?? "default")})`
-      : typeof loss === "object" && "module" in loss
-        ? `its loss comes from module ${shown(loss.module)}`
-        : null;
-  if (from === null) return;
-  throw new UsageError(
-    `checkpoint: ${ckpt.path}: ${from}; threadgrad loads mlp models only ` +
-      "and never imports a module a checkpoint names. " +
-      "Load it from code, giving the module again: DataParallel.load(path, { model: { module, export } })",
-  );
+  if (typeof loss === "object" && "module" in loss) {
+    throw new UsageError(
+      `checkpoint: ${ckpt.path}: its loss comes from module ${shown(loss.module)}; threadgrad trains built-in losses only ` +
+        "and never imports a module a checkpoint names. " +
+        "Load it from code, giving the module again: DataParallel.load(path, { model: { module, export }, loss })",
+    );
+  }
+  if ("kind" in model) {
+    if (given !== undefined && !Array.isArray(given) && typeof given === "object")
+      throw new UsageError(
+        `--model ${describeModel(given)}: ${ckpt.path} holds the built-in ${model.kind}, not a model from a module`,
+      );
+    return undefined;
+  }
+  const name = shown(model.export ?? "default");
+  if (given === undefined || Array.isArray(given) || typeof given !== "object") {
+    let path = String(model.module);
+    try {
+      path = fileURLToPath(path);
+    } catch {
+      // not a file URL: shown as stored
+    }
+    throw new UsageError(
+      `checkpoint: ${ckpt.path}: its model was built by module ${shown(model.module)} (export ${name}); ` +
+        "threadgrad never imports a module a checkpoint names: " +
+        `pass --model ${safeText(path)}${model.export && model.export !== "default" ? `#${safeText(model.export)}` : ""} ` +
+        "to load it with that module (or, from code, DataParallel.load(path, { model: { module, export } }))",
+    );
+  }
+  return moduleSpecOf(given);
 }
 
 /** A run record whose model differs from the checkpoint's own model spec is not one file's truth. */
 export function checkStoredModel(ckpt: TrainerCheckpoint, s: TrainSettings): void {
   const model = ckpt.config.model;
-  if (!("kind" in model)) return;
-  const stored = `mlp:${model.sizes.join(",")} ${model.activation ?? "relu"} dropout ${model.dropout ?? 0}`;
-  const settings = `mlp:${s.model?.join(",")} ${s.activation} dropout ${s.dropout}`;
+  const stored = !("kind" in model)
+    ? `module ${String(model.module)}#${model.export ?? "default"}`
+    : model.kind === "mlp"
+      ? `mlp:${model.sizes.join(",")} ${model.activation ?? "relu"} dropout ${model.dropout ?? 0}`
+      : model.kind;
+  const m = s.model;
+  const settings =
+    m !== null && !Array.isArray(m) && typeof m === "object"
+      ? `module ${pathToFileURL(m.module).href}#${m.export}`
+      : Array.isArray(m) || m === null
+        ? `mlp:${m?.join(",")} ${s.activation} dropout ${s.dropout}`
+        : m;
   if (stored !== settings) {
     throw new UsageError(
-      `checkpoint: ${ckpt.path}: field 'extra.cli.settings.model' (${settings}) ` +
-        `differs from field 'config.model' (${stored})`,
+      `checkpoint: ${ckpt.path}: field 'extra.cli.settings.model' (${safeText(settings)}) ` +
+        `differs from field 'config.model' (${safeText(stored)})`,
     );
   }
 }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { parseEvalEvery, parseMlpSizes, parseNumber, parseWorkers } from "./values.js";
+import { resolve } from "node:path";
+import { describeModel, parseEvalEvery, parseMlpSizes, parseModel, parseNumber, parseWorkers } from "./values.js";
 
 describe("value parsers", () => {
   it("numbers come from numeric strings or JSON numbers and name the rule they break", () => {
@@ -19,6 +20,29 @@ describe("value parsers", () => {
     expect(() => parseMlpSizes("mlp:abc")).toThrow(/got mlp:abc$/);
     expect(() => parseMlpSizes("mlp:784")).toThrow(/at least two/);
     expect(() => parseMlpSizes("cnn:1,2")).toThrow(/the only built-in model is mlp/);
+  });
+
+  it("--model takes mlp widths, a built-in image model or a module path with an optional export", () => {
+    expect(parseModel("mlp:4,8,3")).toEqual([4, 8, 3]);
+    expect(parseModel([4, 3])).toEqual([4, 3]);
+    expect(parseModel("cnn")).toBe("cnn");
+    expect(parseModel("lenet5")).toBe("lenet5");
+    expect(parseModel("./net.mjs")).toEqual({ module: resolve("net.mjs"), export: "default" });
+    expect(parseModel("../models/net.js#build")).toEqual({ module: resolve("../models/net.js"), export: "build" });
+    expect(parseModel("/abs/net.mjs#makeNet")).toEqual({ module: "/abs/net.mjs", export: "makeNet" });
+    expect(parseModel({ module: "/abs/net.mjs", export: "build" })).toEqual({
+      module: "/abs/net.mjs",
+      export: "build",
+    });
+    expect(describeModel(parseModel("/abs/net.mjs#build"))).toBe("/abs/net.mjs#build");
+    expect(describeModel([4, 3])).toBe("mlp:4,3");
+    expect(() => parseModel("resnet")).toThrow(
+      "must be mlp:IN,HIDDEN...,OUT, cnn, lenet5, or a JavaScript module path such as ./net.mjs or ./net.mjs#build, got resnet",
+    );
+    expect(() => parseModel("./net.mjs#not-a-name")).toThrow(
+      'must be a module path with an optional #export name, as in ./net.mjs#build, got "./net.mjs#not-a-name"',
+    );
+    expect(() => parseModel({ module: "net.mjs" })).toThrow("must be { module: absolute path, export: name }");
   });
 
   it("workers are auto or 1..256", () => {

@@ -1,6 +1,8 @@
 // Value parsers shared by flags (always strings) and config files (JSON values). Each returns the
 // parsed value or throws a ValueError whose message reads after the flag's name:
 // "--lr" + " must be >= 0, got -1".
+import { isAbsolute, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
 
 export class ValueError extends Error {}
 
@@ -93,6 +95,74 @@ export function parseMlpSizes(v: unknown): number[] {
   }
   if (list.length < 2) throw new ValueError(`must be ${what}, got ${show(v)}`);
   return list;
+}
+
+/** Built-in image models `--model` takes by name; they size themselves from the data's images. */
+export const MODEL_PRESETS = ["cnn", "lenet5"] as const;
+export type ModelPreset = (typeof MODEL_PRESETS)[number];
+
+/** A model from a user module: its absolute path and the export that builds it. */
+export interface ModuleModel {
+  module: string;
+  export: string;
+}
+
+/** What `--model` chose: mlp layer widths, a built-in image model, or a user module. */
+export type ModelChoice = number[] | ModelPreset | ModuleModel;
+
+const MODEL_FORMS =
+  "mlp:IN,HIDDEN...,OUT, cnn, lenet5, or a JavaScript module path such as ./net.mjs or ./net.mjs#build";
+
+/** A path to a JavaScript module: relative or absolute, or any name ending .mjs, .js or .cjs. */
+const isModulePath = (v: string): boolean =>
+  v.startsWith("./") || v.startsWith("../") || isAbsolute(v) || /\.[mc]?js(#|$)/.test(v);
+
+/**
+ * `--model`: `mlp:784,128,10`, `cnn`, `lenet5`, or `./net.mjs[#export]` (a module whose export,
+ * default `default`, returns an nn.Module; the path is made absolute against the current directory).
+ * A config file may also give `{ kind: "mlp", sizes }`, a list of widths or `{ module, export }`.
+ */
+export function parseModel(v: unknown): ModelChoice {
+  if (typeof v === "string") {
+    const text = v.trim();
+    if ((MODEL_PRESETS as readonly string[]).includes(text)) return text as ModelPreset;
+    if (isModulePath(text)) {
+      const hash = text.lastIndexOf("#");
+      const path = hash < 0 ? text : text.slice(0, hash);
+      const name = hash < 0 ? "default" : text.slice(hash + 1);
+      if (path === "" || !/^[A-Za-z_$][\w$]*$/.test(name))
+        throw new ValueError(
+          `must be a module path with an optional #export name, as in ./net.mjs#build, got ${show(v)}`,
+        );
+      return { module: resolve(path), export: name };
+    }
+    if (!text.startsWith("mlp:")) throw new ValueError(`must be ${MODEL_FORMS}, got ${show(v)}`);
+  }
+  if (v !== null && typeof v === "object" && !Array.isArray(v) && "module" in v) {
+    const o = v as { module?: unknown; export?: unknown };
+    if (
+      typeof o.module !== "string" ||
+      !isAbsolute(o.module) ||
+      (o.export !== undefined && typeof o.export !== "string")
+    )
+      throw new ValueError(`must be { module: absolute path, export: name }, got ${show(v)}`);
+    return { module: o.module, export: o.export ?? "default" };
+  }
+  return parseMlpSizes(v);
+}
+
+/** The trainer's spec for a user module chosen with --model: its file URL and export. */
+export const moduleSpecOf = (m: ModuleModel): { module: string; export: string } => ({
+  module: pathToFileURL(m.module).href,
+  export: m.export,
+});
+
+/** The model as a user would write it: `mlp:784,128,10`, `cnn`, `./net.mjs#build`. */
+export function describeModel(m: ModelChoice | null): string {
+  if (m === null) return "mlp:?";
+  if (Array.isArray(m)) return `mlp:${m.join(",")}`;
+  if (typeof m === "string") return m;
+  return m.export === "default" ? m.module : `${m.module}#${m.export}`;
 }
 
 /** `auto` or a worker count from 1 to 256. */

@@ -2,6 +2,7 @@
 // compare it with `threadgrad eval` and with the trained model's own forward.
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import { tensor } from "@threadgrad/core";
 import {
   DataParallel,
@@ -123,7 +124,10 @@ describe("threadgrad export errors", () => {
     const module = join(tmp.path, "model.mjs");
     writeFileSync(module, `import { writeFileSync } from "node:fs"; writeFileSync(${JSON.stringify(marker)}, "x");`);
     const path = join(tmp.path, "user-model.msgpack");
-    writeCheckpoint(path, { kind: "threadgrad-trainer", config: { model: { module }, loss: "mse" }, params: {} });
+    // The trained run's checkpoint, its model now said to come from the module: valid in every other field.
+    const payload = readCheckpoint(ckpt) as { config: { model: unknown } };
+    payload.config.model = { module: pathToFileURL(module).href, export: "default" };
+    writeCheckpoint(path, payload);
     const r = await run(["export", "--checkpoint", path, "--out", join(tmp.path, "user.onnx")]);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(`threadgrad export: export: ${path} holds a model from a user module`);

@@ -45,7 +45,7 @@ describe("TrainingSession report", () => {
       test = dataset("test", 32, 2);
     const runDir = new RunDir(tmp.path);
     const reads = vi.spyOn(RunDir.prototype, "readMetrics");
-    const trainer = await DataParallel.create(trainerOptions(settings, train.length));
+    const trainer = await DataParallel.create(trainerOptions(settings, train));
     try {
       const session = (epochs: number) =>
         new TrainingSession({

@@ -12,7 +12,7 @@ import { stateBuffers } from "@threadgrad/optim";
 import { checkpointHeader, loadTensor } from "./checkpoint.js";
 import { assertBuilt } from "./fixtures/harness.mjs";
 import { checkAgainstModel, readTrainerCheckpoint } from "./persist.js";
-import { buildMlp } from "./spec.js";
+import { buildImageModel, buildMlp } from "./spec.js";
 import { DataParallel } from "./trainer.js";
 
 const dir = mkdtempSync(join(tmpdir(), "threadgrad-fuzz-"));
@@ -134,7 +134,8 @@ describe("fuzzed checkpoints", () => {
       const { model, optimizer } = ckpt.config;
       expect("kind" in model, `mutation ${i}`).toBe(true);
       if (!("kind" in model)) continue;
-      const built = buildMlp(model.sizes, model.activation, model.dropout);
+      const built =
+        model.kind === "mlp" ? buildMlp(model.sizes, model.activation, model.dropout) : buildImageModel(model);
       const { name, ...options } = optimizer;
       const buffers = stateBuffers(name, options as never).map((b) => b.name);
       checkAgainstModel(ckpt, [...built.namedParameters()], buffers);

@@ -4,7 +4,7 @@
 import type { ScheduleConfig } from "@threadgrad/optim";
 import type { StoredTensor } from "./checkpoint.js";
 import type { LossSpec, ModelSpec } from "./spec.js";
-import { MAX_PARAMETERS, mlpParameterCount } from "./spec.js";
+import { MAX_PARAMETERS, MODEL_KINDS, imageModelParameterShapes, mlpParameterCount, parameterCount } from "./spec.js";
 
 /** Checks fields of one file; every message names the file and the field. */
 export class FieldReader {
@@ -144,7 +144,25 @@ export function readModelSpec(r: FieldReader, v: unknown, field: string): ModelS
     const args = own(m, "args") === undefined ? undefined : r.array(own(m, "args"), `${field}.args`, 0, 1024);
     return { module, ...(name === undefined ? {} : { export: name }), ...(args === undefined ? {} : { args }) };
   }
-  r.choice(own(m, "kind"), `${field}.kind`, ["mlp"] as const);
+  const kind = r.choice(own(m, "kind"), `${field}.kind`, MODEL_KINDS);
+  if (kind !== "mlp") {
+    // A built-in image model: its sizes decide its parameters, so they are bounded like an mlp's widths.
+    const size = (key: "inChannels" | "height" | "width" | "classes") =>
+      r.int(own(m, key), `${field}.${key}`, 1, 1 << 16);
+    const spec = {
+      kind,
+      inChannels: size("inChannels"),
+      height: size("height"),
+      width: size("width"),
+      classes: size("classes"),
+    };
+    const shapes = imageModelParameterShapes(spec);
+    if (typeof shapes === "string") r.fail(`${field}.height`, `is too small: ${shapes}`, spec.height);
+    const count = parameterCount(shapes);
+    if (count > MAX_PARAMETERS)
+      r.fail(`${field}`, `must make at most ${MAX_PARAMETERS} parameters (it makes ${count})`, spec);
+    return spec;
+  }
   const sizes = r
     .array(own(m, "sizes"), `${field}.sizes`, 2, 1024)
     .map((s, i) => r.int(s, `${field}.sizes[${i}]`, 1, MAX_PARAMETERS));

@@ -40,6 +40,11 @@ export {
   buildModel,
   buildLoss,
   mlpParameterShapes,
+  type ImageModelSpec,
+  MODEL_KINDS,
+  buildImageModel,
+  imageModelParameterShapes,
+  builtinParameterShapes,
 } from "./spec.js";
 export { type DatasetLike, type SharedDataset, toSharedDataset } from "./dataset.js";
 export { availableWorkers, resolveWorkers } from "./threads.js";

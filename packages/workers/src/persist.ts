@@ -1,7 +1,7 @@
 import { type OptimizerName, type ScheduleConfig, resolveFlatOptions, stateBuffers } from "@threadgrad/optim";
 import { type StoredTensor, loadTensor, readCheckpoint, storeTensor, writeCheckpoint } from "./checkpoint.js";
 import { FieldReader, own, readLossSpec, readModelSpec, readSchedule, safeText } from "./checkpoint-schema.js";
-import { type LossSpec, MAX_PARAMETERS, type ModelSpec, mlpParameterShapes } from "./spec.js";
+import { type LossSpec, MAX_PARAMETERS, type ModelSpec, builtinParameterShapes } from "./spec.js";
 import type { DataParallel, OptimizerConfig, Progress } from "./trainer.js";
 
 // A trainer checkpoint: the configuration to rebuild it, every parameter and optimizer state buffer
@@ -165,10 +165,11 @@ function readParams(r: FieldReader, v: unknown, model: ModelSpec): Map<string, S
   const params = new Map<string, StoredTensor>();
   if ("kind" in model) {
     // A built-in model's parameters are known from its spec: exactly these, with these shapes.
-    const expected = mlpParameterShapes(model.sizes, model.dropout);
+    const expected = builtinParameterShapes(model);
     const names = expected.map(([name]) => name);
     for (const [name] of entries)
-      if (!names.includes(name)) r.reject(`params.${name}`, `is not a parameter of the mlp (${names.join(", ")})`);
+      if (!names.includes(name))
+        r.reject(`params.${name}`, `is not a parameter of the ${model.kind} (${names.join(", ")})`);
     for (const [name, shape] of expected) params.set(name, r.tensor(own(o, name), `params.${name}`, shape));
     return params;
   }

@@ -9,8 +9,8 @@ import { DEFAULT_SETTINGS } from "../config.js";
 import type { TrainSettings } from "../flags.js";
 import { formatPercent } from "../progress.js";
 import { loadRunData } from "../setup.js";
-import { ValueError, parseChoice, parseNumber, parseWorkers } from "../values.js";
-import { readStoredRun, refuseModuleCode } from "../stored-run.js";
+import { type ModelChoice, ValueError, parseChoice, parseModel, parseNumber, parseWorkers } from "../values.js";
+import { moduleToLoad, readStoredRun } from "../stored-run.js";
 import { storedRun } from "./train.js";
 
 /** Rows are true classes, columns predicted ones. */
@@ -24,7 +24,7 @@ export function confusionMatrix(
   return m;
 }
 
-function evalData(cli: Record<string, unknown>, ckpt: TrainerCheckpoint): TrainSettings {
+function evalData(cli: Record<string, unknown>, ckpt: TrainerCheckpoint, model?: ModelChoice): TrainSettings {
   const path = ckpt.path;
   const errors: string[] = [];
   const read = <T>(flag: string, raw: unknown, parse: (v: unknown) => T): T | undefined => {
@@ -45,14 +45,19 @@ function evalData(cli: Record<string, unknown>, ckpt: TrainerCheckpoint): TrainS
   const hasRun = readStoredRun(ckpt) !== null;
   if (typeof cli.data !== "string") {
     if (!hasRun) throw new UsageError(`eval: ${path} does not say which data it was trained on; pass --data`);
-    const stored = storedRun(ckpt).settings;
+    const stored = storedRun(ckpt, model).settings;
     // The data spec comes from the file: say which data is read, before reading it.
     process.stderr.write(`eval: reading ${stored.data}, the data ${path} was trained on (--data chooses other data)\n`);
     return { ...stored, limit: null, task: task ?? stored.task, testSplit: testSplit ?? stored.testSplit };
   }
   const target = typeof cli.target === "string" ? cli.target : null;
+  const spec = ckpt.config.model;
+  // Other images for a built-in image model: resized to the size it was trained on.
+  const imageSize =
+    "kind" in spec && spec.kind !== "mlp" && cli.data.startsWith("images:") ? [spec.height, spec.width] : null;
   return {
     ...DEFAULT_SETTINGS,
+    imageSize,
     data: absoluteDataSpec(cli.data, process.cwd()),
     target,
     task: task ?? null,
@@ -62,6 +67,17 @@ function evalData(cli: Record<string, unknown>, ckpt: TrainerCheckpoint): TrainS
 
 function checkModel(model: ModelSpec, ds: Dataset, path: string, data: string): void {
   if (!("kind" in model)) return;
+  if (model.kind !== "mlp") {
+    const want = [model.inChannels, model.height, model.width];
+    if (ds.sampleShape?.join("×") !== want.join("×")) {
+      const has = ds.sampleShape ? `images of ${ds.sampleShape.join("×")}` : `flat rows of ${ds.features} features`;
+      throw new UsageError(
+        `model: the ${model.kind} in ${path} takes images of ${want.join("×")}, but ${data} has ${has}`,
+      );
+    }
+    asUsage(() => checkLabels(ds, model.classes));
+    return;
+  }
   if (model.sizes[0] !== ds.features) {
     throw new UsageError(
       `model: the mlp in ${path} takes ${model.sizes[0]} inputs, but ${data} has ${ds.features} features`,
@@ -88,12 +104,19 @@ export async function runEval(cli: Record<string, unknown>): Promise<number> {
       throw new UsageError(`--workers ${(e as Error).message}`);
     }
   })();
+  let given: ModelChoice | undefined;
+  try {
+    given = cli.model === undefined ? undefined : parseModel(cli.model);
+  } catch (e) {
+    throw new UsageError(`--model ${(e as Error).message}`);
+  }
   const ckpt = asUsage(() => readTrainerCheckpoint(path));
-  refuseModuleCode(ckpt);
-  const settings = evalData(cli, ckpt);
+  // A module's model is rebuilt from the module given with --model, never from one the file names.
+  const model = moduleToLoad(ckpt, given);
+  const settings = evalData(cli, ckpt, given);
   const ds = loadRunData(settings)[split];
   checkModel(ckpt.config.model, ds, path, settings.data);
-  const trainer = await DataParallel.load(ckpt, { workers });
+  const trainer = await DataParallel.load(ckpt, { workers, model });
   try {
     const ev = await trainer.evaluate(ds);
     const progress = ckpt.progress;

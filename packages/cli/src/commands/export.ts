@@ -1,11 +1,12 @@
 // `threadgrad export --checkpoint FILE --format onnx|safetensors --out PATH`: the checkpoint's model
 // as an ONNX graph (input [batch, features] float32, output the logits or the regression values)
-// or as safetensors weights. Only the built-in mlp: a checkpoint names a user's model module, and
-// a file's contents are never imported; export such a model with @threadgrad/export's API.
+// or as safetensors weights. Built-in models only (ONNX: the mlp; safetensors: mlp, cnn, lenet5): a
+// checkpoint names a user's model module, and a file's contents are never imported; export such a
+// model with @threadgrad/export's API.
 import { existsSync } from "node:fs";
 import { Command } from "commander";
 import { saveOnnx, saveSafetensors } from "@threadgrad/export";
-import { buildMlp, loadTensor, readTrainerCheckpoint } from "@threadgrad/workers";
+import { buildImageModel, buildMlp, loadTensor, readTrainerCheckpoint } from "@threadgrad/workers";
 import { EXIT_OK, UsageError, asUsage } from "../errors.js";
 import { ValueError, parseChoice } from "../values.js";
 
@@ -37,12 +38,20 @@ export async function runExport(cli: Record<string, unknown>): Promise<number> {
   // The validating reader has already checked every parameter's name and shape against the spec.
   const { config, params } = asUsage(() => readTrainerCheckpoint(path));
   const spec = config.model;
-  if (!("kind" in spec) || spec.kind !== "mlp") {
+  if (!("kind" in spec)) {
     throw new UsageError(
       `export: ${path} holds a model from a user module; export it with exportOnnx or saveSafetensors from @threadgrad/export`,
     );
   }
-  const model = asUsage(() => buildMlp(spec.sizes, spec.activation, spec.dropout));
+  if (spec.kind !== "mlp" && format === "onnx") {
+    throw new UsageError(
+      `export: ${path} holds the built-in ${spec.kind}; the ONNX writer takes mlp models only ` +
+        "(pass --format safetensors for its weights)",
+    );
+  }
+  const model = asUsage(() =>
+    spec.kind === "mlp" ? buildMlp(spec.sizes, spec.activation, spec.dropout) : buildImageModel(spec),
+  );
   asUsage(() => {
     for (const [name, p] of model.namedParameters()) {
       const stored = params.get(name);
@@ -52,6 +61,11 @@ export async function runExport(cli: Record<string, unknown>): Promise<number> {
   });
   model.eval();
   const outputName = isClassification(config.loss) ? "logits" : "values";
+  if (spec.kind !== "mlp") {
+    saveSafetensors(model, out, { overwrite });
+    process.stdout.write(`wrote ${out} (safetensors: the ${spec.kind}'s ${model.parameters().length} tensors)\n`);
+    return EXIT_OK;
+  }
   if (format === "onnx") saveOnnx(model, out, { sampleShape: [spec.sizes[0]!], outputName, overwrite });
   else saveSafetensors(model, out, { overwrite });
   const shape = `[batch, ${spec.sizes[0]}] float32 -> ${outputName} [batch, ${spec.sizes.at(-1)}]`;

@@ -13,13 +13,17 @@ import { Reporter, chooseMode, formatDuration, formatPercent, formatRate, plural
 import { runnable } from "../invocation.js";
 import { RunDir, defaultRunDir } from "../run-dir.js";
 import { type Best, type SessionResult, TrainingSession } from "../session.js";
-import { type StoredRun, checkStoredModel, readStoredRun, refuseModuleCode } from "../stored-run.js";
+import { type StoredRun, checkStoredModel, moduleToLoad, readStoredRun } from "../stored-run.js";
 import { fitSettingsToData, loadRunData, trainerOptions } from "../setup.js";
+import { type ModelChoice, describeModel } from "../values.js";
 import { VERSION } from "../version.js";
 
-/** The CLI's own record inside a checkpoint written by `threadgrad train` (trainer.save's `extra`), checked. */
-export function storedRun(ckpt: TrainerCheckpoint): StoredRun {
-  refuseModuleCode(ckpt);
+/**
+ * The CLI's own record inside a checkpoint written by `threadgrad train` (trainer.save's `extra`),
+ * checked. A checkpoint of a module's model needs that module again as `model` (see moduleToLoad).
+ */
+export function storedRun(ckpt: TrainerCheckpoint, model?: ModelChoice): StoredRun {
+  moduleToLoad(ckpt, model);
   const run = readStoredRun(ckpt);
   if (run === null)
     throw new UsageError(`checkpoint: ${ckpt.path} was not written by threadgrad train (it holds no run settings)`);
@@ -40,7 +44,7 @@ function resolveSettings(given: GivenSettings): Resolved {
   if (typeof given.resume !== "string") return { settings: newRunSettings(given), stored: null, checkpoint: null };
   const path = given.resume;
   const checkpoint = asUsage(() => readTrainerCheckpoint(path));
-  const stored = storedRun(checkpoint);
+  const stored = storedRun(checkpoint, given.model ?? undefined);
   const settings = resumedSettings(stored.settings, given);
   if (given.out === undefined) {
     const dir = dirname(path),
@@ -127,7 +131,7 @@ export async function runTrain(cli: Record<string, unknown>): Promise<number> {
   const { settings: chosen, stored } = resolved;
   const split = loadRunData(chosen);
   const settings = fitSettingsToData(chosen, split);
-  const options = trainerOptions(settings, split.train.length);
+  const options = trainerOptions(settings, split.train);
   if (!stored && typeof settings.out === "string") claimOutFolder(settings.out, given.overwrite === true);
   const runDir = new RunDir(settings.out ?? defaultRunDir());
   settings.out = runDir.path;
@@ -137,6 +141,8 @@ export async function runTrain(cli: Record<string, unknown>): Promise<number> {
   try {
     trainer = resolved.checkpoint
       ? await DataParallel.load(resolved.checkpoint, {
+          // a module's model is built from the module given again (moduleToLoad checked it), never from the file
+          model: "module" in options.model ? options.model : undefined,
           workers: settings.workers,
           schedule: options.schedule,
           maxBatchSize: options.maxBatchSize,
@@ -235,7 +241,7 @@ function describeStart(
 ): void {
   const what = isResumed ? `resuming at step ${step}:` : "training";
   r.info(
-    `${what} mlp:${s.model!.join(",")} (${s.activation}) on ${s.data}: ${info.trainSamples} train / ${info.testSamples} test samples, ` +
+    `${what} ${describeModel(s.model)}${Array.isArray(s.model) ? ` (${s.activation})` : ""} on ${s.data}: ${info.trainSamples} train / ${info.testSamples} test samples, ` +
       `${plural(s.epochs, "epoch")}, batch ${s.batchSize}, ${s.optimizer} lr ${s.lr}${s.lrSchedule === "none" ? "" : ` ${s.lrSchedule}`}, ${plural(info.workers, "worker")}`,
   );
   r.info(`run folder: ${s.out}`);

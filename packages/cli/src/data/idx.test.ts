@@ -173,6 +173,10 @@ describe("loadIdxDir", () => {
       expect([train.length, test.length, train.features, train.numClasses]).toEqual([5, 3, 4, 3]);
       expect(train.name).toBe("toy (train)");
       expect(train.task).toBe("classification");
+      expect([train.sampleShape, test.sampleShape]).toEqual([
+        [1, 2, 2],
+        [1, 2, 2],
+      ]); // one gray channel of 2×2
       expect(Array.from(train.x.subarray(8, 12))).toEqual([2 / 255, 4 / 255, 6 / 255, 1].map(Math.fround));
       expect(Array.from(test.y)).toEqual([0, 1, 2]);
       expect(train.x.buffer).toBeInstanceOf(SharedArrayBuffer);

@@ -254,6 +254,8 @@ function toDataset(part: LoadedPart, name: string, numClasses: number, className
   const y = sharedInt32(length);
   y.set(labels.data);
   const ds: Dataset = { name, x, y, length, features, task: "classification", numClasses };
+  // One gray channel of height × width pixels: [N, 1, H, W] with the rows kept flat.
+  ds.sampleShape = [1, ...images.dims.slice(1)];
   if (classNames) ds.classNames = classNames;
   return ds;
 }

@@ -1,6 +1,7 @@
 import { existsSync } from "node:fs";
 import { loadCsv } from "./csv.js";
 import { loadIdxDir } from "./idx.js";
+import { loadImageFolder } from "./images.js";
 import { loadMnistDigits } from "./mnist-digits.js";
 import type { DataSplit, Dataset, Task } from "./types.js";
 
@@ -27,6 +28,13 @@ export {
   type IdxArray,
 } from "./idx.js";
 export { loadMnistDigits, loadAllDigits, digitsDir, DIGITS_TEST_FRACTION, type DigitsOptions } from "./mnist-digits.js";
+export {
+  loadImageFolder,
+  resizeInto,
+  IMAGES_TEST_FRACTION,
+  MAX_IMAGE_PIXELS,
+  type ImageFolderOptions,
+} from "./images.js";
 export { shuffledIndices, splitDataset, takeRows } from "./shuffle.js";
 export { sharedFloat32, sharedInt32, type DataSplit, type Dataset, type Task } from "./types.js";
 
@@ -45,15 +53,17 @@ export const FASHION_MNIST_CLASSES = [
   "Ankle boot",
 ];
 export const DEFAULT_DATASET = "digits";
-export const DATASET_FORMS = ["digits", "idx:DIR", "mnist:DIR", "fashion-mnist[:DIR]", "csv:FILE"];
-const SCHEMES = ["digits", "idx", "mnist", "fashion-mnist", "csv"];
+export const DATASET_FORMS = ["digits", "idx:DIR", "mnist:DIR", "fashion-mnist[:DIR]", "csv:FILE", "images:DIR"];
+const SCHEMES = ["digits", "idx", "mnist", "fashion-mnist", "csv", "images"];
 
 export interface LoadDatasetOptions {
   /** csv only: the column to predict. */
   target?: string;
   /** csv only; other sets are classification. */
   task?: Task;
-  /** Test fraction for digits and csv; IDX sets ignore it, their files already split train and test. */
+  /** images only: [height, width] every image is resized to (default: the first image's size). */
+  imageSize?: number[];
+  /** Test fraction for digits, csv and images; IDX sets ignore it, their files already split train and test. */
   testSplit?: number;
   /** Seed of the train/test shuffle, default 0. */
   seed?: number;
@@ -76,6 +86,8 @@ function requireArg(scheme: string, arg: string | undefined, what: string): stri
 }
 
 function checkOptions(scheme: string, opts: LoadDatasetOptions): void {
+  if (opts.imageSize !== undefined && scheme !== "images")
+    throw new Error(`data: --image-size only applies to images:DIR, not ${scheme}`);
   if (scheme === "csv") {
     if (!opts.target) throw new Error(`data: csv:FILE needs --target COLUMN, the column to predict`);
     return;
@@ -86,7 +98,7 @@ function checkOptions(scheme: string, opts: LoadDatasetOptions): void {
 
 /**
  * Loads a data set named on the command line: `digits` (the built-in, the default), `idx:DIR`,
- * `mnist:DIR`, `fashion-mnist[:DIR]` or `csv:FILE`.
+ * `mnist:DIR`, `fashion-mnist[:DIR]`, `csv:FILE` or `images:DIR` (a subfolder of PNG/JPEG files per class).
  * @example loadDataset("csv:houses.csv", { target: "price", testSplit: 0.1, seed: 7 })
  */
 export function loadDataset(spec: string = DEFAULT_DATASET, opts: LoadDatasetOptions = {}): DataSplit {
@@ -119,6 +131,12 @@ export function loadDataset(spec: string = DEFAULT_DATASET, opts: LoadDatasetOpt
       return loadCsv(requireArg(scheme, arg, "file"), {
         target: opts.target as string,
         task: opts.task,
+        testSplit: opts.testSplit,
+        seed: opts.seed,
+      });
+    case "images":
+      return loadImageFolder(requireArg(scheme, arg, "dir"), {
+        imageSize: opts.imageSize,
         testSplit: opts.testSplit,
         seed: opts.seed,
       });

@@ -16,6 +16,10 @@ describe("loadMnistDigits", () => {
     expect(DIGITS_TEST_FRACTION).toBeCloseTo(1 / 6);
     expect([split.train.length, split.test.length]).toEqual([8333, 1667]);
     expect([split.train.features, split.train.numClasses, split.train.task]).toEqual([784, 10, "classification"]);
+    expect([split.train.sampleShape, split.test.sampleShape]).toEqual([
+      [1, 28, 28],
+      [1, 28, 28],
+    ]);
     expect(split.train.x.length).toBe(8333 * 784);
     expect(split.test.y.length).toBe(1667);
   });

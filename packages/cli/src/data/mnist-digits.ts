@@ -56,7 +56,18 @@ export function loadAllDigits(dir = digitsDir()): Dataset {
     row += data.length / DIGIT_PIXELS;
   });
   const classNames = Array.from({ length: 10 }, (_, d) => String(d));
-  return { name: "digits", x, y, length, features: DIGIT_PIXELS, task: "classification", numClasses: 10, classNames };
+  const sampleShape = [1, 28, 28];
+  return {
+    name: "digits",
+    x,
+    y,
+    length,
+    features: DIGIT_PIXELS,
+    sampleShape,
+    task: "classification",
+    numClasses: 10,
+    classNames,
+  };
 }
 
 /**

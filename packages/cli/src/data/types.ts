@@ -13,6 +13,11 @@ export interface Dataset {
   y: Int32Array | Float32Array;
   length: number;
   features: number;
+  /**
+   * Image sets: each row's shape, [channels, height, width] (the rows stay flat in x, channel-major);
+   * absent for tabular data. Built-in image models read their input size from it.
+   */
+  sampleShape?: number[];
   task: Task;
   /** 0 for regression. */
   numClasses: number;

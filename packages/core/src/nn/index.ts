@@ -9,6 +9,7 @@ export {
   Softplus,
   Dropout,
   Flatten,
+  Unflatten,
   Embedding,
   LayerNorm,
   Identity,

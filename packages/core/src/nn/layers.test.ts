@@ -24,6 +24,7 @@ import {
   Sigmoid,
   Softplus,
   Tanh,
+  Unflatten,
 } from "./layers.js";
 import * as F from "./functional.js";
 import * as init from "./init.js";
@@ -307,6 +308,29 @@ describe("activation and shape modules", () => {
     expect(new Flatten().forward(x).shape).toEqual([2, 60]);
     expect(new Flatten(0, 1).forward(x).shape).toEqual([6, 4, 5]);
     expect(new Identity().forward(x)).toBe(x);
+  });
+  test("Unflatten splits a flat dimension, passes shaped input through and names a wrong size", () => {
+    const flat = tensor(
+      Array.from({ length: 24 }, (_, i) => i),
+      { dtype: "float32" },
+    ).reshape([2, 12]);
+    const u = new Unflatten(1, [3, 2, 2]);
+    const y = u.forward(flat);
+    expect(y.shape).toEqual([2, 3, 2, 2]);
+    expect(Array.from(y.contiguous().data)).toEqual(Array.from(flat.data));
+    const shaped = zeros([2, 3, 2, 2]);
+    expect(u.forward(shaped)).toBe(shaped);
+    expect(() => u.forward(zeros([2, 10]))).toThrow(
+      /Unflatten: dimension 1 of input \[2, 10\] must have 12 elements \(3×2×2\) or already be \[3, 2, 2\]/,
+    );
+    expect(() => new Unflatten(1, [3, 0])).toThrow(/Unflatten: sizes must be positive integers, got \[3, 0\]/);
+    expect(u.toString()).toBe("Unflatten(dim=1, unflattened_size=(3, 2, 2))");
+  });
+  test("Unflatten passes gradients back to the flat input unchanged", () => {
+    const x = randn([2, 6], { dtype: "float64", requiresGrad: true });
+    expect(
+      gradcheck((a) => new Unflatten(1, [2, 3]).forward(a).mul(tensor([[1, 2, 3]], { dtype: "float64" })), [x]),
+    ).toBe(true);
   });
   test("a small float64 MLP passes gradcheck wrt its input and every parameter", () => {
     manualSeed(6);

@@ -158,6 +158,41 @@ export class Flatten extends Module {
   }
 }
 
+/**
+ * Splits dimension `dim` into `sizes`, as PyTorch's nn.Unflatten: `new Unflatten(1, [1, 28, 28])`
+ * turns [N, 784] into [N, 1, 28, 28]. Input that already has that shape passes through unchanged,
+ * so a model can start with it and take flat rows or shaped samples alike.
+ */
+export class Unflatten extends Module {
+  readonly sizes: readonly number[];
+  constructor(
+    readonly dim: number,
+    sizes: readonly number[],
+  ) {
+    super();
+    if (!Number.isInteger(dim) || dim < 0) throw new Error(`Unflatten: dim must be a non-negative integer, got ${dim}`);
+    if (sizes.length === 0 || sizes.some((s) => !Number.isInteger(s) || s < 1))
+      throw new Error(`Unflatten: sizes must be positive integers, got [${sizes.join(", ")}]`);
+    this.sizes = [...sizes];
+  }
+  forward(x: Tensor): Tensor {
+    const { dim, sizes } = this;
+    const shape = x.shape;
+    const n = sizes.reduce((a, b) => a * b, 1);
+    if (shape.length >= dim + sizes.length && sizes.every((s, i) => shape[dim + i] === s)) return x;
+    if (shape.length <= dim || shape[dim] !== n) {
+      throw new Error(
+        `Unflatten: dimension ${dim} of input [${shape.join(", ")}] must have ${n} elements ` +
+          `(${sizes.join("×")}) or already be [${sizes.join(", ")}]`,
+      );
+    }
+    return x.reshape([...shape.slice(0, dim), ...sizes, ...shape.slice(dim + 1)]);
+  }
+  override extraRepr(): string {
+    return `dim=${this.dim}, unflattened_size=(${this.sizes.join(", ")}${this.sizes.length === 1 ? "," : ""})`;
+  }
+}
+
 /** A lookup table of `numEmbeddings` vectors, N(0, 1) initialised; the padding row stays zero. */
 export class Embedding extends Module {
   weight: Tensor;

@@ -1,0 +1,189 @@
+// End-to-end: `--model` beyond the mlp. A user module trains; its checkpoint is evaluated, resumed
+// or exported only when --model names the module again (a module the file names is never
+// imported); the built-in cnn sizes itself from an image folder and is refused on csv rows.
+import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { Generator } from "@threadgrad/core";
+import { readTrainerCheckpoint } from "@threadgrad/workers";
+import jpeg from "jpeg-js";
+import { PNG } from "pngjs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { requireBuilt, run, tempDir } from "./helpers.js";
+
+const tmp = tempDir();
+const CSV = join(tmp.path, "d.csv");
+const NET = join(tmp.path, "net.mjs");
+const MARKER = join(tmp.path, "net-imported");
+const CORE = pathToFileURL(fileURLToPath(new URL("../../core/dist/index.js", import.meta.url))).href;
+
+/** 60 rows, 4 features, 3 classes. */
+function writeCsv(): void {
+  const g = new Generator(4);
+  const rows = Array.from(
+    { length: 60 },
+    (_, i) => `${[0, 1, 2, 3].map(() => g.random().toFixed(3)).join(",")},${i % 3}`,
+  );
+  writeFileSync(CSV, `a,b,c,d,y\n${rows.join("\n")}\n`);
+}
+
+/** A model module that leaves a marker file whenever it is imported. */
+function writeNet(): void {
+  writeFileSync(
+    NET,
+    `import { writeFileSync } from "node:fs";
+import { nn } from ${JSON.stringify(CORE)};
+writeFileSync(${JSON.stringify(MARKER)}, "imported");
+export function build() {
+  return new nn.Sequential(new nn.Linear(4, 6), new nn.Tanh(), new nn.Linear(6, 3));
+}
+`,
+  );
+}
+
+const cli = (...args: string[]) => run(args, { cwd: tmp.path });
+
+beforeAll(() => {
+  requireBuilt();
+  writeCsv();
+  writeNet();
+});
+afterAll(tmp.cleanup);
+
+describe("--model ./net.mjs#export", () => {
+  const ckpt = join(tmp.path, "run", "checkpoint-latest.msgpack");
+  const csv = ["--data", `csv:${CSV}`, "--target", "y", "--workers", "1"];
+
+  it("trains the module's model; its checkpoint loads only with --model again", async () => {
+    const r = await cli("train", ...csv, "--model", "./net.mjs#build", "--epochs", "1", "--out", "run", "--quiet");
+    expect(r.code, r.stderr).toBe(0);
+    expect(existsSync(MARKER)).toBe(true);
+    const stored = readTrainerCheckpoint(ckpt);
+    expect(stored.config.model).toEqual({ module: pathToFileURL(NET).href, export: "build" });
+    expect([...stored.params.keys()]).toEqual(["0.weight", "0.bias", "2.weight", "2.bias"]);
+
+    // Without --model: refused, naming the module and the flag, and the module is not imported.
+    rmSync(MARKER);
+    const refused = await cli("eval", "--checkpoint", ckpt, "--workers", "1");
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain(`its model was built by module "${pathToFileURL(NET).href}" (export "build")`);
+    expect(refused.stderr).toContain(`pass --model ${NET}#build to load it with that module`);
+    const resume = await cli("train", "--resume", ckpt, "--epochs", "2", "--workers", "1");
+    expect(resume.code).toBe(2);
+    expect(resume.stderr).toContain(`pass --model ${NET}#build`);
+    expect(existsSync(MARKER)).toBe(false);
+
+    // With it: the module builds the model and the stored parameters go in.
+    const ev = await cli("eval", "--checkpoint", ckpt, "--workers", "1", "--model", "./net.mjs#build", "--json");
+    expect(ev.code, ev.stderr).toBe(0);
+    expect(existsSync(MARKER)).toBe(true);
+    const result = JSON.parse(ev.stdout.trim().split("\n").at(-1)!);
+    expect(result).toMatchObject({ event: "eval", samples: 12 });
+    expect(result.accuracy).toBeGreaterThanOrEqual(0);
+    const resumed = await cli("train", "--resume", ckpt, "--epochs", "2", "--model", "./net.mjs#build", "--quiet");
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(readTrainerCheckpoint(ckpt).progress.epoch).toBe(2);
+  });
+
+  it("a module whose parameters differ from the checkpoint's is refused by name and shape", async () => {
+    const other = join(tmp.path, "wide.mjs");
+    writeFileSync(
+      other,
+      `import { nn } from ${JSON.stringify(CORE)};\nexport function build() { return new nn.Sequential(new nn.Linear(4, 7), new nn.Tanh(), new nn.Linear(7, 3)); }\n`,
+    );
+    const r = await cli("eval", "--checkpoint", ckpt, "--workers", "1", "--model", "./wide.mjs#build");
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/0\.weight/);
+  });
+
+  it("export names the module and says how to export it from code", async () => {
+    const r = await cli("export", "--checkpoint", ckpt, "--out", join(tmp.path, "net.onnx"));
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`export: ${ckpt} holds a model from a user module`);
+  });
+});
+
+describe("--model cnn", () => {
+  it("sizes itself from an image folder; eval and a safetensors export follow", async () => {
+    const dir = join(tmp.path, "shapes");
+    for (const [label, name] of ["dark", "light"].entries()) {
+      mkdirSync(join(dir, name), { recursive: true });
+      for (let i = 0; i < 12; i++) {
+        const level = label === 0 ? 20 + i : 220 - i;
+        const data = Buffer.alloc(8 * 8 * 4, level);
+        for (let p = 3; p < data.length; p += 4) data[p] = 255;
+        const file = join(dir, name, `${i}.${i % 2 ? "png" : "jpg"}`);
+        if (i % 2) {
+          const png = new PNG({ width: 8, height: 8 });
+          png.data.set(data);
+          writeFileSync(file, PNG.sync.write(png));
+        } else writeFileSync(file, jpeg.encode({ width: 8, height: 8, data }, 90).data);
+      }
+    }
+    const r = await cli("train", "--data", `images:${dir}`, "--model", "cnn", "--epochs", "3", "--workers", "2");
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr + r.stdout).toContain(`training cnn on images:${dir}: 19 train / 5 test samples`);
+    const runDir = /run folder\s+(\S+)/.exec(r.stdout)![1]!;
+    const ckpt = resolve(tmp.path, runDir, "checkpoint-latest.msgpack");
+    // The JPEGs are colour files (their lossy gray is not exactly R = G = B): three channels.
+    // 8×8 pools to 2×2, so the classifier takes 64·2·2.
+    const stored = readTrainerCheckpoint(ckpt);
+    expect(stored.config.model).toEqual({ kind: "cnn", inChannels: 3, height: 8, width: 8, classes: 2 });
+    expect(stored.params.get("1.weight")!.shape).toEqual([32, 3, 3, 3]);
+    expect(stored.params.get("8.weight")!.shape).toEqual([128, 256]);
+    const ev = await cli("eval", "--checkpoint", ckpt, "--workers", "1", "--json");
+    expect(ev.code, ev.stderr).toBe(0);
+    expect(JSON.parse(ev.stdout.trim().split("\n").at(-1)!)).toMatchObject({ samples: 5 });
+    const exported = await cli(
+      "export",
+      "--checkpoint",
+      ckpt,
+      "--format",
+      "safetensors",
+      "--out",
+      join(tmp.path, "w.st"),
+    );
+    expect(exported.code, exported.stderr).toBe(0);
+    expect(exported.stdout).toContain("safetensors: the cnn's 8 tensors");
+    // --augment redraws crops and flips each epoch; the run record keeps it for a resume.
+    const aug = await cli(
+      "train",
+      "--data",
+      `images:${dir}`,
+      "--model",
+      "cnn",
+      "--augment",
+      "--epochs",
+      "2",
+      "--workers",
+      "2",
+      "--out",
+      "aug",
+      "--quiet",
+    );
+    expect(aug.code, aug.stderr).toBe(0);
+    const augRun = readTrainerCheckpoint(join(tmp.path, "aug", "checkpoint-latest.msgpack"));
+    expect((augRun.extra as { cli: { settings: { augment: boolean } } }).cli.settings.augment).toBe(true);
+    expect(augRun.progress.epoch).toBe(2);
+    const onnx = await cli("export", "--checkpoint", ckpt, "--out", join(tmp.path, "w.onnx"));
+    expect(onnx.code).toBe(2);
+    expect(onnx.stderr).toContain("holds the built-in cnn; the ONNX writer takes mlp models only");
+  });
+
+  it("--augment is refused on flat csv rows", async () => {
+    const r = await cli("train", "--data", `csv:${CSV}`, "--target", "y", "--augment", "--workers", "1");
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(
+      `--augment needs image data (channels × height × width per sample), but csv:${CSV} has flat rows`,
+    );
+  });
+
+  it("is refused on flat csv rows, naming the data and the fix", async () => {
+    const r = await cli("train", "--data", `csv:${CSV}`, "--target", "y", "--model", "lenet5", "--workers", "1");
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(
+      `--model lenet5 needs image data (channels × height × width per sample), but csv:${CSV} has flat rows of 4 features; ` +
+        "use --model mlp:4,128,3 for tabular data",
+    );
+  });
+});
