@@ -88,7 +88,8 @@ function gatherRows(ds: SharedDataset, idx: Int32Array, start: number, end: numb
     y.set(ds.y.subarray(i * d, (i + 1) * d), r * d);
   }
   const yShape = ds.y instanceof Int32Array && d === 1 ? [rows] : [rows, d];
-  return { x: tensor(x, { shape: [rows, f] }), y: tensor(y, { shape: yShape }) };
+  const xShape = ds.sampleShape === null ? [rows, f] : [rows, ...ds.sampleShape];
+  return { x: tensor(x, { shape: xShape }), y: tensor(y, { shape: yShape }) };
 }
 
 /**
