@@ -138,6 +138,15 @@ describe("synchronised BatchNorm across workers", () => {
     expect(bits(a.model)).toEqual(bits(b.model));
   });
 
+  it("stepRegion (the step's tensors in a scratch region) gives the same bits", async () => {
+    const a = await trainer(2);
+    await a.fit(ds, { epochs: 1, batchSize: 10 });
+    const b = await trainer(2, { stepRegion: true });
+    await b.fit(ds, { epochs: 1, batchSize: 10 });
+    for (const [name, values] of stateOf(a.model))
+      expect([name, Array.from(stateOf(b.model).get(name)!)]).toEqual([name, Array.from(values)]);
+  });
+
   it("a CNN without BatchNorm trains to the same losses on 1 and 2 workers (to 1e-5)", async () => {
     const losses: number[][] = [];
     for (const workers of [1, 2]) {
