@@ -242,6 +242,22 @@ describe("batchNorm with a replica reducer (synchronised batch norm)", () => {
     near(rv1.data, rv2.data, 1e-12);
   });
 
+  test("gradcheck and gradgradcheck through the replica sums (float64, finite differences)", () => {
+    // With both replicas equal, a replica's output is a function of its own input alone (the other
+    // copy moves with it), and the reduced backward is that function's derivative.
+    const xs = r(3, 2, 2),
+      w = r(2),
+      b = r(2);
+    const before = setBatchNormReducer(doubling());
+    try {
+      const fn = (x: Tensor, wt: Tensor, bs: Tensor) => batchNorm(x, null, null, wt, bs, { training: true });
+      expect(gradcheck(fn, [xs, w, b])).toBe(true);
+      expect(gradgradcheck(fn, [xs, w, b])).toBe(true);
+    } finally {
+      setBatchNormReducer(before);
+    }
+  });
+
   test("a padding replica's rows count for nothing and give no gradient", () => {
     const xs = r(2, 3, 2),
       w = r(3);
