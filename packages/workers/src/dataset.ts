@@ -57,6 +57,8 @@ export interface DatasetChecks {
   inputs?: number;
   /** the model's outputs: the number of classes, or the targets per sample for regression */
   outputs?: number;
+  /** the model takes flat rows (the built-in mlp): a sample shape is checked, then not passed on */
+  flatRows?: boolean;
 }
 
 /** The first non-finite value of `a`, or -1 (a sum times zero stays 0 unless a value is NaN or ±Infinity). */
@@ -116,7 +118,8 @@ export function toSharedDataset(
   if (yArr.length % length !== 0) throw new Error(`dataset: y holds ${yArr.length} values for ${length} samples`);
   const features = xArr.length / length,
     targetDim = yArr.length / length;
-  const sampleShape = readSampleShape(ds, features);
+  const shape = readSampleShape(ds, features);
+  const sampleShape = checks.flatRows ? null : shape;
   const badX = firstNonFinite(xArr);
   if (badX >= 0) {
     throw new Error(

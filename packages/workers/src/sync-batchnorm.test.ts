@@ -272,6 +272,19 @@ describe("data sets with a sample shape", () => {
     );
   });
 
+  it("the built-in mlp gets images as flat rows, and trains as on the rows themselves", async () => {
+    const g = new Generator(4);
+    const x = new Float32Array(12 * 4).map(() => g.normal());
+    const y = new Int32Array(12).map(() => g.integer(0, 3));
+    const run = async (data: Parameters<DataParallel["fit"]>[0]) => {
+      const t = await DataParallel.create({ model: { kind: "mlp", sizes: [4, 8, 3] }, workers: 2, seed: 1 });
+      open.push(t);
+      await t.fit(data, { epochs: 1, batchSize: 6 });
+      return Array.from(t.arena.params);
+    };
+    expect(await run({ x: tensor(x, { shape: [12, 1, 2, 2] }), y })).toEqual(await run({ x, y }));
+  });
+
   it("a flat data set with sampleShape trains like the tensor of that shape", async () => {
     const ds = images(20, 9);
     const flat = { x: ds.x.data as Float32Array, y: ds.y, sampleShape: [1, 8, 8] };

@@ -142,7 +142,13 @@ function datasetChecks(model: ModelSpec, loss: LossSpec): DatasetChecks {
   const weights = typeof loss === "object" && "name" in loss ? loss.weight?.length : undefined;
   // A module loss may take targets of any shape: only a built-in loss fixes the outputs.
   const builtIn = classification || loss === "mse";
-  return { classification, inputs: mlp?.[0], outputs: builtIn ? (mlp?.at(-1) ?? weights) : undefined };
+  return {
+    classification,
+    inputs: mlp?.[0],
+    outputs: builtIn ? (mlp?.at(-1) ?? weights) : undefined,
+    // the mlp takes rows: images [N, 1, 28, 28] reach it as [N, 784]
+    flatRows: mlp !== null,
+  };
 }
 
 /**
