@@ -865,8 +865,9 @@ export class DataParallel {
   }
 
   /**
-   * Writes a checkpoint: parameters, optimizer state, progress and the configuration, atomically
-   * (a crash mid-write leaves the previous file intact). `extra` is stored alongside (e.g. metrics).
+   * Writes a checkpoint: parameters, optimizer state, module buffers (running statistics), progress
+   * and the configuration, atomically (a crash mid-write leaves the previous file intact). `extra` is
+   * stored alongside (e.g. metrics).
    */
   async save(path: string, extra: Record<string, unknown> = {}): Promise<void> {
     if (this.busy) throw new Error("DataParallel.save: wait for fit or evaluate to finish");
