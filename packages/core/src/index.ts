@@ -77,7 +77,7 @@ export { gather, scatterAdd, indexSelect, indexAdd } from "./ops/indexing.js";
 export { mm, matmul, dot, outer } from "./ops/linalg.js";
 export { conv1d, conv2d } from "./ops/conv.js";
 export { maxPool2d, avgPool2d, adaptiveAvgPool2d } from "./ops/pool.js";
-export { batchNorm, groupNorm } from "./ops/norm.js";
+export { batchNorm, groupNorm, setBatchNormReducer, type BatchNormReducer } from "./ops/norm.js";
 export { maskedFill, tril, triu } from "./ops/masking.js";
 export { split, chunk } from "./ops/split.js";
 export { eq, ne, lt, le, gt, ge, logicalAnd, logicalOr } from "./ops/compare.js";

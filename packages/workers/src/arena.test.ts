@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { ALIGN_BYTES, SharedArena, planArena, type ArenaLayout } from "./arena.js";
+import { ALIGN_BYTES, SharedArena, bufferViews, planArena, planBuffers, type ArenaLayout } from "./arena.js";
 import { USER_BASE } from "./control.js";
 
 // Node has WebAssembly, but the ES2023 lib we compile against does not declare it.
@@ -110,5 +110,29 @@ describe("SharedArena", () => {
     const forged: ArenaLayout = { ...layout, paramOffsets: [0, 4] };
     expect(() => SharedArena.attach(buffer, forged)).toThrow(/layout does not match planArena/);
     expect(() => SharedArena.create(layout).grads(2)).toThrow(/grads rank must be in \[0, 2\), got 2/);
+  });
+});
+
+describe("planBuffers", () => {
+  it("lays module buffers out one after another, 8-byte aligned, each viewed with its own dtype", () => {
+    const { slots, byteLength } = planBuffers([
+      ["bn.runningMean", { dtype: "float32", shape: [3] }],
+      ["bn.numBatchesTracked", { dtype: "int32", shape: [] }],
+      ["stats", { dtype: "float64", shape: [2, 1] }],
+    ]);
+    expect(slots.map((s) => [s.name, s.byteOffset, s.length])).toEqual([
+      ["bn.runningMean", 0, 3],
+      ["bn.numBatchesTracked", 16, 1],
+      ["stats", 24, 2],
+    ]);
+    expect(byteLength).toBe(40);
+    const views = bufferViews(new SharedArrayBuffer(byteLength), slots);
+    expect(views.map((v) => v.constructor.name)).toEqual(["Float32Array", "Int32Array", "Float64Array"]);
+  });
+
+  it("refuses a buffer of another dtype, naming it", () => {
+    expect(() => planBuffers([["mask", { dtype: "bool", shape: [4] }]])).toThrow(
+      "buffer 'mask' is bool; shared buffers must be float32, float64 or int32",
+    );
   });
 });

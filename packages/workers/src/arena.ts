@@ -236,3 +236,46 @@ function checkCount(what: string, value: number, min: number): void {
 function roundUp(value: number, multiple: number): number {
   return Math.ceil(value / multiple) * multiple;
 }
+
+/** Where one module buffer (running statistics, counters) lives in the shared buffer block. */
+export interface BufferSlot {
+  name: string;
+  dtype: "float32" | "float64" | "int32";
+  shape: number[];
+  /** byte offset in the block, a multiple of 8 */
+  byteOffset: number;
+  length: number;
+}
+
+/**
+ * Lays out a model's buffers (`module.namedBuffers()`) one after another in a block of shared
+ * memory of their own, beside the arena: buffers are not trained, so they need no gradient slices
+ * or optimizer state, and they keep their dtype (BatchNorm's numBatchesTracked is int32).
+ */
+export function planBuffers(named: readonly [string, { dtype: string; shape: readonly number[] }][]): {
+  slots: BufferSlot[];
+  byteLength: number;
+} {
+  let byteLength = 0;
+  const slots = named.map(([name, t]) => {
+    if (t.dtype !== "float32" && t.dtype !== "float64" && t.dtype !== "int32")
+      throw new Error(`buffer '${name}' is ${t.dtype}; shared buffers must be float32, float64 or int32`);
+    const length = t.shape.reduce((a, b) => a * b, 1);
+    const slot: BufferSlot = { name, dtype: t.dtype, shape: [...t.shape], byteOffset: byteLength, length };
+    byteLength = roundUp(byteLength + length * (t.dtype === "float64" ? 8 : 4), 8);
+    return slot;
+  });
+  return { slots, byteLength };
+}
+
+/** A typed-array view of each slot in `block`. */
+export function bufferViews(
+  block: SharedArrayBuffer,
+  slots: readonly BufferSlot[],
+): (Float32Array | Float64Array | Int32Array)[] {
+  return slots.map((s) => {
+    if (s.dtype === "float64") return new Float64Array(block, s.byteOffset, s.length);
+    if (s.dtype === "int32") return new Int32Array(block, s.byteOffset, s.length);
+    return new Float32Array(block, s.byteOffset, s.length);
+  });
+}

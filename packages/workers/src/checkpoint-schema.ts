@@ -72,10 +72,16 @@ export class FieldReader {
     return v;
   }
 
-  /** A float32 tensor stored as raw bytes; `shape` (when given) must match. */
-  tensor(v: unknown, field: string, shape?: readonly number[]): StoredTensor {
+  /** A tensor stored as raw bytes, float32 unless `dtypes` allows more; `shape` (when given) must match. */
+  tensor(
+    v: unknown,
+    field: string,
+    shape?: readonly number[],
+    dtypes: readonly StoredTensor["dtype"][] = ["float32"],
+  ): StoredTensor {
     const t = this.object(v, field);
-    this.choice(own(t, "dtype"), `${field}.dtype`, ["float32"] as const);
+    const dtype = this.choice(own(t, "dtype"), `${field}.dtype`, dtypes);
+    const size = dtype === "float64" ? 8 : 4;
     const dims = this.array(own(t, "shape"), `${field}.shape`, 0, 32).map((d, i) =>
       this.int(d, `${field}.shape[${i}]`, 0, MAX_PARAMETERS),
     );
@@ -84,9 +90,9 @@ export class FieldReader {
     if (shape !== undefined && dims.join() !== shape.join())
       this.fail(`${field}.shape`, `must be [${shape.join(", ")}] (the parameter's shape)`, dims);
     const bytes = own(t, "bytes");
-    if (!(bytes instanceof Uint8Array) || bytes.byteLength !== numel * 4)
-      this.fail(`${field}.bytes`, `must be ${numel * 4} bytes of float32 for shape [${dims.join(", ")}]`, bytes);
-    return { dtype: "float32", shape: dims, bytes };
+    if (!(bytes instanceof Uint8Array) || bytes.byteLength !== numel * size)
+      this.fail(`${field}.bytes`, `must be ${numel * size} bytes of ${dtype} for shape [${dims.join(", ")}]`, bytes);
+    return { dtype, shape: dims, bytes };
   }
 }
 

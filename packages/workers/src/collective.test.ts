@@ -1,8 +1,8 @@
 import fc from "fast-check";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { SharedArena, planArena } from "./arena.js";
-import { reduceSlices } from "./collective.js";
-import { ERROR } from "./control.js";
+import { SharedSmallAllReduce, reduceSlices } from "./collective.js";
+import { ERROR, USER_BASE } from "./control.js";
 import { segment } from "./shard.js";
 import {
   assertBuilt,
@@ -136,5 +136,65 @@ describe.each([1, 2, 3])("SharedMemoryCollective with %i worker threads", (ranks
       const paddingEnd = layout.paramOffsets[i + 1] ?? layout.paddedLength;
       expect(reduced.subarray(layout.paramOffsets[i]! + size, paddingEnd).every((v) => v === 0)).toBe(true);
     });
+  });
+});
+
+describe("SharedSmallAllReduce (BatchNorm's in-step sums)", () => {
+  beforeAll(() => assertBuilt());
+  afterEach(terminateAll);
+
+  async function run(size: number, lengths: number[], failAt?: { rank: number; call: number }) {
+    const capacity = Math.max(...lengths);
+    const block = new SharedArrayBuffer(SharedSmallAllReduce.bytes(size, capacity));
+    const control = new Int32Array(new SharedArrayBuffer(USER_BASE * 4));
+    const workers = Array.from({ length: size }, (_, rank) =>
+      spawnRank("./small-allreduce-rank.mjs", { block, control, size, rank, capacity, lengths, failAt }),
+    );
+    return { outcomes: await Promise.all(workers.map(outcome)), control };
+  }
+
+  it("gives every rank the rank-order float64 sum, bit for bit, over many calls back to back", async () => {
+    // 40 calls of varying length with one barrier each: the two halves of the block must never be
+    // overwritten while a peer still reads them.
+    const lengths = Array.from({ length: 40 }, (_, i) => 1 + ((i * 7) % 9));
+    const size = 3;
+    const { outcomes, control } = await run(size, lengths);
+    expect(Atomics.load(control, ERROR)).toBe(0);
+    lengths.forEach((n, call) => {
+      const expected = new Float64Array(n);
+      for (let i = 0; i < n; i++) {
+        let s = seededValues(n, 31 * call)[i]!;
+        for (let r = 1; r < size; r++) s += seededValues(n, 31 * call + r)[i]!;
+        expected[i] = s;
+      }
+      for (const { messages, error } of outcomes) {
+        expect(error).toBeUndefined();
+        expect(Array.from(messages[call] as Float64Array)).toEqual(Array.from(expected));
+      }
+    });
+  });
+
+  it("a rank that fails releases the others waiting at the reduction (no hang)", async () => {
+    const { outcomes, control } = await run(3, [4, 4, 4, 4], { rank: 1, call: 2 });
+    expect(Atomics.load(control, ERROR)).not.toBe(0);
+    expect(outcomes[1]!.error?.message).toBe("rank 1 failed on purpose at call 2");
+    for (const r of [0, 2]) {
+      expect(outcomes[r]!.messages).toHaveLength(2);
+      expect(outcomes[r]!.error?.message).toMatch(/Barrier "batch-norm statistics": rank \d of 3 aborted/);
+    }
+  });
+
+  it("refuses more values than it has room for, naming both counts", () => {
+    const reducer = new SharedSmallAllReduce(
+      new SharedArrayBuffer(SharedSmallAllReduce.bytes(1, 4)),
+      new Int32Array(new SharedArrayBuffer(USER_BASE * 4)),
+      1,
+      0,
+      4,
+    );
+    const one = new Float64Array([1, 2, 3]);
+    reducer.allReduce(one);
+    expect(Array.from(one)).toEqual([1, 2, 3]);
+    expect(() => reducer.allReduce(new Float64Array(5))).toThrow("5 values to reduce, room for 4");
   });
 });

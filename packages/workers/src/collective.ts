@@ -171,3 +171,58 @@ export class SharedMemoryCollective implements Collective {
     return buf.length;
   }
 }
+
+/**
+ * All-reduce of a few float64 values (BatchNorm's per-channel sums inside a step) through a block
+ * of shared memory of its own: the gradient slices are busy then. Every rank writes its values to
+ * its row, waits at a barrier, and sums the rows itself in rank order 0..N-1, so every rank gets the
+ * same bits. Calls alternate between two halves of the block: a rank can only overwrite a half
+ * after every rank passed the next call's barrier, that is, after all finished reading it, so one
+ * barrier per call is enough. The barrier watches the error word: a failing rank releases the rest.
+ * @example const r = new SharedSmallAllReduce(new SharedArrayBuffer(SharedSmallAllReduce.bytes(2, 8)), control, 2, rank, 8);
+ */
+export class SharedSmallAllReduce {
+  private readonly rows: Float64Array;
+  private readonly sync: Barrier;
+  private calls = 0;
+
+  /** Bytes of shared memory for `size` ranks reducing up to `capacity` values at a time. */
+  static bytes(size: number, capacity: number): number {
+    return 2 * size * capacity * Float64Array.BYTES_PER_ELEMENT;
+  }
+
+  constructor(
+    block: SharedArrayBuffer,
+    control: Int32Array,
+    readonly size: number,
+    readonly rank: number,
+    readonly capacity: number,
+    options: BarrierOptions = {},
+  ) {
+    if (block.byteLength < SharedSmallAllReduce.bytes(size, capacity))
+      throw new RangeError(
+        `SharedSmallAllReduce: block has ${block.byteLength} bytes, needs ${SharedSmallAllReduce.bytes(size, capacity)}`,
+      );
+    this.rows = new Float64Array(block, 0, 2 * size * capacity);
+    this.sync = new Barrier(control, size, rank, { name: "batch-norm statistics", ...options });
+  }
+
+  /** Sums `values` over every rank, in place. */
+  allReduce(values: Float64Array): void {
+    const { size, capacity, rows } = this;
+    if (values.length > capacity) {
+      throw new RangeError(
+        `SharedSmallAllReduce: ${values.length} values to reduce, room for ${capacity} (the most channels planned)`,
+      );
+    }
+    if (size === 1) return;
+    const half = (this.calls++ % 2) * size * capacity;
+    rows.set(values, half + this.rank * capacity);
+    this.sync.wait(); // every rank's values are written
+    for (let i = 0; i < values.length; i++) {
+      let s = rows[half + i]!;
+      for (let r = 1; r < size; r++) s += rows[half + r * capacity + i]!;
+      values[i] = s;
+    }
+  }
+}

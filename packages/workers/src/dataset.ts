@@ -4,11 +4,16 @@ import { type Tensor, isTensor } from "@threadgrad/core";
  * A data set the trainer can shard: features `x` (one row of `features` values per sample) and
  * targets `y` (int32 class indices, or float32 regression targets with `targetDim` per sample).
  * `x`/`y` may be tensors (`{ x: Tensor, y: Tensor }`) or typed arrays with `length`.
+ * Samples keep a shape of their own when `sampleShape` is given (`[1, 28, 28]` for grey images),
+ * or when `x` is a tensor of more than 2 dims (`[N, 1, 28, 28]`: the shape after the first dim):
+ * the model's forward then gets `[rows, ...sampleShape]`; otherwise it gets rows `[rows, features]`.
  */
 export interface DatasetLike {
   x: Tensor | Float32Array;
   y: Tensor | Int32Array | Float32Array;
   length?: number;
+  /** the shape of one sample (its product is the values per sample); default: flat rows */
+  sampleShape?: readonly number[];
 }
 
 /** A data set in shared memory, as sent to workers (plain data: buffers and sizes). */
@@ -19,6 +24,8 @@ export interface SharedDataset {
   length: number;
   features: number;
   targetDim: number;
+  /** the shape each sample has in the model's input, or null: flat rows [rows, features] */
+  sampleShape: number[] | null;
 }
 
 function isShared(a: ArrayBufferView): boolean {
@@ -50,6 +57,8 @@ export interface DatasetChecks {
   inputs?: number;
   /** the model's outputs: the number of classes, or the targets per sample for regression */
   outputs?: number;
+  /** the model takes flat rows (the built-in mlp): a sample shape is checked, then not passed on */
+  flatRows?: boolean;
 }
 
 /** The first non-finite value of `a`, or -1 (a sum times zero stays 0 unless a value is NaN or ±Infinity). */
@@ -109,6 +118,8 @@ export function toSharedDataset(
   if (yArr.length % length !== 0) throw new Error(`dataset: y holds ${yArr.length} values for ${length} samples`);
   const features = xArr.length / length,
     targetDim = yArr.length / length;
+  const shape = readSampleShape(ds, features);
+  const sampleShape = checks.flatRows ? null : shape;
   const badX = firstNonFinite(xArr);
   if (badX >= 0) {
     throw new Error(
@@ -124,7 +135,35 @@ export function toSharedDataset(
     length,
     features,
     targetDim,
+    sampleShape,
   };
+}
+
+/** The shape of one sample: given, or a tensor x's dims after the first; checked against `features`. */
+function readSampleShape(ds: DatasetLike, features: number): number[] | null {
+  const given = ds.sampleShape;
+  const fromTensor = isTensor(ds.x) && ds.x.ndim > 2 ? ds.x.shape.slice(1) : null;
+  if (given === undefined) return fromTensor;
+  if (
+    !Array.isArray(given) ||
+    given.length === 0 ||
+    given.length > 8 ||
+    !given.every((d) => Number.isInteger(d) && d > 0)
+  ) {
+    throw new Error(`dataset: sampleShape must be a list of 1 to 8 positive integers, got ${JSON.stringify(given)}`);
+  }
+  const size = given.reduce((a, b) => a * b, 1);
+  if (size !== features) {
+    throw new Error(
+      `dataset: sampleShape [${given.join(", ")}] holds ${size} values, but each sample of x has ${features}`,
+    );
+  }
+  if (fromTensor !== null && fromTensor.join() !== given.join()) {
+    throw new Error(
+      `dataset: sampleShape [${given.join(", ")}] differs from x's sample shape [${fromTensor.join(", ")}]`,
+    );
+  }
+  return [...given];
 }
 
 function checkTargets(y: Int32Array | Float32Array, length: number, targetDim: number, checks: DatasetChecks): void {

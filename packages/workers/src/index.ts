@@ -1,7 +1,18 @@
-export { ALIGN_BYTES, SharedArena, planArena, type ArenaHandle, type ArenaLayout, type ArenaSpec } from "./arena.js";
+export {
+  ALIGN_BYTES,
+  SharedArena,
+  bufferViews,
+  planArena,
+  planBuffers,
+  type ArenaHandle,
+  type ArenaLayout,
+  type ArenaSpec,
+  type BufferSlot,
+} from "./arena.js";
 export { Barrier, BarrierAborted, BarrierTimeout, type BarrierOptions } from "./barrier.js";
 export {
   SharedMemoryCollective,
+  SharedSmallAllReduce,
   reduceSlices,
   type Collective,
   type CollectiveOptions,

@@ -55,6 +55,12 @@ describe("readTrainerCheckpoint", () => {
     expect([...c.params.keys()]).toEqual(["0.weight", "0.bias", "2.weight", "2.bias"]);
     expect([...c.optimizerState.keys()]).toEqual(["expAvg", "expAvgSq"]);
     expect(c.extra).toEqual({ note: "kept" });
+    expect(c.buffers).toEqual(new Map()); // the mlp has no buffers; the field is there, empty
+  });
+
+  it("reads a checkpoint written before buffers were saved, as one without them (null)", () => {
+    const file = crafted((p) => delete p.buffers);
+    expect(readTrainerCheckpoint(file).buffers).toBeNull();
   });
 
   it.each<[string, (p: Payload) => void, string]>([
@@ -125,6 +131,12 @@ describe("readTrainerCheckpoint", () => {
     ["no workers", (p) => (p.config.workers = 0), "field 'config.workers' must be an integer 1..256, got 0"],
     ["a wrong kind", (p) => (p.kind = "other"), "field 'kind' must be threadgrad-trainer, got \"other\""],
     ["a missing extra", (p) => delete p.extra, "field 'extra' is missing"],
+    [
+      "a buffer in an mlp's checkpoint (it has none)",
+      (p) => (p.buffers = { "0.runningMean": p.params["0.bias"] }),
+      "field 'buffers.0.runningMean' is not a buffer of the mlp (it has none)",
+    ],
+    ["buffers that are not a map", (p) => (p.buffers = [1]), "field 'buffers' must be a map of fields, got [1]"],
   ])("refuses %s, naming the file and the field", (_what, change, message) => {
     const file = crafted(change);
     expect(() => readTrainerCheckpoint(file)).toThrow(`checkpoint: ${file}: ${message}`);

@@ -20,6 +20,10 @@ export function saveTrainer(t: DataParallel, path: string, extra: Record<string,
       byParam[name] = storeTensor(t.arena.paramIn(t.arena.state(k), i), p.shape);
     });
   });
+  // Module buffers (BatchNorm's running statistics): main's model sees the shared values rank 0 updates.
+  const storedBuffers: Record<string, StoredTensor> = {};
+  for (const [name, b] of t.model.namedBuffers())
+    storedBuffers[name] = storeTensor(b.data as Float32Array | Float64Array | Int32Array, b.shape);
   const { model, loss, seed, schedule, clipGradNorm, accumulateSteps, skipNonFinite, maxBatchSize } = t.options;
   const modelSpec =
     "module" in model
@@ -47,6 +51,7 @@ export function saveTrainer(t: DataParallel, path: string, extra: Record<string,
     progress: { ...t.progress },
     params,
     optimizerState: state,
+    buffers: storedBuffers,
     extra,
   });
 }
@@ -75,6 +80,11 @@ export interface TrainerCheckpoint {
   params: Map<string, StoredTensor>;
   /** optimizer state buffer name -> parameter name -> tensor of that parameter's shape */
   optimizerState: Map<string, Map<string, StoredTensor>>;
+  /**
+   * every module buffer by name (running statistics, counters), or null for a file written before
+   * checkpoints kept buffers: it restores only a model without any
+   */
+  buffers: Map<string, StoredTensor> | null;
   /** the caller's data saved alongside (`save(path, extra)`), unchecked beyond being a map */
   extra: Record<string, unknown>;
 }
@@ -96,8 +106,9 @@ export function readTrainerCheckpoint(path: string): TrainerCheckpoint {
   const progress = readProgress(r, own(payload, "progress"), config.maxBatchSize);
   const params = readParams(r, own(payload, "params"), config.model);
   const optimizerState = readOptimizerState(r, own(payload, "optimizerState"), config.optimizer, params);
+  const buffers = readBuffers(r, own(payload, "buffers"), config.model);
   const extra = r.object(own(payload, "extra"), "extra");
-  return { path, config, progress, params, optimizerState, extra };
+  return { path, config, progress, params, optimizerState, buffers, extra };
 }
 
 function readConfig(r: FieldReader, v: unknown): StoredTrainerConfig {
@@ -183,6 +194,26 @@ function readParams(r: FieldReader, v: unknown, model: ModelSpec): Map<string, S
   return params;
 }
 
+/** Buffers by name (float32, float64 or int32); absent in files from before they were saved (null). */
+function readBuffers(r: FieldReader, v: unknown, model: ModelSpec): Map<string, StoredTensor> | null {
+  if (v === undefined) return null;
+  const o = r.object(v, "buffers");
+  const entries = Object.entries(o);
+  // The built-in mlp has none; a module model's are checked against the model when it is restored.
+  if ("kind" in model && entries.length > 0)
+    r.reject(`buffers.${entries[0]![0]}`, "is not a buffer of the mlp (it has none)");
+  if (entries.length > 1 << 16) r.fail("buffers", "must hold at most 65536 buffers", entries.length);
+  const buffers = new Map<string, StoredTensor>();
+  let total = 0;
+  for (const [name, t] of entries) {
+    const tensor = r.tensor(t, `buffers.${name}`, undefined, ["float32", "float64", "int32"]);
+    total += tensor.shape.reduce((a, b) => a * b, 1);
+    if (total > MAX_PARAMETERS) r.fail("buffers", `must hold at most ${MAX_PARAMETERS} values in all`, total);
+    buffers.set(name, tensor);
+  }
+  return buffers;
+}
+
 function readOptimizerState(
   r: FieldReader,
   v: unknown,
@@ -245,6 +276,44 @@ export function checkAgainstModel(
 }
 
 /**
+ * Checks a model's buffers (names, shapes, dtypes) against a checkpoint's; throws naming the file
+ * and the first difference. A file from before buffers were saved fits only a model without any.
+ */
+export function checkBuffersAgainstModel(
+  ckpt: TrainerCheckpoint,
+  named: readonly [string, { shape: readonly number[]; dtype: string }][],
+): void {
+  const { path, buffers } = ckpt;
+  if (buffers === null) {
+    if (named.length === 0) return;
+    throw new Error(
+      `checkpoint: ${path} was written before checkpoints kept module buffers, and the model has ` +
+        `${named.length} (${named.map(([n]) => n).join(", ")}): their values (running statistics) ` +
+        "cannot be restored from it; train the model again, or load its parameters into a model without them",
+    );
+  }
+  for (const [name, b] of named) {
+    const stored = buffers.get(name);
+    if (stored === undefined) {
+      throw new Error(
+        `checkpoint: ${path} has no buffer '${name}' (it holds ${safeText([...buffers.keys()].join(", ") || "none")}); ` +
+          "is this the model it was saved from?",
+      );
+    }
+    if (stored.shape.join() !== b.shape.join() || stored.dtype !== b.dtype) {
+      throw new Error(
+        `checkpoint: buffer '${name}' is ${stored.dtype} [${stored.shape.join(", ")}] in ${path}, ` +
+          `the model has ${b.dtype} [${b.shape.join(", ")}]`,
+      );
+    }
+  }
+  if (named.length !== buffers.size) {
+    const extra = [...buffers.keys()].filter((n) => !named.some(([m]) => m === n));
+    throw new Error(`checkpoint: ${path} holds buffers the model does not have: ${safeText(extra.join(", "))}`);
+  }
+}
+
+/**
  * Copies a checkpoint's parameters, optimizer state and progress into a freshly created trainer,
  * after `checkAgainstModel`: on a mismatch nothing is written.
  */
@@ -256,6 +325,8 @@ export function restoreTrainer(t: DataParallel, ckpt: TrainerCheckpoint): void {
     named,
     buffers.map((b) => b.name),
   );
+  const namedBuffers = [...t.model.namedBuffers()];
+  checkBuffersAgainstModel(ckpt, namedBuffers);
   named.forEach(([name], i) => {
     t.arena.paramView(i).set(loadTensor(ckpt.params.get(name)!, name));
     buffers.forEach((b, k) => {
@@ -263,5 +334,8 @@ export function restoreTrainer(t: DataParallel, ckpt: TrainerCheckpoint): void {
       t.arena.paramIn(t.arena.state(k), i).set(loadTensor(s, `${b.name} of ${name}`));
     });
   });
+  // main's buffers are the shared ones (rank 0's); the other ranks copy them before the next command
+  for (const [name, b] of namedBuffers) b.data.set(loadTensor(ckpt.buffers!.get(name)!, `buffer ${name}`));
+  if (namedBuffers.length > 0) t.buffersChanged = true;
   Object.assign(t.progress, ckpt.progress);
 }

@@ -53,6 +53,11 @@ export const S_STEP = 6;
 export const S_DATASET = 7;
 /** max gradient norm (0: no clipping) */
 export const S_CLIP = 8;
+/**
+ * 1: the module buffers in shared memory were replaced (a checkpoint was restored): ranks other
+ * than 0, which keep private copies, read them again before the command (rank 0's are the shared ones)
+ */
+export const S_LOAD_BUFFERS = 9;
 export const STEP_BLOCK_SIZE = 16;
 
 // Per-rank scalars (float64 slots in the arena's scalars region).

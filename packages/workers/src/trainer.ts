@@ -2,7 +2,7 @@ import { MessageChannel, type MessagePort } from "node:worker_threads";
 import { fileURLToPath } from "node:url";
 import { existsSync } from "node:fs";
 import { Piscina } from "piscina";
-import { type nn, isTensor, manualSeed } from "@threadgrad/core";
+import { isTensor, manualSeed, nn } from "@threadgrad/core";
 import {
   type OptimizerName,
   type ScheduleConfig,
@@ -10,7 +10,8 @@ import {
   resolveFlatOptions,
   stateBuffers,
 } from "@threadgrad/optim";
-import { SharedArena, planArena } from "./arena.js";
+import { SharedArena, bufferViews, planArena, planBuffers } from "./arena.js";
+import { SharedSmallAllReduce } from "./collective.js";
 import { show } from "./checkpoint-schema.js";
 import { type TrainerCheckpoint, readTrainerCheckpoint, restoreTrainer, saveTrainer } from "./persist.js";
 import { ERROR, ErrorCode, WaitTimeout, signalError, waitUntil } from "./control.js";
@@ -141,7 +142,13 @@ function datasetChecks(model: ModelSpec, loss: LossSpec): DatasetChecks {
   const weights = typeof loss === "object" && "name" in loss ? loss.weight?.length : undefined;
   // A module loss may take targets of any shape: only a built-in loss fixes the outputs.
   const builtIn = classification || loss === "mse";
-  return { classification, inputs: mlp?.[0], outputs: builtIn ? (mlp?.at(-1) ?? weights) : undefined };
+  return {
+    classification,
+    inputs: mlp?.[0],
+    outputs: builtIn ? (mlp?.at(-1) ?? weights) : undefined,
+    // the mlp takes rows: images [N, 1, 28, 28] reach it as [N, 784]
+    flatRows: mlp !== null,
+  };
 }
 
 /**
@@ -160,6 +167,14 @@ interface PendingStep {
   update: boolean;
   /** global steps completed before this one */
   globalStep: number;
+}
+
+/** The most channels of any BatchNorm layer in the model (0: none): the width of the in-step reduction. */
+function batchNormChannels(model: nn.Module): number {
+  let channels = 0;
+  for (const [, m] of model.namedModules())
+    if (m instanceof nn.BatchNorm1d || m instanceof nn.BatchNorm2d) channels = Math.max(channels, m.numFeatures);
+  return channels;
 }
 
 /** Refuses a checkpoint whose model or loss came from a module unless the caller gives that module again. */
@@ -255,6 +270,12 @@ export class DataParallel {
   private readonly spare: SharedArrayBuffer[] = [];
   private largestCopy = 0;
   private readonly checks: DatasetChecks;
+  /**
+   * Set when the module buffers in shared memory were replaced while the workers run (a restored
+   * checkpoint): the next command tells the ranks that keep private copies to read them again.
+   * @internal
+   */
+  buffersChanged = false;
 
   private constructor(
     readonly options: Required<
@@ -321,6 +342,22 @@ export class DataParallel {
     buffers.forEach((b, k) => {
       arena.state(k).fill(b.init);
     });
+    // Module buffers (BatchNorm's running statistics) live in shared memory too: main's model and
+    // rank 0 use it directly, the other ranks keep private copies that stay equal (see worker-entry).
+    const namedBuffers = [...model.namedBuffers()];
+    const bufferPlan = planBuffers(namedBuffers);
+    const bufferBlock = new SharedArrayBuffer(Math.max(8, bufferPlan.byteLength));
+    bufferViews(bufferBlock, bufferPlan.slots).forEach((view, i) => {
+      const b = namedBuffers[i]![1];
+      view.set(b.data as never);
+      b.setStorage(view);
+    });
+    // BatchNorm over several ranks normalises with the global batch's statistics, exchanged inside the step.
+    const channels = batchNormChannels(model);
+    const syncBatchNorm =
+      numWorkers > 1 && channels > 0
+        ? { block: new SharedArrayBuffer(SharedSmallAllReduce.bytes(numWorkers, channels)), capacity: channels }
+        : null;
     const maxBatchSize = opts.maxBatchSize ?? 8192;
     const blocks = new Float64Array(new SharedArrayBuffer(slots * P.STEP_BLOCK_SIZE * 8));
     const batches = new Int32Array(new SharedArrayBuffer(slots * maxBatchSize * 4));
@@ -382,6 +419,8 @@ export class DataParallel {
         spin: numWorkers <= availableWorkers(),
         stepRegion: opts.stepRegion ?? "kind" in opts.model,
         wasm: wasm ? { memory: wasm.placement.memory, scratch: wasm.placement.scratch[rank]! } : null,
+        buffers: { block: bufferBlock, slots: bufferPlan.slots },
+        syncBatchNorm,
       };
       tasks.push(trainer.runRank(pool, init, port1));
     }
@@ -491,6 +530,10 @@ export class DataParallel {
     const block = this.blocks.subarray(slot * P.STEP_BLOCK_SIZE, (slot + 1) * P.STEP_BLOCK_SIZE);
     block.fill(0);
     block[P.S_CMD] = cmd;
+    if (this.buffersChanged && cmd !== P.Cmd.STOP) {
+      block[P.S_LOAD_BUFFERS] = 1;
+      this.buffersChanged = false;
+    }
     fill(block, this.batches.subarray(slot * this.options.maxBatchSize, (slot + 1) * this.options.maxBatchSize));
     Atomics.store(control, P.DONE + slot, 0);
     Atomics.store(control, P.SEQ, seq);
@@ -885,8 +928,9 @@ export class DataParallel {
   }
 
   /**
-   * Writes a checkpoint: parameters, optimizer state, progress and the configuration, atomically
-   * (a crash mid-write leaves the previous file intact). `extra` is stored alongside (e.g. metrics).
+   * Writes a checkpoint: parameters, optimizer state, module buffers (running statistics), progress
+   * and the configuration, atomically (a crash mid-write leaves the previous file intact). `extra` is
+   * stored alongside (e.g. metrics).
    */
   async save(path: string, extra: Record<string, unknown> = {}): Promise<void> {
     if (this.busy) throw new Error("DataParallel.save: wait for fit or evaluate to finish");

@@ -12,6 +12,7 @@ import {
   isTensor,
   noGrad,
   runInStepRegion,
+  setBatchNormReducer,
   setDefaultWasmKernels,
   setSampleContext,
   tensor,
@@ -26,8 +27,8 @@ import {
   partialNorm,
   scaleRange,
 } from "@threadgrad/optim";
-import { type ArenaHandle, SharedArena } from "./arena.js";
-import { SharedMemoryCollective } from "./collective.js";
+import { type ArenaHandle, type BufferSlot, SharedArena, bufferViews } from "./arena.js";
+import { SharedMemoryCollective, SharedSmallAllReduce } from "./collective.js";
 import { ERROR, ErrorCode, signalError } from "./control.js";
 import type { SharedDataset } from "./dataset.js";
 import * as P from "./protocol.js";
@@ -60,6 +61,10 @@ export interface WorkerInit {
   stepRegion: boolean;
   /** the arena's shared WebAssembly.Memory and this rank's scratch in it, when the wasm backend is on */
   wasm: { memory: WasmMemory; scratch: Region } | null;
+  /** the model's buffers in shared memory: rank 0 uses them in place, the other ranks keep copies */
+  buffers: { block: SharedArrayBuffer; slots: BufferSlot[] };
+  /** BatchNorm statistics exchanged inside the step (several ranks, a model with BatchNorm), or null */
+  syncBatchNorm: { block: SharedArrayBuffer; capacity: number } | null;
 }
 
 /** Waits (blocking: this is a worker) until main has published command `next`, watching ERROR. */
@@ -88,7 +93,8 @@ function gatherRows(ds: SharedDataset, idx: Int32Array, start: number, end: numb
     y.set(ds.y.subarray(i * d, (i + 1) * d), r * d);
   }
   const yShape = ds.y instanceof Int32Array && d === 1 ? [rows] : [rows, d];
-  return { x: tensor(x, { shape: [rows, f] }), y: tensor(y, { shape: yShape }) };
+  const xShape = ds.sampleShape === null ? [rows, f] : [rows, ...ds.sampleShape];
+  return { x: tensor(x, { shape: xShape }), y: tensor(y, { shape: yShape }) };
 }
 
 /**
@@ -185,11 +191,23 @@ async function prepareRank(init: WorkerInit, arena: SharedArena, kernels: WasmKe
     p.bindGrad(arena.paramIn(ownGrads, i));
   });
   const state = Array.from({ length: arena.layout.stateBuffers }, (_, k) => arena.state(k));
+  const loadBuffers = bindBuffers(model, init.buffers, rank);
   const collective = new SharedMemoryCollective(arena, rank, {
     timeoutMs: init.barrierTimeoutMs,
     spinIterations: init.spin ? undefined : 0,
     segmentSum: kernels ? wasmSegmentSum(kernels, arena) : undefined,
   });
+  const barrierOptions = { timeoutMs: init.barrierTimeoutMs, spinIterations: init.spin ? undefined : 0 };
+  const sync = init.syncBatchNorm
+    ? new SharedSmallAllReduce(
+        init.syncBatchNorm.block,
+        control,
+        ranks,
+        rank,
+        init.syncBatchNorm.capacity,
+        barrierOptions,
+      )
+    : null;
   const optimizerStep = kernels ? wasmUpdate(kernels, arena, init.optimizer) : null;
   const stepRegion = kernels && init.stepRegion ? kernels : null;
   const datasets = new Map<number, SharedDataset>();
@@ -213,6 +231,12 @@ async function prepareRank(init: WorkerInit, arena: SharedArena, kernels: WasmKe
       const cmd = block[P.S_CMD];
       if (cmd === P.Cmd.STOP) return steps;
       scalars.fill(0);
+      if (block[P.S_LOAD_BUFFERS] === 1) {
+        // Main replaced the shared buffers (a restored checkpoint): the copies follow, and no rank
+        // starts the command (rank 0 updating the shared ones in place) before every copy is made.
+        loadBuffers();
+        if (ranks > 1) collective.barrier();
+      }
       if (cmd === P.Cmd.RECEIVE) {
         // Messages: a data set to keep, or { forget: ids } of data sets main no longer uses.
         for (let msg = receiveMessageOnPort(init.port); msg !== undefined; msg = receiveMessageOnPort(init.port)) {
@@ -230,7 +254,7 @@ async function prepareRank(init: WorkerInit, arena: SharedArena, kernels: WasmKe
           const known = block[P.S_OPT_COUNT]!;
           if (known >= 0) Object.assign(run, { optCount: known, halted: false });
           if (!run.halted) {
-            const ctx = { init, model, lossFn, ds, batch, block, start, end, scalars, params };
+            const ctx = { init, model, lossFn, ds, batch, block, start, end, scalars, params, sync };
             if (block[P.S_ZERO] === 1) run.windowNonFinite = false;
             if (stepRegion) runInStepRegion(stepRegion, () => trainStep(ctx));
             else trainStep(ctx);
@@ -294,38 +318,82 @@ interface StepCtx {
   scalars: Float64Array;
 }
 
-function trainStep(c: StepCtx & { block: Float64Array; params: Tensor[] }): void {
+type TrainCtx = StepCtx & { block: Float64Array; params: Tensor[]; sync: SharedSmallAllReduce | null };
+
+function trainStep(c: TrainCtx): void {
   const { block, start, end } = c;
   if (block[P.S_ZERO] === 1) for (const p of c.params) p.grad = null; // zeroes the bound slice (lazily)
   try {
-    if (end > start) forwardBackward(c);
+    // With synchronised BatchNorm a rank with no samples still runs the step (on padding), or the
+    // others would wait for it in the in-step reductions.
+    if (end > start || c.sync !== null) forwardBackward(c);
   } finally {
     for (const p of c.params) p.syncGrad(); // the reduction reads the arena directly
   }
 }
 
-function forwardBackward(c: StepCtx & { block: Float64Array; params: Tensor[] }): void {
+function forwardBackward(c: TrainCtx): void {
   const { block, start, end, scalars } = c;
   const t0 = performance.now();
-  const { x, y } = gatherRows(c.ds, c.batch, start, end);
+  // Padding: the batch's first sample stands in, and everything it contributes is multiplied by 0.
+  const padding = end <= start;
+  const { x, y } = padding ? gatherRows(c.ds, c.batch, 0, 1) : gatherRows(c.ds, c.batch, start, end);
   c.model.train();
   setSampleContext({ seed: c.init.seed, step: block[P.S_STEP]!, firstSample: start });
+  const sync = c.sync;
+  if (sync !== null) setBatchNormReducer({ allReduce: (v) => sync.allReduce(v), padding });
   try {
     const out = (c.model.forward as (x: Tensor) => Tensor)(x);
     if (!isTensor(out)) throw new Error("model.forward did not return a Tensor");
-    if (c.init.classification) checkLabels(out, y, c.batch, start);
-    const lossSum = c.lossFn(out, y);
+    if (c.init.classification && !padding) checkLabels(out, y, c.batch, start);
+    let lossSum = c.lossFn(out, y);
     if (!isTensor(lossSum) || lossSum.numel !== 1)
       throw new Error("the loss function must return a scalar Tensor (the sum over the shard)");
-    const value = lossSum.item();
-    scalars[P.R_LOSS] = value;
-    if (!Number.isFinite(value)) scalars[P.R_NONFINITE] = 1;
-    if (c.init.classification) scalars[P.R_CORRECT] = noGrad(() => countCorrect(out, y, null, 0));
+    if (!padding) {
+      const value = lossSum.item();
+      scalars[P.R_LOSS] = value;
+      if (!Number.isFinite(value)) scalars[P.R_NONFINITE] = 1;
+      if (c.init.classification) scalars[P.R_CORRECT] = noGrad(() => countCorrect(out, y, null, 0));
+    }
+    // The same ops on every rank, padding or not, so the backward passes meet the reductions in one order.
+    if (sync !== null) lossSum = lossSum.mul(padding ? 0 : 1);
     lossSum.div(block[P.S_DENOM]!).backward();
     scalars[P.R_T_COMPUTE] = performance.now() - t0;
   } finally {
+    if (sync !== null) setBatchNormReducer(null);
     setSampleContext(null);
   }
+}
+
+/**
+ * Binds the model's buffers to the shared block: rank 0's are views on it (it updates them in place,
+ * once per step), the other ranks' are private copies, which synchronised BatchNorm keeps equal to
+ * rank 0's (every rank applies the same global statistics). Returns the function that copies the
+ * shared values into the private ones (a no-op for rank 0).
+ */
+function bindBuffers(model: nn.Module, buffers: WorkerInit["buffers"], rank: number): () => void {
+  const named = [...model.namedBuffers()];
+  const { slots } = buffers;
+  if (
+    named.length !== slots.length ||
+    named.some(([name, b], i) => name !== slots[i]!.name || b.dtype !== slots[i]!.dtype || b.numel !== slots[i]!.length)
+  ) {
+    throw new Error("the model built in this worker does not match the main thread's (different buffers)");
+  }
+  const shared = bufferViews(buffers.block, slots);
+  if (rank === 0) {
+    named.forEach(([, b], i) => {
+      b.setStorage(shared[i]!);
+    });
+    return () => undefined;
+  }
+  const load = () => {
+    named.forEach(([, b], i) => {
+      b.data.set(shared[i]!);
+    });
+  };
+  load();
+  return load;
 }
 
 function update(c: {

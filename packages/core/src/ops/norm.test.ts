@@ -1,6 +1,7 @@
 import { describe, expect, test } from "vitest";
 import { Generator, type Tensor, gradcheck, gradgradcheck, ones, randn, tensor, zeros } from "../index.js";
-import { batchNorm, groupNorm } from "./norm.js";
+import { cat } from "./shape.js";
+import { type BatchNormReducer, batchNorm, groupNorm, setBatchNormReducer } from "./norm.js";
 
 const gen = new Generator(5);
 const r = (...shape: number[]): Tensor => randn(shape, { dtype: "float64", generator: gen, requiresGrad: true });
@@ -173,5 +174,111 @@ describe("groupNorm", () => {
       /groupNorm: numGroups \(4\) must be a positive integer that divides the channels of input \[2, 6, 2\]/,
     );
     expect(() => groupNorm(r(2, 6), 3, r(3))).toThrow(/groupNorm: weight must have shape \[6\]/);
+  });
+});
+
+describe("batchNorm with a replica reducer (synchronised batch norm)", () => {
+  // Two replicas holding the same rows: the reducer doubles every sum, as summing both would. Each
+  // replica must then compute what one model computes on both copies stacked, forward and backward.
+  const doubling = (padding = false): BatchNormReducer & { calls: number } => ({
+    calls: 0,
+    padding,
+    allReduce(v: Float64Array) {
+      this.calls++;
+      for (let i = 0; i < v.length; i++) v[i] = 2 * v[i]!;
+    },
+  });
+
+  test("forward, backward and running statistics match one model on the global batch", () => {
+    const xs = r(3, 2, 2, 2),
+      w = r(2),
+      b = r(2),
+      probe = randn([3, 2, 2, 2], { dtype: "float64", generator: gen });
+    const rm1 = zeros([2], { dtype: "float64" }),
+      rv1 = ones([2], { dtype: "float64" });
+    const reducer = doubling();
+    const before = setBatchNormReducer(reducer);
+    let y: Tensor;
+    try {
+      y = batchNorm(xs, rm1, rv1, w, b, { training: true });
+      y.mul(probe).sum().backward();
+    } finally {
+      setBatchNormReducer(before);
+    }
+    // forward: count, sum, centred sum of squares; backward: the two sums again
+    expect(reducer.calls).toBe(5);
+    const gx = xs.grad!.data.slice(),
+      gw = w.grad!.data.slice(),
+      gb = b.grad!.data.slice();
+    xs.grad = null;
+    w.grad = null;
+    b.grad = null;
+    const rm2 = zeros([2], { dtype: "float64" }),
+      rv2 = ones([2], { dtype: "float64" });
+    const both = cat([xs, xs]);
+    const y2 = batchNorm(both, rm2, rv2, w, b, { training: true });
+    y2.mul(cat([probe, probe]))
+      .sum()
+      .backward();
+    near(y.data, y2.data.slice(0, y.numel), 1e-12);
+    // the stacked copy's input gradient, summed over both copies, is twice one replica's
+    near(
+      gx.map((g) => 2 * g),
+      xs.grad!.data,
+      1e-12,
+    );
+    near(
+      gw.map((g) => 2 * g),
+      w.grad!.data,
+      1e-12,
+    );
+    near(
+      gb.map((g) => 2 * g),
+      b.grad!.data,
+      1e-12,
+    );
+    // the unbiased variance uses the global count (24 values per channel, not 12)
+    near(rm1.data, rm2.data, 1e-12);
+    near(rv1.data, rv2.data, 1e-12);
+  });
+
+  test("gradcheck and gradgradcheck through the replica sums (float64, finite differences)", () => {
+    // With both replicas equal, a replica's output is a function of its own input alone (the other
+    // copy moves with it), and the reduced backward is that function's derivative.
+    const xs = r(3, 2, 2),
+      w = r(2),
+      b = r(2);
+    const before = setBatchNormReducer(doubling());
+    try {
+      const fn = (x: Tensor, wt: Tensor, bs: Tensor) => batchNorm(x, null, null, wt, bs, { training: true });
+      expect(gradcheck(fn, [xs, w, b])).toBe(true);
+      expect(gradgradcheck(fn, [xs, w, b])).toBe(true);
+    } finally {
+      setBatchNormReducer(before);
+    }
+  });
+
+  test("a padding replica's rows count for nothing and give no gradient", () => {
+    const xs = r(2, 3, 2),
+      w = r(3);
+    const before = setBatchNormReducer(doubling(true));
+    try {
+      expect(() => batchNorm(xs, null, null, w, null, { training: true })).toThrow(
+        /more than 1 value per channel when training, got 0 over all replicas/,
+      );
+    } finally {
+      setBatchNormReducer(before);
+    }
+  });
+
+  test("without a reducer nothing changes (the reducer is removed again)", () => {
+    const xs = r(4, 2);
+    const prev = setBatchNormReducer(doubling());
+    setBatchNormReducer(prev);
+    const y = batchNorm(xs, null, null, null, null, { training: true });
+    const m = xs.data;
+    const mean0 = (m[0]! + m[2]! + m[4]! + m[6]!) / 4;
+    const var0 = [0, 2, 4, 6].reduce((s, i) => s + (m[i]! - mean0) ** 2, 0) / 4;
+    expect(y.data[0]).toBeCloseTo((m[0]! - mean0) / Math.sqrt(var0 + 1e-5), 12);
   });
 });

@@ -1,9 +1,10 @@
 import { noGrad } from "../autograd/grad-mode.js";
-import { isFloat } from "../tensor/dtype.js";
+import { arrayFor, isFloat } from "../tensor/dtype.js";
 import { fmtShape } from "../tensor/shape.js";
-import type { Tensor } from "../tensor/tensor.js";
+import { Tensor } from "../tensor/tensor.js";
 import { add, div, mul, sqrt, sub, to } from "./elementwise.js";
-import { mean } from "./reduce.js";
+import { record } from "./op.js";
+import { mean, sum } from "./reduce.js";
 import { reshape } from "./shape.js";
 
 // Batch and group normalisation composed from differentiable ops (mean, sub, mul, div, sqrt), so
@@ -47,6 +48,72 @@ function blend(running: Tensor, value: Tensor, m: number): void {
 }
 
 /**
+ * How batch normalisation reaches the other replicas of a data-parallel model, so that training
+ * normalises with the statistics of the global batch (synchronised batch norm). Core knows no
+ * threads: the trainer installs one with `setBatchNormReducer` for the length of a step.
+ */
+export interface BatchNormReducer {
+  /**
+   * Sums `values` element by element over every replica, in place. Every replica calls it the same
+   * number of times in the same order (the same model, forward and backward), and every replica
+   * must get the same sums, bit for bit (a fixed order of replicas).
+   */
+  allReduce(values: Float64Array): void;
+  /**
+   * This replica's rows are padding: a replica with no samples in this step still runs the model
+   * (on stand-in rows) so the others are not left waiting, and its rows count for nothing.
+   */
+  padding: boolean;
+}
+
+let reducer: BatchNormReducer | null = null;
+
+/**
+ * Installs (or, with null, removes) the reducer every training-mode `batchNorm` uses; returns the
+ * previous one. With a reducer the batch mean and variance are those of all replicas' rows
+ * together, the running statistics are updated with them (identically on every replica), and the
+ * backward pass sums the matching gradient terms over the replicas (the reduction is itself an op
+ * whose backward is the same reduction), so N replicas compute the gradient of the global batch.
+ */
+export function setBatchNormReducer(r: BatchNormReducer | null): BatchNormReducer | null {
+  const previous = reducer;
+  reducer = r;
+  return previous;
+}
+
+/** `t` summed over the replicas; its gradient is the replicas' gradients summed the same way. */
+function replicaSum(t: Tensor, r: BatchNormReducer): Tensor {
+  const values = Float64Array.from(t.data as Float32Array | Float64Array);
+  r.allReduce(values);
+  const data = arrayFor(t.dtype, t.numel);
+  data.set(values);
+  return record(new Tensor(data, t.shape), "replicaSum", [t], (g) => [replicaSum(g, r)]);
+}
+
+/**
+ * Batch statistics over every replica's rows: mean, x - mean and biased variance (the first and
+ * last shaped [1, C, 1, ...]), and the global count of values per channel. Both sums go through the reducer, in float64 and replica
+ * order; a padding replica multiplies its own by 0 (the same ops on every replica, so their
+ * backward passes meet the reductions in the same order).
+ */
+function syncedStats(x: Tensor, dims: number[], n: number, r: BatchNormReducer): [Tensor, Tensor, Tensor, number] {
+  const w = r.padding ? 0 : 1;
+  const count = new Float64Array([w * n]);
+  r.allReduce(count);
+  const total = count[0]!;
+  if (total <= 1) {
+    throw new Error(
+      `batchNorm: expected more than 1 value per channel when training, got ${total} over all replicas ` +
+        `(this one's input is ${fmtShape(x.shape)})`,
+    );
+  }
+  const mu = div(replicaSum(mul(sum(x, dims, true), w), r), total);
+  const centred = sub(x, mu);
+  const v = div(replicaSum(mul(sum(mul(centred, centred), dims, true), w), r), total);
+  return [mu, centred, v, total];
+}
+
+/**
  * Batch normalisation of x [N, C, ...] per channel (over every dim but 1), as PyTorch's
  * F.batch_norm. Training: batch statistics, and the running ones (when given) updated in place;
  * otherwise the running statistics.
@@ -84,16 +151,21 @@ export function batchNorm(
     const v = perChannel(to(runningVar.detach(), x.dtype), x);
     return affine(div(sub(x, mu), sqrt(add(v, eps))), x, weight, bias);
   }
-  const n = x.numel / c;
-  if (n <= 1) {
-    throw new Error(
-      `batchNorm: expected more than 1 value per channel when training, got input size ${fmtShape(x.shape)}`,
-    );
-  }
   if (!(momentum >= 0 && momentum <= 1)) throw new Error(`batchNorm: momentum must be in [0, 1], got ${momentum}`);
-  const mu = mean(x, dims, true);
-  const centred = sub(x, mu);
-  const v = mean(mul(centred, centred), dims, true);
+  const sync = reducer;
+  let n = x.numel / c;
+  let mu: Tensor, centred: Tensor, v: Tensor;
+  if (sync !== null) [mu, centred, v, n] = syncedStats(x, dims, n, sync);
+  else {
+    if (n <= 1) {
+      throw new Error(
+        `batchNorm: expected more than 1 value per channel when training, got input size ${fmtShape(x.shape)}`,
+      );
+    }
+    mu = mean(x, dims, true);
+    centred = sub(x, mu);
+    v = mean(mul(centred, centred), dims, true);
+  }
   if (runningMean !== null && runningVar !== null) {
     blend(runningMean, mu, momentum);
     blend(
