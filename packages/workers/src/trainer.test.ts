@@ -316,11 +316,16 @@ describe("DataParallel", () => {
       process.off("worker", onWorker);
       hook.disable();
     }
+    // An OS thread is joined a little after its Worker's exit event: give the kernel a few turns
+    // (bounded) to see it gone before counting.
+    for (let turn = 0; turn < 200 && osThreadCount() > threadsBefore; turn++) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
     expect(exitCodes.size).toBeGreaterThanOrEqual(2);
     expect([...exitCodes.values()]).not.toContain(null); // every worker's exit event fired
     expect([...open.values()]).toEqual([]);
     expect(handleKinds()).toEqual(resourcesBefore);
-    expect(osThreadCount()).toBe(threadsBefore);
+    expect(osThreadCount()).toBeLessThanOrEqual(threadsBefore);
   });
 
   it("an aborted fit stops once the steps in flight are done, and the trainer keeps working", async () => {
