@@ -2,7 +2,7 @@ import { MessageChannel, type MessagePort } from "node:worker_threads";
 import { fileURLToPath } from "node:url";
 import { existsSync } from "node:fs";
 import { Piscina } from "piscina";
-import { type nn, isTensor, manualSeed } from "@threadgrad/core";
+import { type Tensor, type nn, isTensor, manualSeed } from "@threadgrad/core";
 import {
   type OptimizerName,
   type ScheduleConfig,
@@ -16,6 +16,7 @@ import { type TrainerCheckpoint, readTrainerCheckpoint, restoreTrainer, saveTrai
 import { ERROR, ErrorCode, WaitTimeout, signalError, waitUntil } from "./control.js";
 import { type DatasetChecks, type DatasetLike, type SharedDataset, toSharedDataset } from "./dataset.js";
 import * as P from "./protocol.js";
+import { type PredictOptions, predictOutputs } from "./load-model.js";
 import { epochOrder } from "./step-math.js";
 import { type LossSpec, type ModelSpec, buildModel, isClassification } from "./spec.js";
 import { availableWorkers, resolveWorkers } from "./threads.js";
@@ -819,6 +820,19 @@ export class DataParallel {
     } finally {
       this.busy = false;
     }
+  }
+
+  /**
+   * The model's outputs for `x` (no targets), row-major [N, outDim], computed on this thread with
+   * the trained parameters in eval mode. A flat x needs `sampleShape` unless the model is an mlp.
+   * @example const logits = await trainer.predict(testX) // [N * classes]
+   */
+  async predict(x: Float32Array | Tensor, opts: PredictOptions = {}): Promise<Float32Array> {
+    if (this.busy) throw new Error("DataParallel.predict: wait for fit or evaluate to finish");
+    this.assertOpen();
+    const spec = this.options.model;
+    const sampleShape = opts.sampleShape ?? ("kind" in spec && !isTensor(x) ? [spec.sizes[0]!] : undefined);
+    return predictOutputs(this.model, x, { ...opts, sampleShape });
   }
 
   /**
