@@ -14,7 +14,8 @@ const alias = {
 };
 
 // Worker and end-to-end test files spin on Atomics barriers; run alongside other files they would
-// oversubscribe a 2-core machine, so they form their own project, run one file at a time.
+// oversubscribe a 2-core machine, so they form their own project, run one file at a time. So do the
+// MPI tests, whose processes poll their requests.
 export default defineConfig({
   resolve: { alias },
   test: {
@@ -32,7 +33,11 @@ export default defineConfig({
         resolve: { alias },
         test: {
           name: "workers",
-          include: ["packages/workers/src/**/*.test.ts", "packages/cli/test/**/*.test.ts"],
+          include: [
+            "packages/workers/src/**/*.test.ts",
+            "packages/cli/test/**/*.test.ts",
+            "packages/mpi/test/**/*.test.ts",
+          ],
           exclude: ["**/node_modules/**", "**/dist/**"],
           fileParallelism: false,
           testTimeout: 120_000,

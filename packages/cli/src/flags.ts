@@ -68,6 +68,7 @@ export interface SessionFlags {
   resume: string | null;
   quiet: boolean;
   json: boolean;
+  overwrite: boolean;
 }
 
 export type FlagKey = keyof TrainSettings | keyof SessionFlags;
@@ -244,6 +245,12 @@ export const TRAIN_FLAGS: FlagSpec[] = [
     flags: "--out <dir>",
     help: "run folder (default runs/<timestamp>; with --resume, the checkpoint's folder)",
     parse: parseString,
+  },
+  {
+    key: "overwrite",
+    flags: "--overwrite",
+    help: "let a new run replace the run files (metrics, checkpoints, report) already in --out",
+    parse: parseBoolean,
   },
   {
     key: "resume",

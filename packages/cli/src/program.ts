@@ -7,6 +7,7 @@ import { exportCommand } from "./commands/export.js";
 import { runTrain } from "./commands/train.js";
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError } from "./errors.js";
 import { TRAIN_FLAGS } from "./flags.js";
+import { runnable, runnableText } from "./invocation.js";
 import { VERSION } from "./version.js";
 
 const TRAIN_EXAMPLES = `
@@ -49,7 +50,7 @@ function trainCommand(onDone: (code: number) => void): Command {
     cmd.addOption(option);
   }
   return cmd
-    .addHelpText("after", TRAIN_EXAMPLES)
+    .addHelpText("after", runnableText(TRAIN_EXAMPLES))
     .action(async (opts: Record<string, unknown>) => onDone(await runTrain(opts)));
 }
 
@@ -64,7 +65,7 @@ function evalCommand(onDone: (code: number) => void): Command {
     .option("--split <name>", "evaluate on the test (default) or train split")
     .option("--workers <n>", "worker threads: auto (default) or a number")
     .option("--json", "print the result as one JSON object")
-    .addHelpText("after", EVAL_EXAMPLES)
+    .addHelpText("after", runnableText(EVAL_EXAMPLES))
     .action(async (opts: Record<string, unknown>) => onDone(await runEval(opts)));
 }
 
@@ -82,7 +83,7 @@ function benchCommand(onDone: (code: number) => void): Command {
     )
     .option("--seed <n>", "seed of the random data and the model (default 0)")
     .option("--json", "print one JSON line per worker count and a final bench event")
-    .addHelpText("after", BENCH_EXAMPLES)
+    .addHelpText("after", runnableText(BENCH_EXAMPLES))
     .action(async (opts: Record<string, unknown>) => onDone(await runBench(opts)));
 }
 
@@ -98,13 +99,13 @@ export function buildProgram(onDone: (code: number) => void): Command {
   program.addCommand(exportCommand(onDone));
   program.addHelpText(
     "after",
-    `
+    runnableText(`
 Examples:
   $ threadgrad train                                   # built-in digits: about 4 s on 2 cores, ~96% test accuracy
   $ threadgrad eval --checkpoint runs/<run>/checkpoint-best.msgpack
   $ threadgrad bench --workers 1,2
 
-Run threadgrad <command> --help for each command's flags and examples.`,
+Run threadgrad <command> --help for each command's flags and examples.`),
   );
   // addCommand does not copy settings the way .command() does.
   for (const cmd of program.commands) cmd.exitOverride().showHelpAfterError(`(add --help for usage)`);
@@ -136,7 +137,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (err instanceof UsageError) {
       for (const line of err.messages) process.stderr.write(`threadgrad ${command}: ${line}\n`);
-      process.stderr.write(`(run threadgrad ${command} --help for usage)\n`);
+      process.stderr.write(`(run ${runnable(`threadgrad ${command}`)} --help for usage)\n`);
       return EXIT_USAGE;
     }
     process.stderr.write(`threadgrad ${command}: error: ${(err as Error).message ?? String(err)}\n`);

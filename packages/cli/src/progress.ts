@@ -24,6 +24,9 @@ export function formatDuration(seconds: number): string {
   return `${Math.floor(m / 60)}h${String(m % 60).padStart(2, "0")}m`;
 }
 
+/** `1 epoch`, `3 epochs`. */
+export const plural = (n: number, noun: string): string => `${n} ${noun}${n === 1 ? "" : "s"}`;
+
 export const formatRate = (n: number): string => (Number.isFinite(n) ? Math.round(n).toLocaleString("en-US") : "?");
 export const formatPercent = (x: number | null): string => (x === null ? "-" : `${(100 * x).toFixed(2)}%`);
 
@@ -53,6 +56,8 @@ export class Reporter {
     readonly mode: OutputMode,
     private readonly out: Sink = (l) => process.stdout.write(`${l}\n`),
     private readonly err: Sink = (l) => process.stderr.write(`${l}\n`),
+    /** where the terminal's bar is drawn; lines shown while it runs go there too */
+    private readonly barStream: NodeJS.WritableStream = process.stderr,
   ) {}
 
   /** Starts the bar (terminal) or the 10% counter (plain) for a run of `totalSteps`, `doneSteps` already done. */
@@ -63,7 +68,7 @@ export class Reporter {
       {
         // Kept under 80 columns (cli-progress cuts longer lines at the terminal's width).
         format: "epoch {epoch}/{epochs} {bar} {value}/{total}  loss {loss}  {rate} samples/s  ETA {etaText}",
-        stream: process.stderr,
+        stream: this.barStream,
         hideCursor: true,
         clearOnComplete: false,
         fps: 10,
@@ -94,10 +99,14 @@ export class Reporter {
     );
   }
 
-  /** A human line (epoch end, evaluation, notes): above the bar, or plain; dropped for --json and --quiet. */
+  /**
+   * A human line (epoch end, evaluation, notes): above the bar, or plain; dropped for --json and
+   * --quiet. On a terminal, a line from before the bar starts (the header) goes where the bar will.
+   */
   info(line: string): void {
     if (this.multi !== null) this.multi.log(`${line}\n`);
     else if (this.mode === "plain") this.out(line);
+    else if (this.mode === "tty") this.err(line);
   }
 
   /** A warning or notice that every mode shows, on stderr. */
@@ -119,6 +128,9 @@ export class Reporter {
   }
 
   stop(): void {
+    // cli-progress prints logged lines at its next redraw, and stop() does not redraw: without this
+    // update, lines logged since the last frame (the last epoch, the final evaluation) are lost.
+    this.multi?.update();
     this.multi?.stop();
     this.multi = null;
     this.bar = null;

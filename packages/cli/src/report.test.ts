@@ -1,5 +1,14 @@
 import { describe, expect, it } from "vitest";
-import { ReportSeries, StepSeries, downsample, lineChart, niceTicks, renderReport } from "./report.js";
+import {
+  ReportSeries,
+  StepSeries,
+  downsample,
+  lineChart,
+  logTicks,
+  niceTicks,
+  renderReport,
+  spansDecades,
+} from "./report.js";
 
 describe("report", () => {
   it("ticks are round numbers covering the range", () => {
@@ -90,5 +99,74 @@ describe("report", () => {
     expect(html.match(/<svg/g)).toHaveLength(3);
     expect(html).toContain("csv:&lt;a&gt;.csv");
     expect(html).not.toMatch(/<script|<link|src=|href=/);
+  });
+
+  // issue #13: what a reader of report.html sees
+  const evals = [
+    { event: "step", step: 10, loss: 2, accuracy: 0.4, lr: 0.1 },
+    { event: "eval", step: 10, epoch: 1, testLoss: 1.5, testAccuracy: 0.5 },
+    { event: "step", step: 20, loss: 1, accuracy: 0.8, lr: 0.1 },
+    { event: "eval", step: 20, epoch: 2, testLoss: 0.5, testAccuracy: 0.9616076784643072 },
+    { event: "step", step: 30, loss: 0.9, accuracy: 0.8, lr: 0.1 },
+    { event: "eval", step: 30, epoch: 3, testLoss: 0.6, testAccuracy: 0.8 },
+  ];
+  const summary = {
+    trainLoss: 0.912345678,
+    testLoss: 0.6,
+    testAccuracy: 0.8,
+    wallSeconds: 4.25,
+    samplesPerSec: 12345.6,
+    workers: 2,
+  };
+
+  it("the summary shows formatted figures and names the best evaluation", () => {
+    const html = renderReport(evals, {}, summary, "run");
+    expect(html).toContain("<tr><th>test accuracy</th><td>80.00%</td></tr>");
+    expect(html).toContain("<tr><th>train loss</th><td>0.9123</td></tr>");
+    expect(html).toContain("<tr><th>throughput</th><td>12,346 samples/s</td></tr>");
+    expect(html).toContain("<tr><th>wall time</th><td>4.3s</td></tr>");
+    expect(html).toContain("<tr><th>best</th><td>step 20 (epoch 2): test accuracy 96.16%</td></tr>");
+    expect(html).not.toContain("0.9616076784643072");
+    // the best evaluation is circled on the accuracy chart and named in its legend
+    expect(html).toContain(">best: step 20</text>");
+    expect(html.match(/<circle[^>]* r="7"/g)).toHaveLength(1);
+  });
+
+  it("a regression run's best is its lowest test loss", () => {
+    const regression = evals.map((r) => ({ ...r, accuracy: null, testAccuracy: null }));
+    const html = renderReport(regression, {}, { ...summary, testAccuracy: null }, "run");
+    expect(html).toContain("<tr><th>best</th><td>step 20 (epoch 2): test loss 0.5000</td></tr>");
+    expect(html).not.toContain("test accuracy");
+  });
+
+  it("tables leave out what is null instead of printing rows of nulls", () => {
+    const html = renderReport(
+      evals,
+      { lr: 0.001, momentum: null, nesterov: null },
+      { ...summary, testLoss: null },
+      "run",
+    );
+    expect(html).toContain("<tr><th>lr</th><td>0.001</td></tr>");
+    expect(html).not.toContain("momentum");
+    expect(html).not.toContain("test loss</th>");
+    expect(html).not.toMatch(/>null</);
+  });
+
+  it("a loss that falls by two decades or more is drawn on a log axis with power-of-ten ticks", () => {
+    const falling = Array.from({ length: 40 }, (_, i) => ({
+      event: "step",
+      step: i + 1,
+      loss: 10 * 0.8 ** i,
+      lr: 0.1,
+    }));
+    const html = renderReport(falling, {}, null, "run");
+    expect(html).toContain(">Loss (log scale)</text>");
+    for (const tick of ["0.01", "0.1", "1", "10"])
+      expect(html).toContain(`text-anchor="end" font-family="sans-serif" font-size="11" fill="#444">${tick}</text>`);
+    expect(renderReport(evals, {}, null, "run")).not.toContain("log scale");
+    expect(spansDecades([5, 0.05])).toBe(true);
+    expect(spansDecades([5, 0.06])).toBe(false);
+    expect(spansDecades([5, 0])).toBe(false); // zero has no logarithm
+    expect(logTicks(-1, 0)).toEqual([-1, Math.log10(2) - 1, Math.log10(5) - 1, 0]);
   });
 });

@@ -1,12 +1,15 @@
 // report.html: loss, accuracy and learning-rate curves drawn as inline SVG from a run's metrics
 // (kept in memory as the run goes, see ReportSeries).
 // One self-contained file (no scripts, fonts or links), so it opens offline and can be mailed.
+import { formatDuration, formatPercent, formatRate } from "./progress.js";
 
 export interface Series {
   name: string;
   color: string;
   points: [number, number][];
   hasDots?: boolean;
+  /** circle each point (the best evaluation) */
+  isMarker?: boolean;
   opacity?: number;
 }
 
@@ -17,6 +20,8 @@ interface ChartOptions {
   isPercent?: boolean;
   /** start the y axis at 0 when every value is >= 0 (losses, learning rates) */
   isZeroBased?: boolean;
+  /** a log10 y axis (positive values only), for a loss that falls by decades */
+  isLog?: boolean;
 }
 
 const W = 760,
@@ -61,6 +66,26 @@ export function smooth(points: [number, number][], window: number): [number, num
   });
 }
 
+/** Ticks of a log10 axis over [lo, hi] (exponents): each power of ten, and 2 and 5 times it over few decades. */
+export function logTicks(lo: number, hi: number): number[] {
+  const ticks: number[] = [];
+  const factors = hi - lo <= 2 ? [1, 2, 5] : [1];
+  for (let k = Math.floor(lo); k <= Math.ceil(hi); k++) {
+    for (const f of factors) {
+      const t = Math.log10(f) + k;
+      if (t >= lo - 1e-9 && t <= hi + 1e-9) ticks.push(t);
+    }
+  }
+  return ticks;
+}
+
+/** Whether positive values span at least `decades` powers of ten (so a linear axis would flatten the tail). */
+export function spansDecades(values: number[], decades = 2): boolean {
+  const finite = values.filter(Number.isFinite);
+  if (finite.length === 0 || finite.some((v) => v <= 0)) return false;
+  return Math.log10(Math.max(...finite) / Math.min(...finite)) >= decades;
+}
+
 const fmt = (v: number, isPercent?: boolean): string =>
   isPercent
     ? `${(v * 100).toFixed(v >= 0.1 || v === 0 ? 0 : 1)}%`
@@ -70,24 +95,29 @@ const fmt = (v: number, isPercent?: boolean): string =>
 
 /** One line chart as an `<svg>` element. */
 export function lineChart(opts: ChartOptions): string {
-  const all = opts.series.flatMap((s) => s.points).filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
+  // On a log axis every y is its log10 from here on (and only positive values can be drawn).
+  const ty = opts.isLog ? Math.log10 : (y: number) => y;
+  const shown = ([x, y]: [number, number]) => Number.isFinite(x) && Number.isFinite(y) && (!opts.isLog || y > 0);
+  const all = opts.series.flatMap((s) => s.points).filter(shown);
   if (all.length === 0) return `<p class="empty">${escapeHtml(opts.title)}: no data yet</p>`;
   const xs = all.map((p) => p[0]),
-    ys = all.map((p) => p[1]);
+    ys = all.map((p) => ty(p[1]));
   const x0 = Math.min(...xs),
     x1 = Math.max(...xs, x0 + 1);
   let y0 = Math.min(...ys),
     y1 = Math.max(...ys);
-  if (opts.isZeroBased && y0 >= 0) y0 = 0;
+  if (opts.isZeroBased && !opts.isLog && y0 >= 0) y0 = 0;
   if (y1 - y0 < 1e-12) [y0, y1] = [y0 - 0.5 * Math.abs(y0 || 1), y1 + 0.5 * Math.abs(y1 || 1)];
   const pw = W - M.left - M.right,
     ph = H - M.top - M.bottom;
   const sx = (x: number) => M.left + ((x - x0) / (x1 - x0)) * pw;
-  const sy = (y: number) => M.top + (1 - (y - y0) / (y1 - y0)) * ph;
+  const sy = (y: number) => M.top + (1 - (ty(y) - y0) / (y1 - y0)) * ph;
+  const title = `${opts.title}${opts.isLog ? " (log scale)" : ""}`;
   const parts: string[] = [
-    `<text x="${M.left}" y="20" font-family="sans-serif" font-size="13" font-weight="bold" fill="#222">${escapeHtml(opts.title)}</text>`,
+    `<text x="${M.left}" y="20" font-family="sans-serif" font-size="13" font-weight="bold" fill="#222">${escapeHtml(title)}</text>`,
   ];
-  for (const t of niceTicks(y0, y1)) {
+  const yTicks = opts.isLog ? logTicks(y0, y1).map((t) => 10 ** t) : niceTicks(y0, y1);
+  for (const t of yTicks) {
     parts.push(
       `<line x1="${M.left}" x2="${W - M.right}" y1="${sy(t).toFixed(1)}" y2="${sy(t).toFixed(1)}" stroke="#e6e6e6"/>`,
     );
@@ -101,7 +131,7 @@ export function lineChart(opts: ChartOptions): string {
   parts.push(`<text x="${M.left + pw / 2}" y="${H - 8}" text-anchor="middle"${TEXT}>${escapeHtml(opts.xLabel)}</text>`);
   parts.push(`<rect x="${M.left}" y="${M.top}" width="${pw}" height="${ph}" fill="none" stroke="#999"/>`);
   opts.series.forEach((s) => {
-    const pts = s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
+    const pts = s.points.filter(shown);
     if (pts.length === 0) return;
     const d = pts.map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(" ");
     const op = s.opacity ?? 1;
@@ -109,6 +139,11 @@ export function lineChart(opts: ChartOptions): string {
     if (s.hasDots)
       for (const [x, y] of pts)
         parts.push(`<circle cx="${sx(x).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="3" fill="${s.color}"/>`);
+    if (s.isMarker)
+      for (const [x, y] of pts)
+        parts.push(
+          `<circle cx="${sx(x).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="7" fill="none" stroke="${s.color}" stroke-width="2"/>`,
+        );
   });
   // Legend in the top margin, right-aligned, one entry after another (about 6.5 px per character).
   let lx = W - M.right;
@@ -191,7 +226,7 @@ export class ReportSeries {
   readonly loss = new StepSeries();
   readonly accuracy = new StepSeries();
   readonly lr = new StepSeries();
-  private readonly evals = new Map<number, { testLoss: number; testAccuracy: number }>();
+  private readonly evals = new Map<number, { testLoss: number; testAccuracy: number; epoch: number }>();
 
   /** Takes a step or eval record (others are ignored); steps must come in increasing order. */
   add(r: Rec): void {
@@ -202,7 +237,7 @@ export class ReportSeries {
       this.accuracy.add(step, num(r.accuracy));
       this.lr.add(step, num(r.lr));
     } else if (r.event === "eval") {
-      this.evals.set(step, { testLoss: num(r.testLoss), testAccuracy: num(r.testAccuracy) });
+      this.evals.set(step, { testLoss: num(r.testLoss), testAccuracy: num(r.testAccuracy), epoch: num(r.epoch) });
     }
   }
 
@@ -212,6 +247,20 @@ export class ReportSeries {
       .map(([step, e]) => [step, e[key]] as [number, number])
       .filter((p) => Number.isFinite(p[1]))
       .sort((a, b) => a[0] - b[0]);
+  }
+
+  /**
+   * The best evaluation, as training picks checkpoint-best: the highest test accuracy when there
+   * is one, else the lowest test loss; the first of equals.
+   */
+  best(): { step: number; epoch: number; metric: "testAccuracy" | "testLoss"; value: number } | null {
+    const metric = this.evalPoints("testAccuracy").length > 0 ? "testAccuracy" : "testLoss";
+    let best: [number, number] | null = null;
+    for (const p of this.evalPoints(metric)) {
+      if (best === null || (metric === "testAccuracy" ? p[1] > best[1] : p[1] < best[1])) best = p;
+    }
+    if (best === null) return null;
+    return { step: best[0], epoch: this.evals.get(best[0])!.epoch, metric, value: best[1] };
   }
 
   /**
@@ -230,23 +279,63 @@ export class ReportSeries {
   }
 }
 
+/** `96.16%` for accuracies, 4 decimals for losses, a duration, a rate: what a reader wants to see. */
+function formatValue(key: string, v: unknown): string {
+  if (typeof v !== "number") return typeof v === "object" ? JSON.stringify(v) : String(v);
+  if (/accuracy/i.test(key)) return formatPercent(v);
+  if (/loss/i.test(key)) return v.toFixed(4);
+  if (key === "wallSeconds") return formatDuration(v);
+  if (key === "samplesPerSec") return `${formatRate(v)} samples/s`;
+  return String(v);
+}
+
+const LABELS: Record<string, string> = {
+  trainLoss: "train loss",
+  testLoss: "test loss",
+  testAccuracy: "test accuracy",
+  wallSeconds: "wall time",
+  samplesPerSec: "throughput",
+  workers: "workers",
+};
+
+/** Table rows of `o`, skipping null and undefined (a setting that does not apply, a figure not measured). */
+function rows(o: Rec, format: (key: string, v: unknown) => string, labels: Record<string, string> = {}): string {
+  return Object.entries(o)
+    .filter(([, v]) => v !== null && v !== undefined)
+    .map(([k, v]) => `<tr><th>${escapeHtml(labels[k] ?? k)}</th><td>${escapeHtml(format(k, v))}</td></tr>`)
+    .join("");
+}
+
 /**
  * The whole report page for a run's series (or its metrics records), resolved config and (when
- * done) summary.
+ * done) summary. The best evaluation is circled and named; a loss that falls by two decades or
+ * more is drawn on a log axis.
  */
 export function renderReport(data: ReportSeries | Rec[], config: Rec, summary: Rec | null, title: string): string {
   const series = Array.isArray(data) ? ReportSeries.from(data) : data;
   const trainLoss = downsample(series.loss.points());
   const window = Math.max(1, Math.round(trainLoss.length / 40));
+  const testLoss = series.evalPoints("testLoss");
+  const best = series.best();
+  const bestText =
+    best === null
+      ? null
+      : `step ${best.step} (epoch ${Number(best.epoch.toFixed(2))}): ${LABELS[best.metric]} ${formatValue(best.metric, best.value)}`;
+  const bestMarker = (metric: string): Series[] =>
+    best?.metric === metric
+      ? [{ name: `best: step ${best.step}`, color: "#222", points: [[best.step, best.value]], isMarker: true }]
+      : [];
   const charts = [
     lineChart({
       title: "Loss",
       xLabel: "step",
       isZeroBased: true,
+      isLog: spansDecades([...trainLoss, ...testLoss].map((p) => p[1])),
       series: [
         { name: "train (per step)", color: "#4c78a8", points: trainLoss, opacity: 0.3 },
         { name: `train (mean of ${window})`, color: "#4c78a8", points: smooth(trainLoss, window) },
-        { name: "test", color: "#e45756", points: series.evalPoints("testLoss"), hasDots: true },
+        { name: "test", color: "#e45756", points: testLoss, hasDots: true },
+        ...bestMarker("testLoss"),
       ],
     }),
   ];
@@ -261,6 +350,7 @@ export function renderReport(data: ReportSeries | Rec[], config: Rec, summary: R
         series: [
           { name: `train (mean of ${window})`, color: "#4c78a8", points: smooth(trainAcc, window) },
           { name: "test", color: "#e45756", points: testAcc, hasDots: true },
+          ...bestMarker("testAccuracy"),
         ],
       }),
     );
@@ -273,13 +363,10 @@ export function renderReport(data: ReportSeries | Rec[], config: Rec, summary: R
       series: [{ name: "lr", color: "#54a24b", points: downsample(series.lr.points()) }],
     }),
   );
-  const rows = (o: Rec) =>
-    Object.entries(o)
-      .map(
-        ([k, v]) =>
-          `<tr><th>${escapeHtml(k)}</th><td>${escapeHtml(typeof v === "object" ? JSON.stringify(v) : String(v))}</td></tr>`,
-      )
-      .join("");
+  const summaryTable =
+    summary === null
+      ? "<p>Run in progress or stopped early: no summary yet.</p>"
+      : `<h2>Summary</h2><table>${rows({ ...summary, best: bestText }, formatValue, LABELS)}</table>`;
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(title)}</title>
 <style>
@@ -288,9 +375,10 @@ svg{display:block;margin:16px 0;background:#fff;max-width:100%;height:auto}table
 th,td{text-align:left;padding:2px 12px 2px 0;vertical-align:top}th{font-weight:600;color:#555}td{font-family:ui-monospace,monospace}
 </style></head><body>
 <h1>${escapeHtml(title)}</h1>
-${summary ? `<h2>Summary</h2><table>${rows(summary)}</table>` : "<p>Run in progress or stopped early: no summary yet.</p>"}
+${summaryTable}
+${best === null || summary !== null ? "" : `<p>Best so far: ${escapeHtml(bestText!)}</p>`}
 ${charts.join("\n")}
-<h2>Configuration</h2><table>${rows(config)}</table>
+<h2>Configuration</h2><table>${rows(config, (_, v) => formatValue("", v))}</table>
 </body></html>
 `;
 }

@@ -6,7 +6,7 @@ import { existsSync, writeFileSync } from "node:fs";
 import type { DataParallel, StepInfo } from "@threadgrad/workers";
 import type { Dataset } from "./data/index.js";
 import type { TrainSettings } from "./flags.js";
-import { type Reporter, formatPercent } from "./progress.js";
+import { type Reporter, formatDuration, formatPercent } from "./progress.js";
 import { ReportSeries, renderReport } from "./report.js";
 import type { RunDir } from "./run-dir.js";
 
@@ -56,6 +56,8 @@ export class TrainingSession {
   private readonly report: ReportSeries;
   /** the step of the last checkpoint-latest this session wrote */
   private latestStep: number | null = null;
+  /** when the epoch in progress began (or this session, for the first), performance.now() ms */
+  private epochStartedAt = performance.now();
 
   constructor(private readonly o: SessionOptions) {
     this.best = o.best;
@@ -70,6 +72,7 @@ export class TrainingSession {
     const { trainer, settings, reporter, stop } = this.o;
     const pr = trainer.progress;
     const startStep = pr.globalStep;
+    this.epochStartedAt = performance.now();
     reporter.start(this.totalSteps, startStep, Math.min(pr.epoch + 1, settings.epochs), settings.epochs);
     while (pr.epoch < settings.epochs && !stop.aborted) {
       const segment = new AbortController();
@@ -185,7 +188,11 @@ export class TrainingSession {
     runDir.appendMetrics({ event: "epoch", ...record });
     reporter.event("epoch", record);
     const acc = trainAccuracy === null ? "" : `  accuracy ${formatPercent(trainAccuracy)}`;
-    reporter.info(`epoch ${record.epoch}/${settings.epochs}  train loss ${trainLoss?.toFixed(4) ?? "-"}${acc}`);
+    const seconds = (performance.now() - this.epochStartedAt) / 1000;
+    this.epochStartedAt = performance.now();
+    reporter.info(
+      `epoch ${record.epoch}/${settings.epochs}  train loss ${trainLoss?.toFixed(4) ?? "-"}${acc}  ${formatDuration(seconds)}`,
+    );
     this.epochLoss = 0;
     this.epochSamples = 0;
     this.epochCorrect = 0;
@@ -253,7 +260,7 @@ export class TrainingSession {
       this.report,
       settings as unknown as Record<string, unknown>,
       summary,
-      `threadgrad run ${runDir.path}`,
+      `mlp:${settings.model?.join(",") ?? "?"} (${settings.activation}) on ${settings.data}: threadgrad run ${runDir.path}`,
     );
     writeFileSync(runDir.reportFile, html);
   }

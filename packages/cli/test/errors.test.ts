@@ -57,7 +57,9 @@ describe("usage errors exit 2 with a clear message", () => {
       writeFileSync(join(dir.path, "metrics.jsonl"), "{}\n");
       const r = await train("--out", dir.path);
       expect(r.code).toBe(2);
-      expect(r.stderr).toMatch(/already holds a run; choose an empty folder, or continue that run with --resume/);
+      expect(r.stderr).toMatch(
+        /already holds a run's files \(metrics.jsonl\); choose another folder or pass --overwrite/,
+      );
     } finally {
       dir.cleanup();
     }

@@ -21,7 +21,7 @@ import { epochOrder } from "./step-math.js";
 import { type LossSpec, type ModelSpec, buildModel, isClassification } from "./spec.js";
 import { availableWorkers, resolveWorkers } from "./threads.js";
 import { placeInWasm } from "./wasm-arena.js";
-import type { WorkerInit } from "./worker-entry.js";
+import type { RankEnd, WorkerInit } from "./worker-entry.js";
 
 export interface OptimizerConfig {
   name: OptimizerName;
@@ -182,6 +182,30 @@ function requireGivenCode(ckpt: TrainerCheckpoint, overrides: Partial<TrainerOpt
         "so give it again: DataParallel.load(path, { loss: { module, export } })",
     );
   }
+}
+
+/**
+ * Holds the process open until `work` settles. Nothing else a trainer has does: its threads and
+ * ports are unref'd, and a pending Atomics.waitAsync keeps no process alive, so without this a
+ * script awaiting fit at its top level would exit mid-run.
+ */
+async function holdOpen<T>(work: Promise<T>): Promise<T> {
+  const timer = setInterval(() => undefined, 2 ** 30);
+  try {
+    return await work;
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+// TypeScript's `await using` looks this symbol up; a runtime without it gets the registered one.
+const asyncDispose: typeof Symbol.asyncDispose = Symbol.asyncDispose ?? Symbol.for("Symbol.asyncDispose");
+
+/** A spec as a worker can receive it: a URL does not survive structured cloning, its href does. */
+function postable<S extends ModelSpec | LossSpec>(spec: S): S {
+  return typeof spec === "object" && "module" in spec && spec.module instanceof URL
+    ? { ...spec, module: spec.module.href }
+    : spec;
 }
 
 function workerEntry(): string {
@@ -347,8 +371,8 @@ export class DataParallel {
         slots,
         predictions: predictions.buffer as SharedArrayBuffer,
         port: port2,
-        model: opts.model,
-        loss,
+        model: postable(opts.model),
+        loss: postable(loss),
         classification: isClassification(loss),
         optimizer: { name, options: optOptions },
         schedule: opts.schedule ?? null,
@@ -360,17 +384,56 @@ export class DataParallel {
         stepRegion: opts.stepRegion ?? "kind" in opts.model,
         wasm: wasm ? { memory: wasm.placement.memory, scratch: wasm.placement.scratch[rank]! } : null,
       };
-      tasks.push(pool.run(init, { transferList: [port2] }).catch((err: unknown) => trainer.onWorkerFailure(rank, err)));
+      tasks.push(trainer.runRank(pool, init, port1));
     }
+    // A thread that fails with no task pending is reported by runRank's listeners, with its rank.
+    pool.on("error", () => undefined);
     // shuts down on failure
-    await trainer.waitFor(P.READY, numWorkers, opts.startTimeoutMs ?? 120_000, "starting workers", "startTimeoutMs");
+    await holdOpen(
+      trainer.waitFor(P.READY, numWorkers, opts.startTimeoutMs ?? 120_000, "starting workers", "startTimeoutMs"),
+    );
     return trainer;
+  }
+
+  /**
+   * Starts a rank's task, which settles once the rank is READY (its command loop then runs on its
+   * own), and watches the loop's end: a RankEnd on `port`, or the thread's end. Resolves when the loop
+   * is over, however it ended. None of this holds the process open (the thread and the port are
+   * unref'd), so an idle trainer lets a script that forgot close() exit; calls hold it (see holdOpen).
+   */
+  private runRank(pool: Piscina, init: WorkerInit, port: MessagePort): Promise<void> {
+    const rank = init.rank;
+    return new Promise<void>((resolve) => {
+      port.on("message", (end: RankEnd) => {
+        if ("failed" in end) this.onWorkerFailure(rank, end.failed);
+        resolve();
+      });
+      port.unref();
+      const started = pool.run(init, { transferList: [init.port] }) as Promise<{ threadId: number }>;
+      started.then(
+        ({ threadId }) => {
+          const thread = pool.threads.find((w) => w.threadId === threadId);
+          if (thread === undefined) return this.onWorkerFailure(rank, new Error("the thread ended after starting"));
+          thread.on("error", (err) => this.onWorkerFailure(rank, err));
+          thread.on("exit", (code) => {
+            if (!this.closed) this.onWorkerFailure(rank, new Error(`the thread exited with code ${code}`));
+            resolve();
+          });
+        },
+        (err: unknown) => {
+          this.onWorkerFailure(rank, err);
+          resolve();
+        },
+      );
+    });
   }
 
   private onWorkerFailure(rank: number, err: unknown): void {
     const e = err instanceof Error ? err : new Error(String(err));
     const message = e.message.startsWith("rank ") ? e.message : `rank ${rank}: ${e.message}`;
-    this.rankErrors.set(rank, Object.assign(new Error(`worker ${message}`), { rank, cause: e }));
+    // The first report wins: a thread that throws then also exits.
+    if (!this.rankErrors.has(rank))
+      this.rankErrors.set(rank, Object.assign(new Error(`worker ${message}`), { rank, cause: e }));
     // A rank that throws records itself in FAILED_RANK before raising the error word; the others
     // then fail too (released from their waits), so that rank's error is the cause. A rank that
     // dies without throwing (process.exit) records nothing: then the first error to arrive is used.
@@ -564,7 +627,7 @@ export class DataParallel {
     }
     this.busy = true;
     try {
-      const slot = await this.receive("forgetting a data set");
+      const slot = await holdOpen(this.receive("forgetting a data set"));
       let held = 0;
       for (let r = 0; r < this.numWorkers; r++) held = Math.max(held, this.scalars(r, slot)[P.R_DATASETS_HELD]!);
       return held;
@@ -600,7 +663,7 @@ export class DataParallel {
   private async track<T>(work: Promise<T>): Promise<T> {
     this.running = work;
     try {
-      return await work;
+      return await holdOpen(work);
     } finally {
       if (this.running === work) this.running = null;
     }
@@ -871,13 +934,21 @@ export class DataParallel {
     return trainer;
   }
 
-  /** Stops the workers and releases the pool; safe to call more than once. */
+  /**
+   * Stops the workers and releases the pool; safe to call more than once. An idle trainer does not
+   * keep the process alive, but its threads and shared memory last until close (or exit).
+   */
   async close(): Promise<void> {
     if (this.running !== null) {
       this.closing = true;
       await this.running.catch(() => undefined);
     }
-    await this.shutdown();
+    await holdOpen(this.shutdown());
+  }
+
+  /** `await using trainer = await DataParallel.create(...)` closes the trainer at the end of the block. */
+  async [asyncDispose](): Promise<void> {
+    await this.close();
   }
 
   private async shutdown(): Promise<void> {

@@ -1,7 +1,7 @@
 // One rank of the data-parallel trainer. piscina runs this as one long-lived task per rank: it
 // builds the model, binds its parameters and gradients to the shared arena, then loops over the
 // commands main publishes in shared memory until STOP, an error, or main's abort.
-import { type MessagePort, receiveMessageOnPort } from "node:worker_threads";
+import { type MessagePort, receiveMessageOnPort, threadId } from "node:worker_threads";
 import {
   type Region,
   Tensor,
@@ -116,7 +116,16 @@ function countCorrect(out: Tensor, y: Tensor, preds: Int32Array | null, offset: 
   return correct;
 }
 
-export default async function runRank(init: WorkerInit): Promise<{ rank: number; steps: number }> {
+/** What a rank posts on its port when its command loop ends: at STOP, or with the error that ended it. */
+export type RankEnd = { stopped: number } | { failed: Error };
+
+/**
+ * Sets the rank up (model, shared arena, READY) and settles, then runs the command loop on its own,
+ * posting a RankEnd on `init.port` when it ends. piscina counts a pending task as work that keeps
+ * the process alive: as one task for the whole loop, an idle trainer would keep a script that
+ * forgot close() running forever.
+ */
+export default async function runRank(init: WorkerInit): Promise<{ rank: number; threadId: number }> {
   const { rank } = init;
   // With the wasm backend the arena lies in the kernels' memory: attach to that memory's own buffer
   // object, so the kernels recognise parameter and gradient views as already in place.
@@ -124,9 +133,7 @@ export default async function runRank(init: WorkerInit): Promise<{ rank: number;
   if (kernels) setDefaultWasmKernels(kernels);
   const arena = SharedArena.attach(kernels?.buffer ?? init.arena.buffer, init.arena.layout, init.arena.byteOffset);
   const control = arena.control;
-  try {
-    return await rankLoop(init, arena, kernels);
-  } catch (err) {
+  const fail = (err: unknown): Error => {
     const aborted = Atomics.load(control, ERROR) !== ErrorCode.NONE && (err as Error).message === "aborted";
     if (!aborted) {
       Atomics.compareExchange(control, P.FAILED_RANK, 0, rank + 1);
@@ -134,15 +141,29 @@ export default async function runRank(init: WorkerInit): Promise<{ rank: number;
     }
     const e = err instanceof Error ? err : new Error(String(err));
     e.message = `rank ${rank}: ${e.message}`;
-    throw e;
+    return e;
+  };
+  let loop: () => number;
+  try {
+    loop = await prepareRank(init, arena, kernels);
+  } catch (err) {
+    throw fail(err);
   }
+  // After piscina has posted this task's result (microtasks run before an immediate).
+  setImmediate(() => {
+    let end: RankEnd;
+    try {
+      end = { stopped: loop() };
+    } catch (err) {
+      end = { failed: fail(err) };
+    }
+    init.port.postMessage(end);
+  });
+  return { rank, threadId };
 }
 
-async function rankLoop(
-  init: WorkerInit,
-  arena: SharedArena,
-  kernels: WasmKernels | null,
-): Promise<{ rank: number; steps: number }> {
+/** Builds the rank's model and state, counts it READY and returns its command loop (steps run, at STOP). */
+async function prepareRank(init: WorkerInit, arena: SharedArena, kernels: WasmKernels | null): Promise<() => number> {
   const { rank } = init;
   const ranks = arena.layout.ranks;
   const control = arena.control;
@@ -181,72 +202,74 @@ async function rankLoop(
   Atomics.add(control, P.READY, 1);
   Atomics.notify(control, P.READY);
 
-  let steps = 0;
-  for (let next = 1; ; next++) {
-    waitForCommand(control, next, init.spin ? 2000 : 0);
-    const slot = next % init.slots;
-    const block = blocks.subarray(slot * P.STEP_BLOCK_SIZE, (slot + 1) * P.STEP_BLOCK_SIZE);
-    const batch = batches.subarray(slot * init.maxBatchSize, (slot + 1) * init.maxBatchSize);
-    const scalars = slotScalars(rank, slot);
-    const cmd = block[P.S_CMD];
-    if (cmd === P.Cmd.STOP) return { rank, steps };
-    scalars.fill(0);
-    if (cmd === P.Cmd.RECEIVE) {
-      // Messages: a data set to keep, or { forget: ids } of data sets main no longer uses.
-      for (let msg = receiveMessageOnPort(init.port); msg !== undefined; msg = receiveMessageOnPort(init.port)) {
-        const m = msg.message as SharedDataset | { forget: number[] };
-        if ("forget" in m) for (const id of m.forget) datasets.delete(id);
-        else datasets.set(m.id, m);
-      }
-      scalars[P.R_DATASETS_HELD] = datasets.size;
-    } else {
-      const ds = datasets.get(block[P.S_DATASET]!);
-      if (ds === undefined) throw new Error(`unknown data set ${block[P.S_DATASET]}`);
-      const n = block[P.S_BATCH]!;
-      const [start, end] = shardRange(n, ranks, rank);
-      if (cmd === P.Cmd.TRAIN) {
-        const known = block[P.S_OPT_COUNT]!;
-        if (known >= 0) Object.assign(run, { optCount: known, halted: false });
-        if (!run.halted) {
-          const ctx = { init, model, lossFn, ds, batch, block, start, end, scalars, params };
-          if (block[P.S_ZERO] === 1) run.windowNonFinite = false;
-          if (stepRegion) runInStepRegion(stepRegion, () => trainStep(ctx));
-          else trainStep(ctx);
-          run.windowNonFinite ||= scalars[P.R_NONFINITE] === 1;
-          scalars[P.R_LR] = lrOf(init, run.optCount);
-          if (block[P.S_UPDATE] === 1) {
-            update({
-              init,
-              arena,
-              collective,
-              block,
-              state,
-              segStart,
-              segEnd,
-              scalars,
-              ranks,
-              optimizerStep,
-              kernels,
-              run,
-              scalarsOf: (r: number) => slotScalars(r, slot),
-            });
-            // The next step may already be waiting: no rank reads parameters for it, or writes its
-            // gradient slice, before every rank has updated its segment and read the slices.
-            if (ranks > 1) collective.barrier();
-          }
-          scalars[P.R_RAN] = 1;
-          steps++;
+  return () => {
+    let steps = 0;
+    for (let next = 1; ; next++) {
+      waitForCommand(control, next, init.spin ? 2000 : 0);
+      const slot = next % init.slots;
+      const block = blocks.subarray(slot * P.STEP_BLOCK_SIZE, (slot + 1) * P.STEP_BLOCK_SIZE);
+      const batch = batches.subarray(slot * init.maxBatchSize, (slot + 1) * init.maxBatchSize);
+      const scalars = slotScalars(rank, slot);
+      const cmd = block[P.S_CMD];
+      if (cmd === P.Cmd.STOP) return steps;
+      scalars.fill(0);
+      if (cmd === P.Cmd.RECEIVE) {
+        // Messages: a data set to keep, or { forget: ids } of data sets main no longer uses.
+        for (let msg = receiveMessageOnPort(init.port); msg !== undefined; msg = receiveMessageOnPort(init.port)) {
+          const m = msg.message as SharedDataset | { forget: number[] };
+          if ("forget" in m) for (const id of m.forget) datasets.delete(id);
+          else datasets.set(m.id, m);
         }
+        scalars[P.R_DATASETS_HELD] = datasets.size;
       } else {
-        const ctx = { init, model, lossFn, ds, batch, start, end, scalars, preds };
-        if (stepRegion) runInStepRegion(stepRegion, () => evalStep(ctx));
-        else evalStep(ctx);
+        const ds = datasets.get(block[P.S_DATASET]!);
+        if (ds === undefined) throw new Error(`unknown data set ${block[P.S_DATASET]}`);
+        const n = block[P.S_BATCH]!;
+        const [start, end] = shardRange(n, ranks, rank);
+        if (cmd === P.Cmd.TRAIN) {
+          const known = block[P.S_OPT_COUNT]!;
+          if (known >= 0) Object.assign(run, { optCount: known, halted: false });
+          if (!run.halted) {
+            const ctx = { init, model, lossFn, ds, batch, block, start, end, scalars, params };
+            if (block[P.S_ZERO] === 1) run.windowNonFinite = false;
+            if (stepRegion) runInStepRegion(stepRegion, () => trainStep(ctx));
+            else trainStep(ctx);
+            run.windowNonFinite ||= scalars[P.R_NONFINITE] === 1;
+            scalars[P.R_LR] = lrOf(init, run.optCount);
+            if (block[P.S_UPDATE] === 1) {
+              update({
+                init,
+                arena,
+                collective,
+                block,
+                state,
+                segStart,
+                segEnd,
+                scalars,
+                ranks,
+                optimizerStep,
+                kernels,
+                run,
+                scalarsOf: (r: number) => slotScalars(r, slot),
+              });
+              // The next step may already be waiting: no rank reads parameters for it, or writes its
+              // gradient slice, before every rank has updated its segment and read the slices.
+              if (ranks > 1) collective.barrier();
+            }
+            scalars[P.R_RAN] = 1;
+            steps++;
+          }
+        } else {
+          const ctx = { init, model, lossFn, ds, batch, start, end, scalars, preds };
+          if (stepRegion) runInStepRegion(stepRegion, () => evalStep(ctx));
+          else evalStep(ctx);
+        }
       }
+      scalars[P.R_FINISHED_AT] = performance.timeOrigin + performance.now();
+      // The last rank to finish wakes main, which waits on DONE + slot with Atomics.waitAsync.
+      if (Atomics.add(control, P.DONE + slot, 1) + 1 === ranks) Atomics.notify(control, P.DONE + slot);
     }
-    scalars[P.R_FINISHED_AT] = performance.timeOrigin + performance.now();
-    // The last rank to finish wakes main, which waits on DONE + slot with Atomics.waitAsync.
-    if (Atomics.add(control, P.DONE + slot, 1) + 1 === ranks) Atomics.notify(control, P.DONE + slot);
-  }
+  };
 }
 
 interface RunState {

@@ -3,6 +3,7 @@
 import { availableWorkers, resolveWorkers } from "@threadgrad/workers";
 import { EXIT_OK, UsageError } from "../errors.js";
 import { ACTIVATIONS } from "../flags.js";
+import { busyMachineWarning, readCpuTicks } from "../machine-load.js";
 import { formatRate } from "../progress.js";
 import { ValueError, parseChoice, parseMlpSizes, parseNumber } from "../values.js";
 import { type ThroughputResult, W1, runThroughput } from "../workloads.js";
@@ -108,6 +109,7 @@ export async function runBench(cli: Record<string, unknown>): Promise<number> {
     out(`${s.steps} timed steps after ${s.warmupSteps} warm-up steps; Node ${process.version}, ${cores} usable cores`);
   }
   const results: ThroughputResult[] = [];
+  const ticksBefore = readCpuTicks();
   for (const workers of s.workers) {
     const r = await runThroughput({
       workers,
@@ -121,6 +123,8 @@ export async function runBench(cli: Record<string, unknown>): Promise<number> {
     results.push(r);
     if (s.json) out(JSON.stringify({ event: "bench-result", ...r }));
   }
+  const busy = busyMachineWarning(ticksBefore, readCpuTicks(), cores);
+  if (busy !== null) process.stderr.write(`${busy}\n`);
   const base = results.find((r) => r.workers === 1);
   const largest = results[results.length - 1]!;
   const scalingEfficiency =

@@ -1,15 +1,16 @@
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync, readdirSync, rmSync } from "node:fs";
 // `threadgrad train`: settings → data → trainer → TrainingSession → summary. Ctrl-C (or SIGTERM)
 // once stops after the current step with a checkpoint and the resume command (exit 130, or 143
 // for SIGTERM); a second signal exits at once.
 import { dirname, isAbsolute, join, relative } from "node:path";
 import type { ScheduleConfig } from "@threadgrad/optim";
-import { DataParallel, type TrainerCheckpoint, readTrainerCheckpoint } from "@threadgrad/workers";
+import { DataParallel, type TrainerCheckpoint, availableWorkers, readTrainerCheckpoint } from "@threadgrad/workers";
 import { type GivenSettings, newRunSettings, readGivenSettings, resumedSettings } from "../config.js";
 import type { DataSplit } from "../data/index.js";
 import { EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, UsageError, asUsage } from "../errors.js";
 import type { TrainSettings } from "../flags.js";
-import { Reporter, chooseMode, formatDuration, formatPercent, formatRate } from "../progress.js";
+import { Reporter, chooseMode, formatDuration, formatPercent, formatRate, plural } from "../progress.js";
+import { runnable } from "../invocation.js";
 import { RunDir, defaultRunDir } from "../run-dir.js";
 import { type Best, type SessionResult, TrainingSession } from "../session.js";
 import { type StoredRun, checkStoredModel, readStoredRun, refuseModuleCode } from "../stored-run.js";
@@ -49,6 +50,47 @@ function resolveSettings(given: GivenSettings): Resolved {
   return { settings, stored, checkpoint };
 }
 
+/** The files a run writes in its folder. */
+const RUN_FILES = [
+  "config.json",
+  "metrics.jsonl",
+  "checkpoint-latest.msgpack",
+  "checkpoint-best.msgpack",
+  "report.html",
+] as const;
+
+/**
+ * Refuses a new run's --out folder that holds a run's files (the new run would append to its
+ * metrics and replace its checkpoints and report), unless --overwrite, which deletes them. Other
+ * files in the folder are left alone: the run never writes over them.
+ */
+function claimOutFolder(out: string, overwrite: boolean): void {
+  const found = existsSync(out) ? RUN_FILES.filter((f) => readdirSync(out).includes(f)) : [];
+  if (found.length === 0) return;
+  if (overwrite) {
+    for (const f of found) rmSync(join(out, f));
+    return;
+  }
+  const latest = join(out, "checkpoint-latest.msgpack");
+  const resume = found.includes("checkpoint-latest.msgpack")
+    ? `, continue that run with --resume ${shellQuote(latest)},`
+    : "";
+  throw new UsageError(
+    `--out ${out} already holds a run's files (${found.join(", ")}); choose another folder${resume} or pass --overwrite to replace them`,
+  );
+}
+
+/** More workers than cores: they take turns, and every step waits for the last, so a run crawls. */
+function warnOversubscribed(reporter: Reporter, workers: number): void {
+  const cores = availableWorkers();
+  if (workers <= cores) return;
+  reporter.warn(
+    `warning: ${workers} workers on ${cores} usable core${cores === 1 ? "" : "s"}: the workers take turns on ` +
+      "the cores and every step waits for the slowest, so training runs several times slower than with " +
+      "--workers auto",
+  );
+}
+
 const exitStatus = (signal: unknown): number => (signal === "SIGTERM" ? EXIT_TERMINATED : EXIT_INTERRUPTED);
 
 /**
@@ -86,12 +128,7 @@ export async function runTrain(cli: Record<string, unknown>): Promise<number> {
   const split = loadRunData(chosen);
   const settings = fitSettingsToData(chosen, split);
   const options = trainerOptions(settings, split.train.length);
-  if (!stored && typeof settings.out === "string" && existsSync(settings.out) && readdirSync(settings.out).length > 0) {
-    // A new run would append to another run's metrics and overwrite its checkpoints and report.
-    throw new UsageError(
-      `threadgrad train: --out ${settings.out} already holds a run; choose an empty folder, or continue that run with --resume ${join(settings.out, "checkpoint-latest.msgpack")}`,
-    );
-  }
+  if (!stored && typeof settings.out === "string") claimOutFolder(settings.out, given.overwrite === true);
   const runDir = new RunDir(settings.out ?? defaultRunDir());
   settings.out = runDir.path;
   const stop = new AbortController();
@@ -106,6 +143,7 @@ export async function runTrain(cli: Record<string, unknown>): Promise<number> {
         })
       : await DataParallel.create(options);
     resolved.checkpoint = null; // its tensors are in the trainer now: let them go
+    warnOversubscribed(reporter, trainer.numWorkers);
     return await train({
       trainer,
       settings,
@@ -142,7 +180,7 @@ async function train(c: TrainContext): Promise<number> {
   const { trainer, settings, split, runDir, reporter, stored } = c;
   if (trainer.progress.epoch > settings.epochs) {
     throw new UsageError(
-      `--epochs ${settings.epochs}: the checkpoint has already completed ${trainer.progress.epoch} epochs; pass a larger --epochs to train further`,
+      `--epochs ${settings.epochs}: the checkpoint has already completed ${plural(trainer.progress.epoch, "epoch")}; pass a larger --epochs to train further`,
     );
   }
   const info = {
@@ -198,7 +236,7 @@ function describeStart(
   const what = isResumed ? `resuming at step ${step}:` : "training";
   r.info(
     `${what} mlp:${s.model!.join(",")} (${s.activation}) on ${s.data}: ${info.trainSamples} train / ${info.testSamples} test samples, ` +
-      `${s.epochs} epochs, batch ${s.batchSize}, ${s.optimizer} lr ${s.lr}${s.lrSchedule === "none" ? "" : ` ${s.lrSchedule}`}, ${info.workers} workers`,
+      `${plural(s.epochs, "epoch")}, batch ${s.batchSize}, ${s.optimizer} lr ${s.lr}${s.lrSchedule === "none" ? "" : ` ${s.lrSchedule}`}, ${plural(info.workers, "worker")}`,
   );
   r.info(`run folder: ${s.out}`);
 }
@@ -238,7 +276,7 @@ function interrupted(
   status: number,
 ): number {
   const flags = [given.json ? " --json" : "", given.quiet ? " --quiet" : ""].join("");
-  const command = `threadgrad train --resume ${shellQuote(runDir.latestCheckpoint)}${flags}`;
+  const command = runnable(`threadgrad train --resume ${shellQuote(runDir.latestCheckpoint)}${flags}`);
   const pr = trainer.progress;
   reporter.stop();
   reporter.event("interrupted", {

@@ -75,6 +75,10 @@ describe("loadDataset", () => {
     expect(() => loadDataset("digits", { task: "regression" })).toThrow(/digits is a classification set/);
     expect(() => loadDataset("digits:x")).toThrow('data: "digits" takes no argument, got "digits:x"');
     expect(() => loadDataset("idx:")).toThrow('data: "idx:" needs a dir, as in idx:DIR');
+    // issue #13: an empty folder name used to fall back to the default folder without a word
+    expect(() => loadDataset("fashion-mnist:")).toThrow(
+      'data: "fashion-mnist:" needs a dir, as in fashion-mnist:DIR (or fashion-mnist for /usr/share/datasets/fashion-mnist)',
+    );
   });
 
   it("says how to get Fashion-MNIST when its folder is missing", () => {

@@ -110,7 +110,11 @@ export function loadDataset(spec: string = DEFAULT_DATASET, opts: LoadDatasetOpt
         Array.from({ length: 10 }, (_, d) => String(d)),
       );
     case "fashion-mnist":
-      return fashionMnist(arg || undefined);
+      if (arg === "")
+        throw new Error(
+          `data: "fashion-mnist:" needs a dir, as in fashion-mnist:DIR (or fashion-mnist for ${FASHION_MNIST_DIR})`,
+        );
+      return fashionMnist(arg);
     case "csv":
       return loadCsv(requireArg(scheme, arg, "file"), {
         target: opts.target as string,
