@@ -10,6 +10,7 @@ export {
   parseCsvChunks,
   CSV_CHUNK_BYTES,
   MAX_AUTO_CLASSES,
+  MAX_CSV_CLASSES,
   MAX_CSV_COLUMNS,
   MAX_CSV_VALUES,
   UNCLEAR_TASK_SHARE,
@@ -57,6 +58,8 @@ export interface LoadDatasetOptions {
   testSplit?: number;
   /** Seed of the train/test shuffle, default 0. */
   seed?: number;
+  /** csv classification: the class names a model was trained on, to map the labels into. */
+  classes?: readonly string[];
 }
 
 function fashionMnist(dir: string | undefined): DataSplit {
@@ -121,6 +124,7 @@ export function loadDataset(spec: string = DEFAULT_DATASET, opts: LoadDatasetOpt
         task: opts.task,
         testSplit: opts.testSplit,
         seed: opts.seed,
+        classes: opts.classes,
       });
     default:
       throw new Error(`data: scheme "${scheme}" is listed but not handled`);
