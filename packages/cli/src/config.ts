@@ -52,6 +52,7 @@ export const DEFAULT_SETTINGS: TrainSettings = {
   out: null,
   evalEvery: { every: 1, unit: "epoch" },
   skipNonFinite: false,
+  normalize: true,
 };
 
 /**

@@ -60,6 +60,8 @@ export interface TrainSettings {
   out: string | null;
   evalEvery: EvalEvery;
   skipNonFinite: boolean;
+  /** csv: standardise each feature with the training split's mean and std */
+  normalize: boolean;
 }
 
 /** Flags that shape the command's output or where it starts, not what the run computes. */
@@ -268,6 +270,12 @@ export const TRAIN_FLAGS: FlagSpec[] = [
     key: "skipNonFinite",
     flags: "--skip-non-finite",
     help: "skip updates whose loss or gradient is NaN/Inf instead of failing",
+    parse: parseBoolean,
+  },
+  {
+    key: "normalize",
+    flags: "--no-normalize",
+    help: "csv: feed the features as they are (default: standardised with the training split's mean and std)",
     parse: parseBoolean,
   },
   { key: "quiet", flags: "--quiet", help: "print only the summary (and errors)", parse: parseBoolean },

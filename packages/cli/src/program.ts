@@ -48,6 +48,9 @@ function trainCommand(onDone: (code: number) => void): Command {
     const option = new Option(f.flags, f.help);
     if (f.isHidden) option.hideHelp();
     cmd.addOption(option);
+    // With its positive twin defined, commander leaves a --no-X flag undefined unless given, so a
+    // config file's value is not overridden by a default.
+    if (f.flags.startsWith("--no-")) cmd.addOption(new Option(`--${f.flags.slice(5)}`).hideHelp());
   }
   return cmd
     .addHelpText("after", runnableText(TRAIN_EXAMPLES))

@@ -4,6 +4,8 @@
 import { DataParallel, type ModelSpec, type TrainerCheckpoint, readTrainerCheckpoint } from "@threadgrad/workers";
 import { absoluteDataSpec } from "../config.js";
 import { type Dataset, type Task, checkLabels } from "../data/index.js";
+import { isShownName } from "../data/csv-task.js";
+import { type Preprocess, applyToSplit, mseInTargetUnits } from "../data/preprocess.js";
 import { EXIT_OK, UsageError, asUsage } from "../errors.js";
 import { DEFAULT_SETTINGS } from "../config.js";
 import type { TrainSettings } from "../flags.js";
@@ -60,6 +62,16 @@ function evalData(cli: Record<string, unknown>, ckpt: TrainerCheckpoint): TrainS
   };
 }
 
+/** A csv must give the features the model was trained on, in that order. */
+function checkColumns(pre: Preprocess | null, ds: Dataset, path: string): void {
+  const trained = pre?.featureNames;
+  if (!trained || !ds.featureNames || trained.join("\n") === ds.featureNames.join("\n")) return;
+  const show = (names: string[]) => (names.every(isShownName) ? names.join(", ") : `${names.length} columns`);
+  throw new UsageError(
+    `data: ${ds.name} has feature columns ${show(ds.featureNames)}, but ${path} was trained on ${show(trained)}`,
+  );
+}
+
 function checkModel(model: ModelSpec, ds: Dataset, path: string, data: string): void {
   if (!("kind" in model)) return;
   if (model.sizes[0] !== ds.features) {
@@ -91,7 +103,12 @@ export async function runEval(cli: Record<string, unknown>): Promise<number> {
   const ckpt = asUsage(() => readTrainerCheckpoint(path));
   refuseModuleCode(ckpt);
   const settings = evalData(cli, ckpt);
-  const ds = loadRunData(settings)[split];
+  // The run's preprocessing (scaling fitted on its training split, class names) applies to any data.
+  const pre = readStoredRun(ckpt)?.preprocess ?? null;
+  const data = loadRunData(settings, pre?.classes ?? undefined);
+  checkColumns(pre, data.train, path);
+  if (pre !== null) applyToSplit(data, pre);
+  const ds = data[split];
   checkModel(ckpt.config.model, ds, path, settings.data);
   const trainer = await DataParallel.load(ckpt, { workers });
   try {
@@ -104,7 +121,7 @@ export async function runEval(cli: Record<string, unknown>): Promise<number> {
       step: progress.globalStep,
       epoch: progress.epoch,
       samples: ev.samples,
-      loss: ev.loss,
+      loss: mseInTargetUnits(pre, ev.loss),
       accuracy: ev.accuracy,
     };
     if (ev.predictions !== null && ds.task === "classification") {
@@ -121,7 +138,7 @@ export async function runEval(cli: Record<string, unknown>): Promise<number> {
       });
       result.confusionMatrix = matrix;
     } else {
-      result.rmse = Math.sqrt(ev.loss);
+      result.rmse = Math.sqrt(result.loss as number);
     }
     if (cli.json === true) process.stdout.write(`${JSON.stringify({ event: "eval", ...result })}\n`);
     else for (const line of describe(result, ds)) process.stdout.write(`${line}\n`);
@@ -136,7 +153,7 @@ function describe(r: Record<string, unknown>, ds: Dataset): string[] {
     `checkpoint ${r.checkpoint} (step ${r.step}, ${r.epoch} epochs done)`,
     `data ${r.data} (${r.split}): ${r.samples} samples`,
     r.accuracy === null
-      ? `loss ${(r.loss as number).toFixed(4)} (rmse ${(r.rmse as number).toFixed(4)})`
+      ? `mse ${Number((r.loss as number).toPrecision(4))}  rmse ${Number((r.rmse as number).toPrecision(4))} (target units)`
       : `loss ${(r.loss as number).toFixed(4)}  accuracy ${formatPercent(r.accuracy as number)}`,
   ];
   const perClass = r.perClass as

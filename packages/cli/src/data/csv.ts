@@ -223,7 +223,8 @@ export function parseCsvChunks(chunks: Iterable<string>, file: string, opts: Csv
   const column = describeColumn(table.names, table.targetCol);
   const { task, numClasses, classNames, y } = readTargets(table, lineNumbers, opts, column);
   const featureNames = table.names.filter((_, i) => i !== table.targetCol);
-  return { name: file, x, y, length, features, task, numClasses, lineNumbers, classNames, featureNames };
+  const targetName = table.names[table.targetCol]!;
+  return { name: file, x, y, length, features, task, numClasses, lineNumbers, classNames, featureNames, targetName };
 }
 
 const NOT_DECIMAL = "not a decimal number (digits with an optional sign, fraction and exponent)";

@@ -20,6 +20,8 @@ export interface Dataset {
   classNames?: string[];
   /** CSV sets only: the header names of the feature columns, in order. */
   featureNames?: string[];
+  /** CSV sets only: the header name of the target column. */
+  targetName?: string;
   /** CSV sets only: the file line each row came from (header = line 1), so later errors can point into the file. */
   lineNumbers?: Int32Array;
 }
