@@ -4,6 +4,7 @@ import { Command, CommanderError, Option } from "commander";
 import { runBench } from "./commands/bench.js";
 import { runEval } from "./commands/eval.js";
 import { exportCommand } from "./commands/export.js";
+import { predictCommand } from "./commands/predict.js";
 import { runTrain } from "./commands/train.js";
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError } from "./errors.js";
 import { TRAIN_FLAGS } from "./flags.js";
@@ -99,7 +100,7 @@ export function buildProgram(onDone: (code: number) => void): Command {
     .showHelpAfterError("(add --help for usage)")
     .allowExcessArguments(false);
   program.addCommand(trainCommand(onDone)).addCommand(evalCommand(onDone)).addCommand(benchCommand(onDone));
-  program.addCommand(exportCommand(onDone));
+  program.addCommand(exportCommand(onDone)).addCommand(predictCommand(onDone));
   program.addHelpText(
     "after",
     runnableText(`

@@ -39,6 +39,21 @@ export const MAX_CSV_CLASSES = 1 << 16;
 // binary, Infinity, NaN or digit separators, which Number() would accept or turn into something else.
 const DECIMAL = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
 
+/**
+ * A cell's number, or what is wrong with it: empty, not a decimal number, or too large for float32.
+ * @example readDecimal(" 1e3 ") // 1000
+ */
+export function readDecimal(raw: string): number | string {
+  const text = raw.trim();
+  if (text === "") return "the cell is empty";
+  if (!DECIMAL.test(text)) return "not a decimal number (digits with an optional sign, fraction and exponent)";
+  const value = Number(text);
+  // Every value ends up as float32, targets too; past 3.4e38 it would become Infinity.
+  if (!Number.isFinite(Math.fround(value)))
+    return "the number is too large for float32 (largest magnitude about 3.4e38)";
+  return value;
+}
+
 /** A typed array that doubles when full, so parsed values take 4 or 8 bytes each, not a string. */
 class Growing<A extends Float32Array | Float64Array | Int32Array> {
   length = 0;
@@ -155,16 +170,8 @@ class CsvTable implements CsvSink {
   }
 
   private parseCell(raw: string, line: number, index: number): number {
-    const text = raw.trim();
-    if (text === "") throw this.cellError(line, index, "the cell is empty");
-    if (!DECIMAL.test(text)) {
-      throw this.cellError(line, index, "not a decimal number (digits with an optional sign, fraction and exponent)");
-    }
-    const value = Number(text);
-    // Every value ends up as float32, targets too; past 3.4e38 it would become Infinity.
-    if (!Number.isFinite(Math.fround(value))) {
-      throw this.cellError(line, index, "the number is too large for float32 (largest magnitude about 3.4e38)");
-    }
+    const value = readDecimal(raw);
+    if (typeof value === "string") throw this.cellError(line, index, value);
     return value;
   }
 
@@ -305,7 +312,7 @@ export function parseCsv(text: string, file: string, opts: CsvOptions): Dataset 
 }
 
 /** The UTF-8 text of the file at `fd`, CSV_CHUNK_BYTES at a time; a character split between reads stays whole. */
-function* readChunks(fd: number, file: string): Generator<string> {
+export function* readChunks(fd: number, file: string): Generator<string> {
   const decoder = new StringDecoder("utf8");
   const buf = Buffer.alloc(CSV_CHUNK_BYTES);
   for (;;) {
