@@ -3,6 +3,7 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { readTrainerCheckpoint } from "@threadgrad/workers";
+import * as ort from "onnxruntime-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { jsonLines, requireBuilt, run, tempDir } from "./helpers.js";
 
@@ -143,6 +144,18 @@ describe("preprocessing in train, eval and predict", () => {
     expect(header).toBe("price");
     const expected = [50000 + 60000 + 150000 - 8000, 50000 + 100000 + 300000 - 32000];
     values.forEach((v, i) => expect(Math.abs(Number(v) - expected[i]!)).toBeLessThan(15000));
+
+    // The ONNX graph takes the raw features and gives prices: the same figures predict printed.
+    const onnx = join(tmp.path, "houses.onnx");
+    const e = await run(["export", "--checkpoint", best, "--out", onnx]);
+    expect(e.stdout).toBe(
+      `wrote ${onnx} (onnx: input [batch, 3] float32 -> values [batch, 1]; ` +
+        "the graph standardises its inputs and gives target units)\n",
+    );
+    const session = await ort.InferenceSession.create(onnx);
+    const raw = new ort.Tensor("float32", Float32Array.of(3, 100, 10, 5, 200, 40), [2, 3]);
+    const got = (await session.run({ input: raw })).values!.data as Float32Array;
+    values.forEach((v, i) => expect(Math.abs(got[i]! - Number(v))).toBeLessThan(1));
   });
 
   it("text labels: class names in eval's table and in predictions; bad inputs are named", async () => {
