@@ -143,7 +143,9 @@ describe("preprocessing in train, eval and predict", () => {
     const [header, ...values] = readFileSync(join(tmp.path, "p.csv"), "utf8").trim().split("\n");
     expect(header).toBe("price");
     const expected = [50000 + 60000 + 150000 - 8000, 50000 + 100000 + 300000 - 32000];
-    values.forEach((v, i) => expect(Math.abs(Number(v) - expected[i]!)).toBeLessThan(15000));
+    values.forEach((v, i) => {
+      expect(Math.abs(Number(v) - expected[i]!)).toBeLessThan(15000);
+    });
 
     // The ONNX graph takes the raw features and gives prices: the same figures predict printed.
     const onnx = join(tmp.path, "houses.onnx");
@@ -155,7 +157,9 @@ describe("preprocessing in train, eval and predict", () => {
     const session = await ort.InferenceSession.create(onnx);
     const raw = new ort.Tensor("float32", Float32Array.of(3, 100, 10, 5, 200, 40), [2, 3]);
     const got = (await session.run({ input: raw })).values!.data as Float32Array;
-    values.forEach((v, i) => expect(Math.abs(got[i]! - Number(v))).toBeLessThan(1));
+    values.forEach((v, i) => {
+      expect(Math.abs(got[i]! - Number(v))).toBeLessThan(1);
+    });
   });
 
   it("text labels: class names in eval's table and in predictions; bad inputs are named", async () => {

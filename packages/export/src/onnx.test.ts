@@ -80,7 +80,9 @@ describe("exportOnnx matches threadgrad's forward in onnxruntime (within 1e-5)",
       .forward(raw.sub(tensor(mean)).div(tensor(std)))
       .mul(tensor(outStd))
       .add(tensor(outMean));
-    scaled.data.forEach((v, i) => expect(Math.abs(got[i]! - v)).toBeLessThanOrEqual(1e-5 * Math.abs(v) + 1e-5));
+    scaled.data.forEach((v, i) => {
+      expect(Math.abs(got[i]! - v)).toBeLessThanOrEqual(1e-5 * Math.abs(v) + 1e-5);
+    });
     expect(() => exportOnnx(model, { sampleShape: [3], inputScaling: { mean, std: [1, 0, 1] } })).toThrow(
       "exportOnnx: inputScaling needs mean and std of 3 finite numbers each (std > 0), got mean of 3 and std of 3 values",
     );
