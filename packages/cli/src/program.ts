@@ -48,10 +48,10 @@ function trainCommand(onDone: (code: number) => void): Command {
   for (const f of TRAIN_FLAGS) {
     const option = new Option(f.flags, f.help);
     if (f.isHidden) option.hideHelp();
-    cmd.addOption(option);
-    // With its positive twin defined, commander leaves a --no-X flag undefined unless given, so a
-    // config file's value is not overridden by a default.
+    // With its positive twin defined first, commander leaves a --no-X flag undefined unless given,
+    // so a config file's value is not overridden by a default.
     if (f.flags.startsWith("--no-")) cmd.addOption(new Option(`--${f.flags.slice(5)}`).hideHelp());
+    cmd.addOption(option);
   }
   return cmd
     .addHelpText("after", runnableText(TRAIN_EXAMPLES))

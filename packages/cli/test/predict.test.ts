@@ -115,9 +115,18 @@ describe("preprocessing in train, eval and predict", () => {
       out,
     ]);
     expect(again.code).toBe(0);
-    const ckpt = readTrainerCheckpoint(join(out, "checkpoint-latest.msgpack"));
-    const cli = ckpt.extra.cli as { settings: { normalize: boolean }; preprocess: { features: unknown } };
-    expect([cli.settings.normalize, cli.preprocess.features]).toEqual([false, null]);
+    const stored = (dir: string) => {
+      const ckpt = readTrainerCheckpoint(join(dir, "checkpoint-latest.msgpack"));
+      const cli = ckpt.extra.cli as { settings: { normalize: boolean }; preprocess: { features: unknown } };
+      return [cli.settings.normalize, cli.preprocess.features];
+    };
+    expect(stored(out)).toEqual([false, null]);
+    // A config file says the same; the flag's absence does not override it.
+    const config = join(tmp.path, "raw.json");
+    writeFileSync(config, JSON.stringify({ data: `csv:${data}`, target: "grade", epochs: 1, normalize: false }));
+    const fromFile = join(tmp.path, "raw-config");
+    expect((await run(["train", "--config", config, ...TRAIN, "--out", fromFile])).code).toBe(0);
+    expect(stored(fromFile)).toEqual([false, null]);
   });
 
   it("house prices with the README's SGD example: RMSE in dollars, eval and predict in the same units", async () => {

@@ -1,7 +1,13 @@
 // `threadgrad eval --checkpoint FILE`: loss and accuracy of a checkpoint on a data set (by
 // default the test set of the data it was trained on), with per-class accuracy and the confusion
 // matrix for classification.
-import { DataParallel, type ModelSpec, type TrainerCheckpoint, readTrainerCheckpoint } from "@threadgrad/workers";
+import {
+  DataParallel,
+  type ModelSpec,
+  type TrainerCheckpoint,
+  readTrainerCheckpoint,
+  safeText,
+} from "@threadgrad/workers";
 import { absoluteDataSpec } from "../config.js";
 import { type Dataset, type Task, checkLabels } from "../data/index.js";
 import { isShownName } from "../data/csv-task.js";
@@ -160,11 +166,13 @@ function describe(r: Record<string, unknown>, ds: Dataset): string[] {
     | { class: number; name: string; samples: number; correct: number; accuracy: number | null }[]
     | undefined;
   if (perClass === undefined) return lines;
-  const nameWidth = Math.max(5, ...perClass.map((c) => c.name.length));
+  // Class names come from the data (or a checkpoint): control characters are shown escaped.
+  const names = perClass.map((c) => safeText(c.name));
+  const nameWidth = Math.max(5, ...names.map((n) => n.length));
   lines.push("", `${"class".padEnd(nameWidth)}  samples  correct  accuracy`);
-  for (const c of perClass) {
+  for (const [i, c] of perClass.entries()) {
     lines.push(
-      `${c.name.padEnd(nameWidth)}  ${String(c.samples).padStart(7)}  ${String(c.correct).padStart(7)}  ${formatPercent(c.accuracy).padStart(8)}`,
+      `${names[i]!.padEnd(nameWidth)}  ${String(c.samples).padStart(7)}  ${String(c.correct).padStart(7)}  ${formatPercent(c.accuracy).padStart(8)}`,
     );
   }
   const matrix = r.confusionMatrix as number[][];
