@@ -1,10 +1,11 @@
 // End-to-end: preprocessing (standardised features and targets, labels mapped to classes) and
 // `threadgrad predict`, on generated csv files, through the built binary.
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { readTrainerCheckpoint } from "@threadgrad/workers";
 import * as ort from "onnxruntime-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CSV_CHUNK_BYTES } from "../src/data/index.js";
 import { jsonLines, requireBuilt, run, tempDir } from "./helpers.js";
 
 const tmp = tempDir("threadgrad-predict-");
@@ -78,6 +79,25 @@ describe("preprocessing in train, eval and predict", () => {
     const p = await run(["predict", "--checkpoint", join(out, "checkpoint-best.msgpack"), "--data", `csv:${fresh}`]);
     expect([p.code, p.stderr]).toEqual([0, ""]);
     expect(p.stdout).toBe("grade\n1\n2\n3\n1\n");
+
+    // A file of several 1 MiB chunks, streamed in batches of 1000: every row, in input order.
+    const big = join(tmp.path, "big.csv");
+    const incomes = Array.from({ length: 100000 }, (_, i) => 30500 + ((i * 7919) % 29000));
+    writeFileSync(big, `income,a,b\n${incomes.map((v) => `${v},0.5,0.5`).join("\n")}\n`);
+    expect(statSync(big).size).toBeGreaterThan(CSV_CHUNK_BYTES);
+    const streamed = await run([
+      "predict",
+      "--checkpoint",
+      join(out, "checkpoint-best.msgpack"),
+      "--data",
+      `csv:${big}`,
+      "--batch-size",
+      "1000",
+    ]);
+    const lines = streamed.stdout.trim().split("\n");
+    expect(lines.length).toBe(100001);
+    const agree = incomes.filter((v, i) => lines[i + 1] === String(grade(v))).length;
+    expect(agree / incomes.length).toBeGreaterThan(0.95);
 
     const proba = await run([
       "predict",
@@ -176,7 +196,7 @@ describe("preprocessing in train, eval and predict", () => {
     const lines = ["length,width,species"];
     for (let i = 0; i < 300; i++) {
       const big = rnd() < 0.5;
-      lines.push(`${((big ? 5 : 1) + rnd()).toFixed(2)},${(rnd() * 2).toFixed(2)},${big ? "large one" : "small"}`);
+      lines.push(`${((big ? 5 : 1) + rnd()).toFixed(2)},${(rnd() * 2).toFixed(2)},${big ? '"large, one"' : "small"}`);
     }
     const data = join(tmp.path, "species.csv");
     writeFileSync(data, `${lines.join("\n")}\n`);
@@ -185,13 +205,15 @@ describe("preprocessing in train, eval and predict", () => {
     expect(trained.code).toBe(0);
     const best = join(out, "checkpoint-best.msgpack");
     const ev = await run(["eval", "--checkpoint", best]);
-    expect(ev.stdout).toMatch(/^large one +\d+/m);
+    expect(ev.stdout).toMatch(/^large, one +\d+/m);
     expect(ev.stdout).toMatch(/^small +\d+/m);
 
     const fresh = join(tmp.path, "plants.csv");
     writeFileSync(fresh, "length,width,species\n5.5,1,\n1.2,1,?\n");
     const p = await run(["predict", "--checkpoint", best, "--data", `csv:${fresh}`]);
-    expect(p.stdout).toBe("species\nlarge one\nsmall\n");
+    expect(p.stdout).toBe('species\n"large, one"\nsmall\n');
+    const asJson = await run(["predict", "--checkpoint", best, "--data", `csv:${fresh}`, "--json"]);
+    expect(jsonLines(asJson.stdout)).toEqual([{ species: "large, one" }, { species: "small" }]);
 
     const missing = join(tmp.path, "missing.csv");
     writeFileSync(missing, "length\n1\n");
@@ -228,5 +250,20 @@ describe("preprocessing in train, eval and predict", () => {
     expect(kept.code).toBe(2);
     expect(kept.stderr).toContain("kept.csv already exists; pass --force to replace it");
     expect(readFileSync(join(tmp.path, "kept.csv"), "utf8")).toBe("mine\n");
+  });
+
+  it("image sets: one prediction per test image, named after the label", async () => {
+    const out = join(tmp.path, "digits");
+    const r = await run(["train", "--limit", "300", "--epochs", "1", "--workers", "1", "--quiet", "--out", out]);
+    expect(r.code).toBe(0);
+    const best = join(out, "checkpoint-best.msgpack");
+    const p = await run(["predict", "--checkpoint", best, "--data", "digits", "--batch-size", "500"]);
+    const [header, ...rows] = p.stdout.trim().split("\n");
+    expect(header).toBe("label");
+    expect(rows.length).toBe(1667);
+    expect(rows.every((v) => /^[0-9]$/.test(v))).toBe(true);
+    const wrong = await run(["predict", "--checkpoint", best, "--data", `csv:${join(tmp.path, "none.csv")}`]);
+    expect(wrong.code).toBe(2);
+    expect(wrong.stderr).toContain(`csv: cannot read ${join(tmp.path, "none.csv")}`);
   });
 });
