@@ -107,6 +107,7 @@ export function buildProgram(onDone: (code: number) => void): Command {
 Examples:
   $ threadgrad train                                   # built-in digits: about 4 s on 2 cores, ~96% test accuracy
   $ threadgrad eval --checkpoint runs/<run>/checkpoint-best.msgpack
+  $ threadgrad predict --checkpoint runs/<run>/checkpoint-best.msgpack --data csv:new.csv --out preds.csv
   $ threadgrad bench --workers 1,2
 
 Run threadgrad <command> --help for each command's flags and examples.`),
