@@ -123,7 +123,10 @@ describe("threadgrad export errors", () => {
     const module = join(tmp.path, "model.mjs");
     writeFileSync(module, `import { writeFileSync } from "node:fs"; writeFileSync(${JSON.stringify(marker)}, "x");`);
     const path = join(tmp.path, "user-model.msgpack");
-    writeCheckpoint(path, { kind: "threadgrad-trainer", config: { model: { module }, loss: "mse" }, params: {} });
+    // The trained checkpoint, its model spec replaced by a module: valid data in every other field.
+    const payload = readCheckpoint(ckpt) as { config: { model: unknown } };
+    payload.config.model = { module };
+    writeCheckpoint(path, payload);
     const r = await run(["export", "--checkpoint", path, "--out", join(tmp.path, "user.onnx")]);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(`threadgrad export: export: ${path} holds a model from a user module`);
