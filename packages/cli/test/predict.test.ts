@@ -208,6 +208,21 @@ describe("preprocessing in train, eval and predict", () => {
     expect(ev.stdout).toMatch(/^large, one +\d+/m);
     expect(ev.stdout).toMatch(/^small +\d+/m);
 
+    // Other data is mapped into the trained classes and columns, or refused naming the problem.
+    const unseen = join(tmp.path, "unseen.csv");
+    writeFileSync(unseen, "length,width,species\n1,1,small\n3,1,medium\n");
+    const u = await run(["eval", "--checkpoint", best, "--data", `csv:${unseen}`, "--target", "species"]);
+    expect(u.code).toBe(2);
+    expect(u.stderr).toContain(
+      `csv: ${unseen} line 3, column 3 ("species"): the label "medium" is not one of the 2 classes ` +
+        "the model was trained on: large, one, small",
+    );
+    const swapped = join(tmp.path, "swapped.csv");
+    writeFileSync(swapped, `width,length,species\n${"1,1,small\n".repeat(5)}`);
+    const w = await run(["eval", "--checkpoint", best, "--data", `csv:${swapped}`, "--target", "species"]);
+    expect(w.code).toBe(2);
+    expect(w.stderr).toContain(`has feature columns width, length, but ${best} was trained on length, width`);
+
     const fresh = join(tmp.path, "plants.csv");
     writeFileSync(fresh, "length,width,species\n5.5,1,\n1.2,1,?\n");
     const p = await run(["predict", "--checkpoint", best, "--data", `csv:${fresh}`]);
