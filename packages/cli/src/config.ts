@@ -54,6 +54,7 @@ export const DEFAULT_SETTINGS: TrainSettings = {
   evalEvery: { every: 1, unit: "epoch" },
   skipNonFinite: false,
   augment: false,
+  normalize: true,
 };
 
 /**

@@ -66,6 +66,8 @@ export interface TrainSettings {
   skipNonFinite: boolean;
   /** images: a random crop (padding 4) and horizontal flip per sample and epoch */
   augment: boolean;
+  /** csv: standardise each feature with the training split's mean and std */
+  normalize: boolean;
 }
 
 /** Flags that shape the command's output or where it starts, not what the run computes. */
@@ -299,6 +301,12 @@ export const TRAIN_FLAGS: FlagSpec[] = [
     key: "augment",
     flags: "--augment",
     help: "image data: random crop (zero padding 4) and horizontal flip of each training image, per epoch and seed",
+    parse: parseBoolean,
+  },
+  {
+    key: "normalize",
+    flags: "--no-normalize",
+    help: "csv: feed the features as they are (default: standardised with the training split's mean and std)",
     parse: parseBoolean,
   },
   { key: "quiet", flags: "--quiet", help: "print only the summary (and errors)", parse: parseBoolean },

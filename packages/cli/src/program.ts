@@ -4,6 +4,7 @@ import { Command, CommanderError, Option } from "commander";
 import { runBench } from "./commands/bench.js";
 import { runEval } from "./commands/eval.js";
 import { exportCommand } from "./commands/export.js";
+import { predictCommand } from "./commands/predict.js";
 import { runTrain } from "./commands/train.js";
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError } from "./errors.js";
 import { TRAIN_FLAGS } from "./flags.js";
@@ -49,6 +50,9 @@ function trainCommand(onDone: (code: number) => void): Command {
   for (const f of TRAIN_FLAGS) {
     const option = new Option(f.flags, f.help);
     if (f.isHidden) option.hideHelp();
+    // With its positive twin defined first, commander leaves a --no-X flag undefined unless given,
+    // so a config file's value is not overridden by a default.
+    if (f.flags.startsWith("--no-")) cmd.addOption(new Option(`--${f.flags.slice(5)}`).hideHelp());
     cmd.addOption(option);
   }
   return cmd
@@ -99,13 +103,14 @@ export function buildProgram(onDone: (code: number) => void): Command {
     .showHelpAfterError("(add --help for usage)")
     .allowExcessArguments(false);
   program.addCommand(trainCommand(onDone)).addCommand(evalCommand(onDone)).addCommand(benchCommand(onDone));
-  program.addCommand(exportCommand(onDone));
+  program.addCommand(exportCommand(onDone)).addCommand(predictCommand(onDone));
   program.addHelpText(
     "after",
     runnableText(`
 Examples:
   $ threadgrad train                                   # built-in digits: about 4 s on 2 cores, ~96% test accuracy
   $ threadgrad eval --checkpoint runs/<run>/checkpoint-best.msgpack
+  $ threadgrad predict --checkpoint runs/<run>/checkpoint-best.msgpack --data csv:new.csv --out preds.csv
   $ threadgrad bench --workers 1,2
 
 Run threadgrad <command> --help for each command's flags and examples.`),

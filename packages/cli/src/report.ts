@@ -293,6 +293,8 @@ const LABELS: Record<string, string> = {
   trainLoss: "train loss",
   testLoss: "test loss",
   testAccuracy: "test accuracy",
+  testMse: "test MSE (target units)",
+  testRmse: "test RMSE (target units)",
   wallSeconds: "wall time",
   samplesPerSec: "throughput",
   workers: "workers",

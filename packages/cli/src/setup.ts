@@ -10,6 +10,7 @@ import {
 } from "@threadgrad/workers";
 import { optimizerOptions } from "./config.js";
 import { type DataSplit, type Dataset, checkLabels, loadDataset, takeRows } from "./data/index.js";
+import { type Preprocess, applyToSplit, fitPreprocess } from "./data/preprocess.js";
 import { UsageError, asUsage } from "./errors.js";
 import type { TrainSettings } from "./flags.js";
 import { type ModelPreset, moduleSpecOf } from "./values.js";
@@ -23,7 +24,7 @@ const PRESPLIT_SCHEMES = ["idx", "mnist", "fashion-mnist"];
  * cells) is a usage error. The train/test split always uses seed 0, so --seed changes the
  * training run, not which samples are held out.
  */
-export function loadRunData(s: TrainSettings): DataSplit {
+export function loadRunData(s: TrainSettings, classes?: readonly string[]): DataSplit {
   const scheme = s.data.split(":")[0]!;
   if (s.testSplit !== null && PRESPLIT_SCHEMES.includes(scheme)) {
     throw new UsageError(
@@ -37,6 +38,7 @@ export function loadRunData(s: TrainSettings): DataSplit {
       task: s.task ?? undefined,
       testSplit: s.testSplit ?? undefined,
       seed: 0,
+      classes,
     }),
   );
   if (s.limit !== null && s.limit < split.train.length) {
@@ -46,6 +48,17 @@ export function loadRunData(s: TrainSettings): DataSplit {
   if (split.test.length === 0)
     throw new UsageError(`data: ${s.data} has no test samples; pass --test-split greater than 0`);
   return split;
+}
+
+/**
+ * Fits the run's preprocessing on the training split (or takes a resumed run's stored one) and
+ * applies it to both splits in place: standardised csv features unless --no-normalize,
+ * standardised regression targets. Returns what was applied, for the checkpoints' run record.
+ */
+export function preprocessRunData(s: TrainSettings, split: DataSplit, stored: Preprocess | null): Preprocess {
+  const p = stored ?? fitPreprocess(split.train, s.normalize);
+  applyToSplit(split, p);
+  return p;
 }
 
 /** Fills in the model and loss from the data (or checks the given ones against it). */

@@ -18,7 +18,12 @@ describe("the run record stored in a checkpoint", () => {
     const run = readStoredRun(
       ckpt({ settings, best: { metric: "testLoss", value: 0.5, step: 3 }, trainLoss: Number.NaN }),
     );
-    expect(run).toEqual({ settings, best: { metric: "testLoss", value: 0.5, step: 3 }, trainLoss: Number.NaN });
+    expect(run).toEqual({
+      settings,
+      best: { metric: "testLoss", value: 0.5, step: 3 },
+      trainLoss: Number.NaN,
+      preprocess: null,
+    });
     expect(readStoredRun({ ...ckpt(undefined), extra: {} })).toBeNull();
   });
 
@@ -103,5 +108,53 @@ describe("the run record stored in a checkpoint", () => {
     expect(() => moduleToLoad(loss as never, undefined)).toThrow(
       'checkpoint: run/c.msgpack: its loss comes from module "node:fs"; threadgrad trains built-in losses only',
     );
+  });
+
+  describe("the stored preprocessing", () => {
+    const preprocess = {
+      features: { mean: [1, 2, 3, 40000], std: [1, 0.5, 2, 9000] },
+      target: null,
+      classes: ["1", "2", "3"],
+      featureNames: ["a", "b", "c", "income"],
+      targetName: "grade",
+    };
+    const read = (p: unknown, s: object = settings) =>
+      readStoredRun(ckpt({ settings: s, best: null, trainLoss: null, preprocess: p }));
+
+    it("reads back what train stores; a record from before --no-normalize fed raw features", () => {
+      expect(read(preprocess)?.preprocess).toEqual(preprocess);
+      const { normalize: _, ...old } = settings;
+      expect(read(undefined, old)?.settings.normalize).toBe(false);
+    });
+
+    it("refuses scalings that would divide by zero or do not fit the model, naming the field", () => {
+      const at = "checkpoint: run/c.msgpack: field 'extra.cli.preprocess";
+      const features = (mean: unknown, std: unknown) => ({ ...preprocess, features: { mean, std } });
+      expect(() => read(features([1, 2, 3, 4], [1, 0, 1, 1]))).toThrow(
+        `${at}.features.std[1]' must be a list of finite numbers > 0, got 0`,
+      );
+      expect(() => read(features([1, 2, 3, "x"], [1, 1, 1, 1]))).toThrow(
+        `${at}.features.mean[3]' must be a list of finite numbers, got "x"`,
+      );
+      expect(() => read(features([1, 2, 3], [1, 1, 1]))).toThrow(
+        `${at}.featureNames' must name the 3 scaled features, got 4`,
+      );
+      expect(() => read({ ...preprocess, features: null, featureNames: ["a", "b"] })).toThrow(
+        `${at}.featureNames' must name the 4 model inputs, got 2`,
+      );
+      expect(() => read({ ...preprocess, classes: ["1", "2", "3", "4"] })).toThrow(
+        `${at}.classes' must name at most the model's 3 outputs, got ["1","2","3","4"]`,
+      );
+      expect(() => read({ ...preprocess, classes: ["1", "1", "3"] })).toThrow(
+        `${at}.classes' must be a list of distinct strings`,
+      );
+      const mse = { ...settings, model: [4, 8, 1], loss: "mse" };
+      const regression = { ...preprocess, classes: null, target: { mean: 2e5, std: -1 } };
+      expect(() => read(regression, mse)).toThrow(`${at}.target.std' must be a finite number > 0, got -1`);
+      expect(read({ ...regression, target: { mean: 2e5, std: 5e4 } }, mse)?.preprocess?.target).toEqual({
+        mean: 2e5,
+        std: 5e4,
+      });
+    });
   });
 });

@@ -7,6 +7,7 @@ import { type ModelSpec, type TrainerCheckpoint, safeText } from "@threadgrad/wo
 import { DEFAULT_SETTINGS, optimizerOptions } from "./config.js";
 import { UsageError } from "./errors.js";
 import { TRAIN_FLAGS, type TrainSettings } from "./flags.js";
+import type { Preprocess, Scaling } from "./data/preprocess.js";
 import type { Best } from "./session.js";
 import { type ModelChoice, ValueError, describeModel, moduleSpecOf } from "./values.js";
 
@@ -14,6 +15,8 @@ export interface StoredRun {
   settings: TrainSettings;
   best: Best | null;
   trainLoss: number | null;
+  /** What was done to the data before the model saw it; null in a checkpoint from before it was stored. */
+  preprocess: Preprocess | null;
 }
 
 /** Settings that a finished set-up may leave null (all others hold a value: model, loss, lr included). */
@@ -59,6 +62,11 @@ export function readStoredRun(ckpt: TrainerCheckpoint): StoredRun | null {
   for (const key of Object.keys(DEFAULT_SETTINGS) as (keyof TrainSettings)[]) {
     const field = `extra.cli.settings.${key}`;
     const value = own(raw, key);
+    if ((key === "normalize" || key === "augment") && value === undefined) {
+      // Checkpoints from before --no-normalize and --augment existed fed features as they were.
+      settings[key] = false;
+      continue;
+    }
     // A run recorded before --image-size existed holds no imageSize: it read no images.
     if ((value === null || (value === undefined && key === "imageSize")) && NULLABLE.includes(key)) {
       settings[key] = null;
@@ -84,7 +92,14 @@ export function readStoredRun(ckpt: TrainerCheckpoint): StoredRun | null {
       `checkpoint: ${path}: field 'extra.cli.settings' holds bad optimizer options: ${(err as Error).message}`,
     );
   }
-  return { settings: s, best: readBest(own(cli, "best"), bad), trainLoss: readLoss(own(cli, "trainLoss"), bad) };
+  const preprocess = readPreprocess(own(cli, "preprocess"), bad);
+  if (preprocess !== null) checkPreprocessFits(preprocess, s, bad);
+  return {
+    settings: s,
+    best: readBest(own(cli, "best"), bad),
+    trainLoss: readLoss(own(cli, "trainLoss"), bad),
+    preprocess,
+  };
 }
 
 /** The JavaScript type each stored setting has once parsed (the parsers also take a command line's text). */
@@ -103,6 +118,7 @@ const STORED_TYPES: Partial<Record<keyof TrainSettings, "string" | "number" | "b
   amsgrad: "boolean",
   skipNonFinite: "boolean",
   augment: "boolean",
+  normalize: "boolean",
 };
 for (const key of [
   "testSplit",
@@ -155,6 +171,91 @@ function readBest(v: unknown, bad: (f: string, r: string, v: unknown) => UsageEr
   if (typeof step !== "number" || !Number.isSafeInteger(step) || step < 0)
     throw bad("extra.cli.best.step", "must be a non-negative integer", step);
   return { metric, value, step };
+}
+
+type Bad = (f: string, r: string, v: unknown) => UsageError;
+const MAX_STORED_NAMES = 1 << 16;
+
+function finiteList(v: unknown, field: string, bad: Bad, isPositive: boolean): number[] {
+  const rule = isPositive ? "must be a list of finite numbers > 0" : "must be a list of finite numbers";
+  if (!Array.isArray(v) || v.length > MAX_STORED_NAMES) throw bad(field, rule, v);
+  v.forEach((x, i) => {
+    if (typeof x !== "number" || !Number.isFinite(x) || (isPositive && !(x > 0))) throw bad(`${field}[${i}]`, rule, x);
+  });
+  return v as number[];
+}
+
+function nameList(v: unknown, field: string, bad: Bad): string[] {
+  const rule = "must be a list of distinct strings";
+  if (!Array.isArray(v) || v.length > MAX_STORED_NAMES) throw bad(field, rule, v);
+  v.forEach((x, i) => {
+    if (typeof x !== "string") throw bad(`${field}[${i}]`, rule, x);
+  });
+  if (new Set(v).size !== v.length) throw bad(field, rule, v);
+  return v as string[];
+}
+
+/** The stored preprocessing: feature scaling, target scaling, class and column names, all checked. */
+function readPreprocess(v: unknown, bad: Bad): Preprocess | null {
+  if (v === undefined || v === null) return null;
+  const f = "extra.cli.preprocess";
+  if (!isMap(v)) throw bad(f, "must be a map of fields", v);
+  const features = own(v, "features");
+  let scaling: Scaling | null = null;
+  if (features !== null) {
+    if (!isMap(features)) throw bad(`${f}.features`, "must be null or { mean, std }", features);
+    const mean = finiteList(own(features, "mean"), `${f}.features.mean`, bad, false);
+    const std = finiteList(own(features, "std"), `${f}.features.std`, bad, true);
+    if (std.length !== mean.length)
+      throw bad(`${f}.features.std`, `must have as many values as mean (${mean.length})`, std.length);
+    scaling = { mean, std };
+  }
+  const target = own(v, "target");
+  let targetScaling: Preprocess["target"] = null;
+  if (target !== null) {
+    if (!isMap(target)) throw bad(`${f}.target`, "must be null or { mean, std }", target);
+    const mean = own(target, "mean"),
+      std = own(target, "std");
+    if (typeof mean !== "number" || !Number.isFinite(mean))
+      throw bad(`${f}.target.mean`, "must be a finite number", mean);
+    if (typeof std !== "number" || !Number.isFinite(std) || !(std > 0))
+      throw bad(`${f}.target.std`, "must be a finite number > 0", std);
+    targetScaling = { mean, std };
+  }
+  const classes = own(v, "classes");
+  const featureNames = own(v, "featureNames");
+  const targetName = own(v, "targetName");
+  if (typeof targetName !== "string") throw bad(`${f}.targetName`, "must be a string", targetName);
+  const names = featureNames === null ? null : nameList(featureNames, `${f}.featureNames`, bad);
+  if (names !== null && scaling !== null && names.length !== scaling.mean.length)
+    throw bad(`${f}.featureNames`, `must name the ${scaling.mean.length} scaled features`, names.length);
+  return {
+    features: scaling,
+    target: targetScaling,
+    classes: classes === null ? null : nameList(classes, `${f}.classes`, bad),
+    featureNames: names,
+    targetName,
+  };
+}
+
+/** The stored preprocessing must fit the stored model: inputs, outputs and task. */
+function checkPreprocessFits(p: Preprocess, s: TrainSettings, bad: Bad): void {
+  const f = "extra.cli.preprocess";
+  // The mlp's sizes are in the settings; a preset's or a module's live in the model spec, which the
+  // checkpoint reader has already checked against the parameters.
+  const sizes = Array.isArray(s.model) ? s.model : null;
+  const inputs = sizes?.[0];
+  if (inputs !== undefined && p.features !== null && p.features.mean.length !== inputs)
+    throw bad(`${f}.features.mean`, `must hold one value per model input (${inputs})`, p.features.mean.length);
+  if (inputs !== undefined && p.featureNames !== null && p.featureNames.length !== inputs)
+    throw bad(`${f}.featureNames`, `must name the ${inputs} model inputs`, p.featureNames.length);
+  const isRegression = s.loss === "mse";
+  const outputs = sizes?.at(-1) ?? Number.POSITIVE_INFINITY;
+  if (isRegression ? p.classes !== null : p.classes === null || p.classes.length > outputs) {
+    const rule = isRegression ? "must be null for mse" : `must name at most the model's ${outputs} outputs`;
+    throw bad(`${f}.classes`, rule, p.classes);
+  }
+  if (!isRegression && p.target !== null) throw bad(`${f}.target`, "must be null for classification", p.target);
 }
 
 function readLoss(v: unknown, bad: (f: string, r: string, v: unknown) => UsageError): number | null {

@@ -136,7 +136,7 @@ describe("malformed data exits 2 and names the file", () => {
 });
 
 describe("help, version and bench", () => {
-  it.each(["train", "eval", "bench"])("%s --help shows examples and exits 0", async (command) => {
+  it.each(["train", "eval", "predict", "bench"])("%s --help shows examples and exits 0", async (command) => {
     const r = await run([command, "--help"]);
     expect(r.code).toBe(0);
     expect(r.stdout).toContain(`$ threadgrad ${command}`);

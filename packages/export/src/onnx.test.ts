@@ -1,7 +1,7 @@
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type Tensor, manualSeed, nn, randint, randn } from "@threadgrad/core";
+import { type Tensor, manualSeed, nn, randint, randn, tensor } from "@threadgrad/core";
 import * as ort from "onnxruntime-node";
 import { afterEach, describe, expect, it } from "vitest";
 import { ONNX_IR_VERSION, ONNX_OPSET, exportOnnx, saveOnnx } from "./onnx.js";
@@ -59,6 +59,37 @@ describe("exportOnnx matches threadgrad's forward in onnxruntime (within 1e-5)",
       for (const batch of [1, 7]) await expectSameOutputs(model, randn([batch, 6]).mul(2), { sampleShape: [6] });
     });
   }
+
+  it("inputScaling and outputScaling: raw values in, target units out", async () => {
+    manualSeed(4);
+    const model = new nn.Sequential(new nn.Linear(3, 8), new nn.ReLU(), new nn.Linear(8, 2));
+    model.eval();
+    const mean = [40000, 0.5, -3],
+      std = [9000, 0.25, 2];
+    const outMean = [2e5, 1],
+      outStd = [5e4, 0.5];
+    const raw = randn([5, 3]).mul(tensor(std)).add(tensor(mean));
+    const bytes = exportOnnx(model, {
+      sampleShape: [3],
+      inputScaling: { mean, std },
+      outputScaling: { mean: outMean, std: outStd },
+    });
+    expect(decode(bytes).graph.node.map((n) => n.opType)).toEqual(["Sub", "Div", "Gemm", "Relu", "Gemm", "Mul", "Add"]);
+    const got = (await runOnnx(bytes, raw)).data as Float32Array;
+    const scaled = model
+      .forward(raw.sub(tensor(mean)).div(tensor(std)))
+      .mul(tensor(outStd))
+      .add(tensor(outMean));
+    scaled.data.forEach((v, i) => {
+      expect(Math.abs(got[i]! - v)).toBeLessThanOrEqual(1e-5 * Math.abs(v) + 1e-5);
+    });
+    expect(() => exportOnnx(model, { sampleShape: [3], inputScaling: { mean, std: [1, 0, 1] } })).toThrow(
+      "exportOnnx: inputScaling needs mean and std of 3 finite numbers each (std > 0), got mean of 3 and std of 3 values",
+    );
+    expect(() => exportOnnx(model, { sampleShape: [3], outputScaling: { mean: [1], std: [1] } })).toThrow(
+      "exportOnnx: outputScaling needs mean and std of 2 finite numbers each (std > 0), got mean of 1 and std of 1 values",
+    );
+  });
 
   it("LayerNorm over one and two dims, with and without affine, after a Linear on 3-D input", async () => {
     manualSeed(2);

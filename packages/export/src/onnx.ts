@@ -20,6 +20,33 @@ export interface OnnxExportOptions {
    * with Embedding).
    */
   inputDtype?: "float32" | "int32" | "int64";
+  /**
+   * Standardisation the model was trained behind: the graph starts with Sub(mean) and Div(std), so it
+   * takes raw values. `mean` and `std` hold one value per sample element (`sampleShape`'s product);
+   * float32 input only.
+   */
+  inputScaling?: Scaling;
+  /** Maps the outputs back to a target's units with Mul(std) and Add(mean): one value per output element. */
+  outputScaling?: Scaling;
+}
+
+/** Per-element affine map: standardise with (x - mean) / std, or undo it with y * std + mean. */
+export interface Scaling {
+  mean: readonly number[];
+  std: readonly number[];
+}
+
+function checkScaling(what: string, s: Scaling, size: number): void {
+  const ok = (v: readonly number[], positive: boolean) =>
+    Array.isArray(v) &&
+    v.length === size &&
+    v.every((x) => typeof x === "number" && Number.isFinite(x) && (!positive || x > 0));
+  if (s === null || typeof s !== "object" || !ok(s.mean, false) || !ok(s.std, true)) {
+    throw new Error(
+      `exportOnnx: ${what} needs mean and std of ${size} finite numbers each (std > 0), ` +
+        `got mean of ${Array.isArray(s?.mean) ? s.mean.length : "no"} and std of ${Array.isArray(s?.std) ? s.std.length : "no"} values`,
+    );
+  }
 }
 
 /**
@@ -51,9 +78,34 @@ export function exportOnnx(model: nn.Module, opts: OnnxExportOptions): Uint8Arra
   }
   const graph = new Graph([inputName, outputName]);
   const x: Value = { name: inputName, shape: [null, ...sampleShape], dtype: inputDtype };
-  const y = emitModule(model, x, graph, "");
+  let first = x;
+  if (opts.inputScaling !== undefined) {
+    if (inputDtype !== "float32") throw new Error(`exportOnnx: inputScaling needs float32 input, not ${inputDtype}`);
+    checkScaling(
+      "inputScaling",
+      opts.inputScaling,
+      sampleShape.reduce((a, b) => a * b, 1),
+    );
+    const mean = graph.floats("input_mean", sampleShape, opts.inputScaling.mean);
+    const std = graph.floats("input_std", sampleShape, opts.inputScaling.std);
+    const centred = graph.node("Sub", [inputName, mean], "input_scaling");
+    first = { ...x, name: graph.node("Div", [centred, std], "input_scaling") };
+  }
+  let y = emitModule(model, first, graph, "");
   if (y.dtype !== "float32") {
     throw new Error(`exportOnnx: the model's output must be float32, got ${y.dtype} ids of shape ${fmtDims(y.shape)}`);
+  }
+  if (opts.outputScaling !== undefined) {
+    const outShape = y.shape.slice(1) as number[];
+    checkScaling(
+      "outputScaling",
+      opts.outputScaling,
+      outShape.reduce((a, b) => a * b, 1),
+    );
+    const std = graph.floats("output_std", outShape, opts.outputScaling.std);
+    const mean = graph.floats("output_mean", outShape, opts.outputScaling.mean);
+    const scaled = graph.node("Mul", [y.name, std], "output_scaling");
+    y = { ...y, name: graph.node("Add", [scaled, mean], "output_scaling") };
   }
   graph.nameOutput(y.name, outputName);
   const model_ = {

@@ -68,6 +68,7 @@ export {
   type CheckpointIo,
   type StoredTensor,
 } from "./checkpoint.js";
+export { loadModel, predictOutputs, type LoadModelOptions, type PredictOptions } from "./load-model.js";
 export { epochOrder } from "./step-math.js";
 export { safeText } from "./checkpoint-schema.js";
 export {

@@ -2,7 +2,7 @@ import { MessageChannel, type MessagePort } from "node:worker_threads";
 import { fileURLToPath } from "node:url";
 import { existsSync } from "node:fs";
 import { Piscina } from "piscina";
-import { isTensor, manualSeed, nn } from "@threadgrad/core";
+import { type Tensor, isTensor, manualSeed, nn } from "@threadgrad/core";
 import {
   type OptimizerName,
   type ScheduleConfig,
@@ -17,6 +17,7 @@ import { type TrainerCheckpoint, readTrainerCheckpoint, restoreTrainer, saveTrai
 import { ERROR, ErrorCode, WaitTimeout, signalError, waitUntil } from "./control.js";
 import { type DatasetChecks, type DatasetLike, type SharedDataset, toSharedDataset } from "./dataset.js";
 import * as P from "./protocol.js";
+import { type PredictOptions, predictOutputs } from "./load-model.js";
 import { epochOrder } from "./step-math.js";
 import { type LossSpec, type ModelSpec, buildModel, isClassification } from "./spec.js";
 import { availableWorkers, resolveWorkers } from "./threads.js";
@@ -138,7 +139,7 @@ function datasetKey(ds: DatasetLike): unknown {
 /** What the model spec and loss tell about the data sets it takes, checked in main before the workers see one. */
 function datasetChecks(model: ModelSpec, loss: LossSpec): DatasetChecks {
   const classification = isClassification(loss);
-  const mlp = "kind" in model ? model.sizes : null;
+  const mlp = "kind" in model && model.kind === "mlp" ? model.sizes : null;
   const weights = typeof loss === "object" && "name" in loss ? loss.weight?.length : undefined;
   // A module loss may take targets of any shape: only a built-in loss fixes the outputs.
   const builtIn = classification || loss === "mse";
@@ -925,6 +926,26 @@ export class DataParallel {
     } finally {
       this.busy = false;
     }
+  }
+
+  /**
+   * The model's outputs for `x` (no targets), row-major [N, outDim], computed on this thread with
+   * the trained parameters in eval mode. A flat x needs `sampleShape` unless the model is an mlp.
+   * @example const logits = await trainer.predict(testX) // [N * classes]
+   */
+  async predict(x: Float32Array | Tensor, opts: PredictOptions = {}): Promise<Float32Array> {
+    if (this.busy) throw new Error("DataParallel.predict: wait for fit or evaluate to finish");
+    this.assertOpen();
+    const spec = this.options.model;
+    const builtIn = "kind" in spec && !isTensor(x) ? spec : null;
+    const sampleShape =
+      opts.sampleShape ??
+      (builtIn === null
+        ? undefined
+        : builtIn.kind === "mlp"
+          ? [builtIn.sizes[0]!]
+          : [builtIn.inChannels, builtIn.height, builtIn.width]);
+    return predictOutputs(this.model, x, { ...opts, sampleShape });
   }
 
   /**

@@ -1,9 +1,17 @@
 // `threadgrad eval --checkpoint FILE`: loss and accuracy of a checkpoint on a data set (by
 // default the test set of the data it was trained on), with per-class accuracy and the confusion
 // matrix for classification.
-import { DataParallel, type ModelSpec, type TrainerCheckpoint, readTrainerCheckpoint } from "@threadgrad/workers";
+import {
+  DataParallel,
+  type ModelSpec,
+  type TrainerCheckpoint,
+  readTrainerCheckpoint,
+  safeText,
+} from "@threadgrad/workers";
 import { absoluteDataSpec } from "../config.js";
 import { type Dataset, type Task, checkLabels } from "../data/index.js";
+import { isShownName } from "../data/csv-task.js";
+import { type Preprocess, applyToSplit, mseInTargetUnits } from "../data/preprocess.js";
 import { EXIT_OK, UsageError, asUsage } from "../errors.js";
 import { DEFAULT_SETTINGS } from "../config.js";
 import type { TrainSettings } from "../flags.js";
@@ -65,6 +73,16 @@ function evalData(cli: Record<string, unknown>, ckpt: TrainerCheckpoint, model?:
   };
 }
 
+/** A csv must give the features the model was trained on, in that order. */
+function checkColumns(pre: Preprocess | null, ds: Dataset, path: string): void {
+  const trained = pre?.featureNames;
+  if (!trained || !ds.featureNames || trained.join("\n") === ds.featureNames.join("\n")) return;
+  const show = (names: string[]) => (names.every(isShownName) ? names.join(", ") : `${names.length} columns`);
+  throw new UsageError(
+    `data: ${ds.name} has feature columns ${show(ds.featureNames)}, but ${path} was trained on ${show(trained)}`,
+  );
+}
+
 function checkModel(model: ModelSpec, ds: Dataset, path: string, data: string): void {
   if (!("kind" in model)) return;
   if (model.kind !== "mlp") {
@@ -114,7 +132,12 @@ export async function runEval(cli: Record<string, unknown>): Promise<number> {
   // A module's model is rebuilt from the module given with --model, never from one the file names.
   const model = moduleToLoad(ckpt, given);
   const settings = evalData(cli, ckpt, given);
-  const ds = loadRunData(settings)[split];
+  // The run's preprocessing (scaling fitted on its training split, class names) applies to any data.
+  const pre = readStoredRun(ckpt)?.preprocess ?? null;
+  const data = loadRunData(settings, pre?.classes ?? undefined);
+  checkColumns(pre, data.train, path);
+  if (pre !== null) applyToSplit(data, pre);
+  const ds = data[split];
   checkModel(ckpt.config.model, ds, path, settings.data);
   const trainer = await DataParallel.load(ckpt, { workers, model });
   try {
@@ -127,7 +150,7 @@ export async function runEval(cli: Record<string, unknown>): Promise<number> {
       step: progress.globalStep,
       epoch: progress.epoch,
       samples: ev.samples,
-      loss: ev.loss,
+      loss: mseInTargetUnits(pre, ev.loss),
       accuracy: ev.accuracy,
     };
     if (ev.predictions !== null && ds.task === "classification") {
@@ -144,7 +167,7 @@ export async function runEval(cli: Record<string, unknown>): Promise<number> {
       });
       result.confusionMatrix = matrix;
     } else {
-      result.rmse = Math.sqrt(ev.loss);
+      result.rmse = Math.sqrt(result.loss as number);
     }
     if (cli.json === true) process.stdout.write(`${JSON.stringify({ event: "eval", ...result })}\n`);
     else for (const line of describe(result, ds)) process.stdout.write(`${line}\n`);
@@ -159,18 +182,20 @@ function describe(r: Record<string, unknown>, ds: Dataset): string[] {
     `checkpoint ${r.checkpoint} (step ${r.step}, ${r.epoch} epochs done)`,
     `data ${r.data} (${r.split}): ${r.samples} samples`,
     r.accuracy === null
-      ? `loss ${(r.loss as number).toFixed(4)} (rmse ${(r.rmse as number).toFixed(4)})`
+      ? `mse ${Number((r.loss as number).toPrecision(4))}  rmse ${Number((r.rmse as number).toPrecision(4))} (target units)`
       : `loss ${(r.loss as number).toFixed(4)}  accuracy ${formatPercent(r.accuracy as number)}`,
   ];
   const perClass = r.perClass as
     | { class: number; name: string; samples: number; correct: number; accuracy: number | null }[]
     | undefined;
   if (perClass === undefined) return lines;
-  const nameWidth = Math.max(5, ...perClass.map((c) => c.name.length));
+  // Class names come from the data (or a checkpoint): control characters are shown escaped.
+  const names = perClass.map((c) => safeText(c.name));
+  const nameWidth = Math.max(5, ...names.map((n) => n.length));
   lines.push("", `${"class".padEnd(nameWidth)}  samples  correct  accuracy`);
-  for (const c of perClass) {
+  for (const [i, c] of perClass.entries()) {
     lines.push(
-      `${c.name.padEnd(nameWidth)}  ${String(c.samples).padStart(7)}  ${String(c.correct).padStart(7)}  ${formatPercent(c.accuracy).padStart(8)}`,
+      `${names[i]!.padEnd(nameWidth)}  ${String(c.samples).padStart(7)}  ${String(c.correct).padStart(7)}  ${formatPercent(c.accuracy).padStart(8)}`,
     );
   }
   const matrix = r.confusionMatrix as number[][];

@@ -8,6 +8,7 @@ import { Command } from "commander";
 import { saveOnnx, saveSafetensors } from "@threadgrad/export";
 import { buildImageModel, buildMlp, loadTensor, readTrainerCheckpoint } from "@threadgrad/workers";
 import { EXIT_OK, UsageError, asUsage } from "../errors.js";
+import { readStoredRun } from "../stored-run.js";
 import { ValueError, parseChoice } from "../values.js";
 
 const isClassification = (loss: unknown): boolean =>
@@ -36,7 +37,8 @@ export async function runExport(cli: Record<string, unknown>): Promise<number> {
   // The writers refuse too (atomically); this check only gives the command line's wording.
   if (!overwrite && existsSync(out)) throw new UsageError(`--out ${out} already exists; pass --force to replace it`);
   // The validating reader has already checked every parameter's name and shape against the spec.
-  const { config, params } = asUsage(() => readTrainerCheckpoint(path));
+  const ckpt = asUsage(() => readTrainerCheckpoint(path));
+  const { config, params } = ckpt;
   const spec = config.model;
   if (!("kind" in spec)) {
     throw new UsageError(
@@ -66,10 +68,21 @@ export async function runExport(cli: Record<string, unknown>): Promise<number> {
     process.stdout.write(`wrote ${out} (safetensors: the ${spec.kind}'s ${model.parameters().length} tensors)\n`);
     return EXIT_OK;
   }
-  if (format === "onnx") saveOnnx(model, out, { sampleShape: [spec.sizes[0]!], outputName, overwrite });
+  // The run's standardisation goes into the graph: it takes raw feature values and gives target units.
+  const pre = readStoredRun(ckpt)?.preprocess ?? null;
+  const inputScaling = pre?.features ?? undefined;
+  const outputScaling = pre?.target ? { mean: [pre.target.mean], std: [pre.target.std] } : undefined;
+  if (format === "onnx")
+    saveOnnx(model, out, { sampleShape: [spec.sizes[0]!], outputName, overwrite, inputScaling, outputScaling });
   else saveSafetensors(model, out, { overwrite });
   const shape = `[batch, ${spec.sizes[0]}] float32 -> ${outputName} [batch, ${spec.sizes.at(-1)}]`;
-  process.stdout.write(`wrote ${out} (${format}${format === "onnx" ? `: input ${shape}` : ""})\n`);
+  const scaled = [inputScaling && "standardises its inputs", outputScaling && "gives target units"].filter(Boolean);
+  const note = format === "onnx" && scaled.length > 0 ? `; the graph ${scaled.join(" and ")}` : "";
+  const weightsNote =
+    format === "safetensors" && (inputScaling || outputScaling)
+      ? "; the weights expect standardised inputs and give standardised targets (mean and std: the run's checkpoint)"
+      : "";
+  process.stdout.write(`wrote ${out} (${format}${format === "onnx" ? `: input ${shape}` : ""}${note}${weightsNote})\n`);
   return EXIT_OK;
 }
 
@@ -78,8 +91,9 @@ Examples:
   $ threadgrad export --checkpoint runs/<run>/checkpoint-best.msgpack --format onnx --out model.onnx
   $ threadgrad export --checkpoint runs/<run>/checkpoint-best.msgpack --format safetensors --out model.safetensors
 
-onnx: IR version 8, opset 17; input 'input' [batch, features] float32 (the values the data loader gave the
-model), output 'logits' (classification) or 'values' (regression). safetensors: the parameters under
+onnx: IR version 8, opset 17; input 'input' [batch, features] float32 (raw csv feature values: a run's
+standardisation is Sub/Div nodes in the graph; images: pixels / 255), output 'logits' (classification) or
+'values' (regression, in the target's units). safetensors: the parameters under
 PyTorch's names for the same nn.Sequential (0.weight, 0.bias, 2.weight, ...).`;
 
 /** The `export` subcommand for the program. */

@@ -14,7 +14,9 @@ import { runnable } from "../invocation.js";
 import { RunDir, defaultRunDir } from "../run-dir.js";
 import { type Best, type SessionResult, TrainingSession } from "../session.js";
 import { type StoredRun, checkStoredModel, moduleToLoad, readStoredRun } from "../stored-run.js";
-import { fitSettingsToData, loadRunData, trainerOptions } from "../setup.js";
+import type { Preprocess } from "../data/preprocess.js";
+import { mseInTargetUnits } from "../data/preprocess.js";
+import { fitSettingsToData, loadRunData, preprocessRunData, trainerOptions } from "../setup.js";
 import { type ModelChoice, describeModel } from "../values.js";
 import { VERSION } from "../version.js";
 
@@ -129,7 +131,8 @@ export async function runTrain(cli: Record<string, unknown>): Promise<number> {
   const reporter = new Reporter(chooseMode({ json: given.json, quiet: given.quiet }));
   const resolved = resolveSettings(given);
   const { settings: chosen, stored } = resolved;
-  const split = loadRunData(chosen);
+  const split = loadRunData(chosen, stored?.preprocess?.classes ?? undefined);
+  const preprocess = preprocessRunData(chosen, split, stored?.preprocess ?? null);
   const settings = fitSettingsToData(chosen, split);
   const options = trainerOptions(settings, split.train);
   if (!stored && typeof settings.out === "string") claimOutFolder(settings.out, given.overwrite === true);
@@ -161,6 +164,7 @@ export async function runTrain(cli: Record<string, unknown>): Promise<number> {
       given,
       startedAt,
       schedule: options.schedule ?? null,
+      preprocess,
     });
   } finally {
     removeHandler();
@@ -180,6 +184,7 @@ interface TrainContext {
   given: GivenSettings;
   startedAt: number;
   schedule: ScheduleConfig | null;
+  preprocess: Preprocess;
 }
 
 async function train(c: TrainContext): Promise<number> {
@@ -217,7 +222,7 @@ async function train(c: TrainContext): Promise<number> {
     reporter,
     stop: c.stop.signal,
     best: stored?.best ?? null,
-    cli: { version: VERSION, settings, trainLoss: stored?.trainLoss ?? null },
+    cli: { version: VERSION, settings, trainLoss: stored?.trainLoss ?? null, preprocess: c.preprocess },
     startedAt: c.startedAt,
   });
   const result = await session.run().catch((err: Error) => {
@@ -226,7 +231,7 @@ async function train(c: TrainContext): Promise<number> {
     throw err;
   });
   if (result.isInterrupted) return interrupted(reporter, runDir, trainer, c.given, exitStatus(c.stop.signal.reason));
-  const summary = summarize(result, (performance.now() - c.startedAt) / 1000, trainer.numWorkers);
+  const summary = summarize(result, (performance.now() - c.startedAt) / 1000, trainer.numWorkers, c.preprocess);
   session.writeReport(summary);
   reporter.summary(summaryLines(summary, runDir, result.best), summary);
   return EXIT_OK;
@@ -247,16 +252,22 @@ function describeStart(
   r.info(`run folder: ${s.out}`);
 }
 
-function summarize(r: SessionResult, wallSeconds: number, workers: number): Record<string, unknown> {
+/** The run's summary; a regression run's losses are on standardised targets, so MSE and RMSE come in target units too. */
+function summarize(r: SessionResult, wallSeconds: number, workers: number, p: Preprocess): Record<string, unknown> {
+  const testMse = p.target !== null && r.testLoss !== null ? mseInTargetUnits(p, r.testLoss) : null;
   return {
     trainLoss: r.trainLoss,
     testLoss: r.testLoss,
     testAccuracy: r.testAccuracy,
+    ...(testMse === null ? {} : { testMse, testRmse: Math.sqrt(testMse) }),
     wallSeconds: Number(wallSeconds.toFixed(3)),
     samplesPerSec: r.fitSeconds > 0 ? Math.round(r.fitSamples / r.fitSeconds) : null,
     workers,
   };
 }
+
+/** A figure in target units: 4 significant digits, any magnitude (house prices or fractions). */
+const fmtUnits = (v: number): string => (Number.isFinite(v) ? String(Number(v.toPrecision(4))) : String(v));
 
 function summaryLines(s: Record<string, unknown>, runDir: RunDir, best: Best | null): string[] {
   const n = (v: unknown) => (typeof v === "number" ? v.toFixed(4) : "-");
@@ -266,9 +277,12 @@ function summaryLines(s: Record<string, unknown>, runDir: RunDir, best: Best | n
       : ` (best: step ${best.step}, ${best.metric === "testAccuracy" ? formatPercent(best.value) : `loss ${best.value.toFixed(4)}`})`;
   return [
     `done in ${formatDuration(s.wallSeconds as number)}`,
-    `  train loss     ${n(s.trainLoss)}`,
-    `  test loss      ${n(s.testLoss)}`,
+    `  train loss     ${n(s.trainLoss)}${s.testMse === undefined ? "" : " (on standardised targets)"}`,
+    `  test loss      ${n(s.testLoss)}${s.testMse === undefined ? "" : " (on standardised targets)"}`,
     ...(s.testAccuracy === null ? [] : [`  test accuracy  ${formatPercent(s.testAccuracy as number)}`]),
+    ...(s.testMse === undefined
+      ? []
+      : [`  test MSE       ${fmtUnits(s.testMse as number)}  RMSE ${fmtUnits(s.testRmse as number)} (target units)`]),
     `  throughput     ${formatRate(s.samplesPerSec as number)} samples/s on ${s.workers} worker${s.workers === 1 ? "" : "s"}`,
     `  run folder     ${runDir.path} (report.html, metrics.jsonl, checkpoint-latest.msgpack, checkpoint-best.msgpack${bestText})`,
   ];

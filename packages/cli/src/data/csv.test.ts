@@ -45,9 +45,41 @@ describe("parseCsv", () => {
     expect(ds.y.buffer).toBeInstanceOf(SharedArrayBuffer);
   });
 
-  it("detects classification from non-negative integer targets, numClasses = max + 1", () => {
+  it("detects classification from non-negative integer targets, one class per distinct label", () => {
     const ds = parseCsv("a,y\n0.5,0\n1.5,4\n2.5,2\n", "c.csv", { target: "y" });
-    expect([ds.task, ds.numClasses]).toEqual(["classification", 5]);
+    expect([ds.task, ds.numClasses, ds.classNames]).toEqual(["classification", 3, ["0", "2", "4"]]);
+    expect(Array.from(ds.y)).toEqual([0, 2, 1]);
+    expect(ds.featureNames).toEqual(["a"]);
+  });
+
+  it("maps labels 1..3 to classes 0..2, keeping their names (no empty class 0)", () => {
+    const ds = parseCsv("a,y\n1,3\n2,1\n3,2\n4,10\n", "c.csv", { target: "y" });
+    expect([ds.numClasses, ds.classNames, Array.from(ds.y)]).toEqual([4, ["1", "2", "3", "10"], [2, 0, 1, 3]]);
+  });
+
+  it("accepts text labels as classes in sorted order, numbers among them by their value", () => {
+    const ds = parseCsv("a,kind\n1, dog\n2,cat\n3,dog\n4,1.0\n", "t.csv", { target: "kind" });
+    expect([ds.task, ds.numClasses, ds.classNames]).toEqual(["classification", 3, ["1", "cat", "dog"]]);
+    expect(Array.from(ds.y)).toEqual([2, 1, 2, 0]);
+    expect(() => parseCsv("a,y\n1,2.5\n2,big\n", "t.csv", { target: "y", task: "regression" })).toThrow(
+      'csv: t.csv line 3, column 2 ("y"): not a decimal number',
+    );
+    const many = `a,id\n${Array.from({ length: 1001 }, (_, i) => `1,u${i}`).join("\n")}\n`;
+    expect(() => parseCsv(many, "ids.csv", { target: "id" })).toThrow(
+      'csv: ids.csv column 2 ("id"): 1001 distinct labels (more than 1000); for that many classes pass --task classification',
+    );
+    expect(parseCsv(many, "ids.csv", { target: "id", task: "classification" }).numClasses).toBe(1001);
+  });
+
+  it("maps labels into given classes, naming a label the model was not trained on", () => {
+    const ds = parseCsv("a,y\n1,dog\n2,dog\n", "t.csv", { target: "y", classes: ["cat", "dog"] });
+    expect([ds.numClasses, Array.from(ds.y), ds.classNames]).toEqual([2, [1, 1], ["cat", "dog"]]);
+    expect(() => parseCsv("a,y\n1,dog\n2,cow\n", "t.csv", { target: "y", classes: ["cat", "dog"] })).toThrow(
+      'csv: t.csv line 3, column 2 ("y"): the label "cow" is not one of the 2 classes the model was trained on: cat, dog',
+    );
+    expect(() => parseCsv("a,y\n1,4\n", "t.csv", { target: "y", classes: ["1", "2", "3"] })).toThrow(
+      'csv: t.csv line 2, column 2 ("y"): the label "4" is not one of the 3 classes',
+    );
   });
 
   it("detects regression from fractional or negative targets, y as Float32Array", () => {
@@ -61,7 +93,10 @@ describe("parseCsv", () => {
   it("treats large integer targets (prices) as regression unless told otherwise", () => {
     const text = "a,price\n1,250000\n2,310000\n";
     expect(parseCsv(text, "p.csv", { target: "price" }).task).toBe("regression");
-    expect(parseCsv(text, "p.csv", { target: "price", task: "classification" }).numClasses).toBe(310001);
+    expect(parseCsv(text, "p.csv", { target: "price", task: "classification" }).classNames).toEqual([
+      "250000",
+      "310000",
+    ]);
     expect(parseCsv("a,y\n1,0\n2,1\n", "r.csv", { target: "y", task: "regression" }).task).toBe("regression");
   });
 
@@ -86,7 +121,7 @@ describe("parseCsv", () => {
 
     it("follows --task either way", () => {
       const cls = parseCsv(labels("5000"), "s.csv", { target: "y", task: "classification" });
-      expect([cls.task, cls.numClasses, cls.y[50]]).toEqual(["classification", 5001, 5000]);
+      expect([cls.task, cls.numClasses, cls.classNames![cls.y[50]!]]).toEqual(["classification", 11, "5000"]);
       const reg = parseCsv(labels("-1", "1.5"), "s.csv", { target: "y", task: "regression" });
       expect([reg.task, reg.y[50], reg.y[51]]).toEqual(["regression", -1, 1.5]);
       expect(() => parseCsv(labels("-1"), "s.csv", { target: "y", task: "classification" })).toThrow(

@@ -2,7 +2,7 @@ import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { StringDecoder } from "node:string_decoder";
 import { CsvTokenizer, type CsvSink } from "./csv-records.js";
 import { splitDataset } from "./shuffle.js";
-import { chooseTask, describeColumn, isShownName } from "./csv-task.js";
+import { MAX_AUTO_CLASSES, chooseTask, describeColumn, isShownName } from "./csv-task.js";
 import { sharedFloat32, sharedInt32, type DataSplit, type Dataset, type Task } from "./types.js";
 
 export { MAX_AUTO_CLASSES, UNCLEAR_TASK_SHARE } from "./csv-task.js";
@@ -10,8 +10,13 @@ export { MAX_AUTO_CLASSES, UNCLEAR_TASK_SHARE } from "./csv-task.js";
 export interface CsvOptions {
   /** Header name of the column to predict; every other column is a numeric feature. */
   target: string;
-  /** Default: inferred from the targets, see chooseTask. */
+  /** Default: inferred from the targets, see chooseTask; a column with any text label is classification. */
   task?: Task;
+  /**
+   * Class names a model was trained on (eval, predict): labels map to their index here, and a label
+   * not in the list is an error. Default: the sorted distinct labels of the file.
+   */
+  classes?: readonly string[];
 }
 
 export interface LoadCsvOptions extends CsvOptions {
@@ -27,10 +32,27 @@ export const CSV_CHUNK_BYTES = 1 << 20;
 export const MAX_CSV_VALUES = 2 ** 29;
 /** The most columns a header may have: a binary file's first "line" could otherwise hold millions. */
 export const MAX_CSV_COLUMNS = 1 << 16;
+/** The most distinct text labels a target column may hold (MAX_AUTO_CLASSES unless classification is asked). */
+export const MAX_CSV_CLASSES = 1 << 16;
 
 // Optional sign, digits with an optional fraction (or a fraction alone), optional exponent: no hex,
 // binary, Infinity, NaN or digit separators, which Number() would accept or turn into something else.
 const DECIMAL = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
+
+/**
+ * A cell's number, or what is wrong with it: empty, not a decimal number, or too large for float32.
+ * @example readDecimal(" 1e3 ") // 1000
+ */
+export function readDecimal(raw: string): number | string {
+  const text = raw.trim();
+  if (text === "") return "the cell is empty";
+  if (!DECIMAL.test(text)) return "not a decimal number (digits with an optional sign, fraction and exponent)";
+  const value = Number(text);
+  // Every value ends up as float32, targets too; past 3.4e38 it would become Infinity.
+  if (!Number.isFinite(Math.fround(value)))
+    return "the number is too large for float32 (largest magnitude about 3.4e38)";
+  return value;
+}
 
 /** A typed array that doubles when full, so parsed values take 4 or 8 bytes each, not a string. */
 class Growing<A extends Float32Array | Float64Array | Int32Array> {
@@ -62,6 +84,10 @@ class CsvTable implements CsvSink {
   readonly x = new Growing(new Float32Array(0), (n) => new Float32Array(n));
   readonly targets = new Growing(new Float64Array(0), (n) => new Float64Array(n));
   readonly lines = new Growing(new Int32Array(0), (n) => new Int32Array(n));
+  /** Per row: the index of its text label in `texts`, or -1 for a numeric target. */
+  readonly textIds = new Growing(new Int32Array(0), (n) => new Int32Array(n));
+  readonly texts = new Map<string, number>();
+  firstTextLine = 0;
 
   constructor(
     readonly file: string,
@@ -78,6 +104,10 @@ class CsvTable implements CsvSink {
     }
     // Fields past the header's width only count; endRecord reports the ragged row.
     if (index >= this.names.length) return;
+    if (index === this.targetCol) {
+      this.readTarget(text.trim(), line, index);
+      return;
+    }
     const value = this.parseCell(text, line, index);
     if (index === this.targetCol) this.targets.push(value);
     else {
@@ -99,22 +129,50 @@ class CsvTable implements CsvSink {
     this.lines.push(line);
   }
 
-  private parseCell(raw: string, line: number, index: number): number {
-    const text = raw.trim();
-    if (text === "") throw this.cellError(line, index, "the cell is empty");
-    if (!DECIMAL.test(text)) {
-      throw this.cellError(line, index, "not a decimal number (digits with an optional sign, fraction and exponent)");
+  // A target is a number or, for class labels, any text; texts are kept once each.
+  private readTarget(text: string, line: number, index: number): void {
+    if (text === "" || DECIMAL.test(text)) {
+      this.targets.push(this.parseCell(text, line, index));
+      this.textIds.push(-1);
+      return;
     }
-    const value = Number(text);
-    // Every value ends up as float32, targets too; past 3.4e38 it would become Infinity.
-    if (!Number.isFinite(Math.fround(value))) {
-      throw this.cellError(line, index, "the number is too large for float32 (largest magnitude about 3.4e38)");
+    let id = this.texts.get(text);
+    if (id === undefined) {
+      if (this.texts.size === MAX_CSV_CLASSES) {
+        throw this.cellError(line, index, `more than ${MAX_CSV_CLASSES} distinct text labels`);
+      }
+      id = this.texts.size;
+      this.texts.set(text, id);
     }
-    return value;
+    if (this.firstTextLine === 0) this.firstTextLine = line;
+    this.targets.push(Number.NaN);
+    this.textIds.push(id);
   }
 
-  private cellError(line: number, index: number, problem: string): Error {
+  labels(): { names: string[]; index: (row: number) => number } | null {
+    if (this.texts.size === 0) return null;
+    const ids = this.textIds.values();
+    const targets = this.targets.values();
+    const byText = [...this.texts.keys()];
+    const nameOf = (row: number): string => {
+      const id = ids[row]!;
+      return id >= 0 ? byText[id]! : String(targets[row]);
+    };
+    const names = new Set<string>(byText);
+    for (let row = 0; row < ids.length; row++) if (ids[row]! < 0) names.add(nameOf(row));
+    const sorted = [...names].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    const indexOf = new Map(sorted.map((n, i) => [n, i]));
+    return { names: sorted, index: (row) => indexOf.get(nameOf(row))! };
+  }
+
+  cellError(line: number, index: number, problem: string): Error {
     return new Error(`csv: ${this.file} line ${line}, ${describeColumn(this.names, index)}: ${problem}`);
+  }
+
+  private parseCell(raw: string, line: number, index: number): number {
+    const value = readDecimal(raw);
+    if (typeof value === "string") throw this.cellError(line, index, value);
+    return value;
   }
 
   private readHeader(line: number): void {
@@ -169,12 +227,80 @@ export function parseCsvChunks(chunks: Iterable<string>, file: string, opts: Csv
   const x = sharedFloat32(length * features);
   x.set(table.x.values());
   const lineNumbers = table.lines.values().slice();
-  const targets = table.targets.values();
   const column = describeColumn(table.names, table.targetCol);
-  const { task, numClasses } = chooseTask(targets, lineNumbers, opts.task, `csv: ${file}`, column);
-  const y = task === "regression" ? sharedFloat32(length) : sharedInt32(length);
-  y.set(targets);
-  return { name: file, x, y, length, features, task, numClasses, lineNumbers };
+  const { task, numClasses, classNames, y } = readTargets(table, lineNumbers, opts, column);
+  const featureNames = table.names.filter((_, i) => i !== table.targetCol);
+  const targetName = table.names[table.targetCol]!;
+  return { name: file, x, y, length, features, task, numClasses, lineNumbers, classNames, featureNames, targetName };
+}
+
+const NOT_DECIMAL = "not a decimal number (digits with an optional sign, fraction and exponent)";
+
+/**
+ * Targets as the model sees them: regression values, or class indices 0..K-1 of the sorted
+ * distinct labels (numbers in numeric order, text in code-point order), so labels 1..3 make 3
+ * classes and "cat"/"dog" make 2; with `opts.classes` the labels map into that list instead.
+ */
+function readTargets(
+  table: CsvTable,
+  lines: Int32Array,
+  opts: CsvOptions,
+  column: string,
+): { task: Task; numClasses: number; classNames?: string[]; y: Int32Array | Float32Array } {
+  const length = lines.length;
+  const source = `csv: ${table.file}`;
+  const targets = table.targets.values();
+  const text = table.labels();
+  if (text !== null) {
+    if (opts.task === "regression") throw table.cellError(table.firstTextLine, table.targetCol, NOT_DECIMAL);
+    if (opts.task === undefined && text.names.length > MAX_AUTO_CLASSES) {
+      throw new Error(
+        `${source} ${column}: ${text.names.length} distinct labels (more than ${MAX_AUTO_CLASSES}); ` +
+          "for that many classes pass --task classification",
+      );
+    }
+    return mapClasses(text.names, text.index, lines, opts.classes, source, column);
+  }
+  const { task } = chooseTask(targets, lines, opts.task, source, column);
+  if (task === "regression") {
+    const y = sharedFloat32(length);
+    y.set(targets);
+    return { task, numClasses: 0, y };
+  }
+  const distinct = [...new Set(targets)].sort((a, b) => a - b);
+  const indexOf = new Map(distinct.map((v, i) => [v, i]));
+  return mapClasses(distinct.map(String), (row) => indexOf.get(targets[row]!)!, lines, opts.classes, source, column);
+}
+
+function mapClasses(
+  names: string[],
+  index: (row: number) => number,
+  lines: Int32Array,
+  classes: readonly string[] | undefined,
+  source: string,
+  column: string,
+): { task: Task; numClasses: number; classNames: string[]; y: Int32Array } {
+  const y = sharedInt32(lines.length);
+  if (classes === undefined) {
+    for (let row = 0; row < y.length; row++) y[row] = index(row);
+    return { task: "classification", numClasses: names.length, classNames: names, y };
+  }
+  const known = new Map(classes.map((n, i) => [n, i]));
+  const into = names.map((n) => known.get(n) ?? -1);
+  for (let row = 0; row < y.length; row++) {
+    const c = into[index(row)]!;
+    if (c < 0) {
+      const name = names[index(row)]!;
+      const shown = isShownName(name) ? ` "${name}"` : "";
+      const list = classes.length <= 20 && classes.every(isShownName) ? `: ${classes.join(", ")}` : "";
+      throw new Error(
+        `${source} line ${lines[row]}, ${column}: the label${shown} is not one of the ${classes.length} classes ` +
+          `the model was trained on${list}`,
+      );
+    }
+    y[row] = c;
+  }
+  return { task: "classification", numClasses: classes.length, classNames: [...classes], y };
 }
 
 /**
@@ -186,7 +312,7 @@ export function parseCsv(text: string, file: string, opts: CsvOptions): Dataset 
 }
 
 /** The UTF-8 text of the file at `fd`, CSV_CHUNK_BYTES at a time; a character split between reads stays whole. */
-function* readChunks(fd: number, file: string): Generator<string> {
+export function* readChunks(fd: number, file: string): Generator<string> {
   const decoder = new StringDecoder("utf8");
   const buf = Buffer.alloc(CSV_CHUNK_BYTES);
   for (;;) {

@@ -11,6 +11,7 @@ export {
   parseCsvChunks,
   CSV_CHUNK_BYTES,
   MAX_AUTO_CLASSES,
+  MAX_CSV_CLASSES,
   MAX_CSV_COLUMNS,
   MAX_CSV_VALUES,
   UNCLEAR_TASK_SHARE,
@@ -67,6 +68,8 @@ export interface LoadDatasetOptions {
   testSplit?: number;
   /** Seed of the train/test shuffle, default 0. */
   seed?: number;
+  /** csv classification: the class names a model was trained on, to map the labels into. */
+  classes?: readonly string[];
 }
 
 function fashionMnist(dir: string | undefined): DataSplit {
@@ -133,6 +136,7 @@ export function loadDataset(spec: string = DEFAULT_DATASET, opts: LoadDatasetOpt
         task: opts.task,
         testSplit: opts.testSplit,
         seed: opts.seed,
+        classes: opts.classes,
       });
     case "images":
       return loadImageFolder(requireArg(scheme, arg, "dir"), {

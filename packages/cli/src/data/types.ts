@@ -21,7 +21,12 @@ export interface Dataset {
   task: Task;
   /** 0 for regression. */
   numClasses: number;
+  /** Class names in index order (csv: the sorted distinct labels). */
   classNames?: string[];
+  /** CSV sets only: the header names of the feature columns, in order. */
+  featureNames?: string[];
+  /** CSV sets only: the header name of the target column. */
+  targetName?: string;
   /** CSV sets only: the file line each row came from (header = line 1), so later errors can point into the file. */
   lineNumbers?: Int32Array;
 }
