@@ -96,6 +96,12 @@ describe("--model ./net.mjs#export", () => {
     expect(r.stderr).toMatch(/0\.weight/);
   });
 
+  it("eval refuses a built-in model name for --model: built-in models come from the checkpoint", async () => {
+    const r = await cli("eval", "--checkpoint", ckpt, "--model", "cnn");
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("--model cnn: eval takes --model only as a module path (./net.mjs[#export])");
+  });
+
   it("export names the module and says how to export it from code", async () => {
     const r = await cli("export", "--checkpoint", ckpt, "--out", join(tmp.path, "net.onnx"));
     expect(r.code).toBe(2);

@@ -128,6 +128,11 @@ export async function runEval(cli: Record<string, unknown>): Promise<number> {
   } catch (e) {
     throw new UsageError(`--model ${(e as Error).message}`);
   }
+  if (given !== undefined && (Array.isArray(given) || typeof given !== "object"))
+    throw new UsageError(
+      `--model ${cli.model}: eval takes --model only as a module path (./net.mjs[#export]), for a checkpoint ` +
+        "of a module's model; a built-in model comes from the checkpoint",
+    );
   const ckpt = asUsage(() => readTrainerCheckpoint(path));
   // A module's model is rebuilt from the module given with --model, never from one the file names.
   const model = moduleToLoad(ckpt, given);
