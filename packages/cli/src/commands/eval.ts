@@ -12,7 +12,7 @@ import { absoluteDataSpec } from "../config.js";
 import { type Dataset, type Task, checkLabels } from "../data/index.js";
 import { isShownName } from "../data/csv-task.js";
 import { type Preprocess, applyToSplit, mseInTargetUnits } from "../data/preprocess.js";
-import { EXIT_OK, UsageError, asUsage } from "../errors.js";
+import { EXIT_FAILED, EXIT_OK, UsageError, asUsage } from "../errors.js";
 import { DEFAULT_SETTINGS } from "../config.js";
 import type { TrainSettings } from "../flags.js";
 import { formatPercent } from "../progress.js";
@@ -176,6 +176,14 @@ export async function runEval(cli: Record<string, unknown>): Promise<number> {
     }
     if (cli.json === true) process.stdout.write(`${JSON.stringify({ event: "eval", ...result })}\n`);
     else for (const line of describe(result, ds)) process.stdout.write(`${line}\n`);
+    if (!Number.isFinite(ev.loss)) {
+      // The figures are printed (a user may want the accuracy), but a script must not take them as a pass.
+      process.stderr.write(
+        `threadgrad eval: error: the loss on ${settings.data} (${split}) is ${ev.loss}: ` +
+          "the model's outputs overflow or are NaN on this data\n",
+      );
+      return EXIT_FAILED;
+    }
     return EXIT_OK;
   } finally {
     await trainer.close();
