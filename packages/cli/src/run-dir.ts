@@ -8,7 +8,8 @@ const pad = (n: number) => String(n).padStart(2, "0");
 
 /** `runs/2025-01-31T14-05-09` in local time; `-2`, `-3`... when that folder exists already. */
 export function defaultRunDir(now = new Date(), root = "runs"): string {
-  const stamp = `${now.getFullYear()}-${pad(now.getMonth() + 1)}-${pad(now.getDate())}T${pad(now.getHours())}-${pad(now.getMinutes())}-${pad(now.getSeconds())}`;
+  const day = `${now.getFullYear()}-${pad(now.getMonth() + 1)}-${pad(now.getDate())}`;
+  const stamp = `${day}T${pad(now.getHours())}-${pad(now.getMinutes())}-${pad(now.getSeconds())}`;
   let dir = join(root, stamp);
   for (let i = 2; existsSync(dir); i++) dir = join(root, `${stamp}-${i}`);
   return dir;

@@ -51,7 +51,8 @@ export function loadTensor(t: StoredTensor, where: string): Float32Array | Float
   const Ctor = t.dtype === "float64" ? Float64Array : t.dtype === "int32" ? Int32Array : Float32Array;
   if (t.bytes.byteLength !== n * Ctor.BYTES_PER_ELEMENT) {
     throw new Error(
-      `checkpoint: ${where} holds ${t.bytes.byteLength} bytes, shape [${t.shape.join(", ")}] of ${t.dtype} needs ${n * Ctor.BYTES_PER_ELEMENT}`,
+      `checkpoint: ${where} holds ${t.bytes.byteLength} bytes, ` +
+        `shape [${t.shape.join(", ")}] of ${t.dtype} needs ${n * Ctor.BYTES_PER_ELEMENT}`,
     );
   }
   const copy = new Uint8Array(t.bytes.byteLength);

@@ -189,7 +189,8 @@ function checkTargets(y: Int32Array | Float32Array, length: number, targetDim: n
   }
   if (outputs !== undefined && targetDim !== outputs) {
     throw new Error(
-      `dataset: y holds ${targetDim} target${targetDim === 1 ? "" : "s"} per sample, but the model has ${outputs} output${outputs === 1 ? "" : "s"}`,
+      `dataset: y holds ${targetDim} target${targetDim === 1 ? "" : "s"} per sample, ` +
+        `but the model has ${outputs} output${outputs === 1 ? "" : "s"}`,
     );
   }
 }

@@ -120,7 +120,8 @@ describe("DataParallel faults", () => {
     await expect(t.evaluate(ds)).rejects.toThrow("dataset: x of sample 9 holds NaN (feature 2)");
     // 16 samples of 4 features with 8 labels: 8 "features" per sample for a model that takes 4.
     await expect(t.evaluate({ x: data(16, 4, 3).x, y: new Int32Array(8) })).rejects.toThrow(
-      "dataset: x holds 64 values for 8 samples, but the model takes 4 inputs per sample (32 values): do x and y hold the same number of samples?",
+      "dataset: x holds 64 values for 8 samples, but the model takes 4 inputs per sample (32 values): " +
+        "do x and y hold the same number of samples?",
     );
     await expect(t.evaluate({ x: data(2, 4, 3).x, y: new Float32Array(2), length: 2 })).rejects.toThrow(
       "dataset: class labels in y must be int32, got Float32Array",
@@ -181,7 +182,7 @@ describe("DataParallel faults", () => {
     expect(u32(deep)).toEqual(u32(one));
   });
 
-  it("an onStep that throws mid-batch fails fit; the steps already handed out still count, and a later fit ends where a straight run does", async () => {
+  it("an onStep that throws mid-batch fails fit; the steps handed out count; a later fit ends as a straight run", async () => {
     const ds = data(160, 4, 3); // 10 steps of 16 per epoch, handed out 8 at a time
     const straight = await create({});
     await straight.fit(ds, { epochs: 2, batchSize: 16 });
@@ -211,7 +212,8 @@ describe("DataParallel faults", () => {
     { inFlight: 4, bad: 5 },
     { inFlight: 8, bad: 6 },
   ])(
-    "a non-finite loss at step $bad inside an accumulation window ($inFlight in flight) rolls back to the window's start; the next fit recomputes it",
+    "a non-finite loss at step $bad inside an accumulation window ($inFlight in flight) rolls back " +
+      "to the window's start; the next fit recomputes it",
     async ({ inFlight, bad }) => {
       const clean = data(128, 4, 3);
       const poisoned = { ...clean, x: clean.x.slice() };
@@ -222,7 +224,8 @@ describe("DataParallel faults", () => {
       const t = await create({ model: NAN_MODEL, accumulateSteps: 3, stepsInFlight: inFlight });
       await expect(t.fit(poisoned, { epochs: 2, batchSize: 16 })).rejects.toThrow(
         new RegExp(
-          `non-finite loss \\(NaN\\) at step ${bad}; the update was not applied \\(the next fit recomputes its accumulation window from step 4\\)`,
+          `non-finite loss \\(NaN\\) at step ${bad}; the update was not applied ` +
+            "\\(the next fit recomputes its accumulation window from step 4\\)",
         ),
       );
       expect(t.progress).toMatchObject({ epoch: 0, stepInEpoch: 3, globalStep: 3, optimizerStep: 1 });

@@ -284,7 +284,7 @@ describe("DataParallel options against the single-thread loop (2 workers)", () =
     expect(relErr(ev.loss, num / den)).toBeLessThan(1e-6);
   });
 
-  it("SGD with Nesterov momentum, clipGradNorm 0.5 and a cosine schedule follows the reference; lr and pre-clip gradNorm are reported", async () => {
+  it("SGD, Nesterov, clipGradNorm 0.5 and a cosine schedule follow the reference; lr and pre-clip gradNorm reported", async () => {
     const ds = classification(64, 6, 5, 9);
     const schedule: ScheduleConfig = { kind: "cosine", tMax: 10 };
     const cfg: Config = {
@@ -310,7 +310,7 @@ describe("DataParallel options against the single-thread loop (2 workers)", () =
     expect(relDiff(reference({ ...cfg, clip: undefined }, ds, 3, 16).params, ref.params)).toBeGreaterThan(1e-3);
   });
 
-  it("a short last accumulation window (3 + 2 micro-batches) updates with its own 2 batches' summed gradient over their sample count", async () => {
+  it("a short last accumulation window (3 + 2 micro-batches) updates with its 2 batches' gradient over their samples", async () => {
     const ds = classification(47, 6, 3, 5); // batches of 10: 5 per epoch, the last has 7 samples
     const cfg: Config = {
       sizes: [6, 12, 3],

@@ -502,7 +502,8 @@ export class DataParallel {
         // own (an aborted barrier), which must not be reported as the cause.
         await this.shutdown();
         throw new Error(
-          `DataParallel: ${what} did not finish within ${timeoutMs} ms (${option}); a rank is stuck in its own code. The workers were stopped.`,
+          `DataParallel: ${what} did not finish within ${timeoutMs} ms (${option}); ` +
+            "a rank is stuck in its own code. The workers were stopped.",
         );
       }
       // Let the failing rank's task rejection arrive so the error names that worker's own cause.
@@ -730,7 +731,8 @@ export class DataParallel {
       const pr = this.progress;
       if (pr.stepInEpoch > 0 && pr.batchSize !== batchSize) {
         throw new Error(
-          `DataParallel.fit: this run stopped mid-epoch with batchSize ${pr.batchSize}; resume it with the same batchSize, not ${batchSize}`,
+          `DataParallel.fit: this run stopped mid-epoch with batchSize ${pr.batchSize}; ` +
+            `resume it with the same batchSize, not ${batchSize}`,
         );
       }
       pr.batchSize = batchSize;
@@ -869,7 +871,9 @@ export class DataParallel {
           ? ` (the next fit recomputes its accumulation window from step ${step.globalStep + 1 - (this.progress.stepInEpoch % k)})`
           : "";
       throw new NonFiniteError(
-        `DataParallel: non-finite ${Number.isFinite(loss) ? "gradient" : `loss (${loss})`} at step ${step.globalStep + 1}; the update was not applied${redo}. Lower the learning rate, clip gradients (clipGradNorm) or pass skipNonFinite: true to skip such steps.`,
+        `DataParallel: non-finite ${Number.isFinite(loss) ? "gradient" : `loss (${loss})`} ` +
+          `at step ${step.globalStep + 1}; the update was not applied${redo}. ` +
+          "Lower the learning rate, clip gradients (clipGradNorm) or pass skipNonFinite: true to skip such steps.",
       );
     }
     return {

@@ -77,7 +77,8 @@ function table(results: ThroughputResult[]): string[] {
     const eff = Number.isFinite(speedup) ? `${((100 * speedup) / r.workers).toFixed(0)}%` : "-";
     lines.push(
       `${String(r.workers).padStart(7)}  ${formatRate(r.samplesPerSec).padStart(9)}  ${su.padStart(8)}  ${eff.padStart(10)}   ` +
-        `${ms(r.p10StepMs, 12)} ${ms(r.medianStepMs)} ${ms(r.p90StepMs)} | ${ms(b.computeMs)} ${ms(b.waitMs)} ${ms(b.reduceMs)} ${ms(b.updateMs)} ${ms(b.otherMs)}`,
+        `${ms(r.p10StepMs, 12)} ${ms(r.medianStepMs)} ${ms(r.p90StepMs)} | ` +
+        `${ms(b.computeMs)} ${ms(b.waitMs)} ${ms(b.reduceMs)} ${ms(b.updateMs)} ${ms(b.otherMs)}`,
     );
   }
   return lines;
@@ -104,7 +105,8 @@ export async function runBench(cli: Record<string, unknown>): Promise<number> {
   }
   if (!s.json) {
     out(
-      `bench ${workload.name}: mlp:${s.sizes.join(",")} ${s.activation}, batch ${s.batchSize}, cross-entropy, adam lr 1e-3, random N(0,1) data (seed ${s.seed})`,
+      `bench ${workload.name}: mlp:${s.sizes.join(",")} ${s.activation}, batch ${s.batchSize}, cross-entropy, ` +
+        `adam lr 1e-3, random N(0,1) data (seed ${s.seed})`,
     );
     out(`${s.steps} timed steps after ${s.warmupSteps} warm-up steps; Node ${process.version}, ${cores} usable cores`);
   }

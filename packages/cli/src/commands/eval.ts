@@ -208,7 +208,8 @@ function describe(r: Record<string, unknown>, ds: Dataset): string[] {
   lines.push("", `${"class".padEnd(nameWidth)}  samples  correct  accuracy`);
   for (const [i, c] of perClass.entries()) {
     lines.push(
-      `${names[i]!.padEnd(nameWidth)}  ${String(c.samples).padStart(7)}  ${String(c.correct).padStart(7)}  ${formatPercent(c.accuracy).padStart(8)}`,
+      `${names[i]!.padEnd(nameWidth)}  ${String(c.samples).padStart(7)}  ${String(c.correct).padStart(7)}  ` +
+        formatPercent(c.accuracy).padStart(8),
     );
   }
   const matrix = r.confusionMatrix as number[][];

@@ -187,7 +187,8 @@ describe("loadIdxDir", () => {
   it("reports an images/labels count mismatch with both files", () => {
     const dir = writeSet({ ...validFiles(false), "t10k-labels-idx1-ubyte": labels(2) });
     expect(() => loadIdxDir(dir, "toy")).toThrow(
-      `idx: images/labels count mismatch: ${join(dir, "t10k-images-idx3-ubyte")} has 3 images but ${join(dir, "t10k-labels-idx1-ubyte")} has 2 labels`,
+      `idx: images/labels count mismatch: ${join(dir, "t10k-images-idx3-ubyte")} has 3 images ` +
+        `but ${join(dir, "t10k-labels-idx1-ubyte")} has 2 labels`,
     );
   });
 
