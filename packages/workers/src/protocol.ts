@@ -53,6 +53,8 @@ export const S_STEP = 6;
 export const S_DATASET = 7;
 /** max gradient norm (0: no clipping) */
 export const S_CLIP = 8;
+/** factor on the scheduled learning rate (DataParallel.setLrScale), applied by this step's update */
+export const S_LR_SCALE = 9;
 export const STEP_BLOCK_SIZE = 16;
 
 // Per-rank scalars (float64 slots in the arena's scalars region).
