@@ -17,7 +17,9 @@ import {
 export const ACTIVATIONS = ["relu", "tanh", "gelu"] as const;
 export const LOSSES = ["cross-entropy", "mse"] as const;
 export const OPTIMIZERS = ["adam", "adamw", "sgd", "rmsprop", "adagrad"] as const satisfies readonly OptimizerName[];
-export const SCHEDULES = ["none", "cosine", "step", "onecycle"] as const;
+export const SCHEDULES = ["none", "cosine", "step", "onecycle", "plateau"] as const;
+export const IMPUTE_POLICIES = ["mean", "median", "drop"] as const;
+export type ImputePolicy = (typeof IMPUTE_POLICIES)[number];
 export type Activation = (typeof ACTIVATIONS)[number];
 export type LossName = (typeof LOSSES)[number];
 export type ScheduleName = (typeof SCHEDULES)[number];
@@ -60,6 +62,13 @@ export interface TrainSettings {
   out: string | null;
   evalEvery: EvalEvery;
   skipNonFinite: boolean;
+  /** fraction of the training rows held out for validation (best checkpoint, early stopping, plateau) */
+  valSplit: number | null;
+  /** stop after this many evaluations without a validation-loss improvement */
+  earlyStopping: number | null;
+  minDelta: number;
+  /** plateau schedule: evaluations without improvement before the lr is multiplied by gamma */
+  plateauPatience: number;
 }
 
 /** Flags that shape the command's output or where it starts, not what the run computes. */
@@ -176,7 +185,7 @@ export const TRAIN_FLAGS: FlagSpec[] = [
   {
     key: "lrSchedule",
     flags: "--lr-schedule <kind>",
-    help: "none (default), cosine, step or onecycle, over optimizer steps",
+    help: "none (default), cosine, step or onecycle over optimizer steps, or plateau on the validation loss",
     parse: (v) => parseChoice(v, SCHEDULES),
   },
   {
@@ -194,7 +203,7 @@ export const TRAIN_FLAGS: FlagSpec[] = [
   {
     key: "gamma",
     flags: "--gamma <g>",
-    help: "step schedule: decay factor (default 0.1)",
+    help: "step and plateau schedules: decay factor (default 0.1)",
     parse: (v) => parseNumber(v, { min: 0, isMinExclusive: true }),
   },
   {
@@ -262,6 +271,30 @@ export const TRAIN_FLAGS: FlagSpec[] = [
     flags: "--skip-non-finite",
     help: "skip updates whose loss or gradient is NaN/Inf instead of failing",
     parse: parseBoolean,
+  },
+  {
+    key: "valSplit",
+    flags: "--val-split <fraction>",
+    help: "hold out this fraction of the training rows for validation (seeded by --seed, stratified by class)",
+    parse: (v) => parseNumber(v, { min: 0, max: 1, isMinExclusive: true, isMaxExclusive: true }),
+  },
+  {
+    key: "earlyStopping",
+    flags: "--early-stopping <patience>",
+    help: "stop after patience evaluations without a validation-loss improvement (needs --val-split)",
+    parse: positiveInt,
+  },
+  {
+    key: "minDelta",
+    flags: "--min-delta <d>",
+    help: "early stopping: smallest drop in validation loss that counts as an improvement (default 0)",
+    parse: nonNegative,
+  },
+  {
+    key: "plateauPatience",
+    flags: "--plateau-patience <n>",
+    help: "plateau schedule: evaluations without improvement before lr is multiplied by --gamma (default 5)",
+    parse: (v) => parseNumber(v, { min: 0, isInteger: true }),
   },
   { key: "quiet", flags: "--quiet", help: "print only the summary (and errors)", parse: parseBoolean },
   {

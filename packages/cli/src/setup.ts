@@ -3,7 +3,7 @@
 import type { ScheduleConfig } from "@threadgrad/optim";
 import type { LossSpec, TrainerOptions } from "@threadgrad/workers";
 import { optimizerOptions } from "./config.js";
-import { type DataSplit, checkLabels, loadDataset, takeRows } from "./data/index.js";
+import { type DataSplit, checkLabels, holdOut, loadDataset, takeRows } from "./data/index.js";
 import { UsageError, asUsage } from "./errors.js";
 import type { TrainSettings } from "./flags.js";
 
@@ -31,6 +31,12 @@ export function loadRunData(s: TrainSettings): DataSplit {
       seed: 0,
     }),
   );
+  // Validation rows come out of the training rows before --limit, so --limit leaves them as they are.
+  if (s.valSplit !== null) {
+    const { kept, held } = asUsage(() => holdOut(split.train, s.valSplit!, s.seed));
+    split.train = kept;
+    split.val = held;
+  }
   if (s.limit !== null && s.limit < split.train.length) {
     const rows = Int32Array.from({ length: s.limit }, (_, i) => i);
     split.train = takeRows(split.train, rows, split.train.name);
@@ -67,6 +73,7 @@ export function fitSettingsToData(s: TrainSettings, split: DataSplit): TrainSett
   const outSize = model[model.length - 1]!;
   asUsage(() => {
     checkLabels(split.train, outSize);
+    if (split.val) checkLabels(split.val, outSize);
     checkLabels(split.test, outSize);
   });
   return { ...s, model, loss };
@@ -102,6 +109,10 @@ export function buildSchedule(s: TrainSettings, totalUpdates: number): ScheduleC
       break;
     case "onecycle":
       main = { kind: "onecycle", maxLr: s.lr!, totalSteps: totalUpdates };
+      break;
+    case "plateau":
+      // Driven by validation results, which the workers never see: the session applies it with setLrScale.
+      main = null;
       break;
   }
   if (w === 0) return main;

@@ -6,13 +6,15 @@ import { type TrainerCheckpoint, safeText } from "@threadgrad/workers";
 import { DEFAULT_SETTINGS, optimizerOptions } from "./config.js";
 import { UsageError } from "./errors.js";
 import { TRAIN_FLAGS, type TrainSettings } from "./flags.js";
-import type { Best } from "./session.js";
+import { type Best, NEW_WATCH, type Watch } from "./session.js";
 import { ValueError } from "./values.js";
 
 export interface StoredRun {
   settings: TrainSettings;
   best: Best | null;
   trainLoss: number | null;
+  /** early stopping and plateau counters (fresh for a checkpoint written before they existed) */
+  watch: Watch;
 }
 
 /** Settings that a finished set-up may leave null (all others hold a value: model, loss, lr included). */
@@ -31,7 +33,12 @@ const NULLABLE: readonly (keyof TrainSettings)[] = [
   "stepSize",
   "clipGradNorm",
   "out",
+  "valSplit",
+  "earlyStopping",
 ];
+
+/** Settings added after the first release: a checkpoint written before them takes the default. */
+const ADDED_LATER: readonly (keyof TrainSettings)[] = ["valSplit", "earlyStopping", "minDelta", "plateauPatience"];
 
 const own = (o: object, key: string): unknown =>
   Object.hasOwn(o, key) ? (o as Record<string, unknown>)[key] : undefined;
@@ -61,6 +68,7 @@ export function readStoredRun(ckpt: TrainerCheckpoint): StoredRun | null {
       settings[key] = null;
       continue;
     }
+    if (value === undefined && ADDED_LATER.includes(key)) continue;
     try {
       settings[key] = parseStored(key, value);
     } catch (err) {
@@ -77,7 +85,12 @@ export function readStoredRun(ckpt: TrainerCheckpoint): StoredRun | null {
       `checkpoint: ${path}: field 'extra.cli.settings' holds bad optimizer options: ${(err as Error).message}`,
     );
   }
-  return { settings: s, best: readBest(own(cli, "best"), bad), trainLoss: readLoss(own(cli, "trainLoss"), bad) };
+  return {
+    settings: s,
+    best: readBest(own(cli, "best"), bad),
+    trainLoss: readLoss(own(cli, "trainLoss"), bad),
+    watch: readWatch(own(cli, "watch"), bad),
+  };
 }
 
 /** The JavaScript type each stored setting has once parsed (the parsers also take a command line's text). */
@@ -108,6 +121,7 @@ for (const key of [
   "alpha",
 ] as const)
   STORED_TYPES[key] = "number";
+for (const key of ["valSplit", "earlyStopping", "minDelta", "plateauPatience"] as const) STORED_TYPES[key] = "number";
 for (const key of ["warmupSteps", "stepSize", "gamma", "etaMin", "clipGradNorm", "batchSize", "epochs"] as const)
   STORED_TYPES[key] = "number";
 for (const key of ["workers", "accumulateSteps", "seed"] as const) STORED_TYPES[key] = "number";
@@ -139,12 +153,52 @@ function readBest(v: unknown, bad: (f: string, r: string, v: unknown) => UsageEr
   const metric = own(v, "metric"),
     value = own(v, "value"),
     step = own(v, "step");
-  if (metric !== "testAccuracy" && metric !== "testLoss")
-    throw bad("extra.cli.best.metric", "must be testAccuracy or testLoss", metric);
-  if (typeof value !== "number") throw bad("extra.cli.best.value", "must be a number", value);
+  const metrics = ["valAccuracy", "valLoss", "latest", "testAccuracy", "testLoss"] as const;
+  if (!metrics.includes(metric as Best["metric"]))
+    throw bad("extra.cli.best.metric", `must be one of ${metrics.join(", ")}`, metric);
+  if (metric === "latest" ? value !== null : typeof value !== "number")
+    throw bad("extra.cli.best.value", metric === "latest" ? "must be null for latest" : "must be a number", value);
   if (typeof step !== "number" || !Number.isSafeInteger(step) || step < 0)
     throw bad("extra.cli.best.step", "must be a non-negative integer", step);
-  return { metric, value, step };
+  return { metric: metric as Best["metric"], value: value as number | null, step };
+}
+
+function readWatch(v: unknown, bad: (f: string, r: string, v: unknown) => UsageError): Watch {
+  if (v === undefined) return { ...NEW_WATCH };
+  if (!isMap(v)) throw bad("extra.cli.watch", "must be { bestValLoss, badEvals, plateau }", v);
+  const bestValLoss = own(v, "bestValLoss"),
+    badEvals = own(v, "badEvals"),
+    plateau = own(v, "plateau");
+  if (bestValLoss !== null && !(typeof bestValLoss === "number" && Number.isFinite(bestValLoss)))
+    throw bad("extra.cli.watch.bestValLoss", "must be a finite number or null", bestValLoss);
+  if (typeof badEvals !== "number" || !Number.isSafeInteger(badEvals) || badEvals < 0)
+    throw bad("extra.cli.watch.badEvals", "must be a non-negative integer", badEvals);
+  if (plateau === null) return { bestValLoss, badEvals, plateau: null };
+  const rule = "must be { lastEpoch, best, numBadEpochs, cooldownCounter, lastLr } with counts >= 0";
+  if (!isMap(plateau)) throw bad("extra.cli.watch.plateau", rule, plateau);
+  const count = (key: string) => {
+    const n = own(plateau, key);
+    if (typeof n !== "number" || !Number.isSafeInteger(n) || n < 0)
+      throw bad(`extra.cli.watch.plateau.${key}`, rule, n);
+    return n;
+  };
+  const best = own(plateau, "best"),
+    lastLr = own(plateau, "lastLr");
+  if (typeof best !== "number" || Number.isNaN(best))
+    throw bad("extra.cli.watch.plateau.best", "must be a number", best);
+  if (!Array.isArray(lastLr) || lastLr.length !== 1 || !(typeof lastLr[0] === "number" && lastLr[0] > 0))
+    throw bad("extra.cli.watch.plateau.lastLr", "must be one number > 0", lastLr);
+  return {
+    bestValLoss,
+    badEvals,
+    plateau: {
+      lastEpoch: count("lastEpoch"),
+      best,
+      numBadEpochs: count("numBadEpochs"),
+      cooldownCounter: count("cooldownCounter"),
+      lastLr: [lastLr[0]],
+    },
+  };
 }
 
 function readLoss(v: unknown, bad: (f: string, r: string, v: unknown) => UsageError): number | null {

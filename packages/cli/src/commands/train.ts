@@ -11,7 +11,7 @@ import { EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, UsageError, asUsage } from 
 import type { TrainSettings } from "../flags.js";
 import { Reporter, chooseMode, formatDuration, formatPercent, formatRate } from "../progress.js";
 import { RunDir, defaultRunDir } from "../run-dir.js";
-import { type Best, type SessionResult, TrainingSession } from "../session.js";
+import { type Best, NEW_WATCH, type SessionResult, TrainingSession } from "../session.js";
 import { type StoredRun, checkStoredModel, readStoredRun, refuseModuleCode } from "../stored-run.js";
 import { fitSettingsToData, loadRunData, trainerOptions } from "../setup.js";
 import { VERSION } from "../version.js";
@@ -149,6 +149,7 @@ async function train(c: TrainContext): Promise<number> {
     version: VERSION,
     workers: trainer.numWorkers,
     trainSamples: split.train.length,
+    valSamples: split.val?.length ?? 0,
     testSamples: split.test.length,
     features: split.train.features,
     classes: split.train.numClasses,
@@ -168,11 +169,13 @@ async function train(c: TrainContext): Promise<number> {
     trainer,
     settings,
     train: split.train,
+    val: split.val ?? null,
     test: split.test,
     runDir,
     reporter,
     stop: c.stop.signal,
     best: stored?.best ?? null,
+    watch: stored?.watch ?? NEW_WATCH,
     cli: { version: VERSION, settings, trainLoss: stored?.trainLoss ?? null },
     startedAt: c.startedAt,
   });
@@ -191,13 +194,15 @@ async function train(c: TrainContext): Promise<number> {
 function describeStart(
   r: Reporter,
   s: TrainSettings,
-  info: { workers: number; trainSamples: number; testSamples: number },
+  info: { workers: number; trainSamples: number; valSamples: number; testSamples: number },
   isResumed: boolean,
   step: number,
 ): void {
   const what = isResumed ? `resuming at step ${step}:` : "training";
+  const val = info.valSamples > 0 ? `${info.valSamples} validation / ` : "";
   r.info(
-    `${what} mlp:${s.model!.join(",")} (${s.activation}) on ${s.data}: ${info.trainSamples} train / ${info.testSamples} test samples, ` +
+    `${what} mlp:${s.model!.join(",")} (${s.activation}) on ${s.data}: ` +
+      `${info.trainSamples} train / ${val}${info.testSamples} test samples, ` +
       `${s.epochs} epochs, batch ${s.batchSize}, ${s.optimizer} lr ${s.lr}${s.lrSchedule === "none" ? "" : ` ${s.lrSchedule}`}, ${info.workers} workers`,
   );
   r.info(`run folder: ${s.out}`);
@@ -206,28 +211,44 @@ function describeStart(
 function summarize(r: SessionResult, wallSeconds: number, workers: number): Record<string, unknown> {
   return {
     trainLoss: r.trainLoss,
+    valLoss: r.valLoss,
+    valAccuracy: r.valAccuracy,
     testLoss: r.testLoss,
     testAccuracy: r.testAccuracy,
     wallSeconds: Number(wallSeconds.toFixed(3)),
     samplesPerSec: r.fitSeconds > 0 ? Math.round(r.fitSamples / r.fitSeconds) : null,
     workers,
+    best: r.best,
+    stoppedEarly: r.stoppedEarly,
   };
 }
 
 function summaryLines(s: Record<string, unknown>, runDir: RunDir, best: Best | null): string[] {
   const n = (v: unknown) => (typeof v === "number" ? v.toFixed(4) : "-");
-  const bestText =
-    best === null
-      ? ""
-      : ` (best: step ${best.step}, ${best.metric === "testAccuracy" ? formatPercent(best.value) : `loss ${best.value.toFixed(4)}`})`;
+  const bestText = best === null ? "" : ` (${describeBest(best)})`;
+  const stopped = typeof s.stoppedEarly === "string" ? [`  stopped early  ${s.stoppedEarly}`] : [];
+  const hasVal = s.valLoss !== null;
   return [
     `done in ${formatDuration(s.wallSeconds as number)}`,
+    ...stopped,
     `  train loss     ${n(s.trainLoss)}`,
+    ...(hasVal ? [`  val loss       ${n(s.valLoss)}`] : []),
+    ...(hasVal && s.valAccuracy !== null ? [`  val accuracy   ${formatPercent(s.valAccuracy as number)}`] : []),
     `  test loss      ${n(s.testLoss)}`,
     ...(s.testAccuracy === null ? [] : [`  test accuracy  ${formatPercent(s.testAccuracy as number)}`]),
     `  throughput     ${formatRate(s.samplesPerSec as number)} samples/s on ${s.workers} worker${s.workers === 1 ? "" : "s"}`,
     `  run folder     ${runDir.path} (report.html, metrics.jsonl, checkpoint-latest.msgpack, checkpoint-best.msgpack${bestText})`,
   ];
+}
+
+function describeBest(best: Best): string {
+  if (best.metric === "latest" || best.value === null)
+    return `best: step ${best.step}, the latest: without --val-split no evaluation picks a best checkpoint`;
+  const on = best.metric.startsWith("val") ? "validation" : "test";
+  const figure = best.metric.endsWith("Accuracy")
+    ? `${on} accuracy ${formatPercent(best.value)}`
+    : `${on} loss ${best.value.toFixed(4)}`;
+  return `best: step ${best.step}, ${figure}`;
 }
 
 function interrupted(

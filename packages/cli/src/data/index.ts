@@ -27,7 +27,7 @@ export {
   type IdxArray,
 } from "./idx.js";
 export { loadMnistDigits, loadAllDigits, digitsDir, DIGITS_TEST_FRACTION, type DigitsOptions } from "./mnist-digits.js";
-export { shuffledIndices, splitDataset, takeRows } from "./shuffle.js";
+export { holdOut, shuffledIndices, splitDataset, takeRows } from "./shuffle.js";
 export { sharedFloat32, sharedInt32, type DataSplit, type Dataset, type Task } from "./types.js";
 
 /** Where Debian's `dataset-fashion-mnist` package installs the four gzipped IDX files. */

@@ -24,6 +24,8 @@ export interface Dataset {
 export interface DataSplit {
   train: Dataset;
   test: Dataset;
+  /** rows held out of `train` for validation (--val-split), when asked for */
+  val?: Dataset;
 }
 
 /** A zeroed Float32Array of `n` elements backed by a SharedArrayBuffer, e.g. `sharedFloat32(rows * features)`. */
