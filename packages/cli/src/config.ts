@@ -56,6 +56,7 @@ export const DEFAULT_SETTINGS: TrainSettings = {
   earlyStopping: null,
   minDelta: 0,
   plateauPatience: 5,
+  delimiter: null,
 };
 
 /**

@@ -1,9 +1,10 @@
 // The `train` flags, in one table: commander builds the options and --help from it, and config
 // files are checked against the same parsers, so a bad value reads the same from either source.
 import type { OptimizerName } from "@threadgrad/optim";
-import type { Task } from "./data/index.js";
+import type { CsvDelimiter, Task } from "./data/index.js";
 import {
   type EvalEvery,
+  ValueError,
   parseBoolean,
   parseChoice,
   parseEvalEvery,
@@ -69,6 +70,8 @@ export interface TrainSettings {
   minDelta: number;
   /** plateau schedule: evaluations without improvement before the lr is multiplied by gamma */
   plateauPatience: number;
+  /** csv field separator; null: detected from the first lines */
+  delimiter: CsvDelimiter | null;
 }
 
 /** Flags that shape the command's output or where it starts, not what the run computes. */
@@ -95,6 +98,13 @@ const unit = (v: unknown) => parseNumber(v, { min: 0, max: 1, isMaxExclusive: tr
 const betas = (v: unknown) =>
   parseNumberList(v, { min: 0, max: 1, isMaxExclusive: true }, "two numbers in [0, 1) such as 0.9,0.999");
 
+/** `,` `;` or a tab (given as `tab`, `\t` or the character itself). */
+function parseDelimiter(v: unknown): CsvDelimiter {
+  if (v === "tab" || v === "\\t" || v === "\t") return "\t";
+  if (v === "," || v === ";") return v;
+  throw new ValueError(`must be "," ";" or tab, got ${JSON.stringify(v)}`);
+}
+
 /** The `train` flags in help order. */
 export const TRAIN_FLAGS: FlagSpec[] = [
   {
@@ -115,6 +125,12 @@ export const TRAIN_FLAGS: FlagSpec[] = [
     flags: "--task <task>",
     help: "csv: classification or regression (default: guessed from the target column)",
     parse: (v) => parseChoice(v, ["classification", "regression"] as const),
+  },
+  {
+    key: "delimiter",
+    flags: "--delimiter <char>",
+    help: 'csv: field separator ",", ";" or tab (default: detected from the header line)',
+    parse: parseDelimiter,
   },
   {
     key: "testSplit",

@@ -28,6 +28,7 @@ export function loadRunData(s: TrainSettings): DataSplit {
       target: s.target ?? undefined,
       task: s.task ?? undefined,
       testSplit: s.testSplit ?? undefined,
+      delimiter: s.delimiter ?? undefined,
       seed: 0,
     }),
   );

@@ -35,10 +35,17 @@ const NULLABLE: readonly (keyof TrainSettings)[] = [
   "out",
   "valSplit",
   "earlyStopping",
+  "delimiter",
 ];
 
 /** Settings added after the first release: a checkpoint written before them takes the default. */
-const ADDED_LATER: readonly (keyof TrainSettings)[] = ["valSplit", "earlyStopping", "minDelta", "plateauPatience"];
+const ADDED_LATER: readonly (keyof TrainSettings)[] = [
+  "valSplit",
+  "earlyStopping",
+  "minDelta",
+  "plateauPatience",
+  "delimiter",
+];
 
 const own = (o: object, key: string): unknown =>
   Object.hasOwn(o, key) ? (o as Record<string, unknown>)[key] : undefined;
@@ -102,6 +109,7 @@ const STORED_TYPES: Partial<Record<keyof TrainSettings, "string" | "number" | "b
   loss: "string",
   optimizer: "string",
   lrSchedule: "string",
+  delimiter: "string",
   out: "string",
   model: "list",
   betas: "list",

@@ -165,6 +165,7 @@ async function train(c: TrainContext): Promise<number> {
   runDir.appendMetrics({ event: "start", ...startRecord, time: 0 });
   reporter.event("start", { ...startRecord, settings });
   describeStart(reporter, settings, info, stored !== null, trainer.progress.globalStep);
+  for (const warning of split.train.warnings ?? []) reporter.warn(warning);
   const session = new TrainingSession({
     trainer,
     settings,

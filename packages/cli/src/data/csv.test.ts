@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { CSV_CHUNK_BYTES, MAX_CSV_COLUMNS, UNCLEAR_TASK_SHARE, loadCsv, parseCsv } from "./csv.js";
-import { readCsvRecords } from "./csv-records.js";
+import { detectDelimiter, readCsvRecords } from "./csv-records.js";
 
 const tempDirs: string[] = [];
 afterAll(() => {
@@ -33,6 +33,42 @@ describe("readCsvRecords", () => {
   });
 });
 
+describe("--delimiter", () => {
+  it("splits on ; or tab when told; the others are then plain characters, quotes still hold separators", () => {
+    expect(readCsvRecords('a;"b;c";d,e\n', "f.csv", ";")).toEqual([{ fields: ["a", "b;c", "d,e"], line: 1 }]);
+    // A tab separates even after a closing quote or where blanks are skipped; a space stays a blank.
+    expect(readCsvRecords('"a"\t\tb \t c\n', "f.tsv", "\t")).toEqual([{ fields: ["a", "", "b ", " c"], line: 1 }]);
+  });
+
+  it("is detected as the candidate that splits the header into the most fields, consistently", () => {
+    expect(detectDelimiter("a;b;c\n1,5;2;3\n")).toBe(";");
+    expect(detectDelimiter("a\tb\tc\n1\t2\t3")).toBe("\t");
+    expect(detectDelimiter("a,b,c\n1,2,3\n")).toBe(",");
+    // Two commas in the header but decimal commas in the rows: only ; splits every line alike.
+    expect(detectDelimiter("x,1;y;z\n1,5;2;3\n2;3,5;4\n")).toBe(";");
+    // Quoted separators do not count; a header alone decides when it is all there is.
+    expect(detectDelimiter('"a;b",c,d\n')).toBe(",");
+    expect(detectDelimiter("a;b")).toBe(";");
+    expect(detectDelimiter("single")).toBe(",");
+    // The last line of a chunk may be cut short.
+    expect(detectDelimiter("a;b;c\n1;2;3\n4;5")).toBe(";");
+  });
+
+  it("is detected by parseCsv and loadCsv unless given", () => {
+    const ds = parseCsv("a;b;y\n1.5;2;0\n3;4;1\n", "semi.csv", { target: "y" });
+    expect(Array.from(ds.x)).toEqual([1.5, 2, 3, 4]);
+    // A comma decimal is no number: the error names the cell, so the separator was right.
+    expect(() => parseCsv("a;b;y\n1,5;2;0\n", "semi.csv", { target: "y", delimiter: ";" })).toThrow(
+      'csv: semi.csv line 2, column 1 ("a"): not a decimal number',
+    );
+    const file = writeCsv("a\tb\ty\n1\t2\t0\n3\t4\t1\n");
+    expect(Array.from(loadCsv(file, { target: "y", testSplit: 0 }).train.x).sort()).toEqual([1, 2, 3, 4]);
+    expect(() => parseCsv("a;b;y\n1;2;0\n", "semi.csv", { target: "y", delimiter: "," })).toThrow(
+      'csv: semi.csv has no target column "y"',
+    );
+  });
+});
+
 describe("parseCsv", () => {
   it("reads quoted headers, CRLF lines and a blank trailing line; the target can be any column", () => {
     const ds = parseCsv('"size, m2",label,"rooms"\r\n50,1,"2"\r\n80,0,3\r\n\r\n', "homes.csv", { target: "label" });
@@ -48,6 +84,24 @@ describe("parseCsv", () => {
   it("detects classification from non-negative integer targets, numClasses = max + 1", () => {
     const ds = parseCsv("a,y\n0.5,0\n1.5,4\n2.5,2\n", "c.csv", { target: "y" });
     expect([ds.task, ds.numClasses]).toEqual(["classification", 5]);
+  });
+
+  it("warns, naming --task, when a guessed classification has gaps in its labels or many of them", () => {
+    expect(parseCsv("a,y\n0.5,0\n1.5,1\n2.5,2\n", "c.csv", { target: "y" }).warnings).toBeUndefined();
+    const ratings = parseCsv("a,y\n0.5,1\n1.5,5\n2.5,3\n", "r.csv", { target: "y" });
+    expect(ratings.warnings).toEqual([
+      'csv: r.csv column 2 ("y"): guessed classification with 6 classes from integer targets: 3 distinct values; ' +
+        "3 of the labels 0..5 never occur (0, 2, 4). If the column is a quantity, pass --task regression; " +
+        "--task classification keeps the classes and silences this warning",
+    ]);
+    const rows = Array.from({ length: 60 }, (_, i) => `${i},${i}`).join("\n");
+    const many = parseCsv(`a,age\n${rows}\n`, "ages.csv", { target: "age" });
+    expect(many.warnings?.[0]).toContain(
+      "guessed classification with 60 classes from integer targets: 60 distinct values (more than 50).",
+    );
+    expect(
+      parseCsv(`a,age\n${rows}\n`, "ages.csv", { target: "age", task: "classification" }).warnings,
+    ).toBeUndefined();
   });
 
   it("detects regression from fractional or negative targets, y as Float32Array", () => {

@@ -1,6 +1,6 @@
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { StringDecoder } from "node:string_decoder";
-import { CsvTokenizer, type CsvSink } from "./csv-records.js";
+import { type CsvDelimiter, CsvTokenizer, type CsvSink, detectDelimiter } from "./csv-records.js";
 import { splitDataset } from "./shuffle.js";
 import { chooseTask, describeColumn, isShownName } from "./csv-task.js";
 import { sharedFloat32, sharedInt32, type DataSplit, type Dataset, type Task } from "./types.js";
@@ -12,6 +12,8 @@ export interface CsvOptions {
   target: string;
   /** Default: inferred from the targets, see chooseTask. */
   task?: Task;
+  /** The field separator; default `auto`: detected from the first lines (detectDelimiter). */
+  delimiter?: CsvDelimiter | "auto";
 }
 
 export interface LoadCsvOptions extends CsvOptions {
@@ -154,14 +156,17 @@ function listed(names: string[]): string {
  */
 export function parseCsvChunks(chunks: Iterable<string>, file: string, opts: CsvOptions): Dataset {
   const table = new CsvTable(file, opts.target);
-  const tokenizer = new CsvTokenizer(file, table);
-  let isFirst = true;
+  let tokenizer: CsvTokenizer | null = null;
   for (const chunk of chunks) {
     if (chunk === "") continue;
-    tokenizer.write(isFirst && chunk.charCodeAt(0) === 0xfeff ? chunk.slice(1) : chunk);
-    isFirst = false;
+    if (tokenizer === null) {
+      const text = chunk.charCodeAt(0) === 0xfeff ? chunk.slice(1) : chunk;
+      const given = opts.delimiter ?? "auto";
+      tokenizer = new CsvTokenizer(file, table, given === "auto" ? detectDelimiter(text) : given);
+      tokenizer.write(text);
+    } else tokenizer.write(chunk);
   }
-  tokenizer.end();
+  tokenizer?.end();
   if (!table.hasHeader && table.names.length === 0) throw new Error(`csv: ${file} is empty`);
   const length = table.lines.length;
   if (length === 0) throw new Error(`csv: ${file} has a header but no data rows`);
@@ -171,10 +176,12 @@ export function parseCsvChunks(chunks: Iterable<string>, file: string, opts: Csv
   const lineNumbers = table.lines.values().slice();
   const targets = table.targets.values();
   const column = describeColumn(table.names, table.targetCol);
-  const { task, numClasses } = chooseTask(targets, lineNumbers, opts.task, `csv: ${file}`, column);
+  const { task, numClasses, warning } = chooseTask(targets, lineNumbers, opts.task, `csv: ${file}`, column);
   const y = task === "regression" ? sharedFloat32(length) : sharedInt32(length);
   y.set(targets);
-  return { name: file, x, y, length, features, task, numClasses, lineNumbers };
+  const ds: Dataset = { name: file, x, y, length, features, task, numClasses, lineNumbers };
+  if (warning !== undefined) ds.warnings = [warning];
+  return ds;
 }
 
 /**

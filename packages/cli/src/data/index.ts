@@ -2,6 +2,7 @@ import { existsSync } from "node:fs";
 import { loadCsv } from "./csv.js";
 import { loadIdxDir } from "./idx.js";
 import { loadMnistDigits } from "./mnist-digits.js";
+import type { CsvDelimiter } from "./csv-records.js";
 import type { DataSplit, Dataset, Task } from "./types.js";
 
 export {
@@ -16,6 +17,7 @@ export {
   type CsvOptions,
   type LoadCsvOptions,
 } from "./csv.js";
+export { CSV_DELIMITERS, detectDelimiter, type CsvDelimiter } from "./csv-records.js";
 export {
   encodeIdx,
   loadIdxDir,
@@ -57,6 +59,8 @@ export interface LoadDatasetOptions {
   testSplit?: number;
   /** Seed of the train/test shuffle, default 0. */
   seed?: number;
+  /** csv only: the field separator, default `auto` (detected from the first lines). */
+  delimiter?: CsvDelimiter | "auto";
 }
 
 function fashionMnist(dir: string | undefined): DataSplit {
@@ -81,6 +85,7 @@ function checkOptions(scheme: string, opts: LoadDatasetOptions): void {
     return;
   }
   if (opts.target !== undefined) throw new Error(`data: --target only applies to csv:FILE, not ${scheme}`);
+  if (opts.delimiter !== undefined) throw new Error(`data: --delimiter only applies to csv:FILE, not ${scheme}`);
   if (opts.task === "regression") throw new Error(`data: ${scheme} is a classification set, not regression`);
 }
 
@@ -115,6 +120,7 @@ export function loadDataset(spec: string = DEFAULT_DATASET, opts: LoadDatasetOpt
       return loadCsv(requireArg(scheme, arg, "file"), {
         target: opts.target as string,
         task: opts.task,
+        delimiter: opts.delimiter,
         testSplit: opts.testSplit,
         seed: opts.seed,
       });

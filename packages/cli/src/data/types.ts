@@ -19,6 +19,8 @@ export interface Dataset {
   classNames?: string[];
   /** CSV sets only: the file line each row came from (header = line 1), so later errors can point into the file. */
   lineNumbers?: Int32Array;
+  /** What loading found doubtful but not wrong (e.g. a guessed task), for the command to show. */
+  warnings?: string[];
 }
 
 export interface DataSplit {

@@ -1,0 +1,50 @@
+// End-to-end: CSV input options of the built binary (separator, task warning).
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { jsonLines, requireBuilt, run, tempDir } from "./helpers.js";
+
+const tmp = tempDir("threadgrad-csv-input-");
+afterAll(tmp.cleanup);
+beforeAll(requireBuilt);
+
+/** 60 rows of two features and a 1-based rating (1, 2 or 3), fields joined by `sep`. */
+function ratings(sep: string): string {
+  const file = join(tmp.path, `ratings-${sep === "\t" ? "tab" : sep}.csv`);
+  const lines = [["x1", "x2", "rating"].join(sep)];
+  for (let i = 0; i < 60; i++) lines.push([(i % 7) / 7, (i % 5) / 5, 1 + (i % 3)].join(sep));
+  writeFileSync(file, `${lines.join("\n")}\n`);
+  return file;
+}
+
+const TRAIN = ["train", "--target", "rating", "--epochs", "1", "--batch-size", "16", "--workers", "1"];
+
+describe("threadgrad train on csv files", () => {
+  it("detects a ; or tab separator, and warns, naming --task, about labels that skip class 0", async () => {
+    for (const sep of [";", "\t"]) {
+      const r = await run([...TRAIN, "--data", `csv:${ratings(sep)}`, "--json", "--out", join(tmp.path, `run${sep}`)]);
+      expect(r.code).toBe(0);
+      expect(jsonLines(r.stdout)[0]).toMatchObject({ features: 2, classes: 4, trainSamples: 48 });
+      expect(r.stderr).toContain(
+        'column 3 ("rating"): guessed classification with 4 classes from integer targets: 3 distinct values; ' +
+          "1 of the labels 0..3 never occur (0). If the column is a quantity, pass --task regression",
+      );
+    }
+    const told = await run([...TRAIN, "--data", `csv:${ratings(";")}`, "--task", "classification", "--json"]);
+    expect(told.code).toBe(0);
+    expect(told.stderr).toBe("");
+  });
+
+  it("uses the separator given, and refuses one it does not know", async () => {
+    const file = ratings(";");
+    const wrong = await run([...TRAIN, "--data", `csv:${file}`, "--delimiter", ","]);
+    expect(wrong.code).toBe(2);
+    expect(wrong.stderr).toContain(`csv: ${file} has no target column "rating"`);
+    const unknown = await run([...TRAIN, "--data", `csv:${file}`, "--delimiter", "|"]);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain('--delimiter must be "," ";" or tab, got "|"');
+    const digits = await run(["train", "--delimiter", ";", "--epochs", "1"]);
+    expect(digits.code).toBe(2);
+    expect(digits.stderr).toContain("data: --delimiter only applies to csv:FILE, not digits");
+  });
+});
