@@ -57,6 +57,7 @@ export const DEFAULT_SETTINGS: TrainSettings = {
   minDelta: 0,
   plateauPatience: 5,
   delimiter: null,
+  impute: null,
 };
 
 /**

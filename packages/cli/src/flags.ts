@@ -72,6 +72,8 @@ export interface TrainSettings {
   plateauPatience: number;
   /** csv field separator; null: detected from the first lines */
   delimiter: CsvDelimiter | null;
+  /** csv: empty feature cells are filled (mean, median over the training rows) or their rows dropped; null: refused */
+  impute: ImputePolicy | null;
 }
 
 /** Flags that shape the command's output or where it starts, not what the run computes. */
@@ -131,6 +133,12 @@ export const TRAIN_FLAGS: FlagSpec[] = [
     flags: "--delimiter <char>",
     help: 'csv: field separator ",", ";" or tab (default: detected from the header line)',
     parse: parseDelimiter,
+  },
+  {
+    key: "impute",
+    flags: "--impute <policy>",
+    help: "csv: fill empty feature cells with the training rows' mean or median, or drop their rows",
+    parse: (v) => parseChoice(v, IMPUTE_POLICIES),
   },
   {
     key: "testSplit",

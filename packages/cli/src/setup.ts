@@ -29,6 +29,7 @@ export function loadRunData(s: TrainSettings): DataSplit {
       task: s.task ?? undefined,
       testSplit: s.testSplit ?? undefined,
       delimiter: s.delimiter ?? undefined,
+      impute: s.impute ?? undefined,
       seed: 0,
     }),
   );

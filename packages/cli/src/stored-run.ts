@@ -36,6 +36,7 @@ const NULLABLE: readonly (keyof TrainSettings)[] = [
   "valSplit",
   "earlyStopping",
   "delimiter",
+  "impute",
 ];
 
 /** Settings added after the first release: a checkpoint written before them takes the default. */
@@ -45,6 +46,7 @@ const ADDED_LATER: readonly (keyof TrainSettings)[] = [
   "minDelta",
   "plateauPatience",
   "delimiter",
+  "impute",
 ];
 
 const own = (o: object, key: string): unknown =>
@@ -110,6 +112,7 @@ const STORED_TYPES: Partial<Record<keyof TrainSettings, "string" | "number" | "b
   optimizer: "string",
   lrSchedule: "string",
   delimiter: "string",
+  impute: "string",
   out: "string",
   model: "list",
   betas: "list",

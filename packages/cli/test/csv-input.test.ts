@@ -47,4 +47,23 @@ describe("threadgrad train on csv files", () => {
     expect(digits.code).toBe(2);
     expect(digits.stderr).toContain("data: --delimiter only applies to csv:FILE, not digits");
   });
+
+  it("--impute fills or drops empty cells; without it the empty cell is refused, naming the flag", async () => {
+    const file = join(tmp.path, "gaps.csv");
+    const rows = Array.from({ length: 40 }, (_, i) => `${i % 4 === 0 ? "" : i / 40},${(i % 5) / 5},${i % 2}`);
+    writeFileSync(file, `a,b,y\n${rows.join("\n")}\n`);
+    const base = ["train", "--data", `csv:${file}`, "--target", "y", "--epochs", "1", "--workers", "1", "--json"];
+    const refused = await run(base);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(
+      /csv: \S+gaps\.csv line 2, column 1 \("a"\): the cell is empty \(pass --impute mean, median or drop/,
+    );
+    const dropped = await run([...base, "--impute", "drop"]);
+    expect(dropped.code).toBe(0);
+    expect(jsonLines(dropped.stdout)[0]).toMatchObject({ trainSamples: 24, testSamples: 6 });
+    const filled = await run([...base, "--impute", "median"]);
+    expect(filled.code).toBe(0);
+    expect(jsonLines(filled.stdout)[0]).toMatchObject({ trainSamples: 32, testSamples: 8 });
+    expect(Number.isFinite(jsonLines(filled.stdout).at(-1)!.testLoss)).toBe(true);
+  });
 });

@@ -37,9 +37,10 @@ const CLOSED = 4;
 
 /**
  * A streaming CSV tokenizer: comma-separated, double-quoted fields may hold commas, line breaks and
- * `""` for a quote; LF, CRLF or CR line endings. The separator is a comma unless `delimiter` says `;` or tab. Text arrives in chunks of any size (a CRLF or a
- * doubled quote may be split between two) and lines are counted exactly across them. Blank lines
- * are dropped, so a trailing newline is fine. Errors name the file, line and field, never its text.
+ * `""` for a quote; LF, CRLF or CR line endings. The separator is a comma unless `delimiter` says
+ * `;` or tab. Text arrives in chunks of any size (a CRLF or a doubled quote may be split between
+ * two) and lines are counted exactly across them. Blank lines are dropped, so a trailing newline
+ * is fine. Errors name the file, line and field, never its text.
  * @example const t = new CsvTokenizer("f.csv", sink); t.write("a,b\r"); t.write("\n1,2"); t.end();
  */
 export class CsvTokenizer {

@@ -2,7 +2,7 @@ import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } fr
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { CSV_CHUNK_BYTES, MAX_CSV_COLUMNS, UNCLEAR_TASK_SHARE, loadCsv, parseCsv } from "./csv.js";
+import { CSV_CHUNK_BYTES, MAX_CSV_COLUMNS, UNCLEAR_TASK_SHARE, imputeSplit, loadCsv, parseCsv } from "./csv.js";
 import { detectDelimiter, readCsvRecords } from "./csv-records.js";
 
 const tempDirs: string[] = [];
@@ -65,6 +65,69 @@ describe("--delimiter", () => {
     expect(Array.from(loadCsv(file, { target: "y", testSplit: 0 }).train.x).sort()).toEqual([1, 2, 3, 4]);
     expect(() => parseCsv("a;b;y\n1;2;0\n", "semi.csv", { target: "y", delimiter: "," })).toThrow(
       'csv: semi.csv has no target column "y"',
+    );
+  });
+});
+
+describe("--impute", () => {
+  const text = "a,b,y\n1,,0\n,4,1\n3,6,0\n5,8,1\n";
+
+  it("refuses an empty cell without a policy, naming the flag; an empty target even with mean or median", () => {
+    expect(() => parseCsv(text, "gaps.csv", { target: "y" })).toThrow(
+      'csv: gaps.csv line 2, column 2 ("b"): the cell is empty (pass --impute mean, median or drop to fill or skip such cells)',
+    );
+    expect(() => parseCsv("a,y\n1,\n", "t.csv", { target: "y", impute: "mean" })).toThrow(
+      'csv: t.csv line 2, column 2 ("y"): the target is empty; only --impute drop skips rows without a target',
+    );
+  });
+
+  it("drop leaves out every row with an empty cell, target included, and keeps the others' lines", () => {
+    const ds = parseCsv(`${text}7,,\n9,10,1\n`, "gaps.csv", { target: "y", impute: "drop" });
+    expect(Array.from(ds.x)).toEqual([3, 6, 5, 8, 9, 10]);
+    expect(Array.from(ds.y)).toEqual([0, 1, 1]);
+    expect(Array.from(ds.lineNumbers!)).toEqual([4, 5, 7]);
+    expect(() => parseCsv("a,y\n,1\n", "none.csv", { target: "y", impute: "drop" })).toThrow(
+      "csv: none.csv: every one of its 1 rows has an empty cell (--impute drop)",
+    );
+  });
+
+  it("mean and median are taken over the training rows only and fill train and test alike", () => {
+    // 20 rows; column a is empty on every third row, column b never.
+    const rows = Array.from({ length: 20 }, (_, i) => `${i % 3 === 0 ? "" : i * i},${i},${i % 2}`);
+    const file = writeCsv(`a,b,y\n${rows.join("\n")}\n`);
+    for (const policy of ["mean", "median"] as const) {
+      const split = loadCsv(file, { target: "y", testSplit: 0.25, seed: 3, impute: policy });
+      expect(split.train.length).toBe(15);
+      // The training rows' values of column a, found through column b (= the row number).
+      const seen: number[] = [];
+      for (let r = 0; r < split.train.length; r++) {
+        const i = split.train.x[2 * r + 1]!;
+        if (i % 3 !== 0) seen.push(i * i);
+      }
+      seen.sort((p, q) => p - q);
+      const mid = seen.length >> 1;
+      const expected =
+        policy === "mean"
+          ? seen.reduce((p, q) => p + q, 0) / seen.length
+          : seen.length % 2
+            ? seen[mid]!
+            : (seen[mid - 1]! + seen[mid]!) / 2;
+      for (const ds of [split.train, split.test]) {
+        for (let r = 0; r < ds.length; r++) {
+          const i = ds.x[2 * r + 1]!;
+          expect(ds.x[2 * r]).toBe(i % 3 === 0 ? Math.fround(expected) : i * i);
+        }
+      }
+    }
+  });
+
+  it("refuses a column with no value in any training row", () => {
+    const split = {
+      train: parseCsv("a,b,y\n,1,0\n,2,1\n", "t.csv", { target: "y", impute: "mean" }),
+      test: parseCsv("a,b,y\n5,1,0\n", "t.csv", { target: "y" }),
+    };
+    expect(() => imputeSplit(split, "median")).toThrow(
+      "csv: t.csv: feature 1 has no value in any training row to take the median of",
     );
   });
 });

@@ -14,7 +14,15 @@ export interface CsvOptions {
   task?: Task;
   /** The field separator; default `auto`: detected from the first lines (detectDelimiter). */
   delimiter?: CsvDelimiter | "auto";
+  /**
+   * Empty feature cells: `drop` leaves their rows out; `mean` and `median` keep them as NaN here,
+   * and loadCsv fills them with the column's statistic over the training rows (imputeSplit).
+   * Without a policy an empty cell is an error. An empty target is always one.
+   */
+  impute?: ImputePolicy;
 }
+
+export type ImputePolicy = "mean" | "median" | "drop";
 
 export interface LoadCsvOptions extends CsvOptions {
   /** Fraction of rows held out for testing, default 0.2. */
@@ -54,6 +62,11 @@ class Growing<A extends Float32Array | Float64Array | Int32Array> {
   values(): A {
     return this.data.subarray(0, this.length) as A;
   }
+
+  /** Forgets the values from `length` on. */
+  truncate(length: number): void {
+    this.length = Math.min(this.length, length);
+  }
 }
 
 /** Collects the header and the numbers of each row from a CsvTokenizer. */
@@ -64,10 +77,14 @@ class CsvTable implements CsvSink {
   readonly x = new Growing(new Float32Array(0), (n) => new Float32Array(n));
   readonly targets = new Growing(new Float64Array(0), (n) => new Float64Array(n));
   readonly lines = new Growing(new Int32Array(0), (n) => new Int32Array(n));
+  /** rows left out for an empty cell (impute: drop) */
+  dropped = 0;
+  private hasEmptyCell = false;
 
   constructor(
     readonly file: string,
     readonly target: string,
+    readonly impute?: ImputePolicy,
   ) {}
 
   field(text: string, index: number, line: number): void {
@@ -98,12 +115,32 @@ class CsvTable implements CsvSink {
     if (count !== this.names.length) {
       throw new Error(`csv: ${this.file} line ${line} has ${count} fields, but the header has ${this.names.length}`);
     }
-    this.lines.push(line);
+    if (this.hasEmptyCell && this.impute === "drop") {
+      // Take the row's values back out: it had a target and one value per feature.
+      const rows = this.lines.length;
+      this.x.truncate(rows * (this.names.length - 1));
+      this.targets.truncate(rows);
+      this.dropped++;
+    } else this.lines.push(line);
+    this.hasEmptyCell = false;
   }
 
   private parseCell(raw: string, line: number, index: number): number {
     const text = raw.trim();
-    if (text === "") throw this.cellError(line, index, "the cell is empty");
+    if (text === "") {
+      if (this.impute === undefined) {
+        throw this.cellError(
+          line,
+          index,
+          "the cell is empty (pass --impute mean, median or drop to fill or skip such cells)",
+        );
+      }
+      if (index === this.targetCol && this.impute !== "drop") {
+        throw this.cellError(line, index, "the target is empty; only --impute drop skips rows without a target");
+      }
+      this.hasEmptyCell = true;
+      return Number.NaN;
+    }
     if (!DECIMAL.test(text)) {
       throw this.cellError(line, index, "not a decimal number (digits with an optional sign, fraction and exponent)");
     }
@@ -155,7 +192,7 @@ function listed(names: string[]): string {
  * @example parseCsvChunks(["a,b,label\n1,2", ",0\n3,4,1\n"], "toy.csv", { target: "label" }).numClasses // 2
  */
 export function parseCsvChunks(chunks: Iterable<string>, file: string, opts: CsvOptions): Dataset {
-  const table = new CsvTable(file, opts.target);
+  const table = new CsvTable(file, opts.target, opts.impute);
   let tokenizer: CsvTokenizer | null = null;
   for (const chunk of chunks) {
     if (chunk === "") continue;
@@ -169,6 +206,9 @@ export function parseCsvChunks(chunks: Iterable<string>, file: string, opts: Csv
   tokenizer?.end();
   if (!table.hasHeader && table.names.length === 0) throw new Error(`csv: ${file} is empty`);
   const length = table.lines.length;
+  if (length === 0 && table.dropped > 0) {
+    throw new Error(`csv: ${file}: every one of its ${table.dropped} rows has an empty cell (--impute drop)`);
+  }
   if (length === 0) throw new Error(`csv: ${file} has a header but no data rows`);
   const features = table.names.length - 1;
   const x = sharedFloat32(length * features);
@@ -228,5 +268,46 @@ export function loadCsv(file: string, opts: LoadCsvOptions): DataSplit {
   } finally {
     closeSync(fd);
   }
-  return splitDataset(all, opts.testSplit ?? 0.2, opts.seed ?? 0);
+  const split = splitDataset(all, opts.testSplit ?? 0.2, opts.seed ?? 0);
+  if (opts.impute === "mean" || opts.impute === "median") imputeSplit(split, opts.impute);
+  return split;
+}
+
+/**
+ * Fills the empty (NaN) feature cells of a split with each column's mean or median over the
+ * training rows' values, the same number in train and test; returns the filled columns' values
+ * (NaN for a column without empty cells). A column with no value in the training rows is an error.
+ * @example imputeSplit(loadCsv("f.csv", { target: "y", impute: "median" }), "median")
+ */
+export function imputeSplit(split: DataSplit, policy: "mean" | "median"): Float64Array {
+  const { train } = split;
+  const parts = [train, split.test];
+  const features = train.features;
+  const fill = new Float64Array(features).fill(Number.NaN);
+  for (let f = 0; f < features; f++) {
+    const hasEmpty = parts.some((ds) => {
+      for (let r = 0; r < ds.length; r++) if (Number.isNaN(ds.x[r * features + f]!)) return true;
+      return false;
+    });
+    if (!hasEmpty) continue;
+    const values: number[] = [];
+    for (let r = 0; r < train.length; r++) {
+      const v = train.x[r * features + f]!;
+      if (!Number.isNaN(v)) values.push(v);
+    }
+    if (values.length === 0) {
+      throw new Error(`csv: ${train.name}: feature ${f + 1} has no value in any training row to take the ${policy} of`);
+    }
+    fill[f] = policy === "mean" ? values.reduce((a, b) => a + b, 0) / values.length : median(values);
+    for (const ds of parts) {
+      for (let r = 0; r < ds.length; r++) if (Number.isNaN(ds.x[r * features + f]!)) ds.x[r * features + f] = fill[f]!;
+    }
+  }
+  return fill;
+}
+
+function median(values: number[]): number {
+  values.sort((a, b) => a - b);
+  const mid = values.length >> 1;
+  return values.length % 2 === 1 ? values[mid]! : (values[mid - 1]! + values[mid]!) / 2;
 }

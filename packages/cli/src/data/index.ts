@@ -3,10 +3,12 @@ import { loadCsv } from "./csv.js";
 import { loadIdxDir } from "./idx.js";
 import { loadMnistDigits } from "./mnist-digits.js";
 import type { CsvDelimiter } from "./csv-records.js";
+import type { ImputePolicy } from "./csv.js";
 import type { DataSplit, Dataset, Task } from "./types.js";
 
 export {
   loadCsv,
+  imputeSplit,
   parseCsv,
   parseCsvChunks,
   CSV_CHUNK_BYTES,
@@ -15,6 +17,7 @@ export {
   MAX_CSV_VALUES,
   UNCLEAR_TASK_SHARE,
   type CsvOptions,
+  type ImputePolicy,
   type LoadCsvOptions,
 } from "./csv.js";
 export { CSV_DELIMITERS, detectDelimiter, type CsvDelimiter } from "./csv-records.js";
@@ -61,6 +64,8 @@ export interface LoadDatasetOptions {
   seed?: number;
   /** csv only: the field separator, default `auto` (detected from the first lines). */
   delimiter?: CsvDelimiter | "auto";
+  /** csv only: what to do with empty feature cells (see CsvOptions.impute); default: refuse them. */
+  impute?: ImputePolicy;
 }
 
 function fashionMnist(dir: string | undefined): DataSplit {
@@ -86,6 +91,7 @@ function checkOptions(scheme: string, opts: LoadDatasetOptions): void {
   }
   if (opts.target !== undefined) throw new Error(`data: --target only applies to csv:FILE, not ${scheme}`);
   if (opts.delimiter !== undefined) throw new Error(`data: --delimiter only applies to csv:FILE, not ${scheme}`);
+  if (opts.impute !== undefined) throw new Error(`data: --impute only applies to csv:FILE, not ${scheme}`);
   if (opts.task === "regression") throw new Error(`data: ${scheme} is a classification set, not regression`);
 }
 
@@ -121,6 +127,7 @@ export function loadDataset(spec: string = DEFAULT_DATASET, opts: LoadDatasetOpt
         target: opts.target as string,
         task: opts.task,
         delimiter: opts.delimiter,
+        impute: opts.impute,
         testSplit: opts.testSplit,
         seed: opts.seed,
       });
