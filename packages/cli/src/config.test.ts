@@ -23,7 +23,7 @@ describe("settings", () => {
         `--lr must be a number >= 0, got -1`,
         `--workers must be auto or an integer from 1 to 256, got x`,
         `${file}: "epochs" must be an integer >= 1, got 0`,
-        `${file}: unknown setting "color" (settings: data, target, task, delimiter, impute, testSplit, limit, model, activation, dropout, loss, labelSmoothing, optimizer, lr, momentum, weightDecay, betas, eps, nesterov, amsgrad, alpha, lrSchedule, warmupSteps, stepSize, gamma, etaMin, clipGradNorm, batchSize, epochs, workers, accumulateSteps, seed, out, resume, evalEvery, skipNonFinite, valSplit, earlyStopping, minDelta, plateauPatience, quiet, json)`,
+        `${file}: unknown setting "color" (settings: data, target, task, delimiter, impute, categorical, testSplit, limit, model, activation, dropout, loss, labelSmoothing, optimizer, lr, momentum, weightDecay, betas, eps, nesterov, amsgrad, alpha, lrSchedule, warmupSteps, stepSize, gamma, etaMin, clipGradNorm, batchSize, epochs, workers, accumulateSteps, seed, out, resume, evalEvery, skipNonFinite, valSplit, earlyStopping, minDelta, plateauPatience, quiet, json)`,
       ].join("\n"),
     );
   });

@@ -58,6 +58,7 @@ export const DEFAULT_SETTINGS: TrainSettings = {
   plateauPatience: 5,
   delimiter: null,
   impute: null,
+  categorical: null,
 };
 
 /**

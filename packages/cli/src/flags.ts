@@ -1,7 +1,7 @@
 // The `train` flags, in one table: commander builds the options and --help from it, and config
 // files are checked against the same parsers, so a bad value reads the same from either source.
 import type { OptimizerName } from "@threadgrad/optim";
-import type { CsvDelimiter, Task } from "./data/index.js";
+import type { CategoricalSpec, CsvDelimiter, Task } from "./data/index.js";
 import {
   type EvalEvery,
   ValueError,
@@ -74,6 +74,8 @@ export interface TrainSettings {
   delimiter: CsvDelimiter | null;
   /** csv: empty feature cells are filled (mean, median over the training rows) or their rows dropped; null: refused */
   impute: ImputePolicy | null;
+  /** csv: categorical feature columns by name; null: auto (columns that are not all numbers) */
+  categorical: CategoricalSpec | null;
 }
 
 /** Flags that shape the command's output or where it starts, not what the run computes. */
@@ -105,6 +107,15 @@ function parseDelimiter(v: unknown): CsvDelimiter {
   if (v === "tab" || v === "\\t" || v === "\t") return "\t";
   if (v === "," || v === ";") return v;
   throw new ValueError(`must be "," ";" or tab, got ${JSON.stringify(v)}`);
+}
+
+/** `auto`, or column names: `a,b` on the command line, a list of strings in a config file. */
+function parseCategorical(v: unknown): CategoricalSpec {
+  if (v === "auto") return v;
+  const names = typeof v === "string" ? v.split(",").map((n) => n.trim()) : v;
+  if (!Array.isArray(names) || names.length === 0 || !names.every((n) => typeof n === "string" && n !== ""))
+    throw new ValueError(`must be auto or column names separated by commas, got ${JSON.stringify(v)}`);
+  return names as string[];
 }
 
 /** The `train` flags in help order. */
@@ -139,6 +150,12 @@ export const TRAIN_FLAGS: FlagSpec[] = [
     flags: "--impute <policy>",
     help: "csv: fill empty feature cells with the training rows' mean or median, or drop their rows",
     parse: (v) => parseChoice(v, IMPUTE_POLICIES),
+  },
+  {
+    key: "categorical",
+    flags: "--categorical <columns>",
+    help: "csv: auto (default: columns that are not all numbers) or the comma-separated columns to one-hot encode",
+    parse: parseCategorical,
   },
   {
     key: "testSplit",
@@ -287,7 +304,7 @@ export const TRAIN_FLAGS: FlagSpec[] = [
   {
     key: "evalEvery",
     flags: "--eval-every <n>",
-    help: "evaluate on the test set every n epochs (default 1), or every n steps as 500steps",
+    help: "evaluate (validation and test sets) every n epochs (default 1), or every n steps as 500steps",
     parse: parseEvalEvery,
   },
   {

@@ -30,6 +30,8 @@ export function loadRunData(s: TrainSettings): DataSplit {
       testSplit: s.testSplit ?? undefined,
       delimiter: s.delimiter ?? undefined,
       impute: s.impute ?? undefined,
+      // --categorical auto is the command's default for csv; other sets refuse the flag when given.
+      categorical: scheme === "csv" ? (s.categorical ?? "auto") : (s.categorical ?? undefined),
       seed: 0,
     }),
   );

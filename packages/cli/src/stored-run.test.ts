@@ -78,7 +78,7 @@ describe("the run record stored in a checkpoint", () => {
   });
 
   it("gives settings added later their defaults when an older checkpoint lacks them", () => {
-    const { valSplit, earlyStopping, minDelta, plateauPatience, delimiter, impute, ...older } = settings;
+    const { valSplit, earlyStopping, minDelta, plateauPatience, delimiter, impute, categorical, ...older } = settings;
     expect(readStoredRun(ckpt({ settings: older, best: null, trainLoss: 1 }))?.settings).toEqual(settings);
     expect(() => readStoredRun(ckpt({ settings: { ...settings, valSplit: 1.5 }, best: null, trainLoss: 1 }))).toThrow(
       "field 'extra.cli.settings.valSplit' must be",

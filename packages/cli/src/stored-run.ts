@@ -37,6 +37,7 @@ const NULLABLE: readonly (keyof TrainSettings)[] = [
   "earlyStopping",
   "delimiter",
   "impute",
+  "categorical",
 ];
 
 /** Settings added after the first release: a checkpoint written before them takes the default. */
@@ -47,6 +48,7 @@ const ADDED_LATER: readonly (keyof TrainSettings)[] = [
   "plateauPatience",
   "delimiter",
   "impute",
+  "categorical",
 ];
 
 const own = (o: object, key: string): unknown =>

@@ -66,4 +66,23 @@ describe("threadgrad train on csv files", () => {
     expect(jsonLines(filled.stdout)[0]).toMatchObject({ trainSamples: 32, testSamples: 8 });
     expect(Number.isFinite(jsonLines(filled.stdout).at(-1)!.testLoss)).toBe(true);
   });
+
+  it("one-hot encodes a text column by default, and eval applies the same categories", async () => {
+    const file = join(tmp.path, "shop.csv");
+    const colors = ["red", "green", "blue"];
+    const rows = Array.from({ length: 60 }, (_, i) => `${(i % 7) / 7},${colors[i % 3]},${i % 3 === 0 ? 1 : 0}`);
+    writeFileSync(file, `size,color,bought\n${rows.join("\n")}\n`);
+    const out = join(tmp.path, "shop");
+    const args = ["train", "--data", `csv:${file}`, "--target", "bought", "--epochs", "2", "--workers", "1"];
+    const r = await run([...args, "--json", "--out", out]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    expect(jsonLines(r.stdout)[0]).toMatchObject({ features: 4 }); // size + blue, green, red
+    const ev = await run(["eval", "--checkpoint", join(out, "checkpoint-latest.msgpack"), "--json"]);
+    expect(ev.code).toBe(0);
+    expect(jsonLines(ev.stdout)[0]!.loss).toBeCloseTo(jsonLines(r.stdout).at(-1)!.testLoss as number, 6);
+    const named = await run([...args, "--categorical", "colour"]);
+    expect(named.code).toBe(2);
+    expect(named.stderr).toContain('--categorical names "colour", which is no column (columns: size, color, bought)');
+  });
 });

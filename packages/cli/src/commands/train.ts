@@ -177,7 +177,13 @@ async function train(c: TrainContext): Promise<number> {
     stop: c.stop.signal,
     best: stored?.best ?? null,
     watch: stored?.watch ?? NEW_WATCH,
-    cli: { version: VERSION, settings, trainLoss: stored?.trainLoss ?? null },
+    // The one-hot categories, for readers of the checkpoint (eval fits them again from the same rows).
+    cli: {
+      version: VERSION,
+      settings,
+      trainLoss: stored?.trainLoss ?? null,
+      categories: split.train.categorical ?? null,
+    },
     startedAt: c.startedAt,
   });
   const result = await session.run().catch((err: Error) => {

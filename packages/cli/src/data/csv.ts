@@ -1,5 +1,13 @@
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { StringDecoder } from "node:string_decoder";
+import {
+  type CategoricalColumn,
+  CategoricalFound,
+  type CategoricalSpec,
+  MAX_CATEGORIES,
+  encodeCategories,
+  textColumns,
+} from "./csv-categories.js";
 import { type CsvDelimiter, CsvTokenizer, type CsvSink, detectDelimiter } from "./csv-records.js";
 import { splitDataset } from "./shuffle.js";
 import { chooseTask, describeColumn, isShownName } from "./csv-task.js";
@@ -20,6 +28,12 @@ export interface CsvOptions {
    * Without a policy an empty cell is an error. An empty target is always one.
    */
   impute?: ImputePolicy;
+  /**
+   * Feature columns read as categories (one-hot encoded by loadCsv, see encodeCategories): their
+   * names, or `auto`: the columns whose non-empty cells are not all decimal numbers. Default none:
+   * every feature cell must be a number.
+   */
+  categorical?: CategoricalSpec;
 }
 
 export type ImputePolicy = "mean" | "median" | "drop";
@@ -80,11 +94,17 @@ class CsvTable implements CsvSink {
   /** rows left out for an empty cell (impute: drop) */
   dropped = 0;
   private hasEmptyCell = false;
+  /** per categorical column (index in the file): text → code, in order of first appearance */
+  readonly categories = new Map<number, Map<string, number>>();
 
   constructor(
     readonly file: string,
     readonly target: string,
-    readonly impute?: ImputePolicy,
+    readonly impute: ImputePolicy | undefined,
+    /** the file's categorical columns by index, or by name (resolved when the header is read) */
+    private categorical: Set<number> | readonly string[],
+    /** whether text in another feature column means it is categorical too (CategoricalFound) */
+    readonly isAuto: boolean,
   ) {}
 
   field(text: string, index: number, line: number): void {
@@ -141,6 +161,19 @@ class CsvTable implements CsvSink {
       this.hasEmptyCell = true;
       return Number.NaN;
     }
+    const codes = this.categories.get(index);
+    if (codes !== undefined) {
+      let code = codes.get(text);
+      if (code === undefined) {
+        if (codes.size === MAX_CATEGORIES) {
+          throw this.cellError(line, index, `the column has more than ${MAX_CATEGORIES} categories`);
+        }
+        code = codes.size;
+        codes.set(text, code);
+      }
+      return code;
+    }
+    if (this.isAuto && index !== this.targetCol && !DECIMAL.test(text)) throw new CategoricalFound();
     if (!DECIMAL.test(text)) {
       throw this.cellError(line, index, "not a decimal number (digits with an optional sign, fraction and exponent)");
     }
@@ -172,6 +205,18 @@ class CsvTable implements CsvSink {
       throw new Error(`csv: ${file} has no target column ${JSON.stringify(target)}${listed(names)}`);
     }
     if (names.length < 2) throw new Error(`csv: ${file} has no feature columns besides ${JSON.stringify(target)}`);
+    const columns = new Set<number>();
+    for (const c of this.categorical) {
+      const index = typeof c === "number" ? c : (firstOf.get(c) ?? -1);
+      if (index < 0)
+        throw new Error(`csv: ${file}: --categorical names ${JSON.stringify(c)}, which is no column${listed(names)}`);
+      if (index === this.targetCol) {
+        throw new Error(`csv: ${file}: --categorical names the target column ${JSON.stringify(target)}`);
+      }
+      columns.add(index);
+    }
+    this.categorical = columns;
+    for (const index of columns) this.categories.set(index, new Map());
     this.hasHeader = true;
   }
 }
@@ -192,14 +237,34 @@ function listed(names: string[]): string {
  * @example parseCsvChunks(["a,b,label\n1,2", ",0\n3,4,1\n"], "toy.csv", { target: "label" }).numClasses // 2
  */
 export function parseCsvChunks(chunks: Iterable<string>, file: string, opts: CsvOptions): Dataset {
-  const table = new CsvTable(file, opts.target, opts.impute);
+  const spec = opts.categorical ?? [];
+  const found = { delimiter: "," as CsvDelimiter };
+  if (spec !== "auto") return parseTable(chunks, file, opts, spec, found);
+  try {
+    return parseTable(chunks, file, opts, new Set(), found);
+  } catch (err) {
+    if (!(err instanceof CategoricalFound)) throw err;
+  }
+  // Text in a feature column: find every such column in one pass, then read the file again.
+  return parseTable(chunks, file, opts, textColumns(chunks, file, opts.target, found.delimiter), found);
+}
+
+function parseTable(
+  chunks: Iterable<string>,
+  file: string,
+  opts: CsvOptions,
+  categorical: Set<number> | readonly string[],
+  found: { delimiter: CsvDelimiter },
+): Dataset {
+  const table = new CsvTable(file, opts.target, opts.impute, categorical, opts.categorical === "auto");
   let tokenizer: CsvTokenizer | null = null;
   for (const chunk of chunks) {
     if (chunk === "") continue;
     if (tokenizer === null) {
       const text = chunk.charCodeAt(0) === 0xfeff ? chunk.slice(1) : chunk;
       const given = opts.delimiter ?? "auto";
-      tokenizer = new CsvTokenizer(file, table, given === "auto" ? detectDelimiter(text) : given);
+      found.delimiter = given === "auto" ? detectDelimiter(text) : given;
+      tokenizer = new CsvTokenizer(file, table, found.delimiter);
       tokenizer.write(text);
     } else tokenizer.write(chunk);
   }
@@ -221,6 +286,18 @@ export function parseCsvChunks(chunks: Iterable<string>, file: string, opts: Csv
   y.set(targets);
   const ds: Dataset = { name: file, x, y, length, features, task, numClasses, lineNumbers };
   if (warning !== undefined) ds.warnings = [warning];
+  if (table.categories.size > 0) {
+    const feature = (column: number) => (column < table.targetCol ? column : column - 1);
+    ds.categorical = [...table.categories.entries()]
+      .sort((a, b) => a[0] - b[0])
+      .map(
+        ([column, codes]): CategoricalColumn => ({
+          name: table.names[column]!,
+          feature: feature(column),
+          values: [...codes.keys()],
+        }),
+      );
+  }
   return ds;
 }
 
@@ -232,14 +309,20 @@ export function parseCsv(text: string, file: string, opts: CsvOptions): Dataset 
   return parseCsvChunks([text], file, opts);
 }
 
-/** The UTF-8 text of the file at `fd`, CSV_CHUNK_BYTES at a time; a character split between reads stays whole. */
-function* readChunks(fd: number, file: string): Generator<string> {
+/**
+ * The UTF-8 text of the file at `fd` from its start, CSV_CHUNK_BYTES at a time; a character split
+ * between reads stays whole. Each iteration reads the file again (parseCsvChunks may need two passes).
+ */
+const readChunks = (fd: number, file: string): Iterable<string> => ({ [Symbol.iterator]: () => chunksOf(fd, file) });
+
+function* chunksOf(fd: number, file: string): Generator<string> {
   const decoder = new StringDecoder("utf8");
   const buf = Buffer.alloc(CSV_CHUNK_BYTES);
-  for (;;) {
+  for (let position = 0; ; ) {
     let n: number;
     try {
-      n = readSync(fd, buf, 0, buf.length, null);
+      n = readSync(fd, buf, 0, buf.length, position);
+      position += n;
     } catch (err) {
       throw new Error(`csv: cannot read ${file} (${(err as Error).message})`);
     }
@@ -270,7 +353,7 @@ export function loadCsv(file: string, opts: LoadCsvOptions): DataSplit {
   }
   const split = splitDataset(all, opts.testSplit ?? 0.2, opts.seed ?? 0);
   if (opts.impute === "mean" || opts.impute === "median") imputeSplit(split, opts.impute);
-  return split;
+  return encodeCategories(split);
 }
 
 /**
@@ -284,7 +367,10 @@ export function imputeSplit(split: DataSplit, policy: "mean" | "median"): Float6
   const parts = [train, split.test];
   const features = train.features;
   const fill = new Float64Array(features).fill(Number.NaN);
+  // An empty categorical cell stays NaN: encodeCategories makes it all zeros.
+  const coded = new Set((train.categorical ?? []).map((c) => c.feature));
   for (let f = 0; f < features; f++) {
+    if (coded.has(f)) continue;
     const hasEmpty = parts.some((ds) => {
       for (let r = 0; r < ds.length; r++) if (Number.isNaN(ds.x[r * features + f]!)) return true;
       return false;

@@ -4,6 +4,7 @@ import { loadIdxDir } from "./idx.js";
 import { loadMnistDigits } from "./mnist-digits.js";
 import type { CsvDelimiter } from "./csv-records.js";
 import type { ImputePolicy } from "./csv.js";
+import type { CategoricalSpec } from "./csv-categories.js";
 import type { DataSplit, Dataset, Task } from "./types.js";
 
 export {
@@ -21,6 +22,13 @@ export {
   type LoadCsvOptions,
 } from "./csv.js";
 export { CSV_DELIMITERS, detectDelimiter, type CsvDelimiter } from "./csv-records.js";
+export {
+  MAX_CATEGORIES,
+  encodeCategories,
+  textColumns,
+  type CategoricalColumn,
+  type CategoricalSpec,
+} from "./csv-categories.js";
 export {
   encodeIdx,
   loadIdxDir,
@@ -66,6 +74,8 @@ export interface LoadDatasetOptions {
   delimiter?: CsvDelimiter | "auto";
   /** csv only: what to do with empty feature cells (see CsvOptions.impute); default: refuse them. */
   impute?: ImputePolicy;
+  /** csv only: the categorical feature columns (see CsvOptions.categorical); default none. */
+  categorical?: CategoricalSpec;
 }
 
 function fashionMnist(dir: string | undefined): DataSplit {
@@ -92,6 +102,7 @@ function checkOptions(scheme: string, opts: LoadDatasetOptions): void {
   if (opts.target !== undefined) throw new Error(`data: --target only applies to csv:FILE, not ${scheme}`);
   if (opts.delimiter !== undefined) throw new Error(`data: --delimiter only applies to csv:FILE, not ${scheme}`);
   if (opts.impute !== undefined) throw new Error(`data: --impute only applies to csv:FILE, not ${scheme}`);
+  if (opts.categorical !== undefined) throw new Error(`data: --categorical only applies to csv:FILE, not ${scheme}`);
   if (opts.task === "regression") throw new Error(`data: ${scheme} is a classification set, not regression`);
 }
 
@@ -128,6 +139,7 @@ export function loadDataset(spec: string = DEFAULT_DATASET, opts: LoadDatasetOpt
         task: opts.task,
         delimiter: opts.delimiter,
         impute: opts.impute,
+        categorical: opts.categorical,
         testSplit: opts.testSplit,
         seed: opts.seed,
       });
