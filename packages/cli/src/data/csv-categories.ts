@@ -60,7 +60,8 @@ export function textColumns(
         if (DECIMAL.test(cell)) numbers[index] = (numbers[index] ?? 0) + 1;
         else {
           texts[index] = (texts[index] ?? 0) + 1;
-          const lines = (textLines[index] ??= []);
+          const lines = textLines[index] ?? [];
+          textLines[index] = lines;
           if (lines.length < 3) lines.push(line);
         }
       },
