@@ -183,6 +183,9 @@ export class StepSeries {
   }
 }
 
+type EvalKey = "testLoss" | "testAccuracy" | "valLoss" | "valAccuracy";
+const VAL_COLOR = "#f58518";
+
 /**
  * What report.html draws, kept as the run goes: per-step train loss, accuracy and learning rate
  * (bounded, see StepSeries) and every evaluation. `add` takes metrics.jsonl records.
@@ -191,7 +194,7 @@ export class ReportSeries {
   readonly loss = new StepSeries();
   readonly accuracy = new StepSeries();
   readonly lr = new StepSeries();
-  private readonly evals = new Map<number, { testLoss: number; testAccuracy: number }>();
+  private readonly evals = new Map<number, Record<EvalKey, number>>();
 
   /** Takes a step or eval record (others are ignored); steps must come in increasing order. */
   add(r: Rec): void {
@@ -202,12 +205,17 @@ export class ReportSeries {
       this.accuracy.add(step, num(r.accuracy));
       this.lr.add(step, num(r.lr));
     } else if (r.event === "eval") {
-      this.evals.set(step, { testLoss: num(r.testLoss), testAccuracy: num(r.testAccuracy) });
+      this.evals.set(step, {
+        testLoss: num(r.testLoss),
+        testAccuracy: num(r.testAccuracy),
+        valLoss: num(r.valLoss),
+        valAccuracy: num(r.valAccuracy),
+      });
     }
   }
 
-  /** Test loss or accuracy at each evaluation, by step. */
-  evalPoints(key: "testLoss" | "testAccuracy"): [number, number][] {
+  /** Test or validation loss or accuracy at each evaluation, by step. */
+  evalPoints(key: EvalKey): [number, number][] {
     return [...this.evals.entries()]
       .map(([step, e]) => [step, e[key]] as [number, number])
       .filter((p) => Number.isFinite(p[1]))
@@ -230,6 +238,11 @@ export class ReportSeries {
   }
 }
 
+/** The validation series of a chart, when the run has one (--val-split). */
+function validation(points: [number, number][]) {
+  return points.length === 0 ? [] : [{ name: "validation", color: VAL_COLOR, points, hasDots: true }];
+}
+
 /**
  * The whole report page for a run's series (or its metrics records), resolved config and (when
  * done) summary.
@@ -246,6 +259,7 @@ export function renderReport(data: ReportSeries | Rec[], config: Rec, summary: R
       series: [
         { name: "train (per step)", color: "#4c78a8", points: trainLoss, opacity: 0.3 },
         { name: `train (mean of ${window})`, color: "#4c78a8", points: smooth(trainLoss, window) },
+        ...validation(series.evalPoints("valLoss")),
         { name: "test", color: "#e45756", points: series.evalPoints("testLoss"), hasDots: true },
       ],
     }),
@@ -260,6 +274,7 @@ export function renderReport(data: ReportSeries | Rec[], config: Rec, summary: R
         isPercent: true,
         series: [
           { name: `train (mean of ${window})`, color: "#4c78a8", points: smooth(trainAcc, window) },
+          ...validation(series.evalPoints("valAccuracy")),
           { name: "test", color: "#e45756", points: testAcc, hasDots: true },
         ],
       }),
