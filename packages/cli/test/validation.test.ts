@@ -118,4 +118,20 @@ describe("threadgrad train --val-split", () => {
       (readCheckpoint(join(dir, "checkpoint-latest.msgpack")) as { params: unknown }).params;
     expect(params(halves)).toEqual(params(straight));
   }, 180_000);
+
+  it("early stopping counts evaluations across a resume", async () => {
+    // At lr 0 the validation loss never changes: evaluation 1 sets the best, 2 and 3 do not improve.
+    const out = join(tmp.path, "early-resumed");
+    const args = ["--val-split", "0.2", "--lr", "0", "--early-stopping", "2", "--epochs", "2", "--out", out];
+    const first = await run(["train", ...SMALL, ...args]);
+    expect(first.code).toBe(0);
+    expect(summaryOf(first.stdout).stoppedEarly).toBeNull();
+    const resumed = await run(["train", "--resume", join(out, "checkpoint-latest.msgpack"), "--epochs", "6", "--json"]);
+    expect(resumed.code).toBe(0);
+    const events = jsonLines(resumed.stdout);
+    expect(events.filter((e) => e.event === "epoch").map((e) => e.epoch)).toEqual([3]);
+    expect(summaryOf(resumed.stdout).stoppedEarly).toMatch(
+      /^early stopping at step 24: the validation loss has not improved on \d\.\d{4} for 2 evaluations/,
+    );
+  }, 120_000);
 });
