@@ -83,6 +83,13 @@ describe("the run record stored in a checkpoint", () => {
     expect(() => readStoredRun(ckpt({ settings: { ...settings, valSplit: 1.5 }, best: null, trainLoss: 1 }))).toThrow(
       "field 'extra.cli.settings.valSplit' must be",
     );
+    for (const categorical of ["auto", ["color", "city"]]) {
+      const run = readStoredRun(ckpt({ settings: { ...settings, categorical }, best: null, trainLoss: 1 }));
+      expect(run?.settings.categorical).toEqual(categorical);
+    }
+    expect(() =>
+      readStoredRun(ckpt({ settings: { ...settings, categorical: "color" }, best: null, trainLoss: 1 })),
+    ).toThrow("field 'extra.cli.settings.categorical' must be a list, got \"color\"");
   });
 
   it("must describe the checkpoint's own model; a module model is refused, naming the library call", () => {

@@ -115,6 +115,7 @@ const STORED_TYPES: Partial<Record<keyof TrainSettings, "string" | "number" | "b
   lrSchedule: "string",
   delimiter: "string",
   impute: "string",
+  categorical: "list",
   out: "string",
   model: "list",
   betas: "list",
@@ -149,6 +150,7 @@ function parseStored(key: keyof TrainSettings, value: unknown): unknown {
       throw new ValueError("must be { every, unit } with unit epoch or step");
     return parse(`${own(value, "every")}${unit}s`);
   }
+  if (key === "categorical" && value === "auto") return value;
   if (key === "workers" && typeof value === "string") {
     if (value === "auto") return value;
     throw new ValueError("must be auto or an integer from 1 to 256");
