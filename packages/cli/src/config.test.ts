@@ -28,6 +28,27 @@ describe("settings", () => {
     );
   });
 
+  it("refuses early stopping and the plateau schedule without a validation set, and a plateau gamma >= 1", () => {
+    expect(() => newRunSettings({ earlyStopping: 3, minDelta: 0.01, lrSchedule: "plateau", gamma: 2 })).toThrow(
+      [
+        "--early-stopping 3: there is no validation set to watch; add --val-split FRACTION (e.g. --val-split 0.1)",
+        "--lr-schedule plateau: there is no validation set to watch; add --val-split FRACTION (e.g. --val-split 0.1)",
+        "--gamma 2: --lr-schedule plateau multiplies the lr by it, so it must be below 1",
+      ].join("\n"),
+    );
+    expect(() => newRunSettings({ valSplit: 0.1, minDelta: 0.01 })).toThrow(
+      "--min-delta only applies with --early-stopping PATIENCE",
+    );
+    expect(() => newRunSettings({ valSplit: 0.1, plateauPatience: 2 })).toThrow(
+      "--plateau-patience only applies to --lr-schedule plateau, not none",
+    );
+    expect(() => newRunSettings({ gamma: 0.5, lrSchedule: "cosine" })).toThrow(
+      "--gamma only applies to --lr-schedule step or plateau, not cosine",
+    );
+    const s = newRunSettings({ valSplit: 0.1, earlyStopping: 3, lrSchedule: "plateau", plateauPatience: 2 });
+    expect(s).toMatchObject({ valSplit: 0.1, earlyStopping: 3, minDelta: 0, plateauPatience: 2, gamma: 0.1 });
+  });
+
   it("fills the optimizer's default lr: 2e-3 for adam, PyTorch's otherwise", () => {
     expect(newRunSettings({}).lr).toBe(2e-3);
     expect(newRunSettings({ optimizer: "rmsprop" }).lr).toBe(1e-2);

@@ -55,6 +55,13 @@ export const DEFAULT_SETTINGS: TrainSettings = {
   skipNonFinite: false,
   augment: false,
   normalize: true,
+  valSplit: null,
+  earlyStopping: null,
+  minDelta: 0,
+  plateauPatience: 5,
+  delimiter: null,
+  impute: null,
+  categorical: null,
 };
 
 /**
@@ -80,10 +87,11 @@ const ALL_OPTIMIZER_FLAGS: (keyof TrainSettings)[] = [
   "amsgrad",
   "alpha",
 ];
-const SCHEDULE_FLAGS: Partial<Record<keyof TrainSettings, TrainSettings["lrSchedule"]>> = {
-  stepSize: "step",
-  gamma: "step",
-  etaMin: "cosine",
+const SCHEDULE_FLAGS: Partial<Record<keyof TrainSettings, TrainSettings["lrSchedule"][]>> = {
+  stepSize: ["step"],
+  gamma: ["step", "plateau"],
+  etaMin: ["cosine"],
+  plateauPatience: ["plateau"],
 };
 const PATH_SCHEMES = ["idx", "mnist", "fashion-mnist", "csv", "images"];
 
@@ -170,11 +178,12 @@ function crossChecks(s: TrainSettings, given: GivenSettings): string[] {
       errors.push(`${flagName(key)} does not apply to --optimizer ${s.optimizer} (it takes ${takes})`);
     }
   }
-  for (const [key, schedule] of Object.entries(SCHEDULE_FLAGS)) {
-    if (given[key as keyof TrainSettings] !== undefined && s.lrSchedule !== schedule) {
-      errors.push(`${flagName(key)} only applies to --lr-schedule ${schedule}, not ${s.lrSchedule}`);
+  for (const [key, schedules] of Object.entries(SCHEDULE_FLAGS)) {
+    if (given[key as keyof TrainSettings] !== undefined && !schedules.includes(s.lrSchedule)) {
+      errors.push(`${flagName(key)} only applies to --lr-schedule ${schedules.join(" or ")}, not ${s.lrSchedule}`);
     }
   }
+  errors.push(...validationChecks(s, given));
   if (s.lrSchedule === "onecycle" && s.warmupSteps > 0) {
     errors.push(
       "--warmup-steps does not combine with --lr-schedule onecycle, which warms up by itself (its first 30% of steps)",
@@ -187,6 +196,19 @@ function crossChecks(s: TrainSettings, given: GivenSettings): string[] {
       errors.push(`--optimizer ${s.optimizer}: ${(err as Error).message}`);
     }
   }
+  return errors;
+}
+
+/** What watches the validation loss needs a validation set; a plateau needs a factor below 1. */
+function validationChecks(s: TrainSettings, given: GivenSettings): string[] {
+  const errors: string[] = [];
+  const without = "there is no validation set to watch; add --val-split FRACTION (e.g. --val-split 0.1)";
+  if (s.earlyStopping !== null && s.valSplit === null) errors.push(`--early-stopping ${s.earlyStopping}: ${without}`);
+  if (given.minDelta !== undefined && s.earlyStopping === null)
+    errors.push("--min-delta only applies with --early-stopping PATIENCE");
+  if (s.lrSchedule === "plateau" && s.valSplit === null) errors.push(`--lr-schedule plateau: ${without}`);
+  if (s.lrSchedule === "plateau" && s.gamma >= 1)
+    errors.push(`--gamma ${s.gamma}: --lr-schedule plateau multiplies the lr by it, so it must be below 1`);
   return errors;
 }
 

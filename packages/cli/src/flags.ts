@@ -1,9 +1,10 @@
 // The `train` flags, in one table: commander builds the options and --help from it, and config
 // files are checked against the same parsers, so a bad value reads the same from either source.
 import type { OptimizerName } from "@threadgrad/optim";
-import type { Task } from "./data/index.js";
+import type { CategoricalSpec, CsvDelimiter, Task } from "./data/index.js";
 import {
   type EvalEvery,
+  ValueError,
   parseBoolean,
   parseChoice,
   parseEvalEvery,
@@ -13,13 +14,14 @@ import {
   parseNumberList,
   parseString,
   parseWorkers,
-  ValueError,
 } from "./values.js";
 
 export const ACTIVATIONS = ["relu", "tanh", "gelu"] as const;
 export const LOSSES = ["cross-entropy", "mse"] as const;
 export const OPTIMIZERS = ["adam", "adamw", "sgd", "rmsprop", "adagrad"] as const satisfies readonly OptimizerName[];
-export const SCHEDULES = ["none", "cosine", "step", "onecycle"] as const;
+export const SCHEDULES = ["none", "cosine", "step", "onecycle", "plateau"] as const;
+export const IMPUTE_POLICIES = ["mean", "median", "drop"] as const;
+export type ImputePolicy = (typeof IMPUTE_POLICIES)[number];
 export type Activation = (typeof ACTIVATIONS)[number];
 export type LossName = (typeof LOSSES)[number];
 export type ScheduleName = (typeof SCHEDULES)[number];
@@ -68,6 +70,19 @@ export interface TrainSettings {
   augment: boolean;
   /** csv: standardise each feature with the training split's mean and std */
   normalize: boolean;
+  /** fraction of the training rows held out for validation (best checkpoint, early stopping, plateau) */
+  valSplit: number | null;
+  /** stop after this many evaluations without a validation-loss improvement */
+  earlyStopping: number | null;
+  minDelta: number;
+  /** plateau schedule: evaluations without improvement before the lr is multiplied by gamma */
+  plateauPatience: number;
+  /** csv field separator; null: detected from the first lines */
+  delimiter: CsvDelimiter | null;
+  /** csv: empty feature cells are filled (mean, median over the training rows) or their rows dropped; null: refused */
+  impute: ImputePolicy | null;
+  /** csv: categorical feature columns by name; null: auto (columns that are not all numbers) */
+  categorical: CategoricalSpec | null;
 }
 
 /** Flags that shape the command's output or where it starts, not what the run computes. */
@@ -106,6 +121,22 @@ const unit = (v: unknown) => parseNumber(v, { min: 0, max: 1, isMaxExclusive: tr
 const betas = (v: unknown) =>
   parseNumberList(v, { min: 0, max: 1, isMaxExclusive: true }, "two numbers in [0, 1) such as 0.9,0.999");
 
+/** `,` `;` or a tab (given as `tab`, `\t` or the character itself). */
+function parseDelimiter(v: unknown): CsvDelimiter {
+  if (v === "tab" || v === "\\t" || v === "\t") return "\t";
+  if (v === "," || v === ";") return v;
+  throw new ValueError(`must be "," ";" or tab, got ${JSON.stringify(v)}`);
+}
+
+/** `auto`, or column names: `a,b` on the command line, a list of strings in a config file. */
+function parseCategorical(v: unknown): CategoricalSpec {
+  if (v === "auto") return v;
+  const names = typeof v === "string" ? v.split(",").map((n) => n.trim()) : v;
+  if (!Array.isArray(names) || names.length === 0 || !names.every((n) => typeof n === "string" && n !== ""))
+    throw new ValueError(`must be auto or column names separated by commas, got ${JSON.stringify(v)}`);
+  return names as string[];
+}
+
 /** The `train` flags in help order. */
 export const TRAIN_FLAGS: FlagSpec[] = [
   {
@@ -126,6 +157,24 @@ export const TRAIN_FLAGS: FlagSpec[] = [
     flags: "--task <task>",
     help: "csv: classification or regression (default: guessed from the target column)",
     parse: (v) => parseChoice(v, ["classification", "regression"] as const),
+  },
+  {
+    key: "delimiter",
+    flags: "--delimiter <char>",
+    help: 'csv: field separator ",", ";" or tab (default: detected from the header line)',
+    parse: parseDelimiter,
+  },
+  {
+    key: "impute",
+    flags: "--impute <policy>",
+    help: "csv: fill empty feature cells with the training rows' mean or median, or drop their rows",
+    parse: (v) => parseChoice(v, IMPUTE_POLICIES),
+  },
+  {
+    key: "categorical",
+    flags: "--categorical <columns>",
+    help: "csv: auto (default: columns that are not all numbers) or the comma-separated columns to one-hot encode",
+    parse: parseCategorical,
   },
   {
     key: "testSplit",
@@ -204,7 +253,7 @@ export const TRAIN_FLAGS: FlagSpec[] = [
   {
     key: "lrSchedule",
     flags: "--lr-schedule <kind>",
-    help: "none (default), cosine, step or onecycle, over optimizer steps",
+    help: "none (default), cosine, step or onecycle over optimizer steps, or plateau on the validation loss",
     parse: (v) => parseChoice(v, SCHEDULES),
   },
   {
@@ -222,7 +271,7 @@ export const TRAIN_FLAGS: FlagSpec[] = [
   {
     key: "gamma",
     flags: "--gamma <g>",
-    help: "step schedule: decay factor (default 0.1)",
+    help: "step and plateau schedules: decay factor (default 0.1)",
     parse: (v) => parseNumber(v, { min: 0, isMinExclusive: true }),
   },
   {
@@ -288,7 +337,7 @@ export const TRAIN_FLAGS: FlagSpec[] = [
   {
     key: "evalEvery",
     flags: "--eval-every <n>",
-    help: "evaluate on the test set every n epochs (default 1), or every n steps as 500steps",
+    help: "evaluate (validation and test sets) every n epochs (default 1), or every n steps as 500steps",
     parse: parseEvalEvery,
   },
   {
@@ -308,6 +357,30 @@ export const TRAIN_FLAGS: FlagSpec[] = [
     flags: "--no-normalize",
     help: "csv: feed the features as they are (default: standardised with the training split's mean and std)",
     parse: parseBoolean,
+  },
+  {
+    key: "valSplit",
+    flags: "--val-split <fraction>",
+    help: "hold out this fraction of the training rows for validation (seeded by --seed, stratified by class)",
+    parse: (v) => parseNumber(v, { min: 0, max: 1, isMinExclusive: true, isMaxExclusive: true }),
+  },
+  {
+    key: "earlyStopping",
+    flags: "--early-stopping <patience>",
+    help: "stop after patience evaluations without a validation-loss improvement (needs --val-split)",
+    parse: positiveInt,
+  },
+  {
+    key: "minDelta",
+    flags: "--min-delta <d>",
+    help: "early stopping: smallest drop in validation loss that counts as an improvement (default 0)",
+    parse: nonNegative,
+  },
+  {
+    key: "plateauPatience",
+    flags: "--plateau-patience <n>",
+    help: "plateau schedule: evaluations without improvement before lr is multiplied by --gamma (default 5)",
+    parse: (v) => parseNumber(v, { min: 0, isInteger: true }),
   },
   { key: "quiet", flags: "--quiet", help: "print only the summary (and errors)", parse: parseBoolean },
   {

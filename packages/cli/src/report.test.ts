@@ -89,6 +89,28 @@ describe("report", () => {
     expect(lineChart({ title: "Loss", xLabel: "step", series: [] })).toContain("no data yet");
   });
 
+  it("draws validation loss and accuracy beside the test ones when the run has them", () => {
+    const records = [
+      { event: "step", step: 1, loss: 2, accuracy: 0.1, lr: 0.1 },
+      { event: "eval", step: 1, valLoss: 1.7, valAccuracy: 0.2, testLoss: 1.9, testAccuracy: 0.15 },
+      { event: "step", step: 2, loss: 1, accuracy: 0.5, lr: 0.1 },
+      { event: "eval", step: 2, valLoss: 1.2, valAccuracy: 0.45, testLoss: 1.1, testAccuracy: 0.4 },
+    ];
+    const series = ReportSeries.from(records);
+    expect(series.evalPoints("valLoss")).toEqual([
+      [1, 1.7],
+      [2, 1.2],
+    ]);
+    expect(series.evalPoints("valAccuracy")).toEqual([
+      [1, 0.2],
+      [2, 0.45],
+    ]);
+    const legend = (html: string) => html.match(/>validation</g)?.length ?? 0;
+    expect(legend(renderReport(records, {}, null, "run"))).toBe(2); // the loss and accuracy charts
+    const withoutVal = records.map(({ valLoss, valAccuracy, ...r }) => r);
+    expect(legend(renderReport(withoutVal, {}, null, "run"))).toBe(0);
+  });
+
   it("the page is self-contained and escapes what it shows", () => {
     const records = [
       { event: "step", step: 1, loss: 2, accuracy: 0.1, lr: 0.1 },

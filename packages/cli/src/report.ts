@@ -218,6 +218,9 @@ export class StepSeries {
   }
 }
 
+type EvalKey = "testLoss" | "testAccuracy" | "valLoss" | "valAccuracy";
+const VAL_COLOR = "#f58518";
+
 /**
  * What report.html draws, kept as the run goes: per-step train loss, accuracy and learning rate
  * (bounded, see StepSeries) and every evaluation. `add` takes metrics.jsonl records.
@@ -226,7 +229,7 @@ export class ReportSeries {
   readonly loss = new StepSeries();
   readonly accuracy = new StepSeries();
   readonly lr = new StepSeries();
-  private readonly evals = new Map<number, { testLoss: number; testAccuracy: number; epoch: number }>();
+  private readonly evals = new Map<number, Record<EvalKey | "epoch", number>>();
 
   /** Takes a step or eval record (others are ignored); steps must come in increasing order. */
   add(r: Rec): void {
@@ -237,12 +240,18 @@ export class ReportSeries {
       this.accuracy.add(step, num(r.accuracy));
       this.lr.add(step, num(r.lr));
     } else if (r.event === "eval") {
-      this.evals.set(step, { testLoss: num(r.testLoss), testAccuracy: num(r.testAccuracy), epoch: num(r.epoch) });
+      this.evals.set(step, {
+        testLoss: num(r.testLoss),
+        testAccuracy: num(r.testAccuracy),
+        valLoss: num(r.valLoss),
+        valAccuracy: num(r.valAccuracy),
+        epoch: num(r.epoch),
+      });
     }
   }
 
-  /** Test loss or accuracy at each evaluation, by step. */
-  evalPoints(key: "testLoss" | "testAccuracy"): [number, number][] {
+  /** Test or validation loss or accuracy at each evaluation, by step. */
+  evalPoints(key: EvalKey): [number, number][] {
     return [...this.evals.entries()]
       .map(([step, e]) => [step, e[key]] as [number, number])
       .filter((p) => Number.isFinite(p[1]))
@@ -250,14 +259,15 @@ export class ReportSeries {
   }
 
   /**
-   * The best evaluation, as training picks checkpoint-best: the highest test accuracy when there
-   * is one, else the lowest test loss; the first of equals.
+   * The best evaluation, as training picks checkpoint-best: on the validation set only (the highest
+   * validation accuracy when there is one, else the lowest validation loss; the first of equals).
+   * Without a validation set there is none: the test set never picks a model.
    */
-  best(): { step: number; epoch: number; metric: "testAccuracy" | "testLoss"; value: number } | null {
-    const metric = this.evalPoints("testAccuracy").length > 0 ? "testAccuracy" : "testLoss";
+  best(): { step: number; epoch: number; metric: "valAccuracy" | "valLoss"; value: number } | null {
+    const metric = this.evalPoints("valAccuracy").length > 0 ? "valAccuracy" : "valLoss";
     let best: [number, number] | null = null;
     for (const p of this.evalPoints(metric)) {
-      if (best === null || (metric === "testAccuracy" ? p[1] > best[1] : p[1] < best[1])) best = p;
+      if (best === null || (metric === "valAccuracy" ? p[1] > best[1] : p[1] < best[1])) best = p;
     }
     if (best === null) return null;
     return { step: best[0], epoch: this.evals.get(best[0])!.epoch, metric, value: best[1] };
@@ -293,6 +303,8 @@ const LABELS: Record<string, string> = {
   trainLoss: "train loss",
   testLoss: "test loss",
   testAccuracy: "test accuracy",
+  valLoss: "validation loss",
+  valAccuracy: "validation accuracy",
   testMse: "test MSE (target units)",
   testRmse: "test RMSE (target units)",
   wallSeconds: "wall time",
@@ -306,6 +318,11 @@ function rows(o: Rec, format: (key: string, v: unknown) => string, labels: Recor
     .filter(([, v]) => v !== null && v !== undefined)
     .map(([k, v]) => `<tr><th>${escapeHtml(labels[k] ?? k)}</th><td>${escapeHtml(format(k, v))}</td></tr>`)
     .join("");
+}
+
+/** The validation series of a chart, when the run has one (--val-split). */
+function validation(points: [number, number][]) {
+  return points.length === 0 ? [] : [{ name: "validation", color: VAL_COLOR, points, hasDots: true }];
 }
 
 /**
@@ -336,8 +353,9 @@ export function renderReport(data: ReportSeries | Rec[], config: Rec, summary: R
       series: [
         { name: "train (per step)", color: "#4c78a8", points: trainLoss, opacity: 0.3 },
         { name: `train (mean of ${window})`, color: "#4c78a8", points: smooth(trainLoss, window) },
+        ...validation(series.evalPoints("valLoss")),
         { name: "test", color: "#e45756", points: testLoss, hasDots: true },
-        ...bestMarker("testLoss"),
+        ...bestMarker("valLoss"),
       ],
     }),
   ];
@@ -351,8 +369,9 @@ export function renderReport(data: ReportSeries | Rec[], config: Rec, summary: R
         isPercent: true,
         series: [
           { name: `train (mean of ${window})`, color: "#4c78a8", points: smooth(trainAcc, window) },
+          ...validation(series.evalPoints("valAccuracy")),
           { name: "test", color: "#e45756", points: testAcc, hasDots: true },
-          ...bestMarker("testAccuracy"),
+          ...bestMarker("valAccuracy"),
         ],
       }),
     );

@@ -2,43 +2,69 @@
 // every step-based evaluation (an AbortSignal stops it between steps; the trainer resumes from its
 // own progress), because save and evaluate need the trainer idle. Ctrl-C or SIGTERM aborts the
 // same way. A non-finite test loss stops the run with an error, before any checkpoint is written.
-import { describeModel } from "./values.js";
+// With a validation set (--val-split) every evaluation also measures it: the best checkpoint,
+// early stopping and the plateau schedule look at validation results only, never at the test set.
 import { existsSync, writeFileSync } from "node:fs";
+import { type PlateauStateDict, ReduceLROnPlateau } from "@threadgrad/optim";
 import type { DataParallel, StepInfo } from "@threadgrad/workers";
 import { augmentInto } from "./data/augment.js";
 import { type Dataset, sharedFloat32 } from "./data/index.js";
+import { describeModel } from "./values.js";
 import type { TrainSettings } from "./flags.js";
 import { type Reporter, formatDuration, formatPercent } from "./progress.js";
 import { ReportSeries, renderReport } from "./report.js";
 import type { RunDir } from "./run-dir.js";
 
+/**
+ * The evaluation checkpoint-best holds: the best validation accuracy (classification) or loss, or,
+ * without a validation set, `latest` (value null): the test set never picks a checkpoint.
+ * Checkpoints written before validation existed may hold testAccuracy or testLoss.
+ */
 export interface Best {
-  metric: "testAccuracy" | "testLoss";
-  value: number;
+  metric: "valAccuracy" | "valLoss" | "latest" | "testAccuracy" | "testLoss";
+  value: number | null;
   step: number;
 }
+
+/** What early stopping and the plateau schedule have seen of the validation loss; kept in checkpoints. */
+export interface Watch {
+  /** the lowest validation loss that counted as an improvement (by more than --min-delta) */
+  bestValLoss: number | null;
+  /** evaluations since then */
+  badEvals: number;
+  plateau: PlateauStateDict | null;
+}
+
+export const NEW_WATCH: Watch = { bestValLoss: null, badEvals: 0, plateau: null };
 
 export interface SessionResult {
   isInterrupted: boolean;
   /** mean loss over the last epoch trained in this session (or the steps of a partial one) */
   trainLoss: number | null;
+  valLoss: number | null;
+  valAccuracy: number | null;
   testLoss: number | null;
   testAccuracy: number | null;
   fitSeconds: number;
   fitSamples: number;
   best: Best | null;
+  /** why training ended before --epochs (early stopping), or null */
+  stoppedEarly: string | null;
 }
 
 export interface SessionOptions {
   trainer: DataParallel;
   settings: TrainSettings;
   train: Dataset;
+  /** held out of the training rows by --val-split */
+  val: Dataset | null;
   test: Dataset;
   runDir: RunDir;
   reporter: Reporter;
   /** aborted by the first Ctrl-C */
   stop: AbortSignal;
   best: Best | null;
+  watch: Watch;
   /** the run's record stored in every checkpoint as `extra.cli` (settings, version); best and trainLoss are kept current */
   cli: Record<string, unknown>;
   startedAt: number;
@@ -51,8 +77,16 @@ export class TrainingSession {
   private epochSamples = 0;
   private epochCorrect = 0;
   private lastTrainLoss: number | null = null;
-  private lastEval: { testLoss: number; testAccuracy: number | null; step: number } | null = null;
+  private lastEval: {
+    valLoss: number | null;
+    valAccuracy: number | null;
+    testLoss: number;
+    testAccuracy: number | null;
+    step: number;
+  } | null = null;
   private best: Best | null;
+  private watch: Watch;
+  private stoppedEarly: string | null = null;
   // What report.html draws: seeded once from metrics.jsonl (earlier sessions of a resumed run),
   // then kept current from this session's records, so a report never re-reads the log.
   private readonly report: ReportSeries;
@@ -63,6 +97,7 @@ export class TrainingSession {
 
   constructor(private readonly o: SessionOptions) {
     this.best = o.best;
+    this.watch = { ...o.watch };
     this.report = ReportSeries.from(o.runDir.readMetrics(), o.trainer.progress.globalStep);
   }
 
@@ -92,7 +127,7 @@ export class TrainingSession {
     const startStep = pr.globalStep;
     this.epochStartedAt = performance.now();
     reporter.start(this.totalSteps, startStep, Math.min(pr.epoch + 1, settings.epochs), settings.epochs);
-    while (pr.epoch < settings.epochs && !stop.aborted) {
+    while (pr.epoch < settings.epochs && !stop.aborted && this.stoppedEarly === null) {
       const segment = new AbortController();
       const onStop = () => segment.abort();
       stop.addEventListener("abort", onStop);
@@ -134,11 +169,14 @@ export class TrainingSession {
     return {
       isInterrupted,
       trainLoss: this.lastTrainLoss ?? this.meanEpochLoss(),
+      valLoss: this.lastEval?.valLoss ?? null,
+      valAccuracy: this.lastEval?.valAccuracy ?? null,
       testLoss: this.lastEval?.testLoss ?? null,
       testAccuracy: this.lastEval?.testAccuracy ?? null,
       fitSeconds: this.fitSeconds,
       fitSamples: this.fitSamples,
       best: this.best,
+      stoppedEarly: this.stoppedEarly,
     };
   }
 
@@ -217,53 +255,116 @@ export class TrainingSession {
   }
 
   private async evaluate(): Promise<void> {
-    const { trainer, test, reporter, runDir } = this.o;
+    const { trainer, test, val, reporter, runDir } = this.o;
     const pr = trainer.progress;
+    const vr = val === null ? null : await trainer.evaluate(val);
     const ev = await trainer.evaluate(test);
-    if (!Number.isFinite(ev.loss)) {
-      // Parameters that give a non-finite test loss are not worth a checkpoint: the last one saved
-      // stays, and such a loss is never the best.
-      const kept =
-        this.latestStep !== null
-          ? `${runDir.latestCheckpoint} holds step ${this.latestStep}`
-          : existsSync(runDir.latestCheckpoint)
-            ? `${runDir.latestCheckpoint} is left as it was`
-            : "no checkpoint was written";
-      throw new Error(
-        `the test loss at step ${pr.globalStep} is ${ev.loss}: the model's outputs overflow or are NaN on the test set. ` +
-          `Stopped without saving these parameters (${kept}); lower --lr or add --clip-grad-norm MAX`,
-      );
-    }
+    if (vr !== null && !Number.isFinite(vr.loss)) throw this.nonFinite("validation", vr.loss);
+    if (!Number.isFinite(ev.loss)) throw this.nonFinite("test", ev.loss);
     const stepsPerEpoch = Math.ceil(this.o.train.length / this.o.settings.batchSize);
     const record = {
       step: pr.globalStep,
       epoch: Number((pr.epoch + pr.stepInEpoch / stepsPerEpoch).toFixed(4)),
+      ...(vr === null ? {} : { valLoss: vr.loss, valAccuracy: vr.accuracy }),
       testLoss: ev.loss,
       testAccuracy: ev.accuracy,
       trainLoss: this.lastTrainLoss,
     };
-    this.lastEval = { testLoss: ev.loss, testAccuracy: ev.accuracy, step: pr.globalStep };
+    this.lastEval = {
+      valLoss: vr?.loss ?? null,
+      valAccuracy: vr?.accuracy ?? null,
+      testLoss: ev.loss,
+      testAccuracy: ev.accuracy,
+      step: pr.globalStep,
+    };
     runDir.appendMetrics({ event: "eval", ...record });
     this.report.add({ event: "eval", ...record });
     reporter.event("eval", record);
-    const acc = ev.accuracy === null ? "" : `  accuracy ${formatPercent(ev.accuracy)}`;
-    reporter.info(`eval at step ${pr.globalStep} (epoch ${record.epoch})  test loss ${ev.loss.toFixed(4)}${acc}`);
-    const metric = ev.accuracy === null ? "testLoss" : "testAccuracy";
-    const value = ev.accuracy ?? ev.loss;
-    const isBetter =
-      this.best === null ||
-      this.best.metric !== metric ||
-      !Number.isFinite(this.best.value) || // a best recorded before non-finite losses were refused
-      (metric === "testAccuracy" ? value > this.best.value : value < this.best.value);
-    if (isBetter) {
-      this.best = { metric, value, step: pr.globalStep };
+    const figures = (what: string, r: { loss: number; accuracy: number | null }) =>
+      `${what} loss ${r.loss.toFixed(4)}${r.accuracy === null ? "" : `  accuracy ${formatPercent(r.accuracy)}`}`;
+    const valText = vr === null ? "" : `  ${figures("val", vr)}`;
+    reporter.info(`eval at step ${pr.globalStep} (epoch ${record.epoch})${valText}  ${figures("test", ev)}`);
+    if (vr === null) {
+      // Nothing but the test set could rank the checkpoints, and it must not: the best is the latest.
+      this.best = { metric: "latest", value: null, step: pr.globalStep };
       await trainer.save(runDir.bestCheckpoint, this.extra());
+    } else {
+      const metric = vr.accuracy === null ? "valLoss" : "valAccuracy";
+      const value = vr.accuracy ?? vr.loss;
+      const isBetter =
+        this.best === null ||
+        this.best.metric !== metric ||
+        this.best.value === null ||
+        !Number.isFinite(this.best.value) || // a best recorded before non-finite losses were refused
+        (metric === "valAccuracy" ? value > this.best.value : value < this.best.value);
+      if (isBetter) this.best = { metric, value, step: pr.globalStep };
+      this.watchValidation(vr.loss);
+      if (isBetter) await trainer.save(runDir.bestCheckpoint, this.extra());
     }
     this.writeReport(null);
   }
 
+  /** Early stopping and the plateau schedule, on the validation loss of the evaluation just made. */
+  private watchValidation(valLoss: number): void {
+    const { settings, trainer, reporter } = this.o;
+    const w = this.watch;
+    if (w.bestValLoss === null || valLoss < w.bestValLoss - settings.minDelta) {
+      w.bestValLoss = valLoss;
+      w.badEvals = 0;
+    } else w.badEvals++;
+    const patience = settings.earlyStopping;
+    if (patience !== null && w.badEvals >= patience) {
+      const by = settings.minDelta > 0 ? ` by more than ${settings.minDelta}` : "";
+      this.stoppedEarly =
+        `early stopping at step ${trainer.progress.globalStep}: the validation loss has not improved on ` +
+        `${w.bestValLoss.toFixed(4)}${by} for ${patience} evaluation${patience === 1 ? "" : "s"} ` +
+        `(--early-stopping ${patience})`;
+      reporter.event("earlyStop", { step: trainer.progress.globalStep, reason: this.stoppedEarly });
+      reporter.info(this.stoppedEarly);
+    }
+    if (settings.lrSchedule !== "plateau") return;
+    // The plateau scheduler runs on a stand-in optimizer whose lr is the factor on --lr; its
+    // counters travel in the checkpoint, the factor in the trainer's progress (lrScale).
+    const scale = trainer.progress.lrScale ?? 1;
+    const group = { lr: scale };
+    const plateau = new ReduceLROnPlateau(
+      { paramGroups: [group] },
+      { factor: settings.gamma, patience: settings.plateauPatience },
+    );
+    if (w.plateau !== null) plateau.loadStateDict(w.plateau);
+    plateau.step(valLoss);
+    w.plateau = plateau.stateDict();
+    if (group.lr !== scale) {
+      trainer.setLrScale(group.lr);
+      const lr = settings.lr! * group.lr;
+      reporter.event("lr", { step: trainer.progress.globalStep, lr, scale: group.lr });
+      reporter.info(
+        `plateau: no validation-loss improvement for more than ${settings.plateauPatience} evaluations; ` +
+          `lr now ${lr.toPrecision(3)}`,
+      );
+    }
+  }
+
+  private nonFinite(what: "validation" | "test", loss: number): Error {
+    const { trainer, runDir } = this.o;
+    // Parameters that give a non-finite loss are not worth a checkpoint: the last one saved
+    // stays, and such a loss is never the best.
+    const kept =
+      this.latestStep !== null
+        ? `${runDir.latestCheckpoint} holds step ${this.latestStep}`
+        : existsSync(runDir.latestCheckpoint)
+          ? `${runDir.latestCheckpoint} is left as it was`
+          : "no checkpoint was written";
+    return new Error(
+      `the ${what} loss at step ${trainer.progress.globalStep} is ${loss}: ` +
+        `the model's outputs overflow or are NaN on the ${what} set. ` +
+        `Stopped without saving these parameters (${kept}); lower --lr or add --clip-grad-norm MAX`,
+    );
+  }
+
   private extra(): Record<string, unknown> {
-    return { cli: { ...this.o.cli, best: this.best, trainLoss: this.lastTrainLoss ?? this.meanEpochLoss() } };
+    const trainLoss = this.lastTrainLoss ?? this.meanEpochLoss();
+    return { cli: { ...this.o.cli, best: this.best, trainLoss, watch: this.watch } };
   }
 
   private async saveLatest(): Promise<void> {

@@ -9,7 +9,7 @@ import {
   imageModelParameterShapes,
 } from "@threadgrad/workers";
 import { optimizerOptions } from "./config.js";
-import { type DataSplit, type Dataset, checkLabels, loadDataset, takeRows } from "./data/index.js";
+import { type DataSplit, type Dataset, checkLabels, holdOut, loadDataset, takeRows } from "./data/index.js";
 import { type Preprocess, applyToSplit, fitPreprocess } from "./data/preprocess.js";
 import { UsageError, asUsage } from "./errors.js";
 import type { TrainSettings } from "./flags.js";
@@ -37,10 +37,20 @@ export function loadRunData(s: TrainSettings, classes?: readonly string[]): Data
       target: s.target ?? undefined,
       task: s.task ?? undefined,
       testSplit: s.testSplit ?? undefined,
+      delimiter: s.delimiter ?? undefined,
+      impute: s.impute ?? undefined,
+      // --categorical auto is the command's default for csv; other sets refuse the flag when given.
+      categorical: scheme === "csv" ? (s.categorical ?? "auto") : (s.categorical ?? undefined),
       seed: 0,
       classes,
     }),
   );
+  // Validation rows come out of the training rows before --limit, so --limit leaves them as they are.
+  if (s.valSplit !== null) {
+    const { kept, held } = asUsage(() => holdOut(split.train, s.valSplit!, s.seed));
+    split.train = kept;
+    split.val = held;
+  }
   if (s.limit !== null && s.limit < split.train.length) {
     const rows = Int32Array.from({ length: s.limit }, (_, i) => i);
     split.train = takeRows(split.train, rows, split.train.name);
@@ -95,6 +105,7 @@ export function fitSettingsToData(s: TrainSettings, split: DataSplit): TrainSett
   if (outSize !== null)
     asUsage(() => {
       checkLabels(split.train, outSize);
+      if (split.val) checkLabels(split.val, outSize);
       checkLabels(split.test, outSize);
     });
   return { ...s, model, loss };
@@ -160,6 +171,10 @@ export function buildSchedule(s: TrainSettings, totalUpdates: number): ScheduleC
       break;
     case "onecycle":
       main = { kind: "onecycle", maxLr: s.lr!, totalSteps: totalUpdates };
+      break;
+    case "plateau":
+      // Driven by validation results, which the workers never see: the session applies it with setLrScale.
+      main = null;
       break;
   }
   if (w === 0) return main;

@@ -23,6 +23,7 @@ describe("the run record stored in a checkpoint", () => {
       best: { metric: "testLoss", value: 0.5, step: 3 },
       trainLoss: Number.NaN,
       preprocess: null,
+      watch: { bestValLoss: null, badEvals: 0, plateau: null },
     });
     expect(readStoredRun({ ...ckpt(undefined), extra: {} })).toBeNull();
   });
@@ -53,6 +54,43 @@ describe("the run record stored in a checkpoint", () => {
     expect(() =>
       readStoredRun(ckpt({ settings, best: { metric: "testLoss", value: 1, step: -1 }, trainLoss: 1 })),
     ).toThrow("field 'extra.cli.best.step' must be a non-negative integer, got -1");
+  });
+
+  it("reads a validation best, a latest best and the early-stopping and plateau counters", () => {
+    const watch = {
+      bestValLoss: 0.25,
+      badEvals: 2,
+      plateau: { lastEpoch: 4, best: 0.25, numBadEpochs: 1, cooldownCounter: 0, lastLr: [0.1] },
+    };
+    const best = { metric: "valAccuracy", value: 0.9, step: 7 };
+    expect(readStoredRun(ckpt({ settings, best, trainLoss: 1, watch }))).toMatchObject({ best, watch });
+    const latest = { metric: "latest", value: null, step: 7 };
+    expect(readStoredRun(ckpt({ settings, best: latest, trainLoss: 1 }))?.best).toEqual(latest);
+    expect(() => readStoredRun(ckpt({ settings, best: { ...latest, value: 3 }, trainLoss: 1 }))).toThrow(
+      "field 'extra.cli.best.value' must be null for latest, got 3",
+    );
+    expect(() =>
+      readStoredRun(ckpt({ settings, best: null, trainLoss: 1, watch: { ...watch, badEvals: -1 } })),
+    ).toThrow("field 'extra.cli.watch.badEvals' must be a non-negative integer, got -1");
+    const plateau = { ...watch.plateau, lastLr: [0] };
+    expect(() => readStoredRun(ckpt({ settings, best: null, trainLoss: 1, watch: { ...watch, plateau } }))).toThrow(
+      "field 'extra.cli.watch.plateau.lastLr' must be one number > 0, got [0]",
+    );
+  });
+
+  it("gives settings added later their defaults when an older checkpoint lacks them", () => {
+    const { valSplit, earlyStopping, minDelta, plateauPatience, delimiter, impute, categorical, ...older } = settings;
+    expect(readStoredRun(ckpt({ settings: older, best: null, trainLoss: 1 }))?.settings).toEqual(settings);
+    expect(() => readStoredRun(ckpt({ settings: { ...settings, valSplit: 1.5 }, best: null, trainLoss: 1 }))).toThrow(
+      "field 'extra.cli.settings.valSplit' must be",
+    );
+    for (const categorical of ["auto", ["color", "city"]]) {
+      const run = readStoredRun(ckpt({ settings: { ...settings, categorical }, best: null, trainLoss: 1 }));
+      expect(run?.settings.categorical).toEqual(categorical);
+    }
+    expect(() =>
+      readStoredRun(ckpt({ settings: { ...settings, categorical: "color" }, best: null, trainLoss: 1 })),
+    ).toThrow("field 'extra.cli.settings.categorical' must be a list, got \"color\"");
   });
 
   it("must describe the checkpoint's own model", () => {

@@ -8,7 +8,7 @@ import { DEFAULT_SETTINGS, optimizerOptions } from "./config.js";
 import { UsageError } from "./errors.js";
 import { TRAIN_FLAGS, type TrainSettings } from "./flags.js";
 import type { Preprocess, Scaling } from "./data/preprocess.js";
-import type { Best } from "./session.js";
+import { type Best, NEW_WATCH, type Watch } from "./session.js";
 import { type ModelChoice, ValueError, describeModel, moduleSpecOf } from "./values.js";
 
 export interface StoredRun {
@@ -17,6 +17,8 @@ export interface StoredRun {
   trainLoss: number | null;
   /** What was done to the data before the model saw it; null in a checkpoint from before it was stored. */
   preprocess: Preprocess | null;
+  /** early stopping and plateau counters (fresh for a checkpoint written before they existed) */
+  watch: Watch;
 }
 
 /** Settings that a finished set-up may leave null (all others hold a value: model, loss, lr included). */
@@ -36,6 +38,22 @@ const NULLABLE: readonly (keyof TrainSettings)[] = [
   "stepSize",
   "clipGradNorm",
   "out",
+  "valSplit",
+  "earlyStopping",
+  "delimiter",
+  "impute",
+  "categorical",
+];
+
+/** Settings added after the first release: a checkpoint written before them takes the default. */
+const ADDED_LATER: readonly (keyof TrainSettings)[] = [
+  "valSplit",
+  "earlyStopping",
+  "minDelta",
+  "plateauPatience",
+  "delimiter",
+  "impute",
+  "categorical",
 ];
 
 const own = (o: object, key: string): unknown =>
@@ -72,10 +90,7 @@ export function readStoredRun(ckpt: TrainerCheckpoint): StoredRun | null {
       settings[key] = null;
       continue;
     }
-    if (value === undefined && key === "augment") {
-      settings[key] = false; // recorded before --augment existed
-      continue;
-    }
+    if (value === undefined && ADDED_LATER.includes(key)) continue;
     try {
       settings[key] = parseStored(key, value);
     } catch (err) {
@@ -99,6 +114,7 @@ export function readStoredRun(ckpt: TrainerCheckpoint): StoredRun | null {
     best: readBest(own(cli, "best"), bad),
     trainLoss: readLoss(own(cli, "trainLoss"), bad),
     preprocess,
+    watch: readWatch(own(cli, "watch"), bad),
   };
 }
 
@@ -111,6 +127,9 @@ const STORED_TYPES: Partial<Record<keyof TrainSettings, "string" | "number" | "b
   loss: "string",
   optimizer: "string",
   lrSchedule: "string",
+  delimiter: "string",
+  impute: "string",
+  categorical: "list",
   out: "string",
   imageSize: "list",
   betas: "list",
@@ -132,6 +151,7 @@ for (const key of [
   "alpha",
 ] as const)
   STORED_TYPES[key] = "number";
+for (const key of ["valSplit", "earlyStopping", "minDelta", "plateauPatience"] as const) STORED_TYPES[key] = "number";
 for (const key of ["warmupSteps", "stepSize", "gamma", "etaMin", "clipGradNorm", "batchSize", "epochs"] as const)
   STORED_TYPES[key] = "number";
 for (const key of ["workers", "accumulateSteps", "seed"] as const) STORED_TYPES[key] = "number";
@@ -146,6 +166,7 @@ function parseStored(key: keyof TrainSettings, value: unknown): unknown {
       throw new ValueError("must be { every, unit } with unit epoch or step");
     return parse(`${own(value, "every")}${unit}s`);
   }
+  if (key === "categorical" && value === "auto") return value;
   if (key === "workers" && typeof value === "string") {
     if (value === "auto") return value;
     throw new ValueError("must be auto or an integer from 1 to 256");
@@ -165,12 +186,52 @@ function readBest(v: unknown, bad: (f: string, r: string, v: unknown) => UsageEr
   const metric = own(v, "metric"),
     value = own(v, "value"),
     step = own(v, "step");
-  if (metric !== "testAccuracy" && metric !== "testLoss")
-    throw bad("extra.cli.best.metric", "must be testAccuracy or testLoss", metric);
-  if (typeof value !== "number") throw bad("extra.cli.best.value", "must be a number", value);
+  const metrics = ["valAccuracy", "valLoss", "latest", "testAccuracy", "testLoss"] as const;
+  if (!metrics.includes(metric as Best["metric"]))
+    throw bad("extra.cli.best.metric", `must be one of ${metrics.join(", ")}`, metric);
+  if (metric === "latest" ? value !== null : typeof value !== "number")
+    throw bad("extra.cli.best.value", metric === "latest" ? "must be null for latest" : "must be a number", value);
   if (typeof step !== "number" || !Number.isSafeInteger(step) || step < 0)
     throw bad("extra.cli.best.step", "must be a non-negative integer", step);
-  return { metric, value, step };
+  return { metric: metric as Best["metric"], value: value as number | null, step };
+}
+
+function readWatch(v: unknown, bad: (f: string, r: string, v: unknown) => UsageError): Watch {
+  if (v === undefined) return { ...NEW_WATCH };
+  if (!isMap(v)) throw bad("extra.cli.watch", "must be { bestValLoss, badEvals, plateau }", v);
+  const bestValLoss = own(v, "bestValLoss"),
+    badEvals = own(v, "badEvals"),
+    plateau = own(v, "plateau");
+  if (bestValLoss !== null && !(typeof bestValLoss === "number" && Number.isFinite(bestValLoss)))
+    throw bad("extra.cli.watch.bestValLoss", "must be a finite number or null", bestValLoss);
+  if (typeof badEvals !== "number" || !Number.isSafeInteger(badEvals) || badEvals < 0)
+    throw bad("extra.cli.watch.badEvals", "must be a non-negative integer", badEvals);
+  if (plateau === null) return { bestValLoss, badEvals, plateau: null };
+  const rule = "must be { lastEpoch, best, numBadEpochs, cooldownCounter, lastLr } with counts >= 0";
+  if (!isMap(plateau)) throw bad("extra.cli.watch.plateau", rule, plateau);
+  const count = (key: string) => {
+    const n = own(plateau, key);
+    if (typeof n !== "number" || !Number.isSafeInteger(n) || n < 0)
+      throw bad(`extra.cli.watch.plateau.${key}`, rule, n);
+    return n;
+  };
+  const best = own(plateau, "best"),
+    lastLr = own(plateau, "lastLr");
+  if (typeof best !== "number" || Number.isNaN(best))
+    throw bad("extra.cli.watch.plateau.best", "must be a number", best);
+  if (!Array.isArray(lastLr) || lastLr.length !== 1 || !(typeof lastLr[0] === "number" && lastLr[0] > 0))
+    throw bad("extra.cli.watch.plateau.lastLr", "must be one number > 0", lastLr);
+  return {
+    bestValLoss,
+    badEvals,
+    plateau: {
+      lastEpoch: count("lastEpoch"),
+      best,
+      numBadEpochs: count("numBadEpochs"),
+      cooldownCounter: count("cooldownCounter"),
+      lastLr: [lastLr[0]],
+    },
+  };
 }
 
 type Bad = (f: string, r: string, v: unknown) => UsageError;

@@ -106,7 +106,7 @@ describe("malformed checkpoints exit 2 naming the file and the field", () => {
     [
       "a bad best",
       (p) => (p.extra.cli.best = { metric: "f1" }),
-      "field 'extra.cli.best.metric' must be testAccuracy or",
+      "field 'extra.cli.best.metric' must be one of valAccuracy, valLoss, latest, testAccuracy, testLoss, got \"f1\"",
     ],
     [
       "a run record of another model",

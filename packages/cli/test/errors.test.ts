@@ -104,10 +104,19 @@ describe("malformed data exits 2 and names the file", () => {
   });
 
   it("CSV cell that is not a number, with its line and column", async () => {
+    // A numeric column (--categorical names only x1) refuses text; auto refuses a stray text cell
+    // in a column of numbers rather than reading the column as categories.
     const file = csv("cells.csv", "x1,x2,label\n1,2,0\n3,oops,1\n");
-    const r = await train("--data", `csv:${file}`, "--target", "label");
+    const r = await train("--data", `csv:${file}`, "--target", "label", "--categorical", "x1");
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(`csv: ${file} line 3, column 2 ("x2"): not a decimal number`);
+    const rows = Array.from({ length: 12 }, (_, i) => `${i},${i === 5 ? "oops" : i},${i % 2}`).join("\n");
+    const stray = csv("stray.csv", `x1,x2,label\n${rows}\n`);
+    const auto = await train("--data", `csv:${stray}`, "--target", "label");
+    expect(auto.code).toBe(2);
+    expect(auto.stderr).toContain(
+      `csv: ${stray} column 2 ("x2"): 11 of 12 cells are numbers, but line 7 is not; fix it, or pass --categorical x2`,
+    );
   });
 
   it("CSV label out of range for the model's outputs", async () => {

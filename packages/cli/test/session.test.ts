@@ -9,7 +9,7 @@ import { type Dataset, sharedFloat32, sharedInt32 } from "../src/data/index.js";
 import type { TrainSettings } from "../src/flags.js";
 import { Reporter } from "../src/progress.js";
 import { RunDir } from "../src/run-dir.js";
-import { TrainingSession } from "../src/session.js";
+import { NEW_WATCH, TrainingSession } from "../src/session.js";
 import { trainerOptions } from "../src/setup.js";
 import { tempDir } from "./helpers.js";
 
@@ -52,11 +52,13 @@ describe("TrainingSession report", () => {
           trainer,
           settings: { ...settings, epochs },
           train,
+          val: null,
           test,
           runDir,
           reporter: new Reporter("quiet"),
           stop: new AbortController().signal,
           best: null,
+          watch: NEW_WATCH,
           cli: {},
           startedAt: performance.now(),
         });

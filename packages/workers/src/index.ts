@@ -39,6 +39,8 @@ export {
   type FitOptions,
   type StepInfo,
   type EvalResult,
+  type EpochLog,
+  type FitResult,
   type Progress,
   type OptimizerConfig,
 } from "./trainer.js";

@@ -159,6 +159,8 @@ function readProgress(r: FieldReader, v: unknown, maxBatchSize: number): Progres
     globalStep: count("globalStep"),
     optimizerStep: count("optimizerStep"),
   };
+  const lrScale = own(p, "lrScale");
+  if (lrScale !== undefined) progress.lrScale = r.num(lrScale, "progress.lrScale", { min: 0, above: true });
   if (progress.stepInEpoch > progress.globalStep)
     r.fail("progress.stepInEpoch", `must be at most globalStep (${progress.globalStep})`, progress.stepInEpoch);
   if (progress.optimizerStep > progress.globalStep)

@@ -58,6 +58,8 @@ export const S_CLIP = 8;
  * than 0, which keep private copies, read them again before the command (rank 0's are the shared ones)
  */
 export const S_LOAD_BUFFERS = 9;
+/** factor on the scheduled learning rate (DataParallel.setLrScale), applied by this step's update */
+export const S_LR_SCALE = 10;
 export const STEP_BLOCK_SIZE = 16;
 
 // Per-rank scalars (float64 slots in the arena's scalars region).

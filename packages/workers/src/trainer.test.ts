@@ -238,6 +238,59 @@ describe("DataParallel", () => {
     expect(await t.forget(a)).toBeLessThanOrEqual(2);
   });
 
+  it("fit reports each epoch to onEpochEnd and resolves with that history", async () => {
+    const ds = data(96);
+    const t = await trainer({ workers: 2, schedule: { kind: "step", stepSize: 3, gamma: 0.5 } });
+    const steps: { loss: number; accuracy: number | null; lr: number; samples: number }[] = [];
+    const seen: unknown[] = [];
+    const result = await t.fit(ds, {
+      epochs: 2,
+      batchSize: 40,
+      onStep: (s) => void steps.push(s),
+      onEpochEnd: (log) => void seen.push(log),
+    });
+    expect(result.history).toEqual(seen);
+    expect(result).toMatchObject({ epoch: 2, globalStep: 6 });
+    // Epoch e holds steps 3e..3e+2 of 40, 40 and 16 samples: its loss is their sample-weighted mean.
+    result.history.forEach((log, e) => {
+      const own = steps.slice(3 * e, 3 * e + 3);
+      const loss = own.reduce((a, s) => a + s.loss * s.samples, 0) / 96;
+      const accuracy = own.reduce((a, s) => a + s.accuracy! * s.samples, 0) / 96;
+      expect(log).toMatchObject({ epoch: e + 1, step: 3 * e + 3, steps: 3, samples: 96, lr: own[2]!.lr });
+      expect(log.loss).toBeCloseTo(loss, 12);
+      expect(log.accuracy).toBeCloseTo(accuracy, 12);
+      expect(log.durationMs).toBeGreaterThanOrEqual(0);
+    });
+    // The lr of step n uses the n-1 updates before it: steps 3 and 6 follow 2 and 5 (one decay).
+    expect(result.history.map((l) => l.lr)).toEqual([1e-3, 1e-3 * 0.5]);
+  });
+
+  it("setLrScale scales the lr from the next step, is saved with the progress and resumes bit for bit", async () => {
+    const ds = data(96);
+    const dir = tmp();
+    const straight = await trainer({ workers: 2 });
+    await straight.fit(ds, { epochs: 1, batchSize: 32 });
+    straight.setLrScale(0.25);
+    const lrs: number[] = [];
+    await straight.fit(ds, { epochs: 3, batchSize: 32, onStep: (s) => void lrs.push(s.lr) });
+    expect(lrs).toEqual(Array(6).fill(1e-3 * 0.25));
+    expect(() => straight.setLrScale(0)).toThrow("DataParallel.setLrScale: factor must be a finite number > 0, got 0");
+
+    const first = await trainer({ workers: 2 });
+    await first.fit(ds, { epochs: 1, batchSize: 32 });
+    first.setLrScale(0.25);
+    await first.fit(ds, { epochs: 2, batchSize: 32 });
+    await first.save(join(dir, "scaled.msgpack"));
+    const resumed = await DataParallel.load(join(dir, "scaled.msgpack"));
+    open.push(resumed);
+    expect(resumed.progress.lrScale).toBe(0.25);
+    await resumed.fit(ds, { epochs: 3, batchSize: 32 });
+    expect(bits(params(resumed))).toEqual(bits(params(straight)));
+    // A scale of 1 is the plain schedule again.
+    resumed.setLrScale(1);
+    expect(resumed.progress.lrScale).toBeUndefined();
+  });
+
   it("a checkpoint resumed mid-training continues bit for bit", async () => {
     const ds = data(96);
     const dir = tmp();

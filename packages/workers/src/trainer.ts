@@ -103,7 +103,8 @@ export interface FitOptions {
   epochs: number;
   batchSize: number;
   onStep?: (info: StepInfo) => void | Promise<void>;
-  onEpochEnd?: (epoch: number) => void | Promise<void>;
+  /** after each epoch completed in this call, with its log (also kept in the resolved `history`) */
+  onEpochEnd?: (log: EpochLog) => void | Promise<void>;
   /**
    * Stop at the first accumulation-window boundary once this signal is aborted. Steps already
    * handed to the workers (TrainerOptions.stepsInFlight) finish first, and so does the window.
@@ -111,6 +112,28 @@ export interface FitOptions {
   signal?: AbortSignal;
   /** Stop before this global step (at the first window boundary from it): `untilStep: 100` runs steps up to 100. */
   untilStep?: number;
+}
+
+/** One completed epoch, as `fit` reports it to onEpochEnd and in its `history`. */
+export interface EpochLog {
+  /** epochs complete, counting this one (1 for the first) */
+  epoch: number;
+  /** the last global step of the epoch */
+  step: number;
+  /** mean training loss over the epoch's steps this call ran (a resumed epoch: its remaining steps) */
+  loss: number;
+  /** classification: share of those samples predicted right, at the time of their step */
+  accuracy: number | null;
+  /** learning rate of the epoch's last step */
+  lr: number;
+  steps: number;
+  samples: number;
+  durationMs: number;
+}
+
+/** What `fit` resolves with: where training stands, and the log of each epoch it completed. */
+export interface FitResult extends Progress {
+  history: EpochLog[];
 }
 
 export interface EvalResult {
@@ -129,6 +152,11 @@ export interface Progress {
   stepInEpoch: number;
   globalStep: number;
   optimizerStep: number;
+  /**
+   * Factor on the scheduled learning rate (setLrScale), e.g. from a plateau schedule run by the
+   * caller; absent means 1. Saved with the progress, so a resumed run continues with it.
+   */
+  lrScale?: number;
 }
 
 /** The object a data set is cached under: its features' storage, so fresh `{ x, y }` wrappers match. */
@@ -699,8 +727,26 @@ export class DataParallel {
     return indices.length;
   }
 
-  /** Trains until `epochs` epochs are complete; resumes from `progress`. */
-  async fit(data: DatasetLike, opts: FitOptions): Promise<Progress> {
+  /**
+   * Multiplies the learning rate of every update from the next step on by `factor` (on top of the
+   * schedule): how a caller applies a schedule that depends on results the workers do not see,
+   * such as ReduceLROnPlateau on a validation loss. Kept in `progress.lrScale`, so checkpoints
+   * carry it. Not while fit runs.
+   * @example trainer.setLrScale(0.1) // lr from the next step: schedule(step) * 0.1
+   */
+  setLrScale(factor: number): void {
+    if (this.busy) throw new Error("DataParallel.setLrScale: wait for fit or evaluate to finish");
+    if (!(Number.isFinite(factor) && factor > 0))
+      throw new Error(`DataParallel.setLrScale: factor must be a finite number > 0, got ${factor}`);
+    if (factor === 1) delete this.progress.lrScale;
+    else this.progress.lrScale = factor;
+  }
+
+  /**
+   * Trains until `epochs` epochs are complete; resumes from `progress`. Resolves with the
+   * progress and the log of each epoch completed in this call (`history`, as onEpochEnd saw it).
+   */
+  async fit(data: DatasetLike, opts: FitOptions): Promise<FitResult> {
     return this.track(this.runFit(data, opts));
   }
 
@@ -713,7 +759,7 @@ export class DataParallel {
     }
   }
 
-  private async runFit(data: DatasetLike, opts: FitOptions): Promise<Progress> {
+  private async runFit(data: DatasetLike, opts: FitOptions): Promise<FitResult> {
     if (this.busy) throw new Error("DataParallel: fit or evaluate is already running");
     const { epochs, batchSize, signal } = opts;
     if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > this.options.maxBatchSize) {
@@ -737,8 +783,11 @@ export class DataParallel {
       }
       pr.batchSize = batchSize;
       const until = opts.untilStep ?? Infinity;
+      const history: EpochLog[] = [];
+      const result = (): FitResult => ({ ...pr, history });
       while (pr.epoch < epochs) {
         const order = epochOrder(ds.length, this.options.seed, pr.epoch);
+        const tally = { loss: 0, correct: 0, samples: 0, steps: 0, lr: Number.NaN, startedAt: performance.now() };
         const pending: PendingStep[] = [];
         let next = pr.stepInEpoch;
         let stopping = false;
@@ -761,6 +810,11 @@ export class DataParallel {
             pr.globalStep++;
             pr.stepInEpoch++;
             if (info.updated) pr.optimizerStep++;
+            tally.loss += info.loss * info.samples;
+            tally.correct += (info.accuracy ?? 0) * info.samples;
+            tally.samples += info.samples;
+            tally.steps++;
+            tally.lr = info.lr;
             await opts.onStep?.({
               ...info,
               step: pr.globalStep,
@@ -796,12 +850,23 @@ export class DataParallel {
           }
           throw err;
         }
-        if (stopping) return pr;
+        if (stopping) return result();
         pr.epoch++;
         pr.stepInEpoch = 0;
-        await opts.onEpochEnd?.(pr.epoch);
+        const log: EpochLog = {
+          epoch: pr.epoch,
+          step: pr.globalStep,
+          loss: tally.loss / tally.samples,
+          accuracy: isClassification(this.options.loss) ? tally.correct / tally.samples : null,
+          lr: tally.lr,
+          steps: tally.steps,
+          samples: tally.samples,
+          durationMs: performance.now() - tally.startedAt,
+        };
+        history.push(log);
+        await opts.onEpochEnd?.(log);
       }
-      return pr;
+      return result();
     } finally {
       this.busy = false;
     }
@@ -834,6 +899,7 @@ export class DataParallel {
       b[P.S_STEP] = globalStep;
       b[P.S_DATASET] = ds.id;
       b[P.S_CLIP] = this.options.clipGradNorm ?? 0;
+      b[P.S_LR_SCALE] = this.progress.lrScale ?? 1;
     });
     return { indices, update, globalStep };
   }

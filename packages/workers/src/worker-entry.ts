@@ -259,7 +259,7 @@ async function prepareRank(init: WorkerInit, arena: SharedArena, kernels: WasmKe
             if (stepRegion) runInStepRegion(stepRegion, () => trainStep(ctx));
             else trainStep(ctx);
             run.windowNonFinite ||= scalars[P.R_NONFINITE] === 1;
-            scalars[P.R_LR] = lrOf(init, run.optCount);
+            scalars[P.R_LR] = lrOf(init, run.optCount) * block[P.S_LR_SCALE]!;
             if (block[P.S_UPDATE] === 1) {
               update({
                 init,

@@ -264,7 +264,7 @@ async function predictCsv(file: string, run: Run): Promise<number> {
     if (!fstatSync(fd).isFile()) throw new UsageError(`csv: ${file} is not a regular file`);
     const sink = new PredictSink(file, run);
     const tokenizer = new CsvTokenizer(file, sink);
-    const chunks = readChunks(fd, file);
+    const chunks = readChunks(fd, file)[Symbol.iterator]();
     let isFirst = true;
     for (;;) {
       const next = asUsage(() => chunks.next());

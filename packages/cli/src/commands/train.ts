@@ -12,7 +12,7 @@ import type { TrainSettings } from "../flags.js";
 import { Reporter, chooseMode, formatDuration, formatPercent, formatRate, plural } from "../progress.js";
 import { runnable } from "../invocation.js";
 import { RunDir, defaultRunDir } from "../run-dir.js";
-import { type Best, type SessionResult, TrainingSession } from "../session.js";
+import { type Best, NEW_WATCH, type SessionResult, TrainingSession } from "../session.js";
 import { type StoredRun, checkStoredModel, moduleToLoad, readStoredRun } from "../stored-run.js";
 import type { Preprocess } from "../data/preprocess.js";
 import { mseInTargetUnits } from "../data/preprocess.js";
@@ -198,6 +198,7 @@ async function train(c: TrainContext): Promise<number> {
     version: VERSION,
     workers: trainer.numWorkers,
     trainSamples: split.train.length,
+    valSamples: split.val?.length ?? 0,
     testSamples: split.test.length,
     features: split.train.features,
     classes: split.train.numClasses,
@@ -213,16 +214,26 @@ async function train(c: TrainContext): Promise<number> {
   runDir.appendMetrics({ event: "start", ...startRecord, time: 0 });
   reporter.event("start", { ...startRecord, settings });
   describeStart(reporter, settings, info, stored !== null, trainer.progress.globalStep);
+  for (const warning of split.train.warnings ?? []) reporter.warn(warning);
   const session = new TrainingSession({
     trainer,
     settings,
     train: split.train,
+    val: split.val ?? null,
     test: split.test,
     runDir,
     reporter,
     stop: c.stop.signal,
     best: stored?.best ?? null,
-    cli: { version: VERSION, settings, trainLoss: stored?.trainLoss ?? null, preprocess: c.preprocess },
+    watch: stored?.watch ?? NEW_WATCH,
+    // The one-hot categories, for readers of the checkpoint (eval fits them again from the same rows).
+    cli: {
+      version: VERSION,
+      settings,
+      trainLoss: stored?.trainLoss ?? null,
+      preprocess: c.preprocess,
+      categories: split.train.categorical ?? null,
+    },
     startedAt: c.startedAt,
   });
   const result = await session.run().catch((err: Error) => {
@@ -240,14 +251,17 @@ async function train(c: TrainContext): Promise<number> {
 function describeStart(
   r: Reporter,
   s: TrainSettings,
-  info: { workers: number; trainSamples: number; testSamples: number },
+  info: { workers: number; trainSamples: number; valSamples: number; testSamples: number },
   isResumed: boolean,
   step: number,
 ): void {
   const what = isResumed ? `resuming at step ${step}:` : "training";
+  const val = info.valSamples > 0 ? `${info.valSamples} validation / ` : "";
   r.info(
-    `${what} ${describeModel(s.model)}${Array.isArray(s.model) ? ` (${s.activation})` : ""} on ${s.data}: ${info.trainSamples} train / ${info.testSamples} test samples, ` +
-      `${plural(s.epochs, "epoch")}, batch ${s.batchSize}, ${s.optimizer} lr ${s.lr}${s.lrSchedule === "none" ? "" : ` ${s.lrSchedule}`}, ${plural(info.workers, "worker")}`,
+    `${what} ${describeModel(s.model)}${Array.isArray(s.model) ? ` (${s.activation})` : ""} on ${s.data}: ` +
+      `${info.trainSamples} train / ${val}${info.testSamples} test samples, ` +
+      `${plural(s.epochs, "epoch")}, batch ${s.batchSize}, ` +
+      `${s.optimizer} lr ${s.lr}${s.lrSchedule === "none" ? "" : ` ${s.lrSchedule}`}, ${plural(info.workers, "worker")}`,
   );
   r.info(`run folder: ${s.out}`);
 }
@@ -257,12 +271,16 @@ function summarize(r: SessionResult, wallSeconds: number, workers: number, p: Pr
   const testMse = p.target !== null && r.testLoss !== null ? mseInTargetUnits(p, r.testLoss) : null;
   return {
     trainLoss: r.trainLoss,
+    valLoss: r.valLoss,
+    valAccuracy: r.valAccuracy,
     testLoss: r.testLoss,
     testAccuracy: r.testAccuracy,
     ...(testMse === null ? {} : { testMse, testRmse: Math.sqrt(testMse) }),
     wallSeconds: Number(wallSeconds.toFixed(3)),
     samplesPerSec: r.fitSeconds > 0 ? Math.round(r.fitSamples / r.fitSeconds) : null,
     workers,
+    best: r.best,
+    stoppedEarly: r.stoppedEarly,
   };
 }
 
@@ -271,13 +289,17 @@ const fmtUnits = (v: number): string => (Number.isFinite(v) ? String(Number(v.to
 
 function summaryLines(s: Record<string, unknown>, runDir: RunDir, best: Best | null): string[] {
   const n = (v: unknown) => (typeof v === "number" ? v.toFixed(4) : "-");
-  const bestText =
-    best === null
-      ? ""
-      : ` (best: step ${best.step}, ${best.metric === "testAccuracy" ? formatPercent(best.value) : `loss ${best.value.toFixed(4)}`})`;
+  const bestText = best === null ? "" : ` (${describeBest(best)})`;
+  const stopped = typeof s.stoppedEarly === "string" ? [`  stopped early  ${s.stoppedEarly}`] : [];
+  const hasVal = s.valLoss !== null;
   return [
     `done in ${formatDuration(s.wallSeconds as number)}`,
+    ...stopped,
     `  train loss     ${n(s.trainLoss)}${s.testMse === undefined ? "" : " (on standardised targets)"}`,
+    ...(hasVal
+      ? [`  val loss       ${n(s.valLoss)}${s.testMse === undefined ? "" : " (on standardised targets)"}`]
+      : []),
+    ...(hasVal && s.valAccuracy !== null ? [`  val accuracy   ${formatPercent(s.valAccuracy as number)}`] : []),
     `  test loss      ${n(s.testLoss)}${s.testMse === undefined ? "" : " (on standardised targets)"}`,
     ...(s.testAccuracy === null ? [] : [`  test accuracy  ${formatPercent(s.testAccuracy as number)}`]),
     ...(s.testMse === undefined
@@ -286,6 +308,16 @@ function summaryLines(s: Record<string, unknown>, runDir: RunDir, best: Best | n
     `  throughput     ${formatRate(s.samplesPerSec as number)} samples/s on ${s.workers} worker${s.workers === 1 ? "" : "s"}`,
     `  run folder     ${runDir.path} (report.html, metrics.jsonl, checkpoint-latest.msgpack, checkpoint-best.msgpack${bestText})`,
   ];
+}
+
+function describeBest(best: Best): string {
+  if (best.metric === "latest" || best.value === null)
+    return `best: step ${best.step}, the latest: without --val-split no evaluation picks a best checkpoint`;
+  const on = best.metric.startsWith("val") ? "validation" : "test";
+  const figure = best.metric.endsWith("Accuracy")
+    ? `${on} accuracy ${formatPercent(best.value)}`
+    : `${on} loss ${best.value.toFixed(4)}`;
+  return `best: step ${best.step}, ${figure}`;
 }
 
 function interrupted(

@@ -17,7 +17,9 @@ export interface CsvRecord {
   line: number;
 }
 
-const COMMA = 44;
+/** The field separators a CSV file may use (`--delimiter`). */
+export const CSV_DELIMITERS = [",", ";", "\t"] as const;
+export type CsvDelimiter = (typeof CSV_DELIMITERS)[number];
 const QUOTE = 34;
 const LF = 10;
 const CR = 13;
@@ -35,9 +37,10 @@ const CLOSED = 4;
 
 /**
  * A streaming CSV tokenizer: comma-separated, double-quoted fields may hold commas, line breaks and
- * `""` for a quote; LF, CRLF or CR line endings. Text arrives in chunks of any size (a CRLF or a
- * doubled quote may be split between two) and lines are counted exactly across them. Blank lines
- * are dropped, so a trailing newline is fine. Errors name the file, line and field, never its text.
+ * `""` for a quote; LF, CRLF or CR line endings. The separator is a comma unless `delimiter` says
+ * `;` or tab. Text arrives in chunks of any size (a CRLF or a doubled quote may be split between
+ * two) and lines are counted exactly across them. Blank lines are dropped, so a trailing newline
+ * is fine. Errors name the file, line and field, never its text.
  * @example const t = new CsvTokenizer("f.csv", sink); t.write("a,b\r"); t.write("\n1,2"); t.end();
  */
 export class CsvTokenizer {
@@ -51,10 +54,15 @@ export class CsvTokenizer {
   private recordLine = -1;
   private isAfterCR = false;
 
+  private readonly sep: number;
+
   constructor(
     private readonly file: string,
     private readonly sink: CsvSink,
-  ) {}
+    delimiter: CsvDelimiter = ",",
+  ) {
+    this.sep = delimiter.charCodeAt(0);
+  }
 
   write(chunk: string): void {
     let start = 0;
@@ -72,7 +80,7 @@ export class CsvTokenizer {
             this.text = "";
             start = i + 1;
             this.state = QUOTED;
-          } else if (c === COMMA) {
+          } else if (c === this.sep) {
             this.endField(chunk, start, i);
             start = i + 1;
           } else if (isLineEnd || isLF2) {
@@ -88,7 +96,7 @@ export class CsvTokenizer {
           }
           break;
         case UNQUOTED:
-          if (c === COMMA || isLineEnd) {
+          if (c === this.sep || isLineEnd) {
             this.endField(chunk, start, i);
             if (isLineEnd) this.endRecord();
             start = i + 1;
@@ -133,10 +141,10 @@ export class CsvTokenizer {
     this.endRecord();
   }
 
-  // After a closing quote: blanks, then the comma or line end that ends the field.
+  // After a closing quote: blanks, then the separator or line end that ends the field.
   private closed(c: number, isLineEnd: boolean, chunk: string, i: number): void {
-    if (c === SPACE || c === TAB) return;
-    if (c !== COMMA && !isLineEnd) {
+    if (c !== this.sep && (c === SPACE || c === TAB)) return;
+    if (c !== this.sep && !isLineEnd) {
       throw new Error(
         `csv: ${this.file} line ${this.line}, column ${this.index + 1}: text after the closing quote of a field`,
       );
@@ -178,17 +186,68 @@ export class CsvTokenizer {
  * Splits CSV text into records with CsvTokenizer.
  * @example readCsvRecords('a,"b,c"\r\n1,2\r\n', "f.csv")[1] // { fields: ["1", "2"], line: 2 }
  */
-export function readCsvRecords(text: string, file: string): CsvRecord[] {
+export function readCsvRecords(text: string, file: string, delimiter: CsvDelimiter = ","): CsvRecord[] {
   const records: CsvRecord[] = [];
   let fields: string[] = [];
-  const tokenizer = new CsvTokenizer(file, {
-    field: (value) => fields.push(value),
-    endRecord: (_count, line) => {
-      records.push({ fields, line });
-      fields = [];
+  const tokenizer = new CsvTokenizer(
+    file,
+    {
+      field: (value) => fields.push(value),
+      endRecord: (_count, line) => {
+        records.push({ fields, line });
+        fields = [];
+      },
     },
-  });
+    delimiter,
+  );
   tokenizer.write(text);
   tokenizer.end();
   return records;
+}
+
+/** Fields in each of the first lines of `text` split by `sep` (the last may be cut short), quotes respected. */
+function fieldCounts(text: string, sep: string, maxLines: number): number[] {
+  const counts: number[] = [];
+  let fields = 1,
+    isQuoted = false,
+    isEmpty = true;
+  for (let i = 0; i < text.length && counts.length < maxLines; i++) {
+    const c = text[i]!;
+    if (c === '"') isQuoted = !isQuoted;
+    else if (isQuoted) continue;
+    else if (c === sep) fields++;
+    else if (c === "\n" || c === "\r") {
+      if (!isEmpty) counts.push(fields);
+      fields = 1;
+      isEmpty = true;
+      continue;
+    }
+    isEmpty = false;
+  }
+  if (!isEmpty && counts.length < maxLines) counts.push(fields);
+  return counts;
+}
+
+/**
+ * The separator of a CSV file from its first lines (`head`, e.g. the first chunk read): the
+ * candidate (`,` `;` tab) that splits the header into the most fields, counting only candidates
+ * that give every following line (of those in `head`, up to 20; the last may be cut short) the
+ * header's count. A comma when no candidate splits the header.
+ * @example detectDelimiter("a;b;c\n1,5;2;3\n") // ";"
+ */
+export function detectDelimiter(head: string): CsvDelimiter {
+  let best: CsvDelimiter = ",",
+    bestFields = 1;
+  for (const sep of CSV_DELIMITERS) {
+    const counts = fieldCounts(head, sep, 21);
+    // The last line may be cut off by the end of the chunk: it only has to be no longer.
+    const [header = 1, ...rows] = counts;
+    const last = rows.pop();
+    const isConsistent = rows.every((n) => n === header) && (last === undefined || last <= header);
+    if (isConsistent && header > bestFields) {
+      best = sep;
+      bestFields = header;
+    }
+  }
+  return best;
 }

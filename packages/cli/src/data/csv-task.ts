@@ -9,6 +9,8 @@ export const MAX_AUTO_CLASSES = 1000;
  * (5000, -1, 1.5) among class indices must not silently turn a classification set into regression.
  */
 export const UNCLEAR_TASK_SHARE = 0.9;
+/** A guessed classification with more distinct labels than this gets a warning: it may be a count or a price. */
+export const MANY_CLASSES = 50;
 const MAX_LABEL = 2 ** 31 - 1;
 const LINES_SHOWN = 3;
 
@@ -81,7 +83,7 @@ export function chooseTask(
   requested: Task | undefined,
   source: string,
   column: string,
-): { task: Task; numClasses: number } {
+): { task: Task; numClasses: number; warning?: string } {
   if (requested === "regression") return { task: "regression", numClasses: 0 };
   if (requested === "classification") requireLabels(targets, lines, source, column);
   else {
@@ -94,5 +96,32 @@ export function chooseTask(
   }
   let largest = 0;
   for (const t of targets) largest = Math.max(largest, t);
-  return { task: "classification", numClasses: largest + 1 };
+  const numClasses = largest + 1;
+  if (requested === "classification") return { task: "classification", numClasses };
+  const warning = guessWarning(targets, numClasses, source, column);
+  return warning === null ? { task: "classification", numClasses } : { task: "classification", numClasses, warning };
+}
+
+/**
+ * The warning for a guessed classification that may be a quantity: many distinct labels, or
+ * labels that skip classes (1-based ratings, years, ids). Null when the labels are 0..k-1, k small.
+ */
+function guessWarning(targets: Float64Array, numClasses: number, source: string, column: string): string | null {
+  const seen = new Uint8Array(numClasses);
+  for (const t of targets) seen[t] = 1;
+  const missing: number[] = [];
+  seen.forEach((isSeen, label) => {
+    if (!isSeen) missing.push(label);
+  });
+  const distinct = numClasses - missing.length;
+  if (missing.length === 0 && distinct <= MANY_CLASSES) return null;
+  const shown = missing.slice(0, LINES_SHOWN).join(", ") + (missing.length > LINES_SHOWN ? ", ..." : "");
+  const gaps =
+    missing.length === 0 ? "" : `; ${missing.length} of the labels 0..${numClasses - 1} never occur (${shown})`;
+  const many = distinct > MANY_CLASSES ? ` (more than ${MANY_CLASSES})` : "";
+  return (
+    `${source} ${column}: guessed classification with ${numClasses} classes from integer targets: ` +
+    `${distinct} distinct values${many}${gaps}. If the column is a quantity, pass --task regression; ` +
+    "--task classification keeps the classes and silences this warning"
+  );
 }

@@ -2,8 +2,8 @@ import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } fr
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { CSV_CHUNK_BYTES, MAX_CSV_COLUMNS, UNCLEAR_TASK_SHARE, loadCsv, parseCsv } from "./csv.js";
-import { readCsvRecords } from "./csv-records.js";
+import { CSV_CHUNK_BYTES, MAX_CSV_COLUMNS, UNCLEAR_TASK_SHARE, imputeSplit, loadCsv, parseCsv } from "./csv.js";
+import { detectDelimiter, readCsvRecords } from "./csv-records.js";
 
 const tempDirs: string[] = [];
 afterAll(() => {
@@ -30,6 +30,105 @@ describe("readCsvRecords", () => {
 
   it("names the line of a quote that never closes", () => {
     expect(() => readCsvRecords('a,b\n1,"2\n', "f.csv")).toThrow("csv: f.csv line 2: a quoted field is never closed");
+  });
+});
+
+describe("--delimiter", () => {
+  it("splits on ; or tab when told; the others are then plain characters, quotes still hold separators", () => {
+    expect(readCsvRecords('a;"b;c";d,e\n', "f.csv", ";")).toEqual([{ fields: ["a", "b;c", "d,e"], line: 1 }]);
+    // A tab separates even after a closing quote or where blanks are skipped; a space stays a blank.
+    expect(readCsvRecords('"a"\t\tb \t c\n', "f.tsv", "\t")).toEqual([{ fields: ["a", "", "b ", " c"], line: 1 }]);
+  });
+
+  it("is detected as the candidate that splits the header into the most fields, consistently", () => {
+    expect(detectDelimiter("a;b;c\n1,5;2;3\n")).toBe(";");
+    expect(detectDelimiter("a\tb\tc\n1\t2\t3")).toBe("\t");
+    expect(detectDelimiter("a,b,c\n1,2,3\n")).toBe(",");
+    // Two commas in the header but decimal commas in the rows: only ; splits every line alike.
+    expect(detectDelimiter("x,1;y;z\n1,5;2;3\n2;3,5;4\n")).toBe(";");
+    // Quoted separators do not count; a header alone decides when it is all there is.
+    expect(detectDelimiter('"a;b",c,d\n')).toBe(",");
+    expect(detectDelimiter("a;b")).toBe(";");
+    expect(detectDelimiter("single")).toBe(",");
+    // The last line of a chunk may be cut short.
+    expect(detectDelimiter("a;b;c\n1;2;3\n4;5")).toBe(";");
+  });
+
+  it("is detected by parseCsv and loadCsv unless given", () => {
+    const ds = parseCsv("a;b;y\n1.5;2;0\n3;4;1\n", "semi.csv", { target: "y" });
+    expect(Array.from(ds.x)).toEqual([1.5, 2, 3, 4]);
+    // A comma decimal is no number: the error names the cell, so the separator was right.
+    expect(() => parseCsv("a;b;y\n1,5;2;0\n", "semi.csv", { target: "y", delimiter: ";" })).toThrow(
+      'csv: semi.csv line 2, column 1 ("a"): not a decimal number',
+    );
+    const file = writeCsv("a\tb\ty\n1\t2\t0\n3\t4\t1\n");
+    expect(Array.from(loadCsv(file, { target: "y", testSplit: 0 }).train.x).sort()).toEqual([1, 2, 3, 4]);
+    expect(() => parseCsv("a;b;y\n1;2;0\n", "semi.csv", { target: "y", delimiter: "," })).toThrow(
+      'csv: semi.csv has no target column "y"',
+    );
+  });
+});
+
+describe("--impute", () => {
+  const text = "a,b,y\n1,,0\n,4,1\n3,6,0\n5,8,1\n";
+
+  it("refuses an empty cell without a policy, naming the flag; an empty target even with mean or median", () => {
+    expect(() => parseCsv(text, "gaps.csv", { target: "y" })).toThrow(
+      'csv: gaps.csv line 2, column 2 ("b"): the cell is empty (pass --impute mean, median or drop to fill or skip such cells)',
+    );
+    expect(() => parseCsv("a,y\n1,\n", "t.csv", { target: "y", impute: "mean" })).toThrow(
+      'csv: t.csv line 2, column 2 ("y"): the target is empty; only --impute drop skips rows without a target',
+    );
+  });
+
+  it("drop leaves out every row with an empty cell, target included, and keeps the others' lines", () => {
+    const ds = parseCsv(`${text}7,,\n9,10,1\n`, "gaps.csv", { target: "y", impute: "drop" });
+    expect(Array.from(ds.x)).toEqual([3, 6, 5, 8, 9, 10]);
+    expect(Array.from(ds.y)).toEqual([0, 1, 1]);
+    expect(Array.from(ds.lineNumbers!)).toEqual([4, 5, 7]);
+    expect(() => parseCsv("a,y\n,1\n", "none.csv", { target: "y", impute: "drop" })).toThrow(
+      "csv: none.csv: every one of its 1 rows has an empty cell (--impute drop)",
+    );
+  });
+
+  it("mean and median are taken over the training rows only and fill train and test alike", () => {
+    // 20 rows; column a is empty on every third row, column b never.
+    const rows = Array.from({ length: 20 }, (_, i) => `${i % 3 === 0 ? "" : i * i},${i},${i % 2}`);
+    const file = writeCsv(`a,b,y\n${rows.join("\n")}\n`);
+    for (const policy of ["mean", "median"] as const) {
+      const split = loadCsv(file, { target: "y", testSplit: 0.25, seed: 3, impute: policy });
+      expect(split.train.length).toBe(15);
+      // The training rows' values of column a, found through column b (= the row number).
+      const seen: number[] = [];
+      for (let r = 0; r < split.train.length; r++) {
+        const i = split.train.x[2 * r + 1]!;
+        if (i % 3 !== 0) seen.push(i * i);
+      }
+      seen.sort((p, q) => p - q);
+      const mid = seen.length >> 1;
+      const expected =
+        policy === "mean"
+          ? seen.reduce((p, q) => p + q, 0) / seen.length
+          : seen.length % 2
+            ? seen[mid]!
+            : (seen[mid - 1]! + seen[mid]!) / 2;
+      for (const ds of [split.train, split.test]) {
+        for (let r = 0; r < ds.length; r++) {
+          const i = ds.x[2 * r + 1]!;
+          expect(ds.x[2 * r]).toBe(i % 3 === 0 ? Math.fround(expected) : i * i);
+        }
+      }
+    }
+  });
+
+  it("refuses a column with no value in any training row", () => {
+    const split = {
+      train: parseCsv("a,b,y\n,1,0\n,2,1\n", "t.csv", { target: "y", impute: "mean" }),
+      test: parseCsv("a,b,y\n5,1,0\n", "t.csv", { target: "y" }),
+    };
+    expect(() => imputeSplit(split, "median")).toThrow(
+      "csv: t.csv: feature 1 has no value in any training row to take the median of",
+    );
   });
 });
 
@@ -80,6 +179,24 @@ describe("parseCsv", () => {
     expect(() => parseCsv("a,y\n1,4\n", "t.csv", { target: "y", classes: ["1", "2", "3"] })).toThrow(
       'csv: t.csv line 2, column 2 ("y"): the label "4" is not one of the 3 classes',
     );
+  });
+
+  it("warns, naming --task, when a guessed classification has gaps in its labels or many of them", () => {
+    expect(parseCsv("a,y\n0.5,0\n1.5,1\n2.5,2\n", "c.csv", { target: "y" }).warnings).toBeUndefined();
+    const ratings = parseCsv("a,y\n0.5,1\n1.5,5\n2.5,3\n", "r.csv", { target: "y" });
+    expect(ratings.warnings).toEqual([
+      'csv: r.csv column 2 ("y"): guessed classification with 6 classes from integer targets: 3 distinct values; ' +
+        "3 of the labels 0..5 never occur (0, 2, 4). If the column is a quantity, pass --task regression; " +
+        "--task classification keeps the classes and silences this warning",
+    ]);
+    const rows = Array.from({ length: 60 }, (_, i) => `${i},${i}`).join("\n");
+    const many = parseCsv(`a,age\n${rows}\n`, "ages.csv", { target: "age" });
+    expect(many.warnings?.[0]).toContain(
+      "guessed classification with 60 classes from integer targets: 60 distinct values (more than 50).",
+    );
+    expect(
+      parseCsv(`a,age\n${rows}\n`, "ages.csv", { target: "age", task: "classification" }).warnings,
+    ).toBeUndefined();
   });
 
   it("detects regression from fractional or negative targets, y as Float32Array", () => {

@@ -1,6 +1,14 @@
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { StringDecoder } from "node:string_decoder";
-import { CsvTokenizer, type CsvSink } from "./csv-records.js";
+import {
+  type CategoricalColumn,
+  CategoricalFound,
+  type CategoricalSpec,
+  MAX_CATEGORIES,
+  encodeCategories,
+  textColumns,
+} from "./csv-categories.js";
+import { type CsvDelimiter, CsvTokenizer, type CsvSink, detectDelimiter } from "./csv-records.js";
 import { splitDataset } from "./shuffle.js";
 import { MAX_AUTO_CLASSES, chooseTask, describeColumn, isShownName } from "./csv-task.js";
 import { sharedFloat32, sharedInt32, type DataSplit, type Dataset, type Task } from "./types.js";
@@ -17,7 +25,23 @@ export interface CsvOptions {
    * not in the list is an error. Default: the sorted distinct labels of the file.
    */
   classes?: readonly string[];
+  /** The field separator; default `auto`: detected from the first lines (detectDelimiter). */
+  delimiter?: CsvDelimiter | "auto";
+  /**
+   * Empty feature cells: `drop` leaves their rows out; `mean` and `median` keep them as NaN here,
+   * and loadCsv fills them with the column's statistic over the training rows (imputeSplit).
+   * Without a policy an empty cell is an error. An empty target is always one.
+   */
+  impute?: ImputePolicy;
+  /**
+   * Feature columns read as categories (one-hot encoded by loadCsv, see encodeCategories): their
+   * names, or `auto`: the columns whose non-empty cells are not all decimal numbers. Default none:
+   * every feature cell must be a number.
+   */
+  categorical?: CategoricalSpec;
 }
+
+export type ImputePolicy = "mean" | "median" | "drop";
 
 export interface LoadCsvOptions extends CsvOptions {
   /** Fraction of rows held out for testing, default 0.2. */
@@ -38,6 +62,8 @@ export const MAX_CSV_CLASSES = 1 << 16;
 // Optional sign, digits with an optional fraction (or a fraction alone), optional exponent: no hex,
 // binary, Infinity, NaN or digit separators, which Number() would accept or turn into something else.
 const DECIMAL = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
+const NOT_DECIMAL = "not a decimal number (digits with an optional sign, fraction and exponent)";
+const TOO_LARGE = "the number is too large for float32 (largest magnitude about 3.4e38)";
 
 /**
  * A cell's number, or what is wrong with it: empty, not a decimal number, or too large for float32.
@@ -46,12 +72,10 @@ const DECIMAL = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
 export function readDecimal(raw: string): number | string {
   const text = raw.trim();
   if (text === "") return "the cell is empty";
-  if (!DECIMAL.test(text)) return "not a decimal number (digits with an optional sign, fraction and exponent)";
+  if (!DECIMAL.test(text)) return NOT_DECIMAL;
   const value = Number(text);
   // Every value ends up as float32, targets too; past 3.4e38 it would become Infinity.
-  if (!Number.isFinite(Math.fround(value)))
-    return "the number is too large for float32 (largest magnitude about 3.4e38)";
-  return value;
+  return Number.isFinite(Math.fround(value)) ? value : TOO_LARGE;
 }
 
 /** A typed array that doubles when full, so parsed values take 4 or 8 bytes each, not a string. */
@@ -74,6 +98,11 @@ class Growing<A extends Float32Array | Float64Array | Int32Array> {
   values(): A {
     return this.data.subarray(0, this.length) as A;
   }
+
+  /** Forgets the values from `length` on. */
+  truncate(length: number): void {
+    this.length = Math.min(this.length, length);
+  }
 }
 
 /** Collects the header and the numbers of each row from a CsvTokenizer. */
@@ -88,10 +117,20 @@ class CsvTable implements CsvSink {
   readonly textIds = new Growing(new Int32Array(0), (n) => new Int32Array(n));
   readonly texts = new Map<string, number>();
   firstTextLine = 0;
+  /** rows left out for an empty cell (impute: drop) */
+  dropped = 0;
+  private hasEmptyCell = false;
+  /** per categorical column (index in the file): text → code, in order of first appearance */
+  readonly categories = new Map<number, Map<string, number>>();
 
   constructor(
     readonly file: string,
     readonly target: string,
+    readonly impute: ImputePolicy | undefined,
+    /** the file's categorical columns by index, or by name (resolved when the header is read) */
+    private categorical: Set<number> | readonly string[],
+    /** whether text in another feature column means it is categorical too (CategoricalFound) */
+    readonly isAuto: boolean,
   ) {}
 
   field(text: string, index: number, line: number): void {
@@ -126,7 +165,49 @@ class CsvTable implements CsvSink {
     if (count !== this.names.length) {
       throw new Error(`csv: ${this.file} line ${line} has ${count} fields, but the header has ${this.names.length}`);
     }
-    this.lines.push(line);
+    if (this.hasEmptyCell && this.impute === "drop") {
+      // Take the row's values back out: it had a target and one value per feature.
+      const rows = this.lines.length;
+      this.x.truncate(rows * (this.names.length - 1));
+      this.targets.truncate(rows);
+      this.textIds.truncate(rows);
+      this.dropped++;
+    } else this.lines.push(line);
+    this.hasEmptyCell = false;
+  }
+
+  private parseCell(raw: string, line: number, index: number): number {
+    const text = raw.trim();
+    if (text === "") {
+      if (this.impute === undefined) {
+        throw this.cellError(
+          line,
+          index,
+          "the cell is empty (pass --impute mean, median or drop to fill or skip such cells)",
+        );
+      }
+      if (index === this.targetCol && this.impute !== "drop") {
+        throw this.cellError(line, index, "the target is empty; only --impute drop skips rows without a target");
+      }
+      this.hasEmptyCell = true;
+      return Number.NaN;
+    }
+    const codes = this.categories.get(index);
+    if (codes !== undefined) {
+      let code = codes.get(text);
+      if (code === undefined) {
+        if (codes.size === MAX_CATEGORIES) {
+          throw this.cellError(line, index, `the column has more than ${MAX_CATEGORIES} categories`);
+        }
+        code = codes.size;
+        codes.set(text, code);
+      }
+      return code;
+    }
+    if (this.isAuto && index !== this.targetCol && !DECIMAL.test(text)) throw new CategoricalFound();
+    const value = readDecimal(text);
+    if (typeof value === "string") throw this.cellError(line, index, value);
+    return value;
   }
 
   // A target is a number or, for class labels, any text; texts are kept once each.
@@ -169,12 +250,6 @@ class CsvTable implements CsvSink {
     return new Error(`csv: ${this.file} line ${line}, ${describeColumn(this.names, index)}: ${problem}`);
   }
 
-  private parseCell(raw: string, line: number, index: number): number {
-    const value = readDecimal(raw);
-    if (typeof value === "string") throw this.cellError(line, index, value);
-    return value;
-  }
-
   private readHeader(line: number): void {
     const { names, file, target } = this;
     const firstOf = new Map<string, number>();
@@ -191,6 +266,18 @@ class CsvTable implements CsvSink {
       throw new Error(`csv: ${file} has no target column ${JSON.stringify(target)}${listed(names)}`);
     }
     if (names.length < 2) throw new Error(`csv: ${file} has no feature columns besides ${JSON.stringify(target)}`);
+    const columns = new Set<number>();
+    for (const c of this.categorical) {
+      const index = typeof c === "number" ? c : (firstOf.get(c) ?? -1);
+      if (index < 0)
+        throw new Error(`csv: ${file}: --categorical names ${JSON.stringify(c)}, which is no column${listed(names)}`);
+      if (index === this.targetCol) {
+        throw new Error(`csv: ${file}: --categorical names the target column ${JSON.stringify(target)}`);
+      }
+      columns.add(index);
+    }
+    this.categorical = columns;
+    for (const index of columns) this.categories.set(index, new Map());
     this.hasHeader = true;
   }
 }
@@ -211,42 +298,84 @@ function listed(names: string[]): string {
  * @example parseCsvChunks(["a,b,label\n1,2", ",0\n3,4,1\n"], "toy.csv", { target: "label" }).numClasses // 2
  */
 export function parseCsvChunks(chunks: Iterable<string>, file: string, opts: CsvOptions): Dataset {
-  const table = new CsvTable(file, opts.target);
-  const tokenizer = new CsvTokenizer(file, table);
-  let isFirst = true;
+  const spec = opts.categorical ?? [];
+  const found = { delimiter: "," as CsvDelimiter };
+  if (spec !== "auto") return parseTable(chunks, file, opts, spec, found);
+  try {
+    return parseTable(chunks, file, opts, new Set(), found);
+  } catch (err) {
+    if (!(err instanceof CategoricalFound)) throw err;
+  }
+  // Text in a feature column: find every such column in one pass, then read the file again.
+  return parseTable(chunks, file, opts, textColumns(chunks, file, opts.target, found.delimiter), found);
+}
+
+function parseTable(
+  chunks: Iterable<string>,
+  file: string,
+  opts: CsvOptions,
+  categorical: Set<number> | readonly string[],
+  found: { delimiter: CsvDelimiter },
+): Dataset {
+  const table = new CsvTable(file, opts.target, opts.impute, categorical, opts.categorical === "auto");
+  let tokenizer: CsvTokenizer | null = null;
   for (const chunk of chunks) {
     if (chunk === "") continue;
-    tokenizer.write(isFirst && chunk.charCodeAt(0) === 0xfeff ? chunk.slice(1) : chunk);
-    isFirst = false;
+    if (tokenizer === null) {
+      const text = chunk.charCodeAt(0) === 0xfeff ? chunk.slice(1) : chunk;
+      const given = opts.delimiter ?? "auto";
+      found.delimiter = given === "auto" ? detectDelimiter(text) : given;
+      tokenizer = new CsvTokenizer(file, table, found.delimiter);
+      tokenizer.write(text);
+    } else tokenizer.write(chunk);
   }
-  tokenizer.end();
+  tokenizer?.end();
   if (!table.hasHeader && table.names.length === 0) throw new Error(`csv: ${file} is empty`);
   const length = table.lines.length;
+  if (length === 0 && table.dropped > 0) {
+    throw new Error(`csv: ${file}: every one of its ${table.dropped} rows has an empty cell (--impute drop)`);
+  }
   if (length === 0) throw new Error(`csv: ${file} has a header but no data rows`);
   const features = table.names.length - 1;
   const x = sharedFloat32(length * features);
   x.set(table.x.values());
   const lineNumbers = table.lines.values().slice();
   const column = describeColumn(table.names, table.targetCol);
-  const { task, numClasses, classNames, y } = readTargets(table, lineNumbers, opts, column);
+  const { task, numClasses, classNames, y, warning } = readTargets(table, lineNumbers, opts, column);
   const featureNames = table.names.filter((_, i) => i !== table.targetCol);
   const targetName = table.names[table.targetCol]!;
-  return { name: file, x, y, length, features, task, numClasses, lineNumbers, classNames, featureNames, targetName };
+  const ds: Dataset = { name: file, x, y, length, features, task, numClasses, lineNumbers, featureNames, targetName };
+  if (classNames !== undefined) ds.classNames = classNames;
+  if (warning !== undefined) ds.warnings = [warning];
+  if (table.categories.size > 0) {
+    const feature = (column: number) => (column < table.targetCol ? column : column - 1);
+    ds.categorical = [...table.categories.entries()]
+      .sort((a, b) => a[0] - b[0])
+      .map(
+        ([column, codes]): CategoricalColumn => ({
+          name: table.names[column]!,
+          feature: feature(column),
+          values: [...codes.keys()],
+        }),
+      );
+  }
+  return ds;
 }
 
-const NOT_DECIMAL = "not a decimal number (digits with an optional sign, fraction and exponent)";
+interface Targets {
+  task: Task;
+  numClasses: number;
+  classNames?: string[];
+  y: Int32Array | Float32Array;
+  warning?: string;
+}
 
 /**
  * Targets as the model sees them: regression values, or class indices 0..K-1 of the sorted
  * distinct labels (numbers in numeric order, text in code-point order), so labels 1..3 make 3
  * classes and "cat"/"dog" make 2; with `opts.classes` the labels map into that list instead.
  */
-function readTargets(
-  table: CsvTable,
-  lines: Int32Array,
-  opts: CsvOptions,
-  column: string,
-): { task: Task; numClasses: number; classNames?: string[]; y: Int32Array | Float32Array } {
+function readTargets(table: CsvTable, lines: Int32Array, opts: CsvOptions, column: string): Targets {
   const length = lines.length;
   const source = `csv: ${table.file}`;
   const targets = table.targets.values();
@@ -261,15 +390,23 @@ function readTargets(
     }
     return mapClasses(text.names, text.index, lines, opts.classes, source, column);
   }
-  const { task } = chooseTask(targets, lines, opts.task, source, column);
+  const { task, warning } = chooseTask(targets, lines, opts.task, source, column);
   if (task === "regression") {
     const y = sharedFloat32(length);
     y.set(targets);
-    return { task, numClasses: 0, y };
+    return { task, numClasses: 0, y, warning };
   }
   const distinct = [...new Set(targets)].sort((a, b) => a - b);
   const indexOf = new Map(distinct.map((v, i) => [v, i]));
-  return mapClasses(distinct.map(String), (row) => indexOf.get(targets[row]!)!, lines, opts.classes, source, column);
+  const classes = mapClasses(
+    distinct.map(String),
+    (row) => indexOf.get(targets[row]!)!,
+    lines,
+    opts.classes,
+    source,
+    column,
+  );
+  return { ...classes, warning };
 }
 
 function mapClasses(
@@ -279,7 +416,7 @@ function mapClasses(
   classes: readonly string[] | undefined,
   source: string,
   column: string,
-): { task: Task; numClasses: number; classNames: string[]; y: Int32Array } {
+): Targets {
   const y = sharedInt32(lines.length);
   if (classes === undefined) {
     for (let row = 0; row < y.length; row++) y[row] = index(row);
@@ -311,14 +448,22 @@ export function parseCsv(text: string, file: string, opts: CsvOptions): Dataset 
   return parseCsvChunks([text], file, opts);
 }
 
-/** The UTF-8 text of the file at `fd`, CSV_CHUNK_BYTES at a time; a character split between reads stays whole. */
-export function* readChunks(fd: number, file: string): Generator<string> {
+/**
+ * The UTF-8 text of the file at `fd` from its start, CSV_CHUNK_BYTES at a time; a character split
+ * between reads stays whole. Each iteration reads the file again (parseCsvChunks may need two passes).
+ */
+export const readChunks = (fd: number, file: string): Iterable<string> => ({
+  [Symbol.iterator]: () => chunksOf(fd, file),
+});
+
+function* chunksOf(fd: number, file: string): Generator<string> {
   const decoder = new StringDecoder("utf8");
   const buf = Buffer.alloc(CSV_CHUNK_BYTES);
-  for (;;) {
+  for (let position = 0; ; ) {
     let n: number;
     try {
-      n = readSync(fd, buf, 0, buf.length, null);
+      n = readSync(fd, buf, 0, buf.length, position);
+      position += n;
     } catch (err) {
       throw new Error(`csv: cannot read ${file} (${(err as Error).message})`);
     }
@@ -347,5 +492,49 @@ export function loadCsv(file: string, opts: LoadCsvOptions): DataSplit {
   } finally {
     closeSync(fd);
   }
-  return splitDataset(all, opts.testSplit ?? 0.2, opts.seed ?? 0);
+  const split = splitDataset(all, opts.testSplit ?? 0.2, opts.seed ?? 0);
+  if (opts.impute === "mean" || opts.impute === "median") imputeSplit(split, opts.impute);
+  return encodeCategories(split);
+}
+
+/**
+ * Fills the empty (NaN) feature cells of a split with each column's mean or median over the
+ * training rows' values, the same number in train and test; returns the filled columns' values
+ * (NaN for a column without empty cells). A column with no value in the training rows is an error.
+ * @example imputeSplit(loadCsv("f.csv", { target: "y", impute: "median" }), "median")
+ */
+export function imputeSplit(split: DataSplit, policy: "mean" | "median"): Float64Array {
+  const { train } = split;
+  const parts = [train, split.test];
+  const features = train.features;
+  const fill = new Float64Array(features).fill(Number.NaN);
+  // An empty categorical cell stays NaN: encodeCategories makes it all zeros.
+  const coded = new Set((train.categorical ?? []).map((c) => c.feature));
+  for (let f = 0; f < features; f++) {
+    if (coded.has(f)) continue;
+    const hasEmpty = parts.some((ds) => {
+      for (let r = 0; r < ds.length; r++) if (Number.isNaN(ds.x[r * features + f]!)) return true;
+      return false;
+    });
+    if (!hasEmpty) continue;
+    const values: number[] = [];
+    for (let r = 0; r < train.length; r++) {
+      const v = train.x[r * features + f]!;
+      if (!Number.isNaN(v)) values.push(v);
+    }
+    if (values.length === 0) {
+      throw new Error(`csv: ${train.name}: feature ${f + 1} has no value in any training row to take the ${policy} of`);
+    }
+    fill[f] = policy === "mean" ? values.reduce((a, b) => a + b, 0) / values.length : median(values);
+    for (const ds of parts) {
+      for (let r = 0; r < ds.length; r++) if (Number.isNaN(ds.x[r * features + f]!)) ds.x[r * features + f] = fill[f]!;
+    }
+  }
+  return fill;
+}
+
+function median(values: number[]): number {
+  values.sort((a, b) => a - b);
+  const mid = values.length >> 1;
+  return values.length % 2 === 1 ? values[mid]! : (values[mid - 1]! + values[mid]!) / 2;
 }

@@ -3,10 +3,14 @@ import { loadCsv } from "./csv.js";
 import { loadIdxDir } from "./idx.js";
 import { loadImageFolder } from "./images.js";
 import { loadMnistDigits } from "./mnist-digits.js";
+import type { CsvDelimiter } from "./csv-records.js";
+import type { ImputePolicy } from "./csv.js";
+import type { CategoricalSpec } from "./csv-categories.js";
 import type { DataSplit, Dataset, Task } from "./types.js";
 
 export {
   loadCsv,
+  imputeSplit,
   parseCsv,
   parseCsvChunks,
   CSV_CHUNK_BYTES,
@@ -16,8 +20,17 @@ export {
   MAX_CSV_VALUES,
   UNCLEAR_TASK_SHARE,
   type CsvOptions,
+  type ImputePolicy,
   type LoadCsvOptions,
 } from "./csv.js";
+export { CSV_DELIMITERS, detectDelimiter, type CsvDelimiter } from "./csv-records.js";
+export {
+  MAX_CATEGORIES,
+  encodeCategories,
+  textColumns,
+  type CategoricalColumn,
+  type CategoricalSpec,
+} from "./csv-categories.js";
 export {
   encodeIdx,
   loadIdxDir,
@@ -36,7 +49,7 @@ export {
   MAX_IMAGE_PIXELS,
   type ImageFolderOptions,
 } from "./images.js";
-export { shuffledIndices, splitDataset, takeRows } from "./shuffle.js";
+export { holdOut, shuffledIndices, splitDataset, takeRows } from "./shuffle.js";
 export { sharedFloat32, sharedInt32, type DataSplit, type Dataset, type Task } from "./types.js";
 
 /** Where Debian's `dataset-fashion-mnist` package installs the four gzipped IDX files. */
@@ -70,6 +83,12 @@ export interface LoadDatasetOptions {
   seed?: number;
   /** csv classification: the class names a model was trained on, to map the labels into. */
   classes?: readonly string[];
+  /** csv only: the field separator, default `auto` (detected from the first lines). */
+  delimiter?: CsvDelimiter | "auto";
+  /** csv only: what to do with empty feature cells (see CsvOptions.impute); default: refuse them. */
+  impute?: ImputePolicy;
+  /** csv only: the categorical feature columns (see CsvOptions.categorical); default none. */
+  categorical?: CategoricalSpec;
 }
 
 function fashionMnist(dir: string | undefined): DataSplit {
@@ -96,6 +115,9 @@ function checkOptions(scheme: string, opts: LoadDatasetOptions): void {
     return;
   }
   if (opts.target !== undefined) throw new Error(`data: --target only applies to csv:FILE, not ${scheme}`);
+  if (opts.delimiter !== undefined) throw new Error(`data: --delimiter only applies to csv:FILE, not ${scheme}`);
+  if (opts.impute !== undefined) throw new Error(`data: --impute only applies to csv:FILE, not ${scheme}`);
+  if (opts.categorical !== undefined) throw new Error(`data: --categorical only applies to csv:FILE, not ${scheme}`);
   if (opts.task === "regression") throw new Error(`data: ${scheme} is a classification set, not regression`);
 }
 
@@ -134,6 +156,9 @@ export function loadDataset(spec: string = DEFAULT_DATASET, opts: LoadDatasetOpt
       return loadCsv(requireArg(scheme, arg, "file"), {
         target: opts.target as string,
         task: opts.task,
+        delimiter: opts.delimiter,
+        impute: opts.impute,
+        categorical: opts.categorical,
         testSplit: opts.testSplit,
         seed: opts.seed,
         classes: opts.classes,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { shuffledIndices, splitDataset, takeRows } from "./shuffle.js";
+import { holdOut, shuffledIndices, splitDataset, takeRows } from "./shuffle.js";
 import { sharedFloat32, sharedInt32, type Dataset } from "./types.js";
 
 function toy(length: number): Dataset {
@@ -65,5 +65,49 @@ describe("takeRows", () => {
       /data: takeRows: row 5 is out of range for toy \(5 rows\)/,
     );
     expect(() => takeRows(toy(5), Int32Array.from([-1]), "bad")).toThrow(/row -1 is out of range/);
+  });
+});
+
+describe("holdOut", () => {
+  const labels = (ds: Dataset) => Array.from(ds.y);
+  const count = (ys: number[], c: number) => ys.filter((y) => y === c).length;
+
+  it("holds out each class in proportion, seeded, and keeps every row exactly once", () => {
+    // 90 rows of class 0, 10 of class 1: an unstratified 10% could easily miss class 1.
+    const ds = toy(100);
+    for (let i = 0; i < 100; i++) ds.y[i] = i < 90 ? 0 : 1;
+    const { kept, held } = holdOut(ds, 0.1, 5);
+    expect(held.length).toBe(10);
+    expect(count(labels(held), 1)).toBe(1);
+    expect(count(labels(kept), 1)).toBe(9);
+    const rows = [
+      ...Array.from(kept.x).filter((_, i) => i % 2 === 0),
+      ...Array.from(held.x).filter((_, i) => i % 2 === 0),
+    ];
+    expect(rows.sort((a, b) => a - b)).toEqual(Array.from({ length: 100 }, (_, i) => i));
+    expect(held.name).toBe("toy (validation)");
+    expect(Array.from(holdOut(ds, 0.1, 5).held.x)).toEqual(Array.from(held.x));
+    expect(Array.from(holdOut(ds, 0.1, 6).held.x)).not.toEqual(Array.from(held.x));
+  });
+
+  it("rounds the class shares so they add up to the total, largest remainders first", () => {
+    const ds = toy(10); // labels 0,1,2,0,1,2,0,1,2,0: 4, 3 and 3 rows
+    const { held } = holdOut(ds, 0.5, 0);
+    expect(held.length).toBe(5);
+    // Shares 2, 1.5 and 1.5: class 1 (the first of the equal remainders) gets the extra row.
+    expect([0, 1, 2].map((c) => count(labels(held), c))).toEqual([2, 2, 1]);
+  });
+
+  it("splits a regression set without strata", () => {
+    const ds = { ...toy(20), task: "regression" as const, numClasses: 0, y: sharedFloat32(20).map((_, i) => i / 2) };
+    const { kept, held } = holdOut(ds, 0.25, 1);
+    expect([kept.length, held.length]).toEqual([15, 5]);
+  });
+
+  it("refuses a fraction that leaves no validation or no training rows, naming the data set", () => {
+    expect(() => holdOut(toy(10), 0.01, 0)).toThrow(
+      "split: --val-split 0.01 of the 10 training rows of toy leaves no validation rows",
+    );
+    expect(() => holdOut(toy(1), 0.6, 0)).toThrow("leaves no training rows");
   });
 });

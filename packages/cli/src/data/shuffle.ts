@@ -61,3 +61,52 @@ export function splitDataset(ds: Dataset, testSplit: number, seed: number): Data
     test: takeRows(ds, order.subarray(0, numTest), `${ds.name} (test)`),
   };
 }
+
+/**
+ * Holds out round(length * fraction) rows, shuffled with `seed`. A classification set is
+ * stratified: each class gives its own share (rounded so the counts add up to the total, largest
+ * remainders first), so a rare class is not left out of either part by chance. Rows keep their
+ * order of the shuffle within each part.
+ * @example holdOut(train, 0.1, 0) // { kept: 90% of the rows, held: 10%, classes in proportion }
+ */
+export function holdOut(ds: Dataset, fraction: number, seed: number): { kept: Dataset; held: Dataset } {
+  if (!(fraction > 0 && fraction < 1))
+    throw new Error(`split: the validation fraction must be in (0, 1), got ${fraction}`);
+  const total = Math.round(ds.length * fraction);
+  if (total === 0 || total >= ds.length) {
+    throw new Error(
+      `split: --val-split ${fraction} of the ${ds.length} training rows of ${ds.name} leaves ` +
+        `${total === 0 ? "no validation rows" : "no training rows"}`,
+    );
+  }
+  const order = shuffledIndices(ds.length, seed);
+  const isHeld = new Uint8Array(ds.length);
+  if (ds.task === "classification") {
+    const byClass = new Map<number, number[]>();
+    for (const row of order) {
+      const label = ds.y[row]!;
+      const rows = byClass.get(label) ?? [];
+      rows.push(row);
+      byClass.set(label, rows);
+    }
+    const classes = [...byClass.entries()].sort((a, b) => a[0] - b[0]);
+    const share = classes.map(([, rows]) => rows.length * fraction);
+    const counts = share.map(Math.floor);
+    let left = total - counts.reduce((a, b) => a + b, 0);
+    const byRemainder = share.map((v, i) => [v - Math.floor(v), i] as const).sort((a, b) => b[0] - a[0] || a[1] - b[1]);
+    for (const [, i] of byRemainder) {
+      if (left === 0) break;
+      counts[i]!++;
+      left--;
+    }
+    classes.forEach(([, rows], i) => {
+      for (const row of rows.slice(0, counts[i])) isHeld[row] = 1;
+    });
+  } else for (const row of order.subarray(0, total)) isHeld[row] = 1;
+  const kept = order.filter((row) => isHeld[row] === 0);
+  const held = order.filter((row) => isHeld[row] === 1);
+  return {
+    kept: takeRows(ds, kept, ds.name),
+    held: takeRows(ds, held, `${ds.name.replace(/ \(train\)$/, "")} (validation)`),
+  };
+}

@@ -2,6 +2,8 @@
 // with subarray(), so both must sit on a SharedArrayBuffer: an ArrayBuffer would be copied into
 // every worker instead of shared.
 
+import type { CategoricalColumn } from "./csv-categories.js";
+
 export type Task = "classification" | "regression";
 
 /** One table of samples: row i is x[i*features .. (i+1)*features) with target y[i]. */
@@ -29,11 +31,17 @@ export interface Dataset {
   targetName?: string;
   /** CSV sets only: the file line each row came from (header = line 1), so later errors can point into the file. */
   lineNumbers?: Int32Array;
+  /** CSV sets only: the categorical columns, as codes (parsed) or one-hot features (encoded). */
+  categorical?: CategoricalColumn[];
+  /** What loading found doubtful but not wrong (e.g. a guessed task), for the command to show. */
+  warnings?: string[];
 }
 
 export interface DataSplit {
   train: Dataset;
   test: Dataset;
+  /** rows held out of `train` for validation (--val-split), when asked for */
+  val?: Dataset;
 }
 
 /** A zeroed Float32Array of `n` elements backed by a SharedArrayBuffer, e.g. `sharedFloat32(rows * features)`. */
