@@ -126,11 +126,20 @@ describe("report", () => {
   // issue #13: what a reader of report.html sees
   const evals = [
     { event: "step", step: 10, loss: 2, accuracy: 0.4, lr: 0.1 },
-    { event: "eval", step: 10, epoch: 1, testLoss: 1.5, testAccuracy: 0.5 },
+    { event: "eval", step: 10, epoch: 1, valLoss: 1.4, valAccuracy: 0.55, testLoss: 1.5, testAccuracy: 0.5 },
     { event: "step", step: 20, loss: 1, accuracy: 0.8, lr: 0.1 },
-    { event: "eval", step: 20, epoch: 2, testLoss: 0.5, testAccuracy: 0.9616076784643072 },
+    {
+      event: "eval",
+      step: 20,
+      epoch: 2,
+      valLoss: 0.5,
+      valAccuracy: 0.9616076784643072,
+      testLoss: 0.7,
+      testAccuracy: 0.7,
+    },
     { event: "step", step: 30, loss: 0.9, accuracy: 0.8, lr: 0.1 },
-    { event: "eval", step: 30, epoch: 3, testLoss: 0.6, testAccuracy: 0.8 },
+    // the test set's best (step 30) is not the validation set's: only validation picks the best
+    { event: "eval", step: 30, epoch: 3, valLoss: 0.6, valAccuracy: 0.8, testLoss: 0.6, testAccuracy: 0.8 },
   ];
   const summary = {
     trainLoss: 0.912345678,
@@ -147,18 +156,25 @@ describe("report", () => {
     expect(html).toContain("<tr><th>train loss</th><td>0.9123</td></tr>");
     expect(html).toContain("<tr><th>throughput</th><td>12,346 samples/s</td></tr>");
     expect(html).toContain("<tr><th>wall time</th><td>4.3s</td></tr>");
-    expect(html).toContain("<tr><th>best</th><td>step 20 (epoch 2): test accuracy 96.16%</td></tr>");
+    expect(html).toContain("<tr><th>best</th><td>step 20 (epoch 2): validation accuracy 96.16%</td></tr>");
     expect(html).not.toContain("0.9616076784643072");
     // the best evaluation is circled on the accuracy chart and named in its legend
     expect(html).toContain(">best: step 20</text>");
     expect(html.match(/<circle[^>]* r="7"/g)).toHaveLength(1);
   });
 
-  it("a regression run's best is its lowest test loss", () => {
-    const regression = evals.map((r) => ({ ...r, accuracy: null, testAccuracy: null }));
+  it("a regression run's best is its lowest validation loss", () => {
+    const regression = evals.map((r) => ({ ...r, accuracy: null, testAccuracy: null, valAccuracy: null }));
     const html = renderReport(regression, {}, { ...summary, testAccuracy: null }, "run");
-    expect(html).toContain("<tr><th>best</th><td>step 20 (epoch 2): test loss 0.5000</td></tr>");
+    expect(html).toContain("<tr><th>best</th><td>step 20 (epoch 2): validation loss 0.5000</td></tr>");
     expect(html).not.toContain("test accuracy");
+  });
+
+  it("without a validation set no evaluation is named best: the test set never picks one", () => {
+    const testOnly = evals.map(({ valLoss, valAccuracy, ...r }) => r);
+    const html = renderReport(testOnly, {}, summary, "run");
+    expect(html).not.toContain("<tr><th>best</th>");
+    expect(html).not.toContain(">best: step");
   });
 
   it("tables leave out what is null instead of printing rows of nulls", () => {
