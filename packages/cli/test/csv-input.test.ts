@@ -20,14 +20,15 @@ function ratings(sep: string): string {
 const TRAIN = ["train", "--target", "rating", "--epochs", "1", "--batch-size", "16", "--workers", "1"];
 
 describe("threadgrad train on csv files", () => {
-  it("detects a ; or tab separator, and warns, naming --task, about labels that skip class 0", async () => {
+  it("detects a ; or tab separator, and warns, naming --task, about labels 1..3 that skip 0", async () => {
     for (const sep of [";", "\t"]) {
       const r = await run([...TRAIN, "--data", `csv:${ratings(sep)}`, "--json", "--out", join(tmp.path, `run${sep}`)]);
       expect(r.code).toBe(0);
-      expect(jsonLines(r.stdout)[0]).toMatchObject({ features: 2, classes: 4, trainSamples: 48 });
+      expect(jsonLines(r.stdout)[0]).toMatchObject({ features: 2, classes: 3, trainSamples: 48 });
       expect(r.stderr).toContain(
-        'column 3 ("rating"): guessed classification with 4 classes from integer targets: 3 distinct values; ' +
-          "1 of the labels 0..3 never occur (0). If the column is a quantity, pass --task regression",
+        'column 3 ("rating"): guessed classification from integer targets: 3 distinct labels; ' +
+          "1 of the labels 0..3 never occur (0), so the 3 labels become classes 0..2. " +
+          "If the column is a quantity, pass --task regression",
       );
     }
     const told = await run([...TRAIN, "--data", `csv:${ratings(";")}`, "--task", "classification", "--json"]);

@@ -145,7 +145,15 @@ export function encodeCategories(split: DataSplit): DataSplit {
         out += seen[i]!.length;
       }
     }
-    return { ...ds, x, features: width, categorical: columns };
+    const encoded: Dataset = { ...ds, x, features: width, categorical: columns };
+    // Feature names follow the columns: a categorical column gives one `name=value` per category.
+    if (ds.featureNames !== undefined) {
+      encoded.featureNames = ds.featureNames.flatMap((name, f) => {
+        const i = byFeature.get(f);
+        return i === undefined ? [name] : seen[i]!.map((value) => `${name}=${value}`);
+      });
+    }
+    return encoded;
   };
   return { ...split, train: encode(split.train), test: encode(split.test) };
 }

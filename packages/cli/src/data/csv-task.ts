@@ -116,12 +116,17 @@ function guessWarning(targets: Float64Array, numClasses: number, source: string,
   const distinct = numClasses - missing.length;
   if (missing.length === 0 && distinct <= MANY_CLASSES) return null;
   const shown = missing.slice(0, LINES_SHOWN).join(", ") + (missing.length > LINES_SHOWN ? ", ..." : "");
+  // The classes are the sorted distinct labels (csv.ts maps them to 0..K-1), so a gap makes no empty
+  // class; it still hints at a quantity, such as 1-based ratings or counts.
   const gaps =
-    missing.length === 0 ? "" : `; ${missing.length} of the labels 0..${numClasses - 1} never occur (${shown})`;
+    missing.length === 0
+      ? ""
+      : `; ${missing.length} of the labels 0..${numClasses - 1} never occur (${shown}), ` +
+        `so the ${distinct} labels become classes 0..${distinct - 1}`;
   const many = distinct > MANY_CLASSES ? ` (more than ${MANY_CLASSES})` : "";
   return (
-    `${source} ${column}: guessed classification with ${numClasses} classes from integer targets: ` +
-    `${distinct} distinct values${many}${gaps}. If the column is a quantity, pass --task regression; ` +
+    `${source} ${column}: guessed classification from integer targets: ` +
+    `${distinct} distinct labels${many}${gaps}. If the column is a quantity, pass --task regression; ` +
     "--task classification keeps the classes and silences this warning"
   );
 }

@@ -185,14 +185,15 @@ describe("parseCsv", () => {
     expect(parseCsv("a,y\n0.5,0\n1.5,1\n2.5,2\n", "c.csv", { target: "y" }).warnings).toBeUndefined();
     const ratings = parseCsv("a,y\n0.5,1\n1.5,5\n2.5,3\n", "r.csv", { target: "y" });
     expect(ratings.warnings).toEqual([
-      'csv: r.csv column 2 ("y"): guessed classification with 6 classes from integer targets: 3 distinct values; ' +
-        "3 of the labels 0..5 never occur (0, 2, 4). If the column is a quantity, pass --task regression; " +
+      'csv: r.csv column 2 ("y"): guessed classification from integer targets: 3 distinct labels; ' +
+        "3 of the labels 0..5 never occur (0, 2, 4), so the 3 labels become classes 0..2. " +
+        "If the column is a quantity, pass --task regression; " +
         "--task classification keeps the classes and silences this warning",
     ]);
     const rows = Array.from({ length: 60 }, (_, i) => `${i},${i}`).join("\n");
     const many = parseCsv(`a,age\n${rows}\n`, "ages.csv", { target: "age" });
     expect(many.warnings?.[0]).toContain(
-      "guessed classification with 60 classes from integer targets: 60 distinct values (more than 50).",
+      "guessed classification from integer targets: 60 distinct labels (more than 50).",
     );
     expect(
       parseCsv(`a,age\n${rows}\n`, "ages.csv", { target: "age", task: "classification" }).warnings,
