@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// Reports every source line longer than 120 columns. Biome wraps code at 120 columns but cannot
-// break string literals, template strings, regular expressions or comments; this catches those.
+// Reports every source line longer than 140 columns. Biome wraps code at 120 columns but cannot
+// break string literals, template strings, regular expressions or comments: those may run a little
+// past 120, and this check holds them to 140 (run by `pnpm lint`).
 //
 //   node scripts/check-line-length.mjs                 the tracked sources (git ls-files)
 //   node scripts/check-line-length.mjs --files a b c   only the given files, whatever their names
@@ -8,14 +9,14 @@
 // Tracked sources are the *.ts, *.mts, *.mjs, *.js, *.cc and *.h files, without benchmarks/results
 // (recorded output) and generated files (a `.generated.` name, or "do not edit" in the first two
 // lines). A column is a Unicode code point, so "×" counts one. Prints `file:line: N columns (limit
-// 120)` for each long line and exits 1 if there is any, 0 if none, 2 on bad arguments or a file
+// 140)` for each long line and exits 1 if there is any, 0 if none, 2 on bad arguments or a file
 // that cannot be read.
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
-const LIMIT = 120;
+const LIMIT = 140;
 const SOURCE = /\.(ts|mts|mjs|js|cc|h)$/;
 const EXCLUDED_DIRS = ["benchmarks/results/"];
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");

@@ -82,8 +82,10 @@ describe("settings", () => {
       workers: 1,
     });
     expect(() => resumedSettings(stored, { lr: 0.1, batchSize: 32 })).toThrow(
-      "--resume: --lr 0.1 differs from the checkpoint's 0.002; a resumed run keeps its settings (only --epochs, --workers, --out and --eval-every may change)\n" +
-        "--resume: --batch-size 32 differs from the checkpoint's 64; a resumed run keeps its settings (only --epochs, --workers, --out and --eval-every may change)",
+      "--resume: --lr 0.1 differs from the checkpoint's 0.002; a resumed run keeps its settings " +
+        "(only --epochs, --workers, --out and --eval-every may change)\n" +
+        "--resume: --batch-size 32 differs from the checkpoint's 64; a resumed run keeps " +
+        "its settings (only --epochs, --workers, --out and --eval-every may change)",
     );
   });
 

@@ -150,11 +150,13 @@ export function lineChart(opts: ChartOptions): string {
   for (const s of [...opts.series].reverse()) {
     lx -= 24 + 6.5 * s.name.length + 14;
     parts.push(
-      `<line x1="${lx}" x2="${lx + 18}" y1="16" y2="16" stroke="${s.color}" stroke-width="2.5" stroke-opacity="${Math.max(s.opacity ?? 1, 0.5)}"/>`,
+      `<line x1="${lx}" x2="${lx + 18}" y1="16" y2="16" stroke="${s.color}" stroke-width="2.5" ` +
+        `stroke-opacity="${Math.max(s.opacity ?? 1, 0.5)}"/>`,
     );
     parts.push(`<text x="${lx + 24}" y="20"${TEXT}>${escapeHtml(s.name)}</text>`);
   }
-  return `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="${escapeHtml(opts.title)}">${parts.join("")}</svg>`;
+  const svg = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}"`;
+  return `${svg} role="img" aria-label="${escapeHtml(opts.title)}">${parts.join("")}</svg>`;
 }
 
 type Rec = Record<string, unknown>;

@@ -379,7 +379,8 @@ export class TrainingSession {
       this.report,
       settings as unknown as Record<string, unknown>,
       summary,
-      `${describeModel(settings.model)}${Array.isArray(settings.model) ? ` (${settings.activation})` : ""} on ${settings.data}: threadgrad run ${runDir.path}`,
+      `${describeModel(settings.model)}${Array.isArray(settings.model) ? ` (${settings.activation})` : ""} ` +
+        `on ${settings.data}: threadgrad run ${runDir.path}`,
     );
     writeFileSync(runDir.reportFile, html);
   }

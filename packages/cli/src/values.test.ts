@@ -37,7 +37,8 @@ describe("value parsers", () => {
     expect(describeModel(parseModel("/abs/net.mjs#build"))).toBe("/abs/net.mjs#build");
     expect(describeModel([4, 3])).toBe("mlp:4,3");
     expect(() => parseModel("resnet")).toThrow(
-      "must be mlp:IN,HIDDEN...,OUT, cnn, lenet5, or a JavaScript module path such as ./net.mjs or ./net.mjs#build, got resnet",
+      "must be mlp:IN,HIDDEN...,OUT, cnn, lenet5, or a JavaScript " +
+        "module path such as ./net.mjs or ./net.mjs#build, got resnet",
     );
     expect(() => parseModel("./net.mjs#not-a-name")).toThrow(
       'must be a module path with an optional #export name, as in ./net.mjs#build, got "./net.mjs#not-a-name"',

@@ -90,7 +90,8 @@ describe("--model ./net.mjs#export", () => {
     writeFileSync(
       other,
       `import { nn } from ${JSON.stringify(CORE)};\n` +
-        "export function build() { return new nn.Sequential(new nn.Linear(4, 7), new nn.Tanh(), new nn.Linear(7, 3)); }\n",
+        "export function build() { return new nn.Sequential(new " +
+        "nn.Linear(4, 7), new nn.Tanh(), new nn.Linear(7, 3)); }\n",
     );
     const r = await cli("eval", "--checkpoint", ckpt, "--workers", "1", "--model", "./wide.mjs#build");
     expect(r.code).not.toBe(0);

@@ -27,17 +27,20 @@ const startEvents = (dir: string) =>
     .filter((l) => JSON.parse(l).event === "start").length;
 
 describe("--out and --overwrite", () => {
-  it("refuses a folder holding a run's files, naming them once, without a resume path that does not exist", async () => {
-    const dir = folder("half-run", { "metrics.jsonl": "{}\n", "report.html": "<html></html>" });
-    const r = await run(["train", ...TINY, "--out", dir]);
-    expect(r.code).toBe(2);
-    expect(r.stderr).toContain(
-      `threadgrad train: --out ${dir} already holds a run's files (metrics.jsonl, report.html); ` +
-        "choose another folder or pass --overwrite to replace them\n",
-    );
-    expect(r.stderr).not.toContain("threadgrad train: threadgrad train:");
-    expect(r.stderr).not.toContain("--resume");
-  });
+  it(
+    "refuses a folder holding a run's files, naming them " + "once, without a resume path that does not exist",
+    async () => {
+      const dir = folder("half-run", { "metrics.jsonl": "{}\n", "report.html": "<html></html>" });
+      const r = await run(["train", ...TINY, "--out", dir]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(
+        `threadgrad train: --out ${dir} already holds a run's files (metrics.jsonl, report.html); ` +
+          "choose another folder or pass --overwrite to replace them\n",
+      );
+      expect(r.stderr).not.toContain("threadgrad train: threadgrad train:");
+      expect(r.stderr).not.toContain("--resume");
+    },
+  );
 
   it("trains in a folder of unrelated files and leaves them alone", async () => {
     const dir = folder("notes", { "notes.txt": "mine" });

@@ -56,67 +56,70 @@ const summaryOf = (stdout: string) => jsonLines(stdout).at(-1)!;
 const TRAIN = ["--workers", "1", "--json"];
 
 describe("preprocessing in train, eval and predict", () => {
-  it("a feature on a 30k-60k scale: labels 1..3 make 3 classes, high accuracy, predictions printed as 1..3", async () => {
-    const data = incomeCsv("income.csv", 600);
-    const out = join(tmp.path, "income");
-    const r = await run(["train", "--data", `csv:${data}`, "--target", "grade", ...TRAIN, "--out", out]);
-    expect(r.code).toBe(0);
-    const summary = summaryOf(r.stdout);
-    // Unscaled, this set stayed at chance (31-38%).
-    expect(summary.testAccuracy).toBeGreaterThanOrEqual(0.9);
-    const ckpt = readTrainerCheckpoint(join(out, "checkpoint-best.msgpack"));
-    expect((ckpt.config.model as { sizes: number[] }).sizes).toEqual([3, 128, 3]);
-    const pre = (ckpt.extra.cli as { preprocess: Record<string, unknown> }).preprocess;
-    expect(pre.classes).toEqual(["1", "2", "3"]);
-    expect(pre.featureNames).toEqual(["a", "b", "income"]);
-    const mean = (pre.features as { mean: number[] }).mean;
-    expect(mean[2]).toBeGreaterThan(40000);
-    expect(mean[2]).toBeLessThan(50000);
+  it(
+    "a feature on a 30k-60k scale: labels 1..3 make 3 " + "classes, high accuracy, predictions printed as 1..3",
+    async () => {
+      const data = incomeCsv("income.csv", 600);
+      const out = join(tmp.path, "income");
+      const r = await run(["train", "--data", `csv:${data}`, "--target", "grade", ...TRAIN, "--out", out]);
+      expect(r.code).toBe(0);
+      const summary = summaryOf(r.stdout);
+      // Unscaled, this set stayed at chance (31-38%).
+      expect(summary.testAccuracy).toBeGreaterThanOrEqual(0.9);
+      const ckpt = readTrainerCheckpoint(join(out, "checkpoint-best.msgpack"));
+      expect((ckpt.config.model as { sizes: number[] }).sizes).toEqual([3, 128, 3]);
+      const pre = (ckpt.extra.cli as { preprocess: Record<string, unknown> }).preprocess;
+      expect(pre.classes).toEqual(["1", "2", "3"]);
+      expect(pre.featureNames).toEqual(["a", "b", "income"]);
+      const mean = (pre.features as { mean: number[] }).mean;
+      expect(mean[2]).toBeGreaterThan(40000);
+      expect(mean[2]).toBeLessThan(50000);
 
-    // New rows without a target column, columns in another order: one clear row per grade.
-    const fresh = join(tmp.path, "fresh.csv");
-    writeFileSync(fresh, "income,b,a\n32000,0.5,0.5\n45000,0.1,0.9\n58000,0.9,0.1\n33500,0.2,0.2\n");
-    const p = await run(["predict", "--checkpoint", join(out, "checkpoint-best.msgpack"), "--data", `csv:${fresh}`]);
-    expect([p.code, p.stderr]).toEqual([0, ""]);
-    expect(p.stdout).toBe("grade\n1\n2\n3\n1\n");
+      // New rows without a target column, columns in another order: one clear row per grade.
+      const fresh = join(tmp.path, "fresh.csv");
+      writeFileSync(fresh, "income,b,a\n32000,0.5,0.5\n45000,0.1,0.9\n58000,0.9,0.1\n33500,0.2,0.2\n");
+      const p = await run(["predict", "--checkpoint", join(out, "checkpoint-best.msgpack"), "--data", `csv:${fresh}`]);
+      expect([p.code, p.stderr]).toEqual([0, ""]);
+      expect(p.stdout).toBe("grade\n1\n2\n3\n1\n");
 
-    // A file of several 1 MiB chunks, streamed in batches of 1000: every row, in input order.
-    const big = join(tmp.path, "big.csv");
-    const incomes = Array.from({ length: 100000 }, (_, i) => 30500 + ((i * 7919) % 29000));
-    writeFileSync(big, `income,a,b\n${incomes.map((v) => `${v},0.5,0.5`).join("\n")}\n`);
-    expect(statSync(big).size).toBeGreaterThan(CSV_CHUNK_BYTES);
-    const streamed = await run([
-      "predict",
-      "--checkpoint",
-      join(out, "checkpoint-best.msgpack"),
-      "--data",
-      `csv:${big}`,
-      "--batch-size",
-      "1000",
-    ]);
-    const lines = streamed.stdout.trim().split("\n");
-    expect(lines.length).toBe(100001);
-    const agree = incomes.filter((v, i) => lines[i + 1] === String(grade(v))).length;
-    expect(agree / incomes.length).toBeGreaterThan(0.95);
+      // A file of several 1 MiB chunks, streamed in batches of 1000: every row, in input order.
+      const big = join(tmp.path, "big.csv");
+      const incomes = Array.from({ length: 100000 }, (_, i) => 30500 + ((i * 7919) % 29000));
+      writeFileSync(big, `income,a,b\n${incomes.map((v) => `${v},0.5,0.5`).join("\n")}\n`);
+      expect(statSync(big).size).toBeGreaterThan(CSV_CHUNK_BYTES);
+      const streamed = await run([
+        "predict",
+        "--checkpoint",
+        join(out, "checkpoint-best.msgpack"),
+        "--data",
+        `csv:${big}`,
+        "--batch-size",
+        "1000",
+      ]);
+      const lines = streamed.stdout.trim().split("\n");
+      expect(lines.length).toBe(100001);
+      const agree = incomes.filter((v, i) => lines[i + 1] === String(grade(v))).length;
+      expect(agree / incomes.length).toBeGreaterThan(0.95);
 
-    const proba = await run([
-      "predict",
-      "--checkpoint",
-      join(out, "checkpoint-best.msgpack"),
-      "--data",
-      `csv:${fresh}`,
-      "--proba",
-      "--json",
-    ]);
-    const rows = jsonLines(proba.stdout);
-    expect(rows).toHaveLength(4);
-    expect(Object.keys(rows[0]!)).toEqual(["p(1)", "p(2)", "p(3)", "grade"]);
-    for (const row of rows) {
-      const ps = [row["p(1)"], row["p(2)"], row["p(3)"]] as number[];
-      expect(ps.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 4);
-      expect(String(ps.indexOf(Math.max(...ps)) + 1)).toBe(row.grade);
-    }
-  });
+      const proba = await run([
+        "predict",
+        "--checkpoint",
+        join(out, "checkpoint-best.msgpack"),
+        "--data",
+        `csv:${fresh}`,
+        "--proba",
+        "--json",
+      ]);
+      const rows = jsonLines(proba.stdout);
+      expect(rows).toHaveLength(4);
+      expect(Object.keys(rows[0]!)).toEqual(["p(1)", "p(2)", "p(3)", "grade"]);
+      for (const row of rows) {
+        const ps = [row["p(1)"], row["p(2)"], row["p(3)"]] as number[];
+        expect(ps.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 4);
+        expect(String(ps.indexOf(Math.max(...ps)) + 1)).toBe(row.grade);
+      }
+    },
+  );
 
   it("--no-normalize feeds raw features and stores no scaling", async () => {
     const data = incomeCsv("raw.csv", 100);

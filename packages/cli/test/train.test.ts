@@ -219,47 +219,50 @@ describe("threadgrad train: signals and non-finite evaluations", () => {
     expect(jsonLines(r.stdout).some((e) => e.event === "interrupted")).toBe(false);
   });
 
-  it("a non-finite test loss stops the run with exit 1; the checkpoint saved before stays and none is best", async () => {
-    // Regression on y = a + b, except that every test row's target is 1e20: its squared error
-    // overflows float32, so the test loss is Infinity while training stays finite.
-    const file = join(tmp.path, "overflow.csv");
-    const lines = ["a,b,y"];
-    for (let i = 0; i < 200; i++) lines.push(`${(i % 7) / 7},${(i % 5) / 5},${(i % 7) / 7 + (i % 5) / 5}`);
-    writeFileSync(file, `${lines.join("\n")}\n`);
-    const split = loadDataset(`csv:${file}`, { target: "y", task: "regression", testSplit: 0.25, seed: 0 });
-    for (const line of split.test.lineNumbers!) lines[line - 1] = lines[line - 1]!.replace(/[^,]+$/, "1e20");
-    writeFileSync(file, `${lines.join("\n")}\n`);
-    const dir = join(tmp.path, "overflow");
-    const r = await run([
-      "train",
-      "--data",
-      `csv:${file}`,
-      "--target",
-      "y",
-      "--task",
-      "regression",
-      "--test-split",
-      "0.25",
-      "--batch-size",
-      "50",
-      "--epochs",
-      "2",
-      "--eval-every",
-      "2",
-      "--workers",
-      "1",
-      "--out",
-      dir,
-    ]);
-    expect(r.code).toBe(1);
-    const latest = join(dir, "checkpoint-latest.msgpack");
-    expect(r.stderr).toContain(
-      `threadgrad train: error: the test loss at step 6 is Infinity: the model's outputs overflow or are NaN on the test set. ` +
-        `Stopped without saving these parameters (${latest} holds step 3)`,
-    );
-    expect((readCheckpoint(latest) as { progress: { globalStep: number } }).progress.globalStep).toBe(3);
-    expect(existsSync(join(dir, "checkpoint-best.msgpack"))).toBe(false);
-  });
+  it(
+    "a non-finite test loss stops the run with exit 1; " + "the checkpoint saved before stays and none is best",
+    async () => {
+      // Regression on y = a + b, except that every test row's target is 1e20: its squared error
+      // overflows float32, so the test loss is Infinity while training stays finite.
+      const file = join(tmp.path, "overflow.csv");
+      const lines = ["a,b,y"];
+      for (let i = 0; i < 200; i++) lines.push(`${(i % 7) / 7},${(i % 5) / 5},${(i % 7) / 7 + (i % 5) / 5}`);
+      writeFileSync(file, `${lines.join("\n")}\n`);
+      const split = loadDataset(`csv:${file}`, { target: "y", task: "regression", testSplit: 0.25, seed: 0 });
+      for (const line of split.test.lineNumbers!) lines[line - 1] = lines[line - 1]!.replace(/[^,]+$/, "1e20");
+      writeFileSync(file, `${lines.join("\n")}\n`);
+      const dir = join(tmp.path, "overflow");
+      const r = await run([
+        "train",
+        "--data",
+        `csv:${file}`,
+        "--target",
+        "y",
+        "--task",
+        "regression",
+        "--test-split",
+        "0.25",
+        "--batch-size",
+        "50",
+        "--epochs",
+        "2",
+        "--eval-every",
+        "2",
+        "--workers",
+        "1",
+        "--out",
+        dir,
+      ]);
+      expect(r.code).toBe(1);
+      const latest = join(dir, "checkpoint-latest.msgpack");
+      expect(r.stderr).toContain(
+        `threadgrad train: error: the test loss at step 6 is Infinity: the model's outputs overflow or are NaN on the test set. ` +
+          `Stopped without saving these parameters (${latest} holds step 3)`,
+      );
+      expect((readCheckpoint(latest) as { progress: { globalStep: number } }).progress.globalStep).toBe(3);
+      expect(existsSync(join(dir, "checkpoint-best.msgpack"))).toBe(false);
+    },
+  );
 });
 
 describe("threadgrad eval", () => {

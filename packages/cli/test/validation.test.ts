@@ -76,7 +76,8 @@ describe("threadgrad train --val-split", () => {
     expect(split.stderr).toContain("--val-split must be a number > 0 and < 1, got 1");
   });
 
-  it("--lr-schedule plateau multiplies the lr by --gamma when validation stalls, and resumes where it was", async () => {
+  it("--lr-schedule plateau multiplies the lr by --gamma " +
+    "when validation stalls, and resumes where it was", async () => {
     // At lr 1e-8 the validation loss moves by far less than the scheduler's 1e-4 relative
     // threshold: every evaluation after the first counts as a plateau (--plateau-patience 0).
     const args = ["--val-split", "0.2", "--lr", "1e-8", "--lr-schedule", "plateau", "--plateau-patience", "0"];

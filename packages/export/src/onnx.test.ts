@@ -84,10 +84,12 @@ describe("exportOnnx matches threadgrad's forward in onnxruntime (within 1e-5)",
       expect(Math.abs(got[i]! - v)).toBeLessThanOrEqual(1e-5 * Math.abs(v) + 1e-5);
     });
     expect(() => exportOnnx(model, { sampleShape: [3], inputScaling: { mean, std: [1, 0, 1] } })).toThrow(
-      "exportOnnx: inputScaling needs mean and std of 3 finite numbers each (std > 0), got mean of 3 and std of 3 values",
+      "exportOnnx: inputScaling needs mean and std of 3 finite " +
+        "numbers each (std > 0), got mean of 3 and std of 3 values",
     );
     expect(() => exportOnnx(model, { sampleShape: [3], outputScaling: { mean: [1], std: [1] } })).toThrow(
-      "exportOnnx: outputScaling needs mean and std of 2 finite numbers each (std > 0), got mean of 1 and std of 1 values",
+      "exportOnnx: outputScaling needs mean and std of 2 finite " +
+        "numbers each (std > 0), got mean of 1 and std of 1 values",
     );
   });
 

@@ -220,119 +220,134 @@ afterEach(async () => {
 });
 
 describe("DataParallel options against the single-thread loop (2 workers)", () => {
-  it("mse with 2 targets per sample divides by batch × targetDim; step and evaluate losses are the true means", async () => {
-    const ds = regression(60, 6);
-    const cfg: Config = {
-      sizes: [6, 12, 2],
-      loss: sumLoss.mse,
-      denom: (d, idx) => idx.length * d.targetDim,
-      optimizer: { name: "sgd", lr: 0.05 },
-    };
-    const t = await trainer(cfg, { loss: "mse" });
-    const got = await fitRecording(t, ds, 2, 16); // 4 steps per epoch, the last batch has 12 samples
-    const ref = reference(cfg, ds, 2, 16);
-    expectSameBits(paramsOf(t), ref.params);
-    expect(got.map((s) => s.loss)).toEqual(ref.steps.map((s) => s.loss));
-    expect(got.every((s) => s.accuracy === null)).toBe(true);
-    // evaluate: the mean of (out - y)² over all n·2 values, computed here from the reference model
-    ref.model.eval();
-    const out = forward(ref.model, tensor(ds.x, { shape: [ds.length, ds.features] })).data as Float32Array;
-    let sq = 0;
-    out.forEach((v, i) => {
-      sq += (v - ds.y[i]!) ** 2;
-    });
-    const ev = await t.evaluate({ x: ds.x, y: ds.y, length: ds.length });
-    expect(ev.samples).toBe(60);
-    expect(relErr(ev.loss, sq / (ds.length * 2))).toBeLessThan(1e-6);
-  });
+  it(
+    "mse with 2 targets per sample divides by batch × " + "targetDim; step and evaluate losses are the true means",
+    async () => {
+      const ds = regression(60, 6);
+      const cfg: Config = {
+        sizes: [6, 12, 2],
+        loss: sumLoss.mse,
+        denom: (d, idx) => idx.length * d.targetDim,
+        optimizer: { name: "sgd", lr: 0.05 },
+      };
+      const t = await trainer(cfg, { loss: "mse" });
+      const got = await fitRecording(t, ds, 2, 16); // 4 steps per epoch, the last batch has 12 samples
+      const ref = reference(cfg, ds, 2, 16);
+      expectSameBits(paramsOf(t), ref.params);
+      expect(got.map((s) => s.loss)).toEqual(ref.steps.map((s) => s.loss));
+      expect(got.every((s) => s.accuracy === null)).toBe(true);
+      // evaluate: the mean of (out - y)² over all n·2 values, computed here from the reference model
+      ref.model.eval();
+      const out = forward(ref.model, tensor(ds.x, { shape: [ds.length, ds.features] })).data as Float32Array;
+      let sq = 0;
+      out.forEach((v, i) => {
+        sq += (v - ds.y[i]!) ** 2;
+      });
+      const ev = await t.evaluate({ x: ds.x, y: ds.y, length: ds.length });
+      expect(ev.samples).toBe(60);
+      expect(relErr(ev.loss, sq / (ds.length * 2))).toBeLessThan(1e-6);
+    },
+  );
 
-  it("class-weighted crossEntropy divides by the batch's summed target weights; step and evaluate losses are weighted means", async () => {
-    const weight = [0.5, 2, 1.25];
-    const ds = classification(60, 6, 3);
-    const wsum = (d: Data, idx: ArrayLike<number>) => {
-      let s = 0;
-      for (let i = 0; i < idx.length; i++) s += weight[d.y[idx[i]!]!]!;
-      return s;
-    };
-    const w = tensor(weight, { dtype: "float32" });
-    const cfg: Config = {
-      sizes: [6, 12, 3],
-      loss: (o, y) => nn.F.crossEntropy(o, y, { reduction: "sum", weight: w }),
-      denom: wsum,
-      optimizer: { name: "sgd", lr: 0.1 },
-    };
-    const t = await trainer(cfg, { loss: { name: "crossEntropy", weight } });
-    const got = await fitRecording(t, ds, 2, 16);
-    const ref = reference(cfg, ds, 2, 16);
-    expectSameBits(paramsOf(t), ref.params);
-    expect(got.map((s) => s.loss)).toEqual(ref.steps.map((s) => s.loss));
-    // evaluate: Σ w[y]·(-log softmax(out)[y]) / Σ w[y] over the whole set, in float64 here
-    ref.model.eval();
-    const out = forward(ref.model, tensor(ds.x, { shape: [ds.length, ds.features] })).data as Float32Array;
-    let num = 0,
-      den = 0;
-    for (let i = 0; i < ds.length; i++) {
-      const logits = [...out.subarray(i * 3, i * 3 + 3)];
-      const m = Math.max(...logits);
-      const lse = m + Math.log(logits.reduce((a, v) => a + Math.exp(v - m), 0));
-      const wi = weight[ds.y[i]!]!;
-      num += wi * (lse - logits[ds.y[i]!]!);
-      den += wi;
-    }
-    const ev = await t.evaluate({ x: ds.x, y: ds.y, length: ds.length });
-    expect(den).not.toBe(ds.length); // the weights really change the denominator
-    expect(relErr(ev.loss, num / den)).toBeLessThan(1e-6);
-  });
+  it(
+    "class-weighted crossEntropy divides by the batch's summed " +
+      "target weights; step and evaluate losses are weighted means",
+    async () => {
+      const weight = [0.5, 2, 1.25];
+      const ds = classification(60, 6, 3);
+      const wsum = (d: Data, idx: ArrayLike<number>) => {
+        let s = 0;
+        for (let i = 0; i < idx.length; i++) s += weight[d.y[idx[i]!]!]!;
+        return s;
+      };
+      const w = tensor(weight, { dtype: "float32" });
+      const cfg: Config = {
+        sizes: [6, 12, 3],
+        loss: (o, y) => nn.F.crossEntropy(o, y, { reduction: "sum", weight: w }),
+        denom: wsum,
+        optimizer: { name: "sgd", lr: 0.1 },
+      };
+      const t = await trainer(cfg, { loss: { name: "crossEntropy", weight } });
+      const got = await fitRecording(t, ds, 2, 16);
+      const ref = reference(cfg, ds, 2, 16);
+      expectSameBits(paramsOf(t), ref.params);
+      expect(got.map((s) => s.loss)).toEqual(ref.steps.map((s) => s.loss));
+      // evaluate: Σ w[y]·(-log softmax(out)[y]) / Σ w[y] over the whole set, in float64 here
+      ref.model.eval();
+      const out = forward(ref.model, tensor(ds.x, { shape: [ds.length, ds.features] })).data as Float32Array;
+      let num = 0,
+        den = 0;
+      for (let i = 0; i < ds.length; i++) {
+        const logits = [...out.subarray(i * 3, i * 3 + 3)];
+        const m = Math.max(...logits);
+        const lse = m + Math.log(logits.reduce((a, v) => a + Math.exp(v - m), 0));
+        const wi = weight[ds.y[i]!]!;
+        num += wi * (lse - logits[ds.y[i]!]!);
+        den += wi;
+      }
+      const ev = await t.evaluate({ x: ds.x, y: ds.y, length: ds.length });
+      expect(den).not.toBe(ds.length); // the weights really change the denominator
+      expect(relErr(ev.loss, num / den)).toBeLessThan(1e-6);
+    },
+  );
 
-  it("SGD, Nesterov, clipGradNorm 0.5 and a cosine schedule follow the reference; lr and pre-clip gradNorm reported", async () => {
-    const ds = classification(64, 6, 5, 9);
-    const schedule: ScheduleConfig = { kind: "cosine", tMax: 10 };
-    const cfg: Config = {
-      sizes: [6, 12, 5],
-      loss: sumLoss.ce,
-      denom: countDenom,
-      optimizer: { name: "sgd", lr: 0.1, momentum: 0.9, nesterov: true },
-      schedule,
-      clip: 0.5,
-    };
-    const t = await trainer(cfg, {});
-    const got = await fitRecording(t, ds, 3, 16); // 12 optimizer steps, past tMax
-    const ref = reference(cfg, ds, 3, 16);
-    expect(got.map((s) => s.lr)).toEqual(Array.from({ length: 12 }, (_, i) => lrAt(schedule, 0.1, i)));
-    expect(got.map((s) => s.lr)).toEqual(ref.steps.map((s) => s.lr));
-    const norms = ref.steps.map((s) => s.gradNorm!);
-    expect(norms.filter((n) => n > 0.5).length).toBeGreaterThan(3); // clipping really happens
-    got.forEach((s, i) => {
-      expect(relErr(s.gradNorm!, norms[i]!)).toBeLessThan(1e-6);
-    });
-    expect(relDiff(paramsOf(t), ref.params)).toBeLessThan(1e-6);
-    // without the clip the run is measurably different, so the comparison above sees clipping
-    expect(relDiff(reference({ ...cfg, clip: undefined }, ds, 3, 16).params, ref.params)).toBeGreaterThan(1e-3);
-  });
+  it(
+    "SGD, Nesterov, clipGradNorm 0.5 and a cosine schedule " +
+      "follow the reference; lr and pre-clip gradNorm reported",
+    async () => {
+      const ds = classification(64, 6, 5, 9);
+      const schedule: ScheduleConfig = { kind: "cosine", tMax: 10 };
+      const cfg: Config = {
+        sizes: [6, 12, 5],
+        loss: sumLoss.ce,
+        denom: countDenom,
+        optimizer: { name: "sgd", lr: 0.1, momentum: 0.9, nesterov: true },
+        schedule,
+        clip: 0.5,
+      };
+      const t = await trainer(cfg, {});
+      const got = await fitRecording(t, ds, 3, 16); // 12 optimizer steps, past tMax
+      const ref = reference(cfg, ds, 3, 16);
+      expect(got.map((s) => s.lr)).toEqual(Array.from({ length: 12 }, (_, i) => lrAt(schedule, 0.1, i)));
+      expect(got.map((s) => s.lr)).toEqual(ref.steps.map((s) => s.lr));
+      const norms = ref.steps.map((s) => s.gradNorm!);
+      expect(norms.filter((n) => n > 0.5).length).toBeGreaterThan(3); // clipping really happens
+      got.forEach((s, i) => {
+        expect(relErr(s.gradNorm!, norms[i]!)).toBeLessThan(1e-6);
+      });
+      expect(relDiff(paramsOf(t), ref.params)).toBeLessThan(1e-6);
+      // without the clip the run is measurably different, so the comparison above sees clipping
+      expect(relDiff(reference({ ...cfg, clip: undefined }, ds, 3, 16).params, ref.params)).toBeGreaterThan(1e-3);
+    },
+  );
 
-  it("a short last accumulation window (3 + 2 micro-batches) updates with its 2 batches' gradient over their samples", async () => {
-    const ds = classification(47, 6, 3, 5); // batches of 10: 5 per epoch, the last has 7 samples
-    const cfg: Config = {
-      sizes: [6, 12, 3],
-      loss: sumLoss.ce,
-      denom: countDenom,
-      optimizer: { name: "sgd", lr: 0.1, momentum: 0.9 },
-      accumulate: 3,
-    };
-    const t = await trainer(cfg, {});
-    const got = await fitRecording(t, ds, 2, 10);
-    const pattern = [false, false, true, false, true];
-    expect(got.map((s) => s.updated)).toEqual([...pattern, ...pattern]);
-    expect(got.map((s) => s.gradNorm !== null)).toEqual([...pattern, ...pattern]);
-    expect(got.map((s) => s.samples)).toEqual([10, 10, 10, 10, 7, 10, 10, 10, 10, 7]);
-    expect(t.progress.optimizerStep).toBe(4);
-    const ref = reference(cfg, ds, 2, 10);
-    expectSameBits(paramsOf(t), ref.params);
-    expect(got.map((s) => s.loss)).toEqual(ref.steps.map((s) => s.loss));
-    got.forEach((s, i) => {
-      if (s.updated) expect(relErr(s.gradNorm!, ref.steps[i]!.gradNorm!)).toBeLessThan(1e-6);
-    });
-  });
+  it(
+    "a short last accumulation window (3 + 2 micro-batches) " +
+      "updates with its 2 batches' gradient over their samples",
+    async () => {
+      const ds = classification(47, 6, 3, 5); // batches of 10: 5 per epoch, the last has 7 samples
+      const cfg: Config = {
+        sizes: [6, 12, 3],
+        loss: sumLoss.ce,
+        denom: countDenom,
+        optimizer: { name: "sgd", lr: 0.1, momentum: 0.9 },
+        accumulate: 3,
+      };
+      const t = await trainer(cfg, {});
+      const got = await fitRecording(t, ds, 2, 10);
+      const pattern = [false, false, true, false, true];
+      expect(got.map((s) => s.updated)).toEqual([...pattern, ...pattern]);
+      expect(got.map((s) => s.gradNorm !== null)).toEqual([...pattern, ...pattern]);
+      expect(got.map((s) => s.samples)).toEqual([10, 10, 10, 10, 7, 10, 10, 10, 10, 7]);
+      expect(t.progress.optimizerStep).toBe(4);
+      const ref = reference(cfg, ds, 2, 10);
+      expectSameBits(paramsOf(t), ref.params);
+      expect(got.map((s) => s.loss)).toEqual(ref.steps.map((s) => s.loss));
+      got.forEach((s, i) => {
+        if (s.updated) expect(relErr(s.gradNorm!, ref.steps[i]!.gradNorm!)).toBeLessThan(1e-6);
+      });
+    },
+  );
 
   // Epochs of 47 samples in batches of 10 are 5 steps; windows of 3 micro-steps: [1, 3], [4, 5],
   // [6, 8], [9, 10], ... Step 7 is epoch 1's second micro-batch.
@@ -382,37 +397,41 @@ describe("DataParallel options against the single-thread loop (2 workers)", () =
     },
   );
 
-  it("untilStep stops at the first window boundary from it, whatever is in flight, and 1 or 4 in flight give the same bits", async () => {
-    const ds = classification(47, 6, 3, 7);
-    const cfg: Config = {
-      sizes: [6, 12, 3],
-      loss: sumLoss.ce,
-      denom: countDenom,
-      optimizer: { name: "adam", lr: 0.02 },
-      accumulate: 3,
-      schedule: { kind: "step", stepSize: 2, gamma: 0.5 },
-    };
-    const data = { x: ds.x, y: ds.y, length: ds.length };
-    const deep = await trainer(cfg, { stepsInFlight: 4 });
-    const one = await trainer(cfg, { stepsInFlight: 1 });
-    const stepsOf = async (t: DataParallel, untilStep: number) => {
-      const seen: StepInfo[] = [];
-      await t.fit(data, { epochs: 3, batchSize: 10, untilStep, onStep: (s) => void seen.push(s) });
-      return seen;
-    };
-    // step 5 ends epoch 0 and its window [4, 5]: exactly there
-    expect((await stepsOf(deep, 5)).map((s) => s.step)).toEqual([1, 2, 3, 4, 5]);
-    expect(deep.progress).toMatchObject({ epoch: 1, stepInEpoch: 0, globalStep: 5, optimizerStep: 2 });
-    // step 7 is inside the window [6, 8]: the window finishes
-    expect((await stepsOf(deep, 7)).map((s) => s.step)).toEqual([6, 7, 8]);
-    expect(deep.progress).toMatchObject({ epoch: 1, stepInEpoch: 3, globalStep: 8, optimizerStep: 3 });
-    const rest = await stepsOf(deep, Infinity);
-    const straight = await stepsOf(one, Infinity);
-    expect(rest.map((s) => s.step)).toEqual(straight.slice(8).map((s) => s.step));
-    expect(rest.map((s) => [s.loss, s.lr, s.gradNorm])).toEqual(
-      straight.slice(8).map((s) => [s.loss, s.lr, s.gradNorm]),
-    );
-    expectSameBits(paramsOf(deep), paramsOf(one));
-    expectSameBits(paramsOf(one), reference(cfg, ds, 3, 10).params);
-  });
+  it(
+    "untilStep stops at the first window boundary from it, whatever " +
+      "is in flight, and 1 or 4 in flight give the same bits",
+    async () => {
+      const ds = classification(47, 6, 3, 7);
+      const cfg: Config = {
+        sizes: [6, 12, 3],
+        loss: sumLoss.ce,
+        denom: countDenom,
+        optimizer: { name: "adam", lr: 0.02 },
+        accumulate: 3,
+        schedule: { kind: "step", stepSize: 2, gamma: 0.5 },
+      };
+      const data = { x: ds.x, y: ds.y, length: ds.length };
+      const deep = await trainer(cfg, { stepsInFlight: 4 });
+      const one = await trainer(cfg, { stepsInFlight: 1 });
+      const stepsOf = async (t: DataParallel, untilStep: number) => {
+        const seen: StepInfo[] = [];
+        await t.fit(data, { epochs: 3, batchSize: 10, untilStep, onStep: (s) => void seen.push(s) });
+        return seen;
+      };
+      // step 5 ends epoch 0 and its window [4, 5]: exactly there
+      expect((await stepsOf(deep, 5)).map((s) => s.step)).toEqual([1, 2, 3, 4, 5]);
+      expect(deep.progress).toMatchObject({ epoch: 1, stepInEpoch: 0, globalStep: 5, optimizerStep: 2 });
+      // step 7 is inside the window [6, 8]: the window finishes
+      expect((await stepsOf(deep, 7)).map((s) => s.step)).toEqual([6, 7, 8]);
+      expect(deep.progress).toMatchObject({ epoch: 1, stepInEpoch: 3, globalStep: 8, optimizerStep: 3 });
+      const rest = await stepsOf(deep, Infinity);
+      const straight = await stepsOf(one, Infinity);
+      expect(rest.map((s) => s.step)).toEqual(straight.slice(8).map((s) => s.step));
+      expect(rest.map((s) => [s.loss, s.lr, s.gradNorm])).toEqual(
+        straight.slice(8).map((s) => [s.loss, s.lr, s.gradNorm]),
+      );
+      expectSameBits(paramsOf(deep), paramsOf(one));
+      expectSameBits(paramsOf(one), reference(cfg, ds, 3, 10).params);
+    },
+  );
 });

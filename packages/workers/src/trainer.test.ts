@@ -140,25 +140,29 @@ describe("DataParallel", () => {
     });
   });
 
-  it("2 workers match the plain full-batch loop to 1e-5 relative after 20 Adam steps, and repeat runs are identical", async () => {
-    const ds = data(640);
-    const a = await trainer({ workers: 2 });
-    await a.fit(ds, { epochs: 2, batchSize: 64 });
-    const b = await trainer({ workers: 2 });
-    await b.fit(ds, { epochs: 2, batchSize: 64 });
-    expect(bits(params(a))).toEqual(bits(params(b)));
-    const full = referenceRun(1, ds, 2, 64);
-    const got = [...a.model.parameters()].map((p) => p.data as Float32Array);
-    let diff = 0,
-      norm = 0;
-    got.forEach((g, k) => {
-      g.forEach((v, i) => {
-        diff += (v - full[k]![i]!) ** 2;
-        norm += v * v;
+  it(
+    "2 workers match the plain full-batch loop to 1e-5 relative " +
+      "after 20 Adam steps, and repeat runs are identical",
+    async () => {
+      const ds = data(640);
+      const a = await trainer({ workers: 2 });
+      await a.fit(ds, { epochs: 2, batchSize: 64 });
+      const b = await trainer({ workers: 2 });
+      await b.fit(ds, { epochs: 2, batchSize: 64 });
+      expect(bits(params(a))).toEqual(bits(params(b)));
+      const full = referenceRun(1, ds, 2, 64);
+      const got = [...a.model.parameters()].map((p) => p.data as Float32Array);
+      let diff = 0,
+        norm = 0;
+      got.forEach((g, k) => {
+        g.forEach((v, i) => {
+          diff += (v - full[k]![i]!) ** 2;
+          norm += v * v;
+        });
       });
-    });
-    expect(Math.sqrt(diff / norm)).toBeLessThan(1e-5);
-  });
+      expect(Math.sqrt(diff / norm)).toBeLessThan(1e-5);
+    },
+  );
 
   it("dropout masks depend on the sample, not the worker: 1 and 2 workers agree", async () => {
     const ds = data(128);
@@ -195,48 +199,54 @@ describe("DataParallel", () => {
     expect(acc.progress.optimizerStep).toBe(2);
   });
 
-  it("forget lets the workers drop a data set; one used again is sent again; other targets replace the old copy", async () => {
-    const t = await trainer({ workers: 2 });
-    const a = data(64),
-      b = data(32, 4);
-    await t.fit(a, { epochs: 1, batchSize: 32 });
-    const before = await t.evaluate(b);
-    expect(await t.forget(a)).toBe(1); // b is still held
-    expect(await t.forget({ ...b })).toBe(0); // a fresh wrapper around the same arrays finds it
-    expect(await t.forget(b)).toBe(0); // already forgotten: nothing to do
-    expect(await t.evaluate(b)).toEqual(before); // sent again
-    const relabelled = { ...b, y: b.y.map((v) => (v + 1) % 5) };
-    await t.evaluate(relabelled); // same features, other targets: a new copy, and the old one goes
-    expect(await t.forget(a)).toBe(1);
-  });
+  it(
+    "forget lets the workers drop a data set; one used " + "again is sent again; other targets replace the old copy",
+    async () => {
+      const t = await trainer({ workers: 2 });
+      const a = data(64),
+        b = data(32, 4);
+      await t.fit(a, { epochs: 1, batchSize: 32 });
+      const before = await t.evaluate(b);
+      expect(await t.forget(a)).toBe(1); // b is still held
+      expect(await t.forget({ ...b })).toBe(0); // a fresh wrapper around the same arrays finds it
+      expect(await t.forget(b)).toBe(0); // already forgotten: nothing to do
+      expect(await t.evaluate(b)).toEqual(before); // sent again
+      const relabelled = { ...b, y: b.y.map((v) => (v + 1) % 5) };
+      await t.evaluate(relabelled); // same features, other targets: a new copy, and the old one goes
+      expect(await t.forget(a)).toBe(1);
+    },
+  );
 
-  it("fresh 2 MB data sets evaluated one after another reuse the storage of those let go: memory stays bounded", async () => {
-    // V8 collects a SharedArrayBuffer in a rank only when that rank's own collector runs, and a
-    // shared buffer puts no pressure on it: without reuse each fresh copy stayed until close.
-    const gc = exposeGc();
-    const t = await trainer({ workers: 2 });
-    const n = 26_214; // 20 float32 features: 2 MB of x per data set
-    const bytes = n * SIZES[0]! * 4;
-    const [a, b] = [data(n, 7), data(n, 8)];
-    const fresh = (d: typeof a) => ({ x: d.x.slice(), y: d.y.slice(), length: n });
-    const expected = [(await t.evaluate(fresh(a))).loss, (await t.evaluate(fresh(b))).loss];
-    const arrayBuffers = () => {
-      gc();
-      return process.memoryUsage().arrayBuffers;
-    };
-    const base = arrayBuffers();
-    let peak = base;
-    for (let i = 0; i < 100; i++) {
-      const ds = fresh(i % 2 === 0 ? a : b);
-      // Half are forgotten explicitly, half left to main's collector (the FinalizationRegistry).
-      const ev = await t.evaluate(ds);
-      expect(ev.loss).toBe(expected[i % 2]); // reused storage holds this data set, not an earlier one
-      if (i % 4 < 2) expect(await t.forget(ds)).toBeLessThanOrEqual(3);
-      peak = Math.max(peak, arrayBuffers());
-    }
-    expect(peak - base).toBeLessThan(4 * bytes);
-    expect(await t.forget(a)).toBeLessThanOrEqual(2);
-  });
+  it(
+    "fresh 2 MB data sets evaluated one after another reuse " + "the storage of those let go: memory stays bounded",
+    async () => {
+      // V8 collects a SharedArrayBuffer in a rank only when that rank's own collector runs, and a
+      // shared buffer puts no pressure on it: without reuse each fresh copy stayed until close.
+      const gc = exposeGc();
+      const t = await trainer({ workers: 2 });
+      const n = 26_214; // 20 float32 features: 2 MB of x per data set
+      const bytes = n * SIZES[0]! * 4;
+      const [a, b] = [data(n, 7), data(n, 8)];
+      const fresh = (d: typeof a) => ({ x: d.x.slice(), y: d.y.slice(), length: n });
+      const expected = [(await t.evaluate(fresh(a))).loss, (await t.evaluate(fresh(b))).loss];
+      const arrayBuffers = () => {
+        gc();
+        return process.memoryUsage().arrayBuffers;
+      };
+      const base = arrayBuffers();
+      let peak = base;
+      for (let i = 0; i < 100; i++) {
+        const ds = fresh(i % 2 === 0 ? a : b);
+        // Half are forgotten explicitly, half left to main's collector (the FinalizationRegistry).
+        const ev = await t.evaluate(ds);
+        expect(ev.loss).toBe(expected[i % 2]); // reused storage holds this data set, not an earlier one
+        if (i % 4 < 2) expect(await t.forget(ds)).toBeLessThanOrEqual(3);
+        peak = Math.max(peak, arrayBuffers());
+      }
+      expect(peak - base).toBeLessThan(4 * bytes);
+      expect(await t.forget(a)).toBeLessThanOrEqual(2);
+    },
+  );
 
   it("fit reports each epoch to onEpochEnd and resolves with that history", async () => {
     const ds = data(96);

@@ -153,7 +153,8 @@ export async function runBench(cli: Record<string, unknown>): Promise<number> {
   for (const line of table(results)) out(line);
   out("median ms per step of the slowest rank: compute = forward + backward of its shard, wait = for the other ranks,");
   out(
-    "reduce = reduce-scatter and norm exchange, update = its optimizer slice, other = the rest (dispatch, wake-ups, main thread)",
+    "reduce = reduce-scatter and norm exchange, update = its optimizer " +
+      "slice, other = the rest (dispatch, wake-ups, main thread)",
   );
   if (scalingEfficiency === null) out("scaling efficiency: needs a 1-worker run (add 1 to --workers)");
   else out(`scaling efficiency at ${largest.workers} workers: ${(100 * scalingEfficiency).toFixed(1)}%`);

@@ -191,7 +191,8 @@ async function train(c: TrainContext): Promise<number> {
   const { trainer, settings, split, runDir, reporter, stored } = c;
   if (trainer.progress.epoch > settings.epochs) {
     throw new UsageError(
-      `--epochs ${settings.epochs}: the checkpoint has already completed ${plural(trainer.progress.epoch, "epoch")}; pass a larger --epochs to train further`,
+      `--epochs ${settings.epochs}: the checkpoint has already completed ${plural(trainer.progress.epoch, "epoch")}; ` +
+        "pass a larger --epochs to train further",
     );
   }
   const info = {

@@ -19,14 +19,17 @@ function writeCsv(text: string): string {
 }
 
 describe("readCsvRecords", () => {
-  it("keeps commas, doubled quotes and newlines inside quoted fields, and numbers lines from each record's start", () => {
-    const records = readCsvRecords('a,"b,c"\r\n"x""y","two\nlines"\r\n3,4\r\n\r\n', "f.csv");
-    expect(records).toEqual([
-      { fields: ["a", "b,c"], line: 1 },
-      { fields: ['x"y', "two\nlines"], line: 2 },
-      { fields: ["3", "4"], line: 4 },
-    ]);
-  });
+  it(
+    "keeps commas, doubled quotes and newlines inside quoted " + "fields, and numbers lines from each record's start",
+    () => {
+      const records = readCsvRecords('a,"b,c"\r\n"x""y","two\nlines"\r\n3,4\r\n\r\n', "f.csv");
+      expect(records).toEqual([
+        { fields: ["a", "b,c"], line: 1 },
+        { fields: ['x"y', "two\nlines"], line: 2 },
+        { fields: ["3", "4"], line: 4 },
+      ]);
+    },
+  );
 
   it("names the line of a quote that never closes", () => {
     expect(() => readCsvRecords('a,b\n1,"2\n', "f.csv")).toThrow("csv: f.csv line 2: a quoted field is never closed");
