@@ -80,6 +80,18 @@ describe("--model ./net.mjs#export", () => {
     const result = JSON.parse(ev.stdout.trim().split("\n").at(-1)!);
     expect(result).toMatchObject({ event: "eval", samples: 12 });
     expect(result.accuracy).toBeGreaterThanOrEqual(0);
+    // predict too: refused without --model (nothing imported), and with it one prediction per row.
+    rmSync(MARKER);
+    const noModel = await cli("predict", "--checkpoint", ckpt, "--data", `csv:${CSV}`);
+    expect(noModel.code).toBe(2);
+    expect(noModel.stderr).toContain(`pass --model ${NET}#build to load it with that module`);
+    expect(existsSync(MARKER)).toBe(false);
+    const predicted = await cli("predict", "--checkpoint", ckpt, "--data", `csv:${CSV}`, "--model", "./net.mjs#build");
+    expect(predicted.code, predicted.stderr).toBe(0);
+    const lines = predicted.stdout.trim().split("\n");
+    expect(lines[0]).toBe("y");
+    expect(lines.length).toBe(61); // the header, then one of the classes 0, 1, 2 for each of the 60 rows
+    expect(lines.slice(1).every((l) => ["0", "1", "2"].includes(l))).toBe(true);
     const resumed = await cli("train", "--resume", ckpt, "--epochs", "2", "--model", "./net.mjs#build", "--quiet");
     expect(resumed.code, resumed.stderr).toBe(0);
     expect(readTrainerCheckpoint(ckpt).progress.epoch).toBe(2);

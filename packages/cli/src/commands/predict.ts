@@ -14,8 +14,8 @@ import { MAX_CSV_COLUMNS, readChunks, readDecimal } from "../data/csv.js";
 import { loadDataset } from "../data/index.js";
 import { type Preprocess, applyScaling, toTargetUnits } from "../data/preprocess.js";
 import { EXIT_OK, UsageError, asUsage } from "../errors.js";
-import { readStoredRun } from "../stored-run.js";
-import { ValueError, parseChoice, parseNumber } from "../values.js";
+import { moduleToLoad, readStoredRun } from "../stored-run.js";
+import { ValueError, parseChoice, parseModel, parseNumber } from "../values.js";
 
 /** What turns model outputs into output rows. */
 interface Decoder {
@@ -323,16 +323,37 @@ export async function runPredict(cli: Record<string, unknown>): Promise<number> 
   const batchSize = flag("--batch-size", () =>
     cli.batchSize === undefined ? 1024 : parseNumber(cli.batchSize, { min: 1, max: 1 << 20, isInteger: true }),
   );
+  const given = flag("--model", () => (cli.model === undefined ? undefined : parseModel(cli.model)));
+  if (given !== undefined && (Array.isArray(given) || typeof given !== "object"))
+    throw new UsageError(
+      `--model ${cli.model}: predict takes --model only as a module path (./net.mjs[#export]), for a checkpoint ` +
+        "of a module's model; a built-in model comes from the checkpoint",
+    );
   const ckpt = asUsage(() => readTrainerCheckpoint(path));
   const spec = ckpt.config.model;
-  // A checkpoint never chooses code to import: a user module's model is refused here.
-  if (!("kind" in spec)) throw new UsageError(`predict: ${path} holds a model from a user module`);
-  const outputs = spec.kind === "mlp" ? spec.sizes.at(-1)! : spec.classes;
-  const features = spec.kind === "mlp" ? spec.sizes[0]! : spec.inChannels * spec.height * spec.width;
   const pre = readStoredRun(ckpt)?.preprocess ?? null;
-  const model = await loadModel(ckpt).catch((err: Error) => {
+  // A checkpoint never chooses code to import: a module's model is built from the module given with
+  // --model (refused without it, naming the module and the flag), then checked against the file.
+  const moduleSpec = moduleToLoad(ckpt, given);
+  const model = await loadModel(ckpt, moduleSpec === undefined ? {} : { model: moduleSpec }).catch((err: Error) => {
     throw new UsageError(err.message);
   });
+  let features: number;
+  let outputs: number;
+  if ("kind" in spec) {
+    outputs = spec.kind === "mlp" ? spec.sizes.at(-1)! : spec.classes;
+    features = spec.kind === "mlp" ? spec.sizes[0]! : spec.inChannels * spec.height * spec.width;
+  } else {
+    // A module's sizes are its own: the inputs are the run's csv features, the outputs what it gives for them.
+    const names = pre?.featureNames;
+    if (names === undefined || names === null)
+      throw new UsageError(
+        `predict: ${path} does not record the features its module's model takes (it was trained before ` +
+          "threadgrad stored them, or on image data); predict from code with loadModel(path, { model })",
+      );
+    features = names.length;
+    outputs = predictOutputs(model, new Float32Array(features), { sampleShape: [features] }).length;
+  }
   const isCsv = data.startsWith("csv:");
   if (isCsv && cli.split !== undefined) throw new UsageError("--split applies to image sets, not csv:FILE");
   const dec = decoder(ckpt, pre, outputs, cli.proba === true);
@@ -374,6 +395,7 @@ export function predictCommand(onDone: (code: number) => void): Command {
     .option("--json", "print one JSON object per input instead of CSV")
     .option("--split <name>", "image sets: predict the test (default) or train split")
     .option("--batch-size <n>", "rows per forward pass (default 1024)")
+    .option("--model <module>", "for a checkpoint of a module's model: that module again, ./net.mjs[#export]")
     .addHelpText("after", PREDICT_EXAMPLES)
     .action(async (opts: Record<string, unknown>) => onDone(await runPredict(opts)));
 }
