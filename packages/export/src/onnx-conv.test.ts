@@ -100,6 +100,29 @@ describe("exportOnnx of convolution, pooling and batch norm layers (onnxruntime 
     expect(ops).toEqual(["MaxPool", "AveragePool"]);
   });
 
+  it("ceil mode drops a last window that would start in the right padding, as threadgrad does", async () => {
+    manualSeed(16);
+    // 5 + 2·1 padding, kernel 2, stride 2: ONNX's ceil_mode gives 4 windows, the 4th starting past the
+    // input; threadgrad drops it, and the export says so with explicit end padding instead of ceil_mode.
+    for (const pool of [
+      new nn.MaxPool2d(2, { padding: 1, ceilMode: true }),
+      new nn.AvgPool2d(2, { padding: 1, ceilMode: true, countIncludePad: false }),
+    ]) {
+      const model = new nn.Sequential(pool);
+      model.eval();
+      expect(model.forward(randn([1, 2, 5, 5])).shape).toEqual([1, 2, 3, 3]);
+      expect(await expectSameOutputs(model, randn([2, 2, 5, 5]), [2, 5, 5])).toHaveLength(1);
+    }
+    // Counting padding, the last window's divisor stops at the padding: ceil_mode, where ONNX agrees on the size.
+    const avg = new nn.Sequential(new nn.AvgPool2d(3, { stride: 2, ceilMode: true }));
+    await expectSameOutputs(avg, randn([2, 2, 6, 7]), [2, 6, 7]);
+    const padded = new nn.Sequential(new nn.AvgPool2d(2, { padding: 1, ceilMode: true }));
+    expect(() => exportOnnx(padded, { sampleShape: [2, 5, 5] })).toThrow(
+      "exportOnnx: module '0' (AvgPool2d) in ceil mode drops a last window that starts in the padding of " +
+        "[batch, 2, 5, 5], which ONNX's ceil_mode keeps",
+    );
+  });
+
   it("Conv1d ('same', stride, groups) with BatchNorm1d on [N, C, L] and on [N, C]", async () => {
     manualSeed(14);
     const model = new nn.Sequential(

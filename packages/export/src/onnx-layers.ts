@@ -202,11 +202,29 @@ function pool(m: nn.MaxPool2d | nn.AvgPool2d, x: Value, graph: Graph, path: stri
   if (out.some((o) => o < 1)) {
     throw new Error(`exportOnnx: ${where(m, path)} gives an empty output for input ${fmtDims(x.shape)}`);
   }
+  // Ceil mode's extra windows as explicit end padding where that is exact (MaxPool pads with -∞, and an
+  // AveragePool that does not count padding ignores it), since ONNX's ceil_mode keeps a last window
+  // that starts in the right padding and threadgrad drops it. Elsewhere ceil_mode, if it gives the same size.
+  const size = [x.shape[2] as number, x.shape[3] as number];
+  const includePad = !max && (m as nn.AvgPool2d).opts.countIncludePad !== false;
+  const end = [0, 1].map((i) => {
+    const span = dilation[i]! * (kernel[i]! - 1) + 1;
+    return Math.max(padding[i]!, (out[i]! - 1) * stride[i]! + span - padding[i]! - size[i]!);
+  });
+  const explicit = ceil && !includePad && end.every((e, i) => e < kernel[i]!);
+  const onnxCeil = (i: number) =>
+    Math.ceil((size[i]! + 2 * padding[i]! - dilation[i]! * (kernel[i]! - 1) - 1) / stride[i]!) + 1;
+  if (ceil && !explicit && [0, 1].some((i) => onnxCeil(i) !== out[i])) {
+    throw new Error(
+      `exportOnnx: ${where(m, path)} in ceil mode drops a last window that starts in the padding of ` +
+        `${fmtDims(x.shape)}, which ONNX's ceil_mode keeps (countIncludePad: false or no padding exports)`,
+    );
+  }
   const attrs = [
     intsAttr("kernel_shape", kernel),
     intsAttr("strides", stride),
-    intsAttr("pads", [...padding, ...padding]),
-    intAttr("ceil_mode", ceil ? 1 : 0),
+    intsAttr("pads", explicit ? [...padding, ...end] : [...padding, ...padding]),
+    intAttr("ceil_mode", ceil && !explicit ? 1 : 0),
   ];
   if (max) attrs.push(intsAttr("dilations", dilation));
   else attrs.push(intAttr("count_include_pad", (m as nn.AvgPool2d).opts.countIncludePad === false ? 0 : 1));
