@@ -136,6 +136,17 @@ describe("exportOnnx of convolution, pooling and batch norm layers (onnxruntime 
     await expectSameOutputs(model, randn([3, 2, 10]), [2, 10]);
   });
 
+  it("GroupNorm (opset 18's GroupNormalization, written in opset 17) on [N, C, H, W] and [N, C, L]", async () => {
+    manualSeed(17);
+    const gn = new nn.GroupNorm(3, 6, 1e-3);
+    gn.weight!.data.set(randn([6]).data);
+    gn.bias!.data.set(randn([6]).data);
+    const ops = await expectSameOutputs(new nn.Sequential(gn), randn([2, 6, 4, 5]).mul(3).add(1), [6, 4, 5]);
+    expect(ops).toEqual(["Reshape", "InstanceNormalization", "Reshape", "Mul", "Add"]);
+    const plain = new nn.Sequential(new nn.Conv1d(2, 4, 3), new nn.GroupNorm(2, 4, 1e-5, { affine: false }));
+    await expectSameOutputs(plain, randn([3, 2, 9]), [2, 9]);
+  });
+
   it("Unflatten in the middle of a model, and BatchNorm without affine", async () => {
     manualSeed(15);
     const bn = new nn.BatchNorm2d(2, { affine: false });
@@ -148,9 +159,9 @@ describe("exportOnnx of convolution, pooling and batch norm layers (onnxruntime 
 });
 
 describe("exportOnnx refuses what it cannot map, naming the layer", () => {
-  it("GroupNorm (opset 18), uneven adaptive pooling, batch norm without running stats, bad shapes", () => {
-    expect(() => exportOnnx(new nn.Sequential(new nn.GroupNorm(2, 4)), { sampleShape: [4, 3, 3] })).toThrow(
-      "exportOnnx: module '0' (GroupNorm) has no ONNX mapping: GroupNormalization needs opset 18",
+  it("GroupNorm on the wrong channels, uneven adaptive pooling, batch norm without running stats, bad shapes", () => {
+    expect(() => exportOnnx(new nn.Sequential(new nn.GroupNorm(2, 4)), { sampleShape: [6, 3, 3] })).toThrow(
+      "exportOnnx: module '0' (GroupNorm) expects [batch, 4, ...], got [batch, 6, 3, 3]",
     );
     expect(() => exportOnnx(new nn.Sequential(new nn.AdaptiveAvgPool2d(3)), { sampleShape: [2, 7, 6] })).toThrow(
       "exportOnnx: module '0' (AdaptiveAvgPool2d) pools 7×6 to 3×3",

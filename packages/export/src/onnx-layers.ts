@@ -299,11 +299,30 @@ function unflatten(m: nn.Unflatten, x: Value, graph: Graph, path: string): Value
   return { ...x, name, shape };
 }
 
-/** Layers refused with a reason rather than the generic "no mapping". */
-// biome-ignore lint/complexity/noBannedTypes: keys are module classes, compared by identity.
-export const REFUSED = new Map<Function, string>([
-  [nn.GroupNorm, "GroupNormalization needs opset 18 and this exporter writes opset 17"],
-]);
+// GroupNormalization is opset 18: the samples as [N, groups, rest], InstanceNormalization (each row of
+// a group normalised, unit scale and no shift), back to the input's shape, then the per-channel affine.
+function groupNorm(m: nn.GroupNorm, x: Value, graph: Graph, path: string): Value {
+  requireFloat(m, x, path);
+  if (x.shape.length < 2 || x.shape[1] !== m.numChannels) {
+    throw new Error(`exportOnnx: ${where(m, path)} expects [batch, ${m.numChannels}, ...], got ${fmtDims(x.shape)}`);
+  }
+  const g = m.numGroups;
+  const grouped = graph.node("Reshape", [x.name, graph.int64s(`${path}/grouped_shape`, [0, g, -1])], path);
+  const ones = graph.floats(`${path}/ones`, [g], new Float32Array(g).fill(1));
+  const zeros = graph.floats(`${path}/zeros`, [g], new Float32Array(g));
+  const attrs = [floatAttr("epsilon", m.eps)];
+  const normed = graph.node("InstanceNormalization", [grouped, ones, zeros], path, attrs);
+  const back = graph.int64s(
+    `${path}/shape`,
+    x.shape.map((d) => d ?? 0),
+  );
+  let y = graph.node("Reshape", [normed, back], path);
+  // weight and bias as [C, 1, ...] so they broadcast over the spatial dims.
+  const perChannel = [m.numChannels, ...x.shape.slice(2).map(() => 1)];
+  if (m.weight) y = graph.node("Mul", [y, graph.floats(param(path, "weight"), perChannel, m.weight.data)], path);
+  if (m.bias) y = graph.node("Add", [y, graph.floats(param(path, "bias"), perChannel, m.bias.data)], path);
+  return { ...x, name: y };
+}
 
 /** Every class the exporter maps, by exact constructor. */
 // biome-ignore lint/complexity/noBannedTypes: keys are module classes, compared by identity.
@@ -328,4 +347,5 @@ export const LAYERS = new Map<Function, LayerExport>([
   [nn.BatchNorm1d, batchNorm],
   [nn.BatchNorm2d, batchNorm],
   [nn.Unflatten, unflatten],
+  [nn.GroupNorm, groupNorm],
 ]);

@@ -1,6 +1,6 @@
 import { nn } from "@threadgrad/core";
 import { Graph, type Value, fmtDims, valueInfo } from "./onnx-graph.js";
-import { LAYERS, REFUSED } from "./onnx-layers.js";
+import { LAYERS } from "./onnx-layers.js";
 import { ModelProto } from "./onnx-schema.js";
 import { type WriteOptions, writeFileAtomic } from "./write-file.js";
 
@@ -135,8 +135,6 @@ export function emitModule(m: nn.Module, x: Value, graph: Graph, path: string): 
   const layer = LAYERS.get(m.constructor);
   if (layer === undefined) {
     const where = path ? `module '${path}' (${m.constructor.name})` : `the model (${m.constructor.name})`;
-    const reason = REFUSED.get(m.constructor);
-    if (reason !== undefined) throw new Error(`exportOnnx: ${where} has no ONNX mapping: ${reason}`);
     const known = [...LAYERS.keys()].map((c) => c.name);
     // Same name, other class: most likely a second copy of @threadgrad/core loaded by a user's module.
     const copy = known.includes(m.constructor.name)
