@@ -71,6 +71,26 @@ describe("exportOnnx of convolution, pooling and batch norm layers (onnxruntime 
     expect(shaped[0]).toBe("Conv"); // Unflatten passes shaped input through
   });
 
+  it("the lenet5 preset's layers (3 channels, 28×28) on flat rows", async () => {
+    manualSeed(18);
+    const model = new nn.Sequential(
+      new nn.Unflatten(1, [3, 28, 28]),
+      new nn.Conv2d(3, 6, 5, { padding: 2 }),
+      new nn.ReLU(),
+      new nn.MaxPool2d(2),
+      new nn.Conv2d(6, 16, 5, { padding: 0 }),
+      new nn.ReLU(),
+      new nn.MaxPool2d(2),
+      new nn.Flatten(),
+      new nn.Linear(400, 120),
+      new nn.ReLU(),
+      new nn.Linear(120, 84),
+      new nn.ReLU(),
+      new nn.Linear(84, 10),
+    );
+    await expectSameOutputs(model, rand([2, 3 * 28 * 28]), [3 * 28 * 28]);
+  });
+
   it("Conv2d with stride 2, dilation 2 and groups 2, 'same' padding, BatchNorm2d, AvgPool2d ceil mode", async () => {
     manualSeed(12);
     const model = new nn.Sequential(
