@@ -1,12 +1,13 @@
 // End-to-end: `--model` beyond the mlp. A user module trains; its checkpoint is evaluated, resumed
 // or exported only when --model names the module again (a module the file names is never
-// imported); the built-in cnn sizes itself from an image folder and is refused on csv rows.
+// imported); the built-in cnn sizes itself from an image folder (and exports to ONNX) and is refused on csv rows.
 import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { Generator } from "@threadgrad/core";
-import { readTrainerCheckpoint } from "@threadgrad/workers";
+import { Generator, tensor } from "@threadgrad/core";
+import { loadModel, readTrainerCheckpoint } from "@threadgrad/workers";
 import jpeg from "jpeg-js";
+import * as ort from "onnxruntime-node";
 import { PNG } from "pngjs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { requireBuilt, run, tempDir } from "./helpers.js";
@@ -124,7 +125,7 @@ describe("--model ./net.mjs#export", () => {
 });
 
 describe("--model cnn", () => {
-  it("sizes itself from an image folder; eval and a safetensors export follow", async () => {
+  it("sizes itself from an image folder; eval, a safetensors and an ONNX export follow", async () => {
     const dir = join(tmp.path, "shapes");
     for (const [label, name] of ["dark", "light"].entries()) {
       mkdirSync(join(dir, name), { recursive: true });
@@ -185,9 +186,21 @@ describe("--model cnn", () => {
     const augRun = readTrainerCheckpoint(join(tmp.path, "aug", "checkpoint-latest.msgpack"));
     expect((augRun.extra as { cli: { settings: { augment: boolean } } }).cli.settings.augment).toBe(true);
     expect(augRun.progress.epoch).toBe(2);
-    const onnx = await cli("export", "--checkpoint", ckpt, "--out", join(tmp.path, "w.onnx"));
-    expect(onnx.code).toBe(2);
-    expect(onnx.stderr).toContain("holds the built-in cnn; the ONNX writer takes mlp models only");
+    // ONNX: the graph takes the flat rows the CLI feeds, [batch, 3·8·8], and gives the loaded model's logits.
+    const onnxPath = join(tmp.path, "w.onnx");
+    const onnx = await cli("export", "--checkpoint", ckpt, "--out", onnxPath);
+    expect(onnx.code, onnx.stderr).toBe(0);
+    expect(onnx.stdout).toBe(`wrote ${onnxPath} (onnx: input [batch, 192] float32 -> logits [batch, 2])\n`);
+    const model = await loadModel(ckpt);
+    const g = new Generator(9);
+    const rows = Float32Array.from({ length: 5 * 192 }, () => g.random());
+    const expected = model.forward(tensor(rows, { shape: [5, 192] }));
+    const session = await ort.InferenceSession.create(onnxPath);
+    const got = (await session.run({ input: new ort.Tensor("float32", rows, [5, 192]) })).logits!;
+    expect(got.dims).toEqual([5, 2]);
+    const data = got.data as Float32Array;
+    for (let i = 0; i < 10; i++) expect(Math.abs(data[i]! - expected.data[i]!)).toBeLessThanOrEqual(1e-5);
+    expect(new Set(data).size).toBeGreaterThan(1);
   });
 
   it("--augment is refused on flat csv rows", async () => {

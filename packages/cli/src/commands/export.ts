@@ -1,8 +1,8 @@
 // `threadgrad export --checkpoint FILE --format onnx|safetensors --out PATH`: the checkpoint's model
 // as an ONNX graph (input [batch, features] float32, output the logits or the regression values)
-// or as safetensors weights. Built-in models only (ONNX: the mlp; safetensors: mlp, cnn, lenet5): a
-// checkpoint names a user's model module, and a file's contents are never imported; export such a
-// model with @threadgrad/export's API.
+// or as safetensors weights. Built-in models only (mlp, cnn, lenet5; an image model's graph takes the
+// flat rows the CLI feeds it, [batch, C·H·W]): a checkpoint names a user's model module, and a file's
+// contents are never imported; export such a model with @threadgrad/export's API.
 import { existsSync } from "node:fs";
 import { Command } from "commander";
 import { saveOnnx, saveSafetensors } from "@threadgrad/export";
@@ -45,12 +45,6 @@ export async function runExport(cli: Record<string, unknown>): Promise<number> {
       `export: ${path} holds a model from a user module; export it with exportOnnx or saveSafetensors from @threadgrad/export`,
     );
   }
-  if (spec.kind !== "mlp" && format === "onnx") {
-    throw new UsageError(
-      `export: ${path} holds the built-in ${spec.kind}; the ONNX writer takes mlp models only ` +
-        "(pass --format safetensors for its weights)",
-    );
-  }
   const model = asUsage(() =>
     spec.kind === "mlp" ? buildMlp(spec.sizes, spec.activation, spec.dropout) : buildImageModel(spec),
   );
@@ -63,19 +57,24 @@ export async function runExport(cli: Record<string, unknown>): Promise<number> {
   });
   model.eval();
   const outputName = isClassification(config.loss) ? "logits" : "values";
-  if (spec.kind !== "mlp") {
+  if (spec.kind !== "mlp" && format === "safetensors") {
     saveSafetensors(model, out, { overwrite });
     process.stdout.write(`wrote ${out} (safetensors: the ${spec.kind}'s ${model.parameters().length} tensors)\n`);
     return EXIT_OK;
   }
+  // What the CLI feeds the model: flat rows (an image model's Unflatten shapes them).
+  const [features, outputs] =
+    spec.kind === "mlp"
+      ? [spec.sizes[0]!, spec.sizes.at(-1)!]
+      : [spec.inChannels * spec.height * spec.width, spec.classes];
   // The run's standardisation goes into the graph: it takes raw feature values and gives target units.
   const pre = readStoredRun(ckpt)?.preprocess ?? null;
   const inputScaling = pre?.features ?? undefined;
   const outputScaling = pre?.target ? { mean: [pre.target.mean], std: [pre.target.std] } : undefined;
   if (format === "onnx")
-    saveOnnx(model, out, { sampleShape: [spec.sizes[0]!], outputName, overwrite, inputScaling, outputScaling });
+    saveOnnx(model, out, { sampleShape: [features], outputName, overwrite, inputScaling, outputScaling });
   else saveSafetensors(model, out, { overwrite });
-  const shape = `[batch, ${spec.sizes[0]}] float32 -> ${outputName} [batch, ${spec.sizes.at(-1)}]`;
+  const shape = `[batch, ${features}] float32 -> ${outputName} [batch, ${outputs}]`;
   const scaled = [inputScaling && "standardises its inputs", outputScaling && "gives target units"].filter(Boolean);
   const note = format === "onnx" && scaled.length > 0 ? `; the graph ${scaled.join(" and ")}` : "";
   const weightsNote =
@@ -92,7 +91,8 @@ Examples:
   $ threadgrad export --checkpoint runs/<run>/checkpoint-best.msgpack --format safetensors --out model.safetensors
 
 onnx: IR version 8, opset 17; input 'input' [batch, features] float32 (raw csv feature values: a run's
-standardisation is Sub/Div nodes in the graph; images: pixels / 255), output 'logits' (classification) or
+standardisation is Sub/Div nodes in the graph; images: pixels / 255, channels × height × width flattened
+as the cnn and lenet5 take them), output 'logits' (classification) or
 'values' (regression, in the target's units). safetensors: the parameters under
 PyTorch's names for the same nn.Sequential (0.weight, 0.bias, 2.weight, ...).`;
 
