@@ -69,7 +69,7 @@ describe("threadgrad train on csv files", () => {
     expect(Number.isFinite(jsonLines(filled.stdout).at(-1)!.testLoss)).toBe(true);
   });
 
-  it("one-hot encodes a text column by default; eval and predict apply the same categories", async () => {
+  it("one-hot encodes a text column by default; eval and predict apply the stored categories", async () => {
     const file = join(tmp.path, "shop.csv");
     const colors = ["red", "green", "blue"];
     const rows = Array.from({ length: 60 }, (_, i) => `${(i % 7) / 7},${colors[i % 3]},${i % 3 === 0 ? 1 : 0}`);
@@ -110,6 +110,25 @@ describe("threadgrad train on csv files", () => {
       expect(row["p(1)"]).toBeCloseTo(1 / (1 + Math.exp(l0 - l1)), 5);
       expect(row.bought).toBe(l1 > l0 ? "1" : "0");
     });
+    // eval on other data encodes with the stored categories too: pink, never trained on, sets none
+    // of the color inputs (fitting again would have made it an input the model does not have).
+    const pink = join(tmp.path, "shop-pink.csv");
+    writeFileSync(pink, `size,color,bought\n${"0.5,pink,1\n".repeat(10)}`);
+    const ev2 = await run([
+      "eval",
+      "--checkpoint",
+      checkpoint,
+      "--data",
+      `csv:${pink}`,
+      "--target",
+      "bought",
+      "--json",
+    ]);
+    expect(ev2.stderr).toBe("");
+    expect(ev2.code).toBe(0);
+    const [l0, l1] = [logits[6]!, logits[7]!]; // the purple row: [0.5, 0, 0, 0]
+    expect(jsonLines(ev2.stdout)[0]).toMatchObject({ samples: 2, accuracy: l1 > l0 ? 1 : 0 });
+    expect(jsonLines(ev2.stdout)[0]!.loss).toBeCloseTo(Math.log(1 + Math.exp(l0 - l1)), 5);
     const extra = join(tmp.path, "shop-shade.csv");
     writeFileSync(extra, "size,color,shade\n0.5,red,dark\n");
     const unknown = await run(["predict", "--checkpoint", checkpoint, "--data", `csv:${extra}`]);
