@@ -9,6 +9,7 @@ import {
   imageModelParameterShapes,
 } from "@threadgrad/workers";
 import { optimizerOptions } from "./config.js";
+import type { CategoricalColumn } from "./data/csv-categories.js";
 import { type DataSplit, type Dataset, checkLabels, holdOut, loadDataset, takeRows } from "./data/index.js";
 import { type Preprocess, applyToSplit, fitPreprocess } from "./data/preprocess.js";
 import { UsageError, asUsage } from "./errors.js";
@@ -24,7 +25,11 @@ const PRESPLIT_SCHEMES = ["idx", "mnist", "fashion-mnist"];
  * cells) is a usage error. The train/test split always uses seed 0, so --seed changes the
  * training run, not which samples are held out.
  */
-export function loadRunData(s: TrainSettings, classes?: readonly string[]): DataSplit {
+export function loadRunData(
+  s: TrainSettings,
+  classes?: readonly string[],
+  categories?: readonly CategoricalColumn[],
+): DataSplit {
   const scheme = s.data.split(":")[0]!;
   if (s.testSplit !== null && PRESPLIT_SCHEMES.includes(scheme)) {
     throw new UsageError(
@@ -43,6 +48,7 @@ export function loadRunData(s: TrainSettings, classes?: readonly string[]): Data
       categorical: scheme === "csv" ? (s.categorical ?? "auto") : (s.categorical ?? undefined),
       seed: 0,
       classes,
+      categories,
     }),
   );
   // Validation rows come out of the training rows before --limit, so --limit leaves them as they are.

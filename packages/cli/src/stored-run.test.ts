@@ -23,6 +23,7 @@ describe("the run record stored in a checkpoint", () => {
       best: { metric: "testLoss", value: 0.5, step: 3 },
       trainLoss: Number.NaN,
       preprocess: null,
+      categories: null,
       watch: { bestValLoss: null, badEvals: 0, plateau: null },
     });
     expect(readStoredRun({ ...ckpt(undefined), extra: {} })).toBeNull();
@@ -193,6 +194,66 @@ describe("the run record stored in a checkpoint", () => {
         mean: 2e5,
         std: 5e4,
       });
+    });
+  });
+
+  describe("the stored one-hot categories", () => {
+    // What train stores for a csv of size, color (blue, green, red) and city (oslo, rome).
+    const categories = [
+      { name: "color", feature: 1, values: ["blue", "green", "red"] },
+      { name: "city", feature: 4, values: ["oslo", "rome"] },
+    ];
+    const preprocess = {
+      features: null,
+      target: null,
+      classes: ["no", "yes"],
+      featureNames: ["size", "color=blue", "color=green", "color=red", "city=oslo", "city=rome"],
+      targetName: "bought",
+    };
+    const s = { ...settings, model: [6, 8, 2] };
+    const read = (c: unknown, p: unknown = preprocess, model: object = s) =>
+      readStoredRun(ckpt({ settings: model, best: null, trainLoss: null, preprocess: p, categories: c }));
+    const at = "checkpoint: run/c.msgpack: field 'extra.cli.categories";
+
+    it("reads back what train stores; null when the run had none or predates them", () => {
+      expect(read(categories)?.categories).toEqual(categories);
+      expect(read(categories, null)?.categories).toEqual(categories);
+      expect(read(null)?.categories).toBeNull();
+      expect(read(undefined)?.categories).toBeNull();
+    });
+
+    it("refuses mistyped columns, naming the field", () => {
+      const col = (c: object) => [categories[0], { ...categories[1], ...c }];
+      expect(() => read({ color: ["blue"] })).toThrow(
+        `${at}' must be null or a list of { name, feature, values }, got {"color":["blue"]}`,
+      );
+      expect(() => read(["color"])).toThrow(`${at}[0]' must be null or a list of { name, feature, values }`);
+      expect(() => read(col({ name: 7 }))).toThrow(`${at}[1].name' must be a string no other column has, got 7`);
+      expect(() => read(col({ name: "color" }))).toThrow(`${at}[1].name' must be a string no other column has`);
+      expect(() => read(col({ values: ["oslo", 2] }))).toThrow(
+        `${at}[1].values[1]' must be a list of distinct strings, got 2`,
+      );
+      expect(() => read(col({ values: "oslo" }))).toThrow(`${at}[1].values' must be a list of distinct strings`);
+      expect(() => read(col({ values: ["x", "x"] }))).toThrow(`${at}[1].values' must be a list of distinct strings`);
+      expect(() => read(col({ feature: "4" }))).toThrow(
+        `${at}[1].feature' must be an integer >= 4 with room for its 2 one-hot features among the model's 6 inputs`,
+      );
+    });
+
+    it("refuses features that overlap, leave the model's inputs or differ from the stored names", () => {
+      const room = "with room for its 2 one-hot features among the model's 6 inputs";
+      expect(() => read([categories[0], { ...categories[1], feature: 3 }])).toThrow(
+        `${at}[1].feature' must be an integer >= 4 ${room}, got 3`,
+      );
+      expect(() => read([{ ...categories[1], feature: 5 }], null)).toThrow(
+        `${at}[0].feature' must be an integer >= 0 ${room}, got 5`,
+      );
+      expect(() => read([categories[0], { ...categories[1], values: ["rome", "oslo"] }])).toThrow(
+        `${at}[1].values[0]' must match its feature's stored name "city=oslo", got "rome"`,
+      );
+      // A module's model: the inputs are the stored feature names.
+      const inputs = "among the model's 6 inputs, got 5";
+      expect(() => read([{ ...categories[1], feature: 5 }], preprocess, { ...s, model: "cnn" })).toThrow(inputs);
     });
   });
 });

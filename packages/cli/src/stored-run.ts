@@ -7,6 +7,7 @@ import { type ModelSpec, type TrainerCheckpoint, safeText } from "@threadgrad/wo
 import { DEFAULT_SETTINGS, optimizerOptions } from "./config.js";
 import { UsageError } from "./errors.js";
 import { TRAIN_FLAGS, type TrainSettings } from "./flags.js";
+import { type CategoricalColumn, MAX_CATEGORIES } from "./data/csv-categories.js";
 import type { Preprocess, Scaling } from "./data/preprocess.js";
 import { type Best, NEW_WATCH, type Watch } from "./session.js";
 import { type ModelChoice, ValueError, describeModel, moduleSpecOf } from "./values.js";
@@ -17,6 +18,11 @@ export interface StoredRun {
   trainLoss: number | null;
   /** What was done to the data before the model saw it; null in a checkpoint from before it was stored. */
   preprocess: Preprocess | null;
+  /**
+   * The one-hot encoded csv columns, with the categories fitted on the training rows (each column's
+   * `feature` is the first of its model inputs); null when the run had none or predates storing them.
+   */
+  categories: CategoricalColumn[] | null;
   /** early stopping and plateau counters (fresh for a checkpoint written before they existed) */
   watch: Watch;
 }
@@ -114,6 +120,7 @@ export function readStoredRun(ckpt: TrainerCheckpoint): StoredRun | null {
     best: readBest(own(cli, "best"), bad),
     trainLoss: readLoss(own(cli, "trainLoss"), bad),
     preprocess,
+    categories: readCategories(own(cli, "categories"), s, preprocess, bad),
     watch: readWatch(own(cli, "watch"), bad),
   };
 }
@@ -317,6 +324,45 @@ function checkPreprocessFits(p: Preprocess, s: TrainSettings, bad: Bad): void {
     throw bad(`${f}.classes`, rule, p.classes);
   }
   if (!isRegression && p.target !== null) throw bad(`${f}.target`, "must be null for classification", p.target);
+}
+
+/**
+ * The stored one-hot columns: names and categories distinct strings, and each column's features, in
+ * order and apart, within the model's inputs and named `column=category` where the names are stored.
+ */
+function readCategories(v: unknown, s: TrainSettings, p: Preprocess | null, bad: Bad): CategoricalColumn[] | null {
+  if (v === undefined || v === null) return null;
+  const f = "extra.cli.categories";
+  const rule = "must be null or a list of { name, feature, values }";
+  if (!Array.isArray(v) || v.length > MAX_STORED_NAMES) throw bad(f, rule, v);
+  const inputs = (Array.isArray(s.model) ? s.model[0] : undefined) ?? p?.featureNames?.length;
+  const names = new Set<string>();
+  let next = 0;
+  return v.map((c: unknown, i): CategoricalColumn => {
+    const at = `${f}[${i}]`;
+    if (!isMap(c)) throw bad(at, rule, c);
+    const name = own(c, "name");
+    const feature = own(c, "feature");
+    if (typeof name !== "string" || names.has(name))
+      throw bad(`${at}.name`, "must be a string no other column has", name);
+    names.add(name);
+    const values = nameList(own(c, "values"), `${at}.values`, bad);
+    if (values.length > MAX_CATEGORIES)
+      throw bad(`${at}.values`, `must hold at most ${MAX_CATEGORIES} categories`, values.length);
+    const end = typeof feature === "number" ? feature + values.length : Number.NaN;
+    if (typeof feature !== "number" || !Number.isSafeInteger(feature) || feature < next || end > (inputs ?? end)) {
+      const room = inputs === undefined ? "" : ` among the model's ${inputs} inputs`;
+      const rule = `must be an integer >= ${next} with room for its ${values.length} one-hot features${room}`;
+      throw bad(`${at}.feature`, rule, feature);
+    }
+    next = end;
+    values.forEach((value, k) => {
+      const stored = p?.featureNames?.[feature + k];
+      if (stored !== undefined && stored !== `${name}=${value}`)
+        throw bad(`${at}.values[${k}]`, `must match its feature's stored name ${shown(stored)}`, value);
+    });
+    return { name, feature, values };
+  });
 }
 
 function readLoss(v: unknown, bad: (f: string, r: string, v: unknown) => UsageError): number | null {

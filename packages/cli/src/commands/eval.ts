@@ -137,9 +137,13 @@ export async function runEval(cli: Record<string, unknown>): Promise<number> {
   // A module's model is rebuilt from the module given with --model, never from one the file names.
   const model = moduleToLoad(ckpt, given);
   const settings = evalData(cli, ckpt, given);
-  // The run's preprocessing (scaling fitted on its training split, class names) applies to any data.
-  const pre = readStoredRun(ckpt)?.preprocess ?? null;
-  const data = loadRunData(settings, pre?.classes ?? undefined);
+  // The run's preprocessing (scaling fitted on its training split, class names, one-hot categories)
+  // applies to any data: the stored categorical columns are read as categories, and encoded as trained.
+  const stored = readStoredRun(ckpt);
+  const pre = stored?.preprocess ?? null;
+  const categories = stored?.categories ?? undefined;
+  if (categories !== undefined && categories.length > 0) settings.categorical = categories.map((c) => c.name);
+  const data = loadRunData(settings, pre?.classes ?? undefined, categories);
   checkColumns(pre, data.train, path);
   if (pre !== null) applyToSplit(data, pre);
   const ds = data[split];

@@ -8,6 +8,7 @@ import { Command } from "commander";
 import { type TrainerCheckpoint, loadModel, predictOutputs, readTrainerCheckpoint } from "@threadgrad/workers";
 import type { nn } from "@threadgrad/core";
 import { absoluteDataSpec } from "../config.js";
+import type { CategoricalColumn } from "../data/csv-categories.js";
 import { CsvTokenizer, type CsvSink } from "../data/csv-records.js";
 import { describeColumn, isShownName } from "../data/csv-task.js";
 import { MAX_CSV_COLUMNS, readChunks, readDecimal } from "../data/csv.js";
@@ -151,6 +152,8 @@ function formatRows(outputs: Float32Array, rows: number, dec: Decoder, json: boo
 interface Run {
   model: nn.Module;
   pre: Preprocess | null;
+  /** the run's one-hot columns and their categories, as fitted on its training rows */
+  categories: CategoricalColumn[] | null;
   dec: Decoder;
   features: number;
   batchSize: number;
@@ -169,6 +172,8 @@ class PredictSink implements CsvSink {
   private hasHeader = false;
   /** per file column: its model input index, or -1 for the ignored target */
   private slot: Int32Array = new Int32Array(0);
+  /** per file column read as categories: category → its one-hot input (from slot), and their count */
+  private oneHot: ({ codes: Map<string, number>; width: number } | undefined)[] = [];
   private readonly batch: Float32Array;
   private filled = 0;
   rows = 0;
@@ -191,10 +196,19 @@ class PredictSink implements CsvSink {
     if (index >= this.names.length) return;
     const to = this.slot[index]!;
     if (to < 0) return;
+    const row = this.filled * this.run.features;
+    const hot = this.oneHot[index];
+    if (hot !== undefined) {
+      // A category the training rows never had, or an empty cell, sets none of the column's inputs.
+      this.batch.fill(0, row + to, row + to + hot.width);
+      const at = hot.codes.get(text.trim());
+      if (at !== undefined) this.batch[row + to + at] = 1;
+      return;
+    }
     const value = readDecimal(text);
     if (typeof value === "string")
       throw new Error(`csv: ${this.file} line ${line}, ${describeColumn(this.names, index)}: ${value}`);
-    this.batch[this.filled * this.run.features + to] = value;
+    this.batch[row + to] = value;
   }
 
   endRecord(count: number, line: number): void {
@@ -226,22 +240,33 @@ class PredictSink implements CsvSink {
     const target = run.pre?.targetName;
     const show = (list: string[]) => (list.every(isShownName) ? list.join(", ") : `${list.length} columns`);
     const seen = new Set<string>();
+    const covered = new Set<string>();
     this.slot = new Int32Array(names.length).fill(-1);
+    // A one-hot column's inputs are named `column=category`: the file has the column itself.
+    const categorical = new Map((trained === null ? null : run.categories)?.map((c) => [c.name, c]));
+    const owner = new Map([...categorical.values()].flatMap((c) => c.values.map((v) => [`${c.name}=${v}`, c.name])));
+    const columns = (list: string[]) => [...new Set(list.map((n) => owner.get(n) ?? n))];
     names.forEach((name, i) => {
       if (seen.has(name)) throw new Error(`csv: ${file}: ${describeColumn(names, i)} repeats an earlier column's name`);
       seen.add(name);
+      const column = categorical.get(name);
       if (trained === null) this.slot[i] = i;
-      else if (name !== target) {
+      else if (column !== undefined) {
+        this.slot[i] = column.feature;
+        this.oneHot[i] = { codes: new Map(column.values.map((v, k) => [v, k])), width: column.values.length };
+        for (const v of column.values) covered.add(`${name}=${v}`);
+      } else if (name !== target) {
         const at = trained.indexOf(name);
         if (at < 0) {
+          const expected = show(columns(trained));
           throw new Error(
-            `csv: ${file}: ${describeColumn(names, i)} is not a feature the model was trained on (${show(trained)})`,
+            `csv: ${file}: ${describeColumn(names, i)} is not a feature the model was trained on (${expected})`,
           );
         }
         this.slot[i] = at;
       }
     });
-    const missing = (trained ?? []).filter((n) => !seen.has(n));
+    const missing = columns((trained ?? []).filter((n) => !seen.has(n) && !covered.has(n)));
     if (missing.length > 0) throw new Error(`csv: ${file} lacks the feature columns ${show(missing)}`);
     if (trained === null && names.length !== run.features) {
       throw new Error(`csv: ${file} has ${names.length} columns; the model takes ${run.features} features`);
@@ -331,7 +356,9 @@ export async function runPredict(cli: Record<string, unknown>): Promise<number> 
     );
   const ckpt = asUsage(() => readTrainerCheckpoint(path));
   const spec = ckpt.config.model;
-  const pre = readStoredRun(ckpt)?.preprocess ?? null;
+  const stored = readStoredRun(ckpt);
+  const pre = stored?.preprocess ?? null;
+  const categories = stored?.categories ?? null;
   // A checkpoint never chooses code to import: a module's model is built from the module given with
   // --model (refused without it, naming the module and the flag), then checked against the file.
   const moduleSpec = moduleToLoad(ckpt, given);
@@ -362,7 +389,7 @@ export async function runPredict(cli: Record<string, unknown>): Promise<number> 
   let ok = false;
   try {
     const headerText = json ? "" : `${dec.header.map(csvField).join(",")}\n`;
-    const run: Run = { model, pre, dec, features, batchSize, json, output, headerText };
+    const run: Run = { model, pre, categories, dec, features, batchSize, json, output, headerText };
     const rows = await (isCsv ? predictCsv(data.slice(4), run) : predictImages(data, split, run));
     ok = true;
     if (typeof cli.out === "string") process.stderr.write(`predict: wrote ${rows} predictions to ${cli.out}\n`);

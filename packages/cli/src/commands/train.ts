@@ -227,7 +227,7 @@ async function train(c: TrainContext): Promise<number> {
     stop: c.stop.signal,
     best: stored?.best ?? null,
     watch: stored?.watch ?? NEW_WATCH,
-    // The one-hot categories, for readers of the checkpoint (eval fits them again from the same rows).
+    // The one-hot categories, which eval and predict read back to encode the data they are given.
     cli: {
       version: VERSION,
       settings,

@@ -46,6 +46,35 @@ describe("--categorical", () => {
     }
   });
 
+  it("encodes with given categories (a trained model's) instead of fitting them; refuses a column it lacks", () => {
+    const file = writeCsv("given.csv", "size,color,y\n1,red,0\n2,pink,1\n3,blue,0\n4,,1\n");
+    const given = [{ name: "color", feature: 1, values: ["blue", "green", "red"] }];
+    const split = loadCsv(file, {
+      target: "y",
+      testSplit: 0,
+      categorical: ["color"],
+      impute: "mean",
+      categories: given,
+    });
+    expect(split.train.categorical).toEqual(given);
+    expect(split.train.featureNames).toEqual(["size", "color=blue", "color=green", "color=red"]);
+    // pink is not a trained category and the last cell is empty: both set none of the inputs.
+    const rows = rowsByLine(split.train);
+    expect([2, 3, 4, 5].map((line) => rows.get(line))).toEqual([
+      [1, 0, 0, 1],
+      [2, 0, 0, 0],
+      [3, 1, 0, 0],
+      [4, 0, 0, 0],
+    ]);
+    const other = [{ name: "shade", feature: 1, values: ["dark"] }];
+    expect(() =>
+      loadCsv(file, { target: "y", testSplit: 0, categorical: ["color"], impute: "mean", categories: other }),
+    ).toThrow(
+      `csv: ${file} (train): column "color" holds categories, but the model was not trained on its categories ` +
+        '(its categorical columns: "shade")',
+    );
+  });
+
   it("reads named columns as categories even when they hold numbers; others must still be numbers", () => {
     const text = "zip,rooms,y\n10115,2,0\n80331,3,1\n10115,4,1\n";
     const ds = parseCsv(text, "homes.csv", { target: "y", categorical: ["zip"] });

@@ -104,13 +104,25 @@ const isSimpleName = (name: string): boolean => /^[\w.-]{1,64}$/.test(name);
 
 /**
  * Replaces the code columns of a split by one-hot features: categories are those the training rows
- * hold, sorted; a test row's category the training rows lack encodes as all zeros. Returns the
- * split with new data sets (`categorical` now describes the encoded columns).
+ * hold, sorted, or those `given` (a trained model's, by column name); a category not among them
+ * encodes as all zeros. Returns the split with new data sets (`categorical` now describes the
+ * encoded columns).
  */
-export function encodeCategories(split: DataSplit): DataSplit {
+export function encodeCategories(split: DataSplit, given?: readonly CategoricalColumn[]): DataSplit {
   const coded = split.train.categorical;
   if (coded === undefined || coded.length === 0) return split;
   const seen = coded.map((c) => {
+    if (given !== undefined) {
+      const known = given.find((g) => g.name === c.name);
+      if (known === undefined) {
+        const trained = given.map((g) => JSON.stringify(g.name)).join(", ") || "none";
+        throw new Error(
+          `csv: ${split.train.name}: column ${JSON.stringify(c.name)} holds categories, but the model was not ` +
+            `trained on its categories (its categorical columns: ${trained})`,
+        );
+      }
+      return known.values;
+    }
     const present = new Uint8Array(c.values.length);
     for (let r = 0; r < split.train.length; r++) {
       const code = split.train.x[r * split.train.features + c.feature]!;

@@ -48,6 +48,8 @@ export interface LoadCsvOptions extends CsvOptions {
   testSplit?: number;
   /** Seed for the split's shuffle, default 0. */
   seed?: number;
+  /** The categories a model was trained on (eval): used instead of fitting them on the training rows. */
+  categories?: readonly CategoricalColumn[];
 }
 
 /** Bytes read from a CSV file at a time: memory follows the numbers parsed, not the file's size. */
@@ -494,7 +496,7 @@ export function loadCsv(file: string, opts: LoadCsvOptions): DataSplit {
   }
   const split = splitDataset(all, opts.testSplit ?? 0.2, opts.seed ?? 0);
   if (opts.impute === "mean" || opts.impute === "median") imputeSplit(split, opts.impute);
-  return encodeCategories(split);
+  return encodeCategories(split, opts.categories);
 }
 
 /**

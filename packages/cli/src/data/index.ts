@@ -5,7 +5,7 @@ import { loadImageFolder } from "./images.js";
 import { loadMnistDigits } from "./mnist-digits.js";
 import type { CsvDelimiter } from "./csv-records.js";
 import type { ImputePolicy } from "./csv.js";
-import type { CategoricalSpec } from "./csv-categories.js";
+import type { CategoricalColumn, CategoricalSpec } from "./csv-categories.js";
 import type { DataSplit, Dataset, Task } from "./types.js";
 
 export {
@@ -89,6 +89,8 @@ export interface LoadDatasetOptions {
   impute?: ImputePolicy;
   /** csv only: the categorical feature columns (see CsvOptions.categorical); default none. */
   categorical?: CategoricalSpec;
+  /** csv only: a trained model's categories, instead of those of the training rows (LoadCsvOptions). */
+  categories?: readonly CategoricalColumn[];
 }
 
 function fashionMnist(dir: string | undefined): DataSplit {
@@ -159,6 +161,7 @@ export function loadDataset(spec: string = DEFAULT_DATASET, opts: LoadDatasetOpt
         delimiter: opts.delimiter,
         impute: opts.impute,
         categorical: opts.categorical,
+        categories: opts.categories,
         testSplit: opts.testSplit,
         seed: opts.seed,
         classes: opts.classes,
