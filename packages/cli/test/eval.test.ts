@@ -1,27 +1,14 @@
 import { join } from "node:path";
 import { readCheckpoint, type StoredTensor, writeCheckpoint } from "@threadgrad/workers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { jsonLines, requireBuilt, run, tempDir } from "./helpers.js";
+import { jsonLines, requireBuilt, run, tempDir, trainSmallRun } from "./helpers.js";
 
 const tmp = tempDir("threadgrad-eval-");
 const ckpt = join(tmp.path, "run", "checkpoint-latest.msgpack");
 
 beforeAll(async () => {
   requireBuilt();
-  const args = [
-    "train",
-    "--limit",
-    "200",
-    "--epochs",
-    "1",
-    "--workers",
-    "1",
-    "--quiet",
-    "--out",
-    join(tmp.path, "run"),
-  ];
-  const r = await run(args);
-  expect(r.code, r.stderr).toBe(0);
+  await trainSmallRun(join(tmp.path, "run"));
 });
 afterAll(() => tmp.cleanup());
 

@@ -16,26 +16,14 @@ import * as ort from "onnxruntime-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { storedRun } from "../src/commands/train.js";
 import { loadRunData } from "../src/setup.js";
-import { jsonLines, requireBuilt, run, tempDir } from "./helpers.js";
+import { jsonLines, requireBuilt, run, tempDir, trainSmallRun } from "./helpers.js";
 
 const tmp = tempDir("threadgrad-export-");
 const ckpt = join(tmp.path, "run", "checkpoint-latest.msgpack");
 
 beforeAll(async () => {
   requireBuilt();
-  const r = await run([
-    "train",
-    "--limit",
-    "200",
-    "--epochs",
-    "1",
-    "--workers",
-    "1",
-    "--quiet",
-    "--out",
-    join(tmp.path, "run"),
-  ]);
-  expect(r.code, r.stderr).toBe(0);
+  await trainSmallRun(join(tmp.path, "run"));
 });
 afterAll(() => tmp.cleanup());
 

@@ -71,3 +71,13 @@ export function tempDir(prefix = "threadgrad-cli-"): { path: string; cleanup: ()
 }
 
 export { encodeIdx as idxBytes } from "../src/data/idx.js";
+
+/**
+ * A small finished run in `dir` (1 epoch on 200 built-in digits, one worker) for tests that need a
+ * real checkpoint; returns its checkpoint-latest path.
+ */
+export async function trainSmallRun(dir: string): Promise<string> {
+  const r = await run(["train", "--limit", "200", "--epochs", "1", "--workers", "1", "--quiet", "--out", dir]);
+  if (r.code !== 0) throw new Error(`threadgrad train failed (${r.code}):\n${r.stderr}`);
+  return `${dir}/checkpoint-latest.msgpack`;
+}
