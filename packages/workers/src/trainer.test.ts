@@ -356,11 +356,19 @@ describe("DataParallel", () => {
     await new Promise((resolve) => setImmediate(resolve)); // and let that read's requests settle
     const threadsBefore = osThreadCount();
     const resourcesBefore = handleKinds();
-    // Every timer, message port or other handle opened from here on, until it closes. (Workers are
-    // counted by their exit events and the OS threads: a Worker's own resource lives until collected.)
+    // Every timer, message port or other handle that the trainer (or its pool) opens from here on,
+    // until it closes. The test runner's own timers and ports, opened on its schedule while this test
+    // runs, are told apart by the stack that created them. (Workers are counted by their exit events
+    // and the OS threads: a Worker's own resource lives until collected.)
     const open = new Map<number, string>();
+    const ours = (stack: string) =>
+      /[\\/]packages[\\/](core|workers)[\\/](src|dist)[\\/](?!.*\.test\.)|piscina/.test(stack);
+    const stackLimit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 50;
     const hook = createHook({
-      init: (id, type) => void (/^(Timeout|MESSAGEPORT|.*WRAP)$/.test(type) && open.set(id, type)),
+      init: (id, type) => {
+        if (/^(Timeout|MESSAGEPORT|.*WRAP)$/.test(type) && ours(new Error().stack ?? "")) open.set(id, type);
+      },
       destroy: (id) => void open.delete(id),
     }).enable();
     const exitCodes = new Map<Worker, number | null>();
@@ -375,9 +383,12 @@ describe("DataParallel", () => {
       if (threadsBefore > 0) expect(osThreadCount()).toBeGreaterThanOrEqual(threadsBefore + 2);
       await t.close();
       await new Promise((resolve) => setImmediate(resolve)); // destroy hooks run on the next turn
+      // A cleared timer's destroy hook is queued for a later turn: give those a few (bounded) turns.
+      for (let turn = 0; turn < 50 && open.size > 0; turn++) await new Promise((resolve) => setImmediate(resolve));
     } finally {
       process.off("worker", onWorker);
       hook.disable();
+      Error.stackTraceLimit = stackLimit;
     }
     // An OS thread is joined a little after its Worker's exit event: give the kernel a few turns
     // (bounded) to see it gone before counting.
