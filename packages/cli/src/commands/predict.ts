@@ -7,7 +7,6 @@ import { closeSync, fstatSync, openSync, renameSync, rmSync, writeSync } from "n
 import { Command } from "commander";
 import { type TrainerCheckpoint, loadModel, predictOutputs, readTrainerCheckpoint } from "@threadgrad/workers";
 import type { nn } from "@threadgrad/core";
-import { absoluteDataSpec } from "../config.js";
 import type { CategoricalColumn } from "../data/csv-categories.js";
 import { CsvTokenizer, type CsvSink } from "../data/csv-records.js";
 import { describeColumn, isShownName } from "../data/csv-task.js";
@@ -15,7 +14,8 @@ import { MAX_CSV_COLUMNS, readChunks, readDecimal } from "../data/csv.js";
 import { loadDataset } from "../data/index.js";
 import { type Preprocess, applyScaling, toTargetUnits } from "../data/preprocess.js";
 import { EXIT_OK, UsageError, asUsage } from "../errors.js";
-import { moduleToLoad, readStoredRun } from "../stored-run.js";
+import { absoluteDataSpec, readStoredRun } from "../settings.js";
+import { moduleToLoad } from "../stored-run.js";
 import { ValueError, parseChoice, parseModel, parseNumber } from "../values.js";
 
 /** What turns model outputs into output rows. */

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { DEFAULT_SETTINGS, absoluteDataSpec, newRunSettings, readGivenSettings, resumedSettings } from "./config.js";
+import { DEFAULT_SETTINGS, absoluteDataSpec, newRunSettings, readGivenSettings, resumedSettings } from "./settings.js";
 
 const dir = mkdtempSync(join(tmpdir(), "threadgrad-config-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
