@@ -129,6 +129,11 @@ const SCHEDULE_FLAGS: Partial<Record<keyof TrainSettings, TrainSettings["lrSched
 };
 const PATH_SCHEMES = ["idx", "mnist", "fashion-mnist", "csv", "images"];
 
+/** A train flag's parser, for another command's flag of the same name and meaning (bench, predict). */
+export function parserOf<K extends keyof TrainSettings>(key: K): (v: unknown) => TrainSettings[K] {
+  return TRAIN_FLAGS.find((f) => f.key === key)!.parse as (v: unknown) => TrainSettings[K];
+}
+
 /** Makes the path inside a data spec absolute (`csv:x.csv` → `csv:/home/me/x.csv`), so a resumed run finds it from anywhere. */
 export function absoluteDataSpec(spec: string, baseDir: string): string {
   const colon = spec.indexOf(":");
