@@ -3,7 +3,9 @@
 // --resume, dataSettings for eval), and every source is parsed with the flags' parsers (flags.ts),
 // so a bad value reads the same from each, naming the flag, the file's key or the checkpoint's field.
 // A new train flag: its field in TrainSettings and its parser in TRAIN_FLAGS (flags.ts), then its row
-// in SETTINGS below (default, stored type, value in older checkpoints); nothing else lists flags.
+// in SETTINGS below (default, stored type, value in older checkpoints); the compiler asks for the row.
+// Only a flag with a rule of its own goes further: RESUMABLE_KEYS (flags.ts) if a resume may change
+// it, OPTIMIZER_FLAGS or SCHEDULE_FLAGS if some optimizers or schedules only take it.
 import { readFileSync } from "node:fs";
 import { dirname, isAbsolute, relative, resolve } from "node:path";
 import { resolveFlatOptions } from "@threadgrad/optim";
