@@ -5,7 +5,7 @@ export { W1, runThroughput, randomClassification, type ThroughputOptions, type T
 export { main, buildProgram } from "./program.js";
 export { EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, EXIT_USAGE, UsageError } from "./errors.js";
 export { TRAIN_FLAGS, type TrainSettings } from "./flags.js";
-export { DEFAULT_SETTINGS, newRunSettings, readGivenSettings, resumedSettings } from "./config.js";
+export { DEFAULT_SETTINGS, newRunSettings, readGivenSettings, resumedSettings } from "./settings.js";
 export { buildSchedule, fitSettingsToData, loadRunData, trainerOptions } from "./setup.js";
 export { ReportSeries, StepSeries, renderReport } from "./report.js";
 export { VERSION } from "./version.js";

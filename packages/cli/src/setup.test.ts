@@ -1,6 +1,6 @@
 import { lrAt } from "@threadgrad/optim";
 import { describe, expect, it } from "vitest";
-import { DEFAULT_SETTINGS } from "./config.js";
+import { DEFAULT_SETTINGS } from "./settings.js";
 import type { Dataset } from "./data/index.js";
 import { buildSchedule, imageModelSpec, modelSpec, updatesPerEpoch } from "./setup.js";
 

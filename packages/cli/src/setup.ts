@@ -8,7 +8,7 @@ import {
   type TrainerOptions,
   imageModelParameterShapes,
 } from "@threadgrad/workers";
-import { optimizerOptions } from "./config.js";
+import { optimizerOptions } from "./settings.js";
 import type { CategoricalColumn } from "./data/csv-categories.js";
 import { type DataSplit, type Dataset, checkLabels, holdOut, loadDataset, takeRows } from "./data/index.js";
 import { type Preprocess, applyToSplit, fitPreprocess } from "./data/preprocess.js";

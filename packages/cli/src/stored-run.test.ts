@@ -1,7 +1,7 @@
 import type { TrainerCheckpoint } from "@threadgrad/workers";
 import { describe, expect, it } from "vitest";
-import { DEFAULT_SETTINGS } from "./config.js";
-import { checkStoredModel, moduleToLoad, readStoredRun } from "./stored-run.js";
+import { DEFAULT_SETTINGS, readStoredRun } from "./settings.js";
+import { checkStoredModel, moduleToLoad } from "./stored-run.js";
 
 const settings = { ...DEFAULT_SETTINGS, model: [4, 8, 3], loss: "cross-entropy", lr: 0.002, out: "/runs/a" };
 

@@ -1,16 +1,15 @@
 // The run record `threadgrad train` keeps in every checkpoint (`extra.cli`): the resolved settings,
-// the best evaluation so far and the last train loss. Read back with the parsers the flags use, so a
-// stored value is held to the rules a typed one is; each problem names the file and the field.
-import { resolveFlatOptions } from "@threadgrad/optim";
+// the best evaluation so far, the last train loss, the preprocessing and the early-stopping counters.
+// settings.ts reads the record and its settings; this module checks the other fields, each problem
+// naming the file and the field, and guards which model a checkpoint may load.
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { type ModelSpec, type TrainerCheckpoint, safeText } from "@threadgrad/workers";
-import { DEFAULT_SETTINGS, optimizerOptions } from "./config.js";
 import { UsageError } from "./errors.js";
-import { TRAIN_FLAGS, type TrainSettings } from "./flags.js";
+import type { TrainSettings } from "./flags.js";
 import { type CategoricalColumn, MAX_CATEGORIES } from "./data/csv-categories.js";
 import type { Preprocess, Scaling } from "./data/preprocess.js";
 import { type Best, NEW_WATCH, type Watch } from "./session.js";
-import { type ModelChoice, ValueError, describeModel, moduleSpecOf } from "./values.js";
+import { type ModelChoice, describeModel, moduleSpecOf } from "./values.js";
 
 export interface StoredRun {
   settings: TrainSettings;
@@ -27,96 +26,34 @@ export interface StoredRun {
   watch: Watch;
 }
 
-/** Settings that a finished set-up may leave null (all others hold a value: model, loss, lr included). */
-const NULLABLE: readonly (keyof TrainSettings)[] = [
-  "target",
-  "task",
-  "testSplit",
-  "limit",
-  "imageSize",
-  "momentum",
-  "weightDecay",
-  "betas",
-  "eps",
-  "nesterov",
-  "amsgrad",
-  "alpha",
-  "stepSize",
-  "clipGradNorm",
-  "out",
-  "valSplit",
-  "earlyStopping",
-  "delimiter",
-  "impute",
-  "categorical",
-];
-
-/** Settings added after the first release: a checkpoint written before them takes the default. */
-const ADDED_LATER: readonly (keyof TrainSettings)[] = [
-  "valSplit",
-  "earlyStopping",
-  "minDelta",
-  "plateauPatience",
-  "delimiter",
-  "impute",
-  "categorical",
-];
-
-const own = (o: object, key: string): unknown =>
+export const own = (o: object, key: string): unknown =>
   Object.hasOwn(o, key) ? (o as Record<string, unknown>)[key] : undefined;
-const isMap = (v: unknown): v is Record<string, unknown> =>
+export const isMap = (v: unknown): v is Record<string, unknown> =>
   v !== null && typeof v === "object" && !Array.isArray(v) && !(v instanceof Uint8Array);
 const shown = (v: unknown): string =>
   safeText(v === undefined ? "nothing" : typeof v === "number" ? String(v) : (JSON.stringify(v) ?? String(v)));
 
-/** The CLI's run record in a checkpoint, checked; null when the checkpoint holds none (a library save). */
-export function readStoredRun(ckpt: TrainerCheckpoint): StoredRun | null {
-  const path = ckpt.path;
-  const bad = (field: string, rule: string, v: unknown) =>
+/** A field's error: `checkpoint: PATH: field 'F' RULE, got VALUE` (a missing field says so). */
+export type Bad = (field: string, rule: string, v: unknown) => UsageError;
+export const recordError =
+  (path: string): Bad =>
+  (field, rule, v) =>
     new UsageError(
       `checkpoint: ${path}: field '${field}' ${v === undefined ? "is missing; it " : ""}${rule}, got ${shown(v)}`,
     );
-  const cli = own(ckpt.extra, "cli");
-  if (cli === undefined) return null;
-  if (!isMap(cli)) throw bad("extra.cli", "must be a map of fields", cli);
-  const raw = own(cli, "settings");
-  if (!isMap(raw)) throw bad("extra.cli.settings", "must be a map of fields", raw);
-  const errors: string[] = [];
-  const settings = { ...DEFAULT_SETTINGS } as unknown as Record<string, unknown>;
-  for (const key of Object.keys(DEFAULT_SETTINGS) as (keyof TrainSettings)[]) {
-    const field = `extra.cli.settings.${key}`;
-    const value = own(raw, key);
-    if ((key === "normalize" || key === "augment") && value === undefined) {
-      // Checkpoints from before --no-normalize and --augment existed fed features as they were.
-      settings[key] = false;
-      continue;
-    }
-    // A run recorded before --image-size existed holds no imageSize: it read no images.
-    if ((value === null || (value === undefined && key === "imageSize")) && NULLABLE.includes(key)) {
-      settings[key] = null;
-      continue;
-    }
-    if (value === undefined && ADDED_LATER.includes(key)) continue;
-    try {
-      settings[key] = parseStored(key, value);
-    } catch (err) {
-      if (!(err instanceof ValueError)) throw err;
-      errors.push(bad(field, err.message.replace(/, got .*$/s, ""), value).message);
-    }
-  }
-  if (errors.length > 0) throw new UsageError(errors);
-  const s = settings as unknown as TrainSettings;
-  try {
-    resolveFlatOptions(s.optimizer, optimizerOptions(s) as never);
-  } catch (err) {
-    throw new UsageError(
-      `checkpoint: ${path}: field 'extra.cli.settings' holds bad optimizer options: ${(err as Error).message}`,
-    );
-  }
+
+/**
+ * The run record's fields besides the settings (which settings.ts reads, with the flags' parsers),
+ * checked against those settings.
+ */
+export function readRecordFields(
+  cli: Record<string, unknown>,
+  s: TrainSettings,
+  bad: Bad,
+): Omit<StoredRun, "settings"> {
   const preprocess = readPreprocess(own(cli, "preprocess"), bad);
   if (preprocess !== null) checkPreprocessFits(preprocess, s, bad);
   return {
-    settings: s,
     best: readBest(own(cli, "best"), bad),
     trainLoss: readLoss(own(cli, "trainLoss"), bad),
     preprocess,
@@ -125,69 +62,7 @@ export function readStoredRun(ckpt: TrainerCheckpoint): StoredRun | null {
   };
 }
 
-/** The JavaScript type each stored setting has once parsed (the parsers also take a command line's text). */
-const STORED_TYPES: Partial<Record<keyof TrainSettings, "string" | "number" | "boolean" | "list">> = {
-  data: "string",
-  target: "string",
-  task: "string",
-  activation: "string",
-  loss: "string",
-  optimizer: "string",
-  lrSchedule: "string",
-  delimiter: "string",
-  impute: "string",
-  categorical: "list",
-  out: "string",
-  imageSize: "list",
-  betas: "list",
-  nesterov: "boolean",
-  amsgrad: "boolean",
-  skipNonFinite: "boolean",
-  augment: "boolean",
-  normalize: "boolean",
-};
-for (const key of [
-  "testSplit",
-  "limit",
-  "dropout",
-  "labelSmoothing",
-  "lr",
-  "momentum",
-  "weightDecay",
-  "eps",
-  "alpha",
-] as const)
-  STORED_TYPES[key] = "number";
-for (const key of ["valSplit", "earlyStopping", "minDelta", "plateauPatience"] as const) STORED_TYPES[key] = "number";
-for (const key of ["warmupSteps", "stepSize", "gamma", "etaMin", "clipGradNorm", "batchSize", "epochs"] as const)
-  STORED_TYPES[key] = "number";
-for (const key of ["workers", "accumulateSteps", "seed"] as const) STORED_TYPES[key] = "number";
-
-function parseStored(key: keyof TrainSettings, value: unknown): unknown {
-  if (value === undefined || value === null) throw new ValueError("must hold a value");
-  const parse = TRAIN_FLAGS.find((f) => f.key === key)!.parse;
-  if (key === "evalEvery") {
-    // Stored parsed, as { every, unit }: give the parser the text a user would write.
-    const unit = isMap(value) ? own(value, "unit") : undefined;
-    if (!isMap(value) || typeof own(value, "every") !== "number" || (unit !== "epoch" && unit !== "step"))
-      throw new ValueError("must be { every, unit } with unit epoch or step");
-    return parse(`${own(value, "every")}${unit}s`);
-  }
-  if (key === "categorical" && value === "auto") return value;
-  if (key === "workers" && typeof value === "string") {
-    if (value === "auto") return value;
-    throw new ValueError("must be auto or an integer from 1 to 256");
-  }
-  if (key === "model" && !Array.isArray(value) && typeof value !== "string" && !isMap(value))
-    throw new ValueError("must be a list of mlp widths, a built-in model's name or { module, export }");
-  const type = STORED_TYPES[key];
-  const actual = Array.isArray(value) ? "list" : typeof value;
-  if (type !== undefined && actual !== type) throw new ValueError(`must be a ${type}`);
-  if (key === "betas" && (value as unknown[]).length !== 2) throw new ValueError("must be two numbers in [0, 1)");
-  return parse(value);
-}
-
-function readBest(v: unknown, bad: (f: string, r: string, v: unknown) => UsageError): Best | null {
+function readBest(v: unknown, bad: Bad): Best | null {
   if (v === null) return null;
   if (!isMap(v)) throw bad("extra.cli.best", "must be null or { metric, value, step }", v);
   const metric = own(v, "metric"),
@@ -203,7 +78,7 @@ function readBest(v: unknown, bad: (f: string, r: string, v: unknown) => UsageEr
   return { metric: metric as Best["metric"], value: value as number | null, step };
 }
 
-function readWatch(v: unknown, bad: (f: string, r: string, v: unknown) => UsageError): Watch {
+function readWatch(v: unknown, bad: Bad): Watch {
   if (v === undefined) return { ...NEW_WATCH };
   if (!isMap(v)) throw bad("extra.cli.watch", "must be { bestValLoss, badEvals, plateau }", v);
   const bestValLoss = own(v, "bestValLoss"),
@@ -241,7 +116,6 @@ function readWatch(v: unknown, bad: (f: string, r: string, v: unknown) => UsageE
   };
 }
 
-type Bad = (f: string, r: string, v: unknown) => UsageError;
 const MAX_STORED_NAMES = 1 << 16;
 
 function finiteList(v: unknown, field: string, bad: Bad, isPositive: boolean): number[] {
@@ -365,7 +239,7 @@ function readCategories(v: unknown, s: TrainSettings, p: Preprocess | null, bad:
   });
 }
 
-function readLoss(v: unknown, bad: (f: string, r: string, v: unknown) => UsageError): number | null {
+function readLoss(v: unknown, bad: Bad): number | null {
   // A NaN loss is a real record (a run with --skip-non-finite), so any number is kept as it is.
   if (v === null || typeof v === "number") return v;
   throw bad("extra.cli.trainLoss", "must be a number or null", v);

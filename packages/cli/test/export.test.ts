@@ -14,7 +14,7 @@ import {
 } from "@threadgrad/workers";
 import * as ort from "onnxruntime-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { storedRun } from "../src/commands/train.js";
+import { storedRun } from "../src/settings.js";
 import { loadRunData } from "../src/setup.js";
 import { jsonLines, requireBuilt, run, tempDir, trainSmallRun } from "./helpers.js";
 

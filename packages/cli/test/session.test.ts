@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 import { Generator } from "@threadgrad/core";
 import { DataParallel } from "@threadgrad/workers";
 import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
-import { DEFAULT_SETTINGS } from "../src/config.js";
+import { DEFAULT_SETTINGS } from "../src/settings.js";
 import { type Dataset, sharedFloat32, sharedInt32 } from "../src/data/index.js";
 import type { TrainSettings } from "../src/flags.js";
 import { Reporter } from "../src/progress.js";

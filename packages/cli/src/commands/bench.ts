@@ -2,10 +2,10 @@
 // and the scaling efficiency throughput(N) / (N · throughput(1)) of the largest count.
 import { availableWorkers, resolveWorkers } from "@threadgrad/workers";
 import { EXIT_OK, UsageError } from "../errors.js";
-import { ACTIVATIONS } from "../flags.js";
 import { busyMachineWarning, readCpuTicks } from "../machine-load.js";
 import { formatRate } from "../progress.js";
-import { ValueError, parseChoice, parseMlpSizes, parseNumber } from "../values.js";
+import { parserOf } from "../settings.js";
+import { ValueError, parseMlpSizes, parseNumber } from "../values.js";
 import { type ThroughputResult, W1, runThroughput } from "../workloads.js";
 
 interface BenchSettings {
@@ -50,13 +50,11 @@ function readBenchSettings(cli: Record<string, unknown>): BenchSettings {
   const s: BenchSettings = {
     workers: get("--workers", cli.workers, [...new Set([1, availableWorkers()])], parseWorkerList),
     sizes: get("--model", cli.model, [...W1.sizes], parseMlpSizes),
-    activation: get("--activation", cli.activation, W1.activation, (v) => parseChoice(v, ACTIVATIONS)),
-    batchSize: get("--batch-size", cli.batchSize, W1.batchSize, (v) =>
-      parseNumber(v, { min: 1, max: 1 << 20, isInteger: true }),
-    ),
+    activation: get("--activation", cli.activation, W1.activation, parserOf("activation")),
+    batchSize: get("--batch-size", cli.batchSize, W1.batchSize, parserOf("batchSize")),
     steps: get("--steps", cli.steps, 200, positive),
     warmupSteps: get("--warmup-steps", cli.warmupSteps, 600, (v) => parseNumber(v, { min: 0, isInteger: true })),
-    seed: get("--seed", cli.seed, 0, (v) => parseNumber(v, { min: 0, max: 2 ** 31 - 1, isInteger: true })),
+    seed: get("--seed", cli.seed, 0, parserOf("seed")),
     json: cli.json === true,
   };
   if (errors.length > 0) throw new UsageError(errors);

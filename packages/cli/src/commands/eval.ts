@@ -1,25 +1,16 @@
 // `threadgrad eval --checkpoint FILE`: loss and accuracy of a checkpoint on a data set (by
 // default the test set of the data it was trained on), with per-class accuracy and the confusion
 // matrix for classification.
-import {
-  DataParallel,
-  type ModelSpec,
-  type TrainerCheckpoint,
-  readTrainerCheckpoint,
-  safeText,
-} from "@threadgrad/workers";
-import { absoluteDataSpec } from "../config.js";
-import { type Dataset, type Task, checkLabels } from "../data/index.js";
+import { DataParallel, type ModelSpec, readTrainerCheckpoint, safeText } from "@threadgrad/workers";
+import { type Dataset, checkLabels } from "../data/index.js";
 import { isShownName } from "../data/csv-task.js";
 import { type Preprocess, applyToSplit, mseInTargetUnits } from "../data/preprocess.js";
 import { EXIT_FAILED, EXIT_OK, UsageError, asUsage } from "../errors.js";
-import { DEFAULT_SETTINGS } from "../config.js";
-import type { TrainSettings } from "../flags.js";
 import { formatPercent } from "../progress.js";
 import { loadRunData } from "../setup.js";
-import { type ModelChoice, ValueError, parseChoice, parseModel, parseNumber, parseWorkers } from "../values.js";
-import { moduleToLoad, readStoredRun } from "../stored-run.js";
-import { storedRun } from "./train.js";
+import { dataSettings } from "../settings.js";
+import { moduleToLoad } from "../stored-run.js";
+import { type ModelChoice, parseChoice, parseModel, parseWorkers } from "../values.js";
 
 /** Rows are true classes, columns predicted ones. */
 export function confusionMatrix(
@@ -30,47 +21,6 @@ export function confusionMatrix(
   const m = Array.from({ length: numClasses }, () => new Array<number>(numClasses).fill(0));
   for (let i = 0; i < labels.length; i++) m[labels[i]!]![predictions[i]!]!++;
   return m;
-}
-
-function evalData(cli: Record<string, unknown>, ckpt: TrainerCheckpoint, model?: ModelChoice): TrainSettings {
-  const path = ckpt.path;
-  const errors: string[] = [];
-  const read = <T>(flag: string, raw: unknown, parse: (v: unknown) => T): T | undefined => {
-    if (raw === undefined) return undefined;
-    try {
-      return parse(raw);
-    } catch (err) {
-      if (!(err instanceof ValueError)) throw err;
-      errors.push(`${flag} ${err.message}`);
-      return undefined;
-    }
-  };
-  const task = read("--task", cli.task, (v) => parseChoice(v, ["classification", "regression"] as Task[]));
-  const testSplit = read("--test-split", cli.testSplit, (v) =>
-    parseNumber(v, { min: 0, max: 1, isMaxExclusive: true }),
-  );
-  if (errors.length > 0) throw new UsageError(errors);
-  const hasRun = readStoredRun(ckpt) !== null;
-  if (typeof cli.data !== "string") {
-    if (!hasRun) throw new UsageError(`eval: ${path} does not say which data it was trained on; pass --data`);
-    const stored = storedRun(ckpt, model).settings;
-    // The data spec comes from the file: say which data is read, before reading it.
-    process.stderr.write(`eval: reading ${stored.data}, the data ${path} was trained on (--data chooses other data)\n`);
-    return { ...stored, limit: null, task: task ?? stored.task, testSplit: testSplit ?? stored.testSplit };
-  }
-  const target = typeof cli.target === "string" ? cli.target : null;
-  const spec = ckpt.config.model;
-  // Other images for a built-in image model: resized to the size it was trained on.
-  const imageSize =
-    "kind" in spec && spec.kind !== "mlp" && cli.data.startsWith("images:") ? [spec.height, spec.width] : null;
-  return {
-    ...DEFAULT_SETTINGS,
-    imageSize,
-    data: absoluteDataSpec(cli.data, process.cwd()),
-    target,
-    task: task ?? null,
-    testSplit: testSplit ?? null,
-  };
 }
 
 /** A csv must give the features the model was trained on, in that order. */
@@ -136,13 +86,16 @@ export async function runEval(cli: Record<string, unknown>): Promise<number> {
   const ckpt = asUsage(() => readTrainerCheckpoint(path));
   // A module's model is rebuilt from the module given with --model, never from one the file names.
   const model = moduleToLoad(ckpt, given);
-  const settings = evalData(cli, ckpt, given);
+  const { settings, stored, isTrainedData } = dataSettings(cli, ckpt, given);
+  // The data spec comes from the file: say which data is read, before reading it.
+  if (isTrainedData)
+    process.stderr.write(
+      `eval: reading ${settings.data}, the data ${path} was trained on (--data chooses other data)\n`,
+    );
   // The run's preprocessing (scaling fitted on its training split, class names, one-hot categories)
   // applies to any data: the stored categorical columns are read as categories, and encoded as trained.
-  const stored = readStoredRun(ckpt);
   const pre = stored?.preprocess ?? null;
   const categories = stored?.categories ?? undefined;
-  if (categories !== undefined && categories.length > 0) settings.categorical = categories.map((c) => c.name);
   const data = loadRunData(settings, pre?.classes ?? undefined, categories);
   checkColumns(pre, data.train, path);
   if (pre !== null) applyToSplit(data, pre);

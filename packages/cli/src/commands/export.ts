@@ -8,7 +8,7 @@ import { Command } from "commander";
 import { saveOnnx, saveSafetensors } from "@threadgrad/export";
 import { buildImageModel, buildMlp, loadTensor, readTrainerCheckpoint } from "@threadgrad/workers";
 import { EXIT_OK, UsageError, asUsage } from "../errors.js";
-import { readStoredRun } from "../stored-run.js";
+import { readStoredRun } from "../settings.js";
 import { ValueError, parseChoice } from "../values.js";
 
 const isClassification = (loss: unknown): boolean =>

@@ -7,7 +7,6 @@ import { closeSync, fstatSync, openSync, renameSync, rmSync, writeSync } from "n
 import { Command } from "commander";
 import { type TrainerCheckpoint, loadModel, predictOutputs, readTrainerCheckpoint } from "@threadgrad/workers";
 import type { nn } from "@threadgrad/core";
-import { absoluteDataSpec } from "../config.js";
 import type { CategoricalColumn } from "../data/csv-categories.js";
 import { CsvTokenizer, type CsvSink } from "../data/csv-records.js";
 import { describeColumn, isShownName } from "../data/csv-task.js";
@@ -15,8 +14,9 @@ import { MAX_CSV_COLUMNS, readChunks, readDecimal } from "../data/csv.js";
 import { loadDataset } from "../data/index.js";
 import { type Preprocess, applyScaling, toTargetUnits } from "../data/preprocess.js";
 import { EXIT_OK, UsageError, asUsage } from "../errors.js";
-import { moduleToLoad, readStoredRun } from "../stored-run.js";
-import { ValueError, parseChoice, parseModel, parseNumber } from "../values.js";
+import { absoluteDataSpec, parserOf, readStoredRun } from "../settings.js";
+import { moduleToLoad } from "../stored-run.js";
+import { ValueError, parseChoice, parseModel } from "../values.js";
 
 /** What turns model outputs into output rows. */
 interface Decoder {
@@ -346,7 +346,7 @@ export async function runPredict(cli: Record<string, unknown>): Promise<number> 
   const data = absoluteDataSpec(cli.data, process.cwd());
   const split = flag("--split", () => parseChoice(cli.split ?? "test", ["train", "test"] as const));
   const batchSize = flag("--batch-size", () =>
-    cli.batchSize === undefined ? 1024 : parseNumber(cli.batchSize, { min: 1, max: 1 << 20, isInteger: true }),
+    cli.batchSize === undefined ? 1024 : parserOf("batchSize")(cli.batchSize),
   );
   const given = flag("--model", () => (cli.model === undefined ? undefined : parseModel(cli.model)));
   if (given !== undefined && (Array.isArray(given) || typeof given !== "object"))

@@ -2,59 +2,25 @@ import { existsSync, readdirSync, rmSync } from "node:fs";
 // `threadgrad train`: settings → data → trainer → TrainingSession → summary. Ctrl-C (or SIGTERM)
 // once stops after the current step with a checkpoint and the resume command (exit 130, or 143
 // for SIGTERM); a second signal exits at once.
-import { dirname, isAbsolute, join, relative } from "node:path";
+import { join } from "node:path";
 import type { ScheduleConfig } from "@threadgrad/optim";
-import { DataParallel, type TrainerCheckpoint, availableWorkers, readTrainerCheckpoint } from "@threadgrad/workers";
-import { type GivenSettings, newRunSettings, readGivenSettings, resumedSettings } from "../config.js";
+import { DataParallel, availableWorkers } from "@threadgrad/workers";
 import type { DataSplit } from "../data/index.js";
-import { EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, UsageError, asUsage } from "../errors.js";
+import { EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, UsageError } from "../errors.js";
 import type { TrainSettings } from "../flags.js";
 import { Reporter, chooseMode, formatDuration, formatPercent, formatRate, plural } from "../progress.js";
 import { runnable } from "../invocation.js";
 import { RunDir, defaultRunDir } from "../run-dir.js";
 import { type Best, NEW_WATCH, type SessionResult, TrainingSession } from "../session.js";
-import { type StoredRun, checkStoredModel, moduleToLoad, readStoredRun } from "../stored-run.js";
+import { type GivenSettings, trainSettings } from "../settings.js";
+import type { StoredRun } from "../stored-run.js";
 import type { Preprocess } from "../data/preprocess.js";
 import { mseInTargetUnits } from "../data/preprocess.js";
 import { fitSettingsToData, loadRunData, preprocessRunData, trainerOptions } from "../setup.js";
-import { type ModelChoice, describeModel } from "../values.js";
+import { describeModel } from "../values.js";
 import { VERSION } from "../version.js";
 
-/**
- * The CLI's own record inside a checkpoint written by `threadgrad train` (trainer.save's `extra`),
- * checked. A checkpoint of a module's model needs that module again as `model` (see moduleToLoad).
- */
-export function storedRun(ckpt: TrainerCheckpoint, model?: ModelChoice): StoredRun {
-  moduleToLoad(ckpt, model);
-  const run = readStoredRun(ckpt);
-  if (run === null)
-    throw new UsageError(`checkpoint: ${ckpt.path} was not written by threadgrad train (it holds no run settings)`);
-  checkStoredModel(ckpt, run.settings);
-  return run;
-}
-
 const shellQuote = (s: string): string => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, "'\\''")}'`);
-
-interface Resolved {
-  settings: TrainSettings;
-  stored: StoredRun | null;
-  /** the checked checkpoint a resumed run continues */
-  checkpoint: TrainerCheckpoint | null;
-}
-
-function resolveSettings(given: GivenSettings): Resolved {
-  if (typeof given.resume !== "string") return { settings: newRunSettings(given), stored: null, checkpoint: null };
-  const path = given.resume;
-  const checkpoint = asUsage(() => readTrainerCheckpoint(path));
-  const stored = storedRun(checkpoint, given.model ?? undefined);
-  const settings = resumedSettings(stored.settings, given);
-  if (given.out === undefined) {
-    const dir = dirname(path),
-      rel = relative(process.cwd(), dir);
-    settings.out = rel === "" ? "." : rel.startsWith("..") || isAbsolute(rel) ? dir : rel;
-  }
-  return { settings, stored, checkpoint };
-}
 
 /** The files a run writes in its folder. */
 const RUN_FILES = [
@@ -127,10 +93,9 @@ function onStopSignals(reporter: Reporter, stop: AbortController): () => void {
 /** Runs `threadgrad train` with commander's option values; returns the exit status. */
 export async function runTrain(cli: Record<string, unknown>): Promise<number> {
   const startedAt = performance.now();
-  const given = readGivenSettings(cli);
+  const resolved = trainSettings(cli);
+  const { given, settings: chosen, stored } = resolved;
   const reporter = new Reporter(chooseMode({ json: given.json, quiet: given.quiet }));
-  const resolved = resolveSettings(given);
-  const { settings: chosen, stored } = resolved;
   const split = loadRunData(chosen, stored?.preprocess?.classes ?? undefined);
   const preprocess = preprocessRunData(chosen, split, stored?.preprocess ?? null);
   const settings = fitSettingsToData(chosen, split);
