@@ -1,268 +1,34 @@
 import { MessageChannel, type MessagePort } from "node:worker_threads";
-import { fileURLToPath } from "node:url";
-import { existsSync } from "node:fs";
 import { Piscina } from "piscina";
-import { type Tensor, isTensor, manualSeed, nn } from "@threadgrad/core";
-import {
-  type OptimizerName,
-  type ScheduleConfig,
-  combineNorms,
-  resolveFlatOptions,
-  stateBuffers,
-} from "@threadgrad/optim";
+import { type Tensor, isTensor, manualSeed, type nn } from "@threadgrad/core";
+import { type OptimizerName, combineNorms, resolveFlatOptions, stateBuffers } from "@threadgrad/optim";
 import { SharedArena, bufferViews, planArena, planBuffers } from "./arena.js";
 import { SharedSmallAllReduce } from "./collective.js";
-import { show } from "./checkpoint-schema.js";
 import { type TrainerCheckpoint, readTrainerCheckpoint, restoreTrainer, saveTrainer } from "./persist.js";
 import { ERROR, ErrorCode, WaitTimeout, signalError, waitUntil } from "./control.js";
 import { type DatasetChecks, type DatasetLike, type SharedDataset, toSharedDataset } from "./dataset.js";
+import { MIN_SPARE_BYTES, datasetChecks, datasetKey } from "./dataset-registry.js";
+import { NonFiniteError, type PendingStep } from "./fit-loop.js";
 import * as P from "./protocol.js";
 import { type PredictOptions, predictOutputs } from "./load-model.js";
 import { epochOrder } from "./step-math.js";
-import { type LossSpec, type ModelSpec, buildModel, isClassification } from "./spec.js";
+import { buildModel, isClassification } from "./spec.js";
 import { availableWorkers, resolveWorkers } from "./threads.js";
+import { asyncDispose, batchNormChannels, holdOpen, postable, requireGivenCode, workerEntry } from "./trainer-setup.js";
+import type { EpochLog, EvalResult, FitOptions, FitResult, Progress, TrainerOptions } from "./trainer-types.js";
 import { placeInWasm } from "./wasm-arena.js";
 import type { RankEnd, WorkerInit } from "./worker-entry.js";
 
-export interface OptimizerConfig {
-  name: OptimizerName;
-  lr?: number;
-  [option: string]: unknown;
-}
-
-export interface TrainerOptions {
-  model: ModelSpec;
-  /** default 'crossEntropy' */
-  loss?: LossSpec;
-  /** default Adam with lr 1e-3 */
-  optimizer?: OptimizerConfig;
-  /** worker threads; default 'auto' (available cores, respecting a cgroup quota) */
-  workers?: number | "auto";
-  seed?: number;
-  /** learning-rate schedule over optimizer steps */
-  schedule?: ScheduleConfig | null;
-  clipGradNorm?: number;
-  /** micro-batches per optimizer step; their gradients add up before one update */
-  accumulateSteps?: number;
-  /** skip an update whose loss or gradient is not finite instead of failing */
-  skipNonFinite?: boolean;
-  /** largest batch that will be used (size of the shared index buffer); default 8192 */
-  maxBatchSize?: number;
-  /** how long a rank may wait at a barrier before failing; default 60 s */
-  barrierTimeoutMs?: number;
-  /**
-   * how long one command (a training step, an evaluation batch) may take before the trainer gives
-   * up, signals the workers and shuts down: a rank stuck in its own code cannot hang the caller.
-   * Steps handed out together get one such budget each. Default 10 minutes.
-   */
-  stepTimeoutMs?: number;
-  /** how long the workers may take to start (build the model, attach to shared memory); default 120 s */
-  startTimeoutMs?: number;
-  /**
-   * Keep the tensors a step creates in a per-rank region of the wasm memory that is reset after the
-   * step, instead of the JavaScript heap: no per-step garbage, activations already where the SIMD
-   * kernels read them. Safe for any model that keeps no tensor made during forward beyond the step
-   * (state updated in place is fine). Default: on for built-in models, off for module models.
-   */
-  stepRegion?: boolean;
-  /**
-   * Training steps main hands to the workers at once (1 to 16; default 8). The ranks run them
-   * back to back, keeping the optimizer's count and learning rate themselves, and main sleeps until
-   * the last is done: it neither makes the ranks wait for its round trip after every step nor
-   * preempts one mid-step on a machine without a spare core. The numbers are the same for every
-   * value. An abort (FitOptions.signal) lets the steps already handed out finish; `untilStep`
-   * stops exactly.
-   */
-  stepsInFlight?: number;
-}
-
-export interface StepInfo {
-  step: number;
-  epoch: number;
-  stepInEpoch: number;
-  stepsPerEpoch: number;
-  loss: number;
-  accuracy: number | null;
-  lr: number;
-  gradNorm: number | null;
-  samples: number;
-  updated: boolean;
-  skipped: boolean;
-  /** per-step milliseconds, the slowest rank's: forward+backward, waiting for peers, reduction, update */
-  timings: { computeMs: number; waitMs: number; reduceMs: number; updateMs: number };
-  /**
-   * When the last rank finished the step, in ms since the epoch (performance.timeOrigin + now()
-   * in the ranks): main receives the steps handed out together at once, so the gap between two
-   * steps' `finishedAt` is a step's wall time, not the gap between their onStep calls.
-   */
-  finishedAt: number;
-}
-
-export interface FitOptions {
-  /** train until this many epochs are done in total (a resumed trainer continues) */
-  epochs: number;
-  batchSize: number;
-  onStep?: (info: StepInfo) => void | Promise<void>;
-  /** after each epoch completed in this call, with its log (also kept in the resolved `history`) */
-  onEpochEnd?: (log: EpochLog) => void | Promise<void>;
-  /**
-   * Stop at the first accumulation-window boundary once this signal is aborted. Steps already
-   * handed to the workers (TrainerOptions.stepsInFlight) finish first, and so does the window.
-   */
-  signal?: AbortSignal;
-  /** Stop before this global step (at the first window boundary from it): `untilStep: 100` runs steps up to 100. */
-  untilStep?: number;
-}
-
-/** One completed epoch, as `fit` reports it to onEpochEnd and in its `history`. */
-export interface EpochLog {
-  /** epochs complete, counting this one (1 for the first) */
-  epoch: number;
-  /** the last global step of the epoch */
-  step: number;
-  /** mean training loss over the epoch's steps this call ran (a resumed epoch: its remaining steps) */
-  loss: number;
-  /** classification: share of those samples predicted right, at the time of their step */
-  accuracy: number | null;
-  /** learning rate of the epoch's last step */
-  lr: number;
-  steps: number;
-  samples: number;
-  durationMs: number;
-}
-
-/** What `fit` resolves with: where training stands, and the log of each epoch it completed. */
-export interface FitResult extends Progress {
-  history: EpochLog[];
-}
-
-export interface EvalResult {
-  loss: number;
-  accuracy: number | null;
-  samples: number;
-  /** predicted class per sample (classification) */
-  predictions: Int32Array | null;
-}
-
-/** Where training stands; saved in checkpoints so a resumed run continues exactly. */
-export interface Progress {
-  /** the batch size of the epoch in progress (mid-epoch resume needs the same one) */
-  batchSize: number;
-  epoch: number;
-  stepInEpoch: number;
-  globalStep: number;
-  optimizerStep: number;
-  /**
-   * Factor on the scheduled learning rate (setLrScale), e.g. from a plateau schedule run by the
-   * caller; absent means 1. Saved with the progress, so a resumed run continues with it.
-   */
-  lrScale?: number;
-}
-
-/** The object a data set is cached under: its features' storage, so fresh `{ x, y }` wrappers match. */
-function datasetKey(ds: DatasetLike): unknown {
-  return ds !== null && typeof ds === "object" && "x" in ds ? (isTensor(ds.x) ? ds.x.data : ds.x) : ds;
-}
-
-/** What the model spec and loss tell about the data sets it takes, checked in main before the workers see one. */
-function datasetChecks(model: ModelSpec, loss: LossSpec): DatasetChecks {
-  const classification = isClassification(loss);
-  const mlp = "kind" in model && model.kind === "mlp" ? model.sizes : null;
-  const weights = typeof loss === "object" && "name" in loss ? loss.weight?.length : undefined;
-  // A module loss may take targets of any shape: only a built-in loss fixes the outputs.
-  const builtIn = classification || loss === "mse";
-  return {
-    classification,
-    inputs: mlp?.[0],
-    outputs: builtIn ? (mlp?.at(-1) ?? weights) : undefined,
-    // the mlp takes rows: images [N, 1, 28, 28] reach it as [N, 784]
-    flatRows: mlp !== null,
-  };
-}
-
-/**
- * Spare storage kept for reuse, in bytes: at least this much, or 4 times the largest copy made.
- * Dropping a spare buffer frees little: the ranks hold it until their collectors run (see copies).
- */
-const MIN_SPARE_BYTES = 256 * 2 ** 20;
-
-/** fit's error for a non-finite loss or gradient without skipNonFinite. */
-class NonFiniteError extends Error {
-  override name = "NonFiniteError";
-}
-
-interface PendingStep {
-  indices: Int32Array;
-  update: boolean;
-  /** global steps completed before this one */
-  globalStep: number;
-}
-
-/** The most channels of any BatchNorm layer in the model (0: none): the width of the in-step reduction. */
-function batchNormChannels(model: nn.Module): number {
-  let channels = 0;
-  for (const [, m] of model.namedModules())
-    if (m instanceof nn.BatchNorm1d || m instanceof nn.BatchNorm2d) channels = Math.max(channels, m.numFeatures);
-  return channels;
-}
-
-/** Refuses a checkpoint whose model or loss came from a module unless the caller gives that module again. */
-function requireGivenCode(ckpt: TrainerCheckpoint, overrides: Partial<TrainerOptions>): void {
-  const { model, loss } = ckpt.config;
-  if ("module" in model && overrides.model === undefined) {
-    throw new Error(
-      `checkpoint: ${ckpt.path}: its model was built by module ${show(model.module)} ` +
-        `(export ${show(model.export ?? "default")}); ` +
-        "loading a checkpoint never imports code, so give the module again: " +
-        "DataParallel.load(path, { model: { module, export, args } }); " +
-        "its parameter names and shapes are checked against the file",
-    );
-  }
-  if (typeof loss === "object" && "module" in loss && overrides.loss === undefined) {
-    throw new Error(
-      `checkpoint: ${ckpt.path}: its loss comes from module ${show(loss.module)} ` +
-        `(export ${show(loss.export ?? "default")}); loading a checkpoint never imports code, ` +
-        "so give it again: DataParallel.load(path, { loss: { module, export } })",
-    );
-  }
-}
-
-/**
- * Holds the process open until `work` settles. Nothing else a trainer has does: its threads and
- * ports are unref'd, and a pending Atomics.waitAsync keeps no process alive, so without this a
- * script awaiting fit at its top level would exit mid-run.
- */
-async function holdOpen<T>(work: Promise<T>): Promise<T> {
-  const timer = setInterval(() => undefined, 2 ** 30);
-  try {
-    return await work;
-  } finally {
-    clearInterval(timer);
-  }
-}
-
-// TypeScript's `await using` looks this symbol up; a runtime without it gets the registered one.
-const asyncDispose: typeof Symbol.asyncDispose = Symbol.asyncDispose ?? Symbol.for("Symbol.asyncDispose");
-
-/** A spec as a worker can receive it: a URL does not survive structured cloning, its href does. */
-function postable<S extends ModelSpec | LossSpec>(spec: S): S {
-  return typeof spec === "object" && "module" in spec && spec.module instanceof URL
-    ? { ...spec, module: spec.module.href }
-    : spec;
-}
-
-function workerEntry(): string {
-  // From dist/ the entry sits beside this file; under vitest this file runs from src/, so point at dist/.
-  const here = new URL(import.meta.url);
-  const fromDist = new URL("./worker-entry.js", here);
-  if (here.pathname.endsWith(".js")) return fileURLToPath(fromDist);
-  const built = new URL("../dist/worker-entry.js", here);
-  if (!existsSync(built))
-    throw new Error(
-      "DataParallel: the workers package is not built (run the build first): missing dist/worker-entry.js",
-    );
-  return fileURLToPath(built);
-}
+export type {
+  EpochLog,
+  EvalResult,
+  FitOptions,
+  FitResult,
+  OptimizerConfig,
+  Progress,
+  StepInfo,
+  TrainerOptions,
+} from "./trainer-types.js";
 
 /**
  * Data-parallel training across worker threads. Parameters, gradients (one slice per rank) and
