@@ -1,10 +1,14 @@
 import { existsSync } from "node:fs";
+import type { MessagePort } from "node:worker_threads";
 import { fileURLToPath } from "node:url";
 import { nn } from "@threadgrad/core";
+import type { Piscina } from "piscina";
 import { show } from "./checkpoint-schema.js";
+import type { CommandChannel } from "./command-channel.js";
 import type { TrainerCheckpoint } from "./persist.js";
 import type { LossSpec, ModelSpec } from "./spec.js";
 import type { TrainerOptions } from "./trainer-types.js";
+import type { RankEnd, WorkerInit } from "./worker-entry.js";
 
 /** The most channels of any BatchNorm layer in the model (0: none): the width of the in-step reduction. */
 export function batchNormChannels(model: nn.Module): number {
@@ -70,4 +74,37 @@ export function workerEntry(): string {
       "DataParallel: the workers package is not built (run the build first): missing dist/worker-entry.js",
     );
   return fileURLToPath(built);
+}
+
+/**
+ * Starts a rank's task, which settles once the rank is READY (its command loop then runs on its
+ * own), and watches the loop's end: a RankEnd on `port`, or the thread's end. Resolves when the loop
+ * is over, however it ended. None of this holds the process open (the thread and the port are
+ * unref'd), so an idle trainer lets a script that forgot close() exit; calls hold it (see holdOpen).
+ */
+export function startRank(pool: Piscina, init: WorkerInit, port: MessagePort, channel: CommandChannel): Promise<void> {
+  const rank = init.rank;
+  return new Promise<void>((resolve) => {
+    port.on("message", (end: RankEnd) => {
+      if ("failed" in end) channel.onWorkerFailure(rank, end.failed);
+      resolve();
+    });
+    port.unref();
+    const started = pool.run(init, { transferList: [init.port] }) as Promise<{ threadId: number }>;
+    started.then(
+      ({ threadId }) => {
+        const thread = pool.threads.find((w) => w.threadId === threadId);
+        if (thread === undefined) return channel.onWorkerFailure(rank, new Error("the thread ended after starting"));
+        thread.on("error", (err) => channel.onWorkerFailure(rank, err));
+        thread.on("exit", (code) => {
+          if (!channel.closed) channel.onWorkerFailure(rank, new Error(`the thread exited with code ${code}`));
+          resolve();
+        });
+      },
+      (err: unknown) => {
+        channel.onWorkerFailure(rank, err);
+        resolve();
+      },
+    );
+  });
 }

@@ -1,4 +1,6 @@
 import type { OptimizerName, ScheduleConfig } from "@threadgrad/optim";
+import type { CommandChannel } from "./command-channel.js";
+import type { DatasetRegistry } from "./dataset-registry.js";
 import type { LossSpec, ModelSpec } from "./spec.js";
 
 export interface OptimizerConfig {
@@ -134,4 +136,27 @@ export interface Progress {
    * caller; absent means 1. Saved with the progress, so a resumed run continues with it.
    */
   lrScale?: number;
+}
+
+/** TrainerOptions with the defaults filled in, as the trainer keeps them. */
+export type ResolvedOptions = Required<
+  Pick<
+    TrainerOptions,
+    "model" | "loss" | "seed" | "accumulateSteps" | "skipNonFinite" | "maxBatchSize" | "stepsInFlight"
+  >
+> &
+  TrainerOptions;
+
+/** The parts of a trainer that its fit loop and evaluation work with. @internal */
+export interface TrainerParts {
+  readonly options: ResolvedOptions;
+  readonly progress: Progress;
+  readonly channel: CommandChannel;
+  readonly datasets: DatasetRegistry;
+  /** predicted class per sample of an evaluation batch, written by the ranks */
+  readonly predictions: Int32Array;
+  /** fit or evaluate runs */
+  busy: boolean;
+  /** close() was called while fit runs: stop at the next window boundary */
+  readonly closing: boolean;
 }
