@@ -4,6 +4,7 @@
 import { type MessagePort, receiveMessageOnPort, threadId } from "node:worker_threads";
 import {
   type Region,
+  type Tensor,
   type WasmKernels,
   type WasmMemory,
   type nn,
@@ -19,8 +20,8 @@ import type { SharedDataset } from "./dataset.js";
 import * as P from "./protocol.js";
 import { type RunState, evalStep, lrOf, trainStep, update } from "./rank-step.js";
 import { segment, shardRange } from "./shard.js";
-import { wasmSegmentSum, wasmUpdate } from "./wasm-arena.js";
-import { type LossSpec, type ModelSpec, buildLoss, buildModel } from "./spec.js";
+import { type SegmentUpdate, wasmSegmentSum, wasmUpdate } from "./wasm-arena.js";
+import { type LossFn, type LossSpec, type ModelSpec, buildLoss, buildModel } from "./spec.js";
 
 export interface WorkerInit {
   rank: number;
@@ -111,30 +112,55 @@ export default async function runRank(init: WorkerInit): Promise<{ rank: number;
   return { rank, threadId };
 }
 
+/** What a rank keeps from its set-up to STOP. */
+interface Rank {
+  init: WorkerInit;
+  rank: number;
+  ranks: number;
+  arena: SharedArena;
+  control: Int32Array;
+  blocks: Float64Array;
+  batches: Int32Array;
+  preds: Int32Array;
+  model: nn.Module;
+  lossFn: LossFn;
+  params: Tensor[];
+  state: Float32Array[];
+  /** copies the shared module buffers into this rank's private ones (a no-op for rank 0) */
+  loadBuffers: () => void;
+  collective: SharedMemoryCollective;
+  sync: SharedSmallAllReduce | null;
+  optimizerStep: SegmentUpdate | null;
+  kernels: WasmKernels | null;
+  /** the kernels whose step region holds the tensors a step makes, or null */
+  stepRegion: WasmKernels | null;
+  datasets: Map<number, SharedDataset>;
+  /** this rank's segment of the parameters, which it reduces and updates */
+  segStart: number;
+  segEnd: number;
+  // What the ranks keep in step between commands: the optimizer's update count, whether the
+  // current accumulation window met a non-finite value, and whether they halted on one.
+  run: RunState;
+  /** training steps run so far */
+  steps: number;
+}
+
+/** One command as a rank finds it in its slot of the step block, the batch buffer and its scalars. */
+interface Command {
+  slot: number;
+  block: Float64Array;
+  batch: Int32Array;
+  scalars: Float64Array;
+}
+
 /** Builds the rank's model and state, counts it READY and returns its command loop (steps run, at STOP). */
 async function prepareRank(init: WorkerInit, arena: SharedArena, kernels: WasmKernels | null): Promise<() => number> {
   const { rank } = init;
   const ranks = arena.layout.ranks;
   const control = arena.control;
-  const blocks = new Float64Array(init.stepBlock);
-  const batches = new Int32Array(init.batch);
-  const preds = new Int32Array(init.predictions);
   const model: nn.Module = await buildModel(init.model);
   const lossFn = await buildLoss(init.loss);
-  const params = model.parameters();
-  if (
-    params.length !== arena.layout.paramSizes.length ||
-    params.some((p, i) => p.numel !== arena.layout.paramSizes[i])
-  ) {
-    throw new Error("the model built in this worker does not match the main thread's (different parameter shapes)");
-  }
-  const ownGrads = arena.grads(rank);
-  params.forEach((p, i) => {
-    p.setStorage(arena.paramView(i));
-    p.bindGrad(arena.paramIn(ownGrads, i));
-  });
-  const state = Array.from({ length: arena.layout.stateBuffers }, (_, k) => arena.state(k));
-  const loadBuffers = bindBuffers(model, init.buffers, rank);
+  const params = bindParameters(model, arena, rank);
   const collective = new SharedMemoryCollective(arena, rank, {
     timeoutMs: init.barrierTimeoutMs,
     spinIterations: init.spin ? undefined : 0,
@@ -151,92 +177,168 @@ async function prepareRank(init: WorkerInit, arena: SharedArena, kernels: WasmKe
         barrierOptions,
       )
     : null;
-  const optimizerStep = kernels ? wasmUpdate(kernels, arena, init.optimizer) : null;
-  const stepRegion = kernels && init.stepRegion ? kernels : null;
-  const datasets = new Map<number, SharedDataset>();
   const [segStart, segEnd] = segment(arena.layout.paddedLength, ranks, rank);
-  const slotScalars = (r: number, slot: number) =>
-    arena.rankScalars(r).subarray(slot * P.SCALAR_SLOTS, (slot + 1) * P.SCALAR_SLOTS);
-  // What the ranks keep in step between commands: the optimizer's update count, whether the
-  // current accumulation window met a non-finite value, and whether they halted on one.
-  const run: RunState = { optCount: 0, windowNonFinite: false, halted: false };
+  const r: Rank = {
+    init,
+    rank,
+    ranks,
+    arena,
+    control,
+    blocks: new Float64Array(init.stepBlock),
+    batches: new Int32Array(init.batch),
+    preds: new Int32Array(init.predictions),
+    model,
+    lossFn,
+    params,
+    state: Array.from({ length: arena.layout.stateBuffers }, (_, k) => arena.state(k)),
+    loadBuffers: bindBuffers(model, init.buffers, rank),
+    collective,
+    sync,
+    optimizerStep: kernels ? wasmUpdate(kernels, arena, init.optimizer) : null,
+    kernels,
+    stepRegion: kernels && init.stepRegion ? kernels : null,
+    datasets: new Map(),
+    segStart,
+    segEnd,
+    run: { optCount: 0, windowNonFinite: false, halted: false },
+    steps: 0,
+  };
   Atomics.add(control, P.READY, 1);
   Atomics.notify(control, P.READY);
+  return () => rankLoop(r);
+}
 
-  return () => {
-    let steps = 0;
-    for (let next = 1; ; next++) {
-      waitForCommand(control, next, init.spin ? 2000 : 0);
-      const slot = next % init.slots;
-      const block = blocks.subarray(slot * P.STEP_BLOCK_SIZE, (slot + 1) * P.STEP_BLOCK_SIZE);
-      const batch = batches.subarray(slot * init.maxBatchSize, (slot + 1) * init.maxBatchSize);
-      const scalars = slotScalars(rank, slot);
-      const cmd = block[P.S_CMD];
-      if (cmd === P.Cmd.STOP) return steps;
-      scalars.fill(0);
-      if (block[P.S_LOAD_BUFFERS] === 1) {
-        // Main replaced the shared buffers (a restored checkpoint): the copies follow, and no rank
-        // starts the command (rank 0 updating the shared ones in place) before every copy is made.
-        loadBuffers();
-        if (ranks > 1) collective.barrier();
-      }
-      if (cmd === P.Cmd.RECEIVE) {
-        // Messages: a data set to keep, or { forget: ids } of data sets main no longer uses.
-        for (let msg = receiveMessageOnPort(init.port); msg !== undefined; msg = receiveMessageOnPort(init.port)) {
-          const m = msg.message as SharedDataset | { forget: number[] };
-          if ("forget" in m) for (const id of m.forget) datasets.delete(id);
-          else datasets.set(m.id, m);
-        }
-        scalars[P.R_DATASETS_HELD] = datasets.size;
-      } else {
-        const ds = datasets.get(block[P.S_DATASET]!);
-        if (ds === undefined) throw new Error(`unknown data set ${block[P.S_DATASET]}`);
-        const n = block[P.S_BATCH]!;
-        const [start, end] = shardRange(n, ranks, rank);
-        if (cmd === P.Cmd.TRAIN) {
-          const known = block[P.S_OPT_COUNT]!;
-          if (known >= 0) Object.assign(run, { optCount: known, halted: false });
-          if (!run.halted) {
-            const ctx = { init, model, lossFn, ds, batch, block, start, end, scalars, params, sync };
-            if (block[P.S_ZERO] === 1) run.windowNonFinite = false;
-            if (stepRegion) runInStepRegion(stepRegion, () => trainStep(ctx));
-            else trainStep(ctx);
-            run.windowNonFinite ||= scalars[P.R_NONFINITE] === 1;
-            scalars[P.R_LR] = lrOf(init, run.optCount) * block[P.S_LR_SCALE]!;
-            if (block[P.S_UPDATE] === 1) {
-              update({
-                init,
-                arena,
-                collective,
-                block,
-                state,
-                segStart,
-                segEnd,
-                scalars,
-                ranks,
-                optimizerStep,
-                kernels,
-                run,
-                scalarsOf: (r: number) => slotScalars(r, slot),
-              });
-              // The next step may already be waiting: no rank reads parameters for it, or writes its
-              // gradient slice, before every rank has updated its segment and read the slices.
-              if (ranks > 1) collective.barrier();
-            }
-            scalars[P.R_RAN] = 1;
-            steps++;
-          }
-        } else {
-          const ctx = { init, model, lossFn, ds, batch, start, end, scalars, preds };
-          if (stepRegion) runInStepRegion(stepRegion, () => evalStep(ctx));
-          else evalStep(ctx);
-        }
-      }
-      scalars[P.R_FINISHED_AT] = performance.timeOrigin + performance.now();
-      // The last rank to finish wakes main, which waits on DONE + slot with Atomics.waitAsync.
-      if (Atomics.add(control, P.DONE + slot, 1) + 1 === ranks) Atomics.notify(control, P.DONE + slot);
-    }
+/** Views the model's parameters on the arena's and binds their gradients to this rank's slice. */
+function bindParameters(model: nn.Module, arena: SharedArena, rank: number): Tensor[] {
+  const params = model.parameters();
+  if (
+    params.length !== arena.layout.paramSizes.length ||
+    params.some((p, i) => p.numel !== arena.layout.paramSizes[i])
+  ) {
+    throw new Error("the model built in this worker does not match the main thread's (different parameter shapes)");
+  }
+  const ownGrads = arena.grads(rank);
+  params.forEach((p, i) => {
+    p.setStorage(arena.paramView(i));
+    p.bindGrad(arena.paramIn(ownGrads, i));
+  });
+  return params;
+}
+
+/** Runs main's commands in order until STOP; returns the training steps run. */
+function rankLoop(r: Rank): number {
+  for (let next = 1; ; next++) {
+    waitForCommand(r.control, next, r.init.spin ? 2000 : 0);
+    const c = commandIn(r, next % r.init.slots);
+    const cmd = c.block[P.S_CMD];
+    if (cmd === P.Cmd.STOP) return r.steps;
+    c.scalars.fill(0);
+    if (c.block[P.S_LOAD_BUFFERS] === 1) reloadBuffers(r);
+    if (cmd === P.Cmd.RECEIVE) receiveDatasets(r, c);
+    else runOnShard(r, c, cmd === P.Cmd.TRAIN);
+    reportDone(r, c);
+  }
+}
+
+function commandIn(r: Rank, slot: number): Command {
+  const { init } = r;
+  return {
+    slot,
+    block: r.blocks.subarray(slot * P.STEP_BLOCK_SIZE, (slot + 1) * P.STEP_BLOCK_SIZE),
+    batch: r.batches.subarray(slot * init.maxBatchSize, (slot + 1) * init.maxBatchSize),
+    scalars: slotScalars(r, r.rank, slot),
   };
+}
+
+function slotScalars(r: Rank, rank: number, slot: number): Float64Array {
+  return r.arena.rankScalars(rank).subarray(slot * P.SCALAR_SLOTS, (slot + 1) * P.SCALAR_SLOTS);
+}
+
+/**
+ * Main replaced the shared buffers (a restored checkpoint): the copies follow, and no rank starts
+ * the command (rank 0 updating the shared ones in place) before every copy is made.
+ */
+function reloadBuffers(r: Rank): void {
+  r.loadBuffers();
+  if (r.ranks > 1) r.collective.barrier();
+}
+
+/** Reads the port's messages: a data set to keep, or { forget: ids } of data sets main no longer uses. */
+function receiveDatasets(r: Rank, c: Command): void {
+  const { port } = r.init;
+  for (let msg = receiveMessageOnPort(port); msg !== undefined; msg = receiveMessageOnPort(port)) {
+    const m = msg.message as SharedDataset | { forget: number[] };
+    if ("forget" in m) for (const id of m.forget) r.datasets.delete(id);
+    else r.datasets.set(m.id, m);
+  }
+  c.scalars[P.R_DATASETS_HELD] = r.datasets.size;
+}
+
+/** A training micro-step or an evaluation batch on this rank's shard of the command's batch. */
+function runOnShard(r: Rank, c: Command, isTrain: boolean): void {
+  const { block } = c;
+  const ds = r.datasets.get(block[P.S_DATASET]!);
+  if (ds === undefined) throw new Error(`unknown data set ${block[P.S_DATASET]}`);
+  const [start, end] = shardRange(block[P.S_BATCH]!, r.ranks, r.rank);
+  const { init, model, lossFn, stepRegion } = r;
+  if (!isTrain) {
+    const ctx = { init, model, lossFn, ds, batch: c.batch, start, end, scalars: c.scalars, preds: r.preds };
+    if (stepRegion) runInStepRegion(stepRegion, () => evalStep(ctx));
+    else evalStep(ctx);
+    return;
+  }
+  const known = block[P.S_OPT_COUNT]!;
+  if (known >= 0) Object.assign(r.run, { optCount: known, halted: false });
+  if (r.run.halted) return;
+  const ctx = {
+    init,
+    model,
+    lossFn,
+    ds,
+    batch: c.batch,
+    block,
+    start,
+    end,
+    scalars: c.scalars,
+    params: r.params,
+    sync: r.sync,
+  };
+  if (block[P.S_ZERO] === 1) r.run.windowNonFinite = false;
+  if (stepRegion) runInStepRegion(stepRegion, () => trainStep(ctx));
+  else trainStep(ctx);
+  r.run.windowNonFinite ||= c.scalars[P.R_NONFINITE] === 1;
+  c.scalars[P.R_LR] = lrOf(init, r.run.optCount) * block[P.S_LR_SCALE]!;
+  if (block[P.S_UPDATE] === 1) updateSegment(r, c);
+  c.scalars[P.R_RAN] = 1;
+  r.steps++;
+}
+
+/** The end of an accumulation window: reduce the gradients, update this rank's segment. */
+function updateSegment(r: Rank, c: Command): void {
+  update({
+    init: r.init,
+    arena: r.arena,
+    collective: r.collective,
+    block: c.block,
+    state: r.state,
+    segStart: r.segStart,
+    segEnd: r.segEnd,
+    scalars: c.scalars,
+    ranks: r.ranks,
+    optimizerStep: r.optimizerStep,
+    kernels: r.kernels,
+    run: r.run,
+    scalarsOf: (rank: number) => slotScalars(r, rank, c.slot),
+  });
+  // The next step may already be waiting: no rank reads parameters for it, or writes its
+  // gradient slice, before every rank has updated its segment and read the slices.
+  if (r.ranks > 1) r.collective.barrier();
+}
+
+/** Marks the command done; the last rank to finish wakes main, which waits on DONE + slot with Atomics.waitAsync. */
+function reportDone(r: Rank, c: Command): void {
+  c.scalars[P.R_FINISHED_AT] = performance.timeOrigin + performance.now();
+  if (Atomics.add(r.control, P.DONE + c.slot, 1) + 1 === r.ranks) Atomics.notify(r.control, P.DONE + c.slot);
 }
 
 /**
