@@ -1,3 +1,4 @@
+import { segmentSum } from "@threadgrad/core";
 import type { SharedArena } from "./arena.js";
 import { Barrier, type BarrierOptions } from "./barrier.js";
 import { segment } from "./shard.js";
@@ -34,19 +35,11 @@ export interface Collective {
  * @example reduceSlices([a, b, c], a, 0, a.length) // a now holds a + b + c
  */
 export function reduceSlices(slices: readonly Float32Array[], out: Float32Array, start: number, end: number): void {
-  const first = slices[0];
-  if (first === undefined) throw new RangeError("reduceSlices: needs at least one slice");
+  if (slices[0] === undefined) throw new RangeError("reduceSlices: needs at least one slice");
   if (start < 0 || end < start || slices.some((s) => s.length < end) || out.length < end) {
     throw new RangeError(`reduceSlices: range [${start}, ${end}) exceeds a slice or out`);
   }
-  // One pass per slice streams through memory. A float64 sum of two float32 values is exact, so
-  // the store's rounding makes each pass an exact float32 add, the same as a per-element loop.
-  const outIsFirst = out.buffer === first.buffer && out.byteOffset === first.byteOffset;
-  if (!outIsFirst) out.set(first.subarray(start, end), start);
-  for (let s = 1; s < slices.length; s++) {
-    const slice = slices[s]!;
-    for (let i = start; i < end; i++) out[i] = out[i]! + slice[i]!;
-  }
+  segmentSum(slices, out, start, end, null); // core's JavaScript loop
 }
 
 /**

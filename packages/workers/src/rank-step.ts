@@ -7,11 +7,12 @@ import {
   type nn,
   isTensor,
   noGrad,
+  segmentSumSquares,
   setBatchNormReducer,
   setSampleContext,
   tensor,
 } from "@threadgrad/core";
-import { clipCoef, combineNorms, flatStep, lrAt, partialNorm, scaleRange } from "@threadgrad/optim";
+import { clipCoef, combineNorms, flatStep, lrAt, scaleRange } from "@threadgrad/optim";
 import type { SharedArena } from "./arena.js";
 import type { SharedMemoryCollective, SharedSmallAllReduce } from "./collective.js";
 import type { SharedDataset } from "./dataset.js";
@@ -151,10 +152,7 @@ export function update(c: {
   const t1 = performance.now();
   // reduce-scatter: after it, segment [segStart, segEnd) of grads slice 0 holds the global gradient.
   const reduced = c.collective.reduceScatter(arena.grads(c.init.rank));
-  const sq =
-    c.kernels && reduced.buffer === c.kernels.buffer
-      ? c.kernels.exports.sumSquares(reduced.byteOffset, segStart, segEnd)
-      : partialNorm(reduced, segStart, segEnd, 2);
+  const sq = segmentSumSquares(reduced, segStart, segEnd, c.kernels);
   scalars[P.R_SQNORM] = sq;
   if (!Number.isFinite(sq)) scalars[P.R_NONFINITE] = 1;
   // A non-finite loss in any of the window's micro-steps, or a non-finite gradient, blocks the update.

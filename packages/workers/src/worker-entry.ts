@@ -20,7 +20,7 @@ import type { SharedDataset } from "./dataset.js";
 import * as P from "./protocol.js";
 import { type RunState, evalStep, lrOf, trainStep, update } from "./rank-step.js";
 import { segment, shardRange } from "./shard.js";
-import { type SegmentUpdate, wasmSegmentSum, wasmUpdate } from "./wasm-arena.js";
+import { type SegmentUpdate, segmentUpdate, wasmSegmentSum } from "./wasm-arena.js";
 import { type LossFn, type LossSpec, type ModelSpec, buildLoss, buildModel } from "./spec.js";
 
 export interface WorkerInit {
@@ -194,7 +194,7 @@ async function prepareRank(init: WorkerInit, arena: SharedArena, kernels: WasmKe
     loadBuffers: bindBuffers(model, init.buffers, rank),
     collective,
     sync,
-    optimizerStep: kernels ? wasmUpdate(kernels, arena, init.optimizer) : null,
+    optimizerStep: segmentUpdate(arena, init.optimizer, kernels),
     kernels,
     stepRegion: kernels && init.stepRegion ? kernels : null,
     datasets: new Map(),
