@@ -4,8 +4,10 @@ import { Barrier, type BarrierOptions } from "./barrier.js";
 import { segment } from "./shard.js";
 
 /**
- * Collective operations among `size` ranks; every rank calls the same operations in the same order
- * with equally long buffers. Segments are `segment(buf.length, size, rank)`.
+ * Collective operations among `size` ranks: all a rank's step needs from the others, so that the
+ * same step runs over shared memory in one process or over a network between processes. Every
+ * rank calls the same operations in the same order with equally long buffers. Segments are
+ * `segment(buf.length, size, rank)`.
  * Sum order: every reduced element is `((g0 + g1) + g2) + ...` rounded to float32 after each add,
  * ranks in order 0..size-1, exactly what reduceSlices computes on one thread; results are
  * therefore bit-identical whatever the timing, and tests compare them bit for bit.
@@ -23,7 +25,17 @@ export interface Collective {
   reduceScatter(buf: Float32Array): Float32Array;
   /** Sums every rank's `buf`; on return all of the returned array holds the sum (may be `buf` or shared). */
   allReduce(buf: Float32Array): Float32Array;
-  /** Each rank fills its own segment of `buf`; on return every rank's `buf` holds all segments. */
+  /**
+   * Sums a few float64 values over every rank, in place, adding in rank order 0..size-1 so that every
+   * rank gets the same bits: a step's loss sums and counts, squared-norm partials, non-finite flags,
+   * BatchNorm's per-channel sums.
+   */
+  allReduceScalars(values: Float64Array): void;
+  /**
+   * Each rank fills its own segment of `buf`; on return every rank's `buf` holds all segments. Where
+   * `buf` is memory every rank shares (the parameters, in shared memory) there is nothing to copy:
+   * it returns once every rank has written its segment.
+   */
   allGather(buf: Float32Array): void;
   /** On return every rank's `buf` holds what rank `root` had in its `buf`. */
   broadcast(buf: Float32Array, root: number): void;
@@ -50,13 +62,18 @@ export type SegmentSum = (start: number, end: number) => void;
 
 export interface CollectiveOptions extends BarrierOptions {
   segmentSum?: SegmentSum;
+  /**
+   * Shared memory for allReduceScalars (SharedSmallAllReduce.bytes(size, capacity) bytes), needed
+   * with more than one rank: up to `capacity` values per call.
+   */
+  scalars?: { block: SharedArrayBuffer; capacity: number };
 }
 
 /**
  * Collective over an arena's gradient slices. A `buf` that is this rank's slice (or a prefix of
  * it) is used in place; any other `buf` must be private to this rank and is staged through the
- * slice with extra copies and barriers. Memory that all ranks already share (params) needs no
- * collective, only barrier().
+ * slice with extra copies and barriers. The arena's parameters are shared by every rank already:
+ * allGather of them only waits for every rank's segment.
  * Reductions land in slice 0: rank r sums segment r of every slice, in rank order, into slice 0's
  * segment r. That needs no extra P floats and is free for one rank; the price is that slice 0
  * holds the sum afterwards, so rank 0 must not clear it until every rank has used its segment
@@ -70,6 +87,8 @@ export class SharedMemoryCollective implements Collective {
   private readonly slices: Float32Array[];
   private readonly sync: Barrier;
   private readonly segmentSum: SegmentSum | null;
+  private readonly params: Float32Array;
+  private readonly small: SharedSmallAllReduce | null;
 
   constructor(
     arena: SharedArena,
@@ -80,6 +99,25 @@ export class SharedMemoryCollective implements Collective {
     this.slices = Array.from({ length: this.size }, (_, r) => arena.grads(r));
     this.sync = new Barrier(arena.control, this.size, rank, { name: "collective", ...options });
     this.segmentSum = options.segmentSum ?? null;
+    this.params = arena.params;
+    const { scalars, ...barrier } = options;
+    this.small =
+      scalars && this.size > 1
+        ? new SharedSmallAllReduce(scalars.block, arena.control, this.size, rank, scalars.capacity, {
+            ...barrier,
+            name: `${barrier.name ?? "collective"} (scalars)`,
+          })
+        : null;
+  }
+
+  allReduceScalars(values: Float64Array): void {
+    if (this.size === 1) return;
+    if (this.small === null) {
+      throw new Error(
+        "SharedMemoryCollective.allReduceScalars: no shared memory for scalars was given (options.scalars)",
+      );
+    }
+    this.small.allReduce(values);
   }
 
   barrier(): void {
@@ -115,6 +153,10 @@ export class SharedMemoryCollective implements Collective {
   }
 
   allGather(buf: Float32Array): void {
+    if (this.isParams(buf)) {
+      if (this.size > 1) this.sync.wait(); // every rank has written its segment
+      return;
+    }
     const n = this.checkLength("allGather", buf);
     const [start, end] = segment(n, this.size, this.rank);
     if (!this.isOwnSlice(buf)) this.own.set(buf.subarray(start, end), start);
@@ -151,6 +193,15 @@ export class SharedMemoryCollective implements Collective {
     return this.slices.map((slice) => slice.subarray(0, n));
   }
 
+  private isParams(buf: Float32Array): boolean {
+    const { params } = this;
+    return (
+      buf.buffer === params.buffer &&
+      buf.byteOffset >= params.byteOffset &&
+      buf.byteOffset + buf.byteLength <= params.byteOffset + params.byteLength
+    );
+  }
+
   private isOwnSlice(buf: Float32Array): boolean {
     return buf.buffer === this.own.buffer && buf.byteOffset === this.own.byteOffset;
   }
@@ -166,8 +217,9 @@ export class SharedMemoryCollective implements Collective {
 }
 
 /**
- * All-reduce of a few float64 values (BatchNorm's per-channel sums inside a step) through a block
- * of shared memory of its own: the gradient slices are busy then. Every rank writes its values to
+ * All-reduce of a few float64 values (BatchNorm's per-channel sums, a step's norm partials and
+ * flags) through a block of shared memory of its own: the gradient slices are busy then.
+ * SharedMemoryCollective.allReduceScalars runs on one. Every rank writes its values to
  * its row, waits at a barrier, and sums the rows itself in rank order 0..N-1, so every rank gets the
  * same bits. Calls alternate between two halves of the block: a rank can only overwrite a half
  * after every rank passed the next call's barrier, that is, after all finished reading it, so one
@@ -205,7 +257,7 @@ export class SharedSmallAllReduce {
     const { size, capacity, rows } = this;
     if (values.length > capacity) {
       throw new RangeError(
-        `SharedSmallAllReduce: ${values.length} values to reduce, room for ${capacity} (the most channels planned)`,
+        `SharedSmallAllReduce: ${values.length} values to reduce, room for ${capacity} (its capacity)`,
       );
     }
     if (size === 1) return;

@@ -14,7 +14,7 @@ import {
 } from "@threadgrad/core";
 import { clipCoef, combineNorms, flatStep, lrAt, scaleRange } from "@threadgrad/optim";
 import type { SharedArena } from "./arena.js";
-import type { SharedMemoryCollective, SharedSmallAllReduce } from "./collective.js";
+import type { Collective } from "./collective.js";
 import type { SharedDataset } from "./dataset.js";
 import * as P from "./protocol.js";
 import type { SegmentUpdate } from "./wasm-arena.js";
@@ -84,7 +84,8 @@ export interface StepCtx {
   scalars: Float64Array;
 }
 
-export type TrainCtx = StepCtx & { block: Float64Array; params: Tensor[]; sync: SharedSmallAllReduce | null };
+/** `sync`: the collective BatchNorm reduces its statistics through, when it is synchronised over several ranks. */
+export type TrainCtx = StepCtx & { block: Float64Array; params: Tensor[]; sync: Collective | null };
 
 export function trainStep(c: TrainCtx): void {
   const { block, start, end } = c;
@@ -107,7 +108,7 @@ export function forwardBackward(c: TrainCtx): void {
   c.model.train();
   setSampleContext({ seed: c.init.seed, step: block[P.S_STEP]!, firstSample: start });
   const sync = c.sync;
-  if (sync !== null) setBatchNormReducer({ allReduce: (v) => sync.allReduce(v), padding });
+  if (sync !== null) setBatchNormReducer({ allReduce: (v) => sync.allReduceScalars(v), padding });
   try {
     const out = (c.model.forward as (x: Tensor) => Tensor)(x);
     if (!isTensor(out)) throw new Error("model.forward did not return a Tensor");
@@ -134,17 +135,15 @@ export function forwardBackward(c: TrainCtx): void {
 export function update(c: {
   init: WorkerInit;
   arena: SharedArena;
-  collective: SharedMemoryCollective;
+  collective: Collective;
   block: Float64Array;
   state: Float32Array[];
   segStart: number;
   segEnd: number;
   scalars: Float64Array;
-  ranks: number;
   optimizerStep: SegmentUpdate | null;
   kernels: WasmKernels | null;
   run: RunState;
-  scalarsOf: (rank: number) => Float64Array;
 }): void {
   const { arena, block, segStart, segEnd, scalars } = c;
   const t0 = performance.now();
@@ -156,15 +155,13 @@ export function update(c: {
   scalars[P.R_SQNORM] = sq;
   if (!Number.isFinite(sq)) scalars[P.R_NONFINITE] = 1;
   // A non-finite loss in any of the window's micro-steps, or a non-finite gradient, blocks the update.
-  scalars[P.R_WINDOW_NONFINITE] = c.run.windowNonFinite || !Number.isFinite(sq) ? 1 : 0;
-  c.collective.barrier(); // every rank's partial norm and flags are written
-  let nonFinite = false;
-  const partials: number[] = [];
-  for (let r = 0; r < c.ranks; r++) {
-    const s = c.scalarsOf(r);
-    partials.push(s[P.R_SQNORM]!);
-    if (s[P.R_WINDOW_NONFINITE] === 1) nonFinite = true;
-  }
+  const windowNonFinite = c.run.windowNonFinite || !Number.isFinite(sq);
+  scalars[P.R_WINDOW_NONFINITE] = windowNonFinite ? 1 : 0;
+  // The global squared norm and whether any rank met a non-finite value: summed in rank order, so
+  // every rank gets the same bits and takes the same decision.
+  const totals = Float64Array.of(sq, windowNonFinite ? 1 : 0);
+  c.collective.allReduceScalars(totals);
+  const nonFinite = totals[1]! > 0;
   const clip = block[P.S_CLIP]!;
   const t2 = performance.now();
   scalars[P.R_T_WAIT] = t1 - t0;
@@ -177,7 +174,7 @@ export function update(c: {
   }
   const t = c.run.optCount + 1,
     lr = scalars[P.R_LR]!;
-  if (clip > 0) scaleRange(reduced, segStart, segEnd, clipCoef(combineNorms(partials, 2), clip));
+  if (clip > 0) scaleRange(reduced, segStart, segEnd, clipCoef(combineNorms([totals[0]!], 2), clip));
   if (c.optimizerStep) c.optimizerStep(segStart, segEnd, t, lr);
   else {
     flatStep(c.init.optimizer.name, c.init.optimizer.options as never, {

@@ -157,11 +157,13 @@ export class DataParallel {
       view.set(b.data as never);
       b.setStorage(view);
     });
-    // BatchNorm over several ranks normalises with the global batch's statistics, exchanged inside the step.
+    // The ranks all-reduce a few float64 values inside the step: the update's norm and flags, and
+    // with BatchNorm over several ranks the global batch's statistics (it normalises with those).
     const channels = batchNormChannels(model);
-    const syncBatchNorm =
-      numWorkers > 1 && channels > 0
-        ? { block: new SharedArrayBuffer(SharedSmallAllReduce.bytes(numWorkers, channels)), capacity: channels }
+    const capacity = Math.max(channels, P.UPDATE_TOTALS);
+    const scalars =
+      numWorkers > 1
+        ? { block: new SharedArrayBuffer(SharedSmallAllReduce.bytes(numWorkers, capacity)), capacity }
         : null;
     const maxBatchSize = opts.maxBatchSize ?? 8192;
     const blocks = new Float64Array(new SharedArrayBuffer(slots * P.STEP_BLOCK_SIZE * 8));
@@ -225,7 +227,8 @@ export class DataParallel {
         stepRegion: opts.stepRegion ?? "kind" in opts.model,
         wasm: wasm ? { memory: wasm.placement.memory, scratch: wasm.placement.scratch[rank]! } : null,
         buffers: { block: bufferBlock, slots: bufferPlan.slots },
-        syncBatchNorm,
+        scalars,
+        syncBatchNorm: numWorkers > 1 && channels > 0,
       };
       tasks.push(startRank(pool, init, port1, trainer.channel));
     }

@@ -14,7 +14,7 @@ import {
 } from "@threadgrad/core";
 import type { OptimizerName, ScheduleConfig } from "@threadgrad/optim";
 import { type ArenaHandle, type BufferSlot, SharedArena, bufferViews } from "./arena.js";
-import { SharedMemoryCollective, SharedSmallAllReduce } from "./collective.js";
+import { type Collective, SharedMemoryCollective } from "./collective.js";
 import { ERROR, ErrorCode, signalError } from "./control.js";
 import type { SharedDataset } from "./dataset.js";
 import * as P from "./protocol.js";
@@ -50,8 +50,10 @@ export interface WorkerInit {
   wasm: { memory: WasmMemory; scratch: Region } | null;
   /** the model's buffers in shared memory: rank 0 uses them in place, the other ranks keep copies */
   buffers: { block: SharedArrayBuffer; slots: BufferSlot[] };
-  /** BatchNorm statistics exchanged inside the step (several ranks, a model with BatchNorm), or null */
-  syncBatchNorm: { block: SharedArrayBuffer; capacity: number } | null;
+  /** shared memory for the collective's all-reduce of a few float64 values (several ranks), or null */
+  scalars: { block: SharedArrayBuffer; capacity: number } | null;
+  /** BatchNorm normalises with the statistics of the whole batch, reduced across ranks inside the step */
+  syncBatchNorm: boolean;
 }
 
 /** Waits (blocking: this is a worker) until main has published command `next`, watching ERROR. */
@@ -128,8 +130,9 @@ interface Rank {
   state: Float32Array[];
   /** copies the shared module buffers into this rank's private ones (a no-op for rank 0) */
   loadBuffers: () => void;
-  collective: SharedMemoryCollective;
-  sync: SharedSmallAllReduce | null;
+  collective: Collective;
+  /** the collective BatchNorm reduces its statistics through, or null (see WorkerInit.syncBatchNorm) */
+  sync: Collective | null;
   optimizerStep: SegmentUpdate | null;
   kernels: WasmKernels | null;
   /** the kernels whose step region holds the tensors a step makes, or null */
@@ -161,22 +164,12 @@ async function prepareRank(init: WorkerInit, arena: SharedArena, kernels: WasmKe
   const model: nn.Module = await buildModel(init.model);
   const lossFn = await buildLoss(init.loss);
   const params = bindParameters(model, arena, rank);
-  const collective = new SharedMemoryCollective(arena, rank, {
+  const collective: Collective = new SharedMemoryCollective(arena, rank, {
     timeoutMs: init.barrierTimeoutMs,
     spinIterations: init.spin ? undefined : 0,
     segmentSum: kernels ? wasmSegmentSum(kernels, arena) : undefined,
+    scalars: init.scalars ?? undefined,
   });
-  const barrierOptions = { timeoutMs: init.barrierTimeoutMs, spinIterations: init.spin ? undefined : 0 };
-  const sync = init.syncBatchNorm
-    ? new SharedSmallAllReduce(
-        init.syncBatchNorm.block,
-        control,
-        ranks,
-        rank,
-        init.syncBatchNorm.capacity,
-        barrierOptions,
-      )
-    : null;
   const [segStart, segEnd] = segment(arena.layout.paddedLength, ranks, rank);
   const r: Rank = {
     init,
@@ -193,7 +186,7 @@ async function prepareRank(init: WorkerInit, arena: SharedArena, kernels: WasmKe
     state: Array.from({ length: arena.layout.stateBuffers }, (_, k) => arena.state(k)),
     loadBuffers: bindBuffers(model, init.buffers, rank),
     collective,
-    sync,
+    sync: init.syncBatchNorm ? collective : null,
     optimizerStep: segmentUpdate(arena, init.optimizer, kernels),
     kernels,
     stepRegion: kernels && init.stepRegion ? kernels : null,
@@ -313,7 +306,11 @@ function runOnShard(r: Rank, c: Command, isTrain: boolean): void {
   r.steps++;
 }
 
-/** The end of an accumulation window: reduce the gradients, update this rank's segment. */
+/**
+ * The end of an accumulation window: reduce the gradients, update this rank's segment, then gather
+ * the updated segments. The next step may already be waiting: no rank reads parameters for it, or
+ * writes its gradient slice, before every rank has updated its segment and read the slices.
+ */
 function updateSegment(r: Rank, c: Command): void {
   update({
     init: r.init,
@@ -324,15 +321,11 @@ function updateSegment(r: Rank, c: Command): void {
     segStart: r.segStart,
     segEnd: r.segEnd,
     scalars: c.scalars,
-    ranks: r.ranks,
     optimizerStep: r.optimizerStep,
     kernels: r.kernels,
     run: r.run,
-    scalarsOf: (rank: number) => slotScalars(r, rank, c.slot),
   });
-  // The next step may already be waiting: no rank reads parameters for it, or writes its
-  // gradient slice, before every rank has updated its segment and read the slices.
-  if (r.ranks > 1) r.collective.barrier();
+  r.collective.allGather(r.arena.params);
 }
 
 /** Marks the command done; the last rank to finish wakes main, which waits on DONE + slot with Atomics.waitAsync. */
