@@ -6,8 +6,8 @@ import { segment } from "./shard.js";
 /**
  * Collective operations among `size` ranks: all a rank's step needs from the others, so that the
  * same step runs over shared memory in one process or over a network between processes. Every
- * rank calls the same operations in the same order with equally long buffers. Segments are
- * `segment(buf.length, size, rank)`.
+ * rank calls the same operations in the same order with equally long buffers of the same kind
+ * (shared by all ranks, or its own). Segments are `segment(buf.length, size, rank)`.
  * Sum order: every reduced element is `((g0 + g1) + g2) + ...` rounded to float32 after each add,
  * ranks in order 0..size-1, exactly what reduceSlices computes on one thread; results are
  * therefore bit-identical whatever the timing, and tests compare them bit for bit.
@@ -193,12 +193,15 @@ export class SharedMemoryCollective implements Collective {
     return this.slices.map((slice) => slice.subarray(0, n));
   }
 
+  /** Whether `buf` lies in the parameters (an empty view at their end, where slice 0 starts, does not). */
   private isParams(buf: Float32Array): boolean {
     const { params } = this;
+    const end = params.byteOffset + params.byteLength;
     return (
       buf.buffer === params.buffer &&
       buf.byteOffset >= params.byteOffset &&
-      buf.byteOffset + buf.byteLength <= params.byteOffset + params.byteLength
+      buf.byteOffset < end &&
+      buf.byteOffset + buf.byteLength <= end
     );
   }
 

@@ -103,7 +103,9 @@ export interface AdamSegmentOptions {
  *   m = β1·m + (1-β1)·g;  v = β2·v + (1-β2)·g²   (flushed to 0 below FLT_MIN, then stored)
  *   p -= lr/(1-β1^t) · m / (sqrt(v)·(1/sqrt(1-β2^t)) + eps)
  * In float64 with float32 stores, in the order of @threadgrad/optim's flat Adam: the same bits.
- * @example adamSegmentUpdate({ params, grads, m, v }, 0, params.length, 1, { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, decoupledWeightDecay: false, maximize: false })
+ * @example
+ * const o = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, decoupledWeightDecay: false, maximize: false };
+ * adamSegmentUpdate({ params, grads, m, v }, 0, params.length, 1, o);
  */
 export function adamSegmentUpdate(
   s: AdamSegment,
@@ -167,7 +169,9 @@ export interface SgdSegmentOptions {
  *   g = ±grad + wd·p;  b = g on step 1, else μ·b + (1-dampening)·g   (flushed below FLT_MIN, stored)
  *   g = nesterov ? g + μ·b : b;  p -= lr·g
  * In float64 with float32 stores, in the order of @threadgrad/optim's flat SGD: the same bits.
- * @example sgdSegmentUpdate({ params, grads, momentum: null }, 0, params.length, 1, { lr: 0.1, momentum: 0, dampening: 0, weightDecay: 0, nesterov: false, maximize: false })
+ * @example
+ * const o = { lr: 0.1, momentum: 0, dampening: 0, weightDecay: 0, nesterov: false, maximize: false };
+ * sgdSegmentUpdate({ params, grads, momentum: null }, 0, params.length, 1, o);
  */
 export function sgdSegmentUpdate(
   s: SgdSegment,
