@@ -167,7 +167,7 @@ export function update(c: {
   scalars[P.R_T_WAIT] = t1 - t0;
   scalars[P.R_T_REDUCE] = t2 - t1;
   if (nonFinite) {
-    // Every rank reads the same flags, so they all skip, and without skipNonFinite all halt.
+    // Every rank has the same totals, so they all skip, and without skipNonFinite all halt.
     scalars[P.R_SKIPPED] = 1;
     if (!c.init.skipNonFinite) c.run.halted = true;
     return;
