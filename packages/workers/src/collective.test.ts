@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { SharedArena, planArena } from "./arena.js";
-import { SharedSmallAllReduce, reduceSlices } from "./collective.js";
+import { SharedMemoryCollective, SharedSmallAllReduce, reduceSlices } from "./collective.js";
 import { ERROR, USER_BASE } from "./control.js";
 import { segment } from "./shard.js";
 import {
@@ -196,5 +196,90 @@ describe("SharedSmallAllReduce (BatchNorm's in-step sums)", () => {
     reducer.allReduce(one);
     expect(Array.from(one)).toEqual([1, 2, 3]);
     expect(() => reducer.allReduce(new Float64Array(5))).toThrow("5 values to reduce, room for 4");
+  });
+});
+
+describe.each([1, 2, 3])("the Collective a step uses besides the gradient reduction, %i worker threads", (ranks) => {
+  async function runInterface(rounds: { op: string; n: number; seed: number }[], capacity = 8) {
+    const arena = SharedArena.create(planArena({ paramSizes: [37, 100], ranks, stateBuffers: 0 }));
+    const scalars = { block: new SharedArrayBuffer(SharedSmallAllReduce.bytes(ranks, capacity)), capacity };
+    const marks = new SharedArrayBuffer(4 * ranks);
+    const workers = Array.from({ length: ranks }, (_, rank) =>
+      spawnRank("./collective-interface-rank.mjs", { handle: arena.handle(), rank, rounds, scalars, marks }),
+    );
+    const outcomes = await Promise.all(workers.map(outcome));
+    for (const { error, exitCode } of outcomes) {
+      expect(error).toBeUndefined();
+      expect(exitCode).toBe(0);
+    }
+    expect(Atomics.load(arena.control, ERROR)).toBe(0);
+    return { arena, outcomes };
+  }
+
+  it("allReduceScalars gives every rank the rank-order float64 sum, between gradient reductions", async () => {
+    const rounds = Array.from({ length: 12 }, (_, i) => ({
+      op: i % 3 === 2 ? "reduceScatter" : "allReduceScalars",
+      n: 1 + ((i * 5) % 8),
+      seed: i,
+    }));
+    const { outcomes } = await runInterface(rounds);
+    rounds.forEach((round, i) => {
+      if (round.op !== "allReduceScalars") return;
+      const reports = outcomes.map(
+        ({ messages }) => messages[i] as { contributed: Float64Array; result: Float64Array },
+      );
+      const expected = reports[0]!.contributed.slice();
+      for (let r = 1; r < ranks; r++) for (let k = 0; k < round.n; k++) expected[k]! += reports[r]!.contributed[k]!;
+      for (const { result } of reports) expect(Array.from(result), `round ${i}`).toEqual(Array.from(expected));
+    });
+  });
+
+  it("allGather of the shared parameters leaves every segment in place for every rank, gradients untouched", async () => {
+    const rounds = [0, 1, 2].map((seed) => ({ op: "allGather", n: 0, seed: 100 * seed }));
+    const { arena, outcomes } = await runInterface(rounds);
+    const length = arena.layout.paddedLength;
+    rounds.forEach((round, i) => {
+      const expected = new Float32Array(length);
+      for (let r = 0; r < ranks; r++) {
+        const [start, end] = segment(length, ranks, r);
+        expected.set(seededValues(end - start, round.seed + r), start);
+      }
+      for (const { messages } of outcomes) {
+        const report = messages[i] as { result: Float32Array; gradsUnchanged: boolean };
+        expect(firstBitDifference(report.result, expected), `round ${i}`).toBe(-1);
+        expect(report.gradsUnchanged).toBe(true);
+      }
+    });
+  });
+
+  it("no rank passes a barrier before every rank has reached it", async () => {
+    const rounds = Array.from({ length: 20 }, (_, i) => ({ op: "barrier", n: 0, seed: i }));
+    const { outcomes } = await runInterface(rounds);
+    for (const { messages } of outcomes) {
+      expect(messages.map((m) => (m as { least: number }).least)).toEqual(rounds.map((_, round) => round + 1));
+    }
+  });
+});
+
+describe("SharedMemoryCollective.allReduceScalars without its shared memory", () => {
+  it("is the identity for one rank and names the missing option for several", async () => {
+    const one = new SharedMemoryCollective(
+      SharedArena.create(planArena({ paramSizes: [4], ranks: 1, stateBuffers: 0 })),
+      0,
+    );
+    const values = Float64Array.of(1.5, -2);
+    one.allReduceScalars(values);
+    expect(Array.from(values)).toEqual([1.5, -2]);
+    const arena = SharedArena.create(planArena({ paramSizes: [4], ranks: 2, stateBuffers: 0 }));
+    const worker = spawnRank("./collective-interface-rank.mjs", {
+      handle: arena.handle(),
+      rank: 0,
+      rounds: [{ op: "allReduceScalars", n: 2, seed: 1 }],
+      marks: new SharedArrayBuffer(8),
+    });
+    const { error } = await outcome(worker);
+    expect(error?.message).toBe(
+      "SharedMemoryCollective.allReduceScalars: no shared memory for scalars was given (options.scalars)",
+    );
   });
 });

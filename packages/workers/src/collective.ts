@@ -1,10 +1,13 @@
+import { segmentSum } from "@threadgrad/core";
 import type { SharedArena } from "./arena.js";
 import { Barrier, type BarrierOptions } from "./barrier.js";
 import { segment } from "./shard.js";
 
 /**
- * Collective operations among `size` ranks; every rank calls the same operations in the same order
- * with equally long buffers. Segments are `segment(buf.length, size, rank)`.
+ * Collective operations among `size` ranks: all a rank's step needs from the others, so that the
+ * same step runs over shared memory in one process or over a network between processes. Every
+ * rank calls the same operations in the same order with equally long buffers of the same kind
+ * (shared by all ranks, or its own). Segments are `segment(buf.length, size, rank)`.
  * Sum order: every reduced element is `((g0 + g1) + g2) + ...` rounded to float32 after each add,
  * ranks in order 0..size-1, exactly what reduceSlices computes on one thread; results are
  * therefore bit-identical whatever the timing, and tests compare them bit for bit.
@@ -22,7 +25,17 @@ export interface Collective {
   reduceScatter(buf: Float32Array): Float32Array;
   /** Sums every rank's `buf`; on return all of the returned array holds the sum (may be `buf` or shared). */
   allReduce(buf: Float32Array): Float32Array;
-  /** Each rank fills its own segment of `buf`; on return every rank's `buf` holds all segments. */
+  /**
+   * Sums a few float64 values over every rank, in place, adding in rank order 0..size-1 so that every
+   * rank gets the same bits: a step's loss sums and counts, squared-norm partials, non-finite flags,
+   * BatchNorm's per-channel sums.
+   */
+  allReduceScalars(values: Float64Array): void;
+  /**
+   * Each rank fills its own segment of `buf`; on return every rank's `buf` holds all segments. Where
+   * `buf` is memory every rank shares (the parameters, in shared memory) there is nothing to copy:
+   * it returns once every rank has written its segment.
+   */
   allGather(buf: Float32Array): void;
   /** On return every rank's `buf` holds what rank `root` had in its `buf`. */
   broadcast(buf: Float32Array, root: number): void;
@@ -34,19 +47,11 @@ export interface Collective {
  * @example reduceSlices([a, b, c], a, 0, a.length) // a now holds a + b + c
  */
 export function reduceSlices(slices: readonly Float32Array[], out: Float32Array, start: number, end: number): void {
-  const first = slices[0];
-  if (first === undefined) throw new RangeError("reduceSlices: needs at least one slice");
+  if (slices[0] === undefined) throw new RangeError("reduceSlices: needs at least one slice");
   if (start < 0 || end < start || slices.some((s) => s.length < end) || out.length < end) {
     throw new RangeError(`reduceSlices: range [${start}, ${end}) exceeds a slice or out`);
   }
-  // One pass per slice streams through memory. A float64 sum of two float32 values is exact, so
-  // the store's rounding makes each pass an exact float32 add, the same as a per-element loop.
-  const outIsFirst = out.buffer === first.buffer && out.byteOffset === first.byteOffset;
-  if (!outIsFirst) out.set(first.subarray(start, end), start);
-  for (let s = 1; s < slices.length; s++) {
-    const slice = slices[s]!;
-    for (let i = start; i < end; i++) out[i] = out[i]! + slice[i]!;
-  }
+  segmentSum(slices, out, start, end, null); // core's JavaScript loop
 }
 
 /**
@@ -57,13 +62,18 @@ export type SegmentSum = (start: number, end: number) => void;
 
 export interface CollectiveOptions extends BarrierOptions {
   segmentSum?: SegmentSum;
+  /**
+   * Shared memory for allReduceScalars (SharedSmallAllReduce.bytes(size, capacity) bytes), needed
+   * with more than one rank: up to `capacity` values per call.
+   */
+  scalars?: { block: SharedArrayBuffer; capacity: number };
 }
 
 /**
  * Collective over an arena's gradient slices. A `buf` that is this rank's slice (or a prefix of
  * it) is used in place; any other `buf` must be private to this rank and is staged through the
- * slice with extra copies and barriers. Memory that all ranks already share (params) needs no
- * collective, only barrier().
+ * slice with extra copies and barriers. The arena's parameters are shared by every rank already:
+ * allGather of them only waits for every rank's segment.
  * Reductions land in slice 0: rank r sums segment r of every slice, in rank order, into slice 0's
  * segment r. That needs no extra P floats and is free for one rank; the price is that slice 0
  * holds the sum afterwards, so rank 0 must not clear it until every rank has used its segment
@@ -77,6 +87,8 @@ export class SharedMemoryCollective implements Collective {
   private readonly slices: Float32Array[];
   private readonly sync: Barrier;
   private readonly segmentSum: SegmentSum | null;
+  private readonly params: Float32Array;
+  private readonly small: SharedSmallAllReduce | null;
 
   constructor(
     arena: SharedArena,
@@ -87,6 +99,25 @@ export class SharedMemoryCollective implements Collective {
     this.slices = Array.from({ length: this.size }, (_, r) => arena.grads(r));
     this.sync = new Barrier(arena.control, this.size, rank, { name: "collective", ...options });
     this.segmentSum = options.segmentSum ?? null;
+    this.params = arena.params;
+    const { scalars, ...barrier } = options;
+    this.small =
+      scalars && this.size > 1
+        ? new SharedSmallAllReduce(scalars.block, arena.control, this.size, rank, scalars.capacity, {
+            ...barrier,
+            name: `${barrier.name ?? "collective"} (scalars)`,
+          })
+        : null;
+  }
+
+  allReduceScalars(values: Float64Array): void {
+    if (this.size === 1) return;
+    if (this.small === null) {
+      throw new Error(
+        "SharedMemoryCollective.allReduceScalars: no shared memory for scalars was given (options.scalars)",
+      );
+    }
+    this.small.allReduce(values);
   }
 
   barrier(): void {
@@ -122,6 +153,10 @@ export class SharedMemoryCollective implements Collective {
   }
 
   allGather(buf: Float32Array): void {
+    if (this.isParams(buf)) {
+      if (this.size > 1) this.sync.wait(); // every rank has written its segment
+      return;
+    }
     const n = this.checkLength("allGather", buf);
     const [start, end] = segment(n, this.size, this.rank);
     if (!this.isOwnSlice(buf)) this.own.set(buf.subarray(start, end), start);
@@ -158,6 +193,18 @@ export class SharedMemoryCollective implements Collective {
     return this.slices.map((slice) => slice.subarray(0, n));
   }
 
+  /** Whether `buf` lies in the parameters (an empty view at their end, where slice 0 starts, does not). */
+  private isParams(buf: Float32Array): boolean {
+    const { params } = this;
+    const end = params.byteOffset + params.byteLength;
+    return (
+      buf.buffer === params.buffer &&
+      buf.byteOffset >= params.byteOffset &&
+      buf.byteOffset < end &&
+      buf.byteOffset + buf.byteLength <= end
+    );
+  }
+
   private isOwnSlice(buf: Float32Array): boolean {
     return buf.buffer === this.own.buffer && buf.byteOffset === this.own.byteOffset;
   }
@@ -173,8 +220,9 @@ export class SharedMemoryCollective implements Collective {
 }
 
 /**
- * All-reduce of a few float64 values (BatchNorm's per-channel sums inside a step) through a block
- * of shared memory of its own: the gradient slices are busy then. Every rank writes its values to
+ * All-reduce of a few float64 values (BatchNorm's per-channel sums, a step's norm partials and
+ * flags) through a block of shared memory of its own: the gradient slices are busy then.
+ * SharedMemoryCollective.allReduceScalars runs on one. Every rank writes its values to
  * its row, waits at a barrier, and sums the rows itself in rank order 0..N-1, so every rank gets the
  * same bits. Calls alternate between two halves of the block: a rank can only overwrite a half
  * after every rank passed the next call's barrier, that is, after all finished reading it, so one
@@ -212,7 +260,7 @@ export class SharedSmallAllReduce {
     const { size, capacity, rows } = this;
     if (values.length > capacity) {
       throw new RangeError(
-        `SharedSmallAllReduce: ${values.length} values to reduce, room for ${capacity} (the most channels planned)`,
+        `SharedSmallAllReduce: ${values.length} values to reduce, room for ${capacity} (its capacity)`,
       );
     }
     if (size === 1) return;

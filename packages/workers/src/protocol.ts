@@ -92,3 +92,6 @@ export const R_FINISHED_AT = 12;
 /** after RECEIVE: how many data sets the rank holds */
 export const R_DATASETS_HELD = 13;
 export const SCALAR_SLOTS = 14;
+
+/** float64 values the update all-reduces across ranks: the squared gradient norm, the non-finite flag */
+export const UPDATE_TOTALS = 2;

@@ -1,4 +1,13 @@
-import { type Region, type WasmKernels, type WasmMemory, createWasmKernels, getKernelBackend } from "@threadgrad/core";
+import {
+  type Region,
+  type WasmKernels,
+  type WasmMemory,
+  adamSegmentUpdate,
+  createWasmKernels,
+  getKernelBackend,
+  segmentSum,
+  sgdSegmentUpdate,
+} from "@threadgrad/core";
 import type { ArenaLayout, SharedArena } from "./arena.js";
 import type { SegmentSum } from "./collective.js";
 
@@ -35,21 +44,20 @@ export function placeInWasm(
   return { kernels, placement: { memory: kernels.memory, arenaOffset, scratch } };
 }
 
-/** The reduction's segment sum as the SIMD kernel over an arena's gradient slices, by byte offset. */
+/** The reduction's segment sum as the SIMD kernel over an arena's gradient slices (core's segmentSum). */
 export function wasmSegmentSum(k: WasmKernels, arena: SharedArena): SegmentSum {
   if (arena.buffer !== k.buffer) throw new Error("wasmSegmentSum: the arena does not lie in these kernels' memory");
-  const base = arena.byteOffset + arena.layout.byteOffsets.grads;
-  const stride = arena.layout.paddedLength * 4;
   const ranks = arena.layout.ranks;
   // One rank: slice 0 already is the sum.
   if (ranks === 1) return () => {};
-  return (start, end) => k.exports.sumSlices(base, stride, ranks, base, start, end);
+  const slices = Array.from({ length: ranks }, (_, r) => arena.grads(r));
+  return (start, end) => segmentSum(slices, slices[0]!, start, end, k);
 }
 
 /** An optimizer update of parameters [start, end) at 1-based step t with learning rate lr. */
 export type SegmentUpdate = (start: number, end: number, t: number, lr: number) => void;
 
-interface WasmOptimizerOptions {
+interface SegmentOptimizerOptions {
   betas?: [number, number];
   eps?: number;
   weightDecay?: number;
@@ -61,54 +69,53 @@ interface WasmOptimizerOptions {
 }
 
 /**
- * Adam, AdamW and SGD (the options @threadgrad/optim resolved) as the SIMD kernels on the arena, by
- * byte offset; they give the bits of optim's flat updates (a test checks). Adam with amsgrad and the
- * other optimizers return null: the trainer runs optim's JavaScript flat update for them.
+ * Adam, AdamW and SGD (the options @threadgrad/optim resolved) on the arena, as core's typed segment
+ * updates: the SIMD kernels when the arena lies in `kernels`' memory, else their JavaScript loops;
+ * either gives the bits of optim's flat updates (a test checks). Adam with amsgrad and the other
+ * optimizers return null: the trainer runs optim's JavaScript flat update for them.
  */
+export function segmentUpdate(
+  arena: SharedArena,
+  opt: { name: string; options: Record<string, unknown> },
+  kernels: WasmKernels | null,
+): SegmentUpdate | null {
+  const o = opt.options as SegmentOptimizerOptions;
+  const { params } = arena;
+  const grads = arena.grads(0); // the reduced gradient: the collective sums into slice 0
+  const maximize = o.maximize ?? false;
+  const weightDecay = o.weightDecay ?? 0;
+  if ((opt.name === "adam" || opt.name === "adamw") && !o.amsgrad && o.betas) {
+    const [beta1, beta2] = o.betas;
+    const eps = o.eps ?? 1e-8;
+    const s = { params, grads, m: arena.state(0), v: arena.state(1) };
+    const decoupledWeightDecay = opt.name === "adamw";
+    return (start, end, t, lr) =>
+      adamSegmentUpdate(
+        s,
+        start,
+        end,
+        t,
+        { lr, beta1, beta2, eps, weightDecay, decoupledWeightDecay, maximize },
+        kernels,
+      );
+  }
+  if (opt.name === "sgd") {
+    const momentum = o.momentum ?? 0,
+      dampening = o.dampening ?? 0,
+      nesterov = o.nesterov ?? false;
+    const s = { params, grads, momentum: momentum !== 0 ? arena.state(0) : null };
+    return (start, end, t, lr) =>
+      sgdSegmentUpdate(s, start, end, t, { lr, momentum, dampening, weightDecay, nesterov, maximize }, kernels);
+  }
+  return null;
+}
+
+/** segmentUpdate on an arena that lies in `k`'s memory: the SIMD kernels. */
 export function wasmUpdate(
   k: WasmKernels,
   arena: SharedArena,
   opt: { name: string; options: Record<string, unknown> },
 ): SegmentUpdate | null {
   if (arena.buffer !== k.buffer) throw new Error("wasmUpdate: the arena does not lie in these kernels' memory");
-  const o = opt.options as WasmOptimizerOptions;
-  const { byteOffsets, paddedLength } = arena.layout;
-  const p = arena.byteOffset + byteOffsets.params;
-  const g = arena.byteOffset + byteOffsets.grads;
-  const state = arena.byteOffset + byteOffsets.state; // state buffer j at state + j·paddedLength·4
-  const maximize = o.maximize ? 1 : 0;
-  const wd = o.weightDecay ?? 0;
-  if ((opt.name === "adam" || opt.name === "adamw") && !o.amsgrad && o.betas) {
-    const [beta1, beta2] = o.betas;
-    const eps = o.eps ?? 1e-8;
-    const v = state + paddedLength * 4;
-    const decoupled = opt.name === "adamw";
-    return (start, end, t, lr) =>
-      k.exports.adamUpdate(
-        p,
-        g,
-        state,
-        v,
-        start,
-        end,
-        lr,
-        beta1,
-        beta2,
-        eps,
-        1 - beta1 ** t,
-        1 - beta2 ** t,
-        decoupled ? 0 : wd,
-        decoupled ? 1 - lr * wd : 1,
-        maximize,
-      );
-  }
-  if (opt.name === "sgd") {
-    const momentum = o.momentum ?? 0,
-      dampening = o.dampening ?? 0,
-      nesterov = o.nesterov ? 1 : 0;
-    const buf = momentum !== 0 ? state : 0;
-    return (start, end, t, lr) =>
-      k.exports.sgdUpdate(p, g, buf, start, end, lr, momentum, dampening, wd, nesterov, maximize, t === 1 ? 1 : 0);
-  }
-  return null;
+  return segmentUpdate(arena, opt, k);
 }

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { Generator, createWasmKernels, isWasmSimdSupported } from "@threadgrad/core";
 import { type OptimizerName, flatStep, resolveFlatOptions, stateBuffers } from "@threadgrad/optim";
 import { SharedArena, planArena } from "./arena.js";
-import { wasmUpdate } from "./wasm-arena.js";
+import { segmentUpdate, wasmUpdate } from "./wasm-arena.js";
 
 // The trainer updates parameters with the SIMD kernels when the optimizer allows it and with
 // optim's JavaScript flat update otherwise: both must give the same bits, step after step.
@@ -88,5 +88,43 @@ describe.runIf(isWasmSimdSupported())("wasm optimizer updates on the arena", () 
       const options = resolveFlatOptions(name, raw as never) as unknown as Record<string, unknown>;
       expect(wasmUpdate(k, arenaFor(name, raw, k), { name, options })).toBeNull();
     }
+  });
+});
+
+describe("segment updates without the wasm kernels (core's JavaScript loops)", () => {
+  it.each(CASES)("%s %j gives optim's flat-update bits over 6 steps, on a segment only", (name, raw) => {
+    const options = resolveFlatOptions(name, raw as never) as unknown as Record<string, unknown>;
+    const ours = arenaFor(name, raw, null);
+    const js = arenaFor(name, raw, null);
+    const update = segmentUpdate(ours, { name, options }, null);
+    expect(update).not.toBeNull();
+    const g = new Generator(11);
+    const p0 = new Float32Array(js.params.length).map(() => g.normal());
+    p0[3] = 1e-39;
+    ours.params.set(p0);
+    js.params.set(p0);
+    const n = ours.layout.paddedLength,
+      start = 3,
+      end = n - 5;
+    for (let t = 1; t <= 6; t++) {
+      const grad = new Float32Array(n).map(() => g.normal() * 0.1);
+      grad[4] = 1e-30;
+      ours.grads(0).set(grad);
+      js.grads(0).set(grad);
+      const lr = (options.lr as number) * (1 - 0.1 * t);
+      update!(start, end, t, lr);
+      flatStep(name, options as never, {
+        params: js.params,
+        grads: js.grads(0),
+        state: Array.from({ length: js.layout.stateBuffers }, (_, j) => js.state(j)),
+        start,
+        end,
+        step: t,
+        lr,
+      });
+    }
+    expect(bits(ours.params)).toEqual(bits(js.params));
+    for (let j = 0; j < js.layout.stateBuffers; j++) expect(bits(ours.state(j))).toEqual(bits(js.state(j)));
+    expect(ours.params[end]).toBe(p0[end]); // outside the segment: untouched
   });
 });

@@ -1,0 +1,48 @@
+import type { DatasetLike } from "./dataset.js";
+import { lossDenominator } from "./fit-loop.js";
+import * as P from "./protocol.js";
+import { isClassification } from "./spec.js";
+import type { EvalResult, TrainerParts } from "./trainer-types.js";
+
+/** DataParallel.evaluate: the ranks run the data set in batches, in eval mode; main adds up their results. */
+export async function runEvaluate(
+  t: TrainerParts,
+  data: DatasetLike,
+  opts: { batchSize?: number },
+): Promise<EvalResult> {
+  if (t.busy) throw new Error("DataParallel: fit or evaluate is already running");
+  t.busy = true;
+  try {
+    const ds = await t.datasets.register(data);
+    const bs = Math.min(opts.batchSize ?? 1024, t.options.maxBatchSize);
+    if (!Number.isInteger(bs) || bs < 1)
+      throw new Error(`DataParallel.evaluate: batchSize must be a positive integer, got ${opts.batchSize}`);
+    const classification = isClassification(t.options.loss);
+    const predictions = classification ? new Int32Array(ds.length) : null;
+    let lossSum = 0,
+      correct = 0;
+    for (let start = 0; start < ds.length; start += bs) {
+      const n = Math.min(bs, ds.length - start);
+      const slot = await t.channel.command(P.Cmd.EVAL, "evaluation", (b, batch) => {
+        for (let i = 0; i < n; i++) batch[i] = start + i;
+        b[P.S_BATCH] = n;
+        b[P.S_DATASET] = ds.id;
+      });
+      for (let r = 0; r < t.channel.numWorkers; r++) {
+        const s = t.channel.scalars(r, slot);
+        lossSum += s[P.R_LOSS]!;
+        correct += s[P.R_CORRECT]!;
+      }
+      predictions?.set(t.predictions.subarray(0, n), start);
+    }
+    const all = { length: ds.length } as ArrayLike<number>;
+    return {
+      loss: lossSum / lossDenominator(t.options.loss, ds, all, (i) => i),
+      accuracy: classification ? correct / ds.length : null,
+      samples: ds.length,
+      predictions,
+    };
+  } finally {
+    t.busy = false;
+  }
+}
