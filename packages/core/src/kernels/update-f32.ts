@@ -47,7 +47,10 @@ export interface AdamF32Scalars {
 
 /**
  * Adam's scalars at 1-based step t, computed in float64 and rounded to float32 once.
- * @example const s = adamScalarsF32(1, { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maximize: false, decoupledWeightDecay: false });
+ * @example
+ * const s = adamScalarsF32(1, {
+ *   lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maximize: false, decoupledWeightDecay: false,
+ * });
  */
 export function adamScalarsF32(step: number, o: AdamF32Options): AdamF32Scalars {
   const decoupled = o.decoupledWeightDecay;
@@ -148,7 +151,10 @@ export interface SgdF32Options {
  *   p -= lr·g
  * In WebAssembly when `kernels` is given and every array lies in its memory, else in JavaScript;
  * the bits are the same.
- * @example sgdUpdateF32(kernels, p, g, buf, start, end, t === 1, { lr: 0.1, momentum: 0.9, dampening: 0, weightDecay: 0, nesterov: false, maximize: false })
+ * @example
+ * sgdUpdateF32(kernels, p, g, buf, start, end, t === 1, {
+ *   lr: 0.1, momentum: 0.9, dampening: 0, weightDecay: 0, nesterov: false, maximize: false,
+ * });
  */
 export function sgdUpdateF32(
   kernels: WasmKernels | null,
