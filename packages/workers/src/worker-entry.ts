@@ -33,7 +33,8 @@ import { ERROR, ErrorCode, signalError } from "./control.js";
 import type { SharedDataset } from "./dataset.js";
 import * as P from "./protocol.js";
 import { segment, shardRange } from "./shard.js";
-import { type SegmentUpdate, wasmSegmentSum, wasmUpdate } from "./wasm-arena.js";
+import { float32Update } from "./update-f32.js";
+import { type SegmentUpdate, wasmSegmentSum } from "./wasm-arena.js";
 import { type LossSpec, type ModelSpec, buildLoss, buildModel } from "./spec.js";
 
 export interface WorkerInit {
@@ -208,7 +209,7 @@ async function prepareRank(init: WorkerInit, arena: SharedArena, kernels: WasmKe
         barrierOptions,
       )
     : null;
-  const optimizerStep = kernels ? wasmUpdate(kernels, arena, init.optimizer) : null;
+  const optimizerStep = float32Update(kernels, arena, init.optimizer);
   const stepRegion = kernels && init.stepRegion ? kernels : null;
   const datasets = new Map<number, SharedDataset>();
   const [segStart, segEnd] = segment(arena.layout.paddedLength, ranks, rank);
