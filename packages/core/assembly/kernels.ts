@@ -18,4 +18,4 @@
 export { matmul, matmulPackBytes } from "./matmul";
 export { addBias, reluForward, reluBackward, sumRows } from "./elementwise";
 export { adamUpdate, sgdUpdate, sumSlices, sumSquares } from "./step";
-export { adamUpdateF32, sgdUpdateF32 } from "./update-f32";
+export { adamUpdateF32, adagradUpdateF32, rmspropUpdateF32, sgdUpdateF32 } from "./update-f32";

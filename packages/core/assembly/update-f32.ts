@@ -1,8 +1,8 @@
 import { flush32 } from "./lanes";
 
 // ---------------------------------------------------------------------------------------------
-// Float32 optimizer updates: four parameters per f32x4, every operation rounded to f32, as
-// torch.optim computes a float32 parameter's update. The JavaScript twin
+// Float32 optimizer updates (Adam/AdamW, SGD, RMSprop, Adagrad): four parameters per f32x4, every
+// operation rounded to f32, as torch.optim computes a float32 parameter's update. The JavaScript twin
 // (src/kernels/update-f32.ts) does the same operations in the same order with Math.fround after
 // each one, so both give the same bits: no fused multiply-add here (not even in the relaxed-SIMD
 // build), and sqrt and division are correctly rounded in both. A tail of 1-3 elements runs the
@@ -75,6 +75,66 @@ export function sgdUpdateF32(
       gv = nesterov != 0 ? f32x4.add(gv, f32x4.mul(mu, b)) : b;
     }
     storeLanes(p + off, f32x4.sub(pv, f32x4.mul(lrv, gv)), n);
+  }
+}
+
+/**
+ * Float32 torch.optim.RMSprop step on p[start, end) with state sq (square average), ga (gradient
+ * average, 0 unless centered) and buf (momentum buffer, 0 without momentum);
+ * oneMinusAlpha = f32(1 - alpha).
+ */
+export function rmspropUpdateF32(
+  p: usize, g: usize, sq: usize, ga: usize, buf: usize, start: i32, end: i32,
+  lr: f32, alpha: f32, oneMinusAlpha: f32, eps: f32, weightDecay: f32, momentum: f32, maximize: i32,
+): void {
+  const lrv = f32x4.splat(lr), a = f32x4.splat(alpha), c = f32x4.splat(oneMinusAlpha);
+  const e = f32x4.splat(eps), wd = f32x4.splat(weightDecay), mu = f32x4.splat(momentum);
+  const hasWd = weightDecay != 0;
+  for (let i = start; i < end; i += 4) {
+    const n = min(end - i, 4);
+    const off = <usize>i * 4;
+    const pv = loadLanes(p + off, n);
+    let gv = loadLanes(g + off, n);
+    if (maximize != 0) gv = f32x4.neg(gv);
+    if (hasWd) gv = f32x4.add(gv, f32x4.mul(wd, pv));
+    const sv = flush32(f32x4.add(f32x4.mul(a, loadLanes(sq + off, n)), f32x4.mul(f32x4.mul(c, gv), gv)));
+    storeLanes(sq + off, sv, n);
+    let avg: v128;
+    if (ga != 0) {
+      const gav = flush32(f32x4.add(f32x4.mul(a, loadLanes(ga + off, n)), f32x4.mul(c, gv)));
+      storeLanes(ga + off, gav, n);
+      avg = f32x4.add(f32x4.sqrt(f32x4.sub(sv, f32x4.mul(gav, gav))), e);
+    } else {
+      avg = f32x4.add(f32x4.sqrt(sv), e);
+    }
+    if (buf != 0) {
+      const b = flush32(f32x4.add(f32x4.mul(mu, loadLanes(buf + off, n)), f32x4.div(gv, avg)));
+      storeLanes(buf + off, b, n);
+      storeLanes(p + off, f32x4.sub(pv, f32x4.mul(lrv, b)), n);
+    } else {
+      storeLanes(p + off, f32x4.sub(pv, f32x4.mul(lrv, f32x4.div(gv, avg))), n);
+    }
+  }
+}
+
+/**
+ * Float32 torch.optim.Adagrad step on p[start, end) with state sum; clr = f32(lr / (1 + (t-1)·lrDecay)).
+ */
+export function adagradUpdateF32(
+  p: usize, g: usize, sum: usize, start: i32, end: i32, clr: f32, weightDecay: f32, eps: f32, maximize: i32,
+): void {
+  const lrv = f32x4.splat(clr), e = f32x4.splat(eps), wd = f32x4.splat(weightDecay);
+  const hasWd = weightDecay != 0;
+  for (let i = start; i < end; i += 4) {
+    const n = min(end - i, 4);
+    const off = <usize>i * 4;
+    const pv = loadLanes(p + off, n);
+    let gv = loadLanes(g + off, n);
+    if (maximize != 0) gv = f32x4.neg(gv);
+    if (hasWd) gv = f32x4.add(gv, f32x4.mul(wd, pv));
+    const sv = flush32(f32x4.add(loadLanes(sum + off, n), f32x4.mul(gv, gv)));
+    storeLanes(sum + off, sv, n);
+    storeLanes(p + off, f32x4.sub(pv, f32x4.mul(lrv, f32x4.div(gv, f32x4.add(f32x4.sqrt(sv), e)))), n);
   }
 }
 

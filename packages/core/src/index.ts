@@ -88,9 +88,13 @@ export { createWasmKernels, type WasmKernels, type Region } from "./kernels/wasm
 export {
   adamScalarsF32,
   adamUpdateF32,
+  adagradUpdateF32,
+  rmspropUpdateF32,
   sgdUpdateF32,
   type AdamF32Options,
   type AdamF32Scalars,
+  type AdagradF32Options,
+  type RmspropF32Options,
   type SgdF32Options,
 } from "./kernels/update-f32.js";
 export { setDefaultWasmKernels } from "./kernels/wasm/matmul-kernel.js";

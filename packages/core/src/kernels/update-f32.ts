@@ -1,14 +1,14 @@
-// Float32 optimizer updates (Adam/AdamW, SGD) on a range of flat float32 arrays: every operation is
-// rounded to float32, as torch.optim computes a float32 parameter's update. Two implementations
-// with the same bits: the f32x4 kernels of assembly/update-f32.ts, used when every array lies in
-// the given WebAssembly memory, and the JavaScript twins below, which round with Math.fround after
-// every operation in the kernels' order. That holds because a float32 +, -, ×, ÷ or sqrt computed
-// in float64 and rounded once to float32 equals the correctly rounded float32 result (float64 has
-// more than 2·24 + 2 bits), and because neither side fuses a multiply-add. Scalars are rounded to
-// float32 once, here, and passed to both.
+// Float32 optimizer updates (Adam/AdamW, SGD, RMSprop, Adagrad) on a range of flat float32 arrays:
+// every operation is rounded to float32, as torch.optim computes a float32 parameter's update. Two
+// implementations with the same bits: the f32x4 kernels of assembly/update-f32.ts, used when every
+// array lies in the given WebAssembly memory, and the JavaScript twins below, which round with
+// Math.fround after every operation in the kernels' order. That holds because a float32 +, -, ×, ÷
+// or sqrt computed in float64 and rounded once to float32 equals the correctly rounded float32
+// result (float64 has more than 2·24 + 2 bits), and because neither side fuses a multiply-add.
+// Scalars are rounded to float32 once, here, and passed to both.
 //
 // @threadgrad/optim's flat updates compute in float64 (one rounding when storing); they stay the
-// path for float64 parameters and for optimizers without a float32 update here.
+// path for float64 parameters.
 
 import { FLT_MIN } from "../tensor/dtype.js";
 import type { WasmKernels } from "./wasm/wasm-kernels.js";
@@ -201,6 +201,155 @@ export function sgdUpdateF32(
       g = nesterov ? f(g + f(momentum * b)) : b;
     }
     params[i] = f(p - f(lr * g));
+  }
+}
+
+/** Options of one RMSprop update, as @threadgrad/optim resolves them. */
+export interface RmspropF32Options {
+  lr: number;
+  alpha: number;
+  eps: number;
+  weightDecay: number;
+  momentum: number;
+  maximize: boolean;
+}
+
+/**
+ * One float32 RMSprop step on params[start, end) with state squareAvg, gradAvg (centered, else
+ * null) and buf (momentum > 0, else null), in place:
+ *   g = ±g + wd·p;  sq = α·sq + ((1-α)·g)·g;  ga = α·ga + (1-α)·g  (stored state flushed)
+ *   avg = sqrt(sq - ga·ga) (centered) or sqrt(sq), + eps
+ *   b = μ·b + g/avg, p -= lr·b (momentum) or p -= lr·(g/avg)
+ * In WebAssembly when `kernels` is given and every array lies in its memory, else in JavaScript;
+ * the bits are the same (NaN aside: its sign is not fixed in WebAssembly).
+ * @example
+ * rmspropUpdateF32(null, p, g, sq, null, null, 0, p.length, {
+ *   lr: 1e-2, alpha: 0.99, eps: 1e-8, weightDecay: 0, momentum: 0, maximize: false,
+ * });
+ */
+export function rmspropUpdateF32(
+  kernels: WasmKernels | null,
+  params: Float32Array,
+  grads: Float32Array,
+  squareAvg: Float32Array,
+  gradAvg: Float32Array | null,
+  buf: Float32Array | null,
+  start: number,
+  end: number,
+  o: RmspropF32Options,
+): void {
+  checkRange("rmspropUpdateF32", start, end, [params, grads, squareAvg, gradAvg, buf]);
+  const lr = f(o.lr),
+    alpha = f(o.alpha),
+    oneMinusAlpha = f(1 - o.alpha),
+    eps = f(o.eps),
+    weightDecay = f(o.weightDecay),
+    momentum = f(o.momentum);
+  const maximize = o.maximize;
+  const k = inMemory(kernels, [params, grads, squareAvg, gradAvg, buf]);
+  if (k !== null) {
+    const [pp, gp, sp] = [params.byteOffset, grads.byteOffset, squareAvg.byteOffset];
+    const [ga, bp] = [gradAvg?.byteOffset ?? 0, buf?.byteOffset ?? 0];
+    k.exports.rmspropUpdateF32(
+      pp,
+      gp,
+      sp,
+      ga,
+      bp,
+      start,
+      end,
+      lr,
+      alpha,
+      oneMinusAlpha,
+      eps,
+      weightDecay,
+      momentum,
+      +maximize,
+    );
+    return;
+  }
+  for (let i = start; i < end; i++) {
+    let g = maximize ? -grads[i]! : grads[i]!;
+    const p = params[i]!;
+    if (weightDecay !== 0) g = f(g + f(weightDecay * p));
+    let sq = f(f(alpha * squareAvg[i]!) + f(f(oneMinusAlpha * g) * g));
+    if (Math.abs(sq) < FLT_MIN) sq = 0;
+    squareAvg[i] = sq;
+    let avg: number;
+    if (gradAvg !== null) {
+      let ga = f(f(alpha * gradAvg[i]!) + f(oneMinusAlpha * g));
+      if (Math.abs(ga) < FLT_MIN) ga = 0;
+      gradAvg[i] = ga;
+      avg = f(f(Math.sqrt(f(sq - f(ga * ga)))) + eps);
+    } else {
+      avg = f(f(Math.sqrt(sq)) + eps);
+    }
+    if (buf !== null) {
+      let b = f(f(momentum * buf[i]!) + f(g / avg));
+      if (Math.abs(b) < FLT_MIN) b = 0;
+      buf[i] = b;
+      params[i] = f(p - f(lr * b));
+    } else {
+      params[i] = f(p - f(lr * f(g / avg)));
+    }
+  }
+}
+
+/** Options of one Adagrad update, as @threadgrad/optim resolves them. */
+export interface AdagradF32Options {
+  lr: number;
+  lrDecay: number;
+  weightDecay: number;
+  eps: number;
+  maximize: boolean;
+}
+
+/**
+ * One float32 Adagrad step at 1-based `step` on params[start, end) with state sum, in place:
+ *   g = ±g + wd·p;  clr = lr / (1 + (t-1)·lrDecay);  sum += g·g (flushed);  p -= clr·(g / (sqrt(sum) + eps))
+ * In WebAssembly when `kernels` is given and every array lies in its memory, else in JavaScript;
+ * the bits are the same.
+ * @example
+ * adagradUpdateF32(null, p, g, sum, 0, p.length, 1, { lr: 1e-2, lrDecay: 0, weightDecay: 0, eps: 1e-10, maximize: false });
+ */
+export function adagradUpdateF32(
+  kernels: WasmKernels | null,
+  params: Float32Array,
+  grads: Float32Array,
+  sum: Float32Array,
+  start: number,
+  end: number,
+  step: number,
+  o: AdagradF32Options,
+): void {
+  checkRange("adagradUpdateF32", start, end, [params, grads, sum]);
+  const clr = f(o.lr / (1 + (step - 1) * o.lrDecay)),
+    weightDecay = f(o.weightDecay),
+    eps = f(o.eps);
+  const maximize = o.maximize;
+  const k = inMemory(kernels, [params, grads, sum]);
+  if (k !== null) {
+    k.exports.adagradUpdateF32(
+      params.byteOffset,
+      grads.byteOffset,
+      sum.byteOffset,
+      start,
+      end,
+      clr,
+      weightDecay,
+      eps,
+      +maximize,
+    );
+    return;
+  }
+  for (let i = start; i < end; i++) {
+    let g = maximize ? -grads[i]! : grads[i]!;
+    const p = params[i]!;
+    if (weightDecay !== 0) g = f(g + f(weightDecay * p));
+    let s = f(sum[i]! + f(g * g));
+    if (Math.abs(s) < FLT_MIN) s = 0;
+    sum[i] = s;
+    params[i] = f(p - f(clr * f(g / f(f(Math.sqrt(s)) + eps))));
   }
 }
 

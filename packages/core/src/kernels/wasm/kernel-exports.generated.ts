@@ -103,6 +103,39 @@ export interface KernelExports {
     decay: number,
     maximize: number,
   ): void;
+  /** Float32 torch.optim.Adagrad step on p[start, end) with state sum; clr = f32(lr / (1 + (t-1)·lrDecay)). */
+  adagradUpdateF32(
+    p: number,
+    g: number,
+    sum: number,
+    start: number,
+    end: number,
+    clr: number,
+    weightDecay: number,
+    eps: number,
+    maximize: number,
+  ): void;
+  /**
+   * Float32 torch.optim.RMSprop step on p[start, end) with state sq (square average), ga (gradient
+   * average, 0 unless centered) and buf (momentum buffer, 0 without momentum);
+   * oneMinusAlpha = f32(1 - alpha).
+   */
+  rmspropUpdateF32(
+    p: number,
+    g: number,
+    sq: number,
+    ga: number,
+    buf: number,
+    start: number,
+    end: number,
+    lr: number,
+    alpha: number,
+    oneMinusAlpha: number,
+    eps: number,
+    weightDecay: number,
+    momentum: number,
+    maximize: number,
+  ): void;
   /**
    * Float32 torch.optim.SGD step on p[start, end); buf is the momentum buffer's pointer, or 0
    * without momentum; first != 0 on the first step (the buffer takes the gradient);
