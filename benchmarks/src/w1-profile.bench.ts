@@ -6,6 +6,8 @@ import { Session } from "node:inspector";
 import { Worker, isMainThread, parentPort, workerData } from "node:worker_threads";
 import {
   type Tensor,
+  adamScalarsF32,
+  adamUpdateF32,
   createWasmKernels,
   isWasmSimdSupported,
   nn,
@@ -40,7 +42,9 @@ const JS_KERNEL_NAMES = [
   "reluBackward",
   "addBias",
   "adamUpdate",
+  "adamUpdateF32",
   "sgdUpdate",
+  "sgdUpdateF32",
   "rmspropUpdate",
   "adagradUpdate",
   "reduceSlices",
@@ -50,10 +54,12 @@ const JS_KERNEL_NAMES = [
 ];
 const JS_KERNELS = new RegExp(`^(${JS_KERNEL_NAMES.join("|")})$`);
 
+const ADAM = { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maximize: false, decoupledWeightDecay: false };
+
 /**
  * W1 as one rank of DataParallel runs it: parameters and bound gradients in the wasm memory, every
  * tensor of the step in the step region, the loss as a sum over the shard divided by the batch,
- * and the SIMD Adam update over all parameters (what a rank does for its segment).
+ * and the float32 SIMD Adam update over all parameters (what a rank does for its segment).
  */
 function rankStep(batch: number): () => void {
   const { model, x: x0, y: y0 } = mlpProblem({ ...W1, batch });
@@ -77,7 +83,6 @@ function rankStep(batch: number): () => void {
   }
   const xs = k.allocF32(x0.numel);
   xs.set(x0.data as Float32Array);
-  const [pb, gb, mb, vb] = [p, g, m, v].map((a) => k.offsetOf(a)) as [number, number, number, number];
   let t = 0;
   return () => {
     runInStepRegion(k, () => {
@@ -89,7 +94,7 @@ function rankStep(batch: number): () => void {
       for (const q of params) q.syncGrad();
     });
     t++;
-    k.exports.adamUpdate(pb, gb, mb, vb, 0, n, W1.lr, 0.9, 0.999, 1e-8, 1 - 0.9 ** t, 1 - 0.999 ** t, 0, 1, 0);
+    adamUpdateF32(k, p, g, m, v, null, 0, n, adamScalarsF32(t, { ...ADAM, lr: W1.lr }));
   };
 }
 

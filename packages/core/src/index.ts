@@ -85,6 +85,18 @@ export * as nn from "./nn/index.js";
 export * as F from "./nn/functional.js";
 export { setKernelBackend, getKernelBackend, type KernelBackend } from "./kernels/backend.js";
 export { createWasmKernels, type WasmKernels, type Region } from "./kernels/wasm/wasm-kernels.js";
+export {
+  adamScalarsF32,
+  adamUpdateF32,
+  adagradUpdateF32,
+  rmspropUpdateF32,
+  sgdUpdateF32,
+  type AdamF32Options,
+  type AdamF32Scalars,
+  type AdagradF32Options,
+  type RmspropF32Options,
+  type SgdF32Options,
+} from "./kernels/update-f32.js";
 export { setDefaultWasmKernels } from "./kernels/wasm/matmul-kernel.js";
 export type { WasmMemory } from "./kernels/wasm/loader.js";
 export { isWasmSimdSupported } from "./kernels/wasm/loader.js";

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { Generator } from "@threadgrad/core";
-import { readCheckpoint, writeCheckpoint } from "./checkpoint.js";
+import { loadTensor, readCheckpoint, storeTensor, writeCheckpoint } from "./checkpoint.js";
 import { assertBuilt } from "./fixtures/harness.mjs";
 import { readTrainerCheckpoint } from "./persist.js";
 import { buildMlp, mlpParameterShapes } from "./spec.js";
@@ -213,6 +213,50 @@ describe("a module named in a checkpoint is never imported", () => {
     await expect(DataParallel.load(file, { model: { kind: "mlp", sizes: [4, 3] } })).rejects.toThrow(
       `checkpoint: ${file} has no parameter '0.weight' (it holds fc.weight, fc.bias); ` +
         "is this the model it was saved from?",
+    );
+  });
+});
+
+describe("optimizer state stored as float64", () => {
+  const bits = (a: Float32Array) => Array.from(new Uint32Array(a.buffer, a.byteOffset, a.length));
+
+  it("loads as the float32 state it widens, and the run continues with the same bits", async () => {
+    const widened = crafted((p) => {
+      for (const byParam of Object.values(p.optimizerState) as Payload[])
+        for (const [name, t] of Object.entries(byParam) as [string, Payload][])
+          byParam[name] = storeTensor(Float64Array.from(loadTensor(t as never, name)), t.shape);
+    });
+    expect(readTrainerCheckpoint(widened).optimizerState.get("expAvg")!.get("0.weight")!.dtype).toBe("float64");
+    const a = await DataParallel.load(join(dir, "good.msgpack"), { workers: 1 });
+    open.push(a);
+    const b = await DataParallel.load(widened, { workers: 1 });
+    open.push(b);
+    for (const k of [0, 1]) expect(bits(b.arena.state(k))).toEqual(bits(a.arena.state(k)));
+    await a.fit(data(24), { epochs: 2, batchSize: 8 });
+    await b.fit(data(24), { epochs: 2, batchSize: 8 });
+    expect(bits(b.arena.params)).toEqual(bits(a.arena.params));
+  });
+
+  // The checkpoint with expAvg of "0.bias" starting with `values`, stored as float64.
+  const withBias = (values: number[]) =>
+    crafted((p) => {
+      const t = p.optimizerState.expAvg["0.bias"];
+      const v = Float64Array.from(loadTensor(t, "0.bias"));
+      v.set(values);
+      p.optimizerState.expAvg["0.bias"] = storeTensor(v, t.shape);
+    });
+
+  it("values float32 cannot hold are rounded to float32, and those below FLT_MIN stored as 0", async () => {
+    const t = await DataParallel.load(withBias([0.1, 1e-39, -1e-300, Infinity]), { workers: 1 });
+    open.push(t);
+    const m = t.arena.paramIn(t.arena.state(0), 1); // "0.bias" is the second parameter
+    expect(Array.from(m.subarray(0, 4))).toEqual([Math.fround(0.1), 0, 0, Infinity]);
+  });
+
+  it("a finite value beyond float32's range is refused, naming the buffer, parameter, value and index", async () => {
+    const file = withBias([0, 0, 1e300]);
+    await expect(DataParallel.load(file, { workers: 1 })).rejects.toThrow(
+      `checkpoint: ${file}: optimizer state 'expAvg' of '0.bias' holds 1e+300 at index 2, beyond float32's range`,
     );
   });
 });

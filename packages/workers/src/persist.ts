@@ -1,3 +1,4 @@
+import { FLT_MIN } from "@threadgrad/core";
 import { type OptimizerName, type ScheduleConfig, resolveFlatOptions, stateBuffers } from "@threadgrad/optim";
 import { type StoredTensor, loadTensor, readCheckpoint, storeTensor, writeCheckpoint } from "./checkpoint.js";
 import { FieldReader, own, readLossSpec, readModelSpec, readSchedule, safeText } from "./checkpoint-schema.js";
@@ -235,7 +236,8 @@ function readOptimizerState(
       if (!params.has(key)) r.reject(`optimizerState.${buffer}.${key}`, "names no parameter in params");
     const byParam = new Map<string, StoredTensor>();
     for (const [name, p] of params) {
-      byParam.set(name, r.tensor(own(b, name), `optimizerState.${buffer}.${name}`, p.shape));
+      // float64 state (from a float64 update) is accepted and converted on restore (asFloat32State).
+      byParam.set(name, r.tensor(own(b, name), `optimizerState.${buffer}.${name}`, p.shape, ["float32", "float64"]));
     }
     state.set(buffer, byParam);
   }
@@ -316,6 +318,23 @@ export function checkBuffersAgainstModel(
 }
 
 /**
+ * The trainer keeps optimizer state in float32. State stored as float64 is rounded to float32 and
+ * flushed to 0 below FLT_MIN, as the float32 update stores its own state; a finite value beyond
+ * float32's range is refused, naming `where` (file, buffer, parameter). float32 state (every checkpoint the trainer writes)
+ * is copied bit for bit.
+ */
+export function asFloat32State(a: Float32Array | Float64Array | Int32Array, where: string): Float32Array | Int32Array {
+  if (!(a instanceof Float64Array)) return a;
+  const out = Float32Array.from(a);
+  for (let i = 0; i < out.length; i++) {
+    if (Math.abs(out[i]!) < FLT_MIN) out[i] = 0;
+    else if (!Number.isFinite(out[i]!) && Number.isFinite(a[i]!))
+      throw new Error(`checkpoint: ${where} holds ${a[i]} at index ${i}, beyond float32's range`);
+  }
+  return out;
+}
+
+/**
  * Copies a checkpoint's parameters, optimizer state and progress into a freshly created trainer,
  * after `checkAgainstModel`: on a mismatch nothing is written.
  */
@@ -333,7 +352,11 @@ export function restoreTrainer(t: DataParallel, ckpt: TrainerCheckpoint): void {
     t.arena.paramView(i).set(loadTensor(ckpt.params.get(name)!, name));
     buffers.forEach((b, k) => {
       const s = ckpt.optimizerState.get(b.name)!.get(name)!;
-      t.arena.paramIn(t.arena.state(k), i).set(loadTensor(s, `${b.name} of ${name}`));
+      const state = asFloat32State(
+        loadTensor(s, `${b.name} of ${name}`),
+        `${ckpt.path}: optimizer state '${b.name}' of '${name}'`,
+      );
+      t.arena.paramIn(t.arena.state(k), i).set(state);
     });
   });
   // main's buffers are the shared ones (rank 0's); the other ranks copy them before the next command

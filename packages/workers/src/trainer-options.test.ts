@@ -8,15 +8,17 @@ import {
   type ScheduleConfig,
   clipGradNorm,
   combineNorms,
-  createOptimizer,
   lrAt,
   partialNorm,
+  resolveFlatOptions,
+  stateBuffers,
 } from "@threadgrad/optim";
 import { assertBuilt } from "./fixtures/harness.mjs";
 import { shardRange } from "./shard.js";
 import { buildMlp } from "./spec.js";
 import { epochOrder } from "./step-math.js";
 import { DataParallel, type StepInfo, type TrainerOptions } from "./trainer.js";
+import { float32Step } from "./update-f32.js";
 
 // DataParallel (2 workers) against a single-thread loop over the same shards, for the options the
 // basic parity tests leave at their defaults: MSE with several targets, class weights, SGD with
@@ -87,7 +89,7 @@ function rows(ds: Data, idx: ArrayLike<number>, a: number, b: number): { x: Tens
 /**
  * The loop the trainer must reproduce: per micro-batch, each rank's shard gives the gradient of
  * lossSum / (the window's global denominator); a rank's micro-batch gradients add up in its own
- * float32 slice, the slices add up in rank order, then (clip and) one optimizer step.
+ * float32 slice, the slices add up in rank order, then (clip and) one float32 optimizer step.
  */
 function reference(cfg: Config, ds: Data, epochs: number, batchSize: number) {
   manualSeed(SEED);
@@ -98,8 +100,11 @@ function reference(cfg: Config, ds: Data, epochs: number, batchSize: number) {
     shape: p.shape,
     grad: { data: new Float32Array(p.numel), shape: p.shape },
   }));
-  const { name, ...options } = cfg.optimizer;
-  const opt = createOptimizer(name, refs, options as never);
+  const { name, ...raw } = cfg.optimizer;
+  const options = resolveFlatOptions(name, raw as never) as unknown as Record<string, unknown>;
+  const state = refs.map((r) =>
+    stateBuffers(name, raw as never).map(({ init }) => new Float32Array(r.data.length).fill(init)),
+  );
   const k = cfg.accumulate ?? 1;
   const steps: RefStep[] = [];
   let t = 0;
@@ -141,9 +146,11 @@ function reference(cfg: Config, ds: Data, epochs: number, batchSize: number) {
           ? clipGradNorm(refs, cfg.clip)
           : combineNorms(refs.map((r) => partialNorm(r.grad.data, 0, r.grad.data.length)));
       steps[steps.length - 1]!.gradNorm = norm;
-      opt.paramGroups[0]!.lr = lr;
-      opt.step();
       t++;
+      refs.forEach((r, j) => {
+        const args = { params: r.data, grads: r.grad.data, state: state[j]!, start: 0, end: r.data.length };
+        float32Step(null, name, options, { ...args, step: t, lr });
+      });
     }
   }
   return { model, params: refs.map((r) => r.data.slice()), steps };

@@ -7,8 +7,8 @@ import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import type { Worker } from "node:worker_threads";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import { Generator, manualSeed, nn, noGrad, tensor } from "@threadgrad/core";
-import { flatStep, resolveFlatOptions } from "@threadgrad/optim";
+import { Generator, adamScalarsF32, adamUpdateF32, manualSeed, nn, noGrad, tensor } from "@threadgrad/core";
+import { resolveFlatOptions } from "@threadgrad/optim";
 import { assertBuilt } from "./fixtures/harness.mjs";
 import { shardRange } from "./shard.js";
 import { buildMlp } from "./spec.js";
@@ -59,7 +59,8 @@ const tmp = (): string => {
 
 /**
  * The single-thread loop the trainer must reproduce bit for bit: the same shards' gradients of
- * lossSum/batch, summed in rank order in float32, then one Adam update over every element.
+ * lossSum/batch, summed in rank order in float32, then one float32 Adam update (the trainer's: in
+ * JavaScript here, the same bits as its SIMD kernel) over every element.
  */
 function referenceRun(ranks: number, ds: ReturnType<typeof data>, epochs: number, batchSize: number): Float32Array[] {
   manualSeed(11);
@@ -93,15 +94,11 @@ function referenceRun(ranks: number, ds: ReturnType<typeof data>, epochs: number
         });
       }
       t++;
+      const [beta1, beta2] = opts.betas;
+      const scalars = adamScalarsF32(t, { ...opts, beta1, beta2, decoupledWeightDecay: false });
       ps.forEach((p, k) => {
-        flatStep("adam", opts, {
-          params: p.data as Float32Array,
-          grads: sums[k]!,
-          state: state[k]!,
-          start: 0,
-          end: p.numel,
-          step: t,
-        });
+        const [m, v] = state[k]!;
+        adamUpdateF32(null, p.data as Float32Array, sums[k]!, m!, v!, null, 0, p.numel, scalars);
       });
     }
   }

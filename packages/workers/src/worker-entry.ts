@@ -20,7 +20,8 @@ import type { SharedDataset } from "./dataset.js";
 import * as P from "./protocol.js";
 import { type RunState, evalStep, lrOf, trainStep, update } from "./rank-step.js";
 import { segment, shardRange } from "./shard.js";
-import { type SegmentUpdate, segmentUpdate, wasmSegmentSum } from "./wasm-arena.js";
+import { float32Update } from "./update-f32.js";
+import { type SegmentUpdate, wasmSegmentSum } from "./wasm-arena.js";
 import { type LossFn, type LossSpec, type ModelSpec, buildLoss, buildModel } from "./spec.js";
 
 export interface WorkerInit {
@@ -187,7 +188,7 @@ async function prepareRank(init: WorkerInit, arena: SharedArena, kernels: WasmKe
     loadBuffers: bindBuffers(model, init.buffers, rank),
     collective,
     sync: init.syncBatchNorm ? collective : null,
-    optimizerStep: segmentUpdate(arena, init.optimizer, kernels),
+    optimizerStep: float32Update(kernels, arena, init.optimizer),
     kernels,
     stepRegion: kernels && init.stepRegion ? kernels : null,
     datasets: new Map(),

@@ -79,4 +79,80 @@ export interface KernelExports {
    * JavaScript loop, so the last bits may differ from it.
    */
   sumSquares(ptr: number, start: number, end: number): number;
+  /**
+   * Float32 torch.optim.Adam/AdamW step on p[start, end) with state m, v (vmax: amsgrad's running
+   * maximum, 0 without amsgrad); f32 scalars from adamScalarsF32 (src/kernels/update-f32.ts):
+   * stepSize = lr/(1-β1^t), invBc2Sqrt = 1/sqrt(1-β2^t), l2 (Adam) or decay = 1-lr·wd (AdamW).
+   */
+  adamUpdateF32(
+    p: number,
+    g: number,
+    m: number,
+    v: number,
+    vmax: number,
+    start: number,
+    end: number,
+    beta1: number,
+    oneMinusBeta1: number,
+    beta2: number,
+    oneMinusBeta2: number,
+    eps: number,
+    stepSize: number,
+    invBc2Sqrt: number,
+    l2: number,
+    decay: number,
+    maximize: number,
+  ): void;
+  /** Float32 torch.optim.Adagrad step on p[start, end) with state sum; clr = f32(lr / (1 + (t-1)·lrDecay)). */
+  adagradUpdateF32(
+    p: number,
+    g: number,
+    sum: number,
+    start: number,
+    end: number,
+    clr: number,
+    weightDecay: number,
+    eps: number,
+    maximize: number,
+  ): void;
+  /**
+   * Float32 torch.optim.RMSprop step on p[start, end) with state sq (square average), ga (gradient
+   * average, 0 unless centered) and buf (momentum buffer, 0 without momentum);
+   * oneMinusAlpha = f32(1 - alpha).
+   */
+  rmspropUpdateF32(
+    p: number,
+    g: number,
+    sq: number,
+    ga: number,
+    buf: number,
+    start: number,
+    end: number,
+    lr: number,
+    alpha: number,
+    oneMinusAlpha: number,
+    eps: number,
+    weightDecay: number,
+    momentum: number,
+    maximize: number,
+  ): void;
+  /**
+   * Float32 torch.optim.SGD step on p[start, end); buf is the momentum buffer's pointer, or 0
+   * without momentum; first != 0 on the first step (the buffer takes the gradient);
+   * oneMinusDampening = f32(1 - dampening).
+   */
+  sgdUpdateF32(
+    p: number,
+    g: number,
+    buf: number,
+    start: number,
+    end: number,
+    lr: number,
+    momentum: number,
+    oneMinusDampening: number,
+    weightDecay: number,
+    nesterov: number,
+    maximize: number,
+    first: number,
+  ): void;
 }
