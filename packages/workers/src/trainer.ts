@@ -20,6 +20,7 @@ import * as P from "./protocol.js";
 import { type PredictOptions, predictOutputs } from "./load-model.js";
 import { epochOrder } from "./step-math.js";
 import { type LossSpec, type ModelSpec, buildModel, isClassification } from "./spec.js";
+import { defaultLoss, isSequenceLoss, tokenModel } from "./sequence-loss.js";
 import { availableWorkers, resolveWorkers } from "./threads.js";
 import { placeInWasm } from "./wasm-arena.js";
 import type { RankEnd, WorkerInit } from "./worker-entry.js";
@@ -32,7 +33,7 @@ export interface OptimizerConfig {
 
 export interface TrainerOptions {
   model: ModelSpec;
-  /** default 'crossEntropy' */
+  /** default 'crossEntropy'; 'sequenceCrossEntropy' for a language model (`kind: "gpt"`) */
   loss?: LossSpec;
   /** default Adam with lr 1e-3 */
   optimizer?: OptimizerConfig;
@@ -166,17 +167,24 @@ function datasetKey(ds: DatasetLike): unknown {
 
 /** What the model spec and loss tell about the data sets it takes, checked in main before the workers see one. */
 function datasetChecks(model: ModelSpec, loss: LossSpec): DatasetChecks {
-  const classification = isClassification(loss);
+  const tokens = isSequenceLoss(loss);
+  const classification = isClassification(loss) && !tokens;
   const mlp = "kind" in model && model.kind === "mlp" ? model.sizes : null;
+  const lm = tokenModel(model);
   const weights = typeof loss === "object" && "name" in loss ? loss.weight?.length : undefined;
   // A module loss may take targets of any shape: only a built-in loss fixes the outputs.
-  const builtIn = classification || loss === "mse";
+  const builtIn = classification || tokens || loss === "mse";
   return {
     classification,
+    tokens,
     inputs: mlp?.[0],
-    outputs: builtIn ? (mlp?.at(-1) ?? weights) : undefined,
+    outputs: builtIn ? (mlp?.at(-1) ?? lm?.vocab ?? weights) : undefined,
     // the mlp takes rows: images [N, 1, 28, 28] reach it as [N, 784]
     flatRows: mlp !== null,
+    // Built-in models fix their input: features for the mlp and image models, token ids for a language model.
+    inputDtype: "kind" in model ? (lm === null ? "float32" : "int32") : undefined,
+    vocab: lm?.vocab,
+    context: lm?.context,
   };
 }
 
@@ -399,7 +407,7 @@ export class DataParallel {
       concurrentTasksPerWorker: 1,
       atomics: "disabled",
     });
-    const loss = opts.loss ?? "crossEntropy";
+    const loss = opts.loss ?? defaultLoss(opts.model);
     const ports: MessagePort[] = [];
     const tasks: Promise<unknown>[] = [];
     const trainerOpts = {
@@ -439,6 +447,7 @@ export class DataParallel {
         model: postable(opts.model),
         loss: postable(loss),
         classification: isClassification(loss),
+        tokens: isSequenceLoss(loss),
         optimizer: { name, options: optOptions },
         schedule: opts.schedule ?? null,
         skipNonFinite: trainerOpts.skipNonFinite,
@@ -718,13 +727,18 @@ export class DataParallel {
     sample: (i: number) => number = (i) => indices[i]!,
   ): number {
     const loss = this.options.loss;
-    if (loss === "mse") return indices.length * ds.targetDim;
+    if (loss === "mse" || isSequenceLoss(loss)) return indices.length * ds.targetDim;
     if (typeof loss === "object" && "name" in loss && loss.weight) {
       let total = 0;
       for (let i = 0; i < indices.length; i++) total += loss.weight[ds.y[sample(i)]!] ?? 0;
       return total;
     }
     return indices.length;
+  }
+
+  /** The class labels in `samples` samples: one per token for a sequence loss, else one per sample. */
+  private targetCount(ds: SharedDataset, samples: number): number {
+    return isSequenceLoss(this.options.loss) ? samples * ds.targetDim : samples;
   }
 
   /**
@@ -950,7 +964,7 @@ export class DataParallel {
       skipped,
       timings,
       finishedAt,
-      accuracy: isClassification(this.options.loss) ? correct / step.indices.length : null,
+      accuracy: isClassification(this.options.loss) ? correct / this.targetCount(ds, step.indices.length) : null,
       gradNorm: step.update ? combineNorms(partials, 2) : null,
     };
   }
@@ -969,7 +983,8 @@ export class DataParallel {
       if (!Number.isInteger(bs) || bs < 1)
         throw new Error(`DataParallel.evaluate: batchSize must be a positive integer, got ${opts.batchSize}`);
       const classification = isClassification(this.options.loss);
-      const predictions = classification ? new Int32Array(ds.length) : null;
+      // A sequence loss predicts a class per token: too many to keep; its accuracy is per token.
+      const predictions = classification && !isSequenceLoss(this.options.loss) ? new Int32Array(ds.length) : null;
       let lossSum = 0,
         correct = 0;
       for (let start = 0; start < ds.length; start += bs) {
@@ -989,7 +1004,7 @@ export class DataParallel {
       const all = { length: ds.length } as ArrayLike<number>;
       return {
         loss: lossSum / this.denominator(ds, all, (i) => i),
-        accuracy: classification ? correct / ds.length : null,
+        accuracy: classification ? correct / this.targetCount(ds, ds.length) : null,
         samples: ds.length,
         predictions,
       };
@@ -1003,7 +1018,7 @@ export class DataParallel {
    * the trained parameters in eval mode. A flat x needs `sampleShape` unless the model is an mlp.
    * @example const logits = await trainer.predict(testX) // [N * classes]
    */
-  async predict(x: Float32Array | Tensor, opts: PredictOptions = {}): Promise<Float32Array> {
+  async predict(x: Float32Array | Int32Array | Tensor, opts: PredictOptions = {}): Promise<Float32Array> {
     if (this.busy) throw new Error("DataParallel.predict: wait for fit or evaluate to finish");
     this.assertOpen();
     const spec = this.options.model;
