@@ -62,6 +62,8 @@ export const DEFAULT_SETTINGS: TrainSettings = {
   delimiter: null,
   impute: null,
   categorical: null,
+  context: null,
+  maxSteps: null,
 };
 
 /**
@@ -93,7 +95,7 @@ const SCHEDULE_FLAGS: Partial<Record<keyof TrainSettings, TrainSettings["lrSched
   etaMin: ["cosine"],
   plateauPatience: ["plateau"],
 };
-const PATH_SCHEMES = ["idx", "mnist", "fashion-mnist", "csv", "images"];
+const PATH_SCHEMES = ["idx", "mnist", "fashion-mnist", "csv", "images", "text"];
 
 /** Makes the path inside a data spec absolute (`csv:x.csv` → `csv:/home/me/x.csv`), so a resumed run finds it from anywhere. */
 export function absoluteDataSpec(spec: string, baseDir: string): string {
@@ -203,10 +205,12 @@ function crossChecks(s: TrainSettings, given: GivenSettings): string[] {
 function validationChecks(s: TrainSettings, given: GivenSettings): string[] {
   const errors: string[] = [];
   const without = "there is no validation set to watch; add --val-split FRACTION (e.g. --val-split 0.1)";
-  if (s.earlyStopping !== null && s.valSplit === null) errors.push(`--early-stopping ${s.earlyStopping}: ${without}`);
+  // text: data always has one (the last 10% of the corpus).
+  const hasVal = s.valSplit !== null || s.data.startsWith("text:");
+  if (s.earlyStopping !== null && !hasVal) errors.push(`--early-stopping ${s.earlyStopping}: ${without}`);
   if (given.minDelta !== undefined && s.earlyStopping === null)
     errors.push("--min-delta only applies with --early-stopping PATIENCE");
-  if (s.lrSchedule === "plateau" && s.valSplit === null) errors.push(`--lr-schedule plateau: ${without}`);
+  if (s.lrSchedule === "plateau" && !hasVal) errors.push(`--lr-schedule plateau: ${without}`);
   if (s.lrSchedule === "plateau" && s.gamma >= 1)
     errors.push(`--gamma ${s.gamma}: --lr-schedule plateau multiplies the lr by it, so it must be below 1`);
   return errors;
@@ -236,7 +240,7 @@ const shown = (v: unknown): string =>
   Array.isArray(v) ? v.join(",") : typeof v === "object" && v !== null ? JSON.stringify(v) : String(v);
 
 /**
- * Settings for a resumed run: the checkpoint's, with only --epochs, --workers, --out and
+ * Settings for a resumed run: the checkpoint's, with only --epochs, --max-steps, --workers, --out and
  * --eval-every allowed to change. Anything else given must equal the stored value, because a
  * resumed run must compute what the stopped run would have.
  */
@@ -250,7 +254,7 @@ export function resumedSettings(stored: TrainSettings, given: GivenSettings): Tr
     else if (!same(value, stored[key as keyof TrainSettings])) {
       errors.push(
         `--resume: ${flagName(key)} ${shown(value)} differs from the checkpoint's ${shown(stored[key as keyof TrainSettings])}; ` +
-          `a resumed run keeps its settings (only --epochs, --workers, --out and --eval-every may change)`,
+          `a resumed run keeps its settings (only --epochs, --max-steps, --workers, --out and --eval-every may change)`,
       );
     }
   }

@@ -49,6 +49,8 @@ const NULLABLE: readonly (keyof TrainSettings)[] = [
   "delimiter",
   "impute",
   "categorical",
+  "context",
+  "maxSteps",
 ];
 
 /** Settings added after the first release: a checkpoint written before them takes the default. */
@@ -60,6 +62,8 @@ const ADDED_LATER: readonly (keyof TrainSettings)[] = [
   "delimiter",
   "impute",
   "categorical",
+  "context",
+  "maxSteps",
 ];
 
 const own = (o: object, key: string): unknown =>
@@ -161,7 +165,7 @@ for (const key of [
 for (const key of ["valSplit", "earlyStopping", "minDelta", "plateauPatience"] as const) STORED_TYPES[key] = "number";
 for (const key of ["warmupSteps", "stepSize", "gamma", "etaMin", "clipGradNorm", "batchSize", "epochs"] as const)
   STORED_TYPES[key] = "number";
-for (const key of ["workers", "accumulateSteps", "seed"] as const) STORED_TYPES[key] = "number";
+for (const key of ["workers", "accumulateSteps", "seed", "context", "maxSteps"] as const) STORED_TYPES[key] = "number";
 
 function parseStored(key: keyof TrainSettings, value: unknown): unknown {
   if (value === undefined || value === null) throw new ValueError("must hold a value");

@@ -7,6 +7,7 @@ import {
   type TrainerCheckpoint,
   readTrainerCheckpoint,
   safeText,
+  tokenModel,
 } from "@threadgrad/workers";
 import { absoluteDataSpec } from "../config.js";
 import { type Dataset, type Task, checkLabels } from "../data/index.js";
@@ -63,6 +64,8 @@ function evalData(cli: Record<string, unknown>, ckpt: TrainerCheckpoint, model?:
   // Other images for a built-in image model: resized to the size it was trained on.
   const imageSize =
     "kind" in spec && spec.kind !== "mlp" && cli.data.startsWith("images:") ? [spec.height, spec.width] : null;
+  // Other text: windows as long as the run's (its --context, or its language model's).
+  const context = (hasRun ? storedRun(ckpt, model).settings.context : null) ?? tokenModel(spec)?.context ?? null;
   return {
     ...DEFAULT_SETTINGS,
     imageSize,
@@ -70,6 +73,7 @@ function evalData(cli: Record<string, unknown>, ckpt: TrainerCheckpoint, model?:
     target,
     task: task ?? null,
     testSplit: testSplit ?? null,
+    context,
   };
 }
 
@@ -84,7 +88,8 @@ function checkColumns(pre: Preprocess | null, ds: Dataset, path: string): void {
 }
 
 function checkModel(model: ModelSpec, ds: Dataset, path: string, data: string): void {
-  if (!("kind" in model)) return;
+  // Token ids are checked against a language model's vocabulary and context by the trainer.
+  if (!("kind" in model) || ds.isTokens) return;
   if (model.kind !== "mlp") {
     const want = [model.inChannels, model.height, model.width];
     if (ds.sampleShape?.join("×") !== want.join("×")) {
@@ -175,6 +180,10 @@ export async function runEval(cli: Record<string, unknown>): Promise<number> {
         };
       });
       result.confusionMatrix = matrix;
+    } else if (ds.isTokens) {
+      // Text: nats per character, and bits; the test split is the run's validation text.
+      result.bpc = ev.loss / Math.LN2;
+      if (split === "test") Object.assign(result, { valLoss: ev.loss, valBpc: result.bpc });
     } else {
       result.rmse = Math.sqrt(result.loss as number);
     }
@@ -202,6 +211,7 @@ function describe(r: Record<string, unknown>, ds: Dataset): string[] {
       ? `mse ${Number((r.loss as number).toPrecision(4))}  rmse ${Number((r.rmse as number).toPrecision(4))} (target units)`
       : `loss ${(r.loss as number).toFixed(4)}  accuracy ${formatPercent(r.accuracy as number)}`,
   ];
+  if (r.bpc !== undefined) lines.push(`${(r.bpc as number).toFixed(4)} bits per character`);
   const perClass = r.perClass as
     | { class: number; name: string; samples: number; correct: number; accuracy: number | null }[]
     | undefined;
