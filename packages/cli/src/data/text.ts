@@ -179,11 +179,12 @@ export function loadText(path: string, opts: TextOptions): DataSplit {
   trainSet.redraw = (epoch) => drawWindows(train, trainSet, seed, epoch);
   trainSet.redraw(0);
   const warnings: string[] = [];
-  const skipped = corpus.skippedBinary.length + corpus.skippedLinks.length;
-  if (skipped > 0) {
+  const { files, skippedBinary, skippedLinks } = corpus;
+  const plural = (n: number, what: string) => `${n} ${what}${n === 1 ? "" : "s"}`;
+  if (skippedBinary.length + skippedLinks.length > 0) {
     warnings.push(
-      `text: ${path}: read ${corpus.files.length} text file${corpus.files.length === 1 ? "" : "s"}, skipped ` +
-        `${corpus.skippedBinary.length} binary and ${corpus.skippedLinks.length} symbolic link${corpus.skippedLinks.length === 1 ? "" : "s"}`,
+      `text: ${path}: read ${plural(files.length, "text file")}, skipped ` +
+        `${skippedBinary.length} binary and ${plural(skippedLinks.length, "symbolic link")}`,
     );
   }
   trainSet.warnings = warnings;
