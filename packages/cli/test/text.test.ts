@@ -87,24 +87,39 @@ describe("threadgrad train --data text:DIR", () => {
     expect(Math.abs((one.summary.valLoss as number) - (two.summary.valLoss as number))).toBeLessThan(1e-6);
   });
 
-  it("--max-steps counts optimizer steps across --resume and stops exactly", async () => {
-    const acc = ["--batch-size", "16", "--accumulate-steps", "2", "--workers", "1"];
-    const first = await train("--max-steps", "3", ...acc, "--out", "resumed");
+  it("--max-steps counts optimizer steps across --resume and stops exactly; a resumed epoch redraws its windows", async () => {
+    // Updates of 2 micro-steps: an epoch of S steps has ceil(S / 2) updates, its last one maybe short.
+    const acc = ["--batch-size", "64", "--accumulate-steps", "2", "--workers", "1"];
+    const first = await train("--max-steps", "5", ...acc, "--out", "resumed");
     expect(first.code).toBe(0);
-    expect(events(first.stdout, "step")).toHaveLength(6); // 3 updates of 2 micro-steps
+    const s = events(first.stdout, "step")[0]!.stepsPerEpoch as number;
+    const updates = Math.ceil(s / 2);
+    const stepsOf = (n: number) => Math.floor(n / updates) * s + Math.min(s, (n % updates) * 2);
+    const firstSteps = events(first.stdout, "step");
+    expect(firstSteps).toHaveLength(stepsOf(5));
+    expect(firstSteps.at(-1)!.epoch).toBe(2); // it stops inside the second epoch
     const ckpt = "resumed/checkpoint-latest.msgpack";
     const resume = (...args: string[]) =>
       run(["train", "--resume", ckpt, "--model", "./net.mjs", "--json", ...args], { cwd: tmp.path });
-    const again = await resume("--max-steps", "3");
+    const again = await resume("--max-steps", "5");
     expect(again.code).toBe(2);
     expect(again.stderr).toContain(
-      "--max-steps 3: the checkpoint has already run 3 optimizer steps; pass a larger --max-steps to train further",
+      "--max-steps 5: the checkpoint has already run 5 optimizer steps; pass a larger --max-steps to train further",
     );
-    const more = await resume("--max-steps", "5");
+    const more = await resume("--max-steps", "7");
     expect(more.code).toBe(0);
     const steps = events(more.stdout, "step");
-    expect(steps.map((e) => e.step)).toEqual([7, 8, 9, 10]);
-    expect(events(more.stdout, "eval").at(-1)).toMatchObject({ step: 10 });
+    expect(steps.map((e) => e.step)).toEqual(
+      Array.from({ length: stepsOf(7) - stepsOf(5) }, (_, i) => stepsOf(5) + 1 + i),
+    );
+    expect(events(more.stdout, "eval").at(-1)).toMatchObject({ step: stepsOf(7) });
+    // The resumed process redrew the second epoch's windows: it ends where an uninterrupted run does.
+    const whole = await train("--max-steps", "7", ...acc, "--out", "whole");
+    expect(whole.code).toBe(0);
+    expect(events(whole.stdout, "step").slice(stepsOf(5))).toEqual(
+      steps.map((e) => expect.objectContaining({ step: e.step, loss: e.loss })),
+    );
+    expect(jsonLines(whole.stdout).at(-1)!.valLoss).toBe(jsonLines(more.stdout).at(-1)!.valLoss);
   });
 
   it("names the path and the problem in bad input", async () => {
