@@ -83,6 +83,10 @@ export interface TrainSettings {
   impute: ImputePolicy | null;
   /** csv: categorical feature columns by name; null: auto (columns that are not all numbers) */
   categorical: CategoricalSpec | null;
+  /** text: tokens per training window; null: the model's context */
+  context: number | null;
+  /** stop after this many optimizer steps in total (counted across resumes); null: run every epoch */
+  maxSteps: number | null;
 }
 
 /** Flags that shape the command's output or where it starts, not what the run computes. */
@@ -148,7 +152,9 @@ export const TRAIN_FLAGS: FlagSpec[] = [
   {
     key: "data",
     flags: "--data <spec>",
-    help: "digits (built-in, default), idx:DIR, mnist:DIR, fashion-mnist[:DIR], csv:FILE, images:DIR (a folder per class)",
+    help:
+      "digits (built-in, default), idx:DIR, mnist:DIR, fashion-mnist[:DIR], csv:FILE, images:DIR (a folder per class), " +
+      "text:FILE|DIR (bytes as tokens)",
     parse: parseString,
   },
   { key: "target", flags: "--target <column>", help: "csv: the column to predict", parse: parseString },
@@ -187,6 +193,12 @@ export const TRAIN_FLAGS: FlagSpec[] = [
     flags: "--image-size <size>",
     help: "images: resize every image to SIZE or HxW pixels, bilinear (default: the first image's size)",
     parse: parseImageSize,
+  },
+  {
+    key: "context",
+    flags: "--context <tokens>",
+    help: "text: tokens per training window (default: the model's context; required for a module model)",
+    parse: (v) => parseNumber(v, { min: 1, max: 1 << 16, isInteger: true }),
   },
   {
     key: "limit",
@@ -299,6 +311,12 @@ export const TRAIN_FLAGS: FlagSpec[] = [
     parse: positiveInt,
   },
   {
+    key: "maxSteps",
+    flags: "--max-steps <n>",
+    help: "stop after n optimizer steps in total (counted across --resume), then evaluate and save as at the end",
+    parse: positiveInt,
+  },
+  {
     key: "workers",
     flags: "--workers <n>",
     help: "worker threads: auto (default, the usable cores) or a number",
@@ -394,6 +412,7 @@ export const TRAIN_FLAGS: FlagSpec[] = [
 /** Flags that may differ from the checkpoint's settings when resuming. */
 export const RESUMABLE_KEYS: readonly FlagKey[] = [
   "epochs",
+  "maxSteps",
   "workers",
   "out",
   "evalEvery",

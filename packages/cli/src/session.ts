@@ -4,6 +4,9 @@
 // same way. A non-finite test loss stops the run with an error, before any checkpoint is written.
 // With a validation set (--val-split) every evaluation also measures it: the best checkpoint,
 // early stopping and the plateau schedule look at validation results only, never at the test set.
+// --max-steps ends the run like its last epoch would: evaluation, checkpoints, summary. Text data
+// has one held-out set, validation and test alike, measured once per evaluation (also in bits
+// per character, nats / ln 2).
 import { existsSync, writeFileSync } from "node:fs";
 import { type PlateauStateDict, ReduceLROnPlateau } from "@threadgrad/optim";
 import type { DataParallel, StepInfo } from "@threadgrad/workers";
@@ -39,6 +42,8 @@ export const NEW_WATCH: Watch = { bestValLoss: null, badEvals: 0, plateau: null 
 
 export interface SessionResult {
   isInterrupted: boolean;
+  /** text data: the validation loss in bits per character (nats / ln 2) */
+  valBpc: number | null;
   /** mean loss over the last epoch trained in this session (or the steps of a partial one) */
   trainLoss: number | null;
   valLoss: number | null;
@@ -69,6 +74,9 @@ export interface SessionOptions {
   cli: Record<string, unknown>;
   startedAt: number;
 }
+
+/** Nats per character as bits per character. */
+export const bitsPerChar = (nats: number): number => nats / Math.LN2;
 
 export class TrainingSession {
   private fitSeconds = 0;
@@ -102,23 +110,53 @@ export class TrainingSession {
   }
 
   /**
-   * The training set the epoch trains on: the data itself, or with --augment its copy for this
-   * epoch, rewritten in place (the trainer shares its SharedArrayBuffer with the workers, not a copy).
+   * The training set the epoch trains on: the data itself (text windows redrawn for the epoch), or
+   * with --augment its copy for this epoch, rewritten in place (the trainer shares its
+   * SharedArrayBuffer with the workers, not a copy).
    */
   private trainData(epoch: number): Dataset {
     const { train, settings } = this.o;
+    if (train.redraw !== undefined && this.drawnEpoch !== epoch) {
+      train.redraw(epoch);
+      this.drawnEpoch = epoch;
+    }
     if (!settings.augment) return train;
     if (this.augmented === null) this.augmented = { epoch: -1, data: { ...train, x: sharedFloat32(train.x.length) } };
     if (this.augmented.epoch !== epoch) {
-      augmentInto(train, this.augmented.data.x, settings.seed, epoch);
+      augmentInto(train, this.augmented.data.x as Float32Array, settings.seed, epoch);
       this.augmented.epoch = epoch;
     }
     return this.augmented.data;
   }
   private augmented: { epoch: number; data: Dataset } | null = null;
+  private drawnEpoch = -1;
 
   private get totalSteps(): number {
-    return this.o.settings.epochs * Math.ceil(this.o.train.length / this.o.settings.batchSize);
+    return Math.min(this.o.settings.epochs * this.stepsPerEpoch, this.maxGlobalStep);
+  }
+
+  private get stepsPerEpoch(): number {
+    return Math.ceil(this.o.train.length / this.o.settings.batchSize);
+  }
+
+  /**
+   * The global step at which --max-steps N optimizer steps are done (Infinity without it). Each
+   * epoch has ceil(S / k) updates of k micro-steps (the last may be shorter), so update N ends at
+   * micro-step floor(N / updates) * S + min(S, (N mod updates) * k): the same on resume, whose
+   * progress counts the steps of the sessions before.
+   */
+  private get maxGlobalStep(): number {
+    const n = this.o.settings.maxSteps;
+    if (n === null) return Number.POSITIVE_INFINITY;
+    const s = this.stepsPerEpoch,
+      k = this.o.settings.accumulateSteps;
+    const updates = Math.ceil(s / k);
+    return Math.floor(n / updates) * s + Math.min(s, (n % updates) * k);
+  }
+
+  /** Whether --max-steps is reached. */
+  get isAtMaxSteps(): boolean {
+    return this.o.trainer.progress.globalStep >= this.maxGlobalStep;
   }
 
   async run(): Promise<SessionResult> {
@@ -127,7 +165,7 @@ export class TrainingSession {
     const startStep = pr.globalStep;
     this.epochStartedAt = performance.now();
     reporter.start(this.totalSteps, startStep, Math.min(pr.epoch + 1, settings.epochs), settings.epochs);
-    while (pr.epoch < settings.epochs && !stop.aborted && this.stoppedEarly === null) {
+    while (pr.epoch < settings.epochs && !stop.aborted && this.stoppedEarly === null && !this.isAtMaxSteps) {
       const segment = new AbortController();
       const onStop = () => segment.abort();
       stop.addEventListener("abort", onStop);
@@ -143,7 +181,7 @@ export class TrainingSession {
           epochs: epochBefore + 1,
           batchSize: settings.batchSize,
           signal: segment.signal,
-          untilStep: unit === "step" ? (Math.floor(stepBefore / every) + 1) * every : undefined,
+          untilStep: this.untilStep(stepBefore),
           onStep: (info) => {
             this.onStep(info, Math.max(0, info.finishedAt - last) / 1000, startStep);
             last = info.finishedAt;
@@ -156,18 +194,21 @@ export class TrainingSession {
       // With accumulation the segment ends at the window boundary at or after the evaluation step.
       const isStepEval = unit === "step" && Math.floor(pr.globalStep / every) > Math.floor(stepBefore / every);
       if (isEpochEnd) this.onEpochEnd();
-      const isLast = pr.epoch >= settings.epochs;
+      const isLast = pr.epoch >= settings.epochs || this.isAtMaxSteps;
+      if (this.isAtMaxSteps && pr.epoch < settings.epochs)
+        reporter.info(`stopping at step ${pr.globalStep}: --max-steps ${settings.maxSteps} optimizer steps are done`);
       const isEpochEval =
         isEpochEnd && settings.evalEvery.unit === "epoch" && pr.epoch % settings.evalEvery.every === 0;
       if (isStepEval || isEpochEval || isLast) await this.evaluate();
       if (isEpochEnd || isStepEval || isLast) await this.saveLatest();
     }
-    const isInterrupted = stop.aborted && pr.epoch < settings.epochs;
+    const isInterrupted = stop.aborted && pr.epoch < settings.epochs && !this.isAtMaxSteps;
     if (isInterrupted) await this.saveLatest();
     else if (this.lastEval === null || this.lastEval.step !== pr.globalStep) await this.evaluate();
     reporter.stop();
     return {
       isInterrupted,
+      valBpc: this.o.train.isTokens && this.lastEval?.valLoss ? bitsPerChar(this.lastEval.valLoss) : null,
       trainLoss: this.lastTrainLoss ?? this.meanEpochLoss(),
       valLoss: this.lastEval?.valLoss ?? null,
       valAccuracy: this.lastEval?.valAccuracy ?? null,
@@ -178,6 +219,14 @@ export class TrainingSession {
       best: this.best,
       stoppedEarly: this.stoppedEarly,
     };
+  }
+
+  /** Where the next fit segment stops: the next step evaluation or --max-steps, whichever is first. */
+  private untilStep(stepBefore: number): number | undefined {
+    const { unit, every } = this.o.settings.evalEvery;
+    const evalAt = unit === "step" ? (Math.floor(stepBefore / every) + 1) * every : Number.POSITIVE_INFINITY;
+    const until = Math.min(evalAt, this.maxGlobalStep);
+    return Number.isFinite(until) ? until : undefined;
   }
 
   private meanEpochLoss(): number | null {
@@ -258,14 +307,17 @@ export class TrainingSession {
     const { trainer, test, val, reporter, runDir } = this.o;
     const pr = trainer.progress;
     const vr = val === null ? null : await trainer.evaluate(val);
-    const ev = await trainer.evaluate(test);
+    // Text data holds out one set, which is both: measured once.
+    const ev = test === val && vr !== null ? vr : await trainer.evaluate(test);
     if (vr !== null && !Number.isFinite(vr.loss)) throw this.nonFinite("validation", vr.loss);
     if (!Number.isFinite(ev.loss)) throw this.nonFinite("test", ev.loss);
-    const stepsPerEpoch = Math.ceil(this.o.train.length / this.o.settings.batchSize);
+    const stepsPerEpoch = this.stepsPerEpoch;
+    const bpc = vr !== null && this.o.train.isTokens ? bitsPerChar(vr.loss) : null;
     const record = {
       step: pr.globalStep,
       epoch: Number((pr.epoch + pr.stepInEpoch / stepsPerEpoch).toFixed(4)),
       ...(vr === null ? {} : { valLoss: vr.loss, valAccuracy: vr.accuracy }),
+      ...(bpc === null ? {} : { valBpc: bpc }),
       testLoss: ev.loss,
       testAccuracy: ev.accuracy,
       trainLoss: this.lastTrainLoss,
@@ -282,15 +334,19 @@ export class TrainingSession {
     reporter.event("eval", record);
     const figures = (what: string, r: { loss: number; accuracy: number | null }) =>
       `${what} loss ${r.loss.toFixed(4)}${r.accuracy === null ? "" : `  accuracy ${formatPercent(r.accuracy)}`}`;
-    const valText = vr === null ? "" : `  ${figures("val", vr)}`;
-    reporter.info(`eval at step ${pr.globalStep} (epoch ${record.epoch})${valText}  ${figures("test", ev)}`);
+    const valText =
+      vr === null ? "" : `  ${figures("val", vr)}${bpc === null ? "" : `  (${bpc.toFixed(4)} bits per character)`}`;
+    const testText = ev === vr ? "" : `  ${figures("test", ev)}`;
+    reporter.info(`eval at step ${pr.globalStep} (epoch ${record.epoch})${valText}${testText}`);
     if (vr === null) {
       // Nothing but the test set could rank the checkpoints, and it must not: the best is the latest.
       this.best = { metric: "latest", value: null, step: pr.globalStep };
       await trainer.save(runDir.bestCheckpoint, this.extra());
     } else {
-      const metric = vr.accuracy === null ? "valLoss" : "valAccuracy";
-      const value = vr.accuracy ?? vr.loss;
+      // A language model is judged by its loss; a token's accuracy says little of it.
+      const byLoss = vr.accuracy === null || this.o.train.isTokens === true;
+      const metric = byLoss ? "valLoss" : "valAccuracy";
+      const value = byLoss ? vr.loss : vr.accuracy!;
       const isBetter =
         this.best === null ||
         this.best.metric !== metric ||

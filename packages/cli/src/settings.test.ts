@@ -29,10 +29,11 @@ describe("settings", () => {
   it("reports every bad value, from flags and file alike", () => {
     // Every setting a config file may hold, in the flag table's order: a new flag shows up here.
     const SETTINGS = [
-      ...["data", "target", "task", "delimiter", "impute", "categorical", "testSplit", "imageSize", "limit"],
+      ...["data", "target", "task", "delimiter", "impute", "categorical", "testSplit", "imageSize", "context", "limit"],
       ...["model", "activation", "dropout", "loss", "labelSmoothing", "optimizer", "lr", "momentum", "weightDecay"],
       ...["betas", "eps", "nesterov", "amsgrad", "alpha", "lrSchedule", "warmupSteps", "stepSize", "gamma", "etaMin"],
-      ...["clipGradNorm", "batchSize", "epochs", "workers", "accumulateSteps", "seed", "out", "overwrite", "resume"],
+      ...["clipGradNorm", "batchSize", "epochs", "maxSteps", "workers", "accumulateSteps", "seed", "out", "overwrite"],
+      "resume",
       ...["evalEvery", "skipNonFinite", "augment", "normalize", "valSplit", "earlyStopping", "minDelta"],
       ...["plateauPatience", "quiet", "json"],
     ];
@@ -94,9 +95,9 @@ describe("settings", () => {
     });
     expect(() => resumedSettings(stored, { lr: 0.1, batchSize: 32 })).toThrow(
       "--resume: --lr 0.1 differs from the checkpoint's 0.002; a resumed run keeps its settings " +
-        "(only --epochs, --workers, --out and --eval-every may change)\n" +
+        "(only --epochs, --max-steps, --workers, --out and --eval-every may change)\n" +
         "--resume: --batch-size 32 differs from the checkpoint's 64; a resumed run keeps " +
-        "its settings (only --epochs, --workers, --out and --eval-every may change)",
+        "its settings (only --epochs, --max-steps, --workers, --out and --eval-every may change)",
     );
   });
 
@@ -162,9 +163,9 @@ describe("one pass from flags, config file and checkpoint to settings", () => {
     const { values, from } = readGiven({ config: file, batchSize: "32" });
     expect(() => resumedSettings(stored, values, from)).toThrow(
       `--resume: ${file}: "lr" 0.1 differs from the checkpoint's 0.002; a resumed run keeps its settings ` +
-        "(only --epochs, --workers, --out and --eval-every may change)\n" +
+        "(only --epochs, --max-steps, --workers, --out and --eval-every may change)\n" +
         "--resume: --batch-size 32 differs from the checkpoint's 64; a resumed run keeps its settings " +
-        "(only --epochs, --workers, --out and --eval-every may change)",
+        "(only --epochs, --max-steps, --workers, --out and --eval-every may change)",
     );
   });
 

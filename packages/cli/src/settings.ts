@@ -9,7 +9,7 @@
 import { readFileSync } from "node:fs";
 import { dirname, isAbsolute, relative, resolve } from "node:path";
 import { resolveFlatOptions } from "@threadgrad/optim";
-import { type TrainerCheckpoint, readTrainerCheckpoint } from "@threadgrad/workers";
+import { type TrainerCheckpoint, readTrainerCheckpoint, tokenModel } from "@threadgrad/workers";
 import { UsageError, asUsage } from "./errors.js";
 import {
   type FlagKey,
@@ -94,6 +94,9 @@ const SETTINGS: { [K in keyof TrainSettings]: Setting<TrainSettings[K]> } = {
   delimiter: { default: null, stored: "string", older: null },
   impute: { default: null, stored: "string", older: null },
   categorical: { default: null, stored: "list", older: null },
+  // Runs recorded before --context and --max-steps existed read no text and ran every epoch.
+  context: { default: null, stored: "number", older: null },
+  maxSteps: { default: null, stored: "number", older: null },
 };
 
 const SETTING_KEYS = Object.keys(SETTINGS) as (keyof TrainSettings)[];
@@ -129,7 +132,7 @@ const SCHEDULE_FLAGS: Partial<Record<keyof TrainSettings, TrainSettings["lrSched
   etaMin: ["cosine"],
   plateauPatience: ["plateau"],
 };
-const PATH_SCHEMES = ["idx", "mnist", "fashion-mnist", "csv", "images"];
+const PATH_SCHEMES = ["idx", "mnist", "fashion-mnist", "csv", "images", "text"];
 
 /** A train flag's parser, for another command's flag of the same name and meaning (bench, predict). */
 export function parserOf<K extends keyof TrainSettings>(key: K): (v: unknown) => TrainSettings[K] {
@@ -255,10 +258,12 @@ function crossChecks(s: TrainSettings, given: GivenSettings, from: Given["from"]
 function validationChecks(s: TrainSettings, given: GivenSettings): string[] {
   const errors: string[] = [];
   const without = "there is no validation set to watch; add --val-split FRACTION (e.g. --val-split 0.1)";
-  if (s.earlyStopping !== null && s.valSplit === null) errors.push(`--early-stopping ${s.earlyStopping}: ${without}`);
+  // text: data always has one (the last 10% of the corpus).
+  const hasVal = s.valSplit !== null || s.data.startsWith("text:");
+  if (s.earlyStopping !== null && !hasVal) errors.push(`--early-stopping ${s.earlyStopping}: ${without}`);
   if (given.minDelta !== undefined && s.earlyStopping === null)
     errors.push("--min-delta only applies with --early-stopping PATIENCE");
-  if (s.lrSchedule === "plateau" && s.valSplit === null) errors.push(`--lr-schedule plateau: ${without}`);
+  if (s.lrSchedule === "plateau" && !hasVal) errors.push(`--lr-schedule plateau: ${without}`);
   if (s.lrSchedule === "plateau" && s.gamma >= 1)
     errors.push(`--gamma ${s.gamma}: --lr-schedule plateau multiplies the lr by it, so it must be below 1`);
   return errors;
@@ -291,7 +296,7 @@ const shown = (v: unknown): string =>
   Array.isArray(v) ? v.join(",") : typeof v === "object" && v !== null ? JSON.stringify(v) : String(v);
 
 /**
- * Settings for a resumed run: the checkpoint's, with only --epochs, --workers, --out and
+ * Settings for a resumed run: the checkpoint's, with only --epochs, --max-steps, --workers, --out and
  * --eval-every allowed to change. Anything else given must equal the stored value, because a
  * resumed run must compute what the stopped run would have; `from` names each given value's source.
  */
@@ -305,7 +310,7 @@ export function resumedSettings(stored: TrainSettings, given: GivenSettings, fro
     else if (!same(value, stored[key as keyof TrainSettings])) {
       errors.push(
         `--resume: ${nameOf(key, from)} ${shown(value)} differs from the checkpoint's ${shown(stored[key as keyof TrainSettings])}; ` +
-          `a resumed run keeps its settings (only --epochs, --workers, --out and --eval-every may change)`,
+          `a resumed run keeps its settings (only --epochs, --max-steps, --workers, --out and --eval-every may change)`,
       );
     }
   }
@@ -451,9 +456,13 @@ export function dataSettings(cli: Record<string, unknown>, ckpt: TrainerCheckpoi
     // Other images for a built-in image model: resized to the size it was trained on.
     const imageSize =
       "kind" in spec && spec.kind !== "mlp" && cli.data.startsWith("images:") ? [spec.height, spec.width] : null;
+    // Other text: windows as long as the run's (its --context, or its language model's).
+    const context =
+      (record !== null ? storedRun(ckpt, model).settings.context : null) ?? tokenModel(spec)?.context ?? null;
     settings = {
       ...DEFAULT_SETTINGS,
       imageSize,
+      context,
       data: absoluteDataSpec(cli.data, process.cwd()),
       target: typeof cli.target === "string" ? cli.target : null,
       task: task ?? null,

@@ -7,6 +7,7 @@ import {
   type ModelSpec,
   type TrainerOptions,
   imageModelParameterShapes,
+  tokenModel,
 } from "@threadgrad/workers";
 import { optimizerOptions } from "./settings.js";
 import type { CategoricalColumn } from "./data/csv-categories.js";
@@ -14,7 +15,8 @@ import { type DataSplit, type Dataset, checkLabels, holdOut, loadDataset, takeRo
 import { type Preprocess, applyToSplit, fitPreprocess } from "./data/preprocess.js";
 import { UsageError, asUsage } from "./errors.js";
 import type { TrainSettings } from "./flags.js";
-import { type ModelPreset, moduleSpecOf } from "./values.js";
+import { type ModelPreset, describeModel, moduleSpecOf } from "./values.js";
+import { TEXT_VOCAB } from "./data/text.js";
 
 /** Hidden width of the default model, `mlp:<features>,128,<classes>`. */
 export const DEFAULT_HIDDEN = 128;
@@ -31,6 +33,7 @@ export function loadRunData(
   categories?: readonly CategoricalColumn[],
 ): DataSplit {
   const scheme = s.data.split(":")[0]!;
+  if (scheme === "text") checkTextSettings(s);
   if (s.testSplit !== null && PRESPLIT_SCHEMES.includes(scheme)) {
     throw new UsageError(
       `--test-split does not apply to ${scheme}: its files already hold separate train and test sets`,
@@ -49,6 +52,7 @@ export function loadRunData(
       seed: 0,
       classes,
       categories,
+      text: scheme === "text" ? { context: textContext(s), seed: s.seed } : undefined,
     }),
   );
   // Validation rows come out of the training rows before --limit, so --limit leaves them as they are.
@@ -66,6 +70,46 @@ export function loadRunData(
   return split;
 }
 
+/** Flags that do not apply to text data, refused before the corpus is read. */
+function checkTextSettings(s: TrainSettings): void {
+  const refused: [keyof TrainSettings, string][] = [
+    ["testSplit", "--test-split: text data holds out the last 10% of the corpus for validation"],
+    ["valSplit", "--val-split: text data holds out the last 10% of the corpus for validation"],
+    ["limit", "--limit: text data draws its windows from the whole corpus; stop sooner with --max-steps N"],
+  ];
+  const errors = refused.filter(([key]) => s[key] !== null).map(([, why]) => `${why} (--data ${s.data})`);
+  if (s.labelSmoothing > 0) errors.push(`--label-smoothing does not apply to text data (--data ${s.data})`);
+  if (errors.length > 0) throw new UsageError(errors);
+}
+
+/** The built-in image models: they take float images, never token ids. */
+const IMAGE_PRESETS: readonly unknown[] = ["cnn", "lenet5"];
+
+/** Tokens per training window for text data: --context, or the context of a language model spec. */
+export function textContext(s: TrainSettings): number {
+  if (s.context !== null) return s.context;
+  const m = s.model;
+  const isBuiltIn = m !== null && !Array.isArray(m) && !(typeof m === "object" && "module" in m);
+  const fromModel = isBuiltIn && !IMAGE_PRESETS.includes(m) ? tokenModel(modelSpec(s, TEXT_PROBE)) : null;
+  if (fromModel !== null) return fromModel.context;
+  throw new UsageError(
+    `--data ${s.data} needs --context N, the tokens per training window: ` +
+      `${m === null ? "no --model was given" : `--model ${describeModel(m)} does not say its context`}`,
+  );
+}
+
+/** What sizes a model for text before the corpus is read: byte ids, 256 of them. */
+const TEXT_PROBE: Dataset = {
+  name: "text",
+  x: new Int32Array(0),
+  y: new Int32Array(0),
+  length: 0,
+  features: 0,
+  task: "classification",
+  numClasses: TEXT_VOCAB,
+  isTokens: true,
+};
+
 /**
  * Fits the run's preprocessing on the training split (or takes a resumed run's stored one) and
  * applies it to both splits in place: standardised csv features unless --no-normalize,
@@ -80,6 +124,7 @@ export function preprocessRunData(s: TrainSettings, split: DataSplit, stored: Pr
 /** Fills in the model and loss from the data (or checks the given ones against it). */
 export function fitSettingsToData(s: TrainSettings, split: DataSplit): TrainSettings {
   const { train } = split;
+  if (train.isTokens) checkTokenModel(s);
   const isRegression = train.task === "regression";
   const outputs = isRegression ? 1 : train.numClasses;
   const model = s.model ?? [train.features, DEFAULT_HIDDEN, outputs];
@@ -115,6 +160,18 @@ export function fitSettingsToData(s: TrainSettings, split: DataSplit): TrainSett
       checkLabels(split.test, outSize);
     });
   return { ...s, model, loss };
+}
+
+/** Token ids go to a model that embeds them: not to an mlp or an image model, which take float features. */
+function checkTokenModel(s: TrainSettings): void {
+  const m = s.model;
+  const use =
+    "a language model over byte ids: a module such as ./net.mjs whose forward maps ids [N, T] to logits [N, T, 256]";
+  if (m === null) throw new UsageError(`--data ${s.data} needs --model, ${use}`);
+  if (Array.isArray(m) || IMAGE_PRESETS.includes(m))
+    throw new UsageError(
+      `--model ${describeModel(m)} takes float features, but --data ${s.data} gives int32 token ids; use ${use}`,
+    );
 }
 
 /**
@@ -189,17 +246,23 @@ export function buildSchedule(s: TrainSettings, totalUpdates: number): ScheduleC
   return main === null ? warmup : { kind: "sequential", schedules: [warmup, main], milestones: [w] };
 }
 
-export function lossSpec(s: TrainSettings): LossSpec {
+/**
+ * The trainer's loss for these settings. Cross-entropy becomes the sequence cross-entropy (over
+ * every position of logits [N, T, classes]) for token data and for a language model spec.
+ */
+export function lossSpec(s: TrainSettings, model?: ModelSpec, isTokens = false): LossSpec {
   if (s.loss === "mse") return "mse";
+  if (isTokens || (model !== undefined && tokenModel(model) !== null)) return "sequenceCrossEntropy";
   return s.labelSmoothing > 0 ? { name: "crossEntropy", labelSmoothing: s.labelSmoothing } : "crossEntropy";
 }
 
 /** The trainer's options for these (data-fitted) settings and training set. */
 export function trainerOptions(s: TrainSettings, train: Dataset): TrainerOptions {
-  const schedule = buildSchedule(s, s.epochs * updatesPerEpoch(s, train.length));
+  const schedule = buildSchedule(s, Math.min(s.epochs * updatesPerEpoch(s, train.length), s.maxSteps ?? Infinity));
+  const model = modelSpec(s, train);
   return {
-    model: modelSpec(s, train),
-    loss: lossSpec(s),
+    model,
+    loss: lossSpec(s, model, train.isTokens),
     optimizer: { name: s.optimizer, ...optimizerOptions(s) },
     workers: s.workers,
     seed: s.seed,

@@ -185,8 +185,11 @@ export function readModelSpec(r: FieldReader, v: unknown, field: string): ModelS
   return spec;
 }
 
+/** The built-in losses a checkpoint may name by a string. */
+const LOSS_NAMES = ["crossEntropy", "sequenceCrossEntropy", "mse"] as const;
+
 export function readLossSpec(r: FieldReader, v: unknown, field: string): LossSpec {
-  if (v === "crossEntropy" || v === "mse") return v;
+  if (typeof v === "string") return r.choice(v, field, LOSS_NAMES);
   const l = r.object(v, field);
   if (own(l, "module") !== undefined) {
     const module = r.str(own(l, "module"), `${field}.module`);

@@ -3,6 +3,7 @@ import { isTensor } from "@threadgrad/core";
 import type { CommandChannel } from "./command-channel.js";
 import { type DatasetChecks, type DatasetLike, type SharedDataset, toSharedDataset } from "./dataset.js";
 import * as P from "./protocol.js";
+import { isSequenceLoss, tokenModel } from "./sequence-loss.js";
 import { type LossSpec, type ModelSpec, isClassification } from "./spec.js";
 
 /** The object a data set is cached under: its features' storage, so fresh `{ x, y }` wrappers match. */
@@ -12,17 +13,24 @@ export function datasetKey(ds: DatasetLike): unknown {
 
 /** What the model spec and loss tell about the data sets it takes, checked in main before the workers see one. */
 export function datasetChecks(model: ModelSpec, loss: LossSpec): DatasetChecks {
-  const classification = isClassification(loss);
+  const tokens = isSequenceLoss(loss);
+  const classification = isClassification(loss) && !tokens;
   const mlp = "kind" in model && model.kind === "mlp" ? model.sizes : null;
+  const lm = tokenModel(model);
   const weights = typeof loss === "object" && "name" in loss ? loss.weight?.length : undefined;
   // A module loss may take targets of any shape: only a built-in loss fixes the outputs.
-  const builtIn = classification || loss === "mse";
+  const builtIn = classification || tokens || loss === "mse";
   return {
     classification,
+    tokens,
     inputs: mlp?.[0],
-    outputs: builtIn ? (mlp?.at(-1) ?? weights) : undefined,
+    outputs: builtIn ? (mlp?.at(-1) ?? lm?.vocab ?? weights) : undefined,
     // the mlp takes rows: images [N, 1, 28, 28] reach it as [N, 784]
     flatRows: mlp !== null,
+    // Built-in models fix their input: features for the mlp and image models, token ids for a language model.
+    inputDtype: "kind" in model ? (lm === null ? "float32" : "int32") : undefined,
+    vocab: lm?.vocab,
+    context: lm?.context,
   };
 }
 

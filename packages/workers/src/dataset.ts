@@ -3,13 +3,15 @@ import { type Tensor, isTensor } from "@threadgrad/core";
 /**
  * A data set the trainer can shard: features `x` (one row of `features` values per sample) and
  * targets `y` (int32 class indices, or float32 regression targets with `targetDim` per sample).
+ * Token data keeps int32 ids end to end: x `[N, T]` int32 and y `[N, T]` int32 (the next token of
+ * each position) are sharded by rows like float rows, and the model's forward gets int32 `[rows, T]`.
  * `x`/`y` may be tensors (`{ x: Tensor, y: Tensor }`) or typed arrays with `length`.
  * Samples keep a shape of their own when `sampleShape` is given (`[1, 28, 28]` for grey images),
  * or when `x` is a tensor of more than 2 dims (`[N, 1, 28, 28]`: the shape after the first dim):
  * the model's forward then gets `[rows, ...sampleShape]`; otherwise it gets rows `[rows, features]`.
  */
 export interface DatasetLike {
-  x: Tensor | Float32Array;
+  x: Tensor | Float32Array | Int32Array;
   y: Tensor | Int32Array | Float32Array;
   length?: number;
   /** the shape of one sample (its product is the values per sample); default: flat rows */
@@ -19,7 +21,8 @@ export interface DatasetLike {
 /** A data set in shared memory, as sent to workers (plain data: buffers and sizes). */
 export interface SharedDataset {
   id: number;
-  x: Float32Array;
+  /** float32 features, or int32 token ids */
+  x: Float32Array | Int32Array;
   y: Int32Array | Float32Array;
   length: number;
   features: number;
@@ -59,6 +62,17 @@ export interface DatasetChecks {
   outputs?: number;
   /** the model takes flat rows (the built-in mlp): a sample shape is checked, then not passed on */
   flatRows?: boolean;
+  /** the dtype the model's input must have, when the spec fixes it (float32 features, int32 token ids) */
+  inputDtype?: "float32" | "int32";
+  /** token ids in x must be below this (the model's vocabulary), when known */
+  vocab?: number;
+  /** the most tokens per sample the model takes (its context), when known */
+  context?: number;
+  /**
+   * targets are one class index per position of a token sample (a sequence loss): y int32 with as
+   * many values per sample as x, each from 0 to `outputs` - 1 when that is known
+   */
+  tokens?: boolean;
 }
 
 /** The first non-finite value of `a`, or -1 (a sum times zero stays 0 unless a value is NaN or ±Infinity). */
@@ -92,18 +106,37 @@ export function toSharedDataset(
   }
   const xArr = isTensor(ds.x) ? ds.x.data : ds.x;
   const yArr = isTensor(ds.y) ? ds.y.data : ds.y;
-  if (!(xArr instanceof Float32Array))
-    throw new Error(`dataset: x must hold float32 values, got ${xArr?.constructor?.name}`);
+  if (!(xArr instanceof Float32Array || xArr instanceof Int32Array))
+    throw new Error(`dataset: x must hold float32 values or int32 token ids, got ${xArr?.constructor?.name}`);
+  const xDtype = xArr instanceof Int32Array ? "int32" : "float32";
+  if (checks.inputDtype !== undefined && xDtype !== checks.inputDtype) {
+    throw new Error(
+      checks.inputDtype === "int32"
+        ? `dataset: the model takes int32 token ids, but x holds ${xDtype} values`
+        : `dataset: the model takes float32 features, but x holds int32 values (token ids need a model that embeds them)`,
+    );
+  }
   if (!(yArr instanceof Int32Array || yArr instanceof Float32Array)) {
     throw new Error(`dataset: y must hold int32 class indices or float32 targets, got ${yArr?.constructor?.name}`);
   }
   // Without an explicit length only tensors (their first dim) and one int32 label per sample tell
   // the sample count unambiguously; float targets may hold several values per sample.
+  // Token rows hold several ids and several targets each, so only a tensor's first dim tells them.
+  const isTokens = xArr instanceof Int32Array || checks.tokens === true;
   const length =
     ds.length ??
-    (isTensor(ds.x) ? ds.x.shape[0] : yArr instanceof Int32Array || checks.classification ? yArr.length : undefined);
-  if (length === undefined)
-    throw new Error("dataset: pass `length` (the number of samples) with typed-array x and float y");
+    (isTensor(ds.x)
+      ? ds.x.shape[0]
+      : !isTokens && (yArr instanceof Int32Array || checks.classification)
+        ? yArr.length
+        : undefined);
+  if (length === undefined) {
+    throw new Error(
+      isTokens
+        ? "dataset: pass `length` (the number of samples) with typed-array token ids, or x as an [N, T] tensor"
+        : "dataset: pass `length` (the number of samples) with typed-array x and float y",
+    );
+  }
   if (!Number.isInteger(length) || length <= 0)
     throw new Error(`dataset: must hold at least one sample, got length ${length}`);
   const inputs = checks.inputs;
@@ -127,7 +160,9 @@ export function toSharedDataset(
         "every value must be finite",
     );
   }
-  checkTargets(yArr, length, targetDim, checks);
+  if (xArr instanceof Int32Array) checkTokenIds(xArr, features, checks);
+  if (checks.tokens) checkTokenTargets(yArr, length, features, targetDim, checks.outputs);
+  else checkTargets(yArr, length, targetDim, checks);
   return {
     id: nextId++,
     x: share(xArr, alloc),
@@ -191,6 +226,49 @@ function checkTargets(y: Int32Array | Float32Array, length: number, targetDim: n
     throw new Error(
       `dataset: y holds ${targetDim} target${targetDim === 1 ? "" : "s"} per sample, ` +
         `but the model has ${outputs} output${outputs === 1 ? "" : "s"}`,
+    );
+  }
+}
+
+/** Token ids: whole numbers from 0, below the model's vocabulary when known; at most `context` per sample. */
+function checkTokenIds(x: Int32Array, tokens: number, checks: DatasetChecks): void {
+  const { vocab, context } = checks;
+  if (context !== undefined && tokens > context) {
+    throw new Error(`dataset: each sample of x holds ${tokens} tokens, but the model's context is ${context}`);
+  }
+  const limit = vocab ?? 2 ** 31;
+  for (let i = 0; i < x.length; i++) {
+    const id = x[i]!;
+    if (id >= 0 && id < limit) continue;
+    const range = vocab === undefined ? "from 0" : `from 0 to ${vocab - 1} (the model's vocabulary is ${vocab})`;
+    throw new Error(
+      `dataset: token ${i % tokens} of sample ${Math.floor(i / tokens)} in x is ${id}; token ids must be ${range}`,
+    );
+  }
+}
+
+/** A sequence loss's targets: int32, one per token of x, each a class index below `outputs` when known. */
+function checkTokenTargets(
+  y: Int32Array | Float32Array,
+  length: number,
+  tokens: number,
+  targetDim: number,
+  outputs: number | undefined,
+): void {
+  if (!(y instanceof Int32Array))
+    throw new Error(`dataset: a sequence loss takes int32 targets (token ids) in y, got ${y.constructor.name}`);
+  if (targetDim !== tokens) {
+    throw new Error(
+      `dataset: y holds ${targetDim} targets per sample but x holds ${tokens} tokens; ` +
+        `a sequence loss takes one target per token (x and y both [${length}, ${tokens}])`,
+    );
+  }
+  for (let i = 0; i < y.length; i++) {
+    const c = y[i]!;
+    if (c >= 0 && (outputs === undefined || c < outputs)) continue;
+    const range = outputs === undefined ? "from 0" : `from 0 to ${outputs - 1}`;
+    throw new Error(
+      `dataset: target ${i % targetDim} of sample ${Math.floor(i / targetDim)} in y is ${c}; each must be a token id ${range}`,
     );
   }
 }

@@ -1,6 +1,7 @@
 import type { DatasetLike } from "./dataset.js";
-import { lossDenominator } from "./fit-loop.js";
+import { lossDenominator, targetCount } from "./fit-loop.js";
 import * as P from "./protocol.js";
+import { isSequenceLoss } from "./sequence-loss.js";
 import { isClassification } from "./spec.js";
 import type { EvalResult, TrainerParts } from "./trainer-types.js";
 
@@ -18,7 +19,8 @@ export async function runEvaluate(
     if (!Number.isInteger(bs) || bs < 1)
       throw new Error(`DataParallel.evaluate: batchSize must be a positive integer, got ${opts.batchSize}`);
     const classification = isClassification(t.options.loss);
-    const predictions = classification ? new Int32Array(ds.length) : null;
+    // A sequence loss predicts a class per token: too many to keep; its accuracy is per token.
+    const predictions = classification && !isSequenceLoss(t.options.loss) ? new Int32Array(ds.length) : null;
     let lossSum = 0,
       correct = 0;
     for (let start = 0; start < ds.length; start += bs) {
@@ -38,7 +40,7 @@ export async function runEvaluate(
     const all = { length: ds.length } as ArrayLike<number>;
     return {
       loss: lossSum / lossDenominator(t.options.loss, ds, all, (i) => i),
-      accuracy: classification ? correct / ds.length : null,
+      accuracy: classification ? correct / targetCount(t.options.loss, ds, ds.length) : null,
       samples: ds.length,
       predictions,
     };

@@ -1,6 +1,7 @@
 import { combineNorms } from "@threadgrad/optim";
 import type { DatasetLike, SharedDataset } from "./dataset.js";
 import * as P from "./protocol.js";
+import { isSequenceLoss } from "./sequence-loss.js";
 import { type LossSpec, isClassification } from "./spec.js";
 import { epochOrder } from "./step-math.js";
 import type { EpochLog, FitOptions, FitResult, TrainerParts } from "./trainer-types.js";
@@ -30,13 +31,18 @@ export function lossDenominator(
   indices: ArrayLike<number>,
   sample: (i: number) => number = (i) => indices[i]!,
 ): number {
-  if (loss === "mse") return indices.length * ds.targetDim;
+  if (loss === "mse" || isSequenceLoss(loss)) return indices.length * ds.targetDim;
   if (typeof loss === "object" && "name" in loss && loss.weight) {
     let total = 0;
     for (let i = 0; i < indices.length; i++) total += loss.weight[ds.y[sample(i)]!] ?? 0;
     return total;
   }
   return indices.length;
+}
+
+/** The class labels in `samples` samples: one per token for a sequence loss, else one per sample. */
+export function targetCount(loss: LossSpec, ds: SharedDataset, samples: number): number {
+  return isSequenceLoss(loss) ? samples * ds.targetDim : samples;
 }
 
 export async function runFit(t: TrainerParts, data: DatasetLike, opts: FitOptions): Promise<FitResult> {
@@ -231,7 +237,7 @@ async function finishStep(t: TrainerParts, ds: SharedDataset, step: PendingStep)
     skipped,
     timings,
     finishedAt,
-    accuracy: isClassification(t.options.loss) ? correct / step.indices.length : null,
+    accuracy: isClassification(t.options.loss) ? correct / targetCount(t.options.loss, ds, step.indices.length) : null,
     gradNorm: step.update ? combineNorms(partials, 2) : null,
   };
 }

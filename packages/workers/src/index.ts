@@ -59,6 +59,7 @@ export {
   imageModelParameterShapes,
   builtinParameterShapes,
 } from "./spec.js";
+export { sequenceCrossEntropy, isSequenceLoss, defaultLoss, tokenModel } from "./sequence-loss.js";
 export { type DatasetLike, type SharedDataset, toSharedDataset } from "./dataset.js";
 export { availableWorkers, resolveWorkers } from "./threads.js";
 export {

@@ -57,13 +57,19 @@ export interface PredictOptions {
 }
 
 /**
- * The model's outputs for every sample of `x`, row-major [N, outDim], computed in eval mode
- * (dropout off) without recording gradients, `batchSize` samples at a time.
+ * The model's outputs for every sample of `x` (float32 features or int32 token ids), row-major
+ * [N, outDim], computed in eval mode (dropout off) without recording gradients, `batchSize`
+ * samples at a time.
  * @example predictOutputs(model, Float32Array.of(1, 2, 3, 4), { sampleShape: [2] }) // 2 rows
  */
-export function predictOutputs(model: nn.Module, x: Float32Array | Tensor, opts: PredictOptions = {}): Float32Array {
-  const data = isTensor(x) ? (x.contiguous().data as Float32Array) : x;
-  if (!(data instanceof Float32Array)) throw new Error("predict: x must hold float32 values");
+export function predictOutputs(
+  model: nn.Module,
+  x: Float32Array | Int32Array | Tensor,
+  opts: PredictOptions = {},
+): Float32Array {
+  const data = isTensor(x) ? x.contiguous().data : x;
+  if (!(data instanceof Float32Array || data instanceof Int32Array))
+    throw new Error("predict: x must hold float32 values or int32 token ids");
   const sampleShape = opts.sampleShape ?? (isTensor(x) ? x.shape.slice(1) : null);
   if (sampleShape === null) throw new Error("predict: give sampleShape (the shape of one sample) for a flat x");
   const perSample = sampleShape.reduce((a, b) => a * b, 1);

@@ -24,7 +24,10 @@ export function gatherRows(ds: SharedDataset, idx: Int32Array, start: number, en
     f = ds.features,
     d = ds.targetDim;
   // Tensor storage, so inside the step region the rows land where the SIMD kernels read them.
-  const x = Tensor.empty([rows * f], "float32").data as Float32Array;
+  // Token ids stay int32: they are indices, not values to compute with.
+  const x = Tensor.empty([rows * f], ds.x instanceof Int32Array ? "int32" : "float32").data as
+    | Float32Array
+    | Int32Array;
   const y = ds.y instanceof Int32Array ? new Int32Array(rows * d) : new Float32Array(rows * d);
   for (let r = 0; r < rows; r++) {
     const i = idx[start + r]!;
@@ -42,18 +45,25 @@ export function gatherRows(ds: SharedDataset, idx: Int32Array, start: number, en
  * module model the ranks check them here, naming the sample's index in the data set rather than
  * its position in this rank's shard.
  */
-export function checkLabels(out: Tensor, y: Tensor, idx: Int32Array, start: number): void {
-  if (out.ndim !== 2) return;
-  const classes = out.shape[1]!;
-  for (let r = 0; r < y.numel; r++) {
-    const c = y.data[r]!;
-    if (!(c >= 0 && c < classes))
-      throw new Error(`the label of sample ${idx[start + r]} is ${c}, but the model has ${classes} outputs (classes)`);
+export function checkLabels(out: Tensor, y: Tensor, idx: Int32Array, start: number, tokens: boolean): void {
+  if (out.ndim !== (tokens ? 3 : 2)) return;
+  const classes = out.shape.at(-1)!;
+  const perSample = y.numel / Math.max(1, y.shape[0] ?? 1);
+  for (let i = 0; i < y.numel; i++) {
+    const c = y.data[i]!;
+    if (c >= 0 && c < classes) continue;
+    const sample = idx[start + Math.floor(i / perSample)];
+    throw new Error(
+      tokens
+        ? `target ${i % perSample} of sample ${sample} is ${c}, but the model has ${classes} outputs (its vocabulary)`
+        : `the label of sample ${sample} is ${c}, but the model has ${classes} outputs (classes)`,
+    );
   }
 }
 
+/** Right predictions: the class of the largest output (the last dim) against each label, per sample or per token. */
 export function countCorrect(out: Tensor, y: Tensor, preds: Int32Array | null, offset: number): number {
-  const pred = out.argmax(1).data as Int32Array;
+  const pred = out.argmax(-1).data as Int32Array;
   let correct = 0;
   for (let i = 0; i < pred.length; i++) {
     if (pred[i] === y.data[i]) correct++;
@@ -112,7 +122,7 @@ export function forwardBackward(c: TrainCtx): void {
   try {
     const out = (c.model.forward as (x: Tensor) => Tensor)(x);
     if (!isTensor(out)) throw new Error("model.forward did not return a Tensor");
-    if (c.init.classification && !padding) checkLabels(out, y, c.batch, start);
+    if (c.init.classification && !padding) checkLabels(out, y, c.batch, start, c.init.tokens);
     let lossSum = c.lossFn(out, y);
     if (!isTensor(lossSum) || lossSum.numel !== 1)
       throw new Error("the loss function must return a scalar Tensor (the sum over the shard)");
@@ -198,8 +208,8 @@ export function evalStep(c: StepCtx & { preds: Int32Array }): void {
   c.model.eval();
   noGrad(() => {
     const out = (c.model.forward as (x: Tensor) => Tensor)(x);
-    if (c.init.classification) checkLabels(out, y, c.batch, start);
+    if (c.init.classification) checkLabels(out, y, c.batch, start, c.init.tokens);
     scalars[P.R_LOSS] = c.lossFn(out, y).item();
-    if (c.init.classification) scalars[P.R_CORRECT] = countCorrect(out, y, c.preds, start);
+    if (c.init.classification) scalars[P.R_CORRECT] = countCorrect(out, y, c.init.tokens ? null : c.preds, start);
   });
 }

@@ -1,4 +1,5 @@
 import { type Tensor, nn, tensor } from "@threadgrad/core";
+import { sequenceCrossEntropy } from "./sequence-loss.js";
 
 /** A model: a built-in spec, or a module that exports a factory returning an `nn.Module`. */
 export type ModelSpec =
@@ -23,9 +24,13 @@ export interface ImageModelSpec {
 /** Built-in model kinds, as a checkpoint's `config.model.kind` may name them. */
 export const MODEL_KINDS = ["mlp", "cnn", "lenet5"] as const;
 
-/** A loss: a built-in name, or a module export `(output, target) => Tensor` returning the SUM over the shard. */
+/**
+ * A loss: a built-in name, or a module export `(output, target) => Tensor` returning the SUM over the shard.
+ * `sequenceCrossEntropy` takes logits [N, T, vocab] and int32 targets [N, T] (mean over all N·T tokens).
+ */
 export type LossSpec =
   | "crossEntropy"
+  | "sequenceCrossEntropy"
   | "mse"
   | { name: "crossEntropy"; labelSmoothing?: number; weight?: number[] }
   | { module: string | URL; export?: string };
@@ -225,6 +230,7 @@ export async function buildModel(spec: ModelSpec): Promise<nn.Module> {
 /** The loss over a shard with reduction 'sum'; the trainer divides by the global denominator. */
 export async function buildLoss(spec: LossSpec): Promise<LossFn> {
   if (spec === "mse") return (out, y) => nn.F.mseLoss(out, y.reshape(out.shape), { reduction: "sum" });
+  if (spec === "sequenceCrossEntropy") return (out, y) => sequenceCrossEntropy(out, y, { reduction: "sum" });
   if (spec === "crossEntropy" || (typeof spec === "object" && "name" in spec)) {
     const opts: { labelSmoothing?: number; weight?: number[] } = typeof spec === "object" ? spec : {};
     const weight = opts.weight ? tensor(opts.weight, { dtype: "float32" }) : undefined;
@@ -236,5 +242,8 @@ export async function buildLoss(spec: LossSpec): Promise<LossFn> {
   return fn as LossFn;
 }
 
+/** Whether the targets are class indices (one per sample, or one per token for the sequence loss). */
 export const isClassification = (loss: LossSpec): boolean =>
-  loss === "crossEntropy" || (typeof loss === "object" && "name" in loss && loss.name === "crossEntropy");
+  loss === "crossEntropy" ||
+  loss === "sequenceCrossEntropy" ||
+  (typeof loss === "object" && "name" in loss && loss.name === "crossEntropy");

@@ -11,7 +11,7 @@ export interface OptimizerConfig {
 
 export interface TrainerOptions {
   model: ModelSpec;
-  /** default 'crossEntropy' */
+  /** default 'crossEntropy'; 'sequenceCrossEntropy' for a language model (`kind: "gpt"`) */
   loss?: LossSpec;
   /** default Adam with lr 1e-3 */
   optimizer?: OptimizerConfig;

@@ -13,6 +13,7 @@ import { runEvaluate } from "./evaluate.js";
 import { runFit } from "./fit-loop.js";
 import * as P from "./protocol.js";
 import { type PredictOptions, predictOutputs } from "./load-model.js";
+import { defaultLoss, isSequenceLoss } from "./sequence-loss.js";
 import { buildModel, isClassification } from "./spec.js";
 import { availableWorkers, resolveWorkers } from "./threads.js";
 import {
@@ -177,7 +178,7 @@ export class DataParallel {
       concurrentTasksPerWorker: 1,
       atomics: "disabled",
     });
-    const loss = opts.loss ?? "crossEntropy";
+    const loss = opts.loss ?? defaultLoss(opts.model);
     const ports: MessagePort[] = [];
     const tasks: Promise<unknown>[] = [];
     const trainerOpts = {
@@ -217,6 +218,7 @@ export class DataParallel {
         model: postable(opts.model),
         loss: postable(loss),
         classification: isClassification(loss),
+        tokens: isSequenceLoss(loss),
         optimizer: { name, options: optOptions },
         schedule: opts.schedule ?? null,
         skipNonFinite: trainerOpts.skipNonFinite,
@@ -307,7 +309,7 @@ export class DataParallel {
    * the trained parameters in eval mode. A flat x needs `sampleShape` unless the model is an mlp.
    * @example const logits = await trainer.predict(testX) // [N * classes]
    */
-  async predict(x: Float32Array | Tensor, opts: PredictOptions = {}): Promise<Float32Array> {
+  async predict(x: Float32Array | Int32Array | Tensor, opts: PredictOptions = {}): Promise<Float32Array> {
     if (this.busy) throw new Error("DataParallel.predict: wait for fit or evaluate to finish");
     this.channel.assertOpen();
     const spec = this.options.model;

@@ -38,6 +38,8 @@ export interface WorkerInit {
   model: ModelSpec;
   loss: LossSpec;
   classification: boolean;
+  /** the loss takes a class index per token: outputs [rows, T, classes], accuracy per token, no predictions kept */
+  tokens: boolean;
   optimizer: { name: OptimizerName; options: Record<string, unknown> };
   schedule: ScheduleConfig | null;
   skipNonFinite: boolean;

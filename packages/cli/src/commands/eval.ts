@@ -34,7 +34,8 @@ function checkColumns(pre: Preprocess | null, ds: Dataset, path: string): void {
 }
 
 function checkModel(model: ModelSpec, ds: Dataset, path: string, data: string): void {
-  if (!("kind" in model)) return;
+  // Token ids are checked against a language model's vocabulary and context by the trainer.
+  if (!("kind" in model) || ds.isTokens) return;
   if (model.kind !== "mlp") {
     const want = [model.inChannels, model.height, model.width];
     if (ds.sampleShape?.join("×") !== want.join("×")) {
@@ -128,6 +129,10 @@ export async function runEval(cli: Record<string, unknown>): Promise<number> {
         };
       });
       result.confusionMatrix = matrix;
+    } else if (ds.isTokens) {
+      // Text: nats per character, and bits; the test split is the run's validation text.
+      result.bpc = ev.loss / Math.LN2;
+      if (split === "test") Object.assign(result, { valLoss: ev.loss, valBpc: result.bpc });
     } else {
       result.rmse = Math.sqrt(result.loss as number);
     }
@@ -155,6 +160,7 @@ function describe(r: Record<string, unknown>, ds: Dataset): string[] {
       ? `mse ${Number((r.loss as number).toPrecision(4))}  rmse ${Number((r.rmse as number).toPrecision(4))} (target units)`
       : `loss ${(r.loss as number).toFixed(4)}  accuracy ${formatPercent(r.accuracy as number)}`,
   ];
+  if (r.bpc !== undefined) lines.push(`${(r.bpc as number).toFixed(4)} bits per character`);
   const perClass = r.perClass as
     | { class: number; name: string; samples: number; correct: number; accuracy: number | null }[]
     | undefined;

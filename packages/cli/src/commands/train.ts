@@ -160,6 +160,13 @@ async function train(c: TrainContext): Promise<number> {
         "pass a larger --epochs to train further",
     );
   }
+  const { maxSteps } = settings;
+  if (maxSteps !== null && trainer.progress.optimizerStep >= maxSteps) {
+    throw new UsageError(
+      `--max-steps ${maxSteps}: the checkpoint has already run ${plural(trainer.progress.optimizerStep, "optimizer step")}; ` +
+        "pass a larger --max-steps to train further",
+    );
+  }
   const info = {
     version: VERSION,
     workers: trainer.numWorkers,
@@ -239,6 +246,7 @@ function summarize(r: SessionResult, wallSeconds: number, workers: number, p: Pr
     trainLoss: r.trainLoss,
     valLoss: r.valLoss,
     valAccuracy: r.valAccuracy,
+    ...(r.valBpc === null ? {} : { valBpc: r.valBpc }),
     testLoss: r.testLoss,
     testAccuracy: r.testAccuracy,
     ...(testMse === null ? {} : { testMse, testRmse: Math.sqrt(testMse) }),
@@ -263,7 +271,10 @@ function summaryLines(s: Record<string, unknown>, runDir: RunDir, best: Best | n
     ...stopped,
     `  train loss     ${n(s.trainLoss)}${s.testMse === undefined ? "" : " (on standardised targets)"}`,
     ...(hasVal
-      ? [`  val loss       ${n(s.valLoss)}${s.testMse === undefined ? "" : " (on standardised targets)"}`]
+      ? [
+          `  val loss       ${n(s.valLoss)}${s.testMse === undefined ? "" : " (on standardised targets)"}` +
+            (s.valBpc === undefined ? "" : ` nats per character, ${n(s.valBpc)} bits per character`),
+        ]
       : []),
     ...(hasVal && s.valAccuracy !== null ? [`  val accuracy   ${formatPercent(s.valAccuracy as number)}`] : []),
     `  test loss      ${n(s.testLoss)}${s.testMse === undefined ? "" : " (on standardised targets)"}`,

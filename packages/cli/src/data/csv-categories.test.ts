@@ -14,7 +14,7 @@ function writeCsv(name: string, text: string): string {
 }
 
 /** Rows of a split as [size, one-hot...] arrays, found by their line numbers. */
-function rowsByLine(ds: { x: Float32Array; features: number; length: number; lineNumbers?: Int32Array }) {
+function rowsByLine(ds: { x: Float32Array | Int32Array; features: number; length: number; lineNumbers?: Int32Array }) {
   const rows = new Map<number, number[]>();
   for (let r = 0; r < ds.length; r++) {
     rows.set(ds.lineNumbers![r]!, Array.from(ds.x.subarray(r * ds.features, (r + 1) * ds.features)));

@@ -3,6 +3,7 @@ import { loadCsv } from "./csv.js";
 import { loadIdxDir } from "./idx.js";
 import { loadImageFolder } from "./images.js";
 import { loadMnistDigits } from "./mnist-digits.js";
+import { loadText } from "./text.js";
 import type { CsvDelimiter } from "./csv-records.js";
 import type { ImputePolicy } from "./csv.js";
 import type { CategoricalColumn, CategoricalSpec } from "./csv-categories.js";
@@ -50,6 +51,20 @@ export {
   type ImageFolderOptions,
 } from "./images.js";
 export { holdOut, shuffledIndices, splitDataset, takeRows } from "./shuffle.js";
+export {
+  loadText,
+  readTextCorpus,
+  splitCorpus,
+  validationWindows,
+  windowStart,
+  windowsPerEpoch,
+  BINARY_PROBE_BYTES,
+  MAX_TEXT_BYTES,
+  TEXT_VAL_FRACTION,
+  TEXT_VOCAB,
+  type TextCorpus,
+  type TextOptions,
+} from "./text.js";
 export { sharedFloat32, sharedInt32, type DataSplit, type Dataset, type Task } from "./types.js";
 
 /** Where Debian's `dataset-fashion-mnist` package installs the four gzipped IDX files. */
@@ -67,8 +82,16 @@ export const FASHION_MNIST_CLASSES = [
   "Ankle boot",
 ];
 export const DEFAULT_DATASET = "digits";
-export const DATASET_FORMS = ["digits", "idx:DIR", "mnist:DIR", "fashion-mnist[:DIR]", "csv:FILE", "images:DIR"];
-const SCHEMES = ["digits", "idx", "mnist", "fashion-mnist", "csv", "images"];
+export const DATASET_FORMS = [
+  "digits",
+  "idx:DIR",
+  "mnist:DIR",
+  "fashion-mnist[:DIR]",
+  "csv:FILE",
+  "images:DIR",
+  "text:FILE|DIR",
+];
+const SCHEMES = ["digits", "idx", "mnist", "fashion-mnist", "csv", "images", "text"];
 
 export interface LoadDatasetOptions {
   /** csv only: the column to predict. */
@@ -91,6 +114,8 @@ export interface LoadDatasetOptions {
   categorical?: CategoricalSpec;
   /** csv only: a trained model's categories, instead of those of the training rows (LoadCsvOptions). */
   categories?: readonly CategoricalColumn[];
+  /** text only: tokens per window, and the seed of the training windows (the run's --seed) */
+  text?: { context: number; seed: number };
 }
 
 function fashionMnist(dir: string | undefined): DataSplit {
@@ -166,6 +191,11 @@ export function loadDataset(spec: string = DEFAULT_DATASET, opts: LoadDatasetOpt
         seed: opts.seed,
         classes: opts.classes,
       });
+    case "text": {
+      const path = requireArg(scheme, arg, "file");
+      if (opts.text === undefined) throw new Error(`data: text:${path} needs a context (tokens per window)`);
+      return loadText(path, opts.text);
+    }
     case "images":
       return loadImageFolder(requireArg(scheme, arg, "dir"), {
         imageSize: opts.imageSize,

@@ -58,7 +58,7 @@ export function fitPreprocess(train: Dataset, normalize: boolean): Preprocess {
   const isTabular = train.featureNames !== undefined;
   const target = train.task === "regression" ? fitScaling(train.y as Float32Array, 1) : null;
   return {
-    features: normalize && isTabular ? fitScaling(train.x, train.features) : null,
+    features: normalize && isTabular ? fitScaling(train.x as Float32Array, train.features) : null,
     target: target && { mean: target.mean[0]!, std: target.std[0]! },
     classes:
       train.task === "classification"
@@ -71,7 +71,8 @@ export function fitPreprocess(train: Dataset, normalize: boolean): Preprocess {
 
 /** Applies `p` in place to a data set's features and, for regression, its targets. */
 export function applyPreprocess(ds: Dataset, p: Preprocess): void {
-  if (p.features !== null) applyScaling(ds.x, p.features);
+  // Only tabular (float) features are ever scaled: token ids have no features preprocessing.
+  if (p.features !== null) applyScaling(ds.x as Float32Array, p.features);
   if (p.target !== null && ds.task === "regression") {
     const { mean, std } = p.target;
     const y = ds.y as Float32Array;

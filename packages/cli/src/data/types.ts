@@ -10,7 +10,8 @@ export type Task = "classification" | "regression";
 export interface Dataset {
   /** Shown in error messages, e.g. `fashion-mnist (train)`. */
   name: string;
-  x: Float32Array;
+  /** float32 features, or int32 token ids (text) */
+  x: Float32Array | Int32Array;
   /** Class index (Int32Array) for classification, one target per row (Float32Array) for regression. */
   y: Int32Array | Float32Array;
   length: number;
@@ -33,6 +34,13 @@ export interface Dataset {
   lineNumbers?: Int32Array;
   /** CSV sets only: the categorical columns, as codes (parsed) or one-hot features (encoded). */
   categorical?: CategoricalColumn[];
+  /** Token data (text:): x holds int32 ids, `features` per row, and y the next id at each position. */
+  isTokens?: boolean;
+  /**
+   * A training set drawn anew each epoch (text windows): rewrites x and y in place with the rows
+   * of `epoch`, the same for any worker count.
+   */
+  redraw?: (epoch: number) => void;
   /** What loading found doubtful but not wrong (e.g. a guessed task), for the command to show. */
   warnings?: string[];
 }
