@@ -59,6 +59,15 @@ export {
   imageModelParameterShapes,
   builtinParameterShapes,
 } from "./spec.js";
+export {
+  CHARGPT,
+  GPT_LIMITS,
+  Gpt,
+  type GptModelSpec,
+  gptParameterCount,
+  gptParameterShapes,
+  gptSpecProblem,
+} from "./gpt.js";
 export { type DatasetLike, type SharedDataset, toSharedDataset } from "./dataset.js";
 export { availableWorkers, resolveWorkers } from "./threads.js";
 export {

@@ -356,6 +356,8 @@ export async function runPredict(cli: Record<string, unknown>): Promise<number> 
     );
   const ckpt = asUsage(() => readTrainerCheckpoint(path));
   const spec = ckpt.config.model;
+  if ("kind" in spec && spec.kind === "gpt")
+    throw new UsageError(`predict: ${path} holds a gpt, a token model; generate text from it with threadgrad sample`);
   const stored = readStoredRun(ckpt);
   const pre = stored?.preprocess ?? null;
   const categories = stored?.categories ?? null;
