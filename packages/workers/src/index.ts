@@ -68,6 +68,7 @@ export {
   gptParameterShapes,
   gptSpecProblem,
 } from "./gpt.js";
+export { generate, type GenerateOptions } from "./generate.js";
 export { type DatasetLike, type SharedDataset, toSharedDataset } from "./dataset.js";
 export { availableWorkers, resolveWorkers } from "./threads.js";
 export {
