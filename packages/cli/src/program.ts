@@ -22,7 +22,8 @@ Examples:
 
 Data: digits (built-in: 10,000 MNIST digits, 8333 train / 1667 test), idx:DIR and mnist:DIR (train-/t10k-
 images-idx3-ubyte and labels-idx1-ubyte, optionally .gz), fashion-mnist[:DIR], csv:FILE (header row; --target),
-images:DIR (a subfolder of PNG/JPEG files per class). Models: mlp:..., cnn and lenet5 (image data), ./net.mjs[#export].
+images:DIR (a subfolder of PNG/JPEG files per class). Models: mlp:..., cnn and lenet5 (image data), chargpt and
+gpt:layers=2,heads=4,dim=128,context=64 (a byte-level transformer: vocab 256, MLP 4·dim), ./net.mjs[#export].
 Writes config.json, metrics.jsonl, checkpoint-latest.msgpack, checkpoint-best.msgpack and report.html to --out.
 Ctrl-C once: finish the step, write a checkpoint, print the resume command (exit 130); twice: quit at once.
 Exit status: 0 done, 1 training failed, 2 bad flags, values or data, 130 interrupted.`;

@@ -14,7 +14,16 @@ import { type DataSplit, type Dataset, checkLabels, holdOut, loadDataset, takeRo
 import { type Preprocess, applyToSplit, fitPreprocess } from "./data/preprocess.js";
 import { UsageError, asUsage } from "./errors.js";
 import type { TrainSettings } from "./flags.js";
-import { type ModelPreset, moduleSpecOf } from "./values.js";
+import {
+  type GptChoice,
+  type ModelChoice,
+  type ModelPreset,
+  describeModel,
+  isModuleModel,
+  moduleSpecOf,
+} from "./values.js";
+
+const isGpt = (m: ModelChoice): m is GptChoice => typeof m === "object" && !Array.isArray(m) && !isModuleModel(m);
 
 /** Hidden width of the default model, `mlp:<features>,128,<classes>`. */
 export const DEFAULT_HIDDEN = 128;
@@ -89,6 +98,11 @@ export function fitSettingsToData(s: TrainSettings, split: DataSplit): TrainSett
     );
   }
   if (typeof model === "string") imageModelSpec(model, train, s.data);
+  // A gpt reads int32 token ids: text data gives them, float samples cannot be ids.
+  if (isGpt(model) && !((train.x as unknown) instanceof Int32Array))
+    throw new UsageError(
+      `--model ${describeModel(model)} takes token ids (text data), but ${s.data} has float samples`,
+    );
   if (s.augment && train.sampleShape?.length !== 3)
     throw new UsageError(
       `--augment needs image data (channels × height × width per sample), but ${s.data} has flat rows`,
@@ -144,7 +158,7 @@ export function modelSpec(s: TrainSettings, train: Dataset): ModelSpec {
   const m = s.model!;
   if (Array.isArray(m)) return { kind: "mlp", sizes: m, activation: s.activation, dropout: s.dropout };
   if (typeof m === "string") return imageModelSpec(m, train, s.data);
-  return moduleSpecOf(m);
+  return isModuleModel(m) ? moduleSpecOf(m) : m;
 }
 
 /** Optimizer steps per epoch: micro-batches per epoch, grouped by --accumulate-steps (the last group may be short). */

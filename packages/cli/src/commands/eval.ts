@@ -17,7 +17,15 @@ import { DEFAULT_SETTINGS } from "../config.js";
 import type { TrainSettings } from "../flags.js";
 import { formatPercent } from "../progress.js";
 import { loadRunData } from "../setup.js";
-import { type ModelChoice, ValueError, parseChoice, parseModel, parseNumber, parseWorkers } from "../values.js";
+import {
+  type ModelChoice,
+  ValueError,
+  isModuleModel,
+  parseChoice,
+  parseModel,
+  parseNumber,
+  parseWorkers,
+} from "../values.js";
 import { moduleToLoad, readStoredRun } from "../stored-run.js";
 import { storedRun } from "./train.js";
 
@@ -131,7 +139,7 @@ export async function runEval(cli: Record<string, unknown>): Promise<number> {
   } catch (e) {
     throw new UsageError(`--model ${(e as Error).message}`);
   }
-  if (given !== undefined && (Array.isArray(given) || typeof given !== "object"))
+  if (given !== undefined && !isModuleModel(given))
     throw new UsageError(
       `--model ${cli.model}: eval takes --model only as a module path (./net.mjs[#export]), for a checkpoint ` +
         "of a module's model; a built-in model comes from the checkpoint",

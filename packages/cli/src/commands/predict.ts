@@ -16,7 +16,7 @@ import { loadDataset } from "../data/index.js";
 import { type Preprocess, applyScaling, toTargetUnits } from "../data/preprocess.js";
 import { EXIT_OK, UsageError, asUsage } from "../errors.js";
 import { moduleToLoad, readStoredRun } from "../stored-run.js";
-import { ValueError, parseChoice, parseModel, parseNumber } from "../values.js";
+import { ValueError, isModuleModel, parseChoice, parseModel, parseNumber } from "../values.js";
 
 /** What turns model outputs into output rows. */
 interface Decoder {
@@ -349,7 +349,7 @@ export async function runPredict(cli: Record<string, unknown>): Promise<number> 
     cli.batchSize === undefined ? 1024 : parseNumber(cli.batchSize, { min: 1, max: 1 << 20, isInteger: true }),
   );
   const given = flag("--model", () => (cli.model === undefined ? undefined : parseModel(cli.model)));
-  if (given !== undefined && (Array.isArray(given) || typeof given !== "object"))
+  if (given !== undefined && !isModuleModel(given))
     throw new UsageError(
       `--model ${cli.model}: predict takes --model only as a module path (./net.mjs[#export]), for a checkpoint ` +
         "of a module's model; a built-in model comes from the checkpoint",
