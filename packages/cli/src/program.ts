@@ -5,6 +5,7 @@ import { runBench } from "./commands/bench.js";
 import { runEval } from "./commands/eval.js";
 import { exportCommand } from "./commands/export.js";
 import { predictCommand } from "./commands/predict.js";
+import { sampleCommand } from "./commands/sample.js";
 import { runTrain } from "./commands/train.js";
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError } from "./errors.js";
 import { TRAIN_FLAGS } from "./flags.js";
@@ -104,7 +105,7 @@ export function buildProgram(onDone: (code: number) => void): Command {
     .showHelpAfterError("(add --help for usage)")
     .allowExcessArguments(false);
   program.addCommand(trainCommand(onDone)).addCommand(evalCommand(onDone)).addCommand(benchCommand(onDone));
-  program.addCommand(exportCommand(onDone)).addCommand(predictCommand(onDone));
+  program.addCommand(exportCommand(onDone)).addCommand(predictCommand(onDone)).addCommand(sampleCommand(onDone));
   program.addHelpText(
     "after",
     runnableText(`
@@ -112,6 +113,7 @@ Examples:
   $ threadgrad train                                   # built-in digits: about 4 s on 2 cores, ~96% test accuracy
   $ threadgrad eval --checkpoint runs/<run>/checkpoint-best.msgpack
   $ threadgrad predict --checkpoint runs/<run>/checkpoint-best.msgpack --data csv:new.csv --out preds.csv
+  $ threadgrad sample --checkpoint runs/<run>/checkpoint-best.msgpack --prompt "Q: " --tokens 200
   $ threadgrad bench --workers 1,2
 
 Run threadgrad <command> --help for each command's flags and examples.`),
