@@ -25,11 +25,11 @@ async function save(model: ModelSpec, file: string): Promise<string> {
 }
 
 /** A copy of `from` whose head bias is `bias` at the given byte values (weights unchanged). */
-function biased(from: string, file: string, bias: Record<number, number>): string {
+function biased(from: string, file: string, bias: [id: number, value: number][]): string {
   const payload = readCheckpoint(from) as { params: Record<string, StoredTensor> };
   const stored = payload.params["head.bias"]!;
   const values = new Float32Array(new Uint8Array(stored.bytes).buffer);
-  for (const [id, b] of Object.entries(bias)) values[Number(id)] = b;
+  for (const [id, b] of bias) values[id] = b;
   payload.params["head.bias"] = { ...stored, bytes: new Uint8Array(values.buffer) };
   writeCheckpoint(path(file), payload);
   return path(file);
@@ -78,7 +78,7 @@ describe("threadgrad sample", () => {
   });
 
   it("prints only the prompt and the text on stdout, nothing on stderr", () => {
-    const file = biased(plain, "a.msgpack", { [0x61]: 100 });
+    const file = biased(plain, "a.msgpack", [[0x61, 100]]);
     const r = sample("--checkpoint", file, "--prompt", "Hé", "--tokens", "12", "--seed", "1");
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout.toString("utf8")).toBe(`Hé${"a".repeat(12)}`);
@@ -88,13 +88,17 @@ describe("threadgrad sample", () => {
   });
 
   it("prints valid UTF-8 when the model emits bytes that are not (0xC3 lead bytes, 0xFF)", () => {
-    const lead = biased(plain, "c3.msgpack", { [0xc3]: 100 });
+    const lead = biased(plain, "c3.msgpack", [[0xc3, 100]]);
     const r = sample("--checkpoint", lead, "--prompt", "x", "--tokens", "5", "--temperature", "0");
     expect(r.code, r.stderr).toBe(0);
     // Each 0xC3 is cut short by the next; the last one is flushed at the end.
     expect(strictUtf8(r.stdout)).toBe(`x${"\uFFFD".repeat(5)}`);
 
-    const mixed = biased(plain, "mixed.msgpack", { [0xc3]: 100, [0xa9]: 100, [0xff]: 100 });
+    const mixed = biased(plain, "mixed.msgpack", [
+      [0xc3, 100],
+      [0xa9, 100],
+      [0xff, 100],
+    ]);
     const m = sample("--checkpoint", mixed, "--prompt", "", "--tokens", "60", "--seed", "2");
     expect(m.code, m.stderr).toBe(0);
     const text = strictUtf8(m.stdout);
@@ -165,7 +169,7 @@ export const mlp = () => buildMlp([4, 3]);
 
   it("stops on Ctrl-C with what it printed ending in valid UTF-8, exit 130", async () => {
     // Every byte is a lead byte cut short by the next: the decoder holds one when the signal comes.
-    const lead = biased(plain, "c3-long.msgpack", { [0xc3]: 100 });
+    const lead = biased(plain, "c3-long.msgpack", [[0xc3, 100]]);
     const args = ["sample", "--checkpoint", lead, "--prompt", "go", "--tokens", "1000000", "--temperature", "0"];
     const child = spawn(process.execPath, [BIN, ...args], { stdio: ["ignore", "pipe", "pipe"] });
     const chunks: Buffer[] = [];
@@ -187,5 +191,34 @@ export const mlp = () => buildMlp([4, 3]);
     expect(stderr).toMatch(/sample: stopped by Ctrl-C after \d+ of 1000000 tokens/);
     const text = strictUtf8(Buffer.concat(chunks));
     expect(text).toMatch(/^go\uFFFD+$/);
+  });
+});
+
+describe("--model gpt on the command line", () => {
+  const threadgrad = (...args: string[]) => {
+    const r = spawnSync(process.execPath, [BIN, ...args], { cwd: tmp.path, timeout: 60_000, encoding: "utf8" });
+    return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+  };
+
+  it("train --help lists chargpt and the gpt form; sample --help shows its examples", () => {
+    const train = threadgrad("train", "--help");
+    expect(train.code).toBe(0);
+    expect(train.stdout.replace(/\s+/g, " ")).toContain("chargpt or gpt:layers=2,heads=4,dim=128,context=64");
+    const help = threadgrad("sample", "--help");
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain("--top-k <k>");
+    expect(help.stdout).toContain("0 = greedy");
+  });
+
+  it("train names an unknown gpt key, and refuses a gpt on float samples", () => {
+    const unknown = threadgrad("train", "--model", "gpt:width=64", "--workers", "1");
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain(`--model must be gpt:KEY=N,...`);
+    expect(unknown.stderr).toContain(`unknown key 'width', got "gpt:width=64"`);
+    const floats = threadgrad("train", "--model", "chargpt", "--limit", "20", "--workers", "1", "--out", "r");
+    expect(floats.code).toBe(2);
+    expect(floats.stderr).toContain(
+      "--model gpt:layers=2,heads=4,dim=128,context=64 takes token ids (text data), but digits has float samples",
+    );
   });
 });
