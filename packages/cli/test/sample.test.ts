@@ -2,7 +2,7 @@
 // save), some with a head bias that forces the bytes it emits. stdout is read as raw bytes, so a
 // sequence that is not UTF-8 would show.
 import { spawn, spawnSync } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { DataParallel, type ModelSpec, type StoredTensor, readCheckpoint, writeCheckpoint } from "@threadgrad/workers";
@@ -219,6 +219,22 @@ describe("--model gpt on the command line", () => {
     expect(floats.code).toBe(2);
     expect(floats.stderr).toContain(
       "--model gpt:layers=2,heads=4,dim=128,context=64 takes token ids (text data), but digits has float samples",
+    );
+  });
+
+  it("export writes a gpt as safetensors under PyTorch's names and refuses ONNX", () => {
+    const out = path("gpt.safetensors");
+    const r = threadgrad("export", "--checkpoint", plain, "--format", "safetensors", "--out", out);
+    expect(r.code, r.stderr).toBe(0);
+    const bytes = readFileSync(out);
+    const header = JSON.parse(bytes.subarray(8, 8 + Number(bytes.readBigUInt64LE(0))).toString("utf8"));
+    expect(header["blocks.0.attn.in_proj_weight"].shape).toEqual([48, 16]);
+    expect(header["blocks.0.attn.out_proj.bias"].shape).toEqual([16]);
+    expect(header["head.bias"].shape).toEqual([256]);
+    const onnx = threadgrad("export", "--checkpoint", plain, "--format", "onnx", "--out", path("gpt.onnx"));
+    expect(onnx.code).toBe(2);
+    expect(onnx.stderr).toContain(
+      `export: ${plain} holds a gpt; it exports as safetensors only (--format safetensors)`,
     );
   });
 });
