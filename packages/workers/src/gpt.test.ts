@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { type Tensor, Generator, manualSeed, noGrad, tensor } from "@threadgrad/core";
+import { type Tensor, Generator, manualSeed, nn, noGrad, randn, tensor } from "@threadgrad/core";
 import { loadTensor, readCheckpoint, writeCheckpoint } from "./checkpoint.js";
 import { assertBuilt } from "./fixtures/harness.mjs";
 import { CHARGPT, Gpt, type GptModelSpec, gptParameterCount, gptParameterShapes, gptSpecProblem } from "./gpt.js";
@@ -75,6 +75,24 @@ describe("the gpt model", () => {
     const sd = Math.sqrt(token.reduce((a, b) => a + (b - mean) ** 2, 0) / token.length);
     expect(Math.abs(mean)).toBeLessThan(0.02);
     expect(Math.abs(sd - 1)).toBeLessThan(0.02);
+  });
+
+  it("attends as nn.MultiheadAttention with the same in_proj and out_proj and a causal mask", () => {
+    manualSeed(2);
+    const model = new Gpt(SMALL);
+    const attn = model.blocks[0]!.attn;
+    const mha = new nn.MultiheadAttention(16, 2, { batchFirst: true });
+    mha.loadStateDict({
+      inProjWeight: attn.in_proj_weight,
+      inProjBias: attn.in_proj_bias,
+      "outProj.weight": attn.out_proj.weight,
+      "outProj.bias": attn.out_proj.bias!,
+    });
+    const x = randn([3, 5, 16]);
+    const [want] = mha.forward(x, x, x, { isCausal: true, needWeights: false });
+    const got = attn.forward(x);
+    expect(got.shape).toEqual([3, 5, 16]);
+    for (const [i, v] of Array.from(got.data).entries()) expect(v).toBeCloseTo(want.data[i]!, 5);
   });
 
   it("is causal: changing a later token never changes the logits of earlier positions", () => {
