@@ -211,6 +211,7 @@ export const TRAIN_FLAGS: FlagSpec[] = [
     flags: "--model <spec>",
     help:
       "mlp:IN,HIDDEN...,OUT (default mlp:<features>,128,<classes>); cnn or lenet5 (image data: sized from it); " +
+      "chargpt or gpt:layers=2,heads=4,dim=128,context=64 (text data; keys in any order, missing ones as chargpt); " +
       "./net.mjs[#export], a module whose export (default: default) returns an nn.Module",
     parse: parseModel,
   },

@@ -5,6 +5,7 @@ import { runBench } from "./commands/bench.js";
 import { runEval } from "./commands/eval.js";
 import { exportCommand } from "./commands/export.js";
 import { predictCommand } from "./commands/predict.js";
+import { sampleCommand } from "./commands/sample.js";
 import { runTrain } from "./commands/train.js";
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError } from "./errors.js";
 import { TRAIN_FLAGS } from "./flags.js";
@@ -22,7 +23,8 @@ Examples:
 
 Data: digits (built-in: 10,000 MNIST digits, 8333 train / 1667 test), idx:DIR and mnist:DIR (train-/t10k-
 images-idx3-ubyte and labels-idx1-ubyte, optionally .gz), fashion-mnist[:DIR], csv:FILE (header row; --target),
-images:DIR (a subfolder of PNG/JPEG files per class). Models: mlp:..., cnn and lenet5 (image data), ./net.mjs[#export].
+images:DIR (a subfolder of PNG/JPEG files per class). Models: mlp:..., cnn and lenet5 (image data), chargpt and
+gpt:layers=2,heads=4,dim=128,context=64 (a byte-level transformer: vocab 256, MLP 4·dim), ./net.mjs[#export].
 Writes config.json, metrics.jsonl, checkpoint-latest.msgpack, checkpoint-best.msgpack and report.html to --out.
 Ctrl-C once: finish the step, write a checkpoint, print the resume command (exit 130); twice: quit at once.
 Exit status: 0 done, 1 training failed, 2 bad flags, values or data, 130 interrupted.`;
@@ -103,7 +105,7 @@ export function buildProgram(onDone: (code: number) => void): Command {
     .showHelpAfterError("(add --help for usage)")
     .allowExcessArguments(false);
   program.addCommand(trainCommand(onDone)).addCommand(evalCommand(onDone)).addCommand(benchCommand(onDone));
-  program.addCommand(exportCommand(onDone)).addCommand(predictCommand(onDone));
+  program.addCommand(exportCommand(onDone)).addCommand(predictCommand(onDone)).addCommand(sampleCommand(onDone));
   program.addHelpText(
     "after",
     runnableText(`
@@ -111,6 +113,7 @@ Examples:
   $ threadgrad train                                   # built-in digits: about 4 s on 2 cores, ~96% test accuracy
   $ threadgrad eval --checkpoint runs/<run>/checkpoint-best.msgpack
   $ threadgrad predict --checkpoint runs/<run>/checkpoint-best.msgpack --data csv:new.csv --out preds.csv
+  $ threadgrad sample --checkpoint runs/<run>/checkpoint-best.msgpack --prompt "Q: " --tokens 200
   $ threadgrad bench --workers 1,2
 
 Run threadgrad <command> --help for each command's flags and examples.`),

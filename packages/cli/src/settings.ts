@@ -455,7 +455,9 @@ export function dataSettings(cli: Record<string, unknown>, ckpt: TrainerCheckpoi
     const spec = ckpt.config.model;
     // Other images for a built-in image model: resized to the size it was trained on.
     const imageSize =
-      "kind" in spec && spec.kind !== "mlp" && cli.data.startsWith("images:") ? [spec.height, spec.width] : null;
+      "kind" in spec && spec.kind !== "mlp" && spec.kind !== "gpt" && cli.data.startsWith("images:")
+        ? [spec.height, spec.width]
+        : null;
     // Other text: windows as long as the run's (its --context, or its language model's).
     const context =
       (record !== null ? storedRun(ckpt, model).settings.context : null) ?? tokenModel(spec)?.context ?? null;

@@ -15,8 +15,17 @@ import { type DataSplit, type Dataset, checkLabels, holdOut, loadDataset, takeRo
 import { type Preprocess, applyToSplit, fitPreprocess } from "./data/preprocess.js";
 import { UsageError, asUsage } from "./errors.js";
 import type { TrainSettings } from "./flags.js";
-import { type ModelPreset, describeModel, moduleSpecOf } from "./values.js";
-import { TEXT_VOCAB } from "./data/text.js";
+import {
+  type GptChoice,
+  type ModelChoice,
+  type ModelPreset,
+  describeModel,
+  isModuleModel,
+  moduleSpecOf,
+  parseGpt,
+} from "./values.js";
+
+const isGpt = (m: ModelChoice): m is GptChoice => typeof m === "object" && !Array.isArray(m) && !isModuleModel(m);
 
 /** Hidden width of the default model, `mlp:<features>,128,<classes>`. */
 export const DEFAULT_HIDDEN = 128;
@@ -88,27 +97,13 @@ const IMAGE_PRESETS: readonly unknown[] = ["cnn", "lenet5"];
 /** Tokens per training window for text data: --context, or the context of a language model spec. */
 export function textContext(s: TrainSettings): number {
   if (s.context !== null) return s.context;
-  const m = s.model;
-  const isBuiltIn = m !== null && !Array.isArray(m) && !(typeof m === "object" && "module" in m);
-  const fromModel = isBuiltIn && !IMAGE_PRESETS.includes(m) ? tokenModel(modelSpec(s, TEXT_PROBE)) : null;
-  if (fromModel !== null) return fromModel.context;
+  const m = s.model ?? parseGpt("chargpt"); // text without --model trains chargpt
+  if (isGpt(m)) return m.context;
   throw new UsageError(
     `--data ${s.data} needs --context N, the tokens per training window: ` +
-      `${m === null ? "no --model was given" : `--model ${describeModel(m)} does not say its context`}`,
+      `--model ${describeModel(m)} does not say its context`,
   );
 }
-
-/** What sizes a model for text before the corpus is read: byte ids, 256 of them. */
-const TEXT_PROBE: Dataset = {
-  name: "text",
-  x: new Int32Array(0),
-  y: new Int32Array(0),
-  length: 0,
-  features: 0,
-  task: "classification",
-  numClasses: TEXT_VOCAB,
-  isTokens: true,
-};
 
 /**
  * Fits the run's preprocessing on the training split (or takes a resumed run's stored one) and
@@ -127,13 +122,19 @@ export function fitSettingsToData(s: TrainSettings, split: DataSplit): TrainSett
   if (train.isTokens) checkTokenModel(s);
   const isRegression = train.task === "regression";
   const outputs = isRegression ? 1 : train.numClasses;
-  const model = s.model ?? [train.features, DEFAULT_HIDDEN, outputs];
+  // Text gets the character-level gpt by default, anything else an mlp sized from the data.
+  const model = s.model ?? (train.isTokens ? parseGpt("chargpt") : [train.features, DEFAULT_HIDDEN, outputs]);
   if (Array.isArray(model) && model[0] !== train.features) {
     throw new UsageError(
       `model: mlp input size ${model[0]} does not match the ${train.features} features of ${s.data}`,
     );
   }
   if (typeof model === "string") imageModelSpec(model, train, s.data);
+  // A gpt reads int32 token ids: text data gives them, float samples cannot be ids.
+  if (isGpt(model) && !((train.x as unknown) instanceof Int32Array))
+    throw new UsageError(
+      `--model ${describeModel(model)} takes token ids (text data), but ${s.data} has float samples`,
+    );
   if (s.augment && train.sampleShape?.length !== 3)
     throw new UsageError(
       `--augment needs image data (channels × height × width per sample), but ${s.data} has flat rows`,
@@ -166,8 +167,9 @@ export function fitSettingsToData(s: TrainSettings, split: DataSplit): TrainSett
 function checkTokenModel(s: TrainSettings): void {
   const m = s.model;
   const use =
-    "a language model over byte ids: a module such as ./net.mjs whose forward maps ids [N, T] to logits [N, T, 256]";
-  if (m === null) throw new UsageError(`--data ${s.data} needs --model, ${use}`);
+    "a language model over byte ids: chargpt, gpt:layers=2,heads=4,dim=128,context=64, or a module such as " +
+    "./net.mjs whose forward maps ids [N, T] to logits [N, T, 256]";
+  if (m === null) return; // chargpt
   if (Array.isArray(m) || IMAGE_PRESETS.includes(m))
     throw new UsageError(
       `--model ${describeModel(m)} takes float features, but --data ${s.data} gives int32 token ids; use ${use}`,
@@ -201,7 +203,7 @@ export function modelSpec(s: TrainSettings, train: Dataset): ModelSpec {
   const m = s.model!;
   if (Array.isArray(m)) return { kind: "mlp", sizes: m, activation: s.activation, dropout: s.dropout };
   if (typeof m === "string") return imageModelSpec(m, train, s.data);
-  return moduleSpecOf(m);
+  return isModuleModel(m) ? moduleSpecOf(m) : m;
 }
 
 /** Optimizer steps per epoch: micro-batches per epoch, grouped by --accumulate-steps (the last group may be short). */

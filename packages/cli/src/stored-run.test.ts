@@ -128,6 +128,21 @@ describe("the run record stored in a checkpoint", () => {
     );
   });
 
+  it("reads back a gpt and checks it against the checkpoint's gpt, size by size", () => {
+    const gpt = { kind: "gpt", vocab: 256, context: 64, dim: 128, heads: 4, layers: 2 } as const;
+    const run = readStoredRun(ckpt({ settings: { ...settings, model: gpt }, best: null, trainLoss: null }));
+    expect(run?.settings.model).toEqual(gpt);
+    expect(() => checkStoredModel(ckpt({}, gpt), { ...settings, model: gpt } as never)).not.toThrow();
+    expect(() => checkStoredModel(ckpt({}, gpt), { ...settings, model: { ...gpt, layers: 3 } } as never)).toThrow(
+      "(gpt vocab 256 layers 3 heads 4 dim 128 context 64) differs from field 'config.model' " +
+        "(gpt vocab 256 layers 2 heads 4 dim 128 context 64)",
+    );
+    expect(moduleToLoad(ckpt({}, gpt), undefined)).toBeUndefined();
+    expect(() => moduleToLoad(ckpt({}, gpt), { module: "/work/net.mjs", export: "default" })).toThrow(
+      "--model /work/net.mjs: run/c.msgpack holds the built-in gpt, not a model from a module",
+    );
+  });
+
   it("a module's model loads only with --model naming a module again; a module loss never", () => {
     const mod = ckpt({}, { module: "file:///work/net.mjs", export: "build" });
     expect(() => moduleToLoad(mod, undefined)).toThrow(

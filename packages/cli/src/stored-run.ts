@@ -3,13 +3,13 @@
 // settings.ts reads the record and its settings; this module checks the other fields, each problem
 // naming the file and the field, and guards which model a checkpoint may load.
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { type ModelSpec, type TrainerCheckpoint, safeText } from "@threadgrad/workers";
+import { type GptModelSpec, type ModelSpec, type TrainerCheckpoint, safeText } from "@threadgrad/workers";
 import { UsageError } from "./errors.js";
 import type { TrainSettings } from "./flags.js";
 import { type CategoricalColumn, MAX_CATEGORIES } from "./data/csv-categories.js";
 import type { Preprocess, Scaling } from "./data/preprocess.js";
 import { type Best, NEW_WATCH, type Watch } from "./session.js";
-import { type ModelChoice, describeModel, moduleSpecOf } from "./values.js";
+import { type ModelChoice, describeModel, isModuleModel, moduleSpecOf } from "./values.js";
 
 export interface StoredRun {
   settings: TrainSettings;
@@ -260,14 +260,14 @@ export function moduleToLoad(ckpt: TrainerCheckpoint, given: ModelChoice | undef
     );
   }
   if ("kind" in model) {
-    if (given !== undefined && !Array.isArray(given) && typeof given === "object")
+    if (isModuleModel(given))
       throw new UsageError(
         `--model ${describeModel(given)}: ${ckpt.path} holds the built-in ${model.kind}, not a model from a module`,
       );
     return undefined;
   }
   const name = shown(model.export ?? "default");
-  if (given === undefined || Array.isArray(given) || typeof given !== "object") {
+  if (!isModuleModel(given)) {
     let path = String(model.module);
     try {
       path = fileURLToPath(path);
@@ -284,6 +284,9 @@ export function moduleToLoad(ckpt: TrainerCheckpoint, given: ModelChoice | undef
   return moduleSpecOf(given);
 }
 
+const gptText = (g: GptModelSpec): string =>
+  `gpt vocab ${g.vocab} layers ${g.layers} heads ${g.heads} dim ${g.dim} context ${g.context}`;
+
 /** A run record whose model differs from the checkpoint's own model spec is not one file's truth. */
 export function checkStoredModel(ckpt: TrainerCheckpoint, s: TrainSettings): void {
   const model = ckpt.config.model;
@@ -291,11 +294,14 @@ export function checkStoredModel(ckpt: TrainerCheckpoint, s: TrainSettings): voi
     ? `module ${String(model.module)}#${model.export ?? "default"}`
     : model.kind === "mlp"
       ? `mlp:${model.sizes.join(",")} ${model.activation ?? "relu"} dropout ${model.dropout ?? 0}`
-      : model.kind;
+      : model.kind === "gpt"
+        ? gptText(model)
+        : model.kind;
   const m = s.model;
-  const settings =
-    m !== null && !Array.isArray(m) && typeof m === "object"
-      ? `module ${pathToFileURL(m.module).href}#${m.export}`
+  const settings = isModuleModel(m)
+    ? `module ${pathToFileURL(m.module).href}#${m.export}`
+    : m !== null && !Array.isArray(m) && typeof m === "object"
+      ? gptText(m)
       : Array.isArray(m) || m === null
         ? `mlp:${m?.join(",")} ${s.activation} dropout ${s.dropout}`
         : m;

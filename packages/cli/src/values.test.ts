@@ -37,13 +37,40 @@ describe("value parsers", () => {
     expect(describeModel(parseModel("/abs/net.mjs#build"))).toBe("/abs/net.mjs#build");
     expect(describeModel([4, 3])).toBe("mlp:4,3");
     expect(() => parseModel("resnet")).toThrow(
-      "must be mlp:IN,HIDDEN...,OUT, cnn, lenet5, or a JavaScript " +
+      "must be mlp:IN,HIDDEN...,OUT, cnn, lenet5, chargpt, gpt:layers=2,heads=4,dim=128,context=64, or a JavaScript " +
         "module path such as ./net.mjs or ./net.mjs#build, got resnet",
     );
     expect(() => parseModel("./net.mjs#not-a-name")).toThrow(
       'must be a module path with an optional #export name, as in ./net.mjs#build, got "./net.mjs#not-a-name"',
     );
     expect(() => parseModel({ module: "net.mjs" })).toThrow("must be { module: absolute path, export: name }");
+  });
+
+  it("--model takes chargpt and gpt:KEY=N,... with keys in any order, missing ones as chargpt", () => {
+    const chargpt = { kind: "gpt", vocab: 256, context: 64, dim: 128, heads: 4, layers: 2 };
+    expect(parseModel("chargpt")).toEqual(chargpt);
+    expect(parseModel("gpt:layers=2,heads=4,dim=128,context=64")).toEqual(chargpt);
+    expect(parseModel("gpt:context=32, dim=64")).toEqual({ ...chargpt, context: 32, dim: 64 });
+    expect(parseModel("gpt:")).toEqual(chargpt);
+    expect(parseModel({ ...chargpt, layers: 3 })).toEqual({ ...chargpt, layers: 3 });
+    expect(describeModel(parseModel("gpt:heads=2,layers=1"))).toBe("gpt:layers=1,heads=2,dim=128,context=64");
+    expect(parseModel(describeModel(parseModel("gpt:heads=2,layers=1")))).toEqual({ ...chargpt, heads: 2, layers: 1 });
+  });
+
+  it("a gpt spec names the unknown key or the bad value", () => {
+    expect(() => parseModel("gpt:width=64")).toThrow(`unknown key 'width', got "gpt:width=64"`);
+    expect(() => parseModel("gpt:layers=two")).toThrow("layers must be an integer from 1 to 1024, got two");
+    expect(() => parseModel("gpt:layers=0")).toThrow("layers must be an integer from 1 to 1024, got 0");
+    expect(() => parseModel("gpt:heads=1.5")).toThrow("heads must be an integer from 1 to 1024, got 1.5");
+    expect(() => parseModel("gpt:dim=100,heads=3")).toThrow("dim must be divisible by heads, got dim 100 and heads 3");
+    expect(() => parseModel("gpt:dim")).toThrow("'dim' has no =N, got gpt:dim");
+    expect(() => parseModel("gpt:dim=64,dim=32")).toThrow("dim is given twice");
+    expect(() => parseModel("gpt:dim=65536,layers=1024,heads=1")).toThrow(
+      "makes a gpt of 52777468428544 parameters, more than the 268435456 allowed",
+    );
+    expect(() => parseModel({ kind: "gpt", vocab: 100 })).toThrow("vocab must be 256, got 100");
+    expect(() => parseModel({ kind: "gpt", dim: -64 })).toThrow("dim must be an integer from 1 to 65536, got -64");
+    expect(() => parseModel("chargpt2")).toThrow("chargpt, gpt:layers=2,heads=4,dim=128,context=64, or a JavaScript");
   });
 
   it("workers are auto or 1..256", () => {

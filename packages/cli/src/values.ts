@@ -3,6 +3,14 @@
 // "--lr" + " must be >= 0, got -1".
 import { isAbsolute, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
+import {
+  CHARGPT,
+  GPT_LIMITS,
+  type GptModelSpec,
+  MAX_PARAMETERS,
+  gptParameterCount,
+  gptSpecProblem,
+} from "@threadgrad/workers";
 
 export class ValueError extends Error {}
 
@@ -107,18 +115,74 @@ export interface ModuleModel {
   export: string;
 }
 
-/** What `--model` chose: mlp layer widths, a built-in image model, or a user module. */
-export type ModelChoice = number[] | ModelPreset | ModuleModel;
+/** A built-in gpt over bytes (vocab 256), from `gpt:KEY=N,...` or the `chargpt` preset. */
+export type GptChoice = GptModelSpec & { vocab: 256 };
+
+/** What `--model` chose: mlp layer widths, a built-in image model, a gpt, or a user module. */
+export type ModelChoice = number[] | ModelPreset | GptChoice | ModuleModel;
+
+/** Whether `--model` chose a user module (not mlp widths, an image preset or a gpt). */
+export const isModuleModel = (m: ModelChoice | null | undefined): m is ModuleModel =>
+  typeof m === "object" && m !== null && !Array.isArray(m) && "module" in m;
 
 const MODEL_FORMS =
-  "mlp:IN,HIDDEN...,OUT, cnn, lenet5, or a JavaScript module path such as ./net.mjs or ./net.mjs#build";
+  "mlp:IN,HIDDEN...,OUT, cnn, lenet5, chargpt, gpt:layers=2,heads=4,dim=128,context=64, " +
+  "or a JavaScript module path such as ./net.mjs or ./net.mjs#build";
+
+/** The keys `gpt:...` takes, in the order describeModel writes them; a missing key takes chargpt's value. */
+const GPT_KEYS = ["layers", "heads", "dim", "context"] as const;
+
+/**
+ * A gpt over bytes: `chargpt`, `gpt:layers=2,heads=4,dim=128,context=64` (keys in any order, missing
+ * keys as chargpt), or `{ kind: "gpt", ... }` in a config file (as a run's settings store it).
+ */
+export function parseGpt(v: unknown): GptChoice {
+  const form = "gpt:KEY=N,... with keys layers, heads, dim and context, as in gpt:layers=2,heads=4,dim=128,context=64";
+  const given = new Map<string, unknown>();
+  if (v === "chargpt") return { ...CHARGPT };
+  if (typeof v === "string" && /^gpt:/.test(v.trim())) {
+    const body = v.trim().slice(4);
+    for (const part of body === "" ? [] : body.split(",")) {
+      const eq = part.indexOf("=");
+      const key = eq < 0 ? part.trim() : part.slice(0, eq).trim();
+      if (eq < 0) throw new ValueError(`must be ${form}: '${key}' has no =N, got ${show(v)}`);
+      if (given.has(key)) throw new ValueError(`must be ${form}: ${key} is given twice, got ${show(v)}`);
+      given.set(key, part.slice(eq + 1).trim());
+    }
+  } else if (v !== null && typeof v === "object" && !Array.isArray(v) && (v as { kind?: unknown }).kind === "gpt") {
+    for (const [key, value] of Object.entries(v)) if (key !== "kind") given.set(key, value);
+    if (given.has("vocab") && given.get("vocab") !== 256)
+      throw new ValueError(`must be a gpt over bytes: vocab must be 256, got ${show(given.get("vocab"))}`);
+    given.delete("vocab");
+  } else throw new ValueError(`must be ${form}, got ${show(v)}`);
+  for (const key of given.keys()) {
+    if (!(GPT_KEYS as readonly string[]).includes(key))
+      throw new ValueError(`must be ${form}: unknown key '${key}', got ${show(v)}`);
+  }
+  const spec: GptChoice = { ...CHARGPT };
+  for (const key of GPT_KEYS) {
+    if (!given.has(key)) continue;
+    const raw = given.get(key);
+    const n = typeof raw === "number" ? raw : /^\d+$/.test(String(raw)) ? Number(raw) : Number.NaN;
+    if (!(Number.isInteger(n) && n >= 1 && n <= GPT_LIMITS[key]))
+      throw new ValueError(`must be ${form}: ${key} must be an integer from 1 to ${GPT_LIMITS[key]}, got ${show(raw)}`);
+    spec[key] = n;
+  }
+  const problem = gptSpecProblem(spec);
+  if (problem !== null) throw new ValueError(`must be ${form}: ${problem}`);
+  const count = gptParameterCount(spec);
+  if (count > MAX_PARAMETERS)
+    throw new ValueError(`makes a gpt of ${count} parameters, more than the ${MAX_PARAMETERS} allowed, got ${show(v)}`);
+  return spec;
+}
 
 /** A path to a JavaScript module: relative or absolute, or any name ending .mjs, .js or .cjs. */
 const isModulePath = (v: string): boolean =>
   v.startsWith("./") || v.startsWith("../") || isAbsolute(v) || /\.[mc]?js(#|$)/.test(v);
 
 /**
- * `--model`: `mlp:784,128,10`, `cnn`, `lenet5`, or `./net.mjs[#export]` (a module whose export,
+ * `--model`: `mlp:784,128,10`, `cnn`, `lenet5`, `chargpt`, `gpt:layers=2,heads=4,dim=128,context=64`
+ * (see parseGpt), or `./net.mjs[#export]` (a module whose export,
  * default `default`, returns an nn.Module; the path is made absolute against the current directory).
  * A config file may also give `{ kind: "mlp", sizes }`, a list of widths or `{ module, export }`.
  */
@@ -126,6 +190,7 @@ export function parseModel(v: unknown): ModelChoice {
   if (typeof v === "string") {
     const text = v.trim();
     if ((MODEL_PRESETS as readonly string[]).includes(text)) return text as ModelPreset;
+    if (text === "chargpt" || text.startsWith("gpt:")) return parseGpt(text);
     if (isModulePath(text)) {
       const hash = text.lastIndexOf("#");
       const path = hash < 0 ? text : text.slice(0, hash);
@@ -138,6 +203,8 @@ export function parseModel(v: unknown): ModelChoice {
     }
     if (!text.startsWith("mlp:")) throw new ValueError(`must be ${MODEL_FORMS}, got ${show(v)}`);
   }
+  if (v !== null && typeof v === "object" && !Array.isArray(v) && (v as { kind?: unknown }).kind === "gpt")
+    return parseGpt(v);
   if (v !== null && typeof v === "object" && !Array.isArray(v) && "module" in v) {
     const o = v as { module?: unknown; export?: unknown };
     if (
@@ -157,11 +224,12 @@ export const moduleSpecOf = (m: ModuleModel): { module: string; export: string }
   export: m.export,
 });
 
-/** The model as a user would write it: `mlp:784,128,10`, `cnn`, `./net.mjs#build`. */
+/** The model as a user would write it: `mlp:784,128,10`, `cnn`, `gpt:layers=2,...`, `./net.mjs#build`. */
 export function describeModel(m: ModelChoice | null): string {
   if (m === null) return "mlp:?";
   if (Array.isArray(m)) return `mlp:${m.join(",")}`;
   if (typeof m === "string") return m;
+  if (!isModuleModel(m)) return `gpt:${GPT_KEYS.map((k) => `${k}=${m[k]}`).join(",")}`;
   return m.export === "default" ? m.module : `${m.module}#${m.export}`;
 }
 

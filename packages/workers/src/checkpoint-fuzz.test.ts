@@ -13,6 +13,7 @@ import { checkpointHeader, loadTensor } from "./checkpoint.js";
 import { assertBuilt } from "./fixtures/harness.mjs";
 import { checkAgainstModel, readTrainerCheckpoint } from "./persist.js";
 import { buildImageModel, buildMlp } from "./spec.js";
+import { Gpt } from "./gpt.js";
 import { DataParallel } from "./trainer.js";
 
 const dir = mkdtempSync(join(tmpdir(), "threadgrad-fuzz-"));
@@ -135,7 +136,11 @@ describe("fuzzed checkpoints", () => {
       expect("kind" in model, `mutation ${i}`).toBe(true);
       if (!("kind" in model)) continue;
       const built =
-        model.kind === "mlp" ? buildMlp(model.sizes, model.activation, model.dropout) : buildImageModel(model);
+        model.kind === "mlp"
+          ? buildMlp(model.sizes, model.activation, model.dropout)
+          : model.kind === "gpt"
+            ? new Gpt(model)
+            : buildImageModel(model);
       const { name, ...options } = optimizer;
       const buffers = stateBuffers(name, options as never).map((b) => b.name);
       checkAgainstModel(ckpt, [...built.namedParameters()], buffers);

@@ -4,6 +4,7 @@
 import type { ScheduleConfig } from "@threadgrad/optim";
 import type { StoredTensor } from "./checkpoint.js";
 import type { LossSpec, ModelSpec } from "./spec.js";
+import { GPT_LIMITS, gptParameterCount } from "./gpt.js";
 import { MAX_PARAMETERS, MODEL_KINDS, imageModelParameterShapes, mlpParameterCount, parameterCount } from "./spec.js";
 
 /** Checks fields of one file; every message names the file and the field. */
@@ -151,6 +152,7 @@ export function readModelSpec(r: FieldReader, v: unknown, field: string): ModelS
     return { module, ...(name === undefined ? {} : { export: name }), ...(args === undefined ? {} : { args }) };
   }
   const kind = r.choice(own(m, "kind"), `${field}.kind`, MODEL_KINDS);
+  if (kind === "gpt") return readGptSpec(r, m, field);
   if (kind !== "mlp") {
     // A built-in image model: its sizes decide its parameters, so they are bounded like an mlp's widths.
     const size = (key: "inChannels" | "height" | "width" | "classes") =>
@@ -187,6 +189,24 @@ export function readModelSpec(r: FieldReader, v: unknown, field: string): ModelS
 
 /** The built-in losses a checkpoint may name by a string. */
 const LOSS_NAMES = ["crossEntropy", "sequenceCrossEntropy", "mse"] as const;
+
+/** A gpt's sizes: positive integers within GPT_LIMITS, dim a multiple of heads, at most MAX_PARAMETERS in all. */
+function readGptSpec(r: FieldReader, m: Record<string, unknown>, field: string): ModelSpec {
+  const size = (key: keyof typeof GPT_LIMITS) => r.int(own(m, key), `${field}.${key}`, 1, GPT_LIMITS[key]);
+  const spec = {
+    kind: "gpt" as const,
+    vocab: size("vocab"),
+    context: size("context"),
+    dim: size("dim"),
+    heads: size("heads"),
+    layers: size("layers"),
+  };
+  if (spec.dim % spec.heads !== 0) r.fail(`${field}.dim`, `must be divisible by heads (${spec.heads})`, spec.dim);
+  const count = gptParameterCount(spec);
+  if (count > MAX_PARAMETERS)
+    r.fail(`${field}`, `must make at most ${MAX_PARAMETERS} parameters (it makes ${count})`, spec);
+  return spec;
+}
 
 export function readLossSpec(r: FieldReader, v: unknown, field: string): LossSpec {
   if (typeof v === "string") return r.choice(v, field, LOSS_NAMES);

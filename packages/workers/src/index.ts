@@ -60,6 +60,16 @@ export {
   builtinParameterShapes,
 } from "./spec.js";
 export { sequenceCrossEntropy, isSequenceLoss, defaultLoss, tokenModel } from "./sequence-loss.js";
+export {
+  CHARGPT,
+  GPT_LIMITS,
+  Gpt,
+  type GptModelSpec,
+  gptParameterCount,
+  gptParameterShapes,
+  gptSpecProblem,
+} from "./gpt.js";
+export { generate, type GenerateOptions } from "./generate.js";
 export { type DatasetLike, type SharedDataset, toSharedDataset } from "./dataset.js";
 export { availableWorkers, resolveWorkers } from "./threads.js";
 export {

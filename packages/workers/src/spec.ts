@@ -1,10 +1,14 @@
 import { type Tensor, nn, tensor } from "@threadgrad/core";
 import { sequenceCrossEntropy } from "./sequence-loss.js";
+import { Gpt, type GptModelSpec, gptParameterShapes } from "./gpt.js";
+
+export type { GptModelSpec } from "./gpt.js";
 
 /** A model: a built-in spec, or a module that exports a factory returning an `nn.Module`. */
 export type ModelSpec =
   | { kind: "mlp"; sizes: number[]; activation?: "relu" | "tanh" | "gelu"; dropout?: number }
   | ImageModelSpec
+  | GptModelSpec
   | { module: string | URL; export?: string; args?: unknown[] };
 
 /** A built-in image classifier over [N, inChannels, height, width] samples (or the same flattened). */
@@ -22,7 +26,7 @@ export interface ImageModelSpec {
 }
 
 /** Built-in model kinds, as a checkpoint's `config.model.kind` may name them. */
-export const MODEL_KINDS = ["mlp", "cnn", "lenet5"] as const;
+export const MODEL_KINDS = ["mlp", "cnn", "lenet5", "gpt"] as const;
 
 /**
  * A loss: a built-in name, or a module export `(output, target) => Tensor` returning the SUM over the shard.
@@ -156,6 +160,7 @@ export function imageModelParameterShapes(spec: ImageModelSpec): [name: string, 
 /** The parameter names and shapes any built-in model creates, computed without building it. */
 export function builtinParameterShapes(spec: Extract<ModelSpec, { kind: string }>): [string, number[]][] {
   if (spec.kind === "mlp") return mlpParameterShapes(spec.sizes, spec.dropout);
+  if (spec.kind === "gpt") return gptParameterShapes(spec);
   const shapes = imageModelParameterShapes(spec);
   if (typeof shapes === "string") throw new Error(`model: ${shapes}`);
   return shapes;
@@ -213,8 +218,9 @@ export async function buildModel(spec: ModelSpec): Promise<nn.Module> {
   if ("kind" in spec) {
     if (spec.kind === "mlp") return buildMlp(spec.sizes, spec.activation, spec.dropout);
     if (spec.kind === "cnn" || spec.kind === "lenet5") return buildImageModel(spec);
+    if (spec.kind === "gpt") return new Gpt(spec);
     throw new Error(
-      `model: unknown built-in '${String((spec as { kind: unknown }).kind)}' (expected mlp, cnn or lenet5)`,
+      `model: unknown built-in '${String((spec as { kind: unknown }).kind)}' (expected mlp, cnn, lenet5 or gpt)`,
     );
   }
   const url = moduleUrl(spec.module);

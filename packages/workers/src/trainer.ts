@@ -316,7 +316,7 @@ export class DataParallel {
     const builtIn = "kind" in spec && !isTensor(x) ? spec : null;
     const sampleShape =
       opts.sampleShape ??
-      (builtIn === null
+      (builtIn === null || builtIn.kind === "gpt"
         ? undefined
         : builtIn.kind === "mlp"
           ? [builtIn.sizes[0]!]

@@ -10,7 +10,7 @@ import { formatPercent } from "../progress.js";
 import { loadRunData } from "../setup.js";
 import { dataSettings } from "../settings.js";
 import { moduleToLoad } from "../stored-run.js";
-import { type ModelChoice, parseChoice, parseModel, parseWorkers } from "../values.js";
+import { type ModelChoice, isModuleModel, parseChoice, parseModel, parseWorkers } from "../values.js";
 
 /** Rows are true classes, columns predicted ones. */
 export function confusionMatrix(
@@ -35,7 +35,7 @@ function checkColumns(pre: Preprocess | null, ds: Dataset, path: string): void {
 
 function checkModel(model: ModelSpec, ds: Dataset, path: string, data: string): void {
   // Token ids are checked against a language model's vocabulary and context by the trainer.
-  if (!("kind" in model) || ds.isTokens) return;
+  if (!("kind" in model) || ds.isTokens || model.kind === "gpt") return;
   if (model.kind !== "mlp") {
     const want = [model.inChannels, model.height, model.width];
     if (ds.sampleShape?.join("×") !== want.join("×")) {
@@ -79,7 +79,7 @@ export async function runEval(cli: Record<string, unknown>): Promise<number> {
   } catch (e) {
     throw new UsageError(`--model ${(e as Error).message}`);
   }
-  if (given !== undefined && (Array.isArray(given) || typeof given !== "object"))
+  if (given !== undefined && !isModuleModel(given))
     throw new UsageError(
       `--model ${cli.model}: eval takes --model only as a module path (./net.mjs[#export]), for a checkpoint ` +
         "of a module's model; a built-in model comes from the checkpoint",

@@ -6,7 +6,7 @@
 import { existsSync } from "node:fs";
 import { Command } from "commander";
 import { saveOnnx, saveSafetensors } from "@threadgrad/export";
-import { buildImageModel, buildMlp, loadTensor, readTrainerCheckpoint } from "@threadgrad/workers";
+import { Gpt, buildImageModel, buildMlp, loadTensor, readTrainerCheckpoint } from "@threadgrad/workers";
 import { EXIT_OK, UsageError, asUsage } from "../errors.js";
 import { readStoredRun } from "../settings.js";
 import { ValueError, parseChoice } from "../values.js";
@@ -45,8 +45,14 @@ export async function runExport(cli: Record<string, unknown>): Promise<number> {
       `export: ${path} holds a model from a user module; export it with exportOnnx or saveSafetensors from @threadgrad/export`,
     );
   }
+  if (spec.kind === "gpt" && format === "onnx")
+    throw new UsageError(`export: ${path} holds a gpt; it exports as safetensors only (--format safetensors)`);
   const model = asUsage(() =>
-    spec.kind === "mlp" ? buildMlp(spec.sizes, spec.activation, spec.dropout) : buildImageModel(spec),
+    spec.kind === "mlp"
+      ? buildMlp(spec.sizes, spec.activation, spec.dropout)
+      : spec.kind === "gpt"
+        ? new Gpt(spec)
+        : buildImageModel(spec),
   );
   asUsage(() => {
     for (const [name, p] of model.namedParameters()) {
@@ -63,6 +69,7 @@ export async function runExport(cli: Record<string, unknown>): Promise<number> {
     return EXIT_OK;
   }
   // What the CLI feeds the model: flat rows (an image model's Unflatten shapes them).
+  if (spec.kind === "gpt") throw new Error("export: unreachable (a gpt exports as safetensors above)");
   const [features, outputs] =
     spec.kind === "mlp"
       ? [spec.sizes[0]!, spec.sizes.at(-1)!]

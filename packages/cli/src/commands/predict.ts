@@ -16,7 +16,7 @@ import { type Preprocess, applyScaling, toTargetUnits } from "../data/preprocess
 import { EXIT_OK, UsageError, asUsage } from "../errors.js";
 import { absoluteDataSpec, parserOf, readStoredRun } from "../settings.js";
 import { moduleToLoad } from "../stored-run.js";
-import { ValueError, parseChoice, parseModel } from "../values.js";
+import { ValueError, isModuleModel, parseChoice, parseModel } from "../values.js";
 
 /** What turns model outputs into output rows. */
 interface Decoder {
@@ -349,13 +349,15 @@ export async function runPredict(cli: Record<string, unknown>): Promise<number> 
     cli.batchSize === undefined ? 1024 : parserOf("batchSize")(cli.batchSize),
   );
   const given = flag("--model", () => (cli.model === undefined ? undefined : parseModel(cli.model)));
-  if (given !== undefined && (Array.isArray(given) || typeof given !== "object"))
+  if (given !== undefined && !isModuleModel(given))
     throw new UsageError(
       `--model ${cli.model}: predict takes --model only as a module path (./net.mjs[#export]), for a checkpoint ` +
         "of a module's model; a built-in model comes from the checkpoint",
     );
   const ckpt = asUsage(() => readTrainerCheckpoint(path));
   const spec = ckpt.config.model;
+  if ("kind" in spec && spec.kind === "gpt")
+    throw new UsageError(`predict: ${path} holds a gpt, a token model; generate text from it with threadgrad sample`);
   const stored = readStoredRun(ckpt);
   const pre = stored?.preprocess ?? null;
   const categories = stored?.categories ?? null;

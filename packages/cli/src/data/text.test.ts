@@ -139,12 +139,15 @@ describe("text splits and windows", () => {
 describe("text settings", () => {
   const text = { ...DEFAULT_SETTINGS, data: "text:corpus" };
 
-  it("take the window length from --context; a module model needs it", () => {
+  it("take the window length from --context, else the gpt's context (chargpt without --model); a module needs it", () => {
     expect(textContext({ ...text, context: 32 })).toBe(32);
+    expect(textContext(text)).toBe(64);
+    expect(
+      textContext({ ...text, model: { kind: "gpt", vocab: 256, context: 24, dim: 16, heads: 2, layers: 1 } }),
+    ).toBe(24);
     expect(() => textContext({ ...text, model: { module: "/m/net.mjs", export: "default" } })).toThrow(
       "--data text:corpus needs --context N, the tokens per training window: --model /m/net.mjs does not say its context",
     );
-    expect(() => textContext(text)).toThrow("needs --context N, the tokens per training window: no --model was given");
   });
 
   it("use the sequence cross-entropy for token data and for a gpt-kind model", () => {
