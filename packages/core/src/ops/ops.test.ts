@@ -75,6 +75,7 @@ import { reluGrad } from "./elementwise.js";
 import { logSoftmaxBackward } from "./softmax.js";
 import { linear } from "./linalg.js";
 import { type Geometry, col2im, im2col } from "./conv.js";
+import { convolution, convolutionInputGrad, convolutionWeightGrad } from "./convolution.js";
 import { attentionProbs } from "./attention.js";
 
 const gen = new Generator(1234);
@@ -152,6 +153,19 @@ const SAMPLES: Record<string, Sample[]> = {
   col2im: [
     s((c) => col2im(c, [1, 2, 3, 3], GEO_PLAIN), r(1, 4, 8)),
     s((c) => col2im(c, [2, 4, 4, 3], GEO_STRIDED), r(2, 12, 12)),
+  ],
+  // GEO_STRIDED's 3 output rows run past the 4 input rows: the kernels read zeros there.
+  convolution: [
+    s((x, w, b) => convolution(x, w, b, GEO_PLAIN), r(2, 2, 3, 3), r(3, 2, 2, 2), r(3)),
+    s((x, w) => convolution(x, w, null, GEO_STRIDED), r(2, 4, 4, 3), r(4, 2, 2, 3)),
+  ],
+  convolutionInputGrad: [
+    s((g, w) => convolutionInputGrad(g, w, GEO_PLAIN, [2, 2, 3, 3]), r(2, 3, 2, 2), r(3, 2, 2, 2)),
+    s((g, w) => convolutionInputGrad(g, w, GEO_STRIDED, [2, 4, 4, 3]), r(2, 4, 3, 2), r(4, 2, 2, 3)),
+  ],
+  convolutionWeightGrad: [
+    s((g, x) => convolutionWeightGrad(g, x, GEO_PLAIN, [3, 2, 2, 2]), r(2, 3, 2, 2), r(2, 2, 3, 3)),
+    s((g, x) => convolutionWeightGrad(g, x, GEO_STRIDED, [4, 2, 2, 3]), r(2, 4, 3, 2), r(2, 4, 4, 3)),
   ],
   softplus: [s((a) => softplus(a), r(2, 3)), s((a) => softplus(a, 2, 5), mul(away(6), 4).detach().requiresGrad_())],
   maximum: [s(maximum, r(2, 3), r(3)), s((a) => maximum(a, 0.1), away(4))],

@@ -79,4 +79,21 @@ export interface KernelExports {
    * JavaScript loop, so the last bits may differ from it.
    */
   sumSquares(ptr: number, start: number, end: number): number;
+  /**
+   * y [n, cout, oh, ow] = conv2d(x [n, c, h, w], w [cout, c/groups, kh, kw]) + bias (biasPtr 0: none),
+   * flushed; geoPtr: the 16-i32 geometry block, scratchPtr: convScratchBytes(geoPtr) bytes.
+   */
+  convForward(xPtr: number, wPtr: number, biasPtr: number, yPtr: number, geoPtr: number, scratchPtr: number): void;
+  /**
+   * dx [n, c, h, w] = the gradient of convForward's input for output gradient g [n, cout, oh, ow]
+   * (a transposed convolution), overwritten and flushed; w, geoPtr and scratchPtr as convForward.
+   */
+  convInputGrad(gPtr: number, wPtr: number, dxPtr: number, geoPtr: number, scratchPtr: number): void;
+  /**
+   * dw [cout, c/groups, kh, kw] = Σ over samples of g[b] · im2col(x[b])ᵀ, the gradient of
+   * convForward's weight for output gradient g, overwritten and flushed; geoPtr, scratchPtr as there.
+   */
+  convWeightGrad(gPtr: number, xPtr: number, dwPtr: number, geoPtr: number, scratchPtr: number): void;
+  /** Bytes of scratch that convForward, convInputGrad and convWeightGrad need for the geometry at geoPtr. */
+  convScratchBytes(geoPtr: number): number;
 }
