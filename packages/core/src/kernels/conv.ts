@@ -12,7 +12,7 @@
 // scratch. The two sum each output in the same order but round the matmul differently (see
 // matmul.ts), so float32 results agree within float32 rounding, not bit for bit.
 
-import { FLT_MIN, type FloatArray } from "../tensor/dtype.js";
+import { FLT_MIN, type FloatArray, type TypedArray } from "../tensor/dtype.js";
 import { wasmServes } from "./dispatch.js";
 import { jsMatmulKernel } from "./matmul.js";
 import { currentWasmKernels, defaultWasmKernels } from "./wasm/matmul-kernel.js";
@@ -59,52 +59,63 @@ const CONV_GEOMETRY = [
   "groups",
 ] as const satisfies readonly (keyof ConvDims)[];
 
+const geometryOf = (d: ConvDims): number[] => CONV_GEOMETRY.map((key) => d[key]);
+const convScratch = (k: WasmKernels, geoPtr: number): number => k.exports.convScratchBytes(geoPtr);
+
 /** y = conv2d(x, w) + bias (null: none); y is overwritten. */
 export function convForward(x: FloatArray, w: FloatArray, bias: FloatArray | null, y: FloatArray, d: ConvDims): void {
-  if (
-    runWasm(d, [x, w, bias], y, (k, p, geo, scratch) => k.exports.convForward(p[0]!, p[1]!, p[2]!, p[3]!, geo, scratch))
-  )
-    return;
+  const run: WasmCall = (k, p, geo, scratch) => k.exports.convForward(p[0]!, p[1]!, p[2]!, p[3]!, geo, scratch);
+  if (y instanceof Float32Array && runWasm(geometryOf(d), [x, w, bias], y, convScratch, run)) return;
   jsForward(x, w, bias, y, d);
 }
 
 /** dx = the gradient of convForward's input for the output gradient g; dx is overwritten. */
 export function convInputGrad(g: FloatArray, w: FloatArray, dx: FloatArray, d: ConvDims): void {
-  if (runWasm(d, [g, w], dx, (k, p, geo, scratch) => k.exports.convInputGrad(p[0]!, p[1]!, p[2]!, geo, scratch)))
-    return;
+  const run: WasmCall = (k, p, geo, scratch) => k.exports.convInputGrad(p[0]!, p[1]!, p[2]!, geo, scratch);
+  if (dx instanceof Float32Array && runWasm(geometryOf(d), [g, w], dx, convScratch, run)) return;
   jsInputGrad(g, w, dx, d);
 }
 
 /** dw = the gradient of convForward's weight for the output gradient g; dw is overwritten. */
 export function convWeightGrad(g: FloatArray, x: FloatArray, dw: FloatArray, d: ConvDims): void {
-  if (runWasm(d, [g, x], dw, (k, p, geo, scratch) => k.exports.convWeightGrad(p[0]!, p[1]!, p[2]!, geo, scratch)))
-    return;
+  const run: WasmCall = (k, p, geo, scratch) => k.exports.convWeightGrad(p[0]!, p[1]!, p[2]!, geo, scratch);
+  if (dw instanceof Float32Array && runWasm(geometryOf(d), [g, x], dw, convScratch, run)) return;
   jsWeightGrad(g, x, dw, d);
 }
 
-type WasmCall = (k: WasmKernels, ptrs: number[], geoPtr: number, scratchPtr: number) => void;
+/** A WebAssembly call on byte offsets: inputs (null: 0), then the output; a geometry block; scratch. */
+export type WasmCall = (k: WasmKernels, ptrs: number[], geoPtr: number, scratchPtr: number) => void;
 
-// Runs `call` on byte offsets of the inputs (null: 0) and the output when float32 runs in WebAssembly:
-// operands outside the memory are copied into scratch (and the output copied back). Returns false,
-// doing nothing, when the JavaScript twin must run (float64, 'js' backend, or too little scratch).
-function runWasm(d: ConvDims, inputs: (FloatArray | null)[], out: FloatArray, call: WasmCall): boolean {
-  if (!(out instanceof Float32Array) || !wasmServes("float32")) return false;
+/**
+ * Runs `call` when float32 kernels run in WebAssembly (the caller checked that the arrays are
+ * float32 or int32): `geometry` written as i32s into scratch, operands outside the memory copied
+ * into scratch (and the output copied back), `scratchBytes(k, geoPtr)` bytes of kernel scratch.
+ * Returns false, doing nothing, when the JavaScript twin must run ('js' backend, too little scratch).
+ */
+export function runWasm(
+  geometry: readonly number[],
+  inputs: readonly (TypedArray | null)[],
+  out: TypedArray,
+  scratchBytes: (k: WasmKernels, geoPtr: number) => number,
+  call: WasmCall,
+): boolean {
+  if (!wasmServes("float32")) return false;
   const k = currentWasmKernels() ?? defaultWasmKernels();
-  const copyBytes = (a: FloatArray | null): number => (a === null || k.contains(a) ? 0 : a.byteLength + 64);
-  let need = 128 + copyBytes(out);
+  const copyBytes = (a: TypedArray | null): number => (a === null || k.contains(a) ? 0 : a.byteLength + 64);
+  let need = 128 + 4 * geometry.length + copyBytes(out);
   for (const a of inputs) need += copyBytes(a);
   if (k.scratchFree() < need) return false;
   const mark = k.scratchMark(); // everything allocated from here on is released below
   try {
-    const geoPtr = k.scratchAlloc(64);
-    const view = new Int32Array(k.buffer, geoPtr, 16);
-    for (let i = 0; i < CONV_GEOMETRY.length; i++) view[i] = d[CONV_GEOMETRY[i]!];
-    need += k.exports.convScratchBytes(geoPtr);
-    if (need > k.scratchFree()) return false;
+    const geoPtr = k.scratchAlloc(4 * geometry.length);
+    new Int32Array(k.buffer, geoPtr, geometry.length).set(geometry);
+    const kernelBytes = scratchBytes(k, geoPtr);
+    if (need + kernelBytes > k.scratchFree()) return false;
     const ptrs = inputs.map((a) => (a === null ? 0 : place(k, a, true)));
     const outPtr = place(k, out, false);
-    call(k, [...ptrs, outPtr], geoPtr, k.scratchAlloc(k.exports.convScratchBytes(geoPtr)));
-    if (!k.contains(out)) out.set(new Float32Array(k.buffer, outPtr, out.length));
+    call(k, [...ptrs, outPtr], geoPtr, kernelBytes > 0 ? k.scratchAlloc(kernelBytes) : 0);
+    if (!k.contains(out))
+      new Uint8Array(out.buffer, out.byteOffset, out.byteLength).set(new Uint8Array(k.buffer, outPtr, out.byteLength));
     return true;
   } finally {
     k.scratchReset(mark);
@@ -112,10 +123,10 @@ function runWasm(d: ConvDims, inputs: (FloatArray | null)[], out: FloatArray, ca
 }
 
 // Byte offset of `a` in the memory: itself when inside, else a scratch copy (filled when `copy`).
-function place(k: WasmKernels, a: FloatArray, copy: boolean): number {
+function place(k: WasmKernels, a: TypedArray, copy: boolean): number {
   if (k.contains(a)) return a.byteOffset;
-  const ptr = k.scratchAlloc(a.length * 4);
-  if (copy) new Float32Array(k.buffer, ptr, a.length).set(a);
+  const ptr = k.scratchAlloc(a.byteLength);
+  if (copy) new Uint8Array(k.buffer, ptr, a.byteLength).set(new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
   return ptr;
 }
 

@@ -76,6 +76,7 @@ import { logSoftmaxBackward } from "./softmax.js";
 import { linear } from "./linalg.js";
 import { type Geometry, col2im, im2col } from "./conv.js";
 import { convolution, convolutionInputGrad, convolutionWeightGrad } from "./convolution.js";
+import { poolGather, poolScatter } from "./pool.js";
 import { attentionProbs } from "./attention.js";
 
 const gen = new Generator(1234);
@@ -118,6 +119,14 @@ const GEO_STRIDED: Geometry = {
   out: [3, 2],
   groups: 2,
 };
+
+const POOL_INDEX = tensor(
+  [
+    [0, 4, 4, 8],
+    [2, -1, 5, 2],
+  ],
+  { dtype: "int32" },
+);
 
 // Index patterns repeat entries on purpose, so that gradients must accumulate.
 const SAMPLES: Record<string, Sample[]> = {
@@ -167,6 +176,9 @@ const SAMPLES: Record<string, Sample[]> = {
     s((g, x) => convolutionWeightGrad(g, x, GEO_PLAIN, [3, 2, 2, 2]), r(2, 3, 2, 2), r(2, 2, 3, 3)),
     s((g, x) => convolutionWeightGrad(g, x, GEO_STRIDED, [4, 2, 2, 3]), r(2, 4, 3, 2), r(2, 4, 4, 3)),
   ],
+  // In-plane positions of 2x2 outputs over 3x3 planes: repeats accumulate, -1 reads nothing.
+  poolGather: [s((x) => poolGather(x, POOL_INDEX, [2, 2]), r(1, 2, 3, 3))],
+  poolScatter: [s((g) => poolScatter(g, POOL_INDEX, [1, 2, 3, 3]), r(1, 2, 2, 2))],
   softplus: [s((a) => softplus(a), r(2, 3)), s((a) => softplus(a, 2, 5), mul(away(6), 4).detach().requiresGrad_())],
   maximum: [s(maximum, r(2, 3), r(3)), s((a) => maximum(a, 0.1), away(4))],
   minimum: [s(minimum, r(2, 1), r(1, 3)), s((a) => minimum(0.1, a), away(4))],

@@ -96,4 +96,10 @@ export interface KernelExports {
   convWeightGrad(gPtr: number, xPtr: number, dwPtr: number, geoPtr: number, scratchPtr: number): void;
   /** Bytes of scratch that convForward, convInputGrad and convWeightGrad need for the geometry at geoPtr. */
   convScratchBytes(geoPtr: number): number;
+  /** index [planes, oh, ow] (i32) = the flat in-plane position of each window's first maximum of x. */
+  maxPoolIndices(xPtr: number, indexPtr: number, geoPtr: number): void;
+  /** y[p][o] = x[p][index[p][o]] for planes p of hw inputs and count outputs (index -1 reads 0). */
+  poolGather(xPtr: number, indexPtr: number, yPtr: number, planes: number, hw: number, count: number): void;
+  /** dx [planes, hw] = 0, then dx[p][index[p][o]] += g[p][o] (index -1 skipped), flushed. */
+  poolScatter(gPtr: number, indexPtr: number, dxPtr: number, planes: number, hw: number, count: number): void;
 }
