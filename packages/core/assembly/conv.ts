@@ -17,6 +17,13 @@ import { flush32 } from "./lanes";
 // lies in the caller's scratch and stays in L2 for the gemm that reads it; nothing is allocated per
 // call and the layout needs no transpose: the gemm writes NCHW directly.
 //
+// A direct 3×3 kernel (stride 1, pad 1; the gemm's 8-channel × 4-column register tile read straight
+// from a zero-padded copy of the sample, no im2col and no packing) was measured against this on
+// W6's layers at batch 128, one thread, same process: conv 1→32 on 28×28 (K = 9, where packing
+// dominates) ran at 7.9-8.4 GFLOP/s against 5.4-6.0 here, conv 32→64 on 14×14 (K = 288, 94% of
+// W6's convolution work) at 7.1-8.1 against 8.6-9.0 here. It would win ~1% of a step, for a
+// second kernel (and its two gradients) per layout, so it was not kept.
+//
 // Outputs (y, dx, dW) are flushed: |v| < FLT_MIN is stored as 0, as the elementwise kernels do.
 //
 // Geometry block at geoPtr: 16 i32, in this order (CONV_GEOMETRY in src/kernels/conv.ts):
