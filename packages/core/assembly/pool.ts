@@ -35,10 +35,14 @@ export function maxPoolIndices(xPtr: usize, indexPtr: usize, geoPtr: usize): voi
     const base = xPtr + <usize>plane * <usize>(h * w) * 4;
     for (let oy = 0; oy < oh; oy++) {
       let ox = 0;
-      if (fast && 2 * oy + 1 < h) {
+      // Four outputs from ox read columns 2·ox .. 2·ox + 7: inside the row for every ox up to the
+      // last four outputs (ow - 4) when 2·(ow - 4) + 8 <= w. A row whose width is not a multiple of
+      // four ends with the last four outputs, recomputing a few (same values, same indices).
+      const lastFour = ow - 4;
+      if (fast && 2 * oy + 1 < h && lastFour >= 0 && 2 * lastFour + 8 <= w) {
         const r0 = base + <usize>(2 * oy * w) * 4, r1 = r0 + <usize>w * 4;
-        // four outputs read columns 2·ox .. 2·ox + 7, inside the row while 2·ox + 8 <= w
-        for (; 2 * ox + 8 <= w && ox + 4 <= ow; ox += 4) {
+        for (let next = 0; ox < ow; next += 4) {
+          ox = min(next, lastFour);
           const off = <usize>(2 * ox) * 4;
           const a0 = v128.load(r0 + off), a1 = v128.load(r0 + off, 16);
           const b0 = v128.load(r1 + off), b1 = v128.load(r1 + off, 16);
@@ -58,6 +62,7 @@ export function maxPoolIndices(xPtr: usize, indexPtr: usize, geoPtr: usize): voi
           take = takes(v, best);
           where = v128.bitselect(i32x4.add(rowBelow, i32x4.splat(1)), where, take);
           v128.store(out + <usize>ox * 4, where);
+          ox += 4;
         }
       }
       for (; ox < ow; ox++) {
