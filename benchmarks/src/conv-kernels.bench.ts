@@ -194,7 +194,7 @@ function stepRate(scratchMiB: number): number {
 
 const backend = getKernelBackend();
 console.log(
-  `conv kernels, one thread: Node ${process.version}, kernels ${backend}${usesRelaxedSimd() ? " (relaxed SIMD)" : ""}`,
+  `conv kernels, one thread: Node ${process.version}, kernels ${backend}${backend === "wasm" && usesRelaxedSimd() ? " (relaxed SIMD)" : ""}`,
 );
 if (backend === "wasm") {
   const k = createWasmKernels({ heapBytes: 96 << 20, scratchBytes: 64 << 20 });
