@@ -193,9 +193,8 @@ function stepRate(scratchMiB: number): number {
 }
 
 const backend = getKernelBackend();
-console.log(
-  `conv kernels, one thread: Node ${process.version}, kernels ${backend}${backend === "wasm" && usesRelaxedSimd() ? " (relaxed SIMD)" : ""}`,
-);
+const relaxed = backend === "wasm" && usesRelaxedSimd() ? " (relaxed SIMD)" : "";
+console.log(`conv kernels, one thread: Node ${process.version}, kernels ${backend}${relaxed}`);
 if (backend === "wasm") {
   const k = createWasmKernels({ heapBytes: 96 << 20, scratchBytes: 64 << 20 });
   for (const line of kernelRows(k)) console.log(line);
