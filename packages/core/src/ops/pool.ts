@@ -7,19 +7,20 @@ import {
 import { type FloatArray, arrayFor, isFloat } from "../tensor/dtype.js";
 import { fmtShape } from "../tensor/shape.js";
 import { Tensor } from "../tensor/tensor.js";
-import { type Geometry, type Pair, im2col, pair } from "./conv.js";
+import { type Geometry, type Pair, pair } from "./conv.js";
+import { convolution } from "./convolution.js";
 import { div } from "./elementwise.js";
 import { gather } from "./indexing.js";
 import { matmul } from "./linalg.js";
 import { defineOp, record } from "./op.js";
-import { sum } from "./reduce.js";
 import { reshape, squeeze, transpose, unsqueeze } from "./shape.js";
 
 // Pooling is built from differentiable ops, so every order of gradient works:
 // - max pooling finds each window's argmax (a kernel, SIMD for 2x2 windows), then gathers it:
 //   poolGather's backward is poolScatter (the gradient routed to the argmax), whose backward is
 //   poolGather again, both kernels over planes (kernels/pool.ts);
-// - average pooling sums im2col's rows (backward: col2im) and divides by the window sizes;
+// - average pooling convolves each plane with a window of ones (backward: the convolution's input
+//   gradient) and divides by the window sizes;
 // - adaptive average pooling is linear and separable: P_h · x · P_wᵀ with averaging matrices.
 
 export interface MaxPool2dOptions {
@@ -186,8 +187,11 @@ export function avgPool2d(input: Tensor, kernelSize: Pair, opts: AvgPool2dOption
   const cols = windowSizes(w, ow, geo.kernel[1], geo.stride[1], geo.padding[1], includePad);
   const divisor = Tensor.empty([oh * ow], x.dtype);
   for (let i = 0; i < oh; i++) for (let j = 0; j < ow; j++) divisor.data[i * ow + j] = rows[i]! * cols[j]!;
-  // Each plane as a one-channel image: windows summed along the rows of its im2col matrix.
-  const sums = sum(im2col(reshape(x, [n * c, 1, h, w]), geo), -1);
+  // Each plane as a one-channel image convolved with a window of ones: the window sums, on the
+  // convolution kernels (per-sample scratch, no batch-sized im2col); backward: their input gradient.
+  const ones = Tensor.empty([1, 1, geo.kernel[0], geo.kernel[1]], x.dtype);
+  ones.data.fill(1);
+  const sums = convolution(reshape(x, [n * c, 1, h, w]), ones, null, geo);
   const y = reshape(div(reshape(sums, [n * c, oh * ow]), divisor), [n, c, oh, ow]);
   return input.ndim === 3 ? squeeze(y, 0) : y;
 }
