@@ -8,8 +8,9 @@ import { squeeze, unsqueeze } from "./shape.js";
 // Window geometry, option parsing and the im2col/col2im ops. `im2col` copies every receptive field
 // of the input into a row of a matrix; `col2im` adds each row back onto the input positions it was
 // read from. Both are linear and each is the adjoint of the other, so each one's backward is the
-// other op (average pooling is built on them). The convolution itself runs as fused ops over
-// per-sample im2col kernels (ops/convolution.ts), whose gradients are again those ops.
+// other op. The convolution (and average pooling with it) no longer uses them: it runs as fused
+// ops over per-sample im2col kernels (ops/convolution.ts), whose gradients are again those ops.
+// The batch-wide pair stays as the plain, differentiable statement of the window layout.
 
 /** Where the windows of a 2-D convolution or pooling lie; pairs are [height, width]. */
 export interface Geometry {
