@@ -13,9 +13,13 @@
 //
 // Files: matmul.ts (packed, tiled f32x4 matmul), elementwise.ts (bias, relu, column sums),
 // step.ts (Adam/AdamW and SGD updates in f64, all-reduce sum, squared norm), update-f32.ts (the
-// same updates in f32, four lanes), lanes.ts (flushing and f32 <-> f64 lane helpers).
+// same updates in f32, four lanes), conv.ts (convolution as per-sample im2col into scratch + the
+// matmul's gemm), pool.ts (max pooling's window argmax, gather and scatter), lanes.ts (flushing and
+// f32 <-> f64 lane helpers).
 
 export { matmul, matmulPackBytes } from "./matmul";
 export { addBias, reluForward, reluBackward, sumRows } from "./elementwise";
 export { adamUpdate, sgdUpdate, sumSlices, sumSquares } from "./step";
 export { adamUpdateF32, adagradUpdateF32, rmspropUpdateF32, sgdUpdateF32 } from "./update-f32";
+export { convForward, convInputGrad, convWeightGrad, convScratchBytes } from "./conv";
+export { maxPoolIndices, poolGather, poolScatter } from "./pool";

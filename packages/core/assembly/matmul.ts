@@ -56,9 +56,17 @@ export function matmul(
   aPtr: usize, bPtr: usize, cPtr: usize, m: i32, k: i32, n: i32,
   transA: i32, transB: i32, packPtr: usize,
 ): void {
+  gemm(aPtr, bPtr, cPtr, m, k, n, transA, transB, packPtr, false);
+}
+
+// matmul, or with `addToC` C += op(A)·op(B) (the convolution's weight gradient sums over samples).
+export function gemm(
+  aPtr: usize, bPtr: usize, cPtr: usize, m: i32, k: i32, n: i32,
+  transA: i32, transB: i32, packPtr: usize, addToC: bool,
+): void {
   if (m <= 0 || n <= 0) return;
   if (k <= 0) {
-    memory.fill(cPtr, 0, <usize>m * <usize>n * 4);
+    if (!addToC) memory.fill(cPtr, 0, <usize>m * <usize>n * 4);
     return;
   }
   const mcMax = min(m, MC), kcMax = min(k, KC);
@@ -70,7 +78,7 @@ export function matmul(
     const nc = min(NC, n - jc);
     for (let pc = 0; pc < k; pc += KC) {
       const kc = min(KC, k - pc);
-      const accumulate = pc > 0;
+      const accumulate = pc > 0 || addToC;
       packB(bPtr, k, n, transB, pc, jc, kc, nc, bPack);
       for (let ic = 0; ic < m; ic += MC) {
         const mc = min(MC, m - ic);

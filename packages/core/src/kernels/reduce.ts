@@ -22,6 +22,14 @@ const FOLD = {
 
 export type ReduceOp = keyof typeof FOLD;
 
+// A row folded into one output element. A sum keeps its running total in a local (same order,
+// same bits as folding into out[io] element by element, without a store per element).
+const ROW: Record<ReduceOp, string> = {
+  sum: "let s = out[io0]; for (let j = 0; j < inner; j++) s += a[i0 + j]; out[io0] = s;",
+  max: `for (let j = 0; j < inner; j++) { const x = a[i0 + j]; const io = io0; ${FOLD.max} }`,
+  min: `for (let j = 0; j < inner; j++) { const x = a[i0 + j]; const io = io0; ${FOLD.min} }`,
+};
+
 export function reduceKernel(op: ReduceOp, dtype: DType): ReduceKernel {
   const key = `${dtype}:${op}`;
   let k = cache.get(key);
@@ -35,7 +43,7 @@ export function reduceKernel(op: ReduceOp, dtype: DType): ReduceKernel {
       let io0 = 0;
       for (let i0 = 0; i0 < n; i0 += inner) {
         if (so === 0) {
-          for (let j = 0; j < inner; j++) { const x = a[i0 + j]; const io = io0; ${FOLD[op]} }
+          ${ROW[op]}
         } else {
           for (let j = 0; j < inner; j++) { const x = a[i0 + j]; const io = io0 + j * so; ${FOLD[op]} }
         }

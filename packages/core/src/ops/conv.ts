@@ -1,16 +1,16 @@
 import { type FloatArray, arrayFor, isFloat } from "../tensor/dtype.js";
 import { fmtShape, numelOf, shapeEq } from "../tensor/shape.js";
 import { Tensor } from "../tensor/tensor.js";
-import { add } from "./elementwise.js";
-import { linear, mm } from "./linalg.js";
+import { convolution } from "./convolution.js";
 import { defineOp, record } from "./op.js";
-import { permute, reshape, squeeze, unsqueeze } from "./shape.js";
+import { squeeze, unsqueeze } from "./shape.js";
 
-// Convolution as im2col + matmul. `im2col` copies every receptive field of the input into a row of
-// a matrix; `col2im` adds each row back onto the input positions it was read from. Both are linear
-// and each is the adjoint of the other, so each one's backward is the other op: the gradient of a
-// convolution (input: col2im of g·W, a transposed convolution; weight: gᵀ·cols) is itself built
-// from differentiable ops, and every order of differentiation follows.
+// Window geometry, option parsing and the im2col/col2im ops. `im2col` copies every receptive field
+// of the input into a row of a matrix; `col2im` adds each row back onto the input positions it was
+// read from. Both are linear and each is the adjoint of the other, so each one's backward is the
+// other op. The convolution (and average pooling with it) no longer uses them: it runs as fused
+// ops over per-sample im2col kernels (ops/convolution.ts), whose gradients are again those ops.
+// The batch-wide pair stays as the plain, differentiable statement of the window layout.
 
 /** Where the windows of a 2-D convolution or pooling lie; pairs are [height, width]. */
 export interface Geometry {
@@ -239,23 +239,8 @@ function convolve(input: Tensor, weight: Tensor, bias: Tensor | null, opts: Conv
   const x = unbatched ? unsqueeze(input, 0) : input;
   checkOperands(x, weight, bias, op, 2);
   const geo = convGeometry(x, weight, opts, op);
-  const [n] = x.shape as [number];
-  const [oh, ow] = geo.out;
-  const cout = weight.shape[0]!;
-  const cols = im2col(x, geo);
-  let y: Tensor;
-  if (geo.groups === 1) {
-    // One [N·oh·ow, C·kh·kw] x [C·kh·kw, C_out] product (bias fused), then channels to dim 1.
-    const rows = reshape(cols, [n * oh * ow, -1]);
-    const wm = reshape(weight, [cout, -1]);
-    const flat = bias ? linear(rows, wm, bias) : mm(rows, wm, false, true);
-    y = permute(reshape(flat, [n, oh, ow, cout]), [0, 3, 1, 2]);
-  } else {
-    const g = geo.groups;
-    const per = mm(cols, reshape(weight, [g, cout / g, -1]), false, true); // [g, N·oh·ow, C_out/g]
-    y = reshape(permute(reshape(per, [g, n, oh, ow, cout / g]), [1, 0, 4, 2, 3]), [n, cout, oh, ow]);
-    if (bias) y = add(y, reshape(bias, [cout, 1, 1]));
-  }
+  // Fused kernels (ops/convolution.ts): per-sample im2col in scratch, NCHW out, no batch-sized copies.
+  const y = convolution(x, weight, bias, geo);
   return unbatched ? squeeze(y, 0) : y;
 }
 

@@ -75,6 +75,8 @@ import { reluGrad } from "./elementwise.js";
 import { logSoftmaxBackward } from "./softmax.js";
 import { linear } from "./linalg.js";
 import { type Geometry, col2im, im2col } from "./conv.js";
+import { convolution, convolutionInputGrad, convolutionWeightGrad } from "./convolution.js";
+import { poolGather, poolScatter } from "./pool.js";
 import { attentionProbs } from "./attention.js";
 
 const gen = new Generator(1234);
@@ -118,6 +120,14 @@ const GEO_STRIDED: Geometry = {
   groups: 2,
 };
 
+const POOL_INDEX = tensor(
+  [
+    [0, 4, 4, 8],
+    [2, -1, 5, 2],
+  ],
+  { dtype: "int32" },
+);
+
 // Index patterns repeat entries on purpose, so that gradients must accumulate.
 const SAMPLES: Record<string, Sample[]> = {
   add: [
@@ -153,6 +163,22 @@ const SAMPLES: Record<string, Sample[]> = {
     s((c) => col2im(c, [1, 2, 3, 3], GEO_PLAIN), r(1, 4, 8)),
     s((c) => col2im(c, [2, 4, 4, 3], GEO_STRIDED), r(2, 12, 12)),
   ],
+  // GEO_STRIDED's 3 output rows run past the 4 input rows: the kernels read zeros there.
+  convolution: [
+    s((x, w, b) => convolution(x, w, b, GEO_PLAIN), r(2, 2, 3, 3), r(3, 2, 2, 2), r(3)),
+    s((x, w) => convolution(x, w, null, GEO_STRIDED), r(2, 4, 4, 3), r(4, 2, 2, 3)),
+  ],
+  convolutionInputGrad: [
+    s((g, w) => convolutionInputGrad(g, w, GEO_PLAIN, [2, 2, 3, 3]), r(2, 3, 2, 2), r(3, 2, 2, 2)),
+    s((g, w) => convolutionInputGrad(g, w, GEO_STRIDED, [2, 4, 4, 3]), r(2, 4, 3, 2), r(4, 2, 2, 3)),
+  ],
+  convolutionWeightGrad: [
+    s((g, x) => convolutionWeightGrad(g, x, GEO_PLAIN, [3, 2, 2, 2]), r(2, 3, 2, 2), r(2, 2, 3, 3)),
+    s((g, x) => convolutionWeightGrad(g, x, GEO_STRIDED, [4, 2, 2, 3]), r(2, 4, 3, 2), r(2, 4, 4, 3)),
+  ],
+  // In-plane positions of 2x2 outputs over 3x3 planes: repeats accumulate, -1 reads nothing.
+  poolGather: [s((x) => poolGather(x, POOL_INDEX, [2, 2]), r(1, 2, 3, 3))],
+  poolScatter: [s((g) => poolScatter(g, POOL_INDEX, [1, 2, 3, 3]), r(1, 2, 2, 2))],
   softplus: [s((a) => softplus(a), r(2, 3)), s((a) => softplus(a, 2, 5), mul(away(6), 4).detach().requiresGrad_())],
   maximum: [s(maximum, r(2, 3), r(3)), s((a) => maximum(a, 0.1), away(4))],
   minimum: [s(minimum, r(2, 1), r(1, 3)), s((a) => minimum(0.1, a), away(4))],

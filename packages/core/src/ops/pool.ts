@@ -1,17 +1,26 @@
-import { isFloat } from "../tensor/dtype.js";
+import {
+  type PoolDims,
+  maxPoolIndices,
+  poolGather as kernelGather,
+  poolScatter as kernelScatter,
+} from "../kernels/pool.js";
+import { type FloatArray, arrayFor, isFloat } from "../tensor/dtype.js";
 import { fmtShape } from "../tensor/shape.js";
 import { Tensor } from "../tensor/tensor.js";
-import { type Geometry, type Pair, im2col, pair } from "./conv.js";
+import { type Geometry, type Pair, pair } from "./conv.js";
+import { convolution } from "./convolution.js";
 import { div } from "./elementwise.js";
 import { gather } from "./indexing.js";
 import { matmul } from "./linalg.js";
-import { sum } from "./reduce.js";
+import { defineOp, record } from "./op.js";
 import { reshape, squeeze, transpose, unsqueeze } from "./shape.js";
 
 // Pooling is built from differentiable ops, so every order of gradient works:
-// - max pooling finds each window's argmax, then gathers it: gather's backward is a scatter-add
-//   (the gradient routed to the argmax), whose backward is gather again;
-// - average pooling sums im2col's rows (backward: col2im) and divides by the window sizes;
+// - max pooling finds each window's argmax (a kernel, SIMD for 2x2 windows), then gathers it:
+//   poolGather's backward is poolScatter (the gradient routed to the argmax), whose backward is
+//   poolGather again, both kernels over planes (kernels/pool.ts);
+// - average pooling convolves each plane with a window of ones (backward: the convolution's input
+//   gradient) and divides by the window sizes;
 // - adaptive average pooling is linear and separable: P_h · x · P_wᵀ with averaging matrices.
 
 export interface MaxPool2dOptions {
@@ -79,43 +88,53 @@ function poolGeometry(
   return { kernel, stride, padding, dilation, out, groups: 1 };
 }
 
-/** For every output position of every plane, the flat index (in its H·W plane) of its window's max. */
-function argmaxIndices(x: Tensor, geo: Geometry): Int32Array {
+function poolDims(x: Tensor, geo: Geometry): PoolDims {
   const [n, c, h, w] = x.shape as [number, number, number, number];
   const [kh, kw] = geo.kernel,
     [sh, sw] = geo.stride,
     [ph, pw] = geo.padding,
     [dh, dw] = geo.dilation,
     [oh, ow] = geo.out;
-  const data = x.data;
-  const idx = new Int32Array(n * c * oh * ow);
-  let o = 0;
-  for (let plane = 0; plane < n * c; plane++) {
-    const base = plane * h * w;
-    for (let oy = 0; oy < oh; oy++) {
-      for (let ox = 0; ox < ow; ox++) {
-        let best = -Infinity,
-          at = -1;
-        for (let i = 0; i < kh; i++) {
-          const iy = oy * sh - ph + i * dh;
-          if (iy < 0 || iy >= h) continue;
-          for (let j = 0; j < kw; j++) {
-            const ix = ox * sw - pw + j * dw;
-            if (ix < 0 || ix >= w) continue;
-            const v = data[base + iy * w + ix]!;
-            // The first maximum wins ties; NaN propagates, as in PyTorch.
-            if (at < 0 || v > best || (Number.isNaN(v) && !Number.isNaN(best))) {
-              best = v;
-              at = iy * w + ix;
-            }
-          }
-        }
-        idx[o++] = at;
-      }
-    }
-  }
-  return idx;
+  return { planes: n * c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow };
 }
+
+function checkPoolIndex(op: string, index: Tensor, planes: number, count: number): void {
+  if (index.dtype !== "int32" || index.numel !== planes * count) {
+    throw new Error(
+      `${op}: index must be int32 with ${planes}x${count} entries, got ${index.dtype} ${fmtShape(index.shape)}`,
+    );
+  }
+}
+
+/**
+ * y [N, C, ...outHW] with y[plane][o] = x[plane][index[plane][o]] for x [N, C, H, W] and int32
+ * in-plane positions `index` (from the max-pooling kernel; -1 reads 0). Backward: poolScatter.
+ */
+export const poolGather = defineOp(
+  "poolGather",
+  (x: Tensor, index: Tensor, outHW: readonly [number, number]): Tensor => {
+    const [n, c, h, w] = x.shape as [number, number, number, number];
+    checkPoolIndex("poolGather", index, n * c, outHW[0] * outHW[1]);
+    const y = arrayFor(x.dtype, index.numel, false) as FloatArray;
+    kernelGather(x.data as FloatArray, index.data as Int32Array, y, n * c, h * w);
+    return record(new Tensor(y, [n, c, outHW[0], outHW[1]]), "poolGather", [x], (g) => [
+      poolScatter(g, index, x.shape),
+    ]);
+  },
+);
+
+/** The adjoint of poolGather: g [N, C, oh, ow] added at the positions `index` names in a zero [N, C, H, W]. */
+export const poolScatter = defineOp("poolScatter", (g: Tensor, index: Tensor, xShape: readonly number[]): Tensor => {
+  const [n, c, h, w] = xShape as [number, number, number, number];
+  if (g.ndim !== 4 || g.shape[0] !== n || g.shape[1] !== c) {
+    throw new Error(`poolScatter: gradient ${fmtShape(g.shape)} does not match the input ${fmtShape(xShape)}`);
+  }
+  checkPoolIndex("poolScatter", index, n * c, g.shape[2]! * g.shape[3]!);
+  const dx = arrayFor(g.dtype, n * c * h * w, false) as FloatArray;
+  kernelScatter(g.data as FloatArray, index.data as Int32Array, dx, n * c, h * w);
+  const outHW: [number, number] = [g.shape[2]!, g.shape[3]!];
+  return record(new Tensor(dx, [...xShape]), "poolScatter", [g], (gg) => [poolGather(gg, index, outHW)]);
+});
 
 /**
  * 2-D max pooling over x [N, C, H, W] (or [C, H, W]); padding is -∞ and at most half the kernel.
@@ -130,8 +149,13 @@ export function maxPool2d(input: Tensor, kernelSize: Pair, opts: MaxPool2dOption
   const geo = poolGeometry(x, kernelSize, opts, "maxPool2d");
   const [n, c, h, w] = x.shape as [number, number, number, number];
   const [oh, ow] = geo.out;
-  const index = new Tensor(argmaxIndices(x, geo), [n * c, oh * ow]);
-  const y = reshape(gather(reshape(x, [n * c, h * w]), 1, index), [n, c, oh, ow]);
+  const float = isFloat(x.dtype);
+  // Inside a step region the indices lie in wasm memory too (the SIMD kernels read them in place).
+  const index = new Tensor(arrayFor("int32", n * c * oh * ow, false), [n * c, oh * ow]);
+  maxPoolIndices(x.data as FloatArray, index.data as Int32Array, poolDims(x, geo));
+  const y = float
+    ? poolGather(x, index, geo.out)
+    : reshape(gather(reshape(x, [n * c, h * w]), 1, index), [n, c, oh, ow]); // int32: the generic gather
   return input.ndim === 3 ? squeeze(y, 0) : y;
 }
 
@@ -163,8 +187,11 @@ export function avgPool2d(input: Tensor, kernelSize: Pair, opts: AvgPool2dOption
   const cols = windowSizes(w, ow, geo.kernel[1], geo.stride[1], geo.padding[1], includePad);
   const divisor = Tensor.empty([oh * ow], x.dtype);
   for (let i = 0; i < oh; i++) for (let j = 0; j < ow; j++) divisor.data[i * ow + j] = rows[i]! * cols[j]!;
-  // Each plane as a one-channel image: windows summed along the rows of its im2col matrix.
-  const sums = sum(im2col(reshape(x, [n * c, 1, h, w]), geo), -1);
+  // Each plane as a one-channel image convolved with a window of ones: the window sums, on the
+  // convolution kernels (per-sample scratch, no batch-sized im2col); backward: their input gradient.
+  const ones = Tensor.empty([1, 1, geo.kernel[0], geo.kernel[1]], x.dtype);
+  ones.data.fill(1);
+  const sums = convolution(reshape(x, [n * c, 1, h, w]), ones, null, geo);
   const y = reshape(div(reshape(sums, [n * c, oh * ow]), divisor), [n, c, oh, ow]);
   return input.ndim === 3 ? squeeze(y, 0) : y;
 }

@@ -155,4 +155,27 @@ export interface KernelExports {
     maximize: number,
     first: number,
   ): void;
+  /**
+   * y [n, cout, oh, ow] = conv2d(x [n, c, h, w], w [cout, c/groups, kh, kw]) + bias (biasPtr 0: none),
+   * flushed; geoPtr: the 16-i32 geometry block, scratchPtr: convScratchBytes(geoPtr) bytes.
+   */
+  convForward(xPtr: number, wPtr: number, biasPtr: number, yPtr: number, geoPtr: number, scratchPtr: number): void;
+  /**
+   * dx [n, c, h, w] = the gradient of convForward's input for output gradient g [n, cout, oh, ow]
+   * (a transposed convolution), overwritten and flushed; w, geoPtr and scratchPtr as convForward.
+   */
+  convInputGrad(gPtr: number, wPtr: number, dxPtr: number, geoPtr: number, scratchPtr: number): void;
+  /**
+   * dw [cout, c/groups, kh, kw] = Σ over samples of g[b] · im2col(x[b])ᵀ, the gradient of
+   * convForward's weight for output gradient g, overwritten and flushed; geoPtr, scratchPtr as there.
+   */
+  convWeightGrad(gPtr: number, xPtr: number, dwPtr: number, geoPtr: number, scratchPtr: number): void;
+  /** Bytes of scratch that convForward, convInputGrad and convWeightGrad need for the geometry at geoPtr. */
+  convScratchBytes(geoPtr: number): number;
+  /** index [planes, oh, ow] (i32) = the flat in-plane position of each window's first maximum of x. */
+  maxPoolIndices(xPtr: number, indexPtr: number, geoPtr: number): void;
+  /** y[p][o] = x[p][index[p][o]] for planes p of hw inputs and count outputs (index -1 reads 0). */
+  poolGather(xPtr: number, indexPtr: number, yPtr: number, planes: number, hw: number, count: number): void;
+  /** dx [planes, hw] = 0, then dx[p][index[p][o]] += g[p][o] (index -1 skipped), flushed. */
+  poolScatter(gPtr: number, indexPtr: number, dxPtr: number, planes: number, hw: number, count: number): void;
 }
