@@ -12,9 +12,17 @@
 // elementwise ops do for float32; matmul does not (its operands come flushed).
 //
 // Files: matmul.ts (packed, tiled f32x4 matmul), elementwise.ts (bias, relu, column sums),
-// step.ts (Adam/AdamW and SGD updates, all-reduce sum, squared norm), lanes.ts (flushing and
-// f32 <-> f64 lane helpers).
+// step.ts (Adam/AdamW and SGD updates, all-reduce sum, squared norm), activations.ts (tanh and
+// sigmoid forward, backward and double backward), lanes.ts (flushing and f32 <-> f64 lane helpers).
 
 export { matmul, matmulPackBytes } from "./matmul";
 export { addBias, reluForward, reluBackward, sumRows } from "./elementwise";
 export { adamUpdate, sgdUpdate, sumSlices, sumSquares } from "./step";
+export {
+  tanhForward,
+  tanhBackward,
+  tanhDoubleBackward,
+  sigmoidForward,
+  sigmoidBackward,
+  sigmoidDoubleBackward,
+} from "./activations";

@@ -72,6 +72,7 @@ import {
 import { OPS } from "./op.js";
 import { sliceBackward } from "./shape.js";
 import { reluGrad } from "./elementwise.js";
+import { sigmoidBackward, sigmoidDoubleBackward, tanhBackward, tanhDoubleBackward } from "./activations.js";
 import { logSoftmaxBackward } from "./softmax.js";
 import { linear } from "./linalg.js";
 import { type Geometry, col2im, im2col } from "./conv.js";
@@ -140,6 +141,17 @@ const SAMPLES: Record<string, Sample[]> = {
   sqrt: [s(sqrt, pos(2, 3))],
   tanh: [s(tanh, r(2, 3))],
   sigmoid: [s(sigmoid, r(2, 3)), s((a) => sigmoid(mul(a, 20)), r(4))],
+  // y comes through the forward op, so gradients also flow into x through it.
+  tanhBackward: [s((g, x) => tanhBackward(g, tanh(x)), r(2, 3), r(2, 3)), s(tanhBackward, r(5), r(5))],
+  tanhDoubleBackward: [
+    s((gg, g, x) => tanhDoubleBackward(gg, g, tanh(x)), r(2, 3), r(2, 3), r(2, 3)),
+    s(tanhDoubleBackward, r(7), r(7), r(7)),
+  ],
+  sigmoidBackward: [s((g, x) => sigmoidBackward(g, sigmoid(x)), r(2, 3), r(2, 3)), s(sigmoidBackward, r(5), r(5))],
+  sigmoidDoubleBackward: [
+    s((gg, g, x) => sigmoidDoubleBackward(gg, g, sigmoid(x)), r(2, 3), r(2, 3), r(2, 3)),
+    s(sigmoidDoubleBackward, r(7), r(7), r(7)),
+  ],
   erf: [s(erf, r(2, 3)), s((a) => erf(mul(a, 3)), r(4))],
   abs: [s(abs, away(2, 3))],
   relu: [s(relu, away(2, 3))],

@@ -79,4 +79,16 @@ export interface KernelExports {
    * JavaScript loop, so the last bits may differ from it.
    */
   sumSquares(ptr: number, start: number, end: number): number;
+  /** out[i] = tanh(x[i]) in f32 (computed in f64, rounded once, subnormals flushed); out may be x. */
+  tanhForward(x: number, out: number, n: number): void;
+  /** out[i] = g[i]·(1 - y[i]²): tanh's backward from its output y, in f32, flushed; out may alias g or y. */
+  tanhBackward(g: number, y: number, out: number, n: number): void;
+  /** out[i] = -2·gg[i]·g[i]·y[i]: the y-gradient of tanhBackward, in f32, flushed; out may alias an input. */
+  tanhDoubleBackward(gg: number, g: number, y: number, out: number, n: number): void;
+  /** out[i] = sigmoid(x[i]) in f32 (computed in f64, rounded once, subnormals flushed); out may be x. */
+  sigmoidForward(x: number, out: number, n: number): void;
+  /** out[i] = g[i]·y[i]·(1 - y[i]): sigmoid's backward from its output y, in f32, flushed; out may alias g or y. */
+  sigmoidBackward(g: number, y: number, out: number, n: number): void;
+  /** out[i] = gg[i]·g[i]·(1 - 2·y[i]): the y-gradient of sigmoidBackward, in f32, flushed; out may alias an input. */
+  sigmoidDoubleBackward(gg: number, g: number, y: number, out: number, n: number): void;
 }
