@@ -12,8 +12,9 @@
 // elementwise ops do for float32; matmul does not (its operands come flushed).
 //
 // Files: matmul.ts (packed, tiled f32x4 matmul), elementwise.ts (bias, relu, column sums),
-// step.ts (Adam/AdamW and SGD updates, all-reduce sum, squared norm), activations.ts (tanh and
-// sigmoid forward, backward and double backward), lanes.ts (flushing and f32 <-> f64 lane helpers).
+// step.ts (Adam/AdamW and SGD updates, all-reduce sum, squared norm), activations.ts and gelu.ts
+// (tanh, sigmoid and GELU forward, backward and double backward; their f64 math in
+// activation-math.ts), lanes.ts (flushing and f32 <-> f64 lane helpers).
 
 export { matmul, matmulPackBytes } from "./matmul";
 export { addBias, reluForward, reluBackward, sumRows } from "./elementwise";
@@ -26,3 +27,11 @@ export {
   sigmoidBackward,
   sigmoidDoubleBackward,
 } from "./activations";
+export {
+  geluForward,
+  geluBackward,
+  geluDoubleBackward,
+  geluTanhForward,
+  geluTanhBackward,
+  geluTanhDoubleBackward,
+} from "./gelu";

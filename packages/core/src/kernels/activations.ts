@@ -23,7 +23,7 @@ const POW2 = (() => {
 })();
 
 // e^r - 1 for |r| <= ln2/2: Taylor series to r^11/11!, by Horner (as expm1Reduced in assembly).
-function expm1Reduced(r: number): number {
+export function expm1Reduced(r: number): number {
   let p = 1 / 39916800;
   p = p * r + 1 / 3628800;
   p = p * r + 1 / 362880;
@@ -39,9 +39,15 @@ function expm1Reduced(r: number): number {
 }
 
 // f32 rounding with subnormals stored as a zero of the same sign.
-function f32(v: number): number {
+export function f32(v: number): number {
   const r = Math.fround(v);
   return Math.abs(r) < FLT_MIN ? r * 0 : r;
+}
+
+/** e^t for -700 <= t <= 0, by range reduction (as expNeg in assembly/activation-math.ts). */
+export function expNeg(t: number): number {
+  const k = Math.floor(t * INV_LN2 + 0.5);
+  return POW2[k + 1022]! * (expm1Reduced(t - k * LN2) + 1);
 }
 
 /** tanh(x) in float64 by range reduction, as the SIMD kernel computes it before rounding to f32. */

@@ -24,17 +24,17 @@ function forward(name: string, kernel: (x: FloatArray, out: FloatArray) => void,
   return { x, y: new Tensor(out, x.shape) };
 }
 
-// Operands of the backward ops share y's shape; their data is taken in g's float type.
-function sameShape(name: string, y: Tensor, ...ts: Tensor[]): void {
+/** Throws unless every gradient has the shape of y (the backward ops do not broadcast). */
+export function sameShape(name: string, label: string, y: Tensor, ...ts: Tensor[]): void {
   for (const t of ts) {
     if (t.shape.length !== y.shape.length || t.shape.some((s, i) => s !== y.shape[i])) {
-      throw new Error(`${name}: gradient ${fmtShape(t.shape)} must have the shape of y ${fmtShape(y.shape)}`);
+      throw new Error(`${name}: gradient ${fmtShape(t.shape)} must have the shape of ${label} ${fmtShape(y.shape)}`);
     }
   }
 }
 
 function run2(name: string, kernel: Kernel2, g: Tensor, y: Tensor): Tensor {
-  sameShape(name, y, g);
+  sameShape(name, "y", y, g);
   const dtype = floatDtypeOf(g);
   const out = arrayFor(dtype, g.numel, false) as FloatArray;
   kernel(dataAs(g, dtype) as FloatArray, dataAs(y, dtype) as FloatArray, out);
@@ -42,7 +42,7 @@ function run2(name: string, kernel: Kernel2, g: Tensor, y: Tensor): Tensor {
 }
 
 function run3(name: string, kernel: Kernel3, gg: Tensor, g: Tensor, y: Tensor): Tensor {
-  sameShape(name, y, gg, g);
+  sameShape(name, "y", y, gg, g);
   const dtype = floatDtypeOf(g);
   const out = arrayFor(dtype, g.numel, false) as FloatArray;
   kernel(dataAs(gg, dtype) as FloatArray, dataAs(g, dtype) as FloatArray, dataAs(y, dtype) as FloatArray, out);

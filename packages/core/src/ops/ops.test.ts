@@ -73,6 +73,7 @@ import { OPS } from "./op.js";
 import { sliceBackward } from "./shape.js";
 import { reluGrad } from "./elementwise.js";
 import { sigmoidBackward, sigmoidDoubleBackward, tanhBackward, tanhDoubleBackward } from "./activations.js";
+import { geluBackward, geluDoubleBackward } from "./gelu.js";
 import { logSoftmaxBackward } from "./softmax.js";
 import { linear } from "./linalg.js";
 import { type Geometry, col2im, im2col } from "./conv.js";
@@ -260,7 +261,20 @@ const SAMPLES: Record<string, Sample[]> = {
     s((a, b) => mm(a, b, true, true), r(2, 3, 2), r(2, 4, 3)),
     s((a, b) => mm(a, b), r(2, 3, 4), r(2, 4, 5)),
   ],
-  gelu: [s((a) => gelu(a), r(2, 3)), s((a) => gelu(a, { approximate: "tanh" }), r(2, 3))],
+  gelu: [
+    s((a) => gelu(a), r(2, 3)),
+    s((a) => gelu(a, { approximate: "tanh" }), r(2, 3)),
+    s((a) => gelu(mul(a, 3)), r(7)), // past |x|/√2 = 2, where Φ comes from the continued fraction
+  ],
+  geluBackward: [
+    s((g, x) => geluBackward(g, x), r(2, 3), r(2, 3)),
+    s((g, x) => geluBackward(g, mul(x, 3), { approximate: "tanh" }), r(5), r(5)),
+  ],
+  geluDoubleBackward: [
+    s((gg, g, x) => geluDoubleBackward(gg, g, x), r(2, 3), r(2, 3), r(2, 3)),
+    s((gg, g, x) => geluDoubleBackward(gg, g, x, { approximate: "tanh" }), r(7), r(7), r(7)),
+    s((gg, g, x) => geluDoubleBackward(gg, g, mul(x, 2), { approximate: "tanh" }), r(5), r(5), r(5)),
+  ],
   logSoftmax: [
     s((a) => logSoftmax(a), r(2, 3)),
     s((a) => logSoftmax(a, 0), r(3, 2)),
