@@ -14,7 +14,7 @@
 // Files: matmul.ts (packed, tiled f32x4 matmul), elementwise.ts (bias, relu, column sums),
 // step.ts (Adam/AdamW and SGD updates, all-reduce sum, squared norm), activations.ts and gelu.ts
 // (tanh, sigmoid and GELU forward, backward and double backward; their f64 math in
-// activation-math.ts), lanes.ts (flushing and f32 <-> f64 lane helpers).
+// activation-math.ts), softmax.ts (softmax over the last dim and its backward), lanes.ts (flushing and f32 <-> f64 lane helpers).
 
 export { matmul, matmulPackBytes } from "./matmul";
 export { addBias, reluForward, reluBackward, sumRows } from "./elementwise";
@@ -35,3 +35,4 @@ export {
   geluTanhBackward,
   geluTanhDoubleBackward,
 } from "./gelu";
+export { softmaxRows, softmaxBackward } from "./softmax";

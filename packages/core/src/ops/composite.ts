@@ -1,19 +1,16 @@
 import { normDims } from "../tensor/shape.js";
 import type { Tensor } from "../tensor/tensor.js";
-import { abs, div, exp, mul, pow, sqrt, sub, where } from "./elementwise.js";
+import { abs, div, mul, pow, sqrt, sub, where } from "./elementwise.js";
 import { defineOp, record } from "./op.js";
 import { noGrad } from "../autograd/grad-mode.js";
 import { reshape } from "./shape.js";
 import { type Dims, max, mean, sum } from "./reduce.js";
-import { logSoftmax } from "./softmax.js";
 
 // Composites are built from primitives, so their gradients (of any order) come for free.
 
 // GELU is a fused op with fused backward and double backward (gelu.ts).
 export { gelu } from "./gelu.js";
-export { logSoftmax } from "./softmax.js";
-
-export const softmax = defineOp("softmax", (x: Tensor, dim = -1): Tensor => exp(logSoftmax(x, dim)));
+export { logSoftmax, softmax } from "./softmax.js";
 
 /** Variance with Bessel's `correction` (1 by default, as in PyTorch). */
 export const variance = defineOp(

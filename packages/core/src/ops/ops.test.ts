@@ -74,7 +74,7 @@ import { sliceBackward } from "./shape.js";
 import { reluGrad } from "./elementwise.js";
 import { sigmoidBackward, sigmoidDoubleBackward, tanhBackward, tanhDoubleBackward } from "./activations.js";
 import { geluBackward, geluDoubleBackward } from "./gelu.js";
-import { logSoftmaxBackward } from "./softmax.js";
+import { logSoftmaxBackward, softmaxBackward } from "./softmax.js";
 import { linear } from "./linalg.js";
 import { type Geometry, col2im, im2col } from "./conv.js";
 import { attentionProbs } from "./attention.js";
@@ -284,7 +284,12 @@ const SAMPLES: Record<string, Sample[]> = {
     s((g, x) => logSoftmaxBackward(g, logSoftmax(x, -1), -1), r(2, 3), r(2, 3)),
     s((g, x) => logSoftmaxBackward(g, logSoftmax(x, 1), 1), r(2, 3, 2), r(2, 3, 2)),
   ],
-  softmax: [s((a) => softmax(a), r(2, 3)), s((a) => softmax(a, -2), r(3, 2, 2))],
+  softmax: [s((a) => softmax(a), r(2, 3)), s((a) => softmax(a, -2), r(3, 2, 2)), s((a) => softmax(a, 0), r(5))],
+  softmaxBackward: [
+    s((g, x) => softmaxBackward(g, softmax(x, -1), -1), r(2, 3), r(2, 3)),
+    s((g, x) => softmaxBackward(g, softmax(x, 1), 1), r(2, 3, 2), r(2, 3, 2)),
+    s((g, p) => softmaxBackward(g, p, -1), r(3, 5), r(3, 5)),
+  ],
   var: [
     s((a) => variance(a), r(2, 3)),
     s((a) => variance(a, 1, { keepdim: true }), r(2, 3)),

@@ -103,4 +103,21 @@ export interface KernelExports {
   geluTanhBackward(g: number, x: number, out: number, n: number): void;
   /** out[i] = gg[i]·g[i]·f''(x[i]) for the tanh-approximated GELU f: the x-gradient of geluTanhBackward. */
   geluTanhDoubleBackward(gg: number, g: number, x: number, out: number, n: number): void;
+  /**
+   * out[r][j] = softmax over j of (scale·x[r][j] + bias[r][j]) for rows × cols row-major x (bias 0: none;
+   * causal != 0: columns j > r % l masked), in f64, rounded to f32; scratch holds cols f64; out may be x.
+   */
+  softmaxRows(
+    x: number,
+    bias: number,
+    out: number,
+    scratch: number,
+    rows: number,
+    cols: number,
+    l: number,
+    scale: number,
+    causal: number,
+  ): void;
+  /** out[r][j] = p[r][j]·(g[r][j] - Σ_k g[r][k]·p[r][k]) for rows × cols row-major g and p, in f32 (see above); out may alias g. */
+  softmaxBackward(g: number, p: number, out: number, rows: number, cols: number): void;
 }
