@@ -14,7 +14,8 @@
 // Files: matmul.ts (packed, tiled f32x4 matmul), elementwise.ts (bias, relu, column sums),
 // step.ts (Adam/AdamW and SGD updates, all-reduce sum, squared norm), activations.ts and gelu.ts
 // (tanh, sigmoid and GELU forward, backward and double backward; their f64 math in
-// activation-math.ts), softmax.ts (softmax over the last dim and its backward), lanes.ts (flushing and f32 <-> f64 lane helpers).
+// activation-math.ts), softmax.ts (softmax over the last dim and its backward), layer-norm.ts
+// (LayerNorm's normalization and its backward), lanes.ts (flushing and f32 <-> f64 lane helpers).
 
 export { matmul, matmulPackBytes } from "./matmul";
 export { addBias, reluForward, reluBackward, sumRows } from "./elementwise";
@@ -36,3 +37,4 @@ export {
   geluTanhDoubleBackward,
 } from "./gelu";
 export { softmaxRows, softmaxBackward } from "./softmax";
+export { layerNormForward, layerNormBackward } from "./layer-norm";

@@ -75,6 +75,7 @@ import { reluGrad } from "./elementwise.js";
 import { sigmoidBackward, sigmoidDoubleBackward, tanhBackward, tanhDoubleBackward } from "./activations.js";
 import { geluBackward, geluDoubleBackward } from "./gelu.js";
 import { logSoftmaxBackward, softmaxBackward } from "./softmax.js";
+import { layerNormBackward, layerNormalize } from "./layer-norm.js";
 import { linear } from "./linalg.js";
 import { type Geometry, col2im, im2col } from "./conv.js";
 import { attentionProbs } from "./attention.js";
@@ -285,6 +286,11 @@ const SAMPLES: Record<string, Sample[]> = {
     s((g, x) => logSoftmaxBackward(g, logSoftmax(x, 1), 1), r(2, 3, 2), r(2, 3, 2)),
   ],
   softmax: [s((a) => softmax(a), r(2, 3)), s((a) => softmax(a, -2), r(3, 2, 2)), s((a) => softmax(a, 0), r(5))],
+  layerNormalize: [s((a) => layerNormalize(a, 1), r(3, 5)), s((a) => layerNormalize(a, 2, 0.1), r(2, 3, 2))],
+  layerNormBackward: [
+    s((g, x) => layerNormBackward(g, x, 1), r(3, 5), r(3, 5)),
+    s((g, x) => layerNormBackward(g, x, 2, 0.1), r(2, 3, 2), r(2, 3, 2)),
+  ],
   softmaxBackward: [
     s((g, x) => softmaxBackward(g, softmax(x, -1), -1), r(2, 3), r(2, 3)),
     s((g, x) => softmaxBackward(g, softmax(x, 1), 1), r(2, 3, 2), r(2, 3, 2)),

@@ -120,4 +120,8 @@ export interface KernelExports {
   ): void;
   /** out[r][j] = p[r][j]·(g[r][j] - Σ_k g[r][k]·p[r][k]) for rows × cols row-major g and p, in f32 (see above); out may alias g. */
   softmaxBackward(g: number, p: number, out: number, rows: number, cols: number): void;
+  /** out = (x - μ)/√(var + eps) per row of n floats (rows × n row-major, biased variance), in f64, rounded to f32; out may be x. */
+  layerNormForward(x: number, out: number, rows: number, n: number, eps: number): void;
+  /** out = r·(g - mean(g) - xh·mean(g·xh)), xh = (x - μ)·r, per row of n floats: the normalization's backward from its input x; out may alias g. */
+  layerNormBackward(g: number, x: number, out: number, rows: number, n: number, eps: number): void;
 }
