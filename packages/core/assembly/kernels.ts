@@ -15,7 +15,7 @@
 // step.ts (Adam/AdamW and SGD updates, all-reduce sum, squared norm), activations.ts and gelu.ts
 // (tanh, sigmoid and GELU forward, backward and double backward; their f64 math in
 // activation-math.ts), softmax.ts (softmax over the last dim and its backward), layer-norm.ts
-// (LayerNorm's normalization and its backward), lanes.ts (flushing and f32 <-> f64 lane helpers).
+// (LayerNorm's normalization and its backward), index-add.ts (the embedding's gradient), lanes.ts (flushing and f32 <-> f64 lane helpers).
 
 export { matmul, matmulPackBytes } from "./matmul";
 export { addBias, reluForward, reluBackward, sumRows } from "./elementwise";
@@ -38,3 +38,4 @@ export {
 } from "./gelu";
 export { softmaxRows, softmaxBackward } from "./softmax";
 export { layerNormForward, layerNormBackward } from "./layer-norm";
+export { indexAddRows } from "./index-add";

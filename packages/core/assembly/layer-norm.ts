@@ -65,7 +65,7 @@ export function layerNormForward(x: usize, out: usize, rows: i32, n: i32, eps: f
   }
 }
 
-/** out = r·(g - mean(g) - xh·mean(g·xh)), xh = (x - μ)·r, per row of n floats: the normalization's backward from its input x; out may alias g. */
+/** out = r·(g - mean(g) - xh·mean(g·xh)), xh = (x - μ)·r, per row of n floats: the backward from x; out may alias g. */
 export function layerNormBackward(g: usize, x: usize, out: usize, rows: i32, n: i32, eps: f64): void {
   for (let r = 0; r < rows; r++) {
     const off = <usize>r * <usize>n * 4;

@@ -122,6 +122,8 @@ export interface KernelExports {
   softmaxBackward(g: number, p: number, out: number, rows: number, cols: number): void;
   /** out = (x - μ)/√(var + eps) per row of n floats (rows × n row-major, biased variance), in f64, rounded to f32; out may be x. */
   layerNormForward(x: number, out: number, rows: number, n: number, eps: number): void;
-  /** out = r·(g - mean(g) - xh·mean(g·xh)), xh = (x - μ)·r, per row of n floats: the normalization's backward from its input x; out may alias g. */
+  /** out = r·(g - mean(g) - xh·mean(g·xh)), xh = (x - μ)·r, per row of n floats: the backward from x; out may alias g. */
   layerNormBackward(g: number, x: number, out: number, rows: number, n: number, eps: number): void;
+  /** out[idx[j]·inner + i] += src[j·inner + i] for j < n in order, i < inner; idx holds n int32 row numbers (checked by the caller). */
+  indexAddRows(out: number, src: number, idx: number, n: number, inner: number): void;
 }
