@@ -14,8 +14,11 @@
 // Files: matmul.ts (packed, tiled f32x4 matmul), elementwise.ts (bias, relu, column sums),
 // step.ts (Adam/AdamW and SGD updates in f64, all-reduce sum, squared norm), update-f32.ts (the
 // same updates in f32, four lanes), conv.ts (convolution as per-sample im2col into scratch + the
-// matmul's gemm), pool.ts (max pooling's window argmax, gather and scatter), lanes.ts (flushing and
-// f32 <-> f64 lane helpers).
+// matmul's gemm), pool.ts (max pooling's window argmax, gather and scatter), activations.ts and
+// gelu.ts (tanh, sigmoid and GELU forward, backward and double backward; their f64 math in
+// activation-math.ts), softmax.ts (softmax over the last dim and its backward), layer-norm.ts
+// (LayerNorm's normalization and its backward), index-add.ts (the embedding's gradient), lanes.ts
+// (flushing and f32 <-> f64 lane helpers).
 
 export { matmul, matmulPackBytes } from "./matmul";
 export { addBias, reluForward, reluBackward, sumRows } from "./elementwise";
@@ -23,3 +26,22 @@ export { adamUpdate, sgdUpdate, sumSlices, sumSquares } from "./step";
 export { adamUpdateF32, adagradUpdateF32, rmspropUpdateF32, sgdUpdateF32 } from "./update-f32";
 export { convForward, convInputGrad, convWeightGrad, convScratchBytes } from "./conv";
 export { maxPoolIndices, poolGather, poolScatter } from "./pool";
+export {
+  tanhForward,
+  tanhBackward,
+  tanhDoubleBackward,
+  sigmoidForward,
+  sigmoidBackward,
+  sigmoidDoubleBackward,
+} from "./activations";
+export {
+  geluForward,
+  geluBackward,
+  geluDoubleBackward,
+  geluTanhForward,
+  geluTanhBackward,
+  geluTanhDoubleBackward,
+} from "./gelu";
+export { softmaxRows, softmaxBackward } from "./softmax";
+export { layerNormForward, layerNormBackward } from "./layer-norm";
+export { indexAddRows } from "./index-add";

@@ -5,8 +5,8 @@ import { gelu, softmax, logSoftmax } from "../ops/composite.js";
 import { linear as fusedLinear, mm } from "../ops/linalg.js";
 import { indexSelect } from "../ops/indexing.js";
 import { reshape } from "../ops/shape.js";
-import { mean } from "../ops/reduce.js";
 import { dropoutMask } from "../ops/dropout.js";
+import { layerNormalize } from "../ops/layer-norm.js";
 
 export * from "../losses/losses.js";
 export { conv1d, conv2d, type Conv1dOptions, type Conv2dOptions, type ConvPadding } from "../ops/conv.js";
@@ -71,11 +71,7 @@ export function layerNorm(
       `layerNorm: input shape ${fmtShape(x.shape)} does not end with normalizedShape ${fmtShape(normalizedShape)}`,
     );
   }
-  const dims = normalizedShape.map((_, i) => x.ndim - k + i);
-  const mu = mean(x, dims, true);
-  const centred = x.sub(mu);
-  const v = mean(mul(centred, centred), dims, true);
-  let y = centred.div(v.add(eps).sqrt());
+  let y = layerNormalize(x, k, eps);
   if (weight) y = mul(y, weight);
   if (bias) y = add(y, bias);
   return y;

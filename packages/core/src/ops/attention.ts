@@ -3,10 +3,12 @@ import { type FloatArray, isFloat } from "../tensor/dtype.js";
 import { broadcastShapes, fmtShape, shapeEq } from "../tensor/shape.js";
 import { Tensor } from "../tensor/tensor.js";
 import { dropoutMask } from "./dropout.js";
-import { mul, sub, to, where } from "./elementwise.js";
+import { mul, to, where } from "./elementwise.js";
 import { mm } from "./linalg.js";
+import { softmaxRows } from "../kernels/softmax.js";
 import { defineOp, record } from "./op.js";
-import { sum, sumTo } from "./reduce.js";
+import { softmaxBackward } from "./softmax.js";
+import { sumTo } from "./reduce.js";
 import { broadcastData, broadcastTo, reshape } from "./shape.js";
 
 // Scaled dot-product attention as two fused ops. attentionProbs computes
@@ -17,9 +19,8 @@ import { broadcastData, broadcastTo, reshape } from "./shape.js";
 //   dV = Pᵀ·dO,  dP = dO·Vᵀ,  dS = P ⊙ (dP − Σ_row dP ⊙ P),  dQ = scale·dS·K,  dK = scale·dSᵀ·Q,
 //   dBias = dS summed over the dims the bias was broadcast along.
 // A row whose scores are all -inf (every key masked) gives P = 0 and O = 0, as PyTorch's
-// scaled_dot_product_attention does (its "safe softmax"); a NaN score gives a NaN row.
-
-const FLT_MIN = 1.1754943508222875e-38;
+// scaled_dot_product_attention does (its "safe softmax"); a NaN score gives a NaN row. The softmax
+// pass and dS are the SIMD kernels of kernels/softmax.ts when the operands lie in wasm memory.
 
 /** Batched `op(a)·op(b)` over any number of equal leading dims, each slice through the matmul kernel. */
 function bmm(a: Tensor, b: Tensor, transA = false, transB = false): Tensor {
@@ -28,48 +29,6 @@ function bmm(a: Tensor, b: Tensor, transA = false, transB = false): Tensor {
   const [br, bc] = b.shape.slice(-2) as [number, number];
   const out = mm(reshape(a, [-1, ar, ac]), reshape(b, [-1, br, bc]), transA, transB);
   return reshape(out, [...batch, out.shape[1]!, out.shape[2]!]);
-}
-
-/**
- * In place over `s` ([rows, cols] blocks of `l` rows): s ← softmax(scale·s + bias) per row, with
- * column j > row i masked when `isCausal`. Float math in float64; float32 results below FLT_MIN are
- * stored as zero, as every float32 elementwise result is.
- */
-function softmaxRows(
-  s: FloatArray,
-  bias: FloatArray | null,
-  rows: number,
-  l: number,
-  cols: number,
-  scale: number,
-  isCausal: boolean,
-): void {
-  const flush = s instanceof Float32Array;
-  const x = new Float64Array(cols);
-  for (let r = 0; r < rows; r++) {
-    const base = r * cols;
-    const i = r % l;
-    let m = -Infinity;
-    for (let j = 0; j < cols; j++) {
-      const v = isCausal && j > i ? -Infinity : scale * s[base + j]! + (bias === null ? 0 : bias[base + j]!);
-      x[j] = v;
-      if (v > m || Number.isNaN(v)) m = v;
-    }
-    if (m === -Infinity) {
-      s.fill(0, base, base + cols);
-      continue;
-    }
-    let total = 0;
-    for (let j = 0; j < cols; j++) {
-      const e = Math.exp(x[j]! - m);
-      x[j] = e;
-      total += e;
-    }
-    for (let j = 0; j < cols; j++) {
-      const p = x[j]! / total;
-      s[base + j] = flush && p < FLT_MIN ? 0 : p;
-    }
-  }
 }
 
 function checkOperands(q: Tensor, k: Tensor, op: string): [number, number, number] {
@@ -98,7 +57,7 @@ function scoresBackward(
   scale: number,
   needs: readonly [boolean, boolean, boolean],
 ): [Tensor | null, Tensor | null, Tensor | null] {
-  const ds = mul(p, sub(dp, sum(mul(dp, p), -1, true)));
+  const ds = softmaxBackward(dp, p, -1);
   const scaled = needs[0] || needs[1] ? mul(ds, scale) : ds;
   return [
     needs[0] ? bmm(scaled, k) : null,

@@ -1,26 +1,16 @@
 import { normDims } from "../tensor/shape.js";
 import type { Tensor } from "../tensor/tensor.js";
-import { abs, add, div, erf, exp, mul, pow, sqrt, sub, tanh, where } from "./elementwise.js";
+import { abs, div, mul, pow, sqrt, sub, where } from "./elementwise.js";
 import { defineOp, record } from "./op.js";
 import { noGrad } from "../autograd/grad-mode.js";
 import { reshape } from "./shape.js";
 import { type Dims, max, mean, sum } from "./reduce.js";
-import { logSoftmax } from "./softmax.js";
 
 // Composites are built from primitives, so their gradients (of any order) come for free.
 
-/** GELU: x·Φ(x) exactly, or PyTorch's tanh approximation with `approximate: 'tanh'`. */
-export const gelu = defineOp("gelu", (x: Tensor, opts: { approximate?: "none" | "tanh" } = {}): Tensor => {
-  if (opts.approximate === "tanh") {
-    const inner = mul(add(x, mul(pow(x, 3), 0.044715)), Math.sqrt(2 / Math.PI));
-    return mul(mul(x, 0.5), add(tanh(inner), 1));
-  }
-  return mul(mul(x, 0.5), add(erf(mul(x, Math.SQRT1_2)), 1));
-});
-
-export { logSoftmax } from "./softmax.js";
-
-export const softmax = defineOp("softmax", (x: Tensor, dim = -1): Tensor => exp(logSoftmax(x, dim)));
+// GELU is a fused op with fused backward and double backward (gelu.ts).
+export { gelu } from "./gelu.js";
+export { logSoftmax, softmax } from "./softmax.js";
 
 /** Variance with Bessel's `correction` (1 by default, as in PyTorch). */
 export const variance = defineOp(

@@ -4,6 +4,7 @@ import * as fused from "../kernels/fused.js";
 import { broadcastShapes, broadcastStrides, numelOf, shapeEq } from "../tensor/shape.js";
 import { Tensor } from "../tensor/tensor.js";
 import { type TensorLike, dataAs, defineOp, floatDtypeOf, operands, record, toTensor } from "./op.js";
+import { sigmoid } from "./activations.js";
 import { sumTo } from "./reduce.js";
 import { broadcastData } from "./shape.js";
 
@@ -106,7 +107,7 @@ function floatUnary(
   const x = toTensor(a, name);
   const dtype = floatDtypeOf(x);
   const out = mapUnary(expr, x, dtype);
-  // exp, sqrt, tanh and sigmoid differentiate through their output: it is saved too, so an
+  // exp and sqrt differentiate through their output: it is saved too, so an
   // in-place change to it before backward is caught.
   return record(out, name, [x], (g) => [grad(g, x, out)], [x, out]);
 }
@@ -119,14 +120,8 @@ export const log1p = defineOp("log1p", (a: TensorLike) =>
 export const sqrt = defineOp("sqrt", (a: TensorLike) =>
   floatUnary("sqrt", "Math.sqrt(x)", a, (g, _x, out) => div(g, mul(out, 2))),
 );
-export const tanh = defineOp("tanh", (a: TensorLike) =>
-  floatUnary("tanh", "Math.tanh(x)", a, (g, _x, out) => mul(g, sub(1, mul(out, out)))),
-);
-export const sigmoid = defineOp("sigmoid", (a: TensorLike) =>
-  floatUnary("sigmoid", "x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) / (1 + Math.exp(x))", a, (g, _x, out) =>
-    mul(g, mul(out, sub(1, out))),
-  ),
-);
+// tanh and sigmoid are fused ops with fused backward and double backward (activations.ts).
+export { tanh, sigmoid } from "./activations.js";
 // d erf(x) = 2/sqrt(pi) · exp(-x²)
 export const erf = defineOp("erf", (a: TensorLike) =>
   floatUnary("erf", "erf(x)", a, (g, x) => mul(g, mul(exp(neg(mul(x, x))), 1.1283791670955126))),

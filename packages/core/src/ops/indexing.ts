@@ -1,4 +1,5 @@
-import { arrayFor } from "../tensor/dtype.js";
+import { indexAddRowsInWasm } from "../kernels/index-add.js";
+import { type FloatArray, arrayFor } from "../tensor/dtype.js";
 import { fmtShape, normDim, stridesOf } from "../tensor/shape.js";
 import { Tensor } from "../tensor/tensor.js";
 import { defineOp, record } from "./op.js";
@@ -137,15 +138,22 @@ export const indexAdd = defineOp("indexAdd", (self: Tensor, dim: number, index: 
         `with ${n} entries along dim ${d}`,
     );
   }
-  const out = self.data.slice();
-  for (let o = 0; o < outer; o++) {
-    for (let j = 0; j < n; j++) {
-      const v = index.data[j]!;
-      if (v < 0 || v >= size)
-        throw new Error(`indexAdd: index ${v} is out of range for dimension ${d} with size ${size}`);
-      const dst = (o * size + v) * inner,
-        src = (o * n + j) * inner;
-      for (let i = 0; i < inner; i++) out[dst + i]! += source.data[src + i]!;
+  for (let j = 0; j < n; j++) {
+    const v = index.data[j]!;
+    if (v < 0 || v >= size)
+      throw new Error(`indexAdd: index ${v} is out of range for dimension ${d} with size ${size}`);
+  }
+  const out = arrayFor(self.dtype, self.numel, false);
+  out.set(self.data);
+  // Along dim 0 (the embedding's gradient) the SIMD kernel takes operands in wasm memory.
+  const isRows = outer === 1 && index.data instanceof Int32Array;
+  if (!(isRows && indexAddRowsInWasm(out as FloatArray, source.data as FloatArray, index.data, n, inner))) {
+    for (let o = 0; o < outer; o++) {
+      for (let j = 0; j < n; j++) {
+        const dst = (o * size + index.data[j]!) * inner,
+          src = (o * n + j) * inner;
+        for (let i = 0; i < inner; i++) out[dst + i]! += source.data[src + i]!;
+      }
     }
   }
   return record(

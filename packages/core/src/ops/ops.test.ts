@@ -72,7 +72,10 @@ import {
 import { OPS } from "./op.js";
 import { sliceBackward } from "./shape.js";
 import { reluGrad } from "./elementwise.js";
-import { logSoftmaxBackward } from "./softmax.js";
+import { sigmoidBackward, sigmoidDoubleBackward, tanhBackward, tanhDoubleBackward } from "./activations.js";
+import { geluBackward, geluDoubleBackward } from "./gelu.js";
+import { logSoftmaxBackward, softmaxBackward } from "./softmax.js";
+import { layerNormBackward, layerNormalize } from "./layer-norm.js";
 import { linear } from "./linalg.js";
 import { type Geometry, col2im, im2col } from "./conv.js";
 import { convolution, convolutionInputGrad, convolutionWeightGrad } from "./convolution.js";
@@ -150,6 +153,17 @@ const SAMPLES: Record<string, Sample[]> = {
   sqrt: [s(sqrt, pos(2, 3))],
   tanh: [s(tanh, r(2, 3))],
   sigmoid: [s(sigmoid, r(2, 3)), s((a) => sigmoid(mul(a, 20)), r(4))],
+  // y comes through the forward op, so gradients also flow into x through it.
+  tanhBackward: [s((g, x) => tanhBackward(g, tanh(x)), r(2, 3), r(2, 3)), s(tanhBackward, r(5), r(5))],
+  tanhDoubleBackward: [
+    s((gg, g, x) => tanhDoubleBackward(gg, g, tanh(x)), r(2, 3), r(2, 3), r(2, 3)),
+    s(tanhDoubleBackward, r(7), r(7), r(7)),
+  ],
+  sigmoidBackward: [s((g, x) => sigmoidBackward(g, sigmoid(x)), r(2, 3), r(2, 3)), s(sigmoidBackward, r(5), r(5))],
+  sigmoidDoubleBackward: [
+    s((gg, g, x) => sigmoidDoubleBackward(gg, g, sigmoid(x)), r(2, 3), r(2, 3), r(2, 3)),
+    s(sigmoidDoubleBackward, r(7), r(7), r(7)),
+  ],
   erf: [s(erf, r(2, 3)), s((a) => erf(mul(a, 3)), r(4))],
   abs: [s(abs, away(2, 3))],
   relu: [s(relu, away(2, 3))],
@@ -274,7 +288,20 @@ const SAMPLES: Record<string, Sample[]> = {
     s((a, b) => mm(a, b, true, true), r(2, 3, 2), r(2, 4, 3)),
     s((a, b) => mm(a, b), r(2, 3, 4), r(2, 4, 5)),
   ],
-  gelu: [s((a) => gelu(a), r(2, 3)), s((a) => gelu(a, { approximate: "tanh" }), r(2, 3))],
+  gelu: [
+    s((a) => gelu(a), r(2, 3)),
+    s((a) => gelu(a, { approximate: "tanh" }), r(2, 3)),
+    s((a) => gelu(mul(a, 3)), r(7)), // past |x|/√2 = 2, where Φ comes from the continued fraction
+  ],
+  geluBackward: [
+    s((g, x) => geluBackward(g, x), r(2, 3), r(2, 3)),
+    s((g, x) => geluBackward(g, mul(x, 3), { approximate: "tanh" }), r(5), r(5)),
+  ],
+  geluDoubleBackward: [
+    s((gg, g, x) => geluDoubleBackward(gg, g, x), r(2, 3), r(2, 3), r(2, 3)),
+    s((gg, g, x) => geluDoubleBackward(gg, g, x, { approximate: "tanh" }), r(7), r(7), r(7)),
+    s((gg, g, x) => geluDoubleBackward(gg, g, mul(x, 2), { approximate: "tanh" }), r(5), r(5), r(5)),
+  ],
   logSoftmax: [
     s((a) => logSoftmax(a), r(2, 3)),
     s((a) => logSoftmax(a, 0), r(3, 2)),
@@ -284,7 +311,17 @@ const SAMPLES: Record<string, Sample[]> = {
     s((g, x) => logSoftmaxBackward(g, logSoftmax(x, -1), -1), r(2, 3), r(2, 3)),
     s((g, x) => logSoftmaxBackward(g, logSoftmax(x, 1), 1), r(2, 3, 2), r(2, 3, 2)),
   ],
-  softmax: [s((a) => softmax(a), r(2, 3)), s((a) => softmax(a, -2), r(3, 2, 2))],
+  softmax: [s((a) => softmax(a), r(2, 3)), s((a) => softmax(a, -2), r(3, 2, 2)), s((a) => softmax(a, 0), r(5))],
+  layerNormalize: [s((a) => layerNormalize(a, 1), r(3, 5)), s((a) => layerNormalize(a, 2, 0.1), r(2, 3, 2))],
+  layerNormBackward: [
+    s((g, x) => layerNormBackward(g, x, 1), r(3, 5), r(3, 5)),
+    s((g, x) => layerNormBackward(g, x, 2, 0.1), r(2, 3, 2), r(2, 3, 2)),
+  ],
+  softmaxBackward: [
+    s((g, x) => softmaxBackward(g, softmax(x, -1), -1), r(2, 3), r(2, 3)),
+    s((g, x) => softmaxBackward(g, softmax(x, 1), 1), r(2, 3, 2), r(2, 3, 2)),
+    s((g, p) => softmaxBackward(g, p, -1), r(3, 5), r(3, 5)),
+  ],
   var: [
     s((a) => variance(a), r(2, 3)),
     s((a) => variance(a, 1, { keepdim: true }), r(2, 3)),

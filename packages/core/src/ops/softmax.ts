@@ -2,6 +2,8 @@ import { FLT_MIN, type FloatArray, arrayFor, isFloat } from "../tensor/dtype.js"
 import { fmtShape, normDims } from "../tensor/shape.js";
 import { Tensor } from "../tensor/tensor.js";
 import { exp, mul, neg, sub } from "./elementwise.js";
+import { noGrad } from "../autograd/grad-mode.js";
+import { softmaxBackwardRows, softmaxRows } from "../kernels/softmax.js";
 import { defineOp, record } from "./op.js";
 import { sum } from "./reduce.js";
 
@@ -111,5 +113,45 @@ export const logSoftmaxBackward = defineOp("logSoftmaxBackward", (g: Tensor, y: 
       return [needs[0] ? sub(h, sum(he, d, true)) : null, needs[1] ? neg(mul(he, sum(g, d, true))) : null];
     },
     [g, y],
+  );
+});
+
+/** softmax along `dim` (default the last): one fused pass per row over the last dim, else exp(logSoftmax). */
+export const softmax = defineOp("softmax", (x: Tensor, dim = -1): Tensor => {
+  const d = oneDim(x, dim, "softmax");
+  const [outer, c, inner] = rowsOf(x.shape, d);
+  if (inner !== 1) return exp(logSoftmax(x, d));
+  const out = arrayFor(x.dtype, x.numel, false) as FloatArray;
+  out.set(x.data as FloatArray);
+  softmaxRows(out, null, outer, 1, c, 1, false);
+  const p = new Tensor(out, x.shape);
+  return record(p, "softmax", [x], (g) => [softmaxBackward(g, p, d)], [p]);
+});
+
+/** The gradient of softmax: p·(g - Σ_dim g·p), for its output p; differentiable in g and p. */
+export const softmaxBackward = defineOp("softmaxBackward", (g: Tensor, p: Tensor, dim = -1): Tensor => {
+  const d = oneDim(p, dim, "softmaxBackward");
+  if (g.shape.join() !== p.shape.join() || g.dtype !== p.dtype) {
+    throw new Error(`softmaxBackward: g ${fmtShape(g.shape)} ${g.dtype} must match p ${fmtShape(p.shape)} ${p.dtype}`);
+  }
+  const [outer, c, inner] = rowsOf(p.shape, d);
+  let out: Tensor;
+  if (inner === 1) {
+    const data = arrayFor(p.dtype, p.numel, false) as FloatArray;
+    softmaxBackwardRows(g.data as FloatArray, p.data as FloatArray, data, outer, c);
+    out = new Tensor(data, p.shape);
+  } else {
+    out = noGrad(() => mul(p, sub(g, sum(mul(g, p), d, true))));
+  }
+  return record(
+    out,
+    "softmaxBackward",
+    [g, p],
+    (h, needs) => [
+      // symmetric in g and h: ∂/∂g = p·(h - Σ h·p);  ∂/∂p = h·(g - Σ g·p) - g·Σ h·p
+      needs[0] ? softmaxBackward(h, p, d) : null,
+      needs[1] ? sub(mul(h, sub(g, sum(mul(g, p), d, true))), mul(g, sum(mul(h, p), d, true))) : null,
+    ],
+    [g, p],
   );
 });

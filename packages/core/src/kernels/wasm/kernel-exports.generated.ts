@@ -178,4 +178,51 @@ export interface KernelExports {
   poolGather(xPtr: number, indexPtr: number, yPtr: number, planes: number, hw: number, count: number): void;
   /** dx [planes, hw] = 0, then dx[p][index[p][o]] += g[p][o] (index -1 skipped), flushed. */
   poolScatter(gPtr: number, indexPtr: number, dxPtr: number, planes: number, hw: number, count: number): void;
+  /** out[i] = tanh(x[i]) in f32 (computed in f64, rounded once, subnormals flushed); out may be x. */
+  tanhForward(x: number, out: number, n: number): void;
+  /** out[i] = g[i]·(1 - y[i]²): tanh's backward from its output y, in f32, flushed; out may alias g or y. */
+  tanhBackward(g: number, y: number, out: number, n: number): void;
+  /** out[i] = -2·gg[i]·g[i]·y[i]: the y-gradient of tanhBackward, in f32, flushed; out may alias an input. */
+  tanhDoubleBackward(gg: number, g: number, y: number, out: number, n: number): void;
+  /** out[i] = sigmoid(x[i]) in f32 (computed in f64, rounded once, subnormals flushed); out may be x. */
+  sigmoidForward(x: number, out: number, n: number): void;
+  /** out[i] = g[i]·y[i]·(1 - y[i]): sigmoid's backward from its output y, in f32, flushed; out may alias g or y. */
+  sigmoidBackward(g: number, y: number, out: number, n: number): void;
+  /** out[i] = gg[i]·g[i]·(1 - 2·y[i]): the y-gradient of sigmoidBackward, in f32, flushed; out may alias an input. */
+  sigmoidDoubleBackward(gg: number, g: number, y: number, out: number, n: number): void;
+  /** out[i] = x[i]·Φ(x[i]) (exact GELU) in f32, computed in f64, subnormals flushed; out may be x. */
+  geluForward(x: number, out: number, n: number): void;
+  /** out[i] = g[i]·(Φ(x[i]) + x[i]·φ(x[i])): exact GELU's backward from its input x; out may alias g or x. */
+  geluBackward(g: number, x: number, out: number, n: number): void;
+  /** out[i] = gg[i]·g[i]·φ(x[i])·(2 - x[i]²): the x-gradient of geluBackward; out may alias an input. */
+  geluDoubleBackward(gg: number, g: number, x: number, out: number, n: number): void;
+  /** out[i] = GELU(x[i]) with the tanh approximation, in f32, computed in f64, flushed; out may be x. */
+  geluTanhForward(x: number, out: number, n: number): void;
+  /** out[i] = g[i]·f'(x[i]) for the tanh-approximated GELU f; out may alias g or x. */
+  geluTanhBackward(g: number, x: number, out: number, n: number): void;
+  /** out[i] = gg[i]·g[i]·f''(x[i]) for the tanh-approximated GELU f: the x-gradient of geluTanhBackward. */
+  geluTanhDoubleBackward(gg: number, g: number, x: number, out: number, n: number): void;
+  /**
+   * out[r][j] = softmax over j of (scale·x[r][j] + bias[r][j]) for rows × cols row-major x (bias 0: none;
+   * causal != 0: columns j > r % l masked), in f64, rounded to f32; scratch holds cols f64; out may be x.
+   */
+  softmaxRows(
+    x: number,
+    bias: number,
+    out: number,
+    scratch: number,
+    rows: number,
+    cols: number,
+    l: number,
+    scale: number,
+    causal: number,
+  ): void;
+  /** out[r][j] = p[r][j]·(g[r][j] - Σ_k g[r][k]·p[r][k]) for rows × cols row-major g and p, in f32 (see above); out may alias g. */
+  softmaxBackward(g: number, p: number, out: number, rows: number, cols: number): void;
+  /** out = (x - μ)/√(var + eps) per row of n floats (rows × n row-major, biased variance), in f64, rounded to f32; out may be x. */
+  layerNormForward(x: number, out: number, rows: number, n: number, eps: number): void;
+  /** out = r·(g - mean(g) - xh·mean(g·xh)), xh = (x - μ)·r, per row of n floats: the backward from x; out may alias g. */
+  layerNormBackward(g: number, x: number, out: number, rows: number, n: number, eps: number): void;
+  /** out[idx[j]·inner + i] += src[j·inner + i] for j < n in order, i < inner; idx holds n int32 row numbers (checked by the caller). */
+  indexAddRows(out: number, src: number, idx: number, n: number, inner: number): void;
 }

@@ -1,0 +1,121 @@
+import { expNeg, flushSigned32 } from "./activation-math";
+import { load1, load2 } from "./lanes";
+
+// ---------------------------------------------------------------------------------------------
+// Softmax over the last dimension, forward and backward; JavaScript twins with the same bits in
+// src/kernels/softmax.ts.
+//
+// Forward (attention's scores and F.softmax): per row, v = scale·x + bias in f64 (keys past the
+// row's position masked when causal), m = max v, e = e^(v - m) by range reduction (exponent clamped
+// at -700), total = Σ e summed in two f64 lanes (even and odd columns, added at the end, then an odd
+// last column), p = e / total rounded to f32 (below FLT_MIN stored as 0). A row whose scores are
+// all -inf gives 0; a NaN score gives a NaN row. The e values wait in f64 scratch (8 bytes a column).
+//
+// Backward: dx = p·(g - Σ g·p), the chain `mul(p, sub(g, sum(mul(g, p))))` of float32 ops it replaces
+// with its roundings: each product and difference rounded to f32 and flushed, the sum in f64 in
+// column order and rounded once (as the JavaScript reduction does).
+// ---------------------------------------------------------------------------------------------
+
+@inline function scores2(x: usize, bias: usize, off: usize, scale: f64): v128 {
+  const v = f64x2.mul(f64x2.splat(scale), load2(x + off));
+  return bias == 0 ? v : f64x2.add(v, load2(bias + off));
+}
+
+@inline function scores1(x: usize, bias: usize, off: usize, scale: f64): v128 {
+  const v = f64x2.mul(f64x2.splat(scale), load1(x + off));
+  return bias == 0 ? v : f64x2.add(v, load1(bias + off));
+}
+
+@inline function expShift(v: v128, m: f64): v128 {
+  return expNeg(f64x2.max(f64x2.sub(v, f64x2.splat(m)), f64x2.splat(-700)));
+}
+
+/**
+ * out[r][j] = softmax over j of (scale·x[r][j] + bias[r][j]) for rows × cols row-major x (bias 0: none;
+ * causal != 0: columns j > r % l masked), in f64, rounded to f32; scratch holds cols f64; out may be x.
+ */
+export function softmaxRows(
+  x: usize,
+  bias: usize,
+  out: usize,
+  scratch: usize,
+  rows: i32,
+  cols: i32,
+  l: i32,
+  scale: f64,
+  causal: i32,
+): void {
+  for (let r = 0; r < rows; r++) {
+    const rowOff = <usize>r * <usize>cols * 4;
+    const xr = x + rowOff,
+      br = bias == 0 ? 0 : bias + rowOff,
+      or = out + rowOff;
+    const limit = causal != 0 ? min(r % l + 1, cols) : cols;
+    let mv = f64x2.splat(-Infinity);
+    let j = 0;
+    for (; j + 2 <= limit; j += 2) mv = f64x2.max(mv, scores2(xr, br, <usize>j * 4, scale));
+    let m = f64x2.extract_lane(mv, 0);
+    const m1 = f64x2.extract_lane(mv, 1);
+    if (m1 > m || isNaN(m1)) m = m1;
+    if (j < limit) {
+      const v = f64x2.extract_lane(scores1(xr, br, <usize>j * 4, scale), 0);
+      if (v > m || isNaN(v)) m = v;
+    }
+    if (m == -Infinity) {
+      memory.fill(or, 0, <usize>cols * 4);
+      continue;
+    }
+    let acc = f64x2.splat(0);
+    j = 0;
+    for (; j + 2 <= limit; j += 2) {
+      const e = expShift(scores2(xr, br, <usize>j * 4, scale), m);
+      v128.store(scratch + <usize>j * 8, e);
+      acc = f64x2.add(acc, e);
+    }
+    let total = f64x2.extract_lane(acc, 0) + f64x2.extract_lane(acc, 1);
+    if (j < limit) {
+      const e = f64x2.extract_lane(expShift(scores1(xr, br, <usize>j * 4, scale), m), 0);
+      store<f64>(scratch + <usize>j * 8, e);
+      total += e;
+    }
+    const inv = f64x2.splat(total);
+    j = 0;
+    for (; j + 2 <= limit; j += 2) {
+      const p = f32x4.demote_f64x2_zero(f64x2.div(v128.load(scratch + <usize>j * 8), inv));
+      v128.store64_lane(or + <usize>j * 4, flushSigned32(p), 0);
+    }
+    if (j < limit) {
+      const p = f32x4.demote_f64x2_zero(f64x2.div(v128.load64_zero(scratch + <usize>j * 8), inv));
+      v128.store32_lane(or + <usize>j * 4, flushSigned32(p), 0);
+    }
+    if (limit < cols) memory.fill(or + <usize>limit * 4, 0, <usize>(cols - limit) * 4);
+  }
+}
+
+/** out[r][j] = p[r][j]·(g[r][j] - Σ_k g[r][k]·p[r][k]) for rows × cols row-major g and p, in f32 (see above); out may alias g. */
+export function softmaxBackward(g: usize, p: usize, out: usize, rows: i32, cols: i32): void {
+  for (let r = 0; r < rows; r++) {
+    const off = <usize>r * <usize>cols * 4;
+    const gr = g + off,
+      pr = p + off,
+      or = out + off;
+    let s: f64 = 0;
+    for (let j = 0; j < cols; j++) {
+      const o = <usize>j * 4;
+      const t = flushSigned32(f32x4.mul(v128.load32_zero(gr + o), v128.load32_zero(pr + o)));
+      s += <f64>f32x4.extract_lane(t, 0);
+    }
+    const sv = f32x4.splat(<f32>s);
+    let j = 0;
+    for (; j + 4 <= cols; j += 4) {
+      const o = <usize>j * 4;
+      const d = flushSigned32(f32x4.sub(v128.load(gr + o), sv));
+      v128.store(or + o, flushSigned32(f32x4.mul(v128.load(pr + o), d)));
+    }
+    for (; j < cols; j++) {
+      const o = <usize>j * 4;
+      const d = flushSigned32(f32x4.sub(v128.load32_zero(gr + o), sv));
+      v128.store32_lane(or + o, flushSigned32(f32x4.mul(v128.load32_zero(pr + o), d)), 0);
+    }
+  }
+}

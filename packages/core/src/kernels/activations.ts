@@ -1,0 +1,139 @@
+// tanh and sigmoid kernels: forward, backward (dy -> dx through the saved output y) and the
+// backward's gradient with respect to y. For float32 operands in this thread's WebAssembly memory
+// (inside the trainer's step region) the SIMD kernels of assembly/activations.ts run in place;
+// otherwise the JavaScript twins below give the same bits: the same IEEE operations in the same
+// order (a product of two float32 is exact in float64, and rounding a float64 sum, difference,
+// product or quotient of float32 values to float32 equals the float32 operation). float64 arrays
+// take plain formulas (Math.tanh, no flushing) for gradient checks.
+
+import { FLT_MIN, type FloatArray } from "../tensor/dtype.js";
+import { wasmInPlace } from "./dispatch.js";
+
+// The same float64 constants as assembly/activations.ts (0.6931471805599453, 1.4426950408889634).
+const LN2 = Math.LN2;
+const INV_LN2 = Math.LOG2E;
+
+// 2^k for integral k in [-1022, 1023] at POW2[k + 1022], built from the exponent bits as the SIMD
+// kernel builds it.
+const POW2 = (() => {
+  const t = new Float64Array(2046);
+  const bits = new BigInt64Array(t.buffer);
+  for (let k = -1022; k <= 1023; k++) bits[k + 1022] = BigInt(k + 1023) << 52n;
+  return t;
+})();
+
+// e^r - 1 for |r| <= ln2/2: Taylor series to r^11/11!, by Horner (as expm1Reduced in assembly).
+export function expm1Reduced(r: number): number {
+  let p = 1 / 39916800;
+  p = p * r + 1 / 3628800;
+  p = p * r + 1 / 362880;
+  p = p * r + 1 / 40320;
+  p = p * r + 1 / 5040;
+  p = p * r + 1 / 720;
+  p = p * r + 1 / 120;
+  p = p * r + 1 / 24;
+  p = p * r + 1 / 6;
+  p = p * r + 0.5;
+  p = p * r + 1;
+  return p * r;
+}
+
+// f32 rounding with subnormals stored as a zero of the same sign.
+export function f32(v: number): number {
+  const r = Math.fround(v);
+  return Math.abs(r) < FLT_MIN ? r * 0 : r;
+}
+
+/** e^t for -700 <= t <= 0, by range reduction (as expNeg in assembly/activation-math.ts). */
+export function expNeg(t: number): number {
+  const k = Math.floor(t * INV_LN2 + 0.5);
+  return POW2[k + 1022]! * (expm1Reduced(t - k * LN2) + 1);
+}
+
+/** tanh(x) in float64 by range reduction, as the SIMD kernel computes it before rounding to f32. */
+export function tanhF64(x: number): number {
+  const a = Math.min(Math.abs(x), 10);
+  const t = a + a;
+  const k = Math.floor(t * INV_LN2 + 0.5);
+  const s = POW2[k + 1022]!;
+  const em1 = s * expm1Reduced(t - k * LN2) + (s - 1);
+  const m = em1 / (em1 + 2);
+  return x < 0 || Object.is(x, -0) ? -m : m;
+}
+
+/** sigmoid(x) in float64 by range reduction, as the SIMD kernel computes it before rounding to f32. */
+export function sigmoidF64(x: number): number {
+  const t = -Math.min(Math.abs(x), 120);
+  const k = Math.floor(t * INV_LN2 + 0.5);
+  const e = POW2[k + 1022]! * (expm1Reduced(t - k * LN2) + 1);
+  const inv = 1 / (1 + e);
+  return x < 0 ? e * inv : inv;
+}
+
+/** out = tanh(x); out may be x. */
+export function tanhForward(x: FloatArray, out: FloatArray): void {
+  const k = wasmInPlace(x, out);
+  if (k !== null) k.exports.tanhForward(x.byteOffset, out.byteOffset, x.length);
+  else if (x instanceof Float32Array) for (let i = 0; i < x.length; i++) out[i] = f32(tanhF64(x[i]!));
+  else for (let i = 0; i < x.length; i++) out[i] = Math.tanh(x[i]!);
+}
+
+/** out = sigmoid(x); out may be x. */
+export function sigmoidForward(x: FloatArray, out: FloatArray): void {
+  const k = wasmInPlace(x, out);
+  if (k !== null) k.exports.sigmoidForward(x.byteOffset, out.byteOffset, x.length);
+  else if (x instanceof Float32Array) for (let i = 0; i < x.length; i++) out[i] = f32(sigmoidF64(x[i]!));
+  else
+    for (let i = 0; i < x.length; i++) {
+      const v = x[i]!;
+      out[i] = v >= 0 ? 1 / (1 + Math.exp(-v)) : Math.exp(v) / (1 + Math.exp(v));
+    }
+}
+
+/** out = g·(1 - y²), tanh's gradient from its output y. */
+export function tanhBackward(g: FloatArray, y: FloatArray, out: FloatArray): void {
+  const k = wasmInPlace(g, y, out);
+  if (k !== null) k.exports.tanhBackward(g.byteOffset, y.byteOffset, out.byteOffset, g.length);
+  else if (out instanceof Float32Array)
+    for (let i = 0; i < g.length; i++) {
+      const v = y[i]!;
+      out[i] = f32(g[i]! * f32(1 - f32(v * v)));
+    }
+  else for (let i = 0; i < g.length; i++) out[i] = g[i]! * (1 - y[i]! * y[i]!);
+}
+
+/** out = -2·(gg·g)·y, the y-gradient of tanhBackward. */
+export function tanhDoubleBackward(gg: FloatArray, g: FloatArray, y: FloatArray, out: FloatArray): void {
+  const k = wasmInPlace(gg, g, y);
+  if (k !== null && out instanceof Float32Array && k.contains(out)) {
+    k.exports.tanhDoubleBackward(gg.byteOffset, g.byteOffset, y.byteOffset, out.byteOffset, g.length);
+  } else if (out instanceof Float32Array) {
+    for (let i = 0; i < g.length; i++) out[i] = f32(f32(f32(gg[i]! * g[i]!) * y[i]!) * -2);
+  } else for (let i = 0; i < g.length; i++) out[i] = -2 * gg[i]! * g[i]! * y[i]!;
+}
+
+/** out = g·y·(1 - y), sigmoid's gradient from its output y. */
+export function sigmoidBackward(g: FloatArray, y: FloatArray, out: FloatArray): void {
+  const k = wasmInPlace(g, y, out);
+  if (k !== null) k.exports.sigmoidBackward(g.byteOffset, y.byteOffset, out.byteOffset, g.length);
+  else if (out instanceof Float32Array)
+    for (let i = 0; i < g.length; i++) {
+      const v = y[i]!;
+      out[i] = f32(g[i]! * f32(v * f32(1 - v)));
+    }
+  else for (let i = 0; i < g.length; i++) out[i] = g[i]! * y[i]! * (1 - y[i]!);
+}
+
+/** out = (gg·g)·(1 - y) - (gg·g)·y, the y-gradient of sigmoidBackward. */
+export function sigmoidDoubleBackward(gg: FloatArray, g: FloatArray, y: FloatArray, out: FloatArray): void {
+  const k = wasmInPlace(gg, g, y);
+  if (k !== null && out instanceof Float32Array && k.contains(out)) {
+    k.exports.sigmoidDoubleBackward(gg.byteOffset, g.byteOffset, y.byteOffset, out.byteOffset, g.length);
+  } else if (out instanceof Float32Array) {
+    for (let i = 0; i < g.length; i++) {
+      const h = f32(gg[i]! * g[i]!),
+        v = y[i]!;
+      out[i] = f32(f32(h * f32(1 - v)) - f32(h * v));
+    }
+  } else for (let i = 0; i < g.length; i++) out[i] = gg[i]! * g[i]! * (1 - 2 * y[i]!);
+}
