@@ -33,10 +33,11 @@ describe("whether the PyTorch peer runs", () => {
     expect(torchSkipReason({ ...ok, status: 3, stdout: "" })).toBe(`${PYTHON} -c "import torch" failed: exit status 3`);
   });
 
-  it("forces OpenBLAS's AVX-512 kernels only on CPUs that have them, and never over the caller's choice", () => {
+  it("forces OpenBLAS's AVX-512 kernels on CPUs that have them, and only there", () => {
     expect(peerEnv({ PATH: "/bin" }, "fpu sse2 avx2 avx512f avx512bw").OPENBLAS_CORETYPE).toBe("SkylakeX");
+    expect(peerEnv({ OPENBLAS_CORETYPE: "Haswell" }, "avx2 avx512f").OPENBLAS_CORETYPE).toBe("SkylakeX");
     expect(peerEnv({ PATH: "/bin" }, "fpu sse2 avx2").OPENBLAS_CORETYPE).toBeUndefined();
-    expect(peerEnv({ OPENBLAS_CORETYPE: "Haswell" }, "avx512f").OPENBLAS_CORETYPE).toBe("Haswell");
+    expect(peerEnv({ OPENBLAS_CORETYPE: "Haswell" }, "fpu sse2 avx2").OPENBLAS_CORETYPE).toBe("Haswell");
     expect(peerEnv({ PATH: "/bin" }, "avx512f").PATH).toBe("/bin");
   });
 

@@ -10,7 +10,8 @@ import type { Ctx } from "../measure.js";
 import type { Row } from "../table.js";
 import type { MlpInputs } from "./tfjs.js";
 
-export const PYTHON = "/usr/bin/python3";
+/** Debian's interpreter, whose torch is python3-torch; THREADGRAD_BENCH_PYTHON names another. */
+export const PYTHON = process.env.THREADGRAD_BENCH_PYTHON || "/usr/bin/python3";
 /** benchmarks/pytorch/peer.py, from dist/peers/ (and from src/peers/ under vitest) */
 export const PEER_SCRIPT = fileURLToPath(new URL("../../pytorch/peer.py", import.meta.url));
 /** Thread counts the peer measures, as W6 and W7 compare them with 1 and 2 workers. */
@@ -18,12 +19,13 @@ export const PEER_THREADS = [1, 2] as const;
 
 /**
  * The environment the peer runs in: OpenBLAS forced to its AVX-512 kernels (`OPENBLAS_CORETYPE=
- * SkylakeX`: on these AMD CPUs it picks slow ones otherwise) where the CPU has AVX-512 (`cpuFlags`,
- * from /proc/cpuinfo; elsewhere those kernels would die on an illegal instruction), unless the caller
- * chose a core type already.
+ * SkylakeX`: on these AMD CPUs it picks slower ones otherwise, and an OPENBLAS_CORETYPE the machine
+ * sets for everything, such as Haswell, is overridden) where the CPU has AVX-512 (`cpuFlags`, from
+ * /proc/cpuinfo); elsewhere those kernels would die on an illegal instruction, so the environment
+ * is left as it is.
  */
 export function peerEnv(base: NodeJS.ProcessEnv = process.env, cpuFlags: string = readCpuFlags()): NodeJS.ProcessEnv {
-  if (base.OPENBLAS_CORETYPE || !/\bavx512f\b/.test(cpuFlags)) return { ...base };
+  if (!/\bavx512f\b/.test(cpuFlags)) return { ...base };
   return { ...base, OPENBLAS_CORETYPE: "SkylakeX" };
 }
 
