@@ -2,12 +2,12 @@
 // built-in `cnn` on Fashion-MNIST (W6, defined in @threadgrad/cli: the object `threadgrad bench
 // --model cnn` runs), data-parallel on 1 and 2 workers, over a stream of real batches (consecutive
 // batches of a seeded shuffle), against PyTorch on 1 and 2 threads on the same stream rule.
-import { W6, w6Data } from "@threadgrad/cli";
+import { type DataSplit, W6, loadDataset, w6Data } from "@threadgrad/cli";
 import { type DataParallel as DP, DataParallel, type DatasetLike } from "@threadgrad/workers";
 import { kernelBackends } from "./backends.js";
 import { type Ctx, type Timing, measure } from "./measure.js";
 import { pytorchRows } from "./peers/pytorch.js";
-import { type Row, rowFrom } from "./table.js";
+import { type Row, rowFrom, skipRow } from "./table.js";
 
 /** Worker counts W6 is reported on. */
 export const W6_WORKERS = [1, 2] as const;
@@ -84,5 +84,71 @@ export async function w6Cnn(ctx: Ctx): Promise<Row[]> {
     }
   }
   rows.push(...(await pytorchRows(ctx, "w6")));
+  return rows;
+}
+
+/** W6's training run: the CLI's `train --data fashion-mnist --model cnn --epochs 3 --batch-size 128`. */
+export const W6_TRAINING = { epochs: 3, workers: 2, seed: 0 } as const;
+/** --quick trains one epoch on this many samples (a smoke test, not a result) */
+const QUICK_TRAIN = 1024;
+
+/**
+ * W6 training: seconds per epoch and test accuracy of 3 epochs of the cnn on Fashion-MNIST, on 2
+ * workers, beside PyTorch's same recipe on 1 and 2 threads. Skipped without the data.
+ */
+export async function w6Training(ctx: Ctx): Promise<Row[]> {
+  const epochs = ctx.quick ? 1 : W6_TRAINING.epochs;
+  const key = {
+    workload: "W6 training",
+    config: `batch ${W6.batchSize}, ${epochs} epoch${epochs > 1 ? "s" : ""}`,
+    impl: `threadgrad, ${W6_TRAINING.workers} workers`,
+    peer: false,
+    unit: "s/epoch",
+    better: "lower" as const,
+    threads: W6_TRAINING.workers,
+  };
+  let data: DataSplit;
+  try {
+    data = loadDataset("fashion-mnist");
+  } catch (err) {
+    return [skipRow(key, `skipped: ${(err as Error).message}`)];
+  }
+  const n = ctx.quick ? Math.min(QUICK_TRAIN, data.train.length) : data.train.length;
+  const sampleShape = [1, 28, 28];
+  const train = { x: data.train.x.subarray(0, n * 784), y: data.train.y.subarray(0, n), length: n, sampleShape };
+  ctx.log(`W6 training, ${n} samples, ${epochs} epoch(s)`);
+  const trainer = await DataParallel.create({
+    model: W6.model,
+    loss: W6.loss,
+    optimizer: { ...W6.optimizer },
+    workers: W6_TRAINING.workers,
+    seed: W6_TRAINING.seed,
+    maxBatchSize: 1024,
+  });
+  const rows: Row[] = [];
+  try {
+    // one measured call = one epoch; the first is part of the run, not a warm-up
+    const t = await measure(
+      "W6 epoch",
+      async () => {
+        await trainer.fit(train, { epochs: trainer.progress.epoch + 1, batchSize: W6.batchSize });
+      },
+      ctx,
+      { iterations: epochs, warmupIterations: 0, time: 0 },
+    );
+    const test = { x: data.test.x, y: data.test.y, length: data.test.length, sampleShape };
+    const acc = (await trainer.evaluate(test)).accuracy ?? Number.NaN;
+    rows.push(
+      rowFrom(key, t, (ms) => ms / 1000, {
+        note:
+          `test accuracy ${(acc * 100).toFixed(2)}%, ${n.toLocaleString("en-US")} train samples` +
+          (ctx.quick ? "; quick: a subset, not a result" : ""),
+        extra: { testAccuracy: acc, epochs, trainSamples: n, workers: W6_TRAINING.workers },
+      }),
+    );
+  } finally {
+    await trainer.close();
+  }
+  rows.push(...(await pytorchRows(ctx, "w6-train")));
   return rows;
 }
