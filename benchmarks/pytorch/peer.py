@@ -266,7 +266,7 @@ def run_w6_train(threads, quick):
             correct = sum(int((model(tx[i : i + 1000]).argmax(1) == ty[i : i + 1000]).sum()) for i in range(0, len(ty), 1000))
         acc = correct / len(ty)
         r = row("W6 training", f"batch {batch}, {epochs} epoch{'s' if epochs > 1 else ''}", t, "s/epoch", lambda s: s, times,
-                f"test accuracy {acc * 100:.2f}%; {source}", {"testAccuracy": acc})
+                f"test accuracy {acc * 100:.2f}%, {x.shape[0]:,} train samples of {source}", {"testAccuracy": acc})
         r["better"] = "lower"
         rows.append(r)
     return rows
