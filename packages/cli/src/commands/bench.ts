@@ -49,16 +49,17 @@ function readBenchSettings(cli: Record<string, unknown>): BenchSettings {
     }
   };
   const positive = (v: unknown) => parseNumber(v, { min: 1, isInteger: true });
+  const isCnn = typeof cli.model === "string" && cli.model.trim() === "cnn";
   const s: BenchSettings = {
     workers: get("--workers", cli.workers, [...new Set([1, availableWorkers()])], parseWorkerList),
     sizes: get("--model", cli.model, [...W1.sizes], parseBenchModel),
     activation: get("--activation", cli.activation, W1.activation, (v) => parseChoice(v, ACTIVATIONS)),
-    batchSize: get("--batch-size", cli.batchSize, cli.model === "cnn" ? W6.batchSize : W1.batchSize, (v) =>
+    batchSize: get("--batch-size", cli.batchSize, isCnn ? W6.batchSize : W1.batchSize, (v) =>
       parseNumber(v, { min: 1, max: 1 << 20, isInteger: true }),
     ),
-    // A cnn step is ~50 times a W1 step and mostly kernels: fewer steps measure it as well.
-    steps: get("--steps", cli.steps, cli.model === "cnn" ? 50 : 200, positive),
-    warmupSteps: get("--warmup-steps", cli.warmupSteps, cli.model === "cnn" ? 20 : 600, (v) =>
+    // A cnn step is about ten times a W1 step's arithmetic, nearly all in kernels: fewer steps do.
+    steps: get("--steps", cli.steps, isCnn ? 50 : 200, positive),
+    warmupSteps: get("--warmup-steps", cli.warmupSteps, isCnn ? 20 : 600, (v) =>
       parseNumber(v, { min: 0, isInteger: true }),
     ),
     seed: get("--seed", cli.seed, 0, (v) => parseNumber(v, { min: 0, max: 2 ** 31 - 1, isInteger: true })),
