@@ -78,3 +78,25 @@ export function setWeights(model: nn.Module, weights: MlpInputs["weights"]): voi
     (params[2 * l + 1]!.data as Float32Array).set(b);
   });
 }
+
+/** Batches in the MLP workloads' stream for the peers: the data set the scaling suite trains on. */
+export const STREAM_BATCHES = 8;
+
+/**
+ * A problem's initial weights with STREAM_BATCHES batches of rows (`randomClassification(8 · batch,
+ * in, classes, seed)`, as the scaling suite and `threadgrad bench` use) instead of its one batch:
+ * what the PyTorch peer trains on, reshuffling the rows every epoch.
+ */
+export function streamInputs(spec: MlpSpec, weights: MlpInputs["weights"]): MlpInputs {
+  const rows = STREAM_BATCHES * spec.batch;
+  const data = randomClassification(rows, spec.sizes[0]!, spec.sizes.at(-1)!, spec.seed);
+  return {
+    sizes: [...spec.sizes],
+    weights,
+    x: Float32Array.from(data.x),
+    y: Int32Array.from(data.y),
+    batch: rows,
+    activation: spec.activation,
+    lr: spec.lr,
+  };
+}

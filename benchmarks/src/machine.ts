@@ -2,6 +2,7 @@
 import { cpus, hostname, loadavg, platform, release, arch, totalmem } from "node:os";
 import { createRequire } from "node:module";
 import { availableWorkers } from "@threadgrad/workers";
+import { PYTHON, peerEnv, probeTorch } from "./peers/pytorch.js";
 import { kernelBackends } from "./backends.js";
 
 export interface MachineInfo {
@@ -57,7 +58,16 @@ function peerVersions(): string {
         return `${name} not installed`;
       }
     })
+    .concat(pytorchVersion())
     .join(", ");
+}
+
+/** The PyTorch peer's torch and how it runs, or why it is skipped. */
+function pytorchVersion(): string {
+  const { skip, version } = probeTorch();
+  if (skip !== null) return `pytorch not available (${skip})`;
+  const coretype = peerEnv().OPENBLAS_CORETYPE;
+  return `pytorch ${version} (${PYTHON}${coretype ? `, OPENBLAS_CORETYPE=${coretype}` : ""})`;
 }
 
 export function formatMachine(m: MachineInfo): string {

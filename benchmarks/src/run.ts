@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // `pnpm bench`: runs the suites, prints one table, optionally writes JSON.
-//   node dist/run.js [--quick] [--json FILE] [--only w1,profile,w2,w3,w4,w5,scaling,soak] [--workers 1,2,4]
+//   node dist/run.js [--quick] [--json FILE] [--only w1,profile,w2,w3,w4,w5,w6,w6train,w7,scaling,soak] [--workers 1,2]
 import { writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
@@ -12,6 +12,8 @@ import { w2FashionMnist } from "./w2-fashion-mnist.bench.js";
 import { w3Sgemm } from "./w3-sgemm.bench.js";
 import { w4DoubleBackward } from "./w4-double-backward.bench.js";
 import { w5AllReduce } from "./w5-all-reduce.bench.js";
+import { w6Cnn, w6Training } from "./w6-cnn.bench.js";
+import { w7CharGpt } from "./w7-chargpt.bench.js";
 import { scaling } from "./scaling.bench.js";
 import { soak } from "./soak.bench.js";
 import { w1Profile } from "./w1-profile.bench.js";
@@ -23,6 +25,9 @@ const SUITES: Record<string, [string, (ctx: Ctx) => Promise<Row[]>]> = {
   w3: ["W3 sgemm", w3Sgemm],
   w4: ["W4 double-backward", w4DoubleBackward],
   w5: ["W5 all-reduce", w5AllReduce],
+  w6: ["W6 cnn", w6Cnn],
+  w6train: ["W6 training", w6Training],
+  w7: ["W7 chargpt", w7CharGpt],
   scaling: ["Scaling", scaling],
   soak: ["Soak", soak],
 };

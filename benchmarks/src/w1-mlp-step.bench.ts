@@ -1,11 +1,13 @@
 // W1: how many samples per second does one training step of the reference MLP process on one
 // thread? (W1 itself is defined in @threadgrad/cli, shared with `threadgrad bench`.) threadgrad
 // (one row per kernel backend) against tfjs (CPU, WebAssembly, and the WebAssembly form with
-// transposes hoisted). One step = zero grads, forward, loss, backward, Adam.
+// transposes hoisted) and PyTorch (1 and 2 threads, on a stream of batches). One step = zero grads,
+// forward, loss, backward, Adam.
 import { nn } from "@threadgrad/core";
 import { forEachBackend } from "./backends.js";
-import { W1_SPEC as W1, mlpProblem } from "./inputs.js";
+import { W1_SPEC as W1, mlpProblem, streamInputs } from "./inputs.js";
 import { type Ctx, measure } from "./measure.js";
+import { pytorchRows } from "./peers/pytorch.js";
 import { type TfForm, tfSession, tfTrainStep } from "./peers/tfjs.js";
 import { type Row, rowFrom, skipRow } from "./table.js";
 
@@ -58,5 +60,6 @@ export async function w1MlpStep(ctx: Ctx): Promise<Row[]> {
       op.dispose();
     }
   }
+  rows.push(...(await pytorchRows(ctx, "w1", streamInputs(W1, base.arrays.weights))));
   return rows;
 }

@@ -5,8 +5,9 @@ import { tensor } from "@threadgrad/core";
 import { buildMlp } from "@threadgrad/workers";
 import { forEachBackend } from "./backends.js";
 import { type FdResult, type GradProblem, fdCheck } from "./fd-check.js";
-import { W1_SPEC, firstRows, mlpProblem, setWeights } from "./inputs.js";
+import { W1_SPEC, firstRows, mlpProblem, setWeights, streamInputs } from "./inputs.js";
 import { type Ctx, measure } from "./measure.js";
+import { pytorchRows } from "./peers/pytorch.js";
 import { type MlpInputs, type TfForm, tfSession, tfTrainStep, tfW4Problem } from "./peers/tfjs.js";
 import { type Row, rowFrom, skipRow } from "./table.js";
 import { W4, w4Loss } from "./w4-model.js";
@@ -101,5 +102,7 @@ export async function w4DoubleBackward(ctx: Ctx): Promise<Row[]> {
       op.dispose();
     }
   }
+  // PyTorch's double backward (torch.autograd.grad with create_graph) is its own, not checked here.
+  rows.push(...(await pytorchRows(ctx, "w4", streamInputs(spec, base.arrays.weights))));
   return rows;
 }

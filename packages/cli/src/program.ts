@@ -82,7 +82,7 @@ function benchCommand(onDone: (code: number) => void): Command {
   return new Command("bench")
     .description("measure training throughput (samples/s) and scaling across worker counts")
     .option("--workers <list>", "worker counts to compare, e.g. 1,2 (default: 1 and the usable cores)")
-    .option("--model <spec>", "mlp:IN,HIDDEN...,OUT (default W1: mlp:784,256,256,10)")
+    .option("--model <spec>", "mlp:IN,HIDDEN...,OUT (default W1: mlp:784,256,256,10), or cnn (W6, on Fashion-MNIST)")
     .option("--activation <name>", "relu (default), tanh or gelu")
     .option("--batch-size <n>", "samples per step (default 256)")
     .option("--steps <n>", "timed steps per worker count (default 200)")

@@ -1,6 +1,13 @@
 // Benchmark workloads, defined once: `threadgrad bench` and benchmarks/ both measure these.
 import { mulberry32 } from "@threadgrad/core";
-import { DataParallel, type OptimizerConfig, type StepInfo } from "@threadgrad/workers";
+import {
+  DataParallel,
+  type DatasetLike,
+  type ImageModelSpec,
+  type OptimizerConfig,
+  type StepInfo,
+} from "@threadgrad/workers";
+import { FASHION_MNIST_DIR, loadDataset } from "./data/index.js";
 
 /** W1: an MNIST-sized MLP 784-256-256-10 with ReLU, batch 256, cross-entropy, Adam lr 1e-3. */
 export const W1 = {
@@ -10,6 +17,53 @@ export const W1 = {
   optimizer: { name: "adam", lr: 1e-3 },
   loss: "crossEntropy",
 } as const;
+
+/**
+ * W6: the built-in `cnn` on Fashion-MNIST `[B, 1, 28, 28]` (pixels / 255): conv 1→32 k3 p1, ReLU,
+ * maxpool 2; conv 32→64 k3 p1, ReLU, maxpool 2; flatten (3136); Linear 128, ReLU; Linear 10;
+ * cross-entropy (mean), Adam lr 1e-3, batch 128.
+ */
+export const W6 = {
+  model: { kind: "cnn", inChannels: 1, height: 28, width: 28, classes: 10 },
+  batchSize: 128,
+  optimizer: { name: "adam", lr: 1e-3 },
+  loss: "crossEntropy",
+} as const satisfies { model: ImageModelSpec } & Record<string, unknown>;
+
+/** Batches of random data W6 runs on when Fashion-MNIST is absent (reshuffled every epoch). */
+export const W6_RANDOM_BATCHES = 32;
+
+/** What a benchmark trains on: the rows, and where they came from (said in the output). */
+export interface BenchData {
+  data: DatasetLike & { length: number };
+  /** e.g. "Fashion-MNIST train (60,000 samples, /usr/share/datasets/fashion-mnist)" */
+  source: string;
+  /** false when the real data was absent and random data of the same shape stands in */
+  real: boolean;
+}
+
+/**
+ * W6's training data: the Fashion-MNIST training set from `dir`, or, when it is absent, random
+ * N(0, 1) samples of the same shape `[1, 28, 28]` with random labels (W6_RANDOM_BATCHES batches),
+ * with `source` saying why. Training visits consecutive batches of a seeded shuffle, reshuffled
+ * every epoch: a stream of batches, never one batch replayed.
+ * @example const { data, source } = w6Data(); // source names the files or says the data is random
+ */
+export function w6Data(seed = 0, dir: string = FASHION_MNIST_DIR): BenchData {
+  try {
+    const { train } = loadDataset(`fashion-mnist:${dir}`);
+    return {
+      data: { x: train.x, y: train.y, length: train.length, sampleShape: [1, 28, 28] },
+      source: `Fashion-MNIST train (${train.length.toLocaleString("en-US")} samples, ${dir})`,
+      real: true,
+    };
+  } catch (err) {
+    const rows = W6_RANDOM_BATCHES * W6.batchSize;
+    const data = { ...randomClassification(rows, 28 * 28, 10, seed), sampleShape: [1, 28, 28] };
+    const why = (err as Error).message.split("\n")[0];
+    return { data, source: `random N(0,1) data of Fashion-MNIST's shape, ${rows} samples (${why})`, real: false };
+  }
+}
 
 export interface ThroughputOptions {
   workers: number | "auto";
@@ -23,6 +77,10 @@ export interface ThroughputOptions {
   optimizer?: OptimizerConfig;
   /** seed of the data and the model (default 0) */
   seed?: number;
+  /** a built-in image model instead of the MLP of `sizes` (then `data` must be given) */
+  model?: ImageModelSpec;
+  /** the training rows (default: 8 batches of random data for the MLP's sizes) */
+  data?: DatasetLike & { length: number };
 }
 
 export interface ThroughputResult {
@@ -80,15 +138,18 @@ interface TimedStep {
   timings: StepInfo["timings"];
 }
 
-async function timeSteps(o: Required<ThroughputOptions>, data: ReturnType<typeof randomClassification>) {
+type TimingOptions = Required<Omit<ThroughputOptions, "model" | "data">> & Pick<ThroughputOptions, "model">;
+
+async function timeSteps(o: TimingOptions, data: DatasetLike & { length: number }) {
   const created = performance.now();
   const trainer = await DataParallel.create({
-    model: { kind: "mlp", sizes: [...o.sizes], activation: o.activation },
+    model: o.model ?? { kind: "mlp", sizes: [...o.sizes], activation: o.activation },
     loss: "crossEntropy",
     optimizer: o.optimizer,
     workers: o.workers,
     seed: o.seed,
-    maxBatchSize: Math.max(o.batchSize, 1024),
+    // An image model's activations grow with the batch: room for this batch only.
+    maxBatchSize: o.model ? o.batchSize : Math.max(o.batchSize, 1024),
   });
   const startupMs = performance.now() - created;
   const steps: TimedStep[] = [];
@@ -120,9 +181,10 @@ const median = (xs: number[]) =>
   );
 
 /**
- * Times `steps` training steps of an MLP (W1 unless overridden) on random data and returns the
- * gradient throughput.
+ * Times `steps` training steps of an MLP (W1 unless overridden) on random data, or of an image
+ * model on the given data, and returns the gradient throughput.
  * @example const r = await runThroughput({ workers: 2, steps: 20 }); r.samplesPerSec
+ * @example const w6 = await runThroughput({ workers: 2, model: W6.model, batchSize: 128, data: w6Data().data });
  */
 export async function runThroughput(opts: ThroughputOptions): Promise<ThroughputResult> {
   const o = {
@@ -137,10 +199,13 @@ export async function runThroughput(opts: ThroughputOptions): Promise<Throughput
   };
   if (!Number.isInteger(o.steps) || o.steps < 1)
     throw new Error(`runThroughput: steps must be a positive integer, got ${o.steps}`);
+  if (o.model !== undefined && opts.data === undefined)
+    throw new Error(`runThroughput: a ${o.model.kind} model needs its data (the data option)`);
   const sizes = o.sizes;
   // Eight batches of data, reshuffled every epoch: enough to not replay one batch, small to build.
-  const data = randomClassification(8 * o.batchSize, sizes[0]!, sizes[sizes.length - 1]!, o.seed);
-  const main = await timeSteps(o, data);
+  const { data: given, ...rest } = o;
+  const data = given ?? randomClassification(8 * o.batchSize, sizes[0]!, sizes[sizes.length - 1]!, o.seed);
+  const main = await timeSteps(rest, data);
   const sorted = main.steps.map((s) => s.ms).sort((a, b) => a - b);
   const totalMs = sorted.reduce((a, b) => a + b, 0);
   const phase = (key: keyof StepInfo["timings"]) => median(main.steps.map((s) => s.timings[key]));

@@ -169,4 +169,34 @@ describe("help, version and bench", () => {
     expect(results[0]!.samplesPerSec).toBeGreaterThan(0);
     expect(last.scalingEfficiency).toBe(1);
   });
+
+  it("bench --model cnn runs W6 at batch 128 and says which data it trained on", async () => {
+    const r = await run(["bench", "--model", "cnn", "--workers", "1", "--steps", "1", "--warmup-steps", "0", "--json"]);
+    expect(r.code).toBe(0);
+    const last = jsonLines(r.stdout).pop()!;
+    const workload = last.workload as {
+      name: string;
+      model: string;
+      batchSize: number;
+      data: string;
+      realData: boolean;
+    };
+    expect([workload.name, workload.model, workload.batchSize]).toEqual(["W6", "cnn", 128]);
+    // Fashion-MNIST where it is installed, random data of its shape (said on stderr too) where not
+    expect(workload.data).toMatch(
+      workload.realData ? /^Fashion-MNIST train \(60,000 samples/ : /^random N\(0,1\) data/,
+    );
+    if (!workload.realData) expect(r.stderr).toContain("bench: note: Fashion-MNIST absent: random N(0,1) data");
+    expect((last.results as { samplesPerSec: number }[])[0]!.samplesPerSec).toBeGreaterThan(0);
+  });
+
+  it("bench --model takes mlp:SIZES or cnn, and cnn takes no --activation", async () => {
+    const r = await run(["bench", "--model", "lenet5", "--steps", "1"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("--model must be mlp:SIZES");
+    expect(r.stderr).toContain("or cnn, got lenet5");
+    const a = await run(["bench", "--model", "cnn", "--activation", "tanh"]);
+    expect(a.code).toBe(2);
+    expect(a.stderr).toContain("--activation applies to mlp models only; the cnn preset uses ReLU");
+  });
 });

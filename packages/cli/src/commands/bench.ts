@@ -1,16 +1,18 @@
-// `threadgrad bench`: gradient throughput of training steps on random data for each worker count,
-// and the scaling efficiency throughput(N) / (N · throughput(1)) of the largest count.
+// `threadgrad bench`: gradient throughput of training steps for each worker count (an MLP on random
+// data, or W6: the cnn preset on Fashion-MNIST), and the scaling efficiency
+// throughput(N) / (N · throughput(1)) of the largest count.
 import { availableWorkers, resolveWorkers } from "@threadgrad/workers";
 import { EXIT_OK, UsageError } from "../errors.js";
 import { busyMachineWarning, readCpuTicks } from "../machine-load.js";
 import { formatRate } from "../progress.js";
 import { parserOf } from "../settings.js";
 import { ValueError, parseMlpSizes, parseNumber } from "../values.js";
-import { type ThroughputResult, W1, runThroughput } from "../workloads.js";
+import { type ThroughputResult, W1, W6, runThroughput, w6Data } from "../workloads.js";
 
 interface BenchSettings {
   workers: number[];
-  sizes: number[];
+  /** an MLP's widths, or "cnn": W6's network on Fashion-MNIST */
+  sizes: number[] | "cnn";
   activation: "relu" | "tanh" | "gelu";
   batchSize: number;
   steps: number;
@@ -47,18 +49,36 @@ function readBenchSettings(cli: Record<string, unknown>): BenchSettings {
     }
   };
   const positive = (v: unknown) => parseNumber(v, { min: 1, isInteger: true });
+  const isCnn = typeof cli.model === "string" && cli.model.trim() === "cnn";
   const s: BenchSettings = {
     workers: get("--workers", cli.workers, [...new Set([1, availableWorkers()])], parseWorkerList),
-    sizes: get("--model", cli.model, [...W1.sizes], parseMlpSizes),
+    sizes: get("--model", cli.model, [...W1.sizes], parseBenchModel),
     activation: get("--activation", cli.activation, W1.activation, parserOf("activation")),
-    batchSize: get("--batch-size", cli.batchSize, W1.batchSize, parserOf("batchSize")),
-    steps: get("--steps", cli.steps, 200, positive),
-    warmupSteps: get("--warmup-steps", cli.warmupSteps, 600, (v) => parseNumber(v, { min: 0, isInteger: true })),
+    batchSize: get("--batch-size", cli.batchSize, isCnn ? W6.batchSize : W1.batchSize, parserOf("batchSize")),
+    // A cnn step is about ten times a W1 step's arithmetic, nearly all in kernels: fewer steps do.
+    steps: get("--steps", cli.steps, isCnn ? 50 : 200, positive),
+    warmupSteps: get("--warmup-steps", cli.warmupSteps, isCnn ? 20 : 600, (v) =>
+      parseNumber(v, { min: 0, isInteger: true }),
+    ),
     seed: get("--seed", cli.seed, 0, parserOf("seed")),
     json: cli.json === true,
   };
+  if (s.sizes === "cnn" && cli.activation !== undefined)
+    errors.push("--activation applies to mlp models only; the cnn preset uses ReLU");
   if (errors.length > 0) throw new UsageError(errors);
   return s;
+}
+
+/** `--model`: mlp:SIZES, or cnn (W6's network). */
+function parseBenchModel(v: unknown): number[] | "cnn" {
+  if (typeof v === "string" && v.trim() === "cnn") return "cnn";
+  try {
+    return parseMlpSizes(v);
+  } catch (err) {
+    if (err instanceof ValueError)
+      throw new ValueError(err.message.replace("(the only built-in model is mlp)", "or cnn"));
+    throw err;
+  }
 }
 
 const ms = (v: number, width = 7) => v.toFixed(2).padStart(width);
@@ -87,24 +107,45 @@ export async function runBench(cli: Record<string, unknown>): Promise<number> {
   const s = readBenchSettings(cli);
   const out = (line: string) => process.stdout.write(`${line}\n`);
   const cores = availableWorkers();
-  const isW1 = s.sizes.join() === W1.sizes.join() && s.activation === W1.activation && s.batchSize === W1.batchSize;
-  const workload = {
-    name: isW1 ? "W1" : "custom",
-    sizes: s.sizes,
-    activation: s.activation,
-    batchSize: s.batchSize,
-    loss: "crossEntropy",
-    optimizer: W1.optimizer,
-  };
+  const cnn = s.sizes === "cnn";
+  const sizes = cnn ? [] : (s.sizes as number[]);
+  const isW1 =
+    !cnn && sizes.join() === W1.sizes.join() && s.activation === W1.activation && s.batchSize === W1.batchSize;
+  // W6 trains on Fashion-MNIST: a stream of its real batches (a seeded shuffle), or random data of
+  // its shape when it is not installed, and the output says which.
+  const cnnData = cnn ? w6Data(s.seed) : null;
+  const workload = cnn
+    ? {
+        name: s.batchSize === W6.batchSize ? "W6" : "custom",
+        model: "cnn",
+        sampleShape: [1, 28, 28],
+        batchSize: s.batchSize,
+        loss: "crossEntropy",
+        optimizer: W6.optimizer,
+        data: cnnData!.source,
+        realData: cnnData!.real,
+      }
+    : {
+        name: isW1 ? "W1" : "custom",
+        sizes,
+        activation: s.activation,
+        batchSize: s.batchSize,
+        loss: "crossEntropy",
+        optimizer: W1.optimizer,
+      };
   if (s.workers.some((w) => w > cores)) {
     process.stderr.write(
       `bench: note: ${Math.max(...s.workers)} workers on ${cores} usable cores oversubscribes them; expect lower efficiency\n`,
     );
   }
+  if (cnnData !== null && !cnnData.real) process.stderr.write(`bench: note: Fashion-MNIST absent: ${cnnData.source}\n`);
   if (!s.json) {
     out(
-      `bench ${workload.name}: mlp:${s.sizes.join(",")} ${s.activation}, batch ${s.batchSize}, cross-entropy, ` +
-        `adam lr 1e-3, random N(0,1) data (seed ${s.seed})`,
+      cnnData !== null
+        ? `bench ${workload.name}: cnn (conv 32, conv 64, linear 128, 10) on [${s.batchSize}, 1, 28, 28], ` +
+            `batch ${s.batchSize}, cross-entropy, adam lr 1e-3, ${cnnData.source}, shuffled with seed ${s.seed}`
+        : `bench ${workload.name}: mlp:${sizes.join(",")} ${s.activation}, batch ${s.batchSize}, cross-entropy, ` +
+            `adam lr 1e-3, random N(0,1) data (seed ${s.seed})`,
     );
     out(`${s.steps} timed steps after ${s.warmupSteps} warm-up steps; Node ${process.version}, ${cores} usable cores`);
   }
@@ -115,8 +156,7 @@ export async function runBench(cli: Record<string, unknown>): Promise<number> {
       workers,
       steps: s.steps,
       warmupSteps: s.warmupSteps,
-      sizes: s.sizes,
-      activation: s.activation,
+      ...(cnnData !== null ? { model: W6.model, data: cnnData.data } : { sizes, activation: s.activation }),
       batchSize: s.batchSize,
       seed: s.seed,
     });
