@@ -11,8 +11,14 @@ import {
 import type { ArenaLayout, SharedArena } from "./arena.js";
 import type { SegmentSum } from "./collective.js";
 
-/** Scratch per rank for the matmul's copies of activations and its packed panels. */
-export const RANK_SCRATCH_BYTES = 48 << 20;
+/**
+ * Scratch per rank for a step's tensors (the step region): its activations, the matmul's packed
+ * panels and the convolution's im2col. A W6 step (the cnn preset, batch 128) peaks near 90 MiB;
+ * beyond the scratch, tensors fall back to the JavaScript heap at about a quarter of the speed.
+ */
+export const RANK_SCRATCH_BYTES = 128 << 20;
+/** The least scratch a rank gets when many ranks share the memory. */
+const MIN_RANK_SCRATCH_BYTES = 48 << 20;
 // Stay well inside wasm32's 4 GiB: beyond this the arena falls back to a plain SharedArrayBuffer.
 const MAX_MEMORY_BYTES = 2 ** 31;
 
@@ -33,13 +39,16 @@ export function placeInWasm(
   ranks: number,
 ): { kernels: WasmKernels; placement: WasmPlacement } | null {
   if (getKernelBackend() !== "wasm") return null;
-  const heapBytes = layout.byteLength + ranks * RANK_SCRATCH_BYTES + 64 * (ranks + 2);
+  // Every rank's scratch within three quarters of the memory, so 16 ranks still fit beside a model.
+  const share = Math.floor((MAX_MEMORY_BYTES * 0.75) / ranks / 2 ** 20) * 2 ** 20;
+  const scratchBytes = Math.max(MIN_RANK_SCRATCH_BYTES, Math.min(RANK_SCRATCH_BYTES, share));
+  const heapBytes = layout.byteLength + ranks * scratchBytes + 64 * (ranks + 2);
   if (heapBytes > MAX_MEMORY_BYTES) return null;
   const kernels = createWasmKernels({ heapBytes, scratchBytes: 1 << 16 });
   const arenaOffset = kernels.alloc(layout.byteLength, 64);
   const scratch = Array.from({ length: ranks }, () => ({
-    byteOffset: kernels.alloc(RANK_SCRATCH_BYTES, 64),
-    byteLength: RANK_SCRATCH_BYTES,
+    byteOffset: kernels.alloc(scratchBytes, 64),
+    byteLength: scratchBytes,
   }));
   return { kernels, placement: { memory: kernels.memory, arenaOffset, scratch } };
 }
