@@ -3,7 +3,7 @@
 // --model cnn` runs), data-parallel on 1 and 2 workers, over a stream of real batches (consecutive
 // batches of a seeded shuffle), against PyTorch on 1 and 2 threads on the same stream rule.
 import { type DataSplit, W6, loadDataset, w6Data } from "@threadgrad/cli";
-import { type DataParallel as DP, DataParallel, type DatasetLike } from "@threadgrad/workers";
+import { type DataParallel as DP, DataParallel, type DatasetLike, type FitOptions } from "@threadgrad/workers";
 import { kernelBackends } from "./backends.js";
 import { type Ctx, type Timing, measure } from "./measure.js";
 import { pytorchRows } from "./peers/pytorch.js";
@@ -26,7 +26,8 @@ export const W6_KEY = {
  * Milliseconds per training step of a trainer that is already built, through tinybench: each call
  * runs `stepsPerCall` steps of `fit` from where the last call stopped (so the data stream goes on:
  * consecutive batches, a new shuffle every epoch) and reports its time per step. One untimed call
- * first sends the data to the workers. Any model and data: W6 uses it, and a data-parallel W7 can.
+ * first sends the data to the workers. Any model and data: W6 and W7 use it. `onEpochEnd` goes to
+ * fit (W7 redraws its token windows there, when no step is in flight).
  * @example const t = await measureSteps(ctx, trainer, data, 128); // t.median ms per step
  */
 export async function measureSteps(
@@ -35,11 +36,13 @@ export async function measureSteps(
   data: DatasetLike & { length: number },
   batchSize: number,
   stepsPerCall = ctx.quick ? 1 : STEPS_PER_CALL,
+  onEpochEnd?: FitOptions["onEpochEnd"],
 ): Promise<Timing> {
   const call = async () => {
     const before = trainer.progress.globalStep;
     const t0 = performance.now();
-    await trainer.fit(data, { epochs: trainer.progress.epoch + 2, batchSize, untilStep: before + stepsPerCall });
+    const until = before + stepsPerCall;
+    await trainer.fit(data, { epochs: trainer.progress.epoch + 2, batchSize, untilStep: until, onEpochEnd });
     const steps = trainer.progress.globalStep - before;
     if (steps < 1) throw new Error(`measureSteps: fit ran no step (from step ${before})`);
     return { overriddenDuration: (performance.now() - t0) / steps };

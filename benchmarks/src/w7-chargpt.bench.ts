@@ -1,9 +1,17 @@
 // W7: how many tokens per second does a small transformer's training step process? A character
-// GPT on the fortunes text, against PyTorch on 1 and 2 threads (benchmarks/pytorch/peer.py builds
-// the identical model). threadgrad's rows come from `threadgradW7`.
+// GPT on the fortunes text (the built-in `chargpt`, W7 as @threadgrad/cli defines it for `threadgrad
+// bench --model chargpt`), data-parallel on 1 and 2 workers, against PyTorch on 1 and 2 threads
+// (benchmarks/pytorch/peer.py builds the identical model).
+import { W7 as CLI_W7, w7Data } from "@threadgrad/cli";
+import { DataParallel } from "@threadgrad/workers";
+import { kernelBackends } from "./backends.js";
 import type { Ctx } from "./measure.js";
 import { pytorchRows } from "./peers/pytorch.js";
-import { type Row, skipRow } from "./table.js";
+import { type Row, rowFrom } from "./table.js";
+import { measureSteps } from "./w6-cnn.bench.js";
+
+/** Worker counts W7 is reported on. */
+export const W7_WORKERS = [1, 2] as const;
 
 /** W7 as benchmarks/README.md defines it. */
 export const W7 = {
@@ -33,11 +41,45 @@ export const tokensPerSec = (ms: number): number => (W7.batch * W7.context * 100
 
 /**
  * threadgrad's W7 rows: `{ ...W7_KEY, impl: "threadgrad, N workers", peer: false, threads: N }` for
- * N = 1, 2, from `measureSteps` (w6-cnn.bench.ts) converted with `tokensPerSec`. Until threadgrad has
- * the model, one row says so.
+ * N = 1, 2: whole DataParallel steps (forward, backward, reduction, Adam) from `measureSteps`
+ * (w6-cnn.bench.ts) converted with `tokensPerSec`. The windows are fresh every step: `w7Data`'s pool
+ * of windows is redrawn at the end of each epoch over it.
  */
-export async function threadgradW7(_ctx: Ctx): Promise<Row[]> {
-  return [skipRow({ ...W7_KEY, impl: "threadgrad", peer: false, threads: "" }, "not measured: no threadgrad W7 yet")];
+export async function threadgradW7(ctx: Ctx): Promise<Row[]> {
+  const model = CLI_W7.model;
+  const sizes = ["vocab", "context", "dim", "heads", "layers"] as const;
+  if (sizes.some((k) => model[k] !== W7[k]) || CLI_W7.batchSize !== W7.batch || CLI_W7.optimizer.lr !== W7.lr)
+    throw new Error("W7: the cli's chargpt workload differs from the one this suite defines");
+  const { data, redraw, source, real } = w7Data(0);
+  if (!real) console.log(`W7: fortunes text absent, threadgrad trains on ${source}`);
+  const kb = await kernelBackends();
+  const kernels = kb === null ? "js" : kb.current();
+  const rows: Row[] = [];
+  for (const workers of W7_WORKERS) {
+    const label = `${workers} worker${workers > 1 ? "s" : ""}`;
+    ctx.log(`W7 threadgrad, ${label}`);
+    const trainer = await DataParallel.create({
+      model,
+      loss: CLI_W7.loss,
+      optimizer: { ...CLI_W7.optimizer },
+      workers,
+      seed: 0,
+      maxBatchSize: W7.batch,
+    });
+    try {
+      const t = await measureSteps(ctx, trainer, data, W7.batch, undefined, (log) => redraw(log.epoch));
+      const over = workers > ctx.cores ? `; ${workers} workers > ${ctx.cores} cores` : "";
+      rows.push(
+        rowFrom({ ...W7_KEY, impl: `threadgrad, ${label}`, peer: false, threads: workers }, t, tokensPerSec, {
+          note: `DataParallel, kernels ${kernels}, fresh random windows each step of ${source}${over}`,
+          extra: { workers, realData: real, parameters: W7.parameters },
+        }),
+      );
+    } finally {
+      await trainer.close();
+    }
+  }
+  return rows;
 }
 
 export async function w7CharGpt(ctx: Ctx): Promise<Row[]> {

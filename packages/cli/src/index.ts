@@ -3,6 +3,14 @@
 export * from "./data/index.js";
 export { W1, runThroughput, randomClassification, type ThroughputOptions, type ThroughputResult } from "./workloads.js";
 export { W6, W6_RANDOM_BATCHES, w6Data, type BenchData } from "./workloads.js";
+export {
+  W7,
+  W7_POOL_STEPS,
+  W7_RANDOM_TOKENS,
+  FORTUNES_DIR,
+  w7Data,
+  type TokenBenchData,
+} from "./workloads.js";
 export { main, buildProgram } from "./program.js";
 export { EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, EXIT_USAGE, UsageError } from "./errors.js";
 export { TRAIN_FLAGS, type TrainSettings } from "./flags.js";

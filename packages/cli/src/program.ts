@@ -41,8 +41,11 @@ Examples:
   $ threadgrad bench                                   # W1 on 1 worker and on every usable core
   $ threadgrad bench --workers 1,2 --steps 20 --json
   $ threadgrad bench --model mlp:784,1024,1024,10 --batch-size 512
+  $ threadgrad bench --model chargpt --workers 1,2 --json   # W7: tokens/s of a character GPT
 
 W1: mlp:784,256,256,10 ReLU, batch 256, cross-entropy, Adam lr 1e-3, on random N(0,1) data with random labels.
+W7 reads the fortunes text from /usr/share/games/fortunes (THREADGRAD_FORTUNES_DIR names another folder),
+or trains on random tokens when it is absent.
 Scaling efficiency = throughput(N) / (N x throughput(1)) for the largest N.`;
 
 function trainCommand(onDone: (code: number) => void): Command {
@@ -82,13 +85,16 @@ function benchCommand(onDone: (code: number) => void): Command {
   return new Command("bench")
     .description("measure training throughput (samples/s) and scaling across worker counts")
     .option("--workers <list>", "worker counts to compare, e.g. 1,2 (default: 1 and the usable cores)")
-    .option("--model <spec>", "mlp:IN,HIDDEN...,OUT (default W1: mlp:784,256,256,10), or cnn (W6, on Fashion-MNIST)")
+    .option(
+      "--model <spec>",
+      "mlp:IN,HIDDEN...,OUT (default W1: mlp:784,256,256,10), cnn (W6, on Fashion-MNIST) or chargpt (W7, on text)",
+    )
     .option("--activation <name>", "relu (default), tanh or gelu")
-    .option("--batch-size <n>", "samples per step (default 256)")
-    .option("--steps <n>", "timed steps per worker count (default 200)")
+    .option("--batch-size <n>", "samples per step (default 256; cnn 128, chargpt 32 windows)")
+    .option("--steps <n>", "timed steps per worker count (default 200; cnn 50, chargpt 30)")
     .option(
       "--warmup-steps <n>",
-      "untimed steps before timing: V8 compiles the per-step code over the first ~800 (default 600)",
+      "untimed steps before timing: V8 compiles the per-step code over the first ~800 (default 600; cnn 20, chargpt 10)",
     )
     .option("--seed <n>", "seed of the random data and the model (default 0)")
     .option("--json", "print one JSON line per worker count and a final bench event")

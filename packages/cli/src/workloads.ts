@@ -1,13 +1,19 @@
 // Benchmark workloads, defined once: `threadgrad bench` and benchmarks/ both measure these.
 import { mulberry32 } from "@threadgrad/core";
 import {
+  CHARGPT,
   DataParallel,
   type DatasetLike,
+  type GptModelSpec,
   type ImageModelSpec,
   type OptimizerConfig,
   type StepInfo,
+  defaultLoss,
+  tokenModel,
 } from "@threadgrad/workers";
 import { FASHION_MNIST_DIR, loadDataset } from "./data/index.js";
+import { TEXT_VOCAB, drawWindows, readTextCorpus } from "./data/text.js";
+import { type Dataset, sharedInt32 } from "./data/types.js";
 
 /** W1: an MNIST-sized MLP 784-256-256-10 with ReLU, batch 256, cross-entropy, Adam lr 1e-3. */
 export const W1 = {
@@ -65,6 +71,78 @@ export function w6Data(seed = 0, dir: string = FASHION_MNIST_DIR): BenchData {
   }
 }
 
+/**
+ * W7: the built-in `chargpt` (vocab 256, context 64, dim 128, 4 heads, 2 layers: 470,784 parameters)
+ * on batches of 32 windows of 64 tokens (2,048 tokens per step), cross-entropy over every position,
+ * Adam lr 1e-3, on random windows of the fortunes text (see w7Data).
+ */
+export const W7 = {
+  model: CHARGPT,
+  batchSize: 32,
+  optimizer: { name: "adam", lr: 1e-3 },
+  loss: "sequenceCrossEntropy",
+} as const satisfies { model: GptModelSpec } & Record<string, unknown>;
+
+/** Where W7's text is read from: Debian's `fortunes` package. */
+export const FORTUNES_DIR = "/usr/share/games/fortunes";
+/** Random tokens W7 draws its windows from when the fortunes text is absent. */
+export const W7_RANDOM_TOKENS = 1 << 20;
+/** Steps' worth of windows a W7 data set holds at most; it is redrawn once the trainer went through them. */
+export const W7_POOL_STEPS = 64;
+
+/** BenchData of token windows, which `redraw(epoch)` rewrites in place with those of `epoch`. */
+export interface TokenBenchData extends BenchData {
+  redraw: (epoch: number) => void;
+}
+
+/** The corpus W7 draws from: the text at `dir`, or seeded random bytes with the reason. */
+function w7Corpus(seed: number, dir: string): { bytes: Uint8Array; source: string; real: boolean } {
+  const window = W7.model.context + 1;
+  try {
+    const { bytes, files } = readTextCorpus(dir);
+    if (bytes.length < window) throw new Error(`text: ${dir} holds ${bytes.length} bytes, less than one window`);
+    const size = `${bytes.length.toLocaleString("en-US")} bytes of ${files.length} file${files.length === 1 ? "" : "s"}`;
+    return { bytes, source: `the fortunes text (${size}, ${dir})`, real: true };
+  } catch (err) {
+    const rand = mulberry32(seed);
+    const bytes = new Uint8Array(W7_RANDOM_TOKENS);
+    for (let i = 0; i < bytes.length; i++) bytes[i] = Math.floor(rand() * TEXT_VOCAB);
+    const why = (err as Error).message.split("\n")[0];
+    const count = W7_RANDOM_TOKENS.toLocaleString("en-US");
+    return {
+      bytes,
+      source: `random tokens (${count} uniform bytes; ${why}; apt-get install fortunes provides the text)`,
+      real: false,
+    };
+  }
+}
+
+/**
+ * W7's training data: `windows` windows of 64 tokens (y: the next token at each position) at random
+ * positions of the fortunes text in `dir` (its regular text files in name order, as text:DIR reads
+ * them: no symbolic links, no binary `.dat` files), or of W7_RANDOM_TOKENS random bytes when the text
+ * is absent, with `source` saying why. The windows come from the counter-based stream of text:
+ * keyed by (seed, epoch, window), so `redraw(epoch)` between epochs gives every step fresh windows.
+ * @example const { data, redraw, source } = w7Data(0, 64 * W7.batchSize);
+ */
+export function w7Data(seed = 0, windows = W7_POOL_STEPS * W7.batchSize, dir: string = FORTUNES_DIR): TokenBenchData {
+  const context = W7.model.context;
+  const { bytes, source, real } = w7Corpus(seed, dir);
+  const ds: Dataset = {
+    name: "W7 windows",
+    x: sharedInt32(windows * context),
+    y: sharedInt32(windows * context),
+    length: windows,
+    features: context,
+    task: "classification",
+    numClasses: TEXT_VOCAB,
+    isTokens: true,
+  };
+  const redraw = (epoch: number) => drawWindows(bytes, ds, seed, epoch);
+  redraw(0);
+  return { data: { x: ds.x, y: ds.y, length: windows }, source, real, redraw };
+}
+
 export interface ThroughputOptions {
   workers: number | "auto";
   /** timed training steps (default 50) */
@@ -77,10 +155,15 @@ export interface ThroughputOptions {
   optimizer?: OptimizerConfig;
   /** seed of the data and the model (default 0) */
   seed?: number;
-  /** a built-in image model instead of the MLP of `sizes` (then `data` must be given) */
-  model?: ImageModelSpec;
+  /**
+   * a built-in image model or gpt instead of the MLP of `sizes` (then `data` must be given); a gpt
+   * trains with the sequence cross-entropy
+   */
+  model?: ImageModelSpec | GptModelSpec;
   /** the training rows (default: 8 batches of random data for the MLP's sizes) */
   data?: DatasetLike & { length: number };
+  /** rewrites `data` in place for `epoch` (token windows: TokenBenchData.redraw), called between epochs */
+  redraw?: (epoch: number) => void;
 }
 
 export interface ThroughputResult {
@@ -89,6 +172,8 @@ export interface ThroughputResult {
   steps: number;
   /** training samples per second over the timed steps */
   samplesPerSec: number;
+  /** a token model's: tokens per second (samples/s times the tokens of a sample), which W7 reports */
+  tokensPerSec?: number;
   medianStepMs: number;
   p10StepMs: number;
   p90StepMs: number;
@@ -138,13 +223,15 @@ interface TimedStep {
   timings: StepInfo["timings"];
 }
 
-type TimingOptions = Required<Omit<ThroughputOptions, "model" | "data">> & Pick<ThroughputOptions, "model">;
+type TimingOptions = Required<Omit<ThroughputOptions, "model" | "data" | "redraw">> &
+  Pick<ThroughputOptions, "model" | "redraw">;
 
 async function timeSteps(o: TimingOptions, data: DatasetLike & { length: number }) {
   const created = performance.now();
+  const model = o.model ?? { kind: "mlp", sizes: [...o.sizes], activation: o.activation };
   const trainer = await DataParallel.create({
-    model: o.model ?? { kind: "mlp", sizes: [...o.sizes], activation: o.activation },
-    loss: "crossEntropy",
+    model,
+    loss: defaultLoss(model),
     optimizer: o.optimizer,
     workers: o.workers,
     seed: o.seed,
@@ -167,6 +254,8 @@ async function timeSteps(o: TimingOptions, data: DatasetLike & { length: number 
         if (seen++ >= o.warmupSteps) steps.push({ ms: info.finishedAt - last, timings: info.timings });
         last = info.finishedAt;
       },
+      // between epochs no step is in flight: the workers read the data again only in the next one
+      onEpochEnd: (log) => o.redraw?.(log.epoch),
     });
     return { steps, startupMs, workers: trainer.numWorkers };
   } finally {
@@ -180,11 +269,15 @@ const median = (xs: number[]) =>
     0.5,
   );
 
+const lengthOf = (x: DatasetLike["x"]): number => ("numel" in x ? x.numel : x.length);
+
 /**
  * Times `steps` training steps of an MLP (W1 unless overridden) on random data, or of an image
- * model on the given data, and returns the gradient throughput.
+ * model or a gpt on the given data, and returns the gradient throughput.
  * @example const r = await runThroughput({ workers: 2, steps: 20 }); r.samplesPerSec
  * @example const w6 = await runThroughput({ workers: 2, model: W6.model, batchSize: 128, data: w6Data().data });
+ * @example const { data, redraw } = w7Data();
+ * const w7 = await runThroughput({ workers: 2, model: W7.model, batchSize: 32, data, redraw }); // w7.tokensPerSec
  */
 export async function runThroughput(opts: ThroughputOptions): Promise<ThroughputResult> {
   const o = {
@@ -220,11 +313,14 @@ export async function runThroughput(opts: ThroughputOptions): Promise<Throughput
     0,
     quantile(sorted, 0.5) - breakdown.computeMs - breakdown.waitMs - breakdown.reduceMs - breakdown.updateMs,
   );
+  const samplesPerSec = (sorted.length * o.batchSize) / (totalMs / 1000);
+  const isTokens = o.model !== undefined && tokenModel(o.model) !== null;
   return {
     workers: main.workers,
     batchSize: o.batchSize,
     steps: sorted.length,
-    samplesPerSec: (sorted.length * o.batchSize) / (totalMs / 1000),
+    samplesPerSec,
+    ...(isTokens ? { tokensPerSec: samplesPerSec * (lengthOf(data.x) / data.length) } : {}),
     medianStepMs: quantile(sorted, 0.5),
     p10StepMs: quantile(sorted, 0.1),
     p90StepMs: quantile(sorted, 0.9),

@@ -190,13 +190,58 @@ describe("help, version and bench", () => {
     expect((last.results as { samplesPerSec: number }[])[0]!.samplesPerSec).toBeGreaterThan(0);
   });
 
-  it("bench --model takes mlp:SIZES or cnn, and cnn takes no --activation", async () => {
+  it("bench --model takes mlp:SIZES, cnn or chargpt, and the presets take no --activation", async () => {
     const r = await run(["bench", "--model", "lenet5", "--steps", "1"]);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain("--model must be mlp:SIZES");
-    expect(r.stderr).toContain("or cnn, got lenet5");
+    expect(r.stderr).toContain("or cnn or chargpt, got lenet5");
     const a = await run(["bench", "--model", "cnn", "--activation", "tanh"]);
     expect(a.code).toBe(2);
     expect(a.stderr).toContain("--activation applies to mlp models only; the cnn preset uses ReLU");
+    const g = await run(["bench", "--model", "chargpt", "--activation", "relu"]);
+    expect(g.code).toBe(2);
+    expect(g.stderr).toContain("--activation applies to mlp models only; the chargpt preset uses GELU");
+  });
+
+  /** `bench --model chargpt` for one step on one worker, reading W7's text from `textDir`. */
+  const benchW7 = (textDir: string) =>
+    run(["bench", "--model", "chargpt", "--workers", "1", "--steps", "1", "--warmup-steps", "0", "--json"], {
+      env: { THREADGRAD_FORTUNES_DIR: textDir },
+    });
+
+  it("bench --model chargpt runs W7 on the text and reports tokens/s", async () => {
+    const dir = join(tmp.path, "w7-text");
+    mkdirSync(dir);
+    const text = "Q: Why? A: Because.\n%\n".repeat(20);
+    writeFileSync(join(dir, "fortunes"), text);
+    writeFileSync(join(dir, "fortunes.dat"), Uint8Array.of(0, 0, 0, 2));
+    const r = await benchW7(dir);
+    expect(r.code).toBe(0);
+    expect(r.stderr).not.toContain("fortunes text absent");
+    const last = jsonLines(r.stdout).pop()!;
+    expect(last.event).toBe("bench");
+    const workload = last.workload as Record<string, unknown>;
+    expect(workload).toMatchObject({ name: "W7", model: "chargpt", batchSize: 32, tokensPerStep: 2048 });
+    expect(workload).toMatchObject({
+      data: `the fortunes text (${text.length} bytes of 1 file, ${dir})`,
+      realData: true,
+    });
+    const [result] = last.results as { workers: number; samplesPerSec: number; tokensPerSec: number }[];
+    expect(result!.workers).toBe(1);
+    expect(result!.samplesPerSec).toBeGreaterThan(0);
+    expect(result!.tokensPerSec).toBeCloseTo(result!.samplesPerSec * 64, 6);
+  });
+
+  it("bench --model chargpt without the text trains on random tokens and says so", async () => {
+    const dir = join(tmp.path, "w7-empty");
+    mkdirSync(dir);
+    const r = await benchW7(dir);
+    expect(r.code).toBe(0);
+    const why = `text: ${dir} holds no text: no text file in the folder`;
+    expect(r.stderr).toContain(`bench: note: fortunes text absent: random tokens (1,048,576 uniform bytes; ${why};`);
+    const last = jsonLines(r.stdout).pop()!;
+    expect(last.workload).toMatchObject({ name: "W7", realData: false });
+    expect((last.workload as { data: string }).data).toContain(why);
+    expect((last.results as { tokensPerSec: number }[])[0]!.tokensPerSec).toBeGreaterThan(0);
   });
 });

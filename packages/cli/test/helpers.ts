@@ -27,12 +27,18 @@ export interface RunOptions {
   /** called with each chunk of stderr, and the child, e.g. to send a second signal once the first is seen */
   onStderr?: (text: string, child: ReturnType<typeof spawn>) => void;
   timeoutMs?: number;
+  /** variables added to this process's environment for the child */
+  env?: Record<string, string>;
 }
 
 /** Runs `node dist/bin.js ...args` and collects its output. */
 export function run(args: string[], opts: RunOptions = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: opts.cwd, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [BIN, ...args], {
+      cwd: opts.cwd,
+      env: { ...process.env, ...opts.env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     let stdout = "",
       stderr = "";
     const timer = setTimeout(() => {
