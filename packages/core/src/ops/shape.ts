@@ -117,21 +117,24 @@ export const sliceBackward = defineOp(
   "sliceBackward",
   (g: Tensor, shape: readonly number[], dim: number, start: number, step: number): Tensor => {
     const out = arrayFor(g.dtype, numelOf(shape));
-    const st = stridesOf(shape);
-    const gs = stridesOf(g.shape);
-    const n = g.numel;
-    const idx = new Array<number>(g.ndim).fill(0);
-    for (let i = 0; i < n; i++) {
-      let o = start * st[dim]!;
-      let r = i;
-      for (let k = 0; k < g.ndim; k++) {
-        idx[k] = Math.floor(r / gs[k]!);
-        r -= idx[k]! * gs[k]!;
-        o += idx[k]! * st[k]! * (k === dim ? step : 1);
+    const len = g.shape[dim]!,
+      size = shape[dim]!;
+    let inner = 1;
+    for (let k = dim + 1; k < shape.length; k++) inner *= shape[k]!;
+    const outer = len * inner === 0 ? 0 : g.numel / (len * inner);
+    // Runs of contiguous elements: all `len` slices at once for step 1, else one slice at a time.
+    const run = step === 1 ? len * inner : inner,
+      runs = step === 1 ? 1 : len;
+    const src = g.data as ArrayLike<number> & { subarray(a: number, b: number): ArrayLike<number> };
+    const dst = out as { set(a: ArrayLike<number>, at: number): void } & Record<number, number>;
+    for (let o = 0; o < outer; o++) {
+      for (let j = 0; j < runs; j++) {
+        const from = o * len * inner + j * inner,
+          to = (o * size + start + j * step) * inner;
+        if (run >= 16) dst.set(src.subarray(from, from + run), to);
+        else for (let e = 0; e < run; e++) dst[to + e] = src[from + e]!;
       }
-      out[o] = g.data[i]!;
     }
-    const len = g.shape[dim]!;
     return record(new Tensor(out, shape), "sliceBackward", [g], (gg) => [
       slice(gg, dim, start, start + (len - 1) * step + 1, step),
     ]);
