@@ -8,6 +8,7 @@ import { CommandChannel } from "./command-channel.js";
 import { type TrainerCheckpoint, readTrainerCheckpoint, restoreTrainer, saveTrainer } from "./persist.js";
 import { ERROR, ErrorCode, signalError } from "./control.js";
 import type { DatasetLike } from "./dataset.js";
+import { type ProcessGroup, broadcastFromFirst, joinProcessGroup, processBarrier } from "./distributed.js";
 import { DatasetRegistry } from "./dataset-registry.js";
 import { runEvaluate } from "./evaluate.js";
 import { runFit } from "./fit-loop.js";
@@ -76,8 +77,11 @@ export class DataParallel {
     /** @internal */
     readonly predictions: Int32Array,
     private tasks: Promise<unknown>[],
+    /** @internal */
+    readonly processGroup: ProcessGroup | null,
   ) {
     const stepTimeoutMs = options.stepTimeoutMs ?? 600_000;
+    if (processGroup) processGroup.timeoutMs = stepTimeoutMs;
     const { stepsInFlight, maxBatchSize } = options;
     this.channel = new CommandChannel(
       arena,
@@ -105,6 +109,16 @@ export class DataParallel {
     this.channel.loadBuffers = changed;
   }
 
+  /** This process's rank among the trainer's processes (distributed: "mpi"); 0 in a single process. */
+  get processRank(): number {
+    return this.processGroup?.rank ?? 0;
+  }
+
+  /** How many processes train together (distributed: "mpi"); 1 in a single process. */
+  get processCount(): number {
+    return this.processGroup?.size ?? 1;
+  }
+
   /** Builds the model, lays out the shared arena and starts one worker per rank. */
   static async create(opts: TrainerOptions): Promise<DataParallel> {
     const numWorkers = resolveWorkers(opts.workers);
@@ -121,6 +135,10 @@ export class DataParallel {
     }
     if (opts.clipGradNorm !== undefined && !(opts.clipGradNorm > 0))
       throw new Error(`DataParallel: clipGradNorm must be > 0, got ${opts.clipGradNorm}`);
+    if (opts.distributed !== undefined && opts.distributed !== "mpi")
+      throw new Error(`DataParallel: distributed must be "mpi" or absent, got ${JSON.stringify(opts.distributed)}`);
+    const startTimeoutMs = opts.startTimeoutMs ?? 120_000;
+    const group = opts.distributed === "mpi" ? await joinProcessGroup(numWorkers, startTimeoutMs) : null;
     const { name = "adam", ...rest } = opts.optimizer ?? { name: "adam" };
     const optOptions = resolveFlatOptions(name, { lr: 1e-3, ...rest } as never) as unknown as Record<string, unknown>;
     manualSeed(seed);
@@ -145,6 +163,8 @@ export class DataParallel {
       view.set(p.data as Float32Array);
       p.setStorage(view);
     });
+    // Every process built the model from the same seed; a module model might draw otherwise.
+    if (group) broadcastFromFirst(group, arena.params);
     buffers.forEach((b, k) => {
       arena.state(k).fill(b.init);
     });
@@ -202,6 +222,7 @@ export class DataParallel {
       batches,
       predictions,
       tasks,
+      group,
     );
     for (let rank = 0; rank < numWorkers; rank++) {
       const { port1, port2 } = new MessageChannel();
@@ -230,22 +251,19 @@ export class DataParallel {
         wasm: wasm ? { memory: wasm.placement.memory, scratch: wasm.placement.scratch[rank]! } : null,
         buffers: { block: bufferBlock, slots: bufferPlan.slots },
         scalars,
-        syncBatchNorm: numWorkers > 1 && channels > 0,
+        syncBatchNorm: numWorkers * (group?.size ?? 1) > 1 && channels > 0,
+        processGroup: group
+          ? { rank: group.rank, size: group.size, comm: group.comms[rank]!, timeoutMs: opts.barrierTimeoutMs ?? 60_000 }
+          : null,
       };
       tasks.push(startRank(pool, init, port1, trainer.channel));
     }
     // A thread that fails with no task pending is reported by startRank's listeners, with its rank.
     pool.on("error", () => undefined);
     // shuts down on failure
-    await holdOpen(
-      trainer.channel.waitFor(
-        P.READY,
-        numWorkers,
-        opts.startTimeoutMs ?? 120_000,
-        "starting workers",
-        "startTimeoutMs",
-      ),
-    );
+    await holdOpen(trainer.channel.waitFor(P.READY, numWorkers, startTimeoutMs, "starting workers", "startTimeoutMs"));
+    // The processes start their first step together, so the ranks' time-outs measure steps, not start-up.
+    if (group) await holdOpen(processBarrier(group));
     return trainer;
   }
 
@@ -327,10 +345,12 @@ export class DataParallel {
   /**
    * Writes a checkpoint: parameters, optimizer state, module buffers (running statistics), progress
    * and the configuration, atomically (a crash mid-write leaves the previous file intact). `extra` is
-   * stored alongside (e.g. metrics).
+   * stored alongside (e.g. metrics). Across processes (distributed: "mpi") only process 0 writes:
+   * every process holds the same parameters; on the others save does nothing.
    */
   async save(path: string, extra: Record<string, unknown> = {}): Promise<void> {
     if (this.busy) throw new Error("DataParallel.save: wait for fit or evaluate to finish");
+    if (this.processRank !== 0) return;
     saveTrainer(this, path, extra);
   }
 
