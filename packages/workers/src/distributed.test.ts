@@ -166,6 +166,15 @@ describe.skipIf(missing !== null)("DataParallel across 2 processes over MPI (mpi
     expect(again.status, again.output).toBe(0);
     expect(again.results[0]!.params).toEqual(first.params);
     expect(again.results[0]!.losses).toEqual(first.losses);
+
+    // Stopped after the first epoch and resumed from the checkpoint by both processes: the same bits.
+    const resumed = await mpirun(["resume", "1", join(dir, "resume.msgpack")]);
+    expect(resumed.status, resumed.output).toBe(0);
+    expect(resumed.results).toHaveLength(2);
+    for (const r of resumed.results) {
+      expect(r.losses).toEqual([first.losses[1]]);
+      expect(r.params).toEqual(first.params);
+    }
   });
 
   it("a process whose model throws makes the other stop with a named MPI time-out, not hang", async () => {

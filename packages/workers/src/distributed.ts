@@ -65,6 +65,13 @@ export async function sumOverProcesses(group: ProcessGroup, data: Int32Array | F
   await mpi.allReduceSumAsync(mpi.WORLD, data, group.timeoutMs);
 }
 
+/** Process 0's `value`, in every process (main thread): e.g. whether process 0 wrote a checkpoint. */
+export async function agreeWithFirst(group: ProcessGroup, value: boolean): Promise<boolean> {
+  const cell = Int32Array.of(value ? 1 : 0);
+  await mpi.broadcastAsync(mpi.WORLD, cell, 0, group.timeoutMs);
+  return cell[0] === 1;
+}
+
 /** Returns once every process has called it (main thread). */
 export async function processBarrier(group: ProcessGroup): Promise<void> {
   await mpi.barrierAsync(mpi.WORLD, group.timeoutMs);

@@ -8,7 +8,13 @@ import { CommandChannel } from "./command-channel.js";
 import { type TrainerCheckpoint, readTrainerCheckpoint, restoreTrainer, saveTrainer } from "./persist.js";
 import { ERROR, ErrorCode, signalError } from "./control.js";
 import type { DatasetLike } from "./dataset.js";
-import { type ProcessGroup, broadcastFromFirst, joinProcessGroup, processBarrier } from "./distributed.js";
+import {
+  type ProcessGroup,
+  agreeWithFirst,
+  broadcastFromFirst,
+  joinProcessGroup,
+  processBarrier,
+} from "./distributed.js";
 import { DatasetRegistry } from "./dataset-registry.js";
 import { runEvaluate } from "./evaluate.js";
 import { runFit } from "./fit-loop.js";
@@ -345,13 +351,25 @@ export class DataParallel {
   /**
    * Writes a checkpoint: parameters, optimizer state, module buffers (running statistics), progress
    * and the configuration, atomically (a crash mid-write leaves the previous file intact). `extra` is
-   * stored alongside (e.g. metrics). Across processes (distributed: "mpi") only process 0 writes:
-   * every process holds the same parameters; on the others save does nothing.
+   * stored alongside (e.g. metrics). Across processes (distributed: "mpi") only process 0 writes
+   * (every process holds the same parameters); every process returns once it has, and throws if
+   * it could not, so all of them may read the file next.
    */
   async save(path: string, extra: Record<string, unknown> = {}): Promise<void> {
     if (this.busy) throw new Error("DataParallel.save: wait for fit or evaluate to finish");
-    if (this.processRank !== 0) return;
-    saveTrainer(this, path, extra);
+    const group = this.processGroup;
+    if (group === null) return saveTrainer(this, path, extra);
+    let failure: unknown = null;
+    if (group.rank === 0) {
+      try {
+        saveTrainer(this, path, extra);
+      } catch (err) {
+        failure = err;
+      }
+    }
+    const written = await holdOpen(agreeWithFirst(group, failure === null));
+    if (failure !== null) throw failure;
+    if (!written) throw new Error(`DataParallel.save: process 0 could not write ${path} (its error says why)`);
   }
 
   /**
