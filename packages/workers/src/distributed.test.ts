@@ -110,6 +110,31 @@ function maxAbsDiff(a: number[], b: number[]): number {
   return a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i]!)), 0);
 }
 
+describe("DataParallel's distributed option", () => {
+  it("asking for MPI without its addon names the Debian packages to install", () => {
+    const hide = fileURLToPath(new URL("./fixtures/hide-mpi-addon.cjs", import.meta.url));
+    const run = spawnSync(
+      process.execPath,
+      ["--require", hide, fileURLToPath(new URL("./fixtures/mpi-missing.mjs", import.meta.url))],
+      {
+        encoding: "utf8",
+        timeout: 60_000,
+      },
+    );
+    expect(run.status, run.stderr).toBe(0);
+    expect(run.stdout.trim()).toMatch(
+      /^RESULT DataParallel: distributed: "mpi": MPI is not available: install Debian's openmpi-bin and libopenmpi-dev, then run pnpm --filter @threadgrad\/mpi build \(Cannot find module '.*threadgrad_mpi\.node'\)$/,
+    );
+  });
+
+  it("refuses a transport other than mpi, naming it", async () => {
+    const opts = { model: { kind: "mlp" as const, sizes: [2, 2] }, workers: 1, distributed: "tcp" as never };
+    await expect(DataParallel.create(opts)).rejects.toThrow(
+      'DataParallel: distributed must be "mpi" or absent, got "tcp"',
+    );
+  });
+});
+
 describe.skipIf(missing !== null)("DataParallel across 2 processes over MPI (mpirun)", () => {
   let dir = "";
   beforeAll(() => {
