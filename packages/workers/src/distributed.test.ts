@@ -3,7 +3,7 @@
 // a named error. Skipped, saying why, where mpirun or the MPI addon is absent; under CI (whose
 // script installs Open MPI and builds the addon) that fails instead.
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -74,9 +74,14 @@ interface Run {
   results: Result[];
 }
 
-function mpirun(args: string[]): Promise<Run> {
+let runs = 0;
+
+/** Runs mpi-train.mjs `scenario` in 2 processes, each writing its result into a folder of this run's own. */
+function mpirun(dir: string, [scenario, workers, ...rest]: string[]): Promise<Run> {
+  const folder = join(dir, `run-${++runs}`);
+  mkdirSync(folder);
   return new Promise((resolve, reject) => {
-    const all = [...MPIRUN_ARGS, "-np", "2", process.execPath, script, ...args];
+    const all = [...MPIRUN_ARGS, "-np", "2", process.execPath, script, scenario!, workers!, folder, ...rest];
     const child = spawn("mpirun", all, { cwd: packageDir, stdio: ["ignore", "pipe", "pipe"] });
     let output = "";
     child.stdout.on("data", (chunk) => {
@@ -95,12 +100,15 @@ function mpirun(args: string[]): Promise<Run> {
     child.on("error", reject);
     child.on("close", (status) => {
       clearTimeout(timer);
-      const results = output
-        .split("\n")
-        .filter((line) => line.startsWith("RESULT "))
-        .map((line) => JSON.parse(line.slice("RESULT ".length)) as Result)
-        .sort((a, b) => a.processRank - b.processRank);
-      resolve({ status, output, hitSafetyLimit, results });
+      try {
+        const results = [0, 1]
+          .map((rank) => join(folder, `result-${rank}.json`))
+          .filter((file) => existsSync(file))
+          .map((file) => JSON.parse(readFileSync(file, "utf8")) as Result);
+        resolve({ status, output, hitSafetyLimit, results });
+      } catch (err) {
+        reject(err);
+      }
     });
   });
 }
@@ -146,7 +154,7 @@ describe.skipIf(missing !== null)("DataParallel across 2 processes over MPI (mpi
 
   it("2 processes x 1 worker train as 1 process x 2 workers, the same bits every run", async () => {
     const checkpoint = join(dir, "two-by-one.msgpack");
-    const run = await mpirun(["train", "1", checkpoint]);
+    const run = await mpirun(dir, ["train", "1", checkpoint]);
     expect(run.status, run.output).toBe(0);
     expect(run.results.map((r) => [r.processRank, r.processCount])).toEqual([
       [0, 2],
@@ -188,13 +196,13 @@ describe.skipIf(missing !== null)("DataParallel across 2 processes over MPI (mpi
     const storedValues = [...stored.params].flatMap(([name, t]) => Array.from(loadTensor(t, name)));
     expect(storedValues).toEqual(first.params);
 
-    const again = await mpirun(["train", "1"]);
+    const again = await mpirun(dir, ["train", "1"]);
     expect(again.status, again.output).toBe(0);
     expect(again.results[0]!.params).toEqual(first.params);
     expect(again.results[0]!.losses).toEqual(first.losses);
 
     // Stopped after the first epoch and resumed from the checkpoint by both processes: the same bits.
-    const resumed = await mpirun(["resume", "1", join(dir, "resume.msgpack")]);
+    const resumed = await mpirun(dir, ["resume", "1", join(dir, "resume.msgpack")]);
     expect(resumed.status, resumed.output).toBe(0);
     expect(resumed.results).toHaveLength(2);
     for (const r of resumed.results) {
@@ -203,8 +211,32 @@ describe.skipIf(missing !== null)("DataParallel across 2 processes over MPI (mpi
     }
   });
 
+  it("2 processes x 2 workers (two communicators in use at once) train as 1 process x 4 workers", async () => {
+    const run = await mpirun(dir, ["train", "2"]);
+    expect(run.status, run.output).toBe(0);
+    const [first, second] = run.results as [Result, Result];
+    expect(second).toEqual({ ...first, processRank: 1 });
+    const reference = await DataParallel.create({ ...MPI_OPTIONS, workers: 4 });
+    try {
+      const data = mpiData();
+      const fit = await reference.fit(data, MPI_FIT);
+      const evaluation = await reference.evaluate(data, { batchSize: 20 });
+      expect(
+        maxAbsDiff(
+          first.losses,
+          fit.history.map((h) => h.loss),
+        ),
+      ).toBeLessThanOrEqual(1e-6);
+      expect(Math.abs(first.evalLoss - evaluation.loss)).toBeLessThanOrEqual(1e-6);
+      expect(first.predictions).toEqual(Array.from(evaluation.predictions!));
+      expect(maxAbsDiff(first.params, parameterValues(reference))).toBeLessThanOrEqual(1e-6);
+    } finally {
+      await reference.close();
+    }
+  });
+
   it("a process whose model throws makes the other stop with a named MPI time-out, not hang", async () => {
-    const run = await mpirun(["fault", "1"]);
+    const run = await mpirun(dir, ["fault", "1"]);
     expect(run.hitSafetyLimit, run.output).toBe(false);
     const [survivor, failed] = run.results;
     if (survivor === undefined || failed === undefined) throw new Error(`missing results:\n${run.output}`);

@@ -34,13 +34,18 @@ export function requireMpi(): void {
   }
 }
 
+/** Initialises MPI (main thread; later calls return the same): this process's place in the job. */
+export function initMpi(): mpi.WorldInfo {
+  requireMpi();
+  return mpi.init();
+}
+
 /**
  * Initialises MPI (main thread), checks that every process runs as many workers, and makes one
  * communicator per local rank. Collective: every process of the job calls it.
  */
 export async function joinProcessGroup(numWorkers: number, timeoutMs: number): Promise<ProcessGroup> {
-  requireMpi();
-  const { rank, size } = mpi.init();
+  const { rank, size } = initMpi();
   // Every process is here before the blocking calls below (they have no non-blocking form).
   await mpi.barrierAsync(mpi.WORLD, timeoutMs);
   const most = mpi.allReduceMax(mpi.WORLD, numWorkers, timeoutMs);

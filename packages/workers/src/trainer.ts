@@ -12,6 +12,7 @@ import {
   type ProcessGroup,
   agreeWithFirst,
   broadcastFromFirst,
+  initMpi,
   joinProcessGroup,
   processBarrier,
 } from "./distributed.js";
@@ -127,7 +128,11 @@ export class DataParallel {
 
   /** Builds the model, lays out the shared arena and starts one worker per rank. */
   static async create(opts: TrainerOptions): Promise<DataParallel> {
-    const numWorkers = resolveWorkers(opts.workers);
+    if (opts.distributed !== undefined && opts.distributed !== "mpi")
+      throw new Error(`DataParallel: distributed must be "mpi" or absent, got ${JSON.stringify(opts.distributed)}`);
+    // Processes of an MPI job on one host share its cores: 'auto' gives each its part.
+    const processesOnHost = opts.distributed === "mpi" ? initMpi().localSize : 1;
+    const numWorkers = resolveWorkers(opts.workers, processesOnHost);
     const seed = opts.seed ?? 0;
     const accumulateSteps = opts.accumulateSteps ?? 1;
     const slots = opts.stepsInFlight ?? 8;
@@ -141,8 +146,6 @@ export class DataParallel {
     }
     if (opts.clipGradNorm !== undefined && !(opts.clipGradNorm > 0))
       throw new Error(`DataParallel: clipGradNorm must be > 0, got ${opts.clipGradNorm}`);
-    if (opts.distributed !== undefined && opts.distributed !== "mpi")
-      throw new Error(`DataParallel: distributed must be "mpi" or absent, got ${JSON.stringify(opts.distributed)}`);
     const startTimeoutMs = opts.startTimeoutMs ?? 120_000;
     const group = opts.distributed === "mpi" ? await joinProcessGroup(numWorkers, startTimeoutMs) : null;
     const { name = "adam", ...rest } = opts.optimizer ?? { name: "adam" };
@@ -251,8 +254,8 @@ export class DataParallel {
         skipNonFinite: trainerOpts.skipNonFinite,
         seed,
         barrierTimeoutMs: opts.barrierTimeoutMs ?? 60_000,
-        // Spinning at a barrier only pays while every rank has a core of its own.
-        spin: numWorkers <= availableWorkers(),
+        // Spinning at a barrier only pays while every rank (this host's other processes' too) has a core of its own.
+        spin: numWorkers * processesOnHost <= availableWorkers(),
         stepRegion: opts.stepRegion ?? "kind" in opts.model,
         wasm: wasm ? { memory: wasm.placement.memory, scratch: wasm.placement.scratch[rank]! } : null,
         buffers: { block: bufferBlock, slots: bufferPlan.slots },
