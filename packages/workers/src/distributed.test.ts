@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { assertBuilt } from "./fixtures/harness.mjs";
 import { MPI_FIT, MPI_OPTIONS, mpiData, parameterValues } from "./fixtures/mpi-setup.mjs";
 import { loadTensor } from "./checkpoint.js";
+import { finalizeMpi } from "./distributed.js";
 import { readTrainerCheckpoint } from "./persist.js";
 import { DataParallel } from "./trainer.js";
 
@@ -134,6 +135,11 @@ describe("DataParallel's distributed option", () => {
     expect(message.startsWith(`RESULT DataParallel: distributed: "mpi": ${mpi.NOT_AVAILABLE} (`), message).toBe(true);
     expect(message).toMatch(/openmpi-bin and libopenmpi-dev/);
     expect(message).toMatch(/\(Cannot find module '.*threadgrad_mpi\.node'\)$/);
+  });
+
+  it("finalizeMpi does nothing in a process that never initialised MPI", () => {
+    // This test process never calls init (the trainers under test run in mpirun's processes).
+    expect(() => finalizeMpi()).not.toThrow();
   });
 
   it("refuses a transport other than mpi, naming it", async () => {

@@ -82,9 +82,18 @@ export async function processBarrier(group: ProcessGroup): Promise<void> {
   await mpi.barrierAsync(mpi.WORLD, group.timeoutMs);
 }
 
-/** Shuts MPI down (main thread, every process, after every trainer is closed); a no-op without MPI. */
+/**
+ * Shuts MPI down (main thread, every process, after every trainer is closed); a no-op where MPI is
+ * absent or was never initialised.
+ */
 export function finalizeMpi(): void {
-  if (mpi.isAvailable()) mpi.finalize();
+  if (!mpi.isAvailable()) return;
+  try {
+    mpi.info();
+  } catch {
+    return; // not initialised: nothing to shut down
+  }
+  mpi.finalize();
 }
 
 /**
