@@ -248,7 +248,7 @@ describe.skipIf(missing !== null)("DataParallel across 2 processes over MPI (mpi
     if (survivor === undefined || failed === undefined) throw new Error(`missing results:\n${run.output}`);
     expect(failed).toMatchObject({ processRank: 1, error: "worker rank 0: model exploded on purpose" });
     expect(survivor.processRank).toBe(0);
-    expect(survivor.error).toMatch(/^worker rank 0: mpi\.allReduce: time-out after 4000 ms on communicator \d+/);
+    expect(survivor.error).toMatch(/^worker rank 0: mpi\.allReduce: time-out after 8000 ms on communicator \d+/);
     // Process 0 then ends the job with MPI_Abort(5).
     expect(run.status).toBe(5);
   });
