@@ -10,12 +10,14 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 
 const root = resolve(import.meta.dirname ?? new URL(".", import.meta.url).pathname, "..");
-const PACKAGES = ["core", "optim", "workers", "export", "cli"];
+// mpi: workers depends on it (its addon is built by its own script, never at install).
+const PACKAGES = ["core", "optim", "mpi", "workers", "export", "cli"];
 const PNPM = ["-y", "pnpm@12.4.2"];
 // Files a package cannot run without: a tarball missing one installs fine and fails on first use.
 const REQUIRED = {
   core: ["LICENSE", "README.md", "dist/index.js", "dist/index.d.ts", "dist/kernels.wasm", "dist/kernels-relaxed.wasm"],
   optim: ["LICENSE", "README.md", "dist/index.js", "dist/index.d.ts"],
+  mpi: ["LICENSE", "README.md", "dist/index.js", "dist/index.d.ts", "native/binding.gyp", "scripts/build.mjs"],
   workers: ["LICENSE", "README.md", "dist/index.js", "dist/index.d.ts", "dist/worker-entry.js"],
   export: ["LICENSE", "README.md", "dist/index.js", "dist/index.d.ts"],
   cli: ["LICENSE", "README.md", "dist/index.js", "dist/index.d.ts", "dist/bin.js"],

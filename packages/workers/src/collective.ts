@@ -15,6 +15,12 @@ import { segment } from "./shard.js";
 export interface Collective {
   readonly rank: number;
   readonly size: number;
+  /**
+   * Set where several processes hold and update the same segments (training across processes):
+   * which copy this rank's process is. A value every copy holds alike (a segment's squared norm) is
+   * summed over every rank from copy 0 only. Absent: 0, the only copy.
+   */
+  readonly replica?: number;
   /** Returns once every rank has called barrier(). */
   barrier(): void;
   /**

@@ -1,4 +1,5 @@
 import type { DatasetLike } from "./dataset.js";
+import { sumOverProcesses } from "./distributed.js";
 import { lossDenominator, targetCount } from "./fit-loop.js";
 import * as P from "./protocol.js";
 import { isSequenceLoss } from "./sequence-loss.js";
@@ -25,6 +26,8 @@ export async function runEvaluate(
       correct = 0;
     for (let start = 0; start < ds.length; start += bs) {
       const n = Math.min(bs, ds.length - start);
+      // Across processes each writes the predictions of its share only: zeros elsewhere, then a sum.
+      if (t.processGroup) t.predictions.fill(0, 0, n);
       const slot = await t.channel.command(P.Cmd.EVAL, "evaluation", (b, batch) => {
         for (let i = 0; i < n; i++) batch[i] = start + i;
         b[P.S_BATCH] = n;
@@ -35,7 +38,10 @@ export async function runEvaluate(
         lossSum += s[P.R_LOSS]!;
         correct += s[P.R_CORRECT]!;
       }
-      predictions?.set(t.predictions.subarray(0, n), start);
+      if (predictions === null) continue;
+      const batchPredictions = t.predictions.subarray(0, n);
+      if (t.processGroup) await sumOverProcesses(t.processGroup, batchPredictions);
+      predictions.set(batchPredictions, start);
     }
     const all = { length: ds.length } as ArrayLike<number>;
     return {

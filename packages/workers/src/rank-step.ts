@@ -169,7 +169,8 @@ export function update(c: {
   scalars[P.R_WINDOW_NONFINITE] = windowNonFinite ? 1 : 0;
   // The global squared norm and whether any rank met a non-finite value: summed in rank order, so
   // every rank gets the same bits and takes the same decision.
-  const totals = Float64Array.of(sq, windowNonFinite ? 1 : 0);
+  // Processes that hold the same segments count their squared norm once (see Collective.replica).
+  const totals = Float64Array.of((c.collective.replica ?? 0) === 0 ? sq : 0, windowNonFinite ? 1 : 0);
   c.collective.allReduceScalars(totals);
   const nonFinite = totals[1]! > 0;
   const clip = block[P.S_CLIP]!;

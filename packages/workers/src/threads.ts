@@ -18,9 +18,12 @@ export function availableWorkers(): number {
   return Math.max(1, n);
 }
 
-/** Parses a worker count: a positive integer or 'auto'. */
-export function resolveWorkers(value: number | "auto" | undefined): number {
-  if (value === undefined || value === "auto") return availableWorkers();
+/**
+ * Parses a worker count: a positive integer or 'auto', which shares the cores among the
+ * `processesOnHost` processes of a job that run on this host (at least one worker each).
+ */
+export function resolveWorkers(value: number | "auto" | undefined, processesOnHost = 1): number {
+  if (value === undefined || value === "auto") return Math.max(1, Math.floor(availableWorkers() / processesOnHost));
   if (!Number.isInteger(value) || value < 1 || value > 256)
     throw new Error(`workers: must be 'auto' or an integer from 1 to 256, got ${String(value)}`);
   return value;

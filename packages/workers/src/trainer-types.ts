@@ -1,6 +1,7 @@
 import type { OptimizerName, ScheduleConfig } from "@threadgrad/optim";
 import type { CommandChannel } from "./command-channel.js";
 import type { DatasetRegistry } from "./dataset-registry.js";
+import type { ProcessGroup } from "./distributed.js";
 import type { LossSpec, ModelSpec } from "./spec.js";
 
 export interface OptimizerConfig {
@@ -53,6 +54,14 @@ export interface TrainerOptions {
    * stops exactly.
    */
   stepsInFlight?: number;
+  /**
+   * "mpi": train across the processes of an MPI job (`mpirun -np P node script.js`), each running
+   * `workers` threads: the global batch is split over all P x N ranks, gradients are summed in
+   * shared memory inside a process, then across processes over MPI (needs the optional
+   * `@threadgrad/mpi` addon). Every process must give the same options and data. Process 0
+   * (`processRank`) alone writes checkpoints; see the README's section on MPI.
+   */
+  distributed?: "mpi";
 }
 
 export interface StepInfo {
@@ -159,4 +168,6 @@ export interface TrainerParts {
   busy: boolean;
   /** close() was called while fit runs: stop at the next window boundary */
   readonly closing: boolean;
+  /** training across processes: this process's place and its MPI communicators; null in one process */
+  readonly processGroup: ProcessGroup | null;
 }

@@ -8,6 +8,14 @@ import { CommandChannel } from "./command-channel.js";
 import { type TrainerCheckpoint, readTrainerCheckpoint, restoreTrainer, saveTrainer } from "./persist.js";
 import { ERROR, ErrorCode, signalError } from "./control.js";
 import type { DatasetLike } from "./dataset.js";
+import {
+  type ProcessGroup,
+  agreeWithFirst,
+  broadcastFromFirst,
+  initMpi,
+  joinProcessGroup,
+  processBarrier,
+} from "./distributed.js";
 import { DatasetRegistry } from "./dataset-registry.js";
 import { runEvaluate } from "./evaluate.js";
 import { runFit } from "./fit-loop.js";
@@ -76,8 +84,11 @@ export class DataParallel {
     /** @internal */
     readonly predictions: Int32Array,
     private tasks: Promise<unknown>[],
+    /** @internal */
+    readonly processGroup: ProcessGroup | null,
   ) {
     const stepTimeoutMs = options.stepTimeoutMs ?? 600_000;
+    if (processGroup) processGroup.timeoutMs = stepTimeoutMs;
     const { stepsInFlight, maxBatchSize } = options;
     this.channel = new CommandChannel(
       arena,
@@ -105,9 +116,23 @@ export class DataParallel {
     this.channel.loadBuffers = changed;
   }
 
+  /** This process's rank among the trainer's processes (distributed: "mpi"); 0 in a single process. */
+  get processRank(): number {
+    return this.processGroup?.rank ?? 0;
+  }
+
+  /** How many processes train together (distributed: "mpi"); 1 in a single process. */
+  get processCount(): number {
+    return this.processGroup?.size ?? 1;
+  }
+
   /** Builds the model, lays out the shared arena and starts one worker per rank. */
   static async create(opts: TrainerOptions): Promise<DataParallel> {
-    const numWorkers = resolveWorkers(opts.workers);
+    if (opts.distributed !== undefined && opts.distributed !== "mpi")
+      throw new Error(`DataParallel: distributed must be "mpi" or absent, got ${JSON.stringify(opts.distributed)}`);
+    // Processes of an MPI job on one host share its cores: 'auto' gives each its part.
+    const processesOnHost = opts.distributed === "mpi" ? initMpi().localSize : 1;
+    const numWorkers = resolveWorkers(opts.workers, processesOnHost);
     const seed = opts.seed ?? 0;
     const accumulateSteps = opts.accumulateSteps ?? 1;
     const slots = opts.stepsInFlight ?? 8;
@@ -121,6 +146,8 @@ export class DataParallel {
     }
     if (opts.clipGradNorm !== undefined && !(opts.clipGradNorm > 0))
       throw new Error(`DataParallel: clipGradNorm must be > 0, got ${opts.clipGradNorm}`);
+    const startTimeoutMs = opts.startTimeoutMs ?? 120_000;
+    const group = opts.distributed === "mpi" ? await joinProcessGroup(numWorkers, startTimeoutMs) : null;
     const { name = "adam", ...rest } = opts.optimizer ?? { name: "adam" };
     const optOptions = resolveFlatOptions(name, { lr: 1e-3, ...rest } as never) as unknown as Record<string, unknown>;
     manualSeed(seed);
@@ -145,6 +172,8 @@ export class DataParallel {
       view.set(p.data as Float32Array);
       p.setStorage(view);
     });
+    // Every process built the model from the same seed; a module model might draw otherwise.
+    if (group) broadcastFromFirst(group, arena.params);
     buffers.forEach((b, k) => {
       arena.state(k).fill(b.init);
     });
@@ -202,6 +231,7 @@ export class DataParallel {
       batches,
       predictions,
       tasks,
+      group,
     );
     for (let rank = 0; rank < numWorkers; rank++) {
       const { port1, port2 } = new MessageChannel();
@@ -224,28 +254,25 @@ export class DataParallel {
         skipNonFinite: trainerOpts.skipNonFinite,
         seed,
         barrierTimeoutMs: opts.barrierTimeoutMs ?? 60_000,
-        // Spinning at a barrier only pays while every rank has a core of its own.
-        spin: numWorkers <= availableWorkers(),
+        // Spinning at a barrier only pays while every rank (this host's other processes' too) has a core of its own.
+        spin: numWorkers * processesOnHost <= availableWorkers(),
         stepRegion: opts.stepRegion ?? "kind" in opts.model,
         wasm: wasm ? { memory: wasm.placement.memory, scratch: wasm.placement.scratch[rank]! } : null,
         buffers: { block: bufferBlock, slots: bufferPlan.slots },
         scalars,
-        syncBatchNorm: numWorkers > 1 && channels > 0,
+        syncBatchNorm: numWorkers * (group?.size ?? 1) > 1 && channels > 0,
+        processGroup: group
+          ? { rank: group.rank, size: group.size, comm: group.comms[rank]!, timeoutMs: opts.barrierTimeoutMs ?? 60_000 }
+          : null,
       };
       tasks.push(startRank(pool, init, port1, trainer.channel));
     }
     // A thread that fails with no task pending is reported by startRank's listeners, with its rank.
     pool.on("error", () => undefined);
     // shuts down on failure
-    await holdOpen(
-      trainer.channel.waitFor(
-        P.READY,
-        numWorkers,
-        opts.startTimeoutMs ?? 120_000,
-        "starting workers",
-        "startTimeoutMs",
-      ),
-    );
+    await holdOpen(trainer.channel.waitFor(P.READY, numWorkers, startTimeoutMs, "starting workers", "startTimeoutMs"));
+    // The processes start their first step together, so the ranks' time-outs measure steps, not start-up.
+    if (group) await holdOpen(processBarrier(group));
     return trainer;
   }
 
@@ -327,11 +354,25 @@ export class DataParallel {
   /**
    * Writes a checkpoint: parameters, optimizer state, module buffers (running statistics), progress
    * and the configuration, atomically (a crash mid-write leaves the previous file intact). `extra` is
-   * stored alongside (e.g. metrics).
+   * stored alongside (e.g. metrics). Across processes (distributed: "mpi") only process 0 writes
+   * (every process holds the same parameters); every process returns once it has, and throws if
+   * it could not, so all of them may read the file next.
    */
   async save(path: string, extra: Record<string, unknown> = {}): Promise<void> {
     if (this.busy) throw new Error("DataParallel.save: wait for fit or evaluate to finish");
-    saveTrainer(this, path, extra);
+    const group = this.processGroup;
+    if (group === null) return saveTrainer(this, path, extra);
+    let failure: unknown = null;
+    if (group.rank === 0) {
+      try {
+        saveTrainer(this, path, extra);
+      } catch (err) {
+        failure = err;
+      }
+    }
+    const written = await holdOpen(agreeWithFirst(group, failure === null));
+    if (failure !== null) throw failure;
+    if (!written) throw new Error(`DataParallel.save: process 0 could not write ${path} (its error says why)`);
   }
 
   /**

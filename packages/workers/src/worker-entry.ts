@@ -17,6 +17,7 @@ import { type ArenaHandle, type BufferSlot, SharedArena, bufferViews } from "./a
 import { type Collective, SharedMemoryCollective } from "./collective.js";
 import { ERROR, ErrorCode, signalError } from "./control.js";
 import type { SharedDataset } from "./dataset.js";
+import { HierarchicalCollective } from "./distributed.js";
 import * as P from "./protocol.js";
 import { type RunState, evalStep, lrOf, trainStep, update } from "./rank-step.js";
 import { segment, shardRange } from "./shard.js";
@@ -57,6 +58,11 @@ export interface WorkerInit {
   scalars: { block: SharedArrayBuffer; capacity: number } | null;
   /** BatchNorm normalises with the statistics of the whole batch, reduced across ranks inside the step */
   syncBatchNorm: boolean;
+  /**
+   * Training across processes (distributed: "mpi"): this process's rank among `size`, and the MPI
+   * communicator this rank shares with the same-index ranks of the other processes; null: one process.
+   */
+  processGroup: { rank: number; size: number; comm: number; timeoutMs: number } | null;
 }
 
 /** Waits (blocking: this is a worker) until main has published command `next`, watching ERROR. */
@@ -134,6 +140,11 @@ interface Rank {
   /** copies the shared module buffers into this rank's private ones (a no-op for rank 0) */
   loadBuffers: () => void;
   collective: Collective;
+  /** the collective across processes (the same object as `collective`), or null in a single process */
+  crossProcess: HierarchicalCollective | null;
+  /** this process's rank and the number of processes (0 and 1 in a single process) */
+  processRank: number;
+  processCount: number;
   /** the collective BatchNorm reduces its statistics through, or null (see WorkerInit.syncBatchNorm) */
   sync: Collective | null;
   optimizerStep: SegmentUpdate | null;
@@ -167,12 +178,15 @@ async function prepareRank(init: WorkerInit, arena: SharedArena, kernels: WasmKe
   const model: nn.Module = await buildModel(init.model);
   const lossFn = await buildLoss(init.loss);
   const params = bindParameters(model, arena, rank);
-  const collective: Collective = new SharedMemoryCollective(arena, rank, {
+  const inProcess = new SharedMemoryCollective(arena, rank, {
     timeoutMs: init.barrierTimeoutMs,
     spinIterations: init.spin ? undefined : 0,
     segmentSum: kernels ? wasmSegmentSum(kernels, arena) : undefined,
     scalars: init.scalars ?? undefined,
   });
+  const group = init.processGroup;
+  const crossProcess = group ? new HierarchicalCollective(inProcess, group.comm, group.rank, group.timeoutMs) : null;
+  const collective: Collective = crossProcess ?? inProcess;
   const [segStart, segEnd] = segment(arena.layout.paddedLength, ranks, rank);
   const r: Rank = {
     init,
@@ -189,6 +203,9 @@ async function prepareRank(init: WorkerInit, arena: SharedArena, kernels: WasmKe
     state: Array.from({ length: arena.layout.stateBuffers }, (_, k) => arena.state(k)),
     loadBuffers: bindBuffers(model, init.buffers, rank),
     collective,
+    crossProcess,
+    processRank: group?.rank ?? 0,
+    processCount: group?.size ?? 1,
     sync: init.syncBatchNorm ? collective : null,
     optimizerStep: float32Update(kernels, arena, init.optimizer),
     kernels,
@@ -275,12 +292,14 @@ function runOnShard(r: Rank, c: Command, isTrain: boolean): void {
   const { block } = c;
   const ds = r.datasets.get(block[P.S_DATASET]!);
   if (ds === undefined) throw new Error(`unknown data set ${block[P.S_DATASET]}`);
-  const [start, end] = shardRange(block[P.S_BATCH]!, r.ranks, r.rank);
+  // Across processes the batch is split over every process's ranks: process p takes a contiguous share.
+  const [start, end] = shardRange(block[P.S_BATCH]!, r.ranks * r.processCount, r.processRank * r.ranks + r.rank);
   const { init, model, lossFn, stepRegion } = r;
   if (!isTrain) {
     const ctx = { init, model, lossFn, ds, batch: c.batch, start, end, scalars: c.scalars, preds: r.preds };
     if (stepRegion) runInStepRegion(stepRegion, () => evalStep(ctx));
     else evalStep(ctx);
+    r.crossProcess?.sumStepScalars(c.scalars);
     return;
   }
   const known = block[P.S_OPT_COUNT]!;
@@ -302,6 +321,7 @@ function runOnShard(r: Rank, c: Command, isTrain: boolean): void {
   if (block[P.S_ZERO] === 1) r.run.windowNonFinite = false;
   if (stepRegion) runInStepRegion(stepRegion, () => trainStep(ctx));
   else trainStep(ctx);
+  r.crossProcess?.sumStepScalars(c.scalars);
   r.run.windowNonFinite ||= c.scalars[P.R_NONFINITE] === 1;
   c.scalars[P.R_LR] = lrOf(init, r.run.optCount) * block[P.S_LR_SCALE]!;
   if (block[P.S_UPDATE] === 1) updateSegment(r, c);
