@@ -272,6 +272,8 @@ export function trainerOptions(s: TrainSettings, train: Dataset): TrainerOptions
     clipGradNorm: s.clipGradNorm ?? undefined,
     accumulateSteps: s.accumulateSteps,
     skipNonFinite: s.skipNonFinite,
-    maxBatchSize: Math.max(s.batchSize, 1024),
+    // Evaluation runs batches of up to 1,024 samples; for text a sample is a whole window, so
+    // it keeps to the training batch (1,024 windows of 64 bytes overflow a rank's step scratch).
+    maxBatchSize: train.isTokens ? s.batchSize : Math.max(s.batchSize, 1024),
   };
 }

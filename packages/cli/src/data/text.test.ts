@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { DEFAULT_SETTINGS } from "../settings.js";
-import { lossSpec, textContext } from "../setup.js";
+import { lossSpec, textContext, trainerOptions } from "../setup.js";
 import {
   BINARY_PROBE_BYTES,
   loadText,
@@ -156,5 +156,16 @@ describe("text settings", () => {
     const gpt = { kind: "gpt", vocab: 256, context: 64, dim: 128, heads: 4, layers: 2 } as never;
     expect(lossSpec(s, gpt)).toBe("sequenceCrossEntropy");
     expect(lossSpec(s, { kind: "mlp", sizes: [4, 2] })).toBe("crossEntropy");
+  });
+
+  it("keep evaluation batches of windows to the training batch; rows may go up to 1,024", () => {
+    const gpt = { kind: "gpt", vocab: 256, context: 16, dim: 16, heads: 2, layers: 1 } as never;
+    const windows = { name: "text", x: new Int32Array(160), y: new Int32Array(160), length: 10, features: 16 };
+    const tokens = { ...windows, task: "classification" as const, numClasses: 256, isTokens: true };
+    const s = { ...text, model: gpt, loss: "cross-entropy" as const, lr: 1e-3, batchSize: 8 };
+    expect(trainerOptions(s, tokens).maxBatchSize).toBe(8);
+    const rows = { ...tokens, x: new Float32Array(160), y: new Int32Array(10), isTokens: false, features: 16 };
+    const mlp = { ...s, data: "csv:x.csv", model: [16, 4, 2] };
+    expect(trainerOptions(mlp, rows).maxBatchSize).toBe(1024);
   });
 });
