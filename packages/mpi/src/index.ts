@@ -6,6 +6,30 @@ import { type Binding, loadBinding } from "./load.js";
 
 export { NOT_AVAILABLE } from "./load.js";
 
+/**
+ * mpirun's options for processes on this one host, over TCP on loopback, as root too and with more
+ * processes than cores: how this repository's MPI tests launch theirs.
+ * @example spawn("mpirun", [...LOOPBACK_MPIRUN_ARGS, "-np", "2", process.execPath, "script.mjs"])
+ */
+export const LOOPBACK_MPIRUN_ARGS: readonly string[] = [
+  "--allow-run-as-root",
+  "--oversubscribe",
+  "--bind-to",
+  "none",
+  "--mca",
+  "btl",
+  "self,tcp",
+  "--mca",
+  "pml",
+  "ob1",
+  "--mca",
+  "btl_tcp_if_include",
+  "lo",
+  "--mca",
+  "oob_tcp_if_include",
+  "lo",
+];
+
 /** A communicator: an integer id, valid in every thread of the process that created it. */
 export type Communicator = number;
 

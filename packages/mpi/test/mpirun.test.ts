@@ -5,6 +5,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
+import { LOOPBACK_MPIRUN_ARGS as MPIRUN_ARGS } from "../src/index.js";
 
 const packageDir = fileURLToPath(new URL("../", import.meta.url));
 const fixture = fileURLToPath(new URL("./fixture.mjs", import.meta.url));
@@ -12,24 +13,6 @@ const addon = fileURLToPath(new URL("../native/build/Release/threadgrad_mpi.node
 const built = fileURLToPath(new URL("../dist/index.js", import.meta.url));
 // Ends a run that hangs; a passing run takes a few seconds.
 const SAFETY_LIMIT_MS = 60_000;
-const MPIRUN_ARGS = [
-  "--allow-run-as-root",
-  "--oversubscribe",
-  "--bind-to",
-  "none",
-  "--mca",
-  "btl",
-  "self,tcp",
-  "--mca",
-  "pml",
-  "ob1",
-  "--mca",
-  "btl_tcp_if_include",
-  "lo",
-  "--mca",
-  "oob_tcp_if_include",
-  "lo",
-];
 
 const hasMpirun = spawnSync("mpirun", ["--version"], { encoding: "utf8" }).status === 0;
 const MISSING = "mpirun not found: install Debian's openmpi-bin and libopenmpi-dev to run the MPI tests";

@@ -16,28 +16,11 @@ import { finalizeMpi } from "./distributed.js";
 import { readTrainerCheckpoint } from "./persist.js";
 import { DataParallel } from "./trainer.js";
 
+const MPIRUN_ARGS = mpi.LOOPBACK_MPIRUN_ARGS;
 const script = fileURLToPath(new URL("./fixtures/mpi-train.mjs", import.meta.url));
 const packageDir = fileURLToPath(new URL("../", import.meta.url));
 // Ends a run that hangs; a passing run takes seconds.
 const SAFETY_LIMIT_MS = 90_000;
-const MPIRUN_ARGS = [
-  "--allow-run-as-root",
-  "--oversubscribe",
-  "--bind-to",
-  "none",
-  "--mca",
-  "btl",
-  "self,tcp",
-  "--mca",
-  "pml",
-  "ob1",
-  "--mca",
-  "btl_tcp_if_include",
-  "lo",
-  "--mca",
-  "oob_tcp_if_include",
-  "lo",
-];
 
 const hasMpirun = spawnSync("mpirun", ["--version"], { encoding: "utf8" }).status === 0;
 const missing = !hasMpirun
