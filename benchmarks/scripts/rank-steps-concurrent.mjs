@@ -1,17 +1,35 @@
 // Usage (after a build, from benchmarks/): node scripts/rank-steps-concurrent.mjs [batch] [counts]
-// N threads each run W1 rank steps (forward, backward into bound gradients, SIMD Adam over all
-// parameters, inside a step region) with no synchronisation between them: does one thread's step
-// slow down when others run beside it? "own": each thread has its own WebAssembly memory; "shared":
-// all threads in one shared memory, each with its own parameters and scratch, as DataParallel lays
-// ranks out (there they also share the parameters).
+// N threads each run W1 rank steps (forward, backward into bound gradients, the trainer's float32
+// SIMD Adam over all parameters, inside a step region) with no synchronisation between them: does
+// one thread's step slow down when others run beside it? "own": each thread has its own WebAssembly
+// memory; "shared": all threads in one shared memory, each with its own parameters and scratch, as
+// DataParallel lays ranks out (there they also share the parameters).
 import { Worker, isMainThread, parentPort, workerData } from "node:worker_threads";
 import os from "node:os";
-import { createWasmKernels, manualSeed, nn, runInStepRegion, setDefaultWasmKernels, tensor } from "@threadgrad/core";
+import {
+  adamScalarsF32,
+  adamUpdateF32,
+  createWasmKernels,
+  manualSeed,
+  nn,
+  runInStepRegion,
+  setDefaultWasmKernels,
+  tensor,
+} from "@threadgrad/core";
 import { buildMlp } from "@threadgrad/workers";
 
 const SIZES = [784, 256, 256, 10];
 const PARAMS = 269_322;
 const SCRATCH = 48 << 20;
+const ADAM = {
+  lr: 1e-3,
+  beta1: 0.9,
+  beta2: 0.999,
+  eps: 1e-8,
+  weightDecay: 0,
+  decoupledWeightDecay: false,
+  maximize: false,
+};
 
 function stepper(k, batch) {
   setDefaultWasmKernels(k);
@@ -32,7 +50,6 @@ function stepper(k, batch) {
     Int32Array.from({ length: batch }, (_, i) => i % 10),
     { shape: [batch] },
   );
-  const ptr = [p, g, m, v].map((a) => k.offsetOf(a));
   let t = 0;
   return () => {
     runInStepRegion(k, () => {
@@ -43,7 +60,7 @@ function stepper(k, batch) {
       for (const q of params) q.syncGrad();
     });
     t++;
-    k.exports.adamUpdate(...ptr, 0, PARAMS, 1e-3, 0.9, 0.999, 1e-8, 1 - 0.9 ** t, 1 - 0.999 ** t, 0, 1, 0);
+    adamUpdateF32(k, p, g, m, v, null, 0, PARAMS, adamScalarsF32(t, ADAM));
   };
 }
 

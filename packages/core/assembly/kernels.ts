@@ -12,8 +12,8 @@
 // elementwise ops do for float32; matmul does not (its operands come flushed).
 //
 // Files: matmul.ts (packed, tiled f32x4 matmul), elementwise.ts (bias, relu, column sums),
-// step.ts (Adam/AdamW and SGD updates in f64, all-reduce sum, squared norm), update-f32.ts (the
-// same updates in f32, four lanes), conv.ts (convolution as per-sample im2col into scratch + the
+// step.ts (all-reduce sum, squared norm), update-f32.ts (Adam/AdamW, SGD, RMSprop and Adagrad
+// updates in f32, four lanes), conv.ts (convolution as per-sample im2col into scratch + the
 // matmul's gemm), pool.ts (max pooling's window argmax, gather and scatter), activations.ts and
 // gelu.ts (tanh, sigmoid and GELU forward, backward and double backward; their f64 math in
 // activation-math.ts), softmax.ts (softmax over the last dim and its backward), layer-norm.ts
@@ -22,7 +22,7 @@
 
 export { matmul, matmulPackBytes } from "./matmul";
 export { addBias, reluForward, reluBackward, sumRows } from "./elementwise";
-export { adamUpdate, sgdUpdate, sumSlices, sumSquares } from "./step";
+export { sumSlices, sumSquares } from "./step";
 export { adamUpdateF32, adagradUpdateF32, rmspropUpdateF32, sgdUpdateF32 } from "./update-f32";
 export { convForward, convInputGrad, convWeightGrad, convScratchBytes } from "./conv";
 export { maxPoolIndices, poolGather, poolScatter } from "./pool";

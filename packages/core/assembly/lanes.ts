@@ -6,15 +6,10 @@
 // NaN is never flushed (every comparison with NaN is false).
 
 export const FLT_MIN: f32 = 1.1754943508222875e-38;
-export const FLT_MIN_F64: f64 = 1.1754943508222875e-38;
 
 // Zero in every lane whose |v| < FLT_MIN (NaN lanes compare false and are kept).
 @inline export function flush32(v: v128): v128 {
   return v128.andnot(v, f32x4.lt(f32x4.abs(v), f32x4.splat(FLT_MIN)));
-}
-
-@inline export function flush64(v: v128): v128 {
-  return v128.andnot(v, f64x2.lt(f64x2.abs(v), f64x2.splat(FLT_MIN_F64)));
 }
 
 // Two f32 at ptr promoted to f64x2, and back.

@@ -8,7 +8,7 @@ import { flush32 } from "./lanes";
 // build), and sqrt and division are correctly rounded in both. A tail of 1-3 elements runs the
 // same vector code on a partly filled vector (loadLanes/storeLanes below), so the edge lanes see
 // the very operations the others do. Scalars arrive already rounded to f32 by the caller.
-// State (m, v, the momentum buffer) is f32 and flushed to 0 below FLT_MIN, as in step.ts.
+// State (m, v, the momentum buffer) is f32 and flushed to 0 below FLT_MIN (lanes.ts).
 // ---------------------------------------------------------------------------------------------
 
 /**

@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // Rough time of one optimizer update (Adam, no weight decay) over W1's parameter count
-// (784-256-256-10: 269,322 floats) and over half of it (one of 2 ranks), single thread: the float64
-// kernel (f64x2, adamUpdate) against the float32 one (f32x4, adamUpdateF32), both on arrays inside
-// the wasm memory as in the trainer, plus the JavaScript float32 twin. Needs a build (dist/).
+// (784-256-256-10: 269,322 floats) and over half of it (one of 2 ranks), single thread: the float32
+// SIMD kernel (f32x4, adamUpdateF32) on arrays inside the wasm memory as in the trainer, and its
+// JavaScript twin. Needs a build (dist/).
 // Run: node packages/core/scripts/update-ms.mjs [secondsPerCase=0.5]. Numbers from a shared
 // machine are rough: compare rows of one run only.
 import os from "node:os";
@@ -21,24 +21,6 @@ const o = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxim
 let t = 1;
 
 const updates = {
-  "float64 (wasm f64x2)": (end) =>
-    k.exports.adamUpdate(
-      p.byteOffset,
-      g.byteOffset,
-      m.byteOffset,
-      v.byteOffset,
-      0,
-      end,
-      o.lr,
-      o.beta1,
-      o.beta2,
-      o.eps,
-      1 - o.beta1 ** t,
-      1 - o.beta2 ** t,
-      0,
-      1,
-      0,
-    ),
   "float32 (wasm f32x4)": (end) =>
     adamUpdateF32(k, p, g, m, v, null, 0, end, adamScalarsF32(t, { ...o, decoupledWeightDecay: false })),
   "float32 (JS twin)": (end) =>

@@ -102,13 +102,4 @@ export type { WasmMemory } from "./kernels/wasm/loader.js";
 export { isWasmSimdSupported } from "./kernels/wasm/loader.js";
 export { runInStepRegion } from "./kernels/wasm/step-region.js";
 export { usesRelaxedSimd } from "./kernels/wasm/loader.js";
-export {
-  segmentSum,
-  segmentSumSquares,
-  adamSegmentUpdate,
-  sgdSegmentUpdate,
-  type AdamSegment,
-  type AdamSegmentOptions,
-  type SgdSegment,
-  type SgdSegmentOptions,
-} from "./kernels/segment.js";
+export { segmentSum, segmentSumSquares } from "./kernels/segment.js";

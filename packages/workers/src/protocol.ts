@@ -85,13 +85,11 @@ export const R_T_UPDATE = 9;
  * published cannot change the parameters; main reports the error and the next fit resumes them).
  */
 export const R_RAN = 10;
-/** 1 when this rank met a non-finite loss or gradient in the accumulation window (exchanged at the update) */
-export const R_WINDOW_NONFINITE = 11;
 /** when this rank finished the command, in ms since the epoch (performance.timeOrigin + now()) */
-export const R_FINISHED_AT = 12;
+export const R_FINISHED_AT = 11;
 /** after RECEIVE: how many data sets the rank holds */
-export const R_DATASETS_HELD = 13;
-export const SCALAR_SLOTS = 14;
+export const R_DATASETS_HELD = 12;
+export const SCALAR_SLOTS = 13;
 
 /** float64 values the update all-reduces across ranks: the squared gradient norm, the non-finite flag */
 export const UPDATE_TOTALS = 2;

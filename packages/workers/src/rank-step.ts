@@ -166,7 +166,6 @@ export function update(c: {
   if (!Number.isFinite(sq)) scalars[P.R_NONFINITE] = 1;
   // A non-finite loss in any of the window's micro-steps, or a non-finite gradient, blocks the update.
   const windowNonFinite = c.run.windowNonFinite || !Number.isFinite(sq);
-  scalars[P.R_WINDOW_NONFINITE] = windowNonFinite ? 1 : 0;
   // The global squared norm and whether any rank met a non-finite value: summed in rank order, so
   // every rank gets the same bits and takes the same decision.
   // Processes that hold the same segments count their squared norm once (see Collective.replica).

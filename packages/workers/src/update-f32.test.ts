@@ -71,6 +71,12 @@ function run(name: OptimizerName, raw: Record<string, unknown>, withKernels: boo
   return { wasm, js, f64, p0, start };
 }
 
+// Outside CI a runtime without WebAssembly SIMD runs both sides in JavaScript; in CI that would
+// hide the SIMD path entirely, so its absence fails here instead.
+it.runIf(process.env.CI)("CI has WebAssembly SIMD and shared memory for the optimizer kernels", () => {
+  expect(isWasmSimdSupported(), "CI: this runtime lacks WebAssembly SIMD or shared memory").toBe(true);
+});
+
 describe("the trainer's float32 update", () => {
   it.each(CASES)("%s %j: the same bits with and without WebAssembly, over 6 steps, on a segment only", (name, raw) => {
     const { wasm, js, p0, start } = run(name, raw, isWasmSimdSupported());

@@ -2,11 +2,9 @@ import {
   type Region,
   type WasmKernels,
   type WasmMemory,
-  adamSegmentUpdate,
   createWasmKernels,
   getKernelBackend,
   segmentSum,
-  sgdSegmentUpdate,
 } from "@threadgrad/core";
 import type { ArenaLayout, SharedArena } from "./arena.js";
 import type { SegmentSum } from "./collective.js";
@@ -67,66 +65,3 @@ export function wasmSegmentSum(k: WasmKernels, arena: SharedArena): SegmentSum {
 
 /** An optimizer update of parameters [start, end) at 1-based step t with learning rate lr. */
 export type SegmentUpdate = (start: number, end: number, t: number, lr: number) => void;
-
-interface SegmentOptimizerOptions {
-  betas?: [number, number];
-  eps?: number;
-  weightDecay?: number;
-  amsgrad?: boolean;
-  maximize?: boolean;
-  momentum?: number;
-  dampening?: number;
-  nesterov?: boolean;
-}
-
-/**
- * Adam, AdamW and SGD (the options @threadgrad/optim resolved) on the arena, as core's typed segment
- * updates: the SIMD kernels when the arena lies in `kernels`' memory, else their JavaScript loops;
- * either gives the bits of optim's flat updates (a test checks). Adam with amsgrad and the other
- * optimizers return null: the trainer runs optim's JavaScript flat update for them.
- */
-export function segmentUpdate(
-  arena: SharedArena,
-  opt: { name: string; options: Record<string, unknown> },
-  kernels: WasmKernels | null,
-): SegmentUpdate | null {
-  const o = opt.options as SegmentOptimizerOptions;
-  const { params } = arena;
-  const grads = arena.grads(0); // the reduced gradient: the collective sums into slice 0
-  const maximize = o.maximize ?? false;
-  const weightDecay = o.weightDecay ?? 0;
-  if ((opt.name === "adam" || opt.name === "adamw") && !o.amsgrad && o.betas) {
-    const [beta1, beta2] = o.betas;
-    const eps = o.eps ?? 1e-8;
-    const s = { params, grads, m: arena.state(0), v: arena.state(1) };
-    const decoupledWeightDecay = opt.name === "adamw";
-    return (start, end, t, lr) =>
-      adamSegmentUpdate(
-        s,
-        start,
-        end,
-        t,
-        { lr, beta1, beta2, eps, weightDecay, decoupledWeightDecay, maximize },
-        kernels,
-      );
-  }
-  if (opt.name === "sgd") {
-    const momentum = o.momentum ?? 0,
-      dampening = o.dampening ?? 0,
-      nesterov = o.nesterov ?? false;
-    const s = { params, grads, momentum: momentum !== 0 ? arena.state(0) : null };
-    return (start, end, t, lr) =>
-      sgdSegmentUpdate(s, start, end, t, { lr, momentum, dampening, weightDecay, nesterov, maximize }, kernels);
-  }
-  return null;
-}
-
-/** segmentUpdate on an arena that lies in `k`'s memory: the SIMD kernels. */
-export function wasmUpdate(
-  k: WasmKernels,
-  arena: SharedArena,
-  opt: { name: string; options: Record<string, unknown> },
-): SegmentUpdate | null {
-  if (arena.buffer !== k.buffer) throw new Error("wasmUpdate: the arena does not lie in these kernels' memory");
-  return segmentUpdate(arena, opt, k);
-}

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "vitest";
 import { Generator, type Tensor, grad, gradcheck, gradgradcheck, randn, tensor } from "../index.js";
-import { type Conv2dOptions, type Geometry, col2im, conv1d, conv2d, im2col } from "./conv.js";
+import { type Conv2dOptions, conv1d, conv2d } from "./conv.js";
 
 const gen = new Generator(77);
 const r = (...shape: number[]): Tensor => randn(shape, { dtype: "float64", generator: gen, requiresGrad: true });
@@ -227,7 +227,7 @@ describe("conv2d gradients (float64 finite differences, first and second order)"
     });
   }
 
-  test("the third derivative exists too (the backward of col2im is im2col again)", () => {
+  test("the third derivative exists too (each gradient is again a convolution op)", () => {
     const x = r(1, 1, 3, 3),
       w = r(1, 1, 2, 2);
     const y = conv2d(x, w, null, { padding: 1 }).pow(3).sum();
@@ -236,36 +236,6 @@ describe("conv2d gradients (float64 finite differences, first and second order)"
     const [gxww] = grad(gxw!.sum(), [x]);
     expect(gxww!.shape).toEqual([1, 1, 3, 3]);
     expect(Array.from(gxww!.data).some((v) => v !== 0)).toBe(true);
-  });
-});
-
-describe("im2col and col2im", () => {
-  const geo: Geometry = {
-    kernel: [2, 3],
-    stride: [2, 1],
-    padding: [1, 1],
-    dilation: [1, 2],
-    out: [3, 2],
-    groups: 2,
-  };
-
-  test("col2im is the adjoint of im2col: <im2col(x), c> = <x, col2im(c)>", () => {
-    const x = r(2, 4, 4, 5),
-      cols = im2col(x, geo);
-    expect(cols.shape).toEqual([2, 2 * 3 * 2, 2 * 2 * 3]);
-    const c = r(...cols.shape);
-    const left = cols.mul(c).sum().item();
-    const right = x
-      .mul(col2im(c, x.shape, geo))
-      .sum()
-      .item();
-    expect(Math.abs(left - right)).toBeLessThan(1e-10);
-  });
-
-  test("col2im refuses columns of the wrong shape, naming both", () => {
-    expect(() => col2im(r(2, 12, 11), [2, 4, 4, 5], geo)).toThrow(
-      /col2im: columns \[2, 12, 11\] do not match \[2, 12, 12\] for \[2, 4, 4, 5\]/,
-    );
   });
 });
 

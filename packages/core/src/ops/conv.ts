@@ -1,16 +1,12 @@
-import { type FloatArray, arrayFor, isFloat } from "../tensor/dtype.js";
-import { fmtShape, numelOf, shapeEq } from "../tensor/shape.js";
-import { Tensor } from "../tensor/tensor.js";
+import { isFloat } from "../tensor/dtype.js";
+import { fmtShape } from "../tensor/shape.js";
+import type { Tensor } from "../tensor/tensor.js";
 import { convolution } from "./convolution.js";
-import { defineOp, record } from "./op.js";
 import { squeeze, unsqueeze } from "./shape.js";
 
-// Window geometry, option parsing and the im2col/col2im ops. `im2col` copies every receptive field
-// of the input into a row of a matrix; `col2im` adds each row back onto the input positions it was
-// read from. Both are linear and each is the adjoint of the other, so each one's backward is the
-// other op. The convolution (and average pooling with it) no longer uses them: it runs as fused
-// ops over per-sample im2col kernels (ops/convolution.ts), whose gradients are again those ops.
-// The batch-wide pair stays as the plain, differentiable statement of the window layout.
+// Window geometry, option parsing and conv1d/conv2d. The convolution (and average pooling with it)
+// runs as fused ops over per-sample im2col kernels (ops/convolution.ts), whose gradients are again
+// those ops.
 
 /** Where the windows of a 2-D convolution or pooling lie; pairs are [height, width]. */
 export interface Geometry {
@@ -23,109 +19,6 @@ export interface Geometry {
   out: readonly [number, number];
   groups: number;
 }
-
-function checkGeometry(shape: readonly number[], geo: Geometry, op: string): void {
-  if (shape.length !== 4) throw new Error(`${op}: expected a 4-D input [N, C, H, W], got ${fmtShape(shape)}`);
-  const c = shape[1]!;
-  if (!(Number.isInteger(geo.groups) && geo.groups > 0 && c % geo.groups === 0)) {
-    throw new Error(`${op}: groups (${geo.groups}) must be a positive integer that divides the ${c} input channels`);
-  }
-}
-
-/**
- * For one sample and one group: the column matrix [oh·ow, C/groups·kh·kw] as offsets into that
- * sample's channels of the group ([C/groups, H, W]), -1 where a window lies over padding. Built once
- * per layout and kept (a few layouts recur every step), so the copies below are flat loops.
- */
-function windowMap(shape: readonly number[], geo: Geometry): Int32Array {
-  const [, c, h, w] = shape as [number, number, number, number];
-  const key = `${c / geo.groups},${h},${w},${geo.kernel},${geo.stride},${geo.padding},${geo.dilation},${geo.out}`;
-  const hit = windowMaps.get(key);
-  if (hit !== undefined) return hit;
-  const [kh, kw] = geo.kernel,
-    [sh, sw] = geo.stride,
-    [ph, pw] = geo.padding,
-    [dh, dw] = geo.dilation,
-    [oh, ow] = geo.out;
-  const cg = c / geo.groups;
-  const map = new Int32Array(oh * ow * cg * kh * kw);
-  let col = 0;
-  for (let oy = 0; oy < oh; oy++) {
-    for (let ox = 0; ox < ow; ox++) {
-      for (let ci = 0; ci < cg; ci++) {
-        for (let i = 0; i < kh; i++) {
-          const iy = oy * sh - ph + i * dh;
-          for (let j = 0; j < kw; j++) {
-            const ix = ox * sw - pw + j * dw;
-            map[col++] = iy >= 0 && iy < h && ix >= 0 && ix < w ? (ci * h + iy) * w + ix : -1;
-          }
-        }
-      }
-    }
-  }
-  if (windowMaps.size >= 32) windowMaps.clear();
-  windowMaps.set(key, map);
-  return map;
-}
-const windowMaps = new Map<string, Int32Array>();
-
-/**
- * Calls `copy(inputBase, colsBase)` for every (group, sample) block: columns are laid out
- * [groups, N·oh·ow, C/groups·kh·kw], so the rows of one group are one matrix for the matmul.
- */
-function forEachBlock(shape: readonly number[], geo: Geometry, copy: (inBase: number, colBase: number) => void): void {
-  const [n, c, h, w] = shape as [number, number, number, number];
-  const cg = c / geo.groups;
-  const block = geo.out[0] * geo.out[1] * cg * geo.kernel[0] * geo.kernel[1];
-  for (let g = 0; g < geo.groups; g++) {
-    for (let b = 0; b < n; b++) copy((b * c + g * cg) * h * w, (g * n + b) * block);
-  }
-}
-
-/** The shape of `im2col`'s output for an input of `shape`. */
-export function colsShape(shape: readonly number[], geo: Geometry): [number, number, number] {
-  const [n, c] = shape as [number, number];
-  return [geo.groups, n * geo.out[0] * geo.out[1], (c / geo.groups) * geo.kernel[0] * geo.kernel[1]];
-}
-
-/** Every receptive field of x [N, C, H, W] as a row: [groups, N·oh·ow, C/groups·kh·kw]. */
-export const im2col = defineOp("im2col", (x: Tensor, geo: Geometry): Tensor => {
-  checkGeometry(x.shape, geo, "im2col");
-  if (!isFloat(x.dtype)) throw new Error(`im2col: expected a floating point tensor, got ${x.dtype}`);
-  const shape = colsShape(x.shape, geo);
-  const out = arrayFor(x.dtype, shape[0] * shape[1] * shape[2], false) as FloatArray; // every entry is written
-  const src = x.data as FloatArray;
-  const map = windowMap(x.shape, geo);
-  forEachBlock(x.shape, geo, (inBase, colBase) => {
-    for (let i = 0; i < map.length; i++) {
-      const m = map[i]!;
-      out[colBase + i] = m >= 0 ? src[inBase + m]! : 0;
-    }
-  });
-  return record(new Tensor(out, shape), "im2col", [x], (g) => [col2im(g, x.shape, geo)]);
-});
-
-/** The adjoint of im2col: each row of `cols` added back onto the input positions it came from. */
-export const col2im = defineOp("col2im", (cols: Tensor, shape: readonly number[], geo: Geometry): Tensor => {
-  checkGeometry(shape, geo, "col2im");
-  const expected = colsShape(shape, geo);
-  if (!shapeEq(cols.shape, expected)) {
-    throw new Error(
-      `col2im: columns ${fmtShape(cols.shape)} do not match ${fmtShape(expected)} for ${fmtShape(shape)}`,
-    );
-  }
-  if (!isFloat(cols.dtype)) throw new Error(`col2im: expected a floating point tensor, got ${cols.dtype}`);
-  const out = arrayFor(cols.dtype, numelOf(shape)) as FloatArray;
-  const src = cols.data as FloatArray;
-  const map = windowMap(shape, geo);
-  forEachBlock(shape, geo, (inBase, colBase) => {
-    for (let i = 0; i < map.length; i++) {
-      const m = map[i]!;
-      if (m >= 0) out[inBase + m] = out[inBase + m]! + src[colBase + i]!;
-    }
-  });
-  return record(new Tensor(out, shape), "col2im", [cols], (g) => [im2col(g, geo)]);
-});
 
 export type Pair = number | readonly [number, number];
 export type ConvPadding = Pair | "same" | "valid";

@@ -77,7 +77,7 @@ import { geluBackward, geluDoubleBackward } from "./gelu.js";
 import { logSoftmaxBackward, softmaxBackward } from "./softmax.js";
 import { layerNormBackward, layerNormalize } from "./layer-norm.js";
 import { linear } from "./linalg.js";
-import { type Geometry, col2im, im2col } from "./conv.js";
+import type { Geometry } from "./conv.js";
 import { convolution, convolutionInputGrad, convolutionWeightGrad } from "./convolution.js";
 import { poolGather, poolScatter } from "./pool.js";
 import { attentionProbs } from "./attention.js";
@@ -104,8 +104,8 @@ interface Sample {
 }
 const s = (fn: Sample["fn"], ...inputs: Tensor[]): Sample => ({ fn, inputs });
 
-// Window layouts for im2col/col2im: 2x2 windows with stride 1, and strided, padded, dilated, grouped
-// windows with ceil-mode-like extra rows past the input.
+// Window layouts for the convolution ops: 2x2 windows with stride 1, and strided, padded, dilated,
+// grouped windows with ceil-mode-like extra rows past the input.
 const GEO_PLAIN: Geometry = {
   kernel: [2, 2],
   stride: [1, 1],
@@ -171,11 +171,6 @@ const SAMPLES: Record<string, Sample[]> = {
   linear: [
     s((x, w, b) => linear(x, w, b), r(3, 4), r(5, 4), r(5)),
     s((x, w, b) => linear(x, w, b), r(1, 2), r(3, 2), r(3)),
-  ],
-  im2col: [s((a) => im2col(a, GEO_PLAIN), r(1, 2, 3, 3)), s((a) => im2col(a, GEO_STRIDED), r(2, 4, 4, 3))],
-  col2im: [
-    s((c) => col2im(c, [1, 2, 3, 3], GEO_PLAIN), r(1, 4, 8)),
-    s((c) => col2im(c, [2, 4, 4, 3], GEO_STRIDED), r(2, 12, 12)),
   ],
   // GEO_STRIDED's 3 output rows run past the 4 input rows: the kernels read zeros there.
   convolution: [

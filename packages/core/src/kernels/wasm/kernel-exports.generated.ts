@@ -29,46 +29,6 @@ export interface KernelExports {
   /** out[j] = f32(Σ_i x[i·n + j]) for j < n, summed in f64 in row order; out must not overlap x. */
   sumRows(x: number, out: number, m: number, n: number): void;
   /**
-   * One torch.optim.Adam/AdamW step (no amsgrad) on p[start, end) with state m, v; bc1 = 1 - beta1^step,
-   * bc2 = 1 - beta2^step; l2: Adam's weight decay (0 for AdamW), decay: AdamW's factor 1 - lr·wd (1 for
-   * Adam); maximize != 0 ascends.
-   */
-  adamUpdate(
-    p: number,
-    g: number,
-    m: number,
-    v: number,
-    start: number,
-    end: number,
-    lr: number,
-    beta1: number,
-    beta2: number,
-    eps: number,
-    bc1: number,
-    bc2: number,
-    l2: number,
-    decay: number,
-    maximize: number,
-  ): void;
-  /**
-   * One torch.optim.SGD step on p[start, end); buf is the momentum buffer's pointer, or 0 without
-   * momentum; first != 0 on the first step (the buffer takes the gradient).
-   */
-  sgdUpdate(
-    p: number,
-    g: number,
-    buf: number,
-    start: number,
-    end: number,
-    lr: number,
-    momentum: number,
-    dampening: number,
-    weightDecay: number,
-    nesterov: number,
-    maximize: number,
-    first: number,
-  ): void;
-  /**
    * out[i] = sum over r < ranks, in rank order, of slice r at basePtr + r·strideBytes, i in [start, end);
    * outPtr may be slice 0.
    */
