@@ -60,6 +60,23 @@ export async function joinProcessGroup(numWorkers: number, timeoutMs: number): P
   return { rank, size, comms, timeoutMs };
 }
 
+/**
+ * Frees the communicators of `joinProcessGroup` (main thread, every process, once the ranks have
+ * stopped). One that a failed or timed-out call left broken, or that a rank still holds, is left:
+ * MPI might still use it, and such a job ends with abort() anyway. After finalize there is nothing
+ * left to free.
+ */
+export function leaveProcessGroup(group: ProcessGroup): void {
+  for (const comm of group.comms.splice(0)) {
+    try {
+      mpi.commFree(comm);
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code !== "MPI_BROKEN" && code !== "MPI_BUSY" && code !== "MPI_FINALIZED") throw err;
+    }
+  }
+}
+
 /** Makes every process's `data` equal to process 0's (main thread, every process). */
 export function broadcastFromFirst(group: ProcessGroup, data: Float32Array): void {
   mpi.broadcast(mpi.WORLD, data, 0, group.timeoutMs);
