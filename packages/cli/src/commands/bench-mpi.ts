@@ -1,0 +1,102 @@
+// `threadgrad bench --distributed mpi`: the bench across the processes of an MPI job. Every process
+// trains the same rows (W8 is W1's: the MLP across processes); process 0 prints. Beside them: the
+// same worker counts as one process of P·N workers, when every process runs on this host, and the
+// time of the all-reduce the ranks make for their gradient segments.
+import {
+  type AllReduceTiming,
+  type ModelSpec,
+  builtinParameterShapes,
+  initMpi,
+  jobBarrier,
+  mpiLibraryVersion,
+  timeAllReduce,
+} from "@threadgrad/workers";
+import { UsageError } from "../errors.js";
+import type { ThroughputResult } from "../workloads.js";
+
+/** This process's place in the MPI job the bench runs across. */
+export interface MpiJob {
+  rank: number;
+  size: number;
+  /** processes of the job on this host */
+  localSize: number;
+  /** e.g. "Open MPI v4.1.4" */
+  library: string;
+}
+
+/** `--distributed`: "mpi", or absent. */
+export function parseDistributed(v: unknown): "mpi" | undefined {
+  if (v === undefined) return undefined;
+  if (v === "mpi") return v;
+  throw new UsageError(`--distributed must be mpi (run under mpirun or srun), got ${JSON.stringify(v)}`);
+}
+
+/** Initialises MPI (throws the error naming the Debian packages when its addon is absent). */
+export function joinMpiJob(): MpiJob {
+  const { rank, size, localSize } = initMpi();
+  return { rank, size, localSize, library: mpiLibraryVersion().split(",")[0]!.trim() };
+}
+
+/** How long the other processes wait for process 0's one-process rows: as long as they take. */
+const SINGLE_PROCESS_WAIT_MS = 86_400_000;
+const ALL_REDUCE_TIMEOUT_MS = 120_000;
+
+/**
+ * The rows' equivalents on one process: `measure(P · N)` for each worker count N, run by process 0
+ * while the others wait at a barrier (polling it, which costs them little CPU). Null where the
+ * processes are on several hosts: one host's cores are no equivalent of theirs.
+ */
+export async function singleProcessRows(
+  job: MpiJob,
+  workerCounts: number[],
+  measure: (workers: number) => Promise<ThroughputResult>,
+): Promise<ThroughputResult[] | null> {
+  if (job.localSize !== job.size) return null;
+  const rows: ThroughputResult[] = [];
+  if (job.rank === 0) for (const n of workerCounts) rows.push(await measure(n * job.size));
+  await jobBarrier(SINGLE_PROCESS_WAIT_MS);
+  return rows;
+}
+
+/** One all-reduce size the bench times, named for the output. */
+export interface AllReduceRow extends AllReduceTiming {
+  name: string;
+}
+
+/** The parameter count of a built-in model, as the all-reduce of its gradient sends it. */
+export function parameterCount(model: Extract<ModelSpec, { kind: string }>): number {
+  return builtinParameterShapes(model).reduce((total, [, shape]) => total + shape.reduce((a, b) => a * b, 1), 0);
+}
+
+/**
+ * Times the ranks' all-reduce (float32 sum) across every process: the workload's gradient, 1 MiB
+ * and 16 MiB. Collective: every process calls it.
+ */
+export function timeAllReduces(workloadName: string, parameters: number): AllReduceRow[] {
+  const sizes = [
+    { name: `${workloadName} gradient`, byteLength: 4 * parameters },
+    { name: "1 MiB", byteLength: 1 << 20 },
+    { name: "16 MiB", byteLength: 16 << 20 },
+  ];
+  return sizes.map(({ name, byteLength }) => ({
+    name,
+    ...timeAllReduce(byteLength, byteLength <= 4 << 20 ? 50 : 20, ALL_REDUCE_TIMEOUT_MS),
+  }));
+}
+
+/** The all-reduce timings as lines of text. */
+export function allReduceTable(job: MpiJob, rows: AllReduceRow[]): string[] {
+  const lines = [
+    `all-reduce (sum of float32, mpi.allReduceSum as the ranks call it) across ${job.size} processes, ` +
+      "median of each call's slowest process:",
+    "  what                     bytes        ms     GB/s",
+  ];
+  for (const r of rows) {
+    lines.push(
+      `  ${r.name.padEnd(18)} ${r.byteLength.toLocaleString("en-US").padStart(11)} ${r.medianMs.toFixed(3).padStart(9)} ` +
+        `${r.gbPerSec.toFixed(3).padStart(8)}`,
+    );
+  }
+  lines.push("GB/s = bytes / time (algorithm bandwidth; 1 GB = 10^9 bytes)");
+  return lines;
+}
