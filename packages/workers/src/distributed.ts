@@ -104,6 +104,11 @@ export async function jobBarrier(timeoutMs: number): Promise<void> {
   await mpi.barrierAsync(mpi.WORLD, timeoutMs);
 }
 
+/** Sums `data` over the job's processes on this host, in place (main thread, every process). */
+export async function sumOnHost(data: Float64Array, timeoutMs: number): Promise<void> {
+  await mpi.allReduceSumAsync(mpi.LOCAL, data, timeoutMs);
+}
+
 /** How long the trainer's all-reduce of a float32 array takes across the processes (timeAllReduce). */
 export interface AllReduceTiming {
   byteLength: number;

@@ -39,6 +39,7 @@ export {
   initMpi,
   jobBarrier,
   mpiLibraryVersion,
+  sumOnHost,
   timeAllReduce,
   type AllReduceTiming,
 } from "./distributed.js";

@@ -9,9 +9,11 @@ import {
   initMpi,
   jobBarrier,
   mpiLibraryVersion,
+  sumOnHost,
   timeAllReduce,
 } from "@threadgrad/workers";
 import { UsageError } from "../errors.js";
+import { type CpuTicks, readCpuTicks } from "../machine-load.js";
 import type { ThroughputResult } from "../workloads.js";
 
 /** This process's place in the MPI job the bench runs across. */
@@ -41,21 +43,46 @@ export function joinMpiJob(): MpiJob {
 const SINGLE_PROCESS_WAIT_MS = 86_400_000;
 const ALL_REDUCE_TIMEOUT_MS = 120_000;
 
+/** The one-process rows, or why there are none (said by process 0, which decides). */
+export type SingleProcessRows = { rows: ThroughputResult[] } | { skipped: string };
+
 /**
  * The rows' equivalents on one process: `measure(P · N)` for each worker count N, run by process 0
- * while the others wait at a barrier (polling it, which costs them little CPU). Null where the
- * processes are on several hosts: one host's cores are no equivalent of theirs.
+ * while the others wait at a barrier (polling it, which costs them little CPU). None where the
+ * processes are on several hosts (one host's cores are no equivalent of theirs), or where process 0
+ * may use fewer cores than P · N (mpirun binds each process to a core unless told --bind-to none).
  */
 export async function singleProcessRows(
   job: MpiJob,
   workerCounts: number[],
+  cores: number,
   measure: (workers: number) => Promise<ThroughputResult>,
-): Promise<ThroughputResult[] | null> {
-  if (job.localSize !== job.size) return null;
-  const rows: ThroughputResult[] = [];
-  if (job.rank === 0) for (const n of workerCounts) rows.push(await measure(n * job.size));
+): Promise<SingleProcessRows> {
+  if (job.localSize !== job.size) return { skipped: "the processes are on several hosts" };
+  const most = Math.max(...workerCounts) * job.size;
+  const result: SingleProcessRows =
+    cores < most
+      ? {
+          skipped:
+            `process 0 may use ${cores} core${cores === 1 ? "" : "s"}, fewer than ${most} ` +
+            "(mpirun binds each process to cores: add --bind-to none)",
+        }
+      : { rows: [] };
+  if (job.rank === 0 && "rows" in result) for (const n of workerCounts) result.rows.push(await measure(n * job.size));
+  // Every process waits here, whatever process 0 decided.
   await jobBarrier(SINGLE_PROCESS_WAIT_MS);
-  return rows;
+  return result;
+}
+
+/**
+ * CPU ticks with `self` counting every process of the job on this host, so that the busy-machine
+ * warning counts only processes outside the job. Collective: every process calls it.
+ */
+export async function jobCpuTicks(): Promise<CpuTicks | null> {
+  const ticks = readCpuTicks();
+  const cell = Float64Array.of(ticks?.self ?? Number.NaN);
+  await sumOnHost(cell, ALL_REDUCE_TIMEOUT_MS);
+  return ticks && Number.isFinite(cell[0]) ? { ...ticks, self: cell[0]! } : null;
 }
 
 /** One all-reduce size the bench times, named for the output. */

@@ -2,14 +2,17 @@
 // data, W6: the cnn preset on Fashion-MNIST, or W7: the chargpt preset on the fortunes text), and
 // the scaling efficiency throughput(N) / (N · throughput(1)) of the largest count. With
 // --distributed mpi, across the processes of an MPI job (bench-mpi.ts).
+import { cpus } from "node:os";
 import { availableWorkers, finalizeMpi, resolveWorkers } from "@threadgrad/workers";
 import { EXIT_OK, UsageError } from "../errors.js";
-import { busyMachineWarning, readCpuTicks } from "../machine-load.js";
+import { type CpuTicks, busyMachineWarning, readCpuTicks } from "../machine-load.js";
 import { formatRate } from "../progress.js";
 import {
   type AllReduceRow,
   type MpiJob,
+  type SingleProcessRows,
   allReduceTable,
+  jobCpuTicks,
   joinMpiJob,
   parameterCount,
   parseDistributed,
@@ -296,7 +299,9 @@ export async function runBench(cli: Record<string, unknown>): Promise<number> {
   const { workload } = plan;
   // W8 is W1 across the processes of an MPI job.
   if (job && workload.name === "W1") workload.name = "W8";
-  const processesOnHost = job?.localSize ?? 1;
+  // The job's processes on this host share its cores, unless mpirun bound each to cores of its own
+  // (then this process may use fewer than the host has).
+  const processesOnHost = job && cores >= cpus().length ? job.localSize : 1;
   if (s.workers.some((w) => w * processesOnHost > cores)) {
     const most = Math.max(...s.workers);
     const who = job ? `${most} workers in each of ${processesOnHost} processes` : `${most} workers`;
@@ -307,9 +312,8 @@ export async function runBench(cli: Record<string, unknown>): Promise<number> {
     const across = job ? `, across ${job.size} MPI processes` : "";
     out(`bench ${workload.name}: ${plan.title}${across}`);
     const where = job ? `; ${job.size} processes (${job.localSize} on this host), ${job.library}` : "";
-    out(
-      `${s.steps} timed steps after ${s.warmupSteps} warm-up steps; Node ${process.version}, ${cores} usable cores${where}`,
-    );
+    const usable = `${cores} usable cores${job ? " per process" : ""}`;
+    out(`${s.steps} timed steps after ${s.warmupSteps} warm-up steps; Node ${process.version}, ${usable}${where}`);
   }
   const measure = (workers: number, over?: "mpi") =>
     runThroughput({
@@ -322,28 +326,32 @@ export async function runBench(cli: Record<string, unknown>): Promise<number> {
       ...(over ? { distributed: over } : {}),
     });
   const results: ThroughputResult[] = [];
-  const ticksBefore = readCpuTicks();
+  const ticksBefore = job ? await jobCpuTicks() : readCpuTicks();
   for (const workers of s.workers) {
     const r = await measure(workers, distributed);
     results.push(r);
     if (s.json) out(JSON.stringify({ event: "bench-result", ...(job ? { processes: job.size } : {}), ...r }));
   }
-  let single: ThroughputResult[] | null = null;
+  let single: SingleProcessRows | null = null;
   let allReduce: AllReduceRow[] = [];
+  let ticksAfter: CpuTicks | null = null;
   if (job) {
-    single = await singleProcessRows(job, s.workers, (workers) => measure(workers));
-    if (s.json) for (const r of single ?? []) out(JSON.stringify({ event: "bench-result", processes: 1, ...r }));
+    single = await singleProcessRows(job, s.workers, cores, (workers) => measure(workers));
+    if (s.json && "rows" in single)
+      for (const r of single.rows) out(JSON.stringify({ event: "bench-result", processes: 1, ...r }));
     allReduce = timeAllReduces(String(workload.name), parameterCount(modelOf(plan)));
+    ticksAfter = await jobCpuTicks();
     finalizeMpi();
-  }
-  const busy = busyMachineWarning(ticksBefore, readCpuTicks(), cores);
+  } else ticksAfter = readCpuTicks();
+  const singleRows = single && "rows" in single ? single.rows : null;
+  const busy = busyMachineWarning(ticksBefore, ticksAfter, cores);
   if (busy !== null) note(busy);
   const base = results.find((r) => r.workers === 1);
   const largest = results[results.length - 1]!;
   const scalingEfficiency =
     base && largest.workers > 1 ? largest.samplesPerSec / (largest.workers * base.samplesPerSec) : base ? 1 : null;
   const ratioOf = (i: number) => {
-    const one = single?.[i];
+    const one = singleRows?.[i];
     return one ? results[i]!.samplesPerSec / one.samplesPerSec : undefined;
   };
   if (s.json) {
@@ -356,13 +364,13 @@ export async function runBench(cli: Record<string, unknown>): Promise<number> {
         node: process.version,
         cores,
         results: results.map((r, i) => resultJson(r, job?.size ?? null, ratioOf(i))),
-        ...(job ? { singleProcess: single?.map((r) => resultJson(r, 1)) ?? null, allReduce } : {}),
+        ...(job ? { singleProcess: singleRows?.map((r) => resultJson(r, 1)) ?? null, allReduce } : {}),
         scalingEfficiency,
       }),
     );
     return EXIT_OK;
   }
-  for (const line of job ? mpiTable(job, results, single) : table(results)) out(line);
+  for (const line of job ? mpiTable(job, results, singleRows) : table(results)) out(line);
   out("median ms per step of the slowest rank: compute = forward + backward of its shard, wait = for the other ranks,");
   out(
     "reduce = reduce-scatter and norm exchange, update = its optimizer " +
@@ -370,7 +378,7 @@ export async function runBench(cli: Record<string, unknown>): Promise<number> {
   );
   if (job) {
     out("across processes: wait includes an MPI barrier, reduce the MPI all-reduce of the rank's gradient segment");
-    if (single === null) out("(no 1-process rows: the processes are on several hosts)");
+    if (single && "skipped" in single) out(`no 1-process rows: ${single.skipped}`);
     else
       out(
         `vs 1 process = samples/s of ${job.size} processes x N workers / samples/s of 1 process x ${job.size}N workers`,
