@@ -125,6 +125,7 @@ describe.skipIf(missing !== null)("bench --distributed mpi in 2 processes (mpiru
 
     const allReduce = bench.allReduce as { name: string; byteLength: number; medianMs: number; gbPerSec: number }[];
     expect(allReduce.map((a) => [a.name, a.byteLength])).toEqual([
+      ["16 bytes", 16],
       ["W8 gradient", 4 * W1_PARAMETERS],
       ["1 MiB", 1 << 20],
       ["16 MiB", 16 << 20],

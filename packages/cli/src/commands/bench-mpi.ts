@@ -96,11 +96,13 @@ export function parameterCount(model: Extract<ModelSpec, { kind: string }>): num
 }
 
 /**
- * Times the ranks' all-reduce (float32 sum) across every process: the workload's gradient, 1 MiB
- * and 16 MiB. Collective: every process calls it.
+ * Times the ranks' all-reduce (float32 sum) across every process: 16 bytes (the latency, as for
+ * the few step figures each rank sums), the workload's gradient, 1 MiB and 16 MiB. Collective:
+ * every process calls it.
  */
 export function timeAllReduces(workloadName: string, parameters: number): AllReduceRow[] {
   const sizes = [
+    { name: "16 bytes", byteLength: 16 },
     { name: `${workloadName} gradient`, byteLength: 4 * parameters },
     { name: "1 MiB", byteLength: 1 << 20 },
     { name: "16 MiB", byteLength: 16 << 20 },
