@@ -120,6 +120,7 @@ describe.skipIf(missing !== null)("bench --distributed mpi in 2 processes (mpiru
       expect(row!.vsSingleProcess).toBeCloseTo(row!.samplesPerSec / single!.samplesPerSec, 9);
     } else {
       expect(bench.singleProcess).toBeNull();
+      expect(bench.singleProcessSkipped).toMatch(/^process 0 may use 1 core, fewer than 2/);
       expect(row!.vsSingleProcess).toBeUndefined();
     }
 

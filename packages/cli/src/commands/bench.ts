@@ -364,7 +364,9 @@ export async function runBench(cli: Record<string, unknown>): Promise<number> {
         node: process.version,
         cores,
         results: results.map((r, i) => resultJson(r, job?.size ?? null, ratioOf(i))),
-        ...(job ? { singleProcess: singleRows?.map((r) => resultJson(r, 1)) ?? null, allReduce } : {}),
+        ...(job ? { singleProcess: singleRows?.map((r) => resultJson(r, 1)) ?? null } : {}),
+        ...(single && "skipped" in single ? { singleProcessSkipped: single.skipped } : {}),
+        ...(job ? { allReduce } : {}),
         scalingEfficiency,
       }),
     );
