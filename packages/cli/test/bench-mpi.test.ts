@@ -74,7 +74,7 @@ describe("bench --distributed", () => {
   it("without the MPI addon names the Debian packages to install", async () => {
     const hide = fileURLToPath(new URL("../../workers/src/fixtures/hide-mpi-addon.cjs", import.meta.url));
     const r = await run(["bench", "--distributed", "mpi", "--workers", "1", "--steps", "1"], {
-      env: { NODE_OPTIONS: `--require ${hide}` },
+      env: { NODE_OPTIONS: `--require "${hide}"` },
     });
     expect(r.code, r.stderr).toBe(1);
     expect(r.stderr).toContain(`threadgrad bench: error: DataParallel: distributed: "mpi": ${NOT_AVAILABLE} (`);
