@@ -42,11 +42,15 @@ Examples:
   $ threadgrad bench --workers 1,2 --steps 20 --json
   $ threadgrad bench --model mlp:784,1024,1024,10 --batch-size 512
   $ threadgrad bench --model chargpt --workers 1,2 --json   # W7: tokens/s of a character GPT
+  $ mpirun -np 2 threadgrad bench --distributed mpi --workers 1   # W8: W1 across 2 processes
 
 W1: mlp:784,256,256,10 ReLU, batch 256, cross-entropy, Adam lr 1e-3, on random N(0,1) data with random labels.
 W7 reads the fortunes text from /usr/share/games/fortunes (THREADGRAD_FORTUNES_DIR names another folder),
 or trains on random tokens when it is absent.
-Scaling efficiency = throughput(N) / (N x throughput(1)) for the largest N.`;
+Scaling efficiency = throughput(N) / (N x throughput(1)) for the largest N.
+--distributed mpi: every process of the job trains each row (P processes x N workers, samples/s of the
+whole job); when all run on one host, process 0 then trains 1 process x P*N workers for comparison;
+last, the MPI all-reduce of the model's gradient, 1 MiB and 16 MiB is timed (median ms, GB/s).`;
 
 function trainCommand(onDone: (code: number) => void): Command {
   const cmd = new Command("train")
@@ -97,6 +101,10 @@ function benchCommand(onDone: (code: number) => void): Command {
       "untimed steps before timing: V8 compiles the per-step code over the first ~800 (default 600; cnn 20, chargpt 10)",
     )
     .option("--seed <n>", "seed of the random data and the model (default 0)")
+    .option(
+      "--distributed <transport>",
+      "mpi: train across the processes of an MPI job (run under mpirun or srun; process 0 prints)",
+    )
     .option("--json", "print one JSON line per worker count and a final bench event")
     .addHelpText("after", runnableText(BENCH_EXAMPLES))
     .action(async (opts: Record<string, unknown>) => onDone(await runBench(opts)));

@@ -164,6 +164,11 @@ export interface ThroughputOptions {
   data?: DatasetLike & { length: number };
   /** rewrites `data` in place for `epoch` (token windows: TokenBenchData.redraw), called between epochs */
   redraw?: (epoch: number) => void;
+  /**
+   * "mpi": train across the processes of an MPI job (every process calls runThroughput with the
+   * same options); samples/s are then the whole job's
+   */
+  distributed?: "mpi";
 }
 
 export interface ThroughputResult {
@@ -223,8 +228,8 @@ interface TimedStep {
   timings: StepInfo["timings"];
 }
 
-type TimingOptions = Required<Omit<ThroughputOptions, "model" | "data" | "redraw">> &
-  Pick<ThroughputOptions, "model" | "redraw">;
+type TimingOptions = Required<Omit<ThroughputOptions, "model" | "data" | "redraw" | "distributed">> &
+  Pick<ThroughputOptions, "model" | "redraw" | "distributed">;
 
 async function timeSteps(o: TimingOptions, data: DatasetLike & { length: number }) {
   const created = performance.now();
@@ -235,6 +240,7 @@ async function timeSteps(o: TimingOptions, data: DatasetLike & { length: number 
     optimizer: o.optimizer,
     workers: o.workers,
     seed: o.seed,
+    ...(o.distributed ? { distributed: o.distributed } : {}),
     // An image model's activations grow with the batch: room for this batch only.
     maxBatchSize: o.model ? o.batchSize : Math.max(o.batchSize, 1024),
   });

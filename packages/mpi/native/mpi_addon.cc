@@ -253,6 +253,25 @@ Napi::Value CommCreate(const Napi::CallbackInfo& info, bool isSplit) {
 Napi::Value CommSplit(const Napi::CallbackInfo& info) { return CommCreate(info, true); }
 Napi::Value CommDup(const Napi::CallbackInfo& info) { return CommCreate(info, false); }
 
+// commFree(comm): MPI_Comm_free on a communicator commSplit or commDup made.
+Napi::Value CommFree(const Napi::CallbackInfo& info) {
+  try {
+    tgmpi::commFree("mpi.commFree", intArg(info, 0, "mpi.commFree", "comm"));
+    return info.Env().Undefined();
+  } catch (const Failure& f) {
+    rethrow(info.Env(), f);
+  }
+}
+
+// commCount() -> how many communicators commSplit and commDup made that are not freed yet.
+Napi::Value CommCount(const Napi::CallbackInfo& info) {
+  try {
+    return Napi::Number::New(info.Env(), tgmpi::commCount("mpi.commCount"));
+  } catch (const Failure& f) {
+    rethrow(info.Env(), f);
+  }
+}
+
 // Stops every process of the job (MPI_Abort on the world communicator).
 Napi::Value Abort(const Napi::CallbackInfo& info) {
   try {
@@ -280,6 +299,8 @@ Napi::Object Setup(Napi::Env env, Napi::Object exports) {
   exports.Set("commInfo", Napi::Function::New(env, CommInfo));
   exports.Set("commSplit", Napi::Function::New(env, CommSplit));
   exports.Set("commDup", Napi::Function::New(env, CommDup));
+  exports.Set("commFree", Napi::Function::New(env, CommFree));
+  exports.Set("commCount", Napi::Function::New(env, CommCount));
   exports.Set("allReduce", Napi::Function::New(env, AllReduce));
   exports.Set("broadcast", Napi::Function::New(env, Broadcast));
   exports.Set("barrier", Napi::Function::New(env, Barrier));

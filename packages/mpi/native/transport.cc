@@ -125,20 +125,36 @@ void check(int rc, const std::string& where) {
 Comm* lookup(const std::string& where, int id) {
   std::lock_guard<std::mutex> lock(g_mutex);
   requireInitialized(where);
+  if (id >= 0 && static_cast<size_t>(id) < g_comms.size() && g_comms[id]->freed.load()) {
+    throw Failure("MPI_BAD_COMM", where + ": communicator " + std::to_string(id) + " was freed (commFree)");
+  }
   if (id < 0 || static_cast<size_t>(id) >= g_comms.size() || g_comms[id]->handle == MPI_COMM_NULL) {
     throw Failure("MPI_BAD_COMM", where + ": unknown communicator " + std::to_string(id));
   }
   return g_comms[id];
 }
 
+namespace {
+
+Failure brokenFailure(const std::string& where, int id) {
+  return Failure("MPI_BROKEN", where + ": communicator " + std::to_string(id) +
+                                   " is unusable: an earlier call on it timed out or failed");
+}
+
+Failure busyFailure(const std::string& where, int id) {
+  return Failure("MPI_BUSY", where + ": communicator " + std::to_string(id) +
+                                 " is in use by another call; give each thread its own (commDup)");
+}
+
+}  // namespace
+
 Claim::Claim(const std::string& where, int id) : comm_(lookup(where, id)) {
-  if (comm_->broken.load()) {
-    throw Failure("MPI_BROKEN", where + ": communicator " + std::to_string(id) +
-                                    " is unusable: an earlier call on it timed out or failed");
-  }
-  if (comm_->busy.exchange(true)) {
-    throw Failure("MPI_BUSY", where + ": communicator " + std::to_string(id) +
-                                  " is in use by another call; give each thread its own (commDup)");
+  if (comm_->broken.load()) throw brokenFailure(where, id);
+  if (comm_->busy.exchange(true)) throw busyFailure(where, id);
+  // commFree sets freed before it lets go of busy: a claim that won busy after it sees freed here.
+  if (comm_->freed.load()) {
+    comm_->busy.store(false);
+    throw Failure("MPI_BAD_COMM", where + ": communicator " + std::to_string(id) + " was freed (commFree)");
   }
 }
 
@@ -208,6 +224,39 @@ int commCreate(const std::string& where, int parentId, bool isSplit, int color, 
   if (out == MPI_COMM_NULL) return -1;
   check(MPI_Comm_set_errhandler(out, MPI_ERRORS_RETURN), where);
   return registerComm(out);
+}
+
+// MPI_Comm_free only marks the communicator for deallocation and returns (no message is sent);
+// every process of the communicator calls it, as for any collective.
+void commFree(const std::string& where, int id) {
+  if (id == kWorld || id == kLocal) {
+    throw Failure("MPI_ARG", where + ": communicator " + std::to_string(id) +
+                                 " is WORLD or LOCAL, which finalize frees; only commSplit's and commDup's can be freed");
+  }
+  Comm* comm = lookup(where, id);
+  if (comm->broken.load()) throw brokenFailure(where, id);
+  if (comm->busy.exchange(true)) throw busyFailure(where, id);
+  int rc = MPI_SUCCESS;
+  {
+    std::lock_guard<std::mutex> lock(g_mutex);
+    rc = MPI_Comm_free(&comm->handle);
+    if (rc == MPI_SUCCESS) {
+      comm->handle = MPI_COMM_NULL;
+      comm->freed.store(true);
+    }
+  }
+  comm->busy.store(false);
+  check(rc, where);
+}
+
+int commCount(const std::string& where) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  requireInitialized(where);
+  int count = 0;
+  for (Comm* comm : g_comms) {
+    if (comm->id != kWorld && comm->id != kLocal && !comm->freed.load()) count++;
+  }
+  return count;
 }
 
 void abortJob(int errorCode) {

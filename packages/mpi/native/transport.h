@@ -29,6 +29,8 @@ struct Comm {
   // Set when a request was abandoned (time-out or error): MPI may still use its buffer, and the
   // peers' views of the communicator have diverged, so nothing may run on it again.
   std::atomic<bool> broken{false};
+  // Set by commFree (MPI_Comm_free): the id stays reserved and every later call on it fails.
+  std::atomic<bool> freed{false};
 };
 
 const int kWorld = 0;
@@ -92,6 +94,13 @@ void commRankSize(const std::string& where, int id, int* rank, int* size);
 // A new communicator from comm: split by (color, key), or a duplicate. Returns its id, or -1
 // when color < 0 (this process joins none).
 int commCreate(const std::string& where, int parentId, bool isSplit, int color, int key, double timeoutMs);
+
+// Frees a communicator made by commCreate (MPI_Comm_free); refuses WORLD and LOCAL, one that is in
+// use or broken, and one already freed. Its id is never reused.
+void commFree(const std::string& where, int id);
+
+// How many communicators made by commCreate are not freed yet.
+int commCount(const std::string& where);
 
 void abortJob(int errorCode);
 void finalize();

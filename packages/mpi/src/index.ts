@@ -126,6 +126,22 @@ export function commDup(comm: Communicator, timeoutMs: number): Communicator {
 }
 
 /**
+ * Frees a communicator that commSplit or commDup made (MPI_Comm_free: every process of `comm` calls
+ * it, none waits for the others). Throws on WORLD and LOCAL, on one that is in use by a call, that
+ * is broken (an earlier call timed out: abort() instead) or was freed already; its id is not reused,
+ * so a later call on it throws MPI_BAD_COMM rather than reaching another communicator.
+ * @example const comm = commDup(WORLD, 30_000); allReduceSum(comm, data, 30_000); commFree(comm);
+ */
+export function commFree(comm: Communicator): void {
+  native().commFree(comm);
+}
+
+/** How many communicators commSplit and commDup made in this process that are not freed yet. */
+export function commCount(): number {
+  return native().commCount();
+}
+
+/**
  * The communicator of the processes that have this process's local rank, one per host, ranked as
  * in WORLD: the hosts' peers for a hierarchical all-reduce (collective over WORLD).
  */

@@ -11,6 +11,8 @@ export interface Binding {
   commInfo(comm: number): { rank: number; size: number };
   commSplit(comm: number, color: number, key: number, timeoutMs: number): number;
   commDup(comm: number, timeoutMs: number): number;
+  commFree(comm: number): void;
+  commCount(): number;
   allReduce(comm: number, data: Float32Array | Float64Array | Int32Array, op: string, timeoutMs: number): void;
   broadcast(comm: number, data: NodeJS.TypedArray, root: number, timeoutMs: number): void;
   barrier(comm: number, timeoutMs: number): void;

@@ -161,6 +161,34 @@ function death() {
   out({ kind: "death", round: 1000, code: "none" });
 }
 
-const scenarios = { collectives, threads, timeout, death };
+// commDup and commSplit add to commCount, commFree takes away; freed and MPI's own ids are refused.
+function free() {
+  const { rank } = mpi.init();
+  const counts = [mpi.commCount()];
+  const dup = mpi.commDup(mpi.WORLD, TIMEOUT_MS);
+  const split = mpi.commSplit(mpi.WORLD, 0, rank, TIMEOUT_MS);
+  counts.push(mpi.commCount());
+  const sum = new Float64Array([rank + 1]);
+  mpi.allReduceSum(split, sum, TIMEOUT_MS);
+  mpi.commFree(dup);
+  counts.push(mpi.commCount());
+  mpi.commFree(split);
+  counts.push(mpi.commCount());
+  // Repeated, as trainers that come and go do: the count comes back to where it started.
+  for (let k = 0; k < 20; k++) mpi.commFree(mpi.commDup(mpi.WORLD, TIMEOUT_MS));
+  counts.push(mpi.commCount());
+  out({
+    kind: "free",
+    counts,
+    sum: sum[0],
+    useAfterFree: caught(() => mpi.barrier(dup, TIMEOUT_MS)),
+    freeTwice: caught(() => mpi.commFree(dup)),
+    freeWorld: caught(() => mpi.commFree(mpi.WORLD)),
+    freeUnknown: caught(() => mpi.commFree(999)),
+  });
+  mpi.finalize();
+}
+
+const scenarios = { collectives, threads, timeout, death, free };
 if (!(scenario in scenarios)) throw new Error(`fixture: unknown scenario '${scenario}'`);
 await scenarios[scenario]();

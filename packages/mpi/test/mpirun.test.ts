@@ -131,6 +131,28 @@ describe.skipIf(!hasMpirun)("MPI across 2 processes (mpirun)", () => {
     }
   });
 
+  it("commFree frees what commDup and commSplit made, and refuses freed, unknown and MPI's own ids", async () => {
+    const run = await mpirun("free");
+    expect(run.status, run.output).toBe(0);
+    for (const f of byKind(run, "free")) {
+      expect(f.counts).toEqual([0, 2, 1, 0, 0]);
+      expect(f.sum).toBe(3);
+      expect(f.useAfterFree).toEqual({
+        code: "MPI_BAD_COMM",
+        message: "mpi.barrier: communicator 2 was freed (commFree)",
+      });
+      expect(f.freeTwice).toEqual({
+        code: "MPI_BAD_COMM",
+        message: "mpi.commFree: communicator 2 was freed (commFree)",
+      });
+      expect(f.freeWorld).toMatchObject({
+        code: "MPI_ARG",
+        message: expect.stringMatching(/communicator 0 is WORLD or LOCAL/),
+      });
+      expect(f.freeUnknown).toEqual({ code: "MPI_BAD_COMM", message: "mpi.commFree: unknown communicator 999" });
+    }
+  });
+
   it("two worker threads per process all-reduce concurrently, each on its own communicator", async () => {
     const run = await mpirun("threads");
     expect(run.status, run.output).toBe(0);

@@ -224,6 +224,22 @@ describe.skipIf(missing !== null)("DataParallel across 2 processes over MPI (mpi
     }
   });
 
+  it("closing a trainer frees the communicators it made: trainers come and go without leaking any", async () => {
+    const run = await mpirun(dir, ["lifetime", "2"]);
+    expect(run.status, run.output).toBe(0);
+    expect(run.results).toHaveLength(2);
+    for (const r of run.results as unknown as { counts: number[][]; refused: string; afterRefused: number }[]) {
+      // open: one communicator per worker; closed: none
+      expect(r.counts).toEqual([
+        [2, 0],
+        [2, 0],
+        [2, 0],
+      ]);
+      expect(r.refused).toMatch(/lr/);
+      expect(r.afterRefused).toBe(0);
+    }
+  });
+
   it("a process whose model throws makes the other stop with a named MPI time-out, not hang", async () => {
     const run = await mpirun(dir, ["fault", "1"]);
     expect(run.hitSafetyLimit, run.output).toBe(false);

@@ -60,6 +60,23 @@ export async function joinProcessGroup(numWorkers: number, timeoutMs: number): P
   return { rank, size, comms, timeoutMs };
 }
 
+/**
+ * Frees the communicators of `joinProcessGroup` (main thread, every process, once the ranks have
+ * stopped). One that a failed or timed-out call left broken, or that a rank still holds, is left:
+ * MPI might still use it, and such a job ends with abort() anyway. After finalize there is nothing
+ * left to free.
+ */
+export function leaveProcessGroup(group: ProcessGroup): void {
+  for (const comm of group.comms.splice(0)) {
+    try {
+      mpi.commFree(comm);
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code !== "MPI_BROKEN" && code !== "MPI_BUSY" && code !== "MPI_FINALIZED") throw err;
+    }
+  }
+}
+
 /** Makes every process's `data` equal to process 0's (main thread, every process). */
 export function broadcastFromFirst(group: ProcessGroup, data: Float32Array): void {
   mpi.broadcast(mpi.WORLD, data, 0, group.timeoutMs);
@@ -80,6 +97,65 @@ export async function agreeWithFirst(group: ProcessGroup, value: boolean): Promi
 /** Returns once every process has called it (main thread). */
 export async function processBarrier(group: ProcessGroup): Promise<void> {
   await mpi.barrierAsync(mpi.WORLD, group.timeoutMs);
+}
+
+/** Returns once every process of the job has called it (main thread; its event loop keeps running). */
+export async function jobBarrier(timeoutMs: number): Promise<void> {
+  await mpi.barrierAsync(mpi.WORLD, timeoutMs);
+}
+
+/** Sums `data` over the job's processes on this host, in place (main thread, every process). */
+export async function sumOnHost(data: Float64Array, timeoutMs: number): Promise<void> {
+  await mpi.allReduceSumAsync(mpi.LOCAL, data, timeoutMs);
+}
+
+/** How long the trainer's all-reduce of a float32 array takes across the processes (timeAllReduce). */
+export interface AllReduceTiming {
+  byteLength: number;
+  /** timed calls (after a few untimed ones) */
+  repeats: number;
+  /** median over the calls of the slowest process's time for that call */
+  medianMs: number;
+  /** algorithm bandwidth: byteLength / medianMs, in GB/s (10^9 bytes per second) */
+  gbPerSec: number;
+}
+
+/**
+ * Times the call the ranks make for their gradient segment (mpi.allReduceSum of float32 in shared
+ * memory) over every process of the job, on a communicator of its own that it frees afterwards.
+ * Collective: every process calls it (main thread, no trainer running). Each call starts after a
+ * barrier; a call's time is the slowest process's, so it includes the barrier's exit skew.
+ * @example const { medianMs, gbPerSec } = timeAllReduce(1 << 20, 50, 60_000);
+ */
+export function timeAllReduce(byteLength: number, repeats: number, timeoutMs: number): AllReduceTiming {
+  if (!Number.isInteger(byteLength) || byteLength < 4 || byteLength % 4 !== 0)
+    throw new Error(`timeAllReduce: byteLength must be a positive multiple of 4, got ${byteLength}`);
+  if (!Number.isInteger(repeats) || repeats < 1)
+    throw new Error(`timeAllReduce: repeats must be a positive integer, got ${repeats}`);
+  initMpi();
+  const warmup = 3;
+  const data = new Float32Array(new SharedArrayBuffer(byteLength));
+  const ms = new Float64Array(warmup + repeats);
+  const comm = mpi.commDup(mpi.WORLD, timeoutMs);
+  for (let k = 0; k < ms.length; k++) {
+    data.fill(1); // summed again and again, the values would grow without bound
+    mpi.barrier(comm, timeoutMs);
+    const start = performance.now();
+    mpi.allReduceSum(comm, data, timeoutMs);
+    ms[k] = performance.now() - start;
+  }
+  mpi.allReduceMax(comm, ms, timeoutMs);
+  mpi.commFree(comm);
+  const sorted = Array.from(ms.subarray(warmup)).sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  const medianMs = sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+  return { byteLength, repeats, medianMs, gbPerSec: byteLength / medianMs / 1e6 };
+}
+
+/** MPI's own version line (e.g. "Open MPI v4.1.4, package: ..."), or the loader's error. */
+export function mpiLibraryVersion(): string {
+  requireMpi();
+  return mpi.libraryVersion();
 }
 
 /**

@@ -33,7 +33,16 @@ export {
   type WaitOptions,
 } from "./control.js";
 export { SEGMENT_ALIGN, segment, shardRange } from "./shard.js";
-export { HierarchicalCollective, finalizeMpi } from "./distributed.js";
+export {
+  HierarchicalCollective,
+  finalizeMpi,
+  initMpi,
+  jobBarrier,
+  mpiLibraryVersion,
+  sumOnHost,
+  timeAllReduce,
+  type AllReduceTiming,
+} from "./distributed.js";
 export {
   DataParallel,
   type TrainerOptions,

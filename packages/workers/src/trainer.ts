@@ -14,6 +14,7 @@ import {
   broadcastFromFirst,
   initMpi,
   joinProcessGroup,
+  leaveProcessGroup,
   processBarrier,
 } from "./distributed.js";
 import { DatasetRegistry } from "./dataset-registry.js";
@@ -147,7 +148,6 @@ export class DataParallel {
     if (opts.clipGradNorm !== undefined && !(opts.clipGradNorm > 0))
       throw new Error(`DataParallel: clipGradNorm must be > 0, got ${opts.clipGradNorm}`);
     const startTimeoutMs = opts.startTimeoutMs ?? 120_000;
-    const group = opts.distributed === "mpi" ? await joinProcessGroup(numWorkers, startTimeoutMs) : null;
     const { name = "adam", ...rest } = opts.optimizer ?? { name: "adam" };
     const optOptions = resolveFlatOptions(name, { lr: 1e-3, ...rest } as never) as unknown as Record<string, unknown>;
     manualSeed(seed);
@@ -167,6 +167,9 @@ export class DataParallel {
     const arena = wasm
       ? SharedArena.attach(wasm.kernels.buffer, layout, wasm.placement.arenaOffset)
       : SharedArena.create(layout);
+    // Joined once what may refuse the options has run: a create that throws before here holds no communicator,
+    // and from here on the trainer's shutdown frees them.
+    const group = opts.distributed === "mpi" ? await joinProcessGroup(numWorkers, startTimeoutMs) : null;
     params.forEach((p, i) => {
       const view = arena.paramView(i);
       view.set(p.data as Float32Array);
@@ -438,6 +441,7 @@ export class DataParallel {
     clearTimeout(fallback); // else it holds the process open for 2 s after close()
     for (const port of this.ports) port.close();
     await this.pool.destroy();
+    if (this.processGroup) leaveProcessGroup(this.processGroup);
   }
 
   get isClosed(): boolean {

@@ -1,10 +1,24 @@
 // `threadgrad bench`: gradient throughput of training steps for each worker count (an MLP on random
 // data, W6: the cnn preset on Fashion-MNIST, or W7: the chargpt preset on the fortunes text), and
-// the scaling efficiency throughput(N) / (N · throughput(1)) of the largest count.
-import { availableWorkers, resolveWorkers } from "@threadgrad/workers";
+// the scaling efficiency throughput(N) / (N · throughput(1)) of the largest count. With
+// --distributed mpi, across the processes of an MPI job (bench-mpi.ts).
+import { cpus } from "node:os";
+import { availableWorkers, finalizeMpi, resolveWorkers } from "@threadgrad/workers";
 import { EXIT_OK, UsageError } from "../errors.js";
-import { busyMachineWarning, readCpuTicks } from "../machine-load.js";
+import { type CpuTicks, busyMachineWarning, readCpuTicks } from "../machine-load.js";
 import { formatRate } from "../progress.js";
+import {
+  type AllReduceRow,
+  type MpiJob,
+  type SingleProcessRows,
+  allReduceTable,
+  jobCpuTicks,
+  joinMpiJob,
+  parameterCount,
+  parseDistributed,
+  singleProcessRows,
+  timeAllReduces,
+} from "./bench-mpi.js";
 import { parserOf } from "../settings.js";
 import { ValueError, parseMlpSizes, parseNumber } from "../values.js";
 import {
@@ -37,18 +51,19 @@ interface BenchSettings {
   json: boolean;
 }
 
-function parseWorkerList(v: unknown): number[] {
+/** `--workers`: a list of counts; `auto` is this process's share of the host's cores. */
+function parseWorkerList(v: unknown, processesOnHost: number): number[] {
   const items = typeof v === "string" ? v.split(",") : [];
   const list = items.map((item) => {
     const t = item.trim();
-    if (t === "auto") return resolveWorkers("auto");
+    if (t === "auto") return resolveWorkers("auto", processesOnHost);
     return parseNumber(t, { min: 1, max: 256, isInteger: true });
   });
   if (list.length === 0) throw new ValueError("is empty");
   return [...new Set(list)].sort((a, b) => a - b);
 }
 
-function readBenchSettings(cli: Record<string, unknown>): BenchSettings {
+function readBenchSettings(cli: Record<string, unknown>, processesOnHost = 1): BenchSettings {
   const errors: string[] = [];
   const get = <T>(flag: string, raw: unknown, fallback: T, parse: (v: unknown) => T): T => {
     if (raw === undefined) return fallback;
@@ -69,7 +84,9 @@ function readBenchSettings(cli: Record<string, unknown>): BenchSettings {
   const isCnn = preset === "cnn",
     isGpt = preset === "chargpt";
   const s: BenchSettings = {
-    workers: get("--workers", cli.workers, [...new Set([1, availableWorkers()])], parseWorkerList),
+    workers: get("--workers", cli.workers, [...new Set([1, resolveWorkers("auto", processesOnHost)])], (v) =>
+      parseWorkerList(v, processesOnHost),
+    ),
     sizes: get("--model", cli.model, [...W1.sizes], parseBenchModel),
     activation: get("--activation", cli.activation, W1.activation, parserOf("activation")),
     batchSize: get(
@@ -110,26 +127,52 @@ function parseBenchModel(v: unknown): BenchModel {
 
 const ms = (v: number, width = 7) => v.toFixed(2).padStart(width);
 
+/** A row's rate and step-time columns. */
+function rowTail(r: ThroughputResult): string {
+  const b = r.breakdown;
+  return (
+    `${ms(r.p10StepMs, 12)} ${ms(r.medianStepMs)} ${ms(r.p90StepMs)} | ` +
+    `${ms(b.computeMs)} ${ms(b.waitMs)} ${ms(b.reduceMs)} ${ms(b.updateMs)} ${ms(b.otherMs)}`
+  );
+}
+
+const TABLE_TAIL = "step ms: p10  median     p90 | compute    wait  reduce  update   other";
+const rateOf = (r: ThroughputResult) => formatRate(r.tokensPerSec ?? r.samplesPerSec).padStart(9);
+
 /** The results as a table; a token model's rate column is tokens/s. */
 function table(results: ThroughputResult[]): string[] {
   const base = results.find((r) => r.workers === 1);
   const isTokens = results.some((r) => r.tokensPerSec !== undefined);
-  const lines = [
-    `workers  ${isTokens ? " tokens/s" : "samples/s"}  speed-up  efficiency   step ms: p10  median     p90 | ` +
-      "compute    wait  reduce  update   other",
-  ];
+  const lines = [`workers  ${isTokens ? " tokens/s" : "samples/s"}  speed-up  efficiency   ${TABLE_TAIL}`];
   for (const r of results) {
     const speedup = base ? r.samplesPerSec / base.samplesPerSec : NaN;
-    const b = r.breakdown;
     const su = Number.isFinite(speedup) ? `${speedup.toFixed(2)}x` : "-";
     const eff = Number.isFinite(speedup) ? `${((100 * speedup) / r.workers).toFixed(0)}%` : "-";
-    const rate = formatRate(r.tokensPerSec ?? r.samplesPerSec);
     lines.push(
-      `${String(r.workers).padStart(7)}  ${rate.padStart(9)}  ${su.padStart(8)}  ${eff.padStart(10)}   ` +
-        `${ms(r.p10StepMs, 12)} ${ms(r.medianStepMs)} ${ms(r.p90StepMs)} | ` +
-        `${ms(b.computeMs)} ${ms(b.waitMs)} ${ms(b.reduceMs)} ${ms(b.updateMs)} ${ms(b.otherMs)}`,
+      `${String(r.workers).padStart(7)}  ${rateOf(r)}  ${su.padStart(8)}  ${eff.padStart(10)}   ${rowTail(r)}`,
     );
   }
+  return lines;
+}
+
+/**
+ * The rows of an MPI job (P processes × N workers, global rates), each followed by its one-process
+ * equivalent (1 × P·N) when there is one, and the ratio of the two.
+ */
+function mpiTable(job: MpiJob, results: ThroughputResult[], single: ThroughputResult[] | null): string[] {
+  const isTokens = results.some((r) => r.tokensPerSec !== undefined);
+  const lines = [`processes  workers  ${isTokens ? " tokens/s" : "samples/s"}  vs 1 process   ${TABLE_TAIL}`];
+  results.forEach((r, i) => {
+    const one = single?.[i];
+    const ratio = one ? `${(r.samplesPerSec / one.samplesPerSec).toFixed(2)}x` : "-";
+    lines.push(
+      `${String(job.size).padStart(9)}  ${String(r.workers).padStart(7)}  ${rateOf(r)}  ${ratio.padStart(12)}   ${rowTail(r)}`,
+    );
+    if (one)
+      lines.push(
+        `${"1".padStart(9)}  ${String(one.workers).padStart(7)}  ${rateOf(one)}  ${"".padStart(12)}   ${rowTail(one)}`,
+      );
+  });
   return lines;
 }
 
@@ -217,70 +260,135 @@ function planW7(s: BenchSettings): BenchPlan {
   };
 }
 
+/** The built-in model a plan trains, as a spec: what its gradient all-reduce sends. */
+function modelOf(plan: BenchPlan): Parameters<typeof parameterCount>[0] {
+  const { model, sizes, activation } = plan.run;
+  return model ?? { kind: "mlp", sizes: [...(sizes ?? W1.sizes)], activation };
+}
+
+/** A result as the final JSON line lists it. */
+function resultJson(r: ThroughputResult, processes: number | null, vsSingleProcess?: number) {
+  return {
+    workers: r.workers,
+    ...(processes !== null ? { processes } : {}),
+    samplesPerSec: r.samplesPerSec,
+    ...(r.tokensPerSec !== undefined ? { tokensPerSec: r.tokensPerSec } : {}),
+    medianStepMs: r.medianStepMs,
+    breakdown: r.breakdown,
+    ...(vsSingleProcess !== undefined ? { vsSingleProcess } : {}),
+  };
+}
+
 /** Runs `threadgrad bench` with commander's option values; returns the exit status. */
 export async function runBench(cli: Record<string, unknown>): Promise<number> {
-  const s = readBenchSettings(cli);
-  const out = (line: string) => process.stdout.write(`${line}\n`);
+  const distributed = parseDistributed(cli.distributed);
+  // Flags are checked before MPI starts, so every process of a job refuses them alike.
+  let s = readBenchSettings(cli);
+  const job = distributed ? joinMpiJob() : null;
+  if (job) s = readBenchSettings(cli, job.localSize);
+  // Process 0 speaks for an MPI job; the others train and time along in silence.
+  const isFirst = (job?.rank ?? 0) === 0;
+  const out = (line: string) => {
+    if (isFirst) process.stdout.write(`${line}\n`);
+  };
+  const note = (line: string) => {
+    if (isFirst) process.stderr.write(`${line}\n`);
+  };
   const cores = availableWorkers();
   const plan = planBench(s);
   const { workload } = plan;
-  if (s.workers.some((w) => w > cores)) {
-    process.stderr.write(
-      `bench: note: ${Math.max(...s.workers)} workers on ${cores} usable cores oversubscribes them; expect lower efficiency\n`,
-    );
+  // W8 is W1 across the processes of an MPI job.
+  if (job && workload.name === "W1") workload.name = "W8";
+  // The job's processes on this host share its cores, unless mpirun bound each to cores of its own
+  // (then this process may use fewer than the host has).
+  const processesOnHost = job && cores >= cpus().length ? job.localSize : 1;
+  if (s.workers.some((w) => w * processesOnHost > cores)) {
+    const most = Math.max(...s.workers);
+    const who = job ? `${most} workers in each of ${processesOnHost} processes` : `${most} workers`;
+    note(`bench: note: ${who} on ${cores} usable cores oversubscribes them; expect lower efficiency`);
   }
-  if (plan.note !== null) process.stderr.write(`bench: note: ${plan.note}\n`);
+  if (plan.note !== null) note(`bench: note: ${plan.note}`);
   if (!s.json) {
-    out(`bench ${workload.name}: ${plan.title}`);
-    out(`${s.steps} timed steps after ${s.warmupSteps} warm-up steps; Node ${process.version}, ${cores} usable cores`);
+    const across = job ? `, across ${job.size} MPI processes` : "";
+    out(`bench ${workload.name}: ${plan.title}${across}`);
+    const where = job ? `; ${job.size} processes (${job.localSize} on this host), ${job.library}` : "";
+    const usable = `${cores} usable cores${job ? " per process" : ""}`;
+    out(`${s.steps} timed steps after ${s.warmupSteps} warm-up steps; Node ${process.version}, ${usable}${where}`);
   }
-  const results: ThroughputResult[] = [];
-  const ticksBefore = readCpuTicks();
-  for (const workers of s.workers) {
-    const r = await runThroughput({
+  const measure = (workers: number, over?: "mpi") =>
+    runThroughput({
       workers,
       steps: s.steps,
       warmupSteps: s.warmupSteps,
       ...plan.run,
       batchSize: s.batchSize,
       seed: s.seed,
+      ...(over ? { distributed: over } : {}),
     });
+  const results: ThroughputResult[] = [];
+  const ticksBefore = job ? await jobCpuTicks() : readCpuTicks();
+  for (const workers of s.workers) {
+    const r = await measure(workers, distributed);
     results.push(r);
-    if (s.json) out(JSON.stringify({ event: "bench-result", ...r }));
+    if (s.json) out(JSON.stringify({ event: "bench-result", ...(job ? { processes: job.size } : {}), ...r }));
   }
-  const busy = busyMachineWarning(ticksBefore, readCpuTicks(), cores);
-  if (busy !== null) process.stderr.write(`${busy}\n`);
+  let single: SingleProcessRows | null = null;
+  let allReduce: AllReduceRow[] = [];
+  let ticksAfter: CpuTicks | null = null;
+  if (job) {
+    single = await singleProcessRows(job, s.workers, cores, (workers) => measure(workers));
+    if (s.json && "rows" in single)
+      for (const r of single.rows) out(JSON.stringify({ event: "bench-result", processes: 1, ...r }));
+    allReduce = timeAllReduces(String(workload.name), parameterCount(modelOf(plan)));
+    ticksAfter = await jobCpuTicks();
+    finalizeMpi();
+  } else ticksAfter = readCpuTicks();
+  const singleRows = single && "rows" in single ? single.rows : null;
+  const busy = busyMachineWarning(ticksBefore, ticksAfter, cores);
+  if (busy !== null) note(busy);
   const base = results.find((r) => r.workers === 1);
   const largest = results[results.length - 1]!;
   const scalingEfficiency =
     base && largest.workers > 1 ? largest.samplesPerSec / (largest.workers * base.samplesPerSec) : base ? 1 : null;
+  const ratioOf = (i: number) => {
+    const one = singleRows?.[i];
+    return one ? results[i]!.samplesPerSec / one.samplesPerSec : undefined;
+  };
   if (s.json) {
     out(
       JSON.stringify({
         event: "bench",
         workload,
+        ...(job ? { processes: job.size, processesOnHost: job.localSize, mpi: job.library } : {}),
         steps: s.steps,
         node: process.version,
         cores,
-        results: results.map((r) => ({
-          workers: r.workers,
-          samplesPerSec: r.samplesPerSec,
-          ...(r.tokensPerSec !== undefined ? { tokensPerSec: r.tokensPerSec } : {}),
-          medianStepMs: r.medianStepMs,
-          breakdown: r.breakdown,
-        })),
+        results: results.map((r, i) => resultJson(r, job?.size ?? null, ratioOf(i))),
+        ...(job ? { singleProcess: singleRows?.map((r) => resultJson(r, 1)) ?? null } : {}),
+        ...(single && "skipped" in single ? { singleProcessSkipped: single.skipped } : {}),
+        ...(job ? { allReduce } : {}),
         scalingEfficiency,
       }),
     );
     return EXIT_OK;
   }
-  for (const line of table(results)) out(line);
+  for (const line of job ? mpiTable(job, results, singleRows) : table(results)) out(line);
   out("median ms per step of the slowest rank: compute = forward + backward of its shard, wait = for the other ranks,");
   out(
     "reduce = reduce-scatter and norm exchange, update = its optimizer " +
       "slice, other = the rest (dispatch, wake-ups, main thread)",
   );
+  if (job) {
+    out("across processes: wait includes an MPI barrier, reduce the MPI all-reduce of the rank's gradient segment");
+    if (single && "skipped" in single) out(`no 1-process rows: ${single.skipped}`);
+    else
+      out(
+        `vs 1 process = samples/s of ${job.size} processes x N workers / samples/s of 1 process x ${job.size}N workers`,
+      );
+  }
   if (scalingEfficiency === null) out("scaling efficiency: needs a 1-worker run (add 1 to --workers)");
-  else out(`scaling efficiency at ${largest.workers} workers: ${(100 * scalingEfficiency).toFixed(1)}%`);
+  else if (!job || largest.workers > 1)
+    out(`scaling efficiency at ${largest.workers} workers: ${(100 * scalingEfficiency).toFixed(1)}%`);
+  if (job) for (const line of allReduceTable(job, allReduce)) out(line);
   return EXIT_OK;
 }
