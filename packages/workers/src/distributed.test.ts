@@ -224,6 +224,15 @@ describe.skipIf(missing !== null)("DataParallel across 2 processes over MPI (mpi
     }
   });
 
+  it("a stop asked in one process stops every process after the same step", async () => {
+    const run = await mpirun(dir, ["stop", "1"]);
+    expect(run.status, run.output).toBe(0);
+    const [first, second] = run.results as [Result & { globalStep: number }, Result & { globalStep: number }];
+    // Process 1 aborted during step 2; without agreeing, process 0 would hand out step 3 alone.
+    expect(first.globalStep).toBe(2);
+    expect(second).toEqual({ ...first, processRank: 1 });
+  });
+
   it("a process whose model throws makes the other stop with a named MPI time-out, not hang", async () => {
     const run = await mpirun(dir, ["fault", "1"]);
     expect(run.hitSafetyLimit, run.output).toBe(false);

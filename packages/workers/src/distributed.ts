@@ -65,8 +65,14 @@ export function broadcastFromFirst(group: ProcessGroup, data: Float32Array): voi
   mpi.broadcast(mpi.WORLD, data, 0, group.timeoutMs);
 }
 
-/** Sums `data` over the processes, in place (main thread; its event loop keeps running). */
-export async function sumOverProcesses(group: ProcessGroup, data: Int32Array | Float64Array): Promise<void> {
+/**
+ * Sums `data` over the processes, in place (main thread; its event loop keeps running). Collective:
+ * every process calls it, once initMpi has run; `group` only gives the time-out.
+ */
+export async function sumOverProcesses(
+  group: Pick<ProcessGroup, "timeoutMs">,
+  data: Int32Array | Float64Array,
+): Promise<void> {
   await mpi.allReduceSumAsync(mpi.WORLD, data, group.timeoutMs);
 }
 

@@ -33,7 +33,7 @@ export {
   type WaitOptions,
 } from "./control.js";
 export { SEGMENT_ALIGN, segment, shardRange } from "./shard.js";
-export { HierarchicalCollective, finalizeMpi } from "./distributed.js";
+export { HierarchicalCollective, finalizeMpi, initMpi, sumOverProcesses } from "./distributed.js";
 export {
   DataParallel,
   type TrainerOptions,
