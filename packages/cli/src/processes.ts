@@ -4,7 +4,7 @@
 // processes at a point each of them reaches: whether set-up went well (process 0 alone claims the
 // run folder, so it alone can refuse), and whether to stop. Otherwise one process would go on to
 // the next collective call and wait there, until its time-out, for one that has gone another way.
-import { finalizeMpi, initMpi, sumOverProcesses } from "@threadgrad/workers";
+import { finalizeMpi, initMpi, processesSharingCores, sumOverProcesses } from "@threadgrad/workers";
 import { UsageError } from "./errors.js";
 import type { Distributed } from "./flags.js";
 
@@ -22,8 +22,8 @@ export class RunProcesses {
     /** this process's rank among them; 0 writes the run folder and prints */
     readonly rank: number,
     readonly count: number,
-    /** how many of them run on this host (they share its cores) */
-    readonly onHost: number,
+    /** how many of them share this process's cores: those on its host, unless each was bound to its own */
+    readonly sharingCores: number,
     /** MPI is initialised: the processes agree through it (even a lone one, started without mpirun) */
     private readonly isMpi: boolean,
   ) {}
@@ -36,7 +36,7 @@ export class RunProcesses {
     if (distributed === "none") return new RunProcesses(0, 1, 1, false);
     try {
       const world = initMpi();
-      return new RunProcesses(world.rank, world.size, world.localSize, true);
+      return new RunProcesses(world.rank, world.size, processesSharingCores(world), true);
     } catch (err) {
       const cause = (err as Error).cause;
       throw new UsageError(`--distributed mpi: ${cause instanceof Error ? cause.message : (err as Error).message}`);

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { assertBuilt } from "./fixtures/harness.mjs";
 import { MPI_FIT, MPI_OPTIONS, mpiData, parameterValues } from "./fixtures/mpi-setup.mjs";
 import { loadTensor } from "./checkpoint.js";
-import { finalizeMpi } from "./distributed.js";
+import { finalizeMpi, processesSharingCores } from "./distributed.js";
 import { readTrainerCheckpoint } from "./persist.js";
 import { DataParallel } from "./trainer.js";
 
@@ -118,6 +118,12 @@ describe("DataParallel's distributed option", () => {
     expect(message.startsWith(`RESULT DataParallel: distributed: "mpi": ${mpi.NOT_AVAILABLE} (`), message).toBe(true);
     expect(message).toMatch(/openmpi-bin and libopenmpi-dev/);
     expect(message).toMatch(/\(Cannot find module '.*threadgrad_mpi\.node'\)$/);
+  });
+
+  it("'auto' shares the cores among a host's processes unless mpirun bound each to its own", () => {
+    const world = { rank: 1, size: 4, localRank: 1, localSize: 2 };
+    expect(processesSharingCores(world, {})).toBe(2);
+    expect(processesSharingCores(world, { OMPI_MCA_orte_bound_at_launch: "1" })).toBe(1);
   });
 
   it("finalizeMpi does nothing in a process that never initialised MPI", () => {

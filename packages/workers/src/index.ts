@@ -33,7 +33,13 @@ export {
   type WaitOptions,
 } from "./control.js";
 export { SEGMENT_ALIGN, segment, shardRange } from "./shard.js";
-export { HierarchicalCollective, finalizeMpi, initMpi, sumOverProcesses } from "./distributed.js";
+export {
+  HierarchicalCollective,
+  finalizeMpi,
+  initMpi,
+  processesSharingCores,
+  sumOverProcesses,
+} from "./distributed.js";
 export {
   DataParallel,
   type TrainerOptions,

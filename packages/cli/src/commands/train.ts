@@ -55,12 +55,11 @@ function claimOutFolder(out: string, overwrite: boolean): void {
 }
 
 /** More workers than cores: they take turns, and every step waits for the last, so a run crawls. */
-function warnOversubscribed(reporter: Reporter, workers: number, processesOnHost: number): void {
+function warnOversubscribed(reporter: Reporter, workers: number, sharingCores: number): void {
   const cores = availableWorkers();
-  const threads = workers * processesOnHost;
+  const threads = workers * sharingCores;
   if (threads <= cores) return;
-  const what =
-    processesOnHost > 1 ? `${processesOnHost} processes × ${plural(workers, "worker")}` : `${workers} workers`;
+  const what = sharingCores > 1 ? `${sharingCores} processes × ${plural(workers, "worker")}` : `${workers} workers`;
   reporter.warn(
     `warning: ${what} on ${cores} usable core${cores === 1 ? "" : "s"}: the workers take turns on ` +
       "the cores and every step waits for the slowest, so training runs several times slower than with " +
@@ -155,7 +154,7 @@ async function trainInProcesses(resolved: TrainRun, processes: RunProcesses, sta
         })
       : await DataParallel.create(options);
     resolved.checkpoint = null; // its tensors are in the trainer now: let them go
-    warnOversubscribed(reporter, trainer.numWorkers, processes.onHost);
+    warnOversubscribed(reporter, trainer.numWorkers, processes.sharingCores);
     return await train({
       trainer,
       processes,
