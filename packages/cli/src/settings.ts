@@ -298,9 +298,10 @@ const shown = (v: unknown): string =>
   Array.isArray(v) ? v.join(",") : typeof v === "object" && v !== null ? JSON.stringify(v) : String(v);
 
 /**
- * Settings for a resumed run: the checkpoint's, with only --epochs, --max-steps, --workers, --distributed, --out and
- * --eval-every allowed to change. Anything else given must equal the stored value, because a
- * resumed run must compute what the stopped run would have; `from` names each given value's source.
+ * Settings for a resumed run: the checkpoint's, with only --epochs, --max-steps, --workers,
+ * --distributed, --out and --eval-every allowed to change (the process count is checked against
+ * the run record). Anything else given must equal the stored value, because a resumed run must
+ * compute what the stopped run would have; `from` names each given value's source.
  */
 export function resumedSettings(stored: TrainSettings, given: GivenSettings, from: Given["from"] = {}): TrainSettings {
   const errors: string[] = [];
