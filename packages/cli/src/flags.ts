@@ -25,6 +25,8 @@ export type ImputePolicy = (typeof IMPUTE_POLICIES)[number];
 export type Activation = (typeof ACTIVATIONS)[number];
 export type LossName = (typeof LOSSES)[number];
 export type ScheduleName = (typeof SCHEDULES)[number];
+export const DISTRIBUTED = ["none", "mpi"] as const;
+export type Distributed = (typeof DISTRIBUTED)[number];
 
 /** Everything that decides what a run computes; stored in config.json and in every checkpoint. */
 export interface TrainSettings {
@@ -61,6 +63,8 @@ export interface TrainSettings {
   batchSize: number;
   epochs: number;
   workers: number | "auto";
+  /** mpi: one of the processes of an MPI job (mpirun), which split each batch over all their workers */
+  distributed: Distributed;
   accumulateSteps: number;
   seed: number;
   out: string | null;
@@ -324,6 +328,12 @@ export const TRAIN_FLAGS: FlagSpec[] = [
     parse: parseWorkers,
   },
   {
+    key: "distributed",
+    flags: "--distributed <how>",
+    help: "none (default) or mpi: one of P processes started by mpirun -np P, each with --workers threads",
+    parse: (v) => parseChoice(v, DISTRIBUTED),
+  },
+  {
     key: "accumulateSteps",
     flags: "--accumulate-steps <k>",
     help: "micro-batches whose gradients add up into one update (default 1)",
@@ -415,6 +425,7 @@ export const RESUMABLE_KEYS: readonly FlagKey[] = [
   "epochs",
   "maxSteps",
   "workers",
+  "distributed",
   "out",
   "evalEvery",
   "config",

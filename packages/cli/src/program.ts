@@ -20,6 +20,7 @@ Examples:
   $ threadgrad train --config run.json --workers 2 --json > events.jsonl
   $ threadgrad train --model cnn --epochs 3 --limit 2000                # the built-in convolutional network
   $ threadgrad train --resume runs/2025-01-31T14-05-09/checkpoint-latest.msgpack --epochs 30
+  $ mpirun -np 2 threadgrad train --distributed mpi --workers 1     # 2 processes; process 0 prints and saves
 
 Data: digits (built-in: 10,000 MNIST digits, 8333 train / 1667 test), idx:DIR and mnist:DIR (train-/t10k-
 images-idx3-ubyte and labels-idx1-ubyte, optionally .gz), fashion-mnist[:DIR], csv:FILE (header row; --target),

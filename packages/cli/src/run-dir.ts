@@ -1,6 +1,8 @@
 // A run folder: config.json (the resolved settings), metrics.jsonl (one JSON object per line, one
 // line per step and per evaluation), checkpoint-latest.msgpack, checkpoint-best.msgpack and
-// report.html. A resumed run appends to the same metrics.jsonl.
+// report.html. A resumed run appends to the same metrics.jsonl. Across processes (--distributed
+// mpi) process 0 alone has one; the others hold one that is not theirs (isWriter false): they
+// never create, read or write anything in it.
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 
@@ -18,8 +20,12 @@ export function defaultRunDir(now = new Date(), root = "runs"): string {
 export class RunDir {
   private metricsFd: number | null = null;
 
-  constructor(readonly path: string) {
-    mkdirSync(path, { recursive: true });
+  constructor(
+    readonly path: string,
+    /** false: another process's folder, which this one leaves alone */
+    readonly isWriter = true,
+  ) {
+    if (isWriter) mkdirSync(path, { recursive: true });
   }
 
   get latestCheckpoint(): string {
@@ -39,18 +45,20 @@ export class RunDir {
   }
 
   writeConfig(config: Record<string, unknown>): void {
+    if (!this.isWriter) return;
     writeFileSync(join(this.path, "config.json"), `${JSON.stringify(config, null, 2)}\n`);
   }
 
   /** Appends one line to metrics.jsonl (synchronously: a crash loses nothing already reported). */
   appendMetrics(record: Record<string, unknown>): void {
+    if (!this.isWriter) return;
     this.metricsFd ??= openSync(this.metricsFile, "a");
     writeSync(this.metricsFd, `${JSON.stringify(record)}\n`);
   }
 
   /** Every record in metrics.jsonl, skipping a torn last line. */
   readMetrics(): Record<string, unknown>[] {
-    if (!existsSync(this.metricsFile)) return [];
+    if (!this.isWriter || !existsSync(this.metricsFile)) return [];
     const records: Record<string, unknown>[] = [];
     for (const line of readFileSync(this.metricsFile, "utf8").split("\n")) {
       if (line.trim() === "") continue;

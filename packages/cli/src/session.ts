@@ -1,7 +1,8 @@
 // The training loop around DataParallel.fit. fit runs in segments that end at every epoch end and
 // every step-based evaluation (an AbortSignal stops it between steps; the trainer resumes from its
 // own progress), because save and evaluate need the trainer idle. Ctrl-C or SIGTERM aborts the
-// same way. A non-finite test loss stops the run with an error, before any checkpoint is written.
+// same way; across processes (--distributed mpi) a stop asked in any process stops them all at
+// the same step. A non-finite test loss stops the run with an error, before any checkpoint is written.
 // With a validation set (--val-split) every evaluation also measures it: the best checkpoint,
 // early stopping and the plateau schedule look at validation results only, never at the test set.
 // --max-steps ends the run like its last epoch would: evaluation, checkpoints, summary. Text data
@@ -68,6 +69,11 @@ export interface SessionOptions {
   reporter: Reporter;
   /** aborted by the first Ctrl-C */
   stop: AbortSignal;
+  /**
+   * Whether a stop was asked in any of the run's processes (collective: every process asks at the
+   * same points). Default, for one process: whether `stop` is aborted.
+   */
+  isStopAskedAnywhere?: (isAskedHere: boolean) => Promise<boolean>;
   best: Best | null;
   watch: Watch;
   /** the run's record stored in every checkpoint as `extra.cli` (settings, version); best and trainLoss are kept current */
@@ -165,7 +171,14 @@ export class TrainingSession {
     const startStep = pr.globalStep;
     this.epochStartedAt = performance.now();
     reporter.start(this.totalSteps, startStep, Math.min(pr.epoch + 1, settings.epochs), settings.epochs);
-    while (pr.epoch < settings.epochs && !stop.aborted && this.stoppedEarly === null && !this.isAtMaxSteps) {
+    // Every process takes these decisions at the same points, from the same global figures, so
+    // they all train, evaluate and save the same segments (saving and evaluating are collective).
+    let isStopped = false;
+    const isStopAgreed = async () => {
+      isStopped ||= (await this.o.isStopAskedAnywhere?.(stop.aborted)) ?? stop.aborted;
+      return isStopped;
+    };
+    while (pr.epoch < settings.epochs && !(await isStopAgreed()) && this.stoppedEarly === null && !this.isAtMaxSteps) {
       const segment = new AbortController();
       const onStop = () => segment.abort();
       stop.addEventListener("abort", onStop);
@@ -202,7 +215,7 @@ export class TrainingSession {
       if (isStepEval || isEpochEval || isLast) await this.evaluate();
       if (isEpochEnd || isStepEval || isLast) await this.saveLatest();
     }
-    const isInterrupted = stop.aborted && pr.epoch < settings.epochs && !this.isAtMaxSteps;
+    const isInterrupted = pr.epoch < settings.epochs && !this.isAtMaxSteps && (await isStopAgreed());
     if (isInterrupted) await this.saveLatest();
     else if (this.lastEval === null || this.lastEval.step !== pr.globalStep) await this.evaluate();
     reporter.stop();
@@ -408,7 +421,7 @@ export class TrainingSession {
     const kept =
       this.latestStep !== null
         ? `${runDir.latestCheckpoint} holds step ${this.latestStep}`
-        : existsSync(runDir.latestCheckpoint)
+        : runDir.isWriter && existsSync(runDir.latestCheckpoint)
           ? `${runDir.latestCheckpoint} is left as it was`
           : "no checkpoint was written";
     return new Error(
@@ -431,6 +444,7 @@ export class TrainingSession {
   /** Rewrites report.html from the run's series (earlier sessions of a resumed run too). */
   writeReport(summary: Record<string, unknown> | null): void {
     const { runDir, settings } = this.o;
+    if (!runDir.isWriter) return;
     const html = renderReport(
       this.report,
       settings as unknown as Record<string, unknown>,

@@ -32,8 +32,18 @@ describe("settings", () => {
       ...["data", "target", "task", "delimiter", "impute", "categorical", "testSplit", "imageSize", "context", "limit"],
       ...["model", "activation", "dropout", "loss", "labelSmoothing", "optimizer", "lr", "momentum", "weightDecay"],
       ...["betas", "eps", "nesterov", "amsgrad", "alpha", "lrSchedule", "warmupSteps", "stepSize", "gamma", "etaMin"],
-      ...["clipGradNorm", "batchSize", "epochs", "maxSteps", "workers", "accumulateSteps", "seed", "out", "overwrite"],
-      "resume",
+      ...[
+        "clipGradNorm",
+        "batchSize",
+        "epochs",
+        "maxSteps",
+        "workers",
+        "distributed",
+        "accumulateSteps",
+        "seed",
+        "out",
+      ],
+      ...["overwrite", "resume"],
       ...["evalEvery", "skipNonFinite", "augment", "normalize", "valSplit", "earlyStopping", "minDelta"],
       ...["plateauPatience", "quiet", "json"],
     ];
@@ -95,10 +105,18 @@ describe("settings", () => {
     });
     expect(() => resumedSettings(stored, { lr: 0.1, batchSize: 32 })).toThrow(
       "--resume: --lr 0.1 differs from the checkpoint's 0.002; a resumed run keeps its settings " +
-        "(only --epochs, --max-steps, --workers, --out and --eval-every may change)\n" +
+        "(only --epochs, --max-steps, --workers, --distributed, --out and --eval-every may change)\n" +
         "--resume: --batch-size 32 differs from the checkpoint's 64; a resumed run keeps " +
-        "its settings (only --epochs, --max-steps, --workers, --out and --eval-every may change)",
+        "its settings (only --epochs, --max-steps, --workers, --distributed, --out and --eval-every may change)",
     );
+  });
+
+  it("--distributed is none or mpi, none by default, and a resume may change it", () => {
+    expect(newRunSettings({}).distributed).toBe("none");
+    expect(readGivenSettings({ distributed: "mpi" })).toEqual({ distributed: "mpi" });
+    expect(() => readGivenSettings({ distributed: "tcp" })).toThrow("--distributed must be one of none, mpi, got tcp");
+    // Whether the process count may differ is checked against the run record, not the setting.
+    expect(resumedSettings({ ...DEFAULT_SETTINGS }, { distributed: "mpi" }).distributed).toBe("mpi");
   });
 
   it("data paths become absolute; digits stays as it is", () => {
@@ -163,9 +181,9 @@ describe("one pass from flags, config file and checkpoint to settings", () => {
     const { values, from } = readGiven({ config: file, batchSize: "32" });
     expect(() => resumedSettings(stored, values, from)).toThrow(
       `--resume: ${file}: "lr" 0.1 differs from the checkpoint's 0.002; a resumed run keeps its settings ` +
-        "(only --epochs, --max-steps, --workers, --out and --eval-every may change)\n" +
+        "(only --epochs, --max-steps, --workers, --distributed, --out and --eval-every may change)\n" +
         "--resume: --batch-size 32 differs from the checkpoint's 64; a resumed run keeps its settings " +
-        "(only --epochs, --max-steps, --workers, --out and --eval-every may change)",
+        "(only --epochs, --max-steps, --workers, --distributed, --out and --eval-every may change)",
     );
   });
 

@@ -79,6 +79,8 @@ const SETTINGS: { [K in keyof TrainSettings]: Setting<TrainSettings[K]> } = {
   batchSize: { default: 64, stored: "number" },
   epochs: { default: 20, stored: "number" },
   workers: { default: "auto", stored: "number" },
+  // Runs recorded before --distributed existed ran in one process.
+  distributed: { default: "none", stored: "string", older: "none" },
   accumulateSteps: { default: 1, stored: "number" },
   seed: { default: 0, stored: "number" },
   out: { default: null, stored: "string" },
@@ -296,9 +298,10 @@ const shown = (v: unknown): string =>
   Array.isArray(v) ? v.join(",") : typeof v === "object" && v !== null ? JSON.stringify(v) : String(v);
 
 /**
- * Settings for a resumed run: the checkpoint's, with only --epochs, --max-steps, --workers, --out and
- * --eval-every allowed to change. Anything else given must equal the stored value, because a
- * resumed run must compute what the stopped run would have; `from` names each given value's source.
+ * Settings for a resumed run: the checkpoint's, with only --epochs, --max-steps, --workers,
+ * --distributed, --out and --eval-every allowed to change (the process count is checked against
+ * the run record). Anything else given must equal the stored value, because a resumed run must
+ * compute what the stopped run would have; `from` names each given value's source.
  */
 export function resumedSettings(stored: TrainSettings, given: GivenSettings, from: Given["from"] = {}): TrainSettings {
   const errors: string[] = [];
@@ -310,7 +313,7 @@ export function resumedSettings(stored: TrainSettings, given: GivenSettings, fro
     else if (!same(value, stored[key as keyof TrainSettings])) {
       errors.push(
         `--resume: ${nameOf(key, from)} ${shown(value)} differs from the checkpoint's ${shown(stored[key as keyof TrainSettings])}; ` +
-          `a resumed run keeps its settings (only --epochs, --max-steps, --workers, --out and --eval-every may change)`,
+          `a resumed run keeps its settings (only --epochs, --max-steps, --workers, --distributed, --out and --eval-every may change)`,
       );
     }
   }

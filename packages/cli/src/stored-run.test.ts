@@ -25,8 +25,19 @@ describe("the run record stored in a checkpoint", () => {
       preprocess: null,
       categories: null,
       watch: { bestValLoss: null, badEvals: 0, plateau: null },
+      // A record from before the process count was stored: one process.
+      processes: 1,
     });
     expect(readStoredRun({ ...ckpt(undefined), extra: {} })).toBeNull();
+  });
+
+  it("reads the count of processes a run had, and refuses one that is not a positive integer", () => {
+    expect(readStoredRun(ckpt({ settings, best: null, trainLoss: null, processes: 2 }))?.processes).toBe(2);
+    for (const processes of [0, 1.5, "2", null]) {
+      expect(() => readStoredRun(ckpt({ settings, best: null, trainLoss: null, processes }))).toThrow(
+        `checkpoint: run/c.msgpack: field 'extra.cli.processes' must be an integer from 1 to 1048576, got ${JSON.stringify(processes)}`,
+      );
+    }
   });
 
   it("reports every bad setting at once, each with its field", () => {

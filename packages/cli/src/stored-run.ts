@@ -24,6 +24,8 @@ export interface StoredRun {
   categories: CategoricalColumn[] | null;
   /** early stopping and plateau counters (fresh for a checkpoint written before they existed) */
   watch: Watch;
+  /** how many processes ran it (--distributed mpi); 1 in a checkpoint written before the count was stored */
+  processes: number;
 }
 
 export const own = (o: object, key: string): unknown =>
@@ -59,7 +61,18 @@ export function readRecordFields(
     preprocess,
     categories: readCategories(own(cli, "categories"), s, preprocess, bad),
     watch: readWatch(own(cli, "watch"), bad),
+    processes: readProcesses(own(cli, "processes"), bad),
   };
+}
+
+/** The most processes a stored run may name: far beyond any MPI job this trainer runs. */
+const MAX_PROCESSES = 1 << 20;
+
+function readProcesses(v: unknown, bad: Bad): number {
+  if (v === undefined) return 1;
+  if (typeof v !== "number" || !Number.isInteger(v) || v < 1 || v > MAX_PROCESSES)
+    throw bad("extra.cli.processes", `must be an integer from 1 to ${MAX_PROCESSES}`, v);
+  return v;
 }
 
 function readBest(v: unknown, bad: Bad): Best | null {

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { assertBuilt } from "./fixtures/harness.mjs";
 import { MPI_FIT, MPI_OPTIONS, mpiData, parameterValues } from "./fixtures/mpi-setup.mjs";
 import { loadTensor } from "./checkpoint.js";
-import { finalizeMpi } from "./distributed.js";
+import { finalizeMpi, processesSharingCores } from "./distributed.js";
 import { readTrainerCheckpoint } from "./persist.js";
 import { DataParallel } from "./trainer.js";
 
@@ -118,6 +118,12 @@ describe("DataParallel's distributed option", () => {
     expect(message.startsWith(`RESULT DataParallel: distributed: "mpi": ${mpi.NOT_AVAILABLE} (`), message).toBe(true);
     expect(message).toMatch(/openmpi-bin and libopenmpi-dev/);
     expect(message).toMatch(/\(Cannot find module '.*threadgrad_mpi\.node'\)$/);
+  });
+
+  it("'auto' shares the cores among a host's processes unless mpirun bound each to its own", () => {
+    const world = { rank: 1, size: 4, localRank: 1, localSize: 2 };
+    expect(processesSharingCores(world, {})).toBe(2);
+    expect(processesSharingCores(world, { OMPI_MCA_orte_bound_at_launch: "1" })).toBe(1);
   });
 
   it("finalizeMpi does nothing in a process that never initialised MPI", () => {
@@ -238,6 +244,15 @@ describe.skipIf(missing !== null)("DataParallel across 2 processes over MPI (mpi
       expect(r.refused).toMatch(/lr/);
       expect(r.afterRefused).toBe(0);
     }
+  });
+
+  it("a stop asked in one process stops every process after the same step", async () => {
+    const run = await mpirun(dir, ["stop", "1"]);
+    expect(run.status, run.output).toBe(0);
+    const [first, second] = run.results as [Result & { globalStep: number }, Result & { globalStep: number }];
+    // Process 1 aborted during step 2; without agreeing, process 0 would hand out step 3 alone.
+    expect(first.globalStep).toBe(2);
+    expect(second).toEqual({ ...first, processRank: 1 });
   });
 
   it("a process whose model throws makes the other stop with a named MPI time-out, not hang", async () => {

@@ -41,6 +41,15 @@ export function initMpi(): mpi.WorldInfo {
 }
 
 /**
+ * How many processes share the cores this one may use: the job's processes on this host, unless
+ * mpirun bound each to cores of its own (Open MPI then sets OMPI_MCA_orte_bound_at_launch, as it
+ * does by default for up to 2 processes): the cores it sees are then its share already.
+ */
+export function processesSharingCores(world: mpi.WorldInfo, env: NodeJS.ProcessEnv = process.env): number {
+  return env.OMPI_MCA_orte_bound_at_launch === "1" ? 1 : world.localSize;
+}
+
+/**
  * Initialises MPI (main thread), checks that every process runs as many workers, and makes one
  * communicator per local rank. Collective: every process of the job calls it.
  */
@@ -82,8 +91,14 @@ export function broadcastFromFirst(group: ProcessGroup, data: Float32Array): voi
   mpi.broadcast(mpi.WORLD, data, 0, group.timeoutMs);
 }
 
-/** Sums `data` over the processes, in place (main thread; its event loop keeps running). */
-export async function sumOverProcesses(group: ProcessGroup, data: Int32Array | Float64Array): Promise<void> {
+/**
+ * Sums `data` over the processes, in place (main thread; its event loop keeps running). Collective:
+ * every process calls it, once initMpi has run; `group` only gives the time-out.
+ */
+export async function sumOverProcesses(
+  group: Pick<ProcessGroup, "timeoutMs">,
+  data: Int32Array | Float64Array,
+): Promise<void> {
   await mpi.allReduceSumAsync(mpi.WORLD, data, group.timeoutMs);
 }
 

@@ -1,5 +1,6 @@
 import { combineNorms } from "@threadgrad/optim";
 import type { DatasetLike, SharedDataset } from "./dataset.js";
+import { sumOverProcesses } from "./distributed.js";
 import * as P from "./protocol.js";
 import { isSequenceLoss } from "./sequence-loss.js";
 import { type LossSpec, isClassification } from "./spec.js";
@@ -71,6 +72,7 @@ export async function runFit(t: TrainerParts, data: DatasetLike, opts: FitOption
     const until = opts.untilStep ?? Infinity;
     const history: EpochLog[] = [];
     const result = (): FitResult => ({ ...pr, history });
+    let isStopAsked = false;
     while (pr.epoch < epochs) {
       const order = epochOrder(ds.length, t.options.seed, pr.epoch);
       const tally = { loss: 0, correct: 0, samples: 0, steps: 0, lr: Number.NaN, startedAt: performance.now() };
@@ -84,8 +86,9 @@ export async function runFit(t: TrainerParts, data: DatasetLike, opts: FitOption
           // spare it does not preempt a rank mid-step. Stop only between accumulation windows:
           // a checkpoint never holds half a window.
           const refill = pending.length === 0;
+          if (refill && !stopping && next < stepsPerEpoch) isStopAsked = await stopAsked(t, signal, isStopAsked);
           while (refill && !stopping && pending.length < t.channel.slots && next < stepsPerEpoch) {
-            const stop = signal?.aborted || t.closing || pr.globalStep + pending.length + 1 > until;
+            const stop = isStopAsked || pr.globalStep + pending.length + 1 > until;
             if (stop && next % k === 0) stopping = true;
             else pending.push(publishStep(t, ds, order, next++, batchSize, stepsPerEpoch, pending.length === 0));
           }
@@ -156,6 +159,20 @@ export async function runFit(t: TrainerParts, data: DatasetLike, opts: FitOption
   } finally {
     t.busy = false;
   }
+}
+
+/**
+ * Whether fit stops at this refill: its signal is aborted or the trainer is closing (`already`: it
+ * was so at an earlier refill). Across processes the answer is every process's: each asks at the
+ * same refill (they hand out the same steps), so one process's stop request stops them all after
+ * the same step, and none waits at a collective for a process that has stopped.
+ */
+async function stopAsked(t: TrainerParts, signal: AbortSignal | undefined, already: boolean): Promise<boolean> {
+  const isAsked = already || signal?.aborted === true || t.closing;
+  if (t.processGroup === null) return isAsked;
+  const cell = Int32Array.of(isAsked ? 1 : 0);
+  await sumOverProcesses(t.processGroup, cell);
+  return cell[0]! > 0;
 }
 
 /** Hands step `s` of the epoch to the workers; `isSync`: nothing is in flight, main's counts are current. */

@@ -42,6 +42,8 @@ export {
   sumOnHost,
   timeAllReduce,
   type AllReduceTiming,
+  processesSharingCores,
+  sumOverProcesses,
 } from "./distributed.js";
 export {
   DataParallel,

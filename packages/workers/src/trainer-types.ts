@@ -96,6 +96,8 @@ export interface FitOptions {
   /**
    * Stop at the first accumulation-window boundary once this signal is aborted. Steps already
    * handed to the workers (TrainerOptions.stepsInFlight) finish first, and so does the window.
+   * Across processes (distributed: "mpi") they decide together, each time they hand out steps: a
+   * signal aborted in any one process stops every process after the same step.
    */
   signal?: AbortSignal;
   /** Stop before this global step (at the first window boundary from it): `untilStep: 100` runs steps up to 100. */

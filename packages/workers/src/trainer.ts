@@ -16,6 +16,7 @@ import {
   joinProcessGroup,
   leaveProcessGroup,
   processBarrier,
+  processesSharingCores,
 } from "./distributed.js";
 import { DatasetRegistry } from "./dataset-registry.js";
 import { runEvaluate } from "./evaluate.js";
@@ -132,7 +133,7 @@ export class DataParallel {
     if (opts.distributed !== undefined && opts.distributed !== "mpi")
       throw new Error(`DataParallel: distributed must be "mpi" or absent, got ${JSON.stringify(opts.distributed)}`);
     // Processes of an MPI job on one host share its cores: 'auto' gives each its part.
-    const processesOnHost = opts.distributed === "mpi" ? initMpi().localSize : 1;
+    const processesOnHost = opts.distributed === "mpi" ? processesSharingCores(initMpi()) : 1;
     const numWorkers = resolveWorkers(opts.workers, processesOnHost);
     const seed = opts.seed ?? 0;
     const accumulateSteps = opts.accumulateSteps ?? 1;

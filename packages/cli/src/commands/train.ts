@@ -1,18 +1,20 @@
 import { existsSync, readdirSync, rmSync } from "node:fs";
 // `threadgrad train`: settings → data → trainer → TrainingSession → summary. Ctrl-C (or SIGTERM)
 // once stops after the current step with a checkpoint and the resume command (exit 130, or 143
-// for SIGTERM); a second signal exits at once.
+// for SIGTERM); a second signal exits at once. With --distributed mpi every process of the MPI job
+// runs this command; process 0 alone prints and writes the run folder (see processes.ts).
 import { join } from "node:path";
 import type { ScheduleConfig } from "@threadgrad/optim";
 import { DataParallel, availableWorkers } from "@threadgrad/workers";
 import type { DataSplit } from "../data/index.js";
 import { EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, UsageError } from "../errors.js";
+import { RunProcesses } from "../processes.js";
 import type { TrainSettings } from "../flags.js";
 import { Reporter, chooseMode, formatDuration, formatPercent, formatRate, plural } from "../progress.js";
 import { runnable } from "../invocation.js";
 import { RunDir, defaultRunDir } from "../run-dir.js";
 import { type Best, NEW_WATCH, type SessionResult, TrainingSession } from "../session.js";
-import { type GivenSettings, trainSettings } from "../settings.js";
+import { type GivenSettings, type TrainRun, trainSettings } from "../settings.js";
 import type { StoredRun } from "../stored-run.js";
 import type { Preprocess } from "../data/preprocess.js";
 import { mseInTargetUnits } from "../data/preprocess.js";
@@ -53,11 +55,13 @@ function claimOutFolder(out: string, overwrite: boolean): void {
 }
 
 /** More workers than cores: they take turns, and every step waits for the last, so a run crawls. */
-function warnOversubscribed(reporter: Reporter, workers: number): void {
+function warnOversubscribed(reporter: Reporter, workers: number, sharingCores: number): void {
   const cores = availableWorkers();
-  if (workers <= cores) return;
+  const threads = workers * sharingCores;
+  if (threads <= cores) return;
+  const what = sharingCores > 1 ? `${sharingCores} processes × ${plural(workers, "worker")}` : `${workers} workers`;
   reporter.warn(
-    `warning: ${workers} workers on ${cores} usable core${cores === 1 ? "" : "s"}: the workers take turns on ` +
+    `warning: ${what} on ${cores} usable core${cores === 1 ? "" : "s"}: the workers take turns on ` +
       "the cores and every step waits for the slowest, so training runs several times slower than with " +
       "--workers auto",
   );
@@ -94,15 +98,47 @@ function onStopSignals(reporter: Reporter, stop: AbortController): () => void {
 export async function runTrain(cli: Record<string, unknown>): Promise<number> {
   const startedAt = performance.now();
   const resolved = trainSettings(cli);
-  const { given, settings: chosen, stored } = resolved;
-  const reporter = new Reporter(chooseMode({ json: given.json, quiet: given.quiet }));
-  const split = loadRunData(chosen, stored?.preprocess?.classes ?? undefined);
-  const preprocess = preprocessRunData(chosen, split, stored?.preprocess ?? null);
-  const settings = fitSettingsToData(chosen, split);
-  const options = trainerOptions(settings, split.train);
-  if (!stored && typeof settings.out === "string") claimOutFolder(settings.out, given.overwrite === true);
-  const runDir = new RunDir(settings.out ?? defaultRunDir());
-  settings.out = runDir.path;
+  const processes = RunProcesses.join(resolved.settings.distributed);
+  processes.letOutputQueue();
+  let status: number | null = null;
+  try {
+    status = await trainInProcesses(resolved, processes, startedAt);
+    return status;
+  } finally {
+    await processes.flushOutput();
+    // Only where every process ends alike (see RunProcesses.finalize).
+    if (status !== null || processes.hasAgreedToFail) processes.finalize();
+  }
+}
+
+async function trainInProcesses(resolved: TrainRun, processes: RunProcesses, startedAt: number): Promise<number> {
+  const { given, stored } = resolved;
+  // Only process 0 prints, and only it touches the run folder: the others never look at --out.
+  const reporter = processes.isFirst
+    ? new Reporter(chooseMode({ json: given.json, quiet: given.quiet }))
+    : new Reporter(
+        "quiet",
+        () => undefined,
+        () => undefined,
+      );
+  const setUp = () => {
+    checkProcessCount(resolved, processes.count);
+    const split = loadRunData(resolved.settings, stored?.preprocess?.classes ?? undefined);
+    const preprocess = preprocessRunData(resolved.settings, split, stored?.preprocess ?? null);
+    const settings = fitSettingsToData(resolved.settings, split);
+    if (resolved.checkpoint) checkCanContinue(resolved.checkpoint.progress, settings);
+    const options = {
+      ...trainerOptions(settings, split.train),
+      distributed: processes.count > 1 ? ("mpi" as const) : undefined,
+    };
+    if (!processes.isFirst)
+      return { split, preprocess, settings, options, runDir: new RunDir(settings.out ?? "", false) };
+    if (!stored && typeof settings.out === "string") claimOutFolder(settings.out, given.overwrite === true);
+    const runDir = new RunDir(settings.out ?? defaultRunDir());
+    settings.out = runDir.path;
+    return { split, preprocess, settings, options, runDir };
+  };
+  const { split, preprocess, settings, options, runDir } = await processes.settle(setUp);
   const stop = new AbortController();
   const removeHandler = onStopSignals(reporter, stop);
   let trainer: DataParallel | null = null;
@@ -114,12 +150,14 @@ export async function runTrain(cli: Record<string, unknown>): Promise<number> {
           workers: settings.workers,
           schedule: options.schedule,
           maxBatchSize: options.maxBatchSize,
+          distributed: options.distributed,
         })
       : await DataParallel.create(options);
     resolved.checkpoint = null; // its tensors are in the trainer now: let them go
-    warnOversubscribed(reporter, trainer.numWorkers);
+    warnOversubscribed(reporter, trainer.numWorkers, processes.sharingCores);
     return await train({
       trainer,
+      processes,
       settings,
       split,
       runDir,
@@ -138,8 +176,38 @@ export async function runTrain(cli: Record<string, unknown>): Promise<number> {
   }
 }
 
+/** Refuses to resume a run of P processes with another count: they would split its batches otherwise. */
+function checkProcessCount(resolved: TrainRun, count: number): void {
+  const stored = resolved.stored;
+  if (stored === null || stored.processes === count) return;
+  const processes = (n: number) => (n === 1 ? "1 process" : `${n} processes`);
+  const how = stored.processes === 1 ? "without mpirun" : `under mpirun -np ${stored.processes}`;
+  throw new UsageError(
+    `--resume: ${resolved.given.resume} was written by a run of ${processes(stored.processes)}, and this run has ` +
+      `${processes(count)}; a run resumes with as many processes: run it ${how}`,
+  );
+}
+
+/** Refuses a resume that has nothing left to train under the --epochs and --max-steps given. */
+function checkCanContinue(progress: { epoch: number; optimizerStep: number }, settings: TrainSettings): void {
+  if (progress.epoch > settings.epochs) {
+    throw new UsageError(
+      `--epochs ${settings.epochs}: the checkpoint has already completed ${plural(progress.epoch, "epoch")}; ` +
+        "pass a larger --epochs to train further",
+    );
+  }
+  const { maxSteps } = settings;
+  if (maxSteps !== null && progress.optimizerStep >= maxSteps) {
+    throw new UsageError(
+      `--max-steps ${maxSteps}: the checkpoint has already run ${plural(progress.optimizerStep, "optimizer step")}; ` +
+        "pass a larger --max-steps to train further",
+    );
+  }
+}
+
 interface TrainContext {
   trainer: DataParallel;
+  processes: RunProcesses;
   settings: TrainSettings;
   split: DataSplit;
   runDir: RunDir;
@@ -154,22 +222,10 @@ interface TrainContext {
 
 async function train(c: TrainContext): Promise<number> {
   const { trainer, settings, split, runDir, reporter, stored } = c;
-  if (trainer.progress.epoch > settings.epochs) {
-    throw new UsageError(
-      `--epochs ${settings.epochs}: the checkpoint has already completed ${plural(trainer.progress.epoch, "epoch")}; ` +
-        "pass a larger --epochs to train further",
-    );
-  }
-  const { maxSteps } = settings;
-  if (maxSteps !== null && trainer.progress.optimizerStep >= maxSteps) {
-    throw new UsageError(
-      `--max-steps ${maxSteps}: the checkpoint has already run ${plural(trainer.progress.optimizerStep, "optimizer step")}; ` +
-        "pass a larger --max-steps to train further",
-    );
-  }
   const info = {
     version: VERSION,
     workers: trainer.numWorkers,
+    processes: c.processes.count,
     trainSamples: split.train.length,
     valSamples: split.val?.length ?? 0,
     testSamples: split.test.length,
@@ -197,6 +253,7 @@ async function train(c: TrainContext): Promise<number> {
     runDir,
     reporter,
     stop: c.stop.signal,
+    isStopAskedAnywhere: (isAskedHere) => c.processes.any(isAskedHere),
     best: stored?.best ?? null,
     watch: stored?.watch ?? NEW_WATCH,
     // The one-hot categories, which eval and predict read back to encode the data they are given.
@@ -206,6 +263,8 @@ async function train(c: TrainContext): Promise<number> {
       trainLoss: stored?.trainLoss ?? null,
       preprocess: c.preprocess,
       categories: split.train.categorical ?? null,
+      // A resume must run as many processes (they split each batch), so the record says how many.
+      processes: c.processes.count,
     },
     startedAt: c.startedAt,
   });
@@ -214,8 +273,9 @@ async function train(c: TrainContext): Promise<number> {
       err.message += "\n  in threadgrad terms: lower --lr, add --clip-grad-norm MAX, or pass --skip-non-finite";
     throw err;
   });
-  if (result.isInterrupted) return interrupted(reporter, runDir, trainer, c.given, exitStatus(c.stop.signal.reason));
-  const summary = summarize(result, (performance.now() - c.startedAt) / 1000, trainer.numWorkers, c.preprocess);
+  if (result.isInterrupted) return interrupted(c, exitStatus(c.stop.signal.reason));
+  const figures = { workers: trainer.numWorkers, processes: c.processes.count };
+  const summary = summarize(result, (performance.now() - c.startedAt) / 1000, figures, c.preprocess);
   session.writeReport(summary);
   reporter.summary(summaryLines(summary, runDir, result.best), summary);
   return EXIT_OK;
@@ -224,7 +284,7 @@ async function train(c: TrainContext): Promise<number> {
 function describeStart(
   r: Reporter,
   s: TrainSettings,
-  info: { workers: number; trainSamples: number; valSamples: number; testSamples: number },
+  info: { workers: number; processes: number; trainSamples: number; valSamples: number; testSamples: number },
   isResumed: boolean,
   step: number,
 ): void {
@@ -234,13 +294,18 @@ function describeStart(
     `${what} ${describeModel(s.model)}${Array.isArray(s.model) ? ` (${s.activation})` : ""} on ${s.data}: ` +
       `${info.trainSamples} train / ${val}${info.testSamples} test samples, ` +
       `${plural(s.epochs, "epoch")}, batch ${s.batchSize}, ` +
-      `${s.optimizer} lr ${s.lr}${s.lrSchedule === "none" ? "" : ` ${s.lrSchedule}`}, ${plural(info.workers, "worker")}`,
+      `${s.optimizer} lr ${s.lr}${s.lrSchedule === "none" ? "" : ` ${s.lrSchedule}`}, ${onWorkers(info)}`,
   );
   r.info(`run folder: ${s.out}`);
 }
 
 /** The run's summary; a regression run's losses are on standardised targets, so MSE and RMSE come in target units too. */
-function summarize(r: SessionResult, wallSeconds: number, workers: number, p: Preprocess): Record<string, unknown> {
+function summarize(
+  r: SessionResult,
+  wallSeconds: number,
+  { workers, processes }: { workers: number; processes: number },
+  p: Preprocess,
+): Record<string, unknown> {
   const testMse = p.target !== null && r.testLoss !== null ? mseInTargetUnits(p, r.testLoss) : null;
   return {
     trainLoss: r.trainLoss,
@@ -253,6 +318,7 @@ function summarize(r: SessionResult, wallSeconds: number, workers: number, p: Pr
     wallSeconds: Number(wallSeconds.toFixed(3)),
     samplesPerSec: r.fitSeconds > 0 ? Math.round(r.fitSamples / r.fitSeconds) : null,
     workers,
+    processes,
     best: r.best,
     stoppedEarly: r.stoppedEarly,
   };
@@ -282,7 +348,7 @@ function summaryLines(s: Record<string, unknown>, runDir: RunDir, best: Best | n
     ...(s.testMse === undefined
       ? []
       : [`  test MSE       ${fmtUnits(s.testMse as number)}  RMSE ${fmtUnits(s.testRmse as number)} (target units)`]),
-    `  throughput     ${formatRate(s.samplesPerSec as number)} samples/s on ${s.workers} worker${s.workers === 1 ? "" : "s"}`,
+    `  throughput     ${formatRate(s.samplesPerSec as number)} samples/s on ${onWorkers(s as { workers: number; processes: number })}`,
     `  run folder     ${runDir.path} (report.html, metrics.jsonl, checkpoint-latest.msgpack, checkpoint-best.msgpack${bestText})`,
   ];
 }
@@ -297,15 +363,13 @@ function describeBest(best: Best): string {
   return `best: step ${best.step}, ${figure}`;
 }
 
-function interrupted(
-  reporter: Reporter,
-  runDir: RunDir,
-  trainer: DataParallel,
-  given: GivenSettings,
-  status: number,
-): number {
+function interrupted(c: TrainContext, status: number): number {
+  const { reporter, runDir, trainer, given, processes } = c;
+  if (!processes.isFirst) return status;
   const flags = [given.json ? " --json" : "", given.quiet ? " --quiet" : ""].join("");
-  const command = runnable(`threadgrad train --resume ${shellQuote(runDir.latestCheckpoint)}${flags}`);
+  const again = runnable(`threadgrad train --resume ${shellQuote(runDir.latestCheckpoint)}${flags}`);
+  // mpirun's own options (a host file, say) are the user's to repeat.
+  const command = processes.count > 1 ? `mpirun -np ${processes.count} ${again}` : again;
   const pr = trainer.progress;
   reporter.stop();
   reporter.event("interrupted", {
@@ -318,4 +382,9 @@ function interrupted(
     `interrupted at step ${pr.globalStep}; checkpoint written to ${runDir.latestCheckpoint}\nresume with:\n  ${command}\n`,
   );
   return status;
+}
+
+/** `2 workers`, or across processes `2 processes × 1 worker`. */
+function onWorkers({ workers, processes }: { workers: number; processes: number }): string {
+  return processes > 1 ? `${processes} processes × ${plural(workers, "worker")}` : plural(workers, "worker");
 }
