@@ -79,3 +79,45 @@ export function sumRowsInWasm(x: FloatArray, out: FloatArray, m: number, n: numb
   k.exports.sumRows(x.byteOffset, out.byteOffset, m, n);
   return true;
 }
+
+/** How binaryInWasm reads an operand: an m×n array, one row of n for every row, or one scalar. */
+export type BinaryLayout = "full" | "row" | "scalar";
+const LAYOUT = { full: 0, row: 1, scalar: 2 } as const;
+const BINARY_OP = { add: 0, sub: 1, mul: 2 } as const;
+
+/**
+ * out = a op b (op add, sub or mul; out m×n float32) by the SIMD kernel when out and every m×n
+ * operand lie in this thread's wasm memory, a row or scalar operand elsewhere being copied into
+ * scratch for the call; returns false, doing nothing, otherwise (the caller runs the JavaScript
+ * kernel, whose bits the SIMD one gives, flushing included).
+ */
+export function binaryInWasm(
+  op: keyof typeof BINARY_OP,
+  a: Float32Array,
+  aLayout: BinaryLayout,
+  b: Float32Array,
+  bLayout: BinaryLayout,
+  out: Float32Array,
+  m: number,
+  n: number,
+): boolean {
+  const k = wasmInPlace(out, out);
+  if (k === null) return false;
+  if ((aLayout === "full" && !k.contains(a)) || (bLayout === "full" && !k.contains(b))) return false;
+  const mark = k.scratchMark();
+  const place = (x: Float32Array): number => {
+    if (k.contains(x)) return x.byteOffset;
+    const at = k.scratchAlloc(x.byteLength, 16);
+    k.f32(at, x.length).set(x);
+    return at;
+  };
+  try {
+    if (a.byteLength + b.byteLength + 32 > k.scratchFree()) return false;
+    const ap = place(a),
+      bp = place(b);
+    k.exports.binaryF32(BINARY_OP[op], ap, LAYOUT[aLayout], bp, LAYOUT[bLayout], out.byteOffset, m, n);
+    return true;
+  } finally {
+    k.scratchReset(mark);
+  }
+}

@@ -22,6 +22,12 @@ export interface KernelExports {
   matmulPackBytes(m: number, k: number, n: number): number;
   /** c[i][j] += bias[j] for an m×n row-major c (the bias row broadcast over rows), flushed. */
   addBias(cPtr: number, biasPtr: number, m: number, n: number): void;
+  /**
+   * out = a op b over m rows of n floats, op 0 add, 1 sub, 2 mul; aMode/bMode 0: m×n, 1: one row of
+   * n for every row, 2: one scalar. Flushed with the sign kept: the bits of the JavaScript kernels.
+   * out may be a or b when that one is m×n.
+   */
+  binaryF32(op: number, a: number, aMode: number, b: number, bMode: number, out: number, m: number, n: number): void;
   /** out[i] = max(x[i], 0), subnormal results flushed; out may be x. */
   reluForward(x: number, out: number, n: number): void;
   /** out[i] = x[i] > 0 ? g[i] : 0, subnormal g flushed; out may be g or x. */
