@@ -95,6 +95,10 @@ describe("fused float32 kernels", () => {
     expect(sumRowsInWasm(inside(x), out, m, n)).toBe(true);
     expect(bits(out)).toEqual(bits(general));
     expect(sumRowsInWasm(x, new Float32Array(n), m, n)).toBe(false); // operands on the heap: not taken
+    const onHeap = new Float32Array(n); // a small result (a bias gradient) on the heap: through scratch
+    const mark = k.scratchMark();
+    expect(sumRowsInWasm(inside(x), onHeap, m, n)).toBe(true);
+    expect([bits(onHeap), k.scratchMark()]).toEqual([bits(general), mark]);
   });
 
   it("sum over leading dims, and over everything, takes the kernel inside a step region with the same bits", () => {

@@ -70,13 +70,26 @@ export function addBias(c: FloatArray, bias: FloatArray, m: number, n: number): 
 
 /**
  * out[j] = Σ_i x[i·n + j] (float32, summed in float64 in row order, rounded once: the bits of the
- * JavaScript reduction) by the SIMD kernel when x and out lie in this thread's wasm memory; returns
- * false, doing nothing, otherwise (the caller runs the general reduction).
+ * JavaScript reduction) by the SIMD kernel when x lies in this thread's wasm memory (out elsewhere
+ * goes through scratch); returns false, doing nothing, otherwise (the caller runs the general reduction).
  */
 export function sumRowsInWasm(x: FloatArray, out: FloatArray, m: number, n: number): boolean {
-  const k = wasmInPlace(x, out);
-  if (k === null) return false;
-  k.exports.sumRows(x.byteOffset, out.byteOffset, m, n);
+  const k = wasmInPlace(x, x);
+  if (k === null || !(out instanceof Float32Array)) return false;
+  if (k.contains(out)) {
+    k.exports.sumRows(x.byteOffset, out.byteOffset, m, n);
+    return true;
+  }
+  // A small output (a bias gradient under the step region's 1 KiB) sits on the heap: sum into scratch.
+  if (out.byteLength + 16 > k.scratchFree()) return false;
+  const mark = k.scratchMark();
+  try {
+    const at = k.scratchAlloc(out.byteLength, 16);
+    k.exports.sumRows(x.byteOffset, at, m, n);
+    out.set(k.f32(at, n));
+  } finally {
+    k.scratchReset(mark);
+  }
   return true;
 }
 
