@@ -19,8 +19,37 @@ const K1: f64 = 0.044715;
   return f64x2.mul(x, normalCdf(x));
 }
 
+// f'(x) = Φ(x) + x·φ(x) = 1/2 + x·R(x²) with R(s) = erf(x/√2)/(2x) + φ(x) entire in s. For x² <= 8
+// (where Φ takes its erfNear) R is one polynomial of degree 16 in y = x²/4 - 1 (Chebyshev
+// interpolant; GELU_GRAD_NEAR in src/kernels/gelu.ts), within 4e-13 relative of f' away from its
+// zero at x ≈ -0.75 (1.6e-16 absolute there): one Horner pass where Φ and φ took two and an exp.
+@inline function geluGradNear(x: v128): v128 {
+  const y = f64x2.sub(f64x2.mul(f64x2.mul(x, x), f64x2.splat(0.25)), f64x2.splat(1));
+  let p = f64x2.splat(1.795115167624317e-10);
+  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(-1.490207068854943e-09));
+  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(1.0551133300396032e-08));
+  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(-7.392424805630071e-08));
+  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(4.833031503892471e-07));
+  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(-2.9132510590557104e-06));
+  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(1.611089228514828e-05));
+  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(-8.110841368180743e-05));
+  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(0.00036818526766912996));
+  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(-0.0014896903017987961));
+  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(0.005295971863069682));
+  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(-0.016248399168528077));
+  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(0.042049761973687524));
+  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(-0.08919284531392702));
+  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(0.15022418758707426));
+  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(-0.2002989167827345));
+  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(0.29261590053909814));
+  return f64x2.add(f64x2.splat(0.5), f64x2.mul(x, p));
+}
+
 @inline function geluGrad2(g: v128, x: v128): v128 {
-  return f64x2.mul(g, f64x2.add(normalCdf(x), f64x2.mul(x, normalPdf(x))));
+  let d = geluGradNear(x);
+  const far = f64x2.gt(f64x2.mul(x, x), f64x2.splat(8));
+  if (v128.any_true(far)) d = v128.bitselect(f64x2.add(normalCdf(x), f64x2.mul(x, normalPdf(x))), d, far);
+  return f64x2.mul(g, d);
 }
 
 @inline function geluGradGrad2(gg: v128, g: v128, x: v128): v128 {

@@ -54,6 +54,20 @@ export function normalCdfF64(x: number): number {
   return x < 0 ? half : 1 - half;
 }
 
+// R(y) of geluGradNear in assembly/gelu.ts (the same literals, powers of y = x²/4 - 1 from y^0 up):
+// GELU's f'(x) = 1/2 + x·R for x² <= 8, within 4e-13 relative away from f'(x)'s zero at x ≈ -0.75.
+const GELU_GRAD_NEAR = [
+  0.29261590053909814, -0.2002989167827345, 0.15022418758707426, -0.08919284531392702, 0.042049761973687524,
+  -0.016248399168528077, 0.005295971863069682, -0.0014896903017987961, 0.00036818526766912996, -8.110841368180743e-5,
+  1.611089228514828e-5, -2.9132510590557104e-6, 4.833031503892471e-7, -7.392424805630071e-8, 1.0551133300396032e-8,
+  -1.490207068854943e-9, 1.795115167624317e-10,
+];
+
+/** GELU's f'(x) = Φ(x) + x·φ(x) as the SIMD kernel computes it (one polynomial for x² <= 8). */
+export function geluGradF64(x: number): number {
+  return x * x > 8 ? normalCdfF64(x) + x * normalPdf(x) : 0.5 + x * horner(GELU_GRAD_NEAR, x * x * 0.25 - 1);
+}
+
 function normalPdf(x: number): number {
   return expNeg(-Math.min(x * x * 0.5, 700)) * INV_SQRT_2PI;
 }
@@ -70,9 +84,15 @@ function sigOf(x: number, sigmoid: (v: number) => number): number {
 const du = (x: number) => K0 * (1 + 3 * K1 * (x * x));
 
 // The six formulas, over (cdf, pdf, sigmoid) so the float32 and float64 paths share them.
-type Fns = { cdf: (x: number) => number; pdf: (x: number) => number; sigmoid: (v: number) => number };
+type Fns = {
+  cdf: (x: number) => number;
+  pdf: (x: number) => number;
+  /** Φ(x) + x·φ(x), exact GELU's derivative */
+  grad: (x: number) => number;
+  sigmoid: (v: number) => number;
+};
 const gelu = (f: Fns, x: number) => x * f.cdf(x);
-const geluGrad = (f: Fns, g: number, x: number) => g * (f.cdf(x) + x * f.pdf(x));
+const geluGrad = (f: Fns, g: number, x: number) => g * f.grad(x);
 const geluGradGrad = (f: Fns, gg: number, g: number, x: number) => gg * g * (f.pdf(x) * (2 - x * x));
 const geluTanh = (f: Fns, x: number) => x * sigOf(x, f.sigmoid);
 function geluTanhGrad(f: Fns, g: number, x: number): number {
@@ -89,8 +109,8 @@ function geluTanhGradGrad(f: Fns, gg: number, g: number, x: number): number {
 }
 
 const sigmoid64 = (v: number) => (v >= 0 ? 1 / (1 + Math.exp(-v)) : Math.exp(v) / (1 + Math.exp(v)));
-const F32: Fns = { cdf: normalCdfF64, pdf: normalPdf, sigmoid: sigmoidF64 };
-const F64: Fns = { cdf: cdf64, pdf: pdf64, sigmoid: sigmoid64 };
+const F32: Fns = { cdf: normalCdfF64, pdf: normalPdf, grad: geluGradF64, sigmoid: sigmoidF64 };
+const F64: Fns = { cdf: cdf64, pdf: pdf64, grad: (x) => cdf64(x) + x * pdf64(x), sigmoid: sigmoid64 };
 
 /** Which GELU: the exact one or PyTorch's tanh approximation. */
 export type GeluApproximate = "none" | "tanh";
