@@ -21,7 +21,7 @@
 // (LayerNorm's normalization and its backward), index-add.ts (the embedding's gradient), lanes.ts
 // (flushing and f32 <-> f64 lane helpers).
 
-export { matmul, matmulPackBytes } from "./matmul";
+export { matmul, matmulPackBytes, matmulStrided } from "./matmul";
 export { addBias, binaryF32, reluForward, reluBackward, sumRows } from "./elementwise";
 export { adamUpdate, sgdUpdate, sumSlices, sumSquares } from "./step";
 export { adamUpdateF32, adagradUpdateF32, rmspropUpdateF32, sgdUpdateF32 } from "./update-f32";

@@ -20,6 +20,25 @@ export interface KernelExports {
   ): void;
   /** Bytes of scratch that matmul(m, k, n) needs at packPtr. */
   matmulPackBytes(m: number, k: number, n: number): number;
+  /**
+   * matmul over operands with row strides: stored A's rows lda floats apart (A m×k, or k×m when
+   * transA), B's ldb (k×n, or n×k when transB), C's ldc (m×n); e.g. one attention head's columns
+   * inside a [T, 3·d] projection. packPtr is scratch of matmulPackBytes(m, k, n) bytes.
+   */
+  matmulStrided(
+    aPtr: number,
+    bPtr: number,
+    cPtr: number,
+    m: number,
+    k: number,
+    n: number,
+    transA: number,
+    transB: number,
+    lda: number,
+    ldb: number,
+    ldc: number,
+    packPtr: number,
+  ): void;
   /** c[i][j] += bias[j] for an m×n row-major c (the bias row broadcast over rows), flushed. */
   addBias(cPtr: number, biasPtr: number, m: number, n: number): void;
   /**
