@@ -43,6 +43,6 @@ export {
   geluTanhBackward,
   geluTanhDoubleBackward,
 } from "./gelu";
-export { softmaxRows, softmaxBackward } from "./softmax";
+export { softmaxRows, softmaxBackward, logSoftmaxStats, logSoftmaxApply, logSoftmaxBackward } from "./softmax";
 export { layerNormForward, layerNormBackward } from "./layer-norm";
 export { indexAddRows } from "./index-add";

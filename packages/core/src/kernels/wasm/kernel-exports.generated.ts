@@ -244,6 +244,19 @@ export interface KernelExports {
   ): void;
   /** out[r][j] = p[r][j]·(g[r][j] - Σ_k g[r][k]·p[r][k]) for rows × cols row-major g and p, in f32 (see above); out may alias g. */
   softmaxBackward(g: number, p: number, out: number, rows: number, cols: number): void;
+  /**
+   * Log-softmax pass 1 over rows × cols row-major x: stats[2r] = the row's max m, stats[2r + 1] =
+   * Σ e^(x - m) (f64; NaN when m is not finite, for JavaScript to finish that row).
+   */
+  logSoftmaxStats(x: number, stats: number, rows: number, cols: number): void;
+  /** Log-softmax pass 2: out[r][j] = x[r][j] - lse[2r] in f64, flushed with its sign, rounded to f32; out may be x. */
+  logSoftmaxApply(x: number, lse: number, out: number, rows: number, cols: number): void;
+  /**
+   * out[r][j] = g[r][j] - e^y[r][j]·Σ_k g[r][k] (log-softmax's backward from its output y) in f64,
+   * flushed with its sign, rounded to f32, for rows whose y are all <= 0; flags[r] (i32) = 1 for a row
+   * holding a y > 0 or NaN, left untouched for JavaScript, else 0. out may alias g.
+   */
+  logSoftmaxBackward(g: number, y: number, out: number, flags: number, rows: number, cols: number): void;
   /** out = (x - μ)/√(var + eps) per row of n floats (rows × n row-major, biased variance), in f64, rounded to f32; out may be x. */
   layerNormForward(x: number, out: number, rows: number, n: number, eps: number): void;
   /** out = r·(g - mean(g) - xh·mean(g·xh)), xh = (x - μ)·r, per row of n floats: the backward from x; out may alias g. */
