@@ -96,6 +96,14 @@ const K1: f64 = 0.044715;
 /** out[i] = x[i]·Φ(x[i]) (exact GELU) in f32, computed in f64, subnormals flushed; out may be x. */
 export function geluForward(x: usize, out: usize, n: i32): void {
   let i = 0;
+  // Two pairs per iteration: their polynomial chains (latency-bound) overlap.
+  for (; i + 4 <= n; i += 4) {
+    const o = <usize>i * 4;
+    const ga = gelu2(load2(x + o)),
+      gb = gelu2(load2(x + o + 8));
+    store2Flushed(out + o, ga);
+    store2Flushed(out + o + 8, gb);
+  }
   for (; i + 2 <= n; i += 2) store2Flushed(out + <usize>i * 4, gelu2(load2(x + <usize>i * 4)));
   if (i < n) store1Flushed(out + <usize>i * 4, gelu2(load1(x + <usize>i * 4)));
 }
@@ -103,6 +111,13 @@ export function geluForward(x: usize, out: usize, n: i32): void {
 /** out[i] = g[i]·(Φ(x[i]) + x[i]·φ(x[i])): exact GELU's backward from its input x; out may alias g or x. */
 export function geluBackward(g: usize, x: usize, out: usize, n: i32): void {
   let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const o = <usize>i * 4;
+    const da = geluGrad2(load2(g + o), load2(x + o)),
+      db = geluGrad2(load2(g + o + 8), load2(x + o + 8));
+    store2Flushed(out + o, da);
+    store2Flushed(out + o + 8, db);
+  }
   for (; i + 2 <= n; i += 2) {
     const o = <usize>i * 4;
     store2Flushed(out + o, geluGrad2(load2(g + o), load2(x + o)));
