@@ -22,7 +22,7 @@ const K1: f64 = 0.044715;
 // f'(x) = Φ(x) + x·φ(x) = 1/2 + x·R(x²) with R(s) = erf(x/√2)/(2x) + φ(x) entire in s. For x² <= 8
 // (where Φ takes its erfNear) R is one polynomial of degree 16 in y = x²/4 - 1 (Chebyshev
 // interpolant; GELU_GRAD_NEAR in src/kernels/gelu.ts), within 4e-13 relative of f' away from its
-// zero at x ≈ -0.75 (1.6e-16 absolute there): one Horner pass where Φ and φ took two and an exp.
+// zero at x ≈ -0.75 (5e-16 absolute there): one Horner pass where Φ and φ took two and an exp.
 @inline function geluGradNear(x: v128): v128 {
   const y = f64x2.sub(f64x2.mul(f64x2.mul(x, x), f64x2.splat(0.25)), f64x2.splat(1));
   let p = f64x2.splat(1.795115167624317e-10);
@@ -45,8 +45,30 @@ const K1: f64 = 0.044715;
   return f64x2.add(f64x2.splat(0.5), f64x2.mul(x, p));
 }
 
+// The same for x² <= 2 (|x| <= √2): degree 11 in y = x² - 1 (GELU_GRAD_SMALL in src/kernels/gelu.ts).
+@inline function geluGradSmall(x: v128): v128 {
+  const y = f64x2.sub(f64x2.mul(x, x), f64x2.splat(1));
+  let p = f64x2.splat(-2.9825031333530205e-12);
+  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(6.87672141452822e-11));
+  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(-1.3746466187569695e-09));
+  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(2.4897081729591264e-08));
+  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(-4.016356903724372e-07));
+  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(5.683632172848174e-06));
+  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(-6.921353537900354e-05));
+  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(0.0007070360230707479));
+  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(-0.005849097930085596));
+  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(0.037265258081029484));
+  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(-0.170672373034272));
+  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(0.583315470587686));
+  return f64x2.add(f64x2.splat(0.5), f64x2.mul(x, p));
+}
+
+// Per lane: geluGradSmall for x² <= 2, geluGradNear up to 8, Φ + x·φ beyond.
 @inline function geluGrad2(g: v128, x: v128): v128 {
+  const small = f64x2.le(f64x2.mul(x, x), f64x2.splat(2));
+  if (i64x2.all_true(small)) return f64x2.mul(g, geluGradSmall(x));
   let d = geluGradNear(x);
+  if (v128.any_true(small)) d = v128.bitselect(geluGradSmall(x), d, small);
   const far = f64x2.gt(f64x2.mul(x, x), f64x2.splat(8));
   if (v128.any_true(far)) d = v128.bitselect(f64x2.add(normalCdf(x), f64x2.mul(x, normalPdf(x))), d, far);
   return f64x2.mul(g, d);

@@ -121,10 +121,11 @@ describe("GELU kernels", () => {
     expect([kern.normalCdfF64(-Infinity), kern.normalCdfF64(Infinity)]).toEqual([0, 1]);
   });
 
-  it("GELU's derivative in the float32 kernels is Φ(x) + x·φ(x) within 1e-12 relative (2e-16 absolute at its zero)", () => {
+  it("GELU's derivative in the float32 kernels is Φ(x) + x·φ(x) within 1e-12 relative (1e-15 absolute at its zero)", () => {
+    // 1/2 + x·R(x²) cancels near the zero of f' at x ≈ -0.75: a few ulps of 1/2 there, far below float32's resolution.
     for (let x = -14; x <= 14; x += 0.0071) {
       const want = REF.none.d1(x);
-      expect(Math.abs(kern.geluGradF64(x) - want)).toBeLessThanOrEqual(Math.abs(want) * 1e-12 + 2e-16);
+      expect(Math.abs(kern.geluGradF64(x) - want)).toBeLessThanOrEqual(Math.abs(want) * 1e-12 + 1e-15);
     }
   });
 

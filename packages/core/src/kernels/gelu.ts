@@ -37,6 +37,18 @@ function horner(c: readonly number[], y: number): number {
   return p;
 }
 
+// ERF_SMALL: erf(a) = a·Q(y), y = 2a² - 1, for 0 <= a <= 1 (degree 10; within 1e-14 relative), as
+// erfSmall in assembly/activation-math.ts.
+const ERF_SMALL = [
+  0.9654687386698669, -0.14053608902272072, 0.019852496688986587, -0.0022854855610616384, 0.000217517156005112,
+  -1.7537169910403216e-5, 1.223382871395895e-6, -7.511463018250453e-8, 4.115616070166084e-9, -2.045754676771594e-10,
+  9.267253631151107e-12,
+];
+
+function erfSmall(a: number): number {
+  return a * horner(ERF_SMALL, a * a * 2 - 1);
+}
+
 function erfNear(a: number): number {
   return a * horner(ERF_NEAR, a * a * 0.5 - 1);
 }
@@ -47,10 +59,10 @@ function erfcFar(a: number): number {
   return expNeg(-Math.min(a * a, 700)) * horner(ERF_FAR, t * 6 - 2);
 }
 
-/** Φ(x) as the SIMD kernels compute it (erfNear up to |x|/√2 = 2, erfcFar beyond). */
+/** Φ(x) as the SIMD kernels compute it (erfSmall up to |x|/√2 = 1, erfNear up to 2, erfcFar beyond). */
 export function normalCdfF64(x: number): number {
   const a = Math.abs(x) * Math.SQRT1_2;
-  const half = (a > 2 ? erfcFar(a) : 1 - erfNear(a)) * 0.5;
+  const half = (a > 2 ? erfcFar(a) : 1 - (a <= 1 ? erfSmall(a) : erfNear(a))) * 0.5;
   return x < 0 ? half : 1 - half;
 }
 
@@ -63,9 +75,18 @@ const GELU_GRAD_NEAR = [
   -1.490207068854943e-9, 1.795115167624317e-10,
 ];
 
-/** GELU's f'(x) = Φ(x) + x·φ(x) as the SIMD kernel computes it (one polynomial for x² <= 8). */
+// R(y) of geluGradSmall in assembly/gelu.ts: f'(x) = 1/2 + x·R for x² <= 2, y = x² - 1 (degree 11).
+const GELU_GRAD_SMALL = [
+  0.583315470587686, -0.170672373034272, 0.037265258081029484, -0.005849097930085596, 0.0007070360230707479,
+  -6.921353537900354e-5, 5.683632172848174e-6, -4.016356903724372e-7, 2.4897081729591264e-8, -1.3746466187569695e-9,
+  6.87672141452822e-11, -2.9825031333530205e-12,
+];
+
+/** GELU's f'(x) = Φ(x) + x·φ(x) as the SIMD kernel computes it (one polynomial for x² <= 2, one up to 8). */
 export function geluGradF64(x: number): number {
-  return x * x > 8 ? normalCdfF64(x) + x * normalPdf(x) : 0.5 + x * horner(GELU_GRAD_NEAR, x * x * 0.25 - 1);
+  const s = x * x;
+  if (s <= 2) return 0.5 + x * horner(GELU_GRAD_SMALL, s - 1);
+  return s > 8 ? normalCdfF64(x) + x * normalPdf(x) : 0.5 + x * horner(GELU_GRAD_NEAR, s * 0.25 - 1);
 }
 
 function normalPdf(x: number): number {
