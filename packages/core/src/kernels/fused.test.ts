@@ -137,20 +137,11 @@ describe("fused float32 kernels", () => {
     for (const n of [1, 3, 4, 7, 37]) {
       const m = Math.ceil(700 / n);
       const [sa, sb] = [SHAPES[la](m, n), SHAPES[lb](m, n)];
-      const x = tensor(
-        values(
-          sa.reduce((p, d) => p * d, 1),
-          n + 1,
-        ),
-        { shape: sa },
-      );
-      const y = tensor(
-        values(
-          sb.reduce((p, d) => p * d, 1),
-          n + 2,
-        ).reverse(),
-        { shape: sb },
-      );
+      // operands in wasm memory, as a step's activations and parameters are; outputs outside a step
+      // region land on the heap, where the JavaScript kernel runs
+      const numel = (shape: number[]) => shape.reduce((p, d) => p * d, 1);
+      const x = tensor(inside(values(numel(sa), n + 1)), { shape: sa });
+      const y = tensor(inside(values(numel(sb), n + 2).reverse()), { shape: sb });
       for (const [name, op] of Object.entries(OPS)) {
         const outside = op(x, y);
         const inRegion = runInStepRegion(k, () => {
@@ -161,6 +152,20 @@ describe("fused float32 kernels", () => {
         expect(inRegion.bits).toEqual(valueBits(outside.data as Float32Array));
       }
     }
+  });
+
+  it("a [T, d] operand under [N, T, d] (a position embedding) gives the same bits in a step region", () => {
+    const x = tensor(inside(values(4 * 5 * 16, 31)), { shape: [4, 5, 16] }); // in wasm memory, as activations are
+    const pos = tensor(values(5 * 16, 32), { shape: [1, 5, 16] });
+    for (const op of Object.values(OPS)) {
+      const outside = [op(x, pos), op(pos, x)].map((t) => valueBits(t.data as Float32Array));
+      const inRegion = runInStepRegion(k, () => [op(x, pos), op(pos, x)].map((t) => valueBits(t.data as Float32Array)));
+      expect(inRegion).toEqual(outside);
+    }
+    // the kernel's view of it: 4 rows of 5·16, the embedding one row
+    const out = k.allocF32(4 * 80);
+    expect(binaryInWasm("add", x.data as Float32Array, "full", pos.data as Float32Array, "row", out, 4, 80)).toBe(true);
+    expect(valueBits(out)).toEqual(valueBits(add(x, pos).data as Float32Array));
   });
 
   it("mul flushes a product below FLT_MIN that float32 rounds up to FLT_MIN, as the JavaScript kernel does", () => {

@@ -37,17 +37,27 @@ export function broadcastBinary(
   return new Tensor(out, shape);
 }
 
-/** add, sub and mul over float32 by the SIMD kernel where it serves the shapes and operands (same bits). */
+/**
+ * add, sub and mul over float32 by the SIMD kernel where it serves the shapes and operands (same
+ * bits): the output seen as rows of n floats, each operand the whole output, one row repeated over
+ * the rows (a shape equal to the output's trailing dims, leading 1s aside: a bias, a position
+ * embedding [T, d] under [N, T, d]), or a scalar.
+ */
 function simdBinary(name: string, x: Tensor, y: Tensor, shape: readonly number[], out: TypedArray): boolean {
   if (name !== "add" && name !== "sub" && name !== "mul") return false;
-  const n = shape.length === 0 ? 1 : shape[shape.length - 1]!;
   const numel = out.length;
-  if (numel === 0 || n === 0) return false;
-  const layout = (t: Tensor): BinaryLayout | null =>
-    shapeEq(t.shape, shape) ? "full" : t.numel === 1 ? "scalar" : t.numel === n && t.shape.at(-1) === n ? "row" : null;
-  const xl = layout(x),
-    yl = layout(y);
+  if (numel === 0) return false;
+  const trailing = (t: Tensor): boolean => {
+    const dims = t.shape.slice(t.shape.findIndex((d) => d !== 1));
+    return dims.length > 0 && shapeEq(dims, shape.slice(shape.length - dims.length));
+  };
+  const kind = (t: Tensor): BinaryLayout | null =>
+    shapeEq(t.shape, shape) ? "full" : t.numel === 1 ? "scalar" : trailing(t) ? "row" : null;
+  const xl = kind(x),
+    yl = kind(y);
   if (xl === null || yl === null) return false;
+  const n = xl === "row" ? x.numel : yl === "row" ? y.numel : shape.length === 0 ? 1 : shape[shape.length - 1]!;
+  if (n === 0 || (xl === "row" && yl === "row" && x.numel !== y.numel)) return false;
   const [xd, yd, od] = [x.data, y.data, out] as Float32Array[];
   return fused.binaryInWasm(name, xd!, xl, yd!, yl, od!, numel / n, n);
 }
