@@ -153,8 +153,12 @@ describe("softmax kernels", () => {
       });
     const f32 = run(x),
       f64 = run(Float64Array.from(x));
-    f32.y.forEach((v, i) => expect(Math.abs(v - f64.y[i]!)).toBeLessThanOrEqual(Math.abs(f64.y[i]!) * 2 ** -23 + 1e-6));
-    f32.dx.forEach((v, i) => expect(Math.abs(v - f64.dx[i]!)).toBeLessThanOrEqual(1e-7));
+    f32.y.forEach((v, i) => {
+      expect(Math.abs(v - f64.y[i]!)).toBeLessThanOrEqual(Math.abs(f64.y[i]!) * 2 ** -23 + 1e-6);
+    });
+    f32.dx.forEach((v, i) => {
+      expect(Math.abs(v - f64.dx[i]!)).toBeLessThanOrEqual(1e-7);
+    });
   });
 
   it("a gradient that does not match p is refused, naming both", () => {

@@ -79,7 +79,9 @@ describe("packedSelfAttention", () => {
     const defined = run(definition);
     const scale = Math.max(...defined.map(Math.abs));
     expect(scale).toBeGreaterThan(0);
-    fused.forEach((v, i) => expect(Math.abs(v - defined[i]!)).toBeLessThanOrEqual(scale * 1e-5));
+    fused.forEach((v, i) => {
+      expect(Math.abs(v - defined[i]!)).toBeLessThanOrEqual(scale * 1e-5);
+    });
   });
 
   it("float32 outside wasm memory and float64 compute by the definition", () => {
