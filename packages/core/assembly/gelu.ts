@@ -19,8 +19,59 @@ const K1: f64 = 0.044715;
   return f64x2.mul(x, normalCdf(x));
 }
 
+// f'(x) = Φ(x) + x·φ(x) = 1/2 + x·R(x²) with R(s) = erf(x/√2)/(2x) + φ(x) entire in s. For x² <= 8
+// (where Φ takes its erfNear) R is one polynomial of degree 16 in y = x²/4 - 1 (Chebyshev
+// interpolant; GELU_GRAD_NEAR in src/kernels/gelu.ts), within 4e-13 relative of f' away from its
+// zero at x ≈ -0.75 (5e-16 absolute there): one Horner pass where Φ and φ took two and an exp.
+@inline function geluGradNear(x: v128): v128 {
+  const y = f64x2.sub(f64x2.mul(f64x2.mul(x, x), f64x2.splat(0.25)), f64x2.splat(1));
+  let p = f64x2.splat(1.795115167624317e-10);
+  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(-1.490207068854943e-09));
+  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(1.0551133300396032e-08));
+  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(-7.392424805630071e-08));
+  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(4.833031503892471e-07));
+  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(-2.9132510590557104e-06));
+  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(1.611089228514828e-05));
+  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(-8.110841368180743e-05));
+  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(0.00036818526766912996));
+  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(-0.0014896903017987961));
+  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(0.005295971863069682));
+  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(-0.016248399168528077));
+  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(0.042049761973687524));
+  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(-0.08919284531392702));
+  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(0.15022418758707426));
+  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(-0.2002989167827345));
+  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(0.29261590053909814));
+  return f64x2.add(f64x2.splat(0.5), f64x2.mul(x, p));
+}
+
+// The same for x² <= 2 (|x| <= √2): degree 11 in y = x² - 1 (GELU_GRAD_SMALL in src/kernels/gelu.ts).
+@inline function geluGradSmall(x: v128): v128 {
+  const y = f64x2.sub(f64x2.mul(x, x), f64x2.splat(1));
+  let p = f64x2.splat(-2.9825031333530205e-12);
+  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(6.87672141452822e-11));
+  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(-1.3746466187569695e-09));
+  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(2.4897081729591264e-08));
+  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(-4.016356903724372e-07));
+  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(5.683632172848174e-06));
+  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(-6.921353537900354e-05));
+  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(0.0007070360230707479));
+  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(-0.005849097930085596));
+  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(0.037265258081029484));
+  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(-0.170672373034272));
+  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(0.583315470587686));
+  return f64x2.add(f64x2.splat(0.5), f64x2.mul(x, p));
+}
+
+// Per lane: geluGradSmall for x² <= 2, geluGradNear up to 8, Φ + x·φ beyond.
 @inline function geluGrad2(g: v128, x: v128): v128 {
-  return f64x2.mul(g, f64x2.add(normalCdf(x), f64x2.mul(x, normalPdf(x))));
+  const small = f64x2.le(f64x2.mul(x, x), f64x2.splat(2));
+  if (i64x2.all_true(small)) return f64x2.mul(g, geluGradSmall(x));
+  let d = geluGradNear(x);
+  if (v128.any_true(small)) d = v128.bitselect(geluGradSmall(x), d, small);
+  const far = f64x2.gt(f64x2.mul(x, x), f64x2.splat(8));
+  if (v128.any_true(far)) d = v128.bitselect(f64x2.add(normalCdf(x), f64x2.mul(x, normalPdf(x))), d, far);
+  return f64x2.mul(g, d);
 }
 
 @inline function geluGradGrad2(gg: v128, g: v128, x: v128): v128 {
@@ -67,6 +118,14 @@ const K1: f64 = 0.044715;
 /** out[i] = x[i]·Φ(x[i]) (exact GELU) in f32, computed in f64, subnormals flushed; out may be x. */
 export function geluForward(x: usize, out: usize, n: i32): void {
   let i = 0;
+  // Two pairs per iteration: their polynomial chains (latency-bound) overlap.
+  for (; i + 4 <= n; i += 4) {
+    const o = <usize>i * 4;
+    const ga = gelu2(load2(x + o)),
+      gb = gelu2(load2(x + o + 8));
+    store2Flushed(out + o, ga);
+    store2Flushed(out + o + 8, gb);
+  }
   for (; i + 2 <= n; i += 2) store2Flushed(out + <usize>i * 4, gelu2(load2(x + <usize>i * 4)));
   if (i < n) store1Flushed(out + <usize>i * 4, gelu2(load1(x + <usize>i * 4)));
 }
@@ -74,6 +133,13 @@ export function geluForward(x: usize, out: usize, n: i32): void {
 /** out[i] = g[i]·(Φ(x[i]) + x[i]·φ(x[i])): exact GELU's backward from its input x; out may alias g or x. */
 export function geluBackward(g: usize, x: usize, out: usize, n: i32): void {
   let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const o = <usize>i * 4;
+    const da = geluGrad2(load2(g + o), load2(x + o)),
+      db = geluGrad2(load2(g + o + 8), load2(x + o + 8));
+    store2Flushed(out + o, da);
+    store2Flushed(out + o + 8, db);
+  }
   for (; i + 2 <= n; i += 2) {
     const o = <usize>i * 4;
     store2Flushed(out + o, geluGrad2(load2(g + o), load2(x + o)));

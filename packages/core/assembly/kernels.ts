@@ -11,7 +11,8 @@
 // Elementwise and optimizer kernels flush subnormal results to 0 (lanes.ts), as the JavaScript
 // elementwise ops do for float32; matmul does not (its operands come flushed).
 //
-// Files: matmul.ts (packed, tiled f32x4 matmul), elementwise.ts (bias, relu, column sums),
+// Files: matmul.ts (packed, tiled f32x4 matmul), elementwise.ts (bias, relu, column sums,
+// add/sub/mul with row and scalar broadcasts),
 // step.ts (all-reduce sum, squared norm), update-f32.ts (Adam/AdamW, SGD, RMSprop and Adagrad
 // updates in f32, four lanes), conv.ts (convolution as per-sample im2col into scratch + the
 // matmul's gemm), pool.ts (max pooling's window argmax, gather and scatter), activations.ts and
@@ -20,8 +21,8 @@
 // (LayerNorm's normalization and its backward), index-add.ts (the embedding's gradient), lanes.ts
 // (flushing and f32 <-> f64 lane helpers).
 
-export { matmul, matmulPackBytes } from "./matmul";
-export { addBias, reluForward, reluBackward, sumRows } from "./elementwise";
+export { matmul, matmulPackBytes, matmulStrided } from "./matmul";
+export { addBias, binaryF32, reluForward, reluBackward, sumRows } from "./elementwise";
 export { sumSlices, sumSquares } from "./step";
 export { adamUpdateF32, adagradUpdateF32, rmspropUpdateF32, sgdUpdateF32 } from "./update-f32";
 export { convForward, convInputGrad, convWeightGrad, convScratchBytes } from "./conv";
@@ -42,6 +43,6 @@ export {
   geluTanhBackward,
   geluTanhDoubleBackward,
 } from "./gelu";
-export { softmaxRows, softmaxBackward } from "./softmax";
+export { softmaxRows, softmaxBackward, logSoftmaxStats, logSoftmaxApply, logSoftmaxBackward } from "./softmax";
 export { layerNormForward, layerNormBackward } from "./layer-norm";
 export { indexAddRows } from "./index-add";

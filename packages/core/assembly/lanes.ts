@@ -6,6 +6,7 @@
 // NaN is never flushed (every comparison with NaN is false).
 
 export const FLT_MIN: f32 = 1.1754943508222875e-38;
+export const FLT_MIN_F64: f64 = 1.1754943508222875e-38;
 
 // Zero in every lane whose |v| < FLT_MIN (NaN lanes compare false and are kept).
 @inline export function flush32(v: v128): v128 {

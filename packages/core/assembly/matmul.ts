@@ -59,30 +59,49 @@ export function matmul(
   gemm(aPtr, bPtr, cPtr, m, k, n, transA, transB, packPtr, false);
 }
 
+/**
+ * matmul over operands with row strides: stored A's rows lda floats apart (A m×k, or k×m when
+ * transA), B's ldb (k×n, or n×k when transB), C's ldc (m×n); e.g. one attention head's columns
+ * inside a [T, 3·d] projection. packPtr is scratch of matmulPackBytes(m, k, n) bytes.
+ */
+export function matmulStrided(
+  aPtr: usize, bPtr: usize, cPtr: usize, m: i32, k: i32, n: i32,
+  transA: i32, transB: i32, lda: i32, ldb: i32, ldc: i32, packPtr: usize,
+): void {
+  gemmStrided(aPtr, bPtr, cPtr, m, k, n, transA, transB, lda, ldb, ldc, packPtr, false);
+}
+
 // matmul, or with `addToC` C += op(A)·op(B) (the convolution's weight gradient sums over samples).
 export function gemm(
   aPtr: usize, bPtr: usize, cPtr: usize, m: i32, k: i32, n: i32,
   transA: i32, transB: i32, packPtr: usize, addToC: bool,
 ): void {
+  gemmStrided(aPtr, bPtr, cPtr, m, k, n, transA, transB, transA != 0 ? m : k, transB != 0 ? k : n, n, packPtr, addToC);
+}
+
+function gemmStrided(
+  aPtr: usize, bPtr: usize, cPtr: usize, m: i32, k: i32, n: i32,
+  transA: i32, transB: i32, lda: i32, ldb: i32, ldcFloats: i32, packPtr: usize, addToC: bool,
+): void {
   if (m <= 0 || n <= 0) return;
+  const ldc = <usize>ldcFloats * 4;
   if (k <= 0) {
-    if (!addToC) memory.fill(cPtr, 0, <usize>m * <usize>n * 4);
+    if (!addToC) for (let i = 0; i < m; i++) memory.fill(cPtr + <usize>i * ldc, 0, <usize>n * 4);
     return;
   }
   const mcMax = min(m, MC), kcMax = min(k, KC);
   const aPack = packPtr;
   const bPack = aPack + roundUp64(<usize>(roundUp(mcMax, MR) * kcMax * 4));
   const tile = bPack + roundUp64(<usize>(roundUp(min(n, NC), NR) * kcMax * 4));
-  const ldc = <usize>n * 4;
   for (let jc = 0; jc < n; jc += NC) {
     const nc = min(NC, n - jc);
     for (let pc = 0; pc < k; pc += KC) {
       const kc = min(KC, k - pc);
       const accumulate = pc > 0 || addToC;
-      packB(bPtr, k, n, transB, pc, jc, kc, nc, bPack);
+      packB(bPtr, ldb, transB, pc, jc, kc, nc, bPack);
       for (let ic = 0; ic < m; ic += MC) {
         const mc = min(MC, m - ic);
-        packA(aPtr, m, k, transA, ic, pc, mc, kc, aPack);
+        packA(aPtr, lda, transA, ic, pc, mc, kc, aPack);
         for (let jr = 0; jr < nc; jr += NR) {
           const cols = min(NR, nc - jr);
           const bp = bPack + <usize>(jr * kc * 4);
@@ -170,28 +189,30 @@ function writeEdge(tile: usize, cp: usize, ldc: usize, rows: i32, cols: i32, acc
 }
 
 // Packs op(A)[ic:+mc, pc:+kc] into 4-row panels: dst[panel][p][r] = op(A)[ic + 4·panel + r][pc + p].
-// A is stored m×k (row i at i·k), or k×m when transposed (op(A)[i][p] at p·m + i).
-function packA(a: usize, m: i32, k: i32, transA: i32, ic: i32, pc: i32, mc: i32, kc: i32, dst: usize): void {
+// A is stored m×k (row i at i·lda), or k×m when transposed (op(A)[i][p] at p·lda + i).
+function packA(a: usize, lda: i32, transA: i32, ic: i32, pc: i32, mc: i32, kc: i32, dst: usize): void {
   for (let i0 = 0; i0 < mc; i0 += MR) {
     const rows = min(MR, mc - i0), i = ic + i0;
     if (rows == MR && transA != 0) {
       // four consecutive floats of a stored row are one panel step
-      let src = a + (<usize>pc * <usize>m + <usize>i) * 4;
+      let src = a + (<usize>pc * <usize>lda + <usize>i) * 4;
       for (let p = 0; p < kc; p++) {
         v128.store(dst + <usize>(p * 16), v128.load(src));
-        src += <usize>m * 4;
+        src += <usize>lda * 4;
       }
     } else if (rows == MR) {
-      const lda = <usize>k * 4;
-      const r0 = a + (<usize>i * <usize>k + <usize>pc) * 4;
+      const rowBytes = <usize>lda * 4;
+      const r0 = a + (<usize>i * <usize>lda + <usize>pc) * 4;
       let p = 0;
       for (; p + 4 <= kc; p += 4) {
         const off = <usize>p * 4;
-        transpose4x4(r0 + off, r0 + lda + off, r0 + 2 * lda + off, r0 + 3 * lda + off, dst + <usize>(p * 16), 16);
+        transpose4x4(
+          r0 + off, r0 + rowBytes + off, r0 + 2 * rowBytes + off, r0 + 3 * rowBytes + off, dst + <usize>(p * 16), 16,
+        );
       }
       for (; p < kc; p++) {
         for (let r = 0; r < MR; r++) {
-          store<f32>(dst + <usize>((p * MR + r) * 4), load<f32>(r0 + <usize>r * lda + <usize>p * 4));
+          store<f32>(dst + <usize>((p * MR + r) * 4), load<f32>(r0 + <usize>r * rowBytes + <usize>p * 4));
         }
       }
     } else {
@@ -199,7 +220,7 @@ function packA(a: usize, m: i32, k: i32, transA: i32, ic: i32, pc: i32, mc: i32,
       for (let p = 0; p < kc; p++) {
         for (let r = 0; r < MR; r++) {
           let v: f32 = 0;
-          if (r < rows) v = loadA(a, m, k, transA, i + r, pc + p);
+          if (r < rows) v = loadA(a, lda, transA, i + r, pc + p);
           store<f32>(dst + <usize>((p * MR + r) * 4), v);
         }
       }
@@ -208,38 +229,38 @@ function packA(a: usize, m: i32, k: i32, transA: i32, ic: i32, pc: i32, mc: i32,
   }
 }
 
-@inline function loadA(a: usize, m: i32, k: i32, transA: i32, i: i32, p: i32): f32 {
+@inline function loadA(a: usize, lda: i32, transA: i32, i: i32, p: i32): f32 {
   return transA != 0
-    ? load<f32>(a + (<usize>p * <usize>m + <usize>i) * 4)
-    : load<f32>(a + (<usize>i * <usize>k + <usize>p) * 4);
+    ? load<f32>(a + (<usize>p * <usize>lda + <usize>i) * 4)
+    : load<f32>(a + (<usize>i * <usize>lda + <usize>p) * 4);
 }
 
 // Packs op(B)[pc:+kc, jc:+nc] into 8-column panels: dst[panel][p][j] = op(B)[pc + p][jc + 8·panel + j].
-// B is stored k×n (row p at p·n), or n×k when transposed (op(B)[p][j] at j·k + p).
-function packB(b: usize, k: i32, n: i32, transB: i32, pc: i32, jc: i32, kc: i32, nc: i32, dst: usize): void {
+// B is stored k×n (row p at p·ldb), or n×k when transposed (op(B)[p][j] at j·ldb + p).
+function packB(b: usize, ldb: i32, transB: i32, pc: i32, jc: i32, kc: i32, nc: i32, dst: usize): void {
   for (let j0 = 0; j0 < nc; j0 += NR) {
     const cols = min(NR, nc - j0), j = jc + j0;
     if (cols == NR && transB == 0) {
-      let src = b + (<usize>pc * <usize>n + <usize>j) * 4;
+      let src = b + (<usize>pc * <usize>ldb + <usize>j) * 4;
       for (let p = 0; p < kc; p++) {
         const d = dst + <usize>(p * 32);
         v128.store(d, v128.load(src));
         v128.store(d, v128.load(src, 16), 16);
-        src += <usize>n * 4;
+        src += <usize>ldb * 4;
       }
     } else if (cols == NR) {
       // stored rows j..j+7 of B hold columns of op(B): transpose 4x4 blocks into the panel
-      const ldb = <usize>k * 4;
-      const r0 = b + (<usize>j * <usize>k + <usize>pc) * 4, r4 = r0 + 4 * ldb;
+      const rowBytes = <usize>ldb * 4;
+      const r0 = b + (<usize>j * <usize>ldb + <usize>pc) * 4, r4 = r0 + 4 * rowBytes;
       let p = 0;
       for (; p + 4 <= kc; p += 4) {
         const off = <usize>p * 4, d = dst + <usize>(p * 32);
-        transpose4x4(r0 + off, r0 + ldb + off, r0 + 2 * ldb + off, r0 + 3 * ldb + off, d, 32);
-        transpose4x4(r4 + off, r4 + ldb + off, r4 + 2 * ldb + off, r4 + 3 * ldb + off, d + 16, 32);
+        transpose4x4(r0 + off, r0 + rowBytes + off, r0 + 2 * rowBytes + off, r0 + 3 * rowBytes + off, d, 32);
+        transpose4x4(r4 + off, r4 + rowBytes + off, r4 + 2 * rowBytes + off, r4 + 3 * rowBytes + off, d + 16, 32);
       }
       for (; p < kc; p++) {
         for (let c = 0; c < NR; c++) {
-          store<f32>(dst + <usize>((p * NR + c) * 4), load<f32>(r0 + <usize>c * ldb + <usize>p * 4));
+          store<f32>(dst + <usize>((p * NR + c) * 4), load<f32>(r0 + <usize>c * rowBytes + <usize>p * 4));
         }
       }
     } else {
@@ -247,7 +268,7 @@ function packB(b: usize, k: i32, n: i32, transB: i32, pc: i32, jc: i32, kc: i32,
       for (let p = 0; p < kc; p++) {
         for (let c = 0; c < NR; c++) {
           let v: f32 = 0;
-          if (c < cols) v = loadB(b, k, n, transB, pc + p, j + c);
+          if (c < cols) v = loadB(b, ldb, transB, pc + p, j + c);
           store<f32>(dst + <usize>((p * NR + c) * 4), v);
         }
       }
@@ -256,8 +277,8 @@ function packB(b: usize, k: i32, n: i32, transB: i32, pc: i32, jc: i32, kc: i32,
   }
 }
 
-@inline function loadB(b: usize, k: i32, n: i32, transB: i32, p: i32, j: i32): f32 {
+@inline function loadB(b: usize, ldb: i32, transB: i32, p: i32, j: i32): f32 {
   return transB != 0
-    ? load<f32>(b + (<usize>j * <usize>k + <usize>p) * 4)
-    : load<f32>(b + (<usize>p * <usize>n + <usize>j) * 4);
+    ? load<f32>(b + (<usize>j * <usize>ldb + <usize>p) * 4)
+    : load<f32>(b + (<usize>p * <usize>ldb + <usize>j) * 4);
 }

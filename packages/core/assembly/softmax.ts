@@ -1,5 +1,5 @@
 import { expNeg, flushSigned32 } from "./activation-math";
-import { load1, load2 } from "./lanes";
+import { FLT_MIN_F64, load1, load2 } from "./lanes";
 
 // ---------------------------------------------------------------------------------------------
 // Softmax over the last dimension, forward and backward; JavaScript twins with the same bits in
@@ -116,6 +116,131 @@ export function softmaxBackward(g: usize, p: usize, out: usize, rows: i32, cols:
       const o = <usize>j * 4;
       const d = flushSigned32(f32x4.sub(v128.load32_zero(gr + o), sv));
       v128.store32_lane(or + o, flushSigned32(f32x4.mul(v128.load32_zero(pr + o), d)), 0);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Log-softmax over rows (a classifier's or a language model's loss), forward in two passes around
+// one Math.log per row in JavaScript, and backward; the JavaScript twins are the float32 paths of
+// logSoftmaxKernel and logSoftmaxBackwardKernel in src/ops/softmax.ts.
+//   logSoftmaxStats: per row m = max x (NaN wins) and, for a finite m, s = Σ e^(x - m) in f64, each
+//   e by expNeg with the exponent clamped at -700, added in column order. A row whose max is not
+//   finite is left to JavaScript (its results, NaN and ±inf, do not depend on how exp rounds).
+//   logSoftmaxApply: out = x - lse in f64 (lse = log(s) + m from JavaScript), flushed, rounded to f32.
+//   logSoftmaxBackward: out = g - e^y·Σ g (Σ g in f64 in column order), e^y by expNeg for rows
+//   whose y are all <= 0 (log-probabilities); a row holding a y > 0 or NaN is flagged for
+//   JavaScript, which uses Math.exp there.
+// ---------------------------------------------------------------------------------------------
+
+const SIGN64: i64 = i64.MIN_VALUE;
+
+// Zero of the lane's sign where |v| < FLT_MIN (as `Math.abs(r) < FLT_MIN ? r * 0 : r`), in f64.
+@inline function flushSigned64(v: v128): v128 {
+  const tiny = f64x2.lt(f64x2.abs(v), f64x2.splat(FLT_MIN_F64));
+  return v128.andnot(v, v128.andnot(tiny, i64x2.splat(SIGN64)));
+}
+
+@inline function store2Signed(ptr: usize, v: v128): void {
+  v128.store64_lane(ptr, f32x4.demote_f64x2_zero(flushSigned64(v)), 0);
+}
+
+@inline function store1Signed(ptr: usize, v: v128): void {
+  v128.store32_lane(ptr, f32x4.demote_f64x2_zero(flushSigned64(v)), 0);
+}
+
+@inline function rowMax(row: usize, cols: i32): f32 {
+  let mv = f32x4.splat(-Infinity);
+  let j = 0;
+  for (; j + 4 <= cols; j += 4) mv = f32x4.max(mv, v128.load(row + <usize>j * 4));
+  const m01 = max<f32>(f32x4.extract_lane(mv, 0), f32x4.extract_lane(mv, 1));
+  let m = max<f32>(m01, max<f32>(f32x4.extract_lane(mv, 2), f32x4.extract_lane(mv, 3)));
+  for (; j < cols; j++) m = max<f32>(m, load<f32>(row + <usize>j * 4));
+  return m;
+}
+
+/**
+ * Log-softmax pass 1 over rows × cols row-major x: stats[2r] = the row's max m, stats[2r + 1] =
+ * Σ e^(x - m) (f64; NaN when m is not finite, for JavaScript to finish that row).
+ */
+export function logSoftmaxStats(x: usize, stats: usize, rows: i32, cols: i32): void {
+  for (let r = 0; r < rows; r++) {
+    const row = x + <usize>r * <usize>cols * 4;
+    const st = stats + <usize>r * 16;
+    const m = <f64>rowMax(row, cols);
+    store<f64>(st, m);
+    if (!isFinite<f64>(m)) {
+      store<f64>(st, NaN, 8);
+      continue;
+    }
+    const mv = f64x2.splat(m);
+    const lo = f64x2.splat(-700);
+    let s: f64 = 0;
+    let j = 0;
+    for (; j + 2 <= cols; j += 2) {
+      const e = expNeg(f64x2.max(f64x2.sub(load2(row + <usize>j * 4), mv), lo));
+      s += f64x2.extract_lane(e, 0);
+      s += f64x2.extract_lane(e, 1);
+    }
+    if (j < cols) s += f64x2.extract_lane(expNeg(f64x2.max(f64x2.sub(load1(row + <usize>j * 4), mv), lo)), 0);
+    store<f64>(st, s, 8);
+  }
+}
+
+/** Log-softmax pass 2: out[r][j] = x[r][j] - lse[2r] in f64, flushed with its sign, rounded to f32; out may be x. */
+export function logSoftmaxApply(x: usize, lse: usize, out: usize, rows: i32, cols: i32): void {
+  for (let r = 0; r < rows; r++) {
+    const off = <usize>r * <usize>cols * 4;
+    const l = f64x2.splat(load<f64>(lse + <usize>r * 16));
+    let j = 0;
+    for (; j + 2 <= cols; j += 2) {
+      const o = off + <usize>j * 4;
+      store2Signed(out + o, f64x2.sub(load2(x + o), l));
+    }
+    if (j < cols) {
+      const o = off + <usize>j * 4;
+      store1Signed(out + o, f64x2.sub(load1(x + o), l));
+    }
+  }
+}
+
+/**
+ * out[r][j] = g[r][j] - e^y[r][j]·Σ_k g[r][k] (log-softmax's backward from its output y) in f64,
+ * flushed with its sign, rounded to f32, for rows whose y are all <= 0; flags[r] (i32) = 1 for a row
+ * holding a y > 0 or NaN, left untouched for JavaScript, else 0. out may alias g.
+ */
+export function logSoftmaxBackward(g: usize, y: usize, out: usize, flags: usize, rows: i32, cols: i32): void {
+  for (let r = 0; r < rows; r++) {
+    const off = <usize>r * <usize>cols * 4;
+    const gr = g + off,
+      yr = y + off,
+      or = out + off;
+    let bad = i32x4.splat(0);
+    let j = 0;
+    for (; j + 4 <= cols; j += 4) {
+      const v = v128.load(yr + <usize>j * 4);
+      bad = v128.or(bad, v128.or(f32x4.gt(v, f32x4.splat(0)), f32x4.ne(v, v)));
+    }
+    let isBad = v128.any_true(bad);
+    for (; j < cols; j++) {
+      const v = load<f32>(yr + <usize>j * 4);
+      if (v > 0 || v != v) isBad = true;
+    }
+    store<i32>(flags + <usize>r * 4, isBad ? 1 : 0);
+    if (isBad) continue;
+    let s: f64 = 0;
+    for (j = 0; j < cols; j++) s += <f64>load<f32>(gr + <usize>j * 4);
+    const sv = f64x2.splat(s);
+    const lo = f64x2.splat(-700);
+    for (j = 0; j + 2 <= cols; j += 2) {
+      const o = <usize>j * 4;
+      const e = expNeg(f64x2.max(load2(yr + o), lo));
+      store2Signed(or + o, f64x2.sub(load2(gr + o), f64x2.mul(e, sv)));
+    }
+    if (j < cols) {
+      const o = <usize>j * 4;
+      const e = expNeg(f64x2.max(load1(yr + o), lo));
+      store1Signed(or + o, f64x2.sub(load1(gr + o), f64x2.mul(e, sv)));
     }
   }
 }

@@ -6,7 +6,7 @@
 // torch.nn.MultiheadAttention (in_proj_weight Xavier-uniform, in_proj_bias and out_proj.bias 0).
 // Parameter names are the state_dict keys PyTorch gives the same module tree, e.g.
 // `blocks.0.attn.in_proj_weight` (see gptParameterShapes), so exported weights load into torch unchanged.
-import { type Tensor, F, add, arange, chunk, nn, permute, reshape, zeros } from "@threadgrad/core";
+import { type Tensor, F, add, arange, nn, zeros } from "@threadgrad/core";
 
 /** A built-in token model: `{ kind: "gpt", vocab, context, dim, heads, layers }`; MLP width 4·dim. */
 export interface GptModelSpec {
@@ -93,14 +93,14 @@ class CausalSelfAttention extends nn.Module {
     nn.init.zeros_(this.out_proj.bias!);
   }
 
-  /** x [N, T, dim] → [N, T, dim]; position t attends to positions 0..t only. */
+  /**
+   * x [N, T, dim] → [N, T, dim]; position t attends to positions 0..t only. The heads are split
+   * from the packed q, k, v projection inside packedSelfAttention (chunk, per-head permute,
+   * scaled dot-product attention, merge), without copies in a trainer's step region.
+   */
   forward(x: Tensor): Tensor {
-    const [n, t, d] = x.shape as [number, number, number];
-    const h = this.heads;
-    const heads = (z: Tensor) => permute(reshape(z, [n, t, h, d / h]), [0, 2, 1, 3]);
-    const [q, k, v] = chunk(F.linear(x, this.in_proj_weight, this.in_proj_bias), 3, -1) as [Tensor, Tensor, Tensor];
-    const a = F.scaledDotProductAttention(heads(q), heads(k), heads(v), { isCausal: true });
-    return this.out_proj.forward(reshape(permute(a, [0, 2, 1, 3]), [n, t, d]));
+    const qkv = F.linear(x, this.in_proj_weight, this.in_proj_bias);
+    return this.out_proj.forward(F.packedSelfAttention(qkv, this.heads, { isCausal: true }));
   }
 }
 

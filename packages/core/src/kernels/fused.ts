@@ -70,12 +70,67 @@ export function addBias(c: FloatArray, bias: FloatArray, m: number, n: number): 
 
 /**
  * out[j] = Σ_i x[i·n + j] (float32, summed in float64 in row order, rounded once: the bits of the
- * JavaScript reduction) by the SIMD kernel when x and out lie in this thread's wasm memory; returns
- * false, doing nothing, otherwise (the caller runs the general reduction).
+ * JavaScript reduction) by the SIMD kernel when x lies in this thread's wasm memory (out elsewhere
+ * goes through scratch); returns false, doing nothing, otherwise (the caller runs the general reduction).
  */
 export function sumRowsInWasm(x: FloatArray, out: FloatArray, m: number, n: number): boolean {
-  const k = wasmInPlace(x, out);
-  if (k === null) return false;
-  k.exports.sumRows(x.byteOffset, out.byteOffset, m, n);
+  const k = wasmInPlace(x, x);
+  if (k === null || !(out instanceof Float32Array)) return false;
+  if (k.contains(out)) {
+    k.exports.sumRows(x.byteOffset, out.byteOffset, m, n);
+    return true;
+  }
+  // A small output (a bias gradient under the step region's 1 KiB) sits on the heap: sum into scratch.
+  if (out.byteLength + 16 > k.scratchFree()) return false;
+  const mark = k.scratchMark();
+  try {
+    const at = k.scratchAlloc(out.byteLength, 16);
+    k.exports.sumRows(x.byteOffset, at, m, n);
+    out.set(k.f32(at, n));
+  } finally {
+    k.scratchReset(mark);
+  }
   return true;
+}
+
+/** How binaryInWasm reads an operand: an m×n array, one row of n for every row, or one scalar. */
+export type BinaryLayout = "full" | "row" | "scalar";
+const LAYOUT = { full: 0, row: 1, scalar: 2 } as const;
+const BINARY_OP = { add: 0, sub: 1, mul: 2 } as const;
+
+/**
+ * out = a op b (op add, sub or mul; out m×n float32) by the SIMD kernel when out and every m×n
+ * operand lie in this thread's wasm memory, a row or scalar operand elsewhere being copied into
+ * scratch for the call; returns false, doing nothing, otherwise (the caller runs the JavaScript
+ * kernel, whose bits the SIMD one gives, flushing included).
+ */
+export function binaryInWasm(
+  op: keyof typeof BINARY_OP,
+  a: Float32Array,
+  aLayout: BinaryLayout,
+  b: Float32Array,
+  bLayout: BinaryLayout,
+  out: Float32Array,
+  m: number,
+  n: number,
+): boolean {
+  const k = wasmInPlace(out, out);
+  if (k === null) return false;
+  if ((aLayout === "full" && !k.contains(a)) || (bLayout === "full" && !k.contains(b))) return false;
+  const mark = k.scratchMark();
+  const place = (x: Float32Array): number => {
+    if (k.contains(x)) return x.byteOffset;
+    const at = k.scratchAlloc(x.byteLength, 16);
+    k.f32(at, x.length).set(x);
+    return at;
+  };
+  try {
+    if (a.byteLength + b.byteLength + 32 > k.scratchFree()) return false;
+    const ap = place(a),
+      bp = place(b);
+    k.exports.binaryF32(BINARY_OP[op], ap, LAYOUT[aLayout], bp, LAYOUT[bLayout], out.byteOffset, m, n);
+    return true;
+  } finally {
+    k.scratchReset(mark);
+  }
 }

@@ -9,41 +9,84 @@ import { expNeg, f32, sigmoidF64 } from "./activations.js";
 import { wasmInPlace } from "./dispatch.js";
 import { erf } from "./special.js";
 
-const TWO_OVER_SQRT_PI = 1.1283791670955126;
-const SQRT_PI = 1.7724538509055159;
 const INV_SQRT_2PI = 0.3989422804014327;
 const K0 = 0.7978845608028654; // √(2/π)
 const K1 = 0.044715;
 
-// (-1)^n / (n!(2n+1)) for n = 0..30, the literals of erfSeries in assembly/activation-math.ts.
-export const ERF_SERIES = [
-  1, -0.3333333333333333, 0.1, -0.023809523809523808, 0.004629629629629629, -0.0007575757575757576,
-  0.00010683760683760684, -0.000013227513227513228, 0.0000014589169000933706, -1.4503852223150468e-7,
-  1.3122532963802806e-8, -1.0892221037148573e-9, 8.35070279514724e-11, -5.9477940136376354e-12, 3.9554295164585257e-13,
-  -2.466827010264457e-14, 1.4483264643598138e-15, -8.032735012415773e-17, 4.221407288807088e-18, -2.107855191442136e-19,
-  1.0025164934907719e-20, -4.5518467589282e-22, 1.977064753877905e-23, -8.230149299214221e-25, 3.289260349175752e-26,
-  -1.2641078988989164e-27, 4.678483515518485e-29, -1.669761793417372e-30, 5.754191643982172e-32,
-  -1.9169428621097826e-33, 6.180307588222797e-35,
+// Coefficients of erfNear and erfcFar in assembly/activation-math.ts (the same literals), powers of
+// y from y^0 up. ERF_NEAR: erf(a) = a·P(y), y = a²/2 - 1, for 0 <= a <= 2 (degree 16; 1 - erf(a)
+// within 3e-13 relative). ERF_FAR: erfc(a) = e^(-a²)·G(y), y = 6t - 2, t = 2/(2 + a), for
+// 2 < a <= 10 (degree 12; within 3e-14 relative). Both are Chebyshev interpolants (erf(a)/a in a²,
+// erfc(a)·e^(a²) in t) rewritten in powers of y; gelu.test.ts checks Φ from them against core's erf
+// and erfc's continued fraction.
+const ERF_NEAR = [
+  0.6749332360396548, -0.26111186093124866, 0.11947913860988647, -0.048662777449028305, 0.017128344571103196,
+  -0.005234875837329261, 0.0014050914292435546, -0.0003351435289183913, 0.00007180098642667332,
+  -0.000013946282484411654, 0.000002475849818495135, -4.0450249016998896e-7, 6.113795336659678e-8,
+  -8.616879654255172e-9, 1.17096021767793e-9, -1.44638079291326e-10, 7.44648787076585e-12,
+];
+const ERF_FAR = [
+  0.13699945762506113, 0.09715051828508052, 0.01861364006226464, 0.002490646438175402, 0.00015853549811573834,
+  -0.000013910160704769595, -0.000003369288682546212, 8.869542569150957e-8, 7.243119956590327e-8,
+  -1.5535728259408188e-9, -1.8481813301995942e-9, 7.893874442999049e-11, 4.738698322626078e-11,
 ];
 
-function erfSeries(a: number): number {
-  const s = a * a;
-  let p = ERF_SERIES[30]!;
-  for (let n = 29; n >= 0; n--) p = p * s + ERF_SERIES[n]!;
-  return a * p * TWO_OVER_SQRT_PI;
+function horner(c: readonly number[], y: number): number {
+  let p = c[c.length - 1]!;
+  for (let i = c.length - 2; i >= 0; i--) p = p * y + c[i]!;
+  return p;
 }
 
-function erfcFraction(a: number): number {
-  let t = a;
-  for (let i = 32; i >= 1; i--) t = a + (i * 0.5) / t;
-  return expNeg(-Math.min(a * a, 700)) / (t * SQRT_PI);
+// ERF_SMALL: erf(a) = a·Q(y), y = 2a² - 1, for 0 <= a <= 1 (degree 10; within 1e-14 relative), as
+// erfSmall in assembly/activation-math.ts.
+const ERF_SMALL = [
+  0.9654687386698669, -0.14053608902272072, 0.019852496688986587, -0.0022854855610616384, 0.000217517156005112,
+  -1.7537169910403216e-5, 1.223382871395895e-6, -7.511463018250453e-8, 4.115616070166084e-9, -2.045754676771594e-10,
+  9.267253631151107e-12,
+];
+
+function erfSmall(a: number): number {
+  return a * horner(ERF_SMALL, a * a * 2 - 1);
 }
 
-/** Φ(x) as the SIMD kernels compute it (series up to |x|/√2 = 2, continued fraction beyond). */
+function erfNear(a: number): number {
+  return a * horner(ERF_NEAR, a * a * 0.5 - 1);
+}
+
+function erfcFar(a: number): number {
+  if (a === Infinity) return 0;
+  const t = 2 / (2 + Math.min(a, 10));
+  return expNeg(-Math.min(a * a, 700)) * horner(ERF_FAR, t * 6 - 2);
+}
+
+/** Φ(x) as the SIMD kernels compute it (erfSmall up to |x|/√2 = 1, erfNear up to 2, erfcFar beyond). */
 export function normalCdfF64(x: number): number {
   const a = Math.abs(x) * Math.SQRT1_2;
-  const half = (a > 2 ? erfcFraction(a) : 1 - erfSeries(a)) * 0.5;
+  const half = (a > 2 ? erfcFar(a) : 1 - (a <= 1 ? erfSmall(a) : erfNear(a))) * 0.5;
   return x < 0 ? half : 1 - half;
+}
+
+// R(y) of geluGradNear in assembly/gelu.ts (the same literals, powers of y = x²/4 - 1 from y^0 up):
+// GELU's f'(x) = 1/2 + x·R for x² <= 8, within 4e-13 relative away from f'(x)'s zero at x ≈ -0.75.
+const GELU_GRAD_NEAR = [
+  0.29261590053909814, -0.2002989167827345, 0.15022418758707426, -0.08919284531392702, 0.042049761973687524,
+  -0.016248399168528077, 0.005295971863069682, -0.0014896903017987961, 0.00036818526766912996, -8.110841368180743e-5,
+  1.611089228514828e-5, -2.9132510590557104e-6, 4.833031503892471e-7, -7.392424805630071e-8, 1.0551133300396032e-8,
+  -1.490207068854943e-9, 1.795115167624317e-10,
+];
+
+// R(y) of geluGradSmall in assembly/gelu.ts: f'(x) = 1/2 + x·R for x² <= 2, y = x² - 1 (degree 11).
+const GELU_GRAD_SMALL = [
+  0.583315470587686, -0.170672373034272, 0.037265258081029484, -0.005849097930085596, 0.0007070360230707479,
+  -6.921353537900354e-5, 5.683632172848174e-6, -4.016356903724372e-7, 2.4897081729591264e-8, -1.3746466187569695e-9,
+  6.87672141452822e-11, -2.9825031333530205e-12,
+];
+
+/** GELU's f'(x) = Φ(x) + x·φ(x) as the SIMD kernel computes it (one polynomial for x² <= 2, one up to 8). */
+export function geluGradF64(x: number): number {
+  const s = x * x;
+  if (s <= 2) return 0.5 + x * horner(GELU_GRAD_SMALL, s - 1);
+  return s > 8 ? normalCdfF64(x) + x * normalPdf(x) : 0.5 + x * horner(GELU_GRAD_NEAR, s * 0.25 - 1);
 }
 
 function normalPdf(x: number): number {
@@ -62,9 +105,15 @@ function sigOf(x: number, sigmoid: (v: number) => number): number {
 const du = (x: number) => K0 * (1 + 3 * K1 * (x * x));
 
 // The six formulas, over (cdf, pdf, sigmoid) so the float32 and float64 paths share them.
-type Fns = { cdf: (x: number) => number; pdf: (x: number) => number; sigmoid: (v: number) => number };
+type Fns = {
+  cdf: (x: number) => number;
+  pdf: (x: number) => number;
+  /** Φ(x) + x·φ(x), exact GELU's derivative */
+  grad: (x: number) => number;
+  sigmoid: (v: number) => number;
+};
 const gelu = (f: Fns, x: number) => x * f.cdf(x);
-const geluGrad = (f: Fns, g: number, x: number) => g * (f.cdf(x) + x * f.pdf(x));
+const geluGrad = (f: Fns, g: number, x: number) => g * f.grad(x);
 const geluGradGrad = (f: Fns, gg: number, g: number, x: number) => gg * g * (f.pdf(x) * (2 - x * x));
 const geluTanh = (f: Fns, x: number) => x * sigOf(x, f.sigmoid);
 function geluTanhGrad(f: Fns, g: number, x: number): number {
@@ -81,8 +130,8 @@ function geluTanhGradGrad(f: Fns, gg: number, g: number, x: number): number {
 }
 
 const sigmoid64 = (v: number) => (v >= 0 ? 1 / (1 + Math.exp(-v)) : Math.exp(v) / (1 + Math.exp(v)));
-const F32: Fns = { cdf: normalCdfF64, pdf: normalPdf, sigmoid: sigmoidF64 };
-const F64: Fns = { cdf: cdf64, pdf: pdf64, sigmoid: sigmoid64 };
+const F32: Fns = { cdf: normalCdfF64, pdf: normalPdf, grad: geluGradF64, sigmoid: sigmoidF64 };
+const F64: Fns = { cdf: cdf64, pdf: pdf64, grad: (x) => cdf64(x) + x * pdf64(x), sigmoid: sigmoid64 };
 
 /** Which GELU: the exact one or PyTorch's tanh approximation. */
 export type GeluApproximate = "none" | "tanh";

@@ -3,7 +3,8 @@ import { tensor } from "../tensor/creation.js";
 import { mulberry32 } from "../tensor/random.js";
 import { mul, sub } from "../ops/elementwise.js";
 import { sum } from "../ops/reduce.js";
-import { softmax, softmaxBackward } from "../ops/softmax.js";
+import { logSoftmax, logSoftmaxBackward, softmax, softmaxBackward } from "../ops/softmax.js";
+import { nn } from "../index.js";
 import { softmaxBackwardRows, softmaxRows } from "./softmax.js";
 import { setDefaultWasmKernels } from "./wasm/matmul-kernel.js";
 import { runInStepRegion } from "./wasm/step-region.js";
@@ -94,6 +95,70 @@ describe("softmax kernels", () => {
     const inRegion = runInStepRegion(k, run);
     expect([outside.inRegion, inRegion.inRegion]).toEqual([false, true]);
     expect(inRegion.out).toEqual(outside.out);
+  });
+
+  it.each([
+    [1, 1],
+    [3, 2],
+    [7, 5],
+    [9, 37],
+    [9, 256],
+  ])("log-softmax forward and backward give the same bits in wasm memory as on the heap (%i x %i)", (rows, cols) => {
+    const x = values(rows * cols, cols + 2, 30);
+    x[0] = -1000; // e^(x - max) below the exponent clamp
+    if (rows > 1) x.fill(Number.NEGATIVE_INFINITY, cols, 2 * cols); // all -inf: NaN row
+    if (rows > 3) x[3 * cols + (cols >> 1)] = Number.POSITIVE_INFINITY;
+    if (rows > 4) x[4 * cols] = Number.NaN;
+    if (rows > 5) x.fill(-5, 5 * cols, 6 * cols); // equal logits: exact results
+    const g = values(rows * cols, cols + 3, 1);
+    g[1] = 1e-39; // a subnormal gradient entry
+    // y: log-probabilities from the forward, and one row holding a y > 0 (Math.exp there)
+    const y = values(rows * cols, cols + 4, 3).map((v) => -Math.abs(v));
+    if (rows > 2) y[2 * cols] = 0.5;
+    const run = (wrap: (a: Float32Array) => Float32Array) => {
+      const xt = tensor(wrap(x), { shape: [rows, cols] });
+      const fwd = logSoftmax(xt, -1).data as Float32Array;
+      const bwd = logSoftmaxBackward(
+        tensor(wrap(g), { shape: [rows, cols] }),
+        tensor(wrap(y), { shape: [rows, cols] }),
+        -1,
+      );
+      return {
+        inWasm: k.contains(fwd) && k.contains(bwd.data as Float32Array),
+        out: [bits(fwd), bits(bwd.data as Float32Array)],
+      };
+    };
+    const heap = run((a) => a.slice());
+    const wasm = runInStepRegion(k, () => run(inside));
+    expect([heap.inWasm, wasm.inWasm]).toEqual([false, rows * cols * 4 >= 1024]);
+    expect(wasm.out).toEqual(heap.out);
+  });
+
+  it("log-softmax's float32 values and its loss gradient stay within float32 rounding of float64's", () => {
+    const [rows, cols] = [64, 256];
+    const x = values(rows * cols, 41, 8);
+    const target = tensor(
+      Int32Array.from({ length: rows }, (_, i) => (i * 37) % cols),
+      { dtype: "int32" },
+    );
+    const run = (data: Float32Array | Float64Array) =>
+      runInStepRegion(k, () => {
+        const xt = tensor(data instanceof Float32Array ? inside(data) : data, {
+          shape: [rows, cols],
+          requiresGrad: true,
+        });
+        const y = logSoftmax(xt, -1);
+        nn.F.nllLoss(y, target).backward();
+        return { y: Array.from(y.data), dx: Array.from(xt.grad!.data) };
+      });
+    const f32 = run(x),
+      f64 = run(Float64Array.from(x));
+    f32.y.forEach((v, i) => {
+      expect(Math.abs(v - f64.y[i]!)).toBeLessThanOrEqual(Math.abs(f64.y[i]!) * 2 ** -23 + 1e-6);
+    });
+    f32.dx.forEach((v, i) => {
+      expect(Math.abs(v - f64.dx[i]!)).toBeLessThanOrEqual(1e-7);
+    });
   });
 
   it("a gradient that does not match p is refused, naming both", () => {

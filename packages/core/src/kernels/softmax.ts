@@ -143,3 +143,64 @@ export function softmaxBackwardRows(g: FloatArray, p: FloatArray, out: FloatArra
     }
   }
 }
+
+/**
+ * Log-softmax over rows × cols row-major float32 x into out by the SIMD kernels when both lie in
+ * this thread's wasm memory (false, doing nothing, otherwise); `finishRow(r)` computes each row
+ * whose max is not finite (NaN and ±inf results) afterwards. Bits of the float32 path of the op.
+ */
+export function logSoftmaxInWasm(
+  x: FloatArray,
+  out: FloatArray,
+  rows: number,
+  cols: number,
+  finishRow: (r: number) => void,
+): boolean {
+  const k = wasmInPlace(x, out);
+  if (k === null || rows * 16 + 16 > k.scratchFree()) return false;
+  const mark = k.scratchMark();
+  const left: number[] = [];
+  try {
+    const at = k.scratchAlloc(rows * 16, 16);
+    const stats = new Float64Array(k.buffer, at, rows * 2);
+    k.exports.logSoftmaxStats(x.byteOffset, at, rows, cols);
+    for (let r = 0; r < rows; r++) {
+      const m = stats[2 * r]!;
+      if (Number.isFinite(m)) stats[2 * r] = Math.log(stats[2 * r + 1]!) + m;
+      else left.push(r);
+    }
+    k.exports.logSoftmaxApply(x.byteOffset, at, out.byteOffset, rows, cols);
+  } finally {
+    k.scratchReset(mark);
+  }
+  for (const r of left) finishRow(r);
+  return true;
+}
+
+/**
+ * out = g - exp(y)·Σ g over rows × cols row-major float32 by the SIMD kernel when all three lie in
+ * wasm memory (false otherwise); `finishRow(r)` computes each row holding a y > 0 or NaN afterwards.
+ */
+export function logSoftmaxBackwardInWasm(
+  g: FloatArray,
+  y: FloatArray,
+  out: FloatArray,
+  rows: number,
+  cols: number,
+  finishRow: (r: number) => void,
+): boolean {
+  const k = wasmInPlace(g, y, out);
+  if (k === null || rows * 4 + 16 > k.scratchFree()) return false;
+  const mark = k.scratchMark();
+  const left: number[] = [];
+  try {
+    const at = k.scratchAlloc(rows * 4, 16);
+    k.exports.logSoftmaxBackward(g.byteOffset, y.byteOffset, out.byteOffset, at, rows, cols);
+    const flags = new Int32Array(k.buffer, at, rows);
+    for (let r = 0; r < rows; r++) if (flags[r] !== 0) left.push(r);
+  } finally {
+    k.scratchReset(mark);
+  }
+  for (const r of left) finishRow(r);
+  return true;
+}

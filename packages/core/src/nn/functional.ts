@@ -20,6 +20,7 @@ export {
 export { batchNorm, groupNorm, type BatchNormOptions } from "../ops/norm.js";
 export { relu, sigmoid, tanh, softplus, gelu, softmax, logSoftmax };
 export { scaledDotProductAttention, type AttentionOptions } from "../ops/attention.js";
+export { packedSelfAttention, type PackedAttentionOptions } from "../ops/packed-attention.js";
 
 /** x·Wᵀ + b for x of shape [..., in]; W is [out, in]. Uses a transposed matmul, never a copy of W. */
 export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): Tensor {

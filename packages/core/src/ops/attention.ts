@@ -23,7 +23,7 @@ import { broadcastData, broadcastTo, reshape } from "./shape.js";
 // pass and dS are the SIMD kernels of kernels/softmax.ts when the operands lie in wasm memory.
 
 /** Batched `op(a)·op(b)` over any number of equal leading dims, each slice through the matmul kernel. */
-function bmm(a: Tensor, b: Tensor, transA = false, transB = false): Tensor {
+export function bmm(a: Tensor, b: Tensor, transA = false, transB = false): Tensor {
   const batch = a.shape.slice(0, -2);
   const [ar, ac] = a.shape.slice(-2) as [number, number];
   const [br, bc] = b.shape.slice(-2) as [number, number];

@@ -1,6 +1,15 @@
 import { binaryKernel, unaryKernel } from "../kernels/elementwise.js";
-import { type DType, type FloatArray, arrayFor, getDefaultDtype, isFloat, resultType } from "../tensor/dtype.js";
+import {
+  type DType,
+  type FloatArray,
+  type TypedArray,
+  arrayFor,
+  getDefaultDtype,
+  isFloat,
+  resultType,
+} from "../tensor/dtype.js";
 import * as fused from "../kernels/fused.js";
+import type { BinaryLayout } from "../kernels/fused.js";
 import { broadcastShapes, broadcastStrides, numelOf, shapeEq } from "../tensor/shape.js";
 import { Tensor } from "../tensor/tensor.js";
 import { type TensorLike, dataAs, defineOp, floatDtypeOf, operands, record, toTensor } from "./op.js";
@@ -19,11 +28,38 @@ export function broadcastBinary(
 ): Tensor {
   const shape = shapeEq(x.shape, y.shape) ? x.shape : broadcastShapes(x.shape, y.shape, name);
   const out = arrayFor(outDtype, numelOf(shape), false);
+  if (outDtype === "float32" && x.dtype === "float32" && y.dtype === "float32" && simdBinary(name, x, y, shape, out))
+    return new Tensor(out, shape);
   const k = binaryKernel(expr, `${dtype}->${outDtype}`);
   const xs = shapeEq(x.shape, shape) ? null : broadcastStrides(x.shape, shape);
   const ys = shapeEq(y.shape, shape) ? null : broadcastStrides(y.shape, shape);
   k(dataAs(x, dtype), dataAs(y, dtype), out, shape, xs, ys);
   return new Tensor(out, shape);
+}
+
+/**
+ * add, sub and mul over float32 by the SIMD kernel where it serves the shapes and operands (same
+ * bits): the output seen as rows of n floats, each operand the whole output, one row repeated over
+ * the rows (a shape equal to the output's trailing dims, leading 1s aside: a bias, a position
+ * embedding [T, d] under [N, T, d]), or a scalar.
+ */
+function simdBinary(name: string, x: Tensor, y: Tensor, shape: readonly number[], out: TypedArray): boolean {
+  if (name !== "add" && name !== "sub" && name !== "mul") return false;
+  const numel = out.length;
+  if (numel === 0) return false;
+  const trailing = (t: Tensor): boolean => {
+    const dims = t.shape.slice(t.shape.findIndex((d) => d !== 1));
+    return dims.length > 0 && shapeEq(dims, shape.slice(shape.length - dims.length));
+  };
+  const kind = (t: Tensor): BinaryLayout | null =>
+    shapeEq(t.shape, shape) ? "full" : t.numel === 1 ? "scalar" : trailing(t) ? "row" : null;
+  const xl = kind(x),
+    yl = kind(y);
+  if (xl === null || yl === null) return false;
+  const n = xl === "row" ? x.numel : yl === "row" ? y.numel : shape.length === 0 ? 1 : shape[shape.length - 1]!;
+  if (n === 0 || (xl === "row" && yl === "row" && x.numel !== y.numel)) return false;
+  const [xd, yd, od] = [x.data, y.data, out] as Float32Array[];
+  return fused.binaryInWasm(name, xd!, xl, yd!, yl, od!, numel / n, n);
 }
 
 export function mapUnary(expr: string, x: Tensor, dtype: DType, outDtype: DType = dtype, p0 = 0, p1 = 0): Tensor {

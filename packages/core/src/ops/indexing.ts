@@ -79,7 +79,9 @@ export const scatterAdd = defineOp("scatterAdd", (self: Tensor, dim: number, ind
   // Only the leading index-shaped block of src is read (as in PyTorch); slicing it keeps flat
   // positions of index and src aligned, and slice's backward pads the gradient back with zeros.
   const src = index.shape.reduce((t, v, k) => (t.shape[k] === v ? t : slice(t, k, 0, v)), src0);
-  const out = self.data.slice();
+  // In a step region the copy lands in its scratch (slice() would allocate on the heap each step).
+  const out = arrayFor(self.dtype, self.numel, false);
+  out.set(self.data);
   forEachScatter(self.shape, index, d, "scatterAdd", (t, i) => (out[t]! += src.data[i]!));
   return record(
     new Tensor(out, self.shape),

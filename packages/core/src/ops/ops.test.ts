@@ -351,6 +351,10 @@ const SAMPLES: Record<string, Sample[]> = {
       r(2, 3, 1),
     ),
   ],
+  packedSelfAttention: [
+    s((qkv) => F.packedSelfAttention(qkv, 2, { isCausal: true }), r(2, 3, 12)),
+    s((qkv) => F.packedSelfAttention(qkv, 1, { scale: 0.6 }), r(1, 4, 6)),
+  ],
   norm: [
     s((a) => norm(a), r(2, 3)),
     s((a) => norm(a, 1, 1), away(2, 3)),

@@ -3,7 +3,8 @@ import { fmtShape, normDims } from "../tensor/shape.js";
 import { Tensor } from "../tensor/tensor.js";
 import { exp, mul, neg, sub } from "./elementwise.js";
 import { noGrad } from "../autograd/grad-mode.js";
-import { softmaxBackwardRows, softmaxRows } from "../kernels/softmax.js";
+import { expNeg } from "../kernels/activations.js";
+import { logSoftmaxBackwardInWasm, logSoftmaxInWasm, softmaxBackwardRows, softmaxRows } from "../kernels/softmax.js";
 import { defineOp, record } from "./op.js";
 import { sum } from "./reduce.js";
 
@@ -34,31 +35,39 @@ function oneDim(x: Tensor, dim: number, op: string): number {
 
 /**
  * out = x - log Σ exp(x) along the rows. A row that is all -inf, or holds NaN, gives NaN; in a row
- * holding +inf that entry gives NaN and the finite ones -inf (as in PyTorch).
+ * holding +inf that entry gives NaN and the finite ones -inf (as in PyTorch). float32 rows over the
+ * last dim in wasm memory run on the SIMD kernels (kernels/softmax.ts), whose bits the float32 path
+ * here gives: e^(x - max) by expNeg (exponent clamped at -700) where the max is finite.
  */
 function logSoftmaxKernel(x: FloatArray, out: FloatArray, outer: number, c: number, inner: number): void {
-  const flush = out instanceof Float32Array;
-  for (let o = 0; o < outer; o++) {
-    for (let i = 0; i < inner; i++) {
-      const base = o * c * inner + i;
-      let m = -Infinity;
-      for (let j = 0; j < c; j++) {
-        const v = x[base + j * inner]!;
-        if (v > m || Number.isNaN(v)) m = v;
-      }
-      const shift = Number.isFinite(m) ? m : 0;
-      let s = 0;
-      for (let j = 0; j < c; j++) s += Math.exp(x[base + j * inner]! - shift);
-      const lse = Math.log(s) + shift;
-      for (let j = 0; j < c; j++) {
-        const r = x[base + j * inner]! - lse;
-        out[base + j * inner] = flush && Math.abs(r) < FLT_MIN ? r * 0 : r;
-      }
-    }
+  const is32 = out instanceof Float32Array;
+  const row = (o: number, i: number) => logSoftmaxRow(x, out, o * c * inner + i, c, inner, is32);
+  if (is32 && inner === 1 && logSoftmaxInWasm(x, out, outer, c, (o) => row(o, 0))) return;
+  for (let o = 0; o < outer; o++) for (let i = 0; i < inner; i++) row(o, i);
+}
+
+function logSoftmaxRow(x: FloatArray, out: FloatArray, base: number, c: number, inner: number, is32: boolean): void {
+  let m = -Infinity;
+  for (let j = 0; j < c; j++) {
+    const v = x[base + j * inner]!;
+    if (v > m || Number.isNaN(v)) m = v;
+  }
+  const shift = Number.isFinite(m) ? m : 0;
+  let s = 0;
+  if (is32 && Number.isFinite(m)) for (let j = 0; j < c; j++) s += expNeg(Math.max(x[base + j * inner]! - m, -700));
+  else for (let j = 0; j < c; j++) s += Math.exp(x[base + j * inner]! - shift);
+  const lse = Math.log(s) + shift;
+  for (let j = 0; j < c; j++) {
+    const r = x[base + j * inner]! - lse;
+    out[base + j * inner] = is32 && Math.abs(r) < FLT_MIN ? r * 0 : r;
   }
 }
 
-/** out = g - exp(y)·Σ g along the rows (the gradient of log-softmax with output y). */
+/**
+ * out = g - exp(y)·Σ g along the rows (the gradient of log-softmax with output y). float32 rows
+ * whose y are all <= 0 take exp(y) from expNeg, as the SIMD kernel (which serves rows over the last
+ * dim in wasm memory) does; other rows Math.exp.
+ */
 function logSoftmaxBackwardKernel(
   g: FloatArray,
   y: FloatArray,
@@ -67,18 +76,33 @@ function logSoftmaxBackwardKernel(
   c: number,
   inner: number,
 ): void {
-  const flush = out instanceof Float32Array;
-  for (let o = 0; o < outer; o++) {
-    for (let i = 0; i < inner; i++) {
-      const base = o * c * inner + i;
-      let s = 0;
-      for (let j = 0; j < c; j++) s += g[base + j * inner]!;
-      for (let j = 0; j < c; j++) {
-        const k = base + j * inner;
-        const r = g[k]! - Math.exp(y[k]!) * s;
-        out[k] = flush && Math.abs(r) < FLT_MIN ? r * 0 : r;
-      }
-    }
+  const is32 = out instanceof Float32Array;
+  const row = (o: number, i: number) => logSoftmaxBackwardRow(g, y, out, o * c * inner + i, c, inner, is32);
+  if (is32 && inner === 1 && logSoftmaxBackwardInWasm(g, y, out, outer, c, (o) => row(o, 0))) return;
+  for (let o = 0; o < outer; o++) for (let i = 0; i < inner; i++) row(o, i);
+}
+
+function logSoftmaxBackwardRow(
+  g: FloatArray,
+  y: FloatArray,
+  out: FloatArray,
+  base: number,
+  c: number,
+  inner: number,
+  is32: boolean,
+): void {
+  let s = 0;
+  for (let j = 0; j < c; j++) s += g[base + j * inner]!;
+  let logProbs = is32;
+  for (let j = 0; logProbs && j < c; j++) {
+    const v = y[base + j * inner]!;
+    if (v > 0 || Number.isNaN(v)) logProbs = false;
+  }
+  for (let j = 0; j < c; j++) {
+    const k = base + j * inner;
+    const e = logProbs ? expNeg(Math.max(y[k]!, -700)) : Math.exp(y[k]!);
+    const r = g[k]! - e * s;
+    out[k] = is32 && Math.abs(r) < FLT_MIN ? r * 0 : r;
   }
 }
 

@@ -20,8 +20,33 @@ export interface KernelExports {
   ): void;
   /** Bytes of scratch that matmul(m, k, n) needs at packPtr. */
   matmulPackBytes(m: number, k: number, n: number): number;
+  /**
+   * matmul over operands with row strides: stored A's rows lda floats apart (A m×k, or k×m when
+   * transA), B's ldb (k×n, or n×k when transB), C's ldc (m×n); e.g. one attention head's columns
+   * inside a [T, 3·d] projection. packPtr is scratch of matmulPackBytes(m, k, n) bytes.
+   */
+  matmulStrided(
+    aPtr: number,
+    bPtr: number,
+    cPtr: number,
+    m: number,
+    k: number,
+    n: number,
+    transA: number,
+    transB: number,
+    lda: number,
+    ldb: number,
+    ldc: number,
+    packPtr: number,
+  ): void;
   /** c[i][j] += bias[j] for an m×n row-major c (the bias row broadcast over rows), flushed. */
   addBias(cPtr: number, biasPtr: number, m: number, n: number): void;
+  /**
+   * out = a op b over m rows of n floats, op 0 add, 1 sub, 2 mul; aMode/bMode 0: m×n, 1: one row of
+   * n for every row, 2: one scalar. Flushed with the sign kept: the bits of the JavaScript kernels.
+   * out may be a or b when that one is m×n.
+   */
+  binaryF32(op: number, a: number, aMode: number, b: number, bMode: number, out: number, m: number, n: number): void;
   /** out[i] = max(x[i], 0), subnormal results flushed; out may be x. */
   reluForward(x: number, out: number, n: number): void;
   /** out[i] = x[i] > 0 ? g[i] : 0, subnormal g flushed; out may be g or x. */
@@ -179,6 +204,19 @@ export interface KernelExports {
   ): void;
   /** out[r][j] = p[r][j]·(g[r][j] - Σ_k g[r][k]·p[r][k]) for rows × cols row-major g and p, in f32 (see above); out may alias g. */
   softmaxBackward(g: number, p: number, out: number, rows: number, cols: number): void;
+  /**
+   * Log-softmax pass 1 over rows × cols row-major x: stats[2r] = the row's max m, stats[2r + 1] =
+   * Σ e^(x - m) (f64; NaN when m is not finite, for JavaScript to finish that row).
+   */
+  logSoftmaxStats(x: number, stats: number, rows: number, cols: number): void;
+  /** Log-softmax pass 2: out[r][j] = x[r][j] - lse[2r] in f64, flushed with its sign, rounded to f32; out may be x. */
+  logSoftmaxApply(x: number, lse: number, out: number, rows: number, cols: number): void;
+  /**
+   * out[r][j] = g[r][j] - e^y[r][j]·Σ_k g[r][k] (log-softmax's backward from its output y) in f64,
+   * flushed with its sign, rounded to f32, for rows whose y are all <= 0; flags[r] (i32) = 1 for a row
+   * holding a y > 0 or NaN, left untouched for JavaScript, else 0. out may alias g.
+   */
+  logSoftmaxBackward(g: number, y: number, out: number, flags: number, rows: number, cols: number): void;
   /** out = (x - μ)/√(var + eps) per row of n floats (rows × n row-major, biased variance), in f64, rounded to f32; out may be x. */
   layerNormForward(x: number, out: number, rows: number, n: number, eps: number): void;
   /** out = r·(g - mean(g) - xh·mean(g·xh)), xh = (x - μ)·r, per row of n floats: the backward from x; out may alias g. */

@@ -129,6 +129,57 @@ describe("wasm matmul", () => {
     expectSameProduct(x, x, got, want, 12, 5, 12, false, true);
   });
 
+  test("matmulStrided reads and writes rows any stride apart with the bits of the dense matmul", () => {
+    // Each operand sits as a block of columns inside wider rows (row stride = its width + pad), as
+    // one attention head's columns sit inside a [T, 3·d] projection; C's other columns stay as they were.
+    const x = wk.exports;
+    for (const [m, k, n] of [
+      [5, 3, 9],
+      [16, 32, 16],
+      [33, 17, 8],
+      [4, 0, 3],
+    ] as const) {
+      for (const [ta, tb] of TRANSPOSES) {
+        const mark = wk.scratchMark();
+        const [ar, ac] = ta ? [k, m] : [m, k];
+        const [br, bc] = tb ? [n, k] : [k, n];
+        const [lda, ldb, ldc] = [ac + 5, bc + 3, n + 7];
+        const a = randomF32(ar * ac, m + k),
+          b = randomF32(br * bc, k + n);
+        const aWide = inScratch(wk, new Float32Array(ar * lda).fill(Number.NaN));
+        const bWide = inScratch(wk, new Float32Array(br * ldb).fill(Number.NaN));
+        for (let i = 0; i < ar; i++) aWide.set(a.subarray(i * ac, (i + 1) * ac), i * lda + 2);
+        for (let i = 0; i < br; i++) bWide.set(b.subarray(i * bc, (i + 1) * bc), i * ldb + 1);
+        const cWide = inScratch(wk, new Float32Array(m * ldc).fill(7));
+        const dense = inScratch(wk, new Float32Array(m * n));
+        const pack = wk.scratchAlloc(x.matmulPackBytes(m, k, n));
+        const [ad, bd] = [inScratch(wk, a), inScratch(wk, b)];
+        x.matmul(ad.byteOffset, bd.byteOffset, dense.byteOffset, m, k, n, ta ? 1 : 0, tb ? 1 : 0, pack);
+        const c0 = cWide.byteOffset + 4 * 4;
+        x.matmulStrided(
+          aWide.byteOffset + 8,
+          bWide.byteOffset + 4,
+          c0,
+          m,
+          k,
+          n,
+          ta ? 1 : 0,
+          tb ? 1 : 0,
+          lda,
+          ldb,
+          ldc,
+          pack,
+        );
+        for (let i = 0; i < m; i++) {
+          const row = Array.from(cWide.subarray(i * ldc, (i + 1) * ldc));
+          expect(row.slice(4, 4 + n)).toEqual(Array.from(dense.subarray(i * n, (i + 1) * n)));
+          expect([...row.slice(0, 4), ...row.slice(4 + n)]).toEqual(new Array(ldc - n).fill(7));
+        }
+        wk.scratchReset(mark);
+      }
+    }
+  });
+
   test("k = 0 overwrites c with zeros", () => {
     const c = new Float32Array(6).fill(Number.NaN);
     wk.matmulF32(new Float32Array(0), new Float32Array(0), c, 2, 0, 3);
