@@ -6,6 +6,7 @@
 //   node dist/w7-quality.js [--steps 2000] [--workers 2,1] [--text DIR] [--seed 0] [--out DIR]
 import { spawn } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -128,7 +129,7 @@ const USAGE = `usage: node dist/w7-quality.js [options]
   --seed N          threadgrad's --seed (its weights and windows); PyTorch's manual_seed (default 0)
   --init WHICH      PyTorch's initial weights: threadgrad (its very weights, default) or pytorch
                     (PyTorch's own draw of the same scheme)
-  --out DIR         where the windows file and threadgrad's run folders go (default w7-quality)
+  --out DIR         where the windows, weights and threadgrad's run folders go (default $TMPDIR/threadgrad-w7-quality)
   -h, --help        this text`;
 
 async function main(): Promise<number> {
@@ -139,7 +140,7 @@ async function main(): Promise<number> {
       text: { type: "string", default: FORTUNES_DIR },
       seed: { type: "string", default: "0" },
       init: { type: "string", default: "threadgrad" },
-      out: { type: "string", default: "w7-quality" },
+      out: { type: "string", default: join(tmpdir(), "threadgrad-w7-quality") },
       help: { type: "boolean", short: "h", default: false },
     },
     strict: true,
@@ -225,12 +226,14 @@ async function main(): Promise<number> {
       `  ${r.impl.padEnd(26)} validation loss ${r.valLoss.toFixed(5)} nats/byte  (${r.seconds.toFixed(0)} s)`,
     );
   let ok = true;
+  const verdict = (pass: boolean) => (pass ? "met" : "MISSED");
   for (const [i, v] of threadgrad.entries()) {
     const gap = v - pytorch;
     const pass = gap <= W7_GAP_NATS;
     ok &&= pass;
     console.log(
-      `  (a) ${workers[i]} worker(s) − pytorch: ${gap >= 0 ? "+" : ""}${gap.toFixed(5)} nats (target ≤ ${W7_GAP_NATS}) ${pass ? "met" : "MISSED"}`,
+      `  (a) ${workers[i]} worker(s) − pytorch: ${gap >= 0 ? "+" : ""}${gap.toFixed(5)} nats ` +
+        `(target ≤ ${W7_GAP_NATS}) ${verdict(pass)}`,
     );
   }
   if (threadgrad.length > 1) {
@@ -238,7 +241,8 @@ async function main(): Promise<number> {
     const pass = spread <= W7_WORKER_TOLERANCE;
     ok &&= pass;
     console.log(
-      `  (b) spread over worker counts ${workers.join(", ")}: ${spread.toExponential(2)} (target ≤ ${W7_WORKER_TOLERANCE}) ${pass ? "met" : "MISSED"}`,
+      `  (b) spread over worker counts ${workers.join(", ")}: ${spread.toExponential(2)} ` +
+        `(target ≤ ${W7_WORKER_TOLERANCE}) ${verdict(pass)}`,
     );
   }
   console.log(JSON.stringify({ steps, seed, init: values.init, results }));
