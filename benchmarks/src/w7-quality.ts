@@ -3,7 +3,7 @@
 // (on each worker count asked for) and by PyTorch (pytorch/w7_quality.py) on the very same windows,
 // each ending with the validation loss as the CLI evaluates a text run. Prints the losses and the
 // gaps; exits 1 when a target is missed (threadgrad ≤ PyTorch + 0.05 nats, worker counts within 1e-4).
-//   node dist/w7-quality.js [--steps 2000] [--workers 2,1] [--text DIR] [--seed 0] [--out DIR]
+//   node dist/w7-quality.js [--steps 2000] [--workers 2,1] [--text DIR] [--seed 0] [--init threadgrad] [--out DIR]
 import { spawn } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -192,22 +192,13 @@ async function main(): Promise<number> {
 
   const threadgrad: number[] = [];
   for (const w of workers) {
-    const args = [
-      THREADGRAD,
-      "train",
-      "--data",
-      `text:${text}`,
-      "--model",
-      "chargpt",
-      "--batch-size",
-      String(W7_BATCH),
-    ];
+    const args = ["train", "--data", `text:${text}`, "--model", "chargpt", "--batch-size", String(W7_BATCH)];
     args.push("--lr", "1e-3", "--seed", String(seed), "--max-steps", String(steps), "--eval-every", `${steps}steps`);
     args.push("--workers", String(w), "--out", join(out, `threadgrad-${w}w`), "--overwrite", "--quiet", "--json");
     const what = `threadgrad train on ${w} worker${w === 1 ? "" : "s"}`;
     console.error(`w7-quality: ${what}`);
     const t0 = performance.now();
-    const r = lastJson(await runProgram(process.execPath, args, process.env, what), what);
+    const r = lastJson(await runProgram(process.execPath, [THREADGRAD, ...args], process.env, what), what);
     const valLoss = numberField(r, "valLoss", what);
     threadgrad.push(valLoss);
     results.push({
