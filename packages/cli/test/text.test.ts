@@ -1,7 +1,7 @@
 // End-to-end: `train --data text:DIR` trains a user's language model on byte windows, reports the
 // validation loss in nats and bits per character, trains on the same windows with any worker
 // count, and `--max-steps` stops any run exactly, counting across --resume. The corpus is written
-// here; the model is a bigram module (embedding → linear over 256 byte ids).
+// here; the model is a bigram module (embedding → linear over 256 byte ids), and a small built-in gpt.
 import { mkdirSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -85,6 +85,26 @@ describe("threadgrad train --data text:DIR", () => {
     expect(one.steps).toHaveLength(6);
     expect(Math.max(...one.steps.map((loss, i) => Math.abs(loss - two.steps[i]!)))).toBeLessThan(1e-6);
     expect(Math.abs((one.summary.valLoss as number) - (two.summary.valLoss as number))).toBeLessThan(1e-6);
+  });
+
+  it("trains the built-in gpt to the same validation loss on 1 and 2 workers", async () => {
+    // Two blocks of causal attention, LayerNorm and a GELU MLP: the shards' gradients are summed in
+    // another order than one worker's, so the losses may part in the last float32 bits, well under 1e-4.
+    const gpt = ["--data", `text:${CORPUS}`, "--model", "gpt:layers=2,heads=2,dim=16,context=16", "--json"];
+    const runs = [];
+    for (const w of ["1", "2"]) {
+      const args = ["train", ...gpt, "--max-steps", "12", "--batch-size", "24", "--lr", "0.01", "--workers", w];
+      const r = await run([...args, "--out", `gpt${w}`], { cwd: tmp.path });
+      expect(r.code).toBe(0);
+      expect(events(r.stdout, "start")[0]).toMatchObject({ workers: Number(w) });
+      runs.push({ steps: events(r.stdout, "step").map((e) => e.loss as number), summary: jsonLines(r.stdout).at(-1)! });
+    }
+    const [one, two] = runs as [(typeof runs)[0], (typeof runs)[0]];
+    expect(one.steps).toHaveLength(12);
+    expect(Math.max(...one.steps.map((loss, i) => Math.abs(loss - two.steps[i]!)))).toBeLessThan(1e-4);
+    const valLoss = one.summary.valLoss as number;
+    expect(Math.abs(valLoss - (two.summary.valLoss as number))).toBeLessThan(1e-4);
+    expect(valLoss).toBeLessThan(Math.log(256) - 1); // it learned the text
   });
 
   it("--max-steps counts optimizer steps across --resume and stops exactly; a resumed epoch redraws its windows", async () => {
