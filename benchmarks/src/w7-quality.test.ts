@@ -84,7 +84,9 @@ describe("the windows threadgrad trains on, for the PyTorch reference", () => {
   });
 });
 
-describe("the PyTorch reference (pytorch/w7_quality.py)", () => {
+// Opt-in (THREADGRAD_PYTORCH_TESTS=1): the test suite never needs PyTorch, and where PyTorch happens
+// to be installed this check would add a minute of Python to every run.
+describe.skipIf(process.env.THREADGRAD_PYTORCH_TESTS !== "1")("the PyTorch reference (pytorch/w7_quality.py)", () => {
   const skip = probeTorch().skip;
   it.skipIf(skip !== null)(
     "on threadgrad's windows and weights, takes the steps threadgrad takes: the same losses",
