@@ -2,7 +2,7 @@ import { lrAt } from "@threadgrad/optim";
 import { describe, expect, it } from "vitest";
 import { DEFAULT_SETTINGS } from "./settings.js";
 import type { Dataset } from "./data/index.js";
-import { buildSchedule, imageModelSpec, modelSpec, updatesPerEpoch } from "./setup.js";
+import { buildSchedule, imageModelSpec, modelSpec, trainerOptions, updatesPerEpoch } from "./setup.js";
 
 const s = { ...DEFAULT_SETTINGS, lr: 0.1 };
 
@@ -107,5 +107,28 @@ describe("model specs from the data", () => {
     expect(() => imageModelSpec("lenet5", images([1, 8, 8]), "images:/small")).toThrow(
       "--model lenet5: lenet5 needs images of at least 12×12 pixels, got 8×8 in images:/small",
     );
+  });
+});
+
+describe("evaluation batches", () => {
+  const data = (sampleShape?: number[]): Dataset => ({
+    name: "set",
+    x: new Float32Array(0),
+    y: new Int32Array(0),
+    length: 0,
+    features: 784,
+    ...(sampleShape ? { sampleShape } : {}),
+    task: "classification",
+    numClasses: 10,
+  });
+
+  it("images evaluate in batches of the training batch, flat rows in batches of up to 1,024", () => {
+    // A cnn's forward over 1,024 images outgrows a rank's step scratch; the training batch's fits.
+    const cnn = { ...s, data: "fashion-mnist", model: "cnn" as const, batchSize: 128 };
+    expect(trainerOptions(cnn, data([1, 28, 28])).maxBatchSize).toBe(128);
+    const mlp = { ...s, data: "fashion-mnist", model: [784, 128, 10], batchSize: 128 };
+    expect(trainerOptions(mlp, data([1, 28, 28])).maxBatchSize).toBe(128);
+    expect(trainerOptions({ ...mlp, data: "csv:x.csv" }, data()).maxBatchSize).toBe(1024);
+    expect(trainerOptions({ ...mlp, data: "csv:x.csv", batchSize: 2048 }, data()).maxBatchSize).toBe(2048);
   });
 });

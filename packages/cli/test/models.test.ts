@@ -1,6 +1,7 @@
 // End-to-end: `--model` beyond the mlp. A user module trains; its checkpoint is evaluated, resumed
 // or exported only when --model names the module again (a module the file names is never
-// imported); the built-in cnn sizes itself from an image folder (and exports to ONNX) and is refused on csv rows.
+// imported); the built-in cnn sizes itself from an image folder (and exports to ONNX), trains the
+// same on 1 and 2 workers, and is refused on csv rows.
 import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -10,7 +11,7 @@ import jpeg from "jpeg-js";
 import * as ort from "onnxruntime-node";
 import { PNG } from "pngjs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { requireBuilt, run, tempDir } from "./helpers.js";
+import { jsonLines, requireBuilt, run, tempDir } from "./helpers.js";
 
 const tmp = tempDir();
 const CSV = join(tmp.path, "d.csv");
@@ -202,6 +203,30 @@ describe("--model cnn", () => {
     for (let i = 0; i < 10; i++) expect(Math.abs(data[i]! - expected.data[i]!)).toBeLessThanOrEqual(1e-5);
     expect(new Set(data).size).toBeGreaterThan(1);
   });
+
+  it("trains the same on 1 and 2 workers: each evaluation's test loss to 1e-4, the same accuracy", async () => {
+    // 256 built-in digits (28×28, the preset's full size: both convolutions, both poolings, the
+    // 3136-wide classifier), 2 epochs of 4 Adam steps, 500 test digits evaluated after each epoch.
+    const evals = async (workers: string) => {
+      const args = ["train", "--model", "cnn", "--limit", "256", "--test-split", "0.05", "--epochs", "2"];
+      args.push("--batch-size", "64", "--workers", workers, "--out", `cnn-${workers}w`, "--json");
+      // About 20 s each on a 2-core machine shared with a dozen other jobs.
+      const r = await run(args, { cwd: tmp.path, timeoutMs: 110_000 });
+      expect(r.code, r.stderr).toBe(0);
+      return jsonLines(r.stdout).filter((e) => e.event === "eval") as { testLoss: number; testAccuracy: number }[];
+    };
+    const one = await evals("1");
+    const two = await evals("2");
+    expect(one.length).toBe(2);
+    expect(two.length).toBe(2);
+    // It learns: the second evaluation's loss is below the first, which is below chance's ln 10.
+    expect(one[1]!.testLoss).toBeLessThan(one[0]!.testLoss);
+    expect(one[0]!.testLoss).toBeLessThan(Math.log(10));
+    for (let i = 0; i < 2; i++) {
+      expect(Math.abs(two[i]!.testLoss - one[i]!.testLoss)).toBeLessThanOrEqual(1e-4);
+      expect(two[i]!.testAccuracy).toBe(one[i]!.testAccuracy);
+    }
+  }, 240_000);
 
   it("--augment is refused on flat csv rows", async () => {
     const r = await cli("train", "--data", `csv:${CSV}`, "--target", "y", "--augment", "--workers", "1");
