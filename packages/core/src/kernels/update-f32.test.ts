@@ -296,3 +296,53 @@ describe("float32 update arguments", () => {
     expect(Array.from(p)).toEqual([1 - 0.1, 2 - 0.1, 3 - 0.1].map(Math.fround));
   });
 });
+
+describe.runIf(isWasmSimdSupported())("adamUpdateF32 over many blocks: two-pass and one-pass forms", () => {
+  kernelsModule();
+  // With room in the thread's scratch the kernel runs blocks of 1,024 (steps into scratch, then the
+  // parameters); without it, the one-pass loop. Both must give the JavaScript twin's bits, across
+  // block edges, unaligned starts and tails.
+  const n = 2 * 1024 + 37;
+  const RANGES: [number, number][] = [
+    [0, n],
+    [5, n - 3],
+    [1021, 2051],
+    [1024, 1025],
+  ];
+  for (const [form, scratchBytes] of [
+    ["two-pass", 1 << 16],
+    ["one-pass (scratch too small)", 1 << 12],
+  ] as const) {
+    it.each(ADAM_CASES)(`${form}: %s`, (_name, options, amsgrad) => {
+      const k = createWasmKernels({ heapBytes: 1 << 20, scratchBytes });
+      const scratchBefore = k.scratchFree();
+      for (const [start, end] of RANGES) {
+        const g = new Generator(start * 7 + end);
+        const p0 = Float32Array.from({ length: n }, () => g.normal());
+        const m0 = Float32Array.from({ length: n }, () => g.normal() * 0.01);
+        const v0 = Float32Array.from({ length: n }, () => Math.abs(g.normal()) * 1e-4);
+        const { wasm, js } = twinArrays(k, [p0, new Float32Array(n), m0, v0, v0.slice()]);
+        const [pw, gw, mw, vw, xw] = wasm as [Float32Array, Float32Array, Float32Array, Float32Array, Float32Array];
+        const [pj, gj, mj, vj, xj] = js as [Float32Array, Float32Array, Float32Array, Float32Array, Float32Array];
+        for (let t = 1; t <= 3; t++) {
+          const grad = Float32Array.from({ length: n }, (_, i) =>
+            (i + t) % 5 === 0 ? SPECIAL_GRADS[(i + t) % SPECIAL_GRADS.length]! : g.normal() * 0.1,
+          );
+          gw.set(grad);
+          gj.set(grad);
+          const s = adamScalarsF32(t, options);
+          adamUpdateF32(k, pw, gw, mw, vw, amsgrad ? xw : null, start, end, s);
+          adamUpdateF32(null, pj, gj, mj, vj, amsgrad ? xj : null, start, end, s);
+        }
+        const where = `[${start}, ${end})`;
+        expect(bits(pw), `${where}: params`).toEqual(bits(pj));
+        expect(bits(mw), `${where}: m`).toEqual(bits(mj));
+        expect(bits(vw), `${where}: v`).toEqual(bits(vj));
+        expect(bits(gw), `${where}: the gradient is left as it was`).toEqual(bits(gj));
+        if (start > 0) expect(pw[start - 1], `${where}: outside the range`).toBe(p0[start - 1]);
+        expect(pw[end] ?? 0, `${where}: outside the range`).toBe(p0[end] ?? 0);
+      }
+      expect(k.scratchFree(), "the scratch block is given back").toBe(scratchBefore);
+    });
+  }
+});

@@ -68,6 +68,9 @@ export function adamScalarsF32(step: number, o: AdamF32Options): AdamF32Scalars 
   };
 }
 
+// Bytes of scratch the Adam kernel's two-pass form uses: one block of ADAM_BLOCK (assembly/update-f32.ts) floats.
+const ADAM_BLOCK_BYTES = 1024 * 4;
+
 /**
  * One float32 Adam/AdamW step on params[start, end) with state m, v (and vmax, amsgrad's running
  * maximum, or null), in place:
@@ -91,6 +94,10 @@ export function adamUpdateF32(
   checkRange("adamUpdateF32", start, end, [params, grads, m, v, vmax]);
   const k = inMemory(kernels, [params, grads, m, v, vmax]);
   if (k !== null) {
+    // A block of the thread's scratch lets the kernel write parameters in a pass of their own
+    // (faster where other threads read them); without room it runs the one-pass loop: same bits.
+    const mark = k.scratchMark();
+    const scratch = k.scratchFree() >= ADAM_BLOCK_BYTES + 64 ? k.scratchAlloc(ADAM_BLOCK_BYTES) : 0;
     k.exports.adamUpdateF32(
       params.byteOffset,
       grads.byteOffset,
@@ -109,7 +116,9 @@ export function adamUpdateF32(
       s.l2,
       s.decay,
       s.maximize ? 1 : 0,
+      scratch,
     );
+    k.scratchReset(mark);
     return;
   }
   const { beta1, oneMinusBeta1, beta2, oneMinusBeta2, eps, stepSize, invBc2Sqrt, l2, decay, maximize } = s;

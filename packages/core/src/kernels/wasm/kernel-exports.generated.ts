@@ -67,7 +67,8 @@ export interface KernelExports {
   /**
    * Float32 torch.optim.Adam/AdamW step on p[start, end) with state m, v (vmax: amsgrad's running
    * maximum, 0 without amsgrad); f32 scalars from adamScalarsF32 (src/kernels/update-f32.ts):
-   * stepSize = lr/(1-β1^t), invBc2Sqrt = 1/sqrt(1-β2^t), l2 (Adam) or decay = 1-lr·wd (AdamW).
+   * stepSize = lr/(1-β1^t), invBc2Sqrt = 1/sqrt(1-β2^t), l2 (Adam) or decay = 1-lr·wd (AdamW);
+   * scratch: ADAM_BLOCK f32 of this thread's scratch for the two-pass form, or 0 for one pass.
    */
   adamUpdateF32(
     p: number,
@@ -87,6 +88,7 @@ export interface KernelExports {
     l2: number,
     decay: number,
     maximize: number,
+    scratch: number,
   ): void;
   /** Float32 torch.optim.Adagrad step on p[start, end) with state sum; clr = f32(lr / (1 + (t-1)·lrDecay)). */
   adagradUpdateF32(
