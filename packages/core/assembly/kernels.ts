@@ -24,7 +24,7 @@
 export { matmul, matmulPackBytes, matmulStrided } from "./matmul";
 export { addBias, binaryF32, reluForward, reluBackward, sumRows } from "./elementwise";
 export { sumSlices, sumSquares } from "./step";
-export { adamUpdateF32, adagradUpdateF32, rmspropUpdateF32, sgdUpdateF32 } from "./update-f32";
+export { adamScratchBytes, adamUpdateF32, adagradUpdateF32, rmspropUpdateF32, sgdUpdateF32 } from "./update-f32";
 export { convForward, convInputGrad, convWeightGrad, convScratchBytes } from "./conv";
 export { maxPoolIndices, poolGather, poolScatter } from "./pool";
 export {

@@ -11,8 +11,8 @@ import { flush32 } from "./lanes";
 // State (m, v, the momentum buffer) is f32 and flushed to 0 below FLT_MIN (lanes.ts).
 // ---------------------------------------------------------------------------------------------
 
-/** Elements per block of adamUpdateF32's two-pass form; its scratch holds one block of f32. */
-export const ADAM_BLOCK: i32 = 1024;
+// Elements per block of adamUpdateF32; its scratch holds one block of f32 steps.
+const ADAM_BLOCK: i32 = 1024;
 
 // m, v (and vmax) updated for [start, end) and the step stepSize·m/denom stored at d + 4·i.
 @inline function adamSteps(
@@ -66,51 +66,29 @@ export const ADAM_BLOCK: i32 = 1024;
  * Float32 torch.optim.Adam/AdamW step on p[start, end) with state m, v (vmax: amsgrad's running
  * maximum, 0 without amsgrad); f32 scalars from adamScalarsF32 (src/kernels/update-f32.ts):
  * stepSize = lr/(1-β1^t), invBc2Sqrt = 1/sqrt(1-β2^t), l2 (Adam) or decay = 1-lr·wd (AdamW);
- * scratch: ADAM_BLOCK f32 of this thread's scratch for the two-pass form, or 0 for one pass.
+ * scratch: adamScratchBytes() bytes of this thread's scratch.
  */
 export function adamUpdateF32(
   p: usize, g: usize, m: usize, v: usize, vmax: usize, start: i32, end: i32,
   beta1: f32, oneMinusBeta1: f32, beta2: f32, oneMinusBeta2: f32, eps: f32,
   stepSize: f32, invBc2Sqrt: f32, l2: f32, decay: f32, maximize: i32, scratch: usize,
 ): void {
-  if (scratch != 0) {
-    // Blocks of ADAM_BLOCK: the steps into scratch, then a pass that only rewrites p. When another
-    // thread has read these parameters (every rank reads them all), each first write of a line waits
-    // for the other core's copy to be invalidated; a pass of nothing but those writes keeps many in
-    // flight at once (W1 on 2 workers: 0.31-0.34 ms per rank instead of 0.52-0.58). Same operations, same bits.
-    for (let b = start; b < end; b += ADAM_BLOCK) {
-      const e = min(end, b + ADAM_BLOCK);
-      adamSteps(p, g, m, v, vmax, b, e, beta1, oneMinusBeta1, beta2, oneMinusBeta2, eps, stepSize, invBc2Sqrt, l2, decay,
-        maximize, scratch - <usize>b * 4);
-      applySteps(p, b, e, decay, scratch - <usize>b * 4);
-    }
-    return;
+  // Blocks of ADAM_BLOCK: the steps into scratch, then a pass that only rewrites p. When another
+  // thread has read these parameters (every rank reads them all), each first write of a line waits
+  // for the other core's copy to be invalidated; a pass of nothing but those writes keeps many in
+  // flight at once (W1 on 2 workers: 0.31-0.34 ms per rank instead of one loop's 0.52-0.58).
+  for (let b = start; b < end; b += ADAM_BLOCK) {
+    const e = min(end, b + ADAM_BLOCK);
+    const d = scratch - <usize>b * 4; // step i at d + 4·i
+    adamSteps(p, g, m, v, vmax, b, e, beta1, oneMinusBeta1, beta2, oneMinusBeta2, eps, stepSize, invBc2Sqrt, l2, decay,
+      maximize, d);
+    applySteps(p, b, e, decay, d);
   }
-  const b1 = f32x4.splat(beta1), c1 = f32x4.splat(oneMinusBeta1);
-  const b2 = f32x4.splat(beta2), c2 = f32x4.splat(oneMinusBeta2);
-  const e = f32x4.splat(eps), step = f32x4.splat(stepSize), ib = f32x4.splat(invBc2Sqrt);
-  const l2v = f32x4.splat(l2), dv = f32x4.splat(decay);
-  const hasL2 = l2 != 0, hasDecay = decay != 1;
-  for (let i = start; i < end; i += 4) {
-    const n = min(end - i, 4);
-    const off = <usize>i * 4;
-    let pv = loadLanes(p + off, n), gv = loadLanes(g + off, n);
-    if (maximize != 0) gv = f32x4.neg(gv);
-    if (hasDecay) pv = f32x4.mul(pv, dv);
-    if (hasL2) gv = f32x4.add(gv, f32x4.mul(l2v, pv));
-    const mv = flush32(f32x4.add(f32x4.mul(b1, loadLanes(m + off, n)), f32x4.mul(c1, gv)));
-    const vv = flush32(f32x4.add(f32x4.mul(b2, loadLanes(v + off, n)), f32x4.mul(f32x4.mul(c2, gv), gv)));
-    storeLanes(m + off, mv, n);
-    storeLanes(v + off, vv, n);
-    let second = vv;
-    if (vmax != 0) {
-      // Both operands are already flushed, so their maximum needs no flush.
-      second = f32x4.max(loadLanes(vmax + off, n), vv);
-      storeLanes(vmax + off, second, n);
-    }
-    const denom = f32x4.add(f32x4.mul(f32x4.sqrt(second), ib), e);
-    storeLanes(p + off, f32x4.sub(pv, f32x4.mul(step, f32x4.div(mv, denom))), n);
-  }
+}
+
+/** Bytes of scratch adamUpdateF32 needs: one block of f32 steps. */
+export function adamScratchBytes(): i32 {
+  return ADAM_BLOCK * 4;
 }
 
 /**

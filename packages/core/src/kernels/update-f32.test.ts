@@ -297,10 +297,10 @@ describe("float32 update arguments", () => {
   });
 });
 
-describe.runIf(isWasmSimdSupported())("adamUpdateF32 over many blocks: two-pass and one-pass forms", () => {
+describe.runIf(isWasmSimdSupported())("adamUpdateF32 over many blocks, and without room in scratch", () => {
   kernelsModule();
   // With room in the thread's scratch the kernel runs blocks of 1,024 (steps into scratch, then the
-  // parameters); without it, the one-pass loop. Both must give the JavaScript twin's bits, across
+  // parameters); without it, the JavaScript loop. Both must give the JavaScript twin's bits, across
   // block edges, unaligned starts and tails.
   const n = 2 * 1024 + 37;
   const RANGES: [number, number][] = [
@@ -310,8 +310,8 @@ describe.runIf(isWasmSimdSupported())("adamUpdateF32 over many blocks: two-pass 
     [1024, 1025],
   ];
   for (const [form, scratchBytes] of [
-    ["two-pass", 1 << 16],
-    ["one-pass (scratch too small)", 1 << 12],
+    ["kernel", 1 << 16],
+    ["no room in scratch", 1 << 12],
   ] as const) {
     it.each(ADAM_CASES)(`${form}: %s`, (_name, options, amsgrad) => {
       const k = createWasmKernels({ heapBytes: 1 << 20, scratchBytes });

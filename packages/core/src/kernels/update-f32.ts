@@ -68,9 +68,6 @@ export function adamScalarsF32(step: number, o: AdamF32Options): AdamF32Scalars 
   };
 }
 
-// Bytes of scratch the Adam kernel's two-pass form uses: one block of ADAM_BLOCK (assembly/update-f32.ts) floats.
-const ADAM_BLOCK_BYTES = 1024 * 4;
-
 /**
  * One float32 Adam/AdamW step on params[start, end) with state m, v (and vmax, amsgrad's running
  * maximum, or null), in place:
@@ -93,11 +90,12 @@ export function adamUpdateF32(
 ): void {
   checkRange("adamUpdateF32", start, end, [params, grads, m, v, vmax]);
   const k = inMemory(kernels, [params, grads, m, v, vmax]);
-  if (k !== null) {
-    // A block of the thread's scratch lets the kernel write parameters in a pass of their own
-    // (faster where other threads read them); without room it runs the one-pass loop: same bits.
+  // The kernel writes a block of steps to the thread's scratch, then the parameters in a pass of
+  // their own; without room there the JavaScript loop runs (the same bits).
+  const scratchBytes = k === null ? 0 : k.exports.adamScratchBytes();
+  if (k !== null && k.scratchFree() >= scratchBytes + 64) {
     const mark = k.scratchMark();
-    const scratch = k.scratchFree() >= ADAM_BLOCK_BYTES + 64 ? k.scratchAlloc(ADAM_BLOCK_BYTES) : 0;
+    const scratch = k.scratchAlloc(scratchBytes);
     k.exports.adamUpdateF32(
       params.byteOffset,
       grads.byteOffset,

@@ -64,11 +64,13 @@ export interface KernelExports {
    * JavaScript loop, so the last bits may differ from it.
    */
   sumSquares(ptr: number, start: number, end: number): number;
+  /** Bytes of scratch adamUpdateF32 needs: one block of f32 steps. */
+  adamScratchBytes(): number;
   /**
    * Float32 torch.optim.Adam/AdamW step on p[start, end) with state m, v (vmax: amsgrad's running
    * maximum, 0 without amsgrad); f32 scalars from adamScalarsF32 (src/kernels/update-f32.ts):
    * stepSize = lr/(1-β1^t), invBc2Sqrt = 1/sqrt(1-β2^t), l2 (Adam) or decay = 1-lr·wd (AdamW);
-   * scratch: ADAM_BLOCK f32 of this thread's scratch for the two-pass form, or 0 for one pass.
+   * scratch: adamScratchBytes() bytes of this thread's scratch.
    */
   adamUpdateF32(
     p: number,
