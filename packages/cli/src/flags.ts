@@ -66,6 +66,8 @@ export interface TrainSettings {
   /** mpi: one of the processes of an MPI job (mpirun), which split each batch over all their workers */
   distributed: Distributed;
   accumulateSteps: number;
+  /** virtual shards: every batch is cut into this many parts whatever the worker count; null: one per worker */
+  shards: number | null;
   seed: number;
   out: string | null;
   evalEvery: EvalEvery;
@@ -337,6 +339,14 @@ export const TRAIN_FLAGS: FlagSpec[] = [
     key: "accumulateSteps",
     flags: "--accumulate-steps <k>",
     help: "micro-batches whose gradients add up into one update (default 1)",
+    parse: positiveInt,
+  },
+  {
+    key: "shards",
+    flags: "--shards <v>",
+    help:
+      "cut every batch into v parts whatever --workers (which must divide v): any such worker count " +
+      "then trains bit for bit the same model (default: one part per worker; not with BatchNorm)",
     parse: positiveInt,
   },
   {

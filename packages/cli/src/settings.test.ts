@@ -40,6 +40,7 @@ describe("settings", () => {
         "workers",
         "distributed",
         "accumulateSteps",
+        "shards",
         "seed",
         "out",
       ],

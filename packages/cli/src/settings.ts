@@ -82,6 +82,8 @@ const SETTINGS: { [K in keyof TrainSettings]: Setting<TrainSettings[K]> } = {
   // Runs recorded before --distributed existed ran in one process.
   distributed: { default: "none", stored: "string", older: "none" },
   accumulateSteps: { default: 1, stored: "number" },
+  // Runs recorded before --shards existed cut each batch into one part per worker.
+  shards: { default: null, stored: "number", older: null },
   seed: { default: 0, stored: "number" },
   out: { default: null, stored: "string" },
   evalEvery: { default: { every: 1, unit: "epoch" } },

@@ -271,6 +271,7 @@ export function trainerOptions(s: TrainSettings, train: Dataset): TrainerOptions
     schedule,
     clipGradNorm: s.clipGradNorm ?? undefined,
     accumulateSteps: s.accumulateSteps,
+    shards: s.shards ?? undefined,
     skipNonFinite: s.skipNonFinite,
     maxBatchSize: evaluationBatchSize(s, train),
   };

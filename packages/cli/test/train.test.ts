@@ -129,6 +129,32 @@ describe("threadgrad train", () => {
     expect(jsonLines(again.stdout)[0]!.loss).toBe(summary.testLoss);
   });
 
+  it("--shards 2: 1 and 2 workers write the same checkpoint bits and test loss; 3 parts on 2 workers are refused", async () => {
+    const runs = [];
+    for (const workers of ["1", "2"]) {
+      const dir = join(tmp.path, `shards-${workers}w`);
+      const flags = ["--limit", "512", "--batch-size", "64", "--epochs", "2", "--shards", "2", "--json"];
+      const r = await run(["train", ...flags, "--workers", workers, "--out", dir]);
+      expect(r.code, r.stderr).toBe(0);
+      runs.push({ summary: jsonLines(r.stdout).pop()!, tensors: tensorsOf(join(dir, "checkpoint-latest.msgpack")) });
+    }
+    expect(runs[1]!.tensors).toEqual(runs[0]!.tensors);
+    expect(runs[1]!.summary.testLoss).toBe(runs[0]!.summary.testLoss);
+    const bad = await run([
+      "train",
+      "--limit",
+      "64",
+      "--workers",
+      "2",
+      "--shards",
+      "3",
+      "--out",
+      join(tmp.path, "bad"),
+    ]);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toContain("shards (3) must be a multiple of the number of workers (2)");
+  });
+
   it("refuses to change a training setting on --resume", async () => {
     const r = await run(["train", "--resume", join(out, "checkpoint-latest.msgpack"), "--lr", "0.5"]);
     expect(r.code).toBe(2);

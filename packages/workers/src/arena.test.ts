@@ -69,6 +69,22 @@ describe("planArena", () => {
     expect(layout.byteLength).toBe(6 * slice + 3 * 64 + (USER_BASE + 64) * 4);
   });
 
+  it("gives each rank several gradient slices with gradSlices (virtual shards), and refuses an uneven count", () => {
+    const layout = planArena({ paramSizes: [5, 16, 17], ranks: 2, stateBuffers: 2, gradSlices: 6 });
+    const slice = 64 * 4;
+    expect(layout.gradSlices).toBe(6);
+    expect(layout.byteOffsets.state).toBe(7 * slice);
+    const arena = SharedArena.create(layout);
+    expect(arena.slicesPerRank).toBe(3);
+    expect([arena.firstSlice(0), arena.firstSlice(1)]).toEqual([0, 3]);
+    expect(arena.grads(5).byteOffset).toBe(6 * slice);
+    expect(() => arena.grads(6)).toThrow("SharedArena: grads slice must be in [0, 6), got 6");
+    expect(planArena({ paramSizes: [5], ranks: 3, stateBuffers: 0 }).gradSlices).toBe(3);
+    expect(() => planArena({ paramSizes: [5], ranks: 2, stateBuffers: 0, gradSlices: 3 })).toThrow(
+      "planArena: gradSlices must be a multiple of ranks (2), got 3",
+    );
+  });
+
   it("survives structured cloning, as in postMessage", () => {
     const layout = planArena({ paramSizes: [3, 40], ranks: 2, stateBuffers: 1 });
     expect(structuredClone(layout)).toEqual(layout);
@@ -109,7 +125,7 @@ describe("SharedArena", () => {
     expect(() => SharedArena.attach(buffer, layout, 128)).toThrow(/arena needs bytes \[128, \d+\) but the buffer has/);
     const forged: ArenaLayout = { ...layout, paramOffsets: [0, 4] };
     expect(() => SharedArena.attach(buffer, forged)).toThrow(/layout does not match planArena/);
-    expect(() => SharedArena.create(layout).grads(2)).toThrow(/grads rank must be in \[0, 2\), got 2/);
+    expect(() => SharedArena.create(layout).grads(2)).toThrow(/grads slice must be in \[0, 2\), got 2/);
   });
 });
 

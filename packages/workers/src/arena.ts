@@ -7,7 +7,9 @@ import { SEGMENT_ALIGN } from "./shard.js";
 // starting on a 64-byte line:
 //   params   float32 [P]         every parameter a view at a multiple of 16 floats; the padding
 //                                between parameters stays 0
-//   grads    float32 [ranks][P]  slice r belongs to rank r; the collective sums into slice 0
+//   grads    float32 [G][P]      G = gradSlices, a multiple of ranks: rank r owns slices
+//                                [r·G/ranks, (r+1)·G/ranks) (one each by default), and the
+//                                collective sums every slice, in slice order, into slice 0
 //   state    float32 [S][P]      the optimizer's per-parameter buffers (Adam: m, v)
 //   scalars  float64 [ranks][scalarStride]  per-rank partial results (loss sum, correct count,
 //                                squared gradient norm); scalarStride rounds the slots up to 8
@@ -20,8 +22,14 @@ const FLOAT64_PER_LINE = ALIGN_BYTES / 8;
 export interface ArenaSpec {
   /** number of float32 elements of each parameter */
   paramSizes: readonly number[];
-  /** number of ranks, each with its own gradient slice */
+  /** number of ranks, each with its own gradient slice(s) */
   ranks: number;
+  /**
+   * gradient slices, a multiple of ranks (default: ranks): with more, each rank accumulates its
+   * shard's parts (virtual shards) into slices of their own, so the reduction adds the same
+   * partial sums in the same order whatever the number of ranks
+   */
+  gradSlices?: number;
   /** optimizer buffers per parameter (SGD with momentum 1, Adam 2) */
   stateBuffers: number;
   /** float64 slots per rank; default 8 */
@@ -34,6 +42,8 @@ export interface ArenaSpec {
 export interface ArenaLayout {
   dtype: "float32";
   ranks: number;
+  /** gradient slices: ranks × slices per rank */
+  gradSlices: number;
   stateBuffers: number;
   paramSizes: number[];
   /** element offset of each parameter in params (and in each grads slice, each state buffer) */
@@ -57,6 +67,10 @@ export function planArena(spec: ArenaSpec): ArenaLayout {
   const scalarSlotsPerRank = spec.scalarSlotsPerRank ?? 8;
   const userControlWords = spec.userControlWords ?? 64;
   checkCount("ranks", ranks, 1);
+  const gradSlices = spec.gradSlices ?? ranks;
+  checkCount("gradSlices", gradSlices, 1);
+  if (gradSlices % ranks !== 0)
+    throw new RangeError(`planArena: gradSlices must be a multiple of ranks (${ranks}), got ${gradSlices}`);
   checkCount("stateBuffers", stateBuffers, 0);
   checkCount("scalarSlotsPerRank", scalarSlotsPerRank, 0);
   checkCount("userControlWords", userControlWords, 0);
@@ -72,7 +86,7 @@ export function planArena(spec: ArenaSpec): ArenaLayout {
   const sliceBytes = paddedLength * Float32Array.BYTES_PER_ELEMENT;
   const params = 0;
   const grads = params + sliceBytes;
-  const state = grads + ranks * sliceBytes;
+  const state = grads + gradSlices * sliceBytes;
   const scalars = state + stateBuffers * sliceBytes;
   const control = scalars + ranks * scalarStride * Float64Array.BYTES_PER_ELEMENT;
   const byteLength = roundUp(control + controlWords * Int32Array.BYTES_PER_ELEMENT, ALIGN_BYTES);
@@ -80,6 +94,7 @@ export function planArena(spec: ArenaSpec): ArenaLayout {
   return {
     dtype: "float32",
     ranks,
+    gradSlices,
     stateBuffers,
     paramSizes: [...paramSizes],
     paramOffsets,
@@ -117,11 +132,11 @@ export class SharedArena {
     readonly layout: ArenaLayout,
     readonly byteOffset: number,
   ) {
-    const { paddedLength: length, byteOffsets, ranks } = layout;
+    const { paddedLength: length, byteOffsets, ranks, gradSlices } = layout;
     const floats = (start: number, index: number) =>
       new Float32Array(buffer, byteOffset + start + index * length * Float32Array.BYTES_PER_ELEMENT, length);
     this.params = floats(byteOffsets.params, 0);
-    this.gradSlices = Array.from({ length: ranks }, (_, r) => floats(byteOffsets.grads, r));
+    this.gradSlices = Array.from({ length: gradSlices }, (_, r) => floats(byteOffsets.grads, r));
     this.stateBuffers = Array.from({ length: layout.stateBuffers }, (_, k) => floats(byteOffsets.state, k));
     this.scalars = new Float64Array(buffer, byteOffset + byteOffsets.scalars, ranks * layout.scalarStride);
     this.control = new Int32Array(buffer, byteOffset + byteOffsets.control, layout.controlWords);
@@ -175,9 +190,19 @@ export class SharedArena {
     return region.subarray(offset, offset + paramSizes[index]!);
   }
 
-  /** Rank `rank`'s gradient slice, P long. */
-  grads(rank: number): Float32Array {
-    return pick(this.gradSlices, rank, "grads rank");
+  /** Gradient slice `slice`, P long: rank r's first is `firstSlice(r)` (r itself, with one slice per rank). */
+  grads(slice: number): Float32Array {
+    return pick(this.gradSlices, slice, "grads slice");
+  }
+
+  /** How many gradient slices each rank owns. */
+  get slicesPerRank(): number {
+    return this.layout.gradSlices / this.layout.ranks;
+  }
+
+  /** The index of rank `rank`'s first gradient slice. */
+  firstSlice(rank: number): number {
+    return rank * this.slicesPerRank;
   }
 
   /** Optimizer state buffer `k`, P long. */
@@ -201,6 +226,7 @@ function checkLayout(layout: ArenaLayout): void {
   const expected = planArena({
     paramSizes: layout.paramSizes,
     ranks: layout.ranks,
+    gradSlices: layout.gradSlices,
     stateBuffers: layout.stateBuffers,
     scalarSlotsPerRank: layout.scalarSlotsPerRank,
     userControlWords: layout.controlWords - USER_BASE,
@@ -209,6 +235,7 @@ function checkLayout(layout: ArenaLayout): void {
   const { params, grads, state, scalars, control } = layout.byteOffsets;
   if (
     layout.dtype !== expected.dtype ||
+    layout.gradSlices !== expected.gradSlices ||
     layout.paddedLength !== expected.paddedLength ||
     layout.scalarStride !== expected.scalarStride ||
     layout.byteLength !== expected.byteLength ||

@@ -61,7 +61,7 @@ export function reduceSlices(slices: readonly Float32Array[], out: Float32Array,
 }
 
 /**
- * Sums elements [start, end) of every rank's gradient slice into slice 0, ranks in order 0..N-1,
+ * Sums elements [start, end) of every gradient slice into slice 0, in slice order (ranks in order 0..N-1),
  * with the same bits as `reduceSlices` (a WebAssembly kernel can stand in for the JavaScript loop).
  */
 export type SegmentSum = (start: number, end: number) => void;
@@ -81,7 +81,10 @@ export interface CollectiveOptions extends BarrierOptions {
  * slice with extra copies and barriers. The arena's parameters are shared by every rank already:
  * allGather of them only waits for every rank's segment.
  * Reductions land in slice 0: rank r sums segment r of every slice, in rank order, into slice 0's
- * segment r. That needs no extra P floats and is free for one rank; the price is that slice 0
+ * segment r. Where each rank owns several slices (`planArena`'s gradSlices: virtual shards), a
+ * reduction of a rank's first slice in place adds every slice, in slice order, so the sum is the
+ * same whatever the number of ranks that wrote them; a staged buffer is each rank's one
+ * contribution. That needs no extra P floats and is free for one rank; the price is that slice 0
  * holds the sum afterwards, so rank 0 must not clear it until every rank has used its segment
  * (the barrier that ends the step).
  * @example
@@ -90,7 +93,10 @@ export interface CollectiveOptions extends BarrierOptions {
  */
 export class SharedMemoryCollective implements Collective {
   readonly size: number;
+  /** every gradient slice, in slice order */
   private readonly slices: Float32Array[];
+  /** each rank's first slice, in rank order */
+  private readonly rankSlices: Float32Array[];
   private readonly sync: Barrier;
   private readonly segmentSum: SegmentSum | null;
   private readonly params: Float32Array;
@@ -102,7 +108,8 @@ export class SharedMemoryCollective implements Collective {
     options: CollectiveOptions = {},
   ) {
     this.size = arena.layout.ranks;
-    this.slices = Array.from({ length: this.size }, (_, r) => arena.grads(r));
+    this.slices = Array.from({ length: arena.layout.gradSlices }, (_, i) => arena.grads(i));
+    this.rankSlices = Array.from({ length: this.size }, (_, r) => arena.grads(arena.firstSlice(r)));
     this.sync = new Barrier(arena.control, this.size, rank, { name: "collective", ...options });
     this.segmentSum = options.segmentSum ?? null;
     this.params = arena.params;
@@ -136,7 +143,7 @@ export class SharedMemoryCollective implements Collective {
     if (!inPlace) this.own.set(buf);
     this.sync.wait(); // every rank's contribution is written
     const [start, end] = segment(n, this.size, this.rank);
-    this.sum(n, start, end);
+    this.sum(n, start, end, inPlace);
     if (inPlace) return this.slices[0]!.subarray(0, n);
     buf.set(this.slices[0]!.subarray(start, end), start);
     this.sync.wait(); // peers are done reading our slice before we stage into it again
@@ -150,7 +157,7 @@ export class SharedMemoryCollective implements Collective {
     if (!inPlace) this.own.set(buf);
     this.sync.wait(); // every rank's contribution is written
     const [start, end] = segment(n, this.size, this.rank);
-    this.sum(n, start, end);
+    this.sum(n, start, end, inPlace);
     this.sync.wait(); // every segment of slice 0 is reduced
     if (inPlace) return this.slices[0]!.subarray(0, n);
     buf.set(this.slices[0]!.subarray(0, n));
@@ -170,7 +177,7 @@ export class SharedMemoryCollective implements Collective {
     for (let s = 0; s < this.size; s++) {
       if (s === this.rank) continue;
       const [from, to] = segment(n, this.size, s);
-      buf.set(this.slices[s]!.subarray(from, to), from);
+      buf.set(this.rankSlices[s]!.subarray(from, to), from);
     }
     this.sync.wait(); // no rank rewrites its segment while a peer still copies it
   }
@@ -182,21 +189,25 @@ export class SharedMemoryCollective implements Collective {
     }
     if (this.rank === root && !this.isOwnSlice(buf)) this.own.set(buf);
     this.sync.wait(); // root's data is in its slice
-    if (this.rank !== root) buf.set(this.slices[root]!.subarray(0, n));
+    if (this.rank !== root) buf.set(this.rankSlices[root]!.subarray(0, n));
     this.sync.wait(); // root does not rewrite its slice while a peer still copies it
   }
 
-  private sum(n: number, start: number, end: number): void {
-    if (this.segmentSum !== null) this.segmentSum(start, end);
-    else reduceSlices(this.inputs(n), this.slices[0]!, start, end);
+  /** Sums [start, end) into slice 0: every slice when the ranks reduce their slices in place, else each rank's first. */
+  private sum(n: number, start: number, end: number, everySlice: boolean): void {
+    const slices = everySlice ? this.slices : this.rankSlices;
+    if (this.segmentSum !== null && everySlice) this.segmentSum(start, end);
+    else if (slices.length > 1)
+      reduceSlices(
+        slices.map((slice) => slice.subarray(0, n)),
+        this.slices[0]!,
+        start,
+        end,
+      );
   }
 
   private get own(): Float32Array {
-    return this.slices[this.rank]!;
-  }
-
-  private inputs(n: number): Float32Array[] {
-    return this.slices.map((slice) => slice.subarray(0, n));
+    return this.rankSlices[this.rank]!;
   }
 
   /** Whether `buf` lies in the parameters (an empty view at their end, where slice 0 starts, does not). */

@@ -94,10 +94,39 @@ export interface StepCtx {
   scalars: Float64Array;
 }
 
-/** `sync`: the collective BatchNorm reduces its statistics through, when it is synchronised over several ranks. */
-export type TrainCtx = StepCtx & { block: Float64Array; params: Tensor[]; sync: Collective | null };
+/** One virtual shard of a rank's rows and the gradient slice it accumulates into (a view per parameter). */
+export interface ShardPart {
+  start: number;
+  end: number;
+  grads: Float32Array[];
+}
+
+/**
+ * `sync`: the collective BatchNorm reduces its statistics through, when it is synchronised over
+ * several ranks. `parts`: the rank's virtual shards, each run on its own into its own gradient
+ * slice; null when the rank's rows are one shard accumulating into its one slice.
+ */
+export type TrainCtx = StepCtx & {
+  block: Float64Array;
+  params: Tensor[];
+  sync: Collective | null;
+  parts: ShardPart[] | null;
+};
 
 export function trainStep(c: TrainCtx): void {
+  if (c.parts === null) {
+    shardStep(c);
+    return;
+  }
+  for (const part of c.parts) {
+    c.params.forEach((p, i) => {
+      p.bindGrad(part.grads[i]!);
+    });
+    shardStep({ ...c, start: part.start, end: part.end });
+  }
+}
+
+function shardStep(c: TrainCtx): void {
   const { block, start, end } = c;
   if (block[P.S_ZERO] === 1) for (const p of c.params) p.grad = null; // zeroes the bound slice (lazily)
   try {
@@ -126,16 +155,17 @@ export function forwardBackward(c: TrainCtx): void {
     let lossSum = c.lossFn(out, y);
     if (!isTensor(lossSum) || lossSum.numel !== 1)
       throw new Error("the loss function must return a scalar Tensor (the sum over the shard)");
+    // Added up: a rank with virtual shards runs this once per shard (the command zeroed its scalars).
     if (!padding) {
       const value = lossSum.item();
-      scalars[P.R_LOSS] = value;
+      scalars[P.R_LOSS]! += value;
       if (!Number.isFinite(value)) scalars[P.R_NONFINITE] = 1;
-      if (c.init.classification) scalars[P.R_CORRECT] = noGrad(() => countCorrect(out, y, null, 0));
+      if (c.init.classification) scalars[P.R_CORRECT]! += noGrad(() => countCorrect(out, y, null, 0));
     }
     // The same ops on every rank, padding or not, so the backward passes meet the reductions in one order.
     if (sync !== null) lossSum = lossSum.mul(padding ? 0 : 1);
     lossSum.div(block[P.S_DENOM]!).backward();
-    scalars[P.R_T_COMPUTE] = performance.now() - t0;
+    scalars[P.R_T_COMPUTE]! += performance.now() - t0;
   } finally {
     if (sync !== null) setBatchNormReducer(null);
     setSampleContext(null);
@@ -160,7 +190,7 @@ export function update(c: {
   c.collective.barrier(); // every rank's gradient slice is complete (timed apart: load imbalance)
   const t1 = performance.now();
   // reduce-scatter: after it, segment [segStart, segEnd) of grads slice 0 holds the global gradient.
-  const reduced = c.collective.reduceScatter(arena.grads(c.init.rank));
+  const reduced = c.collective.reduceScatter(arena.grads(arena.firstSlice(c.init.rank)));
   const sq = segmentSumSquares(reduced, segStart, segEnd, c.kernels);
   scalars[P.R_SQNORM] = sq;
   if (!Number.isFinite(sq)) scalars[P.R_NONFINITE] = 1;
@@ -209,7 +239,8 @@ export function evalStep(c: StepCtx & { preds: Int32Array }): void {
   noGrad(() => {
     const out = (c.model.forward as (x: Tensor) => Tensor)(x);
     if (c.init.classification) checkLabels(out, y, c.batch, start, c.init.tokens);
-    scalars[P.R_LOSS] = c.lossFn(out, y).item();
-    if (c.init.classification) scalars[P.R_CORRECT] = countCorrect(out, y, c.init.tokens ? null : c.preds, start);
+    // Added up: with virtual shards a rank evaluates its parts one by one (the command zeroed its scalars).
+    scalars[P.R_LOSS]! += c.lossFn(out, y).item();
+    if (c.init.classification) scalars[P.R_CORRECT]! += countCorrect(out, y, c.init.tokens ? null : c.preds, start);
   });
 }

@@ -159,6 +159,24 @@ describe("synchronised BatchNorm across workers", () => {
     close(losses[1]!, losses[0]!, 1e-5);
   });
 
+  it("a CNN without BatchNorm and shards: 2 trains the same bits on 1 and 2 workers", async () => {
+    const models: Map<string, Float32Array | Int32Array>[] = [];
+    for (const workers of [1, 2]) {
+      const t = await trainer(workers, { shards: 2 }, false);
+      await t.fit(ds, { epochs: 1, batchSize: 8 }); // the last batch (1 row) leaves one part empty
+      models.push(stateOf(t.model));
+    }
+    const bits = (m: Map<string, Float32Array | Int32Array>) =>
+      [...m].map(([name, v]) => [name, Array.from(new Uint32Array(v.buffer, v.byteOffset, v.length))]);
+    expect(bits(models[1]!)).toEqual(bits(models[0]!));
+  });
+
+  it("refuses shards beyond the worker count for a model with BatchNorm, saying why", async () => {
+    await expect(trainer(1, { shards: 2 })).rejects.toThrow(
+      "shards (2) cannot be used with a model that has BatchNorm layers",
+    );
+  });
+
   it("a rank that fails before the in-step reduction releases the others: fit rejects, nothing hangs", async () => {
     // 7 samples per step on 2 ranks: shards of 4 and 3 rows; the model refuses 3 rows.
     const t = await DataParallel.create({

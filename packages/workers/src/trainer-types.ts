@@ -24,6 +24,19 @@ export interface TrainerOptions {
   clipGradNorm?: number;
   /** micro-batches per optimizer step; their gradients add up before one update */
   accumulateSteps?: number;
+  /**
+   * Virtual shards: cut every training batch into this many contiguous parts, whatever the number
+   * of workers, which must divide it; each worker runs its parts one after another, each into a
+   * gradient slice of its own, and the reduction adds the parts' gradients in part order. Any
+   * worker count that divides `shards` then trains bit for bit the same model (with `shards: 2`,
+   * 1 and 2 workers do). Default: the number of workers (one part each, as fast as it gets).
+   * With `workers: 'auto'`, the workers are the largest divisor of `shards` within the usable cores.
+   * Costs a gradient slice (4 bytes a parameter) per part, and a worker with several parts runs
+   * smaller matrix products. Not with BatchNorm (it normalises each forward over its own rows, so
+   * the cut would change the model; synchronised statistics need one part per worker) nor with
+   * `distributed`.
+   */
+  shards?: number;
   /** skip an update whose loss or gradient is not finite instead of failing */
   skipNonFinite?: boolean;
   /** largest batch that will be used (size of the shared index buffer); default 8192 */

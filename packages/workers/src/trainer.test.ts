@@ -13,6 +13,7 @@ import { assertBuilt } from "./fixtures/harness.mjs";
 import { shardRange } from "./shard.js";
 import { buildMlp } from "./spec.js";
 import { epochOrder } from "./step-math.js";
+import { availableWorkers } from "./threads.js";
 import { DataParallel, type TrainerOptions } from "./trainer.js";
 
 const SIZES = [20, 16, 5];
@@ -126,6 +127,73 @@ describe("DataParallel", () => {
       });
     },
   );
+
+  it.each([
+    [1, 2],
+    [2, 2],
+    [1, 3],
+    [3, 3],
+    [2, 4],
+  ])(
+    "%i worker(s) with shards: %i reproduce the single-thread loop over that many shards bit for bit",
+    async (workers, shards) => {
+      const ds = data(100);
+      const t = await trainer({ workers, shards });
+      await t.fit(ds, { epochs: 2, batchSize: 32 }); // the last batch (4) leaves parts of 1 or 0 rows
+      const expected = referenceRun(shards, ds, 2, 32);
+      [...t.model.namedParameters()].forEach(([, p], k) => {
+        expect(bits(p.data as Float32Array)).toEqual(bits(expected[k]!));
+      });
+    },
+  );
+
+  it("with shards: 2, evaluation gives the same loss bits on 1 and 2 workers (not so without)", async () => {
+    const ds = data(100);
+    const losses = async (shards?: number) => {
+      const out: number[] = [];
+      for (const workers of [1, 2]) {
+        const t = await trainer({ workers, shards });
+        await t.fit(ds, { epochs: 1, batchSize: 32 });
+        out.push((await t.evaluate(ds, { batchSize: 25 })).loss);
+      }
+      return out;
+    };
+    const [one, two] = await losses(2);
+    expect(two).toBe(one);
+    // Without them the two runs sum in other orders: the test above would see it.
+    const [a, b] = await losses();
+    expect(b).not.toBe(a);
+  });
+
+  it("virtual shards: the step reports the whole batch's loss and accuracy, as without them", async () => {
+    const ds = data(64);
+    const plain = await trainer({ workers: 1 });
+    const split = await trainer({ workers: 1, shards: 4 });
+    const a = await plain.fit(ds, { epochs: 1, batchSize: 64 });
+    const b = await split.fit(ds, { epochs: 1, batchSize: 64 });
+    // One step from the same weights: the same rows, the loss summed in another order.
+    expect(b.history[0]!.loss).toBeCloseTo(a.history[0]!.loss, 5);
+    expect(b.history[0]!.accuracy).toBe(a.history[0]!.accuracy);
+  });
+
+  it.each([1, 3, 4])(
+    "workers 'auto' with shards: %i runs the largest divisor of it within the usable cores",
+    async (shards) => {
+      const t = await DataParallel.create({ model: { kind: "mlp", sizes: SIZES }, workers: "auto", shards });
+      open.push(t);
+      let want = Math.min(shards, availableWorkers());
+      while (shards % want !== 0) want--;
+      expect(t.numWorkers).toBe(want);
+    },
+  );
+
+  it.each([
+    [{ workers: 2, shards: 3 }, "shards (3) must be a multiple of the number of workers (2)"],
+    [{ workers: 1, shards: 0 }, "shards must be a positive integer, got 0"],
+    [{ workers: 1, shards: 1.5 }, "shards must be a positive integer, got 1.5"],
+  ])("refuses %o", async (opts, message) => {
+    await expect(trainer(opts)).rejects.toThrow(message);
+  });
 
   it("a batch smaller than the worker count (empty shards) still gives the global mean gradient", async () => {
     const ds = data(8);

@@ -134,7 +134,7 @@ export class DataParallel {
       throw new Error(`DataParallel: distributed must be "mpi" or absent, got ${JSON.stringify(opts.distributed)}`);
     // Processes of an MPI job on one host share its cores: 'auto' gives each its part.
     const processesOnHost = opts.distributed === "mpi" ? processesSharingCores(initMpi()) : 1;
-    const numWorkers = resolveWorkers(opts.workers, processesOnHost);
+    const numWorkers = autoDivisor(resolveWorkers(opts.workers, processesOnHost), opts.workers, opts.shards);
     const seed = opts.seed ?? 0;
     const accumulateSteps = opts.accumulateSteps ?? 1;
     const slots = opts.stepsInFlight ?? 8;
@@ -157,9 +157,12 @@ export class DataParallel {
     if (params.length === 0) throw new Error("DataParallel: the model has no parameters");
     if (params.some((p) => p.dtype !== "float32")) throw new Error("DataParallel: parameters must be float32");
     const buffers = stateBuffers(name, optOptions as never);
+    const shards = opts.shards ?? numWorkers;
+    checkShards(shards, numWorkers, opts.distributed !== undefined, batchNormChannels(model) > 0);
     const layout = planArena({
       paramSizes: params.map((p) => p.numel),
       ranks: numWorkers,
+      gradSlices: shards,
       stateBuffers: buffers.length,
       scalarSlotsPerRank: P.SCALAR_SLOTS * slots,
       userControlWords: P.TRAINER_CONTROL_WORDS,
@@ -448,4 +451,33 @@ export class DataParallel {
   get isClosed(): boolean {
     return this.channel.closed;
   }
+}
+
+/** Refuses a virtual shard count the trainer cannot keep exact (see TrainerOptions.shards). */
+function checkShards(shards: number, workers: number, distributed: boolean, batchNorm: boolean): void {
+  if (!Number.isSafeInteger(shards) || shards < 1)
+    throw new Error(`DataParallel: shards must be a positive integer, got ${shards}`);
+  if (shards % workers !== 0)
+    throw new Error(
+      `DataParallel: shards (${shards}) must be a multiple of the number of workers (${workers}), ` +
+        "so that every worker runs the same number of parts",
+    );
+  if (shards === workers) return;
+  if (distributed)
+    throw new Error(`DataParallel: shards (${shards}) cannot be combined with distributed training; leave it unset`);
+  if (batchNorm)
+    throw new Error(
+      `DataParallel: shards (${shards}) cannot be used with a model that has BatchNorm layers: BatchNorm ` +
+        "normalises over the rows of each forward, so cutting the batch into more parts than workers " +
+        "would change the model; leave shards unset",
+    );
+}
+
+/** With virtual shards, workers 'auto' is the largest divisor of the shard count within the usable cores. */
+function autoDivisor(workers: number, given: TrainerOptions["workers"], shards: number | undefined): number {
+  if ((given !== undefined && given !== "auto") || shards === undefined || !Number.isSafeInteger(shards) || shards < 1)
+    return workers;
+  let n = Math.min(workers, shards);
+  while (shards % n !== 0) n--;
+  return n;
 }

@@ -53,13 +53,13 @@ export function placeInWasm(
   return { kernels, placement: { memory: kernels.memory, arenaOffset, scratch } };
 }
 
-/** The reduction's segment sum as the SIMD kernel over an arena's gradient slices (core's segmentSum). */
+/** The reduction's segment sum as the SIMD kernel over every gradient slice of an arena, in slice order (core's segmentSum). */
 export function wasmSegmentSum(k: WasmKernels, arena: SharedArena): SegmentSum {
   if (arena.buffer !== k.buffer) throw new Error("wasmSegmentSum: the arena does not lie in these kernels' memory");
-  const ranks = arena.layout.ranks;
-  // One rank: slice 0 already is the sum.
-  if (ranks === 1) return () => {};
-  const slices = Array.from({ length: ranks }, (_, r) => arena.grads(r));
+  const count = arena.layout.gradSlices;
+  // One slice: slice 0 already is the sum.
+  if (count === 1) return () => {};
+  const slices = Array.from({ length: count }, (_, i) => arena.grads(i));
   return (start, end) => segmentSum(slices, slices[0]!, start, end, k);
 }
 

@@ -160,6 +160,8 @@ interface Rank {
   run: RunState;
   /** training steps run so far */
   steps: number;
+  /** with virtual shards, each of this rank's gradient slices as a view per parameter; else empty */
+  partGrads: Float32Array[][];
 }
 
 /** One command as a rank finds it in its slot of the step block, the batch buffer and its scalars. */
@@ -215,6 +217,13 @@ async function prepareRank(init: WorkerInit, arena: SharedArena, kernels: WasmKe
     segEnd,
     run: { optCount: 0, windowNonFinite: false, halted: false },
     steps: 0,
+    partGrads:
+      arena.slicesPerRank > 1
+        ? Array.from({ length: arena.slicesPerRank }, (_, j) => {
+            const slice = arena.grads(arena.firstSlice(rank) + j);
+            return params.map((_, i) => arena.paramIn(slice, i));
+          })
+        : [],
   };
   Atomics.add(control, P.READY, 1);
   Atomics.notify(control, P.READY);
@@ -230,7 +239,7 @@ function bindParameters(model: nn.Module, arena: SharedArena, rank: number): Ten
   ) {
     throw new Error("the model built in this worker does not match the main thread's (different parameter shapes)");
   }
-  const ownGrads = arena.grads(rank);
+  const ownGrads = arena.grads(arena.firstSlice(rank));
   params.forEach((p, i) => {
     p.setStorage(arena.paramView(i));
     p.bindGrad(arena.paramIn(ownGrads, i));
@@ -294,11 +303,24 @@ function runOnShard(r: Rank, c: Command, isTrain: boolean): void {
   if (ds === undefined) throw new Error(`unknown data set ${block[P.S_DATASET]}`);
   // Across processes the batch is split over every process's ranks: process p takes a contiguous share.
   const [start, end] = shardRange(block[P.S_BATCH]!, r.ranks * r.processCount, r.processRank * r.ranks + r.rank);
+  // Virtual shards (in one process): the batch is cut into ranks × k parts whatever the rank
+  // count, and this rank runs its k: in training each into its own gradient slice.
+  const k = r.partGrads.length;
+  const parts =
+    k > 1
+      ? r.partGrads.map((grads, j) => {
+          const [from, to] = shardRange(block[P.S_BATCH]!, r.ranks * k, r.rank * k + j);
+          return { start: from, end: to, grads };
+        })
+      : null;
   const { init, model, lossFn, stepRegion } = r;
   if (!isTrain) {
-    const ctx = { init, model, lossFn, ds, batch: c.batch, start, end, scalars: c.scalars, preds: r.preds };
-    if (stepRegion) runInStepRegion(stepRegion, () => evalStep(ctx));
-    else evalStep(ctx);
+    // By parts too, so that the loss sums meet in the same order whatever the rank count.
+    for (const rows of parts ?? [{ start, end }]) {
+      const ctx = { init, model, lossFn, ds, batch: c.batch, ...rows, scalars: c.scalars, preds: r.preds };
+      if (stepRegion) runInStepRegion(stepRegion, () => evalStep(ctx));
+      else evalStep(ctx);
+    }
     r.crossProcess?.sumStepScalars(c.scalars);
     return;
   }
@@ -317,6 +339,7 @@ function runOnShard(r: Rank, c: Command, isTrain: boolean): void {
     scalars: c.scalars,
     params: r.params,
     sync: r.sync,
+    parts,
   };
   if (block[P.S_ZERO] === 1) r.run.windowNonFinite = false;
   if (stepRegion) runInStepRegion(stepRegion, () => trainStep(ctx));
