@@ -1,4 +1,4 @@
-"""The PyTorch peer of the benchmark suite: W1, W4, W6 and W7 on 1 and 2 threads.
+"""The PyTorch peer of the benchmark suite: W1, W3, W4, W6 and W7 on 1 and 2 threads.
 
 Run by benchmarks/src/peers/pytorch.ts with /usr/bin/python3 and OPENBLAS_CORETYPE=SkylakeX; prints
 one JSON row per measurement on stdout, in the suite's row format, and progress on stderr.
@@ -90,6 +90,42 @@ class BatchStream:
         idx = self.order[self.pos : self.pos + self.batch]
         self.pos += self.batch
         return self.x[idx], self.y[idx]
+
+
+# --- W3: one float32 matmul ------------------------------------------------------------------------
+
+# The suite's shapes (w3-sgemm.bench.ts): squares, then the W1 step's transposed products at batch 256.
+W3_SQUARES = [256, 512, 1024]
+W3_MLP = [
+    (256, 784, 256, False, True, "fc1 fwd"),
+    (256, 256, 784, True, False, "fc1 dW"),
+    (256, 256, 256, False, True, "fc2 fwd"),
+    (256, 256, 256, True, False, "fc2 dW"),
+    (256, 256, 10, False, True, "fc3 fwd"),
+    (10, 256, 256, True, False, "fc3 dW"),
+]
+
+
+def run_w3(threads, quick):
+    shapes = [(n, n, n, False, False, "") for n in W3_SQUARES] + W3_MLP
+    if quick:
+        shapes = [shapes[0], W3_MLP[0], W3_MLP[1]]
+    gen = torch.Generator().manual_seed(3)
+    rows = []
+    for m, k, n, ta, tb, what in shapes:
+        # Stored as the suite stores them; .t() is a view, as threadgrad passes transpose flags.
+        a = torch.randn(*((k, m) if ta else (m, k)), generator=gen)
+        b = torch.randn(*((n, k) if tb else (k, n)), generator=gen)
+        op_a, op_b = (a.t() if ta else a), (b.t() if tb else b)
+        label = f"{m}×{k}×{n} {'Aᵀ' if ta else 'A'}·{'Bᵀ' if tb else 'B'}" + (f" ({what})" if what else "")
+        flops = 2 * m * k * n
+        for t in threads:
+            torch.set_num_threads(t)
+            log(f"w3 {label} on {t} thread(s)")
+            times = measure(lambda: torch.mm(op_a, op_b), quick)
+            rows.append(row("W3 sgemm", label, t, "GFLOP/s", lambda ms: flops / (ms * 1e6), times,
+                            "torch.mm (OpenBLAS) on views; allocates C"))
+    return rows
 
 
 # --- W1 and W4: the MLP 784-256-256-10 -------------------------------------------------------------
@@ -368,7 +404,7 @@ def run_w7(threads, quick):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--workload", required=True, choices=["w1", "w4", "w6", "w6-train", "w7"])
+    p.add_argument("--workload", required=True, choices=["w1", "w3", "w4", "w6", "w6-train", "w7"])
     p.add_argument("--threads", default="1,2", help="thread counts, comma-separated (default 1,2)")
     p.add_argument("--quick", action="store_true", help="a smoke test: 1 warm-up call, 2 calls")
     p.add_argument("--inputs", help="folder with the MLP workloads' rows and weights (see above)")
@@ -377,6 +413,8 @@ def main():
     torch.set_flush_denormal(True)
     if a.workload in ("w1", "w4"):
         rows = run_mlp(a.workload, threads, a.quick, a.inputs)
+    elif a.workload == "w3":
+        rows = run_w3(threads, a.quick)
     elif a.workload == "w6":
         rows = run_w6(threads, a.quick)
     elif a.workload == "w6-train":

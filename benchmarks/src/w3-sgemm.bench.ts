@@ -1,9 +1,10 @@
 // W3: how fast is one float32 matmul C = op(A)·op(B)? GFLOP/s for square n = 256, 512, 1024 and
 // for the transposed products of the W1 MLP's own step, through core's public mm (one row per
-// kernel backend) and through tfjs.
+// kernel backend), through tfjs and through PyTorch where it is installed.
 import { Generator, mm, randn } from "@threadgrad/core";
 import { forEachBackend } from "./backends.js";
 import { type Ctx, measure } from "./measure.js";
+import { pytorchRows } from "./peers/pytorch.js";
 import { type TfBackend, type TfSession, tfSession, tfSgemm } from "./peers/tfjs.js";
 import { type Row, rowFrom, skipRow } from "./table.js";
 
@@ -93,5 +94,7 @@ export async function w3Sgemm(ctx: Ctx): Promise<Row[]> {
       }
     }
   }
+  // PyTorch's matmul (OpenBLAS, AVX-512 where the CPU has it): the ceiling the whole-step peers stand on.
+  rows.push(...(await pytorchRows(ctx, "w3")));
   return rows;
 }
