@@ -4,6 +4,7 @@
 import { type DataSplit, W1, loadDataset } from "@threadgrad/cli";
 import { DataParallel } from "@threadgrad/workers";
 import { type Ctx, measure } from "./measure.js";
+import { pytorchRows } from "./peers/pytorch.js";
 import { type Row, rowFrom, skipRow } from "./table.js";
 
 export const W2 = { batch: 128, lr: 1e-3, epochs: 3, seed: 0 } as const;
@@ -52,7 +53,7 @@ export async function w2FashionMnist(ctx: Ctx): Promise<Row[]> {
     );
     const evalResult = await trainer.evaluate({ x: data.test.x, y: data.test.y, length: data.test.length });
     const acc = evalResult.accuracy ?? NaN;
-    return [
+    const mine = [
       rowFrom({ ...key, config }, t, (ms) => ms / 1000, {
         note:
           `test accuracy ${(acc * 100).toFixed(2)}% (${data.test.length.toLocaleString("en-US")} test samples)` +
@@ -60,7 +61,11 @@ export async function w2FashionMnist(ctx: Ctx): Promise<Row[]> {
         extra: { testAccuracy: acc, epochs, trainSamples: n, workers: ctx.cores },
       }),
     ];
-  } finally {
+    // PyTorch trains the same MLP (its own initialisation, seed 0) for as many epochs, with the cores to itself.
     await trainer.close();
+    return [...mine, ...(await pytorchRows(ctx, "w2"))];
+  } catch (err) {
+    await trainer.close();
+    throw err;
   }
 }

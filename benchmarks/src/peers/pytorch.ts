@@ -37,7 +37,7 @@ function readCpuFlags(): string {
   }
 }
 
-export type PeerWorkload = "w1" | "w3" | "w4" | "w6" | "w6-train" | "w7";
+export type PeerWorkload = "w1" | "w2" | "w3" | "w4" | "w6" | "w6-train" | "w7";
 
 /**
  * Why the peer cannot run, from the outcome of `python3 -c "import torch; print(torch.__version__)"`,
