@@ -3,7 +3,17 @@
 // report.html. A resumed run appends to the same metrics.jsonl. Across processes (--distributed
 // mpi) process 0 alone has one; the others hold one that is not theirs (isWriter false): they
 // never create, read or write anything in it.
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  rmdirSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
 import { join } from "node:path";
 
 const pad = (n: number) => String(n).padStart(2, "0");
@@ -19,13 +29,21 @@ export function defaultRunDir(now = new Date(), root = "runs"): string {
 
 export class RunDir {
   private metricsFd: number | null = null;
+  /** whether this run made the folder (it did not exist before) */
+  private readonly made: boolean;
 
   constructor(
     readonly path: string,
     /** false: another process's folder, which this one leaves alone */
     readonly isWriter = true,
   ) {
+    this.made = isWriter && !existsSync(path);
     if (isWriter) mkdirSync(path, { recursive: true });
+  }
+
+  /** Removes the folder if this run made it and nothing was written there (a run refused at the start). */
+  discardIfEmpty(): void {
+    if (this.made && existsSync(this.path) && readdirSync(this.path).length === 0) rmdirSync(this.path);
   }
 
   get latestCheckpoint(): string {

@@ -153,6 +153,7 @@ describe("threadgrad train", () => {
     ]);
     expect(bad.code).not.toBe(0);
     expect(bad.stderr).toContain("shards (3) must be a multiple of the number of workers (2)");
+    expect(existsSync(join(tmp.path, "bad"))).toBe(false); // the refused run leaves no empty folder behind
   });
 
   it("refuses to change a training setting on --resume", async () => {

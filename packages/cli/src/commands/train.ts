@@ -5,7 +5,7 @@ import { existsSync, readdirSync, rmSync } from "node:fs";
 // runs this command; process 0 alone prints and writes the run folder (see processes.ts).
 import { join } from "node:path";
 import type { ScheduleConfig } from "@threadgrad/optim";
-import { DataParallel, availableWorkers } from "@threadgrad/workers";
+import { DataParallel, type TrainerOptions, availableWorkers } from "@threadgrad/workers";
 import type { DataSplit } from "../data/index.js";
 import { EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, UsageError } from "../errors.js";
 import { RunProcesses } from "../processes.js";
@@ -143,16 +143,10 @@ async function trainInProcesses(resolved: TrainRun, processes: RunProcesses, sta
   const removeHandler = onStopSignals(reporter, stop);
   let trainer: DataParallel | null = null;
   try {
-    trainer = resolved.checkpoint
-      ? await DataParallel.load(resolved.checkpoint, {
-          // a module's model is built from the module given again (moduleToLoad checked it), never from the file
-          model: "module" in options.model ? options.model : undefined,
-          workers: settings.workers,
-          schedule: options.schedule,
-          maxBatchSize: options.maxBatchSize,
-          distributed: options.distributed,
-        })
-      : await DataParallel.create(options);
+    trainer = await startTrainer(resolved, settings, options).catch((err: unknown) => {
+      runDir.discardIfEmpty(); // refused before anything was written: leave no empty run folder behind
+      throw err;
+    });
     resolved.checkpoint = null; // its tensors are in the trainer now: let them go
     warnOversubscribed(reporter, trainer.numWorkers, processes.sharingCores);
     return await train({
@@ -174,6 +168,19 @@ async function trainInProcesses(resolved: TrainRun, processes: RunProcesses, sta
     runDir.close();
     await trainer?.close();
   }
+}
+
+/** The trainer: a new one, or the checkpoint's to resume. */
+function startTrainer(resolved: TrainRun, settings: TrainSettings, options: TrainerOptions): Promise<DataParallel> {
+  if (resolved.checkpoint === null) return DataParallel.create(options);
+  return DataParallel.load(resolved.checkpoint, {
+    // a module's model is built from the module given again (moduleToLoad checked it), never from the file
+    model: "module" in options.model ? options.model : undefined,
+    workers: settings.workers,
+    schedule: options.schedule,
+    maxBatchSize: options.maxBatchSize,
+    distributed: options.distributed,
+  });
 }
 
 /** Refuses to resume a run of P processes with another count: they would split its batches otherwise. */
