@@ -16,6 +16,7 @@ import { type Dataset, sharedFloat32 } from "./data/index.js";
 import { describeModel } from "./values.js";
 import type { TrainSettings } from "./flags.js";
 import { type Reporter, formatDuration, formatPercent } from "./progress.js";
+import { evaluationBatchSize } from "./setup.js";
 import { ReportSeries, renderReport } from "./report.js";
 import type { RunDir } from "./run-dir.js";
 
@@ -317,11 +318,12 @@ export class TrainingSession {
   }
 
   private async evaluate(): Promise<void> {
-    const { trainer, test, val, reporter, runDir } = this.o;
+    const { trainer, test, val, reporter, runDir, settings, train } = this.o;
     const pr = trainer.progress;
-    const vr = val === null ? null : await trainer.evaluate(val);
+    const batch = { batchSize: evaluationBatchSize(settings.batchSize, train) };
+    const vr = val === null ? null : await trainer.evaluate(val, batch);
     // Text data holds out one set, which is both: measured once.
-    const ev = test === val && vr !== null ? vr : await trainer.evaluate(test);
+    const ev = test === val && vr !== null ? vr : await trainer.evaluate(test, batch);
     if (vr !== null && !Number.isFinite(vr.loss)) throw this.nonFinite("validation", vr.loss);
     if (!Number.isFinite(ev.loss)) throw this.nonFinite("test", ev.loss);
     const stepsPerEpoch = this.stepsPerEpoch;

@@ -2,7 +2,14 @@ import { lrAt } from "@threadgrad/optim";
 import { describe, expect, it } from "vitest";
 import { DEFAULT_SETTINGS } from "./settings.js";
 import type { Dataset } from "./data/index.js";
-import { buildSchedule, imageModelSpec, modelSpec, trainerOptions, updatesPerEpoch } from "./setup.js";
+import {
+  buildSchedule,
+  evaluationBatchSize,
+  imageModelSpec,
+  modelSpec,
+  trainerOptions,
+  updatesPerEpoch,
+} from "./setup.js";
 
 const s = { ...DEFAULT_SETTINGS, lr: 0.1 };
 
@@ -130,5 +137,13 @@ describe("evaluation batches", () => {
     expect(trainerOptions(mlp, data([1, 28, 28])).maxBatchSize).toBe(128);
     expect(trainerOptions({ ...mlp, data: "csv:x.csv" }, data()).maxBatchSize).toBe(1024);
     expect(trainerOptions({ ...mlp, data: "csv:x.csv", batchSize: 2048 }, data()).maxBatchSize).toBe(2048);
+  });
+
+  it("the batch training and eval evaluate in: the training batch for images and text, 1,024 flat rows", () => {
+    expect(evaluationBatchSize(128, data([1, 28, 28]))).toBe(128);
+    expect(evaluationBatchSize(2048, data([1, 28, 28]))).toBe(2048);
+    expect(evaluationBatchSize(32, { ...data(), isTokens: true })).toBe(32);
+    expect(evaluationBatchSize(64, data())).toBe(1024);
+    expect(evaluationBatchSize(2048, data())).toBe(1024);
   });
 });

@@ -273,18 +273,20 @@ export function trainerOptions(s: TrainSettings, train: Dataset): TrainerOptions
     accumulateSteps: s.accumulateSteps,
     shards: s.shards ?? undefined,
     skipNonFinite: s.skipNonFinite,
-    maxBatchSize: evaluationBatchSize(s, train),
+    // the trainer's index buffers hold a training batch and an evaluation batch
+    maxBatchSize: Math.max(s.batchSize, evaluationBatchSize(s.batchSize, train)),
   };
 }
 
 /**
- * The trainer's maxBatchSize, which is also the size of its evaluation batches: up to 1,024 flat
- * rows, but for text windows and images the training batch. Their activations are large: the
+ * Rows per evaluation batch of a run trained in batches of `batchSize` on data like `data`: 1,024
+ * flat rows, but for text windows and images the training batch. Their activations are large: the
  * forward of 1,024 Fashion-MNIST images through the cnn preset on one worker needs more than a
  * rank's 256 MiB of step scratch, and the tensors beyond it go to the JavaScript heap, where the
  * evaluation ran about 13 times slower per image. The training batch's forward fits wherever its
  * step does (that needs room for the backward pass too), and smaller batches cost no more per image.
+ * Training and `threadgrad eval` both use it, so they measure in the same batches.
  */
-function evaluationBatchSize(s: TrainSettings, train: Dataset): number {
-  return train.isTokens || train.sampleShape !== undefined ? s.batchSize : Math.max(s.batchSize, 1024);
+export function evaluationBatchSize(batchSize: number, data: Dataset): number {
+  return data.isTokens || data.sampleShape !== undefined ? batchSize : 1024;
 }

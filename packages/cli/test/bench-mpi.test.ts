@@ -3,10 +3,10 @@
 // the all-reduce timings; without the MPI addon it names the packages to install. The mpirun test
 // is skipped, saying why, where mpirun or the addon is absent; under CI (whose script installs Open
 // MPI and builds the addon) that fails instead. Nothing here asserts a speed.
-import { spawn, spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { beforeAll, describe, expect, it } from "vitest";
-import { LOOPBACK_MPIRUN_ARGS, NOT_AVAILABLE, isAvailable } from "../../mpi/src/index.js";
+import { NOT_AVAILABLE } from "../../mpi/src/index.js";
+import { mpiMissing, mpirun, reportMissingMpi } from "../../mpi/test/helpers.js";
 import { BIN, requireBuilt, run } from "./helpers.js";
 
 // Ends a run that hangs; a passing one takes seconds.
@@ -14,22 +14,8 @@ const SAFETY_LIMIT_MS = 150_000;
 // W1's MLP 784-256-256-10: weights and biases.
 const W1_PARAMETERS = 784 * 256 + 256 + 256 * 256 + 256 + 256 * 10 + 10;
 
-const hasMpirun = spawnSync("mpirun", ["--version"], { encoding: "utf8" }).status === 0;
-const missing = !hasMpirun
-  ? "mpirun not found: install Debian's openmpi-bin and libopenmpi-dev to run the MPI bench test"
-  : !isAvailable()
-    ? `${NOT_AVAILABLE} (the MPI addon is not built)`
-    : null;
-
-if (missing !== null) {
-  if (process.env.CI) {
-    it("MPI and its addon are installed (CI installs Open MPI and builds the addon before the tests)", () => {
-      throw new Error(missing);
-    });
-  } else {
-    console.warn(`skipping the mpirun test of packages/cli/test/bench-mpi.test.ts: ${missing}`);
-  }
-}
+const missing = mpiMissing();
+reportMissingMpi(missing, "the mpirun test of packages/cli/test/bench-mpi.test.ts");
 
 beforeAll(requireBuilt);
 
@@ -40,34 +26,15 @@ interface TaggedLine {
 }
 
 /** Runs `threadgrad ...args` in 2 processes; mpirun tags each line with the process that wrote it. */
-function mpirunBench(args: string[]): Promise<{ status: number | null; output: string; lines: TaggedLine[] }> {
-  const all = [...LOOPBACK_MPIRUN_ARGS, "--tag-output", "-np", "2", process.execPath, BIN, ...args];
-  return new Promise((resolve, reject) => {
-    const child = spawn("mpirun", all, { stdio: ["ignore", "pipe", "pipe"] });
-    let output = "";
-    child.stdout.on("data", (chunk) => {
-      output += chunk;
-    });
-    child.stderr.on("data", (chunk) => {
-      output += chunk;
-    });
-    // SIGTERM first: mpirun passes it on to its processes, which SIGKILL would orphan.
-    const timer = setTimeout(() => {
-      child.kill("SIGTERM");
-      setTimeout(() => child.kill("SIGKILL"), 5000).unref();
-    }, SAFETY_LIMIT_MS);
-    child.on("error", reject);
-    child.on("close", (status) => {
-      clearTimeout(timer);
-      const lines: TaggedLine[] = [];
-      for (const line of output.split("\n")) {
-        // Open MPI 4's --tag-output: "[job,rank]<stdout>:text"
-        const m = /^\[\d+,(\d+)\]<(stdout|stderr)>:(.*)$/.exec(line);
-        if (m) lines.push({ rank: Number(m[1]), stream: m[2] as "stdout" | "stderr", text: m[3]! });
-      }
-      resolve({ status, output, lines });
-    });
-  });
+async function mpirunBench(args: string[]): Promise<{ status: number | null; output: string; lines: TaggedLine[] }> {
+  const { status, output } = await mpirun(BIN, args, { mpirunArgs: ["--tag-output"], safetyLimitMs: SAFETY_LIMIT_MS });
+  const lines: TaggedLine[] = [];
+  for (const line of output.split("\n")) {
+    // Open MPI 4's --tag-output: "[job,rank]<stdout>:text"
+    const m = /^\[\d+,(\d+)\]<(stdout|stderr)>:(.*)$/.exec(line);
+    if (m) lines.push({ rank: Number(m[1]), stream: m[2] as "stdout" | "stderr", text: m[3]! });
+  }
+  return { status, output, lines };
 }
 
 describe("bench --distributed", () => {

@@ -3,16 +3,15 @@
 // a resume needs as many processes and repeats the uninterrupted run bit for bit, SIGTERM to mpirun
 // leaves a checkpoint, and a refusal by process 0 stops the other. Skipped, saying why, where mpirun
 // or the MPI addon is absent; under CI (whose script installs Open MPI and builds the addon) that fails.
-import { spawn, spawnSync } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import * as mpi from "@threadgrad/mpi";
 import { loadTensor, readTrainerCheckpoint, resolveWorkers } from "@threadgrad/workers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { mpiMissing, mpirun as mpirunScript, reportMissingMpi } from "../../mpi/test/helpers.js";
 import { BIN, jsonLines, requireBuilt, run, tempDir } from "./helpers.js";
 
-const MPIRUN_ARGS = mpi.LOOPBACK_MPIRUN_ARGS;
 // Open MPI 4.1's mpirun, signalled, sends SIGTERM to the processes this many seconds later and
 // SIGKILL as long after that: time for a small run to finish its step and save. (mpirun waits as
 // long when a process exits with an error, so only the SIGTERM test sets it.)
@@ -24,22 +23,8 @@ const SAFETY_LIMIT_MS = 100_000;
 const SMALL = ["--limit", "256", "--batch-size", "64"];
 const ONE_WORKER = [...SMALL, "--workers", "1"];
 
-const hasMpirun = spawnSync("mpirun", ["--version"], { encoding: "utf8" }).status === 0;
-const missing = !hasMpirun
-  ? "mpirun not found: install Debian's openmpi-bin and libopenmpi-dev to run the MPI tests"
-  : !mpi.isAvailable()
-    ? `${mpi.NOT_AVAILABLE} (the MPI addon is not built)`
-    : null;
-
-if (missing !== null) {
-  if (process.env.CI) {
-    it("MPI and its addon are installed (CI installs Open MPI and builds the addon before the tests)", () => {
-      throw new Error(missing);
-    });
-  } else {
-    console.warn(`skipping packages/cli/test/distributed.test.ts: ${missing}`);
-  }
-}
+const missing = mpiMissing();
+reportMissingMpi(missing, "packages/cli/test/distributed.test.ts");
 
 interface MpiRun {
   code: number | null;
@@ -52,38 +37,17 @@ interface MpiRun {
  * `mpirun -np <processes> node dist/bin.js <args>` in `cwd`; `onStdout` sees the output so far and
  * mpirun's child process (to signal it).
  */
-function mpirun(
+async function mpirun(
   processes: number,
   args: string[],
   cwd: string,
-  onStdout?: (text: string, child: ReturnType<typeof spawn>) => void,
+  onStdout?: (text: string, child: ChildProcess) => void,
   mpirunArgs: string[] = [],
 ): Promise<MpiRun> {
-  return new Promise((resolve, reject) => {
-    const all = [...MPIRUN_ARGS, ...mpirunArgs, "-np", String(processes), process.execPath, BIN, ...args];
-    const child = spawn("mpirun", all, { cwd, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "",
-      stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
-      stdout += chunk;
-      onStdout?.(stdout, child);
-    });
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
-      stderr += chunk;
-    });
-    let hitSafetyLimit = false;
-    // SIGTERM first: mpirun passes it on to its processes, which SIGKILL would orphan.
-    const timer = setTimeout(() => {
-      hitSafetyLimit = true;
-      child.kill("SIGTERM");
-      setTimeout(() => child.kill("SIGKILL"), 3 * SIGKILL_TIMEOUT_S * 1000).unref();
-    }, SAFETY_LIMIT_MS);
-    child.on("error", reject);
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr, hitSafetyLimit });
-    });
-  });
+  const killAfterMs = 3 * SIGKILL_TIMEOUT_S * 1000;
+  const opts = { processes, mpirunArgs, cwd, safetyLimitMs: SAFETY_LIMIT_MS, killAfterMs, onStdout };
+  const { status, stdout, stderr, hitSafetyLimit } = await mpirunScript(BIN, args, opts);
+  return { code: status, stdout, stderr, hitSafetyLimit };
 }
 
 /** A checkpoint's parameters, in order, as plain numbers. */
@@ -197,7 +161,7 @@ describe.skipIf(missing !== null)("threadgrad train --distributed mpi in 2 proce
     // Far more epochs than run before the signal arrives: the stop, not the end, finishes it.
     const args = ["train", "--distributed", "mpi", ...SMALL, "--workers", "auto", "--epochs", "1000", "--json"];
     let isSent = false;
-    const onStdout = (text: string, child: ReturnType<typeof spawn>) => {
+    const onStdout = (text: string, child: ChildProcess) => {
       if (!isSent && text.includes('"event":"step"')) {
         isSent = true;
         child.kill("SIGTERM");

@@ -1,11 +1,10 @@
 // Runs test/fixture.mjs in 2 processes under mpirun (one host, TCP over loopback) and checks what
 // every process printed. Skipped, with the reason printed, where mpirun is absent; under CI (where
 // .ci/run installs Open MPI) a missing mpirun fails instead.
-import { spawn, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { LOOPBACK_MPIRUN_ARGS as MPIRUN_ARGS } from "../src/index.js";
+import { mpiMissing, mpirun as mpirunScript, reportMissingMpi } from "./helpers.js";
 
 const packageDir = fileURLToPath(new URL("../", import.meta.url));
 const fixture = fileURLToPath(new URL("./fixture.mjs", import.meta.url));
@@ -14,8 +13,8 @@ const built = fileURLToPath(new URL("../dist/index.js", import.meta.url));
 // Ends a run that hangs; a passing run takes a few seconds.
 const SAFETY_LIMIT_MS = 60_000;
 
-const hasMpirun = spawnSync("mpirun", ["--version"], { encoding: "utf8" }).status === 0;
-const MISSING = "mpirun not found: install Debian's openmpi-bin and libopenmpi-dev to run the MPI tests";
+// Only mpirun decides the skip: a missing addon fails every test, naming the command that builds it.
+const missing = mpiMissing({ needsAddon: false });
 
 interface Run {
   status: number | null;
@@ -25,37 +24,16 @@ interface Run {
   results: Array<Record<string, unknown> & { rank: number; kind: string }>;
 }
 
-function mpirun(scenario: string, extraArgs: string[] = []): Promise<Run> {
+async function mpirun(scenario: string, mpirunArgs: string[] = []): Promise<Run> {
   if (!existsSync(addon))
     throw new Error(`${addon} is missing: install libopenmpi-dev, then run pnpm --filter @threadgrad/mpi build`);
   if (!existsSync(built)) throw new Error(`${built} is missing: run npx tsc -b`);
-  const args = [...MPIRUN_ARGS, ...extraArgs, "-np", "2", process.execPath, fixture, scenario];
-  return new Promise((resolve, reject) => {
-    const child = spawn("mpirun", args, { cwd: packageDir, stdio: ["ignore", "pipe", "pipe"] });
-    let output = "";
-    child.stdout.on("data", (chunk) => {
-      output += chunk;
-    });
-    child.stderr.on("data", (chunk) => {
-      output += chunk;
-    });
-    let hitSafetyLimit = false;
-    // SIGTERM first: mpirun passes it on to its processes, which SIGKILL would orphan.
-    const timer = setTimeout(() => {
-      hitSafetyLimit = true;
-      child.kill("SIGTERM");
-      setTimeout(() => child.kill("SIGKILL"), 5000).unref();
-    }, SAFETY_LIMIT_MS);
-    child.on("error", reject);
-    child.on("close", (status, signal) => {
-      clearTimeout(timer);
-      const results = output
-        .split("\n")
-        .filter((line) => line.startsWith("RESULT "))
-        .map((line) => JSON.parse(line.slice("RESULT ".length)));
-      resolve({ status, signal, output, hitSafetyLimit, results });
-    });
-  });
+  const run = await mpirunScript(fixture, [scenario], { mpirunArgs, cwd: packageDir, safetyLimitMs: SAFETY_LIMIT_MS });
+  const results = run.output
+    .split("\n")
+    .filter((line) => line.startsWith("RESULT "))
+    .map((line) => JSON.parse(line.slice("RESULT ".length)));
+  return { ...run, results };
 }
 
 function byKind(run: Run, kind: string) {
@@ -66,17 +44,9 @@ function byKind(run: Run, kind: string) {
   });
 }
 
-if (!hasMpirun) {
-  if (process.env.CI) {
-    it("mpirun is installed (CI installs Open MPI before the tests)", () => {
-      throw new Error(MISSING);
-    });
-  } else {
-    console.warn(`skipping packages/mpi/test/mpirun.test.ts: ${MISSING}`);
-  }
-}
+reportMissingMpi(missing, "packages/mpi/test/mpirun.test.ts");
 
-describe.skipIf(!hasMpirun)("MPI across 2 processes (mpirun)", () => {
+describe.skipIf(missing !== null)("MPI across 2 processes (mpirun)", () => {
   it("all-reduces, broadcasts, splits and reports MPI errors by name", async () => {
     const run = await mpirun("collectives");
     expect(run.status, run.output).toBe(0);

@@ -2,13 +2,14 @@
 // run on 1 process with 2 workers, repeats bit for bit, and a failing process stops the other with
 // a named error. Skipped, saying why, where mpirun or the MPI addon is absent; under CI (whose
 // script installs Open MPI and builds the addon) that fails instead.
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as mpi from "@threadgrad/mpi";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { mpiMissing, mpirun as mpirunScript, reportMissingMpi } from "../../mpi/test/helpers.js";
 import { assertBuilt } from "./fixtures/harness.mjs";
 import { MPI_FIT, MPI_OPTIONS, mpiData, parameterValues } from "./fixtures/mpi-setup.mjs";
 import { loadTensor } from "./checkpoint.js";
@@ -16,28 +17,13 @@ import { finalizeMpi, processesSharingCores } from "./distributed.js";
 import { readTrainerCheckpoint } from "./persist.js";
 import { DataParallel } from "./trainer.js";
 
-const MPIRUN_ARGS = mpi.LOOPBACK_MPIRUN_ARGS;
 const script = fileURLToPath(new URL("./fixtures/mpi-train.mjs", import.meta.url));
 const packageDir = fileURLToPath(new URL("../", import.meta.url));
 // Ends a run that hangs; a passing run takes seconds.
 const SAFETY_LIMIT_MS = 90_000;
 
-const hasMpirun = spawnSync("mpirun", ["--version"], { encoding: "utf8" }).status === 0;
-const missing = !hasMpirun
-  ? "mpirun not found: install Debian's openmpi-bin and libopenmpi-dev to run the MPI training tests"
-  : !mpi.isAvailable()
-    ? `${mpi.NOT_AVAILABLE} (the MPI addon is not built)`
-    : null;
-
-if (missing !== null) {
-  if (process.env.CI) {
-    it("MPI and its addon are installed (CI installs Open MPI and builds the addon before the tests)", () => {
-      throw new Error(missing);
-    });
-  } else {
-    console.warn(`skipping packages/workers/src/distributed.test.ts: ${missing}`);
-  }
-}
+const missing = mpiMissing();
+reportMissingMpi(missing, "packages/workers/src/distributed.test.ts");
 
 interface Result {
   processRank: number;
@@ -61,40 +47,16 @@ interface Run {
 let runs = 0;
 
 /** Runs mpi-train.mjs `scenario` in 2 processes, each writing its result into a folder of this run's own. */
-function mpirun(dir: string, [scenario, workers, ...rest]: string[]): Promise<Run> {
+async function mpirun(dir: string, [scenario, workers, ...rest]: string[]): Promise<Run> {
   const folder = join(dir, `run-${++runs}`);
   mkdirSync(folder);
-  return new Promise((resolve, reject) => {
-    const all = [...MPIRUN_ARGS, "-np", "2", process.execPath, script, scenario!, workers!, folder, ...rest];
-    const child = spawn("mpirun", all, { cwd: packageDir, stdio: ["ignore", "pipe", "pipe"] });
-    let output = "";
-    child.stdout.on("data", (chunk) => {
-      output += chunk;
-    });
-    child.stderr.on("data", (chunk) => {
-      output += chunk;
-    });
-    let hitSafetyLimit = false;
-    // SIGTERM first: mpirun passes it on to its processes, which SIGKILL would orphan.
-    const timer = setTimeout(() => {
-      hitSafetyLimit = true;
-      child.kill("SIGTERM");
-      setTimeout(() => child.kill("SIGKILL"), 5000).unref();
-    }, SAFETY_LIMIT_MS);
-    child.on("error", reject);
-    child.on("close", (status) => {
-      clearTimeout(timer);
-      try {
-        const results = [0, 1]
-          .map((rank) => join(folder, `result-${rank}.json`))
-          .filter((file) => existsSync(file))
-          .map((file) => JSON.parse(readFileSync(file, "utf8")) as Result);
-        resolve({ status, output, hitSafetyLimit, results });
-      } catch (err) {
-        reject(err);
-      }
-    });
-  });
+  const opts = { cwd: packageDir, safetyLimitMs: SAFETY_LIMIT_MS };
+  const { status, output, hitSafetyLimit } = await mpirunScript(script, [scenario!, workers!, folder, ...rest], opts);
+  const results = [0, 1]
+    .map((rank) => join(folder, `result-${rank}.json`))
+    .filter((file) => existsSync(file))
+    .map((file) => JSON.parse(readFileSync(file, "utf8")) as Result);
+  return { status, output, hitSafetyLimit, results };
 }
 
 function maxAbsDiff(a: number[], b: number[]): number {

@@ -6,7 +6,15 @@ import { isSequenceLoss } from "./sequence-loss.js";
 import { isClassification } from "./spec.js";
 import type { EvalResult, TrainerParts } from "./trainer-types.js";
 
-/** DataParallel.evaluate: the ranks run the data set in batches, in eval mode; main adds up their results. */
+/** Rows per evaluation batch for a trainer without a batch size of its own (it has never trained). */
+export const DEFAULT_EVAL_BATCH_SIZE = 1024;
+
+/**
+ * DataParallel.evaluate: the ranks run the data set in batches, in eval mode; main adds up their
+ * results. The batches default to the trainer's own batch size (its last fit's, or the one its
+ * checkpoint recorded): a forward that fits wherever a training step does. A larger one can outgrow
+ * a rank's step scratch (1,024 images through a cnn on one worker do), and then runs far slower.
+ */
 export async function runEvaluate(
   t: TrainerParts,
   data: DatasetLike,
@@ -16,7 +24,8 @@ export async function runEvaluate(
   t.busy = true;
   try {
     const ds = await t.datasets.register(data);
-    const bs = Math.min(opts.batchSize ?? 1024, t.options.maxBatchSize);
+    const own = t.progress.batchSize > 0 ? t.progress.batchSize : DEFAULT_EVAL_BATCH_SIZE;
+    const bs = Math.min(opts.batchSize ?? own, t.options.maxBatchSize);
     if (!Number.isInteger(bs) || bs < 1)
       throw new Error(`DataParallel.evaluate: batchSize must be a positive integer, got ${opts.batchSize}`);
     const classification = isClassification(t.options.loss);

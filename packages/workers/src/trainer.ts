@@ -333,7 +333,13 @@ export class DataParallel {
     }
   }
 
-  /** Mean loss (and accuracy and predictions for classification) over a data set, in eval mode. */
+  /**
+   * Mean loss (and accuracy and predictions for classification) over a data set, in eval mode, in
+   * batches of `batchSize` rows: by default the trainer's own batch size (that of its last fit, or
+   * recorded in the checkpoint it was loaded from), or 1,024 for a trainer that has never trained;
+   * never more than maxBatchSize.
+   * @example const { loss, accuracy } = await trainer.evaluate(testSet);
+   */
   async evaluate(data: DatasetLike, opts: { batchSize?: number } = {}): Promise<EvalResult> {
     return this.track(runEvaluate(this, data, opts));
   }

@@ -12,9 +12,9 @@ import type { SegmentSum } from "./collective.js";
 /**
  * Scratch per rank for a step's tensors (the step region): its activations, the matmul's packed
  * panels and the convolution's im2col. A W6 step (the cnn preset, batch 128) peaks near 90 MiB, a
- * W7 step (chargpt, 32 windows) near 175 MiB; beyond the scratch, tensors fall back to the
- * JavaScript heap (W6: a quarter of the speed; W7: 12% slower). Only the pages a step touches
- * are ever committed.
+ * W7 step (chargpt, 32 windows) near 117 MiB since its attention runs on the packed projection;
+ * beyond the scratch, tensors fall back to the JavaScript heap (W6 ran at a quarter of the speed).
+ * Only the pages a step touches are ever committed.
  */
 export const RANK_SCRATCH_BYTES = 256 << 20;
 /** The least scratch a rank gets when many ranks share the memory. */

@@ -1,14 +1,20 @@
 // `threadgrad eval --checkpoint FILE`: loss and accuracy of a checkpoint on a data set (by
 // default the test set of the data it was trained on), with per-class accuracy and the confusion
 // matrix for classification.
-import { DataParallel, type ModelSpec, readTrainerCheckpoint, safeText } from "@threadgrad/workers";
+import {
+  DataParallel,
+  type ModelSpec,
+  type TrainerCheckpoint,
+  readTrainerCheckpoint,
+  safeText,
+} from "@threadgrad/workers";
 import { type Dataset, checkLabels } from "../data/index.js";
 import { isShownName } from "../data/csv-task.js";
 import { type Preprocess, applyToSplit, mseInTargetUnits } from "../data/preprocess.js";
 import { EXIT_FAILED, EXIT_OK, UsageError, asUsage } from "../errors.js";
 import { formatPercent } from "../progress.js";
-import { loadRunData } from "../setup.js";
-import { dataSettings } from "../settings.js";
+import { evaluationBatchSize, loadRunData } from "../setup.js";
+import { DEFAULT_SETTINGS, dataSettings } from "../settings.js";
 import { moduleToLoad } from "../stored-run.js";
 import { type ModelChoice, isModuleModel, parseChoice, parseModel, parseWorkers } from "../values.js";
 
@@ -53,6 +59,15 @@ function checkModel(model: ModelSpec, ds: Dataset, path: string, data: string): 
     );
   }
   asUsage(() => checkLabels(ds, model.sizes[model.sizes.length - 1]!));
+}
+
+/**
+ * The batches training evaluated in (evaluationBatchSize), from the batch size the checkpoint
+ * recorded; one saved before it trained counts as trained with the default --batch-size.
+ */
+function evalBatchSize(ckpt: TrainerCheckpoint, ds: Dataset): number {
+  const trained = ckpt.progress.batchSize > 0 ? ckpt.progress.batchSize : DEFAULT_SETTINGS.batchSize;
+  return evaluationBatchSize(trained, ds);
 }
 
 /** Runs `threadgrad eval` with commander's option values; returns the exit status. */
@@ -104,7 +119,7 @@ export async function runEval(cli: Record<string, unknown>): Promise<number> {
   checkModel(ckpt.config.model, ds, path, settings.data);
   const trainer = await DataParallel.load(ckpt, { workers, model });
   try {
-    const ev = await trainer.evaluate(ds);
+    const ev = await trainer.evaluate(ds, { batchSize: evalBatchSize(ckpt, ds) });
     const progress = ckpt.progress;
     const result: Record<string, unknown> = {
       checkpoint: path,
