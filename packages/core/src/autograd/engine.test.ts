@@ -18,6 +18,7 @@ import {
   where,
   zeros,
 } from "../index.js";
+import { record } from "../ops/op.js";
 
 const f64 = (values: number[] | number[][], requiresGrad = true): Tensor =>
   tensor(values, { dtype: "float64", requiresGrad });
@@ -188,6 +189,30 @@ describe("what backward visits", () => {
     expect(Counted.calls).toBe(0);
     expect(arr(grad(out, [b])[0]!)).toEqual([5]);
     expect(Counted.calls).toBe(1);
+  });
+
+  test("an op's backward is asked only for the inputs on a path to the requested ones", () => {
+    const x = f64([1, 2]),
+      w = f64([3, 4]);
+    const asked: boolean[][] = [];
+    const probe = (a: Tensor, b: Tensor) =>
+      record(a.mul(b).detach(), "probe", [a, b], (g, needs) => {
+        asked.push([...needs]);
+        return [needs[0] ? g.mul(b) : null, needs[1] ? g.mul(a) : null];
+      });
+    const y = probe(x, w).sum();
+    expect(arr(grad(y, [x], { retainGraph: true })[0]!)).toEqual([3, 4]);
+    expect(arr(grad(y, [w], { retainGraph: true })[0]!)).toEqual([1, 2]);
+    y.backward();
+    expect(asked).toEqual([
+      [true, false],
+      [false, true],
+      [true, true],
+    ]);
+    expect([arr(x.grad), arr(w.grad)]).toEqual([
+      [3, 4],
+      [1, 2],
+    ]);
   });
 
   test("backward({ inputs }) accumulates only into the named tensors", () => {

@@ -122,7 +122,10 @@ function run(outputs: Tensor[], seeds: Tensor[], opts: RunOptions): void {
         );
       }
       node.checkSaved();
-      const inputGrads = node.backwardFn(g);
+      const inputGrads = node.backwardFn(
+        g,
+        node.inputs.map((c) => needed.has(c)),
+      );
       if (!opts.retainGraph) node.release();
       node.inputs.forEach((input, i) => {
         const gi = inputGrads[i];

@@ -1,7 +1,11 @@
 import type { Tensor } from "../tensor/tensor.js";
 
-/** Computes the gradients of a node's inputs from the gradient `g` of its output. */
-export type BackwardFn = (g: Tensor) => (Tensor | null)[];
+/**
+ * Computes the gradients of a node's inputs from the gradient `g` of its output. `wanted`, when
+ * given, marks the inputs the running pass needs (on a path to its targets): the others may be
+ * skipped (null), so grad(y, [x]) does not compute the weights' gradients on the way to x.
+ */
+export type BackwardFn = (g: Tensor, wanted?: readonly boolean[]) => (Tensor | null)[];
 
 let nextId = 0;
 

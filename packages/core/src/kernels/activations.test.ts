@@ -7,6 +7,7 @@ import { sigmoid, sigmoidBackward, tanh, tanhBackward, tanhDoubleBackward } from
 import { mul, sub } from "../ops/elementwise.js";
 import { sum } from "../ops/reduce.js";
 import * as act from "./activations.js";
+import { getKernelBackend, setKernelBackend } from "./backend.js";
 import { setDefaultWasmKernels } from "./wasm/matmul-kernel.js";
 import { runInStepRegion } from "./wasm/step-region.js";
 import { createWasmKernels } from "./wasm/wasm-kernels.js";
@@ -71,6 +72,49 @@ describe("tanh and sigmoid kernels: SIMD against the JavaScript twin", () => {
         kernel(inside(gg), inside(g), inside(y), wasm);
         expect(bits(wasm)).toEqual(bits(js));
       }
+    }
+  });
+
+  it("heap operands from 2048 elements run the SIMD kernels through scratch, with the twin's bits", () => {
+    const n = 2051; // past the staging threshold, and not a multiple of 4 lanes
+    const x = values(n, 17),
+      g = values(n, 19, 4),
+      gg = values(n, 23, 4).reverse(),
+      y = values(n, 29).map(Math.tanh);
+    const runAll = () => {
+      const out: Float32Array[] = [];
+      for (const kernel of [act.tanhForward, act.sigmoidForward]) {
+        out.push(new Float32Array(n));
+        kernel(x, out.at(-1)!);
+        const self = x.slice(); // out may be x
+        kernel(self, self);
+        out.push(self);
+      }
+      for (const kernel of [act.tanhBackward, act.sigmoidBackward]) {
+        out.push(new Float32Array(n));
+        kernel(g, y, out.at(-1)!);
+      }
+      for (const kernel of [act.tanhDoubleBackward, act.sigmoidDoubleBackward]) {
+        out.push(new Float32Array(n));
+        kernel(gg, g, y, out.at(-1)!);
+      }
+      return out.map(bits);
+    };
+    const before = getKernelBackend();
+    try {
+      setKernelBackend("js");
+      const twin = runAll();
+      setKernelBackend("wasm");
+      const free = k.scratchFree();
+      expect(runAll()).toEqual(twin);
+      expect(k.scratchFree()).toBe(free); // every call gave its scratch back
+      // The SIMD kernel ran on a copy of x staged at the scratch mark.
+      const at = Math.ceil(k.scratchMark() / 16) * 16;
+      k.f32(at, n).fill(0);
+      act.tanhForward(x, new Float32Array(n));
+      expect(bits(k.f32(at, n))).toEqual(bits(x));
+    } finally {
+      setKernelBackend(before);
     }
   });
 

@@ -7,7 +7,51 @@
 // take plain formulas (Math.tanh, no flushing) for gradient checks.
 
 import { FLT_MIN, type FloatArray } from "../tensor/dtype.js";
-import { wasmInPlace } from "./dispatch.js";
+import { wasmInPlace, wasmServes } from "./dispatch.js";
+import { currentWasmKernels } from "./wasm/matmul-kernel.js";
+import type { WasmKernels } from "./wasm/wasm-kernels.js";
+
+/** Below this many elements the copies through scratch cost more than the JavaScript twin. */
+const STAGE_MIN = 2048;
+
+/**
+ * Runs a SIMD kernel on float32 operands that lie outside the wasm memory (tensors of the object
+ * API on the JavaScript heap): each is copied into this thread's scratch, the kernel writes into
+ * scratch and the result is copied to `out`. `call` gets the byte offsets of the inputs in order
+ * and of the output. Returns false, doing nothing, when float32 does not run in wasm, an operand
+ * is not a Float32Array, the arrays are small or the scratch is short (the caller runs the twin).
+ */
+function viaScratch(
+  inputs: readonly FloatArray[],
+  out: FloatArray,
+  call: (k: WasmKernels, at: readonly number[], outAt: number) => void,
+): boolean {
+  const n = out.length;
+  if (n < STAGE_MIN || !(out instanceof Float32Array) || !wasmServes("float32")) return false;
+  const k = currentWasmKernels();
+  if (k === undefined) return false;
+  let bytes = 64 + (k.contains(out) ? 0 : n * 4 + 16);
+  for (const a of inputs) {
+    if (!(a instanceof Float32Array) || a.length !== n) return false;
+    if (!k.contains(a)) bytes += n * 4 + 16;
+  }
+  if (bytes > k.scratchFree()) return false;
+  const mark = k.scratchMark();
+  try {
+    const at = inputs.map((a) => {
+      if (k.contains(a)) return a.byteOffset;
+      const p = k.scratchAlloc(n * 4, 16);
+      k.f32(p, n).set(a);
+      return p;
+    });
+    const outAt = k.contains(out) ? out.byteOffset : k.scratchAlloc(n * 4, 16);
+    call(k, at, outAt);
+    if (!k.contains(out)) out.set(k.f32(outAt, n));
+    return true;
+  } finally {
+    k.scratchReset(mark);
+  }
+}
 
 // The same float64 constants as assembly/activations.ts (0.6931471805599453, 1.4426950408889634).
 const LN2 = Math.LN2;
@@ -74,6 +118,7 @@ export function sigmoidF64(x: number): number {
 export function tanhForward(x: FloatArray, out: FloatArray): void {
   const k = wasmInPlace(x, out);
   if (k !== null) k.exports.tanhForward(x.byteOffset, out.byteOffset, x.length);
+  else if (viaScratch([x], out, (w, [a], o) => w.exports.tanhForward(a!, o, out.length))) return;
   else if (x instanceof Float32Array) for (let i = 0; i < x.length; i++) out[i] = f32(tanhF64(x[i]!));
   else for (let i = 0; i < x.length; i++) out[i] = Math.tanh(x[i]!);
 }
@@ -82,6 +127,7 @@ export function tanhForward(x: FloatArray, out: FloatArray): void {
 export function sigmoidForward(x: FloatArray, out: FloatArray): void {
   const k = wasmInPlace(x, out);
   if (k !== null) k.exports.sigmoidForward(x.byteOffset, out.byteOffset, x.length);
+  else if (viaScratch([x], out, (w, [a], o) => w.exports.sigmoidForward(a!, o, out.length))) return;
   else if (x instanceof Float32Array) for (let i = 0; i < x.length; i++) out[i] = f32(sigmoidF64(x[i]!));
   else
     for (let i = 0; i < x.length; i++) {
@@ -94,6 +140,7 @@ export function sigmoidForward(x: FloatArray, out: FloatArray): void {
 export function tanhBackward(g: FloatArray, y: FloatArray, out: FloatArray): void {
   const k = wasmInPlace(g, y, out);
   if (k !== null) k.exports.tanhBackward(g.byteOffset, y.byteOffset, out.byteOffset, g.length);
+  else if (viaScratch([g, y], out, (w, [a, b], o) => w.exports.tanhBackward(a!, b!, o, out.length))) return;
   else if (out instanceof Float32Array)
     for (let i = 0; i < g.length; i++) {
       const v = y[i]!;
@@ -107,6 +154,10 @@ export function tanhDoubleBackward(gg: FloatArray, g: FloatArray, y: FloatArray,
   const k = wasmInPlace(gg, g, y);
   if (k !== null && out instanceof Float32Array && k.contains(out)) {
     k.exports.tanhDoubleBackward(gg.byteOffset, g.byteOffset, y.byteOffset, out.byteOffset, g.length);
+  } else if (
+    viaScratch([gg, g, y], out, (w, [a, b, c], o) => w.exports.tanhDoubleBackward(a!, b!, c!, o, out.length))
+  ) {
+    return;
   } else if (out instanceof Float32Array) {
     for (let i = 0; i < g.length; i++) out[i] = f32(f32(f32(gg[i]! * g[i]!) * y[i]!) * -2);
   } else for (let i = 0; i < g.length; i++) out[i] = -2 * gg[i]! * g[i]! * y[i]!;
@@ -116,6 +167,7 @@ export function tanhDoubleBackward(gg: FloatArray, g: FloatArray, y: FloatArray,
 export function sigmoidBackward(g: FloatArray, y: FloatArray, out: FloatArray): void {
   const k = wasmInPlace(g, y, out);
   if (k !== null) k.exports.sigmoidBackward(g.byteOffset, y.byteOffset, out.byteOffset, g.length);
+  else if (viaScratch([g, y], out, (w, [a, b], o) => w.exports.sigmoidBackward(a!, b!, o, out.length))) return;
   else if (out instanceof Float32Array)
     for (let i = 0; i < g.length; i++) {
       const v = y[i]!;
@@ -129,6 +181,10 @@ export function sigmoidDoubleBackward(gg: FloatArray, g: FloatArray, y: FloatArr
   const k = wasmInPlace(gg, g, y);
   if (k !== null && out instanceof Float32Array && k.contains(out)) {
     k.exports.sigmoidDoubleBackward(gg.byteOffset, g.byteOffset, y.byteOffset, out.byteOffset, g.length);
+  } else if (
+    viaScratch([gg, g, y], out, (w, [a, b, c], o) => w.exports.sigmoidDoubleBackward(a!, b!, c!, o, out.length))
+  ) {
+    return;
   } else if (out instanceof Float32Array) {
     for (let i = 0; i < g.length; i++) {
       const h = f32(gg[i]! * g[i]!),

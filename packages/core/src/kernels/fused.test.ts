@@ -8,6 +8,7 @@ import type { Tensor } from "../tensor/tensor.js";
 import { mulberry32 } from "../tensor/random.js";
 import { createWasmKernels } from "./wasm/wasm-kernels.js";
 import { setDefaultWasmKernels } from "./wasm/matmul-kernel.js";
+import { getKernelBackend, setKernelBackend } from "./backend.js";
 
 // The same inputs through the WebAssembly kernels (operands inside this thread's memory) and the
 // JavaScript loops (operands on the heap) must give the same bits: subnormals flushed, NaN kept.
@@ -181,7 +182,7 @@ describe("fused float32 kernels", () => {
     expect(Array.from(out)).toEqual([0, -0, Math.fround((1 + 2 ** -23) * FLT_MIN), FLT_MIN]);
   });
 
-  it("binaryInWasm leaves an output or a full operand outside wasm memory to the JavaScript kernel", () => {
+  it("binaryInWasm leaves a small output on the heap, or a full operand outside with out inside, to JavaScript", () => {
     const a = inside(values(8, 1)),
       out = k.allocF32(8);
     expect(binaryInWasm("add", a, "full", new Float32Array(8), "full", out, 2, 4)).toBe(false);
@@ -190,4 +191,34 @@ describe("fused float32 kernels", () => {
     expect(binaryInWasm("add", a, "full", Float32Array.of(1, 2, 3, 4), "row", out, 2, 4)).toBe(true);
     expect(Array.from(out.subarray(4))).toEqual(Array.from(a.subarray(4), (v, j) => Math.fround(v + j + 1)));
   });
+
+  it.each(PAIRS)(
+    "heap operands of %s by %s from 2048 elements go through scratch with the JavaScript bits",
+    (la, lb) => {
+      const [m, n] = [41, 53]; // 2173 elements, not a multiple of 4 lanes
+      const numel = (shape: number[]) => shape.reduce((p, d) => p * d, 1);
+      const [sa, sb] = [SHAPES[la](m, n), SHAPES[lb](m, n)];
+      const xa = values(numel(sa), 5),
+        ya = values(numel(sb), 6).reverse();
+      const before = getKernelBackend();
+      try {
+        setKernelBackend("js");
+        const twin = Object.values(OPS).map((op) =>
+          valueBits(op(tensor(xa, { shape: sa }), tensor(ya, { shape: sb })).data as Float32Array),
+        );
+        setKernelBackend("wasm");
+        const free = k.scratchFree();
+        const simd = Object.values(OPS).map((op) =>
+          valueBits(op(tensor(xa, { shape: sa }), tensor(ya, { shape: sb })).data as Float32Array),
+        );
+        expect(simd).toEqual(twin);
+        expect(k.scratchFree()).toBe(free);
+        const out = new Float32Array(m * n);
+        expect(binaryInWasm("sub", xa, la, ya, lb, out, m, n)).toBe(true);
+        expect(valueBits(out)).toEqual(twin[1]);
+      } finally {
+        setKernelBackend(before);
+      }
+    },
+  );
 });

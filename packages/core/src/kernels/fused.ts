@@ -6,7 +6,8 @@
 // loops unflushed.
 
 import { FLT_MIN, type FloatArray } from "../tensor/dtype.js";
-import { wasmInPlace } from "./dispatch.js";
+import { wasmInPlace, wasmServes } from "./dispatch.js";
+import { currentWasmKernels } from "./wasm/matmul-kernel.js";
 
 /** out = max(x, 0). */
 export function reluForward(x: FloatArray, out: FloatArray): void {
@@ -98,11 +99,16 @@ export type BinaryLayout = "full" | "row" | "scalar";
 const LAYOUT = { full: 0, row: 1, scalar: 2 } as const;
 const BINARY_OP = { add: 0, sub: 1, mul: 2 } as const;
 
+/** Below this many output elements, heap operands stay with the JavaScript kernel (the copies cost more). */
+const STAGE_MIN = 2048;
+
 /**
  * out = a op b (op add, sub or mul; out m×n float32) by the SIMD kernel when out and every m×n
  * operand lie in this thread's wasm memory, a row or scalar operand elsewhere being copied into
- * scratch for the call; returns false, doing nothing, otherwise (the caller runs the JavaScript
- * kernel, whose bits the SIMD one gives, flushing included).
+ * scratch for the call; or, for an out on the JavaScript heap (the object API) of at least
+ * STAGE_MIN elements, with every operand and out copied through scratch. Returns false, doing
+ * nothing, otherwise (the caller runs the JavaScript kernel, whose bits the SIMD one gives,
+ * flushing included).
  */
 export function binaryInWasm(
   op: keyof typeof BINARY_OP,
@@ -114,9 +120,11 @@ export function binaryInWasm(
   m: number,
   n: number,
 ): boolean {
-  const k = wasmInPlace(out, out);
-  if (k === null) return false;
-  if ((aLayout === "full" && !k.contains(a)) || (bLayout === "full" && !k.contains(b))) return false;
+  const k = wasmServes("float32") ? currentWasmKernels() : undefined;
+  if (k === undefined) return false;
+  const staged = !k.contains(out);
+  if (staged && out.length < STAGE_MIN) return false;
+  if (!staged && ((aLayout === "full" && !k.contains(a)) || (bLayout === "full" && !k.contains(b)))) return false;
   const mark = k.scratchMark();
   const place = (x: Float32Array): number => {
     if (k.contains(x)) return x.byteOffset;
@@ -125,10 +133,12 @@ export function binaryInWasm(
     return at;
   };
   try {
-    if (a.byteLength + b.byteLength + 32 > k.scratchFree()) return false;
+    if (a.byteLength + b.byteLength + (staged ? out.byteLength : 0) + 48 > k.scratchFree()) return false;
     const ap = place(a),
       bp = place(b);
-    k.exports.binaryF32(BINARY_OP[op], ap, LAYOUT[aLayout], bp, LAYOUT[bLayout], out.byteOffset, m, n);
+    const outAt = staged ? k.scratchAlloc(out.byteLength, 16) : out.byteOffset;
+    k.exports.binaryF32(BINARY_OP[op], ap, LAYOUT[aLayout], bp, LAYOUT[bLayout], outAt, m, n);
+    if (staged) out.set(k.f32(outAt, out.length));
     return true;
   } finally {
     k.scratchReset(mark);

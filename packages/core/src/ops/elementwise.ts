@@ -11,8 +11,8 @@ import {
 import * as fused from "../kernels/fused.js";
 import type { BinaryLayout } from "../kernels/fused.js";
 import { broadcastShapes, broadcastStrides, numelOf, shapeEq } from "../tensor/shape.js";
-import { Tensor } from "../tensor/tensor.js";
-import { type TensorLike, dataAs, defineOp, floatDtypeOf, operands, record, toTensor } from "./op.js";
+import { Tensor, isTensor } from "../tensor/tensor.js";
+import { type TensorLike, dataAs, defineOp, floatDtypeOf, operands, record, scalarTensor, toTensor } from "./op.js";
 import { sigmoid } from "./activations.js";
 import { sumTo } from "./reduce.js";
 import { broadcastData } from "./shape.js";
@@ -115,6 +115,7 @@ export const div = defineOp("div", (a: TensorLike, b: TensorLike): Tensor => {
 
 // d(a^b) = b·a^(b-1)·da + a^b·ln(a)·db
 export const pow = defineOp("pow", (a: TensorLike, b: TensorLike): Tensor => {
+  if (typeof b === "number" && b !== 0 && isTensor(a) && isFloat(a.dtype)) return powScalar(a, b);
   const [x, y] = operands(a, b, "pow");
   const out = broadcastBinary("pow", "x ** y", x, y, resultType(x, y));
   return record(
@@ -128,6 +129,19 @@ export const pow = defineOp("pow", (a: TensorLike, b: TensorLike): Tensor => {
     [x, y],
   );
 });
+
+/**
+ * x^p for a float tensor and a constant, nonzero exponent: d = p·x^(p-1)·dx, without the masks and
+ * the exponent's gradient a tensor exponent needs. x² is x·x (the SIMD multiply on wasm operands;
+ * the same bits as x ** 2, whose exact float64 value rounds once), and its gradient 2x·dx.
+ */
+function powScalar(x: Tensor, p: number): Tensor {
+  const out =
+    p === 2
+      ? broadcastBinary("mul", "x * y", x, x, x.dtype)
+      : broadcastBinary("pow", "x ** y", x, scalarTensor(p, x.dtype), x.dtype);
+  return record(out, "pow", [x], (g) => [mul(g, p === 2 ? mul(x, 2) : p === 1 ? 1 : mul(pow(x, p - 1), p))], [x]);
+}
 
 export const neg = defineOp("neg", (a: TensorLike): Tensor => {
   const x = toTensor(a, "neg");

@@ -21,7 +21,8 @@ export function defineOp<F extends (...args: never[]) => Tensor>(name: string, f
 
 /**
  * Records `out` in the graph when grad mode is on and an input requires grad. `backward` gets the
- * output's gradient and which inputs need one, and returns one entry per input (null to skip).
+ * output's gradient and which inputs need one in the running pass (requiring grad and on a path to
+ * its targets), and returns one entry per input (null to skip).
  * `saved` tensors are checked against in-place changes before backward runs.
  */
 export function record(
@@ -36,7 +37,8 @@ export function record(
   for (const t of inputs) if (t.requiresGrad) any = true;
   if (!any) return out;
   const needs = inputs.map((t) => t.requiresGrad);
-  const fn: BackwardFn = (g) => backward(g, needs);
+  const fn: BackwardFn = (g, wanted) =>
+    backward(g, wanted === undefined ? needs : needs.map((n, i) => n && wanted[i]!));
   out._setGradFn(new Node(name, inputs, fn, saved));
   return out;
 }

@@ -20,6 +20,7 @@ import {
   gather,
   gelu,
   gradcheck,
+  grad,
   gradgradcheck,
   indexAdd,
   indexSelect,
@@ -145,7 +146,17 @@ const SAMPLES: Record<string, Sample[]> = {
   ],
   mul: [s(mul, r(3, 1), r(1, 4)), s((a) => mul(a, a), r(2, 3)), s((a) => mul(a, -1.5), r(3))],
   div: [s(div, r(2, 3), pos(3)), s((a) => div(2, a), pos(2, 2)), s(div, r(2, 1), pos(2, 1, 3))],
-  pow: [s(pow, pos(2, 3), r(3)), s((a) => pow(a, 3), r(4)), s((b) => pow(2, b), r(3))],
+  // Constant exponents take their own path (x² as x·x): 2, 1, a fraction and a negative power.
+  pow: [
+    s(pow, pos(2, 3), r(3)),
+    s((a) => pow(a, 3), r(4)),
+    s((b) => pow(2, b), r(3)),
+    s((a) => pow(a, 2), r(2, 3)),
+    s((a) => mul(pow(a, 2), a), r(5)),
+    s((a) => pow(a, 1), r(3)),
+    s((a) => pow(a, 0.5), pos(4)),
+    s((a) => pow(a, -2), pos(2, 2)),
+  ],
   neg: [s(neg, r(2, 3))],
   exp: [s(exp, r(2, 3))],
   log: [s(log, pos(2, 3))],
@@ -409,4 +420,41 @@ describe("gradients of every registered op", () => {
       },
     );
   }
+});
+
+describe("pow with a constant exponent", () => {
+  const values = [-2.5, -1, -0.3, 0, 0.7, 1.9, 3.1e-20, 1e20];
+
+  test("x² is x·x rounded once in float32, and other exponents match x ** p", () => {
+    const x = tensor(Float32Array.from(values));
+    // (3.1e-20)² is subnormal in float32: stored as zero, as mul stores it.
+    const square = values.map((v) => Math.fround(Math.fround(v) ** 2)).map((v) => (v < 1.1754943508222875e-38 ? 0 : v));
+    expect([...(pow(x, 2).data as Float32Array)]).toEqual(square);
+    expect([...(pow(x, 2).data as Float32Array)]).toEqual([...(mul(x, x).data as Float32Array)]);
+    expect([...(pow(x, 3).data as Float32Array)]).toEqual(values.map((v) => Math.fround(Math.fround(v) ** 3)));
+    expect(pow(x, 2).dtype).toBe("float32");
+    // An integer tensor keeps its dtype (the general path): 3² = 9 as int32.
+    const i = pow(tensor([3, -2], { dtype: "int32" }), 2);
+    expect([i.dtype, ...i.data]).toEqual(["int32", 9, 4]);
+  });
+
+  test("gradients follow p·x^(p-1) to the third order", () => {
+    const x = tensor([-1.5, 0.5, 2], { dtype: "float64", requiresGrad: true });
+    const [d1] = grad(pow(x, 3).sum(), [x], { createGraph: true });
+    expect([...d1!.data]).toEqual([6.75, 0.75, 12]); // 3x²
+    const [d2] = grad(d1!.sum(), [x], { createGraph: true });
+    expect([...d2!.data]).toEqual([-9, 3, 12]); // 6x
+    const [d3] = grad(d2!.sum(), [x]);
+    expect([...d3!.data]).toEqual([6, 6, 6]);
+    const [s1] = grad(pow(x, 2).sum(), [x], { createGraph: true });
+    expect([...s1!.data]).toEqual([-3, 1, 4]); // 2x
+    const [s2] = grad(s1!.sum(), [x]);
+    expect([...s2!.data]).toEqual([2, 2, 2]);
+  });
+
+  test("a zero exponent still has a zero gradient, also at x = 0", () => {
+    const x = tensor([0, 2], { dtype: "float64", requiresGrad: true });
+    const [d] = grad(pow(x, 0).sum(), [x]);
+    expect([...d!.data]).toEqual([0, 0]);
+  });
 });

@@ -11,7 +11,9 @@ export function broadcastData(t: Tensor, shape: readonly number[], dtype: DType 
   if (shapeEq(t.shape, shape)) return src;
   broadcastShapes(t.shape, shape, "broadcastTo");
   const out = arrayFor(dtype, numelOf(shape), false);
-  stridedCopyKernel(dtype)(src, 0, out, shape, broadcastStrides(t.shape, shape));
+  // One value (the gradient of a sum or a mean) is a fill, not a strided copy.
+  if (src.length === 1) out.fill(src[0]!);
+  else stridedCopyKernel(dtype)(src, 0, out, shape, broadcastStrides(t.shape, shape));
   return out;
 }
 
