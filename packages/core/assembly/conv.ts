@@ -17,12 +17,17 @@ import { flush32 } from "./lanes";
 // lies in the caller's scratch and stays in L2 for the gemm that reads it; nothing is allocated per
 // call and the layout needs no transpose: the gemm writes NCHW directly.
 //
-// A direct 3×3 kernel (stride 1, pad 1; the gemm's 8-channel × 4-column register tile read straight
-// from a zero-padded copy of the sample, no im2col and no packing) was measured against this on
-// W6's layers at batch 128, one thread, same process: conv 1→32 on 28×28 (K = 9, where packing
-// dominates) ran at 7.9-8.4 GFLOP/s against 5.4-6.0 here, conv 32→64 on 14×14 (K = 288, 94% of
-// W6's convolution work) at 7.1-8.1 against 8.6-9.0 here. It would win ~1% of a step, for a
-// second kernel (and its two gradients) per layout, so it was not kept.
+// Small K: with K = C_in·kh·kw = 9 (W6's conv 1→32 on 28×28, a CNN's first layer) the gemm is
+// 9 deep, and packing and the 9-step micro-kernel loop left it at 26 / 21 / 17 GFLOP/s (forward /
+// input grad / weight grad, batch 128, one thread, idle machine) against 39-44 at K = 288. So for
+// stride 1, dilation 1, one group, padding < kernel size and K <= DIRECT_MAX_K = 144 the three
+// entry points run direct kernels instead (below; convDirect says which path a geometry takes).
+// The bound was measured on a shared 2-core machine, old and new kernels alternating in one process
+// (ratios new/old, medians): direct was faster or even at K = 9 to 144 (conv 1..16 → 32 channels,
+// 3×3 and 5×5), and about even at K = 288, which stays on the generic path that already met its
+// target. Summation order differs from im2col + matmul (results agree within float32 rounding).
+// A NaN or infinity in x can reach more of dW here (0·∞ over the dropped columns described below),
+// as one in g already can through im2col's zero padding.
 //
 // Outputs (y, dx, dW) are flushed: |v| < FLT_MIN is stored as 0, as the elementwise kernels do.
 //
@@ -31,6 +36,9 @@ import { flush32 } from "./lanes";
 // Scratch at scratchPtr: convScratchBytes(geoPtr) bytes, 64-byte aligned (cols, then the gemm's
 // packing scratch).
 // ---------------------------------------------------------------------------------------------
+
+// The largest K = C_in·kh·kw that the direct kernels take (see the header).
+const DIRECT_MAX_K = 144;
 
 @inline function geo(ptr: usize, i: i32): i32 {
   return load<i32>(ptr + <usize>i * 4);
@@ -46,7 +54,8 @@ export function convScratchBytes(geoPtr: usize): i32 {
   const kk = geo(geoPtr, 1) / groups * geo(geoPtr, 5) * geo(geoPtr, 6);
   const og = geo(geoPtr, 4) / groups, p = geo(geoPtr, 13) * geo(geoPtr, 14);
   const pack = max(max(matmulPackBytes(og, kk, p), matmulPackBytes(kk, og, p)), matmulPackBytes(og, p, kk));
-  return <i32>(roundUp64(<usize>kk * <usize>p * 4) + <usize>pack);
+  const generic = roundUp64(<usize>kk * <usize>p * 4) + <usize>pack;
+  return <i32>(directQualifies(geoPtr) ? max(generic, directBytes(geoPtr)) : generic);
 }
 
 // The range [lo, hi) of output columns ox whose input column ox·sw + ix0 lies in [0, w).
@@ -158,11 +167,366 @@ function flushAll(x: usize, len: i32): void {
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Direct kernels for small K (stride 1, dilation 1, one group, padding < kernel size; see the header).
+//
+// Each is one correlation over a zero-padded copy of a sample's planes, src [R][hs][ws], that
+// treats a plane as one long row: with out[o][q] for q = y·ws + x, every tap t = (r, i, j) is the
+// same offset off(t) = (r·hs + i)·ws + j for all q, so
+//
+//   out[o][q] = Σ_t src[q + off(t)] · wt[o][t]
+//
+// runs over q in f32x4 lanes with no bounds checks and no row ends; the kw - 1 columns x >= the
+// output width of each row (and the q past the last row, up to a whole tile) are computed and
+// dropped when out is copied into place (with the bias and the flush that the generic path does in
+// a pass of its own). Forward: src = x padded by (ph, pw), wt = w. Input grad: src = g padded by
+// (kh-1-ph, kw-1-pw), outputs the input channels, wt[ci][(co, i, j)] = w[co][ci][kh-1-i][kw-1-j].
+// Weight grad: dW[co][t] = Σ_q gw[co][q] · src[q + off(t)] with g copied into rows of width ws
+// (zeros in the dropped columns) and src = x padded as in the forward.
+// ---------------------------------------------------------------------------------------------
+
+// c + a·b (fused in the relaxed-SIMD build, as the matmul's).
+@inline function madd(a: v128, b: v128, c: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return f32x4.relaxed_madd(a, b, c);
+  return f32x4.add(c, f32x4.mul(a, b));
+}
+
+@inline function roundUpTo(x: i32, to: i32): i32 {
+  return (x + to - 1) / to * to;
+}
+
+/** 1 when convForward, convInputGrad and convWeightGrad take their direct small-K kernels for the geometry at geoPtr, else 0. */
+export function convDirect(geoPtr: usize): i32 {
+  return directQualifies(geoPtr) ? 1 : 0;
+}
+
+// Whether the direct kernels serve the geometry at g (the rule in the header).
+function directQualifies(g: usize): bool {
+  const kh = geo(g, 5), kw = geo(g, 6), ph = geo(g, 9), pw = geo(g, 10);
+  return geo(g, 15) == 1 && geo(g, 7) == 1 && geo(g, 8) == 1 && geo(g, 11) == 1 && geo(g, 12) == 1 &&
+    ph >= 0 && pw >= 0 && ph < kh && pw < kw && geo(g, 13) > 0 && geo(g, 14) > 0 &&
+    geo(g, 1) * kh * kw <= DIRECT_MAX_K;
+}
+
+// Plane stride of out for q outputs per plane: whole 4×8 and 1×32 tiles.
+@inline function outStride(q: i32): i32 {
+  return roundUpTo(q, 32);
+}
+
+// Zero floats after src's planes: reads run up to a tile past the last output and kw - 1 columns
+// past the plane end (into the dropped columns).
+@inline function srcSlack(qs: i32, q: i32, kw: i32): i32 {
+  return qs - q + kw + 4;
+}
+
+// Scratch layout of one direct correlation (src, splatted weights, tap offsets, out) in bytes.
+@inline function srcBytes(planes: i32, hs: i32, ws: i32, slack: i32): usize {
+  return roundUp64(<usize>(planes * hs * ws + slack) * 4);
+}
+
+function forwardBytes(g: usize, flip: bool): usize {
+  const c = geo(g, 1), h = geo(g, 2), w = geo(g, 3), cout = geo(g, 4), kh = geo(g, 5), kw = geo(g, 6);
+  // forward: R = c source planes of the padded input, cout outputs; input grad: the reverse
+  const planes = flip ? cout : c, outs = flip ? c : cout, taps = planes * kh * kw;
+  const hs = flip ? h + kh - 1 : h + 2 * geo(g, 9), ws = flip ? w + kw - 1 : w + 2 * geo(g, 10);
+  const q = (hs - kh + 1) * ws, qs = outStride(q);
+  return srcBytes(planes, hs, ws, srcSlack(qs, q, kw)) + roundUp64(<usize>outs * <usize>taps * 16) +
+    roundUp64(<usize>taps * 4) + <usize>outs * <usize>qs * 4;
+}
+
+function weightGradBytes(g: usize): usize {
+  const c = geo(g, 1), cout = geo(g, 4), kh = geo(g, 5), kw = geo(g, 6);
+  const hs = geo(g, 2) + 2 * geo(g, 9), ws = geo(g, 3) + 2 * geo(g, 10), q = geo(g, 13) * ws, q4 = roundUpTo(q, 4);
+  return srcBytes(c, hs, ws, srcSlack(q4, q, kw)) + roundUp64(<usize>roundUpTo(c * kh * kw, 2) * 4) +
+    <usize>roundUpTo(cout, 4) * <usize>q4 * 4;
+}
+
+function directBytes(g: usize): usize {
+  return max(max(forwardBytes(g, false), forwardBytes(g, true)), max(weightGradBytes(g), byTapBytes(g)));
+}
+
+// dst: `planes` planes of hIn×wIn from src placed at (top, left) in rows of ws floats, planes
+// `stride` floats apart, zeros elsewhere over the first `zeroFloats` floats. Rows are copied with
+// f32x4 moves and only the padding is cleared: with one input channel and 28×28 planes the copies
+// (of g, 32 planes) cost as much as the arithmetic, and memory.copy per row (a call) was slower.
+function padPlanes(
+  src: usize, planes: i32, hIn: i32, wIn: i32, dst: usize, ws: i32, stride: i32, top: i32, left: i32, zeroFloats: i32,
+): void {
+  const right = ws - left - wIn;
+  let d = dst;
+  for (let p = 0; p < planes; p++) {
+    memory.fill(d, 0, <usize>(top * ws) * 4);
+    let row = d + <usize>(top * ws) * 4;
+    for (let y = 0; y < hIn; y++) {
+      for (let k = 0; k < left; k++) store<f32>(row + <usize>k * 4, 0);
+      const to = row + <usize>left * 4;
+      let k = 0;
+      for (; k + 4 <= wIn; k += 4) v128.store(to + <usize>k * 4, v128.load(src + <usize>k * 4));
+      for (; k < wIn; k++) store<f32>(to + <usize>k * 4, load<f32>(src + <usize>k * 4));
+      for (k = 0; k < right; k++) store<f32>(to + <usize>(wIn + k) * 4, 0);
+      src += <usize>wIn * 4;
+      row += <usize>ws * 4;
+    }
+    memory.fill(row, 0, <usize>(stride - (top + hIn) * ws) * 4);
+    d += <usize>stride * 4;
+  }
+  memory.fill(d, 0, <usize>(zeroFloats - planes * stride) * 4);
+}
+
+// Byte offsets of the taps (r, i, j) in src, r < planes, then `pad` more zeros.
+function tapOffsets(offs: usize, planes: i32, kh: i32, kw: i32, hs: i32, ws: i32, pad: i32): void {
+  let t = 0;
+  for (let r = 0; r < planes; r++) {
+    for (let i = 0; i < kh; i++) {
+      for (let j = 0; j < kw; j++) {
+        store<i32>(offs + <usize>t * 4, ((r * hs + i) * ws + j) * 4);
+        t++;
+      }
+    }
+  }
+  for (let e = 0; e < pad; e++) store<i32>(offs + <usize>(t + e) * 4, 0);
+}
+
+// wt[o][t] splatted to f32x4: outputs in groups of 4 as [group][t][4] (the 4×12 tile's), the last
+// outs % 4 as [o][t] (the 1×32 tile's); output o's block starts at o·taps·16 bytes either way.
+// flip: the input gradient's weights (outputs = input channels, taps over (co, i, j), kernel flipped).
+// byTap: inputGradByTap's weights (outputs (ci, i, j) of the flipped kernel, taps the cout channels).
+function splatWeights(w: usize, dst: usize, outs: i32, taps: i32, flip: bool, byTap: bool, c: i32, khw: i32): void {
+  const full = outs & ~3;
+  for (let o = 0; o < outs; o++) {
+    for (let t = 0; t < taps; t++) {
+      let idx = flip ? ((t / khw) * c + o) * khw + khw - 1 - t % khw : o * taps + t;
+      if (byTap) idx = (t * c + o / khw) * khw + khw - 1 - o % khw;
+      const at = o < full ? ((o & ~3) * taps + t * 4 + (o & 3)) : o * taps + t;
+      v128.store(dst + <usize>at * 16, f32x4.splat(load<f32>(w + <usize>idx * 4)));
+    }
+  }
+}
+
+// out[o + k][q + 0..8) for k < 4: Σ_t src[q + off(t)] · wt[o + k][t]. 8 accumulators, 2 inputs and
+// a weight: 11 vector registers (V8 on x64 allocates 15; a 4×12 tile spilled and ran slower).
+@inline function tile4x8(src: usize, offs: usize, taps: i32, wt: usize, out: usize, stride: usize): void {
+  let a00 = f32x4.splat(0), a01 = f32x4.splat(0);
+  let a10 = f32x4.splat(0), a11 = f32x4.splat(0);
+  let a20 = f32x4.splat(0), a21 = f32x4.splat(0);
+  let a30 = f32x4.splat(0), a31 = f32x4.splat(0);
+  for (let t = 0; t < taps; t++) {
+    const s = src + <usize>load<i32>(offs + <usize>t * 4);
+    const x0 = v128.load(s), x1 = v128.load(s, 16);
+    let w = v128.load(wt);
+    a00 = madd(x0, w, a00); a01 = madd(x1, w, a01);
+    w = v128.load(wt, 16);
+    a10 = madd(x0, w, a10); a11 = madd(x1, w, a11);
+    w = v128.load(wt, 32);
+    a20 = madd(x0, w, a20); a21 = madd(x1, w, a21);
+    w = v128.load(wt, 48);
+    a30 = madd(x0, w, a30); a31 = madd(x1, w, a31);
+    wt += 64;
+  }
+  v128.store(out, a00); v128.store(out, a01, 16);
+  out += stride;
+  v128.store(out, a10); v128.store(out, a11, 16);
+  out += stride;
+  v128.store(out, a20); v128.store(out, a21, 16);
+  out += stride;
+  v128.store(out, a30); v128.store(out, a31, 16);
+}
+
+// out[q + 0..32) of one output (+)= Σ_t src[q + off(t)] · wt[t] (added to out when `accumulate`).
+@inline function tile1x32(src: usize, offs: usize, taps: i32, wt: usize, out: usize, accumulate: bool): void {
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let a4 = f32x4.splat(0), a5 = f32x4.splat(0), a6 = f32x4.splat(0), a7 = f32x4.splat(0);
+  if (accumulate) {
+    a0 = v128.load(out); a1 = v128.load(out, 16); a2 = v128.load(out, 32); a3 = v128.load(out, 48);
+    a4 = v128.load(out, 64); a5 = v128.load(out, 80); a6 = v128.load(out, 96); a7 = v128.load(out, 112);
+  }
+  for (let t = 0; t < taps; t++) {
+    const s = src + <usize>load<i32>(offs + <usize>t * 4);
+    const w = v128.load(wt);
+    a0 = madd(v128.load(s), w, a0); a1 = madd(v128.load(s, 16), w, a1);
+    a2 = madd(v128.load(s, 32), w, a2); a3 = madd(v128.load(s, 48), w, a3);
+    a4 = madd(v128.load(s, 64), w, a4); a5 = madd(v128.load(s, 80), w, a5);
+    a6 = madd(v128.load(s, 96), w, a6); a7 = madd(v128.load(s, 112), w, a7);
+    wt += 16;
+  }
+  v128.store(out, a0); v128.store(out, a1, 16); v128.store(out, a2, 32); v128.store(out, a3, 48);
+  v128.store(out, a4, 64); v128.store(out, a5, 80); v128.store(out, a6, 96); v128.store(out, a7, 112);
+}
+
+// out [outs][qs] = the correlation of src with the splatted weights, q < qOut per plane. The 1×32
+// tile reads 4 floats of src per multiply-add (the 4×8 tile 1): it sweeps q over a chunk of taps
+// whose planes (~16 KiB) stay in L1, then the next chunk, adding to out.
+function correlate(
+  src: usize, offs: usize, taps: i32, wsp: usize, out: usize, outs: i32, qOut: i32, qs: i32, tapsPerPlane: i32, plane: i32,
+): void {
+  const full = outs & ~3, stride = <usize>qs * 4;
+  for (let o = 0; o < full; o += 4) {
+    const wt = wsp + <usize>o * <usize>taps * 16, dst = out + <usize>o * stride;
+    for (let q = 0; q < qOut; q += 8) tile4x8(src + <usize>q * 4, offs, taps, wt, dst + <usize>q * 4, stride);
+  }
+  const chunk = max(1, 4096 / plane) * tapsPerPlane;
+  for (let o = full; o < outs; o++) {
+    const wt = wsp + <usize>o * <usize>taps * 16, dst = out + <usize>o * stride;
+    for (let t = 0; t < taps; t += chunk) {
+      const n = min(chunk, taps - t), w = wt + <usize>t * 16, ofs = offs + <usize>t * 4;
+      for (let q = 0; q < qOut; q += 32) tile1x32(src + <usize>q * 4, ofs, n, w, dst + <usize>q * 4, t > 0);
+    }
+  }
+}
+
+// dst[i] = flush(src[i] + b) for i < len.
+function copyAddFlush(src: usize, dst: usize, b: f32, len: i32): void {
+  const bv = f32x4.splat(b);
+  let i = 0;
+  for (; i + 4 <= len; i += 4) {
+    const off = <usize>i * 4;
+    v128.store(dst + off, flush32(f32x4.add(v128.load(src + off), bv)));
+  }
+  for (; i < len; i++) {
+    const off = <usize>i * 4;
+    v128.store32_lane(dst + off, flush32(f32x4.add(v128.load32_zero(src + off), bv)), 0);
+  }
+}
+
+// convForward (flip false) or convInputGrad (flip true) by direct correlation: in [n][planes][hIn][wIn]
+// (x, or g) to res [n][outs][hOut][wOut] (y, or dx), plus bias (0: none).
+function directCorrelation(inPtr: usize, wPtr: usize, biasPtr: usize, resPtr: usize, g: usize, scratch: usize, flip: bool): void {
+  const n = geo(g, 0), c = geo(g, 1), h = geo(g, 2), w = geo(g, 3), cout = geo(g, 4), kh = geo(g, 5), kw = geo(g, 6);
+  const ph = geo(g, 9), pw = geo(g, 10), oh = geo(g, 13), ow = geo(g, 14);
+  const planes = flip ? cout : c, outs = flip ? c : cout, taps = planes * kh * kw;
+  const hIn = flip ? oh : h, wIn = flip ? ow : w, hOut = flip ? h : oh, wOut = flip ? w : ow;
+  const top = flip ? kh - 1 - ph : ph, left = flip ? kw - 1 - pw : pw;
+  const hs = flip ? h + kh - 1 : h + 2 * ph, ws = flip ? w + kw - 1 : w + 2 * pw;
+  const q = hOut * ws, qs = outStride(q), slack = srcSlack(qs, q, kw);
+  const src = scratch, wsp = src + srcBytes(planes, hs, ws, slack);
+  const offs = wsp + roundUp64(<usize>outs * <usize>taps * 16), out = offs + roundUp64(<usize>taps * 4);
+  splatWeights(wPtr, wsp, outs, taps, flip, false, c, kh * kw);
+  tapOffsets(offs, planes, kh, kw, hs, ws, 0);
+  for (let b = 0; b < n; b++) {
+    padPlanes(inPtr + <usize>(b * planes * hIn * wIn) * 4, planes, hIn, wIn, src, ws, hs * ws, top, left, planes * hs * ws + slack);
+    correlate(src, offs, taps, wsp, out, outs, q, qs, kh * kw, hs * ws);
+    for (let o = 0; o < outs; o++) {
+      const bias: f32 = biasPtr != 0 ? load<f32>(biasPtr + <usize>o * 4) : 0;
+      const from = out + <usize>(o * qs) * 4, to = resPtr + <usize>((b * outs + o) * hOut * wOut) * 4;
+      for (let y = 0; y < hOut; y++) copyAddFlush(from + <usize>(y * ws) * 4, to + <usize>(y * wOut) * 4, bias, wOut);
+    }
+  }
+}
+
+// Scratch of inputGradByTap: g padded as the flipped correlation's src with planes ps floats apart,
+// the splatted weights, offsets, z (+ a tile of slack), ones, the sum's offsets and one dx plane.
+function byTapBytes(g: usize): usize {
+  const c = geo(g, 1), cout = geo(g, 4), khw = geo(g, 5) * geo(g, 6);
+  const hs = geo(g, 2) + geo(g, 5) - 1, ws = geo(g, 3) + geo(g, 6) - 1;
+  const ps = roundUpTo(hs * ws, 4), qs = roundUpTo(hs * ws, 32);
+  return roundUp64(<usize>(cout * ps + qs + 4) * 4) + roundUp64(<usize>(c * khw) * <usize>cout * 16) +
+    roundUp64(<usize>cout * 4) + roundUp64(<usize>(c * khw * qs + 64) * 4) + roundUp64(<usize>khw * 20) +
+    <usize>roundUpTo(geo(g, 2) * ws, 32) * 4;
+}
+
+// convInputGrad for fewer than 4 input channels, where the flipped correlation has fewer than 4
+// outputs (the 1×32 tile, 1 load per multiply-add, ran at a third of the 4×8 tile's speed): first
+// z[(ci, i, j)][p] = Σ_co gpad[co][p] · w[co][ci][kh-1-i][kw-1-j] at every padded position p (the
+// correlation with the cout planes as taps, c·kh·kw outputs, mostly 4×8 tiles), then
+// dx[ci][y][x] = Σ_(i,j) z[(ci, i, j)][(y + i)·ws + x + j], a correlation of the z planes with
+// weights 1 (kh·kw adds per input pixel, against cout·kh·kw multiply-adds for z).
+function inputGradByTap(gPtr: usize, wPtr: usize, dxPtr: usize, g: usize, scratch: usize): void {
+  const n = geo(g, 0), c = geo(g, 1), h = geo(g, 2), w = geo(g, 3), cout = geo(g, 4), kh = geo(g, 5), kw = geo(g, 6);
+  const ph = geo(g, 9), pw = geo(g, 10), oh = geo(g, 13), ow = geo(g, 14), khw = kh * kw, outs = c * khw;
+  const hs = h + kh - 1, ws = w + kw - 1, ps = roundUpTo(hs * ws, 4), qs = roundUpTo(hs * ws, 32);
+  const q = h * ws, qd = roundUpTo(q, 32);
+  const src = scratch, wsp = src + roundUp64(<usize>(cout * ps + qs + 4) * 4);
+  const offs = wsp + roundUp64(<usize>outs * <usize>cout * 16), z = offs + roundUp64(<usize>cout * 4);
+  const ones = z + roundUp64(<usize>(outs * qs + 64) * 4), zoffs = ones + <usize>khw * 16;
+  const plane = ones + roundUp64(<usize>khw * 20);
+  splatWeights(wPtr, wsp, outs, cout, false, true, c, khw);
+  for (let co = 0; co < cout; co++) store<i32>(offs + <usize>co * 4, co * ps * 4);
+  for (let i = 0; i < kh; i++) {
+    for (let j = 0; j < kw; j++) {
+      const t = i * kw + j;
+      v128.store(ones + <usize>t * 16, f32x4.splat(1));
+      store<i32>(zoffs + <usize>t * 4, (t * qs + i * ws + j) * 4);
+    }
+  }
+  for (let b = 0; b < n; b++) {
+    padPlanes(gPtr + <usize>(b * cout * oh * ow) * 4, cout, oh, ow, src, ws, ps, kh - 1 - ph, kw - 1 - pw, cout * ps + qs + 4);
+    correlate(src, offs, cout, wsp, z, outs, hs * ws, qs, 1, ps);
+    for (let ci = 0; ci < c; ci++) {
+      correlate(z + <usize>(ci * khw) * <usize>qs * 4, zoffs, khw, ones, plane, 1, q, qd, khw, qs);
+      const dst = dxPtr + <usize>((b * c + ci) * h * w) * 4;
+      for (let y = 0; y < h; y++) copyAddFlush(plane + <usize>(y * ws) * 4, dst + <usize>(y * w) * 4, 0, w);
+    }
+  }
+}
+
+@inline function hsum(v: v128): f32 {
+  return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
+}
+
+// dw[o + k][t + j] += Σ_q gw[o + k][q] · src[q + off(t + j)] for k < 4, j < 2 (those that exist).
+@inline function weightTile(
+  gw: usize, stride: usize, src: usize, offs: usize, q4: i32, dw: usize, o: i32, t: i32, cout: i32, taps: i32,
+): void {
+  let a00 = f32x4.splat(0), a01 = f32x4.splat(0);
+  let a10 = f32x4.splat(0), a11 = f32x4.splat(0);
+  let a20 = f32x4.splat(0), a21 = f32x4.splat(0);
+  let a30 = f32x4.splat(0), a31 = f32x4.splat(0);
+  let g0 = gw, s0 = src + <usize>load<i32>(offs + <usize>t * 4);
+  const s1 = src + <usize>load<i32>(offs + <usize>t * 4, 4) - s0;
+  const end = gw + <usize>q4 * 4;
+  for (; g0 < end; g0 += 16, s0 += 16) {
+    const x0 = v128.load(s0), x1 = v128.load(s0 + s1);
+    let v = v128.load(g0);
+    a00 = madd(v, x0, a00); a01 = madd(v, x1, a01);
+    v = v128.load(g0 + stride);
+    a10 = madd(v, x0, a10); a11 = madd(v, x1, a11);
+    v = v128.load(g0 + 2 * stride);
+    a20 = madd(v, x0, a20); a21 = madd(v, x1, a21);
+    v = v128.load(g0 + 3 * stride);
+    a30 = madd(v, x0, a30); a31 = madd(v, x1, a31);
+  }
+  addSums(dw, o, t, cout, taps, hsum(a00), hsum(a01));
+  addSums(dw, o + 1, t, cout, taps, hsum(a10), hsum(a11));
+  addSums(dw, o + 2, t, cout, taps, hsum(a20), hsum(a21));
+  addSums(dw, o + 3, t, cout, taps, hsum(a30), hsum(a31));
+}
+
+@inline function addSums(dw: usize, o: i32, t: i32, cout: i32, taps: i32, v0: f32, v1: f32): void {
+  if (o >= cout) return;
+  const p = dw + <usize>(o * taps + t) * 4;
+  store<f32>(p, load<f32>(p) + v0);
+  if (t + 1 < taps) store<f32>(p, load<f32>(p, 4) + v1, 4);
+}
+
+// convWeightGrad by direct correlation (see above).
+function directWeightGrad(gPtr: usize, xPtr: usize, dwPtr: usize, g: usize, scratch: usize): void {
+  const n = geo(g, 0), c = geo(g, 1), h = geo(g, 2), w = geo(g, 3), cout = geo(g, 4), kh = geo(g, 5), kw = geo(g, 6);
+  const ph = geo(g, 9), pw = geo(g, 10), oh = geo(g, 13), ow = geo(g, 14);
+  const hs = h + 2 * ph, ws = w + 2 * pw, q = oh * ws, q4 = roundUpTo(q, 4), slack = srcSlack(q4, q, kw);
+  const taps = c * kh * kw, tapsPad = roundUpTo(taps, 2), coutPad = roundUpTo(cout, 4);
+  const src = scratch, offs = src + srcBytes(c, hs, ws, slack), gw = offs + roundUp64(<usize>tapsPad * 4);
+  const stride = <usize>q4 * 4;
+  tapOffsets(offs, c, kh, kw, hs, ws, tapsPad - taps);
+  memory.fill(dwPtr, 0, <usize>cout * <usize>taps * 4);
+  for (let b = 0; b < n; b++) {
+    padPlanes(xPtr + <usize>(b * c * h * w) * 4, c, h, w, src, ws, hs * ws, ph, pw, c * hs * ws + slack);
+    padPlanes(gPtr + <usize>(b * cout * oh * ow) * 4, cout, oh, ow, gw, ws, q4, 0, 0, coutPad * q4);
+    for (let o = 0; o < cout; o += 4) {
+      for (let t = 0; t < taps; t += 2) weightTile(gw + <usize>o * stride, stride, src, offs, q4, dwPtr, o, t, cout, taps);
+    }
+  }
+  flushAll(dwPtr, cout * taps);
+}
+
 /**
  * y [n, cout, oh, ow] = conv2d(x [n, c, h, w], w [cout, c/groups, kh, kw]) + bias (biasPtr 0: none),
  * flushed; geoPtr: the 16-i32 geometry block, scratchPtr: convScratchBytes(geoPtr) bytes.
  */
 export function convForward(xPtr: usize, wPtr: usize, biasPtr: usize, yPtr: usize, geoPtr: usize, scratchPtr: usize): void {
+  if (directQualifies(geoPtr)) {
+    directCorrelation(xPtr, wPtr, biasPtr, yPtr, geoPtr, scratchPtr, false);
+    return;
+  }
   const n = geo(geoPtr, 0), c = geo(geoPtr, 1), hw = geo(geoPtr, 2) * geo(geoPtr, 3), cout = geo(geoPtr, 4);
   const groups = geo(geoPtr, 15), cg = c / groups, og = cout / groups;
   const kk = cg * geo(geoPtr, 5) * geo(geoPtr, 6), p = geo(geoPtr, 13) * geo(geoPtr, 14);
@@ -185,6 +549,11 @@ export function convForward(xPtr: usize, wPtr: usize, biasPtr: usize, yPtr: usiz
  * (a transposed convolution), overwritten and flushed; w, geoPtr and scratchPtr as convForward.
  */
 export function convInputGrad(gPtr: usize, wPtr: usize, dxPtr: usize, geoPtr: usize, scratchPtr: usize): void {
+  if (directQualifies(geoPtr)) {
+    if (geo(geoPtr, 1) < 4) inputGradByTap(gPtr, wPtr, dxPtr, geoPtr, scratchPtr);
+    else directCorrelation(gPtr, wPtr, 0, dxPtr, geoPtr, scratchPtr, true);
+    return;
+  }
   const n = geo(geoPtr, 0), c = geo(geoPtr, 1), hw = geo(geoPtr, 2) * geo(geoPtr, 3), cout = geo(geoPtr, 4);
   const groups = geo(geoPtr, 15), cg = c / groups, og = cout / groups;
   const kk = cg * geo(geoPtr, 5) * geo(geoPtr, 6), p = geo(geoPtr, 13) * geo(geoPtr, 14);
@@ -205,6 +574,10 @@ export function convInputGrad(gPtr: usize, wPtr: usize, dxPtr: usize, geoPtr: us
  * convForward's weight for output gradient g, overwritten and flushed; geoPtr, scratchPtr as there.
  */
 export function convWeightGrad(gPtr: usize, xPtr: usize, dwPtr: usize, geoPtr: usize, scratchPtr: usize): void {
+  if (directQualifies(geoPtr)) {
+    directWeightGrad(gPtr, xPtr, dwPtr, geoPtr, scratchPtr);
+    return;
+  }
   const n = geo(geoPtr, 0), c = geo(geoPtr, 1), hw = geo(geoPtr, 2) * geo(geoPtr, 3), cout = geo(geoPtr, 4);
   const groups = geo(geoPtr, 15), cg = c / groups, og = cout / groups;
   const kk = cg * geo(geoPtr, 5) * geo(geoPtr, 6), p = geo(geoPtr, 13) * geo(geoPtr, 14);

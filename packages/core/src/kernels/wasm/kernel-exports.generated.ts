@@ -144,6 +144,8 @@ export interface KernelExports {
     maximize: number,
     first: number,
   ): void;
+  /** 1 when convForward, convInputGrad and convWeightGrad take their direct small-K kernels for the geometry at geoPtr, else 0. */
+  convDirect(geoPtr: number): number;
   /**
    * y [n, cout, oh, ow] = conv2d(x [n, c, h, w], w [cout, c/groups, kh, kw]) + bias (biasPtr 0: none),
    * flushed; geoPtr: the 16-i32 geometry block, scratchPtr: convScratchBytes(geoPtr) bytes.
