@@ -181,8 +181,8 @@ function flushAll(x: usize, len: i32): void {
 // dropped when out is copied into place (with the bias and the flush that the generic path does in
 // a pass of its own). Forward: src = x padded by (ph, pw), wt = w. Input grad: src = g padded by
 // (kh-1-ph, kw-1-pw), outputs the input channels, wt[ci][(co, i, j)] = w[co][ci][kh-1-i][kw-1-j].
-// Weight grad: dW[co][t] = Σ_q gw[co][q] · src[q + off(t)] with g copied into rows of width ws
-// (zeros in the dropped columns) and src = x padded as in the forward.
+// Weight grad: dW[co][t] = Σ over output pixels (y, x) of g[co][y][x] · src[y·ws + x + off(t)],
+// src = x padded as in the forward, g read in place row by row (its last group of a row masked).
 // ---------------------------------------------------------------------------------------------
 
 // c + a·b (fused in the relaxed-SIMD build, as the matmul's).
@@ -235,10 +235,9 @@ function forwardBytes(g: usize, flip: bool): usize {
 }
 
 function weightGradBytes(g: usize): usize {
-  const c = geo(g, 1), cout = geo(g, 4), kh = geo(g, 5), kw = geo(g, 6);
-  const hs = geo(g, 2) + 2 * geo(g, 9), ws = geo(g, 3) + 2 * geo(g, 10), q = geo(g, 13) * ws, q4 = roundUpTo(q, 4);
-  return srcBytes(c, hs, ws, srcSlack(q4, q, kw)) + roundUp64(<usize>roundUpTo(c * kh * kw, 2) * 4) +
-    <usize>roundUpTo(cout, 4) * <usize>q4 * 4;
+  const c = geo(g, 1), kh = geo(g, 5), kw = geo(g, 6);
+  const hs = geo(g, 2) + 2 * geo(g, 9), ws = geo(g, 3) + 2 * geo(g, 10);
+  return srcBytes(c, hs, ws, kw + 4) + roundUp64(<usize>roundUpTo(c * kh * kw, 2) * 4);
 }
 
 function directBytes(g: usize): usize {
@@ -463,27 +462,56 @@ function inputGradByTap(gPtr: usize, wPtr: usize, dxPtr: usize, g: usize, scratc
   return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
 }
 
-// dw[o + k][t + j] += Σ_q gw[o + k][q] · src[q + off(t + j)] for k < 4, j < 2 (those that exist).
+// Floats n = 1..3 at p in the low lanes, zeros above (a row's last, partial group).
+@inline function loadPartial(p: usize, n: i32): v128 {
+  let v = v128.load32_zero(p);
+  if (n > 1) v = v128.load32_lane(p, v, 1, 4);
+  if (n > 2) v = v128.load32_lane(p, v, 2, 8);
+  return v;
+}
+
+// dw[o + k][t + j] += Σ_(y, x) g[o + k][y][x] · src[y·ws + x + off(t + j)] for k < 4, j < 2 (those
+// that exist). g is read in place, row by row (gk: channel o + k's plane, the last one repeated
+// past cout); src's rows are ws floats long, so its taps lie at fixed offsets from g's position.
 @inline function weightTile(
-  gw: usize, stride: usize, src: usize, offs: usize, q4: i32, dw: usize, o: i32, t: i32, cout: i32, taps: i32,
+  g0: usize, g1: usize, g2: usize, g3: usize, src: usize, offs: usize, oh: i32, ow: i32, ws: i32,
+  dw: usize, o: i32, t: i32, cout: i32, taps: i32,
 ): void {
   let a00 = f32x4.splat(0), a01 = f32x4.splat(0);
   let a10 = f32x4.splat(0), a11 = f32x4.splat(0);
   let a20 = f32x4.splat(0), a21 = f32x4.splat(0);
   let a30 = f32x4.splat(0), a31 = f32x4.splat(0);
-  let g0 = gw, s0 = src + <usize>load<i32>(offs + <usize>t * 4);
-  const s1 = src + <usize>load<i32>(offs + <usize>t * 4, 4) - s0;
-  const end = gw + <usize>q4 * 4;
-  for (; g0 < end; g0 += 16, s0 += 16) {
-    const x0 = v128.load(s0), x1 = v128.load(s0 + s1);
-    let v = v128.load(g0);
-    a00 = madd(v, x0, a00); a01 = madd(v, x1, a01);
-    v = v128.load(g0 + stride);
-    a10 = madd(v, x0, a10); a11 = madd(v, x1, a11);
-    v = v128.load(g0 + 2 * stride);
-    a20 = madd(v, x0, a20); a21 = madd(v, x1, a21);
-    v = v128.load(g0 + 3 * stride);
-    a30 = madd(v, x0, a30); a31 = madd(v, x1, a31);
+  let s0 = src + <usize>load<i32>(offs + <usize>t * 4);
+  const d1 = <usize>(load<i32>(offs + <usize>t * 4, 4) - load<i32>(offs + <usize>t * 4));
+  const full = ow & ~3, rest = ow - full, rowBytes = <usize>ow * 4;
+  let gr: usize = 0;
+  for (let y = 0; y < oh; y++) {
+    for (let x = 0; x < full; x += 4) {
+      const off = gr + <usize>x * 4, s = s0 + <usize>x * 4;
+      const x0 = v128.load(s), x1 = v128.load(s + d1);
+      let v = v128.load(g0 + off);
+      a00 = madd(v, x0, a00); a01 = madd(v, x1, a01);
+      v = v128.load(g1 + off);
+      a10 = madd(v, x0, a10); a11 = madd(v, x1, a11);
+      v = v128.load(g2 + off);
+      a20 = madd(v, x0, a20); a21 = madd(v, x1, a21);
+      v = v128.load(g3 + off);
+      a30 = madd(v, x0, a30); a31 = madd(v, x1, a31);
+    }
+    if (rest > 0) {
+      const off = gr + <usize>full * 4, s = s0 + <usize>full * 4;
+      const x0 = v128.load(s), x1 = v128.load(s + d1);
+      let v = loadPartial(g0 + off, rest);
+      a00 = madd(v, x0, a00); a01 = madd(v, x1, a01);
+      v = loadPartial(g1 + off, rest);
+      a10 = madd(v, x0, a10); a11 = madd(v, x1, a11);
+      v = loadPartial(g2 + off, rest);
+      a20 = madd(v, x0, a20); a21 = madd(v, x1, a21);
+      v = loadPartial(g3 + off, rest);
+      a30 = madd(v, x0, a30); a31 = madd(v, x1, a31);
+    }
+    gr += rowBytes;
+    s0 += <usize>ws * 4;
   }
   addSums(dw, o, t, cout, taps, hsum(a00), hsum(a01));
   addSums(dw, o + 1, t, cout, taps, hsum(a10), hsum(a11));
@@ -498,21 +526,21 @@ function inputGradByTap(gPtr: usize, wPtr: usize, dxPtr: usize, g: usize, scratc
   if (t + 1 < taps) store<f32>(p, load<f32>(p, 4) + v1, 4);
 }
 
-// convWeightGrad by direct correlation (see above).
+// convWeightGrad by direct correlation (see above), g read in place.
 function directWeightGrad(gPtr: usize, xPtr: usize, dwPtr: usize, g: usize, scratch: usize): void {
   const n = geo(g, 0), c = geo(g, 1), h = geo(g, 2), w = geo(g, 3), cout = geo(g, 4), kh = geo(g, 5), kw = geo(g, 6);
   const ph = geo(g, 9), pw = geo(g, 10), oh = geo(g, 13), ow = geo(g, 14);
-  const hs = h + 2 * ph, ws = w + 2 * pw, q = oh * ws, q4 = roundUpTo(q, 4), slack = srcSlack(q4, q, kw);
-  const taps = c * kh * kw, tapsPad = roundUpTo(taps, 2), coutPad = roundUpTo(cout, 4);
-  const src = scratch, offs = src + srcBytes(c, hs, ws, slack), gw = offs + roundUp64(<usize>tapsPad * 4);
-  const stride = <usize>q4 * 4;
+  const hs = h + 2 * ph, ws = w + 2 * pw, taps = c * kh * kw, tapsPad = roundUpTo(taps, 2);
+  const src = scratch, offs = src + srcBytes(c, hs, ws, kw + 4), plane = <usize>(oh * ow) * 4;
   tapOffsets(offs, c, kh, kw, hs, ws, tapsPad - taps);
   memory.fill(dwPtr, 0, <usize>cout * <usize>taps * 4);
   for (let b = 0; b < n; b++) {
-    padPlanes(xPtr + <usize>(b * c * h * w) * 4, c, h, w, src, ws, hs * ws, ph, pw, c * hs * ws + slack);
-    padPlanes(gPtr + <usize>(b * cout * oh * ow) * 4, cout, oh, ow, gw, ws, q4, 0, 0, coutPad * q4);
+    padPlanes(xPtr + <usize>(b * c * h * w) * 4, c, h, w, src, ws, hs * ws, ph, pw, c * hs * ws + kw + 4);
+    const gb = gPtr + <usize>(b * cout) * plane;
     for (let o = 0; o < cout; o += 4) {
-      for (let t = 0; t < taps; t += 2) weightTile(gw + <usize>o * stride, stride, src, offs, q4, dwPtr, o, t, cout, taps);
+      const g0 = gb + <usize>o * plane, g1 = gb + <usize>min(o + 1, cout - 1) * plane;
+      const g2 = gb + <usize>min(o + 2, cout - 1) * plane, g3 = gb + <usize>min(o + 3, cout - 1) * plane;
+      for (let t = 0; t < taps; t += 2) weightTile(g0, g1, g2, g3, src, offs, oh, ow, ws, dwPtr, o, t, cout, taps);
     }
   }
   flushAll(dwPtr, cout * taps);
