@@ -26,15 +26,15 @@ import { flush32 } from "./lanes";
 // (ratios new/old, medians): direct was faster or even at K = 9 to 144 (conv 1..16 → 32 channels,
 // 3×3 and 5×5), and about even at K = 288, which stays on the generic path that already met its
 // target. Summation order differs from im2col + matmul (results agree within float32 rounding).
-// A NaN or infinity in x can reach more of dW here (0·∞ over the dropped columns described below),
-// as one in g already can through im2col's zero padding.
+// A NaN or infinity in x can reach more of dW here (0·∞ in the masked lanes of a row's last group),
+// as one in g already can through im2col's zero padding; y and dx keep the definition's NaNs.
 //
 // Outputs (y, dx, dW) are flushed: |v| < FLT_MIN is stored as 0, as the elementwise kernels do.
 //
 // Geometry block at geoPtr: 16 i32, in this order (CONV_GEOMETRY in src/kernels/conv.ts):
 //   n, c, h, w, cout, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, groups
 // Scratch at scratchPtr: convScratchBytes(geoPtr) bytes, 64-byte aligned (cols, then the gemm's
-// packing scratch).
+// packing scratch; or the direct kernels' padded sample, splatted weights and output planes).
 // ---------------------------------------------------------------------------------------------
 
 // The largest K = C_in·kh·kw that the direct kernels take (see the header).
@@ -180,7 +180,8 @@ function flushAll(x: usize, len: i32): void {
 // output width of each row (and the q past the last row, up to a whole tile) are computed and
 // dropped when out is copied into place (with the bias and the flush that the generic path does in
 // a pass of its own). Forward: src = x padded by (ph, pw), wt = w. Input grad: src = g padded by
-// (kh-1-ph, kw-1-pw), outputs the input channels, wt[ci][(co, i, j)] = w[co][ci][kh-1-i][kw-1-j].
+// (kh-1-ph, kw-1-pw), outputs the input channels, wt[ci][(co, i, j)] = w[co][ci][kh-1-i][kw-1-j]
+// (for fewer than 4 input channels by way of per-tap planes instead: inputGradByTap).
 // Weight grad: dW[co][t] = Σ over output pixels (y, x) of g[co][y][x] · src[y·ws + x + off(t)],
 // src = x padded as in the forward, g read in place row by row (its last group of a row masked).
 // ---------------------------------------------------------------------------------------------
@@ -245,15 +246,18 @@ function directBytes(g: usize): usize {
 }
 
 // dst: `planes` planes of hIn×wIn from src placed at (top, left) in rows of ws floats, planes
-// `stride` floats apart, zeros elsewhere over the first `zeroFloats` floats. Rows are copied with
+// `stride` floats apart, zeros elsewhere over the first `zeroFloats` floats (src's planes are
+// srcStride floats apart, 0: hIn·wIn). Rows are copied with
 // f32x4 moves and only the padding is cleared: with one input channel and 28×28 planes the copies
 // (of g, 32 planes) cost as much as the arithmetic, and memory.copy per row (a call) was slower.
 function padPlanes(
   src: usize, planes: i32, hIn: i32, wIn: i32, dst: usize, ws: i32, stride: i32, top: i32, left: i32, zeroFloats: i32,
+  srcStride: i32 = 0,
 ): void {
-  const right = ws - left - wIn;
+  const right = ws - left - wIn, srcSkip = <usize>(srcStride > 0 ? srcStride - hIn * wIn : 0) * 4;
   let d = dst;
   for (let p = 0; p < planes; p++) {
+    if (p > 0) src += srcSkip;
     memory.fill(d, 0, <usize>(top * ws) * 4);
     let row = d + <usize>(top * ws) * 4;
     for (let y = 0; y < hIn; y++) {
@@ -412,46 +416,53 @@ function directCorrelation(inPtr: usize, wPtr: usize, biasPtr: usize, resPtr: us
   }
 }
 
-// Scratch of inputGradByTap: g padded as the flipped correlation's src with planes ps floats apart,
-// the splatted weights, offsets, z (+ a tile of slack), ones, the sum's offsets and one dx plane.
+// Scratch of inputGradByTap: the last sample's g (with a tile of slack), the splatted weights,
+// offsets, z, z padded (+ slack), ones, the sum's offsets and one dx plane.
 function byTapBytes(g: usize): usize {
-  const c = geo(g, 1), cout = geo(g, 4), khw = geo(g, 5) * geo(g, 6);
-  const hs = geo(g, 2) + geo(g, 5) - 1, ws = geo(g, 3) + geo(g, 6) - 1;
-  const ps = roundUpTo(hs * ws, 4), qs = roundUpTo(hs * ws, 32);
-  return roundUp64(<usize>(cout * ps + qs + 4) * 4) + roundUp64(<usize>(c * khw) * <usize>cout * 16) +
-    roundUp64(<usize>cout * 4) + roundUp64(<usize>(c * khw * qs + 64) * 4) + roundUp64(<usize>khw * 20) +
-    <usize>roundUpTo(geo(g, 2) * ws, 32) * 4;
+  const c = geo(g, 1), cout = geo(g, 4), khw = geo(g, 5) * geo(g, 6), p = geo(g, 13) * geo(g, 14);
+  const hs = geo(g, 2) + geo(g, 5) - 1, ws = geo(g, 3) + geo(g, 6) - 1, q = geo(g, 2) * ws;
+  const outs = c * khw, qs = roundUpTo(p, 32), ps = roundUpTo(hs * ws, 4);
+  return roundUp64(<usize>(cout * p + 32) * 4) + roundUp64(<usize>outs * <usize>cout * 16) + roundUp64(<usize>cout * 4) +
+    roundUp64(<usize>outs * <usize>qs * 4) + roundUp64(<usize>(outs * ps + roundUpTo(q, 32) - q + geo(g, 6) + 4) * 4) +
+    roundUp64(<usize>khw * 20) + <usize>roundUpTo(q, 32) * 4;
 }
 
 // convInputGrad for fewer than 4 input channels, where the flipped correlation has fewer than 4
 // outputs (the 1×32 tile, 1 load per multiply-add, ran at a third of the 4×8 tile's speed): first
-// z[(ci, i, j)][p] = Σ_co gpad[co][p] · w[co][ci][kh-1-i][kw-1-j] at every padded position p (the
-// correlation with the cout planes as taps, c·kh·kw outputs, mostly 4×8 tiles), then
-// dx[ci][y][x] = Σ_(i,j) z[(ci, i, j)][(y + i)·ws + x + j], a correlation of the z planes with
-// weights 1 (kh·kw adds per input pixel, against cout·kh·kw multiply-adds for z).
+// z[(ci, i, j)][p] = Σ_co g[co][p] · w[co][ci][kh-1-i][kw-1-j] at every output position p (g read
+// in place, its cout planes the taps; c·kh·kw outputs, mostly 4×8 tiles), then z is padded as g
+// would be for the flipped correlation and dx[ci][y][x] = Σ_(i,j) zpad[(ci, i, j)][(y + i)·ws + x + j],
+// a correlation of those planes with weights 1 (kh·kw adds per input pixel, against cout·kh·kw
+// multiply-adds for z). Tiles read up to 31 floats past a sample's g: the last sample's is copied.
 function inputGradByTap(gPtr: usize, wPtr: usize, dxPtr: usize, g: usize, scratch: usize): void {
   const n = geo(g, 0), c = geo(g, 1), h = geo(g, 2), w = geo(g, 3), cout = geo(g, 4), kh = geo(g, 5), kw = geo(g, 6);
   const ph = geo(g, 9), pw = geo(g, 10), oh = geo(g, 13), ow = geo(g, 14), khw = kh * kw, outs = c * khw;
-  const hs = h + kh - 1, ws = w + kw - 1, ps = roundUpTo(hs * ws, 4), qs = roundUpTo(hs * ws, 32);
-  const q = h * ws, qd = roundUpTo(q, 32);
-  const src = scratch, wsp = src + roundUp64(<usize>(cout * ps + qs + 4) * 4);
+  const p = oh * ow, qs = roundUpTo(p, 32), hs = h + kh - 1, ws = w + kw - 1, ps = roundUpTo(hs * ws, 4);
+  const q = h * ws, qd = roundUpTo(q, 32), slack = qd - q + kw + 4;
+  const last = scratch, wsp = last + roundUp64(<usize>(cout * p + 32) * 4);
   const offs = wsp + roundUp64(<usize>outs * <usize>cout * 16), z = offs + roundUp64(<usize>cout * 4);
-  const ones = z + roundUp64(<usize>(outs * qs + 64) * 4), zoffs = ones + <usize>khw * 16;
-  const plane = ones + roundUp64(<usize>khw * 20);
+  const zp = z + roundUp64(<usize>outs * <usize>qs * 4), ones = zp + roundUp64(<usize>(outs * ps + slack) * 4);
+  const zoffs = ones + <usize>khw * 16, plane = ones + roundUp64(<usize>khw * 20);
   splatWeights(wPtr, wsp, outs, cout, false, true, c, khw);
-  for (let co = 0; co < cout; co++) store<i32>(offs + <usize>co * 4, co * ps * 4);
+  for (let co = 0; co < cout; co++) store<i32>(offs + <usize>co * 4, co * p * 4);
   for (let i = 0; i < kh; i++) {
     for (let j = 0; j < kw; j++) {
       const t = i * kw + j;
       v128.store(ones + <usize>t * 16, f32x4.splat(1));
-      store<i32>(zoffs + <usize>t * 4, (t * qs + i * ws + j) * 4);
+      store<i32>(zoffs + <usize>t * 4, (t * ps + i * ws + j) * 4);
     }
   }
   for (let b = 0; b < n; b++) {
-    padPlanes(gPtr + <usize>(b * cout * oh * ow) * 4, cout, oh, ow, src, ws, ps, kh - 1 - ph, kw - 1 - pw, cout * ps + qs + 4);
-    correlate(src, offs, cout, wsp, z, outs, hs * ws, qs, 1, ps);
+    let gb = gPtr + <usize>(b * cout * p) * 4;
+    if (b == n - 1) {
+      memory.copy(last, gb, <usize>(cout * p) * 4);
+      memory.fill(last + <usize>(cout * p) * 4, 0, 32 * 4);
+      gb = last;
+    }
+    correlate(gb, offs, cout, wsp, z, outs, p, qs, 1, p);
+    padPlanes(z, outs, oh, ow, zp, ws, ps, kh - 1 - ph, kw - 1 - pw, outs * ps + slack, qs);
     for (let ci = 0; ci < c; ci++) {
-      correlate(z + <usize>(ci * khw) * <usize>qs * 4, zoffs, khw, ones, plane, 1, q, qd, khw, qs);
+      correlate(zp + <usize>(ci * khw) * <usize>ps * 4, zoffs, khw, ones, plane, 1, q, qd, khw, ps);
       const dst = dxPtr + <usize>((b * c + ci) * h * w) * 4;
       for (let y = 0; y < h; y++) copyAddFlush(plane + <usize>(y * ws) * 4, dst + <usize>(y * w) * 4, 0, w);
     }
