@@ -179,9 +179,11 @@ function flushAll(x: usize, len: i32): void {
 // runs over q in f32x4 lanes with no bounds checks and no row ends; the kw - 1 columns x >= the
 // output width of each row (and the q past the last row, up to a whole tile) are computed and
 // dropped when out is copied into place (with the bias and the flush that the generic path does in
-// a pass of its own). Forward: src = x padded by (ph, pw), wt = w. Input grad: src = g padded by
-// (kh-1-ph, kw-1-pw), outputs the input channels, wt[ci][(co, i, j)] = w[co][ci][kh-1-i][kw-1-j]
-// (for fewer than 4 input channels by way of per-tap planes instead: inputGradByTap).
+// a pass of its own). With a multiple of 4 outputs the same tiles run row by row instead and store
+// into place directly (forwardRows; 1.15x on W6's first layer's forward, no copy pass).
+// Forward: src = x padded by (ph, pw), wt = w. Input grad: src = g padded by (kh-1-ph, kw-1-pw),
+// outputs the input channels, wt[ci][(co, i, j)] = w[co][ci][kh-1-i][kw-1-j] (for fewer than 4
+// input channels by way of per-tap planes instead: inputGradByTap).
 // Weight grad: dW[co][t] = Σ over output pixels (y, x) of g[co][y][x] · src[y·ws + x + off(t)],
 // src = x padded as in the forward, g read in place row by row (its last group of a row masked).
 // ---------------------------------------------------------------------------------------------
@@ -309,6 +311,13 @@ function splatWeights(w: usize, dst: usize, outs: i32, taps: i32, flip: bool, by
 // out[o + k][q + 0..8) for k < 4: Σ_t src[q + off(t)] · wt[o + k][t]. 8 accumulators, 2 inputs and
 // a weight: 11 vector registers (V8 on x64 allocates 15; a 4×12 tile spilled and ran slower).
 @inline function tile4x8(src: usize, offs: usize, taps: i32, wt: usize, out: usize, stride: usize): void {
+  tile4x8Into(src, offs, taps, wt, out, stride, 0, false);
+}
+
+// tile4x8, stored as flush(sum + bias[o + k]) when `finish` (biasPtr 0: no bias).
+@inline function tile4x8Into(
+  src: usize, offs: usize, taps: i32, wt: usize, out: usize, stride: usize, biasPtr: usize, finish: bool,
+): void {
   let a00 = f32x4.splat(0), a01 = f32x4.splat(0);
   let a10 = f32x4.splat(0), a11 = f32x4.splat(0);
   let a20 = f32x4.splat(0), a21 = f32x4.splat(0);
@@ -325,6 +334,16 @@ function splatWeights(w: usize, dst: usize, outs: i32, taps: i32, flip: bool, by
     w = v128.load(wt, 48);
     a30 = madd(x0, w, a30); a31 = madd(x1, w, a31);
     wt += 64;
+  }
+  if (finish) {
+    let b = biasPtr != 0 ? v128.load32_splat(biasPtr) : f32x4.splat(0);
+    a00 = flush32(f32x4.add(a00, b)); a01 = flush32(f32x4.add(a01, b));
+    b = biasPtr != 0 ? v128.load32_splat(biasPtr, 4) : b;
+    a10 = flush32(f32x4.add(a10, b)); a11 = flush32(f32x4.add(a11, b));
+    b = biasPtr != 0 ? v128.load32_splat(biasPtr, 8) : b;
+    a20 = flush32(f32x4.add(a20, b)); a21 = flush32(f32x4.add(a21, b));
+    b = biasPtr != 0 ? v128.load32_splat(biasPtr, 12) : b;
+    a30 = flush32(f32x4.add(a30, b)); a31 = flush32(f32x4.add(a31, b));
   }
   v128.store(out, a00); v128.store(out, a01, 16);
   out += stride;
@@ -391,6 +410,34 @@ function copyAddFlush(src: usize, dst: usize, b: f32, len: i32): void {
   }
 }
 
+// directCorrelation's sums stored straight into res [outs][hOut][wOut] (outs a multiple of 4),
+// finished (+ bias, flushed), row by row: no out planes and no copy. A row's last tile runs past
+// the row into the next one, which is computed (and stored) after it; the last row's goes through buf.
+function forwardRows(
+  src: usize, offs: usize, taps: i32, wsp: usize, biasPtr: usize, res: usize, outs: i32, hOut: i32, wOut: i32, ws: i32,
+  buf: usize,
+): void {
+  const plane = <usize>(hOut * wOut) * 4;
+  for (let o = 0; o < outs; o += 4) {
+    const wt = wsp + <usize>o * <usize>taps * 16, bias = biasPtr != 0 ? biasPtr + <usize>o * 4 : 0;
+    const dst = res + <usize>o * plane;
+    for (let y = 0; y < hOut; y++) {
+      const s = src + <usize>(y * ws) * 4, d = dst + <usize>(y * wOut) * 4;
+      let x = 0;
+      for (; x + 8 <= wOut; x += 8) tile4x8Into(s + <usize>x * 4, offs, taps, wt, d + <usize>x * 4, plane, bias, true);
+      if (x == wOut) continue;
+      if (y + 1 < hOut) {
+        tile4x8Into(s + <usize>x * 4, offs, taps, wt, d + <usize>x * 4, plane, bias, true);
+      } else {
+        tile4x8Into(s + <usize>x * 4, offs, taps, wt, buf, 32, bias, true);
+        for (let k = 0; k < 4; k++) {
+          memory.copy(d + <usize>k * plane + <usize>x * 4, buf + <usize>k * 32, <usize>(wOut - x) * 4);
+        }
+      }
+    }
+  }
+}
+
 // convForward (flip false) or convInputGrad (flip true) by direct correlation: in [n][planes][hIn][wIn]
 // (x, or g) to res [n][outs][hOut][wOut] (y, or dx), plus bias (0: none).
 function directCorrelation(inPtr: usize, wPtr: usize, biasPtr: usize, resPtr: usize, g: usize, scratch: usize, flip: bool): void {
@@ -407,6 +454,10 @@ function directCorrelation(inPtr: usize, wPtr: usize, biasPtr: usize, resPtr: us
   tapOffsets(offs, planes, kh, kw, hs, ws, 0);
   for (let b = 0; b < n; b++) {
     padPlanes(inPtr + <usize>(b * planes * hIn * wIn) * 4, planes, hIn, wIn, src, ws, hs * ws, top, left, planes * hs * ws + slack);
+    if ((outs & 3) == 0) {
+      forwardRows(src, offs, taps, wsp, biasPtr, resPtr + <usize>(b * outs * hOut * wOut) * 4, outs, hOut, wOut, ws, out);
+      continue;
+    }
     correlate(src, offs, taps, wsp, out, outs, q, qs, kh * kw, hs * ws);
     for (let o = 0; o < outs; o++) {
       const bias: f32 = biasPtr != 0 ? load<f32>(biasPtr + <usize>o * 4) : 0;

@@ -201,6 +201,9 @@ describe("convolution kernels against their nested-loop definition", () => {
 const DIRECT_CASES: [string, ConvDims, boolean][] = [
   ["W6's first layer shape, batch 3", dimsOf([3, 1, 28, 28], [32, 3, 3], [1, 1], [1, 1], [1, 1], 1), true],
   ["a 5×7 image, one sample, 3 channels, no bias", dimsOf([1, 3, 5, 7], [6, 3, 3], [1, 1], [1, 1], [1, 1], 1), false],
+  // C_out a multiple of 4: the forward stores rows in place, each row's last tile running past it
+  ["a 5×7 image, batch 3, 8 outputs", dimsOf([3, 1, 5, 7], [8, 3, 3], [1, 1], [1, 1], [1, 1], 1), true],
+  ["a 6×13 image, 4 outputs, no bias", dimsOf([1, 2, 6, 13], [4, 3, 3], [1, 1], [1, 1], [1, 1], 1), false],
   ["5×5 kernel, padding 2, batch 3", dimsOf([3, 1, 9, 7], [5, 5, 5], [1, 1], [2, 2], [1, 1], 1), true],
   ["3 channels, 5×5 kernel, no padding", dimsOf([1, 3, 11, 6], [7, 5, 5], [1, 1], [0, 0], [1, 1], 1), false],
   ["3×5 kernel, unequal padding, 2 channels", dimsOf([3, 2, 6, 9], [9, 3, 5], [1, 1], [0, 2], [1, 1], 1), true],
@@ -288,14 +291,14 @@ describe("direct small-K convolution kernels", () => {
     });
   }
 
-  test("a NaN in x or g reaches only the y and dx entries whose windows hold it", () => {
+  test.each([2, 4])("a NaN in x or g reaches only the y and dx entries whose windows hold it (C_out %i)", (cout) => {
     // the direct kernels also compute (and drop) kw - 1 columns past each row, where x's NaN is read
     setKernelBackend("wasm");
-    const d = dimsOf([1, 1, 5, 7], [2, 3, 3], [1, 1], [1, 1], [1, 1], 1);
+    const d = dimsOf([1, 1, 5, 7], [cout, 3, 3], [1, 1], [1, 1], [1, 1], 1);
     expect(convUsesDirectKernels(d)).toBe(true);
     const x = randomArray(35),
-      w = randomArray(18),
-      g = randomArray(70);
+      w = randomArray(9 * cout),
+      g = randomArray(35 * cout);
     x[6] = Number.NaN; // row 0, last column
     g[35 + 14] = Number.NaN; // channel 1, row 2, first column
     const out = run(d, x, w, g, null, true);
