@@ -21,11 +21,15 @@ import { flush32 } from "./lanes";
 // 9 deep, and packing and the 9-step micro-kernel loop left it at 26 / 21 / 17 GFLOP/s (forward /
 // input grad / weight grad, batch 128, one thread, idle machine) against 39-44 at K = 288. So for
 // stride 1, dilation 1, one group, padding < kernel size and K <= DIRECT_MAX_K = 144 the three
-// entry points run direct kernels instead (below; convDirect says which path a geometry takes).
-// The bound was measured on a shared 2-core machine, old and new kernels alternating in one process
-// (ratios new/old, medians): direct was faster or even at K = 9 to 144 (conv 1..16 → 32 channels,
-// 3×3 and 5×5), and about even at K = 288, which stays on the generic path that already met its
-// target. Summation order differs from im2col + matmul (results agree within float32 rounding).
+// entry points run direct kernels instead (below), the input gradient only for K <= 25 or C_in a
+// multiple of 4 (inputGradDirect); convDirect says which path a geometry takes. Measured on a
+// shared 2-core machine, the old and new builds alternating in one process, batch 32-128, ratios
+// new/old: forward 1.1-1.9x and weight grad 1.1-2.4x at K = 9..75 (C_in 1..8 → 6..32 channels,
+// 3×3 and 5×5; W6's conv1 1.3-1.4x and 1.8-1.9x), at K = 144 (16 → 32 on 14×14) 1.4x and 0.93x;
+// input grad 1.5x at W6's conv1, 1.0-1.1x for C_in 1 (5×5), 2, 4, 8 and 16, but 0.7-0.8x for C_in
+// 3 and 6 (kept on im2col + matmul). At K = 288 (W6's conv2) the direct kernels were only even with
+// the generic path, which already met its target, hence 144.
+// Summation order differs from im2col + matmul (results agree within float32 rounding).
 // A NaN or infinity in x can reach more of dW here (0·∞ in the masked lanes of a row's last group),
 // as one in g already can through im2col's zero padding; y and dx keep the definition's NaNs.
 //
@@ -198,9 +202,17 @@ function flushAll(x: usize, len: i32): void {
   return (x + to - 1) / to * to;
 }
 
-/** 1 when convForward, convInputGrad and convWeightGrad take their direct small-K kernels for the geometry at geoPtr, else 0. */
+/** Which kernels take their direct small-K path for the geometry at geoPtr: 1 convForward and convWeightGrad, 2 convInputGrad (bits). */
 export function convDirect(geoPtr: usize): i32 {
-  return directQualifies(geoPtr) ? 1 : 0;
+  return (directQualifies(geoPtr) ? 1 : 0) | (inputGradDirect(geoPtr) ? 2 : 0);
+}
+
+// The input gradient's own rule on top: per-tap planes for K <= 25 (C_in 1 and 2 with 3×3, C_in 1
+// with 5×5), the flipped correlation for C_in a multiple of 4; the others (C_in 3, 6: 0.7-0.8x) stay
+// with im2col + matmul.
+function inputGradDirect(g: usize): bool {
+  const c = geo(g, 1);
+  return directQualifies(g) && (c * geo(g, 5) * geo(g, 6) <= 25 || (c & 3) == 0);
 }
 
 // Whether the direct kernels serve the geometry at g (the rule in the header).
@@ -296,14 +308,18 @@ function tapOffsets(offs: usize, planes: i32, kh: i32, kw: i32, hs: i32, ws: i32
 // outs % 4 as [o][t] (the 1×32 tile's); output o's block starts at o·taps·16 bytes either way.
 // flip: the input gradient's weights (outputs = input channels, taps over (co, i, j), kernel flipped).
 // byTap: inputGradByTap's weights (outputs (ci, i, j) of the flipped kernel, taps the cout channels).
-function splatWeights(w: usize, dst: usize, outs: i32, taps: i32, flip: bool, byTap: bool, c: i32, khw: i32): void {
+// Outputs from `real` on get zero weights (byTap pads its outputs to a multiple of 4).
+function splatWeights(
+  w: usize, dst: usize, outs: i32, taps: i32, flip: bool, byTap: bool, c: i32, khw: i32, real: i32 = 0x7fffffff,
+): void {
   const full = outs & ~3;
   for (let o = 0; o < outs; o++) {
     for (let t = 0; t < taps; t++) {
       let idx = flip ? ((t / khw) * c + o) * khw + khw - 1 - t % khw : o * taps + t;
       if (byTap) idx = (t * c + o / khw) * khw + khw - 1 - o % khw;
       const at = o < full ? ((o & ~3) * taps + t * 4 + (o & 3)) : o * taps + t;
-      v128.store(dst + <usize>at * 16, f32x4.splat(load<f32>(w + <usize>idx * 4)));
+      const v: f32 = o < real ? load<f32>(w + <usize>idx * 4) : 0;
+      v128.store(dst + <usize>at * 16, f32x4.splat(v));
     }
   }
 }
@@ -467,14 +483,20 @@ function directCorrelation(inPtr: usize, wPtr: usize, biasPtr: usize, resPtr: us
   }
 }
 
+// Outputs of inputGradByTap's first correlation: c·kh·kw, padded with zero weights to whole 4×8
+// tiles when 2 or 3 would be left to the slower 1×32 tile (one is cheaper left there: 0.89x padded).
+@inline function byTapOuts(outs: i32): i32 {
+  return (outs & 3) >= 2 ? roundUpTo(outs, 4) : outs;
+}
+
 // Scratch of inputGradByTap: the last sample's g (with a tile of slack), the splatted weights,
 // offsets, z, z padded (+ slack), ones, the sum's offsets and one dx plane.
 function byTapBytes(g: usize): usize {
   const c = geo(g, 1), cout = geo(g, 4), khw = geo(g, 5) * geo(g, 6), p = geo(g, 13) * geo(g, 14);
   const hs = geo(g, 2) + geo(g, 5) - 1, ws = geo(g, 3) + geo(g, 6) - 1, q = geo(g, 2) * ws;
-  const outs = c * khw, qs = roundUpTo(p, 32), ps = roundUpTo(hs * ws, 4);
-  return roundUp64(<usize>(cout * p + 32) * 4) + roundUp64(<usize>outs * <usize>cout * 16) + roundUp64(<usize>cout * 4) +
-    roundUp64(<usize>outs * <usize>qs * 4) + roundUp64(<usize>(outs * ps + roundUpTo(q, 32) - q + geo(g, 6) + 4) * 4) +
+  const outs = c * khw, outs4 = byTapOuts(outs), qs = roundUpTo(p, 32), ps = roundUpTo(hs * ws, 4);
+  return roundUp64(<usize>(cout * p + 32) * 4) + roundUp64(<usize>outs4 * <usize>cout * 16) + roundUp64(<usize>cout * 4) +
+    roundUp64(<usize>outs4 * <usize>qs * 4) + roundUp64(<usize>(outs * ps + roundUpTo(q, 32) - q + geo(g, 6) + 4) * 4) +
     roundUp64(<usize>khw * 20) + <usize>roundUpTo(q, 32) * 4;
 }
 
@@ -488,13 +510,13 @@ function byTapBytes(g: usize): usize {
 function inputGradByTap(gPtr: usize, wPtr: usize, dxPtr: usize, g: usize, scratch: usize): void {
   const n = geo(g, 0), c = geo(g, 1), h = geo(g, 2), w = geo(g, 3), cout = geo(g, 4), kh = geo(g, 5), kw = geo(g, 6);
   const ph = geo(g, 9), pw = geo(g, 10), oh = geo(g, 13), ow = geo(g, 14), khw = kh * kw, outs = c * khw;
-  const p = oh * ow, qs = roundUpTo(p, 32), hs = h + kh - 1, ws = w + kw - 1, ps = roundUpTo(hs * ws, 4);
+  const outs4 = byTapOuts(outs), p = oh * ow, qs = roundUpTo(p, 32), hs = h + kh - 1, ws = w + kw - 1, ps = roundUpTo(hs * ws, 4);
   const q = h * ws, qd = roundUpTo(q, 32), slack = qd - q + kw + 4;
   const last = scratch, wsp = last + roundUp64(<usize>(cout * p + 32) * 4);
-  const offs = wsp + roundUp64(<usize>outs * <usize>cout * 16), z = offs + roundUp64(<usize>cout * 4);
-  const zp = z + roundUp64(<usize>outs * <usize>qs * 4), ones = zp + roundUp64(<usize>(outs * ps + slack) * 4);
+  const offs = wsp + roundUp64(<usize>outs4 * <usize>cout * 16), z = offs + roundUp64(<usize>cout * 4);
+  const zp = z + roundUp64(<usize>outs4 * <usize>qs * 4), ones = zp + roundUp64(<usize>(outs * ps + slack) * 4);
   const zoffs = ones + <usize>khw * 16, plane = ones + roundUp64(<usize>khw * 20);
-  splatWeights(wPtr, wsp, outs, cout, false, true, c, khw);
+  splatWeights(wPtr, wsp, outs4, cout, false, true, c, khw, outs);
   for (let co = 0; co < cout; co++) store<i32>(offs + <usize>co * 4, co * p * 4);
   for (let i = 0; i < kh; i++) {
     for (let j = 0; j < kw; j++) {
@@ -510,7 +532,7 @@ function inputGradByTap(gPtr: usize, wPtr: usize, dxPtr: usize, g: usize, scratc
       memory.fill(last + <usize>(cout * p) * 4, 0, 32 * 4);
       gb = last;
     }
-    correlate(gb, offs, cout, wsp, z, outs, p, qs, 1, p);
+    correlate(gb, offs, cout, wsp, z, outs4, p, qs, 1, p);
     padPlanes(z, outs, oh, ow, zp, ws, ps, kh - 1 - ph, kw - 1 - pw, outs * ps + slack, qs);
     for (let ci = 0; ci < c; ci++) {
       correlate(zp + <usize>(ci * khw) * <usize>ps * 4, zoffs, khw, ones, plane, 1, q, qd, khw, ps);
@@ -639,8 +661,8 @@ export function convForward(xPtr: usize, wPtr: usize, biasPtr: usize, yPtr: usiz
  * (a transposed convolution), overwritten and flushed; w, geoPtr and scratchPtr as convForward.
  */
 export function convInputGrad(gPtr: usize, wPtr: usize, dxPtr: usize, geoPtr: usize, scratchPtr: usize): void {
-  if (directQualifies(geoPtr)) {
-    if (geo(geoPtr, 1) < 4) inputGradByTap(gPtr, wPtr, dxPtr, geoPtr, scratchPtr);
+  if (inputGradDirect(geoPtr)) {
+    if ((geo(geoPtr, 1) & 3) != 0) inputGradByTap(gPtr, wPtr, dxPtr, geoPtr, scratchPtr);
     else directCorrelation(gPtr, wPtr, 0, dxPtr, geoPtr, scratchPtr, true);
     return;
   }

@@ -197,22 +197,29 @@ describe("convolution kernels against their nested-loop definition", () => {
 });
 
 // Stride 1, dilation 1, one group, padding below the kernel size and C_in·kh·kw <= 144: the SIMD
-// side runs its direct kernels (assembly/conv.ts) instead of im2col + matmul.
-const DIRECT_CASES: [string, ConvDims, boolean][] = [
-  ["W6's first layer shape, batch 3", dimsOf([3, 1, 28, 28], [32, 3, 3], [1, 1], [1, 1], [1, 1], 1), true],
-  ["a 5×7 image, one sample, 3 channels, no bias", dimsOf([1, 3, 5, 7], [6, 3, 3], [1, 1], [1, 1], [1, 1], 1), false],
+// side runs its direct kernels (assembly/conv.ts) instead of im2col + matmul; the input gradient
+// only for C_in·kh·kw <= 25 or C_in a multiple of 4 (the last flag).
+const DIRECT_CASES: [string, ConvDims, boolean, boolean][] = [
+  ["W6's first layer shape, batch 3", dimsOf([3, 1, 28, 28], [32, 3, 3], [1, 1], [1, 1], [1, 1], 1), true, true],
+  [
+    "a 5×7 image, one sample, 3 channels, no bias",
+    dimsOf([1, 3, 5, 7], [6, 3, 3], [1, 1], [1, 1], [1, 1], 1),
+    false,
+    false,
+  ],
   // C_out a multiple of 4: the forward stores rows in place, each row's last tile running past it
-  ["a 5×7 image, batch 3, 8 outputs", dimsOf([3, 1, 5, 7], [8, 3, 3], [1, 1], [1, 1], [1, 1], 1), true],
-  ["a 6×13 image, 4 outputs, no bias", dimsOf([1, 2, 6, 13], [4, 3, 3], [1, 1], [1, 1], [1, 1], 1), false],
-  ["5×5 kernel, padding 2, batch 3", dimsOf([3, 1, 9, 7], [5, 5, 5], [1, 1], [2, 2], [1, 1], 1), true],
-  ["3 channels, 5×5 kernel, no padding", dimsOf([1, 3, 11, 6], [7, 5, 5], [1, 1], [0, 0], [1, 1], 1), false],
-  ["3×5 kernel, unequal padding, 2 channels", dimsOf([3, 2, 6, 9], [9, 3, 5], [1, 1], [0, 2], [1, 1], 1), true],
+  ["a 5×7 image, batch 3, 8 outputs", dimsOf([3, 1, 5, 7], [8, 3, 3], [1, 1], [1, 1], [1, 1], 1), true, true],
+  ["a 6×13 image, 4 outputs, no bias", dimsOf([1, 2, 6, 13], [4, 3, 3], [1, 1], [1, 1], [1, 1], 1), false, true],
+  ["5×5 kernel, padding 2, batch 3", dimsOf([3, 1, 9, 7], [5, 5, 5], [1, 1], [2, 2], [1, 1], 1), true, true],
+  ["3 channels, 5×5 kernel, no padding", dimsOf([1, 3, 11, 6], [7, 5, 5], [1, 1], [0, 0], [1, 1], 1), false, false],
+  ["3×5 kernel, unequal padding, 2 channels", dimsOf([3, 2, 6, 9], [9, 3, 5], [1, 1], [0, 2], [1, 1], 1), true, false],
   [
     "4 channels (input grad by the flipped kernel), 5×7",
     dimsOf([3, 4, 5, 7], [3, 3, 3], [1, 1], [1, 1], [1, 1], 1),
     true,
+    true,
   ],
-  ["C_in·kh·kw = 144, the largest direct K", dimsOf([1, 16, 5, 7], [5, 3, 3], [1, 1], [1, 1], [1, 1], 1), false],
+  ["C_in·kh·kw = 144, the largest direct K", dimsOf([1, 16, 5, 7], [5, 3, 3], [1, 1], [1, 1], [1, 1], 1), false, true],
 ];
 
 // Just outside that rule: im2col + matmul as before.
@@ -250,10 +257,10 @@ describe("direct small-K convolution kernels", () => {
   const backend = getKernelBackend();
   afterEach(() => setKernelBackend(backend));
 
-  for (const [name, d, withBias] of DIRECT_CASES) {
+  for (const [name, d, withBias, inputGrad] of DIRECT_CASES) {
     test(`${name}: direct SIMD agrees with im2col + matmul, JavaScript and float64`, () => {
       setKernelBackend("wasm");
-      expect(convUsesDirectKernels(d)).toBe(true);
+      expect(convUsesDirectKernels(d)).toEqual({ forward: true, inputGrad, weightGrad: true });
       const x = randomArray(d.n * d.c * d.h * d.w),
         w = randomArray(d.cout * d.c * d.kh * d.kw),
         g = randomArray(d.n * d.cout * d.oh * d.ow),
@@ -262,7 +269,7 @@ describe("direct small-K convolution kernels", () => {
       const direct = run(d, x, w, g, bias, true);
       const copied = run(d, x, w, g, bias, false);
       const { wide, xw, ww, narrow } = widened(d, x, w);
-      expect(convUsesDirectKernels(wide)).toBe(false);
+      expect(convUsesDirectKernels(wide)).toEqual({ forward: false, inputGrad: false, weightGrad: false });
       const viaGemm = run(wide, xw, ww, g, bias, true);
       const gemm = { y: viaGemm.y, ...narrow(viaGemm.dx, viaGemm.dw) };
       setKernelBackend("js");
@@ -280,7 +287,7 @@ describe("direct small-K convolution kernels", () => {
   for (const [name, d] of GENERIC_CASES) {
     test(`${name}: im2col + matmul, agreeing with float64`, () => {
       setKernelBackend("wasm");
-      expect(convUsesDirectKernels(d)).toBe(false);
+      expect(convUsesDirectKernels(d)).toEqual({ forward: false, inputGrad: false, weightGrad: false });
       const x = randomArray(d.n * d.c * d.h * d.w),
         w = randomArray(d.cout * (d.c / d.groups) * d.kh * d.kw),
         g = randomArray(d.n * d.cout * d.oh * d.ow),
@@ -295,7 +302,7 @@ describe("direct small-K convolution kernels", () => {
     // the direct kernels also compute (and drop) kw - 1 columns past each row, where x's NaN is read
     setKernelBackend("wasm");
     const d = dimsOf([1, 1, 5, 7], [cout, 3, 3], [1, 1], [1, 1], [1, 1], 1);
-    expect(convUsesDirectKernels(d)).toBe(true);
+    expect(convUsesDirectKernels(d)).toEqual({ forward: true, inputGrad: true, weightGrad: true });
     const x = randomArray(35),
       w = randomArray(9 * cout),
       g = randomArray(35 * cout);

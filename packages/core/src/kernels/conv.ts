@@ -64,16 +64,17 @@ const geometryOf = (d: ConvDims): number[] => CONV_GEOMETRY.map((key) => d[key])
 const convScratch = (k: WasmKernels, geoPtr: number): number => k.exports.convScratchBytes(geoPtr);
 
 /**
- * Whether the float32 WebAssembly kernels run d by their direct small-K kernels rather than
- * im2col + matmul (the rule in assembly/conv.ts; results agree within float32 rounding either way).
+ * Which float32 WebAssembly kernels run d by their direct small-K kernels rather than im2col +
+ * matmul (the rules in assembly/conv.ts; results agree within float32 rounding either way).
  */
-export function convUsesDirectKernels(d: ConvDims): boolean {
+export function convUsesDirectKernels(d: ConvDims): { forward: boolean; inputGrad: boolean; weightGrad: boolean } {
   const k = currentWasmKernels() ?? defaultWasmKernels();
   const mark = k.scratchMark();
   try {
     const geoPtr = k.scratchAlloc(4 * CONV_GEOMETRY.length);
     new Int32Array(k.buffer, geoPtr, CONV_GEOMETRY.length).set(geometryOf(d));
-    return k.exports.convDirect(geoPtr) !== 0;
+    const bits = k.exports.convDirect(geoPtr);
+    return { forward: (bits & 1) !== 0, inputGrad: (bits & 2) !== 0, weightGrad: (bits & 1) !== 0 };
   } finally {
     k.scratchReset(mark);
   }

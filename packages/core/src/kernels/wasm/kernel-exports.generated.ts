@@ -144,7 +144,7 @@ export interface KernelExports {
     maximize: number,
     first: number,
   ): void;
-  /** 1 when convForward, convInputGrad and convWeightGrad take their direct small-K kernels for the geometry at geoPtr, else 0. */
+  /** Which kernels take their direct small-K path for the geometry at geoPtr: 1 convForward and convWeightGrad, 2 convInputGrad (bits). */
   convDirect(geoPtr: number): number;
   /**
    * y [n, cout, oh, ow] = conv2d(x [n, c, h, w], w [cout, c/groups, kh, kw]) + bias (biasPtr 0: none),
