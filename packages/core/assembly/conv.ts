@@ -25,9 +25,9 @@ import { flush32 } from "./lanes";
 // multiple of 4 (inputGradDirect); convDirect says which path a geometry takes. Measured on a
 // shared 2-core machine, the old and new builds alternating in one process, batch 32-128, ratios
 // new/old: forward 1.1-1.9x and weight grad 1.1-2.4x at K = 9..75 (C_in 1..8 → 6..32 channels,
-// 3×3 and 5×5; W6's conv1 1.3-1.4x and 1.8-1.9x), at K = 144 (16 → 32 on 14×14) 1.4x and 0.93x;
-// input grad 1.5x at W6's conv1, 1.0-1.1x for C_in 1 (5×5), 2, 4, 8 and 16, but 0.7-0.8x for C_in
-// 3 and 6 (kept on im2col + matmul). At K = 288 (W6's conv2) the direct kernels were only even with
+// 3×3 and 5×5; W6's conv1 1.3x and 1.9x, 2.2x with the 3×3 weight tile), at K = 144 (16 → 32 on
+// 14×14) 1.4x and 1.0x; input grad 1.4-1.5x at W6's conv1, 1.0-1.1x for C_in 1 (5×5), 2, 4, 8 and
+// 16, but 0.7-0.8x for C_in 3 and 6 (kept on im2col + matmul). At K = 288 (W6's conv2) the direct kernels were only even with
 // the generic path, which already met its target, hence 144.
 // Summation order differs from im2col + matmul (results agree within float32 rounding).
 // A NaN or infinity in x can reach more of dW here (0·∞ in the masked lanes of a row's last group),
@@ -252,7 +252,7 @@ function forwardBytes(g: usize, flip: bool): usize {
 function weightGradBytes(g: usize): usize {
   const c = geo(g, 1), kh = geo(g, 5), kw = geo(g, 6);
   const hs = geo(g, 2) + 2 * geo(g, 9), ws = geo(g, 3) + 2 * geo(g, 10);
-  return srcBytes(c, hs, ws, kw + 4) + roundUp64(<usize>roundUpTo(c * kh * kw, 2) * 4);
+  return srcBytes(c, hs, ws, kw + 4) + roundUp64(<usize>roundUpTo(c * kh * kw, 3) * 4);
 }
 
 function directBytes(g: usize): usize {
@@ -554,77 +554,75 @@ function inputGradByTap(gPtr: usize, wPtr: usize, dxPtr: usize, g: usize, scratc
   return v;
 }
 
-// dw[o + k][t + j] += Σ_(y, x) g[o + k][y][x] · src[y·ws + x + off(t + j)] for k < 4, j < 2 (those
+// dw[o + k][t + j] += Σ_(y, x) g[o + k][y][x] · src[y·ws + x + off(t + j)] for k < 3, j < 3 (those
 // that exist). g is read in place, row by row (gk: channel o + k's plane, the last one repeated
 // past cout); src's rows are ws floats long, so its taps lie at fixed offsets from g's position.
+// 9 accumulators, 3 inputs and g: 13 vector registers (a 4×3 tile, 16, spilled; 4×2 wasted a
+// tenth of its work on 3×3 kernels' 9 taps and ran 0.85x on W6's conv1).
 @inline function weightTile(
-  g0: usize, g1: usize, g2: usize, g3: usize, src: usize, offs: usize, oh: i32, ow: i32, ws: i32,
+  g0: usize, g1: usize, g2: usize, src: usize, offs: usize, oh: i32, ow: i32, ws: i32,
   dw: usize, o: i32, t: i32, cout: i32, taps: i32,
 ): void {
-  let a00 = f32x4.splat(0), a01 = f32x4.splat(0);
-  let a10 = f32x4.splat(0), a11 = f32x4.splat(0);
-  let a20 = f32x4.splat(0), a21 = f32x4.splat(0);
-  let a30 = f32x4.splat(0), a31 = f32x4.splat(0);
-  let s0 = src + <usize>load<i32>(offs + <usize>t * 4);
-  const d1 = <usize>(load<i32>(offs + <usize>t * 4, 4) - load<i32>(offs + <usize>t * 4));
+  let a00 = f32x4.splat(0), a01 = f32x4.splat(0), a02 = f32x4.splat(0);
+  let a10 = f32x4.splat(0), a11 = f32x4.splat(0), a12 = f32x4.splat(0);
+  let a20 = f32x4.splat(0), a21 = f32x4.splat(0), a22 = f32x4.splat(0);
+  const o0 = load<i32>(offs + <usize>t * 4);
+  let s0 = src + <usize>o0;
+  const d1 = <usize>(load<i32>(offs + <usize>t * 4, 4) - o0), d2 = <usize>(load<i32>(offs + <usize>t * 4, 8) - o0);
   const full = ow & ~3, rest = ow - full, rowBytes = <usize>ow * 4;
   let gr: usize = 0;
   for (let y = 0; y < oh; y++) {
     for (let x = 0; x < full; x += 4) {
       const off = gr + <usize>x * 4, s = s0 + <usize>x * 4;
-      const x0 = v128.load(s), x1 = v128.load(s + d1);
+      const x0 = v128.load(s), x1 = v128.load(s + d1), x2 = v128.load(s + d2);
       let v = v128.load(g0 + off);
-      a00 = madd(v, x0, a00); a01 = madd(v, x1, a01);
+      a00 = madd(v, x0, a00); a01 = madd(v, x1, a01); a02 = madd(v, x2, a02);
       v = v128.load(g1 + off);
-      a10 = madd(v, x0, a10); a11 = madd(v, x1, a11);
+      a10 = madd(v, x0, a10); a11 = madd(v, x1, a11); a12 = madd(v, x2, a12);
       v = v128.load(g2 + off);
-      a20 = madd(v, x0, a20); a21 = madd(v, x1, a21);
-      v = v128.load(g3 + off);
-      a30 = madd(v, x0, a30); a31 = madd(v, x1, a31);
+      a20 = madd(v, x0, a20); a21 = madd(v, x1, a21); a22 = madd(v, x2, a22);
     }
     if (rest > 0) {
       const off = gr + <usize>full * 4, s = s0 + <usize>full * 4;
-      const x0 = v128.load(s), x1 = v128.load(s + d1);
+      const x0 = v128.load(s), x1 = v128.load(s + d1), x2 = v128.load(s + d2);
       let v = loadPartial(g0 + off, rest);
-      a00 = madd(v, x0, a00); a01 = madd(v, x1, a01);
+      a00 = madd(v, x0, a00); a01 = madd(v, x1, a01); a02 = madd(v, x2, a02);
       v = loadPartial(g1 + off, rest);
-      a10 = madd(v, x0, a10); a11 = madd(v, x1, a11);
+      a10 = madd(v, x0, a10); a11 = madd(v, x1, a11); a12 = madd(v, x2, a12);
       v = loadPartial(g2 + off, rest);
-      a20 = madd(v, x0, a20); a21 = madd(v, x1, a21);
-      v = loadPartial(g3 + off, rest);
-      a30 = madd(v, x0, a30); a31 = madd(v, x1, a31);
+      a20 = madd(v, x0, a20); a21 = madd(v, x1, a21); a22 = madd(v, x2, a22);
     }
     gr += rowBytes;
     s0 += <usize>ws * 4;
   }
-  addSums(dw, o, t, cout, taps, hsum(a00), hsum(a01));
-  addSums(dw, o + 1, t, cout, taps, hsum(a10), hsum(a11));
-  addSums(dw, o + 2, t, cout, taps, hsum(a20), hsum(a21));
-  addSums(dw, o + 3, t, cout, taps, hsum(a30), hsum(a31));
+  addSums(dw, o, t, cout, taps, hsum(a00), hsum(a01), hsum(a02));
+  addSums(dw, o + 1, t, cout, taps, hsum(a10), hsum(a11), hsum(a12));
+  addSums(dw, o + 2, t, cout, taps, hsum(a20), hsum(a21), hsum(a22));
 }
 
-@inline function addSums(dw: usize, o: i32, t: i32, cout: i32, taps: i32, v0: f32, v1: f32): void {
+@inline function addSums(dw: usize, o: i32, t: i32, cout: i32, taps: i32, v0: f32, v1: f32, v2: f32): void {
   if (o >= cout) return;
   const p = dw + <usize>(o * taps + t) * 4;
   store<f32>(p, load<f32>(p) + v0);
   if (t + 1 < taps) store<f32>(p, load<f32>(p, 4) + v1, 4);
+  if (t + 2 < taps) store<f32>(p, load<f32>(p, 8) + v2, 8);
 }
 
 // convWeightGrad by direct correlation (see above), g read in place.
 function directWeightGrad(gPtr: usize, xPtr: usize, dwPtr: usize, g: usize, scratch: usize): void {
   const n = geo(g, 0), c = geo(g, 1), h = geo(g, 2), w = geo(g, 3), cout = geo(g, 4), kh = geo(g, 5), kw = geo(g, 6);
   const ph = geo(g, 9), pw = geo(g, 10), oh = geo(g, 13), ow = geo(g, 14);
-  const hs = h + 2 * ph, ws = w + 2 * pw, taps = c * kh * kw, tapsPad = roundUpTo(taps, 2);
+  const hs = h + 2 * ph, ws = w + 2 * pw, taps = c * kh * kw, tapsPad = roundUpTo(taps, 3);
   const src = scratch, offs = src + srcBytes(c, hs, ws, kw + 4), plane = <usize>(oh * ow) * 4;
   tapOffsets(offs, c, kh, kw, hs, ws, tapsPad - taps);
   memory.fill(dwPtr, 0, <usize>cout * <usize>taps * 4);
   for (let b = 0; b < n; b++) {
     padPlanes(xPtr + <usize>(b * c * h * w) * 4, c, h, w, src, ws, hs * ws, ph, pw, c * hs * ws + kw + 4);
     const gb = gPtr + <usize>(b * cout) * plane;
-    for (let o = 0; o < cout; o += 4) {
+    for (let o = 0; o < cout; o += 3) {
       const g0 = gb + <usize>o * plane, g1 = gb + <usize>min(o + 1, cout - 1) * plane;
-      const g2 = gb + <usize>min(o + 2, cout - 1) * plane, g3 = gb + <usize>min(o + 3, cout - 1) * plane;
-      for (let t = 0; t < taps; t += 2) weightTile(g0, g1, g2, g3, src, offs, oh, ow, ws, dwPtr, o, t, cout, taps);
+      const g2 = gb + <usize>min(o + 2, cout - 1) * plane;
+      for (let t = 0; t < taps; t += 3) weightTile(g0, g1, g2, src, offs, oh, ow, ws, dwPtr, o, t, cout, taps);
     }
   }
   flushAll(dwPtr, cout * taps);
