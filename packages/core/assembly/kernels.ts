@@ -15,7 +15,7 @@
 // add/sub/mul with row and scalar broadcasts),
 // step.ts (all-reduce sum, squared norm), update-f32.ts (Adam/AdamW, SGD, RMSprop and Adagrad
 // updates in f32, four lanes), conv.ts (convolution as per-sample im2col into scratch + the
-// matmul's gemm), pool.ts (max pooling's window argmax, gather and scatter), activations.ts and
+// matmul's gemm, or direct kernels for small C_in·kh·kw), pool.ts (max pooling's window argmax, gather and scatter), activations.ts and
 // gelu.ts (tanh, sigmoid and GELU forward, backward and double backward; their f64 math in
 // activation-math.ts), softmax.ts (softmax over the last dim and its backward), layer-norm.ts
 // (LayerNorm's normalization and its backward), index-add.ts (the embedding's gradient), lanes.ts
@@ -25,7 +25,7 @@ export { matmul, matmulPackBytes, matmulStrided } from "./matmul";
 export { addBias, binaryF32, reluForward, reluBackward, sumRows } from "./elementwise";
 export { sumSlices, sumSquares } from "./step";
 export { adamScratchBytes, adamUpdateF32, adagradUpdateF32, rmspropUpdateF32, sgdUpdateF32 } from "./update-f32";
-export { convForward, convInputGrad, convWeightGrad, convScratchBytes } from "./conv";
+export { convDirect, convForward, convInputGrad, convWeightGrad, convScratchBytes } from "./conv";
 export { maxPoolIndices, poolGather, poolScatter } from "./pool";
 export {
   tanhForward,

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, test } from "vitest";
 import { Generator } from "../index.js";
 import { getKernelBackend, setKernelBackend } from "./backend.js";
-import { type ConvDims, convForward, convInputGrad, convWeightGrad } from "./conv.js";
+import { type ConvDims, convForward, convInputGrad, convUsesDirectKernels, convWeightGrad } from "./conv.js";
 import { defaultWasmKernels } from "./wasm/matmul-kernel.js";
 
 const gen = new Generator(31);
@@ -61,9 +61,9 @@ function eachTerm(d: ConvDims, visit: (xi: number, wi: number, yi: number) => vo
               }
 }
 
-function reference(d: ConvDims, x: Float64Array, w: Float64Array, g: Float64Array, bias: Float64Array) {
+function reference(d: ConvDims, x: Float64Array, w: Float64Array, g: Float64Array, bias: Float64Array | null) {
   const y = new Float64Array(d.n * d.cout * d.oh * d.ow);
-  for (let i = 0; i < y.length; i++) y[i] = bias[Math.floor(i / (d.oh * d.ow)) % d.cout]!;
+  if (bias !== null) for (let i = 0; i < y.length; i++) y[i] = bias[Math.floor(i / (d.oh * d.ow)) % d.cout]!;
   const dx = new Float64Array(x.length),
     dw = new Float64Array(w.length);
   eachTerm(d, (xi, wi, yi) => {
@@ -76,7 +76,14 @@ function reference(d: ConvDims, x: Float64Array, w: Float64Array, g: Float64Arra
 
 // Runs the three kernels on float32 copies, either on plain arrays or on views into the thread's
 // wasm memory (the in-place path the trainer's step region takes).
-function run(d: ConvDims, x: Float64Array, w: Float64Array, g: Float64Array, bias: Float64Array, inWasm: boolean) {
+function run(
+  d: ConvDims,
+  x: Float64Array,
+  w: Float64Array,
+  g: Float64Array,
+  bias: Float64Array | null,
+  inWasm: boolean,
+) {
   const k = defaultWasmKernels();
   const mark = k.scratchMark();
   const f32 = (src: Float64Array | number): Float32Array => {
@@ -89,7 +96,7 @@ function run(d: ConvDims, x: Float64Array, w: Float64Array, g: Float64Array, bia
     const xs = f32(x),
       ws = f32(w),
       gs = f32(g),
-      bs = f32(bias);
+      bs = bias === null ? null : f32(bias);
     const y = f32(d.n * d.cout * d.oh * d.ow).fill(Number.NaN),
       dx = f32(x.length).fill(Number.NaN),
       dw = f32(w.length).fill(Number.NaN);
@@ -186,5 +193,129 @@ describe("convolution kernels against their nested-loop definition", () => {
     const y64 = new Float64Array(15);
     convForward(x, w, bias, y64, d);
     expect(y64[0]).toBeCloseTo(1e-40, 50);
+  });
+});
+
+// Stride 1, dilation 1, one group, padding below the kernel size and C_in·kh·kw <= 144: the SIMD
+// side runs its direct kernels (assembly/conv.ts) instead of im2col + matmul; the input gradient
+// only for C_in·kh·kw <= 25 or C_in a multiple of 4 (the last flag).
+const DIRECT_CASES: [string, ConvDims, boolean, boolean][] = [
+  ["W6's first layer shape, batch 3", dimsOf([3, 1, 28, 28], [32, 3, 3], [1, 1], [1, 1], [1, 1], 1), true, true],
+  [
+    "a 5×7 image, one sample, 3 channels, no bias",
+    dimsOf([1, 3, 5, 7], [6, 3, 3], [1, 1], [1, 1], [1, 1], 1),
+    false,
+    false,
+  ],
+  // C_out a multiple of 4: the forward stores rows in place, each row's last tile running past it
+  ["a 5×7 image, batch 3, 8 outputs", dimsOf([3, 1, 5, 7], [8, 3, 3], [1, 1], [1, 1], [1, 1], 1), true, true],
+  ["a 6×13 image, 4 outputs, no bias", dimsOf([1, 2, 6, 13], [4, 3, 3], [1, 1], [1, 1], [1, 1], 1), false, true],
+  ["5×5 kernel, padding 2, batch 3", dimsOf([3, 1, 9, 7], [5, 5, 5], [1, 1], [2, 2], [1, 1], 1), true, true],
+  ["3 channels, 5×5 kernel, no padding", dimsOf([1, 3, 11, 6], [7, 5, 5], [1, 1], [0, 0], [1, 1], 1), false, false],
+  ["3×5 kernel, unequal padding, 2 channels", dimsOf([3, 2, 6, 9], [9, 3, 5], [1, 1], [0, 2], [1, 1], 1), true, false],
+  [
+    "4 channels (input grad by the flipped kernel), 5×7",
+    dimsOf([3, 4, 5, 7], [3, 3, 3], [1, 1], [1, 1], [1, 1], 1),
+    true,
+    true,
+  ],
+  ["C_in·kh·kw = 144, the largest direct K", dimsOf([1, 16, 5, 7], [5, 3, 3], [1, 1], [1, 1], [1, 1], 1), false, true],
+];
+
+// Just outside that rule: im2col + matmul as before.
+const GENERIC_CASES: [string, ConvDims][] = [
+  ["C_in·kh·kw = 153", dimsOf([1, 17, 5, 7], [4, 3, 3], [1, 1], [1, 1], [1, 1], 1)],
+  ["stride 2", dimsOf([2, 1, 7, 9], [4, 3, 3], [2, 1], [1, 1], [1, 1], 1)],
+  ["dilation 2", dimsOf([2, 1, 7, 9], [4, 3, 3], [1, 1], [1, 1], [1, 2], 1)],
+  ["padding as wide as the kernel", dimsOf([1, 1, 5, 7], [3, 3, 3], [1, 1], [3, 1], [1, 1], 1)],
+  ["2 groups", dimsOf([2, 2, 5, 7], [4, 3, 3], [1, 1], [1, 1], [1, 1], 2)],
+];
+
+// d with zero input channels added (zero weights for them) until C_in·kh·kw passes the direct
+// rule: the same convolution, by im2col + matmul. x's and w's values are moved over.
+function widened(d: ConvDims, x: Float64Array, w: Float64Array) {
+  const c = Math.floor(144 / (d.kh * d.kw)) + 1;
+  const wide: ConvDims = { ...d, c };
+  const p = d.h * d.w,
+    khw = d.kh * d.kw;
+  const xw = new Float64Array(d.n * c * p),
+    ww = new Float64Array(d.cout * c * khw);
+  for (let b = 0; b < d.n; b++) xw.set(x.subarray(b * d.c * p, (b + 1) * d.c * p), b * c * p);
+  for (let o = 0; o < d.cout; o++) ww.set(w.subarray(o * d.c * khw, (o + 1) * d.c * khw), o * c * khw);
+  // dx and dw of the widened convolution, cut back to d's channels
+  const narrow = (dx: Float64Array, dw: Float64Array) => ({
+    dx: Float64Array.from({ length: x.length }, (_, i) => dx[Math.floor(i / (d.c * p)) * c * p + (i % (d.c * p))]!),
+    dw: Float64Array.from(
+      { length: w.length },
+      (_, i) => dw[Math.floor(i / (d.c * khw)) * c * khw + (i % (d.c * khw))]!,
+    ),
+  });
+  return { wide, xw, ww, narrow };
+}
+
+describe("direct small-K convolution kernels", () => {
+  const backend = getKernelBackend();
+  afterEach(() => setKernelBackend(backend));
+
+  for (const [name, d, withBias, inputGrad] of DIRECT_CASES) {
+    test(`${name}: direct SIMD agrees with im2col + matmul, JavaScript and float64`, () => {
+      setKernelBackend("wasm");
+      expect(convUsesDirectKernels(d)).toEqual({ forward: true, inputGrad, weightGrad: true });
+      const x = randomArray(d.n * d.c * d.h * d.w),
+        w = randomArray(d.cout * d.c * d.kh * d.kw),
+        g = randomArray(d.n * d.cout * d.oh * d.ow),
+        bias = withBias ? randomArray(d.cout) : null;
+      const ref = reference(d, x, w, g, bias);
+      const direct = run(d, x, w, g, bias, true);
+      const copied = run(d, x, w, g, bias, false);
+      const { wide, xw, ww, narrow } = widened(d, x, w);
+      expect(convUsesDirectKernels(wide)).toEqual({ forward: false, inputGrad: false, weightGrad: false });
+      const viaGemm = run(wide, xw, ww, g, bias, true);
+      const gemm = { y: viaGemm.y, ...narrow(viaGemm.dx, viaGemm.dw) };
+      setKernelBackend("js");
+      const js = run(d, x, w, g, bias, false);
+      for (const key of ["y", "dx", "dw"] as const) {
+        expectClose(direct[key], ref[key], `direct ${key}`);
+        expectClose(direct[key], gemm[key], `direct against im2col + matmul, ${key}`);
+        expectClose(gemm[key], ref[key], `im2col + matmul ${key}`);
+        expectClose(js[key], ref[key], `JavaScript ${key}`);
+        expect(Array.from(copied[key]), `copied ${key}`).toEqual(Array.from(direct[key]));
+      }
+    });
+  }
+
+  for (const [name, d] of GENERIC_CASES) {
+    test(`${name}: im2col + matmul, agreeing with float64`, () => {
+      setKernelBackend("wasm");
+      expect(convUsesDirectKernels(d)).toEqual({ forward: false, inputGrad: false, weightGrad: false });
+      const x = randomArray(d.n * d.c * d.h * d.w),
+        w = randomArray(d.cout * (d.c / d.groups) * d.kh * d.kw),
+        g = randomArray(d.n * d.cout * d.oh * d.ow),
+        bias = randomArray(d.cout);
+      const ref = reference(d, x, w, g, bias);
+      const simd = run(d, x, w, g, bias, true);
+      for (const key of ["y", "dx", "dw"] as const) expectClose(simd[key], ref[key], `SIMD ${key}`);
+    });
+  }
+
+  test.each([2, 4])("a NaN in x or g reaches only the y and dx entries whose windows hold it (C_out %i)", (cout) => {
+    // the direct kernels also compute (and drop) kw - 1 columns past each row, where x's NaN is read
+    setKernelBackend("wasm");
+    const d = dimsOf([1, 1, 5, 7], [cout, 3, 3], [1, 1], [1, 1], [1, 1], 1);
+    expect(convUsesDirectKernels(d)).toEqual({ forward: true, inputGrad: true, weightGrad: true });
+    const x = randomArray(35),
+      w = randomArray(9 * cout),
+      g = randomArray(35 * cout);
+    x[6] = Number.NaN; // row 0, last column
+    g[35 + 14] = Number.NaN; // channel 1, row 2, first column
+    const out = run(d, x, w, g, null, true);
+    const ref = reference(d, x, w, g, null);
+    for (const key of ["y", "dx"] as const) {
+      const nan = (a: Float64Array) => Array.from(a, (v) => Number.isNaN(v));
+      expect(nan(out[key]), key).toEqual(nan(ref[key]));
+      expect(nan(ref[key]).filter(Boolean).length, key).toBeGreaterThan(0);
+      const finite = (a: Float64Array) => a.map((v) => (Number.isNaN(v) ? 0 : v));
+      expectClose(finite(out[key]), finite(ref[key]), key);
+    }
   });
 });

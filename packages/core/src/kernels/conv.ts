@@ -9,8 +9,9 @@
 // Float32 runs the SIMD kernels of assembly/conv.ts under the 'wasm' backend: in place when every
 // operand lies in this thread's wasm memory (the trainer's step region), else copied through its
 // scratch; the JavaScript loops below serve float64, the 'js' backend, and calls too large for the
-// scratch. The two sum each output in the same order but round the matmul differently (see
-// matmul.ts), so float32 results agree within float32 rounding, not bit for bit.
+// scratch. The two round the matmul differently (see matmul.ts), and for small C_in·kh·kw at
+// stride 1 the SIMD side runs direct kernels that sum in another order (convUsesDirectKernels says
+// when), so float32 results agree within float32 rounding, not bit for bit.
 
 import { FLT_MIN, type FloatArray, type TypedArray } from "../tensor/dtype.js";
 import { wasmServes } from "./dispatch.js";
@@ -61,6 +62,23 @@ const CONV_GEOMETRY = [
 
 const geometryOf = (d: ConvDims): number[] => CONV_GEOMETRY.map((key) => d[key]);
 const convScratch = (k: WasmKernels, geoPtr: number): number => k.exports.convScratchBytes(geoPtr);
+
+/**
+ * Which float32 WebAssembly kernels run d by their direct small-K kernels rather than im2col +
+ * matmul (the rules in assembly/conv.ts; results agree within float32 rounding either way).
+ */
+export function convUsesDirectKernels(d: ConvDims): { forward: boolean; inputGrad: boolean; weightGrad: boolean } {
+  const k = currentWasmKernels() ?? defaultWasmKernels();
+  const mark = k.scratchMark();
+  try {
+    const geoPtr = k.scratchAlloc(4 * CONV_GEOMETRY.length);
+    new Int32Array(k.buffer, geoPtr, CONV_GEOMETRY.length).set(geometryOf(d));
+    const bits = k.exports.convDirect(geoPtr);
+    return { forward: (bits & 1) !== 0, inputGrad: (bits & 2) !== 0, weightGrad: (bits & 1) !== 0 };
+  } finally {
+    k.scratchReset(mark);
+  }
+}
 
 /** y = conv2d(x, w) + bias (null: none); y is overwritten. */
 export function convForward(x: FloatArray, w: FloatArray, bias: FloatArray | null, y: FloatArray, d: ConvDims): void {

@@ -144,6 +144,8 @@ export interface KernelExports {
     maximize: number,
     first: number,
   ): void;
+  /** Which kernels take their direct small-K path for the geometry at geoPtr: 1 convForward and convWeightGrad, 2 convInputGrad (bits). */
+  convDirect(geoPtr: number): number;
   /**
    * y [n, cout, oh, ow] = conv2d(x [n, c, h, w], w [cout, c/groups, kh, kw]) + bias (biasPtr 0: none),
    * flushed; geoPtr: the 16-i32 geometry block, scratchPtr: convScratchBytes(geoPtr) bytes.
