@@ -51,13 +51,17 @@ export async function scaling(ctx: Ctx): Promise<Row[]> {
     const perWorker: [number, Row][] = [];
     // Each worker count with the default steps in flight; W1 on 2+ workers also with one step in
     // flight (main hands out each step after the last one's results), to show what that costs.
+    // W4's module model runs without a step region by default (the trainer cannot know that a
+    // module keeps no tensor of the step): also with one (its module keeps none), labelled.
     const runs = ctx.workers.flatMap((workers) => [
-      { workers, inFlight: undefined as number | undefined },
-      ...(c.workload === "W1 scaling" && workers > 1 ? [{ workers, inFlight: 1 }] : []),
+      { workers, inFlight: undefined as number | undefined, stepRegion: undefined as boolean | undefined },
+      ...(c.workload === "W1 scaling" && workers > 1 ? [{ workers, inFlight: 1, stepRegion: undefined }] : []),
+      ...(c.workload === "W4 scaling" ? [{ workers, inFlight: undefined, stepRegion: true }] : []),
     ]);
-    for (const { workers, inFlight } of runs) {
+    for (const { workers, inFlight, stepRegion } of runs) {
       const inFlightNote = inFlight === undefined ? "" : `, ${inFlight} step in flight`;
-      const config = `${workers} worker${workers > 1 ? "s" : ""}, batch ${batch}${inFlightNote}`;
+      const regionNote = stepRegion ? ", step region" : "";
+      const config = `${workers} worker${workers > 1 ? "s" : ""}, batch ${batch}${inFlightNote}${regionNote}`;
       ctx.log(`${c.workload} ${config}`);
       const trainer = await DataParallel.create({
         model: c.model,
@@ -67,6 +71,7 @@ export async function scaling(ctx: Ctx): Promise<Row[]> {
         seed: W1.seed,
         maxBatchSize: batch,
         stepsInFlight: inFlight,
+        stepRegion,
       });
       try {
         await oneEpoch(trainer, data, batch); // sends the data set to the workers: not measured
@@ -100,7 +105,7 @@ export async function scaling(ctx: Ctx): Promise<Row[]> {
           },
         );
         rows.push(row);
-        if (inFlight === undefined) perWorker.push([workers, row]);
+        if (inFlight === undefined && stepRegion === undefined) perWorker.push([workers, row]);
       } finally {
         await trainer.close();
       }
