@@ -129,7 +129,7 @@ describe("threadgrad train", () => {
     expect(jsonLines(again.stdout)[0]!.loss).toBe(summary.testLoss);
   });
 
-  it("--shards 2: 1 and 2 workers write the same checkpoint bits and test loss; 3 parts on 2 workers are refused", async () => {
+  it("--shards 2: 1 and 2 workers, or a resume across them, write the same bits; 3 parts on 2 workers are refused", async () => {
     const runs = [];
     for (const workers of ["1", "2"]) {
       const dir = join(tmp.path, `shards-${workers}w`);
@@ -140,6 +140,14 @@ describe("threadgrad train", () => {
     }
     expect(runs[1]!.tensors).toEqual(runs[0]!.tensors);
     expect(runs[1]!.summary.testLoss).toBe(runs[0]!.summary.testLoss);
+    // The checkpoint keeps --shards: 1 epoch on 2 workers, resumed on 1, ends where both straight runs did.
+    const split = join(tmp.path, "shards-resumed");
+    const half = ["--limit", "512", "--batch-size", "64", "--epochs", "1", "--shards", "2", "--workers", "2"];
+    expect((await run(["train", ...half, "--quiet", "--out", split])).code).toBe(0);
+    const latest = join(split, "checkpoint-latest.msgpack");
+    const resumed = await run(["train", "--resume", latest, "--epochs", "2", "--workers", "1", "--quiet"]);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(tensorsOf(latest)).toEqual(runs[0]!.tensors);
     const bad = await run([
       "train",
       "--limit",

@@ -25,7 +25,7 @@ export function saveTrainer(t: DataParallel, path: string, extra: Record<string,
   const storedBuffers: Record<string, StoredTensor> = {};
   for (const [name, b] of t.model.namedBuffers())
     storedBuffers[name] = storeTensor(b.data as Float32Array | Float64Array | Int32Array, b.shape);
-  const { model, loss, seed, schedule, clipGradNorm, accumulateSteps, skipNonFinite, maxBatchSize } = t.options;
+  const { model, loss, seed, schedule, clipGradNorm, accumulateSteps, skipNonFinite, maxBatchSize, shards } = t.options;
   const modelSpec =
     "module" in model
       ? { ...model, module: model.module instanceof URL ? model.module.href : String(model.module) }
@@ -45,6 +45,8 @@ export function saveTrainer(t: DataParallel, path: string, extra: Record<string,
       schedule: schedule ?? null,
       clipGradNorm: clipGradNorm ?? null,
       accumulateSteps,
+      // Virtual shards, when asked for: a load on another divisor of them continues bit for bit.
+      shards: shards ?? null,
       skipNonFinite,
       maxBatchSize,
       optimizer: { name: t.optimizer.name, ...t.optimizer.options },
@@ -67,6 +69,8 @@ export interface StoredTrainerConfig {
   schedule: ScheduleConfig | null;
   clipGradNorm: number | undefined;
   accumulateSteps: number;
+  /** virtual shards (TrainerOptions.shards); undefined when not asked for, or in a file from before them */
+  shards: number | undefined;
   skipNonFinite: boolean;
   maxBatchSize: number;
   optimizer: OptimizerConfig;
@@ -116,6 +120,7 @@ function readConfig(r: FieldReader, v: unknown): StoredTrainerConfig {
   const c = r.object(v, "config");
   const get = (key: string) => own(c, key);
   const clip = get("clipGradNorm");
+  const shards = get("shards");
   return {
     workers: r.int(get("workers"), "config.workers", 1, 256),
     model: readModelSpec(r, get("model"), "config.model"),
@@ -124,6 +129,7 @@ function readConfig(r: FieldReader, v: unknown): StoredTrainerConfig {
     schedule: get("schedule") === null ? null : readSchedule(r, get("schedule"), "config.schedule"),
     clipGradNorm: clip === null ? undefined : r.num(clip, "config.clipGradNorm", { min: 0, above: true }),
     accumulateSteps: r.int(get("accumulateSteps"), "config.accumulateSteps", 1, 1 << 20),
+    shards: shards === undefined || shards === null ? undefined : r.int(shards, "config.shards", 1, 1 << 16),
     skipNonFinite: r.bool(get("skipNonFinite"), "config.skipNonFinite"),
     maxBatchSize: r.int(get("maxBatchSize"), "config.maxBatchSize", 1, MAX_STORED_BATCH_SIZE),
     optimizer: readOptimizer(r, get("optimizer")),

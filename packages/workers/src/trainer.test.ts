@@ -366,6 +366,22 @@ describe("DataParallel", () => {
     expect(resumed.progress.lrScale).toBeUndefined();
   });
 
+  it("a checkpoint of a shards: 2 run keeps them: resumed on 1 worker it continues 2 workers' run bit for bit", async () => {
+    const ds = data(96);
+    const dir = tmp();
+    const straight = await trainer({ workers: 2, shards: 2 });
+    await straight.fit(ds, { epochs: 3, batchSize: 32 });
+    const first = await trainer({ workers: 2, shards: 2 });
+    await first.fit(ds, { epochs: 3, batchSize: 32, untilStep: 4 });
+    await first.save(join(dir, "ckpt.msgpack"));
+    await first.close();
+    const resumed = await DataParallel.load(join(dir, "ckpt.msgpack"), { workers: 1 });
+    open.push(resumed);
+    expect(resumed.arena.layout.gradSlices).toBe(2);
+    await resumed.fit(ds, { epochs: 3, batchSize: 32 });
+    expect(bits(params(resumed))).toEqual(bits(params(straight)));
+  });
+
   it("a checkpoint resumed mid-training continues bit for bit", async () => {
     const ds = data(96);
     const dir = tmp();

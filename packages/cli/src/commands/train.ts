@@ -177,6 +177,7 @@ function startTrainer(resolved: TrainRun, settings: TrainSettings, options: Trai
     // a module's model is built from the module given again (moduleToLoad checked it), never from the file
     model: "module" in options.model ? options.model : undefined,
     workers: settings.workers,
+    shards: options.shards,
     schedule: options.schedule,
     maxBatchSize: options.maxBatchSize,
     distributed: options.distributed,
