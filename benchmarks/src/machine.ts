@@ -4,6 +4,7 @@ import { createRequire } from "node:module";
 import { availableWorkers } from "@threadgrad/workers";
 import { PYTHON, peerEnv, probeTorch } from "./peers/pytorch.js";
 import { kernelBackends } from "./backends.js";
+import { nativeBlasStatus } from "@threadgrad/core";
 
 export interface MachineInfo {
   hostname: string;
@@ -19,6 +20,8 @@ export interface MachineInfo {
   /** 1-minute load average when the run started: a busy machine makes every number slower */
   loadAverage1m: number;
   kernelBackend: string;
+  /** what runs threadgrad's float32 matrix products: the native BLAS and its kernels, or why not */
+  matmul: string;
   /** peer packages and versions, or why they are missing */
   peers: string;
   date: string;
@@ -37,9 +40,18 @@ export async function machineInfo(): Promise<MachineInfo> {
     v8: process.versions.v8,
     loadAverage1m: Math.round(loadavg()[0]! * 100) / 100,
     kernelBackend: await defaultKernelBackend(),
+    matmul: matmulProvider(),
     peers: peerVersions(),
     date: new Date().toISOString(),
   };
+}
+
+/** The native BLAS that serves float32 products under 'wasm', or why the WebAssembly matmul does. */
+function matmulProvider(): string {
+  const { info, reason } = nativeBlasStatus();
+  if (info === null) return `WebAssembly SIMD (no native BLAS: ${reason})`;
+  const version = /^OpenBLAS \S+/.exec(info.config)?.[0] ?? info.library;
+  return `${version}${info.core ? ` (${info.core} kernels)` : ""}, single-threaded per worker`;
 }
 
 /** threadgrad's default float32 kernel backend, when core exposes the switch. */
@@ -75,6 +87,7 @@ export function formatMachine(m: MachineInfo): string {
     `machine  ${m.hostname}: ${m.cpuModel}, ${m.logicalCpus} logical CPUs, ` +
       `${m.availableCores} available, ${m.memoryGiB} GiB, ${m.os}`,
     `node     ${m.node} (V8 ${m.v8}); threadgrad float32 kernels by default: ${m.kernelBackend}`,
+    `matmul   ${m.matmul}`,
     `peers    ${m.peers}`,
     `load     ${m.loadAverage1m} (1-minute average at start)    ${m.date}`,
   ].join("\n");

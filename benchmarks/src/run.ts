@@ -5,6 +5,7 @@ import { writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { formatMachine, machineInfo } from "./machine.js";
+import { peerEnv } from "./peers/pytorch.js";
 import { type Ctx, since } from "./measure.js";
 import { type Row, formatTable, skipRow } from "./table.js";
 import { w1MlpStep } from "./w1-mlp-step.bench.js";
@@ -65,6 +66,10 @@ async function main(): Promise<number> {
   const unknown = only.filter((s) => !(s in SUITES));
   if (unknown.length > 0)
     throw new Error(`--only: unknown suite ${unknown.join(", ")}; choose from ${Object.keys(SUITES).join(", ")}`);
+  // threadgrad's native matmul opens the same OpenBLAS as the PyTorch peer: give it the same
+  // kernels (set before the library is first opened, which machineInfo does).
+  const coretype = peerEnv().OPENBLAS_CORETYPE;
+  if (coretype !== undefined) process.env.OPENBLAS_CORETYPE = coretype;
   const machine = await machineInfo();
   const cores = machine.availableCores;
   const workers = values.workers

@@ -1,4 +1,5 @@
 import type { DType, FloatArray } from "../tensor/dtype.js";
+import { nativeBlas } from "./blas.js";
 import { wasmServes } from "./dispatch.js";
 import { wasmMatmulKernel } from "./wasm/matmul-kernel.js";
 
@@ -73,13 +74,27 @@ function transposeCopy(src: FloatArray, off: number, rows: number, cols: number,
 const kernels = new Map<DType, MatmulKernel>();
 
 /**
- * The matmul kernel for a dtype: float32 follows the kernel backend (backend.ts), float64 always
- * runs in JavaScript (gradcheck relies on it).
+ * The matmul kernel for a dtype: float32 follows the kernel backend (backend.ts), and under 'wasm'
+ * runs on the native BLAS where one serves this thread (blas.ts), else on the WebAssembly SIMD
+ * kernel; float64 always runs in JavaScript (gradcheck relies on it).
  */
 export function matmulKernel(dtype: DType): MatmulKernel {
   const js = jsMatmulKernel(dtype);
-  return wasmServes(dtype) ? wasmMatmulKernel(js) : js;
+  if (!wasmServes(dtype)) return js;
+  return nativeBlas() !== null ? blasMatmul : wasmMatmulKernel(js);
 }
+
+// The native BLAS behind MatmulKernel's signature: operands are used where they lie, in or out of
+// WebAssembly memory, with no copies.
+const blasMatmul: MatmulKernel = (a, aOff, b, bOff, c, cOff, m, k, n, transA, transB) => {
+  const blas = nativeBlas();
+  if (blas === null || !(a instanceof Float32Array && b instanceof Float32Array && c instanceof Float32Array)) {
+    return jsMatmulKernel(dtypeOf(c))(a, aOff, b, bOff, c, cOff, m, k, n, transA, transB);
+  }
+  blas.sgemm(transA, transB, m, n, k, a, aOff, transA ? m : k, b, bOff, transB ? k : n, c, cOff, n);
+};
+
+const dtypeOf = (c: FloatArray): DType => (c instanceof Float32Array ? "float32" : "float64");
 
 /** The plain-JavaScript kernel; one independently compiled copy per dtype keeps each monomorphic. */
 export function jsMatmulKernel(dtype: DType): MatmulKernel {

@@ -120,7 +120,7 @@ function forwardKernels(k: WasmKernels, qkv: Float32Array, probs: Float32Array, 
     for (let s = 0; s < g.n; s++) {
       for (let h = 0; h < g.heads; h++) {
         const q = qkvAt(qkv.byteOffset, s, h, g);
-        x.matmulStrided(q, q + d * 4, blockAt(probs.byteOffset, s, h, g), t, e, t, 0, 1, 3 * d, 3 * d, t, pack);
+        k.matmulStrided(q, q + d * 4, blockAt(probs.byteOffset, s, h, g), t, e, t, 0, 1, 3 * d, 3 * d, t, pack);
       }
     }
     const rows = g.n * g.heads * t;
@@ -129,7 +129,7 @@ function forwardKernels(k: WasmKernels, qkv: Float32Array, probs: Float32Array, 
       for (let h = 0; h < g.heads; h++) {
         const v = qkvAt(qkv.byteOffset, s, h, g) + 2 * d * 4;
         const o = rowsAt(out.byteOffset, s, h, g);
-        x.matmulStrided(blockAt(probs.byteOffset, s, h, g), v, o, t, t, e, 0, 0, t, 3 * d, d, pack);
+        k.matmulStrided(blockAt(probs.byteOffset, s, h, g), v, o, t, t, e, 0, 0, t, 3 * d, d, pack);
       }
     }
   });
@@ -162,8 +162,8 @@ function backwardKernels(
     for (let s = 0; s < g.n; s++) {
       for (let h = 0; h < g.heads; h++) {
         const a = head(s, h);
-        x.matmulStrided(a.p, a.g, a.dq + 2 * d * 4, t, t, e, 1, 0, t, d, 3 * d, pack); // dV = Pᵀ·dO
-        x.matmulStrided(a.g, a.v, a.dp, t, e, t, 0, 1, d, 3 * d, t, pack); // dP = dO·Vᵀ
+        k.matmulStrided(a.p, a.g, a.dq + 2 * d * 4, t, t, e, 1, 0, t, d, 3 * d, pack); // dV = Pᵀ·dO
+        k.matmulStrided(a.g, a.v, a.dp, t, e, t, 0, 1, d, 3 * d, t, pack); // dP = dO·Vᵀ
       }
     }
     const rows = g.n * g.heads * t;
@@ -174,8 +174,8 @@ function backwardKernels(
     for (let s = 0; s < g.n; s++) {
       for (let h = 0; h < g.heads; h++) {
         const a = head(s, h);
-        x.matmulStrided(a.dp, a.q + d * 4, a.dq, t, t, e, 0, 0, t, 3 * d, 3 * d, pack); // dQ = dS·K
-        x.matmulStrided(a.dp, a.q, a.dq + d * 4, t, t, e, 1, 0, t, 3 * d, 3 * d, pack); // dK = dSᵀ·Q
+        k.matmulStrided(a.dp, a.q + d * 4, a.dq, t, t, e, 0, 0, t, 3 * d, 3 * d, pack); // dQ = dS·K
+        k.matmulStrided(a.dp, a.q, a.dq + d * 4, t, t, e, 1, 0, t, 3 * d, 3 * d, pack); // dK = dSᵀ·Q
       }
     }
   });

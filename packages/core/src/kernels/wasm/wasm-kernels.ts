@@ -1,4 +1,5 @@
 import { instantiateKernels, newSharedMemory, type KernelExports, type WasmMemory } from "./loader.js";
+import { nativeBlas } from "../blas.js";
 
 const PAGE_BYTES = 65536;
 const DEFAULT_SCRATCH_BYTES = 64 << 20;
@@ -179,6 +180,34 @@ export class WasmKernels {
     } finally {
       this.scratchTop = mark;
     }
+  }
+
+  /**
+   * `exports.matmulStrided` (same arguments: byte offsets, row strides in floats, flags 0/1), run on
+   * the native BLAS where one serves this thread (then packPtr is not used).
+   * @example k.matmulStrided(q, kPtr, scores, t, d, t, 0, 1, 3 * d, 3 * d, t, pack) // Q·Kᵀ of one head
+   */
+  matmulStrided(
+    aPtr: number,
+    bPtr: number,
+    cPtr: number,
+    m: number,
+    k: number,
+    n: number,
+    transA: number,
+    transB: number,
+    lda: number,
+    ldb: number,
+    ldc: number,
+    packPtr: number,
+  ): void {
+    const blas = nativeBlas();
+    if (blas === null) {
+      this.exports.matmulStrided(aPtr, bPtr, cPtr, m, k, n, transA, transB, lda, ldb, ldc, packPtr);
+      return;
+    }
+    const all = this.all;
+    blas.sgemm(transA !== 0, transB !== 0, m, n, k, all, aPtr >> 2, lda, all, bPtr >> 2, ldb, all, cPtr >> 2, ldc);
   }
 
   /** Bytes of scratch matmulF32 needs for these operands (0 for operands already inside). */
