@@ -1,14 +1,13 @@
 import { FLT_MIN } from "./lanes";
 
 // f64 lane math shared by the activation kernels (activations.ts, gelu.ts): exp by range reduction,
-// tanh, sigmoid, erfc, and f32 stores with sign-keeping flushes. Every helper is inlined; none is a
+// tanh, sigmoid, the normal density, and f32 stores with sign-keeping flushes. Every helper is inlined; none is a
 // module export (kernels.ts re-exports only the kernels). The JavaScript twins of these formulas
 // are in src/kernels/activation-math.ts, operation for operation.
 
 const LN2: f64 = 0.6931471805599453;
 const INV_LN2: f64 = 1.4426950408889634;
 const SIGN32: i32 = i32.MIN_VALUE;
-const SQRT1_2: f64 = 0.7071067811865476;
 const INV_SQRT_2PI: f64 = 0.3989422804014327;
 
 // Zero of the same sign in every lane whose |v| < FLT_MIN; NaN is kept.
@@ -85,93 +84,6 @@ const INV_SQRT_2PI: f64 = 0.3989422804014327;
 @inline export function expNeg(t: v128): v128 {
   const k = reduceK(t);
   return f64x2.mul(pow2(k), f64x2.add(expm1Reduced(f64x2.sub(t, f64x2.mul(k, f64x2.splat(LN2)))), f64x2.splat(1)));
-}
-
-// erf(a) for 0 <= a <= 2 as a·P(y), y = a²/2 - 1 in [-1, 1]: P of degree 16 (Chebyshev interpolant
-// of erf(a)/a in a², turned into powers of y; coefficients in ERF_NEAR of src/kernels/gelu.ts), by
-// Horner: 1 - erf(a) within 3e-13 relative, in 17 steps where the Maclaurin series needed 31.
-@inline export function erfNear(a: v128): v128 {
-  const y = f64x2.sub(f64x2.mul(f64x2.mul(a, a), f64x2.splat(0.5)), f64x2.splat(1));
-  let p = f64x2.splat(7.44648787076585e-12);
-  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(-1.44638079291326e-10));
-  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(1.17096021767793e-09));
-  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(-8.616879654255172e-09));
-  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(6.113795336659678e-08));
-  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(-4.0450249016998896e-07));
-  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(2.475849818495135e-06));
-  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(-1.3946282484411654e-05));
-  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(7.180098642667332e-05));
-  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(-0.0003351435289183913));
-  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(0.0014050914292435546));
-  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(-0.005234875837329261));
-  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(0.017128344571103196));
-  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(-0.048662777449028305));
-  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(0.11947913860988647));
-  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(-0.26111186093124866));
-  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(0.6749332360396548));
-  return f64x2.mul(a, p);
-}
-
-// erf(a) for 0 <= a <= 1 (|x| <= √2, most of a layer's activations) as a·Q(y), y = 2a² - 1: Q of
-// degree 10 (Chebyshev interpolant; ERF_SMALL in src/kernels/gelu.ts), within 1e-14 relative on
-// erf and 1 - erf, in 11 Horner steps where erfNear takes 17.
-@inline export function erfSmall(a: v128): v128 {
-  const y = f64x2.sub(f64x2.mul(f64x2.mul(a, a), f64x2.splat(2)), f64x2.splat(1));
-  let p = f64x2.splat(9.267253631151107e-12);
-  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(-2.045754676771594e-10));
-  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(4.115616070166084e-09));
-  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(-7.511463018250453e-08));
-  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(1.223382871395895e-06));
-  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(-1.7537169910403216e-05));
-  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(0.000217517156005112));
-  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(-0.0022854855610616384));
-  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(0.019852496688986587));
-  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(-0.14053608902272072));
-  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(0.9654687386698669));
-  return f64x2.mul(a, p);
-}
-
-// erfc(a) for a > 2 as e^(-a²)·G(y), y = 6t - 2 with t = 2/(2 + a) (a clamped at 10 in t, where
-// erfc(a) < 3e-45 flushes in every use; 0 at a = ∞): G of degree 12 (Chebyshev interpolant of erfc(a)·e^(a²)
-// in t; ERF_FAR in src/kernels/gelu.ts), within 3e-14 relative, one division where the
-// continued fraction took 32.
-@inline export function erfcFar(a: v128): v128 {
-  const t = f64x2.div(f64x2.splat(2), f64x2.add(f64x2.splat(2), f64x2.min(a, f64x2.splat(10))));
-  const y = f64x2.sub(f64x2.mul(t, f64x2.splat(6)), f64x2.splat(2));
-  let p = f64x2.splat(4.738698322626078e-11);
-  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(7.893874442999049e-11));
-  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(-1.8481813301995942e-09));
-  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(-1.5535728259408188e-09));
-  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(7.243119956590327e-08));
-  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(8.869542569150957e-08));
-  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(-3.369288682546212e-06));
-  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(-1.3910160704769595e-05));
-  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(0.00015853549811573834));
-  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(0.002490646438175402));
-  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(0.01861364006226464));
-  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(0.09715051828508052));
-  p = f64x2.add(f64x2.mul(p, y), f64x2.splat(0.13699945762506113));
-  const e = f64x2.mul(expNeg(f64x2.neg(f64x2.min(f64x2.mul(a, a), f64x2.splat(700)))), p);
-  // The exponent's clamp leaves e^(-700)·G > 0 at a = ∞, where erfc is 0 (so that -∞·Φ(-∞) is NaN).
-  return v128.andnot(e, f64x2.eq(a, f64x2.splat(Infinity)));
-}
-
-// Φ(x), the standard normal CDF: erfc(|x|/√2)/2 below 0, 1 - erfc(|x|/√2)/2 above.
-@inline export function normalCdf(x: v128): v128 {
-  const a = f64x2.mul(f64x2.abs(x), f64x2.splat(SQRT1_2));
-  // Per lane: erfSmall up to a = 1, erfNear up to 2, erfcFar beyond; a pair computes only the pieces its lanes need.
-  const small = f64x2.le(a, f64x2.splat(1));
-  let erf: v128;
-  if (i64x2.all_true(small)) erf = erfSmall(a);
-  else {
-    erf = erfNear(a);
-    if (v128.any_true(small)) erf = v128.bitselect(erfSmall(a), erf, small);
-  }
-  let erfc = f64x2.sub(f64x2.splat(1), erf);
-  const far = f64x2.gt(a, f64x2.splat(2));
-  if (v128.any_true(far)) erfc = v128.bitselect(erfcFar(a), erfc, far);
-  const half = f64x2.mul(erfc, f64x2.splat(0.5));
-  return v128.bitselect(half, f64x2.sub(f64x2.splat(1), half), f64x2.lt(x, f64x2.splat(0)));
 }
 
 // φ(x) = e^(-x²/2)/√(2π), the exponent clamped at -700.
