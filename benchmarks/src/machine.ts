@@ -4,7 +4,7 @@ import { createRequire } from "node:module";
 import { availableWorkers } from "@threadgrad/workers";
 import { PYTHON, peerEnv, probeTorch } from "./peers/pytorch.js";
 import { kernelBackends } from "./backends.js";
-import { nativeBlasStatus } from "@threadgrad/core";
+import { describeMatmul } from "@threadgrad/core";
 
 export interface MachineInfo {
   hostname: string;
@@ -40,18 +40,10 @@ export async function machineInfo(): Promise<MachineInfo> {
     v8: process.versions.v8,
     loadAverage1m: Math.round(loadavg()[0]! * 100) / 100,
     kernelBackend: await defaultKernelBackend(),
-    matmul: matmulProvider(),
+    matmul: describeMatmul(),
     peers: peerVersions(),
     date: new Date().toISOString(),
   };
-}
-
-/** The native BLAS that serves float32 products under 'wasm', or why the WebAssembly matmul does. */
-function matmulProvider(): string {
-  const { info, reason } = nativeBlasStatus();
-  if (info === null) return `WebAssembly SIMD (no native BLAS: ${reason})`;
-  const version = /^OpenBLAS \S+/.exec(info.config)?.[0] ?? info.library;
-  return `${version}${info.core ? ` (${info.core} kernels)` : ""}, single-threaded per worker`;
 }
 
 /** threadgrad's default float32 kernel backend, when core exposes the switch. */

@@ -168,6 +168,16 @@ describe("help, version and bench", () => {
     expect(results[0]!.workers).toBe(1);
     expect(results[0]!.samplesPerSec).toBeGreaterThan(0);
     expect(last.scalingEfficiency).toBe(1);
+    // which matmul served: the BLAS where one is installed, else the WebAssembly kernel and why
+    expect(last.matmul).toMatch(/one thread per worker$|^WebAssembly SIMD \(no native BLAS: .+\)$/);
+  });
+
+  it("bench says THREADGRAD_BLAS=off kept the products in WebAssembly", async () => {
+    const r = await run(["bench", "--workers", "1", "--steps", "1", "--warmup-steps", "0"], {
+      env: { THREADGRAD_BLAS: "off" },
+    });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("matmul: WebAssembly SIMD (no native BLAS: THREADGRAD_BLAS=off)");
   });
 
   it("bench --model cnn runs W6 at batch 128 and says which data it trained on", async () => {

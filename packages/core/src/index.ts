@@ -84,7 +84,7 @@ export { eq, ne, lt, le, gt, ge, logicalAnd, logicalOr } from "./ops/compare.js"
 export * as nn from "./nn/index.js";
 export * as F from "./nn/functional.js";
 export { setKernelBackend, getKernelBackend, type KernelBackend } from "./kernels/backend.js";
-export { setNativeBlas, nativeBlasStatus, type BlasInfo } from "./kernels/blas.js";
+export { setNativeBlas, nativeBlasStatus, describeMatmul, type BlasInfo } from "./kernels/blas.js";
 export { createWasmKernels, type WasmKernels, type Region } from "./kernels/wasm/wasm-kernels.js";
 export {
   adamScalarsF32,

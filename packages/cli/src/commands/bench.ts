@@ -3,6 +3,7 @@
 // the scaling efficiency throughput(N) / (N · throughput(1)) of the largest count. With
 // --distributed mpi, across the processes of an MPI job (bench-mpi.ts).
 import { cpus } from "node:os";
+import { describeMatmul } from "@threadgrad/core";
 import { availableWorkers, finalizeMpi, resolveWorkers } from "@threadgrad/workers";
 import { EXIT_OK, UsageError } from "../errors.js";
 import { type CpuTicks, busyMachineWarning, readCpuTicks } from "../machine-load.js";
@@ -314,6 +315,7 @@ export async function runBench(cli: Record<string, unknown>): Promise<number> {
     const where = job ? `; ${job.size} processes (${job.localSize} on this host), ${job.library}` : "";
     const usable = `${cores} usable cores${job ? " per process" : ""}`;
     out(`${s.steps} timed steps after ${s.warmupSteps} warm-up steps; Node ${process.version}, ${usable}${where}`);
+    out(`matmul: ${describeMatmul()}`);
   }
   const measure = (workers: number, over?: "mpi") =>
     runThroughput({
@@ -363,6 +365,7 @@ export async function runBench(cli: Record<string, unknown>): Promise<number> {
         steps: s.steps,
         node: process.version,
         cores,
+        matmul: describeMatmul(),
         results: results.map((r, i) => resultJson(r, job?.size ?? null, ratioOf(i))),
         ...(job ? { singleProcess: singleRows?.map((r) => resultJson(r, 1)) ?? null } : {}),
         ...(single && "skipped" in single ? { singleProcessSkipped: single.skipped } : {}),

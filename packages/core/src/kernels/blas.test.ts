@@ -3,7 +3,7 @@ import { Worker } from "node:worker_threads";
 import { afterEach, describe, expect, test } from "vitest";
 import { Generator } from "../tensor/random.js";
 import { setKernelBackend } from "./backend.js";
-import { nativeBlas, nativeBlasStatus, setNativeBlas } from "./blas.js";
+import { describeMatmul, nativeBlas, nativeBlasStatus, setNativeBlas } from "./blas.js";
 import { jsMatmulKernel, matmulKernel } from "./matmul.js";
 import { wasmMatmulKernel } from "./wasm/matmul-kernel.js";
 import { createWasmKernels } from "./wasm/wasm-kernels.js";
@@ -173,6 +173,14 @@ describe.skipIf(blas === null)("native BLAS matmul", () => {
     wk.matmulStrided(q, q + d * 4, viaBlas.byteOffset, t, e, t, 0, 1, 3 * d, 3 * d, t, pack);
     wk.exports.matmulStrided(q, q + d * 4, viaWasm.byteOffset, t, e, t, 0, 1, 3 * d, 3 * d, t, pack);
     for (let i = 0; i < t * t; i++) expect(viaBlas[i]).toBeCloseTo(viaWasm[i]!, 5);
+  });
+
+  test("describeMatmul names the library and its kernels, or what serves instead and why", () => {
+    expect(describeMatmul()).toMatch(/^(OpenBLAS \S+|\S*blas\S*)( \(\w+ kernels\))?, one thread per worker$/i);
+    setNativeBlas(false);
+    expect(describeMatmul()).toBe("WebAssembly SIMD (no native BLAS: setNativeBlas(false) in this thread)");
+    setKernelBackend("js");
+    expect(describeMatmul()).toBe("JavaScript (the 'js' kernel backend)");
   });
 
   test("setNativeBlas checks its argument", () => {

@@ -1,6 +1,7 @@
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
+import { getKernelBackend } from "./backend.js";
 
 /** The BLAS behind the native matmul, as the library reports itself. */
 export interface BlasInfo {
@@ -105,4 +106,18 @@ export function setNativeBlas(on: boolean): void {
   state ??= init();
   if (on && state.addon === null) throw new Error(`setNativeBlas(true): no native matmul: ${state.reason}`);
   enabled = on;
+}
+
+/**
+ * What runs this thread's float32 matrix products, in words: the BLAS with its version and kernels,
+ * or the WebAssembly (or JavaScript) matmul and why no BLAS serves. Worker threads choose as this
+ * thread does unless code in them calls setNativeBlas or setKernelBackend.
+ * @example console.log(`matmul: ${describeMatmul()}`); // matmul: OpenBLAS 0.3.21 (SkylakeX kernels), ...
+ */
+export function describeMatmul(): string {
+  if (getKernelBackend() === "js") return "JavaScript (the 'js' kernel backend)";
+  const { info, reason } = nativeBlasStatus();
+  if (info === null) return `WebAssembly SIMD (no native BLAS: ${reason})`;
+  const name = /^OpenBLAS \S+/.exec(info.config)?.[0] ?? info.library;
+  return `${name}${info.core ? ` (${info.core} kernels)` : ""}, one thread per worker`;
 }
