@@ -86,6 +86,48 @@ const INV_SQRT_2PI: f64 = 0.3989422804014327;
   return f64x2.mul(pow2(k), f64x2.add(expm1Reduced(f64x2.sub(t, f64x2.mul(k, f64x2.splat(LN2)))), f64x2.splat(1)));
 }
 
+const LOG2E_F: f32 = <f32>1.4426950408889634;
+const EXP_C1: f32 = <f32>0.693359375; // ln 2 = EXP_C1 - EXP_C2, EXP_C1 exact in 9 bits (Cody–Waite)
+const EXP_C2: f32 = <f32>2.12194440e-4;
+
+// e^(hi + lo) in f32 lanes for hi <= 1 (lo a small correction carrying what hi could not hold):
+// hi = n·ln2 + r (Cody–Waite), e^r by Cephes' expf polynomial, times 2^n from the exponent bits;
+// 0 when n < -126 (the result would be subnormal, and is flushed anyway), and for hi = -inf.
+// n = floor(hi/ln2 + 1/2). Within 2 ulp of e^(hi + lo); every step an f32 add, sub, mul or floor,
+// so expF32 in src/kernels/activations.ts gives the same bits.
+@inline export function expF32x4(hi: v128, lo: v128): v128 {
+  const n = f32x4.floor(f32x4.add(f32x4.mul(hi, f32x4.splat(LOG2E_F)), f32x4.splat(<f32>0.5)));
+  let r = f32x4.sub(hi, f32x4.mul(n, f32x4.splat(EXP_C1)));
+  r = f32x4.add(r, f32x4.mul(n, f32x4.splat(EXP_C2)));
+  r = f32x4.add(r, lo);
+  let p = f32x4.splat(<f32>1.9875691500e-4);
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(<f32>1.3981999507e-3));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(<f32>8.3334519073e-3));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(<f32>4.1665795894e-2));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(<f32>1.6666665459e-1));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(<f32>5.0000001201e-1));
+  p = f32x4.add(f32x4.mul(p, f32x4.mul(r, r)), r);
+  p = f32x4.add(p, f32x4.splat(<f32>1));
+  const ni = i32x4.trunc_sat_f32x4_s(n);
+  const scaled = f32x4.mul(p, i32x4.shl(i32x4.add(ni, i32x4.splat(127)), 23));
+  return v128.andnot(scaled, i32x4.lt_s(ni, i32x4.splat(-126)));
+}
+
+// e^d for 4 f64 exponents d <= 1 (dA's two lanes, then dB's), each split into f32 hi + lo so the
+// f32 exp loses nothing to the argument's rounding: f32 lanes, within 2 ulp of e^d.
+@inline export function expF32OfF64(dA: v128, dB: v128): v128 {
+  const hA = f32x4.demote_f64x2_zero(dA),
+    hB = f32x4.demote_f64x2_zero(dB);
+  const lA = f32x4.demote_f64x2_zero(f64x2.sub(dA, f64x2.promote_low_f32x4(hA)));
+  const lB = f32x4.demote_f64x2_zero(f64x2.sub(dB, f64x2.promote_low_f32x4(hB)));
+  return expF32x4(i32x4.shuffle(hA, hB, 0, 1, 4, 5), i32x4.shuffle(lA, lB, 0, 1, 4, 5));
+}
+
+// Lanes 2 and 3 of f32 lanes, as f64x2.
+@inline export function promoteHigh(v: v128): v128 {
+  return f64x2.promote_low_f32x4(i32x4.shuffle(v, v, 2, 3, 2, 3));
+}
+
 // φ(x) = e^(-x²/2)/√(2π), the exponent clamped at -700.
 @inline export function normalPdf(x: v128): v128 {
   const t = f64x2.neg(f64x2.min(f64x2.mul(f64x2.mul(x, x), f64x2.splat(0.5)), f64x2.splat(700)));

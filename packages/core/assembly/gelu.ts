@@ -1,5 +1,5 @@
 import { load1, load2 } from "./lanes";
-import { flushSigned32, normalPdf, sigmoid2, store1Flushed, store2Flushed } from "./activation-math";
+import { expF32x4, flushSigned32, normalPdf, sigmoid2, store1Flushed, store2Flushed } from "./activation-math";
 
 // ---------------------------------------------------------------------------------------------
 // GELU kernels, exact (x·Φ(x)) and with PyTorch's tanh approximation
@@ -34,32 +34,8 @@ const K1: f64 = 0.044715;
 // src/kernels/gelu.ts give the same bits.
 // ---------------------------------------------------------------------------------------------
 
-const LOG2E_F: f32 = <f32>1.4426950408889634;
-const EXP_C1: f32 = <f32>0.693359375; // ln 2 = EXP_C1 - EXP_C2, EXP_C1 exact in 9 bits (Cody–Waite)
-const EXP_C2: f32 = <f32>2.12194440e-4;
 const SQRT1_2_F: f32 = <f32>0.7071067811865476;
 const INV_SQRT_2PI_F: f32 = <f32>0.3989422804014327;
-
-// e^(hi + lo) for hi <= 1 (lo a small correction): hi = n·ln2 + r, e^r by its degree-7 Taylor-like
-// polynomial (Cephes' expf coefficients), times 2^n from the exponent bits; 0 when n < -126 (the
-// result would be subnormal, and is flushed anyway). n = floor(hi/ln2 + 1/2).
-@inline function expF4(hi: v128, lo: v128): v128 {
-  const n = f32x4.floor(f32x4.add(f32x4.mul(hi, f32x4.splat(LOG2E_F)), f32x4.splat(<f32>0.5)));
-  let r = f32x4.sub(hi, f32x4.mul(n, f32x4.splat(EXP_C1)));
-  r = f32x4.add(r, f32x4.mul(n, f32x4.splat(EXP_C2)));
-  r = f32x4.add(r, lo);
-  let p = f32x4.splat(<f32>1.9875691500e-4);
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(<f32>1.3981999507e-3));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(<f32>8.3334519073e-3));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(<f32>4.1665795894e-2));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(<f32>1.6666665459e-1));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(<f32>5.0000001201e-1));
-  p = f32x4.add(f32x4.mul(p, f32x4.mul(r, r)), r);
-  p = f32x4.add(p, f32x4.splat(<f32>1));
-  const ni = i32x4.trunc_sat_f32x4_s(n);
-  const scaled = f32x4.mul(p, i32x4.shl(i32x4.add(ni, i32x4.splat(127)), 23));
-  return v128.andnot(scaled, i32x4.lt_s(ni, i32x4.splat(-126)));
-}
 
 // The rounding error of q = f32(-x²/2) (q + qLo = -x²/2 exactly): Dekker's split of x into 12-bit
 // halves, whose products are exact in f32.
@@ -92,7 +68,7 @@ const INV_SQRT_2PI_F: f32 = <f32>0.3989422804014327;
   const hi = f32x4.add(p, q);
   const bb = f32x4.sub(hi, p);
   const lo = f32x4.add(f32x4.add(f32x4.sub(p, f32x4.sub(hi, bb)), f32x4.sub(q, bb)), qLo);
-  const half = f32x4.mul(f32x4.splat(<f32>0.5), f32x4.mul(t, expF4(hi, lo)));
+  const half = f32x4.mul(f32x4.splat(<f32>0.5), f32x4.mul(t, expF32x4(hi, lo)));
   return v128.bitselect(half, f32x4.sub(f32x4.splat(<f32>1), half), f32x4.lt(x, f32x4.splat(<f32>0)));
 }
 
@@ -106,7 +82,7 @@ const INV_SQRT_2PI_F: f32 = <f32>0.3989422804014327;
   const sq = f32x4.mul(x, x);
   const q = f32x4.mul(f32x4.splat(<f32>-0.5), sq);
   const qLo = negHalfSquareLo(x, sq);
-  const pdf = f32x4.mul(expF4(q, qLo), f32x4.splat(INV_SQRT_2PI_F));
+  const pdf = f32x4.mul(expF32x4(q, qLo), f32x4.splat(INV_SQRT_2PI_F));
   return flushSigned32(f32x4.mul(g, f32x4.add(normalCdfF4(x, q, qLo), f32x4.mul(x, pdf))));
 }
 

@@ -1,4 +1,4 @@
-import { expNeg, flushSigned32 } from "./activation-math";
+import { expF32OfF64, expF32x4, flushSigned32, promoteHigh } from "./activation-math";
 import { FLT_MIN_F64, load1, load2 } from "./lanes";
 
 // ---------------------------------------------------------------------------------------------
@@ -6,9 +6,10 @@ import { FLT_MIN_F64, load1, load2 } from "./lanes";
 // src/kernels/softmax.ts.
 //
 // Forward (attention's scores and F.softmax): per row, v = scale·x + bias in f64 (keys past the
-// row's position masked when causal), m = max v, e = e^(v - m) by range reduction (exponent clamped
-// at -700), total = Σ e summed in two f64 lanes (even and odd columns, added at the end, then an odd
-// last column), p = e / total rounded to f32 (below FLT_MIN stored as 0). A row whose scores are
+// row's position masked when causal), m = max v, e = e^(v - m) (exponent clamped at -700) in f32
+// lanes from the f64 exponent split into hi + lo (expF32OfF64, within 2 ulp), total = Σ e summed in
+// two f64 lanes (even and odd columns, added at the end, then an odd last column), p = e·(1/total)
+// in f64 rounded to f32 (below FLT_MIN stored as 0). A row whose scores are
 // all -inf gives 0; a NaN score gives a NaN row. The e values wait in f64 scratch (8 bytes a column).
 //
 // Backward: dx = p·(g - Σ g·p), the chain `mul(p, sub(g, sum(mul(g, p))))` of float32 ops it replaces
@@ -26,8 +27,8 @@ import { FLT_MIN_F64, load1, load2 } from "./lanes";
   return bias == 0 ? v : f64x2.add(v, load1(bias + off));
 }
 
-@inline function expShift(v: v128, m: f64): v128 {
-  return expNeg(f64x2.max(f64x2.sub(v, f64x2.splat(m)), f64x2.splat(-700)));
+@inline function shift(v: v128, m: f64): v128 {
+  return f64x2.max(f64x2.sub(v, f64x2.splat(m)), f64x2.splat(-700));
 }
 
 /**
@@ -67,25 +68,37 @@ export function softmaxRows(
     }
     let acc = f64x2.splat(0);
     j = 0;
-    for (; j + 2 <= limit; j += 2) {
-      const e = expShift(scores2(xr, br, <usize>j * 4, scale), m);
+    for (; j + 4 <= limit; j += 4) {
+      const e = expF32OfF64(shift(scores2(xr, br, <usize>j * 4, scale), m), shift(scores2(xr, br, <usize>j * 4 + 8, scale), m));
+      const eA = f64x2.promote_low_f32x4(e),
+        eB = promoteHigh(e);
+      v128.store(scratch + <usize>j * 8, eA);
+      acc = f64x2.add(acc, eA);
+      v128.store(scratch + <usize>j * 8 + 16, eB);
+      acc = f64x2.add(acc, eB);
+    }
+    if (j + 2 <= limit) {
+      const d = shift(scores2(xr, br, <usize>j * 4, scale), m);
+      const e = f64x2.promote_low_f32x4(expF32OfF64(d, d));
       v128.store(scratch + <usize>j * 8, e);
       acc = f64x2.add(acc, e);
+      j += 2;
     }
     let total = f64x2.extract_lane(acc, 0) + f64x2.extract_lane(acc, 1);
     if (j < limit) {
-      const e = f64x2.extract_lane(expShift(scores1(xr, br, <usize>j * 4, scale), m), 0);
+      const d = shift(scores1(xr, br, <usize>j * 4, scale), m);
+      const e = f64x2.extract_lane(f64x2.promote_low_f32x4(expF32OfF64(d, d)), 0);
       store<f64>(scratch + <usize>j * 8, e);
       total += e;
     }
-    const inv = f64x2.splat(total);
+    const inv = f64x2.splat(1 / total);
     j = 0;
     for (; j + 2 <= limit; j += 2) {
-      const p = f32x4.demote_f64x2_zero(f64x2.div(v128.load(scratch + <usize>j * 8), inv));
+      const p = f32x4.demote_f64x2_zero(f64x2.mul(v128.load(scratch + <usize>j * 8), inv));
       v128.store64_lane(or + <usize>j * 4, flushSigned32(p), 0);
     }
     if (j < limit) {
-      const p = f32x4.demote_f64x2_zero(f64x2.div(v128.load64_zero(scratch + <usize>j * 8), inv));
+      const p = f32x4.demote_f64x2_zero(f64x2.mul(v128.load64_zero(scratch + <usize>j * 8), inv));
       v128.store32_lane(or + <usize>j * 4, flushSigned32(p), 0);
     }
     if (limit < cols) memory.fill(or + <usize>limit * 4, 0, <usize>(cols - limit) * 4);
@@ -125,10 +138,10 @@ export function softmaxBackward(g: usize, p: usize, out: usize, rows: i32, cols:
 // one Math.log per row in JavaScript, and backward; the JavaScript twins are the float32 paths of
 // logSoftmaxKernel and logSoftmaxBackwardKernel in src/ops/softmax.ts.
 //   logSoftmaxStats: per row m = max x (NaN wins) and, for a finite m, s = Σ e^(x - m) in f64, each
-//   e by expNeg with the exponent clamped at -700, added in column order. A row whose max is not
+//   e in f32 lanes (expF32x4 of the f32 difference x - m), added in column order. A row whose max is not
 //   finite is left to JavaScript (its results, NaN and ±inf, do not depend on how exp rounds).
 //   logSoftmaxApply: out = x - lse in f64 (lse = log(s) + m from JavaScript), flushed, rounded to f32.
-//   logSoftmaxBackward: out = g - e^y·Σ g (Σ g in f64 in column order), e^y by expNeg for rows
+//   logSoftmaxBackward: out = g - e^y·Σ g in f64 (Σ g in column order), e^y in f32 lanes for rows
 //   whose y are all <= 0 (log-probabilities); a row holding a y > 0 or NaN is flagged for
 //   JavaScript, which uses Math.exp there.
 // ---------------------------------------------------------------------------------------------
@@ -173,16 +186,19 @@ export function logSoftmaxStats(x: usize, stats: usize, rows: i32, cols: i32): v
       store<f64>(st, NaN, 8);
       continue;
     }
-    const mv = f64x2.splat(m);
-    const lo = f64x2.splat(-700);
+    const mf = <f32>m;
+    const mv = f32x4.splat(mf);
+    const zero = f32x4.splat(0);
     let s: f64 = 0;
     let j = 0;
-    for (; j + 2 <= cols; j += 2) {
-      const e = expNeg(f64x2.max(f64x2.sub(load2(row + <usize>j * 4), mv), lo));
-      s += f64x2.extract_lane(e, 0);
-      s += f64x2.extract_lane(e, 1);
+    for (; j + 4 <= cols; j += 4) {
+      const e = expF32x4(f32x4.sub(v128.load(row + <usize>j * 4), mv), zero);
+      s += <f64>f32x4.extract_lane(e, 0);
+      s += <f64>f32x4.extract_lane(e, 1);
+      s += <f64>f32x4.extract_lane(e, 2);
+      s += <f64>f32x4.extract_lane(e, 3);
     }
-    if (j < cols) s += f64x2.extract_lane(expNeg(f64x2.max(f64x2.sub(load1(row + <usize>j * 4), mv), lo)), 0);
+    for (; j < cols; j++) s += <f64>f32x4.extract_lane(expF32x4(f32x4.splat(load<f32>(row + <usize>j * 4) - mf), zero), 0);
     store<f64>(st, s, 8);
   }
 }
@@ -231,15 +247,18 @@ export function logSoftmaxBackward(g: usize, y: usize, out: usize, flags: usize,
     let s: f64 = 0;
     for (j = 0; j < cols; j++) s += <f64>load<f32>(gr + <usize>j * 4);
     const sv = f64x2.splat(s);
-    const lo = f64x2.splat(-700);
-    for (j = 0; j + 2 <= cols; j += 2) {
+    const zero = f32x4.splat(0);
+    for (j = 0; j + 4 <= cols; j += 4) {
       const o = <usize>j * 4;
-      const e = expNeg(f64x2.max(load2(yr + o), lo));
-      store2Signed(or + o, f64x2.sub(load2(gr + o), f64x2.mul(e, sv)));
+      const e = expF32x4(v128.load(yr + o), zero);
+      const gA = load2(gr + o),
+        gB = load2(gr + o + 8);
+      store2Signed(or + o, f64x2.sub(gA, f64x2.mul(f64x2.promote_low_f32x4(e), sv)));
+      store2Signed(or + o + 8, f64x2.sub(gB, f64x2.mul(promoteHigh(e), sv)));
     }
-    if (j < cols) {
+    for (; j < cols; j++) {
       const o = <usize>j * 4;
-      const e = expNeg(f64x2.max(load1(yr + o), lo));
+      const e = f64x2.promote_low_f32x4(expF32x4(f32x4.splat(load<f32>(yr + o)), zero));
       store1Signed(or + o, f64x2.sub(load1(gr + o), f64x2.mul(e, sv)));
     }
   }

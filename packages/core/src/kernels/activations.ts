@@ -88,6 +88,37 @@ export function f32(v: number): number {
   return Math.abs(r) < FLT_MIN ? r * 0 : r;
 }
 
+const R = Math.fround;
+const LOG2E_F = R(Math.LOG2E);
+const EXP_C1 = R(0.693359375);
+const EXP_C2 = R(2.1219444e-4);
+// Cephes' expf polynomial, highest power first
+const EXP_P = [1.98756915e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1].map(
+  R,
+);
+
+/**
+ * e^(hi + lo) in float32 arithmetic for hi <= 1, as expF32x4 in assembly/activation-math.ts computes
+ * each lane (the same operations: the same bits); 0 where the result would be subnormal.
+ */
+export function expF32(hi: number, lo: number): number {
+  const n = Math.floor(R(R(hi * LOG2E_F) + 0.5));
+  let r = R(hi - R(n * EXP_C1));
+  r = R(r + R(n * EXP_C2));
+  r = R(r + lo);
+  let p = EXP_P[0]!;
+  for (let i = 1; i < EXP_P.length; i++) p = R(R(p * r) + EXP_P[i]!);
+  p = R(R(p * R(r * r)) + r);
+  p = R(p + 1);
+  return n < -126 ? 0 : R(p * 2 ** n);
+}
+
+/** e^d for a float64 d <= 1, as expF32 of d split into float32 hi + lo (expOfF64 in the kernels). */
+export function expF32Of64(d: number): number {
+  const hi = R(d);
+  return expF32(hi, R(d - hi));
+}
+
 /** e^t for -700 <= t <= 0, by range reduction (as expNeg in assembly/activation-math.ts). */
 export function expNeg(t: number): number {
   const k = Math.floor(t * INV_LN2 + 0.5);

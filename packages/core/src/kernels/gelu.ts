@@ -6,7 +6,7 @@
 // the float64 results unrounded, with core's erf (1e-15) for Φ, for gradient checks.
 
 import type { FloatArray } from "../tensor/dtype.js";
-import { expNeg, f32, sigmoidF64 } from "./activations.js";
+import { expF32, expNeg, f32, sigmoidF64 } from "./activations.js";
 import { wasmInPlace } from "./dispatch.js";
 import { erf } from "./special.js";
 
@@ -18,32 +18,13 @@ const K1 = 0.044715;
 // assembly/gelu.ts (the formulas and their error bounds are described there): every step is one
 // f32 add, sub, mul, div or floor, which Math.fround of the float64 result reproduces exactly.
 const R = Math.fround;
-const LOG2E_F = R(Math.LOG2E);
-const EXP_C1 = R(0.693359375);
-const EXP_C2 = R(2.1219444e-4);
 const SQRT1_2_F = R(Math.SQRT1_2);
 const INV_SQRT_2PI_F = R(INV_SQRT_2PI);
-// Cephes' expf polynomial, highest power first
-const EXP_P = [1.98756915e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1].map(
-  R,
-);
 // Numerical Recipes' erfcc: erfc(a) = t·exp(-a² + P(t)), t = 1/(1 + a/2); highest power first
 const ERFC_P = [
   0.17087277, -0.82215223, 1.48851587, -1.13520398, 0.27886807, -0.18628806, 0.09678418, 0.37409196, 1.00002368,
   -1.26551223,
 ].map(R);
-
-function expF32(hi: number, lo: number): number {
-  const n = Math.floor(R(R(hi * LOG2E_F) + 0.5));
-  let r = R(hi - R(n * EXP_C1));
-  r = R(r + R(n * EXP_C2));
-  r = R(r + lo);
-  let p = EXP_P[0]!;
-  for (let i = 1; i < EXP_P.length; i++) p = R(R(p * r) + EXP_P[i]!);
-  p = R(R(p * R(r * r)) + r);
-  p = R(p + 1);
-  return n < -126 ? 0 : R(p * 2 ** n);
-}
 
 // The rounding error of f32(-x²/2), by Dekker's split (negHalfSquareLo in assembly/gelu.ts).
 function negHalfSquareLo(x: number, sq: number): number {

@@ -5,7 +5,7 @@
 // kernel adds them). float64 operands take the plain loops (Math.exp, sequential sums).
 
 import type { FloatArray } from "../tensor/dtype.js";
-import { expNeg, f32 } from "./activations.js";
+import { expF32Of64, f32 } from "./activations.js";
 import { wasmInPlace } from "./dispatch.js";
 
 /**
@@ -76,17 +76,18 @@ function softmaxRows32(
     let a0 = 0,
       a1 = 0;
     for (j = 0; j + 2 <= limit; j += 2) {
-      e[j] = expNeg(Math.max(v(j) - m, -700));
-      e[j + 1] = expNeg(Math.max(v(j + 1) - m, -700));
+      e[j] = expF32Of64(Math.max(v(j) - m, -700));
+      e[j + 1] = expF32Of64(Math.max(v(j + 1) - m, -700));
       a0 += e[j]!;
       a1 += e[j + 1]!;
     }
     let total = a0 + a1;
     if (j < limit) {
-      e[j] = expNeg(Math.max(v(j) - m, -700));
+      e[j] = expF32Of64(Math.max(v(j) - m, -700));
       total += e[j]!;
     }
-    for (j = 0; j < limit; j++) s[base + j] = f32(e[j]! / total);
+    const inv = 1 / total;
+    for (j = 0; j < limit; j++) s[base + j] = f32(e[j]! * inv);
     s.fill(0, base + limit, base + cols);
   }
 }

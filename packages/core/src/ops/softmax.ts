@@ -3,7 +3,7 @@ import { fmtShape, normDims } from "../tensor/shape.js";
 import { Tensor } from "../tensor/tensor.js";
 import { exp, mul, neg, sub } from "./elementwise.js";
 import { noGrad } from "../autograd/grad-mode.js";
-import { expNeg } from "../kernels/activations.js";
+import { expF32 } from "../kernels/activations.js";
 import { logSoftmaxBackwardInWasm, logSoftmaxInWasm, softmaxBackwardRows, softmaxRows } from "../kernels/softmax.js";
 import { defineOp, record } from "./op.js";
 import { sum } from "./reduce.js";
@@ -37,7 +37,7 @@ function oneDim(x: Tensor, dim: number, op: string): number {
  * out = x - log Σ exp(x) along the rows. A row that is all -inf, or holds NaN, gives NaN; in a row
  * holding +inf that entry gives NaN and the finite ones -inf (as in PyTorch). float32 rows over the
  * last dim in wasm memory run on the SIMD kernels (kernels/softmax.ts), whose bits the float32 path
- * here gives: e^(x - max) by expNeg (exponent clamped at -700) where the max is finite.
+ * here gives: e^(x - max) by expF32 of the float32 difference where the max is finite.
  */
 function logSoftmaxKernel(x: FloatArray, out: FloatArray, outer: number, c: number, inner: number): void {
   const is32 = out instanceof Float32Array;
@@ -54,7 +54,7 @@ function logSoftmaxRow(x: FloatArray, out: FloatArray, base: number, c: number, 
   }
   const shift = Number.isFinite(m) ? m : 0;
   let s = 0;
-  if (is32 && Number.isFinite(m)) for (let j = 0; j < c; j++) s += expNeg(Math.max(x[base + j * inner]! - m, -700));
+  if (is32 && Number.isFinite(m)) for (let j = 0; j < c; j++) s += expF32(Math.fround(x[base + j * inner]! - m), 0);
   else for (let j = 0; j < c; j++) s += Math.exp(x[base + j * inner]! - shift);
   const lse = Math.log(s) + shift;
   for (let j = 0; j < c; j++) {
@@ -65,7 +65,7 @@ function logSoftmaxRow(x: FloatArray, out: FloatArray, base: number, c: number, 
 
 /**
  * out = g - exp(y)·Σ g along the rows (the gradient of log-softmax with output y). float32 rows
- * whose y are all <= 0 take exp(y) from expNeg, as the SIMD kernel (which serves rows over the last
+ * whose y are all <= 0 take exp(y) from expF32, as the SIMD kernel (which serves rows over the last
  * dim in wasm memory) does; other rows Math.exp.
  */
 function logSoftmaxBackwardKernel(
@@ -100,7 +100,7 @@ function logSoftmaxBackwardRow(
   }
   for (let j = 0; j < c; j++) {
     const k = base + j * inner;
-    const e = logProbs ? expNeg(Math.max(y[k]!, -700)) : Math.exp(y[k]!);
+    const e = logProbs ? expF32(y[k]!, 0) : Math.exp(y[k]!);
     const r = g[k]! - e * s;
     out[k] = is32 && Math.abs(r) < FLT_MIN ? r * 0 : r;
   }
