@@ -38,17 +38,28 @@ export async function kernelBackends(): Promise<KernelBackends | null> {
 
 /**
  * Runs `fn` once per available backend (or once, as "js", when core has no switch), restoring
- * the previous backend afterwards.
+ * the previous backend afterwards. Where a native BLAS serves, 'wasm' runs twice: "threadgrad
+ * wasm" with every product in WebAssembly (setNativeBlas(false)), then "threadgrad blas" with
+ * the products on the BLAS (the default), so one run shows both.
  */
 export async function forEachBackend<T>(fn: (backend: KernelBackend, label: string) => Promise<T>): Promise<T[]> {
   const kb = await kernelBackends();
   if (kb === null) return [await fn("js", "threadgrad")];
   const before = kb.current();
+  const blas = core.nativeBlasStatus().info !== null;
   const out: T[] = [];
   try {
     for (const b of kb.available()) {
       kb.set(b);
-      out.push(await fn(b, `threadgrad ${b}`));
+      if (b === "wasm" && blas) {
+        core.setNativeBlas(false);
+        try {
+          out.push(await fn(b, "threadgrad wasm"));
+        } finally {
+          core.setNativeBlas(true);
+        }
+        out.push(await fn(b, "threadgrad blas"));
+      } else out.push(await fn(b, `threadgrad ${b}`));
     }
   } finally {
     kb.set(before);
