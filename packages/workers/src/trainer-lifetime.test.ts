@@ -84,6 +84,34 @@ describe("DataParallel lifetime", () => {
     expect(progress.globalStep).toBe(2);
   });
 
+  it("workers whose steps allocate on the heap get a small young generation; step-region workers V8's default", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "threadgrad-young-"));
+    dirs.push(dir);
+    const lossFile = join(dir, "loss.mjs");
+    // Each rank's loss is its own young-generation limit (MiB) times its rows (the trainer divides
+    // the ranks' sum by the batch), plus 0 times the outputs: the step's loss is the limit.
+    writeFileSync(
+      lossFile,
+      'import { resourceLimits } from "node:worker_threads";\n' +
+        "export default (out) => out.mul(0).sum().add(resourceLimits.maxYoungGenerationSizeMb * out.shape[0]);\n",
+    );
+    const loss = { module: new URL(`file://${lossFile}`) };
+    const young = async (opts: Partial<TrainerOptions>) => {
+      const t = await create({ loss, ...opts });
+      let reported = Number.NaN;
+      const onStep = (st: { loss: number }) => {
+        reported = st.loss;
+      };
+      await t.fit({ ...data(16), y: new Float32Array(16) }, { epochs: 1, batchSize: 16, onStep });
+      return reported;
+    };
+    // a module model defaults to no step region: 3 MiB
+    expect(await young({ model: { module: FIXTURE, export: "createModel" } })).toBe(3);
+    expect(await young({ stepRegion: false })).toBe(3);
+    // with a step region the workers keep V8's own limit, which is larger
+    expect(await young({ stepRegion: true })).toBeGreaterThan(3);
+  });
+
   it("a script that trains and never calls close() exits by itself with status 0", async () => {
     const index = new URL("../dist/index.js", import.meta.url).href;
     const r = await runScript(
