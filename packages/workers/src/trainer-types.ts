@@ -56,6 +56,8 @@ export interface TrainerOptions {
    * step, instead of the JavaScript heap: no per-step garbage, activations already where the SIMD
    * kernels read them. Safe for any model that keeps no tensor made during forward beyond the step
    * (state updated in place is fine). Default: on for built-in models, off for module models.
+   * Off, each worker runs with a 3 MiB young generation, so the per-op buffers of the heap are
+   * collected by cheap scavenges instead of full collections.
    */
   stepRegion?: boolean;
   /**
