@@ -54,9 +54,9 @@ export type {
  * The young generation (MiB) of a worker whose steps allocate on the JavaScript heap (no step
  * region). Every op's result is then a new ArrayBuffer whose memory V8 counts as external; with
  * V8's default young generation (tens of MiB) the short-lived buffers pile up between scavenges
- * until external-memory pressure forces full mark-compacts. Measured on W4 with 2 workers (2-core
- * VM, `node --trace-gc`): 156–181 mark-compacts in a run by default against 28–39 at 3 MiB, and
- * 19,948–23,097 samples/s against 25,928–27,553.
+ * until external-memory pressure forces full mark-compacts. Measured by benchmarks/scripts/w4-heap.mjs
+ * (W4 on 2 workers, 2-core VM): V8's default 165 and 175 mark-compacts while timed, 22,093 and
+ * 21,855 samples/s; 3 MiB 28–35 mark-compacts, 27,651–28,552 samples/s.
  */
 const HEAP_STEP_YOUNG_MB = 3;
 

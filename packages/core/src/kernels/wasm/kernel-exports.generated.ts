@@ -181,7 +181,7 @@ export interface KernelExports {
   sigmoidBackward(g: number, y: number, out: number, n: number): void;
   /** out[i] = gg[i]·g[i]·(1 - 2·y[i]): the y-gradient of sigmoidBackward, in f32, flushed; out may alias an input. */
   sigmoidDoubleBackward(gg: number, g: number, y: number, out: number, n: number): void;
-  /** out[i] = x[i]·Φ(x[i]) (exact GELU) in f32 lanes (within 8·2^-24 relative), subnormals flushed; out may be x. */
+  /** out[i] = x[i]·Φ(x[i]) (exact GELU) in f32 lanes (within 8.2·2^-24 relative), subnormals flushed; out may be x. */
   geluForward(x: number, out: number, n: number): void;
   /** out[i] = g[i]·(Φ(x[i]) + x[i]·φ(x[i])): exact GELU's backward from its input x, in f32 lanes; out may alias g or x. */
   geluBackward(g: number, x: number, out: number, n: number): void;
